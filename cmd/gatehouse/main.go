@@ -1,0 +1,145 @@
+// Command gatehouse is the edge authentication proxy. main parses the
+// command line and wires; the work happens in the packages.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+
+	"github.com/gatehouse/gatehouse/config"
+	"github.com/gatehouse/gatehouse/internal/devmode"
+	"github.com/gatehouse/gatehouse/internal/server"
+)
+
+// version is set at build time: -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
+const usage = `usage:
+  gatehouse serve --config FILE     run a deployment
+  gatehouse serve --dev             run a demo deployment with nothing to set up
+  gatehouse config validate FILE    check a config file; every problem with its key path and line
+  gatehouse version                 print the version
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		return serve(args[1:], stdout, stderr)
+	case "config":
+		if len(args) != 3 || args[1] != "validate" {
+			fmt.Fprint(stderr, usage)
+			return 2
+		}
+		if _, err := config.Load(args[2]); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "%s: ok\n", args[2])
+		return 0
+	case "version", "--version", "-v":
+		fmt.Fprintf(stdout, "gatehouse %s\n", buildVersion())
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "gatehouse: unknown command %q\n%s", args[0], usage)
+	return 2
+}
+
+func serve(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "config file")
+	dev := fs.Bool("dev", false, "run a demo deployment: fresh data folder, demo orgs and upstream")
+	listen := fs.String("listen", "", "override listen (with --dev: default 127.0.0.1:8080)")
+	opsListen := fs.String("ops-listen", "", "override ops_listen (with --dev: default 127.0.0.1:9090)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *dev == (*cfgPath != "") {
+		fmt.Fprintln(stderr, "gatehouse serve: give exactly one of --config FILE or --dev")
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	var cfg *config.Config
+	var setup *devmode.Setup
+	if *dev {
+		var err error
+		setup, err = devmode.New(or(*listen, "127.0.0.1:8080"), or(*opsListen, "127.0.0.1:9090"))
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		defer setup.Upstream.Close()
+		cfg = setup.Config
+	} else {
+		var err error
+		if cfg, err = config.Load(*cfgPath); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		if *listen != "" {
+			cfg.Listen = *listen
+		}
+		if *opsListen != "" {
+			cfg.OpsListen = *opsListen
+		}
+	}
+	log := newLogger(cfg.Log, stderr)
+	opts := server.Options{Logger: log}
+	if setup != nil {
+		opts.Ready = func(string, string) { fmt.Fprint(stdout, setup.Banner()) }
+	}
+	if err := server.Run(ctx, cfg, opts); err != nil && !errors.Is(err, context.Canceled) {
+		log.Error("gatehouse: exiting", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(or(c.Level, "info")))
+	ho := &slog.HandlerOptions{Level: lvl}
+	if strings.EqualFold(c.Format, "text") {
+		return slog.New(slog.NewTextHandler(w, ho))
+	}
+	return slog.New(slog.NewJSONHandler(w, ho))
+}
+
+func or(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func buildVersion() string {
+	if version != "dev" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return version
+}

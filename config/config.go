@@ -1,0 +1,139 @@
+// Package config is Gatehouse's deployment configuration: the YAML schema,
+// strict loading (unknown keys are errors with their key path and line),
+// ${ENV} substitution and validation that reports every problem at once.
+package config
+
+import "time"
+
+// Config is one deployment. Field docs are the config reference; keep
+// README.md's table in step with them.
+type Config struct {
+	// PublicURL is the workspace issuer URL and the shared login host.
+	PublicURL string `yaml:"public_url"`
+	// Listen is the proxy's address: plain HTTP unless TLS is set.
+	Listen string `yaml:"listen"`
+	// OpsListen serves /healthz, /readyz and /metrics.
+	OpsListen string  `yaml:"ops_listen"`
+	TLS       *TLS    `yaml:"tls"`
+	Store     Store   `yaml:"store"`
+	Session   Session `yaml:"session"`
+	Signing   Signing `yaml:"signing"`
+	Login     Login   `yaml:"login"`
+	Server    Server  `yaml:"server"`
+	Log       Log     `yaml:"log"`
+	// TrustedProxies are CIDRs whose X-Forwarded-For is believed when
+	// finding the client address (throttling, logs). Empty: none.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	Routes         []Route  `yaml:"routes"`
+	Orgs           []Org    `yaml:"orgs"`
+}
+
+// TLS serves HTTPS (and HTTP/2) from static certificate files.
+type TLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Store selects the backend. Exactly one must be set.
+type Store struct {
+	Badger *BadgerStore `yaml:"badger"`
+}
+
+type BadgerStore struct {
+	Path string `yaml:"path"`
+}
+
+type Session struct {
+	// Lifetime is the absolute session length (default 12h).
+	Lifetime time.Duration `yaml:"lifetime"`
+	// IdleTimeout ends a session unused this long (default 1h; 0 keeps the default).
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// CookieName (default "_gatehouse").
+	CookieName string `yaml:"cookie_name"`
+	// RevocationCheck bounds how stale a node's view of a session may be
+	// (default 2s, at most 5s).
+	RevocationCheck time.Duration `yaml:"revocation_check"`
+}
+
+type Signing struct {
+	// Algorithm of new keys: ES256 (default), RS256 or EdDSA.
+	Algorithm string `yaml:"algorithm"`
+	// RotationPeriod: a new key becomes current this often (default 720h).
+	RotationPeriod time.Duration `yaml:"rotation_period"`
+	// AssertionLifetime of X-Gatehouse-Jwt-Assertion (default 5m, at most 5m).
+	AssertionLifetime time.Duration `yaml:"assertion_lifetime"`
+}
+
+type Login struct {
+	// MaxFailures per account and per client address within FailureWindow
+	// before sign-in is refused for the rest of the window (defaults 5, 15m).
+	MaxFailures   int           `yaml:"max_failures"`
+	FailureWindow time.Duration `yaml:"failure_window"`
+	// MaxFailuresPerAddress allows more for one address, since offices share
+	// one (default 50).
+	MaxFailuresPerAddress int `yaml:"max_failures_per_address"`
+}
+
+// Server timeouts protect against slow clients.
+type Server struct {
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"` // default 10s
+	ReadTimeout       time.Duration `yaml:"read_timeout"`        // default 0: streaming uploads allowed
+	WriteTimeout      time.Duration `yaml:"write_timeout"`       // default 0: streaming responses allowed
+	IdleTimeout       time.Duration `yaml:"idle_timeout"`        // default 120s
+	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout"`    // default 30s
+	MaxHeaderBytes    int           `yaml:"max_header_bytes"`    // default 64 KiB
+}
+
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info (default), warn, error
+	Format string `yaml:"format"` // json (default) or text
+}
+
+// Route is proxied: host + path prefix → upstream.
+type Route struct {
+	ID string `yaml:"id"`
+	// Host is exact ("app.example.com") or a wildcard of one label
+	// ("*.example.com").
+	Host       string `yaml:"host"`
+	PathPrefix string `yaml:"path_prefix"` // default "/"
+	Upstream   string `yaml:"upstream"`
+	// PublicPaths are path prefixes served without a session, matched on
+	// the canonical path at segment boundaries.
+	PublicPaths []string `yaml:"public_paths"`
+	// Orgs admits only members of these org slugs (empty: every org).
+	Orgs []string `yaml:"orgs"`
+	// Org makes this a per-org app: its login goes straight to that org.
+	Org string `yaml:"org"`
+	// Audience of the assertion (default the route host).
+	Audience string `yaml:"audience"`
+	// PreserveHost sends the client's Host upstream instead of the upstream's.
+	PreserveHost bool `yaml:"preserve_host"`
+	// IdentityHeaders are extra header names the upstream trusts as
+	// identity; they are stripped from client requests like X-Gatehouse-*.
+	IdentityHeaders []string `yaml:"identity_headers"`
+}
+
+type Org struct {
+	Slug         string            `yaml:"slug"`
+	Name         string            `yaml:"name"`
+	Parent       string            `yaml:"parent"`
+	EmailDomains []string          `yaml:"email_domains"`
+	LoginDomain  string            `yaml:"login_domain"`
+	Connection   Connection        `yaml:"connection"`
+	Attributes   map[string]string `yaml:"attributes"`
+	Users        []User            `yaml:"users"`
+}
+
+type Connection struct {
+	Type string `yaml:"type"` // password (oidc and saml come with federation)
+}
+
+type User struct {
+	Email string `yaml:"email"`
+	Name  string `yaml:"name"`
+	// Password (plain, use ${ENV}) or PasswordHash (argon2id PHC string).
+	Password     string   `yaml:"password"`
+	PasswordHash string   `yaml:"password_hash"`
+	Roles        []string `yaml:"roles"`
+	Groups       []string `yaml:"groups"`
+}

@@ -1,0 +1,700 @@
+package config
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/mail"
+	"net/netip"
+	"net/url"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// applyDefaults fills in every setting left unset (zero).
+func (c *Config) applyDefaults() {
+	setStr := func(p *string, v string) {
+		if *p == "" {
+			*p = v
+		}
+	}
+	setDur := func(p *time.Duration, v time.Duration) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	setInt := func(p *int, v int) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	setStr(&c.Listen, "127.0.0.1:8080")
+	setStr(&c.OpsListen, "127.0.0.1:9090")
+
+	setDur(&c.Session.Lifetime, 12*time.Hour)
+	setDur(&c.Session.IdleTimeout, time.Hour)
+	setStr(&c.Session.CookieName, "_gatehouse")
+	setDur(&c.Session.RevocationCheck, 2*time.Second)
+
+	setStr(&c.Signing.Algorithm, "ES256")
+	setDur(&c.Signing.RotationPeriod, 720*time.Hour)
+	setDur(&c.Signing.AssertionLifetime, 5*time.Minute)
+
+	setInt(&c.Login.MaxFailures, 5)
+	setDur(&c.Login.FailureWindow, 15*time.Minute)
+	setInt(&c.Login.MaxFailuresPerAddress, 50)
+
+	setDur(&c.Server.ReadHeaderTimeout, 10*time.Second)
+	setDur(&c.Server.IdleTimeout, 120*time.Second)
+	setDur(&c.Server.ShutdownTimeout, 30*time.Second)
+	setInt(&c.Server.MaxHeaderBytes, 64<<10)
+
+	setStr(&c.Log.Level, "info")
+	setStr(&c.Log.Format, "json")
+
+	for i := range c.Routes {
+		r := &c.Routes[i]
+		setStr(&r.PathPrefix, "/")
+		setStr(&r.Audience, r.Host)
+	}
+}
+
+const (
+	maxRevocationCheck   = 5 * time.Second
+	maxAssertionLifetime = 5 * time.Minute
+)
+
+var (
+	routeIDRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+	orgSlugRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+)
+
+// validate reports every problem with a decoded, defaulted configuration
+// through d, which knows where each path was in the file.
+func (c *Config) validate(d *decoder) {
+	// public_url
+	publicHost := ""
+	if c.PublicURL == "" {
+		d.add("public_url", "required")
+	} else if msg := publicURLProblem(c.PublicURL); msg != "" {
+		d.add("public_url", "invalid URL %q: %s", c.PublicURL, msg)
+	} else if u, err := url.Parse(c.PublicURL); err == nil {
+		publicHost = u.Hostname()
+	}
+
+	// listeners
+	if msg := listenProblem(c.Listen); msg != "" {
+		d.add("listen", "invalid address %q: %s", c.Listen, msg)
+	}
+	if msg := listenProblem(c.OpsListen); msg != "" {
+		d.add("ops_listen", "invalid address %q: %s", c.OpsListen, msg)
+	} else if c.OpsListen == c.Listen && !strings.HasSuffix(c.Listen, ":0") {
+		d.add("ops_listen", "must differ from listen (%s)", c.Listen)
+	}
+
+	// tls
+	if c.TLS != nil {
+		for _, f := range []struct{ path, name string }{
+			{"tls.cert_file", c.TLS.CertFile},
+			{"tls.key_file", c.TLS.KeyFile},
+		} {
+			if f.name == "" {
+				d.add(f.path, "required")
+			} else if msg := fileProblem(f.name); msg != "" {
+				d.add(f.path, "%s", msg)
+			}
+		}
+	}
+
+	// store: exactly one backend
+	backends := 0
+	if c.Store.Badger != nil {
+		backends++
+		if c.Store.Badger.Path == "" {
+			d.add("store.badger.path", "required")
+		}
+	}
+	if backends == 0 {
+		d.add("store", "a store backend is required (store.badger.path)")
+	}
+
+	// durations and limits
+	for _, v := range []struct {
+		path string
+		d    time.Duration
+	}{
+		{"session.lifetime", c.Session.Lifetime},
+		{"session.idle_timeout", c.Session.IdleTimeout},
+		{"session.revocation_check", c.Session.RevocationCheck},
+		{"signing.rotation_period", c.Signing.RotationPeriod},
+		{"signing.assertion_lifetime", c.Signing.AssertionLifetime},
+		{"login.failure_window", c.Login.FailureWindow},
+		{"server.read_header_timeout", c.Server.ReadHeaderTimeout},
+		{"server.read_timeout", c.Server.ReadTimeout},
+		{"server.write_timeout", c.Server.WriteTimeout},
+		{"server.idle_timeout", c.Server.IdleTimeout},
+		{"server.shutdown_timeout", c.Server.ShutdownTimeout},
+	} {
+		if v.d < 0 {
+			d.add(v.path, "must be positive, got %s", v.d)
+		}
+	}
+	for _, v := range []struct {
+		path string
+		n    int
+	}{
+		{"login.max_failures", c.Login.MaxFailures},
+		{"login.max_failures_per_address", c.Login.MaxFailuresPerAddress},
+		{"server.max_header_bytes", c.Server.MaxHeaderBytes},
+	} {
+		if v.n < 0 {
+			d.add(v.path, "must be positive, got %d", v.n)
+		}
+	}
+	if c.Session.RevocationCheck > maxRevocationCheck {
+		d.add("session.revocation_check", "must be at most %s, got %s", maxRevocationCheck, c.Session.RevocationCheck)
+	}
+	if !isToken(c.Session.CookieName) {
+		d.add("session.cookie_name", "invalid cookie name %q", c.Session.CookieName)
+	}
+	switch c.Signing.Algorithm {
+	case "ES256", "RS256", "EdDSA":
+	default:
+		d.add("signing.algorithm", "unsupported algorithm %q (use ES256, RS256 or EdDSA)", c.Signing.Algorithm)
+	}
+	if c.Signing.AssertionLifetime > maxAssertionLifetime {
+		d.add("signing.assertion_lifetime", "must be at most %s, got %s", maxAssertionLifetime, c.Signing.AssertionLifetime)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		d.add("log.level", "unknown level %q (use debug, info, warn or error)", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "json", "text":
+	default:
+		d.add("log.format", "unknown format %q (use json or text)", c.Log.Format)
+	}
+	for i, cidr := range c.TrustedProxies {
+		if _, err := netip.ParsePrefix(cidr); err != nil {
+			d.add(fmt.Sprintf("trusted_proxies[%d]", i), "invalid CIDR %q (write one address as 192.0.2.1/32)", cidr)
+		}
+	}
+
+	// orgs first: routes refer to their slugs.
+	slugs := c.validateOrgs(d, publicHost)
+	c.validateRoutes(d, slugs)
+}
+
+func (c *Config) validateRoutes(d *decoder, slugs map[string]int) {
+	ids := map[string]int{}
+	served := map[string]int{} // host + " " + path prefix → route index
+	for i := range c.Routes {
+		r := &c.Routes[i]
+		p := fmt.Sprintf("routes[%d]", i)
+		switch j, dup := ids[r.ID]; {
+		case r.ID == "":
+			d.add(p+".id", "required")
+		case !routeIDRE.MatchString(r.ID):
+			d.add(p+".id", "invalid route id %q: use up to 63 lowercase letters, digits, \"-\" and \"_\", starting with a letter or digit", r.ID)
+		case dup:
+			d.add(p+".id", "duplicate route id %q (also routes[%d])", r.ID, j)
+		default:
+			ids[r.ID] = i
+		}
+
+		hostOK := false
+		if r.Host == "" {
+			d.add(p+".host", "required")
+		} else if msg := hostPatternProblem(r.Host); msg != "" {
+			d.add(p+".host", "invalid host %q: %s", r.Host, msg)
+		} else {
+			hostOK = true
+		}
+		prefixOK := false
+		if msg := pathProblem(r.PathPrefix); msg != "" {
+			d.add(p+".path_prefix", "invalid path %q: %s", r.PathPrefix, msg)
+		} else {
+			prefixOK = true
+		}
+		if hostOK && prefixOK {
+			key := r.Host + " " + strings.TrimSuffix(r.PathPrefix, "/")
+			if j, dup := served[key]; dup {
+				d.add(p, "routes[%d] already serves host %q with path_prefix %q", j, r.Host, r.PathPrefix)
+			} else {
+				served[key] = i
+			}
+		}
+
+		if r.Upstream == "" {
+			d.add(p+".upstream", "required")
+		} else if msg := upstreamProblem(r.Upstream); msg != "" {
+			d.add(p+".upstream", "invalid URL %q: %s", r.Upstream, msg)
+		}
+		for j, pp := range r.PublicPaths {
+			if msg := pathProblem(pp); msg != "" {
+				d.add(fmt.Sprintf("%s.public_paths[%d]", p, j), "invalid path %q: %s", pp, msg)
+			}
+		}
+		for j, slug := range r.Orgs {
+			if _, ok := slugs[slug]; !ok {
+				d.add(fmt.Sprintf("%s.orgs[%d]", p, j), "no org has slug %q", slug)
+			}
+		}
+		if r.Org != "" {
+			if _, ok := slugs[r.Org]; !ok {
+				d.add(p+".org", "no org has slug %q", r.Org)
+			} else if len(r.Orgs) > 0 && !contains(r.Orgs, r.Org) {
+				d.add(p+".org", "org %q is not one of this route's orgs", r.Org)
+			}
+		}
+		headers := map[string]int{}
+		for j, h := range r.IdentityHeaders {
+			hp := fmt.Sprintf("%s.identity_headers[%d]", p, j)
+			if !isToken(h) {
+				d.add(hp, "invalid header name %q", h)
+			} else if k, dup := headers[strings.ToLower(h)]; dup {
+				d.add(hp, "duplicate header %q (also identity_headers[%d])", h, k)
+			} else {
+				headers[strings.ToLower(h)] = j
+			}
+		}
+	}
+}
+
+// validateOrgs checks orgs and returns the index of each declared slug.
+func (c *Config) validateOrgs(d *decoder, publicHost string) map[string]int {
+	slugs := map[string]int{}
+	for i, o := range c.Orgs {
+		p := fmt.Sprintf("orgs[%d].slug", i)
+		switch j, dup := slugs[o.Slug]; {
+		case o.Slug == "":
+			d.add(p, "required")
+		case !orgSlugRE.MatchString(o.Slug):
+			d.add(p, "invalid slug %q: use up to 63 lowercase letters, digits and \"-\", starting with a letter or digit", o.Slug)
+		case dup:
+			d.add(p, "duplicate slug %q (also orgs[%d])", o.Slug, j)
+		default:
+			slugs[o.Slug] = i
+		}
+	}
+
+	emailDomains := map[string]int{} // domain → org index
+	loginDomains := map[string]int{}
+	for i := range c.Orgs {
+		o := &c.Orgs[i]
+		p := fmt.Sprintf("orgs[%d]", i)
+		if o.Name == "" {
+			d.add(p+".name", "required")
+		}
+		if o.Parent != "" {
+			if o.Parent == o.Slug {
+				d.add(p+".parent", "an org cannot be its own parent")
+			} else if _, ok := slugs[o.Parent]; !ok {
+				d.add(p+".parent", "no org has slug %q", o.Parent)
+			} else if cycle := c.parentCycle(i, slugs); cycle != nil {
+				d.add(p+".parent", "parent cycle: %s", strings.Join(cycle, " → "))
+			}
+		}
+
+		for j, dom := range o.EmailDomains {
+			dp := fmt.Sprintf("%s.email_domains[%d]", p, j)
+			if msg := dnsNameProblem(dom); msg != "" {
+				d.add(dp, "invalid email domain %q: %s", dom, msg)
+			} else if k, dup := emailDomains[dom]; dup && k == i {
+				d.add(dp, "duplicate email domain %q", dom)
+			} else if dup {
+				d.add(dp, "email domain %q already belongs to org %q (orgs[%d]); a domain can belong to one org only", dom, c.Orgs[k].Slug, k)
+			} else {
+				emailDomains[dom] = i
+			}
+		}
+
+		if ld := o.LoginDomain; ld != "" {
+			lp := p + ".login_domain"
+			if msg := dnsNameProblem(ld); msg != "" {
+				d.add(lp, "invalid login domain %q: %s", ld, msg)
+			} else if k, dup := loginDomains[ld]; dup {
+				d.add(lp, "login domain %q is already used by org %q (orgs[%d])", ld, c.Orgs[k].Slug, k)
+			} else {
+				loginDomains[ld] = i
+				if ld == publicHost {
+					d.add(lp, "login domain %q is the public_url host", ld)
+				}
+				for k, r := range c.Routes {
+					if r.Host == ld {
+						d.add(lp, "login domain %q is also the host of routes[%d]", ld, k)
+					} else if matchesWildcard(r.Host, ld) {
+						d.add(lp, "login domain %q is matched by the host %q of routes[%d]", ld, r.Host, k)
+					}
+				}
+			}
+		}
+
+		switch t := o.Connection.Type; t {
+		case "":
+			d.add(p+".connection.type", "required (only \"password\" is supported for now)")
+		case "password":
+		case "oidc", "saml":
+			d.add(p+".connection.type", "connection type %q is not supported yet", t)
+		default:
+			d.add(p+".connection.type", "unknown connection type %q (only \"password\" is supported for now)", t)
+		}
+
+		for k := range o.Attributes {
+			if k == "" {
+				d.add(p+".attributes", "attribute names must not be empty")
+			}
+		}
+
+		c.validateUsers(d, o, p)
+	}
+	return slugs
+}
+
+func (c *Config) validateUsers(d *decoder, o *Org, orgPath string) {
+	emails := map[string]int{}
+	for j := range o.Users {
+		u := &o.Users[j]
+		p := fmt.Sprintf("%s.users[%d]", orgPath, j)
+		if u.Email == "" {
+			d.add(p+".email", "required")
+		} else if msg := emailProblem(u.Email); msg != "" {
+			d.add(p+".email", "invalid email address %q: %s", u.Email, msg)
+		} else if k, dup := emails[strings.ToLower(u.Email)]; dup {
+			d.add(p+".email", "duplicate user %q (also users[%d])", u.Email, k)
+		} else {
+			emails[strings.ToLower(u.Email)] = j
+		}
+
+		switch {
+		case u.Password != "" && u.PasswordHash != "":
+			d.add(p, "set only one of password and password_hash")
+		case u.Password == "" && u.PasswordHash == "":
+			// Point at a key that is there but empty (often an empty
+			// ${VAR}) rather than at the user.
+			if _, ok := d.pos[p+".password"]; ok {
+				d.add(p+".password", "must not be empty")
+			} else if _, ok := d.pos[p+".password_hash"]; ok {
+				d.add(p+".password_hash", "must not be empty")
+			} else {
+				d.add(p, "one of password or password_hash is required")
+			}
+		case u.PasswordHash != "":
+			if msg := argon2idProblem(u.PasswordHash); msg != "" {
+				d.add(p+".password_hash", "%s", msg)
+			}
+		}
+		for k, role := range u.Roles {
+			if strings.TrimSpace(role) == "" {
+				d.add(fmt.Sprintf("%s.roles[%d]", p, k), "must not be empty")
+			}
+		}
+		for k, g := range u.Groups {
+			if strings.TrimSpace(g) == "" {
+				d.add(fmt.Sprintf("%s.groups[%d]", p, k), "must not be empty")
+			}
+		}
+	}
+}
+
+// parentCycle returns the cycle of slugs reached by following parents
+// from org i, if org i is on it and is the first of the cycle's orgs in
+// the file (so each cycle is reported once).
+func (c *Config) parentCycle(i int, slugs map[string]int) []string {
+	path := []string{c.Orgs[i].Slug}
+	cur := i
+	for range len(c.Orgs) {
+		next, ok := slugs[c.Orgs[cur].Parent]
+		if !ok || c.Orgs[cur].Parent == "" {
+			return nil
+		}
+		if next < i {
+			return nil // reported from the earlier org, or not a cycle through i
+		}
+		path = append(path, c.Orgs[next].Slug)
+		if next == i {
+			return path
+		}
+		cur = next
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// publicURLProblem explains why s is not a usable public_url: an absolute
+// http or https URL of a host's root.
+func publicURLProblem(s string) string {
+	u, msg := absoluteURL(s)
+	switch {
+	case msg != "":
+		return msg
+	case u.Path != "" && u.Path != "/":
+		return "must not have a path (Gatehouse is served at the root of its host)"
+	case u.RawQuery != "" || u.ForceQuery:
+		return "must not have a query"
+	}
+	return ""
+}
+
+// upstreamProblem explains why s is not a usable upstream URL.
+func upstreamProblem(s string) string {
+	u, msg := absoluteURL(s)
+	switch {
+	case msg != "":
+		return msg
+	case u.RawQuery != "" || u.ForceQuery:
+		return "must not have a query"
+	}
+	return ""
+}
+
+// absoluteURL parses an http or https URL with a valid host and optional
+// port, no user info and no fragment.
+func absoluteURL(s string) (*url.URL, string) {
+	if !strings.Contains(s, "://") {
+		return nil, "must be an absolute http:// or https:// URL"
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, err.Error()
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, "must be an absolute http:// or https:// URL"
+	case u.Opaque != "" || u.Host == "":
+		return nil, "must have a host"
+	case u.User != nil:
+		return nil, "must not contain user info"
+	case u.Fragment != "" || strings.Contains(s, "#"):
+		return nil, "must not have a fragment"
+	}
+	host := u.Hostname()
+	if _, err := netip.ParseAddr(host); err != nil {
+		if msg := dnsNameProblem(host); msg != "" {
+			return nil, "host " + msg
+		}
+	}
+	if port := u.Port(); port != "" || strings.HasSuffix(u.Host, ":") {
+		if msg := portProblem(port); msg != "" {
+			return nil, msg
+		}
+	}
+	return u, ""
+}
+
+// listenProblem explains why s is not a host:port listen address. The
+// host may be empty (all interfaces), an IP address or a host name.
+func listenProblem(s string) string {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return "must be host:port, such as 127.0.0.1:8080"
+	}
+	if host != "" {
+		if _, err := netip.ParseAddr(host); err != nil {
+			if msg := dnsNameProblem(host); msg != "" {
+				return "host " + msg
+			}
+		}
+	}
+	return portProblem(port)
+}
+
+func portProblem(port string) string {
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 || strings.TrimLeft(port, "0123456789") != "" {
+		return fmt.Sprintf("invalid port %q", port)
+	}
+	return ""
+}
+
+func fileProblem(name string) string {
+	fi, err := os.Stat(name)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Sprintf("file %q does not exist", name)
+	case err != nil:
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return fmt.Sprintf("cannot use %q: %v", name, err)
+	case fi.IsDir():
+		return fmt.Sprintf("%q is a directory", name)
+	}
+	return ""
+}
+
+// dnsNameProblem explains why s is not a lowercase DNS host name such as
+// "app.example.com" or "localhost", or returns "".
+func dnsNameProblem(s string) string {
+	if s == "" {
+		return "must not be empty"
+	}
+	if _, err := netip.ParseAddr(strings.Trim(s, "[]")); err == nil {
+		return "must be a DNS name, not an IP address"
+	}
+	if _, _, err := net.SplitHostPort(s); err == nil {
+		return "must not include a port"
+	}
+	if strings.ToLower(s) != s {
+		return "must be lowercase"
+	}
+	if strings.HasSuffix(s, ".") {
+		return "must not end with \".\""
+	}
+	if len(s) > 253 {
+		return "is longer than 253 characters"
+	}
+	labels := strings.Split(s, ".")
+	for _, l := range labels {
+		switch {
+		case l == "":
+			return "must not have an empty label"
+		case len(l) > 63:
+			return "has a label longer than 63 characters"
+		case l[0] == '-' || l[len(l)-1] == '-':
+			return "labels must not start or end with \"-\""
+		}
+		for _, r := range l {
+			if !('a' <= r && r <= 'z' || '0' <= r && r <= '9' || r == '-') {
+				return fmt.Sprintf("must not contain %q (use letters, digits, \"-\" and \".\")", r)
+			}
+		}
+	}
+	if strings.Trim(labels[len(labels)-1], "0123456789") == "" {
+		return "the last label must not be all digits"
+	}
+	return ""
+}
+
+// hostPatternProblem is dnsNameProblem, also allowing a wildcard first
+// label: "*.example.com".
+func hostPatternProblem(s string) string {
+	if rest, ok := strings.CutPrefix(s, "*."); ok {
+		if strings.Contains(rest, "*") {
+			return "a wildcard must be the whole first label, as in \"*.example.com\""
+		}
+		return dnsNameProblem(rest)
+	}
+	if strings.Contains(s, "*") {
+		return "a wildcard must be the whole first label, as in \"*.example.com\""
+	}
+	return dnsNameProblem(s)
+}
+
+// matchesWildcard reports whether host pattern "*.example.com" matches
+// name, which must have exactly one more label.
+func matchesWildcard(pattern, name string) bool {
+	suffix, ok := strings.CutPrefix(pattern, "*")
+	if !ok {
+		return false
+	}
+	first, found := strings.CutSuffix(name, suffix)
+	return found && first != "" && !strings.Contains(first, ".")
+}
+
+// pathProblem explains why p is not a canonical URL path prefix: it must
+// start with "/" and contain no "//", "." or ".." segments, percent
+// escapes, ";", "\", "?", "#", spaces, control or non-ASCII characters.
+func pathProblem(p string) string {
+	if !strings.HasPrefix(p, "/") {
+		return "must start with \"/\""
+	}
+	if strings.Contains(p, "//") {
+		return "must not contain \"//\""
+	}
+	for _, r := range p {
+		switch {
+		case r == '%':
+			return "must not contain \"%\" (write the path unescaped)"
+		case r == ';' || r == '\\' || r == '?' || r == '#':
+			return fmt.Sprintf("must not contain %q", r)
+		case r <= ' ' || r == 0x7f:
+			return "must not contain spaces or control characters"
+		case r >= 0x80:
+			return "must be ASCII"
+		}
+	}
+	for _, seg := range strings.Split(p[1:], "/") {
+		if seg == "." || seg == ".." {
+			return "must not contain \".\" or \"..\" segments"
+		}
+	}
+	return ""
+}
+
+// emailProblem explains why s is not a plain email address
+// ("alice@example.com", no display name or angle brackets).
+func emailProblem(s string) string {
+	if strings.Count(s, "@") != 1 {
+		return "must contain exactly one \"@\""
+	}
+	a, err := mail.ParseAddress(s)
+	if err != nil || a.Name != "" || a.Address != s {
+		return "must be a plain address such as alice@example.com"
+	}
+	_, domain, _ := strings.Cut(s, "@")
+	if msg := dnsNameProblem(strings.ToLower(domain)); msg != "" {
+		return "domain " + msg
+	}
+	return ""
+}
+
+// isToken reports whether s is an HTTP token (RFC 9110), as header and
+// cookie names must be.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' {
+			continue
+		}
+		if !strings.ContainsRune("!#$%&'*+-.^_`|~", rune(c)) {
+			return false
+		}
+	}
+	return true
+}
+
+var phcParamsRE = regexp.MustCompile(`^m=[0-9]+,t=[0-9]+,p=[0-9]+$`)
+
+// argon2idProblem checks the shape of an argon2id PHC string,
+// "$argon2id$v=19$m=65536,t=3,p=2$<salt>$<hash>", without echoing it.
+func argon2idProblem(h string) string {
+	if !strings.HasPrefix(h, "$argon2id$") {
+		return "must be an argon2id PHC string starting with \"$argon2id$\""
+	}
+	parts := strings.Split(h, "$")
+	ok := len(parts) == 6 && parts[2] == "v=19" && phcParamsRE.MatchString(parts[3])
+	if ok {
+		for _, b64 := range parts[4:] {
+			if b, err := base64.RawStdEncoding.DecodeString(b64); err != nil || len(b) == 0 {
+				ok = false
+			}
+		}
+	}
+	if !ok {
+		return "malformed argon2id PHC string (want $argon2id$v=19$m=<KiB>,t=<passes>,p=<threads>$<salt>$<hash>)"
+	}
+	return ""
+}

@@ -1,0 +1,576 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/coreos/go-oidc/v3/oidc"
+)
+
+// upstream records what it receives.
+type upstream struct {
+	*httptest.Server
+	mu   sync.Mutex
+	reqs map[string][]*http.Request
+}
+
+func newUpstream(t *testing.T) *upstream {
+	u := &upstream{reqs: map[string][]*http.Request{}}
+	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.mu.Lock()
+		u.reqs[r.URL.Path] = append(u.reqs[r.URL.Path], r.Clone(context.Background()))
+		u.mu.Unlock()
+		switch r.URL.Path {
+		case "/ws":
+			c, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+			if err != nil {
+				return
+			}
+			defer c.CloseNow()
+			for {
+				typ, msg, err := c.Read(r.Context())
+				if err != nil {
+					return
+				}
+				_ = c.Write(r.Context(), typ, append([]byte("echo: "), msg...))
+			}
+		case "/events":
+			w.Header().Set("Content-Type", "text/event-stream")
+			for i := range 3 {
+				fmt.Fprintf(w, "data: tick %d\n\n", i)
+				w.(http.Flusher).Flush()
+				time.Sleep(300 * time.Millisecond)
+			}
+		case "/slow":
+			time.Sleep(1500 * time.Millisecond)
+			fmt.Fprint(w, "slow done")
+		default:
+			fmt.Fprintf(w, "upstream %s for %s", r.URL.Path, r.Header.Get("X-Gatehouse-Email"))
+		}
+	}))
+	t.Cleanup(u.Close)
+	return u
+}
+
+func (u *upstream) last(path string) *http.Request {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	rs := u.reqs[path]
+	if len(rs) == 0 {
+		return nil
+	}
+	return rs[len(rs)-1]
+}
+
+func (u *upstream) paths() []string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	var out []string
+	for p := range u.reqs {
+		out = append(out, p)
+	}
+	return out
+}
+
+const testConfig = `
+public_url: http://auth.localhost:{{PORT}}
+listen: 127.0.0.1:{{PORT}}
+ops_listen: {{OPS}}
+store:
+  badger: { path: {{DATA}} }
+session:
+  lifetime: 12h
+  idle_timeout: 1h
+  revocation_check: 2s
+login:
+  max_failures: 3
+routes:
+  - id: app
+    host: app.localhost
+    upstream: {{UPSTREAM}}
+    public_paths: [/healthz]
+  - id: globex-only
+    host: globex-app.localhost
+    upstream: {{UPSTREAM}}
+    orgs: [globex]
+orgs:
+  - slug: acme
+    name: Acme Corp
+    email_domains: [acme.example]
+    login_domain: login.acme.localhost
+    connection: { type: password }
+    users:
+      - { email: alice@acme.example, password: "${ALICE_PASSWORD}", roles: [admin] }
+      - { email: bob@acme.example, password_hash: "{{BOBHASH}}", roles: [member] }
+  - slug: globex
+    name: Globex
+    email_domains: [globex.example]
+    login_domain: login.globex.localhost
+    connection: { type: password }
+    users:
+      - { email: carol@globex.example, password: "${CAROL_PASSWORD}", roles: [admin] }
+`
+
+// bob's hash is of "bob-example-password" (config/testdata/example.yaml).
+const bobHash = "BOBHASH"
+
+func startCore(t *testing.T) (*gatehouse, *upstream) {
+	up := newUpstream(t)
+	hash := readBobHash(t)
+	cfg := strings.NewReplacer("{{UPSTREAM}}", up.URL, "{{BOBHASH}}", hash).Replace(testConfig)
+	g := start(t, cfg, "ALICE_PASSWORD=alice-pw-123", "CAROL_PASSWORD=carol-pw-456")
+	return g, up
+}
+
+func readBobHash(t *testing.T) string {
+	b, err := os.ReadFile("../config/testdata/example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if i := strings.Index(line, `password_hash: "`); i >= 0 {
+			rest := line[i+len(`password_hash: "`):]
+			return rest[:strings.IndexByte(rest, '"')]
+		}
+	}
+	t.Fatal("no password_hash in example.yaml")
+	return ""
+}
+
+func TestLoginForwardsVerifiableIdentity(t *testing.T) {
+	g, up := startCore(t)
+	b := g.browser(t)
+
+	p := b.login(g.url("app.localhost", "/dashboard?tab=2"), "alice@acme.example", "alice-pw-123")
+	if p.status != 200 || p.body != "upstream /dashboard for alice@acme.example" {
+		t.Fatalf("after login: %d %s\n%s", p.status, p.url, p.body)
+	}
+	if !strings.Contains(p.url, "/dashboard?tab=2") {
+		t.Fatalf("landed on %s, want the original URL", p.url)
+	}
+	r := up.last("/dashboard")
+	if r.URL.RawQuery != "tab=2" {
+		t.Errorf("query = %q", r.URL.RawQuery)
+	}
+	for h, want := range map[string]string{
+		"X-Gatehouse-Email": "alice@acme.example", "X-Gatehouse-Org-Slug": "acme", "X-Gatehouse-Roles": "admin",
+	} {
+		if got := r.Header.Get(h); got != want {
+			t.Errorf("%s = %q, want %q", h, got, want)
+		}
+	}
+
+	// The assertion verifies with go-oidc against the published JWKS.
+	ctx := oidc.ClientContext(t.Context(), b.client)
+	issuer := "http://auth.localhost:" + g.port
+	ks := oidc.NewRemoteKeySet(ctx, issuer+"/.well-known/jwks.json")
+	v := oidc.NewVerifier(issuer, ks, &oidc.Config{ClientID: "app.localhost", SupportedSigningAlgs: []string{oidc.ES256}})
+	tok, err := v.Verify(ctx, r.Header.Get("X-Gatehouse-Jwt-Assertion"))
+	if err != nil {
+		t.Fatalf("assertion does not verify: %v", err)
+	}
+	var claims struct {
+		Email   string   `json:"email"`
+		OrgID   string   `json:"org_id"`
+		OrgSlug string   `json:"org_slug"`
+		Roles   []string `json:"roles"`
+		JTI     string   `json:"jti"`
+		IAT     int64    `json:"iat"`
+		EXP     int64    `json:"exp"`
+	}
+	if err := tok.Claims(&claims); err != nil {
+		t.Fatal(err)
+	}
+	if claims.OrgID != r.Header.Get("X-Gatehouse-Org") || !strings.HasPrefix(claims.OrgID, "org_") || claims.OrgSlug != "acme" ||
+		!slices.Equal(claims.Roles, []string{"admin"}) || tok.Subject != r.Header.Get("X-Gatehouse-User") ||
+		claims.JTI == "" || claims.EXP-claims.IAT > 300 || claims.EXP <= claims.IAT {
+		t.Fatalf("claims = %+v sub=%s", claims, tok.Subject)
+	}
+	// An assertion for this route is rejected by a verifier for another audience.
+	v2 := oidc.NewVerifier(issuer, ks, &oidc.Config{ClientID: "globex-app.localhost", SupportedSigningAlgs: []string{oidc.ES256}})
+	if _, err := v2.Verify(ctx, r.Header.Get("X-Gatehouse-Jwt-Assertion")); err == nil {
+		t.Fatal("assertion accepted for another audience")
+	}
+	// Discovery names the JWKS.
+	d := b.get(issuer + "/.well-known/openid-configuration")
+	if d.status != 200 || !strings.Contains(d.body, `"jwks_uri":"`+issuer+`/.well-known/jwks.json"`) {
+		t.Fatalf("discovery: %d %s", d.status, d.body)
+	}
+
+	// Metrics count the login and the allowed request.
+	m := b.get("http://" + g.ops + "/metrics")
+	for _, want := range []string{
+		`gatehouse_logins_total{org="acme",outcome="success"} 1`,
+		`gatehouse_requests_total{decision="allow",route="app",status="200"}`,
+		`gatehouse_request_duration_seconds_bucket`,
+	} {
+		if !strings.Contains(m.body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	// Logs carry the request line without the cookie or the password.
+	logs := g.Logs()
+	if !strings.Contains(logs, `"decision":"allow"`) || strings.Contains(logs, "alice-pw-123") || strings.Contains(logs, "v1.") {
+		t.Errorf("request log missing or leaking secrets:\n%s", logs)
+	}
+}
+
+func TestSpoofedIdentityHeadersNeverReachUpstream(t *testing.T) {
+	g, up := startCore(t)
+	b := g.browser(t)
+	b.login(g.url("app.localhost", "/"), "bob@acme.example", "bob-example-password")
+
+	for _, path := range []string{"/spoof", "/healthz"} { // authenticated and public paths
+		req, _ := http.NewRequest("GET", g.url("app.localhost", path), nil)
+		req.Header.Set("X-Gatehouse-Email", "ceo@acme.example")
+		req.Header.Set("X-Gatehouse-Roles", "admin,owner")
+		req.Header.Set("x-gatehouse-org", "org_evil")
+		req.Header["X_Gatehouse_Email"] = []string{"ceo@acme.example"}
+		req.Header["X-GATEHOUSE-USER"] = []string{"usr_evil"}
+		req.Header["X-Gatehouse-Jwt-Assertion"] = []string{"forged"}
+		req.Header.Set("X-Gatehouse-Whatever", "x")
+		req.Header.Set("Connection", "X-Gatehouse-Email, X-Gatehouse-Jwt-Assertion")
+		p := b.do(req)
+		if p.status != 200 {
+			t.Fatalf("%s: %d %s", path, p.status, p.body)
+		}
+		r := up.last(path)
+		for k, vs := range r.Header {
+			if !strings.HasPrefix(strings.ToLower(strings.ReplaceAll(k, "_", "-")), "x-gatehouse-") {
+				continue
+			}
+			for _, v := range vs {
+				if strings.Contains(v, "evil") || strings.Contains(v, "ceo@") || v == "forged" || v == "x" || strings.Contains(v, "owner") {
+					t.Errorf("%s: spoofed %s: %s reached the upstream", path, k, v)
+				}
+			}
+		}
+		if path == "/spoof" && (r.Header.Get("X-Gatehouse-Email") != "bob@acme.example" || r.Header.Get("X-Gatehouse-Jwt-Assertion") == "") {
+			t.Errorf("real identity missing: %v", r.Header)
+		}
+		if path == "/healthz" && len(r.Header.Values("X-Gatehouse-Email")) != 0 {
+			t.Errorf("public path got an identity: %v", r.Header)
+		}
+	}
+}
+
+func TestPublicPathsAreNoWayPastLogin(t *testing.T) {
+	g, up := startCore(t)
+	b := g.browser(t)
+	if p := b.get(g.url("app.localhost", "/healthz")); p.status != 200 {
+		t.Fatalf("public path: %d", p.status)
+	}
+	for _, path := range []string{
+		"/healthz/../secret", "/healthz/%2e%2e/secret", "/healthz/%2E%2E/secret", "/healthz/.%2e/secret",
+		"/healthz%2f..%2fsecret", "/healthz%2F..%2Fsecret", "/healthz/..;/secret", "/healthz%5c..%5csecret",
+		"/healthz;/../secret", "//healthz/../secret", "/HEALTHZ/../secret", "/healthz/..%3b/secret",
+		"/healthzsecret", "/healthz%00/../secret",
+	} {
+		raw := "http://app.localhost:" + g.port + path
+		req, err := http.NewRequest("GET", raw, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.URL.Opaque = "//app.localhost:" + g.port + path // send the path byte for byte
+		p := b.do(req)
+		if p.status == 200 {
+			t.Errorf("%s: served without login: %s", path, p.body)
+		}
+		if p.status != http.StatusFound && p.status != http.StatusBadRequest {
+			t.Errorf("%s: status %d, want 302 to login or 400", path, p.status)
+		}
+	}
+	for _, seen := range up.paths() {
+		if seen != "/healthz" {
+			t.Errorf("upstream saw %q without login", seen)
+		}
+	}
+}
+
+func TestLogoutAndRevocation(t *testing.T) {
+	g, _ := startCore(t)
+	b := g.browser(t)
+	b.login(g.url("app.localhost", "/"), "alice@acme.example", "alice-pw-123")
+	appURL, _ := url.Parse(g.url("app.localhost", "/"))
+	appCookies := b.jar.Cookies(appURL)
+	if len(appCookies) == 0 {
+		t.Fatal("no app cookie")
+	}
+	if p := b.get(g.url("app.localhost", "/before")); p.status != 200 {
+		t.Fatalf("before logout: %d", p.status)
+	}
+
+	// Logging out on the org's sign-in host revokes the session: the
+	// app host's own cookie for it must stop working within 5 seconds.
+	lp := b.get(g.url("login.acme.localhost", "/.gatehouse/logout"))
+	if lp.status != 200 || !strings.Contains(lp.body, "Sign out") {
+		t.Fatalf("logout page: %d %s", lp.status, lp.body)
+	}
+	out := b.post(g.url("login.acme.localhost", "/.gatehouse/logout"), url.Values{"csrf": {field(t, csrfRE, lp.body)}})
+	if out.status != 200 || !strings.Contains(out.body, "signed out") {
+		t.Fatalf("logout: %d %s", out.status, out.body)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		fresh := g.browser(t)
+		fresh.jar.SetCookies(appURL, appCookies)
+		p := fresh.get(g.url("app.localhost", "/after"))
+		if p.status == http.StatusFound {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("revoked session still served after 5s: %d", p.status)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// API clients get a 401, not a redirect.
+	fresh := g.browser(t)
+	fresh.jar.SetCookies(appURL, appCookies)
+	req, _ := http.NewRequest("GET", g.url("app.localhost", "/api"), nil)
+	req.Header.Set("Accept", "application/json")
+	if p := fresh.do(req); p.status != http.StatusUnauthorized {
+		t.Fatalf("API call with revoked cookie: %d", p.status)
+	}
+}
+
+func TestLogoutNeedsCSRFToken(t *testing.T) {
+	g, _ := startCore(t)
+	b := g.browser(t)
+	b.login(g.url("app.localhost", "/"), "alice@acme.example", "alice-pw-123")
+	if p := b.post(g.url("app.localhost", "/.gatehouse/logout"), url.Values{"csrf": {"forged"}}); p.status != http.StatusForbidden {
+		t.Fatalf("logout with forged token: %d", p.status)
+	}
+	if p := b.get(g.url("app.localhost", "/still")); p.status != 200 {
+		t.Fatalf("session ended by a forged logout: %d", p.status)
+	}
+}
+
+func TestCookieIsBoundToItsHost(t *testing.T) {
+	g, up := startCore(t)
+	b := g.browser(t)
+	b.login(g.url("app.localhost", "/"), "alice@acme.example", "alice-pw-123")
+	acmeLogin, _ := url.Parse(g.url("login.acme.localhost", "/"))
+	appURL, _ := url.Parse(g.url("app.localhost", "/"))
+	for _, c := range []*http.Cookie{b.jar.Cookies(acmeLogin)[0], b.jar.Cookies(appURL)[0]} {
+		if c.Name != "_gatehouse" {
+			continue
+		}
+		for _, target := range []string{"login.globex.localhost", "globex-app.localhost"} {
+			req, _ := http.NewRequest("GET", g.url(target, "/.gatehouse/login?rd="+url.QueryEscape(g.url("globex-app.localhost", "/x"))), nil)
+			if target == "globex-app.localhost" {
+				req, _ = http.NewRequest("GET", g.url(target, "/x"), nil)
+			}
+			req.Header.Set("Cookie", c.Name+"="+c.Value)
+			p := g.browser(t).do(req)
+			if target == "globex-app.localhost" && p.status != http.StatusFound {
+				t.Errorf("acme cookie on %s: %d, want redirect to login", target, p.status)
+			}
+			if target == "login.globex.localhost" && (p.status != 200 || !strings.Contains(p.body, "Globex")) {
+				t.Errorf("acme cookie on %s: %d, want Globex's sign-in form", target, p.status)
+			}
+		}
+	}
+	if up.last("/x") != nil {
+		t.Fatal("upstream reached with a cookie from another host")
+	}
+}
+
+func TestRouteOrgsDenyOtherOrgs(t *testing.T) {
+	g, up := startCore(t)
+	b := g.browser(t)
+	p := b.login(g.url("globex-app.localhost", "/x"), "alice@acme.example", "alice-pw-123")
+	if p.status != http.StatusForbidden || !strings.Contains(p.body, "does not have access") {
+		t.Fatalf("acme user on globex-only route: %d %s", p.status, p.body)
+	}
+	if up.last("/x") != nil {
+		t.Fatal("denied request reached the upstream")
+	}
+	c := g.browser(t)
+	if p := c.login(g.url("globex-app.localhost", "/x"), "carol@globex.example", "carol-pw-456"); p.status != 200 {
+		t.Fatalf("globex user: %d %s", p.status, p.body)
+	}
+}
+
+func TestWebsocketAndStreaming(t *testing.T) {
+	g, _ := startCore(t)
+	b := g.browser(t)
+	b.login(g.url("app.localhost", "/"), "alice@acme.example", "alice-pw-123")
+
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	c, resp, err := websocket.Dial(ctx, g.url("app.localhost", "/ws"), &websocket.DialOptions{HTTPClient: b.client})
+	if err != nil {
+		t.Fatalf("websocket dial: %v (%v)", err, resp)
+	}
+	defer c.CloseNow()
+	for _, msg := range []string{"hello", "again"} {
+		if err := c.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		_, got, err := c.Read(ctx)
+		if err != nil || string(got) != "echo: "+msg {
+			t.Fatalf("websocket echo = %q, %v", got, err)
+		}
+	}
+	c.Close(websocket.StatusNormalClosure, "")
+
+	// Server-sent events arrive one by one, not when the stream ends.
+	req, _ := http.NewRequestWithContext(ctx, "GET", g.url("app.localhost", "/events"), nil)
+	start := time.Now()
+	r, err := b.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	buf := make([]byte, 64)
+	n, err := r.Body.Read(buf)
+	if err != nil || !strings.Contains(string(buf[:n]), "tick 0") {
+		t.Fatalf("first event = %q, %v", buf[:n], err)
+	}
+	if el := time.Since(start); el > 600*time.Millisecond {
+		t.Fatalf("first event took %v: the stream was buffered", el)
+	}
+	rest, _ := io.ReadAll(r.Body)
+	if !strings.Contains(string(rest), "tick 2") {
+		t.Fatalf("rest of stream = %q", rest)
+	}
+}
+
+func TestLoginErrorsAndThrottling(t *testing.T) {
+	g, _ := startCore(t)
+	b := g.browser(t)
+	form := b.follow(b.get(g.url("login.acme.localhost", "/.gatehouse/login")))
+	try := func(email, pw string) page {
+		p := b.get(g.url("login.acme.localhost", "/.gatehouse/login"))
+		return b.post(g.url("login.acme.localhost", "/.gatehouse/login"), url.Values{
+			"csrf": {field(t, csrfRE, p.body)}, "step": {"password"}, "email": {email}, "password": {pw},
+		})
+	}
+	_ = form
+	if p := try("alice@acme.example", "wrong"); p.status != 401 || !strings.Contains(p.body, "Incorrect email or password") {
+		t.Fatalf("wrong password: %d %s", p.status, p.body)
+	}
+	// An unknown user gets the same answer (no account enumeration).
+	if p := try("nobody@acme.example", "wrong"); p.status != 401 || !strings.Contains(p.body, "Incorrect email or password") {
+		t.Fatalf("unknown user: %d", p.status)
+	}
+	try("alice@acme.example", "wrong")
+	try("alice@acme.example", "wrong")
+	p := try("alice@acme.example", "alice-pw-123")
+	if p.status != http.StatusTooManyRequests || !strings.Contains(p.body, "Too many failed sign-ins for this account") || p.header.Get("Retry-After") == "" {
+		t.Fatalf("after 3 failures: %d %s", p.status, p.body)
+	}
+	// Another account from the same address is not locked by alice's failures.
+	if p := try("bob@acme.example", "bob-example-password"); p.status != http.StatusSeeOther && p.status != 200 {
+		t.Fatalf("bob after alice's lockout: %d %s", p.status, p.body)
+	}
+
+	// A post without the CSRF token is refused.
+	np := b.post(g.url("login.acme.localhost", "/.gatehouse/login"), url.Values{"step": {"password"}, "email": {"bob@acme.example"}, "password": {"bob-example-password"}})
+	if np.status != http.StatusForbidden {
+		t.Fatalf("post without csrf: %d", np.status)
+	}
+	// A cross-origin post is refused even with a token.
+	p = b.get(g.url("login.acme.localhost", "/.gatehouse/login"))
+	req, _ := http.NewRequest("POST", g.url("login.acme.localhost", "/.gatehouse/login"), strings.NewReader(url.Values{
+		"csrf": {field(t, csrfRE, p.body)}, "step": {"password"}, "email": {"bob@acme.example"}, "password": {"bob-example-password"}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	if p := b.do(req); p.status != http.StatusForbidden {
+		t.Fatalf("cross-site post: %d", p.status)
+	}
+	// Discovery of an unknown domain says so plainly.
+	p = b.get(g.url("auth.localhost", "/.gatehouse/login"))
+	p = b.post(g.url("auth.localhost", "/.gatehouse/login"), url.Values{"csrf": {field(t, csrfRE, p.body)}, "step": {"discover"}, "email": {"x@unknown.example"}})
+	if p.status != http.StatusUnprocessableEntity || !strings.Contains(p.body, "No organization signs in with unknown.example") {
+		t.Fatalf("unknown domain: %d %s", p.status, p.body)
+	}
+	p = b.get(g.url("auth.localhost", "/.gatehouse/login"))
+	p = b.post(g.url("auth.localhost", "/.gatehouse/login"), url.Values{"csrf": {field(t, csrfRE, p.body)}, "step": {"discover"}, "email": {"a@evil.com@acme.example"}})
+	if p.status != http.StatusUnprocessableEntity {
+		t.Fatalf("a@evil.com@acme.example discovered an org: %d", p.status)
+	}
+}
+
+func TestOpenRedirectsRefused(t *testing.T) {
+	g, _ := startCore(t)
+	b := g.browser(t)
+	for _, rd := range []string{"https://evil.com/", "//evil.com", "/\\evil.com", "https:evil.com", "javascript:alert(1)",
+		"http://app.localhost.evil.com/", "http://evil.com@app.localhost/", "/%09/evil.com"} {
+		p := b.get(g.url("auth.localhost", "/.gatehouse/login?rd="+url.QueryEscape(rd)))
+		if p.status != http.StatusBadRequest {
+			t.Errorf("rd=%q: %d, want 400", rd, p.status)
+		}
+	}
+	// A signed-in user is handed straight on, only to hosts Gatehouse serves.
+	b.login(g.url("app.localhost", "/"), "alice@acme.example", "alice-pw-123")
+	p := b.get(g.url("login.acme.localhost", "/.gatehouse/login?rd="+url.QueryEscape(g.url("app.localhost", "/next"))))
+	if p.status != http.StatusSeeOther || !strings.Contains(p.header.Get("Location"), "app.localhost:"+g.port+"/.gatehouse/handoff?ticket=") {
+		t.Fatalf("signed-in hand-off: %d %s", p.status, p.header.Get("Location"))
+	}
+	loc := p.header.Get("Location")
+	if p := b.follow(p); p.status != 200 || !strings.Contains(p.body, "upstream /next") {
+		t.Fatalf("hand-off: %d %s", p.status, p.body)
+	}
+	// A ticket works once.
+	if p := g.browser(t).get(loc); p.status != http.StatusBadRequest {
+		t.Fatalf("replayed ticket: %d", p.status)
+	}
+}
+
+func TestGracefulShutdownDrains(t *testing.T) {
+	g, _ := startCore(t)
+	b := g.browser(t)
+	b.login(g.url("app.localhost", "/"), "alice@acme.example", "alice-pw-123")
+	done := make(chan page, 1)
+	go func() { done <- b.get(g.url("app.localhost", "/slow")) }()
+	time.Sleep(400 * time.Millisecond)
+	g.stop()
+	select {
+	case p := <-done:
+		if p.status != 200 || p.body != "slow done" {
+			t.Fatalf("in-flight request during shutdown: %d %q", p.status, p.body)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("in-flight request never finished")
+	}
+	if g.exitErr != nil {
+		t.Fatalf("exit: %v", g.exitErr)
+	}
+	if _, err := net.DialTimeout("tcp", g.addr, time.Second); err == nil {
+		t.Fatal("still listening after shutdown")
+	}
+}
+
+func TestCLI(t *testing.T) {
+	out, err := exec.Command(binary, "version").CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "gatehouse ") {
+		t.Fatalf("version: %s %v", out, err)
+	}
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("public_url: http://auth.localhost\nstore:\n  badger: { path: x }\nroutes:\n  - id: app\n    hots: app.localhost\n    upstream: http://127.0.0.1:1\n"), 0o600)
+	out, err = exec.Command(binary, "config", "validate", bad).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "bad.yaml:6:5: routes[0].hots: unknown key") || !strings.Contains(string(out), `did you mean "host"`) {
+		t.Fatalf("config validate: %v\n%s", err, out)
+	}
+	cmd := exec.Command(binary, "config", "validate", "../config/testdata/example.yaml")
+	cmd.Env = append(os.Environ(), "ALICE_PASSWORD=x", "CAROL_PASSWORD=y")
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "ok") {
+		t.Fatalf("validate example: %v\n%s", err, out)
+	}
+}

@@ -1,0 +1,295 @@
+// Package e2e builds the gatehouse binary, starts it with a real config in
+// front of a test upstream, and drives it over HTTP like a browser would.
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "gatehouse-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "gatehouse")
+	build := exec.Command("go", "build", "-o", binary, "../cmd/gatehouse")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build gatehouse:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freePort(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	return port
+}
+
+// gatehouse is a running binary.
+type gatehouse struct {
+	t      testing.TB
+	cmd    *exec.Cmd
+	addr   string // proxy listen address
+	ops    string
+	port   string
+	logMu  sync.Mutex
+	logs   strings.Builder
+	done   chan struct{}
+	exitErr error
+}
+
+// start writes cfg (with {{PORT}}, {{OPS}}, {{DATA}} filled) and runs
+// `gatehouse serve --config`, waiting until /readyz answers.
+func start(t testing.TB, cfg string, env ...string) *gatehouse {
+	t.Helper()
+	g := &gatehouse{t: t, port: freePort(t), done: make(chan struct{})}
+	g.addr = "127.0.0.1:" + g.port
+	g.ops = "127.0.0.1:" + freePort(t)
+	dir := t.TempDir()
+	cfg = strings.NewReplacer("{{PORT}}", g.port, "{{OPS}}", g.ops, "{{DATA}}", filepath.Join(dir, "data")).Replace(cfg)
+	path := filepath.Join(dir, "gatehouse.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g.run(t, env, "serve", "--config", path)
+	return g
+}
+
+func (g *gatehouse) run(t testing.TB, env []string, args ...string) {
+	g.cmd = exec.Command(binary, args...)
+	g.cmd.Env = append(os.Environ(), env...)
+	stderr, _ := g.cmd.StderrPipe()
+	g.cmd.Stdout = io.Discard
+	if err := g.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			g.logMu.Lock()
+			g.logs.WriteString(sc.Text() + "\n")
+			g.logMu.Unlock()
+		}
+		g.exitErr = g.cmd.Wait()
+		close(g.done)
+	}()
+	t.Cleanup(func() {
+		g.stop()
+		if t.Failed() {
+			t.Logf("gatehouse logs:\n%s", g.Logs())
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get("http://" + g.ops + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		select {
+		case <-g.done:
+			t.Fatalf("gatehouse exited at start: %v\n%s", g.exitErr, g.Logs())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gatehouse not ready: %v\n%s", err, g.Logs())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (g *gatehouse) Logs() string {
+	g.logMu.Lock()
+	defer g.logMu.Unlock()
+	return g.logs.String()
+}
+
+func (g *gatehouse) stop() {
+	select {
+	case <-g.done:
+		return
+	default:
+	}
+	_ = g.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-g.done:
+	case <-time.After(15 * time.Second):
+		_ = g.cmd.Process.Kill()
+		<-g.done
+	}
+}
+
+// url builds a URL on a *.localhost host served by this instance.
+func (g *gatehouse) url(host, path string) string {
+	return "http://" + host + ":" + g.port + path
+}
+
+// browser is a cookie-jar client that dials every *.localhost name at the
+// gatehouse listener and does not follow redirects on its own, so tests
+// see each hop.
+type browser struct {
+	t      testing.TB
+	g      *gatehouse
+	client *http.Client
+	jar    *cookiejar.Jar
+}
+
+func (g *gatehouse) browser(t testing.TB) *browser {
+	jar, _ := cookiejar.New(nil)
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if h, _, _ := net.SplitHostPort(addr); strings.HasSuffix(h, "localhost") {
+				addr = g.addr
+			}
+			return d.DialContext(ctx, network, addr)
+		},
+		DisableCompression: true,
+	}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &browser{t: t, g: g, jar: jar, client: &http.Client{
+		Jar:       jar,
+		Transport: tr,
+		Timeout:   15 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}}
+}
+
+type page struct {
+	status int
+	header http.Header
+	body   string
+	url    string
+}
+
+func (b *browser) do(req *http.Request) page {
+	b.t.Helper()
+	if req.Header.Get("Accept") == "" {
+		req.Header.Set("Accept", "text/html")
+	}
+	resp, err := b.client.Do(req)
+	if err != nil {
+		b.t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return page{status: resp.StatusCode, header: resp.Header, body: string(body), url: req.URL.String()}
+}
+
+func (b *browser) get(u string) page {
+	b.t.Helper()
+	req, _ := http.NewRequest("GET", u, nil)
+	return b.do(req)
+}
+
+func (b *browser) post(u string, form url.Values) page {
+	b.t.Helper()
+	req, _ := http.NewRequest("POST", u, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	// Same-origin form post, as a browser sends it.
+	pu, _ := url.Parse(u)
+	req.Header.Set("Origin", pu.Scheme+"://"+pu.Host)
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	return b.do(req)
+}
+
+// follow GETs Location headers until a non-redirect, returning it.
+func (b *browser) follow(p page) page {
+	b.t.Helper()
+	for i := 0; i < 10 && p.status >= 300 && p.status < 400; i++ {
+		loc, err := url.Parse(p.header.Get("Location"))
+		if err != nil {
+			b.t.Fatal(err)
+		}
+		base, _ := url.Parse(p.url)
+		p = b.get(base.ResolveReference(loc).String())
+	}
+	return p
+}
+
+var (
+	csrfRE   = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+	rdRE     = regexp.MustCompile(`name="rd" value="([^"]*)"`)
+	actionRE = regexp.MustCompile(`<form method="post" action="([^"]+)"`)
+)
+
+func field(t testing.TB, re *regexp.Regexp, body string) string {
+	t.Helper()
+	m := re.FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("%s not found in page:\n%s", re, body)
+	}
+	return strings.ReplaceAll(m[1], "&amp;", "&")
+}
+
+// login walks the whole flow from an app URL: redirect to sign-in,
+// home-realm discovery, password, hand-off back to the app. It returns
+// the final page (the upstream's answer).
+func (b *browser) login(appURL, email, password string) page {
+	b.t.Helper()
+	p := b.get(appURL)
+	if p.status != http.StatusFound || !strings.Contains(p.header.Get("Location"), "/.gatehouse/login") {
+		b.t.Fatalf("anonymous request: %d %s, want redirect to sign-in", p.status, p.header.Get("Location"))
+	}
+	p = b.follow(p)
+	if p.status != 200 || !strings.Contains(p.body, "Work email") {
+		b.t.Fatalf("sign-in page: %d\n%s", p.status, p.body)
+	}
+	// Step 1: home-realm discovery.
+	loginURL := p.url
+	p = b.post(resolve(loginURL, field(b.t, actionRE, p.body)), url.Values{
+		"csrf": {field(b.t, csrfRE, p.body)}, "rd": {field(b.t, rdRE, p.body)}, "step": {"discover"}, "email": {email},
+	})
+	p = b.follow(p)
+	if p.status != 200 || !strings.Contains(p.body, `name="password"`) {
+		b.t.Fatalf("after discovery: %d %s\n%s", p.status, p.url, p.body)
+	}
+	// Step 2: password on the org's sign-in page.
+	p = b.post(resolve(p.url, field(b.t, actionRE, p.body)), url.Values{
+		"csrf": {field(b.t, csrfRE, p.body)}, "rd": {field(b.t, rdRE, p.body)}, "step": {"password"},
+		"email": {email}, "password": {password},
+	})
+	if p.status != http.StatusSeeOther {
+		b.t.Fatalf("password post: %d\n%s", p.status, p.body)
+	}
+	return b.follow(p)
+}
+
+func resolve(base, ref string) string {
+	b, _ := url.Parse(base)
+	r, _ := url.Parse(ref)
+	return b.ResolveReference(r).String()
+}

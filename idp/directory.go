@@ -1,0 +1,96 @@
+package idp
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/gatehouse/gatehouse/store"
+)
+
+// Directory is a read-mostly snapshot of orgs indexed the ways sign-in
+// needs: by login host, email domain, slug and ID. It is rebuilt whole
+// and swapped, so readers never see half an update.
+type Directory struct {
+	st   store.Store
+	snap atomic.Pointer[dirSnap]
+	log  *slog.Logger
+}
+
+type dirSnap struct {
+	byHost   map[string]*store.Org
+	byDomain map[string]*store.Org
+	bySlug   map[string]*store.Org
+	byID     map[string]*store.Org
+}
+
+// NewDirectory loads the orgs from st.
+func NewDirectory(ctx context.Context, st store.Store, log *slog.Logger) (*Directory, error) {
+	d := &Directory{st: st, log: log}
+	if err := d.Reload(ctx); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// Reload rebuilds the snapshot from the store.
+func (d *Directory) Reload(ctx context.Context) error {
+	orgs, err := d.st.ListOrgs(ctx)
+	if err != nil {
+		return fmt.Errorf("idp: load orgs: %w", err)
+	}
+	s := &dirSnap{byHost: map[string]*store.Org{}, byDomain: map[string]*store.Org{}, bySlug: map[string]*store.Org{}, byID: map[string]*store.Org{}}
+	for i := range orgs {
+		o := &orgs[i]
+		s.bySlug[o.Slug] = o
+		s.byID[o.ID] = o
+		if o.LoginDomain != "" {
+			s.byHost[strings.ToLower(o.LoginDomain)] = o
+		}
+		for _, dom := range o.EmailDomains {
+			s.byDomain[strings.ToLower(dom)] = o
+		}
+	}
+	d.snap.Store(s)
+	return nil
+}
+
+// Run reloads every interval until ctx ends, so orgs changed through the
+// store by another node show up here.
+func (d *Directory) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := d.Reload(ctx); err != nil {
+				d.log.Error("idp: org reload failed; keeping the last snapshot", "err", err)
+			}
+		}
+	}
+}
+
+func (d *Directory) ByLoginHost(host string) (*store.Org, bool) {
+	o, ok := d.snap.Load().byHost[host]
+	return o, ok
+}
+
+func (d *Directory) ByEmailDomain(domain string) (*store.Org, bool) {
+	o, ok := d.snap.Load().byDomain[domain]
+	return o, ok
+}
+
+func (d *Directory) BySlug(slug string) (*store.Org, bool) {
+	o, ok := d.snap.Load().bySlug[slug]
+	return o, ok
+}
+
+func (d *Directory) ByID(id string) (*store.Org, bool) {
+	o, ok := d.snap.Load().byID[id]
+	return o, ok
+}

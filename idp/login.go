@@ -1,0 +1,505 @@
+// Package idp runs sign-in: home-realm discovery, the org's connection
+// (the password pool today), the cross-host session hand-off and logout.
+package idp
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/gatehouse/gatehouse/idp/password"
+	"github.com/gatehouse/gatehouse/internal/clientip"
+	"github.com/gatehouse/gatehouse/internal/telemetry"
+	"github.com/gatehouse/gatehouse/internal/web"
+	"github.com/gatehouse/gatehouse/proxy/session"
+	"github.com/gatehouse/gatehouse/store"
+)
+
+// Reserved paths this package serves on every host.
+const (
+	LoginPath   = "/.gatehouse/login"
+	LogoutPath  = "/.gatehouse/logout"
+	HandoffPath = "/.gatehouse/handoff"
+)
+
+const (
+	handoffKind = "handoff"
+	handoffTTL  = 60 * time.Second
+	maxFormSize = 16 << 10
+)
+
+// Options wire a Handler.
+type Options struct {
+	Store     store.Store
+	Sessions  *session.Manager
+	Orgs      *Directory
+	PublicURL *url.URL
+	// Serves reports whether Gatehouse serves a hostname (post-login
+	// redirects go nowhere else).
+	Serves   func(host string) bool
+	ClientIP *clientip.Resolver
+	Metrics  *telemetry.Metrics
+	Logger   *slog.Logger
+	Now      func() time.Time
+	// CSRFKey is 32 bytes shared by every node.
+	CSRFKey               []byte
+	MaxFailures           int
+	FailureWindow         time.Duration
+	MaxFailuresPerAddress int
+}
+
+// Handler serves the sign-in paths.
+type Handler struct {
+	o         Options
+	byAccount *throttle
+	byAddr    *throttle
+	mux       *http.ServeMux
+}
+
+// New builds the sign-in handler.
+func New(o Options) *Handler {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	h := &Handler{
+		o:         o,
+		byAccount: newThrottle(o.MaxFailures, o.FailureWindow),
+		byAddr:    newThrottle(o.MaxFailuresPerAddress, o.FailureWindow),
+	}
+	cop := http.NewCrossOriginProtection()
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+LoginPath, h.loginPage)
+	mux.Handle("POST "+LoginPath, cop.Handler(http.HandlerFunc(h.loginSubmit)))
+	mux.HandleFunc("GET "+HandoffPath, h.handoff)
+	mux.HandleFunc("GET "+LogoutPath, h.logoutPage)
+	mux.Handle("POST "+LogoutPath, cop.Handler(http.HandlerFunc(h.logoutSubmit)))
+	h.mux = mux
+	return h
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// LoginURL is where the proxy sends a browser without a session. orgSlug
+// is the route's org, if it has one; rd is the URL to return to.
+func (h *Handler) LoginURL(orgSlug, rd string) string {
+	base := *h.o.PublicURL
+	q := url.Values{"rd": {rd}}
+	if orgSlug != "" {
+		if org, ok := h.o.Orgs.BySlug(orgSlug); ok && org.LoginDomain != "" {
+			base.Host = withPort(org.LoginDomain, h.o.PublicURL.Port())
+		} else {
+			q.Set("org", orgSlug)
+		}
+	}
+	base.Path = LoginPath
+	base.RawQuery = q.Encode()
+	return base.String()
+}
+
+func withPort(host, port string) string {
+	if port == "" {
+		return host
+	}
+	return host + ":" + port
+}
+
+// fixedOrg is the org a login host belongs to, if any.
+func (h *Handler) fixedOrg(r *http.Request) *store.Org {
+	if o, ok := h.o.Orgs.ByLoginHost(session.HostOf(r)); ok {
+		return o
+	}
+	if slug := r.FormValue("org"); slug != "" {
+		if o, ok := h.o.Orgs.BySlug(slug); ok && o.LoginDomain == "" {
+			return o
+		}
+	}
+	return nil
+}
+
+func (h *Handler) page(r *http.Request, w http.ResponseWriter, org *store.Org, rd string) web.Page {
+	p := web.Page{Title: "Sign in", CSRF: h.csrfToken(w, r), Redirect: rd, Action: LoginPath, Step: "discover"}
+	if org != nil {
+		p.OrgName, p.Step = org.Name, "password"
+		if h.o.Orgs != nil && session.HostOf(r) != strings.ToLower(org.LoginDomain) {
+			p.Action = LoginPath + "?org=" + url.QueryEscape(org.Slug)
+		}
+	}
+	return p
+}
+
+func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) {
+	rd, ok := h.redirectParam(w, r)
+	if !ok {
+		return
+	}
+	// Already signed in on this host: hand the session on without a form.
+	if rd != "" {
+		if sid, err := h.o.Sessions.SessionID(r); err == nil {
+			if _, err := h.o.Sessions.Lookup(r.Context(), sid); err == nil {
+				h.complete(w, r, sid, rd)
+				return
+			}
+		}
+	}
+	org := h.fixedOrg(r)
+	p := h.page(r, w, org, rd)
+	if hint := r.FormValue("login_hint"); hint != "" && len(hint) < 255 {
+		p.Email = hint
+	}
+	web.Render(w, http.StatusOK, "login", p)
+}
+
+// redirectParam validates rd; on failure it writes the error page.
+func (h *Handler) redirectParam(w http.ResponseWriter, r *http.Request) (string, bool) {
+	raw := r.FormValue("rd")
+	if raw == "" {
+		return "", true
+	}
+	rd, err := ValidateRedirect(raw, h.o.Serves)
+	if err != nil {
+		ref := h.ref()
+		h.o.Logger.Warn("idp: redirect refused", "ref", ref, "rd", truncate(raw, 200), "host", session.HostOf(r))
+		web.Error(w, http.StatusBadRequest, "The link you followed points somewhere this sign-in page will not send you. Open the application again from its usual address.", ref)
+		return "", false
+	}
+	return rd, true
+}
+
+func (h *Handler) loginSubmit(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormSize)
+	if err := r.ParseForm(); err != nil {
+		web.Error(w, http.StatusBadRequest, "The form could not be read. Go back and try again.", "")
+		return
+	}
+	if !h.checkCSRF(r) {
+		ref := h.ref()
+		h.o.Logger.Warn("idp: csrf token missing or wrong", "ref", ref, "host", session.HostOf(r))
+		web.Error(w, http.StatusForbidden, "This form expired or was not sent from this page. Reload the sign-in page and try again.", ref)
+		return
+	}
+	rd, ok := h.redirectParam(w, r)
+	if !ok {
+		return
+	}
+	email := strings.TrimSpace(r.PostFormValue("email"))
+	org := h.fixedOrg(r)
+	if org == nil {
+		var msg string
+		org, msg = h.discover(email)
+		if org == nil {
+			h.o.Metrics.Logins.WithLabelValues("", "unknown_org").Inc()
+			p := h.page(r, w, nil, rd)
+			p.Email, p.Error = email, msg
+			web.Render(w, http.StatusUnprocessableEntity, "login", p)
+			return
+		}
+		// The org signs in on its own domain: go there.
+		if org.LoginDomain != "" && session.HostOf(r) != org.LoginDomain {
+			u := *h.o.PublicURL
+			u.Host = withPort(org.LoginDomain, h.o.PublicURL.Port())
+			u.Path = LoginPath
+			u.RawQuery = url.Values{"rd": {rd}, "login_hint": {email}}.Encode()
+			http.Redirect(w, r, u.String(), http.StatusSeeOther)
+			return
+		}
+	}
+	if r.PostFormValue("step") != "password" {
+		p := h.page(r, w, org, rd)
+		p.Email = email
+		p.Back = LoginPath
+		web.Render(w, http.StatusOK, "login", p)
+		return
+	}
+	h.passwordLogin(w, r, org, email, r.PostFormValue("password"), rd)
+}
+
+// discover finds the org for an email address (home-realm discovery).
+func (h *Handler) discover(email string) (*store.Org, string) {
+	domain, err := EmailDomain(email)
+	if err != nil {
+		return nil, "Enter your work email address, like name@company.com."
+	}
+	org, ok := h.o.Orgs.ByEmailDomain(domain)
+	if !ok {
+		return nil, fmt.Sprintf("No organization signs in with %s addresses. Check the address, or ask your administrator which email to use.", domain)
+	}
+	return org, ""
+}
+
+func (h *Handler) passwordLogin(w http.ResponseWriter, r *http.Request, org *store.Org, email, pw, rd string) {
+	ctx := r.Context()
+	now := h.o.Now()
+	addr := h.o.ClientIP.Addr(r)
+	acct := org.ID + "|" + strings.ToLower(email)
+	fail := func(status int, outcome, msg string) {
+		h.o.Metrics.Logins.WithLabelValues(org.Slug, outcome).Inc()
+		p := h.page(r, w, org, rd)
+		p.Email, p.Error = email, msg
+		web.Render(w, status, "login", p)
+	}
+	if org.Connection.Type != "password" {
+		ref := h.ref()
+		h.o.Logger.Error("idp: org connection not available", "ref", ref, "org", org.Slug, "type", org.Connection.Type)
+		h.o.Metrics.Logins.WithLabelValues(org.Slug, "error").Inc()
+		web.Error(w, http.StatusServiceUnavailable, "Sign-in for your organization is not set up yet. Ask your administrator.", ref)
+		return
+	}
+	if blocked, until := h.byAddr.blocked(addr, now); blocked {
+		h.o.Logger.Warn("idp: sign-in throttled", "org", org.Slug, "client", addr, "by", "address")
+		w.Header().Set("Retry-After", retryAfter(until, now))
+		fail(http.StatusTooManyRequests, "throttled", fmt.Sprintf("Too many failed sign-ins from your network. Try again in %s.", wait(until, now)))
+		return
+	}
+	if blocked, until := h.byAccount.blocked(acct, now); blocked {
+		h.o.Logger.Warn("idp: sign-in throttled", "org", org.Slug, "client", addr, "by", "account")
+		w.Header().Set("Retry-After", retryAfter(until, now))
+		fail(http.StatusTooManyRequests, "throttled", fmt.Sprintf("Too many failed sign-ins for this account. Try again in %s, or ask your administrator to reset your password.", wait(until, now)))
+		return
+	}
+	user, hash, reason := h.lookupMember(ctx, org, email)
+	ok, err := password.Verify(ctx, hash, pw)
+	if err != nil {
+		ref := h.ref()
+		h.o.Logger.Error("idp: password check failed", "ref", ref, "org", org.Slug, "err", err)
+		h.o.Metrics.Logins.WithLabelValues(org.Slug, "error").Inc()
+		web.Error(w, http.StatusInternalServerError, "Sign-in failed on our side. Try again in a minute.", ref)
+		return
+	}
+	if !ok || reason != "" {
+		if reason == "" {
+			reason = "wrong password"
+		}
+		h.byAccount.fail(acct, now)
+		h.byAddr.fail(addr, now)
+		h.o.Logger.Info("idp: sign-in failed", "org", org.Slug, "client", addr, "reason", reason)
+		h.audit(ctx, org.ID, strings.ToLower(email), "login", "failure", map[string]string{"reason": reason, "client": addr})
+		fail(http.StatusUnauthorized, "bad_credentials", "Incorrect email or password.")
+		return
+	}
+	h.byAccount.reset(acct)
+	s, err := h.o.Sessions.Create(ctx, user.ID, org.ID, "password", addr, r.UserAgent())
+	if err != nil {
+		ref := h.ref()
+		h.o.Logger.Error("idp: create session", "ref", ref, "err", err)
+		h.o.Metrics.Logins.WithLabelValues(org.Slug, "error").Inc()
+		web.Error(w, http.StatusInternalServerError, "Sign-in failed on our side. Try again in a minute.", ref)
+		return
+	}
+	if err := h.o.Sessions.SetCookie(w, r, s); err != nil {
+		web.Error(w, http.StatusInternalServerError, "Sign-in failed on our side. Try again in a minute.", h.ref())
+		return
+	}
+	h.o.Metrics.Logins.WithLabelValues(org.Slug, "success").Inc()
+	h.o.Logger.Info("idp: signed in", "org", org.Slug, "user", user.ID, "client", addr)
+	h.audit(ctx, org.ID, user.ID, "login", "success", map[string]string{"connection": "password", "client": addr})
+	h.complete(w, r, s.ID, rd)
+}
+
+// lookupMember returns the member and their hash, or a reason for the log.
+func (h *Handler) lookupMember(ctx context.Context, org *store.Org, email string) (store.User, string, string) {
+	if _, err := EmailDomain(email); err != nil {
+		return store.User{}, "", "malformed email"
+	}
+	u, err := h.o.Store.GetUserByEmail(ctx, email)
+	if err != nil {
+		return u, "", "unknown user"
+	}
+	if u.Disabled {
+		return u, "", "user disabled"
+	}
+	m, err := h.o.Store.GetMembership(ctx, u.ID, org.ID)
+	if err != nil {
+		return u, "", "not a member of this org"
+	}
+	if m.PasswordHash == "" {
+		return u, "", "member has no password"
+	}
+	return u, m.PasswordHash, ""
+}
+
+type ticket struct {
+	SID  string `json:"sid"`
+	Host string `json:"host"`
+	RD   string `json:"rd"`
+}
+
+// complete sends the browser on after sign-in. A target on another host
+// gets its own cookie through a single-use ticket bound to that host.
+func (h *Handler) complete(w http.ResponseWriter, r *http.Request, sid, rd string) {
+	if rd == "" {
+		web.Render(w, http.StatusOK, "error", web.Page{Title: "You are signed in", Notice: "You can close this page or go back to your application."})
+		return
+	}
+	u, err := url.Parse(rd)
+	if err != nil || u.Host == "" || u.Hostname() == session.HostOf(r) {
+		http.Redirect(w, r, rd, http.StatusSeeOther)
+		return
+	}
+	id := session.RandomID()
+	b, _ := json.Marshal(ticket{SID: sid, Host: u.Hostname(), RD: rd})
+	if err := h.o.Store.PutOnce(r.Context(), handoffKind, id, b, h.o.Now().Add(handoffTTL)); err != nil {
+		ref := h.ref()
+		h.o.Logger.Error("idp: store hand-off ticket", "ref", ref, "err", err)
+		web.Error(w, http.StatusInternalServerError, "Sign-in failed on our side. Try again in a minute.", ref)
+		return
+	}
+	next := url.URL{Scheme: u.Scheme, Host: u.Host, Path: HandoffPath, RawQuery: url.Values{"ticket": {id}}.Encode()}
+	http.Redirect(w, r, next.String(), http.StatusSeeOther)
+}
+
+func (h *Handler) handoff(w http.ResponseWriter, r *http.Request) {
+	id := r.URL.Query().Get("ticket")
+	again := h.LoginURL("", "")
+	fail := func(reason string) {
+		ref := h.ref()
+		h.o.Logger.Warn("idp: hand-off refused", "ref", ref, "reason", reason, "host", session.HostOf(r))
+		web.Render(w, http.StatusBadRequest, "error", web.Page{Title: "Sign-in link expired",
+			Error: "This sign-in link has expired or was already used. Open the application again to sign in.", Reference: ref, Back: again})
+	}
+	if id == "" || len(id) > 64 {
+		fail("missing or malformed ticket")
+		return
+	}
+	b, err := h.o.Store.TakeOnce(r.Context(), handoffKind, id)
+	if err != nil {
+		fail("unknown, used or expired ticket")
+		return
+	}
+	var t ticket
+	if err := json.Unmarshal(b, &t); err != nil {
+		fail("corrupt ticket")
+		return
+	}
+	if t.Host != session.HostOf(r) {
+		fail("ticket for host " + t.Host)
+		return
+	}
+	e, err := h.o.Sessions.Lookup(r.Context(), t.SID)
+	if err != nil {
+		fail("session ended: " + err.Error())
+		return
+	}
+	id2 := e.Identity()
+	if err := h.o.Sessions.SetCookie(w, r, store.Session{ID: t.SID, ExpiresAt: id2.ExpiresAt}); err != nil {
+		fail(err.Error())
+		return
+	}
+	http.Redirect(w, r, t.RD, http.StatusSeeOther)
+}
+
+func (h *Handler) logoutPage(w http.ResponseWriter, r *http.Request) {
+	if _, err := h.o.Sessions.SessionID(r); err != nil {
+		web.Render(w, http.StatusOK, "logout", web.Page{Title: "Signed out", Notice: "You are not signed in."})
+		return
+	}
+	web.Render(w, http.StatusOK, "logout", web.Page{Title: "Sign out", CSRF: h.csrfToken(w, r)})
+}
+
+func (h *Handler) logoutSubmit(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormSize)
+	if err := r.ParseForm(); err != nil || !h.checkCSRF(r) {
+		ref := h.ref()
+		h.o.Logger.Warn("idp: logout without valid csrf token", "ref", ref)
+		web.Error(w, http.StatusForbidden, "This form expired. Reload the page and try again.", ref)
+		return
+	}
+	if sid, err := h.o.Sessions.SessionID(r); err == nil {
+		var orgID, actor string
+		if e, err := h.o.Sessions.Lookup(r.Context(), sid); err == nil {
+			orgID, actor = e.Identity().OrgID, e.Identity().UserID
+		}
+		if err := h.o.Sessions.Revoke(r.Context(), sid); err != nil {
+			ref := h.ref()
+			h.o.Logger.Error("idp: logout failed", "ref", ref, "err", err)
+			web.Error(w, http.StatusInternalServerError, "Sign-out failed on our side. Try again.", ref)
+			return
+		}
+		h.audit(r.Context(), orgID, actor, "logout", "success", nil)
+	}
+	h.o.Sessions.ClearCookie(w, r)
+	web.Render(w, http.StatusOK, "logout", web.Page{Title: "Signed out", Notice: "You are signed out of every application you reached through this sign-in."})
+}
+
+// CSRF: a random cookie per browser and host; the form token is an HMAC
+// of it, so a page on another origin can neither read nor forge it.
+func (h *Handler) csrfCookieName(r *http.Request) string {
+	if r.TLS != nil {
+		return "__Host-gatehouse_csrf"
+	}
+	return "_gatehouse_csrf"
+}
+
+func (h *Handler) csrfToken(w http.ResponseWriter, r *http.Request) string {
+	name := h.csrfCookieName(r)
+	c, err := r.Cookie(name)
+	v := ""
+	if err == nil && len(c.Value) == 43 {
+		v = c.Value
+	} else {
+		v = session.RandomID()
+		http.SetCookie(w, &http.Cookie{Name: name, Value: v, Path: "/", HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode})
+		// Let this request's form use the new cookie's token.
+		r.AddCookie(&http.Cookie{Name: name, Value: v})
+	}
+	return h.csrfMAC(v, session.HostOf(r))
+}
+
+func (h *Handler) csrfMAC(cookie, host string) string {
+	m := hmac.New(sha256.New, h.o.CSRFKey)
+	m.Write([]byte(cookie + "|" + host))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+func (h *Handler) checkCSRF(r *http.Request) bool {
+	c, err := r.Cookie(h.csrfCookieName(r))
+	tok := r.PostFormValue("csrf")
+	if err != nil || c.Value == "" || tok == "" {
+		return false
+	}
+	return hmac.Equal([]byte(tok), []byte(h.csrfMAC(c.Value, session.HostOf(r))))
+}
+
+func (h *Handler) audit(ctx context.Context, orgID, actor, action, outcome string, details map[string]string) {
+	// Audit must not be lost to a client that hangs up.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	err := h.o.Store.AppendAudit(ctx, store.AuditEvent{Time: h.o.Now(), OrgID: orgID, Actor: actor, Action: action, Outcome: outcome, Details: details})
+	if err != nil {
+		h.o.Logger.Error("idp: audit write failed", "action", action, "err", err)
+	}
+}
+
+func (h *Handler) ref() string { return session.RandomID()[:12] }
+
+func wait(until, now time.Time) string {
+	d := until.Sub(now).Round(time.Minute)
+	if d < time.Minute {
+		return "a minute"
+	}
+	if d == time.Minute {
+		return "1 minute"
+	}
+	return fmt.Sprintf("%d minutes", int(d.Minutes()))
+}
+
+func retryAfter(until, now time.Time) string {
+	return fmt.Sprint(int(until.Sub(now).Seconds()) + 1)
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}

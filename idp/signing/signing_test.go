@@ -1,0 +1,149 @@
+package signing
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/gatehouse/gatehouse/store/badgerstore"
+)
+
+func jwksIDs(t *testing.T, m *Manager) map[string]bool {
+	t.Helper()
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(m.JWKS(), &set); err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]bool{}
+	for _, k := range set.Keys {
+		if !k.IsPublic() {
+			t.Fatalf("JWKS publishes a private key: %s", k.KeyID)
+		}
+		ids[k.KeyID] = true
+	}
+	return ids
+}
+
+func verify(t *testing.T, m *Manager, tok string) string {
+	t.Helper()
+	jws, err := jose.ParseSigned(tok, []jose.SignatureAlgorithm{jose.ES256, jose.RS256, jose.EdDSA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var set jose.JSONWebKeySet
+	_ = json.Unmarshal(m.JWKS(), &set)
+	kid := jws.Signatures[0].Header.KeyID
+	keys := set.Key(kid)
+	if len(keys) != 1 {
+		t.Fatalf("kid %s not in JWKS", kid)
+	}
+	if _, err := jws.Verify(keys[0]); err != nil {
+		t.Fatalf("signature: %v", err)
+	}
+	return kid
+}
+
+func TestRotationWithOverlap(t *testing.T) {
+	st, err := badgerstore.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	now := time.Unix(1_800_000_000, 0)
+	clock := func() time.Time { return now }
+	m, err := New(ctx, st, Options{RotationPeriod: 24 * time.Hour, PrePublish: time.Hour, MaxTokenLifetime: 5 * time.Minute, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := m.CurrentKeyID()
+	tok, _ := m.Sign(map[string]any{"sub": "u1"})
+	if kid := verify(t, m, tok); kid != first {
+		t.Fatalf("signed with %s, current is %s", kid, first)
+	}
+	if ids := jwksIDs(t, m); len(ids) != 1 {
+		t.Fatalf("JWKS = %v", ids)
+	}
+
+	// An hour before rotation, the next key is published but not used.
+	now = now.Add(23*time.Hour + time.Minute)
+	if err := m.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ids := jwksIDs(t, m); len(ids) != 2 || m.CurrentKeyID() != first {
+		t.Fatalf("pre-publish: JWKS %v, current %s", ids, m.CurrentKeyID())
+	}
+
+	// After rotation the new key signs; the old one stays published.
+	now = now.Add(time.Hour)
+	if err := m.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	second := m.CurrentKeyID()
+	if second == first || !jwksIDs(t, m)[first] {
+		t.Fatalf("after rotation: current %s, JWKS %v", second, jwksIDs(t, m))
+	}
+	// A token signed by the old key just before rotation still verifies.
+	verify(t, m, tok)
+
+	// Once every token of the old key has expired, it leaves the JWKS.
+	now = now.Add(10 * time.Minute)
+	if err := m.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ids := jwksIDs(t, m); ids[first] || !ids[second] {
+		t.Fatalf("old key not retired: %v", ids)
+	}
+
+	// A second node over the same store converges on the same keys.
+	m2, err := New(ctx, st, Options{RotationPeriod: 24 * time.Hour, PrePublish: time.Hour, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m2.CurrentKeyID() != second {
+		t.Fatalf("node 2 current %s, want %s", m2.CurrentKeyID(), second)
+	}
+}
+
+func TestAlgorithms(t *testing.T) {
+	for _, alg := range []string{"ES256", "RS256", "EdDSA"} {
+		t.Run(alg, func(t *testing.T) {
+			st, err := badgerstore.Open(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			m, err := New(context.Background(), st, Options{Algorithm: alg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tok, err := m.Sign(map[string]string{"sub": "x"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			verify(t, m, tok)
+		})
+	}
+	if _, err := New(context.Background(), nil, Options{Algorithm: "HS256"}); err == nil {
+		t.Fatal("HS256 accepted")
+	}
+}
+
+func BenchmarkSign(b *testing.B) {
+	st, _ := badgerstore.Open(b.TempDir())
+	defer st.Close()
+	m, err := New(context.Background(), st, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	claims := map[string]any{"iss": "https://auth.example.com", "sub": "usr_1", "org_id": "org_1", "roles": []string{"admin"}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := m.Sign(claims); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

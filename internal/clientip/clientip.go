@@ -1,0 +1,75 @@
+// Package clientip finds a request's client address, believing
+// X-Forwarded-For only from configured trusted proxies.
+package clientip
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+)
+
+type Resolver struct {
+	trusted []netip.Prefix
+}
+
+// New parses trusted proxy CIDRs (or single addresses).
+func New(cidrs []string) (*Resolver, error) {
+	r := &Resolver{}
+	for _, c := range cidrs {
+		if !strings.Contains(c, "/") {
+			a, err := netip.ParseAddr(c)
+			if err != nil {
+				return nil, fmt.Errorf("clientip: %q: %w", c, err)
+			}
+			r.trusted = append(r.trusted, netip.PrefixFrom(a, a.BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			return nil, fmt.Errorf("clientip: %q: %w", c, err)
+		}
+		r.trusted = append(r.trusted, p.Masked())
+	}
+	return r, nil
+}
+
+func (r *Resolver) isTrusted(a netip.Addr) bool {
+	for _, p := range r.trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// Addr walks X-Forwarded-For from the right, skipping trusted proxies; the
+// first untrusted hop is the client.
+func (r *Resolver) Addr(req *http.Request) string {
+	host, _, err := net.SplitHostPort(req.RemoteAddr)
+	if err != nil {
+		host = req.RemoteAddr
+	}
+	peer, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	peer = peer.Unmap()
+	if len(r.trusted) == 0 || !r.isTrusted(peer) {
+		return peer.String()
+	}
+	hops := strings.Split(strings.Join(req.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			return peer.String()
+		}
+		a = a.Unmap()
+		if !r.isTrusted(a) {
+			return a.String()
+		}
+		peer = a
+	}
+	return peer.String()
+}

@@ -1,0 +1,127 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gatehouse/gatehouse/config"
+	"github.com/gatehouse/gatehouse/idp/password"
+	"github.com/gatehouse/gatehouse/store"
+)
+
+// seed makes the store match the orgs and users declared in the config
+// (GitOps): declared objects are created or updated; objects that exist
+// only in the store (added at runtime) are left alone.
+func seed(ctx context.Context, st store.Store, orgs []config.Org, now time.Time) error {
+	ids := map[string]string{} // slug → id
+	for _, co := range orgs {
+		o, err := st.GetOrgBySlug(ctx, co.Slug)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			o = store.Org{ID: "org_" + newID(), Slug: co.Slug, CreatedAt: now}
+			applyOrg(&o, co, now)
+			if err := st.CreateOrg(ctx, o); err != nil {
+				return fmt.Errorf("seed: org %s: %w", co.Slug, err)
+			}
+		case err != nil:
+			return fmt.Errorf("seed: org %s: %w", co.Slug, err)
+		default:
+			if _, err := st.UpdateOrg(ctx, o.ID, func(o store.Org) (store.Org, error) {
+				applyOrg(&o, co, now)
+				return o, nil
+			}); err != nil {
+				return fmt.Errorf("seed: org %s: %w", co.Slug, err)
+			}
+		}
+		ids[co.Slug] = o.ID
+	}
+	// Parents are resolved once every org has an ID.
+	for _, co := range orgs {
+		parent := ids[co.Parent]
+		if _, err := st.UpdateOrg(ctx, ids[co.Slug], func(o store.Org) (store.Org, error) {
+			o.ParentID = parent
+			return o, nil
+		}); err != nil {
+			return fmt.Errorf("seed: org %s parent: %w", co.Slug, err)
+		}
+	}
+	for _, co := range orgs {
+		for _, cu := range co.Users {
+			if err := seedUser(ctx, st, ids[co.Slug], cu, now); err != nil {
+				return fmt.Errorf("seed: org %s user %s: %w", co.Slug, cu.Email, err)
+			}
+		}
+	}
+	return nil
+}
+
+func applyOrg(o *store.Org, co config.Org, now time.Time) {
+	o.Name = co.Name
+	o.EmailDomains = lower(co.EmailDomains)
+	o.LoginDomain = strings.ToLower(co.LoginDomain)
+	o.Connection = store.Connection{Type: co.Connection.Type}
+	o.Attributes = maps.Clone(co.Attributes)
+	o.UpdatedAt = now
+}
+
+func seedUser(ctx context.Context, st store.Store, orgID string, cu config.User, now time.Time) error {
+	email := strings.ToLower(cu.Email)
+	u, err := st.GetUserByEmail(ctx, email)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		u = store.User{ID: "usr_" + newID(), Email: email, Name: cu.Name, CreatedAt: now, UpdatedAt: now}
+		if err := st.CreateUser(ctx, u); err != nil {
+			return err
+		}
+	case err != nil:
+		return err
+	case cu.Name != "" && cu.Name != u.Name:
+		if _, err := st.UpdateUser(ctx, u.ID, func(u store.User) (store.User, error) {
+			u.Name, u.UpdatedAt = cu.Name, now
+			return u, nil
+		}); err != nil {
+			return err
+		}
+	}
+	hash := cu.PasswordHash
+	m, err := st.GetMembership(ctx, u.ID, orgID)
+	exists := err == nil
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	if cu.Password != "" {
+		// Keep the stored hash when the declared password still matches it,
+		// so restarts do not churn hashes.
+		if ok, _ := password.Verify(ctx, m.PasswordHash, cu.Password); exists && ok {
+			hash = m.PasswordHash
+		} else if hash, err = password.Hash(cu.Password); err != nil {
+			return err
+		}
+	}
+	if !exists {
+		return st.CreateMembership(ctx, store.Membership{UserID: u.ID, OrgID: orgID, Roles: cu.Roles, Groups: cu.Groups, PasswordHash: hash, CreatedAt: now, UpdatedAt: now})
+	}
+	_, err = st.UpdateMembership(ctx, u.ID, orgID, func(m store.Membership) (store.Membership, error) {
+		if !slices.Equal(m.Roles, cu.Roles) || !slices.Equal(m.Groups, cu.Groups) || m.PasswordHash != hash {
+			m.Roles, m.Groups, m.PasswordHash, m.UpdatedAt = cu.Roles, cu.Groups, hash, now
+		}
+		return m, nil
+	})
+	return err
+}
+
+func lower(in []string) []string {
+	out := make([]string, len(in))
+	for i, s := range in {
+		out[i] = strings.ToLower(s)
+	}
+	return out
+}
+
+func newID() string { return strings.ToLower(rand.Text()) }

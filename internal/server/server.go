@@ -1,0 +1,244 @@
+// Package server assembles a Gatehouse deployment from its config and runs
+// it until its context ends.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/gatehouse/gatehouse/certs"
+	"github.com/gatehouse/gatehouse/config"
+	"github.com/gatehouse/gatehouse/idp"
+	"github.com/gatehouse/gatehouse/idp/signing"
+	"github.com/gatehouse/gatehouse/internal/clientip"
+	"github.com/gatehouse/gatehouse/internal/telemetry"
+	"github.com/gatehouse/gatehouse/policy"
+	"github.com/gatehouse/gatehouse/proxy"
+	"github.com/gatehouse/gatehouse/proxy/session"
+	"github.com/gatehouse/gatehouse/store"
+	"github.com/gatehouse/gatehouse/store/badgerstore"
+)
+
+// Options are process-level settings that are not part of the config file.
+type Options struct {
+	Logger *slog.Logger
+	// Ready, if set, is called with the bound addresses once both
+	// listeners accept connections.
+	Ready func(proxyAddr, opsAddr string)
+}
+
+// Run serves cfg until ctx is cancelled, then drains in-flight requests
+// for up to server.shutdown_timeout.
+func Run(ctx context.Context, cfg *config.Config, opts Options) error {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	pub, err := url.Parse(cfg.PublicURL)
+	if err != nil {
+		return fmt.Errorf("server: public_url: %w", err)
+	}
+	publicHost := strings.ToLower(pub.Hostname())
+
+	st, err := badgerstore.Open(cfg.Store.Badger.Path, badgerstore.WithLogger(log))
+	if err != nil {
+		return fmt.Errorf("server: open store: %w", err)
+	}
+	defer st.Close()
+
+	now := time.Now()
+	if err := seed(ctx, st, cfg.Orgs, now); err != nil {
+		return err
+	}
+	sessKey, err := secret(ctx, st, "session-key")
+	if err != nil {
+		return err
+	}
+	csrfKey, err := secret(ctx, st, "csrf-key")
+	if err != nil {
+		return err
+	}
+	keys, err := signing.New(ctx, st, signing.Options{
+		Algorithm: cfg.Signing.Algorithm, RotationPeriod: cfg.Signing.RotationPeriod,
+		MaxTokenLifetime: cfg.Signing.AssertionLifetime, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	sessions, err := session.New(st, sessKey, session.Options{
+		CookieName: cfg.Session.CookieName, Lifetime: cfg.Session.Lifetime,
+		IdleTimeout: cfg.Session.IdleTimeout, RecheckInterval: cfg.Session.RevocationCheck, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	orgs, err := idp.NewDirectory(ctx, st, log)
+	if err != nil {
+		return err
+	}
+	router, err := proxy.NewRouter(cfg.Routes)
+	if err != nil {
+		return err
+	}
+	ips, err := clientip.New(cfg.TrustedProxies)
+	if err != nil {
+		return err
+	}
+	metrics := telemetry.New()
+	isLoginHost := func(host string) bool {
+		_, ok := orgs.ByLoginHost(host)
+		return ok || host == publicHost
+	}
+	serves := func(host string) bool { return isLoginHost(host) || router.ServesHost(host) }
+	login := idp.New(idp.Options{
+		Store: st, Sessions: sessions, Orgs: orgs, PublicURL: pub, Serves: serves, ClientIP: ips,
+		Metrics: metrics, Logger: log, CSRFKey: csrfKey,
+		MaxFailures: cfg.Login.MaxFailures, FailureWindow: cfg.Login.FailureWindow,
+		MaxFailuresPerAddress: cfg.Login.MaxFailuresPerAddress,
+	})
+	issuer := strings.TrimSuffix(pub.String(), "/")
+	handler := proxy.New(proxy.Options{
+		Router: router, Sessions: sessions, Policy: policy.RouteOrgs{}, Signer: keys, Login: login,
+		Issuer: issuer, IsLoginHost: isLoginHost, WellKnown: wellKnown(issuer, keys),
+		ClientIP: ips, Metrics: metrics, Logger: log, AssertionLifetime: cfg.Signing.AssertionLifetime,
+	})
+
+	var tlsConf *tls.Config
+	if cfg.TLS != nil {
+		if tlsConf, err = certs.StaticConfig(cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
+			return err
+		}
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		TLSConfig:         tlsConf,
+		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout,
+		ReadTimeout:       cfg.Server.ReadTimeout,
+		WriteTimeout:      cfg.Server.WriteTimeout,
+		IdleTimeout:       cfg.Server.IdleTimeout,
+		MaxHeaderBytes:    cfg.Server.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	var draining atomic.Bool
+	ops := &http.Server{Handler: opsMux(st, metrics, &draining), ReadHeaderTimeout: 5 * time.Second}
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("server: listen: %w", err)
+	}
+	opsLn, err := net.Listen("tcp", cfg.OpsListen)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("server: ops listen: %w", err)
+	}
+
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBG()
+	go keys.Run(bg, time.Minute)
+	go sessions.Run(bg)
+	go orgs.Run(bg, 10*time.Second)
+
+	errc := make(chan error, 2)
+	go func() {
+		var err error
+		if tlsConf != nil {
+			err = srv.ServeTLS(ln, "", "")
+		} else {
+			err = srv.Serve(ln)
+		}
+		errc <- err
+	}()
+	go func() { errc <- ops.Serve(opsLn) }()
+	log.Info("gatehouse: serving", "listen", ln.Addr().String(), "ops", opsLn.Addr().String(),
+		"public_url", cfg.PublicURL, "tls", tlsConf != nil, "routes", len(cfg.Routes), "orgs", len(cfg.Orgs))
+	if opts.Ready != nil {
+		opts.Ready(ln.Addr().String(), opsLn.Addr().String())
+	}
+
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		return fmt.Errorf("server: %w", err)
+	}
+	// Drain: report not-ready, stop accepting, finish in-flight requests.
+	draining.Store(true)
+	log.Info("gatehouse: shutting down", "timeout", cfg.Server.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout)
+	defer cancel()
+	err = srv.Shutdown(sctx)
+	_ = ops.Shutdown(sctx)
+	stopBG()
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("server: shutdown: %w", err)
+	}
+	log.Info("gatehouse: stopped")
+	return nil
+}
+
+func secret(ctx context.Context, st store.Store, name string) ([]byte, error) {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	v, err := st.Secret(ctx, name, b)
+	if err != nil {
+		return nil, fmt.Errorf("server: secret %s: %w", name, err)
+	}
+	if len(v) != 32 {
+		return nil, fmt.Errorf("server: secret %s has %d bytes, want 32", name, len(v))
+	}
+	return v, nil
+}
+
+func wellKnown(issuer string, keys *signing.Manager) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/jwk-set+json")
+		w.Header().Set("Cache-Control", "public, max-age=300")
+		_, _ = w.Write(keys.JWKS())
+	})
+	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "public, max-age=300")
+		_ = json.NewEncoder(w).Encode(map[string]any{
+			"issuer":                                issuer,
+			"jwks_uri":                              issuer + "/.well-known/jwks.json",
+			"id_token_signing_alg_values_supported": keys.Algorithms(),
+			"subject_types_supported":               []string{"public"},
+			"response_types_supported":              []string{"code"},
+			"claims_supported":                      []string{"iss", "aud", "sub", "email", "name", "org_id", "org_slug", "roles", "groups", "iat", "nbf", "exp", "jti"},
+		})
+	})
+	return mux
+}
+
+func opsMux(st store.Store, m *telemetry.Metrics, draining *atomic.Bool) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if draining.Load() {
+			http.Error(w, "draining", http.StatusServiceUnavailable)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := st.Ping(ctx); err != nil {
+			http.Error(w, "store: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	mux.Handle("GET /metrics", m.Handler())
+	return mux
+}

@@ -1,0 +1,126 @@
+// Package web renders Gatehouse's own pages (login, discovery, errors,
+// 403, logout) with html/template and serves their embedded assets. No page
+// loads anything from another origin.
+package web
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+//go:embed assets
+var assetFS embed.FS
+
+var pages = template.Must(template.New("").ParseFS(templateFS, "templates/*.html"))
+
+// AssetsPrefix is where Serve is mounted on every host.
+const AssetsPrefix = "/.gatehouse/assets/"
+
+// CSP allows only same-origin styles and images, no scripts, and forms
+// that post back to the same origin.
+const CSP = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+
+// Page is what every template receives.
+type Page struct {
+	Title   string
+	OrgName string
+	// Error is shown in an alert region at the top of the form.
+	Error string
+	// Notice is a non-error message (e.g. "You are signed out").
+	Notice string
+	// Reference ties an error page to its log line.
+	Reference string
+	Reasons   []string
+	CSRF      string
+	Email     string
+	Redirect  string
+	// Action is the form's target path.
+	Action string
+	// Step: "discover" (ask for the email) or "password".
+	Step string
+	// Status is the HTTP status, shown on error pages.
+	Status int
+	Back   string
+}
+
+// Render writes the named page with security headers. Rendering into a
+// buffer first means a template error never sends half a page.
+func Render(w http.ResponseWriter, status int, name string, p Page) {
+	if p.Status == 0 {
+		p.Status = status
+	}
+	var buf bytes.Buffer
+	if err := pages.ExecuteTemplate(&buf, name+".html", p); err != nil {
+		slog.Error("web: render failed", "page", name, "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Content-Security-Policy", CSP)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// Error renders the plain error page.
+func Error(w http.ResponseWriter, status int, msg, ref string) {
+	Render(w, status, "error", Page{Title: http.StatusText(status), Error: msg, Reference: ref})
+}
+
+type assetHandler struct {
+	fs   fs.FS
+	etag map[string]string
+}
+
+// Assets serves the embedded assets with strong ETags; mount under
+// AssetsPrefix.
+func Assets() http.Handler {
+	sub, _ := fs.Sub(assetFS, "assets")
+	h := &assetHandler{fs: sub, etag: map[string]string{}}
+	_ = fs.WalkDir(sub, ".", func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			b, _ := fs.ReadFile(sub, p)
+			sum := sha256.Sum256(b)
+			h.etag[p] = `"` + hex.EncodeToString(sum[:8]) + `"`
+		}
+		return nil
+	})
+	return h
+}
+
+func (h *assetHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	name := strings.TrimPrefix(r.URL.Path, AssetsPrefix)
+	etag, ok := h.etag[name]
+	if !ok || (r.Method != http.MethodGet && r.Method != http.MethodHead) {
+		http.NotFound(w, r)
+		return
+	}
+	f, err := h.fs.Open(name)
+	if err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	defer f.Close()
+	w.Header().Set("ETag", etag)
+	w.Header().Set("Cache-Control", "public, max-age=3600")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	http.ServeContent(w, r, name, time.Time{}, f.(interface {
+		fs.File
+		Read([]byte) (int, error)
+		Seek(int64, int) (int64, error)
+	}))
+}

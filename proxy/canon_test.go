@@ -1,0 +1,115 @@
+package proxy
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestCanonicalPath(t *testing.T) {
+	tests := []struct {
+		raw, want, wantEsc string
+		bad                bool
+	}{
+		{raw: "", want: "/", wantEsc: "/"},
+		{raw: "/", want: "/", wantEsc: "/"},
+		{raw: "/a/b", want: "/a/b", wantEsc: "/a/b"},
+		{raw: "/a/b/", want: "/a/b/", wantEsc: "/a/b/"},
+		{raw: "//a///b", want: "/a/b", wantEsc: "/a/b"},
+		{raw: "/a/./b", want: "/a/b", wantEsc: "/a/b"},
+		{raw: "/a/../b", want: "/b", wantEsc: "/b"},
+		{raw: "/../../etc/passwd", want: "/etc/passwd", wantEsc: "/etc/passwd"},
+		{raw: "/healthz/../admin", want: "/admin", wantEsc: "/admin"},
+		{raw: "/healthz/%2e%2e/admin", want: "/admin", wantEsc: "/admin"},
+		{raw: "/healthz/%2E%2E/admin", want: "/admin", wantEsc: "/admin"},
+		{raw: "/healthz/.%2e/admin", want: "/admin", wantEsc: "/admin"},
+		{raw: "/a/..", want: "/", wantEsc: "/"},
+		{raw: "/a/b/..", want: "/a/", wantEsc: "/a/"},
+		{raw: "/%61dmin", want: "/admin", wantEsc: "/admin"},
+		{raw: "/a%20b", want: "/a b", wantEsc: "/a%20b"},
+		{raw: "/a%25b", want: "/a%b", wantEsc: "/a%25b"},
+		{raw: "/a%3Fb", want: "/a?b", wantEsc: "/a%3Fb"},
+		{raw: "/a%23b", want: "/a#b", wantEsc: "/a%23b"},
+		{raw: "/a;jsessionid=1", want: "/a;jsessionid=1", wantEsc: "/a;jsessionid=1"},
+		{raw: "/Admin", want: "/Admin", wantEsc: "/Admin"},
+		{raw: "/caf%C3%A9", want: "/café", wantEsc: "/caf%C3%A9"},
+		{raw: "/healthz%2f..%2fadmin", bad: true},
+		{raw: "/healthz%2F..%2Fadmin", bad: true},
+		{raw: "/healthz%5c..%5cadmin", bad: true},
+		{raw: "/healthz\\..\\admin", bad: true},
+		{raw: "/healthz/..;/admin", bad: true},
+		{raw: "/healthz/.;x/admin", bad: true},
+		{raw: "/healthz/%2e%2e;/admin", bad: true},
+		{raw: "/healthz/..%3b/admin", bad: true},
+		{raw: "/a%00b", bad: true},
+		{raw: "/a%0ab", bad: true},
+		{raw: "/a\x00b", bad: true},
+		{raw: "/a\tb", bad: true},
+		{raw: "/a#frag", bad: true},
+		{raw: "/a%zz", bad: true},
+		{raw: "/a%2", bad: true},
+		{raw: "a/b", bad: true},
+		{raw: "http://evil/a", bad: true},
+	}
+	for _, tt := range tests {
+		got, esc, err := CanonicalPath(tt.raw)
+		if tt.bad {
+			if err == nil {
+				t.Errorf("CanonicalPath(%q) = %q, want error", tt.raw, got)
+			}
+			continue
+		}
+		if err != nil || got != tt.want || esc != tt.wantEsc {
+			t.Errorf("CanonicalPath(%q) = %q, %q, %v; want %q, %q", tt.raw, got, esc, err, tt.want, tt.wantEsc)
+		}
+	}
+}
+
+func TestHasPathPrefix(t *testing.T) {
+	tests := []struct {
+		path, prefix string
+		want         bool
+	}{
+		{"/healthz", "/healthz", true},
+		{"/healthz/", "/healthz", true},
+		{"/healthz/x", "/healthz", true},
+		{"/healthzx", "/healthz", false},
+		{"/healthz;x", "/healthz", false},
+		{"/HEALTHZ", "/healthz", false},
+		{"/anything", "/", true},
+		{"/api/v1", "/api/", true},
+		{"/api", "/api/", true},
+		{"/apiv1", "/api/", false},
+	}
+	for _, tt := range tests {
+		if got := HasPathPrefix(tt.path, tt.prefix); got != tt.want {
+			t.Errorf("HasPathPrefix(%q, %q) = %v", tt.path, tt.prefix, got)
+		}
+	}
+}
+
+// FuzzCanonicalPath checks the properties routing relies on: the result
+// is absolute, has no dot segments or empty segments, is a fixed point,
+// and its escaped form decodes back to it.
+func FuzzCanonicalPath(f *testing.F) {
+	for _, s := range []string{"/", "/a/../b", "/%2e%2e/x", "//a//b/", "/a%2fb", "/..;/x", "/a%25b%3F", "/caf%C3%A9/"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		p, esc, err := CanonicalPath(raw)
+		if err != nil {
+			return
+		}
+		if !strings.HasPrefix(p, "/") || strings.HasPrefix(esc, "//") || strings.Contains(esc, "//") {
+			t.Fatalf("CanonicalPath(%q) = %q (%q): not a canonical absolute path", raw, p, esc)
+		}
+		for _, seg := range strings.Split(esc[1:], "/") {
+			if seg == "." || seg == ".." {
+				t.Fatalf("CanonicalPath(%q) = %q: dot segment left", raw, esc)
+			}
+		}
+		p2, esc2, err := CanonicalPath(esc)
+		if err != nil || p2 != p || esc2 != esc {
+			t.Fatalf("not a fixed point: %q → %q → %q (%v)", raw, esc, esc2, err)
+		}
+	})
+}

@@ -1,0 +1,405 @@
+// Package proxy is Gatehouse's request path: canonicalize, route, check
+// the session, ask policy, and forward with a signed identity.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/clientip"
+	"github.com/gatehouse/gatehouse/internal/telemetry"
+	"github.com/gatehouse/gatehouse/internal/web"
+	"github.com/gatehouse/gatehouse/policy"
+	"github.com/gatehouse/gatehouse/proxy/session"
+)
+
+// Identity headers sent upstream. Any client-sent header with the
+// X-Gatehouse- prefix (or "_" spellings of it) is removed first.
+const (
+	HeaderAssertion = "X-Gatehouse-Jwt-Assertion"
+	HeaderUser      = "X-Gatehouse-User"
+	HeaderEmail     = "X-Gatehouse-Email"
+	HeaderOrg       = "X-Gatehouse-Org"
+	HeaderOrgSlug   = "X-Gatehouse-Org-Slug"
+	HeaderRoles     = "X-Gatehouse-Roles"
+)
+
+// Signer signs assertion claims with the workspace's current key.
+type Signer interface {
+	Sign(claims any) (string, error)
+}
+
+// Login is the sign-in side the proxy hands browsers to.
+type Login interface {
+	http.Handler
+	LoginURL(orgSlug, rd string) string
+}
+
+// Options wire a Handler.
+type Options struct {
+	Router   *Router
+	Sessions *session.Manager
+	Policy   policy.Engine
+	Signer   Signer
+	Login    Login
+	// Issuer is the workspace issuer URL (assertion "iss").
+	Issuer string
+	// IsLoginHost reports whether a host is the public URL's or an org's
+	// login domain: it serves sign-in pages but no routes.
+	IsLoginHost func(host string) bool
+	// WellKnown serves /.well-known/* on login hosts.
+	WellKnown         http.Handler
+	ClientIP          *clientip.Resolver
+	Metrics           *telemetry.Metrics
+	Logger            *slog.Logger
+	Now               func() time.Time
+	AssertionLifetime time.Duration
+	Transport         http.RoundTripper
+}
+
+// Handler is the proxy's http.Handler.
+type Handler struct {
+	o       Options
+	proxies map[*Route]*httputil.ReverseProxy
+	assets  http.Handler
+}
+
+type ctxKey struct{}
+
+// forward carries what Rewrite needs from ServeHTTP.
+type forward struct {
+	route     *Route
+	ident     *session.Identity
+	assertion string
+	trusted   bool
+}
+
+// New builds the proxy.
+func New(o Options) *Handler {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.AssertionLifetime <= 0 || o.AssertionLifetime > 5*time.Minute {
+		o.AssertionLifetime = 5 * time.Minute
+	}
+	if o.Transport == nil {
+		o.Transport = DefaultTransport()
+	}
+	h := &Handler{o: o, proxies: map[*Route]*httputil.ReverseProxy{}, assets: web.Assets()}
+	for _, rs := range []map[string][]*Route{o.Router.exact, o.Router.wildcard} {
+		for _, routes := range rs {
+			for _, rt := range routes {
+				h.proxies[rt] = h.reverseProxy(rt)
+			}
+		}
+	}
+	return h
+}
+
+// DefaultTransport is tuned for many concurrent requests to few upstreams.
+func DefaultTransport() *http.Transport {
+	return &http.Transport{
+		Proxy:                 nil, // never route upstream traffic through env proxies
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		ForceAttemptHTTP2:     true,
+	}
+}
+
+func (h *Handler) reverseProxy(rt *Route) *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Transport: h.o.Transport,
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			f, _ := pr.In.Context().Value(ctxKey{}).(*forward)
+			pr.SetURL(rt.Upstream)
+			if rt.PreserveHost {
+				pr.Out.Host = pr.In.Host
+			}
+			stripIdentity(pr.Out.Header, rt.identity)
+			if f != nil && f.trusted {
+				pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
+			}
+			pr.SetXForwarded()
+			if f == nil || f.ident == nil {
+				return
+			}
+			id := f.ident
+			hd := pr.Out.Header
+			hd[HeaderAssertion] = []string{f.assertion}
+			hd[HeaderUser] = []string{id.UserID}
+			hd[HeaderEmail] = []string{id.Email}
+			hd[HeaderOrg] = []string{id.OrgID}
+			hd[HeaderOrgSlug] = []string{id.OrgSlug}
+			hd[HeaderRoles] = []string{strings.Join(id.Roles, ",")}
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if errors.Is(err, context.Canceled) {
+				w.WriteHeader(499) // client went away; nothing to show
+				return
+			}
+			ref := session.RandomID()[:12]
+			h.o.Logger.Error("proxy: upstream failed", "ref", ref, "route", rt.ID, "upstream", rt.Upstream.Host, "err", err)
+			web.Error(w, http.StatusBadGateway, "The application is not responding right now. Try again in a moment.", ref)
+		},
+	}
+}
+
+// stripIdentity removes every header a client could use to pose as
+// someone: X-Gatehouse-* in any case, with "_" for "-", plus the route's
+// own identity headers.
+func stripIdentity(hd http.Header, extra map[string]bool) {
+	for k := range hd {
+		if len(k) >= 12 && strings.EqualFold(strings.ReplaceAll(k[:12], "_", "-"), "x-gatehouse-") {
+			delete(hd, k)
+			continue
+		}
+		if len(extra) > 0 && extra[normHeader(k)] {
+			delete(hd, k)
+		}
+	}
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach Flush and Hijack (streaming,
+// server-sent events, websockets).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// reqLog is filled while serving and logged once at the end.
+type reqLog struct {
+	route, decision, org, user string
+}
+
+func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	start := h.o.Now()
+	w := &statusWriter{ResponseWriter: rw}
+	var lg reqLog
+	host := session.HostOf(r)
+	path, escaped, err := CanonicalPath(r.URL.EscapedPath())
+	defer func() {
+		h.finish(w, r, host, path, &lg, start)
+	}()
+	if err != nil {
+		lg.decision = "error"
+		h.o.Logger.Warn("proxy: request path refused", "host", host, "raw_path", truncate(r.URL.EscapedPath(), 256), "err", err)
+		web.Error(w, http.StatusBadRequest, "This address is not valid: it contains characters Gatehouse does not accept in a path.", "")
+		return
+	}
+	r.URL.Path, r.URL.RawPath = path, escaped
+	if r.URL.Fragment != "" {
+		r.URL.Fragment = ""
+	}
+
+	if strings.HasPrefix(path, "/.gatehouse/") {
+		lg.decision = "gatehouse"
+		if strings.HasPrefix(path, web.AssetsPrefix) {
+			h.assets.ServeHTTP(w, r)
+			return
+		}
+		h.o.Login.ServeHTTP(w, r)
+		return
+	}
+
+	rt := h.o.Router.Match(host, path)
+	if rt == nil {
+		lg.decision = "gatehouse"
+		if h.o.IsLoginHost(host) {
+			if strings.HasPrefix(path, "/.well-known/") {
+				h.o.WellKnown.ServeHTTP(w, r)
+				return
+			}
+			if path == "/" {
+				http.Redirect(w, r, "/.gatehouse/login", http.StatusFound)
+				return
+			}
+		}
+		web.Error(w, http.StatusNotFound, "Nothing is served at this address.", "")
+		return
+	}
+	lg.route = rt.ID
+
+	if rt.IsPublic(path) {
+		lg.decision = "public"
+		h.proxies[rt].ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, &forward{route: rt, trusted: h.trustedPeer(r)})))
+		return
+	}
+
+	e, err := h.o.Sessions.Authenticate(r)
+	if err != nil {
+		lg.decision = "login"
+		h.unauthenticated(w, r, rt, err)
+		return
+	}
+	id := e.Identity()
+	lg.org, lg.user = id.OrgSlug, id.UserID
+
+	in := policy.Input{
+		User:    policy.User{ID: id.UserID, Email: id.Email, Name: id.Name, Roles: id.Roles, Groups: id.Groups},
+		Org:     policy.Org{ID: id.OrgID, Slug: id.OrgSlug},
+		Request: policy.Request{Method: r.Method, Host: host, Path: path, ClientAddr: h.o.ClientIP.Addr(r), Time: start},
+		Route:   policy.Route{ID: rt.ID, Orgs: rt.Orgs},
+	}
+	d := h.o.Policy.Decide(r.Context(), &in)
+	if !d.Allow {
+		lg.decision = "deny"
+		h.o.Logger.Info("proxy: denied", "route", rt.ID, "org", id.OrgSlug, "user", id.UserID, "reasons", d.Reasons)
+		web.Render(w, http.StatusForbidden, "error", web.Page{Title: "Access denied",
+			Error: "You are signed in as " + id.Email + ", but you do not have access to this page.", Reasons: d.Reasons,
+			Back: "/.gatehouse/logout"})
+		return
+	}
+	lg.decision = "allow"
+
+	tok, err := h.assertion(e, rt.Audience, start)
+	if err != nil {
+		// No signed identity means no forwarding: fail closed.
+		lg.decision = "error"
+		ref := session.RandomID()[:12]
+		h.o.Logger.Error("proxy: signing assertion failed", "ref", ref, "route", rt.ID, "err", err)
+		web.Error(w, http.StatusInternalServerError, "Gatehouse could not sign your identity for this application. Try again shortly.", ref)
+		return
+	}
+	f := &forward{route: rt, ident: id, assertion: tok, trusted: h.trustedPeer(r)}
+	h.proxies[rt].ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, f)))
+}
+
+// assertion returns the cached signed identity for the session and
+// audience, signing a new one when less than half its lifetime remains.
+func (h *Handler) assertion(e *session.Entry, aud string, now time.Time) (string, error) {
+	if tok, ok := e.Assertion(aud, now, h.o.AssertionLifetime/2); ok {
+		return tok, nil
+	}
+	id := e.Identity()
+	exp := now.Add(h.o.AssertionLifetime)
+	if id.ExpiresAt.Before(exp) {
+		exp = id.ExpiresAt
+	}
+	roles, groups := id.Roles, id.Groups
+	if roles == nil {
+		roles = []string{}
+	}
+	if groups == nil {
+		groups = []string{}
+	}
+	tok, err := h.o.Signer.Sign(Claims{
+		Issuer: h.o.Issuer, Audience: aud, Subject: id.UserID, Email: id.Email, Name: id.Name,
+		OrgID: id.OrgID, OrgSlug: id.OrgSlug, Roles: roles, Groups: groups,
+		IssuedAt: now.Unix(), NotBefore: now.Unix(), Expiry: exp.Unix(), ID: session.RandomID()[:22],
+	})
+	if err != nil {
+		return "", err
+	}
+	e.StoreAssertion(aud, tok, exp)
+	return tok, nil
+}
+
+// Claims of X-Gatehouse-Jwt-Assertion.
+type Claims struct {
+	Issuer    string   `json:"iss"`
+	Audience  string   `json:"aud"`
+	Subject   string   `json:"sub"`
+	Email     string   `json:"email"`
+	Name      string   `json:"name,omitempty"`
+	OrgID     string   `json:"org_id"`
+	OrgSlug   string   `json:"org_slug"`
+	Roles     []string `json:"roles"`
+	Groups    []string `json:"groups"`
+	IssuedAt  int64    `json:"iat"`
+	NotBefore int64    `json:"nbf"`
+	Expiry    int64    `json:"exp"`
+	ID        string   `json:"jti"`
+}
+
+func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request, rt *Route, err error) {
+	if !errors.Is(err, session.ErrNoCookie) {
+		h.o.Logger.Info("proxy: session refused", "route", rt.ID, "reason", err.Error())
+		h.o.Sessions.ClearCookie(w, r)
+	}
+	// Browsers navigating get the login page; API calls get a 401 they can
+	// act on instead of an HTML redirect.
+	if (r.Method == http.MethodGet || r.Method == http.MethodHead) && acceptsHTML(r) {
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		orig := url.URL{Scheme: scheme, Host: r.Host, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
+		http.Redirect(w, r, h.o.Login.LoginURL(rt.Org, orig.String()), http.StatusFound)
+		return
+	}
+	w.Header().Set("WWW-Authenticate", `Cookie realm="gatehouse"`)
+	web.Error(w, http.StatusUnauthorized, "Sign in to continue.", "")
+}
+
+func acceptsHTML(r *http.Request) bool {
+	a := r.Header.Get("Accept")
+	return a == "" || strings.Contains(a, "text/html") || strings.Contains(a, "*/*")
+}
+
+func (h *Handler) trustedPeer(r *http.Request) bool {
+	return h.o.ClientIP.Addr(r) != remoteHost(r.RemoteAddr)
+}
+
+func remoteHost(addr string) string {
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		return h
+	}
+	return addr
+}
+
+func (h *Handler) finish(w *statusWriter, r *http.Request, host, path string, lg *reqLog, start time.Time) {
+	status := w.status
+	if status == 0 {
+		status = http.StatusOK // hijacked (websocket) or nothing written
+		if r.Header.Get("Upgrade") != "" {
+			status = http.StatusSwitchingProtocols
+		}
+	}
+	el := h.o.Now().Sub(start)
+	route := lg.route
+	if route == "" {
+		route = "-"
+	}
+	h.o.Metrics.Requests.WithLabelValues(route, strconv.Itoa(status), lg.decision).Inc()
+	h.o.Metrics.Latency.WithLabelValues(route, lg.decision).Observe(el.Seconds())
+	h.o.Logger.LogAttrs(r.Context(), slog.LevelInfo, "request",
+		slog.String("method", r.Method), slog.String("host", host), slog.String("path", truncate(path, 256)),
+		slog.String("route", route), slog.String("org", lg.org), slog.String("user", lg.user),
+		slog.String("decision", lg.decision), slog.Int("status", status),
+		slog.Float64("latency_ms", float64(el.Microseconds())/1000), slog.String("client", h.o.ClientIP.Addr(r)))
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}

@@ -1,0 +1,490 @@
+// Package session issues and checks Gatehouse session cookies.
+//
+// A cookie holds only a session ID and expiry, sealed with AES-256-GCM
+// whose additional data names the host the cookie was issued for, so a
+// cookie moved to another host does not open. The server-side record in
+// the store is what makes logout and revocation work; this package keeps
+// a per-node cache of it that is re-read at most every RecheckInterval,
+// so the hot path does not touch the store on every request and a
+// revoked session still dies within that interval on every node.
+package session
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gatehouse/gatehouse/store"
+)
+
+// Errors returned by Authenticate. All of them mean "no valid session".
+var (
+	ErrNoCookie  = errors.New("session: no cookie")
+	ErrBadCookie = errors.New("session: cookie does not open")
+	ErrExpired   = errors.New("session: expired")
+	ErrRevoked   = errors.New("session: revoked or unknown")
+)
+
+// MaxCookieLen bounds the work done on an untrusted cookie.
+const MaxCookieLen = 512
+
+// Identity is who a session authenticates: what policy and the identity
+// headers are built from. It is immutable once published.
+type Identity struct {
+	SessionID  string
+	UserID     string
+	Email      string
+	Name       string
+	OrgID      string
+	OrgSlug    string
+	Roles      []string
+	Groups     []string
+	Connection string
+	AuthTime   time.Time
+	ExpiresAt  time.Time
+}
+
+// Options configure a Manager.
+type Options struct {
+	CookieName      string
+	Lifetime        time.Duration
+	IdleTimeout     time.Duration
+	RecheckInterval time.Duration
+	Now             func() time.Time
+	Logger          *slog.Logger
+}
+
+// Manager creates, authenticates and revokes sessions.
+type Manager struct {
+	st   store.Store
+	aead cipher.AEAD
+	opts Options
+
+	mu    sync.RWMutex
+	cache map[string]*Entry
+}
+
+// Entry is a cached, authenticated session.
+type Entry struct {
+	id       string
+	ident    atomic.Pointer[Identity]
+	checked  atomic.Int64 // unix nanos of the last store read
+	lastSeen atomic.Int64 // unix nanos of the last request
+	stored   atomic.Int64 // LastSeenAt as persisted
+	expires  atomic.Int64 // unix nanos
+	dead     atomic.Bool
+	refresh  sync.Mutex
+
+	amu     sync.Mutex
+	asserts map[string]assertion
+}
+
+type assertion struct {
+	token string
+	exp   time.Time
+}
+
+// Identity returns the session's identity.
+func (e *Entry) Identity() *Identity { return e.ident.Load() }
+
+// Assertion returns a cached signed assertion for aud that is valid for at
+// least minValid more.
+func (e *Entry) Assertion(aud string, now time.Time, minValid time.Duration) (string, bool) {
+	e.amu.Lock()
+	a, ok := e.asserts[aud]
+	e.amu.Unlock()
+	if !ok || a.exp.Sub(now) < minValid {
+		return "", false
+	}
+	return a.token, true
+}
+
+// StoreAssertion caches a signed assertion for aud.
+func (e *Entry) StoreAssertion(aud, token string, exp time.Time) {
+	e.amu.Lock()
+	if e.asserts == nil || len(e.asserts) > 64 {
+		e.asserts = map[string]assertion{}
+	}
+	e.asserts[aud] = assertion{token, exp}
+	e.amu.Unlock()
+}
+
+// New builds a Manager. key is 32 bytes shared by every node (the store's
+// "session-key" secret).
+func New(st store.Store, key []byte, opts Options) (*Manager, error) {
+	if len(key) != 32 {
+		return nil, fmt.Errorf("session: key must be 32 bytes, got %d", len(key))
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, fmt.Errorf("session: %w", err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, fmt.Errorf("session: %w", err)
+	}
+	if opts.CookieName == "" {
+		opts.CookieName = "_gatehouse"
+	}
+	if opts.Lifetime <= 0 {
+		opts.Lifetime = 12 * time.Hour
+	}
+	if opts.RecheckInterval <= 0 || opts.RecheckInterval > 5*time.Second {
+		opts.RecheckInterval = 2 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Manager{st: st, aead: aead, opts: opts, cache: map[string]*Entry{}}, nil
+}
+
+// CookieName is the session cookie's name for a request: "__Host-"
+// prefixed on HTTPS so the browser itself pins it to the host.
+func (m *Manager) CookieName(secure bool) string {
+	if secure {
+		return "__Host-" + m.opts.CookieName
+	}
+	return m.opts.CookieName
+}
+
+type sealed struct {
+	SID string `json:"s"`
+	Exp int64  `json:"e"`
+}
+
+// Seal returns a cookie value for sid valid on host until exp.
+func (m *Manager) Seal(host, sid string, exp time.Time) (string, error) {
+	plain, err := json.Marshal(sealed{SID: sid, Exp: exp.Unix()})
+	if err != nil {
+		return "", err
+	}
+	nonce := make([]byte, m.aead.NonceSize(), m.aead.NonceSize()+len(plain)+m.aead.Overhead())
+	if _, err := rand.Read(nonce); err != nil {
+		return "", err
+	}
+	out := m.aead.Seal(nonce, nonce, plain, aad(host))
+	return "v1." + base64.RawURLEncoding.EncodeToString(out), nil
+}
+
+// Open checks a cookie value for host and returns its session ID.
+func (m *Manager) Open(host, value string, now time.Time) (string, error) {
+	if len(value) > MaxCookieLen || !strings.HasPrefix(value, "v1.") {
+		return "", ErrBadCookie
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(value[3:])
+	if err != nil || len(raw) < m.aead.NonceSize()+m.aead.Overhead() {
+		return "", ErrBadCookie
+	}
+	ns := m.aead.NonceSize()
+	plain, err := m.aead.Open(nil, raw[:ns], raw[ns:], aad(host))
+	if err != nil {
+		return "", ErrBadCookie
+	}
+	var s sealed
+	if err := json.Unmarshal(plain, &s); err != nil || s.SID == "" {
+		return "", ErrBadCookie
+	}
+	if now.Unix() >= s.Exp {
+		return "", ErrExpired
+	}
+	return s.SID, nil
+}
+
+func aad(host string) []byte { return []byte("gatehouse-session|" + host) }
+
+// HostOf is the request host without port, lowercased: what a cookie is
+// bound to.
+func HostOf(r *http.Request) string {
+	h := r.Host
+	if hh, _, err := net.SplitHostPort(h); err == nil {
+		h = hh
+	}
+	return strings.ToLower(strings.TrimSuffix(h, "."))
+}
+
+// Create records a new session for a user in an org.
+func (m *Manager) Create(ctx context.Context, userID, orgID, connection, clientAddr, userAgent string) (store.Session, error) {
+	now := m.opts.Now()
+	s := store.Session{
+		ID:         RandomID(),
+		UserID:     userID,
+		OrgID:      orgID,
+		Connection: connection,
+		ClientAddr: clientAddr,
+		UserAgent:  truncate(userAgent, 256),
+		CreatedAt:  now,
+		ExpiresAt:  now.Add(m.opts.Lifetime),
+		LastSeenAt: now,
+	}
+	if err := m.st.CreateSession(ctx, s); err != nil {
+		return store.Session{}, fmt.Errorf("session: create: %w", err)
+	}
+	return s, nil
+}
+
+// SetCookie issues the session cookie for the request's host.
+func (m *Manager) SetCookie(w http.ResponseWriter, r *http.Request, s store.Session) error {
+	v, err := m.Seal(HostOf(r), s.ID, s.ExpiresAt)
+	if err != nil {
+		return fmt.Errorf("session: seal: %w", err)
+	}
+	secure := r.TLS != nil
+	http.SetCookie(w, &http.Cookie{
+		Name:     m.CookieName(secure),
+		Value:    v,
+		Path:     "/",
+		Expires:  s.ExpiresAt,
+		HttpOnly: true,
+		Secure:   secure,
+		SameSite: http.SameSiteLaxMode,
+	})
+	return nil
+}
+
+// ClearCookie removes the session cookie on the request's host.
+func (m *Manager) ClearCookie(w http.ResponseWriter, r *http.Request) {
+	secure := r.TLS != nil
+	http.SetCookie(w, &http.Cookie{
+		Name: m.CookieName(secure), Value: "", Path: "/", MaxAge: -1,
+		HttpOnly: true, Secure: secure, SameSite: http.SameSiteLaxMode,
+	})
+}
+
+// SessionID returns the ID in the request's cookie without checking the
+// server-side record.
+func (m *Manager) SessionID(r *http.Request) (string, error) {
+	c, err := r.Cookie(m.CookieName(r.TLS != nil))
+	if err != nil {
+		return "", ErrNoCookie
+	}
+	return m.Open(HostOf(r), c.Value, m.opts.Now())
+}
+
+// Authenticate returns the request's live session.
+func (m *Manager) Authenticate(r *http.Request) (*Entry, error) {
+	sid, err := m.SessionID(r)
+	if err != nil {
+		return nil, err
+	}
+	return m.Lookup(r.Context(), sid)
+}
+
+// Lookup returns the live session sid, reading the store at most once per
+// RecheckInterval.
+func (m *Manager) Lookup(ctx context.Context, sid string) (*Entry, error) {
+	now := m.opts.Now()
+	m.mu.RLock()
+	e := m.cache[sid]
+	m.mu.RUnlock()
+	if e == nil {
+		e = &Entry{id: sid}
+		m.mu.Lock()
+		if cur := m.cache[sid]; cur != nil {
+			e = cur
+		} else {
+			m.cache[sid] = e
+		}
+		m.mu.Unlock()
+	}
+	if now.UnixNano()-e.checked.Load() >= int64(m.opts.RecheckInterval) {
+		if err := m.refresh(ctx, e, now); err != nil {
+			return nil, err
+		}
+	}
+	if e.dead.Load() {
+		return nil, ErrRevoked
+	}
+	if now.UnixNano() >= e.expires.Load() {
+		return nil, ErrExpired
+	}
+	if idle := m.opts.IdleTimeout; idle > 0 && now.UnixNano()-e.lastSeen.Load() >= int64(idle) {
+		return nil, ErrExpired
+	}
+	e.lastSeen.Store(now.UnixNano())
+	return e, nil
+}
+
+func (m *Manager) refresh(ctx context.Context, e *Entry, now time.Time) error {
+	e.refresh.Lock()
+	defer e.refresh.Unlock()
+	if now.UnixNano()-e.checked.Load() < int64(m.opts.RecheckInterval) {
+		return nil // another request refreshed it meanwhile
+	}
+	ident, s, err := m.load(ctx, e.id)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			e.dead.Store(true)
+			m.evict(e.id)
+			return ErrRevoked
+		}
+		// A store outage must not log everyone out, nor keep a revoked
+		// session alive forever: serve the cached view only while it is
+		// younger than 5s, then fail closed.
+		if e.ident.Load() != nil && now.UnixNano()-e.checked.Load() < int64(5*time.Second) {
+			m.opts.Logger.Warn("session: store read failed; using cached session", "err", err)
+			return nil
+		}
+		return fmt.Errorf("session: load %s: %w", e.id[:8], err)
+	}
+	if !s.RevokedAt.IsZero() {
+		e.dead.Store(true)
+		m.evict(e.id)
+		return ErrRevoked
+	}
+	seen := e.lastSeen.Load()
+	if s.LastSeenAt.UnixNano() > seen {
+		seen = s.LastSeenAt.UnixNano()
+		e.lastSeen.Store(seen)
+	}
+	e.expires.Store(s.ExpiresAt.UnixNano())
+	e.ident.Store(ident)
+	// Persist activity at most every minute (or quarter idle timeout), so
+	// that other nodes see it for idle checks without a write per request.
+	stored := max(e.stored.Load(), s.LastSeenAt.UnixNano())
+	step := time.Minute
+	if q := m.opts.IdleTimeout / 4; q > 0 && q < step {
+		step = q
+	}
+	if seen-stored >= int64(step) {
+		_, err := m.st.UpdateSession(ctx, e.id, func(s store.Session) (store.Session, error) {
+			if t := time.Unix(0, seen); t.After(s.LastSeenAt) {
+				s.LastSeenAt = t
+			}
+			return s, nil
+		})
+		if err == nil {
+			e.stored.Store(seen)
+		}
+	} else {
+		e.stored.Store(stored)
+	}
+	e.checked.Store(now.UnixNano())
+	return nil
+}
+
+func (m *Manager) load(ctx context.Context, sid string) (*Identity, store.Session, error) {
+	s, err := m.st.GetSession(ctx, sid)
+	if err != nil {
+		return nil, s, err
+	}
+	u, err := m.st.GetUser(ctx, s.UserID)
+	if err != nil {
+		return nil, s, err
+	}
+	if u.Disabled {
+		return nil, s, store.ErrNotFound
+	}
+	mem, err := m.st.GetMembership(ctx, s.UserID, s.OrgID)
+	if err != nil {
+		return nil, s, err
+	}
+	org, err := m.st.GetOrg(ctx, s.OrgID)
+	if err != nil {
+		return nil, s, err
+	}
+	return &Identity{
+		SessionID:  s.ID,
+		UserID:     u.ID,
+		Email:      u.Email,
+		Name:       u.Name,
+		OrgID:      org.ID,
+		OrgSlug:    org.Slug,
+		Roles:      mem.Roles,
+		Groups:     mem.Groups,
+		Connection: s.Connection,
+		AuthTime:   s.CreatedAt,
+		ExpiresAt:  s.ExpiresAt,
+	}, s, nil
+}
+
+// Revoke ends a session everywhere: this node at once, others within
+// RecheckInterval.
+func (m *Manager) Revoke(ctx context.Context, sid string) error {
+	_, err := m.st.UpdateSession(ctx, sid, func(s store.Session) (store.Session, error) {
+		if s.RevokedAt.IsZero() {
+			s.RevokedAt = m.opts.Now()
+		}
+		return s, nil
+	})
+	m.mu.RLock()
+	e := m.cache[sid]
+	m.mu.RUnlock()
+	if e != nil {
+		e.dead.Store(true)
+	}
+	m.evict(sid)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("session: revoke: %w", err)
+	}
+	return nil
+}
+
+func (m *Manager) evict(sid string) {
+	m.mu.Lock()
+	delete(m.cache, sid)
+	m.mu.Unlock()
+}
+
+// Run sweeps idle entries from the cache and expired sessions from the
+// store until ctx ends.
+func (m *Manager) Run(ctx context.Context) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			m.sweep(ctx)
+		}
+	}
+}
+
+func (m *Manager) sweep(ctx context.Context) {
+	now := m.opts.Now()
+	idle := m.opts.IdleTimeout
+	if idle <= 0 {
+		idle = time.Hour
+	}
+	m.mu.Lock()
+	for id, e := range m.cache {
+		if e.dead.Load() || now.UnixNano()-e.lastSeen.Load() > int64(idle) || (e.expires.Load() != 0 && now.UnixNano() > e.expires.Load()) {
+			delete(m.cache, id)
+		}
+	}
+	m.mu.Unlock()
+	if n, err := m.st.DeleteExpiredSessions(ctx, now.Add(-time.Hour)); err != nil {
+		m.opts.Logger.Warn("session: sweep failed", "err", err)
+	} else if n > 0 {
+		m.opts.Logger.Info("session: expired sessions removed", "count", n)
+	}
+}
+
+// RandomID returns 256 random bits, base64url.
+func RandomID() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // never fails (Go 1.24+ crashes instead)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}

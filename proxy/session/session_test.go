@@ -1,0 +1,256 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gatehouse/gatehouse/store"
+	"github.com/gatehouse/gatehouse/store/badgerstore"
+)
+
+var testKey = []byte("0123456789abcdef0123456789abcdef")
+
+func newManager(t testing.TB, st store.Store, now func() time.Time) *Manager {
+	t.Helper()
+	m, err := New(st, testKey, Options{Lifetime: time.Hour, IdleTimeout: 10 * time.Minute, RecheckInterval: 2 * time.Second, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestSealOpen(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	m := newManager(t, nil, func() time.Time { return now })
+	v, err := m.Seal("app.example.com", "sid-1", now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sid, err := m.Open("app.example.com", v, now); err != nil || sid != "sid-1" {
+		t.Fatalf("Open = %q, %v", sid, err)
+	}
+	other, _ := New(nil, []byte("ffffffffffffffffffffffffffffffff"), Options{})
+	tamper := []byte(v)
+	tamper[len(tamper)-2] ^= 1
+	tests := []struct {
+		name, host, value string
+		now               time.Time
+		want              error
+	}{
+		{"other host", "login.globex.example", v, now, ErrBadCookie},
+		{"host suffix", "app.example.com.evil", v, now, ErrBadCookie},
+		{"tampered", "app.example.com", string(tamper), now, ErrBadCookie},
+		{"expired", "app.example.com", v, now.Add(time.Hour), ErrExpired},
+		{"empty", "app.example.com", "", now, ErrBadCookie},
+		{"no version", "app.example.com", v[3:], now, ErrBadCookie},
+		{"not base64", "app.example.com", "v1.!!!", now, ErrBadCookie},
+		{"short", "app.example.com", "v1.AAAA", now, ErrBadCookie},
+		{"oversized", "app.example.com", "v1." + strings.Repeat("A", MaxCookieLen), now, ErrBadCookie},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := m.Open(tt.host, tt.value, tt.now); !errors.Is(err, tt.want) {
+				t.Fatalf("Open = %v, want %v", err, tt.want)
+			}
+		})
+	}
+	if _, err := other.Open("app.example.com", v, now); !errors.Is(err, ErrBadCookie) {
+		t.Fatalf("cookie opened with another key: %v", err)
+	}
+}
+
+func FuzzOpen(f *testing.F) {
+	m, _ := New(nil, testKey, Options{})
+	good, _ := m.Seal("h", "sid", time.Now().Add(time.Hour))
+	f.Add("h", good)
+	f.Add("h", "v1.")
+	f.Add("h", "v1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+	f.Fuzz(func(t *testing.T, host, value string) {
+		sid, err := m.Open(host, value, time.Now())
+		if err == nil && (sid == "" || value != good || host != "h") {
+			t.Fatalf("Open(%q, %q) accepted a cookie it did not issue: %q", host, value, sid)
+		}
+	})
+}
+
+type fixture struct {
+	st      store.Store
+	m       *Manager
+	now     atomic.Int64
+	session store.Session
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	st, err := badgerstore.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	f := &fixture{st: st}
+	f.now.Store(time.Unix(1_800_000_000, 0).UnixNano())
+	f.m = newManager(t, st, func() time.Time { return time.Unix(0, f.now.Load()) })
+	ctx := t.Context()
+	must(t, st.CreateOrg(ctx, store.Org{ID: "o1", Slug: "acme", Name: "Acme"}))
+	must(t, st.CreateUser(ctx, store.User{ID: "u1", Email: "alice@acme.example"}))
+	must(t, st.CreateMembership(ctx, store.Membership{UserID: "u1", OrgID: "o1", Roles: []string{"admin"}}))
+	f.session, err = f.m.Create(ctx, "u1", "o1", "password", "127.0.0.1", "test")
+	must(t, err)
+	return f
+}
+
+func (f *fixture) advance(d time.Duration) { f.now.Add(int64(d)) }
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCookieRoundTripThroughRequest(t *testing.T) {
+	f := newFixture(t)
+	req := httptest.NewRequest("GET", "http://app.example.com/", nil)
+	rec := httptest.NewRecorder()
+	must(t, f.m.SetCookie(rec, req, f.session))
+	c := rec.Result().Cookies()[0]
+	if !c.HttpOnly || c.SameSite != 2 || c.Path != "/" || c.Domain != "" {
+		t.Fatalf("cookie attributes: %+v", c)
+	}
+	req.AddCookie(c)
+	e, err := f.m.Authenticate(req)
+	must(t, err)
+	if id := e.Identity(); id.OrgSlug != "acme" || id.Email != "alice@acme.example" || id.Roles[0] != "admin" {
+		t.Fatalf("identity = %+v", id)
+	}
+	// The same cookie on another host is refused.
+	other := httptest.NewRequest("GET", "http://login.globex.example/", nil)
+	other.AddCookie(c)
+	if _, err := f.m.Authenticate(other); !errors.Is(err, ErrBadCookie) {
+		t.Fatalf("cookie accepted on another host: %v", err)
+	}
+	// HTTPS gets a __Host- cookie with Secure.
+	sreq := httptest.NewRequest("GET", "https://app.example.com/", nil)
+	srec := httptest.NewRecorder()
+	must(t, f.m.SetCookie(srec, sreq, f.session))
+	sc := srec.Result().Cookies()[0]
+	if !sc.Secure || !strings.HasPrefix(sc.Name, "__Host-") {
+		t.Fatalf("https cookie: %+v", sc)
+	}
+}
+
+func TestRevocationSeenByOtherNodeWithinRecheck(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	// A second manager over the same store plays another node.
+	node2 := newManager(t, f.st, func() time.Time { return time.Unix(0, f.now.Load()) })
+	if _, err := node2.Lookup(ctx, f.session.ID); err != nil {
+		t.Fatal(err)
+	}
+	must(t, f.m.Revoke(ctx, f.session.ID))
+	if _, err := f.m.Lookup(ctx, f.session.ID); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("revoking node still accepts: %v", err)
+	}
+	// Node 2 serves from its cache until the recheck interval passes...
+	f.advance(time.Second)
+	if _, err := node2.Lookup(ctx, f.session.ID); err != nil {
+		t.Fatalf("within the interval the cache answers: %v", err)
+	}
+	// ...and refuses once it has passed.
+	f.advance(1500 * time.Millisecond)
+	if _, err := node2.Lookup(ctx, f.session.ID); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("node 2 accepts a revoked session: %v", err)
+	}
+}
+
+func TestHotPathReadsStoreOncePerInterval(t *testing.T) {
+	f := newFixture(t)
+	cs := &countingStore{Store: f.st}
+	m := newManager(t, cs, func() time.Time { return time.Unix(0, f.now.Load()) })
+	for range 1000 {
+		if _, err := m.Lookup(t.Context(), f.session.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := cs.gets.Load(); n != 1 {
+		t.Fatalf("1000 lookups read the session %d times, want 1", n)
+	}
+	f.advance(3 * time.Second)
+	_, _ = m.Lookup(t.Context(), f.session.ID)
+	if n := cs.gets.Load(); n != 2 {
+		t.Fatalf("after the interval: %d reads, want 2", n)
+	}
+}
+
+func TestIdleAndAbsoluteExpiry(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	if _, err := f.m.Lookup(ctx, f.session.ID); err != nil {
+		t.Fatal(err)
+	}
+	f.advance(11 * time.Minute)
+	if _, err := f.m.Lookup(ctx, f.session.ID); !errors.Is(err, ErrExpired) {
+		t.Fatalf("idle session accepted: %v", err)
+	}
+	g := newFixture(t)
+	for range 7 { // active every 9 minutes: never idle, but past the lifetime
+		g.advance(9 * time.Minute)
+		_, _ = g.m.Lookup(ctx, g.session.ID)
+	}
+	if _, err := g.m.Lookup(ctx, g.session.ID); !errors.Is(err, ErrExpired) {
+		t.Fatalf("session past its lifetime accepted: %v", err)
+	}
+}
+
+func TestRemovedMembershipEndsSession(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	_, _ = f.m.Lookup(ctx, f.session.ID)
+	must(t, f.st.DeleteMembership(ctx, "u1", "o1"))
+	f.advance(3 * time.Second)
+	if _, err := f.m.Lookup(ctx, f.session.ID); err == nil {
+		t.Fatal("session survived removal from the org")
+	}
+}
+
+type countingStore struct {
+	store.Store
+	gets atomic.Int64
+}
+
+func (c *countingStore) GetSession(ctx context.Context, id string) (store.Session, error) {
+	c.gets.Add(1)
+	return c.Store.GetSession(ctx, id)
+}
+
+func BenchmarkAuthenticate(b *testing.B) {
+	st, err := badgerstore.Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	must(b, st.CreateOrg(ctx, store.Org{ID: "o1", Slug: "acme", Name: "Acme"}))
+	must(b, st.CreateUser(ctx, store.User{ID: "u1", Email: "alice@acme.example"}))
+	must(b, st.CreateMembership(ctx, store.Membership{UserID: "u1", OrgID: "o1"}))
+	m := newManager(b, st, time.Now)
+	s, err := m.Create(ctx, "u1", "o1", "password", "", "")
+	must(b, err)
+	req := httptest.NewRequest("GET", "http://app.example.com/", nil)
+	rec := httptest.NewRecorder()
+	must(b, m.SetCookie(rec, req, s))
+	req.AddCookie(rec.Result().Cookies()[0])
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := m.Authenticate(req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

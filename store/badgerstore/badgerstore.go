@@ -1,0 +1,1159 @@
+// Package badgerstore implements store.Store on an embedded Badger database.
+//
+// Records are JSON values. Secondary indexes are separate keys whose value
+// is the primary record's key, and every record is written together with
+// its indexes in one transaction, so a crash never leaves a record without
+// its indexes (or the reverse). Key layout (each <id> path-escaped so that
+// prefix scans cannot cross into another id):
+//
+//	org/<id>                          Org
+//	orgslug/<slug>                    -> org/<id>
+//	user/<id>                         User
+//	useremail/<lowercased email>      -> user/<id>
+//	mem/u/<uid>/<oid>                 Membership
+//	mem/o/<oid>/<uid>                 -> mem/u/<uid>/<oid>
+//	sess/<id>                         Session
+//	sessuser/<uid>/<id>               -> sess/<id>
+//	sessexp/<expiry><id>              -> sess/<id>
+//	key/<id>                          SigningKey
+//	audit/all/<^time><id>             AuditEvent
+//	audit/org/<oid>/<^time><id>       -> audit/all/<^time><id>
+//	once/<kind>/<id>                  <expiry><value>, with a Badger TTL
+//	secret/<name>                     raw bytes
+//	meta/format                       on-disk format version
+//
+// <expiry> and <time> are 12-byte big-endian timestamps that sort in time
+// order; <^time> is bitwise inverted so that a forward scan is newest first.
+package badgerstore
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	mathrand "math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/gatehouse/gatehouse/store"
+)
+
+var _ store.Store = (*Store)(nil)
+
+const (
+	formatVersion     = "1"
+	defaultAuditLimit = 100
+	// maxAttempts bounds compare-and-swap retries on transaction conflicts.
+	maxAttempts = 100
+	// expireBatch bounds one DeleteExpiredSessions transaction, well below
+	// Badger's per-transaction size limit.
+	expireBatch = 256
+	// gcDiscardRatio: rewrite a value log file when half of it is garbage.
+	gcDiscardRatio = 0.5
+)
+
+// errFnFailed marks an aborted transaction whose real cause, the caller's
+// fn error, is returned unchanged instead.
+var errFnFailed = errors.New("badgerstore: update fn failed")
+
+// Store is a Badger-backed store.Store. It is safe for concurrent use.
+type Store struct {
+	db  *badger.DB
+	log *slog.Logger
+
+	// mu guards closed; operations hold it for reading so that Close waits
+	// for them before closing the database underneath.
+	mu     sync.RWMutex
+	closed bool
+
+	stopGC chan struct{}
+	gcDone chan struct{}
+}
+
+type options struct {
+	logger     *slog.Logger
+	gcInterval time.Duration
+	inMemory   bool
+}
+
+// Option configures Open.
+type Option func(*options)
+
+// WithLogger routes Badger's warnings and errors, and the store's own, to l
+// (default slog.Default()). Badger's info and debug output is dropped.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) {
+		if l != nil {
+			o.logger = l
+		}
+	}
+}
+
+// WithGCInterval sets how often the value log is garbage collected
+// (default 5 minutes). d <= 0 disables the collector.
+func WithGCInterval(d time.Duration) Option {
+	return func(o *options) { o.gcInterval = d }
+}
+
+// WithInMemory keeps everything in memory and ignores path. Meant for tests
+// of other packages: nothing survives Close.
+func WithInMemory() Option {
+	return func(o *options) { o.inMemory = true }
+}
+
+// Open opens (creating if needed) the database in directory path. Writes
+// are fsynced before they are acknowledged.
+func Open(path string, opts ...Option) (*Store, error) {
+	cfg := options{logger: slog.Default(), gcInterval: 5 * time.Minute}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	bo := badger.DefaultOptions(path).
+		WithLogger(badgerLogger{cfg.logger}).
+		WithLoggingLevel(badger.WARNING)
+	if cfg.inMemory {
+		bo = bo.WithDir("").WithValueDir("").WithInMemory(true)
+		cfg.gcInterval = 0 // value log GC is unsupported in memory
+	} else {
+		if path == "" {
+			return nil, errors.New("badgerstore: open: empty path")
+		}
+		bo = bo.WithSyncWrites(true)
+	}
+	db, err := badger.Open(bo)
+	if err != nil {
+		return nil, fmt.Errorf("badgerstore: open %s: %w", path, err)
+	}
+	if err := checkFormat(db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("badgerstore: open %s: %w", path, err)
+	}
+	s := &Store{
+		db:     db,
+		log:    cfg.logger,
+		stopGC: make(chan struct{}),
+		gcDone: make(chan struct{}),
+	}
+	if cfg.gcInterval > 0 {
+		go s.gcLoop(cfg.gcInterval)
+	} else {
+		close(s.gcDone)
+	}
+	return s, nil
+}
+
+// checkFormat stamps a new database with formatVersion and refuses one
+// written in a format this code does not understand.
+func checkFormat(db *badger.DB) error {
+	k := []byte("meta/format")
+	return db.Update(func(txn *badger.Txn) error {
+		item, err := txn.Get(k)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return txn.Set(k, []byte(formatVersion))
+		}
+		if err != nil {
+			return err
+		}
+		v, err := item.ValueCopy(nil)
+		if err != nil {
+			return err
+		}
+		if string(v) != formatVersion {
+			return fmt.Errorf("unsupported on-disk format %q (want %q)", v, formatVersion)
+		}
+		return nil
+	})
+}
+
+func (s *Store) gcLoop(interval time.Duration) {
+	defer close(s.gcDone)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopGC:
+			return
+		case <-t.C:
+		}
+		// One call rewrites at most one file; keep going while it helps,
+		// but let Close interrupt between files.
+		for {
+			select {
+			case <-s.stopGC:
+				return
+			default:
+			}
+			err := s.db.RunValueLogGC(gcDiscardRatio)
+			if err == nil {
+				continue
+			}
+			if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
+				s.log.Warn("badgerstore: value log GC failed", "err", err)
+			}
+			break
+		}
+	}
+}
+
+// Close stops the collector and closes the database. In-flight calls
+// finish first; later calls, including Close, return store.ErrClosed.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return fmt.Errorf("badgerstore: close: %w", store.ErrClosed)
+	}
+	s.closed = true
+	s.mu.Unlock()
+	close(s.stopGC)
+	<-s.gcDone
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("badgerstore: close: %w", err)
+	}
+	return nil
+}
+
+// Ping reports whether the database can serve reads.
+func (s *Store) Ping(ctx context.Context) error {
+	err := s.view(ctx, func(txn *badger.Txn) error {
+		_, err := txn.Get([]byte("meta/format"))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("badgerstore: ping: %w", err)
+	}
+	return nil
+}
+
+// enter admits one operation; on success the caller must s.mu.RUnlock.
+func (s *Store) enter(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return store.ErrClosed
+	}
+	return nil
+}
+
+func (s *Store) view(ctx context.Context, fn func(*badger.Txn) error) error {
+	if err := s.enter(ctx); err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	return s.db.View(fn)
+}
+
+// update runs fn in a read-write transaction and reruns it when the commit
+// conflicts with a concurrent one. Badger tracks every key fn reads, so
+// reads inside fn are the compare half of compare-and-swap.
+func (s *Store) update(ctx context.Context, fn func(*badger.Txn) error) error {
+	if err := s.enter(ctx); err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	for attempt := 1; ; attempt++ {
+		err := s.db.Update(fn)
+		if !errors.Is(err, badger.ErrConflict) {
+			return err
+		}
+		if attempt == maxAttempts {
+			return fmt.Errorf("gave up after %d attempts: %w", attempt, err)
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		// Jitter so that colliding writers spread out instead of colliding again.
+		time.Sleep(time.Duration(mathrand.Int64N(int64(attempt)*int64(50*time.Microsecond) + 1)))
+	}
+}
+
+// modify is the shared compare-and-swap: it loads the record at key, calls
+// fn, lets apply validate the result and rewrite indexes, and stores it.
+// An error from fn is returned unchanged; others are wrapped with op.
+func modify[T any](ctx context.Context, s *Store, op string, key []byte, fn func(T) (T, error), apply func(txn *badger.Txn, old, next T) error) (T, error) {
+	var (
+		out   T
+		fnErr error
+	)
+	err := s.update(ctx, func(txn *badger.Txn) error {
+		fnErr = nil
+		cur, err := getJSON[T](txn, key)
+		if err != nil {
+			return err
+		}
+		next, err := fn(cur)
+		if err != nil {
+			fnErr = err
+			return errFnFailed
+		}
+		if err := apply(txn, cur, next); err != nil {
+			return err
+		}
+		if err := setJSON(txn, key, next); err != nil {
+			return err
+		}
+		out = next
+		return nil
+	})
+	if errors.Is(err, errFnFailed) && fnErr != nil {
+		var zero T
+		return zero, fnErr
+	}
+	if err != nil {
+		var zero T
+		return zero, fmt.Errorf("badgerstore: %s: %w", op, err)
+	}
+	return out, nil
+}
+
+// --- Orgs ---
+
+func (s *Store) CreateOrg(ctx context.Context, o store.Org) error {
+	err := s.update(ctx, func(txn *badger.Txn) error {
+		if o.ID == "" || o.Slug == "" {
+			return errors.New("id and slug are required")
+		}
+		if err := mustNotExist(txn, orgKey(o.ID), "id"); err != nil {
+			return err
+		}
+		if err := mustNotExist(txn, orgSlugKey(o.Slug), "slug "+o.Slug); err != nil {
+			return err
+		}
+		if err := txn.Set(orgSlugKey(o.Slug), orgKey(o.ID)); err != nil {
+			return err
+		}
+		return setJSON(txn, orgKey(o.ID), o)
+	})
+	if err != nil {
+		return fmt.Errorf("badgerstore: create org %s: %w", o.ID, err)
+	}
+	return nil
+}
+
+func (s *Store) GetOrg(ctx context.Context, id string) (store.Org, error) {
+	o, err := getOne[store.Org](ctx, s, orgKey(id))
+	if err != nil {
+		return store.Org{}, fmt.Errorf("badgerstore: get org %s: %w", id, err)
+	}
+	return o, nil
+}
+
+func (s *Store) GetOrgBySlug(ctx context.Context, slug string) (store.Org, error) {
+	o, err := getIndexed[store.Org](ctx, s, orgSlugKey(slug))
+	if err != nil {
+		return store.Org{}, fmt.Errorf("badgerstore: get org by slug %s: %w", slug, err)
+	}
+	return o, nil
+}
+
+// ListOrgs returns every org, ordered by ID.
+func (s *Store) ListOrgs(ctx context.Context) ([]store.Org, error) {
+	orgs, err := list[store.Org](ctx, s, []byte("org/"))
+	if err != nil {
+		return nil, fmt.Errorf("badgerstore: list orgs: %w", err)
+	}
+	return orgs, nil
+}
+
+func (s *Store) UpdateOrg(ctx context.Context, id string, fn func(store.Org) (store.Org, error)) (store.Org, error) {
+	return modify(ctx, s, "update org "+id, orgKey(id), fn, func(txn *badger.Txn, old, next store.Org) error {
+		if next.ID != old.ID {
+			return fmt.Errorf("id changed to %q", next.ID)
+		}
+		if next.Slug == "" {
+			return errors.New("slug is required")
+		}
+		return moveIndex(txn, orgSlugKey(old.Slug), orgSlugKey(next.Slug), orgKey(id), "slug "+next.Slug)
+	})
+}
+
+func (s *Store) DeleteOrg(ctx context.Context, id string) error {
+	err := s.update(ctx, func(txn *badger.Txn) error {
+		o, err := getJSON[store.Org](txn, orgKey(id))
+		if err != nil {
+			return err
+		}
+		return deleteKeys(txn, orgKey(id), orgSlugKey(o.Slug))
+	})
+	if err != nil {
+		return fmt.Errorf("badgerstore: delete org %s: %w", id, err)
+	}
+	return nil
+}
+
+// --- Users ---
+
+func (s *Store) CreateUser(ctx context.Context, u store.User) error {
+	err := s.update(ctx, func(txn *badger.Txn) error {
+		if u.ID == "" || u.Email == "" {
+			return errors.New("id and email are required")
+		}
+		if err := mustNotExist(txn, userKey(u.ID), "id"); err != nil {
+			return err
+		}
+		if err := mustNotExist(txn, userEmailKey(u.Email), "email "+u.Email); err != nil {
+			return err
+		}
+		if err := txn.Set(userEmailKey(u.Email), userKey(u.ID)); err != nil {
+			return err
+		}
+		return setJSON(txn, userKey(u.ID), u)
+	})
+	if err != nil {
+		return fmt.Errorf("badgerstore: create user %s: %w", u.ID, err)
+	}
+	return nil
+}
+
+func (s *Store) GetUser(ctx context.Context, id string) (store.User, error) {
+	u, err := getOne[store.User](ctx, s, userKey(id))
+	if err != nil {
+		return store.User{}, fmt.Errorf("badgerstore: get user %s: %w", id, err)
+	}
+	return u, nil
+}
+
+func (s *Store) GetUserByEmail(ctx context.Context, email string) (store.User, error) {
+	u, err := getIndexed[store.User](ctx, s, userEmailKey(email))
+	if err != nil {
+		return store.User{}, fmt.Errorf("badgerstore: get user by email %s: %w", email, err)
+	}
+	return u, nil
+}
+
+func (s *Store) UpdateUser(ctx context.Context, id string, fn func(store.User) (store.User, error)) (store.User, error) {
+	return modify(ctx, s, "update user "+id, userKey(id), fn, func(txn *badger.Txn, old, next store.User) error {
+		if next.ID != old.ID {
+			return fmt.Errorf("id changed to %q", next.ID)
+		}
+		if next.Email == "" {
+			return errors.New("email is required")
+		}
+		return moveIndex(txn, userEmailKey(old.Email), userEmailKey(next.Email), userKey(id), "email "+next.Email)
+	})
+}
+
+func (s *Store) DeleteUser(ctx context.Context, id string) error {
+	err := s.update(ctx, func(txn *badger.Txn) error {
+		u, err := getJSON[store.User](txn, userKey(id))
+		if err != nil {
+			return err
+		}
+		return deleteKeys(txn, userKey(id), userEmailKey(u.Email))
+	})
+	if err != nil {
+		return fmt.Errorf("badgerstore: delete user %s: %w", id, err)
+	}
+	return nil
+}
+
+// --- Memberships ---
+
+func (s *Store) CreateMembership(ctx context.Context, m store.Membership) error {
+	err := s.update(ctx, func(txn *badger.Txn) error {
+		if m.UserID == "" || m.OrgID == "" {
+			return errors.New("user and org ids are required")
+		}
+		pk := memKey(m.UserID, m.OrgID)
+		if err := mustNotExist(txn, pk, "membership"); err != nil {
+			return err
+		}
+		if err := txn.Set(memOrgKey(m.OrgID, m.UserID), pk); err != nil {
+			return err
+		}
+		return setJSON(txn, pk, m)
+	})
+	if err != nil {
+		return fmt.Errorf("badgerstore: create membership %s/%s: %w", m.UserID, m.OrgID, err)
+	}
+	return nil
+}
+
+func (s *Store) GetMembership(ctx context.Context, userID, orgID string) (store.Membership, error) {
+	m, err := getOne[store.Membership](ctx, s, memKey(userID, orgID))
+	if err != nil {
+		return store.Membership{}, fmt.Errorf("badgerstore: get membership %s/%s: %w", userID, orgID, err)
+	}
+	return m, nil
+}
+
+// ListMembershipsByUser returns the user's memberships, ordered by org ID.
+func (s *Store) ListMembershipsByUser(ctx context.Context, userID string) ([]store.Membership, error) {
+	ms, err := list[store.Membership](ctx, s, prefix("mem/u", userID))
+	if err != nil {
+		return nil, fmt.Errorf("badgerstore: list memberships of user %s: %w", userID, err)
+	}
+	return ms, nil
+}
+
+// ListMembershipsByOrg returns the org's memberships, ordered by user ID.
+func (s *Store) ListMembershipsByOrg(ctx context.Context, orgID string) ([]store.Membership, error) {
+	ms, err := listIndexed[store.Membership](ctx, s, prefix("mem/o", orgID))
+	if err != nil {
+		return nil, fmt.Errorf("badgerstore: list memberships of org %s: %w", orgID, err)
+	}
+	return ms, nil
+}
+
+func (s *Store) UpdateMembership(ctx context.Context, userID, orgID string, fn func(store.Membership) (store.Membership, error)) (store.Membership, error) {
+	op := "update membership " + userID + "/" + orgID
+	return modify(ctx, s, op, memKey(userID, orgID), fn, func(_ *badger.Txn, old, next store.Membership) error {
+		if next.UserID != old.UserID || next.OrgID != old.OrgID {
+			return fmt.Errorf("key changed to %q/%q", next.UserID, next.OrgID)
+		}
+		return nil
+	})
+}
+
+func (s *Store) DeleteMembership(ctx context.Context, userID, orgID string) error {
+	err := s.update(ctx, func(txn *badger.Txn) error {
+		pk := memKey(userID, orgID)
+		if err := mustExist(txn, pk); err != nil {
+			return err
+		}
+		return deleteKeys(txn, pk, memOrgKey(orgID, userID))
+	})
+	if err != nil {
+		return fmt.Errorf("badgerstore: delete membership %s/%s: %w", userID, orgID, err)
+	}
+	return nil
+}
+
+// --- Sessions ---
+
+func (s *Store) CreateSession(ctx context.Context, se store.Session) error {
+	err := s.update(ctx, func(txn *badger.Txn) error {
+		if se.ID == "" || se.UserID == "" {
+			return errors.New("id and user id are required")
+		}
+		pk := sessKey(se.ID)
+		if err := mustNotExist(txn, pk, "id"); err != nil {
+			return err
+		}
+		if err := txn.Set(sessUserKey(se.UserID, se.ID), pk); err != nil {
+			return err
+		}
+		if err := txn.Set(sessExpKey(se.ExpiresAt, se.ID), pk); err != nil {
+			return err
+		}
+		return setJSON(txn, pk, se)
+	})
+	if err != nil {
+		return fmt.Errorf("badgerstore: create session %s: %w", se.ID, err)
+	}
+	return nil
+}
+
+func (s *Store) GetSession(ctx context.Context, id string) (store.Session, error) {
+	se, err := getOne[store.Session](ctx, s, sessKey(id))
+	if err != nil {
+		return store.Session{}, fmt.Errorf("badgerstore: get session %s: %w", id, err)
+	}
+	return se, nil
+}
+
+func (s *Store) UpdateSession(ctx context.Context, id string, fn func(store.Session) (store.Session, error)) (store.Session, error) {
+	return modify(ctx, s, "update session "+id, sessKey(id), fn, func(txn *badger.Txn, old, next store.Session) error {
+		if next.ID != old.ID {
+			return fmt.Errorf("id changed to %q", next.ID)
+		}
+		if next.UserID == "" {
+			return errors.New("user id is required")
+		}
+		pk := sessKey(id)
+		if err := moveIndex(txn, sessUserKey(old.UserID, id), sessUserKey(next.UserID, id), pk, ""); err != nil {
+			return err
+		}
+		return moveIndex(txn, sessExpKey(old.ExpiresAt, id), sessExpKey(next.ExpiresAt, id), pk, "")
+	})
+}
+
+// ListSessionsByUser returns the user's sessions, ordered by session ID.
+func (s *Store) ListSessionsByUser(ctx context.Context, userID string) ([]store.Session, error) {
+	ss, err := listIndexed[store.Session](ctx, s, prefix("sessuser", userID))
+	if err != nil {
+		return nil, fmt.Errorf("badgerstore: list sessions of user %s: %w", userID, err)
+	}
+	return ss, nil
+}
+
+// DeleteExpiredSessions walks the expiry index in batches, each its own
+// transaction, so that any number of sessions can be removed.
+func (s *Store) DeleteExpiredSessions(ctx context.Context, before time.Time) (int, error) {
+	total := 0
+	for {
+		n, full := 0, false
+		err := s.update(ctx, func(txn *badger.Txn) error {
+			n, full = 0, false
+			var idx, pks [][]byte
+			err := scan(txn, []byte("sessexp/"), true, func(item *badger.Item) error {
+				exp, ok := decodeTime(item.Key()[len("sessexp/"):])
+				if !ok {
+					return fmt.Errorf("malformed index key %q", item.Key())
+				}
+				if !exp.Before(before) || len(idx) == expireBatch {
+					return errStopScan
+				}
+				pk, err := item.ValueCopy(nil)
+				if err != nil {
+					return err
+				}
+				idx, pks = append(idx, item.KeyCopy(nil)), append(pks, pk)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			full = len(idx) == expireBatch
+			for i, pk := range pks {
+				// Dropping the index entry first guarantees progress even
+				// if it were stale.
+				if err := txn.Delete(idx[i]); err != nil {
+					return err
+				}
+				// The record, not the index, decides; reading it also makes
+				// a concurrent UpdateSession conflict with this batch.
+				se, err := getJSON[store.Session](txn, pk)
+				if errors.Is(err, store.ErrNotFound) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				if !se.ExpiresAt.Before(before) {
+					// Stale entry: keep the record's own expiry entry.
+					if err := txn.Set(sessExpKey(se.ExpiresAt, se.ID), pk); err != nil {
+						return err
+					}
+					continue
+				}
+				if err := deleteKeys(txn, pk, sessUserKey(se.UserID, se.ID), sessExpKey(se.ExpiresAt, se.ID)); err != nil {
+					return err
+				}
+				n++
+			}
+			return nil
+		})
+		if err != nil {
+			return total, fmt.Errorf("badgerstore: delete expired sessions: %w", err)
+		}
+		total += n
+		if !full {
+			return total, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return total, fmt.Errorf("badgerstore: delete expired sessions: %w", err)
+		}
+	}
+}
+
+// --- Signing keys ---
+
+func (s *Store) CreateSigningKey(ctx context.Context, k store.SigningKey) error {
+	err := s.update(ctx, func(txn *badger.Txn) error {
+		if k.ID == "" {
+			return errors.New("id is required")
+		}
+		if err := mustNotExist(txn, signingKey(k.ID), "id"); err != nil {
+			return err
+		}
+		return setJSON(txn, signingKey(k.ID), k)
+	})
+	if err != nil {
+		return fmt.Errorf("badgerstore: create signing key %s: %w", k.ID, err)
+	}
+	return nil
+}
+
+// ListSigningKeys returns every key, ordered by ID.
+func (s *Store) ListSigningKeys(ctx context.Context) ([]store.SigningKey, error) {
+	ks, err := list[store.SigningKey](ctx, s, []byte("key/"))
+	if err != nil {
+		return nil, fmt.Errorf("badgerstore: list signing keys: %w", err)
+	}
+	return ks, nil
+}
+
+func (s *Store) UpdateSigningKey(ctx context.Context, id string, fn func(store.SigningKey) (store.SigningKey, error)) (store.SigningKey, error) {
+	return modify(ctx, s, "update signing key "+id, signingKey(id), fn, func(_ *badger.Txn, old, next store.SigningKey) error {
+		if next.ID != old.ID {
+			return fmt.Errorf("id changed to %q", next.ID)
+		}
+		return nil
+	})
+}
+
+func (s *Store) DeleteSigningKey(ctx context.Context, id string) error {
+	err := s.update(ctx, func(txn *badger.Txn) error {
+		if err := mustExist(txn, signingKey(id)); err != nil {
+			return err
+		}
+		return txn.Delete(signingKey(id))
+	})
+	if err != nil {
+		return fmt.Errorf("badgerstore: delete signing key %s: %w", id, err)
+	}
+	return nil
+}
+
+// --- Audit ---
+
+// AppendAudit stores e, filling a random ID and the current time if unset.
+func (s *Store) AppendAudit(ctx context.Context, e store.AuditEvent) error {
+	if e.ID == "" {
+		e.ID = rand.Text()
+	}
+	if e.Time.IsZero() {
+		e.Time = time.Now().UTC()
+	}
+	err := s.update(ctx, func(txn *badger.Txn) error {
+		pk := auditKey(e.Time, e.ID)
+		if err := mustNotExist(txn, pk, "id"); err != nil {
+			return err
+		}
+		if e.OrgID != "" {
+			if err := txn.Set(auditOrgKey(e.OrgID, e.Time, e.ID), pk); err != nil {
+				return err
+			}
+		}
+		return setJSON(txn, pk, e)
+	})
+	if err != nil {
+		return fmt.Errorf("badgerstore: append audit %s: %w", e.ID, err)
+	}
+	return nil
+}
+
+// ListAudit returns events newest first; a Limit <= 0 means 100. Since is
+// inclusive.
+func (s *Store) ListAudit(ctx context.Context, q store.AuditQuery) ([]store.AuditEvent, error) {
+	limit := q.Limit
+	if limit <= 0 {
+		limit = defaultAuditLimit
+	}
+	pfx, indexed := []byte("audit/all/"), false
+	if q.OrgID != "" {
+		pfx, indexed = prefix("audit/org", q.OrgID), true
+	}
+	var out []store.AuditEvent
+	err := s.view(ctx, func(txn *badger.Txn) error {
+		return scan(txn, pfx, !indexed, func(item *badger.Item) error {
+			t, ok := decodeTime(invert(item.Key()[len(pfx):]))
+			if !ok {
+				return fmt.Errorf("malformed audit key %q", item.Key())
+			}
+			if t.Before(q.Since) || len(out) == limit {
+				return errStopScan
+			}
+			var (
+				e   store.AuditEvent
+				err error
+			)
+			if indexed {
+				e, err = getIndexedItem[store.AuditEvent](txn, item)
+			} else {
+				e, err = decodeJSON[store.AuditEvent](item)
+			}
+			if err != nil {
+				return err
+			}
+			out = append(out, e)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("badgerstore: list audit: %w", err)
+	}
+	return out, nil
+}
+
+// --- Single-use values ---
+
+func (s *Store) PutOnce(ctx context.Context, kind, id string, value []byte, expires time.Time) error {
+	err := s.update(ctx, func(txn *badger.Txn) error {
+		if kind == "" || id == "" {
+			return errors.New("kind and id are required")
+		}
+		k := onceKey(kind, id)
+		now := time.Now()
+		item, err := txn.Get(k)
+		switch {
+		case err == nil:
+			exp, _, err := decodeOnce(item)
+			if err != nil {
+				return err
+			}
+			if now.Before(exp) {
+				return store.ErrAlreadyExists
+			}
+		case !errors.Is(err, badger.ErrKeyNotFound):
+			return err
+		}
+		if !now.Before(expires) {
+			return nil // dead on arrival: a Take could never return it
+		}
+		v := appendTime(make([]byte, 0, timeLen+len(value)), expires)
+		e := badger.NewEntry(k, append(v, value...))
+		// Badger's TTL is in whole seconds and expires on the second it
+		// names; round up so it never fires before expires. TakeOnce checks
+		// the exact time.
+		e.ExpiresAt = uint64(expires.Unix()) + 1
+		return txn.SetEntry(e)
+	})
+	if err != nil {
+		return fmt.Errorf("badgerstore: put once %s/%s: %w", kind, id, err)
+	}
+	return nil
+}
+
+func (s *Store) TakeOnce(ctx context.Context, kind, id string) ([]byte, error) {
+	var out []byte
+	err := s.update(ctx, func(txn *badger.Txn) error {
+		k := onceKey(kind, id)
+		item, err := txn.Get(k)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return store.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		exp, v, err := decodeOnce(item)
+		if err != nil {
+			return err
+		}
+		if !time.Now().Before(exp) {
+			return store.ErrNotFound // Badger's TTL removes it
+		}
+		out = v
+		return txn.Delete(k)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("badgerstore: take once %s/%s: %w", kind, id, err)
+	}
+	return out, nil
+}
+
+func decodeOnce(item *badger.Item) (time.Time, []byte, error) {
+	v, err := item.ValueCopy(nil)
+	if err != nil {
+		return time.Time{}, nil, err
+	}
+	exp, ok := decodeTime(v)
+	if !ok {
+		return time.Time{}, nil, fmt.Errorf("malformed value at %q", item.Key())
+	}
+	return exp, v[timeLen:], nil
+}
+
+// --- Secrets ---
+
+func (s *Store) Secret(ctx context.Context, name string, value []byte) ([]byte, error) {
+	var out []byte
+	err := s.update(ctx, func(txn *badger.Txn) error {
+		if name == "" {
+			return errors.New("name is required")
+		}
+		k := escKey("secret", name)
+		item, err := txn.Get(k)
+		if err == nil {
+			out, err = item.ValueCopy(nil)
+			return err
+		}
+		if !errors.Is(err, badger.ErrKeyNotFound) {
+			return err
+		}
+		// An empty secret is surely a caller bug; refuse to make it permanent.
+		if len(value) == 0 {
+			return errors.New("empty value")
+		}
+		out = bytes.Clone(value)
+		return txn.Set(k, out)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("badgerstore: secret %s: %w", name, err)
+	}
+	return out, nil
+}
+
+// --- Transaction helpers ---
+
+// errStopScan ends a scan early without error.
+var errStopScan = errors.New("stop scan")
+
+func getJSON[T any](txn *badger.Txn, key []byte) (T, error) {
+	item, err := txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		var zero T
+		return zero, store.ErrNotFound
+	}
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return decodeJSON[T](item)
+}
+
+func decodeJSON[T any](item *badger.Item) (T, error) {
+	var v T
+	err := item.Value(func(b []byte) error {
+		if err := json.Unmarshal(b, &v); err != nil {
+			return fmt.Errorf("decode %q: %w", item.Key(), err)
+		}
+		return nil
+	})
+	return v, err
+}
+
+// getIndexedItem follows an index entry to its record. A dangling index is
+// corruption, not ErrNotFound.
+func getIndexedItem[T any](txn *badger.Txn, item *badger.Item) (T, error) {
+	pk, err := item.ValueCopy(nil)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	v, err := getJSON[T](txn, pk)
+	if errors.Is(err, store.ErrNotFound) {
+		return v, fmt.Errorf("index %q points at missing %q", item.Key(), pk)
+	}
+	return v, err
+}
+
+func setJSON(txn *badger.Txn, key []byte, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %q: %w", key, err)
+	}
+	return txn.Set(key, b)
+}
+
+func getOne[T any](ctx context.Context, s *Store, key []byte) (T, error) {
+	var v T
+	err := s.view(ctx, func(txn *badger.Txn) error {
+		var err error
+		v, err = getJSON[T](txn, key)
+		return err
+	})
+	return v, err
+}
+
+func getIndexed[T any](ctx context.Context, s *Store, idx []byte) (T, error) {
+	var v T
+	err := s.view(ctx, func(txn *badger.Txn) error {
+		item, err := txn.Get(idx)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return store.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		v, err = getIndexedItem[T](txn, item)
+		return err
+	})
+	return v, err
+}
+
+func list[T any](ctx context.Context, s *Store, pfx []byte) ([]T, error) {
+	out := []T{}
+	err := s.view(ctx, func(txn *badger.Txn) error {
+		return scan(txn, pfx, true, func(item *badger.Item) error {
+			v, err := decodeJSON[T](item)
+			out = append(out, v)
+			return err
+		})
+	})
+	return out, err
+}
+
+func listIndexed[T any](ctx context.Context, s *Store, pfx []byte) ([]T, error) {
+	out := []T{}
+	err := s.view(ctx, func(txn *badger.Txn) error {
+		return scan(txn, pfx, true, func(item *badger.Item) error {
+			v, err := getIndexedItem[T](txn, item)
+			out = append(out, v)
+			return err
+		})
+	})
+	return out, err
+}
+
+// scan calls fn for each key under pfx in order until fn returns an error;
+// errStopScan ends the scan cleanly.
+func scan(txn *badger.Txn, pfx []byte, prefetch bool, fn func(*badger.Item) error) error {
+	o := badger.DefaultIteratorOptions
+	o.Prefix = pfx
+	o.PrefetchValues = prefetch
+	it := txn.NewIterator(o)
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		if err := fn(it.Item()); err != nil {
+			if errors.Is(err, errStopScan) {
+				return nil
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+func mustNotExist(txn *badger.Txn, key []byte, what string) error {
+	_, err := txn.Get(key)
+	if err == nil {
+		return fmt.Errorf("%s: %w", what, store.ErrAlreadyExists)
+	}
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil
+	}
+	return err
+}
+
+func mustExist(txn *badger.Txn, key []byte) error {
+	_, err := txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return store.ErrNotFound
+	}
+	return err
+}
+
+// moveIndex repoints a unique index from oldKey to newKey. what names the
+// indexed value for the ErrAlreadyExists message.
+func moveIndex(txn *badger.Txn, oldKey, newKey, pk []byte, what string) error {
+	if bytes.Equal(oldKey, newKey) {
+		return nil
+	}
+	if err := mustNotExist(txn, newKey, what); err != nil {
+		return err
+	}
+	if err := txn.Delete(oldKey); err != nil {
+		return err
+	}
+	return txn.Set(newKey, pk)
+}
+
+func deleteKeys(txn *badger.Txn, keys ...[]byte) error {
+	for _, k := range keys {
+		if err := txn.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// --- Keys ---
+
+// escape makes s safe as one key segment: it can contain no '/', and
+// distinct inputs stay distinct.
+func escape(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '%':
+			b = append(b, "%25"...)
+		case '/':
+			b = append(b, "%2F"...)
+		default:
+			b = append(b, c)
+		}
+	}
+	return b
+}
+
+// escKey joins ns and the escaped segments with '/'.
+func escKey(ns string, segs ...string) []byte {
+	b := []byte(ns)
+	for _, s := range segs {
+		b = append(b, '/')
+		b = escape(b, s)
+	}
+	return b
+}
+
+// prefix is escKey plus a trailing '/', for scanning under the segments.
+func prefix(ns string, segs ...string) []byte {
+	return append(escKey(ns, segs...), '/')
+}
+
+func orgKey(id string) []byte          { return escKey("org", id) }
+func orgSlugKey(slug string) []byte    { return escKey("orgslug", slug) }
+func userKey(id string) []byte         { return escKey("user", id) }
+func userEmailKey(email string) []byte { return escKey("useremail", strings.ToLower(email)) }
+func memKey(uid, oid string) []byte    { return escKey("mem/u", uid, oid) }
+func memOrgKey(oid, uid string) []byte { return escKey("mem/o", oid, uid) }
+func sessKey(id string) []byte         { return escKey("sess", id) }
+func sessUserKey(uid, id string) []byte {
+	return escKey("sessuser", uid, id)
+}
+func signingKey(id string) []byte    { return escKey("key", id) }
+func onceKey(kind, id string) []byte { return escKey("once", kind, id) }
+
+func sessExpKey(exp time.Time, id string) []byte {
+	return escape(appendTime([]byte("sessexp/"), exp), id)
+}
+
+func auditKey(t time.Time, id string) []byte {
+	b := []byte("audit/all/")
+	return escape(append(b, invert(appendTime(nil, t))...), id)
+}
+
+func auditOrgKey(org string, t time.Time, id string) []byte {
+	b := prefix("audit/org", org)
+	return escape(append(b, invert(appendTime(nil, t))...), id)
+}
+
+const timeLen = 12
+
+// appendTime encodes t so that byte order is time order for every
+// representable time: seconds with the sign bit flipped, then nanoseconds.
+func appendTime(b []byte, t time.Time) []byte {
+	b = binary.BigEndian.AppendUint64(b, uint64(t.Unix())^(1<<63))
+	return binary.BigEndian.AppendUint32(b, uint32(t.Nanosecond()))
+}
+
+// decodeTime reads the timestamp at the start of b.
+func decodeTime(b []byte) (time.Time, bool) {
+	if len(b) < timeLen {
+		return time.Time{}, false
+	}
+	sec := int64(binary.BigEndian.Uint64(b) ^ (1 << 63))
+	nsec := binary.BigEndian.Uint32(b[8:])
+	if nsec >= 1e9 {
+		return time.Time{}, false
+	}
+	return time.Unix(sec, int64(nsec)).UTC(), true
+}
+
+// invert returns a copy of the first timeLen bytes of b with every bit
+// flipped, turning ascending time order into descending.
+func invert(b []byte) []byte {
+	n := min(len(b), timeLen)
+	out := make([]byte, n)
+	for i := range n {
+		out[i] = ^b[i]
+	}
+	return out
+}
+
+// --- Logging ---
+
+// badgerLogger forwards Badger's warnings and errors to slog.
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any) {
+	b.l.Error(strings.TrimSpace(fmt.Sprintf(f, a...)), "component", "badger")
+}
+
+func (b badgerLogger) Warningf(f string, a ...any) {
+	b.l.Warn(strings.TrimSpace(fmt.Sprintf(f, a...)), "component", "badger")
+}
+
+func (badgerLogger) Infof(string, ...any)  {}
+func (badgerLogger) Debugf(string, ...any) {}

@@ -1,0 +1,179 @@
+// Package store defines Gatehouse's persistence contract. Every backend
+// (Badger today, PostgreSQL later) implements Store and passes the
+// conformance suite in store/storetest. Other packages reach data only
+// through this interface.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Sentinel errors. Backends wrap them; callers test with errors.Is.
+var (
+	ErrNotFound      = errors.New("store: not found")
+	ErrAlreadyExists = errors.New("store: already exists")
+	// ErrClosed is returned by every call after Close.
+	ErrClosed = errors.New("store: closed")
+)
+
+// Org is one business customer.
+type Org struct {
+	ID           string            `json:"id"`
+	Slug         string            `json:"slug"`
+	Name         string            `json:"name"`
+	ParentID     string            `json:"parent_id,omitempty"`
+	EmailDomains []string          `json:"email_domains,omitempty"`
+	LoginDomain  string            `json:"login_domain,omitempty"`
+	Connection   Connection        `json:"connection"`
+	Attributes   map[string]string `json:"attributes,omitempty"`
+	CreatedAt    time.Time         `json:"created_at"`
+	UpdatedAt    time.Time         `json:"updated_at"`
+}
+
+// Connection says how an org's users sign in. Type is "password", "oidc"
+// or "saml"; protocol settings arrive with the federation issue.
+type Connection struct {
+	Type string `json:"type"`
+}
+
+// User is a person. Email is unique across the deployment; what a user may
+// do in an org lives on the Membership.
+type User struct {
+	ID        string    `json:"id"`
+	Email     string    `json:"email"`
+	Name      string    `json:"name,omitempty"`
+	Disabled  bool      `json:"disabled,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Membership ties a user to an org. PasswordHash is the org-scoped password
+// pool credential (argon2id PHC string), empty for federated members.
+type Membership struct {
+	UserID       string    `json:"user_id"`
+	OrgID        string    `json:"org_id"`
+	Roles        []string  `json:"roles,omitempty"`
+	Groups       []string  `json:"groups,omitempty"`
+	PasswordHash string    `json:"password_hash,omitempty"`
+	CreatedAt    time.Time `json:"created_at"`
+	UpdatedAt    time.Time `json:"updated_at"`
+}
+
+// Session is the server-side record behind every session cookie. Cookies
+// carry only its ID (sealed); revoking the record ends every cookie.
+type Session struct {
+	ID         string    `json:"id"`
+	UserID     string    `json:"user_id"`
+	OrgID      string    `json:"org_id"`
+	Connection string    `json:"connection"`
+	ClientAddr string    `json:"client_addr,omitempty"`
+	UserAgent  string    `json:"user_agent,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
+	ExpiresAt  time.Time `json:"expires_at"`
+	LastSeenAt time.Time `json:"last_seen_at"`
+	// RevokedAt is set (never cleared) by logout or an admin.
+	RevokedAt time.Time `json:"revoked_at,omitzero"`
+}
+
+// Active reports whether s may still authenticate requests at now.
+func (s Session) Active(now time.Time, idle time.Duration) bool {
+	if !s.RevokedAt.IsZero() || !now.Before(s.ExpiresAt) {
+		return false
+	}
+	return idle <= 0 || now.Sub(s.LastSeenAt) < idle
+}
+
+// SigningKey is a workspace key used for identity assertions and, later,
+// tokens. PrivateKey is PKCS#8 DER.
+type SigningKey struct {
+	ID         string    `json:"id"`
+	Algorithm  string    `json:"alg"`
+	PrivateKey []byte    `json:"private_key"`
+	CreatedAt  time.Time `json:"created_at"`
+	// ActiveAt is when the key starts signing; it is published before.
+	ActiveAt time.Time `json:"active_at"`
+	// RetiredAt is when it stops signing; zero while current.
+	RetiredAt time.Time `json:"retired_at,omitzero"`
+	// DeleteAt is when the key may leave the JWKS: after every token it
+	// signed has expired.
+	DeleteAt time.Time `json:"delete_at,omitzero"`
+}
+
+// AuditEvent is one entry of the append-only audit trail.
+type AuditEvent struct {
+	ID      string            `json:"id"`
+	Time    time.Time         `json:"time"`
+	OrgID   string            `json:"org_id,omitempty"`
+	Actor   string            `json:"actor"`
+	Action  string            `json:"action"`
+	Target  string            `json:"target,omitempty"`
+	Outcome string            `json:"outcome,omitempty"`
+	Details map[string]string `json:"details,omitempty"`
+}
+
+// AuditQuery selects audit events, newest first.
+type AuditQuery struct {
+	OrgID string // empty: every org
+	Since time.Time
+	Limit int // 0: backend default (100)
+}
+
+// Store is the persistence contract. Every method takes ctx first. Update
+// methods are compare-and-swap: fn receives the current record and returns
+// the new one; backends retry fn on a concurrent write, so fn must be pure.
+// An error from fn aborts the update and is returned unchanged.
+type Store interface {
+	CreateOrg(ctx context.Context, o Org) error
+	GetOrg(ctx context.Context, id string) (Org, error)
+	GetOrgBySlug(ctx context.Context, slug string) (Org, error)
+	ListOrgs(ctx context.Context) ([]Org, error)
+	UpdateOrg(ctx context.Context, id string, fn func(Org) (Org, error)) (Org, error)
+	DeleteOrg(ctx context.Context, id string) error
+
+	CreateUser(ctx context.Context, u User) error
+	GetUser(ctx context.Context, id string) (User, error)
+	// GetUserByEmail matches the email case-insensitively.
+	GetUserByEmail(ctx context.Context, email string) (User, error)
+	UpdateUser(ctx context.Context, id string, fn func(User) (User, error)) (User, error)
+	DeleteUser(ctx context.Context, id string) error
+
+	CreateMembership(ctx context.Context, m Membership) error
+	GetMembership(ctx context.Context, userID, orgID string) (Membership, error)
+	ListMembershipsByUser(ctx context.Context, userID string) ([]Membership, error)
+	ListMembershipsByOrg(ctx context.Context, orgID string) ([]Membership, error)
+	UpdateMembership(ctx context.Context, userID, orgID string, fn func(Membership) (Membership, error)) (Membership, error)
+	DeleteMembership(ctx context.Context, userID, orgID string) error
+
+	CreateSession(ctx context.Context, s Session) error
+	GetSession(ctx context.Context, id string) (Session, error)
+	UpdateSession(ctx context.Context, id string, fn func(Session) (Session, error)) (Session, error)
+	ListSessionsByUser(ctx context.Context, userID string) ([]Session, error)
+	// DeleteExpiredSessions removes sessions that expired before t.
+	DeleteExpiredSessions(ctx context.Context, before time.Time) (int, error)
+
+	CreateSigningKey(ctx context.Context, k SigningKey) error
+	ListSigningKeys(ctx context.Context) ([]SigningKey, error)
+	UpdateSigningKey(ctx context.Context, id string, fn func(SigningKey) (SigningKey, error)) (SigningKey, error)
+	DeleteSigningKey(ctx context.Context, id string) error
+
+	AppendAudit(ctx context.Context, e AuditEvent) error
+	ListAudit(ctx context.Context, q AuditQuery) ([]AuditEvent, error)
+
+	// PutOnce stores a single-use value (login hand-off tickets, later SAML
+	// request IDs and replay caches) under kind/id until expires.
+	// ErrAlreadyExists if the id is taken.
+	PutOnce(ctx context.Context, kind, id string, value []byte, expires time.Time) error
+	// TakeOnce atomically reads and deletes it: a second Take, or a Take
+	// after expiry, returns ErrNotFound.
+	TakeOnce(ctx context.Context, kind, id string) ([]byte, error)
+
+	// Secret returns the named deployment secret, storing value first if
+	// none exists yet, so that every node converges on one value.
+	Secret(ctx context.Context, name string, value []byte) ([]byte, error)
+
+	// Ping reports whether the backend can serve (for /readyz).
+	Ping(ctx context.Context) error
+	Close() error
+}
