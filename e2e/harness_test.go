@@ -55,14 +55,14 @@ func freePort(t testing.TB) string {
 
 // gatehouse is a running binary.
 type gatehouse struct {
-	t      testing.TB
-	cmd    *exec.Cmd
-	addr   string // proxy listen address
-	ops    string
-	port   string
-	logMu  sync.Mutex
-	logs   strings.Builder
-	done   chan struct{}
+	t       testing.TB
+	cmd     *exec.Cmd
+	addr    string // proxy listen address
+	ops     string
+	port    string
+	logMu   sync.Mutex
+	logs    strings.Builder
+	done    chan struct{}
 	exitErr error
 }
 
