@@ -19,6 +19,9 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/coreos/go-oidc/v3/oidc"
+
+	"github.com/gatehouse/gatehouse/store"
+	"github.com/gatehouse/gatehouse/store/badgerstore"
 )
 
 // upstream records what it receives.
@@ -98,6 +101,7 @@ session:
   revocation_check: 2s
 login:
   max_failures: 3
+  max_failures_per_address: 6
 routes:
   - id: app
     host: app.localhost
@@ -345,6 +349,28 @@ func TestLogoutAndRevocation(t *testing.T) {
 	if p := fresh.do(req); p.status != http.StatusUnauthorized {
 		t.Fatalf("API call with revoked cookie: %d", p.status)
 	}
+
+	// The audit trail recorded the sign-in and the sign-out.
+	g.stop()
+	st, err := badgerstore.Open(g.data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	events, err := st.ListAudit(t.Context(), store.AuditQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range events {
+		got = append(got, e.Action+"/"+e.Outcome)
+		if e.OrgID == "" || e.Actor == "" {
+			t.Errorf("audit event without org or actor: %+v", e)
+		}
+	}
+	if !slices.Equal(got, []string{"logout/success", "login/success"}) {
+		t.Fatalf("audit = %v", got)
+	}
 }
 
 func TestLogoutNeedsCSRFToken(t *testing.T) {
@@ -477,6 +503,14 @@ func TestLoginErrorsAndThrottling(t *testing.T) {
 	// Another account from the same address is not locked by alice's failures.
 	if p := try("bob@acme.example", "bob-example-password"); p.status != http.StatusSeeOther && p.status != 200 {
 		t.Fatalf("bob after alice's lockout: %d %s", p.status, p.body)
+	}
+
+	// Failures across accounts from one address add up.
+	try("bob@acme.example", "wrong")
+	try("bob@acme.example", "wrong")
+	p = try("bob@acme.example", "bob-example-password")
+	if p.status != http.StatusTooManyRequests || !strings.Contains(p.body, "Too many failed sign-ins from your network") {
+		t.Fatalf("after 6 failures from one address: %d %s", p.status, p.body)
 	}
 
 	// A post without the CSRF token is refused.

@@ -60,6 +60,7 @@ type gatehouse struct {
 	addr    string // proxy listen address
 	ops     string
 	port    string
+	data    string // badger folder
 	logMu   sync.Mutex
 	logs    strings.Builder
 	done    chan struct{}
@@ -74,7 +75,8 @@ func start(t testing.TB, cfg string, env ...string) *gatehouse {
 	g.addr = "127.0.0.1:" + g.port
 	g.ops = "127.0.0.1:" + freePort(t)
 	dir := t.TempDir()
-	cfg = strings.NewReplacer("{{PORT}}", g.port, "{{OPS}}", g.ops, "{{DATA}}", filepath.Join(dir, "data")).Replace(cfg)
+	g.data = filepath.Join(dir, "data")
+	cfg = strings.NewReplacer("{{PORT}}", g.port, "{{OPS}}", g.ops, "{{DATA}}", g.data).Replace(cfg)
 	path := filepath.Join(dir, "gatehouse.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

@@ -68,6 +68,7 @@ type Options struct {
 // Handler is the proxy's http.Handler.
 type Handler struct {
 	o       Options
+	buffers httputil.BufferPool
 	proxies map[*Route]*httputil.ReverseProxy
 	assets  http.Handler
 }
@@ -93,7 +94,7 @@ func New(o Options) *Handler {
 	if o.Transport == nil {
 		o.Transport = DefaultTransport()
 	}
-	h := &Handler{o: o, proxies: map[*Route]*httputil.ReverseProxy{}, assets: web.Assets()}
+	h := &Handler{o: o, proxies: map[*Route]*httputil.ReverseProxy{}, assets: web.Assets(), buffers: NewBufferPool()}
 	for _, rs := range []map[string][]*Route{o.Router.exact, o.Router.wildcard} {
 		for _, routes := range rs {
 			for _, rt := range routes {
@@ -120,7 +121,8 @@ func DefaultTransport() *http.Transport {
 
 func (h *Handler) reverseProxy(rt *Route) *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
-		Transport: h.o.Transport,
+		Transport:  h.o.Transport,
+		BufferPool: h.buffers,
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			f, _ := pr.In.Context().Value(ctxKey{}).(*forward)
 			pr.SetURL(rt.Upstream)
@@ -196,13 +198,16 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // reqLog is filled while serving and logged once at the end.
 type reqLog struct {
-	route, decision, org, user string
+	route, decision, org, user, client string
 }
 
 func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	start := h.o.Now()
 	w := &statusWriter{ResponseWriter: rw}
 	var lg reqLog
+	// X-Forwarded-For is passed on only from a trusted proxy.
+	var trusted bool
+	lg.client, trusted = h.o.ClientIP.Resolve(r)
 	host := session.HostOf(r)
 	path, escaped, err := CanonicalPath(r.URL.EscapedPath())
 	defer func() {
@@ -249,7 +254,7 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 
 	if rt.IsPublic(path) {
 		lg.decision = "public"
-		h.proxies[rt].ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, &forward{route: rt, trusted: h.trustedPeer(r)})))
+		h.proxies[rt].ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, &forward{route: rt, trusted: trusted})))
 		return
 	}
 
@@ -265,7 +270,7 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	in := policy.Input{
 		User:    policy.User{ID: id.UserID, Email: id.Email, Name: id.Name, Roles: id.Roles, Groups: id.Groups},
 		Org:     policy.Org{ID: id.OrgID, Slug: id.OrgSlug},
-		Request: policy.Request{Method: r.Method, Host: host, Path: path, ClientAddr: h.o.ClientIP.Addr(r), Time: start},
+		Request: policy.Request{Method: r.Method, Host: host, Path: path, ClientAddr: lg.client, Time: start},
 		Route:   policy.Route{ID: rt.ID, Orgs: rt.Orgs},
 	}
 	d := h.o.Policy.Decide(r.Context(), &in)
@@ -288,7 +293,7 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		web.Error(w, http.StatusInternalServerError, "Gatehouse could not sign your identity for this application. Try again shortly.", ref)
 		return
 	}
-	f := &forward{route: rt, ident: id, assertion: tok, trusted: h.trustedPeer(r)}
+	f := &forward{route: rt, ident: id, assertion: tok, trusted: trusted}
 	h.proxies[rt].ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, f)))
 }
 
@@ -364,17 +369,6 @@ func acceptsHTML(r *http.Request) bool {
 	return a == "" || strings.Contains(a, "text/html") || strings.Contains(a, "*/*")
 }
 
-func (h *Handler) trustedPeer(r *http.Request) bool {
-	return h.o.ClientIP.Addr(r) != remoteHost(r.RemoteAddr)
-}
-
-func remoteHost(addr string) string {
-	if h, _, err := net.SplitHostPort(addr); err == nil {
-		return h
-	}
-	return addr
-}
-
 func (h *Handler) finish(w *statusWriter, r *http.Request, host, path string, lg *reqLog, start time.Time) {
 	status := w.status
 	if status == 0 {
@@ -394,7 +388,7 @@ func (h *Handler) finish(w *statusWriter, r *http.Request, host, path string, lg
 		slog.String("method", r.Method), slog.String("host", host), slog.String("path", truncate(path, 256)),
 		slog.String("route", route), slog.String("org", lg.org), slog.String("user", lg.user),
 		slog.String("decision", lg.decision), slog.Int("status", status),
-		slog.Float64("latency_ms", float64(el.Microseconds())/1000), slog.String("client", h.o.ClientIP.Addr(r)))
+		slog.Float64("latency_ms", float64(el.Microseconds())/1000), slog.String("client", lg.client))
 }
 
 func truncate(s string, n int) string {

@@ -8,15 +8,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"strings"
 	"syscall"
 
 	"github.com/gatehouse/gatehouse/config"
 	"github.com/gatehouse/gatehouse/internal/devmode"
+	"github.com/gatehouse/gatehouse/internal/logging"
 	"github.com/gatehouse/gatehouse/internal/server"
 )
 
@@ -105,8 +104,12 @@ func serve(args []string, stdout, stderr io.Writer) int {
 			cfg.OpsListen = *opsListen
 		}
 	}
-	log := newLogger(cfg.Log, stderr)
-	opts := server.Options{Logger: log}
+	log := logging.New(logging.Options{Level: cfg.Log.Level, Format: cfg.Log.Format}, stderr)
+	defer log.Close()
+	logCtx, stopLog := context.WithCancel(context.Background())
+	defer stopLog()
+	go log.Run(logCtx)
+	opts := server.Options{Logger: log.Logger}
 	if setup != nil {
 		opts.Ready = func(string, string) { fmt.Fprint(stdout, setup.Banner()) }
 	}
@@ -115,16 +118,6 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
-}
-
-func newLogger(c config.Log, w io.Writer) *slog.Logger {
-	var lvl slog.Level
-	_ = lvl.UnmarshalText([]byte(or(c.Level, "info")))
-	ho := &slog.HandlerOptions{Level: lvl}
-	if strings.EqualFold(c.Format, "text") {
-		return slog.New(slog.NewTextHandler(w, ho))
-	}
-	return slog.New(slog.NewJSONHandler(w, ho))
 }
 
 func or(a, b string) string {

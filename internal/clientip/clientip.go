@@ -47,29 +47,36 @@ func (r *Resolver) isTrusted(a netip.Addr) bool {
 // Addr walks X-Forwarded-For from the right, skipping trusted proxies; the
 // first untrusted hop is the client.
 func (r *Resolver) Addr(req *http.Request) string {
+	a, _ := r.Resolve(req)
+	return a
+}
+
+// Resolve is Addr, also reporting whether the request came through a
+// trusted proxy (so its X-Forwarded-For may be passed on).
+func (r *Resolver) Resolve(req *http.Request) (addr string, viaTrusted bool) {
 	host, _, err := net.SplitHostPort(req.RemoteAddr)
 	if err != nil {
 		host = req.RemoteAddr
 	}
 	peer, err := netip.ParseAddr(host)
 	if err != nil {
-		return host
+		return host, false
 	}
 	peer = peer.Unmap()
 	if len(r.trusted) == 0 || !r.isTrusted(peer) {
-		return peer.String()
+		return peer.String(), false
 	}
 	hops := strings.Split(strings.Join(req.Header.Values("X-Forwarded-For"), ","), ",")
 	for i := len(hops) - 1; i >= 0; i-- {
 		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
 		if err != nil {
-			return peer.String()
+			return peer.String(), true
 		}
 		a = a.Unmap()
 		if !r.isTrusted(a) {
-			return a.String()
+			return a.String(), true
 		}
 		peer = a
 	}
-	return peer.String()
+	return peer.String(), true
 }

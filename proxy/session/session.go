@@ -15,7 +15,7 @@ import (
 	"crypto/cipher"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -162,17 +162,11 @@ func (m *Manager) CookieName(secure bool) string {
 	return m.opts.CookieName
 }
 
-type sealed struct {
-	SID string `json:"s"`
-	Exp int64  `json:"e"`
-}
-
 // Seal returns a cookie value for sid valid on host until exp.
 func (m *Manager) Seal(host, sid string, exp time.Time) (string, error) {
-	plain, err := json.Marshal(sealed{SID: sid, Exp: exp.Unix()})
-	if err != nil {
-		return "", err
-	}
+	// Plaintext: 8-byte big-endian expiry (unix seconds), then the ID.
+	plain := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(sid)), uint64(exp.Unix()))
+	plain = append(plain, sid...)
 	nonce := make([]byte, m.aead.NonceSize(), m.aead.NonceSize()+len(plain)+m.aead.Overhead())
 	if _, err := rand.Read(nonce); err != nil {
 		return "", err
@@ -195,14 +189,13 @@ func (m *Manager) Open(host, value string, now time.Time) (string, error) {
 	if err != nil {
 		return "", ErrBadCookie
 	}
-	var s sealed
-	if err := json.Unmarshal(plain, &s); err != nil || s.SID == "" {
+	if len(plain) <= 8 {
 		return "", ErrBadCookie
 	}
-	if now.Unix() >= s.Exp {
+	if now.Unix() >= int64(binary.BigEndian.Uint64(plain)) {
 		return "", ErrExpired
 	}
-	return s.SID, nil
+	return string(plain[8:]), nil
 }
 
 func aad(host string) []byte { return []byte("gatehouse-session|" + host) }

@@ -1,0 +1,308 @@
+// Command load measures Gatehouse against its baselines in one run on one
+// machine: the upstream directly, a bare httputil.ReverseProxy, Gatehouse
+// with a valid session, and (if its binary is given) oauth2-proxy with a
+// cookie session. Each target gets the same wrk load; the table reports
+// requests/second, p50 and p99, and ratios against the bare proxy.
+//
+// bench/load.sh builds the binaries and runs this; see README "Performance".
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+type result struct {
+	name     string
+	rps      float64
+	p50, p99 time.Duration
+	// idle: p50 and p99 with one connection, where latency is the
+	// request's own processing and not queueing.
+	idle50, idle99 time.Duration
+}
+
+func main() {
+	var (
+		gatehouseBin = flag.String("gatehouse", "", "gatehouse binary")
+		upstreamBin  = flag.String("upstream", "", "bench upstream binary")
+		bareBin      = flag.String("bareproxy", "", "bare reverse proxy binary")
+		o2pBin       = flag.String("oauth2-proxy", "", "oauth2-proxy binary (optional)")
+		duration     = flag.Duration("duration", 10*time.Second, "measured duration per target")
+		warmup       = flag.Duration("warmup", 2*time.Second, "unmeasured warm-up per target")
+		conns        = flag.Int("connections", 64, "concurrent connections")
+		threads      = flag.Int("threads", 2, "wrk threads")
+	)
+	flag.Parse()
+	if *gatehouseBin == "" || *upstreamBin == "" || *bareBin == "" {
+		log.Fatal("load: -gatehouse, -upstream and -bareproxy are required")
+	}
+	dir, err := os.MkdirTemp("", "gatehouse-load-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	var procs []*exec.Cmd
+	defer func() {
+		for _, p := range procs {
+			_ = p.Process.Kill()
+			_ = p.Wait()
+		}
+	}()
+	startProc := func(logName, bin string, args ...string) {
+		cmd := exec.Command(bin, args...)
+		f, err := os.Create(filepath.Join(dir, logName))
+		if err != nil {
+			log.Fatal(err)
+		}
+		cmd.Stdout, cmd.Stderr = f, f
+		if err := cmd.Start(); err != nil {
+			log.Fatalf("load: start %s: %v", bin, err)
+		}
+		procs = append(procs, cmd)
+	}
+
+	upAddr, bareAddr, ghAddr, opsAddr, o2pAddr := freeAddr(), freeAddr(), freeAddr(), freeAddr(), freeAddr()
+	_, ghPort, _ := net.SplitHostPort(ghAddr)
+	startProc("upstream.log", *upstreamBin, "-listen", upAddr)
+	startProc("bare.log", *bareBin, "-listen", bareAddr, "-upstream", "http://"+upAddr)
+
+	cfg := fmt.Sprintf(`public_url: http://auth.localhost:%[1]s
+listen: %[2]s
+ops_listen: %[3]s
+store:
+  badger: { path: %[4]s }
+routes:
+  - id: app
+    host: app.localhost
+    upstream: http://%[5]s
+orgs:
+  - slug: acme
+    name: Acme Corp
+    email_domains: [acme.example]
+    connection: { type: password }
+    users:
+      - { email: alice@acme.example, password: load-test-pw, roles: [admin, member] }
+`, ghPort, ghAddr, opsAddr, filepath.Join(dir, "data"), upAddr)
+	cfgPath := filepath.Join(dir, "gatehouse.yaml")
+	must(os.WriteFile(cfgPath, []byte(cfg), 0o600))
+	startProc("gatehouse.log", *gatehouseBin, "serve", "--config", cfgPath)
+	waitHTTP("http://" + opsAddr + "/readyz")
+	waitHTTP("http://" + bareAddr + "/")
+	ghCookie := gatehouseLogin(ghAddr, ghPort)
+
+	targets := []struct {
+		name, url string
+		headers   []string
+	}{
+		{"upstream direct", "http://" + upAddr + "/api/items", nil},
+		{"bare httputil.ReverseProxy", "http://" + bareAddr + "/api/items", nil},
+		{"Gatehouse (valid session)", "http://" + ghAddr + "/api/items", []string{"Host: app.localhost:" + ghPort, "Cookie: " + ghCookie}},
+	}
+	if *o2pBin != "" {
+		cookie := startOAuth2Proxy(startProc, *o2pBin, dir, o2pAddr, upAddr)
+		targets = append(targets, struct {
+			name, url string
+			headers   []string
+		}{"oauth2-proxy (cookie session)", "http://" + o2pAddr + "/api/items", []string{"Cookie: " + cookie}})
+	}
+
+	// Every target must answer 200 through its auth before it is measured.
+	for _, t := range targets {
+		checkOK(t.url, t.headers)
+	}
+	var results []result
+	for _, t := range targets {
+		_ = wrk(t.url, t.headers, *warmup, *conns, *threads)
+		r := wrk(t.url, t.headers, *duration, *conns, *threads)
+		r.name = t.name
+		one := wrk(t.url, t.headers, *duration/2, 1, 1)
+		r.idle50, r.idle99 = one.p50, one.p99
+		results = append(results, r)
+		fmt.Fprintf(os.Stderr, "%-32s %10.0f req/s  p50 %-9v p99 %-9v  1 conn: p50 %v p99 %v\n", r.name, r.rps, r.p50, r.p99, r.idle50, r.idle99)
+	}
+	printTable(results, *duration, *conns, *threads)
+}
+
+func printTable(rs []result, d time.Duration, conns, threads int) {
+	bare, direct := rs[1], rs[0]
+	fmt.Printf("\n%s, %d CPUs. Throughput: wrk -t%d -c%d -d%s. Latency alone: wrk -t1 -c1 -d%s.\n\n",
+		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), threads, conns, d, d/2)
+	fmt.Println("| target | req/s | vs bare proxy | p50 / p99 under load | p50 / p99, 1 connection | p50 added vs bare proxy | vs upstream |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|")
+	for _, r := range rs {
+		fmt.Printf("| %s | %.0f | %.0f%% | %s / %s | %s / %s | %s | %s |\n", r.name, r.rps, 100*r.rps/bare.rps,
+			fmtDur(r.p50), fmtDur(r.p99), fmtDur(r.idle50), fmtDur(r.idle99), fmtDur(r.idle50-bare.idle50), fmtDur(r.idle50-direct.idle50))
+	}
+}
+
+func fmtDur(d time.Duration) string {
+	if d < time.Millisecond && d > -time.Millisecond {
+		return fmt.Sprintf("%d µs", d.Microseconds())
+	}
+	return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000)
+}
+
+var (
+	rpsRE = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+	pctRE = regexp.MustCompile(`(?m)^\s+(50|99)%\s+([0-9.]+)(us|ms|s)\s*$`)
+	errRE = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`)
+)
+
+func wrk(u string, headers []string, d time.Duration, conns, threads int) result {
+	args := []string{"-t" + strconv.Itoa(threads), "-c" + strconv.Itoa(conns), "-d" + strconv.Itoa(int(d.Seconds())) + "s", "--latency"}
+	for _, h := range headers {
+		args = append(args, "-H", h)
+	}
+	args = append(args, u)
+	out, err := exec.Command("wrk", args...).CombinedOutput()
+	if err != nil {
+		log.Fatalf("load: wrk %s: %v\n%s", u, err, out)
+	}
+	if m := errRE.FindSubmatch(out); m != nil {
+		log.Fatalf("load: %s answered %s non-2xx responses: the measurement is void\n%s", u, m[1], out)
+	}
+	var r result
+	if m := rpsRE.FindSubmatch(out); m != nil {
+		r.rps, _ = strconv.ParseFloat(string(m[1]), 64)
+	}
+	for _, m := range pctRE.FindAllSubmatch(out, -1) {
+		v, _ := strconv.ParseFloat(string(m[2]), 64)
+		unit := map[string]float64{"us": 1e3, "ms": 1e6, "s": 1e9}[string(m[3])]
+		d := time.Duration(v * unit)
+		if string(m[1]) == "50" {
+			r.p50 = d
+		} else {
+			r.p99 = d
+		}
+	}
+	if r.rps == 0 {
+		log.Fatalf("load: could not parse wrk output:\n%s", out)
+	}
+	return r
+}
+
+func checkOK(u string, headers []string) {
+	req, _ := http.NewRequest("GET", u, nil)
+	for _, h := range headers {
+		k, v, _ := strings.Cut(h, ": ")
+		if k == "Host" {
+			req.Host = v
+		} else {
+			req.Header.Set(k, v)
+		}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		log.Fatalf("load: %s: %v", u, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"ok":true`) {
+		log.Fatalf("load: %s answered %d %s: not authenticated through to the upstream", u, resp.StatusCode, body)
+	}
+}
+
+// gatehouseLogin signs alice in through the real flow and returns the
+// app host's session cookie.
+func gatehouseLogin(addr, port string) string {
+	jar, _ := cookiejar.New(nil)
+	d := &net.Dialer{}
+	c := &http.Client{Jar: jar, Transport: &http.Transport{DialContext: func(ctx context.Context, n, _ string) (net.Conn, error) {
+		return d.DialContext(ctx, n, addr)
+	}}}
+	base := "http://auth.localhost:" + port
+	rd := "http://app.localhost:" + port + "/"
+	resp, err := c.Get(base + "/.gatehouse/login?org=acme&rd=" + url.QueryEscape(rd))
+	must(err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindSubmatch(body)
+	if m == nil {
+		log.Fatalf("load: no sign-in form:\n%s", body)
+	}
+	form := url.Values{"csrf": {string(m[1])}, "rd": {rd}, "step": {"password"}, "email": {"alice@acme.example"}, "password": {"load-test-pw"}}
+	req, _ := http.NewRequest("POST", base+"/.gatehouse/login?org=acme", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", base)
+	resp, err = c.Do(req)
+	must(err)
+	resp.Body.Close()
+	u, _ := url.Parse(rd)
+	for _, ck := range jar.Cookies(u) {
+		if ck.Name == "_gatehouse" {
+			return ck.Name + "=" + ck.Value
+		}
+	}
+	log.Fatalf("load: no session cookie for app.localhost after sign-in (status %d)", resp.StatusCode)
+	return ""
+}
+
+// startOAuth2Proxy runs oauth2-proxy with an htpasswd user and a cookie
+// session (no external IdP needed), signs in, and returns the cookie.
+func startOAuth2Proxy(startProc func(string, string, ...string), bin, dir, addr, upAddr string) string {
+	hash, err := bcrypt.GenerateFromPassword([]byte("load-test-pw"), bcrypt.MinCost)
+	must(err)
+	htpasswd := filepath.Join(dir, "htpasswd")
+	must(os.WriteFile(htpasswd, []byte("alice:"+string(hash)+"\n"), 0o600))
+	startProc("oauth2-proxy.log", bin,
+		"--http-address="+addr, "--upstream=http://"+upAddr+"/",
+		"--provider=google", "--client-id=load", "--client-secret=load",
+		"--cookie-secret=0123456789abcdef0123456789abcdef", "--cookie-secure=false",
+		"--htpasswd-file="+htpasswd, "--email-domain=*", "--skip-provider-button=false",
+		"--redirect-url=http://"+addr+"/oauth2/callback", "--request-logging=true")
+	waitHTTP("http://" + addr + "/ping")
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.PostForm("http://"+addr+"/oauth2/sign_in", url.Values{"username": {"alice"}, "password": {"load-test-pw"}, "rd": {"/"}})
+	must(err)
+	resp.Body.Close()
+	for _, ck := range resp.Cookies() {
+		if ck.Name == "_oauth2_proxy" {
+			return ck.Name + "=" + ck.Value
+		}
+	}
+	log.Fatalf("load: oauth2-proxy sign-in gave no cookie (status %d)", resp.StatusCode)
+	return ""
+}
+
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	must(err)
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func waitHTTP(u string) {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(u); err == nil {
+			resp.Body.Close()
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	log.Fatalf("load: %s never answered", u)
+}
+
+func must(err error) {
+	if err != nil {
+		log.Fatal(err)
+	}
+}
+
