@@ -227,8 +227,16 @@ func TestLoginForwardsVerifiableIdentity(t *testing.T) {
 		}
 	}
 	// Logs carry the request line without the cookie or the password.
-	logs := g.Logs()
-	if !strings.Contains(logs, `"decision":"allow"`) || strings.Contains(logs, "alice-pw-123") || strings.Contains(logs, "v1.") {
+	// Request lines are buffered for up to 100ms.
+	var logs string
+	for range 40 {
+		if logs = g.Logs(); strings.Contains(logs, `"decision":"allow"`) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(logs, `"decision":"allow"`) || !strings.Contains(logs, `"org":"acme"`) ||
+		strings.Contains(logs, "alice-pw-123") || strings.Contains(logs, "v1.") {
 		t.Errorf("request log missing or leaking secrets:\n%s", logs)
 	}
 }
@@ -606,5 +614,36 @@ func TestCLI(t *testing.T) {
 	cmd.Env = append(os.Environ(), "ALICE_PASSWORD=x", "CAROL_PASSWORD=y")
 	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "ok") {
 		t.Fatalf("validate example: %v\n%s", err, out)
+	}
+}
+
+func TestTrustedProxyTLSTermination(t *testing.T) {
+	up := newUpstream(t)
+	cfg := strings.NewReplacer("{{UPSTREAM}}", up.URL, "{{BOBHASH}}", readBobHash(t),
+		"public_url: http://auth.localhost:{{PORT}}", "public_url: https://auth.localhost:{{PORT}}\ntrusted_proxies: [127.0.0.1/32]").Replace(testConfig)
+	g := start(t, cfg, "ALICE_PASSWORD=alice-pw-123", "CAROL_PASSWORD=carol-pw-456")
+	b := g.browser(t)
+	// The load balancer in front terminated TLS and says so.
+	req, _ := http.NewRequest("GET", g.url("login.acme.localhost", "/.gatehouse/login"), nil)
+	req.Header.Set("X-Forwarded-Proto", "https")
+	req.Header.Set("X-Forwarded-For", "203.0.113.9")
+	p := b.do(req)
+	sc := p.header.Get("Set-Cookie")
+	if p.status != 200 || !strings.HasPrefix(sc, "__Host-gatehouse_csrf=") || !strings.Contains(sc, "Secure") {
+		t.Fatalf("behind a TLS-terminating proxy: %d Set-Cookie %q", p.status, sc)
+	}
+	// Without the header (plain HTTP at the proxy) cookies are not Secure.
+	p = g.browser(t).get(g.url("login.acme.localhost", "/.gatehouse/login"))
+	if sc := p.header.Get("Set-Cookie"); strings.Contains(sc, "Secure") || strings.HasPrefix(sc, "__Host-") {
+		t.Fatalf("plain request got %q", sc)
+	}
+	// The upstream is told the original scheme and client.
+	req, _ = http.NewRequest("GET", g.url("app.localhost", "/healthz"), nil)
+	req.Header.Set("X-Forwarded-Proto", "https")
+	req.Header.Set("X-Forwarded-For", "203.0.113.9")
+	b.do(req)
+	r := up.last("/healthz")
+	if r.Header.Get("X-Forwarded-Proto") != "https" || r.Header.Get("X-Forwarded-For") != "203.0.113.9, 127.0.0.1" {
+		t.Fatalf("upstream got proto %q for %q", r.Header.Get("X-Forwarded-Proto"), r.Header.Get("X-Forwarded-For"))
 	}
 }

@@ -434,7 +434,7 @@ func (h *Handler) logoutSubmit(w http.ResponseWriter, r *http.Request) {
 // CSRF: a random cookie per browser and host; the form token is an HMAC
 // of it, so a page on another origin can neither read nor forge it.
 func (h *Handler) csrfCookieName(r *http.Request) string {
-	if r.TLS != nil {
+	if session.IsSecure(r) {
 		return "__Host-gatehouse_csrf"
 	}
 	return "_gatehouse_csrf"
@@ -448,7 +448,7 @@ func (h *Handler) csrfToken(w http.ResponseWriter, r *http.Request) string {
 		v = c.Value
 	} else {
 		v = session.RandomID()
-		http.SetCookie(w, &http.Cookie{Name: name, Value: v, Path: "/", HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode})
+		http.SetCookie(w, &http.Cookie{Name: name, Value: v, Path: "/", HttpOnly: true, Secure: session.IsSecure(r), SameSite: http.SameSiteLaxMode})
 		// Let this request's form use the new cookie's token.
 		r.AddCookie(&http.Cookie{Name: name, Value: v})
 	}

@@ -134,6 +134,9 @@ func (h *Handler) reverseProxy(rt *Route) *httputil.ReverseProxy {
 				pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
 			}
 			pr.SetXForwarded()
+			if session.IsSecure(pr.In) {
+				pr.Out.Header.Set("X-Forwarded-Proto", "https")
+			}
 			if f == nil || f.ident == nil {
 				return
 			}
@@ -208,6 +211,9 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	// X-Forwarded-For is passed on only from a trusted proxy.
 	var trusted bool
 	lg.client, trusted = h.o.ClientIP.Resolve(r)
+	if trusted && r.TLS == nil && strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") {
+		r = session.WithSecure(r)
+	}
 	host := session.HostOf(r)
 	path, escaped, err := CanonicalPath(r.URL.EscapedPath())
 	defer func() {
@@ -353,7 +359,7 @@ func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request, rt *Ro
 	// act on instead of an HTML redirect.
 	if (r.Method == http.MethodGet || r.Method == http.MethodHead) && acceptsHTML(r) {
 		scheme := "http"
-		if r.TLS != nil {
+		if session.IsSecure(r) {
 			scheme = "https"
 		}
 		orig := url.URL{Scheme: scheme, Host: r.Host, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}

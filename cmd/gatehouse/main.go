@@ -90,6 +90,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		defer setup.Upstream.Close()
+		defer os.RemoveAll(setup.DataDir) // dev data lives as long as the process
 		cfg = setup.Config
 	} else {
 		var err error

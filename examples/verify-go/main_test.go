@@ -25,6 +25,8 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	gatehouseconfig "github.com/gatehouse/gatehouse/config"
 )
 
 const audience = "app.localhost"
@@ -366,5 +368,38 @@ func TestLoadConfig(t *testing.T) {
 	}
 	if _, err := LoadConfig([]string{"-bogus"}, getenv); err == nil {
 		t.Fatal("unknown flag accepted")
+	}
+}
+
+// examples/gatehouse.yaml, the config the README runs the examples behind,
+// must load and route app.localhost to the examples' default LISTEN, with
+// the issuer and audience they verify by default.
+func TestExampleGatehouseConfig(t *testing.T) {
+	t.Setenv("ALICE_PASSWORD", "alice-example-pw")
+	t.Setenv("CAROL_PASSWORD", "carol-example-pw")
+	cfg, err := gatehouseconfig.Load("../gatehouse.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	def, err := LoadConfig(nil, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.PublicURL != def.Issuer {
+		t.Errorf("public_url %q, examples verify issuer %q", cfg.PublicURL, def.Issuer)
+	}
+	if len(cfg.Routes) != 1 {
+		t.Fatalf("routes = %+v", cfg.Routes)
+	}
+	rt := cfg.Routes[0]
+	if rt.Upstream != "http://"+def.Listen {
+		t.Errorf("route upstream %q, examples listen on %q", rt.Upstream, def.Listen)
+	}
+	aud := rt.Audience
+	if aud == "" {
+		aud = rt.Host
+	}
+	if aud != def.Audience {
+		t.Errorf("route audience %q, examples verify %q", aud, def.Audience)
 	}
 }

@@ -46,7 +46,8 @@ export function createApp({ issuer, audience, log = console.error }) {
       claims = await verify(token);
     } catch (err) {
       // The reason goes to the log, not to the client.
-      log(`401 ${req.method} ${req.url}: ${err.code ? `${err.code} ` : ''}${err.message}`);
+      const cause = err.cause ? ` (${err.cause.code ?? err.cause.message})` : '';
+      log(`401 ${req.method} ${req.url}: ${err.code ? `${err.code} ` : ''}${err.message}${cause}`);
       res.writeHead(401, { 'content-type': 'text/plain; charset=utf-8' });
       res.end('invalid or missing identity assertion\n');
       return;

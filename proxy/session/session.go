@@ -200,6 +200,25 @@ func (m *Manager) Open(host, value string, now time.Time) (string, error) {
 
 func aad(host string) []byte { return []byte("gatehouse-session|" + host) }
 
+type secureKey struct{}
+
+// WithSecure marks a request as having arrived over HTTPS at a trusted
+// TLS-terminating proxy in front of Gatehouse.
+func WithSecure(r *http.Request) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), secureKey{}, true))
+}
+
+// IsSecure reports whether the browser reached us over HTTPS: directly,
+// or through a trusted proxy (see WithSecure). Secure requests get
+// Secure, "__Host-" cookies.
+func IsSecure(r *http.Request) bool {
+	if r.TLS != nil {
+		return true
+	}
+	v, _ := r.Context().Value(secureKey{}).(bool)
+	return v
+}
+
 // HostOf is the request host without port, lowercased: what a cookie is
 // bound to.
 func HostOf(r *http.Request) string {
@@ -236,7 +255,7 @@ func (m *Manager) SetCookie(w http.ResponseWriter, r *http.Request, s store.Sess
 	if err != nil {
 		return fmt.Errorf("session: seal: %w", err)
 	}
-	secure := r.TLS != nil
+	secure := IsSecure(r)
 	http.SetCookie(w, &http.Cookie{
 		Name:     m.CookieName(secure),
 		Value:    v,
@@ -251,7 +270,7 @@ func (m *Manager) SetCookie(w http.ResponseWriter, r *http.Request, s store.Sess
 
 // ClearCookie removes the session cookie on the request's host.
 func (m *Manager) ClearCookie(w http.ResponseWriter, r *http.Request) {
-	secure := r.TLS != nil
+	secure := IsSecure(r)
 	http.SetCookie(w, &http.Cookie{
 		Name: m.CookieName(secure), Value: "", Path: "/", MaxAge: -1,
 		HttpOnly: true, Secure: secure, SameSite: http.SameSiteLaxMode,
@@ -261,7 +280,7 @@ func (m *Manager) ClearCookie(w http.ResponseWriter, r *http.Request) {
 // SessionID returns the ID in the request's cookie without checking the
 // server-side record.
 func (m *Manager) SessionID(r *http.Request) (string, error) {
-	c, err := r.Cookie(m.CookieName(r.TLS != nil))
+	c, err := r.Cookie(m.CookieName(IsSecure(r)))
 	if err != nil {
 		return "", ErrNoCookie
 	}

@@ -305,4 +305,3 @@ func must(err error) {
 		log.Fatal(err)
 	}
 }
-
