@@ -619,3 +619,11 @@ func FuzzParse(f *testing.F) {
 		_ = err.Error()
 	})
 }
+
+func TestRoleNamesCannotBreakTheRolesHeader(t *testing.T) {
+	src := "public_url: http://auth.localhost\nstore: { badger: { path: x } }\norgs:\n  - slug: a\n    name: A\n    connection: { type: password }\n    users:\n      - { email: a@a.example, password: pw, roles: [\"admin,owner\", ok] }\n"
+	_, err := Parse([]byte(src), "roles.yaml", func(string) (string, bool) { return "", false })
+	if err == nil || !strings.Contains(err.Error(), `roles.yaml:8:53: orgs[0].users[0].roles[0]: "admin,owner": must not contain commas or whitespace`) {
+		t.Fatalf("err = %v", err)
+	}
+}

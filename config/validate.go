@@ -393,6 +393,9 @@ func (c *Config) validateUsers(d *decoder, o *Org, orgPath string) {
 		for k, role := range u.Roles {
 			if strings.TrimSpace(role) == "" {
 				d.add(fmt.Sprintf("%s.roles[%d]", p, k), "must not be empty")
+			} else if strings.ContainsAny(role, ", \t") {
+				// X-Gatehouse-Roles joins roles with commas.
+				d.add(fmt.Sprintf("%s.roles[%d]", p, k), "%q: must not contain commas or whitespace", role)
 			}
 		}
 		for k, g := range u.Groups {

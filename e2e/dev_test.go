@@ -3,7 +3,6 @@ package e2e
 import (
 	"html"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -190,9 +189,9 @@ func TestDevMode(t *testing.T) {
 	if !strings.HasPrefix(start.url, "http://auth.localhost:"+g.port+"/.gatehouse/login") {
 		t.Fatalf("carol's sign-in starts at %s", start.url)
 	}
-	disc := c.post(resolve(start.url, field(t, actionRE, start.body)), url.Values{
-		"csrf": {field(t, csrfRE, start.body)}, "rd": {field(t, rdRE, start.body)}, "step": {"discover"}, "email": {"carol@globex.example"},
-	})
+	form := hidden(start.body)
+	form.Set("email", "carol@globex.example")
+	disc := c.post(resolve(start.url, field(t, actionRE, start.body)), form)
 	disc = c.follow(disc)
 	if !strings.HasPrefix(disc.url, "http://auth.localhost:"+g.port+"/") || !strings.Contains(disc.body, `name="password"`) {
 		t.Fatalf("carol's password form: %d at %s\n%s", disc.status, disc.url, disc.body)

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"html"
 	"io"
 	"net"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -558,19 +560,129 @@ func TestOpenRedirectsRefused(t *testing.T) {
 			t.Errorf("rd=%q: %d, want 400", rd, p.status)
 		}
 	}
-	// A signed-in user is handed straight on, only to hosts Gatehouse serves.
-	b.login(g.url("app.localhost", "/"), "alice@acme.example", "alice-pw-123")
-	p := b.get(g.url("login.acme.localhost", "/.gatehouse/login?rd="+url.QueryEscape(g.url("app.localhost", "/next"))))
-	if p.status != http.StatusSeeOther || !strings.Contains(p.header.Get("Location"), "app.localhost:"+g.port+"/.gatehouse/handoff?ticket=") {
+	// An absolute target must keep the public URL's scheme and port.
+	for _, rd := range []string{"https://app.localhost:" + g.port + "/", "http://app.localhost:1/"} {
+		if p := b.get(g.url("auth.localhost", "/.gatehouse/login?rd="+url.QueryEscape(rd))); p.status != http.StatusBadRequest {
+			t.Errorf("rd=%q: %d, want 400", rd, p.status)
+		}
+	}
+}
+
+// The cross-host hand-off only ever lands in the browser that started the
+// sign-in, and only on hosts that belong to the operator or to the
+// session's own org.
+func TestHandoffIsBoundToBrowserAndOrg(t *testing.T) {
+	g, up := startCore(t)
+	alice := g.browser(t)
+	alice.login(g.url("app.localhost", "/"), "alice@acme.example", "alice-pw-123")
+
+	// Opening a second app: the shared sign-in remembers alice's org and
+	// sends her to its sign-in, where her session hands her on without a
+	// form. (globex-app then refuses acme: a 403 from policy.)
+	p := alice.follow(alice.get(g.url("globex-app.localhost", "/x")))
+	if p.status != http.StatusForbidden || !strings.Contains(p.url, "globex-app.localhost") {
+		t.Fatalf("hand-off to a second app host: %d %s", p.status, p.url)
+	}
+	// "Use a different email" on the org's page reaches the shared form.
+	p = alice.get(g.url("login.acme.localhost", "/.gatehouse/login"))
+	back := html.UnescapeString(field(t, regexp.MustCompile(`<a href="([^"]+)">Use a different email</a>`), p.body))
+	if p = alice.get(back); p.status != 200 || !strings.Contains(p.body, "Work email") {
+		t.Fatalf("switch to the shared sign-in: %d %s", p.status, back)
+	}
+
+	// A sign-in link made elsewhere (no state from this browser) is not
+	// used; the person continues to a fresh, bound sign-in.
+	p = alice.get(g.url("login.acme.localhost", "/.gatehouse/login?rd="+url.QueryEscape(g.url("app.localhost", "/next"))))
+	if p.status != http.StatusSeeOther || !strings.Contains(p.header.Get("Location"), "/.gatehouse/handoff?ticket=") {
 		t.Fatalf("signed-in hand-off: %d %s", p.status, p.header.Get("Location"))
 	}
 	loc := p.header.Get("Location")
-	if p := b.follow(p); p.status != 200 || !strings.Contains(p.body, "upstream /next") {
-		t.Fatalf("hand-off: %d %s", p.status, p.body)
+	alice.jar.SetCookies(mustURL(g.url("app.localhost", "/")), []*http.Cookie{{Name: "_gatehouse", Value: "", MaxAge: -1}})
+	p = alice.get(loc)
+	if p.status != http.StatusBadRequest || !strings.Contains(p.body, "not started in this browser") {
+		t.Fatalf("hand-off without state: %d %s", p.status, p.body)
+	}
+	if p = alice.follow(alice.get(resolve(loc, field(t, regexp.MustCompile(`<a href="([^"]+)">Continue</a>`), p.body)))); p.status != 200 || !strings.Contains(p.body, "upstream /next") {
+		t.Fatalf("continue: %d %s", p.status, p.body)
 	}
 	// A ticket works once.
 	if p := g.browser(t).get(loc); p.status != http.StatusBadRequest {
 		t.Fatalf("replayed ticket: %d", p.status)
+	}
+
+	// Login CSRF: carol makes a ticket for herself and plants it in
+	// alice's browser. Alice's browser has no matching state: refused,
+	// and alice stays alice.
+	carol := g.browser(t)
+	carol.login(g.url("globex-app.localhost", "/"), "carol@globex.example", "carol-pw-456")
+	p = carol.get(g.url("login.globex.localhost", "/.gatehouse/login?rd="+url.QueryEscape(g.url("app.localhost", "/planted"))))
+	planted := p.header.Get("Location")
+	if !strings.Contains(planted, "/.gatehouse/handoff?ticket=") {
+		t.Fatalf("carol's ticket: %d %s", p.status, planted)
+	}
+	victim := g.browser(t)
+	victim.login(g.url("app.localhost", "/"), "bob@acme.example", "bob-example-password")
+	victim.get(g.url("app.localhost", "/start")) // ordinary browsing
+	if p := victim.get(planted); p.status != http.StatusBadRequest {
+		t.Fatalf("planted ticket: %d", p.status)
+	}
+	victim.get(g.url("app.localhost", "/after-plant"))
+	if r := up.last("/after-plant"); r == nil || r.Header.Get("X-Gatehouse-Email") != "bob@acme.example" {
+		t.Fatalf("victim's identity changed by a planted ticket: %v", r)
+	}
+
+	// A session is never handed to another org's login domain (its DNS is
+	// that customer's, not the operator's).
+	p = alice.get(g.url("login.acme.localhost", "/.gatehouse/login?rd="+url.QueryEscape(g.url("login.globex.localhost", "/"))))
+	if p.status != http.StatusForbidden || strings.Contains(p.header.Get("Location"), "ticket=") {
+		t.Fatalf("hand-off to another org's domain: %d %s", p.status, p.header.Get("Location"))
+	}
+	// And a session of org A is not reused on org B's sign-in page.
+	globexLogin := alice.get(g.url("login.globex.localhost", "/.gatehouse/login?rd="+url.QueryEscape(g.url("app.localhost", "/"))))
+	if globexLogin.status != 200 || !strings.Contains(globexLogin.body, "Globex") {
+		t.Fatalf("acme session on globex's sign-in: %d", globexLogin.status)
+	}
+
+	// Gatehouse's own cookies never reach the upstream.
+	req, _ := http.NewRequest("GET", g.url("app.localhost", "/cookies"), nil)
+	req.Header.Set("Cookie", "app_pref=dark")
+	alice.do(req)
+	r := up.last("/cookies")
+	if c := r.Header.Get("Cookie"); strings.Contains(c, "gatehouse") || !strings.Contains(c, "app_pref=dark") {
+		t.Fatalf("upstream cookies: %q", c)
+	}
+}
+
+func mustURL(s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil {
+		panic(err)
+	}
+	return u
+}
+
+// Guesses sent in parallel cannot get past the per-account limit.
+func TestParallelGuessesAreThrottled(t *testing.T) {
+	g, _ := startCore(t) // max_failures: 3
+	b := g.browser(t)
+	p := b.get(g.url("login.acme.localhost", "/.gatehouse/login"))
+	form := hidden(p.body)
+	form.Set("email", "alice@acme.example")
+	form.Set("password", "wrong")
+	var mu sync.Mutex
+	counts := map[int]int{}
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			p := b.post(g.url("login.acme.localhost", "/.gatehouse/login"), form)
+			mu.Lock()
+			counts[p.status]++
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if counts[http.StatusUnauthorized] > 3 || counts[http.StatusTooManyRequests] < 17 {
+		t.Fatalf("20 parallel wrong guesses: %v, want at most 3 checked", counts)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"html"
 	"io"
 	"net"
 	"net/http"
@@ -272,22 +273,33 @@ func (b *browser) login(appURL, email, password string) page {
 	}
 	// Step 1: home-realm discovery.
 	loginURL := p.url
-	p = b.post(resolve(loginURL, field(b.t, actionRE, p.body)), url.Values{
-		"csrf": {field(b.t, csrfRE, p.body)}, "rd": {field(b.t, rdRE, p.body)}, "step": {"discover"}, "email": {email},
-	})
+	form := hidden(p.body)
+	form.Set("email", email)
+	p = b.post(resolve(loginURL, field(b.t, actionRE, p.body)), form)
 	p = b.follow(p)
 	if p.status != 200 || !strings.Contains(p.body, `name="password"`) {
 		b.t.Fatalf("after discovery: %d %s\n%s", p.status, p.url, p.body)
 	}
 	// Step 2: password on the org's sign-in page.
-	p = b.post(resolve(p.url, field(b.t, actionRE, p.body)), url.Values{
-		"csrf": {field(b.t, csrfRE, p.body)}, "rd": {field(b.t, rdRE, p.body)}, "step": {"password"},
-		"email": {email}, "password": {password},
-	})
+	form = hidden(p.body)
+	form.Set("email", email)
+	form.Set("password", password)
+	p = b.post(resolve(p.url, field(b.t, actionRE, p.body)), form)
 	if p.status != http.StatusSeeOther {
 		b.t.Fatalf("password post: %d\n%s", p.status, p.body)
 	}
 	return b.follow(p)
+}
+
+var hiddenRE = regexp.MustCompile(`<input type="hidden" name="([^"]+)" value="([^"]*)">`)
+
+// hidden returns a page's hidden form fields, as a browser would send them.
+func hidden(body string) url.Values {
+	v := url.Values{}
+	for _, m := range hiddenRE.FindAllStringSubmatch(body, -1) {
+		v.Set(m[1], html.UnescapeString(m[2]))
+	}
+	return v
 }
 
 func resolve(base, ref string) string {

@@ -155,7 +155,7 @@ func TestTLSAndHTTP2(t *testing.T) {
 	// and asks to come back to the HTTPS app URL.
 	first := b.get(g.surl("app.localhost", "/dashboard?tab=2"))
 	wantLogin := "https://auth.localhost:" + g.port + "/.gatehouse/login?rd=" + url.QueryEscape(g.surl("app.localhost", "/dashboard?tab=2"))
-	if first.status != http.StatusFound || first.header.Get("Location") != wantLogin {
+	if first.status != http.StatusFound || !strings.HasPrefix(first.header.Get("Location"), wantLogin+"&state=") {
 		t.Fatalf("anonymous request: %d %q, want 302 to %q", first.status, first.header.Get("Location"), wantLogin)
 	}
 

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -44,11 +45,15 @@ type Options struct {
 	PublicURL *url.URL
 	// Serves reports whether Gatehouse serves a hostname (post-login
 	// redirects go nowhere else).
-	Serves   func(host string) bool
-	ClientIP *clientip.Resolver
-	Metrics  *telemetry.Metrics
-	Logger   *slog.Logger
-	Now      func() time.Time
+	Serves func(host string) bool
+	// RouteHost reports whether a hostname is a route's. Sessions are handed
+	// off only to route hosts, the public host and the session's own org's
+	// login domain: never to another org's domain, whose DNS that org runs.
+	RouteHost func(host string) bool
+	ClientIP  *clientip.Resolver
+	Metrics   *telemetry.Metrics
+	Logger    *slog.Logger
+	Now       func() time.Time
 	// CSRFKey is 32 bytes shared by every node.
 	CSRFKey               []byte
 	MaxFailures           int
@@ -92,9 +97,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.Serv
 
 // LoginURL is where the proxy sends a browser without a session. orgSlug
 // is the route's org, if it has one; rd is the URL to return to.
-func (h *Handler) LoginURL(orgSlug, rd string) string {
+func (h *Handler) LoginURL(orgSlug, rd, state string) string {
 	base := *h.o.PublicURL
-	q := url.Values{"rd": {rd}}
+	q := url.Values{}
+	if rd != "" {
+		q.Set("rd", rd)
+	}
+	if state != "" {
+		q.Set("state", state)
+	}
 	if orgSlug != "" {
 		if org, ok := h.o.Orgs.BySlug(orgSlug); ok && org.LoginDomain != "" {
 			base.Host = withPort(org.LoginDomain, h.o.PublicURL.Port())
@@ -127,8 +138,16 @@ func (h *Handler) fixedOrg(r *http.Request) *store.Org {
 	return nil
 }
 
+// stateParam is the browser's hand-off state carried through sign-in.
+func stateParam(r *http.Request) string {
+	if s := r.FormValue("state"); session.ValidState(s) {
+		return s
+	}
+	return ""
+}
+
 func (h *Handler) page(r *http.Request, w http.ResponseWriter, org *store.Org, rd string) web.Page {
-	p := web.Page{Title: "Sign in", CSRF: h.csrfToken(w, r), Redirect: rd, Action: LoginPath, Step: "discover"}
+	p := web.Page{Title: "Sign in", CSRF: h.csrfToken(w, r), Redirect: rd, State: stateParam(r), Action: LoginPath, Step: "discover"}
 	if org != nil {
 		p.OrgName, p.Step = org.Name, "password"
 		if h.o.Orgs != nil && session.HostOf(r) != strings.ToLower(org.LoginDomain) {
@@ -143,21 +162,74 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	// Already signed in on this host: hand the session on without a form.
+	org := h.fixedOrg(r)
+	// Already signed in on this host (to this host's org, if it has one):
+	// hand the session on without a form.
 	if rd != "" {
 		if sid, err := h.o.Sessions.SessionID(r); err == nil {
-			if _, err := h.o.Sessions.Lookup(r.Context(), sid); err == nil {
-				h.complete(w, r, sid, rd)
+			if e, err := h.o.Sessions.Lookup(r.Context(), sid); err == nil && (org == nil || e.Identity().OrgID == org.ID) {
+				h.complete(w, r, sid, e.Identity().OrgID, rd, stateParam(r))
 				return
 			}
 		}
 	}
-	org := h.fixedOrg(r)
+	// The shared sign-in remembers which org this browser used last
+	// (home-realm discovery cookie) and goes straight to its own domain,
+	// unless the person asked to use a different email.
+	if org == nil && r.FormValue("switch") == "" {
+		if c, err := r.Cookie(hrdCookieName(r)); err == nil {
+			if o, ok := h.o.Orgs.BySlug(c.Value); ok && o.LoginDomain != "" {
+				http.Redirect(w, r, h.orgLoginURL(o, rd, "", stateParam(r)), http.StatusSeeOther)
+				return
+			}
+		}
+	}
 	p := h.page(r, w, org, rd)
 	if hint := r.FormValue("login_hint"); hint != "" && len(hint) < 255 {
 		p.Email = hint
 	}
+	if org != nil && strings.EqualFold(org.LoginDomain, session.HostOf(r)) {
+		// Not this org's person after all: back to the shared sign-in.
+		q := url.Values{"switch": {"1"}}
+		if rd != "" {
+			q.Set("rd", rd)
+		}
+		if st := stateParam(r); st != "" {
+			q.Set("state", st)
+		}
+		u := *h.o.PublicURL
+		u.Path, u.RawQuery = LoginPath, q.Encode()
+		p.Back = u.String()
+	}
 	web.Render(w, http.StatusOK, "login", p)
+}
+
+// hrdCookieName remembers, on the shared sign-in host, the org a browser
+// last signed in with. It holds only a public org slug.
+func hrdCookieName(r *http.Request) string {
+	if session.IsSecure(r) {
+		return "__Host-gatehouse_hrd"
+	}
+	return "_gatehouse_hrd"
+}
+
+// orgLoginURL is the sign-in page on an org's own login domain.
+func (h *Handler) orgLoginURL(o *store.Org, rd, email, state string) string {
+	u := *h.o.PublicURL
+	u.Host = withPort(o.LoginDomain, h.o.PublicURL.Port())
+	u.Path = LoginPath
+	q := url.Values{}
+	if rd != "" {
+		q.Set("rd", rd)
+	}
+	if email != "" {
+		q.Set("login_hint", email)
+	}
+	if state != "" {
+		q.Set("state", state)
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 // redirectParam validates rd; on failure it writes the error page.
@@ -167,6 +239,9 @@ func (h *Handler) redirectParam(w http.ResponseWriter, r *http.Request) (string,
 		return "", true
 	}
 	rd, err := ValidateRedirect(raw, h.o.Serves)
+	if err == nil {
+		err = h.sameSchemeAndPort(rd)
+	}
 	if err != nil {
 		ref := h.ref()
 		h.o.Logger.Warn("idp: redirect refused", "ref", ref, "rd", truncate(raw, 200), "host", session.HostOf(r))
@@ -174,6 +249,37 @@ func (h *Handler) redirectParam(w http.ResponseWriter, r *http.Request) (string,
 		return "", false
 	}
 	return rd, true
+}
+
+// sameSchemeAndPort keeps absolute targets on the public URL's scheme (no
+// downgrade to http when it is https) and port: a hand-off ticket must
+// not travel in the clear or to another listener on a served host.
+func (h *Handler) sameSchemeAndPort(rd string) error {
+	u, err := url.Parse(rd)
+	if err != nil {
+		return ErrBadRedirect
+	}
+	if u.Host == "" {
+		return nil
+	}
+	pub := h.o.PublicURL
+	if u.Scheme != pub.Scheme {
+		return ErrBadRedirect
+	}
+	if portOf(u) != portOf(pub) {
+		return ErrBadRedirect
+	}
+	return nil
+}
+
+func portOf(u *url.URL) string {
+	if p := u.Port(); p != "" {
+		return p
+	}
+	if u.Scheme == "https" {
+		return "443"
+	}
+	return "80"
 }
 
 func (h *Handler) loginSubmit(w http.ResponseWriter, r *http.Request) {
@@ -206,11 +312,9 @@ func (h *Handler) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		}
 		// The org signs in on its own domain: go there.
 		if org.LoginDomain != "" && session.HostOf(r) != org.LoginDomain {
-			u := *h.o.PublicURL
-			u.Host = withPort(org.LoginDomain, h.o.PublicURL.Port())
-			u.Path = LoginPath
-			u.RawQuery = url.Values{"rd": {rd}, "login_hint": {email}}.Encode()
-			http.Redirect(w, r, u.String(), http.StatusSeeOther)
+			http.SetCookie(w, &http.Cookie{Name: hrdCookieName(r), Value: org.Slug, Path: "/", MaxAge: 90 * 24 * 3600,
+				HttpOnly: true, Secure: session.IsSecure(r), SameSite: http.SameSiteLaxMode})
+			http.Redirect(w, r, h.orgLoginURL(org, rd, email, stateParam(r)), http.StatusSeeOther)
 			return
 		}
 	}
@@ -255,13 +359,15 @@ func (h *Handler) passwordLogin(w http.ResponseWriter, r *http.Request, org *sto
 		web.Error(w, http.StatusServiceUnavailable, "Sign-in for your organization is not set up yet. Ask your administrator.", ref)
 		return
 	}
-	if blocked, until := h.byAddr.blocked(addr, now); blocked {
+	addrKey := throttleAddr(addr)
+	if ok, until := h.byAddr.take(addrKey, now); !ok {
 		h.o.Logger.Warn("idp: sign-in throttled", "org", org.Slug, "client", addr, "by", "address")
 		w.Header().Set("Retry-After", retryAfter(until, now))
 		fail(http.StatusTooManyRequests, "throttled", fmt.Sprintf("Too many failed sign-ins from your network. Try again in %s.", wait(until, now)))
 		return
 	}
-	if blocked, until := h.byAccount.blocked(acct, now); blocked {
+	if ok, until := h.byAccount.take(acct, now); !ok {
+		h.byAddr.refund(addrKey)
 		h.o.Logger.Warn("idp: sign-in throttled", "org", org.Slug, "client", addr, "by", "account")
 		w.Header().Set("Retry-After", retryAfter(until, now))
 		fail(http.StatusTooManyRequests, "throttled", fmt.Sprintf("Too many failed sign-ins for this account. Try again in %s, or ask your administrator to reset your password.", wait(until, now)))
@@ -270,6 +376,9 @@ func (h *Handler) passwordLogin(w http.ResponseWriter, r *http.Request, org *sto
 	user, hash, reason := h.lookupMember(ctx, org, email)
 	ok, err := password.Verify(ctx, hash, pw)
 	if err != nil {
+		// Not the person's fault: give the attempts back.
+		h.byAddr.refund(addrKey)
+		h.byAccount.refund(acct)
 		ref := h.ref()
 		h.o.Logger.Error("idp: password check failed", "ref", ref, "org", org.Slug, "err", err)
 		h.o.Metrics.Logins.WithLabelValues(org.Slug, "error").Inc()
@@ -280,14 +389,13 @@ func (h *Handler) passwordLogin(w http.ResponseWriter, r *http.Request, org *sto
 		if reason == "" {
 			reason = "wrong password"
 		}
-		h.byAccount.fail(acct, now)
-		h.byAddr.fail(addr, now)
 		h.o.Logger.Info("idp: sign-in failed", "org", org.Slug, "client", addr, "reason", reason)
 		h.audit(ctx, org.ID, strings.ToLower(email), "login", "failure", map[string]string{"reason": reason, "client": addr})
 		fail(http.StatusUnauthorized, "bad_credentials", "Incorrect email or password.")
 		return
 	}
 	h.byAccount.reset(acct)
+	h.byAddr.refund(addrKey)
 	s, err := h.o.Sessions.Create(ctx, user.ID, org.ID, "password", addr, r.UserAgent())
 	if err != nil {
 		ref := h.ref()
@@ -303,7 +411,7 @@ func (h *Handler) passwordLogin(w http.ResponseWriter, r *http.Request, org *sto
 	h.o.Metrics.Logins.WithLabelValues(org.Slug, "success").Inc()
 	h.o.Logger.Info("idp: signed in", "org", org.Slug, "user", user.ID, "client", addr)
 	h.audit(ctx, org.ID, user.ID, "login", "success", map[string]string{"connection": "password", "client": addr})
-	h.complete(w, r, s.ID, rd)
+	h.complete(w, r, s.ID, org.ID, rd, stateParam(r))
 }
 
 // lookupMember returns the member and their hash, or a reason for the log.
@@ -329,14 +437,27 @@ func (h *Handler) lookupMember(ctx context.Context, org *store.Org, email string
 }
 
 type ticket struct {
-	SID  string `json:"sid"`
-	Host string `json:"host"`
-	RD   string `json:"rd"`
+	SID   string `json:"sid"`
+	Host  string `json:"host"`
+	RD    string `json:"rd"`
+	State string `json:"state,omitempty"`
+}
+
+// handoffTarget reports whether a session of org orgID may be handed to
+// host: route hosts and the public host (the operator's), and the org's
+// own login domain.
+func (h *Handler) handoffTarget(host, orgID string) bool {
+	if host == strings.ToLower(h.o.PublicURL.Hostname()) || h.o.RouteHost(host) {
+		return true
+	}
+	o, ok := h.o.Orgs.ByID(orgID)
+	return ok && o.LoginDomain != "" && strings.EqualFold(o.LoginDomain, host)
 }
 
 // complete sends the browser on after sign-in. A target on another host
-// gets its own cookie through a single-use ticket bound to that host.
-func (h *Handler) complete(w http.ResponseWriter, r *http.Request, sid, rd string) {
+// gets its own cookie through a single-use ticket bound to that host and
+// to the browser's state cookie there.
+func (h *Handler) complete(w http.ResponseWriter, r *http.Request, sid, orgID, rd, state string) {
 	if rd == "" {
 		web.Render(w, http.StatusOK, "error", web.Page{Title: "You are signed in", Notice: "You can close this page or go back to your application."})
 		return
@@ -346,8 +467,14 @@ func (h *Handler) complete(w http.ResponseWriter, r *http.Request, sid, rd strin
 		http.Redirect(w, r, rd, http.StatusSeeOther)
 		return
 	}
+	if !h.handoffTarget(u.Hostname(), orgID) {
+		ref := h.ref()
+		h.o.Logger.Warn("idp: hand-off to another org's domain refused", "ref", ref, "target", u.Hostname(), "org", orgID)
+		web.Error(w, http.StatusForbidden, "You are signed in to a different organization than the one this address belongs to. Sign out first to use another organization's sign-in.", ref)
+		return
+	}
 	id := session.RandomID()
-	b, _ := json.Marshal(ticket{SID: sid, Host: u.Hostname(), RD: rd})
+	b, _ := json.Marshal(ticket{SID: sid, Host: u.Hostname(), RD: rd, State: state})
 	if err := h.o.Store.PutOnce(r.Context(), handoffKind, id, b, h.o.Now().Add(handoffTTL)); err != nil {
 		ref := h.ref()
 		h.o.Logger.Error("idp: store hand-off ticket", "ref", ref, "err", err)
@@ -360,7 +487,7 @@ func (h *Handler) complete(w http.ResponseWriter, r *http.Request, sid, rd strin
 
 func (h *Handler) handoff(w http.ResponseWriter, r *http.Request) {
 	id := r.URL.Query().Get("ticket")
-	again := h.LoginURL("", "")
+	again := h.LoginURL("", "", "")
 	fail := func(reason string) {
 		ref := h.ref()
 		h.o.Logger.Warn("idp: hand-off refused", "ref", ref, "reason", reason, "host", session.HostOf(r))
@@ -388,6 +515,20 @@ func (h *Handler) handoff(w http.ResponseWriter, r *http.Request) {
 	e, err := h.o.Sessions.Lookup(r.Context(), t.SID)
 	if err != nil {
 		fail("session ended: " + err.Error())
+		return
+	}
+	if !h.handoffTarget(t.Host, e.Identity().OrgID) {
+		fail("host belongs to another org")
+		return
+	}
+	// The ticket must come back to the browser that started the sign-in.
+	// Otherwise (a link from elsewhere, a planted or leaked ticket) ask the
+	// person to continue, which starts a fresh, bound sign-in.
+	if !session.TakeState(w, r, t.State) {
+		ref := h.ref()
+		h.o.Logger.Warn("idp: hand-off without matching state", "ref", ref, "host", t.Host, "has_state", t.State != "")
+		web.Render(w, http.StatusBadRequest, "error", web.Page{Title: "Continue to sign in",
+			Error: "This sign-in was not started in this browser, so it was not used.", Reference: ref, Back: t.RD, BackText: "Continue"})
 		return
 	}
 	id2 := e.Identity()
@@ -495,6 +636,17 @@ func wait(until, now time.Time) string {
 
 func retryAfter(until, now time.Time) string {
 	return fmt.Sprint(int(until.Sub(now).Seconds()) + 1)
+}
+
+// throttleAddr groups IPv6 clients by /64, the block one subscriber gets;
+// per-address limits on single IPv6 addresses would be no limit at all.
+func throttleAddr(addr string) string {
+	a, err := netip.ParseAddr(addr)
+	if err != nil || a.Is4() {
+		return addr
+	}
+	p, _ := a.Prefix(64)
+	return p.String()
 }
 
 func truncate(s string, n int) string {

@@ -13,7 +13,6 @@ type throttle struct {
 	max    int
 	window time.Duration
 	m      map[string]*failures
-	ops    int
 }
 
 type failures struct {
@@ -25,37 +24,61 @@ func newThrottle(max int, window time.Duration) *throttle {
 	return &throttle{max: max, window: window, m: map[string]*failures{}}
 }
 
-// blocked reports whether key has used up its failures, and until when.
-func (t *throttle) blocked(key string, now time.Time) (bool, time.Time) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	f := t.m[key]
-	if f == nil || now.Sub(f.start) >= t.window {
-		return false, time.Time{}
-	}
-	return f.n >= t.max, f.start.Add(t.window)
-}
+// maxKeys bounds the memory an attacker can make the throttle use.
+const maxKeys = 100_000
 
-func (t *throttle) fail(key string, now time.Time) {
+// take reserves one attempt for key before the (slow) password check, so
+// that parallel requests cannot all pass a check made before any of them
+// failed. It refuses, with the time the window ends, once max attempts
+// are counted. A successful sign-in gives the attempt back (refund).
+func (t *throttle) take(key string, now time.Time) (bool, time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.ops++; t.ops%1024 == 0 {
-		for k, f := range t.m {
-			if now.Sub(f.start) >= t.window {
-				delete(t.m, k)
-			}
-		}
-	}
 	f := t.m[key]
 	if f == nil || now.Sub(f.start) >= t.window {
-		t.m[key] = &failures{n: 1, start: now}
-		return
+		if f == nil && len(t.m) >= maxKeys {
+			t.sweep(now)
+		}
+		f = &failures{start: now}
+		t.m[key] = f
+	}
+	if f.n >= t.max {
+		return false, f.start.Add(t.window)
 	}
 	f.n++
+	return true, time.Time{}
 }
 
+// refund returns an attempt taken by a sign-in that succeeded.
+func (t *throttle) refund(key string) {
+	t.mu.Lock()
+	if f := t.m[key]; f != nil && f.n > 0 {
+		f.n--
+	}
+	t.mu.Unlock()
+}
+
+// reset forgets key (an account's failures after it signs in).
 func (t *throttle) reset(key string) {
 	t.mu.Lock()
 	delete(t.m, key)
 	t.mu.Unlock()
+}
+
+// sweep drops finished windows; if the map is still full, it drops keys
+// that are not blocking anyone, so blocked keys are kept longest.
+func (t *throttle) sweep(now time.Time) {
+	for k, f := range t.m {
+		if now.Sub(f.start) >= t.window {
+			delete(t.m, k)
+		}
+	}
+	for k, f := range t.m {
+		if len(t.m) < maxKeys*9/10 {
+			return
+		}
+		if f.n < t.max {
+			delete(t.m, k)
+		}
+	}
 }

@@ -18,7 +18,7 @@ var ErrBadPath = errors.New("proxy: ambiguous request path")
 // dot-segment carrying ";params" (Tomcat reads "..;" as ".."), and
 // invalid escapes. It returns the decoded path and its escaped form.
 func CanonicalPath(raw string) (path, escaped string, err error) {
-	if raw == "" || raw == "*" {
+	if raw == "" {
 		return "/", "/", nil
 	}
 	if raw[0] != '/' {
@@ -51,6 +51,18 @@ func CanonicalPath(raw string) (path, escaped string, err error) {
 		}
 	}
 	dec := b.String()
+	// "%25" then an escape of "." "/" "\" (however it was spelled): an
+	// upstream that decodes twice would read a dot segment or a separator.
+	for i := strings.Index(dec, "%25"); i >= 0; {
+		if r := strings.ToLower(dec[i+3:]); strings.HasPrefix(r, "2e") || strings.HasPrefix(r, "2f") || strings.HasPrefix(r, "5c") {
+			return "", "", ErrBadPath
+		}
+		j := strings.Index(dec[i+3:], "%25")
+		if j < 0 {
+			break
+		}
+		i += 3 + j
+	}
 
 	// Resolve segments. A trailing slash is kept: upstreams distinguish
 	// "/dir" from "/dir/".

@@ -40,7 +40,10 @@ type Signer interface {
 // Login is the sign-in side the proxy hands browsers to.
 type Login interface {
 	http.Handler
-	LoginURL(orgSlug, rd string) string
+	// LoginURL is where to sign in for a route of org orgSlug (or any org),
+	// returning to rd; state is the browser's hand-off state (see
+	// session.NewState).
+	LoginURL(orgSlug, rd, state string) string
 }
 
 // Options wire a Handler.
@@ -130,6 +133,7 @@ func (h *Handler) reverseProxy(rt *Route) *httputil.ReverseProxy {
 				pr.Out.Host = pr.In.Host
 			}
 			stripIdentity(pr.Out.Header, rt.identity)
+			stripCookies(pr.Out.Header, h.o.Sessions.IsGatehouseCookie)
 			if f != nil && f.trusted {
 				pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
 			}
@@ -174,6 +178,53 @@ func stripIdentity(hd http.Header, extra map[string]bool) {
 			delete(hd, k)
 		}
 	}
+}
+
+// stripCookies keeps Gatehouse's own cookies (session, CSRF, state) from
+// upstreams: a session cookie is a bearer credential the app never needs.
+func stripCookies(hd http.Header, ours func(string) bool) {
+	lines := hd["Cookie"]
+	if len(lines) == 0 {
+		return
+	}
+	found := false
+	for _, l := range lines {
+		if strings.Contains(l, "gatehouse") {
+			found = true
+			break
+		}
+	}
+	if !found {
+		return
+	}
+	var kept []string
+	for _, l := range lines {
+		for part := range strings.SplitSeq(l, ";") {
+			name, _, _ := strings.Cut(strings.TrimSpace(part), "=")
+			if name != "" && !ours(name) {
+				kept = append(kept, strings.TrimSpace(part))
+			}
+		}
+	}
+	if len(kept) == 0 {
+		delete(hd, "Cookie")
+		return
+	}
+	hd["Cookie"] = []string{strings.Join(kept, "; ")}
+}
+
+// stripParams removes ";params" from every path segment.
+func stripParams(p string) string {
+	if !strings.Contains(p, ";") {
+		return p
+	}
+	segs := strings.Split(p, "/")
+	for i, s := range segs {
+		if j := strings.IndexByte(s, ';'); j >= 0 {
+			segs[i] = s[:j]
+		}
+	}
+	return strings.Join(segs, "/")
 }
 
 type statusWriter struct {
@@ -240,14 +291,21 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	rt := h.o.Router.Match(host, path)
+	// The workspace's keys are served on login hosts even if a route
+	// covers "/" there.
+	if (path == "/.well-known/jwks.json" || path == "/.well-known/openid-configuration") && h.o.IsLoginHost(host) {
+		lg.decision = "gatehouse"
+		h.o.WellKnown.ServeHTTP(w, r)
+		return
+	}
+
+	// Routes and public paths match the path without ";params", the way
+	// Tomcat, Jetty and Spring read it; the upstream gets the path as sent.
+	match := stripParams(path)
+	rt := h.o.Router.Match(host, match)
 	if rt == nil {
 		lg.decision = "gatehouse"
 		if h.o.IsLoginHost(host) {
-			if strings.HasPrefix(path, "/.well-known/") {
-				h.o.WellKnown.ServeHTTP(w, r)
-				return
-			}
 			if path == "/" {
 				http.Redirect(w, r, "/.gatehouse/login", http.StatusFound)
 				return
@@ -258,7 +316,7 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 	lg.route = rt.ID
 
-	if rt.IsPublic(path) {
+	if rt.IsPublic(match) {
 		lg.decision = "public"
 		h.proxies[rt].ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, &forward{route: rt, trusted: trusted})))
 		return
@@ -267,7 +325,7 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	e, err := h.o.Sessions.Authenticate(r)
 	if err != nil {
 		lg.decision = "login"
-		h.unauthenticated(w, r, rt, err)
+		h.unauthenticated(w, r, rt, host, err)
 		return
 	}
 	id := e.Identity()
@@ -285,7 +343,7 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		h.o.Logger.Info("proxy: denied", "route", rt.ID, "org", id.OrgSlug, "user", id.UserID, "reasons", d.Reasons)
 		web.Render(w, http.StatusForbidden, "error", web.Page{Title: "Access denied",
 			Error: "You are signed in as " + id.Email + ", but you do not have access to this page.", Reasons: d.Reasons,
-			Back: "/.gatehouse/logout"})
+			Back: "/.gatehouse/logout", BackText: "Sign out to use another account"})
 		return
 	}
 	lg.decision = "allow"
@@ -350,8 +408,15 @@ type Claims struct {
 	ID        string   `json:"jti"`
 }
 
-func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request, rt *Route, err error) {
-	if !errors.Is(err, session.ErrNoCookie) {
+func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request, rt *Route, host string, err error) {
+	switch {
+	case errors.Is(err, session.ErrUnavailable):
+		ref := session.RandomID()[:12]
+		h.o.Logger.Error("proxy: session check failed", "ref", ref, "route", rt.ID, "err", err)
+		w.Header().Set("Retry-After", "5")
+		web.Error(w, http.StatusServiceUnavailable, "Gatehouse cannot check your session right now. Try again in a few seconds.", ref)
+		return
+	case !errors.Is(err, session.ErrNoCookie):
 		h.o.Logger.Info("proxy: session refused", "route", rt.ID, "reason", err.Error())
 		h.o.Sessions.ClearCookie(w, r)
 	}
@@ -362,8 +427,13 @@ func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request, rt *Ro
 		if session.IsSecure(r) {
 			scheme = "https"
 		}
-		orig := url.URL{Scheme: scheme, Host: r.Host, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
-		http.Redirect(w, r, h.o.Login.LoginURL(rt.Org, orig.String()), http.StatusFound)
+		// Built from the normalized host, so the sign-in page accepts it.
+		if _, port, err := net.SplitHostPort(r.Host); err == nil {
+			host = net.JoinHostPort(host, port)
+		}
+		orig := url.URL{Scheme: scheme, Host: host, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
+		state := session.NewState(w, r)
+		http.Redirect(w, r, h.o.Login.LoginURL(rt.Org, orig.String(), state), http.StatusFound)
 		return
 	}
 	w.Header().Set("WWW-Authenticate", `Cookie realm="gatehouse"`)

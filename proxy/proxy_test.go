@@ -24,7 +24,9 @@ import (
 type noLogin struct{}
 
 func (noLogin) ServeHTTP(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTeapot) }
-func (noLogin) LoginURL(org, rd string) string                   { return "http://auth.example.com/.gatehouse/login" }
+func (noLogin) LoginURL(org, rd, state string) string {
+	return "http://auth.example.com/.gatehouse/login"
+}
 
 // cannedTransport answers every upstream request in memory, so the
 // benchmark measures Gatehouse's own work and not the loopback network.

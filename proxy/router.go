@@ -91,11 +91,27 @@ func (r *Router) Match(host, path string) *Route {
 		}
 	}
 	for _, rt := range rs {
-		if HasPathPrefix(path, rt.PathPrefix) {
+		if hasPathPrefixFold(path, rt.PathPrefix) {
 			return rt
 		}
 	}
 	return nil
+}
+
+// hasPathPrefixFold is HasPathPrefix ignoring ASCII case. Route selection
+// ignores case so that "/ADMIN" reaches the "/admin" route's stricter
+// rules on upstreams that ignore case, and a 404 on those that do not.
+// (public_paths stay case-sensitive: a case difference only ever asks for
+// more sign-in there.)
+func hasPathPrefixFold(path, prefix string) bool {
+	if prefix == "/" {
+		return true
+	}
+	prefix = strings.TrimSuffix(prefix, "/")
+	if len(path) < len(prefix) || !strings.EqualFold(path[:len(prefix)], prefix) {
+		return false
+	}
+	return len(path) == len(prefix) || path[len(prefix)] == '/'
 }
 
 // ServesHost reports whether any route is on host.

@@ -45,15 +45,28 @@ type Options struct {
 }
 
 type keySet struct {
-	current *signer
+	// signers, newest ActiveAt first. Sign picks by the clock, so a node
+	// starts using the next key the moment it activates, even if its own
+	// refresh is late or failing: the key was published long before.
+	signers []*signer
 	all     []store.SigningKey
 	jwks    []byte
 }
 
 type signer struct {
-	id  string
-	alg jose.SignatureAlgorithm
-	s   jose.Signer
+	id       string
+	alg      jose.SignatureAlgorithm
+	s        jose.Signer
+	activeAt time.Time
+}
+
+func (ks *keySet) current(now time.Time) *signer {
+	for _, s := range ks.signers {
+		if !s.activeAt.After(now) {
+			return s
+		}
+	}
+	return nil
 }
 
 // Manager signs with the current key and serves the JWKS. Its state is
@@ -115,6 +128,15 @@ func (m *Manager) Run(ctx context.Context, interval time.Duration) {
 // Refresh creates keys that are due, deletes expired ones and rebuilds the
 // signing state from the store.
 func (m *Manager) Refresh(ctx context.Context) error {
+	return m.refresh(ctx, 0)
+}
+
+func (m *Manager) refresh(ctx context.Context, depth int) error {
+	if depth > 3 {
+		// A key this node just created is not current yet by its clock
+		// (another node's clock is ahead): give up for now, retry later.
+		return errors.New("signing: no key is current yet (clock skew between nodes?)")
+	}
 	now := m.opts.Now()
 	keys, err := m.st.ListSigningKeys(ctx)
 	if err != nil {
@@ -125,7 +147,7 @@ func (m *Manager) Refresh(ctx context.Context) error {
 		if err := m.create(ctx, now); err != nil {
 			return err
 		}
-		return m.Refresh(ctx)
+		return m.refresh(ctx, depth+1)
 	}
 	nextAt := cur.ActiveAt.Add(m.opts.RotationPeriod)
 	if !now.Before(nextAt.Add(-m.opts.PrePublish)) && !hasKeyAfter(keys, cur.ActiveAt) {
@@ -133,7 +155,7 @@ func (m *Manager) Refresh(ctx context.Context) error {
 		if err := m.create(ctx, maxTime(nextAt, now.Add(m.opts.PrePublish))); err != nil {
 			return err
 		}
-		return m.Refresh(ctx)
+		return m.refresh(ctx, depth+1)
 	}
 	// Mark superseded keys and drop those whose tokens have all expired.
 	keep := keys[:0:0]
@@ -167,8 +189,7 @@ func (m *Manager) Refresh(ctx context.Context) error {
 }
 
 func (m *Manager) build(keys []store.SigningKey, now time.Time) error {
-	cur := current(keys, now)
-	if cur == nil {
+	if current(keys, now) == nil {
 		return errors.New("signing: no current key")
 	}
 	ks := &keySet{all: keys}
@@ -185,15 +206,14 @@ func (m *Manager) build(keys []store.SigningKey, now time.Time) error {
 		set.Keys = append(set.Keys, jose.JSONWebKey{
 			Key: publicKey(priv), KeyID: k.ID, Algorithm: string(alg), Use: "sig",
 		})
-		if k.ID == cur.ID {
-			s, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: priv},
-				(&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", k.ID))
-			if err != nil {
-				return fmt.Errorf("signing: key %s: %w", k.ID, err)
-			}
-			ks.current = &signer{id: k.ID, alg: alg, s: s}
+		s, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: priv},
+			(&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", k.ID))
+		if err != nil {
+			return fmt.Errorf("signing: key %s: %w", k.ID, err)
 		}
+		ks.signers = append(ks.signers, &signer{id: k.ID, alg: alg, s: s, activeAt: k.ActiveAt})
 	}
+	slices.SortFunc(ks.signers, func(a, b *signer) int { return b.activeAt.Compare(a.activeAt) })
 	b, err := json.Marshal(set)
 	if err != nil {
 		return fmt.Errorf("signing: jwks: %w", err)
@@ -231,20 +251,28 @@ func (m *Manager) create(ctx context.Context, activeAt time.Time) error {
 
 // Sign returns a compact JWS of claims (a JSON object) with the current key.
 func (m *Manager) Sign(claims any) (string, error) {
-	ks := m.state.Load()
+	cur := m.state.Load().current(m.opts.Now())
+	if cur == nil {
+		return "", errors.New("signing: no current key")
+	}
 	payload, err := json.Marshal(claims)
 	if err != nil {
 		return "", fmt.Errorf("signing: claims: %w", err)
 	}
-	jws, err := ks.current.s.Sign(payload)
+	jws, err := cur.s.Sign(payload)
 	if err != nil {
-		return "", fmt.Errorf("signing: sign with %s: %w", ks.current.id, err)
+		return "", fmt.Errorf("signing: sign with %s: %w", cur.id, err)
 	}
 	return jws.CompactSerialize()
 }
 
-// CurrentKeyID names the key Sign uses now.
-func (m *Manager) CurrentKeyID() string { return m.state.Load().current.id }
+// CurrentKeyID names the key Sign uses now ("" if none).
+func (m *Manager) CurrentKeyID() string {
+	if cur := m.state.Load().current(m.opts.Now()); cur != nil {
+		return cur.id
+	}
+	return ""
+}
 
 // JWKS is the published key set (current, next and retired keys).
 func (m *Manager) JWKS() []byte { return m.state.Load().jwks }

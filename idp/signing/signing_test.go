@@ -98,6 +98,28 @@ func TestRotationWithOverlap(t *testing.T) {
 		t.Fatalf("old key not retired: %v", ids)
 	}
 
+	// A node whose refreshes fail still switches to the next key on time:
+	// it was loaded when published.
+	now = now.Add(23*time.Hour - 5*time.Minute)
+	if err := m.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	next := ""
+	for id := range jwksIDs(t, m) {
+		if id != second {
+			next = id
+		}
+	}
+	if next == "" {
+		t.Fatal("next key not published")
+	}
+	now = now.Add(2 * time.Hour) // no Refresh: the store is unreachable
+	tok2, _ := m.Sign(map[string]any{"sub": "u1"})
+	if kid := verify(t, m, tok2); kid != next {
+		t.Fatalf("signed with %s after rotation without refresh, want %s", kid, next)
+	}
+	second = next
+
 	// A second node over the same store converges on the same keys.
 	m2, err := New(ctx, st, Options{RotationPeriod: 24 * time.Hour, PrePublish: time.Hour, Now: clock})
 	if err != nil {

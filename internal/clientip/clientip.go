@@ -68,7 +68,7 @@ func (r *Resolver) Resolve(req *http.Request) (addr string, viaTrusted bool) {
 	}
 	hops := strings.Split(strings.Join(req.Header.Values("X-Forwarded-For"), ","), ",")
 	for i := len(hops) - 1; i >= 0; i-- {
-		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		a, err := parseHop(strings.TrimSpace(hops[i]))
 		if err != nil {
 			return peer.String(), true
 		}
@@ -79,4 +79,14 @@ func (r *Resolver) Resolve(req *http.Request) (addr string, viaTrusted bool) {
 		peer = a
 	}
 	return peer.String(), true
+}
+
+// parseHop reads an X-Forwarded-For entry: an address, or address:port as
+// some proxies write it.
+func parseHop(s string) (netip.Addr, error) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a, nil
+	}
+	ap, err := netip.ParseAddrPort(s)
+	return ap.Addr(), err
 }

@@ -22,6 +22,8 @@ func TestResolve(t *testing.T) {
 		{"spoofed left entries skipped", "10.1.2.3:80", []string{"6.6.6.6, 198.51.100.7"}, "198.51.100.7", true},
 		{"chain of trusted proxies", "10.1.2.3:80", []string{"198.51.100.7, 192.168.1.1", "10.9.9.9"}, "198.51.100.7", true},
 		{"garbage hop stops the walk", "10.1.2.3:80", []string{"1.1.1.1, garbage"}, "10.1.2.3", true},
+		{"hop with a port", "10.1.2.3:80", []string{"198.51.100.7:5555"}, "198.51.100.7", true},
+		{"ipv6 hop with a port", "10.1.2.3:80", []string{"[2001:db8::7]:5555"}, "2001:db8::7", true},
 		{"all trusted", "10.1.2.3:80", []string{"10.0.0.1"}, "10.0.0.1", true},
 		{"ipv4-mapped peer", "[::ffff:203.0.113.5]:1", []string{"1.2.3.4"}, "203.0.113.5", false},
 		{"ipv6", "[2001:db8::1]:443", nil, "2001:db8::1", false},

@@ -102,7 +102,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	}
 	serves := func(host string) bool { return isLoginHost(host) || router.ServesHost(host) }
 	login := idp.New(idp.Options{
-		Store: st, Sessions: sessions, Orgs: orgs, PublicURL: pub, Serves: serves, ClientIP: ips,
+		Store: st, Sessions: sessions, Orgs: orgs, PublicURL: pub, Serves: serves, RouteHost: router.ServesHost, ClientIP: ips,
 		Metrics: metrics, Logger: log, CSRFKey: csrfKey,
 		MaxFailures: cfg.Login.MaxFailures, FailureWindow: cfg.Login.FailureWindow,
 		MaxFailuresPerAddress: cfg.Login.MaxFailuresPerAddress,

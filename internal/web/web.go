@@ -27,9 +27,12 @@ var pages = template.Must(template.New("").ParseFS(templateFS, "templates/*.html
 // AssetsPrefix is where Serve is mounted on every host.
 const AssetsPrefix = "/.gatehouse/assets/"
 
-// CSP allows only same-origin styles and images, no scripts, and forms
-// that post back to the same origin.
-const CSP = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+// CSP allows only same-origin styles and images and no scripts. It has no
+// form-action: browsers apply it to the redirects that follow a form post,
+// and sign-in legitimately redirects to an org's login domain or an app
+// host; with no scripts and escaped templates there is no injected form
+// for it to stop.
+const CSP = "default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'"
 
 // Page is what every template receives.
 type Page struct {
@@ -52,6 +55,10 @@ type Page struct {
 	// Status is the HTTP status, shown on error pages.
 	Status int
 	Back   string
+	// BackText labels the Back link (default "Go back").
+	BackText string
+	// State is the hand-off state carried through sign-in.
+	State string
 }
 
 // Render writes the named page with security headers. Rendering into a

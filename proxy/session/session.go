@@ -14,6 +14,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
@@ -21,6 +22,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -35,7 +37,15 @@ var (
 	ErrBadCookie = errors.New("session: cookie does not open")
 	ErrExpired   = errors.New("session: expired")
 	ErrRevoked   = errors.New("session: revoked or unknown")
+	// ErrUnavailable means the store could not be read and the cached view
+	// is too old to trust: neither valid nor invalid, so no cookie is
+	// cleared, and nothing is forwarded.
+	ErrUnavailable = errors.New("session: store unavailable")
 )
+
+// storeGrace is how long past RecheckInterval a cached session keeps
+// serving while the store cannot be read.
+const storeGrace = 5 * time.Second
 
 // MaxCookieLen bounds the work done on an untrusted cookie.
 const MaxCookieLen = 512
@@ -345,13 +355,14 @@ func (m *Manager) refresh(ctx context.Context, e *Entry, now time.Time) error {
 			return ErrRevoked
 		}
 		// A store outage must not log everyone out, nor keep a revoked
-		// session alive forever: serve the cached view only while it is
-		// younger than 5s, then fail closed.
-		if e.ident.Load() != nil && now.UnixNano()-e.checked.Load() < int64(5*time.Second) {
+		// session alive for long: serve the cached view for a short grace,
+		// then fail closed without touching the cookie.
+		if e.ident.Load() != nil && now.UnixNano()-e.checked.Load() < int64(m.opts.RecheckInterval+storeGrace) {
 			m.opts.Logger.Warn("session: store read failed; using cached session", "err", err)
 			return nil
 		}
-		return fmt.Errorf("session: load %s: %w", e.id[:8], err)
+		m.opts.Logger.Error("session: store read failed", "err", err)
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	if !s.RevokedAt.IsZero() {
 		e.dead.Store(true)
@@ -364,6 +375,13 @@ func (m *Manager) refresh(ctx context.Context, e *Entry, now time.Time) error {
 		e.lastSeen.Store(seen)
 	}
 	e.expires.Store(s.ExpiresAt.UnixNano())
+	if old := e.ident.Load(); old != nil && !sameIdentity(old, ident) {
+		// Roles or org changed: assertions signed from the old view must
+		// not outlive it.
+		e.amu.Lock()
+		e.asserts = nil
+		e.amu.Unlock()
+	}
 	e.ident.Store(ident)
 	// Persist activity at most every minute (or quarter idle timeout), so
 	// that other nodes see it for idle checks without a write per request.
@@ -422,6 +440,11 @@ func (m *Manager) load(ctx context.Context, sid string) (*Identity, store.Sessio
 		AuthTime:   s.CreatedAt,
 		ExpiresAt:  s.ExpiresAt,
 	}, s, nil
+}
+
+func sameIdentity(a, b *Identity) bool {
+	return a.UserID == b.UserID && a.Email == b.Email && a.Name == b.Name && a.OrgID == b.OrgID &&
+		a.OrgSlug == b.OrgSlug && slices.Equal(a.Roles, b.Roles) && slices.Equal(a.Groups, b.Groups)
 }
 
 // Revoke ends a session everywhere: this node at once, others within
@@ -499,4 +522,67 @@ func truncate(s string, n int) string {
 		return s[:n]
 	}
 	return s
+}
+
+// The state cookie ties a sign-in hand-off to the browser that started it:
+// the proxy sets it on the app host before sending the browser to sign in,
+// the state travels with the sign-in, and the hand-off on the app host only
+// succeeds when the cookie matches. A ticket planted in another browser, or
+// leaked to someone else, does not.
+const stateTTL = 10 * time.Minute
+
+func stateCookieName(secure bool) string {
+	if secure {
+		return "__Host-gatehouse_state"
+	}
+	return "_gatehouse_state"
+}
+
+// NewState sets a fresh state cookie on the request's host and returns it.
+func NewState(w http.ResponseWriter, r *http.Request) string {
+	v := RandomID()[:32]
+	secure := IsSecure(r)
+	http.SetCookie(w, &http.Cookie{
+		Name: stateCookieName(secure), Value: v, Path: "/", MaxAge: int(stateTTL.Seconds()),
+		HttpOnly: true, Secure: secure, SameSite: http.SameSiteLaxMode,
+	})
+	return v
+}
+
+// TakeState reports whether the request carries the state cookie with
+// value state, and clears the cookie (it is single-use).
+func TakeState(w http.ResponseWriter, r *http.Request, state string) bool {
+	secure := IsSecure(r)
+	c, err := r.Cookie(stateCookieName(secure))
+	if err != nil || state == "" {
+		return false
+	}
+	http.SetCookie(w, &http.Cookie{Name: stateCookieName(secure), Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: secure, SameSite: http.SameSiteLaxMode})
+	return subtle.ConstantTimeCompare([]byte(c.Value), []byte(state)) == 1
+}
+
+// ValidState reports whether s looks like a state NewState made.
+func ValidState(s string) bool {
+	if len(s) != 32 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// IsGatehouseCookie reports whether a cookie name is one Gatehouse sets,
+// so the proxy can keep them from upstreams.
+func (m *Manager) IsGatehouseCookie(name string) bool {
+	switch name {
+	case m.opts.CookieName, "__Host-" + m.opts.CookieName,
+		"_gatehouse_csrf", "__Host-gatehouse_csrf", "_gatehouse_state", "__Host-gatehouse_state",
+		"_gatehouse_hrd", "__Host-gatehouse_hrd":
+		return true
+	}
+	return false
 }
