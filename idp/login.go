@@ -150,6 +150,19 @@ func (h *Handler) page(r *http.Request, w http.ResponseWriter, org *store.Org, r
 	p := web.Page{Title: "Sign in", CSRF: h.csrfToken(w, r), Redirect: rd, State: stateParam(r), Action: LoginPath, Step: "discover"}
 	if org != nil {
 		p.OrgName, p.Step = org.Name, "password"
+		if strings.EqualFold(org.LoginDomain, session.HostOf(r)) {
+			// Not this org's person after all: back to the shared sign-in.
+			q := url.Values{"switch": {"1"}}
+			if rd != "" {
+				q.Set("rd", rd)
+			}
+			if p.State != "" {
+				q.Set("state", p.State)
+			}
+			u := *h.o.PublicURL
+			u.Path, u.RawQuery = LoginPath, q.Encode()
+			p.Back = u.String()
+		}
 		if h.o.Orgs != nil && session.HostOf(r) != strings.ToLower(org.LoginDomain) {
 			p.Action = LoginPath + "?org=" + url.QueryEscape(org.Slug)
 		}
@@ -187,19 +200,6 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) {
 	p := h.page(r, w, org, rd)
 	if hint := r.FormValue("login_hint"); hint != "" && len(hint) < 255 {
 		p.Email = hint
-	}
-	if org != nil && strings.EqualFold(org.LoginDomain, session.HostOf(r)) {
-		// Not this org's person after all: back to the shared sign-in.
-		q := url.Values{"switch": {"1"}}
-		if rd != "" {
-			q.Set("rd", rd)
-		}
-		if st := stateParam(r); st != "" {
-			q.Set("state", st)
-		}
-		u := *h.o.PublicURL
-		u.Path, u.RawQuery = LoginPath, q.Encode()
-		p.Back = u.String()
 	}
 	web.Render(w, http.StatusOK, "login", p)
 }
