@@ -56,7 +56,7 @@ func newFixture(tb testing.TB, engine policy.Engine) *fixture {
 	must(tb, st.CreateMembership(ctx, store.Membership{UserID: "usr_1", OrgID: "org_1", Roles: []string{"admin"}}))
 	sessions, err := session.New(st, []byte("0123456789abcdef0123456789abcdef"), session.Options{})
 	must(tb, err)
-	keys, err := signing.New(ctx, st, signing.Options{})
+	keys, err := signing.New(ctx, st, signing.Options{Logger: slog.New(slog.DiscardHandler)})
 	must(tb, err)
 	router, err := proxy.NewRouter([]config.Route{{ID: "app", Host: "app.example.com", PathPrefix: "/", Upstream: "http://upstream.internal", PublicPaths: []string{"/healthz"}}})
 	must(tb, err)

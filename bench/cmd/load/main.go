@@ -11,6 +11,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"html"
 	"io"
 	"log"
 	"net"
@@ -219,38 +220,50 @@ func checkOK(u string, headers []string) {
 	}
 }
 
-// gatehouseLogin signs alice in through the real flow and returns the
-// app host's session cookie.
+// gatehouseLogin signs alice in through the real flow (app → shared
+// sign-in → discovery → password → hand-off) and returns the app host's
+// session cookie.
 func gatehouseLogin(addr, port string) string {
 	jar, _ := cookiejar.New(nil)
 	d := &net.Dialer{}
 	c := &http.Client{Jar: jar, Transport: &http.Transport{DialContext: func(ctx context.Context, n, _ string) (net.Conn, error) {
 		return d.DialContext(ctx, n, addr)
 	}}}
-	base := "http://auth.localhost:" + port
-	rd := "http://app.localhost:" + port + "/"
-	resp, err := c.Get(base + "/.gatehouse/login?org=acme&rd=" + url.QueryEscape(rd))
-	must(err)
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindSubmatch(body)
-	if m == nil {
-		log.Fatalf("load: no sign-in form:\n%s", body)
+	app := "http://app.localhost:" + port + "/"
+	hiddenRE := regexp.MustCompile(`<input type="hidden" name="([^"]+)" value="([^"]*)">`)
+	post := func(resp *http.Response, extra url.Values) *http.Response {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		form := url.Values{}
+		for _, m := range hiddenRE.FindAllSubmatch(body, -1) {
+			form.Set(string(m[1]), html.UnescapeString(string(m[2])))
+		}
+		if form.Get("csrf") == "" {
+			log.Fatalf("load: no sign-in form at %s:\n%s", resp.Request.URL, body)
+		}
+		for k, v := range extra {
+			form[k] = v
+		}
+		target := resp.Request.URL.Scheme + "://" + resp.Request.URL.Host + "/.gatehouse/login"
+		req, _ := http.NewRequest("POST", target, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", resp.Request.URL.Scheme+"://"+resp.Request.URL.Host)
+		next, err := c.Do(req)
+		must(err)
+		return next
 	}
-	form := url.Values{"csrf": {string(m[1])}, "rd": {rd}, "step": {"password"}, "email": {"alice@acme.example"}, "password": {"load-test-pw"}}
-	req, _ := http.NewRequest("POST", base+"/.gatehouse/login?org=acme", strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Origin", base)
-	resp, err = c.Do(req)
+	resp, err := c.Get(app)
 	must(err)
+	resp = post(resp, url.Values{"email": {"alice@acme.example"}})
+	resp = post(resp, url.Values{"email": {"alice@acme.example"}, "password": {"load-test-pw"}})
 	resp.Body.Close()
-	u, _ := url.Parse(rd)
+	u, _ := url.Parse(app)
 	for _, ck := range jar.Cookies(u) {
 		if ck.Name == "_gatehouse" {
 			return ck.Name + "=" + ck.Value
 		}
 	}
-	log.Fatalf("load: no session cookie for app.localhost after sign-in (status %d)", resp.StatusCode)
+	log.Fatalf("load: no session cookie for app.localhost after sign-in (status %d at %s)", resp.StatusCode, resp.Request.URL)
 	return ""
 }
 
