@@ -170,16 +170,7 @@ type browser struct {
 
 func (g *gatehouse) browser(t testing.TB) *browser {
 	jar, _ := cookiejar.New(nil)
-	d := &net.Dialer{Timeout: 5 * time.Second}
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			if h, _, _ := net.SplitHostPort(addr); strings.HasSuffix(h, "localhost") {
-				addr = g.addr
-			}
-			return d.DialContext(ctx, network, addr)
-		},
-		DisableCompression: true,
-	}
+	tr := &http.Transport{DialContext: g.dial, DisableCompression: true}
 	t.Cleanup(tr.CloseIdleConnections)
 	return &browser{t: t, g: g, jar: jar, client: &http.Client{
 		Jar:       jar,
@@ -189,6 +180,14 @@ func (g *gatehouse) browser(t testing.TB) *browser {
 			return http.ErrUseLastResponse
 		},
 	}}
+}
+
+// dial connects every *.localhost name to the gatehouse listener.
+func (g *gatehouse) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	if h, _, _ := net.SplitHostPort(addr); strings.HasSuffix(h, "localhost") {
+		addr = g.addr
+	}
+	return (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, network, addr)
 }
 
 type page struct {

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -11,7 +10,6 @@ import (
 	"encoding/pem"
 	"io"
 	"math/big"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -111,14 +109,8 @@ func (r *recordingTransport) exchanges() []exchange {
 // tlsBrowser is g.browser over HTTPS: it trusts pool and negotiates HTTP/2.
 func (g *gatehouse) tlsBrowser(t *testing.T, pool *x509.CertPool) (*browser, *recordingTransport) {
 	jar, _ := cookiejar.New(nil)
-	d := &net.Dialer{Timeout: 5 * time.Second}
 	tr := &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			if h, _, _ := net.SplitHostPort(addr); strings.HasSuffix(h, "localhost") {
-				addr = g.addr
-			}
-			return d.DialContext(ctx, network, addr)
-		},
+		DialContext:        g.dial,
 		TLSClientConfig:    &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
 		ForceAttemptHTTP2:  true,
 		DisableCompression: true,

@@ -98,24 +98,31 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.Serv
 // LoginURL is where the proxy sends a browser without a session. orgSlug
 // is the route's org, if it has one; rd is the URL to return to.
 func (h *Handler) LoginURL(orgSlug, rd, state string) string {
-	base := *h.o.PublicURL
+	if orgSlug == "" {
+		return h.loginURL("", "rd", rd, "state", state)
+	}
+	if org, ok := h.o.Orgs.BySlug(orgSlug); ok && org.LoginDomain != "" {
+		return h.loginURL(org.LoginDomain, "rd", rd, "state", state)
+	}
+	return h.loginURL("", "rd", rd, "state", state, "org", orgSlug)
+}
+
+// loginURL is the sign-in page on host (the public host if empty), with
+// the public URL's scheme and port, and the non-empty of the name/value
+// pairs as its query.
+func (h *Handler) loginURL(host string, pairs ...string) string {
+	u := *h.o.PublicURL
+	if host != "" {
+		u.Host = withPort(host, h.o.PublicURL.Port())
+	}
 	q := url.Values{}
-	if rd != "" {
-		q.Set("rd", rd)
-	}
-	if state != "" {
-		q.Set("state", state)
-	}
-	if orgSlug != "" {
-		if org, ok := h.o.Orgs.BySlug(orgSlug); ok && org.LoginDomain != "" {
-			base.Host = withPort(org.LoginDomain, h.o.PublicURL.Port())
-		} else {
-			q.Set("org", orgSlug)
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if pairs[i+1] != "" {
+			q.Set(pairs[i], pairs[i+1])
 		}
 	}
-	base.Path = LoginPath
-	base.RawQuery = q.Encode()
-	return base.String()
+	u.Path, u.RawQuery = LoginPath, q.Encode()
+	return u.String()
 }
 
 func withPort(host, port string) string {
@@ -152,16 +159,7 @@ func (h *Handler) page(r *http.Request, w http.ResponseWriter, org *store.Org, r
 		p.OrgName, p.Step = org.Name, "password"
 		if strings.EqualFold(org.LoginDomain, session.HostOf(r)) {
 			// Not this org's person after all: back to the shared sign-in.
-			q := url.Values{"switch": {"1"}}
-			if rd != "" {
-				q.Set("rd", rd)
-			}
-			if p.State != "" {
-				q.Set("state", p.State)
-			}
-			u := *h.o.PublicURL
-			u.Path, u.RawQuery = LoginPath, q.Encode()
-			p.Back = u.String()
+			p.Back = h.loginURL("", "switch", "1", "rd", rd, "state", p.State)
 		}
 		if h.o.Orgs != nil && session.HostOf(r) != strings.ToLower(org.LoginDomain) {
 			p.Action = LoginPath + "?org=" + url.QueryEscape(org.Slug)
@@ -215,21 +213,7 @@ func hrdCookieName(r *http.Request) string {
 
 // orgLoginURL is the sign-in page on an org's own login domain.
 func (h *Handler) orgLoginURL(o *store.Org, rd, email, state string) string {
-	u := *h.o.PublicURL
-	u.Host = withPort(o.LoginDomain, h.o.PublicURL.Port())
-	u.Path = LoginPath
-	q := url.Values{}
-	if rd != "" {
-		q.Set("rd", rd)
-	}
-	if email != "" {
-		q.Set("login_hint", email)
-	}
-	if state != "" {
-		q.Set("state", state)
-	}
-	u.RawQuery = q.Encode()
-	return u.String()
+	return h.loginURL(o.LoginDomain, "rd", rd, "login_hint", email, "state", state)
 }
 
 // redirectParam validates rd; on failure it writes the error page.
