@@ -14,7 +14,11 @@ import (
 
 // StaticConfig serves the certificate in certFile/keyFile, with HTTP/2.
 func StaticConfig(certFile, keyFile string) (*tls.Config, error) {
-	r := &reloader{certFile: certFile, keyFile: keyFile}
+	return staticConfig(certFile, keyFile, 10*time.Second)
+}
+
+func staticConfig(certFile, keyFile string, recheck time.Duration) (*tls.Config, error) {
+	r := &reloader{certFile: certFile, keyFile: keyFile, recheck: recheck}
 	if err := r.load(); err != nil {
 		return nil, err
 	}
@@ -27,6 +31,7 @@ func StaticConfig(certFile, keyFile string) (*tls.Config, error) {
 
 type reloader struct {
 	certFile, keyFile string
+	recheck           time.Duration
 	mu                sync.Mutex
 	cert              *tls.Certificate
 	mod               time.Time
@@ -46,12 +51,12 @@ func (r *reloader) load() error {
 	return nil
 }
 
-// get checks the files at most every 10s; a broken replacement keeps the
-// last good certificate in use.
+// get checks the files at most every recheck; a broken replacement keeps
+// the last good certificate in use.
 func (r *reloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if time.Since(r.checked) > 10*time.Second {
+	if time.Since(r.checked) > r.recheck {
 		r.checked = time.Now()
 		if fi, err := os.Stat(r.certFile); err == nil && fi.ModTime().After(r.mod) {
 			old := r.cert

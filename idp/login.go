@@ -626,8 +626,11 @@ func retryAfter(until, now time.Time) string {
 // per-address limits on single IPv6 addresses would be no limit at all.
 func throttleAddr(addr string) string {
 	a, err := netip.ParseAddr(addr)
-	if err != nil || a.Is4() {
+	if err != nil {
 		return addr
+	}
+	if a = a.Unmap(); a.Is4() {
+		return a.String()
 	}
 	p, _ := a.Prefix(64)
 	return p.String()
