@@ -74,7 +74,7 @@ func TestThrottleAddr(t *testing.T) {
 		"2001:db8:1:2:3:4:5:6": "2001:db8:1:2::/64",
 		"2001:db8:1:2:ffff::1": "2001:db8:1:2::/64",
 		"not-an-address":       "not-an-address",
-		"::ffff:203.0.113.9":   "::ffff:203.0.113.9/64",
+		"::ffff:203.0.113.9":   "203.0.113.9",
 	} {
 		if got := throttleAddr(in); got != want {
 			t.Errorf("throttleAddr(%q) = %q, want %q", in, got, want)
