@@ -26,6 +26,9 @@ type Config struct {
 	TrustedProxies []string `yaml:"trusted_proxies"`
 	Routes         []Route  `yaml:"routes"`
 	Orgs           []Org    `yaml:"orgs"`
+
+	// Warnings are problems that do not stop Gatehouse (set by Parse).
+	Warnings []Problem `yaml:"-"`
 }
 
 // TLS serves HTTPS (and HTTP/2) from static certificate files.

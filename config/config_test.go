@@ -627,3 +627,17 @@ func TestRoleNamesCannotBreakTheRolesHeader(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestIssueExampleWorksAsWritten(t *testing.T) {
+	c, err := parseFile(t, "testdata/issue-example.yaml", testEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Warnings) != 1 || c.Warnings[0].Path != "orgs[0].users[1].password_hash" || c.Warnings[0].Line != 25 ||
+		!strings.Contains(c.Warnings[0].Msg, "password sign-in is disabled for this user") {
+		t.Fatalf("warnings = %+v", c.Warnings)
+	}
+	if c.Orgs[0].Users[1].PasswordHash != "" {
+		t.Fatal("placeholder hash kept")
+	}
+}

@@ -124,6 +124,7 @@ func Parse(data []byte, filename string, getenv func(string) (string, bool)) (*C
 		errs.Problems = d.problems
 		return nil, errs
 	}
+	c.Warnings = d.warnings
 	return c, nil
 }
 
@@ -184,6 +185,7 @@ type decoder struct {
 	pos      map[string]position // key path → where its value is
 	bad      map[string]bool     // paths that already have a problem
 	problems []Problem
+	warnings []Problem
 }
 
 func (d *decoder) problemAt(n *yaml.Node, path, msg string) {
@@ -214,6 +216,22 @@ func (d *decoder) add(path, format string, args ...any) {
 		}
 	}
 	d.problems = append(d.problems, Problem{Path: path, Line: at.line, Column: at.col, Msg: fmt.Sprintf(format, args...)})
+}
+
+// warn reports something that does not stop Gatehouse but that an
+// operator should fix, located like add.
+func (d *decoder) warn(path, format string, args ...any) {
+	var at position
+	for p := path; ; p = parentPath(p) {
+		if pos, ok := d.pos[p]; ok {
+			at = pos
+			break
+		}
+		if p == "" {
+			break
+		}
+	}
+	d.warnings = append(d.warnings, Problem{Path: path, Line: at.line, Column: at.col, Msg: fmt.Sprintf(format, args...)})
 }
 
 // parentPath strips the last element of a key path: "a.b[2]" → "a.b",

@@ -386,8 +386,14 @@ func (c *Config) validateUsers(d *decoder, o *Org, orgPath string) {
 				d.add(p, "one of password or password_hash is required")
 			}
 		case u.PasswordHash != "":
-			if msg := argon2idProblem(u.PasswordHash); msg != "" {
-				d.add(p+".password_hash", "%s", msg)
+			if !strings.HasPrefix(u.PasswordHash, "$argon2id$") {
+				d.add(p+".password_hash", "must be an argon2id PHC string starting with \"$argon2id$\"")
+			} else if msg := argon2idProblem(u.PasswordHash); msg != "" {
+				// An incomplete hash (like the "$argon2id$v=19$..."
+				// placeholder in docs) cannot match any password: the user
+				// just cannot sign in with one. Say so, but start.
+				d.warn(p+".password_hash", "%s; password sign-in is disabled for this user until it is replaced", msg)
+				u.PasswordHash = ""
 			}
 		}
 		for k, role := range u.Roles {

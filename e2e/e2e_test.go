@@ -759,3 +759,30 @@ func TestTrustedProxyTLSTermination(t *testing.T) {
 		t.Fatalf("upstream got proto %q for %q", r.Header.Get("X-Forwarded-Proto"), r.Header.Get("X-Forwarded-For"))
 	}
 }
+
+// The core issue's configuration works as written: only its addresses
+// and data folder are moved so the test can run beside others.
+func TestIssueConfigAsWritten(t *testing.T) {
+	up := newUpstream(t)
+	b, err := os.ReadFile("../config/testdata/issue-example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.NewReplacer(":8080", ":{{PORT}}", "127.0.0.1:9090", "{{OPS}}", "./gatehouse-data", "{{DATA}}",
+		"http://127.0.0.1:9000", up.URL).Replace(string(b))
+	g := start(t, cfg, "ALICE_PASSWORD=alice-pw-123", "CAROL_PASSWORD=carol-pw-456")
+	if p := g.browser(t).login(g.url("app.localhost", "/"), "alice@acme.example", "alice-pw-123"); p.status != 200 {
+		t.Fatalf("alice: %d", p.status)
+	}
+	if p := g.browser(t).login(g.url("app.localhost", "/"), "carol@globex.example", "carol-pw-456"); p.status != 200 {
+		t.Fatalf("carol: %d", p.status)
+	}
+	var logs string
+	for range 40 {
+		if logs = g.Logs(); strings.Contains(logs, "password sign-in is disabled for this user") {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("no warning about bob's placeholder hash:\n%s", logs)
+}

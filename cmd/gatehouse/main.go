@@ -46,9 +46,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprint(stderr, usage)
 			return 2
 		}
-		if _, err := config.Load(args[2]); err != nil {
+		cfg, err := config.Load(args[2])
+		if err != nil {
 			fmt.Fprintln(stderr, err)
 			return 1
+		}
+		for _, w := range cfg.Warnings {
+			fmt.Fprintf(stderr, "%s:%d:%d: warning: %s: %s\n", args[2], w.Line, w.Column, w.Path, w.Msg)
 		}
 		fmt.Fprintf(stdout, "%s: ok\n", args[2])
 		return 0

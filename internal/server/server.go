@@ -50,6 +50,9 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		return fmt.Errorf("server: public_url: %w", err)
 	}
 	publicHost := strings.ToLower(pub.Hostname())
+	for _, w := range cfg.Warnings {
+		log.Warn("config: "+w.Msg, "key", w.Path, "line", w.Line)
+	}
 
 	st, err := badgerstore.Open(cfg.Store.Badger.Path, badgerstore.WithLogger(log))
 	if err != nil {
