@@ -21,6 +21,7 @@ type Config struct {
 	Login     Login   `yaml:"login"`
 	Server    Server  `yaml:"server"`
 	Log       Log     `yaml:"log"`
+	Policy    Policy  `yaml:"policy"`
 	// TrustedProxies are CIDRs whose X-Forwarded-For is believed when
 	// finding the client address (throttling, logs). Empty: none.
 	TrustedProxies []string `yaml:"trusted_proxies"`
@@ -87,6 +88,26 @@ type Server struct {
 	MaxHeaderBytes    int           `yaml:"max_header_bytes"`    // default 64 KiB
 }
 
+// Policy configures Rego policies (see README "Policies").
+type Policy struct {
+	// Platform is a .rego file or a directory of them: the SaaS team's
+	// policy, applied to every route.
+	Platform string `yaml:"platform"`
+	// Timeout bounds one decision (default 100ms); past it, deny.
+	Timeout time.Duration `yaml:"timeout"`
+	// ReloadInterval is how often policy files and org policies in the
+	// store are checked for changes (default 2s).
+	ReloadInterval time.Duration `yaml:"reload_interval"`
+	DecisionLog    DecisionLog   `yaml:"decision_log"`
+}
+
+type DecisionLog struct {
+	// SampleAllows is the fraction (0..1) of allows logged; every deny is.
+	SampleAllows float64 `yaml:"sample_allows"`
+	// File receives the decision log as JSON Lines, besides the log.
+	File string `yaml:"file"`
+}
+
 type Log struct {
 	Level  string `yaml:"level"`  // debug, info (default), warn, error
 	Format string `yaml:"format"` // json (default) or text
@@ -114,6 +135,8 @@ type Route struct {
 	// IdentityHeaders are extra header names the upstream trusts as
 	// identity; they are stripped from client requests like X-Gatehouse-*.
 	IdentityHeaders []string `yaml:"identity_headers"`
+	// Policy is a .rego file or directory applied to this route only.
+	Policy string `yaml:"policy"`
 }
 
 type Org struct {
@@ -124,7 +147,10 @@ type Org struct {
 	LoginDomain  string            `yaml:"login_domain"`
 	Connection   Connection        `yaml:"connection"`
 	Attributes   map[string]string `yaml:"attributes"`
-	Users        []User            `yaml:"users"`
+	// Policy is a .rego file or directory for this org (and sub-orgs
+	// without their own); it can only narrow the platform policy.
+	Policy string `yaml:"policy"`
+	Users  []User `yaml:"users"`
 }
 
 type Connection struct {

@@ -54,6 +54,9 @@ func (c *Config) applyDefaults() {
 	setDur(&c.Server.ShutdownTimeout, 30*time.Second)
 	setInt(&c.Server.MaxHeaderBytes, 64<<10)
 
+	setDur(&c.Policy.Timeout, 100*time.Millisecond)
+	setDur(&c.Policy.ReloadInterval, 2*time.Second)
+
 	setStr(&c.Log.Level, "info")
 	setStr(&c.Log.Format, "json")
 
@@ -107,6 +110,36 @@ func (c *Config) validate(d *decoder) {
 				d.add(f.path, "required")
 			} else if msg := fileProblem(f.name); msg != "" {
 				d.add(f.path, "%s", msg)
+			}
+		}
+	}
+
+	// policy
+	if c.Policy.Platform != "" {
+		if msg := policyPathProblem(c.Policy.Platform); msg != "" {
+			d.add("policy.platform", "%s", msg)
+		}
+	}
+	if c.Policy.Timeout < 0 || c.Policy.Timeout > 5*time.Second {
+		d.add("policy.timeout", "must be between 1ms and 5s")
+	}
+	if c.Policy.ReloadInterval < 0 {
+		d.add("policy.reload_interval", "must be positive")
+	}
+	if f := c.Policy.DecisionLog.SampleAllows; f < 0 || f > 1 {
+		d.add("policy.decision_log.sample_allows", "must be between 0 and 1 (a fraction of allows to log)")
+	}
+	for i := range c.Routes {
+		if p := c.Routes[i].Policy; p != "" {
+			if msg := policyPathProblem(p); msg != "" {
+				d.add(fmt.Sprintf("routes[%d].policy", i), "%s", msg)
+			}
+		}
+	}
+	for i := range c.Orgs {
+		if p := c.Orgs[i].Policy; p != "" {
+			if msg := policyPathProblem(p); msg != "" {
+				d.add(fmt.Sprintf("orgs[%d].policy", i), "%s", msg)
 			}
 		}
 	}
@@ -547,6 +580,21 @@ func fileProblem(name string) string {
 		return fmt.Sprintf("cannot use %q: %v", name, err)
 	case fi.IsDir():
 		return fmt.Sprintf("%q is a directory", name)
+	}
+	return ""
+}
+
+// policyPathProblem checks that a policy path is a .rego file or a
+// directory (its contents are compiled at start and on reload).
+func policyPathProblem(name string) string {
+	fi, err := os.Stat(name)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Sprintf("%q does not exist", name)
+	case err != nil:
+		return fmt.Sprintf("cannot use %q: %v", name, err)
+	case !fi.IsDir() && !strings.HasSuffix(name, ".rego"):
+		return fmt.Sprintf("%q is not a .rego file or a directory", name)
 	}
 	return ""
 }

@@ -94,3 +94,13 @@ func (d *Directory) ByID(id string) (*store.Org, bool) {
 	o, ok := d.snap.Load().byID[id]
 	return o, ok
 }
+
+// All returns every org in the snapshot (shared; do not modify).
+func (d *Directory) All() []*store.Org {
+	s := d.snap.Load()
+	out := make([]*store.Org, 0, len(s.byID))
+	for _, o := range s.byID {
+		out = append(out, o)
+	}
+	return out
+}

@@ -1,54 +1,28 @@
-// Package policy decides whether an authenticated request may pass. This
-// is the decision seam that OPA/Rego plugs into; today's Engine admits
-// every authenticated member, narrowed by a route's org list.
+// Package policy decides whether an authenticated request may pass.
+//
+// Two engines stack: RouteOrgs (a route's `orgs` list, always applied) and
+// Rego, Open Policy Agent policies in layers (platform, route, org) of
+// which every one that applies must allow. Both fail closed: no answer,
+// an error, a panic or a timeout is a deny.
 package policy
 
 import (
 	"context"
 	"slices"
-	"time"
 )
 
-// Input is the document a decision is made over. Its shape is the
-// contract Rego policies will be written against.
-type Input struct {
-	User    User    `json:"user"`
-	Org     Org     `json:"org"`
-	Request Request `json:"request"`
-	Route   Route   `json:"route"`
-}
-
-type User struct {
-	ID     string   `json:"id"`
-	Email  string   `json:"email"`
-	Name   string   `json:"name,omitempty"`
-	Roles  []string `json:"roles"`
-	Groups []string `json:"groups"`
-}
-
-type Org struct {
-	ID   string `json:"id"`
-	Slug string `json:"slug"`
-}
-
-type Request struct {
-	Method     string    `json:"method"`
-	Host       string    `json:"host"`
-	Path       string    `json:"path"`
-	ClientAddr string    `json:"client_addr"`
-	Time       time.Time `json:"time"`
-}
-
-type Route struct {
-	ID string `json:"id"`
-	// Orgs admits only these org slugs; empty admits every org.
-	Orgs []string `json:"orgs,omitempty"`
-}
-
-// Decision is the outcome. Reasons are shown on the 403 page and logged.
+// Decision is the outcome. Reasons are shown on the 403 page and logged;
+// Headers are extra headers a policy asks to send upstream.
 type Decision struct {
 	Allow   bool
 	Reasons []string
+	Headers map[string]string
+	// Version identifies the policy set that decided ("" for RouteOrgs).
+	Version string
+	// ID names the decision in the decision log.
+	ID string
+	// Err is why no layer could decide (the request was denied).
+	Err error
 }
 
 // Engine decides. Implementations must fail closed: any error is a deny.
@@ -70,4 +44,22 @@ func (RouteOrgs) Decide(_ context.Context, in *Input) Decision {
 		return Decision{Reasons: []string{"your organization does not have access to this application"}}
 	}
 	return Decision{Allow: true}
+}
+
+// Chain asks each engine in turn; the first deny wins.
+type Chain []Engine
+
+func (c Chain) Decide(ctx context.Context, in *Input) Decision {
+	var last Decision
+	for _, e := range c {
+		d := e.Decide(ctx, in)
+		if !d.Allow {
+			return d
+		}
+		if len(d.Headers) > 0 || d.Version != "" {
+			last = d
+		}
+	}
+	last.Allow = true
+	return last
 }

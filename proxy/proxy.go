@@ -51,6 +51,8 @@ type Options struct {
 	Router   *Router
 	Sessions *session.Manager
 	Policy   policy.Engine
+	// Orgs looks orgs up for policy input.
+	Orgs OrgLookup
 	Signer   Signer
 	Login    Login
 	// Issuer is the workspace issuer URL (assertion "iss").
@@ -84,6 +86,8 @@ type forward struct {
 	ident     *session.Identity
 	assertion string
 	trusted   bool
+	// extra are headers a policy asked to send (never identity headers).
+	extra map[string]string
 }
 
 // New builds the proxy.
@@ -152,6 +156,9 @@ func (h *Handler) reverseProxy(rt *Route) *httputil.ReverseProxy {
 			hd[HeaderOrg] = []string{id.OrgID}
 			hd[HeaderOrgSlug] = []string{id.OrgSlug}
 			hd[HeaderRoles] = []string{strings.Join(id.Roles, ",")}
+			for k, v := range f.extra {
+				hd[k] = []string{v}
+			}
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if errors.Is(err, context.Canceled) {
@@ -331,19 +338,14 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	id := e.Identity()
 	lg.org, lg.user = id.OrgSlug, id.UserID
 
-	in := policy.Input{
-		User:    policy.User{ID: id.UserID, Email: id.Email, Name: id.Name, Roles: id.Roles, Groups: id.Groups},
-		Org:     policy.Org{ID: id.OrgID, Slug: id.OrgSlug},
-		Request: policy.Request{Method: r.Method, Host: host, Path: path, ClientAddr: lg.client, Time: start},
-		Route:   policy.Route{ID: rt.ID, Orgs: rt.Orgs},
-	}
-	d := h.o.Policy.Decide(r.Context(), &in)
+	in := PolicyInput(r, host, path, lg.client, rt, id, h.o.Orgs, start)
+	d := h.o.Policy.Decide(r.Context(), in)
 	if !d.Allow {
 		lg.decision = "deny"
-		h.o.Logger.Info("proxy: denied", "route", rt.ID, "org", id.OrgSlug, "user", id.UserID, "reasons", d.Reasons)
+		h.o.Logger.Info("proxy: denied", "route", rt.ID, "org", id.OrgSlug, "user", id.UserID, "reasons", d.Reasons, "decision_id", d.ID)
 		web.Render(w, http.StatusForbidden, "error", web.Page{Title: "Access denied",
 			Error: "You are signed in as " + id.Email + ", but you do not have access to this page.", Reasons: d.Reasons,
-			Back: "/.gatehouse/logout", BackText: "Sign out to use another account"})
+			Reference: d.ID, Back: "/.gatehouse/logout", BackText: "Sign out to use another account"})
 		return
 	}
 	lg.decision = "allow"
@@ -357,7 +359,7 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		web.Error(w, http.StatusInternalServerError, "Gatehouse could not sign your identity for this application. Try again shortly.", ref)
 		return
 	}
-	f := &forward{route: rt, ident: id, assertion: tok, trusted: trusted}
+	f := &forward{route: rt, ident: id, assertion: tok, trusted: trusted, extra: d.Headers}
 	h.proxies[rt].ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, f)))
 }
 

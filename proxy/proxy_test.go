@@ -63,7 +63,7 @@ func newFixture(tb testing.TB, engine policy.Engine) *fixture {
 	ips, _ := clientip.New(nil)
 	tr := &cannedTransport{}
 	h := proxy.New(proxy.Options{
-		Router: router, Sessions: sessions, Policy: engine, Signer: keys, Login: noLogin{},
+		Router: router, Sessions: sessions, Policy: engine, Signer: keys, Login: noLogin{}, Orgs: func(string) (*store.Org, bool) { return nil, false },
 		Issuer: "https://auth.example.com", IsLoginHost: func(string) bool { return false },
 		WellKnown: http.NotFoundHandler(), ClientIP: ips, Metrics: telemetry.New(),
 		Logger: slog.New(slog.DiscardHandler), Transport: tr,

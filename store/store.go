@@ -28,8 +28,16 @@ type Org struct {
 	LoginDomain  string            `json:"login_domain,omitempty"`
 	Connection   Connection        `json:"connection"`
 	Attributes   map[string]string `json:"attributes,omitempty"`
-	CreatedAt    time.Time         `json:"created_at"`
-	UpdatedAt    time.Time         `json:"updated_at"`
+	// Policy is the org's Rego policy (empty: none, or the parent's).
+	Policy    []PolicyModule `json:"policy,omitempty"`
+	CreatedAt time.Time      `json:"created_at"`
+	UpdatedAt time.Time      `json:"updated_at"`
+}
+
+// PolicyModule is one Rego source file of an org policy.
+type PolicyModule struct {
+	Name string `json:"name"`
+	Text string `json:"text"`
 }
 
 // Connection says how an org's users sign in. Type is "password", "oidc"

@@ -16,6 +16,7 @@ import (
 	"github.com/gatehouse/gatehouse/config"
 	"github.com/gatehouse/gatehouse/internal/devmode"
 	"github.com/gatehouse/gatehouse/internal/logging"
+	"github.com/gatehouse/gatehouse/internal/policycli"
 	"github.com/gatehouse/gatehouse/internal/server"
 )
 
@@ -26,6 +27,12 @@ const usage = `usage:
   gatehouse serve --config FILE     run a deployment
   gatehouse serve --dev             run a demo deployment with nothing to set up
   gatehouse config validate FILE    check a config file; every problem with its key path and line
+  gatehouse policy test DIR...      run the *_test.rego tests of each policy directory
+  gatehouse policy eval --platform|--route|--org PATH [--input FILE] [--data FILE]
+                                    evaluate policies over an input document (exit 0 allow, 3 deny)
+  gatehouse policy input --config FILE --user EMAIL --url URL [--org SLUG] [--method M]
+                         [--header 'K: V'] [--client ADDR] [--mfa]
+                                    print the input document the proxy would build
   gatehouse version                 print the version
 `
 
@@ -56,6 +63,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stdout, "%s: ok\n", args[2])
 		return 0
+	case "policy":
+		if len(args) < 2 {
+			fmt.Fprint(stderr, usage)
+			return 2
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+		defer stop()
+		switch args[1] {
+		case "test":
+			return policycli.Test(ctx, args[2:], stdout, stderr)
+		case "eval":
+			return policycli.Eval(ctx, args[2:], os.Stdin, stdout, stderr)
+		case "input":
+			return policycli.Input(args[2:], stdout, stderr)
+		}
+		fmt.Fprint(stderr, usage)
+		return 2
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "gatehouse %s\n", buildVersion())
 		return 0

@@ -67,6 +67,11 @@ func applyOrg(o *store.Org, co config.Org, now time.Time) {
 	o.LoginDomain = strings.ToLower(co.LoginDomain)
 	o.Connection = store.Connection{Type: co.Connection.Type}
 	o.Attributes = maps.Clone(co.Attributes)
+	if co.Policy == "" {
+		// The config is the source of truth for the orgs it declares: a
+		// policy removed from it is removed from the store.
+		o.Policy = nil
+	}
 	o.UpdatedAt = now
 }
 

@@ -9,10 +9,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -110,9 +112,23 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		MaxFailures: cfg.Login.MaxFailures, FailureWindow: cfg.Login.FailureWindow,
 		MaxFailuresPerAddress: cfg.Login.MaxFailuresPerAddress,
 	})
+	var decisionFile io.Writer
+	if f := cfg.Policy.DecisionLog.File; f != "" {
+		df, err := os.OpenFile(f, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		if err != nil {
+			return fmt.Errorf("server: decision log: %w", err)
+		}
+		defer df.Close()
+		decisionFile = df
+	}
+	rego := policy.NewRego(cfg.Policy.Timeout, policy.NewDecisionLog(log, decisionFile, cfg.Policy.DecisionLog.SampleAllows, metrics.Registerer()))
+	policies := &policyLoader{cfg: cfg, st: st, orgs: orgs, engine: rego, log: log}
+	if err := policies.reload(ctx, true); err != nil {
+		return err
+	}
 	issuer := strings.TrimSuffix(pub.String(), "/")
 	handler := proxy.New(proxy.Options{
-		Router: router, Sessions: sessions, Policy: policy.RouteOrgs{}, Signer: keys, Login: login,
+		Router: router, Sessions: sessions, Policy: policy.Chain{policy.RouteOrgs{}, rego}, Orgs: orgs.ByID, Signer: keys, Login: login,
 		Issuer: issuer, IsLoginHost: isLoginHost, WellKnown: wellKnown(issuer, keys),
 		ClientIP: ips, Metrics: metrics, Logger: log, AssertionLifetime: cfg.Signing.AssertionLifetime,
 	})
@@ -151,6 +167,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	go keys.Run(bg, time.Minute)
 	go sessions.Run(bg)
 	go orgs.Run(bg, 10*time.Second)
+	go policies.run(bg, cfg.Policy.ReloadInterval)
 
 	errc := make(chan error, 2)
 	go func() {

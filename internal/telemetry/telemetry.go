@@ -44,3 +44,6 @@ func New() *Metrics {
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }
+
+// Registerer is where other packages register their metrics.
+func (m *Metrics) Registerer() prometheus.Registerer { return m.reg }

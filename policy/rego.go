@@ -1,0 +1,285 @@
+package policy
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+)
+
+// Package is the Rego package every Gatehouse policy declares.
+const Package = "gatehouse.authz"
+
+const query = "x = data.gatehouse.authz"
+
+// Module is one Rego source file.
+type Module struct {
+	Name string // file name, for error messages
+	Text string
+}
+
+// Sources are the policy layers. Routes and Orgs are keyed by route ID
+// and org ID; an org without its own policy uses its parent's (OrgParent).
+type Sources struct {
+	Platform []Module
+	Routes   map[string][]Module
+	Orgs     map[string][]Module
+	// OrgParent maps org ID to parent org ID, for inheritance.
+	OrgParent map[string]string
+	// Data is exposed to every policy as `data` (e.g. data.gatehouse.orgs).
+	Data map[string]any
+}
+
+// Set is a compiled, immutable policy set.
+type Set struct {
+	platform  *layer
+	routes    map[string]*layer
+	orgs      map[string]*layer
+	orgParent map[string]string
+	// Version is a digest of every module and the data.
+	Version string
+}
+
+type layer struct {
+	name string
+	pq   rego.PreparedEvalQuery
+}
+
+// Compile prepares every layer. Any error fails the whole set, so a
+// broken file never replaces a working set.
+func Compile(ctx context.Context, src Sources) (*Set, error) {
+	h := sha256.New()
+	s := &Set{routes: map[string]*layer{}, orgs: map[string]*layer{}, orgParent: src.OrgParent}
+	data := src.Data
+	if data == nil {
+		data = map[string]any{}
+	}
+	store := inmem.NewFromObject(data)
+	fmt.Fprintf(h, "data:%v\n", src.Data)
+	var err error
+	if len(src.Platform) > 0 {
+		if s.platform, err = prepare(ctx, "platform", src.Platform, store, h); err != nil {
+			return nil, err
+		}
+	}
+	for _, id := range sortedIDs(src.Routes) {
+		if s.routes[id], err = prepare(ctx, "route "+id, src.Routes[id], store, h); err != nil {
+			return nil, err
+		}
+	}
+	for _, id := range sortedIDs(src.Orgs) {
+		if s.orgs[id], err = prepare(ctx, "org "+id, src.Orgs[id], store, h); err != nil {
+			return nil, err
+		}
+	}
+	s.Version = hex.EncodeToString(h.Sum(nil))[:16]
+	return s, nil
+}
+
+func prepare(ctx context.Context, name string, mods []Module, store storage.Store, h io.Writer) (*layer, error) {
+	opts := []func(*rego.Rego){rego.Query(query), rego.Store(store), rego.StrictBuiltinErrors(true)}
+	for _, m := range mods {
+		parsed, err := ast.ParseModuleWithOpts(m.Name, m.Text, ast.ParserOptions{RegoVersion: ast.RegoV1})
+		if err != nil {
+			return nil, fmt.Errorf("policy: %s: %w", name, err)
+		}
+		if got := strings.TrimPrefix(parsed.Package.Path.String(), "data."); got != Package {
+			return nil, fmt.Errorf("policy: %s: %s: package is %s, want package %s", name, m.Name, got, Package)
+		}
+		opts = append(opts, rego.ParsedModule(parsed))
+		fmt.Fprintf(h, "%s\n%s\n%s\n", name, m.Name, m.Text)
+	}
+	pq, err := rego.New(opts...).PrepareForEval(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("policy: %s: %w", name, err)
+	}
+	return &layer{name: name, pq: pq}, nil
+}
+
+// Empty reports whether the set has no layer at all.
+func (s *Set) Empty() bool {
+	return s == nil || s.platform == nil && len(s.routes) == 0 && len(s.orgs) == 0
+}
+
+// layers returns the layers that apply to in, in order.
+func (s *Set) layers(in *Input) []*layer {
+	var out []*layer
+	if s.platform != nil {
+		out = append(out, s.platform)
+	}
+	if l := s.routes[in.Route.ID]; l != nil {
+		out = append(out, l)
+	}
+	// The org's own policy, or its nearest ancestor's.
+	for id, n := in.Org.ID, 0; id != "" && n < 16; id, n = s.orgParent[id], n+1 {
+		if l := s.orgs[id]; l != nil {
+			out = append(out, l)
+			break
+		}
+	}
+	return out
+}
+
+// Rego is the OPA engine. Its Set is swapped atomically on reload; a
+// request in flight finishes on the set it started with.
+type Rego struct {
+	set     atomic.Pointer[Set]
+	timeout time.Duration
+	log     *DecisionLog
+}
+
+// NewRego returns an engine with no policies loaded (it allows, leaving
+// decisions to the engines chained before it) until Swap.
+func NewRego(timeout time.Duration, log *DecisionLog) *Rego {
+	if timeout <= 0 {
+		timeout = 100 * time.Millisecond
+	}
+	return &Rego{timeout: timeout, log: log}
+}
+
+// Swap installs a compiled set.
+func (r *Rego) Swap(s *Set) { r.set.Store(s) }
+
+// Current is the set in force (nil before the first Swap).
+func (r *Rego) Current() *Set { return r.set.Load() }
+
+// Decide evaluates every layer that applies; the first that does not
+// allow decides. Errors, panics, undefined results and timeouts deny.
+func (r *Rego) Decide(ctx context.Context, in *Input) Decision {
+	start := time.Now()
+	s := r.set.Load()
+	if s.Empty() {
+		return Decision{Allow: true}
+	}
+	d := Decision{Allow: true, Version: s.Version}
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	input := in.value()
+	for _, l := range s.layers(in) {
+		res, err := safeEval(ctx, l, input)
+		if err != nil {
+			d = Decision{Version: s.Version, Reasons: []string{"access could not be decided"}, Err: err}
+			r.log.Error(ctx, l.name, err)
+			break
+		}
+		for k, v := range res.Headers {
+			if d.Headers == nil {
+				d.Headers = map[string]string{}
+			}
+			d.Headers[k] = v
+		}
+		if !res.Allow {
+			d.Allow, d.Headers = false, nil
+			d.Reasons = res.Reasons
+			if len(d.Reasons) == 0 {
+				d.Reasons = []string{"denied by the " + l.name + " policy"}
+			}
+			break
+		}
+	}
+	r.log.Record(ctx, in, &d, time.Since(start))
+	return d
+}
+
+type result struct {
+	Allow   bool
+	Reasons []string
+	Headers map[string]string
+}
+
+var errUndefined = errors.New("policy: gatehouse.authz is undefined")
+
+// safeEval turns a panic inside OPA into an error, like Pomerium does.
+func safeEval(ctx context.Context, l *layer, input ast.Value) (res result, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("policy: %s: panic in evaluation: %v", l.name, p)
+		}
+	}()
+	rs, err := l.pq.Eval(ctx, rego.EvalParsedInput(input))
+	if err != nil {
+		return res, fmt.Errorf("policy: %s: %w", l.name, err)
+	}
+	if len(rs) == 0 {
+		return res, fmt.Errorf("%w (%s)", errUndefined, l.name)
+	}
+	obj, ok := rs[0].Bindings["x"].(map[string]any)
+	if !ok {
+		return res, fmt.Errorf("policy: %s: gatehouse.authz is not an object", l.name)
+	}
+	res.Allow, _ = obj["allow"].(bool) // anything but true is a deny
+	res.Reasons = stringList(obj["reasons"])
+	if hs, ok := obj["headers"].(map[string]any); ok {
+		for k, v := range hs {
+			sv, ok := v.(string)
+			if !ok || !allowedHeader(k) || strings.ContainsAny(sv, "\r\n") {
+				return result{}, fmt.Errorf("policy: %s: header %q may not be set by a policy", l.name, k)
+			}
+			if res.Headers == nil {
+				res.Headers = map[string]string{}
+			}
+			res.Headers[http.CanonicalHeaderKey(k)] = sv
+		}
+	}
+	return res, nil
+}
+
+// stringList reads `reasons`, a set or an array of strings.
+func stringList(v any) []string {
+	var out []string
+	switch t := v.(type) {
+	case []any:
+		for _, x := range t {
+			if s, ok := x.(string); ok {
+				out = append(out, s)
+			}
+		}
+	case string:
+		out = append(out, t)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// allowedHeader: policies may add headers, never the identity Gatehouse
+// signs, hop-by-hop headers, or anything that is not a plain token.
+func allowedHeader(name string) bool {
+	if name == "" || len(name) > 64 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	switch strings.ToLower(name) {
+	case "x-gatehouse-jwt-assertion", "x-gatehouse-user", "x-gatehouse-email", "x-gatehouse-org",
+		"x-gatehouse-org-slug", "x-gatehouse-roles", "host", "connection", "cookie", "authorization",
+		"content-length", "transfer-encoding", "upgrade", "te", "trailer", "keep-alive", "proxy-authorization",
+		"x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "forwarded":
+		return false
+	}
+	return true
+}
+
+func sortedIDs(m map[string][]Module) []string {
+	ids := make([]string, 0, len(m))
+	for id := range m {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}

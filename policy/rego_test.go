@@ -1,0 +1,148 @@
+package policy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+func alice() *Input {
+	in := &Input{
+		User:    User{ID: "usr_1", Email: "alice@acme.example", Roles: []string{"admin"}},
+		Org:     Org{ID: "org_acme", Slug: "acme", Attributes: map[string]string{"plan": "enterprise"}},
+		Request: Request{Method: "GET", Host: "app.example.com", Path: "/admin/users", At: time.Unix(1_800_000_000, 0)},
+		Route:   Route{ID: "app"},
+	}
+	in.Request.Fill()
+	return in
+}
+
+func mod(text string) []Module { return []Module{{Name: "p.rego", Text: "package gatehouse.authz\n" + text}} }
+
+func TestRegoDecisions(t *testing.T) {
+	tests := []struct {
+		name        string
+		src         Sources
+		in          func(*Input)
+		allow       bool
+		reasons     string
+		headers     map[string]string
+		errContains string
+	}{
+		{name: "allow", src: Sources{Platform: mod(`default allow := false
+allow if "admin" in input.user.roles`)}, allow: true},
+		{name: "deny with reasons", src: Sources{Platform: mod(`default allow := false
+reasons contains "admins only" if not "admin" in input.user.roles`)}, in: func(in *Input) { in.User.Roles = nil }, reasons: "admins only"},
+		{name: "deny without reasons names the layer", src: Sources{Platform: mod(`default allow := false`)}, reasons: "denied by the platform policy"},
+		{name: "headers from allow", src: Sources{Platform: mod(`allow := true
+headers["X-Tenant-Plan"] := input.org.attributes.plan`)}, allow: true, headers: map[string]string{"X-Tenant-Plan": "enterprise"}},
+		{name: "org narrows platform", src: Sources{Platform: mod(`allow := true`), Orgs: map[string][]Module{"org_acme": mod(`default allow := false
+reasons contains "acme: read-only" if input.request.method != "GET"`)}}, in: func(in *Input) { in.Request.Method = "POST" }, reasons: "acme: read-only"},
+		{name: "org cannot widen platform", src: Sources{Platform: mod(`default allow := false`), Orgs: map[string][]Module{"org_acme": mod(`allow := true`)}}, reasons: "denied by the platform policy"},
+		{name: "route layer applies to its route only", src: Sources{Routes: map[string][]Module{"other": mod(`default allow := false`)}}, allow: true},
+		{name: "sub-org inherits parent's policy", src: Sources{Orgs: map[string][]Module{"org_parent": mod(`default allow := false`)}, OrgParent: map[string]string{"org_acme": "org_parent"}}, reasons: "denied by the org org_parent policy"},
+		{name: "data holds org attributes", src: Sources{Platform: mod(`allow if data.gatehouse.orgs[input.org.slug].attributes.plan == "enterprise"`), Data: map[string]any{"gatehouse": map[string]any{"orgs": map[string]any{"acme": map[string]any{"attributes": map[string]any{"plan": "enterprise"}}}}}}, allow: true},
+		// Fail closed.
+		{name: "undefined allow", src: Sources{Platform: mod(`reasons contains "x" if false`)}, reasons: "denied by the platform policy"},
+		{name: "allow not a boolean", src: Sources{Platform: mod(`allow := "yes"`)}, reasons: "denied by the platform policy"},
+		{name: "runtime error", src: Sources{Platform: mod(`allow if to_number(input.user.email) > 0`)}, reasons: "access could not be decided", errContains: "to_number"},
+		{name: "conflicting values", src: Sources{Platform: mod(`allow := true if true
+allow := false if input.user.id != ""`)}, reasons: "access could not be decided", errContains: "conflict"},
+		{name: "forbidden header", src: Sources{Platform: mod(`allow := true
+headers["X-Gatehouse-Email"] := "ceo@acme.example"`)}, reasons: "access could not be decided", errContains: "may not be set"},
+		{name: "header with newline", src: Sources{Platform: mod(`allow := true
+headers["X-Plan"] := "a\nb"`)}, reasons: "access could not be decided", errContains: "may not be set"},
+		{name: "deadline", src: Sources{Platform: mod(`allow if count([x | some x in numbers.range(1, 100000000)]) > 0`)}, reasons: "access could not be decided", errContains: "cancel"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			set, err := Compile(context.Background(), tt.src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var logbuf bytes.Buffer
+			r := NewRego(50*time.Millisecond, NewDecisionLog(slog.New(slog.NewJSONHandler(&logbuf, nil)), nil, 0, prometheus.NewRegistry()))
+			r.Swap(set)
+			in := alice()
+			if tt.in != nil {
+				tt.in(in)
+			}
+			d := r.Decide(context.Background(), in)
+			if d.Allow != tt.allow || strings.Join(d.Reasons, ";") != tt.reasons {
+				t.Fatalf("Decide = %v %q (err %v), want %v %q", d.Allow, d.Reasons, d.Err, tt.allow, tt.reasons)
+			}
+			if tt.headers != nil && !equalMaps(d.Headers, tt.headers) {
+				t.Fatalf("headers = %v, want %v", d.Headers, tt.headers)
+			}
+			if tt.errContains != "" && (d.Err == nil || !strings.Contains(d.Err.Error(), tt.errContains)) {
+				t.Fatalf("err = %v, want it to mention %q", d.Err, tt.errContains)
+			}
+			if !d.Allow && !strings.Contains(logbuf.String(), `"policy: decision"`) {
+				t.Fatalf("deny not in the decision log: %s", logbuf.String())
+			}
+		})
+	}
+}
+
+func equalMaps(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func TestCompileRefusesBrokenPolicies(t *testing.T) {
+	for name, src := range map[string]Sources{
+		"syntax":        {Platform: mod(`allow := `)},
+		"wrong package": {Platform: []Module{{Name: "x.rego", Text: "package other\nallow := true"}}},
+		"unsafe var":    {Orgs: map[string][]Module{"o": mod(`allow if x > 1`)}},
+		"bad route":     {Routes: map[string][]Module{"r": mod(`allow if input.user.roles[_] ==`)}},
+	} {
+		if _, err := Compile(context.Background(), src); err == nil {
+			t.Errorf("%s: compiled", name)
+		}
+	}
+}
+
+func TestNoPoliciesLeavesDecisionToChain(t *testing.T) {
+	r := NewRego(0, nil)
+	if d := (Chain{RouteOrgs{}, r}).Decide(context.Background(), alice()); !d.Allow {
+		t.Fatal("empty policy set denied")
+	}
+	in := alice()
+	in.Route.Orgs = []string{"globex"}
+	if d := (Chain{RouteOrgs{}, r}).Decide(context.Background(), in); d.Allow {
+		t.Fatal("route org list ignored")
+	}
+}
+
+func TestDecisionLogRedactsAndSamples(t *testing.T) {
+	set, _ := Compile(context.Background(), Sources{Platform: mod(`allow := true`)})
+	var logbuf, file bytes.Buffer
+	r := NewRego(0, NewDecisionLog(slog.New(slog.NewJSONHandler(&logbuf, nil)), &file, 1, nil))
+	r.Swap(set)
+	in := alice()
+	in.Request.Headers = map[string]string{"user-agent": "test"}
+	d := r.Decide(context.Background(), in)
+	if !d.Allow || d.ID == "" || d.Version != set.Version {
+		t.Fatalf("decision %+v", d)
+	}
+	var e map[string]any
+	if err := json.Unmarshal(file.Bytes(), &e); err != nil {
+		t.Fatalf("decision file: %v: %q", err, file.String())
+	}
+	if e["decision_id"] != d.ID || e["policy_version"] != set.Version || e["allow"] != true {
+		t.Fatalf("entry = %v", e)
+	}
+}
