@@ -140,7 +140,8 @@ routes:
 			ShutdownTimeout:   30 * time.Second,
 			MaxHeaderBytes:    65536,
 		},
-		Log: Log{Level: "info", Format: "json"},
+		Log:    Log{Level: "info", Format: "json"},
+		Policy: Policy{Timeout: 100 * time.Millisecond, ReloadInterval: 2 * time.Second},
 		Routes: []Route{
 			{ID: "a", Host: "a.example.com", PathPrefix: "/", Upstream: "http://10.0.0.1", Audience: "a.example.com"},
 			{ID: "b", Host: "b.example.com", PathPrefix: "/b", Upstream: "http://10.0.0.2", Audience: "urn:b"},

@@ -23,7 +23,9 @@ func alice() *Input {
 	return in
 }
 
-func mod(text string) []Module { return []Module{{Name: "p.rego", Text: "package gatehouse.authz\n" + text}} }
+func mod(text string) []Module {
+	return []Module{{Name: "p.rego", Text: "package gatehouse.authz\n" + text}}
+}
 
 func TestRegoDecisions(t *testing.T) {
 	tests := []struct {

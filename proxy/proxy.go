@@ -52,9 +52,9 @@ type Options struct {
 	Sessions *session.Manager
 	Policy   policy.Engine
 	// Orgs looks orgs up for policy input.
-	Orgs OrgLookup
-	Signer   Signer
-	Login    Login
+	Orgs   OrgLookup
+	Signer Signer
+	Login  Login
 	// Issuer is the workspace issuer URL (assertion "iss").
 	Issuer string
 	// IsLoginHost reports whether a host is the public URL's or an org's
