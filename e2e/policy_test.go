@@ -1,0 +1,188 @@
+package e2e
+
+import (
+	"bufio"
+	"encoding/json"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+const platformPolicy = `package gatehouse.authz
+
+# Platform: members with any role; the org's plan goes upstream.
+default allow := false
+
+allow if count(input.user.roles) > 0
+
+reasons contains "you have no role in your organization" if count(input.user.roles) == 0
+
+headers["X-Gatehouse-Plan"] := plan if plan := input.org.attributes.plan
+`
+
+const acmePolicy = `package gatehouse.authz
+
+# Acme narrows: /admin for Acme admins only.
+default allow := false
+
+allow if not startswith(input.request.path, "/admin")
+
+allow if "admin" in input.user.roles
+
+reasons contains "Acme: /admin is for administrators" if {
+	startswith(input.request.path, "/admin")
+	not "admin" in input.user.roles
+}
+`
+
+func TestPolicyLayersAndHotReload(t *testing.T) {
+	dir := t.TempDir()
+	platformDir := filepath.Join(dir, "platform")
+	must(t, os.MkdirAll(platformDir, 0o755))
+	must(t, os.WriteFile(filepath.Join(platformDir, "platform.rego"), []byte(platformPolicy), 0o644))
+	acmeFile := filepath.Join(dir, "acme.rego")
+	must(t, os.WriteFile(acmeFile, []byte(acmePolicy), 0o644))
+	decisions := filepath.Join(dir, "decisions.jsonl")
+
+	up := newUpstream(t)
+	cfg := strings.NewReplacer("{{UPSTREAM}}", up.URL, "{{BOBHASH}}", readBobHash(t)).Replace(testConfig)
+	cfg = strings.Replace(cfg, "login:\n", "policy:\n  platform: "+platformDir+"\n  reload_interval: 200ms\n  decision_log: { file: "+decisions+" }\nlogin:\n", 1)
+	cfg = strings.Replace(cfg, "    login_domain: login.acme.localhost\n", "    login_domain: login.acme.localhost\n    policy: "+acmeFile+"\n    attributes: { plan: enterprise }\n", 1)
+	g := start(t, cfg, "ALICE_PASSWORD=alice-pw-123", "CAROL_PASSWORD=carol-pw-456")
+
+	alice, bob, carol := g.browser(t), g.browser(t), g.browser(t)
+	alice.login(g.url("app.localhost", "/"), "alice@acme.example", "alice-pw-123")
+	bob.login(g.url("app.localhost", "/"), "bob@acme.example", "bob-example-password")
+	carol.login(g.url("app.localhost", "/"), "carol@globex.example", "carol-pw-456")
+
+	// Same path, two orgs: Acme's policy narrows (bob is a member, not an
+	// admin); Globex has none, so the platform policy alone decides.
+	p := bob.get(g.url("app.localhost", "/admin/users"))
+	if p.status != http.StatusForbidden || !strings.Contains(p.body, "Acme: /admin is for administrators") {
+		t.Fatalf("bob on /admin: %d %s", p.status, p.body)
+	}
+	if p := carol.get(g.url("app.localhost", "/admin/users")); p.status != 200 {
+		t.Fatalf("carol on /admin: %d", p.status)
+	}
+	if p := alice.get(g.url("app.localhost", "/admin/users")); p.status != 200 {
+		t.Fatalf("alice on /admin: %d", p.status)
+	}
+	if r := up.last("/admin/users"); r.Header.Get("X-Gatehouse-Email") != "alice@acme.example" || r.Header.Get("X-Gatehouse-Plan") != "enterprise" {
+		t.Fatalf("upstream: %s plan %q", r.Header.Get("X-Gatehouse-Email"), r.Header.Get("X-Gatehouse-Plan"))
+	}
+	if p := bob.get(g.url("app.localhost", "/reports")); p.status != 200 {
+		t.Fatalf("bob on /reports: %d", p.status)
+	}
+
+	// The deny is in the decision log, under the reference the page shows.
+	ref := field(t, refRE, p.body)
+	found := waitFor(t, 3*time.Second, func() bool { return decisionLogged(t, decisions, ref) })
+	if !found {
+		t.Fatalf("decision %s not in the decision log", ref)
+	}
+
+	// A changed policy file takes effect without a restart.
+	must(t, os.WriteFile(acmeFile, []byte("package gatehouse.authz\ndefault allow := false\nreasons contains \"Acme is in maintenance\"\n"), 0o644))
+	if !waitFor(t, 5*time.Second, func() bool {
+		p := alice.get(g.url("app.localhost", "/reports"))
+		return p.status == http.StatusForbidden && strings.Contains(p.body, "Acme is in maintenance")
+	}) {
+		t.Fatal("changed policy not in force after 5s")
+	}
+	// A broken replacement leaves the last good policy in force.
+	must(t, os.WriteFile(acmeFile, []byte("package gatehouse.authz\nallow if {\n"), 0o644))
+	if !waitFor(t, 5*time.Second, func() bool { return strings.Contains(g.Logs(), "new policies not loaded") }) {
+		t.Fatalf("broken policy not reported:\n%s", g.Logs())
+	}
+	if p := alice.get(g.url("app.localhost", "/reports")); p.status != http.StatusForbidden || !strings.Contains(p.body, "Acme is in maintenance") {
+		t.Fatalf("after a broken replacement: %d", p.status)
+	}
+	if p := carol.get(g.url("app.localhost", "/reports")); p.status != 200 {
+		t.Fatalf("globex affected by acme's broken policy: %d", p.status)
+	}
+	// Fixing it restores access.
+	must(t, os.WriteFile(acmeFile, []byte(acmePolicy), 0o644))
+	if !waitFor(t, 5*time.Second, func() bool { return alice.get(g.url("app.localhost", "/reports")).status == 200 }) {
+		t.Fatal("fixed policy not in force")
+	}
+	// Metrics count decisions per route and outcome.
+	m := g.browser(t).get("http://" + g.ops + "/metrics")
+	if !strings.Contains(m.body, `gatehouse_policy_decisions_total{outcome="deny",route="app"}`) {
+		t.Fatal("no policy decision metrics")
+	}
+}
+
+var refRE = regexp.MustCompile(`Reference: <code>([^<]+)</code>`)
+
+func decisionLogged(t *testing.T, path, id string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var e struct {
+			ID      string   `json:"decision_id"`
+			Allow   bool     `json:"allow"`
+			Reasons []string `json:"reasons"`
+			Input   struct {
+				User struct {
+					Email string `json:"email"`
+				} `json:"user"`
+			} `json:"input"`
+		}
+		if json.Unmarshal(sc.Bytes(), &e) == nil && e.ID == id {
+			if e.Allow || e.Input.User.Email != "bob@acme.example" || len(e.Reasons) == 0 {
+				t.Fatalf("decision log entry: %+v", e)
+			}
+			return true
+		}
+	}
+	return false
+}
+
+func waitFor(t *testing.T, d time.Duration, cond func() bool) bool {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Gatehouse does not start with a policy that does not compile.
+func TestBrokenPolicyStopsStart(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.rego")
+	must(t, os.WriteFile(bad, []byte("package gatehouse.authz\nallow if {\n"), 0o644))
+	cfg := strings.NewReplacer("{{UPSTREAM}}", "http://127.0.0.1:1", "{{BOBHASH}}", readBobHash(t)).Replace(testConfig)
+	cfg = strings.Replace(cfg, "login:\n", "policy:\n  platform: "+bad+"\nlogin:\n", 1)
+	cfg = strings.NewReplacer("{{PORT}}", freePort(t), "{{OPS}}", "127.0.0.1:"+freePort(t), "{{DATA}}", filepath.Join(dir, "data")).Replace(cfg)
+	path := filepath.Join(dir, "gatehouse.yaml")
+	must(t, os.WriteFile(path, []byte(cfg), 0o600))
+	cmd := exec.Command(binary, "serve", "--config", path)
+	cmd.Env = append(os.Environ(), "ALICE_PASSWORD=a", "CAROL_PASSWORD=c")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "server: policies: policy: platform") {
+		t.Fatalf("started with a broken policy: %v\n%s", err, out)
+	}
+}
