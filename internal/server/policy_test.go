@@ -1,0 +1,101 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/gatehouse/gatehouse/config"
+	"github.com/gatehouse/gatehouse/idp"
+	"github.com/gatehouse/gatehouse/policy"
+	"github.com/gatehouse/gatehouse/store"
+	"github.com/gatehouse/gatehouse/store/badgerstore"
+)
+
+func decide(t *testing.T, r *policy.Rego, orgID, slug string) policy.Decision {
+	t.Helper()
+	return r.Decide(context.Background(), &policy.Input{User: policy.User{ID: "u", Roles: []string{"member"}}, Org: policy.Org{ID: orgID, Slug: slug}, Route: policy.Route{ID: "app"}})
+}
+
+// Org policies reload from the store (where other nodes and, later, org
+// admins write them) as well as from files.
+func TestPolicyLoaderReloadsFromStoreAndFiles(t *testing.T) {
+	ctx := context.Background()
+	st, err := badgerstore.Open("", badgerstore.WithInMemory())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for _, o := range []store.Org{{ID: "org_a", Slug: "a", Name: "A"}, {ID: "org_b", Slug: "b", Name: "B", ParentID: "org_a"}, {ID: "org_c", Slug: "c", Name: "C"}} {
+		if err := st.CreateOrg(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	cFile := filepath.Join(dir, "c.rego")
+	if err := os.WriteFile(cFile, []byte("package gatehouse.authz\nallow := true\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	orgs, err := idp.NewDirectory(ctx, st, slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine := policy.NewRego(0, nil)
+	l := &policyLoader{cfg: &config.Config{Orgs: []config.Org{{Slug: "c", Policy: cFile}}}, st: st, orgs: orgs, engine: engine, log: slog.New(slog.DiscardHandler)}
+	if err := l.reload(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if d := decide(t, engine, "org_a", "a"); !d.Allow {
+		t.Fatalf("no policy for a: %v", d.Reasons)
+	}
+	// Org c's file was stored for other nodes to see.
+	if c, _ := st.GetOrg(ctx, "org_c"); len(c.Policy) != 1 || c.Policy[0].Text == "" {
+		t.Fatalf("org c's policy not in the store: %+v", c.Policy)
+	}
+
+	// Another node (or an admin) writes a policy for org a into the store.
+	_, err = st.UpdateOrg(ctx, "org_a", func(o store.Org) (store.Org, error) {
+		o.Policy = []store.PolicyModule{{Name: "a.rego", Text: "package gatehouse.authz\ndefault allow := false\nreasons contains \"a is closed\"\n"}}
+		return o, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := orgs.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.reload(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if d := decide(t, engine, "org_a", "a"); d.Allow || d.Reasons[0] != "a is closed" {
+		t.Fatalf("store policy for a not in force: %+v", d)
+	}
+	// b has no policy of its own: its parent's applies.
+	if d := decide(t, engine, "org_b", "b"); d.Allow {
+		t.Fatal("sub-org did not inherit its parent's policy")
+	}
+	version := engine.Current().Version
+
+	// A broken policy in the store does not replace the working set.
+	_, _ = st.UpdateOrg(ctx, "org_a", func(o store.Org) (store.Org, error) {
+		o.Policy = []store.PolicyModule{{Name: "a.rego", Text: "package gatehouse.authz\nallow if {"}}
+		return o, nil
+	})
+	_ = orgs.Reload(ctx)
+	if err := l.reload(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if engine.Current().Version != version {
+		t.Fatal("broken store policy replaced the working set")
+	}
+	// And the same breakage in a file at start is fatal.
+	if err := os.WriteFile(cFile, []byte("package gatehouse.authz\nallow if {"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l2 := &policyLoader{cfg: l.cfg, st: st, orgs: orgs, engine: policy.NewRego(0, nil), log: l.log}
+	if err := l2.reload(ctx, true); err == nil {
+		t.Fatal("started with a broken policy")
+	}
+}
