@@ -15,5 +15,5 @@ o2p=""
 for c in "$(command -v oauth2-proxy || true)" "$(go env GOPATH)/bin/oauth2-proxy"; do
   if [ -n "$c" ] && [ -x "$c" ]; then o2p="$c"; break; fi
 done
-go run ./bench/cmd/load -gatehouse "$out/gatehouse" -upstream "$out/upstream" -bareproxy "$out/bareproxy" \
+go run ./bench/cmd/load -gatehouse "$out/gatehouse" -upstream "$out/upstream" -bareproxy "$out/bareproxy" -policies examples/policies \
   ${o2p:+-oauth2-proxy "$o2p"} "$@"

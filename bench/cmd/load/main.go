@@ -45,6 +45,7 @@ func main() {
 		upstreamBin  = flag.String("upstream", "", "bench upstream binary")
 		bareBin      = flag.String("bareproxy", "", "bare reverse proxy binary")
 		o2pBin       = flag.String("oauth2-proxy", "", "oauth2-proxy binary (optional)")
+		policies     = flag.String("policies", "", "examples/policies: also measure Gatehouse with a realistic Rego policy")
 		duration     = flag.Duration("duration", 10*time.Second, "measured duration per target")
 		warmup       = flag.Duration("warmup", 2*time.Second, "unmeasured warm-up per target")
 		conns        = flag.Int("connections", 64, "concurrent connections")
@@ -79,16 +80,20 @@ func main() {
 		procs = append(procs, cmd)
 	}
 
-	upAddr, bareAddr, ghAddr, opsAddr, o2pAddr := freeAddr(), freeAddr(), freeAddr(), freeAddr(), freeAddr()
-	_, ghPort, _ := net.SplitHostPort(ghAddr)
+	upAddr, bareAddr, o2pAddr := freeAddr(), freeAddr(), freeAddr()
 	startProc("upstream.log", *upstreamBin, "-listen", upAddr)
 	startProc("bare.log", *bareBin, "-listen", bareAddr, "-upstream", "http://"+upAddr)
 
-	cfg := fmt.Sprintf(`public_url: http://auth.localhost:%[1]s
+	// startGatehouse runs one instance; policy holds extra config lines.
+	startGatehouse := func(name, policyCfg, orgPolicy string) (addr, port, cookie string) {
+		addr, ops := freeAddr(), freeAddr()
+		_, port, _ = net.SplitHostPort(addr)
+		cfg := fmt.Sprintf(`public_url: http://auth.localhost:%[1]s
 listen: %[2]s
 ops_listen: %[3]s
 store:
   badger: { path: %[4]s }
+%[6]s
 routes:
   - id: app
     host: app.localhost
@@ -98,15 +103,19 @@ orgs:
     name: Acme Corp
     email_domains: [acme.example]
     connection: { type: password }
+    attributes: { plan: enterprise }
+%[7]s
     users:
       - { email: alice@acme.example, password: load-test-pw, roles: [admin, member] }
-`, ghPort, ghAddr, opsAddr, filepath.Join(dir, "data"), upAddr)
-	cfgPath := filepath.Join(dir, "gatehouse.yaml")
-	must(os.WriteFile(cfgPath, []byte(cfg), 0o600))
-	startProc("gatehouse.log", *gatehouseBin, "serve", "--config", cfgPath)
-	waitHTTP("http://" + opsAddr + "/readyz")
+`, port, addr, ops, filepath.Join(dir, name+"-data"), upAddr, policyCfg, orgPolicy)
+		cfgPath := filepath.Join(dir, name+".yaml")
+		must(os.WriteFile(cfgPath, []byte(cfg), 0o600))
+		startProc(name+".log", *gatehouseBin, "serve", "--config", cfgPath)
+		waitHTTP("http://" + ops + "/readyz")
+		return addr, port, gatehouseLogin(addr, port)
+	}
+	ghAddr, ghPort, ghCookie := startGatehouse("gatehouse", "", "")
 	waitHTTP("http://" + bareAddr + "/")
-	ghCookie := gatehouseLogin(ghAddr, ghPort)
 
 	targets := []struct {
 		name, url string
@@ -115,6 +124,17 @@ orgs:
 		{"upstream direct", "http://" + upAddr + "/api/items", nil},
 		{"bare httputil.ReverseProxy", "http://" + bareAddr + "/api/items", nil},
 		{"Gatehouse (valid session)", "http://" + ghAddr + "/api/items", []string{"Host: app.localhost:" + ghPort, "Cookie: " + ghCookie}},
+	}
+	if *policies != "" {
+		abs, err := filepath.Abs(*policies)
+		must(err)
+		addr, port, cookie := startGatehouse("gatehouse-rego",
+			"policy:\n  platform: "+filepath.Join(abs, "roles_by_path"),
+			"    policy: "+filepath.Join(abs, "plan_gating"))
+		targets = append(targets, struct {
+			name, url string
+			headers   []string
+		}{"Gatehouse + Rego (roles by path, org plan)", "http://" + addr + "/api/items", []string{"Host: app.localhost:" + port, "Cookie: " + cookie}})
 	}
 	if *o2pBin != "" {
 		cookie := startOAuth2Proxy(startProc, *o2pBin, dir, o2pAddr, upAddr)
