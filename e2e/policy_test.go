@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"os"
 	"os/exec"
@@ -184,5 +185,56 @@ func TestBrokenPolicyStopsStart(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "server: policies: policy: platform") {
 		t.Fatalf("started with a broken policy: %v\n%s", err, out)
+	}
+}
+
+// CI runs the policy library's Rego tests through the binary, as a
+// security team would.
+func TestPolicyCLI(t *testing.T) {
+	out, err := exec.Command(binary, "policy", "test", "../examples/policies").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), " 0 failed, in 6 policy directories") {
+		t.Fatalf("policy test: %v\n%s", err, out)
+	}
+	// A failing test fails the command.
+	dir := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(dir, "p.rego"), []byte("package gatehouse.authz\nallow := false\n"), 0o644))
+	must(t, os.WriteFile(filepath.Join(dir, "p_test.rego"), []byte("package gatehouse.authz\ntest_allows if allow\n"), 0o644))
+	if out, err := exec.Command(binary, "policy", "test", dir).CombinedOutput(); err == nil || !strings.Contains(string(out), "FAIL") {
+		t.Fatalf("failing policy test passed: %s", out)
+	}
+
+	// policy input → policy eval, offline, with the example config.
+	cmd := exec.Command(binary, "policy", "input", "--config", "../config/testdata/example.yaml", "--user", "bob@acme.example",
+		"--url", "http://app.localhost:8080/admin/users?x=1", "--header", "User-Agent: e2e")
+	cmd.Env = append(os.Environ(), "ALICE_PASSWORD=a", "CAROL_PASSWORD=c")
+	input, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("policy input: %v", err)
+	}
+	var in struct {
+		User struct {
+			Email string   `json:"email"`
+			Roles []string `json:"roles"`
+		} `json:"user"`
+		Request struct {
+			Path    string              `json:"path"`
+			Query   map[string][]string `json:"query"`
+			Headers map[string]string   `json:"headers"`
+		} `json:"request"`
+		Org struct {
+			Slug string `json:"slug"`
+		} `json:"org"`
+	}
+	if err := json.Unmarshal(input, &in); err != nil || in.User.Email != "bob@acme.example" || in.Org.Slug != "acme" ||
+		in.Request.Path != "/admin/users" || in.Request.Query["x"][0] != "1" || in.Request.Headers["user-agent"] != "e2e" {
+		t.Fatalf("policy input: %v\n%s", err, input)
+	}
+	inputFile := filepath.Join(dir, "input.json")
+	must(t, os.WriteFile(inputFile, input, 0o644))
+	ev := exec.Command(binary, "policy", "eval", "--platform", "../examples/policies/roles_by_path", "--input", inputFile)
+	out, err = ev.Output()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 3 || !strings.Contains(string(out), `"allow": false`) {
+		t.Fatalf("bob (member) on /admin should be denied (exit 3): %v\n%s", err, out)
 	}
 }
