@@ -16,7 +16,26 @@ type Input struct {
 	Request Request `json:"request"`
 	Route   Route   `json:"route"`
 	Session Session `json:"session"`
+
+	// parts, if set, holds user, org, session and route already built as
+	// OPA values (see Prebuild): they change per session, not per request.
+	parts *Parts
 }
+
+// Parts are the per-session, per-route parts of an input as OPA values.
+type Parts struct {
+	user, org, route, session *ast.Term
+}
+
+// Prebuild converts the parts of in that do not change between requests
+// of one session on one route. Callers cache the result and pass it back
+// with UseParts while the session's identity, org and route are the same.
+func (in *Input) Prebuild() *Parts {
+	return &Parts{user: in.userTerm(), org: in.orgTerm(), route: in.routeTerm(), session: in.sessionTerm()}
+}
+
+// UseParts makes value() reuse p for user, org, route and session.
+func (in *Input) UseParts(p *Parts) { in.parts = p }
 
 type User struct {
 	ID         string            `json:"id"`
@@ -83,31 +102,51 @@ var SelectedHeaders = []string{"Accept", "Accept-Language", "Content-Type", "Ori
 // value builds the input as an OPA value directly: converting through
 // JSON would cost more than the evaluation of a typical policy.
 func (in *Input) value() ast.Value {
+	p := in.parts
+	if p == nil {
+		p = in.Prebuild()
+	}
 	return ast.NewObject(
-		ast.Item(ast.StringTerm("user"), ast.ObjectTerm(
-			item("id", str(in.User.ID)), item("email", str(in.User.Email)), item("name", str(in.User.Name)),
-			item("roles", strs(in.User.Roles)), item("groups", strs(in.User.Groups)),
-			item("attributes", strMap(in.User.Attributes)), item("mfa", ast.BooleanTerm(in.User.MFA)),
-			item("auth_time", str(in.User.AuthTime)), item("connection", str(in.User.Connection)),
-		)),
-		ast.Item(ast.StringTerm("org"), ast.ObjectTerm(
-			item("id", str(in.Org.ID)), item("slug", str(in.Org.Slug)), item("name", str(in.Org.Name)),
-			item("parent", str(in.Org.Parent)), item("attributes", strMap(in.Org.Attributes)),
-			item("domains", strs(in.Org.Domains)), item("login_domain", str(in.Org.LoginDomain)),
-		)),
+		ast.Item(ast.StringTerm("user"), p.user),
+		ast.Item(ast.StringTerm("org"), p.org),
 		ast.Item(ast.StringTerm("request"), ast.ObjectTerm(
 			item("method", str(in.Request.Method)), item("host", str(in.Request.Host)), item("path", str(in.Request.Path)),
 			item("query", multiMap(in.Request.Query)), item("headers", strMap(in.Request.Headers)),
 			item("client_addr", str(in.Request.ClientAddr)), item("time", str(in.Request.Time)),
 			item("time_ns", ast.IntNumberTerm(int(in.Request.TimeNS))),
 		)),
-		ast.Item(ast.StringTerm("route"), ast.ObjectTerm(
-			item("id", str(in.Route.ID)), item("host", str(in.Route.Host)), item("path_prefix", str(in.Route.PathPrefix)),
-			item("orgs", strs(in.Route.Orgs)), item("org", str(in.Route.Org)),
-		)),
-		ast.Item(ast.StringTerm("session"), ast.ObjectTerm(
-			item("id", str(in.Session.ID)), item("created_at", str(in.Session.CreatedAt)), item("expires_at", str(in.Session.ExpiresAt)),
-		)),
+		ast.Item(ast.StringTerm("route"), p.route),
+		ast.Item(ast.StringTerm("session"), p.session),
+	)
+}
+
+func (in *Input) userTerm() *ast.Term {
+	return ast.ObjectTerm(
+		item("id", str(in.User.ID)), item("email", str(in.User.Email)), item("name", str(in.User.Name)),
+		item("roles", strs(in.User.Roles)), item("groups", strs(in.User.Groups)),
+		item("attributes", strMap(in.User.Attributes)), item("mfa", ast.BooleanTerm(in.User.MFA)),
+		item("auth_time", str(in.User.AuthTime)), item("connection", str(in.User.Connection)),
+	)
+}
+
+func (in *Input) orgTerm() *ast.Term {
+	return ast.ObjectTerm(
+		item("id", str(in.Org.ID)), item("slug", str(in.Org.Slug)), item("name", str(in.Org.Name)),
+		item("parent", str(in.Org.Parent)), item("attributes", strMap(in.Org.Attributes)),
+		item("domains", strs(in.Org.Domains)), item("login_domain", str(in.Org.LoginDomain)),
+	)
+}
+
+func (in *Input) routeTerm() *ast.Term {
+	return ast.ObjectTerm(
+		item("id", str(in.Route.ID)), item("host", str(in.Route.Host)), item("path_prefix", str(in.Route.PathPrefix)),
+		item("orgs", strs(in.Route.Orgs)), item("org", str(in.Route.Org)),
+	)
+}
+
+func (in *Input) sessionTerm() *ast.Term {
+	return ast.ObjectTerm(
+		item("id", str(in.Session.ID)), item("created_at", str(in.Session.CreatedAt)), item("expires_at", str(in.Session.ExpiresAt)),
 	)
 }
 

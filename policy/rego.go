@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,12 +16,21 @@ import (
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
+	"github.com/open-policy-agent/opa/v1/topdown"
 )
 
 // Package is the Rego package every Gatehouse policy declares.
 const Package = "gatehouse.authz"
 
-const query = "x = data.gatehouse.authz"
+// Each layer answers three queries, asked only when needed: allow on
+// every request, headers after an allow (if the policy has such a rule),
+// reasons after a deny. Evaluating the package as a whole would compute
+// every helper rule in it on every request.
+const (
+	queryAllow   = "x = data.gatehouse.authz.allow"
+	queryHeaders = "x = data.gatehouse.authz.headers"
+	queryReasons = "x = data.gatehouse.authz.reasons"
+)
 
 // Module is one Rego source file.
 type Module struct {
@@ -48,13 +56,15 @@ type Set struct {
 	routes    map[string]*layer
 	orgs      map[string]*layer
 	orgParent map[string]string
+	store     storage.Store
 	// Version is a digest of every module and the data.
 	Version string
 }
 
 type layer struct {
-	name string
-	pq   rego.PreparedEvalQuery
+	name             string
+	allow            rego.PreparedEvalQuery
+	headers, reasons *rego.PreparedEvalQuery // nil: the policy has no such rule
 }
 
 // Compile prepares every layer. Any error fails the whole set, so a
@@ -67,6 +77,7 @@ func Compile(ctx context.Context, src Sources) (*Set, error) {
 		data = map[string]any{}
 	}
 	store := inmem.NewFromObject(data)
+	s.store = store
 	fmt.Fprintf(h, "data:%v\n", src.Data)
 	var err error
 	if len(src.Platform) > 0 {
@@ -89,23 +100,59 @@ func Compile(ctx context.Context, src Sources) (*Set, error) {
 }
 
 func prepare(ctx context.Context, name string, mods []Module, store storage.Store, h io.Writer) (*layer, error) {
-	opts := []func(*rego.Rego){rego.Query(query), rego.Store(store), rego.StrictBuiltinErrors(true)}
+	var parsed []*ast.Module
+	rules := map[string]bool{}
 	for _, m := range mods {
-		parsed, err := ast.ParseModuleWithOpts(m.Name, m.Text, ast.ParserOptions{RegoVersion: ast.RegoV1})
+		pm, err := ast.ParseModuleWithOpts(m.Name, m.Text, ast.ParserOptions{RegoVersion: ast.RegoV1})
 		if err != nil {
 			return nil, fmt.Errorf("policy: %s: %w", name, err)
 		}
-		if got := strings.TrimPrefix(parsed.Package.Path.String(), "data."); got != Package {
+		if got := strings.TrimPrefix(pm.Package.Path.String(), "data."); got != Package {
 			return nil, fmt.Errorf("policy: %s: %s: package is %s, want package %s", name, m.Name, got, Package)
 		}
-		opts = append(opts, rego.ParsedModule(parsed))
+		for _, r := range pm.Rules {
+			rules[r.Head.Name.String()] = true
+			if len(r.Head.Reference) > 0 {
+				rules[r.Head.Reference[0].String()] = true
+			}
+		}
+		parsed = append(parsed, pm)
 		fmt.Fprintf(h, "%s\n%s\n%s\n", name, m.Name, m.Text)
 	}
-	pq, err := rego.New(opts...).PrepareForEval(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("policy: %s: %w", name, err)
+	if !rules["allow"] {
+		return nil, fmt.Errorf("policy: %s: no allow rule (every policy needs `default allow := false` and an allow rule)", name)
 	}
-	return &layer{name: name, pq: pq}, nil
+	prep := func(q string) (rego.PreparedEvalQuery, error) {
+		opts := []func(*rego.Rego){rego.Query(q), rego.Store(store), rego.StrictBuiltinErrors(true)}
+		for _, pm := range parsed {
+			opts = append(opts, rego.ParsedModule(pm))
+		}
+		pq, err := rego.New(opts...).PrepareForEval(ctx)
+		if err != nil {
+			return pq, fmt.Errorf("policy: %s: %w", name, err)
+		}
+		return pq, nil
+	}
+	l := &layer{name: name}
+	var err error
+	if l.allow, err = prep(queryAllow); err != nil {
+		return nil, err
+	}
+	if rules["headers"] {
+		pq, err := prep(queryHeaders)
+		if err != nil {
+			return nil, err
+		}
+		l.headers = &pq
+	}
+	if rules["reasons"] {
+		pq, err := prep(queryReasons)
+		if err != nil {
+			return nil, err
+		}
+		l.reasons = &pq
+	}
+	return l, nil
 }
 
 // Empty reports whether the set has no layer at all.
@@ -166,9 +213,21 @@ func (r *Rego) Decide(ctx context.Context, in *Input) Decision {
 	d := Decision{Allow: true, Version: s.Version}
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
-	input := in.value()
+	// One cancel flag and one read transaction for every query of this
+	// decision; OPA would otherwise start a goroutine and a transaction
+	// per query.
+	stop := topdown.NewCancel()
+	defer context.AfterFunc(ctx, stop.Cancel)()
+	txn, err := s.store.NewTransaction(ctx)
+	if err != nil {
+		d = Decision{Version: s.Version, Reasons: []string{"access could not be decided"}, Err: err}
+		r.log.Record(ctx, in, &d, time.Since(start))
+		return d
+	}
+	defer s.store.Abort(ctx, txn)
+	opts := []rego.EvalOption{rego.EvalParsedInput(in.value()), rego.EvalExternalCancel(stop), rego.EvalTransaction(txn)}
 	for _, l := range s.layers(in) {
-		res, err := safeEval(ctx, l, input)
+		res, err := safeEval(ctx, l, opts)
 		if err != nil {
 			d = Decision{Version: s.Version, Reasons: []string{"access could not be decided"}, Err: err}
 			r.log.Error(ctx, l.name, err)
@@ -199,41 +258,62 @@ type result struct {
 	Headers map[string]string
 }
 
-var errUndefined = errors.New("policy: gatehouse.authz is undefined")
-
 // safeEval turns a panic inside OPA into an error, like Pomerium does.
-func safeEval(ctx context.Context, l *layer, input ast.Value) (res result, err error) {
+func safeEval(ctx context.Context, l *layer, opts []rego.EvalOption) (res result, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("policy: %s: panic in evaluation: %v", l.name, p)
 		}
 	}()
-	rs, err := l.pq.Eval(ctx, rego.EvalParsedInput(input))
+	v, err := eval(ctx, l.allow, opts)
 	if err != nil {
 		return res, fmt.Errorf("policy: %s: %w", l.name, err)
 	}
-	if len(rs) == 0 {
-		return res, fmt.Errorf("%w (%s)", errUndefined, l.name)
-	}
-	obj, ok := rs[0].Bindings["x"].(map[string]any)
-	if !ok {
-		return res, fmt.Errorf("policy: %s: gatehouse.authz is not an object", l.name)
-	}
-	res.Allow, _ = obj["allow"].(bool) // anything but true is a deny
-	res.Reasons = stringList(obj["reasons"])
-	if hs, ok := obj["headers"].(map[string]any); ok {
-		for k, v := range hs {
-			sv, ok := v.(string)
-			if !ok || !allowedHeader(k) || strings.ContainsAny(sv, "\r\n") {
-				return result{}, fmt.Errorf("policy: %s: header %q may not be set by a policy", l.name, k)
+	res.Allow, _ = v.(bool) // undefined, or anything but true, is a deny
+	if !res.Allow {
+		if l.reasons != nil {
+			v, err := eval(ctx, *l.reasons, opts)
+			if err != nil {
+				return res, fmt.Errorf("policy: %s: reasons: %w", l.name, err)
 			}
-			if res.Headers == nil {
-				res.Headers = map[string]string{}
-			}
-			res.Headers[http.CanonicalHeaderKey(k)] = sv
+			res.Reasons = stringList(v)
 		}
+		return res, nil
+	}
+	if l.headers == nil {
+		return res, nil
+	}
+	v, err = eval(ctx, *l.headers, opts)
+	if err != nil {
+		return result{}, fmt.Errorf("policy: %s: headers: %w", l.name, err)
+	}
+	if v == nil {
+		return res, nil
+	}
+	hs, ok := v.(map[string]any)
+	if !ok {
+		return result{}, fmt.Errorf("policy: %s: headers is not an object", l.name)
+	}
+	for k, v := range hs {
+		sv, ok := v.(string)
+		if !ok || !allowedHeader(k) || strings.ContainsAny(sv, "\r\n") {
+			return result{}, fmt.Errorf("policy: %s: header %q may not be set by a policy", l.name, k)
+		}
+		if res.Headers == nil {
+			res.Headers = map[string]string{}
+		}
+		res.Headers[http.CanonicalHeaderKey(k)] = sv
 	}
 	return res, nil
+}
+
+// eval runs one query; an undefined result is nil.
+func eval(ctx context.Context, pq rego.PreparedEvalQuery, opts []rego.EvalOption) (any, error) {
+	rs, err := pq.Eval(ctx, opts...)
+	if err != nil || len(rs) == 0 {
+		return nil, err
+	}
+	return rs[0].Bindings["x"], nil
 }
 
 // stringList reads `reasons`, a set or an array of strings.

@@ -51,7 +51,7 @@ reasons contains "acme: read-only" if input.request.method != "GET"`)}}, in: fun
 		{name: "sub-org inherits parent's policy", src: Sources{Orgs: map[string][]Module{"org_parent": mod(`default allow := false`)}, OrgParent: map[string]string{"org_acme": "org_parent"}}, reasons: "denied by the org org_parent policy"},
 		{name: "data holds org attributes", src: Sources{Platform: mod(`allow if data.gatehouse.orgs[input.org.slug].attributes.plan == "enterprise"`), Data: map[string]any{"gatehouse": map[string]any{"orgs": map[string]any{"acme": map[string]any{"attributes": map[string]any{"plan": "enterprise"}}}}}}, allow: true},
 		// Fail closed.
-		{name: "undefined allow", src: Sources{Platform: mod(`reasons contains "x" if false`)}, reasons: "denied by the platform policy"},
+		{name: "undefined allow", src: Sources{Platform: mod(`allow if input.user.id == "nobody"`)}, reasons: "denied by the platform policy"},
 		{name: "allow not a boolean", src: Sources{Platform: mod(`allow := "yes"`)}, reasons: "denied by the platform policy"},
 		{name: "runtime error", src: Sources{Platform: mod(`allow if to_number(input.user.email) > 0`)}, reasons: "access could not be decided", errContains: "to_number"},
 		{name: "conflicting values", src: Sources{Platform: mod(`allow := true if true
@@ -110,6 +110,7 @@ func TestCompileRefusesBrokenPolicies(t *testing.T) {
 		"wrong package": {Platform: []Module{{Name: "x.rego", Text: "package other\nallow := true"}}},
 		"unsafe var":    {Orgs: map[string][]Module{"o": mod(`allow if x > 1`)}},
 		"bad route":     {Routes: map[string][]Module{"r": mod(`allow if input.user.roles[_] ==`)}},
+		"no allow rule": {Platform: mod(`reasons contains "x" if true`)},
 	} {
 		if _, err := Compile(context.Background(), src); err == nil {
 			t.Errorf("%s: compiled", name)

@@ -19,6 +19,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/web"
 	"github.com/gatehouse/gatehouse/policy"
 	"github.com/gatehouse/gatehouse/proxy/session"
+	"github.com/gatehouse/gatehouse/store"
 )
 
 // Identity headers sent upstream. Any client-sent header with the
@@ -79,6 +80,12 @@ type Handler struct {
 }
 
 type ctxKey struct{}
+
+// partsKey keys a session's cached policy input parts.
+type partsKey struct {
+	route *Route
+	org   *store.Org
+}
 
 // forward carries what Rewrite needs from ServeHTTP.
 type forward struct {
@@ -339,6 +346,10 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	lg.org, lg.user = id.OrgSlug, id.UserID
 
 	in := PolicyInput(r, host, path, lg.client, rt, id, h.o.Orgs, start)
+	// The input's user, org, route and session parts are built once per
+	// session, route and org snapshot, not per request.
+	org, _ := h.o.Orgs(id.OrgID)
+	in.UseParts(e.Memo(partsKey{rt, org}, func() any { return in.Prebuild() }).(*policy.Parts))
 	d := h.o.Policy.Decide(r.Context(), in)
 	if !d.Allow {
 		lg.decision = "deny"

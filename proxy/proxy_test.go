@@ -157,3 +157,29 @@ func BenchmarkBareReverseProxy(b *testing.B) {
 	})
 	_ = time.Second
 }
+
+// BenchmarkHotPathRego is BenchmarkHotPath with a realistic policy set: the
+// roles-by-path example as the platform layer and plan gating as the org's.
+func BenchmarkHotPathRego(b *testing.B) {
+	platform, err := policy.LoadModules("../examples/policies/roles_by_path")
+	must(b, err)
+	org, err := policy.LoadModules("../examples/policies/plan_gating")
+	must(b, err)
+	set, err := policy.Compile(context.Background(), policy.Sources{Platform: platform, Orgs: map[string][]policy.Module{"org_1": org}})
+	must(b, err)
+	r := policy.NewRego(0, nil)
+	r.Swap(set)
+	f := newFixture(b, policy.Chain{policy.RouteOrgs{}, r})
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		req := httptest.NewRequest("GET", "http://app.example.com/api/items?page=2", nil)
+		req.AddCookie(f.cookie)
+		for pb.Next() {
+			rec := httptest.NewRecorder()
+			f.h.ServeHTTP(rec, req)
+			if rec.Code != 200 {
+				b.Fatalf("status %d: %s", rec.Code, rec.Body)
+			}
+		}
+	})
+}

@@ -99,6 +99,38 @@ type Entry struct {
 
 	amu     sync.Mutex
 	asserts map[string]assertion
+
+	memo atomic.Pointer[memo]
+}
+
+// memo caches values derived from one identity (such as a policy input's
+// per-session parts), keyed by caller-chosen keys. A new identity starts
+// a new memo.
+type memo struct {
+	ident *Identity
+	vals  map[any]any
+}
+
+// Memo returns the value cached under key for the current identity, or
+// builds, caches and returns it. The map is copied on write, so readers
+// never lock.
+func (e *Entry) Memo(key any, build func() any) any {
+	id := e.ident.Load()
+	m := e.memo.Load()
+	if m != nil && m.ident == id {
+		if v, ok := m.vals[key]; ok {
+			return v
+		}
+	}
+	v := build()
+	next := &memo{ident: id, vals: map[any]any{key: v}}
+	if m != nil && m.ident == id && len(m.vals) < 64 {
+		for k, old := range m.vals {
+			next.vals[k] = old
+		}
+	}
+	e.memo.Store(next)
+	return v
 }
 
 type assertion struct {
