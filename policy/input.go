@@ -107,16 +107,16 @@ func (in *Input) value() ast.Value {
 		p = in.Prebuild()
 	}
 	return ast.NewObject(
-		ast.Item(ast.StringTerm("user"), p.user),
-		ast.Item(ast.StringTerm("org"), p.org),
-		ast.Item(ast.StringTerm("request"), ast.ObjectTerm(
+		item("user", p.user),
+		item("org", p.org),
+		item("request", ast.ObjectTerm(
 			item("method", str(in.Request.Method)), item("host", str(in.Request.Host)), item("path", str(in.Request.Path)),
 			item("query", multiMap(in.Request.Query)), item("headers", strMap(in.Request.Headers)),
 			item("client_addr", str(in.Request.ClientAddr)), item("time", str(in.Request.Time)),
 			item("time_ns", ast.IntNumberTerm(int(in.Request.TimeNS))),
 		)),
-		ast.Item(ast.StringTerm("route"), p.route),
-		ast.Item(ast.StringTerm("session"), p.session),
+		item("route", p.route),
+		item("session", p.session),
 	)
 }
 
@@ -159,8 +159,26 @@ func (r *Request) Fill() {
 	r.TimeNS = r.At.UnixNano()
 }
 
-func item(k string, v *ast.Term) [2]*ast.Term { return ast.Item(ast.StringTerm(k), v) }
-func str(s string) *ast.Term                  { return ast.StringTerm(s) }
+// keyTerms are the input's field names as shared, immutable terms (OPA
+// shares interned terms the same way), so building an input does not
+// allocate its keys again on every request.
+var keyTerms = func() map[string]*ast.Term {
+	m := map[string]*ast.Term{}
+	for _, k := range []string{"user", "org", "request", "route", "session", "id", "email", "name", "roles", "groups",
+		"attributes", "mfa", "auth_time", "connection", "slug", "parent", "domains", "login_domain", "method", "host",
+		"path", "query", "headers", "client_addr", "time", "time_ns", "path_prefix", "orgs", "created_at", "expires_at"} {
+		m[k] = ast.StringTerm(k)
+	}
+	return m
+}()
+
+func item(k string, v *ast.Term) [2]*ast.Term {
+	if t, ok := keyTerms[k]; ok {
+		return [2]*ast.Term{t, v}
+	}
+	return ast.Item(ast.StringTerm(k), v)
+}
+func str(s string) *ast.Term { return ast.StringTerm(s) }
 
 func strs(ss []string) *ast.Term {
 	ts := make([]*ast.Term, len(ss))

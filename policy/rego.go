@@ -22,14 +22,14 @@ import (
 // Package is the Rego package every Gatehouse policy declares.
 const Package = "gatehouse.authz"
 
-// Each layer answers three queries, asked only when needed: allow on
-// every request, headers after an allow (if the policy has such a rule),
-// reasons after a deny. Evaluating the package as a whole would compute
-// every helper rule in it on every request.
+// Each layer answers two queries: allow (with headers, when the policy
+// has a headers rule, in the same evaluation) on every request, and
+// reasons only after a deny. Evaluating the package as a whole would
+// compute every helper rule in it on every request.
 const (
-	queryAllow   = "x = data.gatehouse.authz.allow"
-	queryHeaders = "x = data.gatehouse.authz.headers"
-	queryReasons = "x = data.gatehouse.authz.reasons"
+	queryAllow            = "x = data.gatehouse.authz.allow"
+	queryAllowWithHeaders = "x = data.gatehouse.authz.allow; h = {k: v | x == true; some k, v in data.gatehouse.authz.headers}"
+	queryReasons          = "x = data.gatehouse.authz.reasons"
 )
 
 // Module is one Rego source file.
@@ -62,9 +62,9 @@ type Set struct {
 }
 
 type layer struct {
-	name             string
-	allow            rego.PreparedEvalQuery
-	headers, reasons *rego.PreparedEvalQuery // nil: the policy has no such rule
+	name    string
+	allow   rego.PreparedEvalQuery
+	reasons *rego.PreparedEvalQuery // nil: the policy has no reasons rule
 }
 
 // Compile prepares every layer. Any error fails the whole set, so a
@@ -134,16 +134,13 @@ func prepare(ctx context.Context, name string, mods []Module, store storage.Stor
 		return pq, nil
 	}
 	l := &layer{name: name}
-	var err error
-	if l.allow, err = prep(queryAllow); err != nil {
-		return nil, err
-	}
+	q := queryAllow
 	if rules["headers"] {
-		pq, err := prep(queryHeaders)
-		if err != nil {
-			return nil, err
-		}
-		l.headers = &pq
+		q = queryAllowWithHeaders
+	}
+	var err error
+	if l.allow, err = prep(q); err != nil {
+		return nil, err
 	}
 	if rules["reasons"] {
 		pq, err := prep(queryReasons)
@@ -265,11 +262,15 @@ func safeEval(ctx context.Context, l *layer, opts []rego.EvalOption) (res result
 			err = fmt.Errorf("policy: %s: panic in evaluation: %v", l.name, p)
 		}
 	}()
-	v, err := eval(ctx, l.allow, opts)
+	rs, err := l.allow.Eval(ctx, opts...)
 	if err != nil {
 		return res, fmt.Errorf("policy: %s: %w", l.name, err)
 	}
-	res.Allow, _ = v.(bool) // undefined, or anything but true, is a deny
+	var hv any
+	if len(rs) > 0 {
+		res.Allow, _ = rs[0].Bindings["x"].(bool) // anything but true is a deny
+		hv = rs[0].Bindings["h"]
+	}
 	if !res.Allow {
 		if l.reasons != nil {
 			v, err := eval(ctx, *l.reasons, opts)
@@ -280,17 +281,10 @@ func safeEval(ctx context.Context, l *layer, opts []rego.EvalOption) (res result
 		}
 		return res, nil
 	}
-	if l.headers == nil {
+	if hv == nil {
 		return res, nil
 	}
-	v, err = eval(ctx, *l.headers, opts)
-	if err != nil {
-		return result{}, fmt.Errorf("policy: %s: headers: %w", l.name, err)
-	}
-	if v == nil {
-		return res, nil
-	}
-	hs, ok := v.(map[string]any)
+	hs, ok := hv.(map[string]any)
 	if !ok {
 		return result{}, fmt.Errorf("policy: %s: headers is not an object", l.name)
 	}
