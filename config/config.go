@@ -98,7 +98,11 @@ type Policy struct {
 	// ReloadInterval is how often policy files and org policies in the
 	// store are checked for changes (default 2s).
 	ReloadInterval time.Duration `yaml:"reload_interval"`
-	DecisionLog    DecisionLog   `yaml:"decision_log"`
+	// DecisionCacheTTL lets an allow be reused for the same session, route
+	// and request (method, path, query, client address, selected headers;
+	// not the time) for this long. Default 1s; "0s" turns it off.
+	DecisionCacheTTL *time.Duration `yaml:"decision_cache_ttl"`
+	DecisionLog      DecisionLog    `yaml:"decision_log"`
 }
 
 type DecisionLog struct {

@@ -141,7 +141,7 @@ routes:
 			MaxHeaderBytes:    65536,
 		},
 		Log:    Log{Level: "info", Format: "json"},
-		Policy: Policy{Timeout: 100 * time.Millisecond, ReloadInterval: 2 * time.Second},
+		Policy: Policy{Timeout: 100 * time.Millisecond, ReloadInterval: 2 * time.Second, DecisionCacheTTL: &oneSecond},
 		Routes: []Route{
 			{ID: "a", Host: "a.example.com", PathPrefix: "/", Upstream: "http://10.0.0.1", Audience: "a.example.com"},
 			{ID: "b", Host: "b.example.com", PathPrefix: "/b", Upstream: "http://10.0.0.2", Audience: "urn:b"},
@@ -640,5 +640,22 @@ func TestIssueExampleWorksAsWritten(t *testing.T) {
 	}
 	if c.Orgs[0].Users[1].PasswordHash != "" {
 		t.Fatal("placeholder hash kept")
+	}
+}
+
+var oneSecond = time.Second
+
+func TestDecisionCacheTTL(t *testing.T) {
+	for src, want := range map[string]time.Duration{"": time.Second, "policy: { decision_cache_ttl: 0s }\n": 0, "policy: { decision_cache_ttl: 250ms }\n": 250 * time.Millisecond} {
+		c, err := Parse([]byte("public_url: http://auth.localhost\nstore: { badger: { path: x } }\n"+src), "p.yaml", testEnv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if *c.Policy.DecisionCacheTTL != want {
+			t.Errorf("%q: ttl %v, want %v", src, *c.Policy.DecisionCacheTTL, want)
+		}
+	}
+	if _, err := Parse([]byte("public_url: http://auth.localhost\nstore: { badger: { path: x } }\npolicy: { decision_cache_ttl: 2h }\n"), "p.yaml", testEnv); err == nil {
+		t.Error("2h accepted")
 	}
 }

@@ -56,6 +56,10 @@ func (c *Config) applyDefaults() {
 
 	setDur(&c.Policy.Timeout, 100*time.Millisecond)
 	setDur(&c.Policy.ReloadInterval, 2*time.Second)
+	if c.Policy.DecisionCacheTTL == nil {
+		ttl := time.Second
+		c.Policy.DecisionCacheTTL = &ttl
+	}
 
 	setStr(&c.Log.Level, "info")
 	setStr(&c.Log.Format, "json")
@@ -122,6 +126,9 @@ func (c *Config) validate(d *decoder) {
 	}
 	if c.Policy.Timeout < 0 || c.Policy.Timeout > 5*time.Second {
 		d.add("policy.timeout", "must be between 1ms and 5s")
+	}
+	if ttl := c.Policy.DecisionCacheTTL; ttl != nil && (*ttl < 0 || *ttl > time.Minute) {
+		d.add("policy.decision_cache_ttl", "must be between 0s (off) and 1m")
 	}
 	if c.Policy.ReloadInterval < 0 {
 		d.add("policy.reload_interval", "must be positive")

@@ -63,3 +63,20 @@ func (c Chain) Decide(ctx context.Context, in *Input) Decision {
 	last.Allow = true
 	return last
 }
+
+// Versioned engines report the version of the policies in force, so that
+// callers caching decisions know when to drop them.
+type Versioned interface {
+	Version() string
+}
+
+// Version of a chain: its versioned members' versions.
+func (c Chain) Version() string {
+	v := ""
+	for _, e := range c {
+		if ve, ok := e.(Versioned); ok {
+			v += ve.Version() + ";"
+		}
+	}
+	return v
+}

@@ -196,6 +196,14 @@ func NewRego(timeout time.Duration, log *DecisionLog) *Rego {
 // Swap installs a compiled set.
 func (r *Rego) Swap(s *Set) { r.set.Store(s) }
 
+// Version is the version of the set in force ("" with none).
+func (r *Rego) Version() string {
+	if s := r.set.Load(); s != nil {
+		return s.Version
+	}
+	return ""
+}
+
 // Current is the set in force (nil before the first Swap).
 func (r *Rego) Current() *Set { return r.set.Load() }
 

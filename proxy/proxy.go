@@ -53,9 +53,12 @@ type Options struct {
 	Sessions *session.Manager
 	Policy   policy.Engine
 	// Orgs looks orgs up for policy input.
-	Orgs   OrgLookup
-	Signer Signer
-	Login  Login
+	Orgs OrgLookup
+	// DecisionCacheTTL lets an allow be reused for identical requests of
+	// one session for this long (0: evaluate every request).
+	DecisionCacheTTL time.Duration
+	Signer           Signer
+	Login            Login
 	// Issuer is the workspace issuer URL (assertion "iss").
 	Issuer string
 	// IsLoginHost reports whether a host is the public URL's or an org's
@@ -350,7 +353,7 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	// session, route and org snapshot, not per request.
 	org, _ := h.o.Orgs(id.OrgID)
 	in.UseParts(e.Memo(partsKey{rt, org}, func() any { return in.Prebuild() }).(*policy.Parts))
-	d := h.o.Policy.Decide(r.Context(), in)
+	d := h.decide(r, e, in, rt, org, start)
 	if !d.Allow {
 		lg.decision = "deny"
 		h.o.Logger.Info("proxy: denied", "route", rt.ID, "org", id.OrgSlug, "user", id.UserID, "reasons", d.Reasons, "decision_id", d.ID)
@@ -373,6 +376,28 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	f := &forward{route: rt, ident: id, assertion: tok, trusted: trusted, extra: d.Headers}
 	h.proxies[rt].ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, f)))
 }
+
+// decide asks the policy engine, through the session's cache of recent
+// allow decisions when DecisionCacheTTL is set.
+func (h *Handler) decide(r *http.Request, e *session.Entry, in *policy.Input, rt *Route, org *store.Org, now time.Time) policy.Decision {
+	ve, ok := h.o.Policy.(policy.Versioned)
+	if h.o.DecisionCacheTTL <= 0 || !ok {
+		return h.o.Policy.Decide(r.Context(), in)
+	}
+	cache := e.Memo(cacheKey{rt, org}, func() any { return &decisionCache{} }).(*decisionCache)
+	key, version := decisionKey(in, r.URL.RawQuery), ve.Version()
+	if d, ok := cache.get(key, version, now); ok {
+		return d
+	}
+	d := h.o.Policy.Decide(r.Context(), in)
+	if d.Allow && d.Err == nil {
+		cache.put(key, version, d, now.Add(h.o.DecisionCacheTTL))
+	}
+	return d
+}
+
+// cacheKey keys a session's decision cache.
+type cacheKey partsKey
 
 // assertion returns the cached signed identity for the session and
 // audience, signing a new one when less than half its lifetime remains.

@@ -41,6 +41,14 @@ type fixture struct {
 	h      *proxy.Handler
 	cookie *http.Cookie
 	tr     *cannedTransport
+	o      proxy.Options
+}
+
+// opts returns the fixture's options changed by fn.
+func (f *fixture) opts(fn func(*proxy.Options)) proxy.Options {
+	o := f.o
+	fn(&o)
+	return o
 }
 
 func newFixture(tb testing.TB, engine policy.Engine) *fixture {
@@ -62,17 +70,18 @@ func newFixture(tb testing.TB, engine policy.Engine) *fixture {
 	must(tb, err)
 	ips, _ := clientip.New(nil)
 	tr := &cannedTransport{}
-	h := proxy.New(proxy.Options{
+	o := proxy.Options{
 		Router: router, Sessions: sessions, Policy: engine, Signer: keys, Login: noLogin{}, Orgs: func(string) (*store.Org, bool) { return nil, false },
 		Issuer: "https://auth.example.com", IsLoginHost: func(string) bool { return false },
 		WellKnown: http.NotFoundHandler(), ClientIP: ips, Metrics: telemetry.New(),
 		Logger: slog.New(slog.DiscardHandler), Transport: tr,
-	})
+	}
+	h := proxy.New(o)
 	s, err := sessions.Create(ctx, "usr_1", "org_1", "password", "", "")
 	must(tb, err)
 	rec := httptest.NewRecorder()
 	must(tb, sessions.SetCookie(rec, httptest.NewRequest("GET", "http://app.example.com/", nil), s))
-	return &fixture{h: h, cookie: rec.Result().Cookies()[0], tr: tr}
+	return &fixture{h: h, cookie: rec.Result().Cookies()[0], tr: tr, o: o}
 }
 
 func must(tb testing.TB, err error) {
@@ -182,4 +191,55 @@ func BenchmarkHotPathRego(b *testing.B) {
 			}
 		}
 	})
+}
+
+// countingEngine allows everything but /deny, counting evaluations.
+type countingEngine struct {
+	calls   int
+	version string
+}
+
+func (c *countingEngine) Decide(_ context.Context, in *policy.Input) policy.Decision {
+	c.calls++
+	if in.Request.Path == "/deny" {
+		return policy.Decision{Reasons: []string{"no"}}
+	}
+	return policy.Decision{Allow: true}
+}
+
+func (c *countingEngine) Version() string { return c.version }
+
+func TestDecisionCache(t *testing.T) {
+	eng := &countingEngine{version: "v1"}
+	f := newFixture(t, eng)
+	h := proxy.New(f.opts(func(o *proxy.Options) { o.DecisionCacheTTL = time.Minute }))
+	get := func(path string) int {
+		req := httptest.NewRequest("GET", "http://app.example.com"+path, nil)
+		req.AddCookie(f.cookie)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	for range 3 {
+		if get("/a?x=1") != 200 {
+			t.Fatal("allow")
+		}
+	}
+	if eng.calls != 1 {
+		t.Fatalf("3 identical requests evaluated %d times, want 1", eng.calls)
+	}
+	get("/a?x=2")
+	if eng.calls != 2 {
+		t.Fatalf("another query reused the decision: %d", eng.calls)
+	}
+	get("/deny")
+	get("/deny")
+	if eng.calls != 4 {
+		t.Fatalf("denies cached: %d calls", eng.calls)
+	}
+	eng.version = "v2" // a new policy set invalidates cached allows
+	get("/a?x=1")
+	if eng.calls != 5 {
+		t.Fatalf("decision survived a policy change: %d calls", eng.calls)
+	}
 }

@@ -128,7 +128,8 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	}
 	issuer := strings.TrimSuffix(pub.String(), "/")
 	handler := proxy.New(proxy.Options{
-		Router: router, Sessions: sessions, Policy: policy.Chain{policy.RouteOrgs{}, rego}, Orgs: orgs.ByID, Signer: keys, Login: login,
+		Router: router, Sessions: sessions, Policy: policy.Chain{policy.RouteOrgs{}, rego}, Orgs: orgs.ByID,
+		DecisionCacheTTL: *cfg.Policy.DecisionCacheTTL, Signer: keys, Login: login,
 		Issuer: issuer, IsLoginHost: isLoginHost, WellKnown: wellKnown(issuer, keys),
 		ClientIP: ips, Metrics: metrics, Logger: log, AssertionLifetime: cfg.Signing.AssertionLifetime,
 	})

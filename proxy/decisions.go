@@ -1,0 +1,63 @@
+package proxy
+
+import (
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gatehouse/gatehouse/policy"
+)
+
+// decisionCache holds one session's recent allow decisions for one route,
+// keyed by everything in the input that varies per request except the
+// time: method, path, query, client address and the selected headers.
+// Denies are never cached (each is evaluated and logged). An entry is
+// used only while the policy version it was made under is in force.
+type decisionCache struct {
+	mu sync.Mutex
+	m  map[string]cachedDecision
+}
+
+type cachedDecision struct {
+	d       policy.Decision
+	version string
+	expires time.Time
+}
+
+const maxCachedDecisions = 256
+
+func decisionKey(in *policy.Input, rawQuery string) string {
+	var b strings.Builder
+	b.Grow(len(in.Request.Method) + len(in.Request.Path) + len(rawQuery) + len(in.Request.ClientAddr) + 64)
+	b.WriteString(in.Request.Method)
+	b.WriteByte(0)
+	b.WriteString(in.Request.Path)
+	b.WriteByte(0)
+	b.WriteString(rawQuery)
+	b.WriteByte(0)
+	b.WriteString(in.Request.ClientAddr)
+	for _, h := range policy.SelectedHeaders {
+		b.WriteByte(0)
+		b.WriteString(in.Request.Headers[lower(h)])
+	}
+	return b.String()
+}
+
+func (c *decisionCache) get(key, version string, now time.Time) (policy.Decision, bool) {
+	c.mu.Lock()
+	e, ok := c.m[key]
+	c.mu.Unlock()
+	if !ok || e.version != version || !now.Before(e.expires) {
+		return policy.Decision{}, false
+	}
+	return e.d, true
+}
+
+func (c *decisionCache) put(key, version string, d policy.Decision, exp time.Time) {
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= maxCachedDecisions {
+		c.m = make(map[string]cachedDecision, 16)
+	}
+	c.m[key] = cachedDecision{d: d, version: version, expires: exp}
+	c.mu.Unlock()
+}
