@@ -67,7 +67,7 @@ func main() {
 			_ = p.Wait()
 		}
 	}()
-	startProc := func(logName, bin string, args ...string) {
+	startProc := func(logName, bin string, args ...string) *exec.Cmd {
 		cmd := exec.Command(bin, args...)
 		f, err := os.Create(filepath.Join(dir, logName))
 		if err != nil {
@@ -78,6 +78,11 @@ func main() {
 			log.Fatalf("load: start %s: %v", bin, err)
 		}
 		procs = append(procs, cmd)
+		return cmd
+	}
+	stopProc := func(cmd *exec.Cmd) {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
 	}
 
 	upAddr, bareAddr, o2pAddr := freeAddr(), freeAddr(), freeAddr()
@@ -85,9 +90,9 @@ func main() {
 	startProc("bare.log", *bareBin, "-listen", bareAddr, "-upstream", "http://"+upAddr)
 
 	// startGatehouse runs one instance; policy holds extra config lines.
-	startGatehouse := func(name, policyCfg, orgPolicy string) (addr, port, cookie string) {
+	startGatehouse := func(name, policyCfg, orgPolicy string) (url string, headers []string, stop func()) {
 		addr, ops := freeAddr(), freeAddr()
-		_, port, _ = net.SplitHostPort(addr)
+		_, port, _ := net.SplitHostPort(addr)
 		cfg := fmt.Sprintf(`public_url: http://auth.localhost:%[1]s
 listen: %[2]s
 ops_listen: %[3]s
@@ -110,50 +115,58 @@ orgs:
 `, port, addr, ops, filepath.Join(dir, name+"-data"), upAddr, policyCfg, orgPolicy)
 		cfgPath := filepath.Join(dir, name+".yaml")
 		must(os.WriteFile(cfgPath, []byte(cfg), 0o600))
-		startProc(name+".log", *gatehouseBin, "serve", "--config", cfgPath)
+		cmd := startProc(name+".log", *gatehouseBin, "serve", "--config", cfgPath)
 		waitHTTP("http://" + ops + "/readyz")
-		return addr, port, gatehouseLogin(addr, port)
+		cookie := gatehouseLogin(addr, port)
+		return "http://" + addr + "/api/items", []string{"Host: app.localhost:" + port, "Cookie: " + cookie}, func() { stopProc(cmd) }
 	}
-	ghAddr, ghPort, ghCookie := startGatehouse("gatehouse", "", "")
 	waitHTTP("http://" + bareAddr + "/")
 
-	targets := []struct {
-		name, url string
-		headers   []string
-	}{
-		{"upstream direct", "http://" + upAddr + "/api/items", nil},
-		{"bare httputil.ReverseProxy", "http://" + bareAddr + "/api/items", nil},
-		{"Gatehouse (valid session)", "http://" + ghAddr + "/api/items", []string{"Host: app.localhost:" + ghPort, "Cookie: " + ghCookie}},
+	// Each target is started just before it is measured and stopped after,
+	// so idle instances take nothing from the one under load.
+	type target struct {
+		name  string
+		start func() (url string, headers []string, stop func())
+	}
+	running := func(url string) func() (string, []string, func()) {
+		return func() (string, []string, func()) { return url, nil, func() {} }
+	}
+	targets := []target{
+		{"upstream direct", running("http://" + upAddr + "/api/items")},
+		{"bare httputil.ReverseProxy", running("http://" + bareAddr + "/api/items")},
+		{"Gatehouse (valid session)", func() (string, []string, func()) { return startGatehouse("gatehouse", "", "") }},
 	}
 	if *policies != "" {
 		abs, err := filepath.Abs(*policies)
 		must(err)
-		addr, port, cookie := startGatehouse("gatehouse-rego",
-			"policy:\n  platform: "+filepath.Join(abs, "roles_by_path"),
-			"    policy: "+filepath.Join(abs, "plan_gating"))
-		targets = append(targets, struct {
-			name, url string
-			headers   []string
-		}{"Gatehouse + Rego (roles by path, org plan)", "http://" + addr + "/api/items", []string{"Host: app.localhost:" + port, "Cookie: " + cookie}})
+		for _, v := range []struct{ name, ttl string }{
+			{"Gatehouse + Rego (roles by path, org plan)", "1s"},
+			{"Gatehouse + Rego, every request evaluated", "0s"},
+		} {
+			targets = append(targets, target{v.name, func() (string, []string, func()) {
+				return startGatehouse("gatehouse-rego-"+v.ttl,
+					"policy:\n  platform: "+filepath.Join(abs, "roles_by_path")+"\n  decision_cache_ttl: "+v.ttl,
+					"    policy: "+filepath.Join(abs, "plan_gating"))
+			}})
+		}
 	}
 	if *o2pBin != "" {
-		cookie := startOAuth2Proxy(startProc, *o2pBin, dir, o2pAddr, upAddr)
-		targets = append(targets, struct {
-			name, url string
-			headers   []string
-		}{"oauth2-proxy (cookie session)", "http://" + o2pAddr + "/api/items", []string{"Cookie: " + cookie}})
+		targets = append(targets, target{"oauth2-proxy (cookie session)", func() (string, []string, func()) {
+			cmd, cookie := startOAuth2Proxy(startProc, *o2pBin, dir, o2pAddr, upAddr)
+			return "http://" + o2pAddr + "/api/items", []string{"Cookie: " + cookie}, func() { stopProc(cmd) }
+		}})
 	}
 
-	// Every target must answer 200 through its auth before it is measured.
-	for _, t := range targets {
-		checkOK(t.url, t.headers)
-	}
 	var results []result
 	for _, t := range targets {
-		_ = wrk(t.url, t.headers, *warmup, *conns, *threads)
-		r := wrk(t.url, t.headers, *duration, *conns, *threads)
+		url, headers, stop := t.start()
+		// Every target must answer 200 through its auth before it is measured.
+		checkOK(url, headers)
+		_ = wrk(url, headers, *warmup, *conns, *threads)
+		r := wrk(url, headers, *duration, *conns, *threads)
 		r.name = t.name
-		one := wrk(t.url, t.headers, *duration/2, 1, 1)
+		one := wrk(url, headers, *duration/2, 1, 1)
+		stop()
 		r.idle50, r.idle99 = one.p50, one.p99
 		results = append(results, r)
 		fmt.Fprintf(os.Stderr, "%-32s %10.0f req/s  p50 %-9v p99 %-9v  1 conn: p50 %v p99 %v\n", r.name, r.rps, r.p50, r.p99, r.idle50, r.idle99)
@@ -289,12 +302,12 @@ func gatehouseLogin(addr, port string) string {
 
 // startOAuth2Proxy runs oauth2-proxy with an htpasswd user and a cookie
 // session (no external IdP needed), signs in, and returns the cookie.
-func startOAuth2Proxy(startProc func(string, string, ...string), bin, dir, addr, upAddr string) string {
+func startOAuth2Proxy(startProc func(string, string, ...string) *exec.Cmd, bin, dir, addr, upAddr string) (*exec.Cmd, string) {
 	hash, err := bcrypt.GenerateFromPassword([]byte("load-test-pw"), bcrypt.MinCost)
 	must(err)
 	htpasswd := filepath.Join(dir, "htpasswd")
 	must(os.WriteFile(htpasswd, []byte("alice:"+string(hash)+"\n"), 0o600))
-	startProc("oauth2-proxy.log", bin,
+	cmd := startProc("oauth2-proxy.log", bin,
 		"--http-address="+addr, "--upstream=http://"+upAddr+"/",
 		"--provider=google", "--client-id=load", "--client-secret=load",
 		"--cookie-secret=0123456789abcdef0123456789abcdef", "--cookie-secure=false",
@@ -307,11 +320,11 @@ func startOAuth2Proxy(startProc func(string, string, ...string), bin, dir, addr,
 	resp.Body.Close()
 	for _, ck := range resp.Cookies() {
 		if ck.Name == "_oauth2_proxy" {
-			return ck.Name + "=" + ck.Value
+			return cmd, ck.Name + "=" + ck.Value
 		}
 	}
 	log.Fatalf("load: oauth2-proxy sign-in gave no cookie (status %d)", resp.StatusCode)
-	return ""
+	return nil, ""
 }
 
 func freeAddr() string {
