@@ -9,6 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+	"github.com/open-policy-agent/opa/v1/types"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -148,4 +152,24 @@ func TestDecisionLogRedactsAndSamples(t *testing.T) {
 	if e["decision_id"] != d.ID || e["policy_version"] != set.Version || e["allow"] != true {
 		t.Fatalf("entry = %v", e)
 	}
+}
+
+// A panic inside evaluation (here in a custom built-in, standing in for a
+// bug in OPA) denies instead of crashing the proxy.
+func TestPanicInEvaluationDenies(t *testing.T) {
+	ctx := context.Background()
+	boom := rego.Function1(&rego.Function{Name: "boom", Decl: types.NewFunction(types.Args(types.S), types.B)},
+		func(rego.BuiltinContext, *ast.Term) (*ast.Term, error) { panic("boom") })
+	pq, err := rego.New(rego.Query(queryAllow), rego.Module("p.rego", "package gatehouse.authz\nallow if boom(input.user.id)\n"), boom).PrepareForEval(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := &Set{platform: &layer{name: "platform", allow: pq}, store: inmem.New(), Version: "test"}
+	r := NewRego(0, nil)
+	r.Swap(set)
+	d := r.Decide(ctx, alice())
+	if d.Allow || d.Err == nil || !strings.Contains(d.Err.Error(), "boom") {
+		t.Fatalf("decision after a panic: %+v", d)
+	}
+	t.Log(d.Err)
 }
