@@ -205,32 +205,26 @@ func (d *decoder) add(path, format string, args ...any) {
 			break
 		}
 	}
-	var at position
+	at := d.locate(path)
+	d.problems = append(d.problems, Problem{Path: path, Line: at.line, Column: at.col, Msg: fmt.Sprintf(format, args...)})
+}
+
+// locate is where path's node (or its nearest present ancestor) is.
+func (d *decoder) locate(path string) position {
 	for p := path; ; p = parentPath(p) {
 		if pos, ok := d.pos[p]; ok {
-			at = pos
-			break
+			return pos
 		}
 		if p == "" {
-			break
+			return position{}
 		}
 	}
-	d.problems = append(d.problems, Problem{Path: path, Line: at.line, Column: at.col, Msg: fmt.Sprintf(format, args...)})
 }
 
 // warn reports something that does not stop Gatehouse but that an
 // operator should fix, located like add.
 func (d *decoder) warn(path, format string, args ...any) {
-	var at position
-	for p := path; ; p = parentPath(p) {
-		if pos, ok := d.pos[p]; ok {
-			at = pos
-			break
-		}
-		if p == "" {
-			break
-		}
-	}
+	at := d.locate(path)
 	d.warnings = append(d.warnings, Problem{Path: path, Line: at.line, Column: at.col, Msg: fmt.Sprintf(format, args...)})
 }
 

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/loop"
 	"github.com/gatehouse/gatehouse/store"
 )
 
@@ -61,18 +62,11 @@ func (d *Directory) Reload(ctx context.Context) error {
 // Run reloads every interval until ctx ends, so orgs changed through the
 // store by another node show up here.
 func (d *Directory) Run(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := d.Reload(ctx); err != nil {
-				d.log.Error("idp: org reload failed; keeping the last snapshot", "err", err)
-			}
+	loop.Every(ctx, interval, func(ctx context.Context) {
+		if err := d.Reload(ctx); err != nil {
+			d.log.Error("idp: org reload failed; keeping the last snapshot", "err", err)
 		}
-	}
+	})
 }
 
 func (d *Directory) ByLoginHost(host string) (*store.Org, bool) {

@@ -26,6 +26,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/gatehouse/gatehouse/internal/loop"
 	"github.com/gatehouse/gatehouse/store"
 )
 
@@ -111,18 +112,11 @@ func New(ctx context.Context, st store.Store, opts Options) (*Manager, error) {
 // Run refreshes keys every interval until ctx ends. Errors are logged: the
 // last good key set keeps serving.
 func (m *Manager) Run(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := m.Refresh(ctx); err != nil {
-				m.opts.Logger.Error("signing: key refresh failed; keeping current keys", "err", err)
-			}
+	loop.Every(ctx, interval, func(ctx context.Context) {
+		if err := m.Refresh(ctx); err != nil {
+			m.opts.Logger.Error("signing: key refresh failed; keeping current keys", "err", err)
 		}
-	}
+	})
 }
 
 // Refresh creates keys that are due, deletes expired ones and rebuilds the

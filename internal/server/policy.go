@@ -11,6 +11,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/config"
 	"github.com/gatehouse/gatehouse/idp"
+	"github.com/gatehouse/gatehouse/internal/loop"
 	"github.com/gatehouse/gatehouse/policy"
 	"github.com/gatehouse/gatehouse/store"
 )
@@ -162,18 +163,11 @@ func (p *policyLoader) fail(first bool, key string, err error) error {
 
 // run reloads every interval until ctx ends.
 func (p *policyLoader) run(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
+	loop.Every(ctx, every, func(ctx context.Context) {
+		if err := p.orgs.Reload(ctx); err != nil {
+			p.log.Error("policy: org reload failed", "err", err)
 			return
-		case <-t.C:
-			if err := p.orgs.Reload(ctx); err != nil {
-				p.log.Error("policy: org reload failed", "err", err)
-				continue
-			}
-			_ = p.reload(ctx, false)
 		}
-	}
+		_ = p.reload(ctx, false)
+	})
 }

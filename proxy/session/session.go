@@ -28,6 +28,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/loop"
 	"github.com/gatehouse/gatehouse/store"
 )
 
@@ -510,16 +511,7 @@ func (m *Manager) evict(sid string) {
 // Run sweeps idle entries from the cache and expired sessions from the
 // store until ctx ends.
 func (m *Manager) Run(ctx context.Context) {
-	t := time.NewTicker(time.Minute)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			m.sweep(ctx)
-		}
-	}
+	loop.Every(ctx, time.Minute, m.sweep)
 }
 
 func (m *Manager) sweep(ctx context.Context) {

@@ -1,0 +1,22 @@
+// Package loop runs background work on a schedule, owned by a context.
+package loop
+
+import (
+	"context"
+	"time"
+)
+
+// Every calls fn every interval until ctx ends. fn runs on the calling
+// goroutine, so runs never overlap.
+func Every(ctx context.Context, interval time.Duration, fn func(context.Context)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			fn(ctx)
+		}
+	}
+}
