@@ -99,7 +99,7 @@ type Policy struct {
 	// store are checked for changes (default 2s).
 	ReloadInterval time.Duration `yaml:"reload_interval"`
 	// DecisionCacheTTL lets an allow be reused for the same session, route
-	// and request (method, path, query, client address, selected headers;
+	// and request (method, host, path, query, client address, selected headers;
 	// not the time) for this long. Default 1s; "0s" turns it off.
 	DecisionCacheTTL *time.Duration `yaml:"decision_cache_ttl"`
 	DecisionLog      DecisionLog    `yaml:"decision_log"`

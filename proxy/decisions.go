@@ -10,7 +10,8 @@ import (
 
 // decisionCache holds one session's recent allow decisions for one route,
 // keyed by everything in the input that varies per request except the
-// time: method, path, query, client address and the selected headers.
+// time: method, host (wildcard routes serve many), path, query, client
+// address and the selected headers.
 // Denies are never cached (each is evaluated and logged). An entry is
 // used only while the policy version it was made under is in force.
 type decisionCache struct {
@@ -28,8 +29,10 @@ const maxCachedDecisions = 256
 
 func decisionKey(in *policy.Input, rawQuery string) string {
 	var b strings.Builder
-	b.Grow(len(in.Request.Method) + len(in.Request.Path) + len(rawQuery) + len(in.Request.ClientAddr) + 64)
+	b.Grow(len(in.Request.Method) + len(in.Request.Host) + len(in.Request.Path) + len(rawQuery) + len(in.Request.ClientAddr) + 64)
 	b.WriteString(in.Request.Method)
+	b.WriteByte(0)
+	b.WriteString(in.Request.Host)
 	b.WriteByte(0)
 	b.WriteString(in.Request.Path)
 	b.WriteByte(0)
