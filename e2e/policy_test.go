@@ -238,3 +238,21 @@ func TestPolicyCLI(t *testing.T) {
 		t.Fatalf("bob (member) on /admin should be denied (exit 3): %v\n%s", err, out)
 	}
 }
+
+// config validate compiles the policies a config names, so CI catches a
+// broken policy before a deployment does.
+func TestConfigValidateCompilesPolicies(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.rego")
+	must(t, os.WriteFile(bad, []byte("package gatehouse.authz\nallow if {\n"), 0o644))
+	src, err := os.ReadFile("../config/testdata/example.yaml")
+	must(t, err)
+	cfg := filepath.Join(dir, "c.yaml")
+	must(t, os.WriteFile(cfg, []byte(strings.Replace(string(src), "session:", "policy: { platform: "+bad+" }\nsession:", 1)), 0o600))
+	cmd := exec.Command(binary, "config", "validate", cfg)
+	cmd.Env = append(os.Environ(), "ALICE_PASSWORD=a", "CAROL_PASSWORD=c")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "bad.rego:3: rego_parse_error") {
+		t.Fatalf("config validate with a broken policy: %v\n%s", err, out)
+	}
+}

@@ -61,6 +61,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		for _, w := range cfg.Warnings {
 			fmt.Fprintf(stderr, "%s:%d:%d: warning: %s: %s\n", args[2], w.Line, w.Column, w.Path, w.Msg)
 		}
+		if err := policycli.CheckConfig(context.Background(), cfg); err != nil {
+			fmt.Fprintf(stderr, "%s: %v\n", args[2], err)
+			return 1
+		}
 		fmt.Fprintf(stdout, "%s: ok\n", args[2])
 		return 0
 	case "policy":

@@ -320,3 +320,35 @@ func buildInput(cfgPath, email, orgSlug, method, rawURL, client string, headers 
 	in.Normalize()
 	return in, nil
 }
+
+// CheckConfig compiles every policy file a config names, as `serve` would
+// at start, so that `config validate` catches a broken policy in CI.
+func CheckConfig(ctx context.Context, cfg *config.Config) error {
+	src := policy.Sources{Routes: map[string][]policy.Module{}, Orgs: map[string][]policy.Module{}, OrgParent: map[string]string{}}
+	var errs []error
+	load := func(what, path string) []policy.Module {
+		mods, err := policy.LoadModules(path)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", what, err))
+		}
+		return mods
+	}
+	if cfg.Policy.Platform != "" {
+		src.Platform = load("policy.platform", cfg.Policy.Platform)
+	}
+	for i, r := range cfg.Routes {
+		if r.Policy != "" {
+			src.Routes[r.ID] = load(fmt.Sprintf("routes[%d].policy", i), r.Policy)
+		}
+	}
+	for i, o := range cfg.Orgs {
+		if o.Policy != "" {
+			src.Orgs["org_"+o.Slug] = load(fmt.Sprintf("orgs[%d].policy", i), o.Policy)
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	_, err := policy.Compile(ctx, src)
+	return err
+}
