@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	mrand "math/rand/v2"
+	"net/url"
 	"sync"
 	"time"
 
@@ -14,8 +15,9 @@ import (
 )
 
 // DecisionLog records every deny and a sample of allows as one JSON object
-// per line: decision id, policy version, the input (which holds no
-// secrets: no cookies, tokens or credentials), the result and latency. It
+// per line: decision id, policy version, the input with secrets redacted
+// (it never holds cookies or credentials; query values and the Referer's
+// query, which may carry tokens, are replaced), the result and latency. It
 // goes to the logger and, if set, a file (JSON Lines).
 type DecisionLog struct {
 	log         *slog.Logger
@@ -78,7 +80,7 @@ func (d *DecisionLog) Record(ctx context.Context, in *Input, dec *Decision, took
 	}
 	dec.ID = rand.Text()[:16]
 	e := entry{Time: time.Now().UTC(), ID: dec.ID, Version: dec.Version, Allow: dec.Allow, Reasons: dec.Reasons,
-		LatencyUS: float64(took.Nanoseconds()) / 1000, Input: in}
+		LatencyUS: float64(took.Nanoseconds()) / 1000, Input: redacted(in)}
 	if dec.Err != nil {
 		e.Error = dec.Err.Error()
 	}
@@ -105,4 +107,36 @@ func (d *DecisionLog) Error(ctx context.Context, layer string, err error) {
 		return
 	}
 	d.log.LogAttrs(ctx, slog.LevelError, "policy: evaluation failed; denying", slog.String("layer", layer), slog.String("err", err.Error()))
+}
+
+// redacted is a copy of in fit for logs: lists and maps as policies see
+// them ([] and {}), query values and the Referer's query and fragment
+// replaced, since links carry tokens (password resets, OAuth codes).
+func redacted(in *Input) *Input {
+	c := *in
+	c.Normalize()
+	if len(in.Request.Query) > 0 {
+		q := make(map[string][]string, len(in.Request.Query))
+		for k, vs := range in.Request.Query {
+			q[k] = make([]string, len(vs))
+			for i := range vs {
+				q[k][i] = "[redacted]"
+			}
+		}
+		c.Request.Query = q
+	}
+	if ref, ok := in.Request.Headers["referer"]; ok {
+		h := make(map[string]string, len(in.Request.Headers))
+		for k, v := range in.Request.Headers {
+			h[k] = v
+		}
+		if u, err := url.Parse(ref); err == nil {
+			u.RawQuery, u.Fragment, u.User = "", "", nil
+			h["referer"] = u.String()
+		} else {
+			h["referer"] = "[redacted]"
+		}
+		c.Request.Headers = h
+	}
+	return &c
 }

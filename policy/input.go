@@ -67,8 +67,12 @@ type Request struct {
 	Method string `json:"method"`
 	Host   string `json:"host"`
 	// Path is the canonical path (see README "Security behavior").
-	Path  string              `json:"path"`
-	Query map[string][]string `json:"query"`
+	Path string `json:"path"`
+	// MatchPath is Path as routes match it: ";params" removed, lowercased.
+	// Prefix checks should use it: upstreams such as Tomcat read
+	// "/admin;x/users" as /admin/users, and some ignore case.
+	MatchPath string              `json:"match_path"`
+	Query     map[string][]string `json:"query"`
 	// Headers holds selected request headers, lowercased names; never
 	// cookies or credentials.
 	Headers    map[string]string `json:"headers"`
@@ -111,6 +115,7 @@ func (in *Input) value() ast.Value {
 		item("org", p.org),
 		item("request", ast.ObjectTerm(
 			item("method", str(in.Request.Method)), item("host", str(in.Request.Host)), item("path", str(in.Request.Path)),
+			item("match_path", str(in.Request.MatchPath)),
 			item("query", multiMap(in.Request.Query)), item("headers", strMap(in.Request.Headers)),
 			item("client_addr", str(in.Request.ClientAddr)), item("time", str(in.Request.Time)),
 			item("time_ns", ast.IntNumberTerm(int(in.Request.TimeNS))),
@@ -166,7 +171,7 @@ var keyTerms = func() map[string]*ast.Term {
 	m := map[string]*ast.Term{}
 	for _, k := range []string{"user", "org", "request", "route", "session", "id", "email", "name", "roles", "groups",
 		"attributes", "mfa", "auth_time", "connection", "slug", "parent", "domains", "login_domain", "method", "host",
-		"path", "query", "headers", "client_addr", "time", "time_ns", "path_prefix", "orgs", "created_at", "expires_at"} {
+		"path", "match_path", "query", "headers", "client_addr", "time", "time_ns", "path_prefix", "orgs", "created_at", "expires_at"} {
 		m[k] = ast.StringTerm(k)
 	}
 	return m

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
@@ -78,8 +81,19 @@ func Compile(ctx context.Context, src Sources) (*Set, error) {
 	}
 	store := inmem.NewFromObject(data)
 	s.store = store
-	fmt.Fprintf(h, "data:%v\n", src.Data)
-	var err error
+	// Canonical JSON (sorted keys) and the sorted parent map: the version
+	// changes exactly when what decides changes.
+	dj, err := json.Marshal(data)
+	if err != nil {
+		return nil, fmt.Errorf("policy: data: %w", err)
+	}
+	fmt.Fprintf(h, "data:%s\n", dj)
+	parents := make([]string, 0, len(src.OrgParent))
+	for k, v := range src.OrgParent {
+		parents = append(parents, k+">"+v)
+	}
+	sort.Strings(parents)
+	fmt.Fprintf(h, "parents:%s\n", strings.Join(parents, ","))
 	if len(src.Platform) > 0 {
 		if s.platform, err = prepare(ctx, "platform", src.Platform, store, h); err != nil {
 			return nil, err
@@ -123,7 +137,7 @@ func prepare(ctx context.Context, name string, mods []Module, store storage.Stor
 		return nil, fmt.Errorf("policy: %s: no allow rule (every policy needs `default allow := false` and an allow rule)", name)
 	}
 	prep := func(q string) (rego.PreparedEvalQuery, error) {
-		opts := []func(*rego.Rego){rego.Query(q), rego.Store(store), rego.StrictBuiltinErrors(true)}
+		opts := []func(*rego.Rego){rego.Query(q), rego.Store(store), rego.StrictBuiltinErrors(true), rego.Capabilities(capabilities)}
 		for _, pm := range parsed {
 			opts = append(opts, rego.ParsedModule(pm))
 		}
@@ -152,13 +166,32 @@ func prepare(ctx context.Context, name string, mods []Module, store storage.Stor
 	return l, nil
 }
 
+// capabilities are OPA's built-ins minus those that reach the network or
+// the process: a policy decides over its input and data, nothing else.
+var capabilities = func() *ast.Capabilities {
+	c := ast.CapabilitiesForThisVersion()
+	kept := c.Builtins[:0]
+	for _, b := range c.Builtins {
+		switch {
+		case b.Name == "http.send", b.Name == "opa.runtime", strings.HasPrefix(b.Name, "net.lookup"):
+			continue
+		}
+		kept = append(kept, b)
+	}
+	c.Builtins = kept
+	return c
+}()
+
 // Empty reports whether the set has no layer at all.
 func (s *Set) Empty() bool {
 	return s == nil || s.platform == nil && len(s.routes) == 0 && len(s.orgs) == 0
 }
 
 // layers returns the layers that apply to in, in order.
-func (s *Set) layers(in *Input) []*layer {
+// maxOrgDepth bounds parent chains (loops included).
+const maxOrgDepth = 16
+
+func (s *Set) layers(in *Input) ([]*layer, error) {
 	var out []*layer
 	if s.platform != nil {
 		out = append(out, s.platform)
@@ -166,14 +199,29 @@ func (s *Set) layers(in *Input) []*layer {
 	if l := s.routes[in.Route.ID]; l != nil {
 		out = append(out, l)
 	}
-	// The org's own policy, or its nearest ancestor's.
-	for id, n := in.Org.ID, 0; id != "" && n < 16; id, n = s.orgParent[id], n+1 {
+	// The org's own policy, or its nearest ancestor's. With the org tree
+	// known (the server always passes it), an org or parent the set does
+	// not know, or a chain too deep, is an error: skipping would drop a
+	// layer that may apply.
+	id := in.Org.ID
+	for n := 0; id != ""; n++ {
+		if n >= maxOrgDepth {
+			return nil, fmt.Errorf("policy: org %s: parent chain deeper than %d", in.Org.ID, maxOrgDepth)
+		}
 		if l := s.orgs[id]; l != nil {
 			out = append(out, l)
 			break
 		}
+		if s.orgParent == nil {
+			break
+		}
+		parent, known := s.orgParent[id]
+		if !known {
+			return nil, fmt.Errorf("policy: org %s is not known to policy version %s yet", id, s.Version)
+		}
+		id = parent
 	}
-	return out
+	return out, nil
 }
 
 // Rego is the OPA engine. Its Set is swapped atomically on reload; a
@@ -231,18 +279,35 @@ func (r *Rego) Decide(ctx context.Context, in *Input) Decision {
 	}
 	defer s.store.Abort(ctx, txn)
 	opts := []rego.EvalOption{rego.EvalParsedInput(in.value()), rego.EvalExternalCancel(stop), rego.EvalTransaction(txn)}
-	for _, l := range s.layers(in) {
+	layers, err := s.layers(in)
+	if err != nil {
+		d = Decision{Version: s.Version, Reasons: []string{"access could not be decided"}, Err: err}
+		r.log.Error(ctx, "org", err)
+		r.log.Record(ctx, in, &d, time.Since(start))
+		return d
+	}
+	for _, l := range layers {
 		res, err := safeEval(ctx, l, opts)
 		if err != nil {
 			d = Decision{Version: s.Version, Reasons: []string{"access could not be decided"}, Err: err}
 			r.log.Error(ctx, l.name, err)
 			break
 		}
+		var conflict error
 		for k, v := range res.Headers {
 			if d.Headers == nil {
 				d.Headers = map[string]string{}
 			}
+			if old, ok := d.Headers[k]; ok && old != v {
+				// A later layer may not change what an earlier one set.
+				conflict = fmt.Errorf("policy: %s: header %s is already set to another value by an earlier layer", l.name, k)
+			}
 			d.Headers[k] = v
+		}
+		if conflict != nil {
+			d = Decision{Version: s.Version, Reasons: []string{"access could not be decided"}, Err: conflict}
+			r.log.Error(ctx, l.name, conflict)
+			break
 		}
 		if !res.Allow {
 			d.Allow, d.Headers = false, nil
@@ -298,13 +363,17 @@ func safeEval(ctx context.Context, l *layer, opts []rego.EvalOption) (res result
 	}
 	for k, v := range hs {
 		sv, ok := v.(string)
-		if !ok || !allowedHeader(k) || strings.ContainsAny(sv, "\r\n") {
-			return result{}, fmt.Errorf("policy: %s: header %q may not be set by a policy", l.name, k)
+		if !ok || !allowedHeader(k) || !httpguts.ValidHeaderFieldValue(sv) {
+			return result{}, fmt.Errorf("policy: %s: header %q may not be set by a policy (names must be X-Gatehouse-*, not an identity header; values plain text)", l.name, k)
 		}
 		if res.Headers == nil {
 			res.Headers = map[string]string{}
 		}
-		res.Headers[http.CanonicalHeaderKey(k)] = sv
+		ck := http.CanonicalHeaderKey(k)
+		if _, dup := res.Headers[ck]; dup {
+			return result{}, fmt.Errorf("policy: %s: header %s set twice", l.name, ck)
+		}
+		res.Headers[ck] = sv
 	}
 	return res, nil
 }
@@ -335,10 +404,11 @@ func stringList(v any) []string {
 	return out
 }
 
-// allowedHeader: policies may add headers, never the identity Gatehouse
-// signs, hop-by-hop headers, or anything that is not a plain token.
+// allowedHeader: policies may add X-Gatehouse-* headers (which Gatehouse
+// strips from every client request, so the upstream knows they came from a
+// policy), never the identity headers Gatehouse signs.
 func allowedHeader(name string) bool {
-	if name == "" || len(name) > 64 {
+	if len(name) <= len("X-Gatehouse-") || len(name) > 64 || !strings.EqualFold(name[:len("X-Gatehouse-")], "X-Gatehouse-") {
 		return false
 	}
 	for i := 0; i < len(name); i++ {

@@ -47,7 +47,7 @@ allow if "admin" in input.user.roles`)}, allow: true},
 reasons contains "admins only" if not "admin" in input.user.roles`)}, in: func(in *Input) { in.User.Roles = nil }, reasons: "admins only"},
 		{name: "deny without reasons names the layer", src: Sources{Platform: mod(`default allow := false`)}, reasons: "denied by the platform policy"},
 		{name: "headers from allow", src: Sources{Platform: mod(`allow := true
-headers["X-Tenant-Plan"] := input.org.attributes.plan`)}, allow: true, headers: map[string]string{"X-Tenant-Plan": "enterprise"}},
+headers["X-Gatehouse-Plan"] := input.org.attributes.plan`)}, allow: true, headers: map[string]string{"X-Gatehouse-Plan": "enterprise"}},
 		{name: "org narrows platform", src: Sources{Platform: mod(`allow := true`), Orgs: map[string][]Module{"org_acme": mod(`default allow := false
 reasons contains "acme: read-only" if input.request.method != "GET"`)}}, in: func(in *Input) { in.Request.Method = "POST" }, reasons: "acme: read-only"},
 		{name: "org cannot widen platform", src: Sources{Platform: mod(`default allow := false`), Orgs: map[string][]Module{"org_acme": mod(`allow := true`)}}, reasons: "denied by the platform policy"},
@@ -63,7 +63,19 @@ allow := false if input.user.id != ""`)}, reasons: "access could not be decided"
 		{name: "forbidden header", src: Sources{Platform: mod(`allow := true
 headers["X-Gatehouse-Email"] := "ceo@acme.example"`)}, reasons: "access could not be decided", errContains: "may not be set"},
 		{name: "header with newline", src: Sources{Platform: mod(`allow := true
-headers["X-Plan"] := "a\nb"`)}, reasons: "access could not be decided", errContains: "may not be set"},
+headers["X-Gatehouse-Plan"] := "a\nb"`)}, reasons: "access could not be decided", errContains: "may not be set"},
+		{name: "header not X-Gatehouse-*", src: Sources{Platform: mod(`allow := true
+headers["X-Remote-User"] := "admin"`)}, reasons: "access could not be decided", errContains: "may not be set"},
+		{name: "org changes a platform header", src: Sources{Platform: mod(`allow := true
+headers["X-Gatehouse-Plan"] := "free"`), Orgs: map[string][]Module{"org_acme": mod(`allow := true
+headers["X-Gatehouse-Plan"] := "enterprise"`)}}, reasons: "access could not be decided", errContains: "already set"},
+		{name: "org repeats a platform header", src: Sources{Platform: mod(`allow := true
+headers["X-Gatehouse-Plan"] := "free"`), Orgs: map[string][]Module{"org_acme": mod(`allow := true
+headers["X-Gatehouse-Plan"] := "free"`)}}, allow: true, headers: map[string]string{"X-Gatehouse-Plan": "free"}},
+		{name: "org unknown to the set", src: Sources{Platform: mod(`allow := true`), OrgParent: map[string]string{"org_other": ""}}, reasons: "access could not be decided", errContains: "not known"},
+		{name: "broken parent chain", src: Sources{Platform: mod(`allow := true`), OrgParent: map[string]string{"org_acme": "org_gone"}}, reasons: "access could not be decided", errContains: "not known"},
+		{name: "parent loop", src: Sources{Platform: mod(`allow := true`), OrgParent: map[string]string{"org_acme": "org_x", "org_x": "org_acme"}}, reasons: "access could not be decided", errContains: "deeper"},
+		{name: "no network built-ins", src: Sources{Platform: mod(`allow := true`)}, allow: true},
 		{name: "deadline", src: Sources{Platform: mod(`allow if count([x | some x in numbers.range(1, 100000000)]) > 0`)}, reasons: "access could not be decided", errContains: "cancel"},
 	}
 	for _, tt := range tests {
@@ -110,6 +122,8 @@ func equalMaps(a, b map[string]string) bool {
 
 func TestCompileRefusesBrokenPolicies(t *testing.T) {
 	for name, src := range map[string]Sources{
+		"http.send":     {Platform: mod(`allow if http.send({"method": "GET", "url": "http://127.0.0.1:1/"}).status_code == 200`)},
+		"net.lookup":    {Platform: mod(`allow if count(net.lookup_ip_addr("example.com")) > 0`)},
 		"syntax":        {Platform: mod(`allow := `)},
 		"wrong package": {Platform: []Module{{Name: "x.rego", Text: "package other\nallow := true"}}},
 		"unsafe var":    {Orgs: map[string][]Module{"o": mod(`allow if x > 1`)}},
@@ -172,4 +186,23 @@ func TestPanicInEvaluationDenies(t *testing.T) {
 		t.Fatalf("decision after a panic: %+v", d)
 	}
 	t.Log(d.Err)
+}
+
+func TestDecisionLogRedactsQueryAndReferer(t *testing.T) {
+	set, _ := Compile(context.Background(), Sources{Platform: mod(`default allow := false`)})
+	var logbuf, file bytes.Buffer
+	r := NewRego(0, NewDecisionLog(slog.New(slog.NewJSONHandler(&logbuf, nil)), &file, 0, nil))
+	r.Swap(set)
+	in := alice()
+	in.Request.Query = map[string][]string{"access_token": {"SECRET-TOKEN"}}
+	in.Request.Headers = map[string]string{"referer": "https://app.example.com/reset?code=SECRET-CODE#frag"}
+	r.Decide(context.Background(), in)
+	for name, out := range map[string]string{"log": logbuf.String(), "file": file.String()} {
+		if strings.Contains(out, "SECRET") || !strings.Contains(out, "access_token") || !strings.Contains(out, "https://app.example.com/reset") {
+			t.Fatalf("%s: %s", name, out)
+		}
+	}
+	if in.Request.Query["access_token"][0] != "SECRET-TOKEN" {
+		t.Fatal("redaction changed the decision's own input")
+	}
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/sha256"
 	"strings"
 	"sync"
 	"time"
@@ -27,6 +28,8 @@ type cachedDecision struct {
 
 const maxCachedDecisions = 256
 
+// decisionKey is a SHA-256 of the per-request input fields, so that a
+// cached decision costs 32 bytes however long the path, query and headers.
 func decisionKey(in *policy.Input, rawQuery string) string {
 	var b strings.Builder
 	b.Grow(len(in.Request.Method) + len(in.Request.Host) + len(in.Request.Path) + len(rawQuery) + len(in.Request.ClientAddr) + 64)
@@ -43,7 +46,8 @@ func decisionKey(in *policy.Input, rawQuery string) string {
 		b.WriteByte(0)
 		b.WriteString(in.Request.Headers[lower(h)])
 	}
-	return b.String()
+	sum := sha256.Sum256([]byte(b.String()))
+	return string(sum[:])
 }
 
 func (c *decisionCache) get(key, version string, now time.Time) (policy.Decision, bool) {

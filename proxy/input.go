@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gatehouse/gatehouse/policy"
@@ -24,7 +25,7 @@ func PolicyInput(r *http.Request, host, path, client string, rt *Route, id *sess
 			Connection: id.Connection, AuthTime: id.AuthTime.UTC().Format(time.RFC3339),
 		},
 		Org:     policy.Org{ID: id.OrgID, Slug: id.OrgSlug},
-		Request: policy.Request{Method: r.Method, Host: host, Path: path, ClientAddr: client, At: now},
+		Request: policy.Request{Method: r.Method, Host: host, Path: path, MatchPath: strings.ToLower(StripParams(path)), ClientAddr: client, At: now},
 		Route:   policy.Route{ID: rt.ID, Host: rt.Host, PathPrefix: rt.PathPrefix, Orgs: rt.Orgs, Org: rt.Org},
 		Session: policy.Session{ID: digest(id.SessionID), CreatedAt: id.AuthTime.UTC().Format(time.RFC3339),
 			ExpiresAt: id.ExpiresAt.UTC().Format(time.RFC3339)},

@@ -230,8 +230,9 @@ func stripCookies(hd http.Header, ours func(string) bool) {
 	hd["Cookie"] = []string{strings.Join(kept, "; ")}
 }
 
-// stripParams removes ";params" from every path segment.
-func stripParams(p string) string {
+// StripParams removes ";params" from every path segment: the path routes
+// and public_paths match.
+func StripParams(p string) string {
 	if !strings.Contains(p, ";") {
 		return p
 	}
@@ -318,7 +319,7 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 
 	// Routes and public paths match the path without ";params", the way
 	// Tomcat, Jetty and Spring read it; the upstream gets the path as sent.
-	match := stripParams(path)
+	match := StripParams(path)
 	rt := h.o.Router.Match(host, match)
 	if rt == nil {
 		lg.decision = "gatehouse"
@@ -348,12 +349,13 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	id := e.Identity()
 	lg.org, lg.user = id.OrgSlug, id.UserID
 
-	in := PolicyInput(r, host, path, lg.client, rt, id, h.o.Orgs, start)
-	// The input's user, org, route and session parts are built once per
-	// session, route and org snapshot, not per request.
+	// One org snapshot for the whole decision.
 	org, _ := h.o.Orgs(id.OrgID)
-	in.UseParts(e.Memo(partsKey{rt, org}, func() any { return in.Prebuild() }).(*policy.Parts))
-	d := h.decide(r, e, in, rt, org, start)
+	in := PolicyInput(r, host, path, lg.client, rt, id, orgSnapshot(h.o.Orgs, org), start)
+	// The input's user, org, route and session parts are built once per
+	// identity, route and org snapshot, not per request.
+	in.UseParts(e.Memo(id, partsKey{rt, org}, func() any { return in.Prebuild() }).(*policy.Parts))
+	d := h.decide(r, e, id, in, rt, org, start)
 	if !d.Allow {
 		lg.decision = "deny"
 		h.o.Logger.Info("proxy: denied", "route", rt.ID, "org", id.OrgSlug, "user", id.UserID, "reasons", d.Reasons, "decision_id", d.ID)
@@ -364,7 +366,7 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 	lg.decision = "allow"
 
-	tok, err := h.assertion(e, rt.Audience, start)
+	tok, err := h.assertion(e, id, rt.Audience, start)
 	if err != nil {
 		// No signed identity means no forwarding: fail closed.
 		lg.decision = "error"
@@ -379,12 +381,12 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 
 // decide asks the policy engine, through the session's cache of recent
 // allow decisions when DecisionCacheTTL is set.
-func (h *Handler) decide(r *http.Request, e *session.Entry, in *policy.Input, rt *Route, org *store.Org, now time.Time) policy.Decision {
+func (h *Handler) decide(r *http.Request, e *session.Entry, id *session.Identity, in *policy.Input, rt *Route, org *store.Org, now time.Time) policy.Decision {
 	ve, ok := h.o.Policy.(policy.Versioned)
 	if h.o.DecisionCacheTTL <= 0 || !ok {
 		return h.o.Policy.Decide(r.Context(), in)
 	}
-	cache := e.Memo(cacheKey{rt, org}, func() any { return &decisionCache{} }).(*decisionCache)
+	cache := e.Memo(id, cacheKey{rt, org}, func() any { return &decisionCache{} }).(*decisionCache)
 	key, version := decisionKey(in, r.URL.RawQuery), ve.Version()
 	if d, ok := cache.get(key, version, now); ok {
 		return d
@@ -399,13 +401,23 @@ func (h *Handler) decide(r *http.Request, e *session.Entry, in *policy.Input, rt
 // cacheKey keys a session's decision cache.
 type cacheKey partsKey
 
+// orgSnapshot answers lookups of org from one snapshot, and of its
+// parent from orgs.
+func orgSnapshot(orgs OrgLookup, org *store.Org) OrgLookup {
+	return func(id string) (*store.Org, bool) {
+		if org != nil && id == org.ID {
+			return org, true
+		}
+		return orgs(id)
+	}
+}
+
 // assertion returns the cached signed identity for the session and
 // audience, signing a new one when less than half its lifetime remains.
-func (h *Handler) assertion(e *session.Entry, aud string, now time.Time) (string, error) {
+func (h *Handler) assertion(e *session.Entry, id *session.Identity, aud string, now time.Time) (string, error) {
 	if tok, ok := e.Assertion(aud, now, h.o.AssertionLifetime/2); ok {
 		return tok, nil
 	}
-	id := e.Identity()
 	exp := now.Add(h.o.AssertionLifetime)
 	if id.ExpiresAt.Before(exp) {
 		exp = id.ExpiresAt
@@ -425,7 +437,7 @@ func (h *Handler) assertion(e *session.Entry, aud string, now time.Time) (string
 	if err != nil {
 		return "", err
 	}
-	e.StoreAssertion(aud, tok, exp)
+	e.StoreAssertion(aud, tok, exp, id)
 	return tok, nil
 }
 

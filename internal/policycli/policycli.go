@@ -123,7 +123,8 @@ func policyDirs(root string) ([]string, error) {
 }
 
 // Eval evaluates policies over an input document offline, printing the
-// decision as JSON. Exit status: 0 allow, 3 deny, 1 error.
+// decision as JSON. Exit status: 0 allow, 3 deny, 1 error (including a
+// policy that fails to evaluate, which the proxy treats as a deny).
 func Eval(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("policy eval", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -155,6 +156,14 @@ func Eval(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&in); err != nil {
 		fmt.Fprintln(stderr, "policy eval: input:", err)
+		return 1
+	}
+	if dec.More() {
+		fmt.Fprintln(stderr, "policy eval: input: more than one JSON document")
+		return 1
+	}
+	if *route != "" && in.Route.ID == "" || *org != "" && in.Org.ID == "" {
+		fmt.Fprintln(stderr, "policy eval: --route needs input.route.id and --org needs input.org.id (the layer applies to them)")
 		return 1
 	}
 	src := policy.Sources{Routes: map[string][]policy.Module{}, Orgs: map[string][]policy.Module{}}
@@ -200,7 +209,10 @@ func Eval(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(out)
-	if !d.Allow {
+	switch {
+	case d.Err != nil:
+		return 1 // the policy failed (which the proxy treats as a deny)
+	case !d.Allow:
 		return 3
 	}
 	return 0
@@ -272,7 +284,7 @@ func buildInput(cfgPath, email, orgSlug, method, rawURL, client string, headers 
 	if err != nil {
 		return nil, err
 	}
-	rt := router.Match(host, path)
+	rt := router.Match(host, proxy.StripParams(path))
 	if rt == nil {
 		return nil, fmt.Errorf("no route serves %s%s", host, path)
 	}

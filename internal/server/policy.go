@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -86,7 +87,10 @@ func (p *policyLoader) sources() (policy.Sources, map[string][]policy.Module, er
 
 func sourcesKey(src policy.Sources) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "%v", src.Data)
+	// Canonical forms only: a key that changed on every call would
+	// recompile and swap the set at every interval.
+	dj, _ := json.Marshal(src.Data)
+	h.Write(dj)
 	write := func(layer string, mods []policy.Module) {
 		for _, m := range mods {
 			fmt.Fprintf(h, "%s\x00%s\x00%s\x00", layer, m.Name, m.Text)
@@ -103,9 +107,12 @@ func sourcesKey(src policy.Sources) string {
 			write(k, m[k])
 		}
 	}
+	parents := make([]string, 0, len(src.OrgParent))
 	for k, v := range src.OrgParent {
-		fmt.Fprintf(h, "%s>%s;", k, v)
+		parents = append(parents, k+">"+v)
 	}
+	slices.Sort(parents)
+	fmt.Fprintf(h, "%v", parents)
 	return hex.EncodeToString(h.Sum(nil))
 }
 
@@ -132,6 +139,9 @@ func (p *policyLoader) reload(ctx context.Context, first bool) error {
 		want := make([]store.PolicyModule, len(mods))
 		for i, m := range mods {
 			want[i] = store.PolicyModule{Name: m.Name, Text: m.Text}
+		}
+		if cur, ok := p.orgs.ByID(orgID); ok && slices.Equal(cur.Policy, want) {
+			continue // already stored: no write
 		}
 		if _, err := p.st.UpdateOrg(ctx, orgID, func(o store.Org) (store.Org, error) {
 			if !slices.Equal(o.Policy, want) {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -97,5 +98,19 @@ func TestPolicyLoaderReloadsFromStoreAndFiles(t *testing.T) {
 	l2 := &policyLoader{cfg: l.cfg, st: st, orgs: orgs, engine: policy.NewRego(0, nil), log: l.log}
 	if err := l2.reload(ctx, true); err == nil {
 		t.Fatal("started with a broken policy")
+	}
+}
+
+func TestSourcesKeyIsStable(t *testing.T) {
+	src := policy.Sources{OrgParent: map[string]string{}, Data: map[string]any{"gatehouse": map[string]any{"orgs": map[string]any{}}}}
+	for i := range 20 {
+		src.OrgParent[fmt.Sprintf("org_%d", i)] = ""
+		src.Data["gatehouse"].(map[string]any)["orgs"].(map[string]any)[fmt.Sprintf("o%d", i)] = map[string]any{"a": "b"}
+	}
+	k := sourcesKey(src)
+	for range 20 {
+		if sourcesKey(src) != k {
+			t.Fatal("the same sources give different keys: every reload would recompile")
+		}
 	}
 }

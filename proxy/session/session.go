@@ -112,11 +112,12 @@ type memo struct {
 	vals  map[any]any
 }
 
-// Memo returns the value cached under key for the current identity, or
-// builds, caches and returns it. The map is copied on write, so readers
-// never lock.
-func (e *Entry) Memo(key any, build func() any) any {
-	id := e.ident.Load()
+// Memo returns the value cached under key for identity id, or builds,
+// caches and returns it. id must be the identity build reads from: a value
+// is only cached while id is still the session's identity, so a refresh
+// racing with build cannot file old roles under the new identity. The map
+// is copied on write, so readers never lock.
+func (e *Entry) Memo(id *Identity, key any, build func() any) any {
 	m := e.memo.Load()
 	if m != nil && m.ident == id {
 		if v, ok := m.vals[key]; ok {
@@ -124,6 +125,9 @@ func (e *Entry) Memo(key any, build func() any) any {
 		}
 	}
 	v := build()
+	if e.ident.Load() != id {
+		return v // the identity changed meanwhile: use, do not cache
+	}
 	next := &memo{ident: id, vals: map[any]any{key: v}}
 	if m != nil && m.ident == id && len(m.vals) < 64 {
 		for k, old := range m.vals {
@@ -137,6 +141,7 @@ func (e *Entry) Memo(key any, build func() any) any {
 type assertion struct {
 	token string
 	exp   time.Time
+	ident *Identity // the identity it was signed from
 }
 
 // Identity returns the session's identity.
@@ -148,19 +153,20 @@ func (e *Entry) Assertion(aud string, now time.Time, minValid time.Duration) (st
 	e.amu.Lock()
 	a, ok := e.asserts[aud]
 	e.amu.Unlock()
-	if !ok || a.exp.Sub(now) < minValid {
+	if !ok || a.exp.Sub(now) < minValid || a.ident != e.ident.Load() {
 		return "", false
 	}
 	return a.token, true
 }
 
-// StoreAssertion caches a signed assertion for aud.
-func (e *Entry) StoreAssertion(aud, token string, exp time.Time) {
+// StoreAssertion caches a signed assertion for aud, made from identity
+// id; it is never served for another identity (roles changed meanwhile).
+func (e *Entry) StoreAssertion(aud, token string, exp time.Time, id *Identity) {
 	e.amu.Lock()
 	if e.asserts == nil || len(e.asserts) > 64 {
 		e.asserts = map[string]assertion{}
 	}
-	e.asserts[aud] = assertion{token, exp}
+	e.asserts[aud] = assertion{token, exp, id}
 	e.amu.Unlock()
 }
 
@@ -408,14 +414,11 @@ func (m *Manager) refresh(ctx context.Context, e *Entry, now time.Time) error {
 		e.lastSeen.Store(seen)
 	}
 	e.expires.Store(s.ExpiresAt.UnixNano())
-	if old := e.ident.Load(); old != nil && !sameIdentity(old, ident) {
-		// Roles or org changed: assertions signed from the old view must
-		// not outlive it.
-		e.amu.Lock()
-		e.asserts = nil
-		e.amu.Unlock()
+	if old := e.ident.Load(); old == nil || !sameIdentity(old, ident) {
+		// A new view: memoized values and assertions keyed to the old
+		// identity pointer stop being served.
+		e.ident.Store(ident)
 	}
-	e.ident.Store(ident)
 	// Persist activity at most every minute (or quarter idle timeout), so
 	// that other nodes see it for idle checks without a write per request.
 	stored := max(e.stored.Load(), s.LastSeenAt.UnixNano())
