@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -16,9 +17,12 @@ import (
 // needs: by login host, email domain, slug and ID. It is rebuilt whole
 // and swapped, so readers never see half an update.
 type Directory struct {
-	st   store.Store
-	snap atomic.Pointer[dirSnap]
-	log  *slog.Logger
+	// reload serializes Reload, so a slower, older read never replaces a
+	// newer snapshot.
+	reload sync.Mutex
+	st     store.Store
+	snap   atomic.Pointer[dirSnap]
+	log    *slog.Logger
 }
 
 type dirSnap struct {
@@ -39,6 +43,8 @@ func NewDirectory(ctx context.Context, st store.Store, log *slog.Logger) (*Direc
 
 // Reload rebuilds the snapshot from the store.
 func (d *Directory) Reload(ctx context.Context) error {
+	d.reload.Lock()
+	defer d.reload.Unlock()
 	orgs, err := d.st.ListOrgs(ctx)
 	if err != nil {
 		return fmt.Errorf("idp: load orgs: %w", err)

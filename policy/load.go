@@ -27,6 +27,13 @@ func LoadModules(path string) ([]Module, error) {
 			if err != nil {
 				return err
 			}
+			// Dotfiles are editors' lock and swap files, not policy.
+			if strings.HasPrefix(d.Name(), ".") && p != path {
+				if d.IsDir() {
+					return filepath.SkipDir
+				}
+				return nil
+			}
 			if !d.IsDir() && strings.HasSuffix(p, ".rego") && !strings.HasSuffix(p, "_test.rego") {
 				files = append(files, p)
 			}

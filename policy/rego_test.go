@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -204,5 +206,24 @@ func TestDecisionLogRedactsQueryAndReferer(t *testing.T) {
 	}
 	if in.Request.Query["access_token"][0] != "SECRET-TOKEN" {
 		t.Fatal("redaction changed the decision's own input")
+	}
+}
+
+func TestLoadModulesSkipsTestsAndDotfiles(t *testing.T) {
+	dir := t.TempDir()
+	for name, text := range map[string]string{
+		"a.rego": "package gatehouse.authz\nallow := true\n", "a_test.rego": "package gatehouse.authz\ntest_x if allow\n",
+		".#a.rego": "garbage", "README.md": "not rego",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mods, err := LoadModules(dir)
+	if err != nil || len(mods) != 1 || filepath.Base(mods[0].Name) != "a.rego" {
+		t.Fatalf("LoadModules = %v, %v", mods, err)
+	}
+	if _, err := LoadModules(filepath.Join(dir, "missing")); err == nil {
+		t.Fatal("missing path accepted")
 	}
 }

@@ -357,6 +357,9 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	in.UseParts(e.Memo(id, partsKey{rt, org}, func() any { return in.Prebuild() }).(*policy.Parts))
 	d := h.decide(r, e, id, in, rt, org, start)
 	if !d.Allow {
+		if d.ID == "" {
+			d.ID = session.RandomID()[:12] // e.g. a route's orgs list denied: still give a reference
+		}
 		lg.decision = "deny"
 		h.o.Logger.Info("proxy: denied", "route", rt.ID, "org", id.OrgSlug, "user", id.UserID, "reasons", d.Reasons, "decision_id", d.ID)
 		web.Render(w, http.StatusForbidden, "error", web.Page{Title: "Access denied",
