@@ -97,7 +97,7 @@ func TestPolicyLayersAndHotReload(t *testing.T) {
 	}
 	// A broken replacement leaves the last good policy in force.
 	must(t, os.WriteFile(acmeFile, []byte("package gatehouse.authz\nallow if {\n"), 0o644))
-	if !waitFor(t, 5*time.Second, func() bool { return strings.Contains(g.Logs(), "new policies not loaded") }) {
+	if !waitFor(t, 5*time.Second, func() bool { return strings.Contains(g.Logs(), "org policy not loaded") }) {
 		t.Fatalf("broken policy not reported:\n%s", g.Logs())
 	}
 	if p := alice.get(g.url("app.localhost", "/reports")); p.status != http.StatusForbidden || !strings.Contains(p.body, "Acme is in maintenance") {

@@ -68,6 +68,8 @@ type layer struct {
 	name    string
 	allow   rego.PreparedEvalQuery
 	reasons *rego.PreparedEvalQuery // nil: the policy has no reasons rule
+	// broken, if set, is why this layer never compiled: it denies.
+	broken error
 }
 
 // Compile prepares every layer. Any error fails the whole set, so a
@@ -111,6 +113,51 @@ func Compile(ctx context.Context, src Sources) (*Set, error) {
 	}
 	s.Version = hex.EncodeToString(h.Sum(nil))[:16]
 	return s, nil
+}
+
+// CompileIsolated is Compile for running deployments, where org policies
+// come from the store and one org's broken policy must not hold back
+// everyone else's updates: an org layer that fails to compile keeps its
+// version from prev, or, with none, denies that org's requests with the
+// compile error. It returns the set and each org layer's error. Platform
+// and route layers (the operator's files) still fail the whole set.
+func CompileIsolated(ctx context.Context, src Sources, prev *Set) (*Set, map[string]error, error) {
+	good := src
+	good.Orgs = map[string][]Module{}
+	broken := map[string]error{}
+	for id, mods := range src.Orgs {
+		// Each org layer is checked alone first (cheap next to a request's
+		// worth of evaluations, and only on change).
+		if _, err := Compile(ctx, Sources{Orgs: map[string][]Module{id: mods}, Data: src.Data}); err != nil {
+			broken[id] = err
+			continue
+		}
+		good.Orgs[id] = mods
+	}
+	s, err := Compile(ctx, good)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(broken) == 0 {
+		return s, nil, nil
+	}
+	h := sha256.New()
+	h.Write([]byte(s.Version))
+	for _, id := range sortedIDs(src.Orgs) {
+		err, ok := broken[id]
+		if !ok {
+			continue
+		}
+		if prev != nil && prev.orgs[id] != nil {
+			s.orgs[id] = prev.orgs[id] // last good version, on its own data
+			fmt.Fprintf(h, "kept:%s:%s\n", id, prev.Version)
+		} else {
+			s.orgs[id] = &layer{name: "org " + id, broken: err}
+			fmt.Fprintf(h, "broken:%s\n", id)
+		}
+	}
+	s.Version = hex.EncodeToString(h.Sum(nil))[:16]
+	return s, broken, nil
 }
 
 func prepare(ctx context.Context, name string, mods []Module, store storage.Store, h io.Writer) (*layer, error) {
@@ -330,6 +377,9 @@ type result struct {
 
 // safeEval turns a panic inside OPA into an error, like Pomerium does.
 func safeEval(ctx context.Context, l *layer, opts []rego.EvalOption) (res result, err error) {
+	if l.broken != nil {
+		return res, fmt.Errorf("policy: %s does not compile: %w", l.name, l.broken)
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("policy: %s: panic in evaluation: %v", l.name, p)

@@ -127,11 +127,18 @@ func (p *policyLoader) reload(ctx context.Context, first bool) error {
 	if key == p.lastKey || key == p.badKey {
 		return nil
 	}
-	set, err := policy.Compile(ctx, src)
+	set, broken, err := policy.CompileIsolated(ctx, src, p.engine.Current())
 	if err != nil {
 		return p.fail(first, key, err)
 	}
 	p.badKey, p.badErr = "", ""
+	for orgID, err := range broken {
+		// One org's policy does not hold back the others; that org keeps
+		// its last good policy, or is denied if it never had one.
+		p.log.Error("policy: org policy not loaded; its last good version stays in force (or, with none, the org is denied)",
+			"org", orgID, "err", err)
+		delete(fromFiles, orgID)
+	}
 	p.engine.Swap(set)
 	p.lastKey = key
 	p.log.Info("policy: loaded", "version", set.Version, "platform", len(src.Platform) > 0, "routes", len(src.Routes), "orgs", len(src.Orgs))

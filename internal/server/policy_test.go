@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/gatehouse/gatehouse/config"
@@ -77,27 +78,39 @@ func TestPolicyLoaderReloadsFromStoreAndFiles(t *testing.T) {
 	if d := decide(t, engine, "org_b", "b"); d.Allow {
 		t.Fatal("sub-org did not inherit its parent's policy")
 	}
-	version := engine.Current().Version
 
-	// A broken policy in the store does not replace the working set.
+	// A broken policy in the store does not replace org a's working one,
+	// and does not hold back others' updates.
 	_, _ = st.UpdateOrg(ctx, "org_a", func(o store.Org) (store.Org, error) {
 		o.Policy = []store.PolicyModule{{Name: "a.rego", Text: "package gatehouse.authz\nallow if {"}}
 		return o, nil
 	})
+	_, _ = st.UpdateOrg(ctx, "org_c", func(o store.Org) (store.Org, error) { return o, nil })
+	if err := os.WriteFile(cFile, []byte("package gatehouse.authz\ndefault allow := false\nreasons contains \"c changed\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	_ = orgs.Reload(ctx)
 	if err := l.reload(ctx, false); err != nil {
 		t.Fatal(err)
 	}
-	if engine.Current().Version != version {
-		t.Fatal("broken store policy replaced the working set")
+	if d := decide(t, engine, "org_a", "a"); d.Allow || d.Reasons[0] != "a is closed" {
+		t.Fatalf("org a after its policy broke: %+v", d)
 	}
-	// And the same breakage in a file at start is fatal.
-	if err := os.WriteFile(cFile, []byte("package gatehouse.authz\nallow if {"), 0o644); err != nil {
-		t.Fatal(err)
+	if d := decide(t, engine, "org_c", "c"); d.Allow || d.Reasons[0] != "c changed" {
+		t.Fatalf("org c's update held back by org a's broken policy: %+v", d)
 	}
-	l2 := &policyLoader{cfg: l.cfg, st: st, orgs: orgs, engine: policy.NewRego(0, nil), log: l.log}
-	if err := l2.reload(ctx, true); err == nil {
-		t.Fatal("started with a broken policy")
+	// A fresh node that never had a good version of org a denies org a,
+	// and starts: one tenant's broken policy cannot stop a restart.
+	engine2 := policy.NewRego(0, nil)
+	l2 := &policyLoader{cfg: l.cfg, st: st, orgs: orgs, engine: engine2, log: l.log}
+	if err := l2.reload(ctx, true); err != nil {
+		t.Fatalf("start with one org's broken policy: %v", err)
+	}
+	if d := decide(t, engine2, "org_a", "a"); d.Allow || d.Err == nil || !strings.Contains(d.Err.Error(), "does not compile") {
+		t.Fatalf("org a with a broken policy and no good version: %+v", d)
+	}
+	if d := decide(t, engine2, "org_b", "b"); d.Allow {
+		t.Fatal("sub-org of a broken org allowed")
 	}
 }
 
