@@ -60,3 +60,35 @@ func LoadModules(path string) ([]Module, error) {
 	}
 	return mods, nil
 }
+
+// Fingerprint summarizes the .rego files LoadModules would read (names,
+// sizes, modification times) without reading them. A reload waits until
+// it is the same on two checks in a row, so a file caught mid-write, or a
+// directory mid-checkout, is never compiled into a looser policy.
+func Fingerprint(path string) (string, error) {
+	var b strings.Builder
+	err := filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if strings.HasPrefix(d.Name(), ".") && p != path {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if d.IsDir() || !strings.HasSuffix(p, ".rego") {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "%s:%d:%d;", p, fi.Size(), fi.ModTime().UnixNano())
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("policy: %w", err)
+	}
+	return b.String(), nil
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/gatehouse/gatehouse/config"
@@ -30,6 +31,36 @@ type policyLoader struct {
 	// badKey and badErr remember the last failure, so a broken file is
 	// reported once, not at every interval.
 	badKey, badErr string
+	// files is the fingerprint of the policy files at the last check.
+	files string
+}
+
+// filesSettled reports whether the policy files look the same as at the
+// previous check (always true at start, when nothing is being edited
+// under a running Gatehouse).
+func (p *policyLoader) filesSettled(first bool) bool {
+	var b strings.Builder
+	paths := []string{p.cfg.Policy.Platform}
+	for _, r := range p.cfg.Routes {
+		paths = append(paths, r.Policy)
+	}
+	for _, o := range p.cfg.Orgs {
+		paths = append(paths, o.Policy)
+	}
+	for _, path := range paths {
+		if path == "" {
+			continue
+		}
+		fp, err := policy.Fingerprint(path)
+		if err != nil {
+			fp = "error:" + err.Error()
+		}
+		b.WriteString(fp)
+		b.WriteByte('|')
+	}
+	prev := p.files
+	p.files = b.String()
+	return first || prev == p.files
 }
 
 // load builds the sources; files of orgs declared with `policy:` are
@@ -119,6 +150,9 @@ func sourcesKey(src policy.Sources) string {
 // reload compiles and swaps if anything changed. first makes a failure
 // fatal (Gatehouse does not start without its policies).
 func (p *policyLoader) reload(ctx context.Context, first bool) error {
+	if !p.filesSettled(first) {
+		return nil // files are changing: look again at the next interval
+	}
 	src, fromFiles, err := p.sources()
 	if err != nil {
 		return p.fail(first, "", err)

@@ -68,6 +68,7 @@ func TestPolicyLoaderReloadsFromStoreAndFiles(t *testing.T) {
 	if err := orgs.Reload(ctx); err != nil {
 		t.Fatal(err)
 	}
+	_ = l.reload(ctx, false) // a changed file is read once it has settled
 	if err := l.reload(ctx, false); err != nil {
 		t.Fatal(err)
 	}
@@ -90,6 +91,7 @@ func TestPolicyLoaderReloadsFromStoreAndFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = orgs.Reload(ctx)
+	_ = l.reload(ctx, false) // a changed file is read once it has settled
 	if err := l.reload(ctx, false); err != nil {
 		t.Fatal(err)
 	}
@@ -125,5 +127,40 @@ func TestSourcesKeyIsStable(t *testing.T) {
 		if sourcesKey(src) != k {
 			t.Fatal("the same sources give different keys: every reload would recompile")
 		}
+	}
+}
+
+// A policy file that changes between two checks (caught mid-write) is not
+// compiled until it settles.
+func TestReloadWaitsForFilesToSettle(t *testing.T) {
+	ctx := context.Background()
+	st, err := badgerstore.Open("", badgerstore.WithInMemory())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	orgs, _ := idp.NewDirectory(ctx, st, slog.Default())
+	f := filepath.Join(t.TempDir(), "p.rego")
+	write := func(text string) {
+		if err := os.WriteFile(f, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("package gatehouse.authz\ndefault allow := false\n")
+	engine := policy.NewRego(0, nil)
+	l := &policyLoader{cfg: &config.Config{Policy: config.Policy{Platform: f}}, st: st, orgs: orgs, engine: engine, log: slog.New(slog.DiscardHandler)}
+	if err := l.reload(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	v1 := engine.Version()
+	// Half written: the first check sees a change and waits.
+	write("package gatehouse.authz\nallow := true\n")
+	_ = l.reload(ctx, false)
+	if engine.Version() != v1 {
+		t.Fatal("a file that just changed was compiled before it settled")
+	}
+	_ = l.reload(ctx, false)
+	if engine.Version() == v1 {
+		t.Fatal("a settled change was not loaded")
 	}
 }
