@@ -16,6 +16,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/tester"
 
 	"github.com/gatehouse/gatehouse/policy"
+	"github.com/gatehouse/gatehouse/proxy"
 )
 
 // policies are the example policies, one directory each.
@@ -40,7 +41,7 @@ func alice() *policy.Input {
 			Groups: []string{"engineering"}, MFA: true, AuthTime: "2026-03-02T08:30:00Z", Connection: "google"},
 		Org: policy.Org{ID: "org_acme", Slug: "acme", Name: "Acme", Domains: []string{"acme.example"},
 			Attributes: acmeAttrs()},
-		Request: policy.Request{Method: "GET", Host: "app.example.com", Path: "/dashboard", ClientAddr: "203.0.113.7",
+		Request: policy.Request{Method: "GET", Host: "app.example.com", Path: "/dashboard", MatchPath: "/dashboard", ClientAddr: "203.0.113.7",
 			Headers: map[string]string{"accept": "text/html", "user-agent": "Mozilla/5.0"}, At: monday10},
 		Route:   policy.Route{ID: "app", Host: "app.example.com", PathPrefix: "/"},
 		Session: policy.Session{ID: "5f3a9c", CreatedAt: "2026-03-02T08:30:00Z", ExpiresAt: "2026-03-02T20:30:00Z"},
@@ -120,11 +121,17 @@ func TestPolicies(t *testing.T) {
 		{name: "member reads the app", policy: "roles_by_path", allow: true},
 		{name: "member denied /admin", policy: "roles_by_path", in: path("/admin/users"),
 			reasons: []string{"/admin requires the admin role"}},
-		{name: "admin opens /admin", policy: "roles_by_path", in: func(in *policy.Input) { in.Request.Path = "/admin/users"; in.User.Roles = []string{"admin"} }, allow: true},
+		{name: "admin opens /admin", policy: "roles_by_path", in: func(in *policy.Input) {
+			in.Request.Path, in.Request.MatchPath = "/admin/users", matchPath("/admin/users")
+			in.User.Roles = []string{"admin"}
+		}, allow: true},
 		{name: "case and ;params do not open /admin", policy: "roles_by_path", in: path("/Admin;jsessionid=1/users"),
 			reasons: []string{"/admin requires the admin role"}},
 		{name: "/administrators is not under /admin", policy: "roles_by_path", in: path("/administrators"), allow: true},
-		{name: "billing role opens /billing", policy: "roles_by_path", in: func(in *policy.Input) { in.Request.Path = "/billing"; in.User.Roles = []string{"billing"} }, allow: true},
+		{name: "billing role opens /billing", policy: "roles_by_path", in: func(in *policy.Input) {
+			in.Request.Path, in.Request.MatchPath = "/billing", matchPath("/billing")
+			in.User.Roles = []string{"billing"}
+		}, allow: true},
 		{name: "member denied /billing", policy: "roles_by_path", in: path("/billing/invoices"),
 			reasons: []string{"/billing requires one of the roles admin, billing"}},
 		{name: "no role denied", policy: "roles_by_path", in: roles(),
@@ -143,21 +150,39 @@ func TestPolicies(t *testing.T) {
 			headers: map[string]string{"X-Gatehouse-Plan": "free"}},
 		{name: "enterprise configures sso", policy: "plan_gating", in: plan("Enterprise", "/sso-settings/saml"), allow: true,
 			headers: map[string]string{"X-Gatehouse-Plan": "enterprise"}},
-		{name: "no plan is free", policy: "plan_gating", in: func(in *policy.Input) { in.Org.Attributes = nil; in.Request.Path = "/api/reports" },
+		{name: "no plan is free", policy: "plan_gating", in: func(in *policy.Input) {
+			in.Org.Attributes = nil
+			in.Request.Path, in.Request.MatchPath = "/api/reports", matchPath("/api/reports")
+		},
 			reasons: []string{"/api/reports is not included in the free plan; it needs the pro or enterprise plan"}},
 		{name: "plan from data", policy: "plan_gating", data: orgData(map[string]string{"plan": "enterprise"}),
-			in: func(in *policy.Input) { in.Org.Attributes = nil; in.Request.Path = "/sso-settings" }, allow: true,
+			in: func(in *policy.Input) {
+				in.Org.Attributes = nil
+				in.Request.Path, in.Request.MatchPath = "/sso-settings", matchPath("/sso-settings")
+			}, allow: true,
 			headers: map[string]string{"X-Gatehouse-Plan": "enterprise"}},
 
 		// admin_mfa
 		{name: "admin area with mfa", policy: "admin_mfa", in: path("/admin/users"), allow: true},
-		{name: "admin area without mfa", policy: "admin_mfa", in: func(in *policy.Input) { in.Request.Path = "/admin/users"; in.User.MFA = false },
+		{name: "admin area without mfa", policy: "admin_mfa", in: func(in *policy.Input) {
+			in.Request.Path, in.Request.MatchPath = "/admin/users", matchPath("/admin/users")
+			in.User.MFA = false
+		},
 			reasons: []string{"this page requires multi-factor authentication: sign out, then sign in again with your second factor (MFA)"}},
-		{name: "ADMIN without mfa", policy: "admin_mfa", in: func(in *policy.Input) { in.Request.Path = "/ADMIN"; in.User.MFA = false },
+		{name: "ADMIN without mfa", policy: "admin_mfa", in: func(in *policy.Input) {
+			in.Request.Path, in.Request.MatchPath = "/ADMIN", matchPath("/ADMIN")
+			in.User.MFA = false
+		},
 			reasons: []string{"this page requires multi-factor authentication: sign out, then sign in again with your second factor (MFA)"}},
 		{name: "other pages without mfa", policy: "admin_mfa", in: func(in *policy.Input) { in.User.MFA = false }, allow: true},
-		{name: "/administrators without mfa", policy: "admin_mfa", in: func(in *policy.Input) { in.Request.Path = "/administrators"; in.User.MFA = false }, allow: true},
-		{name: "admin;params without mfa", policy: "admin_mfa", in: func(in *policy.Input) { in.Request.Path = "/admin;x=1/users"; in.User.MFA = false },
+		{name: "/administrators without mfa", policy: "admin_mfa", in: func(in *policy.Input) {
+			in.Request.Path, in.Request.MatchPath = "/administrators", matchPath("/administrators")
+			in.User.MFA = false
+		}, allow: true},
+		{name: "admin;params without mfa", policy: "admin_mfa", in: func(in *policy.Input) {
+			in.Request.Path, in.Request.MatchPath = "/admin;x=1/users", matchPath("/admin;x=1/users")
+			in.User.MFA = false
+		},
 			reasons: []string{"this page requires multi-factor authentication: sign out, then sign in again with your second factor (MFA)"}},
 
 		// ip_allowlist
@@ -244,7 +269,12 @@ func TestPolicies(t *testing.T) {
 	}
 }
 
-func path(p string) func(*policy.Input) { return func(in *policy.Input) { in.Request.Path = p } }
+func path(p string) func(*policy.Input) {
+	return func(in *policy.Input) { in.Request.Path, in.Request.MatchPath = p, matchPath(p) }
+}
+
+// matchPath is what the proxy puts in input.request.match_path.
+func matchPath(p string) string { return strings.ToLower(proxy.StripParams(p)) }
 
 func method(m string) func(*policy.Input) { return func(in *policy.Input) { in.Request.Method = m } }
 
@@ -257,7 +287,10 @@ func attr(k, v string) func(*policy.Input) {
 }
 
 func plan(p, reqPath string) func(*policy.Input) {
-	return func(in *policy.Input) { in.Org.Attributes["plan"] = p; in.Request.Path = reqPath }
+	return func(in *policy.Input) {
+		in.Org.Attributes["plan"] = p
+		in.Request.Path, in.Request.MatchPath = reqPath, matchPath(reqPath)
+	}
 }
 
 func at(rfc3339 string) func(*policy.Input) {
@@ -385,10 +418,16 @@ func BenchmarkPolicy(b *testing.B) {
 		in                func(*policy.Input)
 	}{
 		{name: "baseline"},
-		{name: "roles_by_path", policy: "roles_by_path", in: func(in *policy.Input) { in.User.Roles = []string{"billing"}; in.Request.Path = "/billing/invoices" }},
+		{name: "roles_by_path", policy: "roles_by_path", in: func(in *policy.Input) {
+			in.User.Roles = []string{"billing"}
+			in.Request.Path, in.Request.MatchPath = "/billing/invoices", matchPath("/billing/invoices")
+		}},
 		{name: "plan_gating", policy: "plan_gating", in: path("/api/reports/monthly")},
 		// Without MFA, so that the path is checked.
-		{name: "admin_mfa", policy: "admin_mfa", in: func(in *policy.Input) { in.User.MFA = false; in.Request.Path = "/projects/42" }},
+		{name: "admin_mfa", policy: "admin_mfa", in: func(in *policy.Input) {
+			in.User.MFA = false
+			in.Request.Path, in.Request.MatchPath = "/projects/42", matchPath("/projects/42")
+		}},
 		{name: "ip_allowlist", policy: "ip_allowlist"},
 		{name: "business_hours", policy: "business_hours"},
 		{name: "readonly_role", policy: "readonly_role", in: roles("viewer")},

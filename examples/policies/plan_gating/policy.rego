@@ -10,7 +10,7 @@
 # Reads the org attribute `plan` (free, pro or enterprise; case and
 # surrounding spaces ignored; an org without one is on "free") from
 # input.org.attributes, or else data.gatehouse.orgs[<org slug>].attributes;
-# also input.request.path.
+# also input.request.match_path.
 package gatehouse.authz
 
 # locked(p, plan): prefix → plans for the features covering path p (see
@@ -38,18 +38,17 @@ org_attr(name) := v if {
 	v := data.gatehouse.orgs[input.org.slug].attributes[name]
 } else := ""
 
-# path(p): p lower-cased, without ";params", ending in "/".
-path(p) := concat("", [lower(regex.replace(p, `;[^/]*`, "")), "/"]) if {
-	contains(p, ";")
-} else := concat("", [lower(p), "/"])
+# route_path: the path as routes match it (input.request.match_path:
+# ";params" removed, lower-cased), ending in "/" for prefix checks.
+route_path := concat("", [input.request.match_path, "/"])
 
 default allow := false
 
-allow if count(locked(path(input.request.path), plan)) == 0
+allow if count(locked(route_path, plan)) == 0
 
 reasons contains msg if {
 	not allow
-	some prefix, plans in locked(path(input.request.path), plan)
+	some prefix, plans in locked(route_path, plan)
 	msg := sprintf("%s is not included in the %s plan; it needs the %s plan", [trim_suffix(prefix, "/"), plan, concat(" or ", plans)])
 }
 

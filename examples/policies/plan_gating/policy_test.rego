@@ -3,7 +3,7 @@ package gatehouse.authz
 req(attrs, path) := {
 	"user": {"id": "usr_1", "roles": ["member"]},
 	"org": {"id": "org_acme", "slug": "acme", "attributes": attrs},
-	"request": {"method": "GET", "path": path},
+	"request": {"method": "GET", "path": path, "match_path": lower(regex.replace(path, `;[^/]*`, ""))},
 }
 
 test_free_plan_gets_ungated_paths if {

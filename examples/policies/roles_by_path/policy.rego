@@ -10,7 +10,7 @@
 # Paths are compared lower-cased and without ";params", the way routes
 # match them, so /ADMIN or /admin;x/users cannot slip past an entry.
 #
-# Reads: input.user.roles, input.request.path.
+# Reads: input.user.roles, input.request.match_path.
 # Deny reasons name the missing role, e.g. "/admin requires the admin role".
 package gatehouse.authz
 
@@ -31,18 +31,17 @@ has_one_of(roles) if {
 	role in roles
 }
 
-# path(p): p lower-cased, without ";params", ending in "/".
-path(p) := concat("", [lower(regex.replace(p, `;[^/]*`, "")), "/"]) if {
-	contains(p, ";")
-} else := concat("", [lower(p), "/"])
+# route_path: the path as routes match it (input.request.match_path:
+# ";params" removed, lower-cased), ending in "/" for prefix checks.
+route_path := concat("", [input.request.match_path, "/"])
 
 default allow := false
 
-allow if count(unmet(path(input.request.path))) == 0
+allow if count(unmet(route_path)) == 0
 
 reasons contains reason(prefix, roles) if {
 	not allow
-	some prefix, roles in unmet(path(input.request.path))
+	some prefix, roles in unmet(route_path)
 }
 
 reason("/", roles) := sprintf("this application requires %s", [role_phrase(roles)])

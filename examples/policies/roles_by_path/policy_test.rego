@@ -3,7 +3,7 @@ package gatehouse.authz
 # req(roles, path) is an input with only what this policy reads.
 req(roles, path) := {
 	"user": {"id": "usr_1", "roles": roles},
-	"request": {"method": "GET", "path": path},
+	"request": {"method": "GET", "path": path, "match_path": lower(regex.replace(path, `;[^/]*`, ""))},
 }
 
 test_admin_opens_admin if {
