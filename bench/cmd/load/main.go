@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -50,6 +51,7 @@ func main() {
 		warmup       = flag.Duration("warmup", 2*time.Second, "unmeasured warm-up per target")
 		conns        = flag.Int("connections", 64, "concurrent connections")
 		threads      = flag.Int("threads", 2, "wrk threads")
+		runs         = flag.Int("runs", 3, "rounds over every target; the table shows each figure's median")
 	)
 	flag.Parse()
 	if *gatehouseBin == "" || *upstreamBin == "" || *bareBin == "" {
@@ -157,27 +159,53 @@ orgs:
 		}})
 	}
 
-	var results []result
-	for _, t := range targets {
-		url, headers, stop := t.start()
-		// Every target must answer 200 through its auth before it is measured.
-		checkOK(url, headers)
-		_ = wrk(url, headers, *warmup, *conns, *threads)
-		r := wrk(url, headers, *duration, *conns, *threads)
-		r.name = t.name
-		one := wrk(url, headers, *duration/2, 1, 1)
-		stop()
-		r.idle50, r.idle99 = one.p50, one.p99
-		results = append(results, r)
-		fmt.Fprintf(os.Stderr, "%-32s %10.0f req/s  p50 %-9v p99 %-9v  1 conn: p50 %v p99 %v\n", r.name, r.rps, r.p50, r.p99, r.idle50, r.idle99)
+	// Rounds over all targets, so that drift on a shared machine falls on
+	// every target alike; each figure is the median over the rounds.
+	all := make([][]result, len(targets))
+	for round := 1; round <= *runs; round++ {
+		for i, t := range targets {
+			url, headers, stop := t.start()
+			// Every target must answer 200 through its auth before it is measured.
+			checkOK(url, headers)
+			_ = wrk(url, headers, *warmup, *conns, *threads)
+			r := wrk(url, headers, *duration, *conns, *threads)
+			r.name = t.name
+			one := wrk(url, headers, *duration/2, 1, 1)
+			stop()
+			r.idle50, r.idle99 = one.p50, one.p99
+			all[i] = append(all[i], r)
+			fmt.Fprintf(os.Stderr, "round %d: %-44s %8.0f req/s  p50 %-9v p99 %-9v  1 conn: p50 %v p99 %v\n", round, r.name, r.rps, r.p50, r.p99, r.idle50, r.idle99)
+		}
 	}
-	printTable(results, *duration, *conns, *threads)
+	results := make([]result, len(targets))
+	for i, rs := range all {
+		results[i] = result{name: rs[0].name,
+			rps:    median(rs, func(r result) float64 { return r.rps }),
+			p50:    time.Duration(median(rs, func(r result) float64 { return float64(r.p50) })),
+			p99:    time.Duration(median(rs, func(r result) float64 { return float64(r.p99) })),
+			idle50: time.Duration(median(rs, func(r result) float64 { return float64(r.idle50) })),
+			idle99: time.Duration(median(rs, func(r result) float64 { return float64(r.idle99) })),
+		}
+	}
+	printTable(results, *duration, *conns, *threads, *runs)
 }
 
-func printTable(rs []result, d time.Duration, conns, threads int) {
+func median(rs []result, f func(result) float64) float64 {
+	v := make([]float64, len(rs))
+	for i, r := range rs {
+		v[i] = f(r)
+	}
+	sort.Float64s(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+func printTable(rs []result, d time.Duration, conns, threads, runs int) {
 	bare, direct := rs[1], rs[0]
-	fmt.Printf("\n%s, %d CPUs. Throughput: wrk -t%d -c%d -d%s. Latency alone: wrk -t1 -c1 -d%s.\n\n",
-		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), threads, conns, d, d/2)
+	fmt.Printf("\n%s, %d CPUs, median of %d rounds. Throughput: wrk -t%d -c%d -d%s. Latency alone: wrk -t1 -c1 -d%s.\n\n",
+		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runs, threads, conns, d, d/2)
 	fmt.Println("| target | req/s | vs bare proxy | p50 / p99 under load | p50 / p99, 1 connection | p50 added vs bare proxy | vs upstream |")
 	fmt.Println("|---|---:|---:|---:|---:|---:|---:|")
 	for _, r := range rs {
