@@ -46,6 +46,9 @@ func (RouteOrgs) Decide(_ context.Context, in *Input) Decision {
 	return Decision{Allow: true}
 }
 
+// Trivial: RouteOrgs needs only the identity and the route.
+func (RouteOrgs) Trivial() bool { return true }
+
 // Chain asks each engine in turn; the first deny wins.
 type Chain []Engine
 
@@ -79,4 +82,26 @@ func (c Chain) Version() string {
 		}
 	}
 	return v
+}
+
+// Trivial engines decide from the user, org and route alone (no Rego
+// policy is loaded), so callers can skip building the full input and
+// caching decisions.
+type Trivial interface {
+	Trivial() bool
+}
+
+// Trivial reports whether every member is trivial.
+func (c Chain) Trivial() bool {
+	for _, e := range c {
+		switch t := e.(type) {
+		case Trivial:
+			if !t.Trivial() {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
 }

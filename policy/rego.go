@@ -299,6 +299,9 @@ func (r *Rego) Version() string {
 	return ""
 }
 
+// Trivial reports whether no policy is loaded (Decide then allows).
+func (r *Rego) Trivial() bool { return r.set.Load().Empty() }
+
 // Current is the set in force (nil before the first Swap).
 func (r *Rego) Current() *Set { return r.set.Load() }
 

@@ -227,3 +227,15 @@ func TestLoadModulesSkipsTestsAndDotfiles(t *testing.T) {
 		t.Fatal("missing path accepted")
 	}
 }
+
+func TestTrivial(t *testing.T) {
+	r := NewRego(0, nil)
+	if !(Chain{RouteOrgs{}, r}).Trivial() {
+		t.Fatal("chain with no policy loaded is not trivial")
+	}
+	set, _ := Compile(context.Background(), Sources{Platform: mod(`allow := true`)})
+	r.Swap(set)
+	if (Chain{RouteOrgs{}, r}).Trivial() {
+		t.Fatal("chain with a policy loaded is trivial")
+	}
+}

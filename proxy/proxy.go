@@ -349,13 +349,21 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	id := e.Identity()
 	lg.org, lg.user = id.OrgSlug, id.UserID
 
-	// One org snapshot for the whole decision.
-	org, _ := h.o.Orgs(id.OrgID)
-	in := PolicyInput(r, host, path, lg.client, rt, id, orgSnapshot(h.o.Orgs, org), start)
-	// The input's user, org, route and session parts are built once per
-	// identity, route and org snapshot, not per request.
-	in.UseParts(e.Memo(id, partsKey{rt, org}, func() any { return in.Prebuild() }).(*policy.Parts))
-	d := h.decide(r, e, id, in, rt, org, start)
+	var d policy.Decision
+	if t, ok := h.o.Policy.(policy.Trivial); ok && t.Trivial() {
+		// No Rego policy loaded: the route's org list decides, from the
+		// identity alone; no input document, no cache.
+		d = h.o.Policy.Decide(r.Context(), &policy.Input{
+			User: policy.User{ID: id.UserID}, Org: policy.Org{ID: id.OrgID, Slug: id.OrgSlug}, Route: policy.Route{ID: rt.ID, Orgs: rt.Orgs}})
+	} else {
+		// One org snapshot for the whole decision.
+		org, _ := h.o.Orgs(id.OrgID)
+		in := PolicyInput(r, host, path, lg.client, rt, id, orgSnapshot(h.o.Orgs, org), start)
+		// The input's user, org, route and session parts are built once per
+		// identity, route and org snapshot, not per request.
+		in.UseParts(e.Memo(id, partsKey{rt, org}, func() any { return in.Prebuild() }).(*policy.Parts))
+		d = h.decide(r, e, id, in, rt, org, start)
+	}
 	if !d.Allow {
 		if d.ID == "" {
 			d.ID = session.RandomID()[:12] // e.g. a route's orgs list denied: still give a reference

@@ -177,6 +177,16 @@ orgs:
 			fmt.Fprintf(os.Stderr, "round %d: %-44s %8.0f req/s  p50 %-9v p99 %-9v  1 conn: p50 %v p99 %v\n", round, r.name, r.rps, r.p50, r.p99, r.idle50, r.idle99)
 		}
 	}
+	// Ratios to the bare proxy are taken round by round (paired), then
+	// the median: the machine's drift between rounds cancels out.
+	ratios := make([]float64, len(targets))
+	for i := range all {
+		var rr []result
+		for round := range all[i] {
+			rr = append(rr, result{rps: all[i][round].rps / all[1][round].rps})
+		}
+		ratios[i] = median(rr, func(r result) float64 { return r.rps })
+	}
 	results := make([]result, len(targets))
 	for i, rs := range all {
 		results[i] = result{name: rs[0].name,
@@ -187,7 +197,7 @@ orgs:
 			idle99: time.Duration(median(rs, func(r result) float64 { return float64(r.idle99) })),
 		}
 	}
-	printTable(results, *duration, *conns, *threads, *runs)
+	printTable(results, ratios, *duration, *conns, *threads, *runs)
 }
 
 func median(rs []result, f func(result) float64) float64 {
@@ -202,14 +212,14 @@ func median(rs []result, f func(result) float64) float64 {
 	return (v[len(v)/2-1] + v[len(v)/2]) / 2
 }
 
-func printTable(rs []result, d time.Duration, conns, threads, runs int) {
+func printTable(rs []result, ratios []float64, d time.Duration, conns, threads, runs int) {
 	bare, direct := rs[1], rs[0]
 	fmt.Printf("\n%s, %d CPUs, median of %d rounds. Throughput: wrk -t%d -c%d -d%s. Latency alone: wrk -t1 -c1 -d%s.\n\n",
 		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runs, threads, conns, d, d/2)
-	fmt.Println("| target | req/s | vs bare proxy | p50 / p99 under load | p50 / p99, 1 connection | p50 added vs bare proxy | vs upstream |")
+	fmt.Println("| target | req/s | vs bare proxy (median of per-round ratios) | p50 / p99 under load | p50 / p99, 1 connection | p50 added vs bare proxy | vs upstream |")
 	fmt.Println("|---|---:|---:|---:|---:|---:|---:|")
-	for _, r := range rs {
-		fmt.Printf("| %s | %.0f | %.0f%% | %s / %s | %s / %s | %s | %s |\n", r.name, r.rps, 100*r.rps/bare.rps,
+	for i, r := range rs {
+		fmt.Printf("| %s | %.0f | %.0f%% | %s / %s | %s / %s | %s | %s |\n", r.name, r.rps, 100*ratios[i],
 			fmtDur(r.p50), fmtDur(r.p99), fmtDur(r.idle50), fmtDur(r.idle99), fmtDur(r.idle50-bare.idle50), fmtDur(r.idle50-direct.idle50))
 	}
 }
