@@ -161,7 +161,7 @@ func (h *Handler) page(r *http.Request, w http.ResponseWriter, org *store.Org, r
 			// Not this org's person after all: back to the shared sign-in.
 			p.Back = h.loginURL("", "switch", "1", "rd", rd, "state", p.State)
 		}
-		if h.o.Orgs != nil && session.HostOf(r) != strings.ToLower(org.LoginDomain) {
+		if session.HostOf(r) != strings.ToLower(org.LoginDomain) {
 			p.Action = LoginPath + "?org=" + url.QueryEscape(org.Slug)
 		}
 	}

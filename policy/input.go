@@ -2,6 +2,7 @@ package policy
 
 import (
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -100,8 +101,18 @@ type Session struct {
 	ExpiresAt string `json:"expires_at"`
 }
 
-// SelectedHeaders are the request headers copied into input.request.headers.
-var SelectedHeaders = []string{"Accept", "Accept-Language", "Content-Type", "Origin", "Referer", "User-Agent", "X-Requested-With"}
+// SelectedHeaders are the request headers copied into input.request.headers,
+// under the lowercased names in SelectedHeaderKeys (same order).
+var (
+	SelectedHeaders    = []string{"Accept", "Accept-Language", "Content-Type", "Origin", "Referer", "User-Agent", "X-Requested-With"}
+	SelectedHeaderKeys = func() []string {
+		keys := make([]string, len(SelectedHeaders))
+		for i, h := range SelectedHeaders {
+			keys[i] = strings.ToLower(h)
+		}
+		return keys
+	}()
+)
 
 // value builds the input as an OPA value directly: converting through
 // JSON would cost more than the evaluation of a typical policy.

@@ -73,12 +73,18 @@ type Versioned interface {
 	Version() string
 }
 
-// Version of a chain: its versioned members' versions.
+// Version of a chain: its versioned members' versions, joined. With one
+// such member, as in a deployment, that is its version as is: no string
+// is built on the request path.
 func (c Chain) Version() string {
-	v := ""
+	v, n := "", 0
 	for _, e := range c {
 		if ve, ok := e.(Versioned); ok {
-			v += ve.Version() + ";"
+			if n > 0 {
+				v += ";"
+			}
+			v += ve.Version()
+			n++
 		}
 	}
 	return v

@@ -42,9 +42,9 @@ func decisionKey(in *policy.Input, rawQuery string) string {
 	b.WriteString(rawQuery)
 	b.WriteByte(0)
 	b.WriteString(in.Request.ClientAddr)
-	for _, h := range policy.SelectedHeaders {
+	for _, k := range policy.SelectedHeaderKeys {
 		b.WriteByte(0)
-		b.WriteString(in.Request.Headers[lower(h)])
+		b.WriteString(in.Request.Headers[k])
 	}
 	sum := sha256.Sum256([]byte(b.String()))
 	return string(sum[:])

@@ -34,12 +34,12 @@ func PolicyInput(r *http.Request, host, path, client string, rt *Route, id *sess
 	if r.URL.RawQuery != "" {
 		in.Request.Query = r.URL.Query()
 	}
-	for _, h := range policy.SelectedHeaders {
+	for i, h := range policy.SelectedHeaders {
 		if v := r.Header.Get(h); v != "" {
 			if in.Request.Headers == nil {
 				in.Request.Headers = make(map[string]string, len(policy.SelectedHeaders))
 			}
-			in.Request.Headers[lower(h)] = v
+			in.Request.Headers[policy.SelectedHeaderKeys[i]] = v
 		}
 	}
 	if o, ok := orgs(id.OrgID); ok {
@@ -57,14 +57,4 @@ func digest(s string) string {
 	}
 	sum := sha256.Sum256([]byte("gatehouse-session|" + s))
 	return hex.EncodeToString(sum[:8])
-}
-
-func lower(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			b[i] = c + 32
-		}
-	}
-	return string(b)
 }

@@ -5,7 +5,6 @@ package password
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 
 	"github.com/alexedwards/argon2id"
@@ -36,12 +35,6 @@ func Hash(pw string) (string, error) {
 		return "", fmt.Errorf("password: hash: %w", err)
 	}
 	return h, nil
-}
-
-// IsHash reports whether s looks like an argon2id PHC string we can check.
-func IsHash(s string) bool {
-	_, _, _, err := argon2id.DecodeHash(s)
-	return err == nil && strings.HasPrefix(s, "$argon2id$")
 }
 
 // Verify checks pw against hash in constant time. With hash == "" (no such
