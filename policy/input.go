@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -125,9 +126,9 @@ func (in *Input) value() ast.Value {
 		item("user", p.user),
 		item("org", p.org),
 		item("request", ast.ObjectTerm(
-			item("method", str(in.Request.Method)), item("host", str(in.Request.Host)), item("path", str(in.Request.Path)),
+			item("method", method(in.Request.Method)), item("host", str(in.Request.Host)), item("path", str(in.Request.Path)),
 			item("match_path", str(in.Request.MatchPath)),
-			item("query", multiMap(in.Request.Query)), item("headers", strMap(in.Request.Headers)),
+			item("query", multiMap(in.Request.Query)), item("headers", headerMap(in.Request.Headers)),
 			item("client_addr", str(in.Request.ClientAddr)), item("time", str(in.Request.Time)),
 			item("time_ns", ast.IntNumberTerm(int(in.Request.TimeNS))),
 		)),
@@ -187,6 +188,53 @@ var keyTerms = func() map[string]*ast.Term {
 	}
 	return m
 }()
+
+// methodTerms are the common methods' terms, shared like keyTerms.
+var methodTerms = func() map[string]*ast.Term {
+	m := map[string]*ast.Term{}
+	for _, k := range []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"} {
+		m[k] = ast.StringTerm(k)
+	}
+	return m
+}()
+
+func method(m string) *ast.Term {
+	if t, ok := methodTerms[m]; ok {
+		return t
+	}
+	return ast.StringTerm(m)
+}
+
+// sortedHeaderKeys are SelectedHeaderKeys in the order OPA sorts object
+// keys, each with its shared term.
+var sortedHeaderKeys = func() []string {
+	keys := slices.Clone(SelectedHeaderKeys)
+	sort.Strings(keys)
+	for _, k := range keys {
+		keyTerms[k] = ast.StringTerm(k)
+	}
+	return keys
+}()
+
+// headerMap builds input.request.headers, whose keys are always among
+// SelectedHeaderKeys: no sorting, no key allocations.
+func headerMap(h map[string]string) *ast.Term {
+	if len(h) == 0 {
+		return ast.ObjectTerm()
+	}
+	items := make([][2]*ast.Term, 0, len(h))
+	n := 0
+	for _, k := range sortedHeaderKeys {
+		if v, ok := h[k]; ok {
+			items = append(items, [2]*ast.Term{keyTerms[k], str(v)})
+			n++
+		}
+	}
+	if n != len(h) {
+		return strMap(h) // a caller put in a header outside the selection
+	}
+	return ast.ObjectTerm(items...)
+}
 
 func item(k string, v *ast.Term) [2]*ast.Term {
 	if t, ok := keyTerms[k]; ok {

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,7 +17,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/open-policy-agent/opa/v1/ast"
-	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/topdown"
@@ -24,6 +25,15 @@ import (
 
 // Package is the Rego package every Gatehouse policy declares.
 const Package = "gatehouse.authz"
+
+// query is a compiled query of one layer. Layers are evaluated with
+// OPA's topdown evaluator directly: the rego package's per-evaluation
+// set-up (metrics, result conversion to Go values) cost more than a
+// small policy's evaluation.
+type query struct {
+	body ast.Body
+	qc   ast.QueryCompiler
+}
 
 // Each layer answers two queries: allow (with headers, when the policy
 // has a headers rule, in the same evaluation) on every request, and
@@ -65,9 +75,10 @@ type Set struct {
 }
 
 type layer struct {
-	name    string
-	allow   rego.PreparedEvalQuery
-	reasons *rego.PreparedEvalQuery // nil: the policy has no reasons rule
+	name     string
+	compiler *ast.Compiler
+	allow    query
+	reasons  *query // nil: the policy has no reasons rule
 	// broken, if set, is why this layer never compiled: it denies.
 	broken error
 }
@@ -162,7 +173,6 @@ func CompileIsolated(ctx context.Context, src Sources, prev *Set) (*Set, map[str
 
 func prepare(ctx context.Context, name string, mods []Module, store storage.Store, h io.Writer) (*layer, error) {
 	var parsed []*ast.Module
-	rules := map[string]bool{}
 	for _, m := range mods {
 		pm, err := ast.ParseModuleWithOpts(m.Name, m.Text, ast.ParserOptions{RegoVersion: ast.RegoV1})
 		if err != nil {
@@ -171,30 +181,41 @@ func prepare(ctx context.Context, name string, mods []Module, store storage.Stor
 		if got := strings.TrimPrefix(pm.Package.Path.String(), "data."); got != Package {
 			return nil, fmt.Errorf("policy: %s: %s: package is %s, want package %s", name, m.Name, got, Package)
 		}
+		parsed = append(parsed, pm)
+		fmt.Fprintf(h, "%s\n%s\n%s\n", name, m.Name, m.Text)
+	}
+	return compileLayer(name, ast.NewCompiler().WithCapabilities(capabilities), parsed)
+}
+
+// compileLayer compiles one layer's modules with c and its queries.
+func compileLayer(name string, c *ast.Compiler, parsed []*ast.Module) (*layer, error) {
+	rules := map[string]bool{}
+	compiled := make(map[string]*ast.Module, len(parsed))
+	for i, pm := range parsed {
 		for _, r := range pm.Rules {
 			rules[r.Head.Name.String()] = true
 			if len(r.Head.Reference) > 0 {
 				rules[r.Head.Reference[0].String()] = true
 			}
 		}
-		parsed = append(parsed, pm)
-		fmt.Fprintf(h, "%s\n%s\n%s\n", name, m.Name, m.Text)
+		// Keys only need to be unique; two files may share a base name.
+		compiled[fmt.Sprintf("%d/%s", i, pm.Package.Location.File)] = pm
 	}
 	if !rules["allow"] {
 		return nil, fmt.Errorf("policy: %s: no allow rule (every policy needs `default allow := false` and an allow rule)", name)
 	}
-	prep := func(q string) (rego.PreparedEvalQuery, error) {
-		opts := []func(*rego.Rego){rego.Query(q), rego.Store(store), rego.StrictBuiltinErrors(true), rego.Capabilities(capabilities)}
-		for _, pm := range parsed {
-			opts = append(opts, rego.ParsedModule(pm))
-		}
-		pq, err := rego.New(opts...).PrepareForEval(ctx)
-		if err != nil {
-			return pq, fmt.Errorf("policy: %s: %w", name, err)
-		}
-		return pq, nil
+	if c.Compile(compiled); c.Failed() {
+		return nil, fmt.Errorf("policy: %s: %w", name, c.Errors)
 	}
-	l := &layer{name: name}
+	prep := func(q string) (query, error) {
+		qc := c.QueryCompiler()
+		body, err := qc.Compile(ast.MustParseBody(q))
+		if err != nil {
+			return query{}, fmt.Errorf("policy: %s: %w", name, err)
+		}
+		return query{body: body, qc: qc}, nil
+	}
+	l := &layer{name: name, compiler: c}
 	q := queryAllow
 	if rules["headers"] {
 		q = queryAllowWithHeaders
@@ -314,13 +335,12 @@ func (r *Rego) Decide(ctx context.Context, in *Input) Decision {
 		return Decision{Allow: true}
 	}
 	d := Decision{Allow: true, Version: s.Version}
-	ctx, cancel := context.WithTimeout(ctx, r.timeout)
-	defer cancel()
-	// One cancel flag and one read transaction for every query of this
-	// decision; OPA would otherwise start a goroutine and a transaction
-	// per query.
+	// One cancel flag, one timer and one read transaction for every query
+	// of this decision; a context with a deadline would cost a timer, a
+	// goroutine hand-off and allocations per query.
 	stop := topdown.NewCancel()
-	defer context.AfterFunc(ctx, stop.Cancel)()
+	timer := time.AfterFunc(r.timeout, stop.Cancel)
+	defer timer.Stop()
 	txn, err := s.store.NewTransaction(ctx)
 	if err != nil {
 		d = Decision{Version: s.Version, Reasons: []string{"access could not be decided"}, Err: err}
@@ -328,7 +348,7 @@ func (r *Rego) Decide(ctx context.Context, in *Input) Decision {
 		return d
 	}
 	defer s.store.Abort(ctx, txn)
-	opts := []rego.EvalOption{rego.EvalParsedInput(in.value()), rego.EvalExternalCancel(stop), rego.EvalTransaction(txn)}
+	env := evalEnv{store: s.store, txn: txn, cancel: stop, input: ast.NewTerm(in.value()), at: in.Request.At, timeout: r.timeout}
 	layers, err := s.layers(in)
 	if err != nil {
 		d = Decision{Version: s.Version, Reasons: []string{"access could not be decided"}, Err: err}
@@ -337,7 +357,7 @@ func (r *Rego) Decide(ctx context.Context, in *Input) Decision {
 		return d
 	}
 	for _, l := range layers {
-		res, err := safeEval(ctx, l, opts)
+		res, err := safeEval(ctx, l, &env)
 		if err != nil {
 			d = Decision{Version: s.Version, Reasons: []string{"access could not be decided"}, Err: err}
 			r.log.Error(ctx, l.name, err)
@@ -378,8 +398,51 @@ type result struct {
 	Headers map[string]string
 }
 
+// evalEnv is what every query of one decision shares.
+type evalEnv struct {
+	store   storage.Store
+	txn     storage.Transaction
+	cancel  topdown.Cancel
+	input   *ast.Term
+	at      time.Time
+	timeout time.Duration
+}
+
+// noMetrics: topdown would otherwise allocate a metrics set per query.
+var noMetrics = metrics.NoOp()
+
+// run evaluates q and returns the first result's bindings (nil when
+// undefined).
+func (l *layer) run(ctx context.Context, q query, env *evalEnv) (topdown.QueryResult, error) {
+	tq := topdown.NewQuery(q.body).
+		WithQueryCompiler(q.qc).
+		WithCompiler(l.compiler).
+		WithStore(env.store).
+		WithTransaction(env.txn).
+		WithInput(env.input).
+		WithCancel(env.cancel).
+		WithStrictBuiltinErrors(true).
+		WithMetrics(noMetrics)
+	if !env.at.IsZero() {
+		// time.now_ns() is the request's time, as input.request.time_ns.
+		tq = tq.WithTime(env.at)
+	}
+	var first topdown.QueryResult
+	err := tq.Iter(ctx, func(qr topdown.QueryResult) error {
+		if first == nil {
+			first = qr
+		}
+		return nil
+	})
+	var cerr *topdown.Error
+	if errors.As(err, &cerr) && cerr.Code == topdown.CancelErr {
+		return nil, fmt.Errorf("evaluation took longer than %v: %w", env.timeout, context.DeadlineExceeded)
+	}
+	return first, err
+}
+
 // safeEval turns a panic inside OPA into an error, like Pomerium does.
-func safeEval(ctx context.Context, l *layer, opts []rego.EvalOption) (res result, err error) {
+func safeEval(ctx context.Context, l *layer, env *evalEnv) (res result, err error) {
 	if l.broken != nil {
 		return res, fmt.Errorf("policy: %s does not compile: %w", l.name, l.broken)
 	}
@@ -388,70 +451,76 @@ func safeEval(ctx context.Context, l *layer, opts []rego.EvalOption) (res result
 			err = fmt.Errorf("policy: %s: panic in evaluation: %v", l.name, p)
 		}
 	}()
-	rs, err := l.allow.Eval(ctx, opts...)
+	qr, err := l.run(ctx, l.allow, env)
 	if err != nil {
 		return res, fmt.Errorf("policy: %s: %w", l.name, err)
 	}
-	var hv any
-	if len(rs) > 0 {
-		res.Allow, _ = rs[0].Bindings["x"].(bool) // anything but true is a deny
-		hv = rs[0].Bindings["h"]
+	var hv ast.Value
+	if qr != nil {
+		// Anything but true is a deny.
+		if b, ok := qr[ast.Var("x")].Value.(ast.Boolean); ok && bool(b) {
+			res.Allow = true
+		}
+		if t := qr[ast.Var("h")]; t != nil {
+			hv = t.Value
+		}
 	}
 	if !res.Allow {
 		if l.reasons != nil {
-			v, err := eval(ctx, *l.reasons, opts)
+			qr, err := l.run(ctx, *l.reasons, env)
 			if err != nil {
 				return res, fmt.Errorf("policy: %s: reasons: %w", l.name, err)
 			}
-			res.Reasons = stringList(v)
+			if qr != nil {
+				res.Reasons = stringList(qr[ast.Var("x")].Value)
+			}
 		}
 		return res, nil
 	}
 	if hv == nil {
 		return res, nil
 	}
-	hs, ok := hv.(map[string]any)
+	hs, ok := hv.(ast.Object)
 	if !ok {
 		return result{}, fmt.Errorf("policy: %s: headers is not an object", l.name)
 	}
-	for k, v := range hs {
-		sv, ok := v.(string)
-		if !ok || !allowedHeader(k) || !httpguts.ValidHeaderFieldValue(sv) {
-			return result{}, fmt.Errorf("policy: %s: header %q may not be set by a policy (names must be X-Gatehouse-*, not an identity header; values plain text)", l.name, k)
+	err = hs.Iter(func(kt, vt *ast.Term) error {
+		k, kok := kt.Value.(ast.String)
+		sv, vok := vt.Value.(ast.String)
+		if !kok || !vok || !allowedHeader(string(k)) || !httpguts.ValidHeaderFieldValue(string(sv)) {
+			return fmt.Errorf("policy: %s: header %v may not be set by a policy (names must be X-Gatehouse-*, not an identity header; values plain text)", l.name, kt)
 		}
 		if res.Headers == nil {
 			res.Headers = map[string]string{}
 		}
-		ck := http.CanonicalHeaderKey(k)
+		ck := http.CanonicalHeaderKey(string(k))
 		if _, dup := res.Headers[ck]; dup {
-			return result{}, fmt.Errorf("policy: %s: header %s set twice", l.name, ck)
+			return fmt.Errorf("policy: %s: header %s set twice", l.name, ck)
 		}
-		res.Headers[ck] = sv
+		res.Headers[ck] = string(sv)
+		return nil
+	})
+	if err != nil {
+		return result{}, err
 	}
 	return res, nil
 }
 
-// eval runs one query; an undefined result is nil.
-func eval(ctx context.Context, pq rego.PreparedEvalQuery, opts []rego.EvalOption) (any, error) {
-	rs, err := pq.Eval(ctx, opts...)
-	if err != nil || len(rs) == 0 {
-		return nil, err
-	}
-	return rs[0].Bindings["x"], nil
-}
-
-// stringList reads `reasons`, a set or an array of strings.
-func stringList(v any) []string {
+// stringList reads `reasons`, a set or an array of strings (or one string).
+func stringList(v ast.Value) []string {
 	var out []string
-	switch t := v.(type) {
-	case []any:
-		for _, x := range t {
-			if s, ok := x.(string); ok {
-				out = append(out, s)
-			}
+	add := func(t *ast.Term) {
+		if s, ok := t.Value.(ast.String); ok {
+			out = append(out, string(s))
 		}
-	case string:
-		out = append(out, t)
+	}
+	switch t := v.(type) {
+	case ast.Set:
+		t.Foreach(add)
+	case *ast.Array:
+		t.Foreach(add)
+	case ast.String:
+		out = append(out, string(t))
 	}
 	sort.Strings(out)
 	return out
