@@ -157,8 +157,50 @@ type Org struct {
 	Users  []User `yaml:"users"`
 }
 
+// Connection is how an org's people sign in: "password" (the org's
+// password pool: users below) or "oidc" (the org's own OpenID Provider).
+// A sub-org without one uses its parent's.
 type Connection struct {
-	Type string `yaml:"type"` // password (oidc and saml come with federation)
+	Type string `yaml:"type"`
+	OIDC *OIDC  `yaml:"oidc"`
+	// What federated sign-ins may create and change (oidc):
+	// ExistingUsersOnly refuses people not already members (no just-in-time
+	// provisioning).
+	ExistingUsersOnly bool `yaml:"existing_users_only"`
+	// AnyEmailDomain accepts addresses outside the org's email_domains.
+	AnyEmailDomain bool `yaml:"any_email_domain"`
+	// Claims overrides where email, name, groups and attributes come from.
+	Claims Claims `yaml:"claims"`
+	// GroupRoles maps IdP group names to roles; when set, roles follow the
+	// IdP's groups at every sign-in.
+	GroupRoles map[string][]string `yaml:"group_roles"`
+	// DefaultRoles every member gets (default [member]; [] refuses people
+	// whose groups map to no role).
+	DefaultRoles *[]string `yaml:"default_roles"`
+}
+
+// OIDC is an OpenID Connect IdP (see idp/oidc.Config).
+type OIDC struct {
+	Issuer           string `yaml:"issuer"`
+	ClientID         string `yaml:"client_id"`
+	ClientSecret     string `yaml:"client_secret"`
+	ClientSecretFile string `yaml:"client_secret_file"`
+	// Scopes (default openid, email, profile).
+	Scopes   []string `yaml:"scopes"`
+	UserInfo bool     `yaml:"userinfo"`
+	// AllowUnverifiedEmail accepts emails without email_verified: true.
+	AllowUnverifiedEmail bool `yaml:"allow_unverified_email"`
+	// AllowedTenants: Entra ID tenant IDs, for the multi-tenant issuers.
+	AllowedTenants []string `yaml:"allowed_tenants"`
+}
+
+// Claims names claims (or SAML attributes) for user fields.
+type Claims struct {
+	Email  string `yaml:"email"`
+	Name   string `yaml:"name"`
+	Groups string `yaml:"groups"`
+	// Attributes: Gatehouse attribute name → claim name.
+	Attributes map[string]string `yaml:"attributes"`
 }
 
 type User struct {

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/gatehouse/gatehouse/idp/oidc"
 	"io/fs"
 	"net"
 	"net/mail"
@@ -376,15 +377,7 @@ func (c *Config) validateOrgs(d *decoder, publicHost string) map[string]int {
 			}
 		}
 
-		switch t := o.Connection.Type; t {
-		case "":
-			d.add(p+".connection.type", "required (only \"password\" is supported for now)")
-		case "password":
-		case "oidc", "saml":
-			d.add(p+".connection.type", "connection type %q is not supported yet", t)
-		default:
-			d.add(p+".connection.type", "unknown connection type %q (only \"password\" is supported for now)", t)
-		}
+		c.validateConnection(d, o, p)
 
 		for k := range o.Attributes {
 			if k == "" {
@@ -397,7 +390,73 @@ func (c *Config) validateOrgs(d *decoder, publicHost string) map[string]int {
 	return slugs
 }
 
+func (c *Config) validateConnection(d *decoder, o *Org, orgPath string) {
+	p := orgPath + ".connection"
+	cn := &o.Connection
+	switch cn.Type {
+	case "":
+		if o.Parent == "" {
+			d.add(p+".type", "required: password or oidc (only sub-orgs may leave it out, to use their parent's)")
+		}
+	case "password":
+	case "oidc":
+		if cn.OIDC == nil {
+			d.add(p+".oidc", "required with type oidc (issuer, client_id, client_secret)")
+			break
+		}
+		oc := oidc.Config{Issuer: cn.OIDC.Issuer, ClientID: cn.OIDC.ClientID, ClientSecret: cn.OIDC.ClientSecret,
+			ClientSecretFile: cn.OIDC.ClientSecretFile, AllowedTenants: cn.OIDC.AllowedTenants}
+		if err := oc.Validate(); err != nil {
+			d.add(p+".oidc", "%v", err)
+		}
+		for k, sc := range cn.OIDC.Scopes {
+			if sc == "" || strings.ContainsAny(sc, " \t\"") {
+				d.add(fmt.Sprintf("%s.oidc.scopes[%d]", p, k), "invalid scope %q", sc)
+			}
+		}
+	case "saml":
+		d.add(p+".type", "connection type \"saml\" is not supported yet")
+	default:
+		d.add(p+".type", "unknown connection type %q (password or oidc)", cn.Type)
+	}
+	if cn.OIDC != nil && cn.Type != "oidc" {
+		d.add(p+".oidc", "oidc settings need type: oidc")
+	}
+	if cn.Type == "password" && (cn.ExistingUsersOnly || cn.AnyEmailDomain || len(cn.GroupRoles) > 0 || cn.DefaultRoles != nil) {
+		d.add(p, "existing_users_only, any_email_domain, group_roles and default_roles apply to federated connections, not password")
+	}
+	roleProblem := func(path, role string) {
+		if strings.TrimSpace(role) == "" {
+			d.add(path, "must not be empty")
+		} else if strings.ContainsAny(role, ", \t") {
+			d.add(path, "%q: must not contain commas or whitespace", role)
+		}
+	}
+	for g, roles := range cn.GroupRoles {
+		if g == "" {
+			d.add(p+".group_roles", "group names must not be empty")
+		}
+		for k, r := range roles {
+			roleProblem(fmt.Sprintf("%s.group_roles.%s[%d]", p, g, k), r)
+		}
+	}
+	if cn.DefaultRoles != nil {
+		for k, r := range *cn.DefaultRoles {
+			roleProblem(fmt.Sprintf("%s.default_roles[%d]", p, k), r)
+		}
+	}
+	for a, claim := range cn.Claims.Attributes {
+		if a == "" || claim == "" {
+			d.add(p+".claims.attributes", "attribute and claim names must not be empty")
+		}
+	}
+	if cn.Type == "oidc" && o.Parent == "" && len(o.EmailDomains) == 0 && !cn.AnyEmailDomain {
+		d.add(orgPath+".email_domains", "an oidc org needs email_domains (its IdP may only sign in those addresses) or connection.any_email_domain: true")
+	}
+}
+
 func (c *Config) validateUsers(d *decoder, o *Org, orgPath string) {
+	federated := o.Connection.Type == "oidc" || o.Connection.Type == "saml"
 	emails := map[string]int{}
 	for j := range o.Users {
 		u := &o.Users[j]
@@ -413,6 +472,10 @@ func (c *Config) validateUsers(d *decoder, o *Org, orgPath string) {
 		}
 
 		switch {
+		case federated && (u.Password != "" || u.PasswordHash != ""):
+			d.add(p, "org %s signs in through its IdP: its users have no password here", o.Slug)
+		case federated:
+			// Declared members of a federated org sign in at the IdP.
 		case u.Password != "" && u.PasswordHash != "":
 			d.add(p, "set only one of password and password_hash")
 		case u.Password == "" && u.PasswordHash == "":

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse/gatehouse/idp/connection"
 	"github.com/gatehouse/gatehouse/idp/password"
 	"github.com/gatehouse/gatehouse/internal/clientip"
 	"github.com/gatehouse/gatehouse/internal/telemetry"
@@ -39,10 +40,12 @@ const (
 
 // Options wire a Handler.
 type Options struct {
-	Store     store.Store
-	Sessions  *session.Manager
-	Orgs      *Directory
-	PublicURL *url.URL
+	Store    store.Store
+	Sessions *session.Manager
+	Orgs     *Directory
+	// Connections opens each org's sign-in connection.
+	Connections *Connections
+	PublicURL   *url.URL
 	// Serves reports whether Gatehouse serves a hostname (post-login
 	// redirects go nowhere else).
 	Serves func(host string) bool
@@ -87,6 +90,7 @@ func New(o Options) *Handler {
 	mux.HandleFunc("GET "+LoginPath, h.loginPage)
 	mux.Handle("POST "+LoginPath, cop.Handler(http.HandlerFunc(h.loginSubmit)))
 	mux.HandleFunc("GET "+HandoffPath, h.handoff)
+	mux.HandleFunc("GET "+CallbackPath, h.callback)
 	mux.HandleFunc("GET "+LogoutPath, h.logoutPage)
 	mux.Handle("POST "+LogoutPath, cop.Handler(http.HandlerFunc(h.logoutSubmit)))
 	h.mux = mux
@@ -195,11 +199,41 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	p := h.page(r, w, org, rd)
-	if hint := r.FormValue("login_hint"); hint != "" && len(hint) < 255 {
-		p.Email = hint
+	hint := r.FormValue("login_hint")
+	if len(hint) > 254 {
+		hint = ""
 	}
+	// An org that signs in at its own IdP needs nothing from this page.
+	if org != nil && h.startFederated(w, r, org, rd, hint) {
+		return
+	}
+	p := h.page(r, w, org, rd)
+	p.Email = hint
 	web.Render(w, http.StatusOK, "login", p)
+}
+
+// startFederated sends the browser to org's IdP if org signs in through
+// one, and reports whether it answered the request (also with an error).
+func (h *Handler) startFederated(w http.ResponseWriter, r *http.Request, org *store.Org, rd, hint string) bool {
+	owner, err := h.ownerOf(org)
+	if err != nil {
+		h.signInError(w, r, org, "connection", err)
+		return true
+	}
+	if owner.Connection.Type == password.Type {
+		return false
+	}
+	cv, err := h.o.Connections.Get(r.Context(), owner)
+	if err != nil {
+		h.signInError(w, r, org, "connection", err)
+		return true
+	}
+	c, ok := cv.(connection.Redirect)
+	if !ok {
+		return false
+	}
+	h.beginRedirect(w, r, org, owner, c, rd, hint)
+	return true
 }
 
 // hrdCookieName remembers, on the shared sign-in host, the org a browser
@@ -302,6 +336,9 @@ func (h *Handler) loginSubmit(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if h.startFederated(w, r, org, rd, email) {
+		return
+	}
 	if r.PostFormValue("step") != "password" {
 		p := h.page(r, w, org, rd)
 		p.Email = email
@@ -336,11 +373,9 @@ func (h *Handler) passwordLogin(w http.ResponseWriter, r *http.Request, org *sto
 		p.Email, p.Error = email, msg
 		web.Render(w, status, "login", p)
 	}
-	if org.Connection.Type != "password" {
-		ref := h.ref()
-		h.o.Logger.Error("idp: org connection not available", "ref", ref, "org", org.Slug, "type", org.Connection.Type)
-		h.o.Metrics.Logins.WithLabelValues(org.Slug, "error").Inc()
-		web.Error(w, http.StatusServiceUnavailable, "Sign-in for your organization is not set up yet. Ask your administrator.", ref)
+	pc, err := h.passwordConnection(r.Context(), org)
+	if err != nil {
+		h.signInError(w, r, org, "connection", err)
 		return
 	}
 	addrKey := throttleAddr(addr)
@@ -357,9 +392,8 @@ func (h *Handler) passwordLogin(w http.ResponseWriter, r *http.Request, org *sto
 		fail(http.StatusTooManyRequests, "throttled", fmt.Sprintf("Too many failed sign-ins for this account. Try again in %s, or ask your administrator to reset your password.", wait(until, now)))
 		return
 	}
-	user, hash, reason := h.lookupMember(ctx, org, email)
-	ok, err := password.Verify(ctx, hash, pw)
-	if err != nil {
+	id, err := pc.CheckPassword(ctx, org.ID, email, pw)
+	if err != nil && connection.KindOf(err) != connection.KindBadCredentials {
 		// Not the person's fault: give the attempts back.
 		h.byAddr.refund(addrKey)
 		h.byAccount.refund(acct)
@@ -369,10 +403,8 @@ func (h *Handler) passwordLogin(w http.ResponseWriter, r *http.Request, org *sto
 		web.Error(w, http.StatusInternalServerError, "Sign-in failed on our side. Try again in a minute.", ref)
 		return
 	}
-	if !ok || reason != "" {
-		if reason == "" {
-			reason = "wrong password"
-		}
+	if err != nil {
+		reason := err.Error()
 		h.o.Logger.Info("idp: sign-in failed", "org", org.Slug, "client", addr, "reason", reason)
 		h.audit(ctx, org.ID, strings.ToLower(email), "login", "failure", map[string]string{"reason": reason, "client": addr})
 		fail(http.StatusUnauthorized, "bad_credentials", "Incorrect email or password.")
@@ -380,44 +412,24 @@ func (h *Handler) passwordLogin(w http.ResponseWriter, r *http.Request, org *sto
 	}
 	h.byAccount.reset(acct)
 	h.byAddr.refund(addrKey)
-	s, err := h.o.Sessions.Create(ctx, user.ID, org.ID, "password", addr, r.UserAgent())
-	if err != nil {
-		ref := h.ref()
-		h.o.Logger.Error("idp: create session", "ref", ref, "err", err)
-		h.o.Metrics.Logins.WithLabelValues(org.Slug, "error").Inc()
-		web.Error(w, http.StatusInternalServerError, "Sign-in failed on our side. Try again in a minute.", ref)
-		return
-	}
-	if err := h.o.Sessions.SetCookie(w, r, s); err != nil {
-		web.Error(w, http.StatusInternalServerError, "Sign-in failed on our side. Try again in a minute.", h.ref())
-		return
-	}
-	h.o.Metrics.Logins.WithLabelValues(org.Slug, "success").Inc()
-	h.o.Logger.Info("idp: signed in", "org", org.Slug, "user", user.ID, "client", addr)
-	h.audit(ctx, org.ID, user.ID, "login", "success", map[string]string{"connection": "password", "client": addr})
-	h.complete(w, r, s.ID, org.ID, rd, stateParam(r))
+	h.startSession(w, r, org, store.User{ID: id.UserID}, password.Type, false, rd, stateParam(r))
 }
 
-// lookupMember returns the member and their hash, or a reason for the log.
-func (h *Handler) lookupMember(ctx context.Context, org *store.Org, email string) (store.User, string, string) {
-	if _, err := EmailDomain(email); err != nil {
-		return store.User{}, "", "malformed email"
-	}
-	u, err := h.o.Store.GetUserByEmail(ctx, email)
+// passwordConnection is the org's password pool, if it signs in with one.
+func (h *Handler) passwordConnection(ctx context.Context, org *store.Org) (connection.Password, error) {
+	owner, err := h.ownerOf(org)
 	if err != nil {
-		return u, "", "unknown user"
+		return nil, err
 	}
-	if u.Disabled {
-		return u, "", "user disabled"
-	}
-	m, err := h.o.Store.GetMembership(ctx, u.ID, org.ID)
+	cv, err := h.o.Connections.Get(ctx, owner)
 	if err != nil {
-		return u, "", "not a member of this org"
+		return nil, err
 	}
-	if m.PasswordHash == "" {
-		return u, "", "member has no password"
+	pc, ok := cv.(connection.Password)
+	if !ok {
+		return nil, connection.Errorf(connection.KindInternal, "idp: org %s signs in with %s, not a password", org.Slug, owner.Connection.Type)
 	}
-	return u, m.PasswordHash, ""
+	return pc, nil
 }
 
 type ticket struct {

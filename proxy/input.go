@@ -22,7 +22,7 @@ func PolicyInput(r *http.Request, host, path, client string, rt *Route, id *sess
 	in := &policy.Input{
 		User: policy.User{
 			ID: id.UserID, Email: id.Email, Name: id.Name, Roles: id.Roles, Groups: id.Groups,
-			Connection: id.Connection, AuthTime: id.AuthTime.UTC().Format(time.RFC3339),
+			Attributes: id.Attributes, MFA: id.MFA, Connection: id.Connection, AuthTime: id.AuthTime.UTC().Format(time.RFC3339),
 		},
 		Org:     policy.Org{ID: id.OrgID, Slug: id.OrgSlug},
 		Request: policy.Request{Method: r.Method, Host: host, Path: path, MatchPath: strings.ToLower(StripParams(path)), ClientAddr: client, At: now},

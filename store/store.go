@@ -6,6 +6,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"time"
 )
@@ -41,9 +42,41 @@ type PolicyModule struct {
 }
 
 // Connection says how an org's users sign in. Type is "password", "oidc"
-// or "saml"; protocol settings arrive with the federation issue.
+// or "saml"; Config holds the protocol's own settings as JSON (its
+// package owns their schema: idp/oidc.Config, idp/saml.Config).
 type Connection struct {
-	Type string `json:"type"`
+	Type   string          `json:"type"`
+	Config json.RawMessage `json:"config,omitempty"`
+	// Provisioning says what a federated sign-in may create and change.
+	Provisioning Provisioning `json:"provisioning"`
+}
+
+// Provisioning maps a federated identity onto a user and membership.
+type Provisioning struct {
+	// ExistingUsersOnly refuses people who are not members yet (no
+	// just-in-time creation).
+	ExistingUsersOnly bool `json:"existing_users_only,omitempty"`
+	// AnyEmailDomain lets the IdP sign in addresses outside the org's
+	// email domains. Off: an IdP cannot mint users of another org.
+	AnyEmailDomain bool `json:"any_email_domain,omitempty"`
+	// Claims names the claim (or SAML attribute) for each field; empty
+	// means the protocol's usual name.
+	Claims ClaimMapping `json:"claims"`
+	// GroupRoles maps IdP groups to Gatehouse roles. When set, the IdP is
+	// the source of truth: roles are recomputed at every sign-in.
+	GroupRoles map[string][]string `json:"group_roles,omitempty"`
+	// DefaultRoles every member gets (nil: ["member"]; empty: none, and
+	// a person whose groups map to no role is refused).
+	DefaultRoles []string `json:"default_roles"`
+}
+
+// ClaimMapping names where each user field comes from.
+type ClaimMapping struct {
+	Email  string `json:"email,omitempty"`
+	Name   string `json:"name,omitempty"`
+	Groups string `json:"groups,omitempty"`
+	// Attributes maps a Gatehouse attribute name to a claim name.
+	Attributes map[string]string `json:"attributes,omitempty"`
 }
 
 // User is a person. Email is unique across the deployment; what a user may
@@ -60,22 +93,30 @@ type User struct {
 // Membership ties a user to an org. PasswordHash is the org-scoped password
 // pool credential (argon2id PHC string), empty for federated members.
 type Membership struct {
-	UserID       string    `json:"user_id"`
-	OrgID        string    `json:"org_id"`
-	Roles        []string  `json:"roles,omitempty"`
-	Groups       []string  `json:"groups,omitempty"`
-	PasswordHash string    `json:"password_hash,omitempty"`
-	CreatedAt    time.Time `json:"created_at"`
-	UpdatedAt    time.Time `json:"updated_at"`
+	UserID       string   `json:"user_id"`
+	OrgID        string   `json:"org_id"`
+	Roles        []string `json:"roles,omitempty"`
+	Groups       []string `json:"groups,omitempty"`
+	PasswordHash string   `json:"password_hash,omitempty"`
+	// Subject is the federated identity this membership is linked to
+	// ("oidc:<issuer>#<sub>"), set at the first federated sign-in; a later
+	// sign-in with the same email but another subject is refused.
+	Subject string `json:"subject,omitempty"`
+	// Attributes are mapped from the IdP at each sign-in.
+	Attributes map[string]string `json:"attributes,omitempty"`
+	CreatedAt  time.Time         `json:"created_at"`
+	UpdatedAt  time.Time         `json:"updated_at"`
 }
 
 // Session is the server-side record behind every session cookie. Cookies
 // carry only its ID (sealed); revoking the record ends every cookie.
 type Session struct {
-	ID         string    `json:"id"`
-	UserID     string    `json:"user_id"`
-	OrgID      string    `json:"org_id"`
-	Connection string    `json:"connection"`
+	ID         string `json:"id"`
+	UserID     string `json:"user_id"`
+	OrgID      string `json:"org_id"`
+	Connection string `json:"connection"`
+	// MFA reports whether the sign-in used a second factor (the IdP's amr).
+	MFA        bool      `json:"mfa,omitempty"`
 	ClientAddr string    `json:"client_addr,omitempty"`
 	UserAgent  string    `json:"user_agent,omitempty"`
 	CreatedAt  time.Time `json:"created_at"`

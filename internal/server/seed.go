@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/config"
+	"github.com/gatehouse/gatehouse/idp/oidc"
 	"github.com/gatehouse/gatehouse/idp/password"
 	"github.com/gatehouse/gatehouse/store"
 )
@@ -65,7 +67,7 @@ func applyOrg(o *store.Org, co config.Org, now time.Time) {
 	o.Name = co.Name
 	o.EmailDomains = lower(co.EmailDomains)
 	o.LoginDomain = strings.ToLower(co.LoginDomain)
-	o.Connection = store.Connection{Type: co.Connection.Type}
+	o.Connection = storeConnection(co.Connection)
 	o.Attributes = maps.Clone(co.Attributes)
 	if co.Policy == "" {
 		// The config is the source of truth for the orgs it declares: a
@@ -73,6 +75,26 @@ func applyOrg(o *store.Org, co config.Org, now time.Time) {
 		o.Policy = nil
 	}
 	o.UpdatedAt = now
+}
+
+// storeConnection is the stored form of a declared connection: the
+// protocol's settings as its package's JSON config.
+func storeConnection(c config.Connection) store.Connection {
+	sc := store.Connection{Type: c.Type, Provisioning: store.Provisioning{
+		ExistingUsersOnly: c.ExistingUsersOnly, AnyEmailDomain: c.AnyEmailDomain, GroupRoles: c.GroupRoles,
+		Claims: store.ClaimMapping{Email: c.Claims.Email, Name: c.Claims.Name, Groups: c.Claims.Groups, Attributes: c.Claims.Attributes},
+	}}
+	if c.DefaultRoles != nil {
+		sc.Provisioning.DefaultRoles = append([]string{}, *c.DefaultRoles...)
+	}
+	if c.OIDC != nil {
+		// Marshaling a struct of strings and bools cannot fail.
+		sc.Config, _ = json.Marshal(oidc.Config{
+			Issuer: c.OIDC.Issuer, ClientID: c.OIDC.ClientID, ClientSecret: c.OIDC.ClientSecret, ClientSecretFile: c.OIDC.ClientSecretFile,
+			Scopes: c.OIDC.Scopes, UserInfo: c.OIDC.UserInfo, AllowUnverifiedEmail: c.OIDC.AllowUnverifiedEmail, AllowedTenants: c.OIDC.AllowedTenants,
+		})
+	}
+	return sc
 }
 
 func seedUser(ctx context.Context, st store.Store, orgID string, cu config.User, now time.Time) error {

@@ -22,6 +22,9 @@ import (
 	"github.com/gatehouse/gatehouse/certs"
 	"github.com/gatehouse/gatehouse/config"
 	"github.com/gatehouse/gatehouse/idp"
+	"github.com/gatehouse/gatehouse/idp/connection"
+	"github.com/gatehouse/gatehouse/idp/oidc"
+	"github.com/gatehouse/gatehouse/idp/password"
 	"github.com/gatehouse/gatehouse/idp/signing"
 	"github.com/gatehouse/gatehouse/internal/clientip"
 	"github.com/gatehouse/gatehouse/internal/telemetry"
@@ -106,8 +109,13 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		return ok || host == publicHost
 	}
 	serves := func(host string) bool { return isLoginHost(host) || router.ServesHost(host) }
+	// Each protocol registers here; idp imports none by name.
+	conns := idp.NewConnections(map[string]connection.Factory{
+		password.Type: password.Open,
+		oidc.Type:     oidc.Open,
+	}, connection.Deps{Store: st, HTTPClient: idpClient(), Logger: log})
 	login := idp.New(idp.Options{
-		Store: st, Sessions: sessions, Orgs: orgs, PublicURL: pub, Serves: serves, RouteHost: router.ServesHost, ClientIP: ips,
+		Store: st, Sessions: sessions, Orgs: orgs, Connections: conns, PublicURL: pub, Serves: serves, RouteHost: router.ServesHost, ClientIP: ips,
 		Metrics: metrics, Logger: log, CSRFKey: csrfKey,
 		MaxFailures: cfg.Login.MaxFailures, FailureWindow: cfg.Login.FailureWindow,
 		MaxFailuresPerAddress: cfg.Login.MaxFailuresPerAddress,
@@ -262,4 +270,18 @@ func opsMux(st store.Store, m *telemetry.Metrics, draining *atomic.Bool) http.Ha
 	})
 	mux.Handle("GET /metrics", m.Handler())
 	return mux
+}
+
+// idpClient talks to customers' IdPs (discovery, keys, tokens, userinfo):
+// bounded in time, and never following a redirect to another scheme.
+func idpClient() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.ResponseHeaderTimeout = 10 * time.Second
+	t.MaxIdleConnsPerHost = 4
+	return &http.Client{Transport: t, Timeout: 15 * time.Second, CheckRedirect: func(req *http.Request, via []*http.Request) error {
+		if len(via) >= 3 || len(via) > 0 && req.URL.Scheme != via[0].URL.Scheme {
+			return errors.New("idp: redirect refused")
+		}
+		return nil
+	}}
 }

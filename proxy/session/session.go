@@ -54,15 +54,18 @@ const MaxCookieLen = 512
 // Identity is who a session authenticates: what policy and the identity
 // headers are built from. It is immutable once published.
 type Identity struct {
-	SessionID  string
-	UserID     string
-	Email      string
-	Name       string
-	OrgID      string
-	OrgSlug    string
-	Roles      []string
-	Groups     []string
+	SessionID string
+	UserID    string
+	Email     string
+	Name      string
+	OrgID     string
+	OrgSlug   string
+	Roles     []string
+	Groups    []string
+	// Attributes are the member's attributes mapped from the IdP.
+	Attributes map[string]string
 	Connection string
+	MFA        bool
 	AuthTime   time.Time
 	ExpiresAt  time.Time
 }
@@ -280,18 +283,17 @@ func HostOf(r *http.Request) string {
 
 // Create records a new session for a user in an org.
 func (m *Manager) Create(ctx context.Context, userID, orgID, connection, clientAddr, userAgent string) (store.Session, error) {
+	return m.CreateWith(ctx, store.Session{UserID: userID, OrgID: orgID, Connection: connection, ClientAddr: clientAddr, UserAgent: userAgent})
+}
+
+// CreateWith stores a new session from s's user, org, connection, MFA and
+// client fields; the ID and times are set here.
+func (m *Manager) CreateWith(ctx context.Context, s store.Session) (store.Session, error) {
 	now := m.opts.Now()
-	s := store.Session{
-		ID:         RandomID(),
-		UserID:     userID,
-		OrgID:      orgID,
-		Connection: connection,
-		ClientAddr: clientAddr,
-		UserAgent:  truncate(userAgent, 256),
-		CreatedAt:  now,
-		ExpiresAt:  now.Add(m.opts.Lifetime),
-		LastSeenAt: now,
-	}
+	s.ID = RandomID()
+	s.UserAgent = truncate(s.UserAgent, 256)
+	s.CreatedAt, s.ExpiresAt, s.LastSeenAt = now, now.Add(m.opts.Lifetime), now
+	s.RevokedAt = time.Time{}
 	if err := m.st.CreateSession(ctx, s); err != nil {
 		return store.Session{}, fmt.Errorf("session: create: %w", err)
 	}
@@ -472,7 +474,9 @@ func (m *Manager) load(ctx context.Context, sid string) (*Identity, store.Sessio
 		OrgSlug:    org.Slug,
 		Roles:      mem.Roles,
 		Groups:     mem.Groups,
+		Attributes: mem.Attributes,
 		Connection: s.Connection,
+		MFA:        s.MFA,
 		AuthTime:   s.CreatedAt,
 		ExpiresAt:  s.ExpiresAt,
 	}, s, nil

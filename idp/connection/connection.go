@@ -1,0 +1,131 @@
+// Package connection is the contract between sign-in (package idp) and
+// the protocols an org signs in with: oidc, saml, password. As in Dex, a
+// connection is any value; what it can do is a set of small role
+// interfaces the sign-in flow type-switches on, and each protocol package
+// has the same shape: a Config and an Open function, registered in a
+// factory map by the server, so that idp imports no protocol by name.
+package connection
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gatehouse/gatehouse/store"
+)
+
+// Identity is what a connection learned about the person signing in.
+type Identity struct {
+	// UserID is set by connections that check existing members
+	// (password); federated identities are provisioned by the caller.
+	UserID string
+	// Issuer and Subject name the person at the IdP (OIDC iss and sub,
+	// SAML entity ID and NameID).
+	Issuer, Subject string
+	Email           string
+	EmailVerified   bool
+	Name            string
+	Groups          []string
+	Attributes      map[string]string
+	// MFA reports a second factor at the IdP (OIDC amr, SAML AuthnContext).
+	MFA bool
+	// Claims are every claim (or SAML attribute) as strings, for the
+	// org's claim mapping.
+	Claims map[string][]string
+}
+
+// BeginRequest starts a redirect sign-in.
+type BeginRequest struct {
+	// State is the single-use flow ID to send to the IdP (OIDC state, SAML
+	// RelayState); the caller binds it to the browser.
+	State string
+	// CallbackURL is where the IdP must send the browser back.
+	CallbackURL string
+	// LoginHint is the email the person typed, if any.
+	LoginHint string
+}
+
+// Redirect connections send the browser to an IdP and finish at a callback.
+type Redirect interface {
+	// Begin returns the IdP URL to send the browser to, and flow data the
+	// caller stores with the flow and hands back to Finish.
+	Begin(ctx context.Context, req BeginRequest) (redirect string, flow []byte, err error)
+	// Finish verifies the IdP's response to the flow that Begin started.
+	Finish(ctx context.Context, r *http.Request, req BeginRequest, flow []byte) (Identity, error)
+}
+
+// Password connections check an email and password themselves.
+type Password interface {
+	// CheckPassword returns the member, or an *Error of KindBadCredentials.
+	CheckPassword(ctx context.Context, orgID, email, password string) (Identity, error)
+}
+
+// Deps are what Open functions may use. Protocol code takes its clock and
+// HTTP client from here, never from globals.
+type Deps struct {
+	// OrgID and OrgSlug name the org the connection belongs to.
+	OrgID, OrgSlug string
+	Store          store.Store
+	HTTPClient     *http.Client
+	Logger         *slog.Logger
+	Now            func() time.Time
+}
+
+// Factory opens one org's connection from its stored JSON config.
+type Factory func(ctx context.Context, config json.RawMessage, deps Deps) (any, error)
+
+// Kind classifies a sign-in failure by what the person can do about it.
+type Kind int
+
+const (
+	// KindInternal: a fault on Gatehouse's side.
+	KindInternal Kind = iota
+	// KindUnreachable: the IdP did not answer (or not usefully).
+	KindUnreachable
+	// KindInvalid: a forged, tampered, replayed or malformed response.
+	KindInvalid
+	// KindExpired: the response or flow is too old or not yet valid
+	// (often a clock difference between the IdP and Gatehouse).
+	KindExpired
+	// KindCanceled: the person or the IdP ended the sign-in at the IdP.
+	KindCanceled
+	// KindUnknownUser: no such member and the org creates none.
+	KindUnknownUser
+	// KindWrongDomain: the email is not one of the org's domains.
+	KindWrongDomain
+	// KindDenied: the org's mapping or settings refuse this person.
+	KindDenied
+	// KindBadCredentials: wrong password (or no such member).
+	KindBadCredentials
+)
+
+// Error is a sign-in failure: Kind picks the page the person sees; the
+// message is for the log only.
+type Error struct {
+	Kind Kind
+	Msg  string
+	Err  error
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Errorf builds an *Error; a %w verb in format wraps its operand.
+func Errorf(kind Kind, format string, args ...any) error {
+	err := fmt.Errorf(format, args...)
+	return &Error{Kind: kind, Msg: err.Error(), Err: errors.Unwrap(err)}
+}
+
+// KindOf is err's Kind (KindInternal when err is not an *Error).
+func KindOf(err error) Kind {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Kind
+	}
+	return KindInternal
+}

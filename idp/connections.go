@@ -1,0 +1,108 @@
+package idp
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/gatehouse/gatehouse/idp/connection"
+	"github.com/gatehouse/gatehouse/store"
+)
+
+// Connections opens each org's connection once and keeps it until the
+// org's connection settings change. A connection that failed to open
+// (its IdP unreachable, say) is retried after retryOpen, not on every
+// sign-in.
+type Connections struct {
+	factories map[string]connection.Factory
+	deps      connection.Deps
+
+	mu sync.Mutex
+	m  map[string]*connEntry // by org ID
+}
+
+type connEntry struct {
+	key   string
+	ready chan struct{} // closed when conn/err are set
+	conn  any
+	err   error
+	at    time.Time
+}
+
+const retryOpen = 10 * time.Second
+
+// NewConnections uses factories by connection type; deps are passed to
+// every Open with the org filled in.
+func NewConnections(factories map[string]connection.Factory, deps connection.Deps) *Connections {
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	return &Connections{factories: factories, deps: deps, m: map[string]*connEntry{}}
+}
+
+// Get returns the open connection of org (which must own the connection:
+// see ownerOf), opening it if needed.
+func (c *Connections) Get(ctx context.Context, org *store.Org) (any, error) {
+	key := org.Connection.Type + "\x00" + string(org.Connection.Config)
+	now := c.deps.Now()
+	c.mu.Lock()
+	e := c.m[org.ID]
+	if e != nil && e.key == key {
+		select {
+		case <-e.ready:
+			if e.err == nil || now.Sub(e.at) < retryOpen {
+				c.mu.Unlock()
+				return e.conn, e.err
+			}
+		default:
+			c.mu.Unlock()
+			select {
+			case <-e.ready:
+				return e.conn, e.err
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+	}
+	e = &connEntry{key: key, ready: make(chan struct{})}
+	c.m[org.ID] = e
+	c.mu.Unlock()
+
+	f := c.factories[org.Connection.Type]
+	if f == nil {
+		e.err = fmt.Errorf("idp: org %s: unknown connection type %q", org.Slug, org.Connection.Type)
+	} else {
+		deps := c.deps
+		deps.OrgID, deps.OrgSlug = org.ID, org.Slug
+		// Others may be waiting on this open: the request that started it
+		// going away must not fail theirs. Open bounds its own time.
+		e.conn, e.err = f(context.WithoutCancel(ctx), org.Connection.Config, deps)
+	}
+	e.at = c.deps.Now()
+	close(e.ready)
+	return e.conn, e.err
+}
+
+// maxOrgDepth bounds parent chains (loops included).
+const maxOrgDepth = 16
+
+// ownerOf is the org whose connection org signs in with: its own, or,
+// for a sub-org without one, its nearest ancestor's.
+func (h *Handler) ownerOf(org *store.Org) (*store.Org, error) {
+	o := org
+	for range maxOrgDepth {
+		if o.Connection.Type != "" {
+			return o, nil
+		}
+		if o.ParentID == "" {
+			return nil, fmt.Errorf("idp: org %s has no connection and no parent with one", org.Slug)
+		}
+		p, ok := h.o.Orgs.ByID(o.ParentID)
+		if !ok {
+			return nil, fmt.Errorf("idp: org %s: parent %s not found", org.Slug, o.ParentID)
+		}
+		o = p
+	}
+	return nil, fmt.Errorf("idp: org %s: parent chain deeper than %d", org.Slug, maxOrgDepth)
+}

@@ -1,0 +1,421 @@
+package idp
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/gatehouse/gatehouse/idp/connection"
+	"github.com/gatehouse/gatehouse/internal/web"
+	"github.com/gatehouse/gatehouse/proxy/session"
+	"github.com/gatehouse/gatehouse/store"
+)
+
+// CallbackPath is where OIDC IdPs send the browser back.
+const CallbackPath = "/.gatehouse/callback"
+
+const (
+	flowKind = "login-flow"
+	// flowTTL is how long a person may spend at their IdP.
+	flowTTL = 10 * time.Minute
+)
+
+// flowRecord is a redirect sign-in in progress, kept in the store under
+// its state (single use) and bound to the browser that started it.
+type flowRecord struct {
+	OrgID string `json:"org"`
+	// ConnKey is the connection's settings when the flow began: a flow
+	// never finishes on changed settings.
+	ConnKey string `json:"conn_key"`
+	Type    string `json:"type"`
+	// Browser is the SHA-256 of the flow cookie's value.
+	Browser  string          `json:"browser"`
+	Host     string          `json:"host"`
+	Callback string          `json:"callback"`
+	Hint     string          `json:"hint,omitempty"`
+	RD       string          `json:"rd,omitempty"`
+	State    string          `json:"state,omitempty"` // the hand-off state
+	Conn     json.RawMessage `json:"conn"`
+}
+
+// flowCookieName is per flow, so that sign-ins in two tabs do not undo
+// each other.
+func flowCookieName(r *http.Request, state string) string {
+	name := "gatehouse_flow_" + state[:16]
+	if session.IsSecure(r) {
+		return "__Host-" + name
+	}
+	return name
+}
+
+// validFlowState: RandomID's alphabet and length, checked before any
+// store read.
+func validFlowState(s string) bool {
+	if len(s) < 16 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// beginRedirect starts a sign-in at the org's IdP.
+func (h *Handler) beginRedirect(w http.ResponseWriter, r *http.Request, org, owner *store.Org, c connection.Redirect, rd, hint string) {
+	state := session.RandomID()
+	secret := session.RandomID()
+	sum := sha256.Sum256([]byte(secret))
+	cb := url.URL{Scheme: h.o.PublicURL.Scheme, Host: r.Host, Path: CallbackPath}
+	req := connection.BeginRequest{State: state, CallbackURL: cb.String(), LoginHint: hint}
+	to, data, err := c.Begin(r.Context(), req)
+	if err != nil {
+		h.signInError(w, r, org, "begin", err)
+		return
+	}
+	rec := flowRecord{OrgID: org.ID, ConnKey: connKey(owner), Type: owner.Connection.Type, Browser: hex.EncodeToString(sum[:]),
+		Host: session.HostOf(r), Callback: req.CallbackURL, Hint: hint, RD: rd, State: stateParam(r), Conn: data}
+	b, err := json.Marshal(rec)
+	if err == nil {
+		err = h.o.Store.PutOnce(r.Context(), flowKind, state, b, h.o.Now().Add(flowTTL))
+	}
+	if err != nil {
+		h.signInError(w, r, org, "begin", connection.Errorf(connection.KindInternal, "idp: store flow: %w", err))
+		return
+	}
+	// SameSite=Lax reaches the callback of a top-level GET from the IdP.
+	http.SetCookie(w, &http.Cookie{Name: flowCookieName(r, state), Value: secret, Path: "/", MaxAge: int(flowTTL / time.Second),
+		HttpOnly: true, Secure: session.IsSecure(r), SameSite: http.SameSiteLaxMode})
+	h.o.Logger.Info("idp: sign-in sent to the IdP", "org", org.Slug, "connection", owner.Connection.Type)
+	http.Redirect(w, r, to, http.StatusSeeOther)
+}
+
+func connKey(o *store.Org) string {
+	sum := sha256.Sum256([]byte(o.Connection.Type + "\x00" + string(o.Connection.Config)))
+	return hex.EncodeToString(sum[:8])
+}
+
+// callback finishes an OIDC sign-in.
+func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
+	state := r.URL.Query().Get("state")
+	if !validFlowState(state) {
+		h.flowRefused(w, r, "callback without a valid state")
+		return
+	}
+	h.finishRedirect(w, r, state)
+}
+
+// finishRedirect takes the flow named by state (once), checks that this
+// browser started it on this host, and lets the connection verify the
+// IdP's response.
+func (h *Handler) finishRedirect(w http.ResponseWriter, r *http.Request, state string) {
+	ctx := r.Context()
+	b, err := h.o.Store.TakeOnce(ctx, flowKind, state)
+	if errors.Is(err, store.ErrNotFound) {
+		h.flowRefused(w, r, "unknown, used or expired state")
+		return
+	}
+	if err != nil {
+		h.signInError(w, r, nil, "callback", connection.Errorf(connection.KindInternal, "idp: read flow: %w", err))
+		return
+	}
+	var rec flowRecord
+	if err := json.Unmarshal(b, &rec); err != nil {
+		h.signInError(w, r, nil, "callback", connection.Errorf(connection.KindInternal, "idp: corrupt flow record: %w", err))
+		return
+	}
+	name := flowCookieName(r, state)
+	http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: session.IsSecure(r), SameSite: http.SameSiteLaxMode})
+	ck, cerr := r.Cookie(name)
+	sum := sha256.Sum256([]byte(func() string {
+		if cerr != nil {
+			return ""
+		}
+		return ck.Value
+	}()))
+	if cerr != nil || subtle.ConstantTimeCompare([]byte(hex.EncodeToString(sum[:])), []byte(rec.Browser)) != 1 {
+		h.flowRefused(w, r, "state not started in this browser (no or wrong flow cookie)")
+		return
+	}
+	if rec.Host != session.HostOf(r) {
+		h.flowRefused(w, r, "state started on host "+rec.Host)
+		return
+	}
+	org, ok := h.o.Orgs.ByID(rec.OrgID)
+	if !ok {
+		h.flowRefused(w, r, "org "+rec.OrgID+" no longer exists")
+		return
+	}
+	owner, err := h.ownerOf(org)
+	if err != nil {
+		h.signInError(w, r, org, "callback", err)
+		return
+	}
+	if connKey(owner) != rec.ConnKey {
+		h.signInError(w, r, org, "callback", connection.Errorf(connection.KindExpired, "idp: the org's connection changed during the sign-in"))
+		return
+	}
+	cv, err := h.o.Connections.Get(ctx, owner)
+	if err != nil {
+		h.signInError(w, r, org, "callback", err)
+		return
+	}
+	c, ok := cv.(connection.Redirect)
+	if !ok {
+		h.signInError(w, r, org, "callback", connection.Errorf(connection.KindInternal, "idp: connection %s has no redirect sign-in", owner.Connection.Type))
+		return
+	}
+	id, err := c.Finish(ctx, r, connection.BeginRequest{State: state, CallbackURL: rec.Callback, LoginHint: rec.Hint}, rec.Conn)
+	if err != nil {
+		h.signInError(w, r, org, "callback", err)
+		return
+	}
+	user, err := h.provision(ctx, org, owner, id)
+	if err != nil {
+		h.audit(ctx, org.ID, strings.ToLower(id.Email), "login", "failure", map[string]string{"connection": owner.Connection.Type, "reason": err.Error(), "client": h.o.ClientIP.Addr(r)})
+		h.signInError(w, r, org, "provision", err)
+		return
+	}
+	h.startSession(w, r, org, user, owner.Connection.Type, id.MFA, rec.RD, rec.State)
+}
+
+// startSession creates the session, sets its cookie and sends the browser on.
+func (h *Handler) startSession(w http.ResponseWriter, r *http.Request, org *store.Org, user store.User, typ string, mfa bool, rd, state string) {
+	ctx := r.Context()
+	addr := h.o.ClientIP.Addr(r)
+	s, err := h.o.Sessions.CreateWith(ctx, store.Session{UserID: user.ID, OrgID: org.ID, Connection: typ, MFA: mfa, ClientAddr: addr, UserAgent: r.UserAgent()})
+	if err == nil {
+		err = h.o.Sessions.SetCookie(w, r, s)
+	}
+	if err != nil {
+		h.signInError(w, r, org, "session", connection.Errorf(connection.KindInternal, "idp: create session: %w", err))
+		return
+	}
+	h.o.Metrics.Logins.WithLabelValues(org.Slug, "success").Inc()
+	h.o.Logger.Info("idp: signed in", "org", org.Slug, "user", user.ID, "connection", typ, "client", addr)
+	h.audit(ctx, org.ID, user.ID, "login", "success", map[string]string{"connection": typ, "client": addr})
+	h.complete(w, r, s.ID, org.ID, rd, state)
+}
+
+// flowRefused answers a callback that belongs to no flow of this browser:
+// expired, replayed, forged, or opened elsewhere.
+func (h *Handler) flowRefused(w http.ResponseWriter, r *http.Request, reason string) {
+	ref := h.ref()
+	h.o.Logger.Warn("idp: sign-in response refused", "ref", ref, "reason", reason, "host", session.HostOf(r))
+	h.o.Metrics.Logins.WithLabelValues("", "invalid").Inc()
+	web.Render(w, http.StatusBadRequest, "error", web.Page{Title: "Sign-in expired",
+		Error: "This sign-in has expired, was already used, or was started in another browser. Start again from your application.", Reference: ref, Back: LoginPath})
+}
+
+// signInError shows the page for a failed sign-in and logs the exact reason.
+func (h *Handler) signInError(w http.ResponseWriter, r *http.Request, org *store.Org, step string, err error) {
+	ref := h.ref()
+	slug := ""
+	if org != nil {
+		slug = org.Slug
+	}
+	kind := connection.KindOf(err)
+	status, outcome, msg := http.StatusBadRequest, "invalid", "The response from your identity provider could not be verified, so you were not signed in. Try again; if it keeps happening, give your administrator the reference below."
+	switch kind {
+	case connection.KindInternal:
+		status, outcome, msg = http.StatusInternalServerError, "error", "Sign-in failed on our side. Try again in a minute."
+	case connection.KindUnreachable:
+		status, outcome, msg = http.StatusBadGateway, "idp_unreachable", "Your organization's identity provider is not answering. Try again in a few minutes; if you are already signed in to an application, you can keep using it."
+	case connection.KindExpired:
+		outcome, msg = "expired", "The sign-in took too long or its timestamps are off (the clocks of your identity provider and of this service may differ). Start again from your application."
+	case connection.KindCanceled:
+		status, outcome, msg = http.StatusForbidden, "canceled", "Your identity provider did not sign you in (it was canceled or access was refused there)."
+	case connection.KindUnknownUser:
+		status, outcome, msg = http.StatusForbidden, "unknown_user", "You do not have an account in this organization yet. Ask your administrator to add you."
+	case connection.KindWrongDomain:
+		status, outcome, msg = http.StatusForbidden, "wrong_domain", "Your identity provider signed you in with an email address this organization does not use. Sign in with your work account, or ask your administrator."
+	case connection.KindDenied:
+		status, outcome, msg = http.StatusForbidden, "denied", "Your organization's settings do not give your account access here. Ask your administrator to assign you a group or role."
+	}
+	h.o.Metrics.Logins.WithLabelValues(slug, outcome).Inc()
+	level := h.o.Logger.Warn
+	if kind == connection.KindInternal || kind == connection.KindUnreachable {
+		level = h.o.Logger.Error
+	}
+	level("idp: sign-in failed", "ref", ref, "org", slug, "step", step, "outcome", outcome, "reason", err.Error(), "host", session.HostOf(r))
+	web.Render(w, status, "error", web.Page{Title: "Sign-in failed", Error: msg, Reference: ref, Back: LoginPath})
+}
+
+// provisionRetries bounds re-reads after racing another first sign-in.
+const provisionRetries = 3
+
+// provision maps a federated identity onto a user and a membership of
+// org, creating them just in time unless the org forbids it, and updating
+// mapped fields on every sign-in.
+func (h *Handler) provision(ctx context.Context, org, owner *store.Org, id connection.Identity) (store.User, error) {
+	p := owner.Connection.Provisioning
+	email := strings.ToLower(strings.TrimSpace(first(id.Claims, p.Claims.Email, id.Email)))
+	name := first(id.Claims, p.Claims.Name, id.Name)
+	groups := id.Groups
+	if p.Claims.Groups != "" {
+		groups = id.Claims[p.Claims.Groups]
+	}
+	if email == "" {
+		return store.User{}, connection.Errorf(connection.KindDenied, "provision: the IdP sent no email (claim %q)", orDefault(p.Claims.Email, "email"))
+	}
+	domain, err := EmailDomain(email)
+	if err != nil {
+		return store.User{}, connection.Errorf(connection.KindInvalid, "provision: malformed email %q", truncate(email, 100))
+	}
+	if !id.EmailVerified && p.Claims.Email == "" {
+		return store.User{}, connection.Errorf(connection.KindDenied, "provision: the IdP does not mark %s verified (email_verified); the org may set allow_unverified_email", email)
+	}
+	domains := org.EmailDomains
+	if len(domains) == 0 {
+		domains = owner.EmailDomains
+	}
+	if !p.AnyEmailDomain && !containsFold(domains, domain) {
+		return store.User{}, connection.Errorf(connection.KindWrongDomain, "provision: %s is not one of org %s's email domains %v", email, org.Slug, domains)
+	}
+	roles, ok := mapRoles(p, groups)
+	if !ok {
+		return store.User{}, connection.Errorf(connection.KindDenied, "provision: groups %v map to no role and the org has no default roles", groups)
+	}
+	attrs := map[string]string{}
+	for attr, claim := range p.Claims.Attributes {
+		if v := id.Claims[claim]; len(v) > 0 {
+			attrs[attr] = strings.Join(v, ",")
+		}
+	}
+	subject := owner.Connection.Type + ":" + id.Issuer + "#" + id.Subject
+	now := h.o.Now()
+	for range provisionRetries {
+		u, err := h.o.Store.GetUserByEmail(ctx, email)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			if p.ExistingUsersOnly {
+				return store.User{}, connection.Errorf(connection.KindUnknownUser, "provision: no user %s and org %s creates none (existing_users_only)", email, org.Slug)
+			}
+			u = store.User{ID: "usr_" + strings.ToLower(session.RandomID()[:26]), Email: email, Name: name, CreatedAt: now, UpdatedAt: now}
+			if err := h.o.Store.CreateUser(ctx, u); errors.Is(err, store.ErrAlreadyExists) {
+				continue // another first sign-in won; read theirs
+			} else if err != nil {
+				return store.User{}, connection.Errorf(connection.KindInternal, "provision: create user: %w", err)
+			}
+			h.audit(ctx, org.ID, u.ID, "user.create", "success", map[string]string{"email": email, "via": owner.Connection.Type})
+		case err != nil:
+			return store.User{}, connection.Errorf(connection.KindInternal, "provision: read user: %w", err)
+		case u.Disabled:
+			return store.User{}, connection.Errorf(connection.KindDenied, "provision: user %s is disabled", u.ID)
+		case name != "" && name != u.Name && containsFold(org.EmailDomains, domain):
+			// Only the org that owns the address renames the person.
+			if u, err = h.o.Store.UpdateUser(ctx, u.ID, func(u store.User) (store.User, error) {
+				u.Name, u.UpdatedAt = name, now
+				return u, nil
+			}); err != nil {
+				return store.User{}, connection.Errorf(connection.KindInternal, "provision: update user: %w", err)
+			}
+		}
+		err = h.member(ctx, org, u, subject, roles, groups, attrs, p, now)
+		if errors.Is(err, store.ErrAlreadyExists) {
+			continue
+		}
+		return u, err
+	}
+	return store.User{}, connection.Errorf(connection.KindInternal, "provision: %s: gave up after %d concurrent updates", email, provisionRetries)
+}
+
+// member creates or updates the membership (ErrAlreadyExists: retry).
+func (h *Handler) member(ctx context.Context, org *store.Org, u store.User, subject string, roles, groups []string, attrs map[string]string, p store.Provisioning, now time.Time) error {
+	_, err := h.o.Store.GetMembership(ctx, u.ID, org.ID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		if p.ExistingUsersOnly {
+			return connection.Errorf(connection.KindUnknownUser, "provision: %s is not a member of org %s, which creates none (existing_users_only)", u.Email, org.Slug)
+		}
+		m := store.Membership{UserID: u.ID, OrgID: org.ID, Roles: roles, Groups: groups, Subject: subject, Attributes: attrs, CreatedAt: now, UpdatedAt: now}
+		if err := h.o.Store.CreateMembership(ctx, m); err != nil {
+			if errors.Is(err, store.ErrAlreadyExists) {
+				return err
+			}
+			return connection.Errorf(connection.KindInternal, "provision: create membership: %w", err)
+		}
+		h.audit(ctx, org.ID, u.ID, "membership.create", "success", map[string]string{"roles": strings.Join(roles, ","), "subject": subject})
+		return nil
+	case err != nil:
+		return connection.Errorf(connection.KindInternal, "provision: read membership: %w", err)
+	}
+	var linked error
+	_, err = h.o.Store.UpdateMembership(ctx, u.ID, org.ID, func(m store.Membership) (store.Membership, error) {
+		if m.Subject != "" && m.Subject != subject {
+			linked = connection.Errorf(connection.KindDenied, "provision: %s is linked to IdP identity %q, this sign-in is %q", u.Email, m.Subject, subject)
+			return m, linked
+		}
+		m.Subject = subject
+		if len(p.GroupRoles) > 0 {
+			m.Roles = roles // the IdP's groups are the source of truth
+		}
+		m.Groups, m.Attributes, m.UpdatedAt = groups, attrs, now
+		return m, nil
+	})
+	if linked != nil {
+		return linked
+	}
+	if err != nil {
+		return connection.Errorf(connection.KindInternal, "provision: update membership: %w", err)
+	}
+	return nil
+}
+
+// mapRoles: the roles of the person's groups plus the default roles;
+// false when that is none and the org gives no default.
+func mapRoles(p store.Provisioning, groups []string) ([]string, bool) {
+	defaults := p.DefaultRoles
+	if defaults == nil {
+		defaults = []string{"member"}
+	}
+	var roles []string
+	add := func(rs []string) {
+		for _, r := range rs {
+			if !containsFold(roles, r) {
+				roles = append(roles, r)
+			}
+		}
+	}
+	for _, g := range groups {
+		add(p.GroupRoles[g])
+	}
+	add(defaults)
+	return roles, len(roles) > 0
+}
+
+// first is claims[name][0] when a mapping names a claim, else def.
+func first(claims map[string][]string, name, def string) string {
+	if name == "" {
+		return def
+	}
+	if v := claims[name]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+func containsFold(list []string, s string) bool {
+	for _, x := range list {
+		if strings.EqualFold(x, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
