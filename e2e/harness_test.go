@@ -72,7 +72,14 @@ type gatehouse struct {
 // `gatehouse serve --config`, waiting until /readyz answers.
 func start(t testing.TB, cfg string, env ...string) *gatehouse {
 	t.Helper()
-	g := &gatehouse{t: t, port: freePort(t), done: make(chan struct{})}
+	return startAt(t, freePort(t), cfg, env...)
+}
+
+// startAt is start on a port chosen beforehand (to register Gatehouse's
+// callback URL at an IdP started first).
+func startAt(t testing.TB, port, cfg string, env ...string) *gatehouse {
+	t.Helper()
+	g := &gatehouse{t: t, port: port, done: make(chan struct{})}
 	g.addr = "127.0.0.1:" + g.port
 	g.ops = "127.0.0.1:" + freePort(t)
 	dir := t.TempDir()

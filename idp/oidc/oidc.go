@@ -248,6 +248,10 @@ func (c *conn) Finish(ctx context.Context, r *http.Request, req connection.Begin
 		if errors.As(err, &exp) {
 			return connection.Identity{}, connection.Errorf(connection.KindExpired, "oidc: id token expired at %s (check the clocks of the IdP and of Gatehouse): %w", exp.Expiry.UTC().Format(time.RFC3339), err)
 		}
+		if strings.Contains(err.Error(), "before the nbf") {
+			// go-oidc has no error type for it; it is a clock difference.
+			return connection.Identity{}, connection.Errorf(connection.KindExpired, "oidc: id token not valid yet (check the clocks of the IdP and of Gatehouse): %w", err)
+		}
 		return connection.Identity{}, connection.Errorf(connection.KindInvalid, "oidc: id token rejected: %w", err)
 	}
 	if idt.Nonce == "" || subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(f.Nonce)) != 1 {
