@@ -727,6 +727,11 @@ func TestCLI(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "ok") {
 		t.Fatalf("validate example: %v\n%s", err, out)
 	}
+	cmd = exec.Command(binary, "config", "validate", "../examples/federation/gatehouse.yaml")
+	cmd.Env = append(os.Environ(), "INITECH_OIDC_SECRET=x")
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "ok") {
+		t.Fatalf("validate federation example: %v\n%s", err, out)
+	}
 }
 
 func TestTrustedProxyTLSTermination(t *testing.T) {

@@ -219,6 +219,19 @@ func TestFederatedOIDCSignIn(t *testing.T) {
 		}
 	})
 
+	t.Run("a sign-in opened on another host starts on the org's sign-in host", func(t *testing.T) {
+		b := g.browser(t)
+		p := b.get(g.url("app.localhost", "/.gatehouse/login?org=umbrella"))
+		if p.status != http.StatusSeeOther || !strings.HasPrefix(p.header.Get("Location"), g.url("auth.localhost", "/.gatehouse/login?")) {
+			t.Fatalf("got %d %s", p.status, p.header.Get("Location"))
+		}
+		p = b.get(p.header.Get("Location"))
+		loc, _ := url.Parse(p.header.Get("Location"))
+		if p.status != http.StatusSeeOther || loc.Query().Get("redirect_uri") != g.url("auth.localhost", "/.gatehouse/callback") {
+			t.Fatalf("IdP redirect: %d %s", p.status, loc)
+		}
+	})
+
 	t.Run("callback replayed, from another browser, or at another org's host", func(t *testing.T) {
 		b := g.browser(t)
 		cb := b.atIdP(b.toIdP(g.url("app.localhost", "/y"), "ann@initech.example"), "ann", "ann-pw")

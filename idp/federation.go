@@ -75,7 +75,9 @@ func (h *Handler) beginRedirect(w http.ResponseWriter, r *http.Request, org, own
 	state := session.RandomID()
 	secret := session.RandomID()
 	sum := sha256.Sum256([]byte(secret))
-	cb := url.URL{Scheme: h.o.PublicURL.Scheme, Host: r.Host, Path: CallbackPath}
+	// The callback is on this host (checked by the caller), with the
+	// public URL's scheme and port: never taken from the Host header.
+	cb := url.URL{Scheme: h.o.PublicURL.Scheme, Host: withPort(session.HostOf(r), h.o.PublicURL.Port()), Path: CallbackPath}
 	req := connection.BeginRequest{State: state, CallbackURL: cb.String(), LoginHint: hint}
 	to, data, err := c.Begin(r.Context(), req)
 	if err != nil {

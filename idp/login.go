@@ -232,6 +232,21 @@ func (h *Handler) startFederated(w http.ResponseWriter, r *http.Request, org *st
 	if !ok {
 		return false
 	}
+	// The IdP knows one callback per org: its login domain's, or the
+	// shared sign-in host's. Start there, whatever host this request came
+	// to, so the flow cookie and the callback share a host.
+	host := strings.ToLower(org.LoginDomain)
+	if host == "" {
+		host = strings.ToLower(h.o.PublicURL.Hostname())
+	}
+	if session.HostOf(r) != host {
+		slug := ""
+		if org.LoginDomain == "" {
+			slug = org.Slug
+		}
+		http.Redirect(w, r, h.loginURL(org.LoginDomain, "rd", rd, "login_hint", hint, "state", stateParam(r), "org", slug), http.StatusSeeOther)
+		return true
+	}
 	h.beginRedirect(w, r, org, owner, c, rd, hint)
 	return true
 }
