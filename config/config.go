@@ -76,6 +76,9 @@ type Login struct {
 	// MaxFailuresPerAddress allows more for one address, since offices share
 	// one (default 50).
 	MaxFailuresPerAddress int `yaml:"max_failures_per_address"`
+	// SAMLClockSkew is how far a SAML assertion's times may be off
+	// (default 3m, at most 5m).
+	SAMLClockSkew time.Duration `yaml:"saml_clock_skew"`
 }
 
 // Server timeouts protect against slow clients.
@@ -163,6 +166,7 @@ type Org struct {
 type Connection struct {
 	Type string `yaml:"type"`
 	OIDC *OIDC  `yaml:"oidc"`
+	SAML *SAML  `yaml:"saml"`
 	// What federated sign-ins may create and change (oidc):
 	// ExistingUsersOnly refuses people not already members (no just-in-time
 	// provisioning).
@@ -192,6 +196,21 @@ type OIDC struct {
 	AllowUnverifiedEmail bool `yaml:"allow_unverified_email"`
 	// AllowedTenants: Entra ID tenant IDs, for the multi-tenant issuers.
 	AllowedTenants []string `yaml:"allowed_tenants"`
+}
+
+// SAML is a SAML 2.0 IdP (see idp/saml.Config).
+type SAML struct {
+	// MetadataURL (refreshed every MetadataRefresh, default 1h) or
+	// MetadataXML: the IdP's metadata.
+	MetadataURL     string        `yaml:"metadata_url"`
+	MetadataXML     string        `yaml:"metadata_xml"`
+	MetadataRefresh time.Duration `yaml:"metadata_refresh"`
+	// AllowIDPInitiated accepts unsolicited responses, landing only on
+	// IDPInitiatedURL.
+	AllowIDPInitiated bool   `yaml:"allow_idp_initiated"`
+	IDPInitiatedURL   string `yaml:"idp_initiated_url"`
+	// AllowSHA1 accepts SHA-1 signatures (refused by default).
+	AllowSHA1 bool `yaml:"allow_sha1"`
 }
 
 // Claims names claims (or SAML attributes) for user fields.

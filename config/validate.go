@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/gatehouse/gatehouse/idp/oidc"
+	"github.com/gatehouse/gatehouse/idp/saml"
 	"io/fs"
 	"net"
 	"net/mail"
@@ -49,6 +50,7 @@ func (c *Config) applyDefaults() {
 	setInt(&c.Login.MaxFailures, 5)
 	setDur(&c.Login.FailureWindow, 15*time.Minute)
 	setInt(&c.Login.MaxFailuresPerAddress, 50)
+	setDur(&c.Login.SAMLClockSkew, 3*time.Minute)
 
 	setDur(&c.Server.ReadHeaderTimeout, 10*time.Second)
 	setDur(&c.Server.IdleTimeout, 120*time.Second)
@@ -164,6 +166,10 @@ func (c *Config) validate(d *decoder) {
 		d.add("store", "a store backend is required (store.badger.path)")
 	}
 
+	if c.Login.SAMLClockSkew > 5*time.Minute {
+		d.add("login.saml_clock_skew", "at most 5m, got %s: fix the clocks instead", c.Login.SAMLClockSkew)
+	}
+
 	// durations and limits
 	for _, v := range []struct {
 		path string
@@ -175,6 +181,7 @@ func (c *Config) validate(d *decoder) {
 		{"signing.rotation_period", c.Signing.RotationPeriod},
 		{"signing.assertion_lifetime", c.Signing.AssertionLifetime},
 		{"login.failure_window", c.Login.FailureWindow},
+		{"login.saml_clock_skew", c.Login.SAMLClockSkew},
 		{"server.read_header_timeout", c.Server.ReadHeaderTimeout},
 		{"server.read_timeout", c.Server.ReadTimeout},
 		{"server.write_timeout", c.Server.WriteTimeout},
@@ -396,7 +403,7 @@ func (c *Config) validateConnection(d *decoder, o *Org, orgPath string) {
 	switch cn.Type {
 	case "":
 		if o.Parent == "" {
-			d.add(p+".type", "required: password or oidc (only sub-orgs may leave it out, to use their parent's)")
+			d.add(p+".type", "required: password, oidc or saml (only sub-orgs may leave it out, to use their parent's)")
 		}
 	case "password":
 	case "oidc":
@@ -415,12 +422,28 @@ func (c *Config) validateConnection(d *decoder, o *Org, orgPath string) {
 			}
 		}
 	case "saml":
-		d.add(p+".type", "connection type \"saml\" is not supported yet")
+		if cn.SAML == nil {
+			d.add(p+".saml", "required with type saml (metadata_url or metadata_xml)")
+			break
+		}
+		sc := saml.Config{MetadataURL: cn.SAML.MetadataURL, MetadataXML: cn.SAML.MetadataXML, MetadataRefresh: cn.SAML.MetadataRefresh,
+			AllowIDPInitiated: cn.SAML.AllowIDPInitiated, IDPInitiatedURL: cn.SAML.IDPInitiatedURL}
+		if err := sc.Validate(); err != nil {
+			d.add(p+".saml", "%v", err)
+		}
+		if u := cn.SAML.IDPInitiatedURL; u != "" {
+			if pu, err := url.Parse(u); err != nil || pu.Host == "" || pu.Scheme != "https" && pu.Scheme != "http" {
+				d.add(p+".saml.idp_initiated_url", "%q must be an absolute http(s) URL of one of the routes", u)
+			}
+		}
 	default:
-		d.add(p+".type", "unknown connection type %q (password or oidc)", cn.Type)
+		d.add(p+".type", "unknown connection type %q (password, oidc or saml)", cn.Type)
 	}
 	if cn.OIDC != nil && cn.Type != "oidc" {
 		d.add(p+".oidc", "oidc settings need type: oidc")
+	}
+	if cn.SAML != nil && cn.Type != "saml" {
+		d.add(p+".saml", "saml settings need type: saml")
 	}
 	if cn.Type == "password" && (cn.ExistingUsersOnly || cn.AnyEmailDomain || len(cn.GroupRoles) > 0 || cn.DefaultRoles != nil) {
 		d.add(p, "existing_users_only, any_email_domain, group_roles and default_roles apply to federated connections, not password")
@@ -450,8 +473,8 @@ func (c *Config) validateConnection(d *decoder, o *Org, orgPath string) {
 			d.add(p+".claims.attributes", "attribute and claim names must not be empty")
 		}
 	}
-	if cn.Type == "oidc" && o.Parent == "" && len(o.EmailDomains) == 0 && !cn.AnyEmailDomain {
-		d.add(orgPath+".email_domains", "an oidc org needs email_domains (its IdP may only sign in those addresses) or connection.any_email_domain: true")
+	if (cn.Type == "oidc" || cn.Type == "saml") && o.Parent == "" && len(o.EmailDomains) == 0 && !cn.AnyEmailDomain {
+		d.add(orgPath+".email_domains", "a federated org needs email_domains (its IdP may only sign in those addresses) or connection.any_email_domain: true")
 	}
 }
 

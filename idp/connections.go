@@ -3,6 +3,8 @@ package idp
 import (
 	"context"
 	"fmt"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -33,7 +35,7 @@ type connEntry struct {
 const retryOpen = 10 * time.Second
 
 // NewConnections uses factories by connection type; deps are passed to
-// every Open with the org filled in.
+// every Open with the org filled in (deps.SignInURL is the public URL).
 func NewConnections(factories map[string]connection.Factory, deps connection.Deps) *Connections {
 	if deps.Now == nil {
 		deps.Now = time.Now
@@ -75,6 +77,7 @@ func (c *Connections) Get(ctx context.Context, org *store.Org) (any, error) {
 	} else {
 		deps := c.deps
 		deps.OrgID, deps.OrgSlug = org.ID, org.Slug
+		deps.SignInURL, deps.SharedHost = SignInURL(c.deps.SignInURL, org), org.LoginDomain == ""
 		// Others may be waiting on this open: the request that started it
 		// going away must not fail theirs. Open bounds its own time.
 		e.conn, e.err = f(context.WithoutCancel(ctx), org.Connection.Config, deps)
@@ -82,6 +85,16 @@ func (c *Connections) Get(ctx context.Context, org *store.Org) (any, error) {
 	e.at = c.deps.Now()
 	close(e.ready)
 	return e.conn, e.err
+}
+
+// SignInURL is where org signs in: its login domain, on the public URL's
+// scheme and port, or the public URL itself.
+func SignInURL(public url.URL, org *store.Org) url.URL {
+	u := url.URL{Scheme: public.Scheme, Host: public.Host}
+	if org.LoginDomain != "" {
+		u.Host = withPort(strings.ToLower(org.LoginDomain), public.Port())
+	}
+	return u
 }
 
 // maxOrgDepth bounds parent chains (loops included).

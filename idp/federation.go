@@ -94,9 +94,19 @@ func (h *Handler) beginRedirect(w http.ResponseWriter, r *http.Request, org, own
 		h.signInError(w, r, org, "begin", connection.Errorf(connection.KindInternal, "idp: store flow: %w", err))
 		return
 	}
-	// SameSite=Lax reaches the callback of a top-level GET from the IdP.
+	// SameSite=Lax reaches the callback of a top-level GET from the IdP; a
+	// SAML response is a cross-site POST, which only SameSite=None (with
+	// Secure) cookies reach, or, on plain-HTTP development setups,
+	// browsers' "Lax by default" allowance for fresh cookies.
+	sameSite := http.SameSiteLaxMode
+	if owner.Connection.Type == "saml" {
+		sameSite = http.SameSiteDefaultMode
+		if session.IsSecure(r) {
+			sameSite = http.SameSiteNoneMode
+		}
+	}
 	http.SetCookie(w, &http.Cookie{Name: flowCookieName(r, state), Value: secret, Path: "/", MaxAge: int(flowTTL / time.Second),
-		HttpOnly: true, Secure: session.IsSecure(r), SameSite: http.SameSiteLaxMode})
+		HttpOnly: true, Secure: session.IsSecure(r), SameSite: sameSite})
 	h.o.Logger.Info("idp: sign-in sent to the IdP", "org", org.Slug, "connection", owner.Connection.Type)
 	http.Redirect(w, r, to, http.StatusSeeOther)
 }
@@ -116,24 +126,136 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 	h.finishRedirect(w, r, state)
 }
 
+// SAML paths (see idp/saml): on an org's login domain as is, on the
+// shared sign-in host followed by /<org slug>.
+const (
+	samlACSPath      = "/.gatehouse/saml/acs"
+	samlMetadataPath = "/.gatehouse/saml/metadata"
+)
+
+// samlOrg is the org a SAML endpoint serves: the login domain's org, or
+// the slug in the path on the shared host.
+func (h *Handler) samlOrg(r *http.Request) (*store.Org, bool) {
+	if o, ok := h.o.Orgs.ByLoginHost(session.HostOf(r)); ok {
+		return o, r.PathValue("org") == ""
+	}
+	if session.HostOf(r) != strings.ToLower(h.o.PublicURL.Hostname()) {
+		return nil, false
+	}
+	o, ok := h.o.Orgs.BySlug(r.PathValue("org"))
+	if !ok || o.LoginDomain != "" {
+		return nil, false
+	}
+	return o, true
+}
+
+// samlMetadata serves the org's SP metadata (entity ID, ACS, certificate).
+func (h *Handler) samlMetadata(w http.ResponseWriter, r *http.Request) {
+	org, ok := h.samlOrg(r)
+	if !ok {
+		web.Error(w, http.StatusNotFound, "No SAML service provider here.", "")
+		return
+	}
+	owner, err := h.ownerOf(org)
+	if err != nil || owner.ID != org.ID || owner.Connection.Type != "saml" {
+		web.Error(w, http.StatusNotFound, "This organization does not sign in with SAML here.", "")
+		return
+	}
+	cv, err := h.o.Connections.Get(r.Context(), owner)
+	if err != nil {
+		h.signInError(w, r, org, "metadata", err)
+		return
+	}
+	mc, ok := cv.(connection.Metadata)
+	if !ok {
+		web.Error(w, http.StatusNotFound, "This organization does not sign in with SAML here.", "")
+		return
+	}
+	b, err := mc.Metadata(r.Context())
+	if err != nil {
+		h.signInError(w, r, org, "metadata", connection.Errorf(connection.KindInternal, "idp: saml metadata: %w", err))
+		return
+	}
+	w.Header().Set("Content-Type", "application/samlmetadata+xml")
+	w.Write(b)
+}
+
+// maxSAMLForm bounds the posted SAMLResponse form (an encrypted, signed
+// response with many attributes stays well under it).
+const maxSAMLForm = 256 << 10
+
+// samlACS receives the IdP's response: the flow in RelayState if this
+// browser started one, else an IdP-initiated sign-in if the org allows.
+func (h *Handler) samlACS(w http.ResponseWriter, r *http.Request) {
+	org, ok := h.samlOrg(r)
+	if !ok {
+		h.flowRefused(w, r, "SAML response at an endpoint of no org")
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxSAMLForm)
+	if err := r.ParseForm(); err != nil {
+		h.signInError(w, r, org, "acs", connection.Errorf(connection.KindInvalid, "idp: saml form: %w", err))
+		return
+	}
+	if rs := r.PostFormValue("RelayState"); validFlowState(rs) {
+		if h.finishFlow(w, r, rs, org) {
+			return
+		}
+	}
+	owner, err := h.ownerOf(org)
+	if err != nil || owner.ID != org.ID || owner.Connection.Type != "saml" {
+		h.flowRefused(w, r, "SAML response for an org without its own SAML connection")
+		return
+	}
+	cv, err := h.o.Connections.Get(r.Context(), owner)
+	if err != nil {
+		h.signInError(w, r, org, "acs", err)
+		return
+	}
+	uc, ok := cv.(connection.Unsolicited)
+	if !ok {
+		h.flowRefused(w, r, "unsolicited response to a connection that takes none")
+		return
+	}
+	id, landing, err := uc.FinishUnsolicited(r.Context(), r)
+	if err != nil {
+		h.signInError(w, r, org, "acs", err)
+		return
+	}
+	user, err := h.provision(r.Context(), org, owner, id)
+	if err != nil {
+		h.signInError(w, r, org, "provision", err)
+		return
+	}
+	h.startSession(w, r, org, user, owner.Connection.Type, id.MFA, landing, "")
+}
+
 // finishRedirect takes the flow named by state (once), checks that this
 // browser started it on this host, and lets the connection verify the
 // IdP's response.
 func (h *Handler) finishRedirect(w http.ResponseWriter, r *http.Request, state string) {
+	if !h.finishFlow(w, r, state, nil) {
+		h.flowRefused(w, r, "unknown, used or expired state")
+	}
+}
+
+// finishFlow finishes the flow named by state; false (having written
+// nothing) if there is no such flow. acsOrg, for a SAML response, is the
+// org whose ACS received it: the flow must be that org's.
+func (h *Handler) finishFlow(w http.ResponseWriter, r *http.Request, state string, acsOrg *store.Org) bool {
 	ctx := r.Context()
 	b, err := h.o.Store.TakeOnce(ctx, flowKind, state)
 	if errors.Is(err, store.ErrNotFound) {
-		h.flowRefused(w, r, "unknown, used or expired state")
-		return
+		return false
 	}
 	if err != nil {
 		h.signInError(w, r, nil, "callback", connection.Errorf(connection.KindInternal, "idp: read flow: %w", err))
-		return
+		return true
 	}
 	var rec flowRecord
 	if err := json.Unmarshal(b, &rec); err != nil {
 		h.signInError(w, r, nil, "callback", connection.Errorf(connection.KindInternal, "idp: corrupt flow record: %w", err))
-		return
+		return true
 	}
 	name := flowCookieName(r, state)
 	http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: session.IsSecure(r), SameSite: http.SameSiteLaxMode})
@@ -146,48 +268,58 @@ func (h *Handler) finishRedirect(w http.ResponseWriter, r *http.Request, state s
 	}()))
 	if cerr != nil || subtle.ConstantTimeCompare([]byte(hex.EncodeToString(sum[:])), []byte(rec.Browser)) != 1 {
 		h.flowRefused(w, r, "state not started in this browser (no or wrong flow cookie)")
-		return
+		return true
 	}
 	if rec.Host != session.HostOf(r) {
 		h.flowRefused(w, r, "state started on host "+rec.Host)
-		return
+		return true
 	}
 	org, ok := h.o.Orgs.ByID(rec.OrgID)
 	if !ok {
 		h.flowRefused(w, r, "org "+rec.OrgID+" no longer exists")
-		return
+		return true
 	}
 	owner, err := h.ownerOf(org)
 	if err != nil {
 		h.signInError(w, r, org, "callback", err)
-		return
+		return true
+	}
+	if (acsOrg != nil) != (rec.Type == "saml") {
+		h.flowRefused(w, r, "a "+rec.Type+" sign-in answered at the wrong endpoint")
+		return true
+	}
+	if acsOrg != nil && owner.ID != acsOrg.ID {
+		// A response for one org's sign-in posted to another org's ACS.
+		h.flowRefused(w, r, "SAML response for org "+org.Slug+"'s sign-in posted to org "+acsOrg.Slug+"'s ACS")
+		return true
 	}
 	if connKey(owner) != rec.ConnKey {
 		h.signInError(w, r, org, "callback", connection.Errorf(connection.KindExpired, "idp: the org's connection changed during the sign-in"))
-		return
+		return true
 	}
 	cv, err := h.o.Connections.Get(ctx, owner)
 	if err != nil {
 		h.signInError(w, r, org, "callback", err)
-		return
+		return true
 	}
 	c, ok := cv.(connection.Redirect)
 	if !ok {
 		h.signInError(w, r, org, "callback", connection.Errorf(connection.KindInternal, "idp: connection %s has no redirect sign-in", owner.Connection.Type))
-		return
+		return true
 	}
 	id, err := c.Finish(ctx, r, connection.BeginRequest{State: state, CallbackURL: rec.Callback, LoginHint: rec.Hint}, rec.Conn)
 	if err != nil {
 		h.signInError(w, r, org, "callback", err)
-		return
+		return true
 	}
 	user, err := h.provision(ctx, org, owner, id)
 	if err != nil {
 		h.audit(ctx, org.ID, strings.ToLower(id.Email), "login", "failure", map[string]string{"connection": owner.Connection.Type, "reason": err.Error(), "client": h.o.ClientIP.Addr(r)})
 		h.signInError(w, r, org, "provision", err)
-		return
+		return true
 	}
 	h.startSession(w, r, org, user, owner.Connection.Type, id.MFA, rec.RD, rec.State)
+	return true
 }
 
 // startSession creates the session, sets its cookie and sends the browser on.

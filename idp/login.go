@@ -91,6 +91,13 @@ func New(o Options) *Handler {
 	mux.Handle("POST "+LoginPath, cop.Handler(http.HandlerFunc(h.loginSubmit)))
 	mux.HandleFunc("GET "+HandoffPath, h.handoff)
 	mux.HandleFunc("GET "+CallbackPath, h.callback)
+	mux.HandleFunc("GET "+samlMetadataPath, h.samlMetadata)
+	mux.HandleFunc("GET "+samlMetadataPath+"/{org}", h.samlMetadata)
+	// The IdP posts from its own origin: no cross-origin protection here;
+	// the response is bound to the flow (RelayState), the browser and the
+	// org's SP instead.
+	mux.HandleFunc("POST "+samlACSPath, h.samlACS)
+	mux.HandleFunc("POST "+samlACSPath+"/{org}", h.samlACS)
 	mux.HandleFunc("GET "+LogoutPath, h.logoutPage)
 	mux.Handle("POST "+LogoutPath, cop.Handler(http.HandlerFunc(h.logoutSubmit)))
 	h.mux = mux
@@ -232,19 +239,20 @@ func (h *Handler) startFederated(w http.ResponseWriter, r *http.Request, org *st
 	if !ok {
 		return false
 	}
-	// The IdP knows one callback per org: its login domain's, or the
-	// shared sign-in host's. Start there, whatever host this request came
-	// to, so the flow cookie and the callback share a host.
-	host := strings.ToLower(org.LoginDomain)
+	// The IdP knows one callback per connection: its owner's login
+	// domain's, or the shared sign-in host's. Start there, whatever host
+	// this request came to, so the flow cookie and the callback share a
+	// host.
+	host := strings.ToLower(owner.LoginDomain)
 	if host == "" {
 		host = strings.ToLower(h.o.PublicURL.Hostname())
 	}
 	if session.HostOf(r) != host {
 		slug := ""
-		if org.LoginDomain == "" {
+		if org.LoginDomain == "" || owner.LoginDomain == "" {
 			slug = org.Slug
 		}
-		http.Redirect(w, r, h.loginURL(org.LoginDomain, "rd", rd, "login_hint", hint, "state", stateParam(r), "org", slug), http.StatusSeeOther)
+		http.Redirect(w, r, h.loginURL(owner.LoginDomain, "rd", rd, "login_hint", hint, "state", stateParam(r), "org", slug), http.StatusSeeOther)
 		return true
 	}
 	h.beginRedirect(w, r, org, owner, c, rd, hint)

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/gatehouse/gatehouse/store"
@@ -58,6 +59,19 @@ type Redirect interface {
 	Finish(ctx context.Context, r *http.Request, req BeginRequest, flow []byte) (Identity, error)
 }
 
+// Metadata connections publish a document for the IdP's administrator
+// (SAML SP metadata).
+type Metadata interface {
+	Metadata(ctx context.Context) ([]byte, error)
+}
+
+// Unsolicited connections may accept a sign-in the IdP started (SAML
+// IdP-initiated), if the org allows it; landing is the only page such a
+// sign-in may go to.
+type Unsolicited interface {
+	FinishUnsolicited(ctx context.Context, r *http.Request) (id Identity, landing string, err error)
+}
+
 // Password connections check an email and password themselves.
 type Password interface {
 	// CheckPassword returns the member, or an *Error of KindBadCredentials.
@@ -69,10 +83,14 @@ type Password interface {
 type Deps struct {
 	// OrgID and OrgSlug name the org the connection belongs to.
 	OrgID, OrgSlug string
-	Store          store.Store
-	HTTPClient     *http.Client
-	Logger         *slog.Logger
-	Now            func() time.Time
+	// SignInURL is the scheme, host and port the org signs in on (its
+	// login domain, or the shared sign-in host, then SharedHost is set).
+	SignInURL  url.URL
+	SharedHost bool
+	Store      store.Store
+	HTTPClient *http.Client
+	Logger     *slog.Logger
+	Now        func() time.Time
 }
 
 // Factory opens one org's connection from its stored JSON config.

@@ -19,12 +19,15 @@ import (
 	"sync/atomic"
 	"time"
 
+	crewsaml "github.com/crewjam/saml"
+
 	"github.com/gatehouse/gatehouse/certs"
 	"github.com/gatehouse/gatehouse/config"
 	"github.com/gatehouse/gatehouse/idp"
 	"github.com/gatehouse/gatehouse/idp/connection"
 	"github.com/gatehouse/gatehouse/idp/oidc"
 	"github.com/gatehouse/gatehouse/idp/password"
+	"github.com/gatehouse/gatehouse/idp/saml"
 	"github.com/gatehouse/gatehouse/idp/signing"
 	"github.com/gatehouse/gatehouse/internal/clientip"
 	"github.com/gatehouse/gatehouse/internal/telemetry"
@@ -109,11 +112,15 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		return ok || host == publicHost
 	}
 	serves := func(host string) bool { return isLoginHost(host) || router.ServesHost(host) }
+	// crewjam/saml reads its clock skew from a package variable: set once,
+	// before any request.
+	crewsaml.MaxClockSkew = cfg.Login.SAMLClockSkew
 	// Each protocol registers here; idp imports none by name.
 	conns := idp.NewConnections(map[string]connection.Factory{
 		password.Type: password.Open,
 		oidc.Type:     oidc.Open,
-	}, connection.Deps{Store: st, HTTPClient: idpClient(), Logger: log})
+		saml.Type:     saml.Open,
+	}, connection.Deps{Store: st, HTTPClient: idpClient(), Logger: log, SignInURL: url.URL{Scheme: pub.Scheme, Host: pub.Host}})
 	login := idp.New(idp.Options{
 		Store: st, Sessions: sessions, Orgs: orgs, Connections: conns, PublicURL: pub, Serves: serves, RouteHost: router.ServesHost, ClientIP: ips,
 		Metrics: metrics, Logger: log, CSRFKey: csrfKey,

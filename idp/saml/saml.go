@@ -1,0 +1,475 @@
+// Package saml is the SAML 2.0 connection: Gatehouse is a service provider
+// (one per org, with its own entity ID, ACS URL and key) to the org's IdP,
+// on crewjam/saml. Requests are signed; responses are accepted only when
+// the assertion is signed by the IdP and every condition holds, once.
+package saml
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/crewjam/saml"
+	"github.com/crewjam/saml/samlsp"
+	dsig "github.com/russellhaering/goxmldsig"
+
+	"github.com/gatehouse/gatehouse/idp/connection"
+	"github.com/gatehouse/gatehouse/store"
+)
+
+// Type is the connection type name in configs and sessions.
+const Type = "saml"
+
+// Paths on the org's sign-in host. On the shared sign-in host, several
+// orgs' SPs live side by side, so the org's slug follows: /acs/<slug>.
+const (
+	ACSPath      = "/.gatehouse/saml/acs"
+	MetadataPath = "/.gatehouse/saml/metadata"
+)
+
+// Config is an org's SAML connection, stored as JSON with the org.
+type Config struct {
+	// The IdP's metadata: a URL (HTTPS, or HTTP on loopback) fetched at
+	// open and every MetadataRefresh, keeping the last good copy; or the
+	// XML itself.
+	MetadataURL string `json:"metadata_url,omitempty"`
+	MetadataXML string `json:"metadata_xml,omitempty"`
+	// MetadataRefresh (default 1h) for MetadataURL.
+	MetadataRefresh time.Duration `json:"metadata_refresh,omitempty"`
+	// AllowIDPInitiated accepts unsolicited responses (off by default);
+	// such sign-ins always land on IDPInitiatedURL.
+	AllowIDPInitiated bool   `json:"allow_idp_initiated,omitempty"`
+	IDPInitiatedURL   string `json:"idp_initiated_url,omitempty"`
+	// AllowSHA1 accepts SHA-1 signatures (off: refused).
+	AllowSHA1 bool `json:"allow_sha1,omitempty"`
+}
+
+// Validate reports the first thing wrong with c.
+func (c *Config) Validate() error {
+	switch {
+	case (c.MetadataURL == "") == (c.MetadataXML == ""):
+		return errors.New("set exactly one of metadata_url and metadata_xml")
+	case c.AllowIDPInitiated && c.IDPInitiatedURL == "":
+		return errors.New("allow_idp_initiated needs idp_initiated_url: the fixed page IdP-initiated sign-ins land on")
+	case !c.AllowIDPInitiated && c.IDPInitiatedURL != "":
+		return errors.New("idp_initiated_url applies only with allow_idp_initiated")
+	case c.MetadataRefresh < 0:
+		return errors.New("metadata_refresh must not be negative")
+	}
+	if c.MetadataURL != "" {
+		u, err := url.Parse(c.MetadataURL)
+		if err != nil || u.Host == "" || !(u.Scheme == "https" || u.Scheme == "http" && loopback(u.Hostname())) {
+			return fmt.Errorf("metadata_url %q must be an https URL (plain http only on loopback, for tests)", c.MetadataURL)
+		}
+	}
+	if c.MetadataXML != "" {
+		if _, err := samlsp.ParseMetadata([]byte(c.MetadataXML)); err != nil {
+			return fmt.Errorf("metadata_xml: %w", err)
+		}
+	}
+	return nil
+}
+
+func loopback(host string) bool {
+	return host == "localhost" || host == "127.0.0.1" || host == "::1" || strings.HasPrefix(host, "127.")
+}
+
+// Endpoints is where an org's SP lives; the caller picks the sign-in host.
+func Endpoints(signIn url.URL, slug string, sharedHost bool) (entityID, acs url.URL) {
+	suffix := ""
+	if sharedHost {
+		suffix = "/" + slug
+	}
+	entityID, acs = signIn, signIn
+	entityID.Path, acs.Path = MetadataPath+suffix, ACSPath+suffix
+	entityID.RawQuery, acs.RawQuery = "", ""
+	return entityID, acs
+}
+
+// conn is one org's service provider.
+type conn struct {
+	cfg     Config
+	deps    connection.Deps
+	base    saml.ServiceProvider // everything but IDPMetadata
+	mu      sync.Mutex           // serializes metadata refreshes
+	current *saml.ServiceProvider
+	fetched time.Time
+}
+
+var (
+	_ connection.Redirect    = (*conn)(nil)
+	_ connection.Metadata    = (*conn)(nil)
+	_ connection.Unsolicited = (*conn)(nil)
+)
+
+const metadataTimeout = 10 * time.Second
+
+// maxMetadataSize bounds an IdP metadata document (Entra's is ~20 KiB;
+// federations' aggregates are not accepted here).
+const maxMetadataSize = 1 << 20
+
+// Open loads the IdP's metadata and the org's SP key (created on first
+// use and kept in the store, so every node and restart uses the same).
+func Open(ctx context.Context, raw json.RawMessage, deps connection.Deps) (any, error) {
+	var cfg Config
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return nil, fmt.Errorf("saml: org %s: config: %w", deps.OrgSlug, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("saml: org %s: %w", deps.OrgSlug, err)
+	}
+	if cfg.MetadataRefresh == 0 {
+		cfg.MetadataRefresh = time.Hour
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	if deps.HTTPClient == nil {
+		deps.HTTPClient = &http.Client{Timeout: metadataTimeout}
+	}
+	key, cert, err := spKey(ctx, deps)
+	if err != nil {
+		return nil, err
+	}
+	entityID, acs := Endpoints(deps.SignInURL, deps.OrgSlug, deps.SharedHost)
+	c := &conn{cfg: cfg, deps: deps}
+	c.base = saml.ServiceProvider{
+		EntityID: entityID.String(), Key: key, Certificate: cert, MetadataURL: entityID, AcsURL: acs,
+		SignatureMethod:                  dsig.RSASHA256SignatureMethod,
+		AssertionConsumerServiceBindings: []string{saml.HTTPPostBinding},
+		AuthnNameIDFormat:                saml.UnspecifiedNameIDFormat,
+		AllowIDPInitiated:                cfg.AllowIDPInitiated,
+		DefaultRedirectURI:               cfg.IDPInitiatedURL,
+		HTTPClient:                       deps.HTTPClient,
+		RejectUnknownConditions:          true,
+		RequireSignedResponseForCBC:      true,
+		RejectSHA1Signatures:             !cfg.AllowSHA1,
+		RejectExpiredIDPMetadata:         true,
+		LimitRelayStateLength:            true,
+		MetadataValidDuration:            7 * 24 * time.Hour,
+		ReplayCache:                      replayCache{st: deps.Store, org: deps.OrgID},
+	}
+	if err := c.refresh(ctx, true); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// sp returns the service provider with fresh-enough IdP metadata: a
+// refresh that fails keeps the last good copy (and says so in the log).
+func (c *conn) sp(ctx context.Context) *saml.ServiceProvider {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cfg.MetadataURL != "" && c.deps.Now().Sub(c.fetched) >= c.cfg.MetadataRefresh {
+		if err := c.refreshLocked(ctx, false); err != nil {
+			c.deps.Logger.Warn("saml: metadata refresh failed; keeping the last good copy", "org", c.deps.OrgSlug, "url", c.cfg.MetadataURL, "err", err)
+			c.fetched = c.deps.Now() // try again after another interval
+		}
+	}
+	return c.current
+}
+
+func (c *conn) refresh(ctx context.Context, first bool) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.refreshLocked(ctx, first)
+}
+
+func (c *conn) refreshLocked(ctx context.Context, first bool) error {
+	var data []byte
+	if c.cfg.MetadataXML != "" {
+		data = []byte(c.cfg.MetadataXML)
+	} else {
+		ctx, cancel := context.WithTimeout(ctx, metadataTimeout)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, "GET", c.cfg.MetadataURL, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := c.deps.HTTPClient.Do(req)
+		if err != nil {
+			return connection.Errorf(connection.KindUnreachable, "saml: org %s: metadata %s: %w", c.deps.OrgSlug, c.cfg.MetadataURL, err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return connection.Errorf(connection.KindUnreachable, "saml: org %s: metadata %s: HTTP %d", c.deps.OrgSlug, c.cfg.MetadataURL, resp.StatusCode)
+		}
+		data, err = io.ReadAll(io.LimitReader(resp.Body, maxMetadataSize+1))
+		if err != nil {
+			return connection.Errorf(connection.KindUnreachable, "saml: org %s: metadata %s: %w", c.deps.OrgSlug, c.cfg.MetadataURL, err)
+		}
+		if len(data) > maxMetadataSize {
+			return fmt.Errorf("saml: org %s: metadata %s is larger than %d bytes", c.deps.OrgSlug, c.cfg.MetadataURL, maxMetadataSize)
+		}
+	}
+	md, err := samlsp.ParseMetadata(data)
+	if err != nil {
+		return fmt.Errorf("saml: org %s: IdP metadata: %w", c.deps.OrgSlug, err)
+	}
+	sp := c.base
+	sp.IDPMetadata = md
+	if sp.GetSSOBindingLocation(saml.HTTPRedirectBinding) == "" {
+		return fmt.Errorf("saml: org %s: the IdP metadata has no HTTP-Redirect SingleSignOnService", c.deps.OrgSlug)
+	}
+	c.current, c.fetched = &sp, c.deps.Now()
+	return nil
+}
+
+// flow is what Begin keeps for Finish.
+type flow struct {
+	RequestID string `json:"id"`
+}
+
+func (c *conn) Begin(ctx context.Context, req connection.BeginRequest) (string, []byte, error) {
+	sp := c.sp(ctx)
+	ar, err := sp.MakeAuthenticationRequest(sp.GetSSOBindingLocation(saml.HTTPRedirectBinding), saml.HTTPRedirectBinding, saml.HTTPPostBinding)
+	if err != nil {
+		return "", nil, connection.Errorf(connection.KindInternal, "saml: org %s: authn request: %w", c.deps.OrgSlug, err)
+	}
+	u, err := ar.Redirect(req.State, sp)
+	if err != nil {
+		return "", nil, connection.Errorf(connection.KindInternal, "saml: org %s: authn request: %w", c.deps.OrgSlug, err)
+	}
+	b, _ := json.Marshal(flow{RequestID: ar.ID})
+	return u.String(), b, nil
+}
+
+// MaxResponseSize bounds the posted form carrying a SAMLResponse.
+const MaxResponseSize = 256 << 10
+
+func (c *conn) Finish(ctx context.Context, r *http.Request, _ connection.BeginRequest, raw []byte) (connection.Identity, error) {
+	var f flow
+	if err := json.Unmarshal(raw, &f); err != nil || f.RequestID == "" {
+		return connection.Identity{}, connection.Errorf(connection.KindInternal, "saml: corrupt flow record")
+	}
+	return c.parse(ctx, r, []string{f.RequestID})
+}
+
+// FinishUnsolicited accepts an IdP-initiated response when the org allows
+// them; the sign-in then lands on the configured page only.
+func (c *conn) FinishUnsolicited(ctx context.Context, r *http.Request) (connection.Identity, string, error) {
+	if !c.cfg.AllowIDPInitiated {
+		return connection.Identity{}, "", connection.Errorf(connection.KindInvalid, "saml: unsolicited response (no sign-in of this browser to answer) and IdP-initiated sign-in is off for org %s", c.deps.OrgSlug)
+	}
+	id, err := c.parse(ctx, r, nil)
+	return id, c.cfg.IDPInitiatedURL, err
+}
+
+func (c *conn) parse(ctx context.Context, r *http.Request, requestIDs []string) (id connection.Identity, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = connection.Errorf(connection.KindInvalid, "saml: response could not be processed: %v", p)
+		}
+	}()
+	sp := c.sp(ctx)
+	a, err := sp.ParseResponse(r, requestIDs)
+	if err != nil {
+		return connection.Identity{}, classify(err)
+	}
+	return identity(sp, a)
+}
+
+// classify maps crewjam/saml's errors (whose detail lives in the
+// InvalidResponseError's PrivateErr, never shown to the person) to kinds.
+func classify(err error) error {
+	detail := err
+	var ire *saml.InvalidResponseError
+	if errors.As(err, &ire) && ire.PrivateErr != nil {
+		detail = ire.PrivateErr
+	}
+	kind := connection.KindInvalid
+	switch {
+	case errors.Is(detail, saml.ErrExpired), errors.Is(detail, saml.ErrNotYetValid):
+		kind = connection.KindExpired
+	}
+	return connection.Errorf(kind, "saml: response rejected: %w", detail)
+}
+
+// Attribute names tried when the org maps none, by field: the common
+// names, URIs and OIDs of Entra ID, Okta, ADFS, Google and Shibboleth.
+var (
+	emailAttrs = []string{"email", "mail", "emailaddress", "urn:oid:0.9.2342.19200300.100.1.3",
+		"http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress"}
+	nameAttrs   = []string{"name", "displayname", "cn", "urn:oid:2.16.840.1.113730.3.1.241", "urn:oid:2.5.4.3", "http://schemas.microsoft.com/identity/claims/displayname"}
+	givenAttrs  = []string{"givenname", "firstname", "urn:oid:2.5.4.42", "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/givenname"}
+	surAttrs    = []string{"sn", "surname", "lastname", "urn:oid:2.5.4.4", "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/surname"}
+	groupsAttrs = []string{"groups", "memberof", "http://schemas.microsoft.com/ws/2008/06/identity/claims/groups"}
+)
+
+func identity(sp *saml.ServiceProvider, a *saml.Assertion) (connection.Identity, error) {
+	if a.Subject == nil || a.Subject.NameID == nil || strings.TrimSpace(a.Subject.NameID.Value) == "" {
+		return connection.Identity{}, connection.Errorf(connection.KindInvalid, "saml: assertion without a NameID")
+	}
+	claims := map[string][]string{}
+	for _, st := range a.AttributeStatements {
+		for _, at := range st.Attributes {
+			var vals []string
+			for _, v := range at.Values {
+				vals = append(vals, v.Value)
+			}
+			for _, k := range []string{at.Name, at.FriendlyName} {
+				if k != "" {
+					claims[k] = append(claims[k], vals...)
+					claims[strings.ToLower(k)] = claims[k]
+				}
+			}
+		}
+	}
+	firstOf := func(names []string) string {
+		for _, n := range names {
+			if v := claims[n]; len(v) > 0 && strings.TrimSpace(v[0]) != "" {
+				return strings.TrimSpace(v[0])
+			}
+		}
+		return ""
+	}
+	allOf := func(names []string) []string {
+		for _, n := range names {
+			if v := claims[n]; len(v) > 0 {
+				return v
+			}
+		}
+		return nil
+	}
+	nameID := a.Subject.NameID
+	id := connection.Identity{Issuer: sp.IDPMetadata.EntityID, Subject: nameID.Value, EmailVerified: true, Claims: claims}
+	id.Email = firstOf(emailAttrs)
+	if id.Email == "" && (nameID.Format == string(saml.EmailAddressNameIDFormat) || strings.Contains(nameID.Value, "@")) {
+		id.Email = nameID.Value
+	}
+	id.Name = firstOf(nameAttrs)
+	if id.Name == "" {
+		id.Name = strings.TrimSpace(firstOf(givenAttrs) + " " + firstOf(surAttrs))
+	}
+	id.Groups = allOf(groupsAttrs)
+	claims["nameid"] = []string{nameID.Value}
+	if nameID.Format == string(saml.TransientNameIDFormat) {
+		// A transient NameID changes at every sign-in: link by email.
+		id.Subject = "email:" + strings.ToLower(id.Email)
+	}
+	for _, st := range a.AuthnStatements {
+		if st.AuthnContext.AuthnContextClassRef != nil && mfaClass(st.AuthnContext.AuthnContextClassRef.Value) {
+			id.MFA = true
+		}
+	}
+	if slices.ContainsFunc(claims["http://schemas.microsoft.com/claims/authnmethodsreferences"], mfaClass) {
+		id.MFA = true
+	}
+	return id, nil
+}
+
+// mfaClass recognizes authentication context classes and methods that
+// mean a second factor (Entra ID's multipleauthn, REFEDS MFA, ...).
+func mfaClass(v string) bool {
+	v = strings.ToLower(v)
+	return strings.Contains(v, "multipleauthn") || strings.Contains(v, "refeds.org/profile/mfa") || strings.Contains(v, "multifactor") ||
+		strings.Contains(v, "timesynctoken") || strings.Contains(v, "mobiletwofactor")
+}
+
+// Metadata is the org's SP metadata, for the IdP's administrator.
+func (c *conn) Metadata(ctx context.Context) ([]byte, error) {
+	md := c.sp(ctx).Metadata()
+	b, err := xml.MarshalIndent(md, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte(xml.Header), b...), nil
+}
+
+// replayCache keeps accepted assertion IDs in the store until they
+// expire, so a replay fails on every node.
+type replayCache struct {
+	st  store.Store
+	org string
+}
+
+func (rc replayCache) Consume(assertionID string, expiresAt time.Time) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := rc.st.PutOnce(ctx, "saml-assertion", rc.org+"/"+assertionID, nil, expiresAt)
+	if errors.Is(err, store.ErrAlreadyExists) {
+		return saml.ErrAssertionReplayed
+	}
+	return err
+}
+
+// spKey is the org's SP key and self-signed certificate, made once and
+// shared through the store. The certificate is only a container for the
+// public key in metadata (as the SAML metadata interoperability profile
+// says), valid for ten years.
+func spKey(ctx context.Context, deps connection.Deps) (*rsa.PrivateKey, *x509.Certificate, error) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, nil, err
+	}
+	now := deps.Now()
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(now.UnixNano()), Subject: pkix.Name{CommonName: "Gatehouse SAML SP " + deps.OrgSlug},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(10, 0, 0), KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	var buf bytes.Buffer
+	_ = pem.Encode(&buf, &pem.Block{Type: "PRIVATE KEY", Bytes: mustPKCS8(key)})
+	_ = pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: der})
+	stored, err := deps.Store.Secret(ctx, "saml-sp-key/"+deps.OrgID, buf.Bytes())
+	if err != nil {
+		return nil, nil, fmt.Errorf("saml: org %s: SP key: %w", deps.OrgSlug, err)
+	}
+	return parseKeyPair(stored)
+}
+
+func mustPKCS8(k *rsa.PrivateKey) []byte {
+	b, _ := x509.MarshalPKCS8PrivateKey(k)
+	return b
+}
+
+func parseKeyPair(b []byte) (*rsa.PrivateKey, *x509.Certificate, error) {
+	var key *rsa.PrivateKey
+	var cert *x509.Certificate
+	for {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			break
+		}
+		switch blk.Type {
+		case "PRIVATE KEY":
+			k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+			if err != nil {
+				return nil, nil, fmt.Errorf("saml: stored SP key: %w", err)
+			}
+			rk, ok := k.(*rsa.PrivateKey)
+			if !ok {
+				return nil, nil, errors.New("saml: stored SP key is not RSA")
+			}
+			key = rk
+		case "CERTIFICATE":
+			c, err := x509.ParseCertificate(blk.Bytes)
+			if err != nil {
+				return nil, nil, fmt.Errorf("saml: stored SP certificate: %w", err)
+			}
+			cert = c
+		}
+	}
+	if key == nil || cert == nil {
+		return nil, nil, errors.New("saml: stored SP key pair is incomplete")
+	}
+	return key, cert, nil
+}
