@@ -222,6 +222,10 @@ func (h *Handler) samlACS(w http.ResponseWriter, r *http.Request) {
 		h.signInError(w, r, org, "acs", err)
 		return
 	}
+	if landing, err = ValidateRedirect(landing, h.o.Serves); err != nil {
+		h.signInError(w, r, org, "acs", connection.Errorf(connection.KindInternal, "idp: idp_initiated_url of org %s is not a page Gatehouse serves", org.Slug))
+		return
+	}
 	user, err := h.provision(r.Context(), org, owner, id)
 	if err != nil {
 		h.signInError(w, r, org, "provision", err)
@@ -244,6 +248,16 @@ func (h *Handler) finishRedirect(w http.ResponseWriter, r *http.Request, state s
 // org whose ACS received it: the flow must be that org's.
 func (h *Handler) finishFlow(w http.ResponseWriter, r *http.Request, state string, acsOrg *store.Org) bool {
 	ctx := r.Context()
+	// A browser without the flow's cookie cannot finish it: refuse before
+	// taking the flow, so that a response stolen or posted elsewhere does
+	// not spend the sign-in of the person it belongs to.
+	if _, err := r.Cookie(flowCookieName(r, state)); err != nil {
+		if acsOrg != nil {
+			return false // treated as unsolicited: refused unless the org allows those
+		}
+		h.flowRefused(w, r, "state not started in this browser (no flow cookie)")
+		return true
+	}
 	b, err := h.o.Store.TakeOnce(ctx, flowKind, state)
 	if errors.Is(err, store.ErrNotFound) {
 		return false
