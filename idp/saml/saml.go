@@ -11,6 +11,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"encoding/xml"
@@ -163,7 +164,7 @@ func Open(ctx context.Context, raw json.RawMessage, deps connection.Deps) (any, 
 		RejectExpiredIDPMetadata:         true,
 		LimitRelayStateLength:            true,
 		MetadataValidDuration:            7 * 24 * time.Hour,
-		ReplayCache:                      replayCache{st: deps.Store, org: deps.OrgID},
+		ReplayCache:                      replayCache{st: deps.Store, org: deps.OrgID, now: deps.Now},
 	}
 	if err := c.refresh(ctx, true); err != nil {
 		return nil, err
@@ -277,12 +278,34 @@ func (c *conn) parse(ctx context.Context, r *http.Request, requestIDs []string) 
 			err = connection.Errorf(connection.KindInvalid, "saml: response could not be processed: %v", p)
 		}
 	}()
+	// crewjam/saml reads r.PostForm; the caller has bounded the body.
+	if err := r.ParseForm(); err != nil {
+		return connection.Identity{}, connection.Errorf(connection.KindInvalid, "saml: form: %w", err)
+	}
+	if err := refuseDTD(r.PostForm.Get("SAMLResponse")); err != nil {
+		return connection.Identity{}, err
+	}
 	sp := c.sp(ctx)
 	a, err := sp.ParseResponse(r, requestIDs)
 	if err != nil {
 		return connection.Identity{}, classify(err)
 	}
 	return identity(sp, a)
+}
+
+// refuseDTD refuses a response with a document type declaration: SAML
+// never needs one, and entities are how XML bombs and external-entity
+// reads arrive. (Go's XML parser expands neither, but nothing that
+// declares them is a response an IdP sent.)
+func refuseDTD(b64 string) error {
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(b64))
+	if err != nil {
+		return nil // crewjam/saml reports the encoding error
+	}
+	if bytes.Contains(bytes.ToUpper(raw), []byte("<!DOCTYPE")) || bytes.Contains(bytes.ToUpper(raw), []byte("<!ENTITY")) {
+		return connection.Errorf(connection.KindInvalid, "saml: response with a DOCTYPE or ENTITY declaration")
+	}
+	return nil
 }
 
 // classify maps crewjam/saml's errors (whose detail lives in the
@@ -397,12 +420,20 @@ func (c *conn) Metadata(ctx context.Context) ([]byte, error) {
 type replayCache struct {
 	st  store.Store
 	org string
+	now func() time.Time
 }
 
 func (rc replayCache) Consume(assertionID string, expiresAt time.Time) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	err := rc.st.PutOnce(ctx, "saml-assertion", rc.org+"/"+assertionID, nil, expiresAt)
+	// Kept past the assertion's own expiry by the clock skew it may still
+	// be accepted with, measured on this node's clock (the IdP's may differ).
+	keep := expiresAt
+	if now := rc.now(); now.After(keep) {
+		keep = now
+	}
+	keep = keep.Add(saml.MaxClockSkew)
+	err := rc.st.PutOnce(ctx, "saml-assertion", rc.org+"/"+assertionID, nil, keep)
 	if errors.Is(err, store.ErrAlreadyExists) {
 		return saml.ErrAssertionReplayed
 	}
