@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/base64"
 	"net/http"
 	"net/url"
 	"strings"
@@ -128,6 +129,10 @@ func TestFederatedSAMLSignIn(t *testing.T) {
 			t.Fatalf("IdP posts to %s", action)
 		}
 		hooliResponse, hooliACS = vals, action
+		// The IdP encrypted the assertion to the key in our SP metadata.
+		if raw, _ := base64.StdEncoding.DecodeString(vals.Get("SAMLResponse")); !strings.Contains(string(raw), "EncryptedAssertion") {
+			t.Errorf("the IdP sent a clear assertion; want it encrypted to the SP's key:\n%s", raw)
+		}
 		p := b.follow(b.postResponse(action, vals, f.idp1.URL))
 		if p.status != 200 || p.body != "upstream /whoami for gavin@hooli.example" {
 			t.Fatalf("after SAML sign-in: %d %s\n%s", p.status, p.url, p.body)
@@ -192,6 +197,25 @@ func TestFederatedSAMLSignIn(t *testing.T) {
 		}
 		if !strings.Contains(g.Logs(), "IdP-initiated sign-in is off") {
 			t.Error("log lacks the reason")
+		}
+	})
+
+	t.Run("responses by the redirect binding are not taken (no deflate)", func(t *testing.T) {
+		// A deflate bomb in a GET SAMLResponse (crewjam/saml's advisory) never
+		// reaches an inflater: the ACS takes HTTP-POST only.
+		bomb := url.QueryEscape(base64.StdEncoding.EncodeToString(make([]byte, 64)))
+		if p := g.browser(t).get(hooliACS + "?SAMLResponse=" + bomb); p.status != http.StatusMethodNotAllowed {
+			t.Fatalf("GET at the ACS: %d", p.status)
+		}
+	})
+
+	t.Run("oversized response", func(t *testing.T) {
+		big := url.Values{"SAMLResponse": {strings.Repeat("A", 300<<10)}, "RelayState": {"x"}}
+		if p := g.browser(t).postResponse(hooliACS, big, f.idp1.URL); p.status != http.StatusBadRequest {
+			t.Fatalf("300 KiB response: %d", p.status)
+		}
+		if !strings.Contains(g.Logs(), "request body too large") {
+			t.Error("log lacks the reason for the oversized response")
 		}
 	})
 

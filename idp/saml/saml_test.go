@@ -119,6 +119,7 @@ func TestAttacks(t *testing.T) {
 		{name: "xsw7-signed-assertion-in-extensions", wrapping: true},
 		{name: "xsw8-original-in-signature-object", wrapping: true},
 		{name: "doctype-entity", kind: connection.KindInvalid},
+		{name: "xml-roundtrip", kind: connection.KindInvalid},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
