@@ -1,0 +1,101 @@
+package idp
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/gatehouse/gatehouse/idp/connection"
+	"github.com/gatehouse/gatehouse/internal/clientip"
+	"github.com/gatehouse/gatehouse/internal/telemetry"
+	"github.com/gatehouse/gatehouse/proxy/session"
+	"github.com/gatehouse/gatehouse/store"
+	"github.com/gatehouse/gatehouse/store/badgerstore"
+)
+
+// instant is a redirect connection that answers at once with a fixed
+// identity: it stands in for the protocol, whose cost is measured with
+// real responses by idp/oidc's BenchmarkCallback and idp/saml's
+// BenchmarkACS.
+type instant struct{ id connection.Identity }
+
+func (i instant) Begin(_ context.Context, req connection.BeginRequest) (string, []byte, error) {
+	return "https://idp.example/auth?state=" + req.State, []byte(`{}`), nil
+}
+func (i instant) Finish(context.Context, *http.Request, connection.BeginRequest, []byte) (connection.Identity, error) {
+	return i.id, nil
+}
+
+// BenchmarkFederatedSignIn is Gatehouse's side of one returning person's
+// federated sign-in, on Badger on disk with synced writes as deployed:
+// taking the single-use flow, the browser check, provisioning (user and
+// membership read, membership update), the session, the audit entry and
+// the hand-off ticket to the app's host. Add the protocol's cost
+// (BenchmarkCallback, BenchmarkACS) for logins per second.
+func BenchmarkFederatedSignIn(b *testing.B) {
+	st, err := badgerstore.Open(b.TempDir(), badgerstore.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	ctx := context.Background()
+	org := store.Org{ID: "org_acme", Slug: "acme", Name: "Acme", EmailDomains: []string{"acme.example"},
+		Connection: store.Connection{Type: "bench", Config: []byte(`{}`)}}
+	if err := st.CreateOrg(ctx, org); err != nil {
+		b.Fatal(err)
+	}
+	dir, _ := NewDirectory(ctx, st, slog.New(slog.DiscardHandler))
+	key := make([]byte, 32)
+	rand.Read(key)
+	sm, err := session.New(st, key, session.Options{Lifetime: time.Hour, IdleTimeout: time.Hour, RecheckInterval: 2 * time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	pub, _ := url.Parse("http://auth.example")
+	id := connection.Identity{Issuer: "https://idp.example", Subject: "s1", Email: "ann@acme.example", EmailVerified: true, Name: "Ann",
+		Groups: []string{"eng"}, Claims: map[string][]string{}}
+	conns := NewConnections(map[string]connection.Factory{"bench": func(context.Context, json.RawMessage, connection.Deps) (any, error) { return instant{id}, nil }},
+		connection.Deps{Store: st, SignInURL: *pub})
+	ips, _ := clientip.New(nil)
+	h := New(Options{Store: st, Sessions: sm, Orgs: dir, Connections: conns, PublicURL: pub, ClientIP: ips, Metrics: telemetry.New(),
+		Logger: slog.New(slog.DiscardHandler), CSRFKey: key, Serves: func(string) bool { return true }, RouteHost: func(string) bool { return true }})
+	o, _ := dir.ByID("org_acme")
+	signIn := func(b *testing.B) {
+		// The browser's visit to the sign-in page starts the flow...
+		rec := httptest.NewRecorder()
+		h.beginRedirect(rec, httptest.NewRequest("GET", "http://auth.example/.gatehouse/login", nil), o, o, instant{id}, "http://app.example/x", "")
+		loc, _ := url.Parse(rec.Header().Get("Location"))
+		c := rec.Result().Cookies()[0]
+		// ...and, back from the IdP, the callback finishes it.
+		req := httptest.NewRequest("GET", "http://auth.example/.gatehouse/callback?code=x&state="+loc.Query().Get("state"), nil)
+		req.AddCookie(c)
+		rec = httptest.NewRecorder()
+		h.callback(rec, req)
+		if rec.Code != http.StatusSeeOther {
+			b.Fatalf("callback: %d %s", rec.Code, rec.Body)
+		}
+	}
+	b.Run("sequential", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			signIn(b)
+		}
+	})
+	// Many people signing in at once: Badger commits their synced writes
+	// together.
+	b.Run("parallel-16", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetParallelism(8)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				signIn(b)
+			}
+		})
+	})
+}
