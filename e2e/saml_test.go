@@ -145,6 +145,39 @@ func TestFederatedSAMLSignIn(t *testing.T) {
 		}
 	})
 
+	t.Run("single logout at the IdP too", func(t *testing.T) {
+		b := g.browser(t)
+		action, vals := b.samlSignIn(g.url("app.localhost", "/slo"), "gavin@hooli.example", "gavin", "gavin-pw")
+		b.follow(b.postResponse(action, vals, f.idp1.URL))
+		if r := up.last("/slo"); r == nil {
+			t.Fatal("not signed in")
+		}
+		p := b.get(g.url("app.localhost", "/.gatehouse/logout"))
+		p = b.post(g.url("app.localhost", "/.gatehouse/logout"), hidden(p.body))
+		if p.status != http.StatusSeeOther || !strings.HasPrefix(p.header.Get("Location"), f.idp1.URL+"/slo?SAMLRequest=") {
+			t.Fatalf("logout: %d %s\n%s", p.status, p.header.Get("Location"), p.body)
+		}
+		// The IdP ends its session and answers our SLO endpoint.
+		p = b.get(p.header.Get("Location"))
+		for i := 0; i < 3 && p.status == 200 && strings.Contains(p.body, "SAMLResponse"); i++ {
+			action, vals := testidp.Form(p.body)
+			p = b.postResponse(resolve(p.url, action), vals, f.idp1.URL)
+		}
+		p = b.follow(p)
+		if p.status != 200 || !strings.Contains(p.body, "and at your organization") {
+			t.Fatalf("after the IdP's logout: %d %s\n%s", p.status, p.url, p.body)
+		}
+		// A logout answer nobody asked for, or the same one again: refused.
+		forged := url.Values{"SAMLResponse": {"PHg+"}, "RelayState": {"forgedforgedforgedforged"}}
+		if p := b.postResponse(g.url("login.hooli.localhost", "/.gatehouse/saml/slo"), forged, f.idp1.URL); p.status != http.StatusBadRequest {
+			t.Fatalf("forged logout response: %d", p.status)
+		}
+		// Signed out here: the app sends the browser to sign in again.
+		if p := b.get(g.url("app.localhost", "/slo-after")); p.status != http.StatusFound {
+			t.Fatalf("after logout: %d", p.status)
+		}
+	})
+
 	t.Run("a captured response is refused everywhere", func(t *testing.T) {
 		// Replayed at the same ACS, by another browser and by the same one.
 		for _, b := range []*browser{g.browser(t), g.browser(t)} {

@@ -131,7 +131,105 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 const (
 	samlACSPath      = "/.gatehouse/saml/acs"
 	samlMetadataPath = "/.gatehouse/saml/metadata"
+	samlSLOPath      = "/.gatehouse/saml/slo"
 )
+
+const logoutKind = "logout-flow"
+
+// logoutRecord is a single logout in progress at the IdP.
+type logoutRecord struct {
+	OrgID     string `json:"org"`
+	RequestID string `json:"req"`
+}
+
+// startIdPLogout sends the browser to sign out at the IdP of the session
+// that just ended, if its connection offers it, and reports whether it did.
+// Any failure leaves the person signed out here, with the page saying so.
+func (h *Handler) startIdPLogout(w http.ResponseWriter, r *http.Request, id *session.Identity) bool {
+	if id.LogoutHint == "" {
+		return false
+	}
+	org, ok := h.o.Orgs.ByID(id.OrgID)
+	if !ok {
+		return false
+	}
+	owner, err := h.ownerOf(org)
+	if err != nil || owner.Connection.Type != id.Connection {
+		return false
+	}
+	cv, err := h.o.Connections.Get(r.Context(), owner)
+	if err != nil {
+		h.o.Logger.Warn("idp: single logout skipped: connection unavailable", "org", org.Slug, "err", err)
+		return false
+	}
+	lc, ok := cv.(connection.Logout)
+	if !ok {
+		return false
+	}
+	relay := session.RandomID()
+	to, reqID, err := lc.LogoutURL(r.Context(), id.LogoutHint, relay)
+	if err != nil || to == "" {
+		if err != nil {
+			h.o.Logger.Warn("idp: single logout skipped", "org", org.Slug, "err", err)
+		}
+		return false
+	}
+	b, _ := json.Marshal(logoutRecord{OrgID: org.ID, RequestID: reqID})
+	if err := h.o.Store.PutOnce(r.Context(), logoutKind, relay, b, h.o.Now().Add(flowTTL)); err != nil {
+		h.o.Logger.Warn("idp: single logout skipped: store", "org", org.Slug, "err", err)
+		return false
+	}
+	h.o.Logger.Info("idp: single logout sent to the IdP", "org", org.Slug)
+	http.Redirect(w, r, to, http.StatusSeeOther)
+	return true
+}
+
+// samlSLO receives the IdP's LogoutResponse to our single logout request.
+func (h *Handler) samlSLO(w http.ResponseWriter, r *http.Request) {
+	done := func(note string) {
+		web.Render(w, http.StatusOK, "logout", web.Page{Title: "Signed out", Notice: note})
+	}
+	org, ok := h.samlOrg(r)
+	if !ok {
+		h.flowRefused(w, r, "SAML logout message at an endpoint of no org")
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxSAMLForm)
+	if err := r.ParseForm(); err != nil {
+		h.signInError(w, r, org, "slo", connection.Errorf(connection.KindInvalid, "idp: saml logout form: %w", err))
+		return
+	}
+	relay := r.FormValue("RelayState")
+	if r.FormValue("SAMLResponse") == "" || !validFlowState(relay) {
+		// IdP-initiated single logout (a LogoutRequest) is not taken:
+		// sessions here end by the person's own sign-out or an admin.
+		h.flowRefused(w, r, "SAML logout message that answers no logout of ours")
+		return
+	}
+	b, err := h.o.Store.TakeOnce(r.Context(), logoutKind, relay)
+	var rec logoutRecord
+	if err != nil || json.Unmarshal(b, &rec) != nil || rec.OrgID != org.ID {
+		h.flowRefused(w, r, "unknown, used or expired logout RelayState")
+		return
+	}
+	cv, err := h.o.Connections.Get(r.Context(), org)
+	lc, ok := cv.(connection.Logout)
+	if err == nil && !ok {
+		err = connection.Errorf(connection.KindInternal, "idp: connection has no single logout")
+	}
+	if err == nil {
+		err = lc.FinishLogout(r.Context(), r, rec.RequestID)
+	}
+	if err != nil {
+		ref := h.ref()
+		h.o.Logger.Warn("idp: single logout not confirmed by the IdP", "ref", ref, "org", org.Slug, "reason", err.Error())
+		web.Render(w, http.StatusOK, "logout", web.Page{Title: "Signed out", Reference: ref,
+			Notice: "You are signed out here. Your identity provider did not confirm that it signed you out too; close the browser to be sure."})
+		return
+	}
+	h.o.Logger.Info("idp: single logout confirmed by the IdP", "org", org.Slug)
+	done("You are signed out here and at your organization's identity provider.")
+}
 
 // samlOrg is the org a SAML endpoint serves: the login domain's org, or
 // the slug in the path on the shared host.
@@ -231,7 +329,7 @@ func (h *Handler) samlACS(w http.ResponseWriter, r *http.Request) {
 		h.signInError(w, r, org, "provision", err)
 		return
 	}
-	h.startSession(w, r, org, user, owner.Connection.Type, id.MFA, landing, "")
+	h.startSession(w, r, org, user, owner.Connection.Type, id, landing, "")
 }
 
 // finishRedirect takes the flow named by state (once), checks that this
@@ -332,15 +430,16 @@ func (h *Handler) finishFlow(w http.ResponseWriter, r *http.Request, state strin
 		h.signInError(w, r, org, "provision", err)
 		return true
 	}
-	h.startSession(w, r, org, user, owner.Connection.Type, id.MFA, rec.RD, rec.State)
+	h.startSession(w, r, org, user, owner.Connection.Type, id, rec.RD, rec.State)
 	return true
 }
 
 // startSession creates the session, sets its cookie and sends the browser on.
-func (h *Handler) startSession(w http.ResponseWriter, r *http.Request, org *store.Org, user store.User, typ string, mfa bool, rd, state string) {
+func (h *Handler) startSession(w http.ResponseWriter, r *http.Request, org *store.Org, user store.User, typ string, id connection.Identity, rd, state string) {
 	ctx := r.Context()
 	addr := h.o.ClientIP.Addr(r)
-	s, err := h.o.Sessions.CreateWith(ctx, store.Session{UserID: user.ID, OrgID: org.ID, Connection: typ, MFA: mfa, ClientAddr: addr, UserAgent: r.UserAgent()})
+	s, err := h.o.Sessions.CreateWith(ctx, store.Session{UserID: user.ID, OrgID: org.ID, Connection: typ, MFA: id.MFA, LogoutHint: id.LogoutHint,
+		ClientAddr: addr, UserAgent: r.UserAgent()})
 	if err == nil {
 		err = h.o.Sessions.SetCookie(w, r, s)
 	}

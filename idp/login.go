@@ -96,6 +96,10 @@ func New(o Options) *Handler {
 	// The IdP posts from its own origin: no cross-origin protection here;
 	// the response is bound to the flow (RelayState), the browser and the
 	// org's SP instead.
+	mux.HandleFunc("GET "+samlSLOPath, h.samlSLO)
+	mux.HandleFunc("GET "+samlSLOPath+"/{org}", h.samlSLO)
+	mux.HandleFunc("POST "+samlSLOPath, h.samlSLO)
+	mux.HandleFunc("POST "+samlSLOPath+"/{org}", h.samlSLO)
 	mux.HandleFunc("POST "+samlACSPath, h.samlACS)
 	mux.HandleFunc("POST "+samlACSPath+"/{org}", h.samlACS)
 	mux.HandleFunc("GET "+LogoutPath, h.logoutPage)
@@ -435,7 +439,7 @@ func (h *Handler) passwordLogin(w http.ResponseWriter, r *http.Request, org *sto
 	}
 	h.byAccount.reset(acct)
 	h.byAddr.refund(addrKey)
-	h.startSession(w, r, org, store.User{ID: id.UserID}, password.Type, false, rd, stateParam(r))
+	h.startSession(w, r, org, store.User{ID: id.UserID}, password.Type, id, rd, stateParam(r))
 }
 
 // passwordConnection is the org's password pool, if it signs in with one.
@@ -574,10 +578,12 @@ func (h *Handler) logoutSubmit(w http.ResponseWriter, r *http.Request) {
 		web.Error(w, http.StatusForbidden, "This form expired. Reload the page and try again.", ref)
 		return
 	}
+	var ended *session.Identity
 	if sid, err := h.o.Sessions.SessionID(r); err == nil {
 		var orgID, actor string
 		if e, err := h.o.Sessions.Lookup(r.Context(), sid); err == nil {
 			orgID, actor = e.Identity().OrgID, e.Identity().UserID
+			ended = e.Identity()
 		}
 		if err := h.o.Sessions.Revoke(r.Context(), sid); err != nil {
 			ref := h.ref()
@@ -588,6 +594,11 @@ func (h *Handler) logoutSubmit(w http.ResponseWriter, r *http.Request) {
 		h.audit(r.Context(), orgID, actor, "logout", "success", nil)
 	}
 	h.o.Sessions.ClearCookie(w, r)
+	// Signed out here whatever happens next; then at the IdP too, where
+	// the connection and the IdP offer single logout.
+	if ended != nil && h.startIdPLogout(w, r, ended) {
+		return
+	}
 	web.Render(w, http.StatusOK, "logout", web.Page{Title: "Signed out", Notice: "You are signed out of every application you reached through this sign-in."})
 }
 

@@ -116,7 +116,10 @@ type Session struct {
 	OrgID      string `json:"org_id"`
 	Connection string `json:"connection"`
 	// MFA reports whether the sign-in used a second factor (the IdP's amr).
-	MFA        bool      `json:"mfa,omitempty"`
+	MFA bool `json:"mfa,omitempty"`
+	// LogoutHint is what the connection needs to end the IdP's session
+	// too (SAML NameID and SessionIndex), opaque here.
+	LogoutHint string    `json:"logout_hint,omitempty"`
 	ClientAddr string    `json:"client_addr,omitempty"`
 	UserAgent  string    `json:"user_agent,omitempty"`
 	CreatedAt  time.Time `json:"created_at"`

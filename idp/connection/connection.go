@@ -37,6 +37,8 @@ type Identity struct {
 	// Claims are every claim (or SAML attribute) as strings, for the
 	// org's claim mapping.
 	Claims map[string][]string
+	// LogoutHint is kept with the session for Logout (opaque).
+	LogoutHint string
 }
 
 // BeginRequest starts a redirect sign-in.
@@ -70,6 +72,15 @@ type Metadata interface {
 // sign-in may go to.
 type Unsolicited interface {
 	FinishUnsolicited(ctx context.Context, r *http.Request) (id Identity, landing string, err error)
+}
+
+// Logout connections end the IdP's session too (SAML single logout).
+type Logout interface {
+	// LogoutURL is where to send the browser to sign out at the IdP, and
+	// the request's ID to match its answer; "" if the IdP offers none.
+	LogoutURL(ctx context.Context, hint, relayState string) (to, requestID string, err error)
+	// FinishLogout checks the IdP's answer to the request requestID.
+	FinishLogout(ctx context.Context, r *http.Request, requestID string) error
 }
 
 // Password connections check an email and password themselves.

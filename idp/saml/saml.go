@@ -42,6 +42,7 @@ const Type = "saml"
 const (
 	ACSPath      = "/.gatehouse/saml/acs"
 	MetadataPath = "/.gatehouse/saml/metadata"
+	SLOPath      = "/.gatehouse/saml/slo"
 )
 
 // Config is an org's SAML connection, stored as JSON with the org.
@@ -92,15 +93,15 @@ func loopback(host string) bool {
 }
 
 // Endpoints is where an org's SP lives; the caller picks the sign-in host.
-func Endpoints(signIn url.URL, slug string, sharedHost bool) (entityID, acs url.URL) {
+func Endpoints(signIn url.URL, slug string, sharedHost bool) (entityID, acs, slo url.URL) {
 	suffix := ""
 	if sharedHost {
 		suffix = "/" + slug
 	}
-	entityID, acs = signIn, signIn
-	entityID.Path, acs.Path = MetadataPath+suffix, ACSPath+suffix
-	entityID.RawQuery, acs.RawQuery = "", ""
-	return entityID, acs
+	signIn.RawQuery = ""
+	entityID, acs, slo = signIn, signIn, signIn
+	entityID.Path, acs.Path, slo.Path = MetadataPath+suffix, ACSPath+suffix, SLOPath+suffix
+	return entityID, acs, slo
 }
 
 // conn is one org's service provider.
@@ -114,6 +115,7 @@ type conn struct {
 }
 
 var (
+	_ connection.Logout      = (*conn)(nil)
 	_ connection.Redirect    = (*conn)(nil)
 	_ connection.Metadata    = (*conn)(nil)
 	_ connection.Unsolicited = (*conn)(nil)
@@ -148,10 +150,11 @@ func Open(ctx context.Context, raw json.RawMessage, deps connection.Deps) (any, 
 	if err != nil {
 		return nil, err
 	}
-	entityID, acs := Endpoints(deps.SignInURL, deps.OrgSlug, deps.SharedHost)
+	entityID, acs, slo := Endpoints(deps.SignInURL, deps.OrgSlug, deps.SharedHost)
 	c := &conn{cfg: cfg, deps: deps}
 	c.base = saml.ServiceProvider{
-		EntityID: entityID.String(), Key: key, Certificate: cert, MetadataURL: entityID, AcsURL: acs,
+		EntityID: entityID.String(), Key: key, Certificate: cert, MetadataURL: entityID, AcsURL: acs, SloURL: slo,
+		LogoutBindings:                   []string{saml.HTTPRedirectBinding, saml.HTTPPostBinding},
 		SignatureMethod:                  dsig.RSASHA256SignatureMethod,
 		AssertionConsumerServiceBindings: []string{saml.HTTPPostBinding},
 		AuthnNameIDFormat:                saml.UnspecifiedNameIDFormat,
@@ -372,6 +375,14 @@ func identity(sp *saml.ServiceProvider, a *saml.Assertion) (connection.Identity,
 	}
 	nameID := a.Subject.NameID
 	id := connection.Identity{Issuer: sp.IDPMetadata.EntityID, Subject: nameID.Value, EmailVerified: true, Claims: claims}
+	hint := logoutHint{NameID: nameID.Value, Format: nameID.Format}
+	for _, st := range a.AuthnStatements {
+		if st.SessionIndex != "" {
+			hint.SessionIndex = st.SessionIndex
+		}
+	}
+	b, _ := json.Marshal(hint)
+	id.LogoutHint = string(b)
 	id.Email = firstOf(emailAttrs)
 	if id.Email == "" && (nameID.Format == string(saml.EmailAddressNameIDFormat) || strings.Contains(nameID.Value, "@")) {
 		id.Email = nameID.Value
@@ -403,6 +414,53 @@ func mfaClass(v string) bool {
 	v = strings.ToLower(v)
 	return strings.Contains(v, "multipleauthn") || strings.Contains(v, "refeds.org/profile/mfa") || strings.Contains(v, "multifactor") ||
 		strings.Contains(v, "timesynctoken") || strings.Contains(v, "mobiletwofactor")
+}
+
+// logoutHint is what single logout needs from the sign-in's assertion.
+type logoutHint struct {
+	NameID       string `json:"n"`
+	Format       string `json:"f,omitempty"`
+	SessionIndex string `json:"s,omitempty"`
+}
+
+// LogoutURL asks the IdP to end the person's session there too, by the
+// HTTP-Redirect binding, signed; "" if its metadata offers no such
+// single logout service.
+func (c *conn) LogoutURL(ctx context.Context, raw, relayState string) (string, string, error) {
+	var hint logoutHint
+	if err := json.Unmarshal([]byte(raw), &hint); err != nil || hint.NameID == "" {
+		return "", "", nil // a session from before single logout, or not SAML
+	}
+	sp := c.sp(ctx)
+	loc := sp.GetSLOBindingLocation(saml.HTTPRedirectBinding)
+	if loc == "" {
+		return "", "", nil
+	}
+	opts := []saml.LogoutRequestOption{saml.WithSessionIndex(hint.SessionIndex)}
+	if hint.Format != "" {
+		// The NameID exactly as the IdP asserted it, format included.
+		opts = append(opts, func(r *saml.LogoutRequest) { r.NameID.Format = hint.Format })
+	}
+	req, err := sp.MakeLogoutRequest(loc, hint.NameID, opts...)
+	if err != nil {
+		return "", "", connection.Errorf(connection.KindInternal, "saml: org %s: logout request: %w", c.deps.OrgSlug, err)
+	}
+	u, err := sp.RedirectLogoutRequestURL(req, relayState)
+	if err != nil {
+		return "", "", connection.Errorf(connection.KindInternal, "saml: org %s: logout request: %w", c.deps.OrgSlug, err)
+	}
+	return u.String(), req.ID, nil
+}
+
+// FinishLogout checks the IdP's signed LogoutResponse to requestID.
+func (c *conn) FinishLogout(ctx context.Context, r *http.Request, requestID string) error {
+	if err := r.ParseForm(); err != nil {
+		return connection.Errorf(connection.KindInvalid, "saml: logout response form: %w", err)
+	}
+	if _, err := c.sp(ctx).ParseLogoutResponse(r, []string{requestID}); err != nil {
+		return classify(err)
+	}
+	return nil
 }
 
 // Metadata is the org's SP metadata, for the IdP's administrator.

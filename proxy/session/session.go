@@ -66,6 +66,8 @@ type Identity struct {
 	Attributes map[string]string
 	Connection string
 	MFA        bool
+	// LogoutHint is the connection's data for signing out at the IdP.
+	LogoutHint string
 	AuthTime   time.Time
 	ExpiresAt  time.Time
 }
@@ -477,6 +479,7 @@ func (m *Manager) load(ctx context.Context, sid string) (*Identity, store.Sessio
 		Attributes: mem.Attributes,
 		Connection: s.Connection,
 		MFA:        s.MFA,
+		LogoutHint: s.LogoutHint,
 		AuthTime:   s.CreatedAt,
 		ExpiresAt:  s.ExpiresAt,
 	}, s, nil
