@@ -55,6 +55,9 @@ orgs:
       group_roles:
         staff: [member]
       default_roles: []
+    users:
+      # Leo works at Labs and was also given access to the parent org.
+      - { email: leo@labs.umbrella.example, roles: [viewer] }
   - slug: umbrella-labs
     name: Umbrella Labs
     parent: umbrella
@@ -193,6 +196,36 @@ func TestFederatedOIDCSignIn(t *testing.T) {
 		b.follow(b.atIdP(p, "leo", "leo-pw"))
 		if r := up.last("/labs"); r == nil || r.Header.Get("X-Gatehouse-Org-Slug") != "umbrella-labs" {
 			t.Fatalf("sub-org sign-in landed in %v", r)
+		}
+	})
+
+	t.Run("switch to another org of the same sign-in", func(t *testing.T) {
+		b := g.browser(t)
+		b.follow(b.atIdP(b.toIdP(g.url("app.localhost", "/labs2"), "leo@labs.umbrella.example"), "leo", "leo-pw"))
+		if r := up.last("/labs2"); r == nil || r.Header.Get("X-Gatehouse-Org-Slug") != "umbrella-labs" {
+			t.Fatalf("leo's sign-in: %v", r)
+		}
+		p := b.get(g.url("app.localhost", "/.gatehouse/orgs?rd=/parent"))
+		if p.status != 200 || !strings.Contains(p.body, "Switch to Umbrella") || !strings.Contains(p.body, "<strong>Umbrella Labs</strong> (current)") {
+			t.Fatalf("org chooser: %d\n%s", p.status, p.body)
+		}
+		form := hidden(p.body)
+		p = b.follow(b.post(g.url("app.localhost", "/.gatehouse/orgs"), form))
+		r := up.last("/parent")
+		if p.status != 200 || r == nil || r.Header.Get("X-Gatehouse-Org-Slug") != "umbrella" || r.Header.Get("X-Gatehouse-Roles") != "viewer" {
+			t.Fatalf("after the switch: %d %s; upstream %v", p.status, p.body, r)
+		}
+		// Ann (initech, another IdP) cannot switch into umbrella.
+		a := g.browser(t)
+		a.follow(a.atIdP(a.toIdP(g.url("app.localhost", "/ann"), "ann@initech.example"), "ann", "ann-pw"))
+		p = a.get(g.url("app.localhost", "/.gatehouse/orgs"))
+		if strings.Contains(p.body, "Switch to") {
+			t.Fatalf("ann offered a switch:\n%s", p.body)
+		}
+		form = hidden(p.body)
+		form.Set("org", "umbrella")
+		if p := a.post(g.url("app.localhost", "/.gatehouse/orgs"), form); p.status != http.StatusForbidden {
+			t.Fatalf("forged switch: %d", p.status)
 		}
 	})
 

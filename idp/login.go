@@ -91,6 +91,8 @@ func New(o Options) *Handler {
 	mux.Handle("POST "+LoginPath, cop.Handler(http.HandlerFunc(h.loginSubmit)))
 	mux.HandleFunc("GET "+HandoffPath, h.handoff)
 	mux.HandleFunc("GET "+CallbackPath, h.callback)
+	mux.HandleFunc("GET "+OrgsPath, h.orgsPage)
+	mux.Handle("POST "+OrgsPath, cop.Handler(http.HandlerFunc(h.orgsSwitch)))
 	mux.HandleFunc("GET "+samlMetadataPath, h.samlMetadata)
 	mux.HandleFunc("GET "+samlMetadataPath+"/{org}", h.samlMetadata)
 	// The IdP posts from its own origin: no cross-origin protection here;

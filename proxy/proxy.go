@@ -372,7 +372,8 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		h.o.Logger.Info("proxy: denied", "route", rt.ID, "org", id.OrgSlug, "user", id.UserID, "reasons", d.Reasons, "decision_id", d.ID)
 		web.Render(w, http.StatusForbidden, "error", web.Page{Title: "Access denied",
 			Error: "You are signed in as " + id.Email + ", but you do not have access to this page.", Reasons: d.Reasons,
-			Reference: d.ID, Back: "/.gatehouse/logout", BackText: "Sign out to use another account"})
+			Reference: d.ID, Back: "/.gatehouse/logout", BackText: "Sign out to use another account",
+			Link: "/.gatehouse/orgs?rd=" + url.QueryEscape(r.URL.RequestURI()), LinkText: "Use another of your organizations"})
 		return
 	}
 	lg.decision = "allow"

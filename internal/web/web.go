@@ -59,6 +59,18 @@ type Page struct {
 	BackText string
 	// State is the hand-off state carried through sign-in.
 	State string
+	// Orgs are the person's organizations (the org chooser).
+	Orgs []OrgChoice
+	// Link is a second way on from an error page (e.g. another org).
+	Link, LinkText string
+}
+
+// OrgChoice is one organization on the chooser.
+type OrgChoice struct {
+	Slug, Name string
+	// Current: the org of this session. Switchable: reachable without
+	// signing in again (same IdP sign-in).
+	Current, Switchable bool
 }
 
 // Render writes the named page with security headers. Rendering into a
