@@ -79,6 +79,9 @@ type Login struct {
 	// SAMLClockSkew is how far a SAML assertion's times may be off
 	// (default 3m, at most 5m).
 	SAMLClockSkew time.Duration `yaml:"saml_clock_skew"`
+	// SAMLKeyRotation: each org's SAML SP key signs this long, with the
+	// next one in the SP metadata a whole period ahead (default 8760h).
+	SAMLKeyRotation time.Duration `yaml:"saml_key_rotation"`
 }
 
 // Server timeouts protect against slow clients.

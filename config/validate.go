@@ -51,6 +51,7 @@ func (c *Config) applyDefaults() {
 	setDur(&c.Login.FailureWindow, 15*time.Minute)
 	setInt(&c.Login.MaxFailuresPerAddress, 50)
 	setDur(&c.Login.SAMLClockSkew, 3*time.Minute)
+	setDur(&c.Login.SAMLKeyRotation, 8760*time.Hour)
 
 	setDur(&c.Server.ReadHeaderTimeout, 10*time.Second)
 	setDur(&c.Server.IdleTimeout, 120*time.Second)
@@ -166,6 +167,9 @@ func (c *Config) validate(d *decoder) {
 		d.add("store", "a store backend is required (store.badger.path)")
 	}
 
+	if r := c.Login.SAMLKeyRotation; r > 0 && r < 24*time.Hour {
+		d.add("login.saml_key_rotation", "at least 24h, got %s: IdP admins need time to load the next certificate", r)
+	}
 	if c.Login.SAMLClockSkew > 5*time.Minute {
 		d.add("login.saml_clock_skew", "at most 5m, got %s: fix the clocks instead", c.Login.SAMLClockSkew)
 	}
@@ -182,6 +186,7 @@ func (c *Config) validate(d *decoder) {
 		{"signing.assertion_lifetime", c.Signing.AssertionLifetime},
 		{"login.failure_window", c.Login.FailureWindow},
 		{"login.saml_clock_skew", c.Login.SAMLClockSkew},
+		{"login.saml_key_rotation", c.Login.SAMLKeyRotation},
 		{"server.read_header_timeout", c.Server.ReadHeaderTimeout},
 		{"server.read_timeout", c.Server.ReadTimeout},
 		{"server.write_timeout", c.Server.WriteTimeout},

@@ -102,6 +102,9 @@ type Deps struct {
 	HTTPClient *http.Client
 	Logger     *slog.Logger
 	Now        func() time.Time
+	// KeyRotation is how long a connection's own key (the SAML SP key)
+	// signs before the next one takes over (0: a year).
+	KeyRotation time.Duration
 }
 
 // Factory opens one org's connection from its stored JSON config.

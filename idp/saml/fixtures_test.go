@@ -5,7 +5,7 @@ package saml
 //	go test ./idp/saml -run TestGenerateFixtures -update
 //
 // It signs responses with the fixture IdP key (testdata/idp.pem) at the
-// fixed instant fixtureTime, for the SP whose key is testdata/sp.pem, and
+// fixed instant fixtureTime, for the SP at fixtureEntity / fixtureACS, and
 // writes one XML file per case, tampered after signing where the attack
 // needs it. The tests replay them with the clock pinned to fixtureTime.
 
@@ -316,7 +316,6 @@ func TestGenerateFixtures(t *testing.T) {
 	if !*update {
 		t.Skip("run with -update to regenerate testdata/")
 	}
-	keyPair(t, "sp.pem")
 	for name, x := range fixtures(t) {
 		if err := os.WriteFile(filepath.Join("testdata", "response-"+name+".xml"), []byte(x), 0o644); err != nil {
 			t.Fatal(err)

@@ -109,9 +109,13 @@ type conn struct {
 	cfg     Config
 	deps    connection.Deps
 	base    saml.ServiceProvider // everything but IDPMetadata
-	mu      sync.Mutex           // serializes metadata refreshes
+	mu      sync.Mutex           // serializes metadata and key refreshes
 	current *saml.ServiceProvider
 	fetched time.Time
+	// keys is the generation the SP keys were loaded for; next is the
+	// following generation's certificate, published ahead in metadata.
+	keys int64
+	next *x509.Certificate
 }
 
 var (
@@ -146,14 +150,13 @@ func Open(ctx context.Context, raw json.RawMessage, deps connection.Deps) (any, 
 	if deps.HTTPClient == nil {
 		deps.HTTPClient = &http.Client{Timeout: metadataTimeout}
 	}
-	key, cert, err := spKey(ctx, deps)
-	if err != nil {
-		return nil, err
+	if deps.KeyRotation <= 0 {
+		deps.KeyRotation = 365 * 24 * time.Hour
 	}
 	entityID, acs, slo := Endpoints(deps.SignInURL, deps.OrgSlug, deps.SharedHost)
-	c := &conn{cfg: cfg, deps: deps}
+	c := &conn{cfg: cfg, deps: deps, keys: -1}
 	c.base = saml.ServiceProvider{
-		EntityID: entityID.String(), Key: key, Certificate: cert, MetadataURL: entityID, AcsURL: acs, SloURL: slo,
+		EntityID: entityID.String(), MetadataURL: entityID, AcsURL: acs, SloURL: slo,
 		LogoutBindings:                   []string{saml.HTTPRedirectBinding, saml.HTTPPostBinding},
 		SignatureMethod:                  dsig.RSASHA256SignatureMethod,
 		AssertionConsumerServiceBindings: []string{saml.HTTPPostBinding},
@@ -169,10 +172,51 @@ func Open(ctx context.Context, raw json.RawMessage, deps connection.Deps) (any, 
 		MetadataValidDuration:            7 * 24 * time.Hour,
 		ReplayCache:                      replayCache{st: deps.Store, org: deps.OrgID, now: deps.Now},
 	}
+	if err := c.rotateLocked(ctx); err != nil {
+		return nil, err
+	}
 	if err := c.refresh(ctx, true); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// generation numbers the SP key periods: keys rotate at fixed instants
+// every deps.KeyRotation, the same on every node.
+func (c *conn) generation() int64 {
+	return c.deps.Now().UnixNano() / int64(c.deps.KeyRotation)
+}
+
+// rotateLocked loads the keys of the current generation if they are not
+// loaded yet: the current key signs and decrypts; the previous one still
+// decrypts what an IdP encrypted before it saw the new metadata; the next
+// one's certificate is published ahead, and decrypts too.
+func (c *conn) rotateLocked(ctx context.Context) error {
+	gen := c.generation()
+	if gen == c.keys {
+		return nil
+	}
+	key, cert, err := spKey(ctx, c.deps, gen)
+	if err != nil {
+		return err
+	}
+	nextKey, nextCert, err := spKey(ctx, c.deps, gen+1)
+	if err != nil {
+		return err
+	}
+	c.base.Key, c.base.Certificate, c.base.EncryptionKey, c.base.EncryptionCertificate = key, cert, key, cert
+	c.base.DecryptionKeys = []*rsa.PrivateKey{nextKey}
+	if prevKey, _, err := spKey(ctx, c.deps, gen-1); err == nil {
+		c.base.DecryptionKeys = append(c.base.DecryptionKeys, prevKey)
+	}
+	c.keys, c.next = gen, nextCert
+	if c.current != nil {
+		sp := c.base
+		sp.IDPMetadata = c.current.IDPMetadata
+		c.current = &sp
+		c.deps.Logger.Info("saml: SP key rotated", "org", c.deps.OrgSlug, "generation", gen)
+	}
+	return nil
 }
 
 // sp returns the service provider with fresh-enough IdP metadata: a
@@ -180,6 +224,10 @@ func Open(ctx context.Context, raw json.RawMessage, deps connection.Deps) (any, 
 func (c *conn) sp(ctx context.Context) *saml.ServiceProvider {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if err := c.rotateLocked(ctx); err != nil {
+		// Keep signing with the loaded key rather than fail sign-ins.
+		c.deps.Logger.Error("saml: SP key rotation failed; keeping the current key", "org", c.deps.OrgSlug, "err", err)
+	}
 	if c.cfg.MetadataURL != "" && c.deps.Now().Sub(c.fetched) >= c.cfg.MetadataRefresh {
 		if err := c.refreshLocked(ctx, false); err != nil {
 			c.deps.Logger.Warn("saml: metadata refresh failed; keeping the last good copy", "org", c.deps.OrgSlug, "url", c.cfg.MetadataURL, "err", err)
@@ -466,6 +514,17 @@ func (c *conn) FinishLogout(ctx context.Context, r *http.Request, requestID stri
 // Metadata is the org's SP metadata, for the IdP's administrator.
 func (c *conn) Metadata(ctx context.Context) ([]byte, error) {
 	md := c.sp(ctx).Metadata()
+	c.mu.Lock()
+	next := c.next
+	c.mu.Unlock()
+	// The next key, published ahead: an IdP that reads this metadata
+	// before the rotation trusts the new key from its first use.
+	if next != nil && len(md.SPSSODescriptors) > 0 {
+		for _, use := range []string{"signing", "encryption"} {
+			md.SPSSODescriptors[0].KeyDescriptors = append(md.SPSSODescriptors[0].KeyDescriptors, saml.KeyDescriptor{Use: use,
+				KeyInfo: saml.KeyInfo{X509Data: saml.X509Data{X509Certificates: []saml.X509Certificate{{Data: base64.StdEncoding.EncodeToString(next.Raw)}}}}})
+		}
+	}
 	b, err := xml.MarshalIndent(md, "", "  ")
 	if err != nil {
 		return nil, err
@@ -502,7 +561,7 @@ func (rc replayCache) Consume(assertionID string, expiresAt time.Time) error {
 // shared through the store. The certificate is only a container for the
 // public key in metadata (as the SAML metadata interoperability profile
 // says), valid for ten years.
-func spKey(ctx context.Context, deps connection.Deps) (*rsa.PrivateKey, *x509.Certificate, error) {
+func spKey(ctx context.Context, deps connection.Deps, gen int64) (*rsa.PrivateKey, *x509.Certificate, error) {
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		return nil, nil, err
@@ -517,7 +576,7 @@ func spKey(ctx context.Context, deps connection.Deps) (*rsa.PrivateKey, *x509.Ce
 	var buf bytes.Buffer
 	_ = pem.Encode(&buf, &pem.Block{Type: "PRIVATE KEY", Bytes: mustPKCS8(key)})
 	_ = pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: der})
-	stored, err := deps.Store.Secret(ctx, "saml-sp-key/"+deps.OrgID, buf.Bytes())
+	stored, err := deps.Store.Secret(ctx, fmt.Sprintf("saml-sp-key/%s/%d", deps.OrgID, gen), buf.Bytes())
 	if err != nil {
 		return nil, nil, fmt.Errorf("saml: org %s: SP key: %w", deps.OrgSlug, err)
 	}

@@ -2,6 +2,8 @@ package saml
 
 import (
 	"context"
+	"crypto/rsa"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/xml"
@@ -12,8 +14,11 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/crewjam/saml"
 	dsig "github.com/russellhaering/goxmldsig"
@@ -32,13 +37,6 @@ func fixtureConn(t testing.TB, mod func(*Config)) (*conn, store.Store) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	spPEM, err := os.ReadFile(filepath.Join("testdata", "sp.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := st.Secret(context.Background(), "saml-sp-key/org_acme", spPEM); err != nil {
-		t.Fatal(err)
-	}
 	idpPEM, err := os.ReadFile(filepath.Join("testdata", "idp.pem"))
 	if err != nil {
 		t.Fatal(err)
@@ -183,6 +181,72 @@ func TestUnsolicited(t *testing.T) {
 	}
 	if _, _, err := on.FinishUnsolicited(context.Background(), acsRequest(fixture(t, "valid"))); err == nil {
 		t.Fatal("a response to a request accepted as unsolicited")
+	}
+}
+
+// The SP key rotates at fixed instants; the next certificate is in the
+// metadata a whole period ahead, and the previous key still decrypts.
+func TestKeyRotation(t *testing.T) {
+	st, err := badgerstore.Open("", badgerstore.WithInMemory())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	idpPEM, _ := os.ReadFile(filepath.Join("testdata", "idp.pem"))
+	_, idpCert, _ := parseKeyPair(idpPEM)
+	idp := saml.IdentityProvider{Certificate: idpCert, MetadataURL: mustURL(fixtureIdP), SSOURL: mustURL("https://idp.fixture.test/sso")}
+	md, _ := xml.Marshal(idp.Metadata())
+	raw, _ := json.Marshal(Config{MetadataXML: string(md)})
+	now := time.Date(2026, 1, 1, 0, 30, 0, 0, time.UTC)
+	deps := connection.Deps{OrgID: "org_acme", OrgSlug: "acme", Store: st, SignInURL: mustURL("https://login.acme.test"),
+		Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return now }, KeyRotation: time.Hour}
+	open := func() *conn {
+		cv, err := Open(context.Background(), raw, deps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cv.(*conn)
+	}
+	certs := func(c *conn) []string {
+		b, err := c.Metadata(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, m := range regexp.MustCompile(`<X509Certificate[^>]*>([^<]+)<`).FindAllStringSubmatch(string(b), -1) {
+			if !slices.Contains(out, m[1]) {
+				out = append(out, m[1])
+			}
+		}
+		return out
+	}
+	c := open()
+	first := certs(c)
+	if len(first) != 2 {
+		t.Fatalf("metadata publishes %d certificates, want the current and the next", len(first))
+	}
+	cur := base64.StdEncoding.EncodeToString(c.current.Certificate.Raw)
+	if cur != first[0] {
+		t.Fatal("the current key is not the first in metadata")
+	}
+	// Another node (or a restart) opens the same keys.
+	if other := open(); base64.StdEncoding.EncodeToString(other.current.Certificate.Raw) != cur {
+		t.Fatal("a second open made another key")
+	}
+	// An hour later the published next key signs, and a new next appears.
+	now = now.Add(time.Hour)
+	c.sp(context.Background())
+	after := certs(c)
+	if got := base64.StdEncoding.EncodeToString(c.current.Certificate.Raw); got != first[1] || after[0] != first[1] || len(after) != 2 || after[1] == first[0] {
+		t.Fatalf("after rotation: current %.20s…, metadata %.20q, before %.20q", got, after, first)
+	}
+	der, _ := base64.StdEncoding.DecodeString(first[0])
+	old, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(c.current.DecryptionKeys, func(k *rsa.PrivateKey) bool { return k.PublicKey.Equal(old.PublicKey) }) {
+		t.Fatal("the previous key no longer decrypts")
 	}
 }
 

@@ -120,7 +120,8 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		password.Type: password.Open,
 		oidc.Type:     oidc.Open,
 		saml.Type:     saml.Open,
-	}, connection.Deps{Store: st, HTTPClient: idpClient(), Logger: log, SignInURL: url.URL{Scheme: pub.Scheme, Host: pub.Host}})
+	}, connection.Deps{Store: st, HTTPClient: idpClient(), Logger: log,
+		SignInURL: url.URL{Scheme: pub.Scheme, Host: pub.Host}, KeyRotation: cfg.Login.SAMLKeyRotation})
 	login := idp.New(idp.Options{
 		Store: st, Sessions: sessions, Orgs: orgs, Connections: conns, PublicURL: pub, Serves: serves, RouteHost: router.ServesHost, ClientIP: ips,
 		Metrics: metrics, Logger: log, CSRFKey: csrfKey,
