@@ -3,7 +3,12 @@
 // ${ENV} substitution and validation that reports every problem at once.
 package config
 
-import "time"
+import (
+	"time"
+
+	"github.com/gatehouse/gatehouse/idp/oidc"
+	"github.com/gatehouse/gatehouse/idp/saml"
+)
 
 // Config is one deployment. Field docs are the config reference; keep
 // README.md's table in step with them.
@@ -214,6 +219,18 @@ type SAML struct {
 	IDPInitiatedURL   string `yaml:"idp_initiated_url"`
 	// AllowSHA1 accepts SHA-1 signatures (refused by default).
 	AllowSHA1 bool `yaml:"allow_sha1"`
+}
+
+// Config is the stored form of o (idp/oidc owns the schema).
+func (o *OIDC) Config() oidc.Config {
+	return oidc.Config{Issuer: o.Issuer, ClientID: o.ClientID, ClientSecret: o.ClientSecret, ClientSecretFile: o.ClientSecretFile,
+		Scopes: o.Scopes, UserInfo: o.UserInfo, AllowUnverifiedEmail: o.AllowUnverifiedEmail, AllowedTenants: o.AllowedTenants}
+}
+
+// Config is the stored form of s (idp/saml owns the schema).
+func (s *SAML) Config() saml.Config {
+	return saml.Config{MetadataURL: s.MetadataURL, MetadataXML: s.MetadataXML, MetadataRefresh: s.MetadataRefresh,
+		AllowIDPInitiated: s.AllowIDPInitiated, IDPInitiatedURL: s.IDPInitiatedURL, AllowSHA1: s.AllowSHA1}
 }
 
 // Claims names claims (or SAML attributes) for user fields.

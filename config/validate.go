@@ -4,8 +4,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"github.com/gatehouse/gatehouse/idp/oidc"
-	"github.com/gatehouse/gatehouse/idp/saml"
 	"io/fs"
 	"net"
 	"net/mail"
@@ -416,9 +414,7 @@ func (c *Config) validateConnection(d *decoder, o *Org, orgPath string) {
 			d.add(p+".oidc", "required with type oidc (issuer, client_id, client_secret)")
 			break
 		}
-		oc := oidc.Config{Issuer: cn.OIDC.Issuer, ClientID: cn.OIDC.ClientID, ClientSecret: cn.OIDC.ClientSecret,
-			ClientSecretFile: cn.OIDC.ClientSecretFile, AllowedTenants: cn.OIDC.AllowedTenants}
-		if err := oc.Validate(); err != nil {
+		if err := cn.OIDC.Config().Validate(); err != nil {
 			d.add(p+".oidc", "%v", err)
 		}
 		for k, sc := range cn.OIDC.Scopes {
@@ -431,9 +427,7 @@ func (c *Config) validateConnection(d *decoder, o *Org, orgPath string) {
 			d.add(p+".saml", "required with type saml (metadata_url or metadata_xml)")
 			break
 		}
-		sc := saml.Config{MetadataURL: cn.SAML.MetadataURL, MetadataXML: cn.SAML.MetadataXML, MetadataRefresh: cn.SAML.MetadataRefresh,
-			AllowIDPInitiated: cn.SAML.AllowIDPInitiated, IDPInitiatedURL: cn.SAML.IDPInitiatedURL}
-		if err := sc.Validate(); err != nil {
+		if err := cn.SAML.Config().Validate(); err != nil {
 			d.add(p+".saml", "%v", err)
 		}
 		if u := cn.SAML.IDPInitiatedURL; u != "" {

@@ -55,20 +55,8 @@ func flowCookieName(r *http.Request, state string) string {
 	return name
 }
 
-// validFlowState: RandomID's alphabet and length, checked before any
-// store read.
-func validFlowState(s string) bool {
-	if len(s) < 16 || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
+// validFlowState: RandomID's alphabet and length.
+func validFlowState(s string) bool { return session.ValidToken(s, 16, 64) }
 
 // beginRedirect starts a sign-in at the org's IdP.
 func (h *Handler) beginRedirect(w http.ResponseWriter, r *http.Request, org, owner *store.Org, c connection.Redirect, rd, hint string) {

@@ -58,7 +58,7 @@ const (
 	tenantPattern = "{tenantid}"
 )
 
-func (c *Config) multiTenant() bool {
+func (c Config) multiTenant() bool {
 	u, err := url.Parse(c.Issuer)
 	if err != nil || !strings.EqualFold(u.Hostname(), entraHost) {
 		return false
@@ -68,7 +68,7 @@ func (c *Config) multiTenant() bool {
 }
 
 // Validate reports the first thing wrong with c.
-func (c *Config) Validate() error {
+func (c Config) Validate() error {
 	u, err := url.Parse(c.Issuer)
 	switch {
 	case c.Issuer == "":

@@ -63,7 +63,7 @@ type Config struct {
 }
 
 // Validate reports the first thing wrong with c.
-func (c *Config) Validate() error {
+func (c Config) Validate() error {
 	switch {
 	case (c.MetadataURL == "") == (c.MetadataXML == ""):
 		return errors.New("set exactly one of metadata_url and metadata_xml")

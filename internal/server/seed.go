@@ -12,9 +12,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/config"
-	"github.com/gatehouse/gatehouse/idp/oidc"
 	"github.com/gatehouse/gatehouse/idp/password"
-	"github.com/gatehouse/gatehouse/idp/saml"
 	"github.com/gatehouse/gatehouse/store"
 )
 
@@ -90,16 +88,10 @@ func storeConnection(c config.Connection) store.Connection {
 	}
 	if c.OIDC != nil {
 		// Marshaling a struct of strings and bools cannot fail.
-		sc.Config, _ = json.Marshal(oidc.Config{
-			Issuer: c.OIDC.Issuer, ClientID: c.OIDC.ClientID, ClientSecret: c.OIDC.ClientSecret, ClientSecretFile: c.OIDC.ClientSecretFile,
-			Scopes: c.OIDC.Scopes, UserInfo: c.OIDC.UserInfo, AllowUnverifiedEmail: c.OIDC.AllowUnverifiedEmail, AllowedTenants: c.OIDC.AllowedTenants,
-		})
+		sc.Config, _ = json.Marshal(c.OIDC.Config())
 	}
 	if c.SAML != nil {
-		sc.Config, _ = json.Marshal(saml.Config{
-			MetadataURL: c.SAML.MetadataURL, MetadataXML: c.SAML.MetadataXML, MetadataRefresh: c.SAML.MetadataRefresh,
-			AllowIDPInitiated: c.SAML.AllowIDPInitiated, IDPInitiatedURL: c.SAML.IDPInitiatedURL, AllowSHA1: c.SAML.AllowSHA1,
-		})
+		sc.Config, _ = json.Marshal(c.SAML.Config())
 	}
 	return sc
 }

@@ -596,8 +596,12 @@ func TakeState(w http.ResponseWriter, r *http.Request, state string) bool {
 }
 
 // ValidState reports whether s looks like a state NewState made.
-func ValidState(s string) bool {
-	if len(s) != 32 {
+func ValidState(s string) bool { return ValidToken(s, 32, 32) }
+
+// ValidToken reports whether s is min..max characters of the URL-safe
+// base64 alphabet RandomID uses: checked before any store read.
+func ValidToken(s string, min, max int) bool {
+	if len(s) < min || len(s) > max {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
