@@ -377,3 +377,33 @@ func BenchmarkCallback(b *testing.B) {
 		}
 	}
 }
+
+// FuzzIDToken feeds arbitrary ID tokens through the whole callback: never
+// a panic, and nothing accepted but what the provider's key signed.
+func FuzzIDToken(f *testing.F) {
+	t := &testing.T{}
+	fg := newForger(t)
+	raw, _ := json.Marshal(Config{Issuer: fg.srv.URL, ClientID: "gatehouse", ClientSecret: "x"})
+	cv, err := Open(context.Background(), raw, connection.Deps{OrgSlug: "acme"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	c := cv.(*conn)
+	flow, _ := json.Marshal(map[string]string{"v": "verifier-0123456789-0123456789-0123456789", "n": "fixed-nonce"})
+	valid := sign(t, jose.RS256, fg.key, "k1", fg.claims("fixed-nonce"))
+	f.Add(valid)
+	f.Add("a.b.c")
+	f.Add(strings.Replace(valid, ".", "X.", 1))
+	f.Add(`eyJhbGciOiJub25lIn0.eyJzdWIiOiJ1MSJ9.`)
+	fg.sub = "u1"
+	req := connection.BeginRequest{State: "state-0123456789abcdef", CallbackURL: callback}
+	f.Fuzz(func(t *testing.T, tok string) {
+		fg.mu.Lock()
+		fg.next = func(string) string { return tok }
+		fg.mu.Unlock()
+		id, err := c.Finish(context.Background(), httptest.NewRequest("GET", callback+"?code=c1&state="+req.State, nil), req, flow)
+		if err == nil && (tok != valid || id.Subject != "u1") {
+			t.Fatalf("accepted %+v for token %q", id, tok)
+		}
+	})
+}
