@@ -274,6 +274,12 @@ func TestFederatedOIDCSignIn(t *testing.T) {
 		if p := other.get(loc); p.status != http.StatusBadRequest || !strings.Contains(p.body, "started in another browser") {
 			t.Fatalf("stolen callback: %d\n%s", p.status, p.body)
 		}
+		// Even with a made-up flow cookie of the right name.
+		lu, _ := url.Parse(loc)
+		other.jar.SetCookies(lu, []*http.Cookie{{Name: "gatehouse_flow_" + lu.Query().Get("state")[:16], Value: "guessed"}})
+		if p := other.get(loc); p.status != http.StatusBadRequest {
+			t.Fatalf("stolen callback with a forged flow cookie: %d\n%s", p.status, p.body)
+		}
 		// The theft did not spend the sign-in of the person it belongs to.
 		if p := b.follow(b.get(loc)); p.status != 200 {
 			t.Fatalf("own callback after a stolen copy was refused: %d\n%s", p.status, p.body)

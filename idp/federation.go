@@ -3,7 +3,6 @@ package idp
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -27,16 +26,16 @@ const (
 	flowTTL = 10 * time.Minute
 )
 
-// flowRecord is a redirect sign-in in progress, kept in the store under
-// its state (single use) and bound to the browser that started it.
+// flowRecord is a redirect sign-in in progress, kept in the store (single
+// use) under flowKey: the state the IdP echoes together with the secret in
+// the browser's flow cookie. Only that browser can find it, so nobody
+// else, even knowing the state, can finish or spend it.
 type flowRecord struct {
 	OrgID string `json:"org"`
 	// ConnKey is the connection's settings when the flow began: a flow
 	// never finishes on changed settings.
 	ConnKey string `json:"conn_key"`
 	Type    string `json:"type"`
-	// Browser is the SHA-256 of the flow cookie's value.
-	Browser  string          `json:"browser"`
 	Host     string          `json:"host"`
 	Callback string          `json:"callback"`
 	Hint     string          `json:"hint,omitempty"`
@@ -62,7 +61,6 @@ func validFlowState(s string) bool { return session.ValidToken(s, 16, 64) }
 func (h *Handler) beginRedirect(w http.ResponseWriter, r *http.Request, org, owner *store.Org, c connection.Redirect, rd, hint string) {
 	state := session.RandomID()
 	secret := session.RandomID()
-	sum := sha256.Sum256([]byte(secret))
 	// The callback is on this host (checked by the caller), with the
 	// public URL's scheme and port: never taken from the Host header.
 	cb := url.URL{Scheme: h.o.PublicURL.Scheme, Host: withPort(session.HostOf(r), h.o.PublicURL.Port()), Path: CallbackPath}
@@ -72,11 +70,11 @@ func (h *Handler) beginRedirect(w http.ResponseWriter, r *http.Request, org, own
 		h.signInError(w, r, org, "begin", err)
 		return
 	}
-	rec := flowRecord{OrgID: org.ID, ConnKey: connKey(owner), Type: owner.Connection.Type, Browser: hex.EncodeToString(sum[:]),
+	rec := flowRecord{OrgID: org.ID, ConnKey: connKey(owner), Type: owner.Connection.Type,
 		Host: session.HostOf(r), Callback: req.CallbackURL, Hint: hint, RD: rd, State: stateParam(r), Conn: data}
 	b, err := json.Marshal(rec)
 	if err == nil {
-		err = h.o.Store.PutOnce(r.Context(), flowKind, state, b, h.o.Now().Add(flowTTL))
+		err = h.o.Store.PutOnce(r.Context(), flowKind, flowKey(state, secret), b, h.o.Now().Add(flowTTL))
 	}
 	if err != nil {
 		h.signInError(w, r, org, "begin", connection.Errorf(connection.KindInternal, "idp: store flow: %w", err))
@@ -97,6 +95,13 @@ func (h *Handler) beginRedirect(w http.ResponseWriter, r *http.Request, org, own
 		HttpOnly: true, Secure: session.IsSecure(r), SameSite: sameSite})
 	h.o.Logger.Info("idp: sign-in sent to the IdP", "org", org.Slug, "connection", owner.Connection.Type)
 	http.Redirect(w, r, to, http.StatusSeeOther)
+}
+
+// flowKey is the store key of a flow: a digest of its state and the
+// browser's secret.
+func flowKey(state, secret string) string {
+	sum := sha256.Sum256([]byte(state + "\x00" + secret))
+	return hex.EncodeToString(sum[:])
 }
 
 func connKey(o *store.Org) string {
@@ -334,19 +339,25 @@ func (h *Handler) finishRedirect(w http.ResponseWriter, r *http.Request, state s
 // org whose ACS received it: the flow must be that org's.
 func (h *Handler) finishFlow(w http.ResponseWriter, r *http.Request, state string, acsOrg *store.Org) bool {
 	ctx := r.Context()
-	// A browser without the flow's cookie cannot finish it: refuse before
-	// taking the flow, so that a response stolen or posted elsewhere does
-	// not spend the sign-in of the person it belongs to.
-	if _, err := r.Cookie(flowCookieName(r, state)); err != nil {
+	// Only the browser holding the flow's cookie finds the flow: a
+	// response stolen or posted elsewhere neither finishes nor spends the
+	// sign-in of the person it belongs to.
+	name := flowCookieName(r, state)
+	ck, err := r.Cookie(name)
+	if err != nil {
 		if acsOrg != nil {
 			return false // treated as unsolicited: refused unless the org allows those
 		}
 		h.flowRefused(w, r, "state not started in this browser (no flow cookie)")
 		return true
 	}
-	b, err := h.o.Store.TakeOnce(ctx, flowKind, state)
+	b, err := h.o.Store.TakeOnce(ctx, flowKind, flowKey(state, ck.Value))
 	if errors.Is(err, store.ErrNotFound) {
-		return false
+		if acsOrg != nil {
+			return false
+		}
+		h.flowRefused(w, r, "unknown, used or expired state, or a flow cookie of another sign-in")
+		return true
 	}
 	if err != nil {
 		h.signInError(w, r, nil, "callback", connection.Errorf(connection.KindInternal, "idp: read flow: %w", err))
@@ -357,19 +368,7 @@ func (h *Handler) finishFlow(w http.ResponseWriter, r *http.Request, state strin
 		h.signInError(w, r, nil, "callback", connection.Errorf(connection.KindInternal, "idp: corrupt flow record: %w", err))
 		return true
 	}
-	name := flowCookieName(r, state)
 	http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: session.IsSecure(r), SameSite: http.SameSiteLaxMode})
-	ck, cerr := r.Cookie(name)
-	sum := sha256.Sum256([]byte(func() string {
-		if cerr != nil {
-			return ""
-		}
-		return ck.Value
-	}()))
-	if cerr != nil || subtle.ConstantTimeCompare([]byte(hex.EncodeToString(sum[:])), []byte(rec.Browser)) != 1 {
-		h.flowRefused(w, r, "state not started in this browser (no or wrong flow cookie)")
-		return true
-	}
 	if rec.Host != session.HostOf(r) {
 		h.flowRefused(w, r, "state started on host "+rec.Host)
 		return true
@@ -506,7 +505,7 @@ func (h *Handler) provision(ctx context.Context, org, owner *store.Org, id conne
 	if err != nil {
 		return store.User{}, connection.Errorf(connection.KindInvalid, "provision: malformed email %q", truncate(email, 100))
 	}
-	if !id.EmailVerified && p.Claims.Email == "" {
+	if !id.EmailVerified {
 		return store.User{}, connection.Errorf(connection.KindDenied, "provision: the IdP does not mark %s verified (email_verified); the org may set allow_unverified_email", email)
 	}
 	domains := org.EmailDomains
@@ -515,6 +514,11 @@ func (h *Handler) provision(ctx context.Context, org, owner *store.Org, id conne
 	}
 	if !p.AnyEmailDomain && !containsFold(domains, domain) {
 		return store.User{}, connection.Errorf(connection.KindWrongDomain, "provision: %s is not one of org %s's email domains %v", email, org.Slug, domains)
+	}
+	// Even an org that takes any domain cannot take one another org owns:
+	// its IdP would sign in (and rename) that org's people.
+	if d, ok := h.o.Orgs.ByEmailDomain(domain); ok && !h.sameOwner(d, owner) {
+		return store.User{}, connection.Errorf(connection.KindWrongDomain, "provision: %s belongs to org %s, not to org %s's sign-in", email, d.Slug, org.Slug)
 	}
 	roles, ok := mapRoles(p, groups)
 	if !ok {
@@ -546,6 +550,17 @@ func (h *Handler) provision(ctx context.Context, org, owner *store.Org, id conne
 			return store.User{}, connection.Errorf(connection.KindInternal, "provision: read user: %w", err)
 		case u.Disabled:
 			return store.User{}, connection.Errorf(connection.KindDenied, "provision: user %s is disabled", u.ID)
+		case p.AnyEmailDomain && !p.ExistingUsersOnly:
+			// An address of no org's domains may already be a person of
+			// another customer's IdP: joining them to this org needs an
+			// admin (existing_users_only), not this IdP's word.
+			if other, err := h.foreignMembership(ctx, u, owner); err != nil {
+				return store.User{}, connection.Errorf(connection.KindInternal, "provision: read memberships: %w", err)
+			} else if other != "" {
+				if _, err := h.o.Store.GetMembership(ctx, u.ID, org.ID); errors.Is(err, store.ErrNotFound) {
+					return store.User{}, connection.Errorf(connection.KindDenied, "provision: %s is a user of org %s, which signs in elsewhere; an admin must add them to org %s", email, other, org.Slug)
+				}
+			}
 		case name != "" && name != u.Name && containsFold(org.EmailDomains, domain):
 			// Only the org that owns the address renames the person.
 			if u, err = h.o.Store.UpdateUser(ctx, u.ID, func(u store.User) (store.User, error) {
@@ -604,6 +619,27 @@ func (h *Handler) member(ctx context.Context, org *store.Org, u store.User, subj
 		return connection.Errorf(connection.KindInternal, "provision: update membership: %w", err)
 	}
 	return nil
+}
+
+// sameOwner reports whether o signs in through owner's connection.
+func (h *Handler) sameOwner(o, owner *store.Org) bool {
+	oo, err := h.ownerOf(o)
+	return err == nil && oo.ID == owner.ID
+}
+
+// foreignMembership names an org of u's that signs in through another
+// connection than owner's ("" if none).
+func (h *Handler) foreignMembership(ctx context.Context, u store.User, owner *store.Org) (string, error) {
+	ms, err := h.o.Store.ListMembershipsByUser(ctx, u.ID)
+	if err != nil {
+		return "", err
+	}
+	for _, m := range ms {
+		if o, ok := h.o.Orgs.ByID(m.OrgID); ok && !h.sameOwner(o, owner) {
+			return o.Slug, nil
+		}
+	}
+	return "", nil
 }
 
 // mapRoles: the roles of the person's groups plus the default roles;

@@ -79,6 +79,14 @@ func TestProvision(t *testing.T) {
 			_ = st.CreateUser(context.Background(), store.User{ID: "usr_x", Email: "ann@acme.example", Disabled: true})
 		}, id: ident("ann@acme.example", "s1"), kind: connection.KindDenied},
 		{name: "email from a mapped claim", p: store.Provisioning{AnyEmailDomain: true, Claims: store.ClaimMapping{Email: "upn"}}, id: ident("ann@acme.example", "s1"), ok: true, roles: []string{"member"}},
+		{name: "mapped email claim still needs verification", p: store.Provisioning{AnyEmailDomain: true, Claims: store.ClaimMapping{Email: "upn"}},
+			id: func() connection.Identity { i := ident("ann@acme.example", "s1"); i.EmailVerified = false; return i }(), kind: connection.KindDenied},
+		{name: "any domain never takes another org's domain", p: store.Provisioning{AnyEmailDomain: true}, id: ident("bob@globex.example", "s1"), kind: connection.KindWrongDomain},
+		{name: "any domain never joins another IdP's user", p: store.Provisioning{AnyEmailDomain: true}, prior: func(t *testing.T, st store.Store) {
+			ctx := context.Background()
+			_ = st.CreateUser(ctx, store.User{ID: "usr_g", Email: "ann@gmail.example"})
+			_ = st.CreateMembership(ctx, store.Membership{UserID: "usr_g", OrgID: "org_globex", Roles: []string{"member"}})
+		}, id: ident("ann@gmail.example", "s1"), kind: connection.KindDenied},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
