@@ -46,7 +46,9 @@ func NewConnections(factories map[string]connection.Factory, deps connection.Dep
 // Get returns the open connection of org (which must own the connection:
 // see ownerOf), opening it if needed.
 func (c *Connections) Get(ctx context.Context, org *store.Org) (any, error) {
-	key := org.Connection.Type + "\x00" + string(org.Connection.Config)
+	// The SP's entity ID and endpoints come from the slug and login
+	// domain too.
+	key := org.Connection.Type + "\x00" + string(org.Connection.Config) + "\x00" + org.Slug + "\x00" + org.LoginDomain
 	now := c.deps.Now()
 	c.mu.Lock()
 	e := c.m[org.ID]

@@ -167,7 +167,8 @@ func (h *Handler) startIdPLogout(w http.ResponseWriter, r *http.Request, id *ses
 		}
 		return false
 	}
-	b, _ := json.Marshal(logoutRecord{OrgID: org.ID, RequestID: reqID})
+	// The IdP answers at the SLO endpoint of the connection's owner.
+	b, _ := json.Marshal(logoutRecord{OrgID: owner.ID, RequestID: reqID})
 	if err := h.o.Store.PutOnce(r.Context(), logoutKind, relay, b, h.o.Now().Add(flowTTL)); err != nil {
 		h.o.Logger.Warn("idp: single logout skipped: store", "org", org.Slug, "err", err)
 		return false

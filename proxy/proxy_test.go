@@ -114,6 +114,26 @@ func TestHandlerForwardsIdentity(t *testing.T) {
 	}
 }
 
+// Gatehouse's own cookies (session, CSRF, state, sign-in flows) never
+// reach the upstream; the app's own cookies do.
+func TestOwnCookiesStripped(t *testing.T) {
+	f := newFixture(t, policy.RouteOrgs{})
+	req := httptest.NewRequest("GET", "http://app.example.com/x", nil)
+	req.AddCookie(f.cookie)
+	for _, n := range []string{"_gatehouse_csrf", "gatehouse_flow_abcdefghijklmnop", "__Host-gatehouse_flow_abcdefghijklmnop", "_gatehouse_hrd", "app_session"} {
+		req.AddCookie(&http.Cookie{Name: n, Value: "v"})
+	}
+	rec := httptest.NewRecorder()
+	f.h.ServeHTTP(rec, req)
+	if rec.Code != 200 {
+		t.Fatalf("status %d", rec.Code)
+	}
+	got := f.tr.last.Header.Get("Cookie")
+	if got != "app_session=v" {
+		t.Fatalf("upstream Cookie = %q, want only the app's", got)
+	}
+}
+
 type denyAll struct{}
 
 func (denyAll) Decide(context.Context, *policy.Input) policy.Decision {

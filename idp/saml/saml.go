@@ -336,7 +336,19 @@ func (c *conn) parse(ctx context.Context, r *http.Request, requestIDs []string) 
 	if err := refuseDTD(r.PostForm.Get("SAMLResponse")); err != nil {
 		return connection.Identity{}, err
 	}
+	if r.Form.Has("SAMLart") || r.URL.RawQuery != "" {
+		// Only HTTP-POST responses: an artifact would make Gatehouse call
+		// the IdP for anyone who posts one.
+		return connection.Identity{}, connection.Errorf(connection.KindInvalid, "saml: only HTTP-POST responses are taken (got an artifact or a query string)")
+	}
 	sp := c.sp(ctx)
+	if requestIDs != nil && sp.AllowIDPInitiated {
+		// Answering our own request: IdP-initiated leniency (an empty
+		// InResponseTo) does not apply.
+		strict := *sp
+		strict.AllowIDPInitiated = false
+		sp = &strict
+	}
 	a, err := sp.ParseResponse(r, requestIDs)
 	if err != nil {
 		return connection.Identity{}, classify(err)

@@ -175,6 +175,18 @@ func TestUnsolicited(t *testing.T) {
 	if err != nil || id.Email != "ann@acme.test" || landing != "https://app.acme.test/home" {
 		t.Fatalf("IdP-initiated while on: %+v %q %v", id, landing, err)
 	}
+	// With IdP-initiated on, an answer to our own request must still carry
+	// that request's ID.
+	fresh, _ := fixtureConn(t, func(c *Config) { c.AllowIDPInitiated, c.IDPInitiatedURL = true, "https://app.acme.test/home" })
+	if _, err := fresh.parse(context.Background(), acsRequest(fixture(t, "unsolicited")), []string{fixtureRequestID}); err == nil || !strings.Contains(err.Error(), "InResponseTo") {
+		t.Fatalf("a response without InResponseTo for an SP-initiated sign-in: %v", err)
+	}
+	// Artifacts (and responses in the query string) are not taken.
+	art := acsRequest(fixture(t, "valid"))
+	art.URL.RawQuery = "SAMLart=AAQAAMFbLinlXaCM%2BFIxiDwGOLAy2T71gbpO7ZhNzAgEANlB90ECfpNEVLg%3D"
+	if _, err := on.parse(context.Background(), art, []string{fixtureRequestID}); err == nil || !strings.Contains(err.Error(), "HTTP-POST") {
+		t.Fatalf("artifact: %v", err)
+	}
 	// Once only, and a solicited response cannot pass as unsolicited.
 	if _, _, err := on.FinishUnsolicited(context.Background(), acsRequest(fixture(t, "unsolicited"))); err == nil {
 		t.Fatal("unsolicited response replayed")

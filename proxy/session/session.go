@@ -622,5 +622,6 @@ func (m *Manager) IsGatehouseCookie(name string) bool {
 		"_gatehouse_hrd", "__Host-gatehouse_hrd":
 		return true
 	}
-	return false
+	// Sign-in flow cookies (one per flow).
+	return strings.HasPrefix(name, "gatehouse_flow_") || strings.HasPrefix(name, "__Host-gatehouse_flow_")
 }
