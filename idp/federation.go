@@ -34,8 +34,8 @@ type flowRecord struct {
 	OrgID string `json:"org"`
 	// ConnKey is the connection's settings when the flow began: a flow
 	// never finishes on changed settings.
-	ConnKey string `json:"conn_key"`
-	Type    string `json:"type"`
+	ConnKey  string          `json:"conn_key"`
+	Type     string          `json:"type"`
 	Host     string          `json:"host"`
 	Callback string          `json:"callback"`
 	Hint     string          `json:"hint,omitempty"`
