@@ -43,6 +43,11 @@ orgs:
         engineering: [engineer]
       claims:
         attributes: { username: preferred_username }
+  - slug: initech-eu
+    name: Initech EU
+    parent: initech
+    email_domains: [eu.initech.example]
+    login_domain: login.initech-eu.localhost
   - slug: umbrella
     name: Umbrella
     email_domains: [umbrella.example]
@@ -78,7 +83,8 @@ func startFederation(t *testing.T) *federation {
 	idpA := testidp.NewOIDC(t, "gatehouse-initech", "initech-secret", []string{"http://login.initech.localhost:" + port + "/.gatehouse/callback"},
 		testidp.User{ID: "a-ann", Username: "ann", Password: "ann-pw", Email: "ann@initech.example", EmailVerified: true, First: "Ann", Last: "Admin", Groups: []string{"initech-admins", "engineering"}},
 		testidp.User{ID: "a-mal", Username: "mallory", Password: "mal-pw", Email: "mallory@umbrella.example", EmailVerified: true, First: "Mal", Last: "Lory"},
-		testidp.User{ID: "a-unv", Username: "unverified", Password: "unv-pw", Email: "unverified@initech.example", EmailVerified: false})
+		testidp.User{ID: "a-unv", Username: "unverified", Password: "unv-pw", Email: "unverified@initech.example", EmailVerified: false},
+		testidp.User{ID: "a-eva", Username: "eva", Password: "eva-pw", Email: "eva@eu.initech.example", EmailVerified: true, First: "Eva", Last: "EU"})
 	idpB := testidp.NewOIDC(t, "gatehouse-umbrella", "umbrella-secret", []string{"http://auth.localhost:" + port + "/.gatehouse/callback"},
 		testidp.User{ID: "b-bea", Username: "bea", Password: "bea-pw", Email: "bea@umbrella.example", EmailVerified: true, First: "Bea", Last: "Staff", Groups: []string{"staff"}},
 		testidp.User{ID: "b-nog", Username: "nogroup", Password: "nog-pw", Email: "nogroup@umbrella.example", EmailVerified: true},
@@ -226,6 +232,18 @@ func TestFederatedOIDCSignIn(t *testing.T) {
 		form.Set("org", "umbrella")
 		if p := a.post(g.url("app.localhost", "/.gatehouse/orgs"), form); p.status != http.StatusForbidden {
 			t.Fatalf("forged switch: %d", p.status)
+		}
+	})
+
+	t.Run("sub-org with its own login domain signs in through its parent's IdP", func(t *testing.T) {
+		b := g.browser(t)
+		p := b.toIdP(g.url("app.localhost", "/eu"), "eva@eu.initech.example")
+		if !strings.HasPrefix(p.url, f.idpA.Issuer) {
+			t.Fatalf("initech-eu's sign-in went to %s, want its parent's IdP", p.url)
+		}
+		b.follow(b.atIdP(p, "eva", "eva-pw"))
+		if r := up.last("/eu"); r == nil || r.Header.Get("X-Gatehouse-Org-Slug") != "initech-eu" {
+			t.Fatalf("sub-org sign-in landed in %v", r)
 		}
 	})
 

@@ -149,13 +149,23 @@ func withPort(host, port string) string {
 	return host + ":" + port
 }
 
-// fixedOrg is the org a login host belongs to, if any.
+// fixedOrg is the org a sign-in page is for, if any: the login host's
+// org, or the one named by ?org= where this is its sign-in host (an org
+// without a login domain on the shared host, or a sub-org that signs in
+// through its ancestor's IdP, on that ancestor's sign-in host).
 func (h *Handler) fixedOrg(r *http.Request) *store.Org {
+	slug := r.FormValue("org")
 	if o, ok := h.o.Orgs.ByLoginHost(session.HostOf(r)); ok {
+		if c, ok := h.o.Orgs.BySlug(slug); ok && c.ID != o.ID && c.Connection.Type == "" && h.sameOwner(c, o) {
+			return c
+		}
 		return o
 	}
-	if slug := r.FormValue("org"); slug != "" {
-		if o, ok := h.o.Orgs.BySlug(slug); ok && o.LoginDomain == "" {
+	if o, ok := h.o.Orgs.BySlug(slug); ok {
+		if o.LoginDomain == "" {
+			return o
+		}
+		if owner, err := h.ownerOf(o); err == nil && owner.ID != o.ID && owner.LoginDomain == "" && owner.Connection.Type != password.Type {
 			return o
 		}
 	}
@@ -255,7 +265,7 @@ func (h *Handler) startFederated(w http.ResponseWriter, r *http.Request, org *st
 	}
 	if session.HostOf(r) != host {
 		slug := ""
-		if org.LoginDomain == "" || owner.LoginDomain == "" {
+		if org.ID != owner.ID || owner.LoginDomain == "" {
 			slug = org.Slug
 		}
 		http.Redirect(w, r, h.loginURL(owner.LoginDomain, "rd", rd, "login_hint", hint, "state", stateParam(r), "org", slug), http.StatusSeeOther)
