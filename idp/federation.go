@@ -104,6 +104,15 @@ func flowKey(state, secret string) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// federation names owner's connection as it is now: a session records
+// it, and only orgs signing in through the very same one are switchable.
+func federation(owner *store.Org) string { return owner.ID + "/" + connKey(owner) }
+
+// subjectOf is the IdP identity a membership is linked to.
+func subjectOf(owner *store.Org, id connection.Identity) string {
+	return owner.Connection.Type + ":" + id.Issuer + "#" + id.Subject
+}
+
 func connKey(o *store.Org) string {
 	sum := sha256.Sum256([]byte(o.Connection.Type + "\x00" + string(o.Connection.Config)))
 	return hex.EncodeToString(sum[:8])
@@ -323,7 +332,7 @@ func (h *Handler) samlACS(w http.ResponseWriter, r *http.Request) {
 		h.signInError(w, r, org, "provision", err)
 		return
 	}
-	h.startSession(w, r, org, user, owner.Connection.Type, id, landing, "")
+	h.startSession(w, r, org, user, owner, id, landing, "")
 }
 
 // finishRedirect takes the flow named by state (once), checks that this
@@ -418,16 +427,20 @@ func (h *Handler) finishFlow(w http.ResponseWriter, r *http.Request, state strin
 		h.signInError(w, r, org, "provision", err)
 		return true
 	}
-	h.startSession(w, r, org, user, owner.Connection.Type, id, rec.RD, rec.State)
+	h.startSession(w, r, org, user, owner, id, rec.RD, rec.State)
 	return true
 }
 
 // startSession creates the session, sets its cookie and sends the browser on.
-func (h *Handler) startSession(w http.ResponseWriter, r *http.Request, org *store.Org, user store.User, typ string, id connection.Identity, rd, state string) {
+func (h *Handler) startSession(w http.ResponseWriter, r *http.Request, org *store.Org, user store.User, owner *store.Org, id connection.Identity, rd, state string) {
 	ctx := r.Context()
 	addr := h.o.ClientIP.Addr(r)
-	s, err := h.o.Sessions.CreateWith(ctx, store.Session{UserID: user.ID, OrgID: org.ID, Connection: typ, MFA: id.MFA, LogoutHint: id.LogoutHint,
-		ClientAddr: addr, UserAgent: r.UserAgent()})
+	typ := owner.Connection.Type
+	s := store.Session{UserID: user.ID, OrgID: org.ID, Connection: typ, MFA: id.MFA, LogoutHint: id.LogoutHint, ClientAddr: addr, UserAgent: r.UserAgent()}
+	if id.Subject != "" {
+		s.Federation, s.Subject = federation(owner), subjectOf(owner, id)
+	}
+	s, err := h.o.Sessions.CreateWith(ctx, s)
 	if err == nil {
 		err = h.o.Sessions.SetCookie(w, r, s)
 	}
@@ -531,7 +544,7 @@ func (h *Handler) provision(ctx context.Context, org, owner *store.Org, id conne
 			attrs[attr] = strings.Join(v, ",")
 		}
 	}
-	subject := owner.Connection.Type + ":" + id.Issuer + "#" + id.Subject
+	subject := subjectOf(owner, id)
 	now := h.o.Now()
 	for range provisionRetries {
 		u, err := h.o.Store.GetUserByEmail(ctx, email)

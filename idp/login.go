@@ -451,7 +451,8 @@ func (h *Handler) passwordLogin(w http.ResponseWriter, r *http.Request, org *sto
 	}
 	h.byAccount.reset(acct)
 	h.byAddr.refund(addrKey)
-	h.startSession(w, r, org, store.User{ID: id.UserID}, password.Type, id, rd, stateParam(r))
+	owner, _ := h.ownerOf(org) // passwordConnection found it
+	h.startSession(w, r, org, store.User{ID: id.UserID}, owner, id, rd, stateParam(r))
 }
 
 // passwordConnection is the org's password pool, if it signs in with one.

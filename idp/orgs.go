@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/gatehouse/gatehouse/idp/connection"
 	"github.com/gatehouse/gatehouse/internal/web"
 	"github.com/gatehouse/gatehouse/proxy/session"
 	"github.com/gatehouse/gatehouse/store"
@@ -25,14 +24,6 @@ func (h *Handler) choices(ctx context.Context, id *session.Identity) ([]web.OrgC
 	if err != nil {
 		return nil, nil, err
 	}
-	cur, ok := h.o.Orgs.ByID(id.OrgID)
-	if !ok {
-		return nil, nil, connection.Errorf(connection.KindInternal, "idp: org %s not found", id.OrgID)
-	}
-	curOwner, err := h.ownerOf(cur)
-	if err != nil {
-		return nil, nil, err
-	}
 	var out []web.OrgChoice
 	switchable := map[string]*store.Org{}
 	for _, m := range ms {
@@ -40,9 +31,11 @@ func (h *Handler) choices(ctx context.Context, id *session.Identity) ([]web.OrgC
 		if !ok {
 			continue
 		}
-		c := web.OrgChoice{Slug: o.Slug, Name: o.Name, Current: o.ID == cur.ID}
-		if owner, err := h.ownerOf(o); err == nil && !c.Current && owner.ID == curOwner.ID &&
-			owner.Connection.Type == id.Connection && id.Connection != "password" {
+		c := web.OrgChoice{Slug: o.Slug, Name: o.Name, Current: o.ID == id.OrgID}
+		// The same connection, unchanged since this sign-in, and a
+		// membership not linked to another IdP identity.
+		if owner, err := h.ownerOf(o); err == nil && !c.Current && id.Federation != "" && federation(owner) == id.Federation &&
+			(m.Subject == "" || m.Subject == id.Subject) {
 			c.Switchable = true
 			switchable[o.Slug] = o
 		}
@@ -112,8 +105,12 @@ func (h *Handler) orgsSwitch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
+	if u, err := h.o.Store.GetUser(ctx, id.UserID); err != nil || u.Disabled {
+		web.Error(w, http.StatusForbidden, "Your account cannot switch organization. Ask your administrator.", h.logRef("idp: org switch refused: user disabled or unreadable", err))
+		return
+	}
 	s, err := h.o.Sessions.CreateWith(ctx, store.Session{UserID: id.UserID, OrgID: target.ID, Connection: id.Connection, MFA: id.MFA,
-		LogoutHint: id.LogoutHint, ClientAddr: h.o.ClientIP.Addr(r), UserAgent: r.UserAgent()})
+		LogoutHint: id.LogoutHint, Federation: id.Federation, Subject: id.Subject, ClientAddr: h.o.ClientIP.Addr(r), UserAgent: r.UserAgent()})
 	if err == nil {
 		err = h.o.Sessions.SetCookie(w, r, s)
 	}

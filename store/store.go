@@ -117,6 +117,11 @@ type Session struct {
 	Connection string `json:"connection"`
 	// MFA reports whether the sign-in used a second factor (the IdP's amr).
 	MFA bool `json:"mfa,omitempty"`
+	// Federation names the connection a federated sign-in went through
+	// (its owner org and settings) and Subject the IdP identity; switching
+	// org without signing in again needs both to match.
+	Federation string `json:"federation,omitempty"`
+	Subject    string `json:"subject,omitempty"`
 	// LogoutHint is what the connection needs to end the IdP's session
 	// too (SAML NameID and SessionIndex), opaque here.
 	LogoutHint string    `json:"logout_hint,omitempty"`

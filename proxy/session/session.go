@@ -68,8 +68,10 @@ type Identity struct {
 	MFA        bool
 	// LogoutHint is the connection's data for signing out at the IdP.
 	LogoutHint string
-	AuthTime   time.Time
-	ExpiresAt  time.Time
+	// Federation and Subject: see store.Session.
+	Federation, Subject string
+	AuthTime            time.Time
+	ExpiresAt           time.Time
 }
 
 // Options configure a Manager.
@@ -480,6 +482,8 @@ func (m *Manager) load(ctx context.Context, sid string) (*Identity, store.Sessio
 		Connection: s.Connection,
 		MFA:        s.MFA,
 		LogoutHint: s.LogoutHint,
+		Federation: s.Federation,
+		Subject:    s.Subject,
 		AuthTime:   s.CreatedAt,
 		ExpiresAt:  s.ExpiresAt,
 	}, s, nil
