@@ -13,7 +13,9 @@ func TestIdPClientLimits(t *testing.T) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/huge", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, big) })
 	mux.HandleFunc("/exact", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, big[:maxIdPResponse]) })
-	mux.HandleFunc("/away", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "http://169.254.169.254/latest", http.StatusFound) })
+	mux.HandleFunc("/away", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "http://169.254.169.254/latest", http.StatusFound)
+	})
 	mux.HandleFunc("/here", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/exact", http.StatusFound) })
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
