@@ -66,6 +66,7 @@ func BenchmarkFederatedSignIn(b *testing.B) {
 	h := New(Options{Store: st, Sessions: sm, Orgs: dir, Connections: conns, PublicURL: pub, ClientIP: ips, Metrics: telemetry.New(),
 		Logger: slog.New(slog.DiscardHandler), CSRFKey: key, Serves: func(string) bool { return true }, RouteHost: func(string) bool { return true }})
 	o, _ := dir.ByID("org_acme")
+	h.flowStarts = newThrottle(1<<30, time.Minute) // one address starts them all here
 	signIn := func(b *testing.B) {
 		// The browser's visit to the sign-in page starts the flow...
 		rec := httptest.NewRecorder()
@@ -98,4 +99,23 @@ func BenchmarkFederatedSignIn(b *testing.B) {
 			}
 		})
 	})
+}
+
+func TestFlowStartsThrottled(t *testing.T) {
+	org := store.Org{ID: "org_acme", Slug: "acme", Name: "Acme", EmailDomains: []string{"acme.example"},
+		Connection: store.Connection{Type: "oidc", Config: []byte(`{}`)}}
+	h, _ := provisionFixture(t, org)
+	ips, _ := clientip.New(nil)
+	h.o.ClientIP, h.o.Metrics, h.o.PublicURL = ips, telemetry.New(), &url.URL{Scheme: "http", Host: "auth.example"}
+	h.flowStarts = newThrottle(2, time.Minute)
+	o, _ := h.o.Orgs.ByID("org_acme")
+	codes := []int{}
+	for range 3 {
+		rec := httptest.NewRecorder()
+		h.beginRedirect(rec, httptest.NewRequest("GET", "http://auth.example/.gatehouse/login", nil), o, o, instant{}, "", "")
+		codes = append(codes, rec.Code)
+	}
+	if codes[0] != http.StatusSeeOther || codes[1] != http.StatusSeeOther || codes[2] != http.StatusTooManyRequests {
+		t.Fatalf("flow starts from one address: %v", codes)
+	}
 }

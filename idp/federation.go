@@ -59,6 +59,14 @@ func validFlowState(s string) bool { return session.ValidToken(s, 16, 64) }
 
 // beginRedirect starts a sign-in at the org's IdP.
 func (h *Handler) beginRedirect(w http.ResponseWriter, r *http.Request, org, owner *store.Org, c connection.Redirect, rd, hint string) {
+	now := h.o.Now()
+	if ok, until := h.flowStarts.take(throttleAddr(h.o.ClientIP.Addr(r)), now); !ok {
+		ref := h.logRef("idp: sign-in flows throttled for address "+h.o.ClientIP.Addr(r), nil)
+		h.o.Metrics.Logins.WithLabelValues(org.Slug, "throttled").Inc()
+		w.Header().Set("Retry-After", retryAfter(until, now))
+		web.Error(w, http.StatusTooManyRequests, "Too many sign-ins were started from your network. Try again in "+wait(until, now)+".", ref)
+		return
+	}
 	state := session.RandomID()
 	secret := session.RandomID()
 	// The callback is on this host (checked by the caller), with the

@@ -69,7 +69,10 @@ type Handler struct {
 	o         Options
 	byAccount *throttle
 	byAddr    *throttle
-	mux       *http.ServeMux
+	// flowStarts bounds the sign-in flows one client address opens: each
+	// is a store record and, for SAML, an RSA signature.
+	flowStarts *throttle
+	mux        *http.ServeMux
 }
 
 // New builds the sign-in handler.
@@ -84,6 +87,9 @@ func New(o Options) *Handler {
 		o:         o,
 		byAccount: newThrottle(o.MaxFailures, o.FailureWindow),
 		byAddr:    newThrottle(o.MaxFailuresPerAddress, o.FailureWindow),
+		// About one a second sustained: an office behind one address signs
+		// in comfortably; a script gets 600 records, not millions.
+		flowStarts: newThrottle(600, 10*time.Minute),
 	}
 	cop := http.NewCrossOriginProtection()
 	mux := http.NewServeMux()

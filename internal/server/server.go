@@ -115,6 +115,8 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	// crewjam/saml reads its clock skew from a package variable: set once,
 	// before any request.
 	crewsaml.MaxClockSkew = cfg.Login.SAMLClockSkew
+	// An IssueInstant may also be that far behind: 90s of transit plus it.
+	crewsaml.MaxIssueDelay = 90*time.Second + cfg.Login.SAMLClockSkew
 	// Each protocol registers here; idp imports none by name.
 	conns := idp.NewConnections(map[string]connection.Factory{
 		password.Type: password.Open,
