@@ -169,13 +169,13 @@ type Org struct {
 }
 
 // Connection is how an org's people sign in: "password" (the org's
-// password pool: users below) or "oidc" (the org's own OpenID Provider).
-// A sub-org without one uses its parent's.
+// password pool: users below), "oidc" (the org's own OpenID Provider) or
+// "saml" (its SAML 2.0 IdP). A sub-org without one uses its parent's.
 type Connection struct {
 	Type string `yaml:"type"`
 	OIDC *OIDC  `yaml:"oidc"`
 	SAML *SAML  `yaml:"saml"`
-	// What federated sign-ins may create and change (oidc):
+	// What federated sign-ins (oidc, saml) may create and change:
 	// ExistingUsersOnly refuses people not already members (no just-in-time
 	// provisioning).
 	ExistingUsersOnly bool `yaml:"existing_users_only"`

@@ -302,9 +302,6 @@ func (c *conn) Begin(ctx context.Context, req connection.BeginRequest) (string, 
 	return u.String(), b, nil
 }
 
-// MaxResponseSize bounds the posted form carrying a SAMLResponse.
-const MaxResponseSize = 256 << 10
-
 func (c *conn) Finish(ctx context.Context, r *http.Request, _ connection.BeginRequest, raw []byte) (connection.Identity, error) {
 	var f flow
 	if err := json.Unmarshal(raw, &f); err != nil || f.RequestID == "" {
