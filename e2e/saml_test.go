@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"bytes"
+	"compress/flate"
 	"encoding/base64"
 	"net/http"
 	"net/url"
@@ -178,6 +180,30 @@ func TestFederatedSAMLSignIn(t *testing.T) {
 		}
 	})
 
+	t.Run("deflate bomb at the SLO endpoint", func(t *testing.T) {
+		b := g.browser(t)
+		action, vals := b.samlSignIn(g.url("app.localhost", "/bomb"), "gavin@hooli.example", "gavin", "gavin-pw")
+		b.follow(b.postResponse(action, vals, f.idp1.URL))
+		p := b.get(g.url("app.localhost", "/.gatehouse/logout"))
+		p = b.post(g.url("app.localhost", "/.gatehouse/logout"), hidden(p.body))
+		loc, _ := url.Parse(p.header.Get("Location"))
+		relay := loc.Query().Get("RelayState")
+		// 20 MB of zeros, deflated to some 20 KB: the redirect binding's
+		// inflate is capped, so this costs a bounded read, not 20 MB.
+		var z bytes.Buffer
+		fw, _ := flate.NewWriter(&z, flate.BestCompression)
+		fw.Write(make([]byte, 20<<20))
+		fw.Close()
+		q := url.Values{"SAMLResponse": {base64.StdEncoding.EncodeToString(z.Bytes())}, "RelayState": {relay}}
+		p = b.get(g.url("login.hooli.localhost", "/.gatehouse/saml/slo?"+q.Encode()))
+		if p.status != 200 || !strings.Contains(p.body, "did not confirm") {
+			t.Fatalf("bomb: %d\n%s", p.status, p.body)
+		}
+		if !strings.Contains(g.Logs(), "single logout not confirmed") {
+			t.Error("log lacks the refusal")
+		}
+	})
+
 	t.Run("a captured response is refused everywhere", func(t *testing.T) {
 		// Replayed at the same ACS, by another browser and by the same one.
 		for _, b := range []*browser{g.browser(t), g.browser(t)} {
@@ -237,7 +263,7 @@ func TestFederatedSAMLSignIn(t *testing.T) {
 		// A deflate bomb in a GET SAMLResponse (crewjam/saml's advisory) never
 		// reaches an inflater: the ACS takes HTTP-POST only.
 		bomb := url.QueryEscape(base64.StdEncoding.EncodeToString(make([]byte, 64)))
-		if p := g.browser(t).get(hooliACS + "?SAMLResponse=" + bomb); p.status != http.StatusMethodNotAllowed {
+		if p := g.browser(t).get(g.url("login.hooli.localhost", "/.gatehouse/saml/acs?SAMLResponse="+bomb)); p.status != http.StatusMethodNotAllowed {
 			t.Fatalf("GET at the ACS: %d", p.status)
 		}
 	})

@@ -353,7 +353,8 @@ func (c *conn) parse(ctx context.Context, r *http.Request, requestIDs []string) 
 	return identity(sp, a)
 }
 
-// refuseDTD refuses a response with a document type declaration: SAML
+// refuseDTD refuses a response with a document type declaration or a
+// comment: SAML
 // never needs one, and entities are how XML bombs and external-entity
 // reads arrive. (Go's XML parser expands neither, but nothing that
 // declares them is a response an IdP sent.)
@@ -364,6 +365,12 @@ func refuseDTD(b64 string) error {
 	}
 	if bytes.Contains(bytes.ToUpper(raw), []byte("<!DOCTYPE")) || bytes.Contains(bytes.ToUpper(raw), []byte("<!ENTITY")) {
 		return connection.Errorf(connection.KindInvalid, "saml: response with a DOCTYPE or ENTITY declaration")
+	}
+	// Canonicalization drops comments, so a comment can split a signed
+	// NameID ("ann@acme.test<!---->.evil.test") for parsers that read one
+	// text node. IdPs send none; refuse any.
+	if bytes.Contains(raw, []byte("<!--")) {
+		return connection.Errorf(connection.KindInvalid, "saml: response with an XML comment (comment injection)")
 	}
 	return nil
 }
