@@ -590,36 +590,29 @@ func TestHandoffIsBoundToBrowserAndOrg(t *testing.T) {
 		t.Fatalf("switch to the shared sign-in: %d %s", p.status, back)
 	}
 
-	// A sign-in link made elsewhere (no state from this browser) is not
-	// used; the person continues to a fresh, bound sign-in.
+	// A sign-in link made elsewhere (no state from this browser) mints no
+	// hand-off ticket: the browser is sent to the app, whose proxy brings
+	// it back for a bound hand-off.
 	p = alice.get(g.url("login.acme.localhost", "/.gatehouse/login?rd="+url.QueryEscape(g.url("app.localhost", "/next"))))
-	if p.status != http.StatusSeeOther || !strings.Contains(p.header.Get("Location"), "/.gatehouse/handoff?ticket=") {
-		t.Fatalf("signed-in hand-off: %d %s", p.status, p.header.Get("Location"))
+	if p.status != http.StatusSeeOther || p.header.Get("Location") != g.url("app.localhost", "/next") {
+		t.Fatalf("signed-in sign-in link without state: %d %s", p.status, p.header.Get("Location"))
 	}
-	loc := p.header.Get("Location")
 	alice.jar.SetCookies(mustURL(g.url("app.localhost", "/")), []*http.Cookie{{Name: "_gatehouse", Value: "", MaxAge: -1}})
-	p = alice.get(loc)
-	if p.status != http.StatusBadRequest || !strings.Contains(p.body, "not started in this browser") {
-		t.Fatalf("hand-off without state: %d %s", p.status, p.body)
-	}
-	if p = alice.follow(alice.get(resolve(loc, field(t, regexp.MustCompile(`<a href="([^"]+)">Continue</a>`), p.body)))); p.status != 200 || !strings.Contains(p.body, "upstream /next") {
-		t.Fatalf("continue: %d %s", p.status, p.body)
+	loc := alice.ticketFor(g.url("app.localhost", "/next"))
+	if p = alice.follow(alice.get(loc)); p.status != 200 || !strings.Contains(p.body, "upstream /next") {
+		t.Fatalf("bound hand-off: %d %s", p.status, p.body)
 	}
 	// A ticket works once.
 	if p := g.browser(t).get(loc); p.status != http.StatusBadRequest {
 		t.Fatalf("replayed ticket: %d", p.status)
 	}
 
-	// Login CSRF: carol makes a ticket for herself and plants it in
-	// alice's browser. Alice's browser has no matching state: refused,
-	// and alice stays alice.
+	// Login CSRF: carol makes a ticket for herself (bound to her own
+	// browser) and plants it in alice's browser. Alice's browser has no
+	// matching state: refused, and alice stays alice.
 	carol := g.browser(t)
 	carol.login(g.url("globex-app.localhost", "/"), "carol@globex.example", "carol-pw-456")
-	p = carol.get(g.url("login.globex.localhost", "/.gatehouse/login?rd="+url.QueryEscape(g.url("app.localhost", "/planted"))))
-	planted := p.header.Get("Location")
-	if !strings.Contains(planted, "/.gatehouse/handoff?ticket=") {
-		t.Fatalf("carol's ticket: %d %s", p.status, planted)
-	}
+	planted := carol.ticketFor(g.url("app.localhost", "/planted"))
 	victim := g.browser(t)
 	victim.login(g.url("app.localhost", "/"), "bob@acme.example", "bob-example-password")
 	victim.get(g.url("app.localhost", "/start")) // ordinary browsing
@@ -651,6 +644,23 @@ func TestHandoffIsBoundToBrowserAndOrg(t *testing.T) {
 	if c := r.Header.Get("Cookie"); strings.Contains(c, "gatehouse") || !strings.Contains(c, "app_pref=dark") {
 		t.Fatalf("upstream cookies: %q", c)
 	}
+}
+
+// ticketFor opens appURL without a session there and follows redirects
+// until the sign-in hands a ticket back; it returns that hand-off URL,
+// not yet visited.
+func (b *browser) ticketFor(appURL string) string {
+	b.t.Helper()
+	p := b.get(appURL)
+	for i := 0; i < 6 && p.status >= 300 && p.status < 400; i++ {
+		loc := resolve(p.url, p.header.Get("Location"))
+		if strings.Contains(loc, "/.gatehouse/handoff?ticket=") {
+			return loc
+		}
+		p = b.get(loc)
+	}
+	b.t.Fatalf("no hand-off ticket on the way from %s: %d %s", appURL, p.status, p.url)
+	return ""
 }
 
 func mustURL(s string) *url.URL {

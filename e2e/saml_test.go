@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/coreos/go-oidc/v3/oidc"
+
 	"github.com/gatehouse/gatehouse/internal/testidp"
 )
 
@@ -40,6 +42,16 @@ orgs:
     connection:
       type: saml
       saml: { metadata_url: "{{IDP2}}" }
+  # Also on the shared host and on IdP 2, taking IdP-initiated sign-ins.
+  - slug: raviga
+    name: Raviga
+    email_domains: [raviga.example]
+    connection:
+      type: saml
+      saml:
+        metadata_url: "{{IDP2}}"
+        allow_idp_initiated: true
+        idp_initiated_url: "http://app.localhost:{{PORT}}/raviga-home"
 `
 
 type samlFed struct {
@@ -55,13 +67,16 @@ func startSAML(t *testing.T) *samlFed {
 		testidp.SAMLUser{Name: "gavin", Password: "gavin-pw", Email: "gavin@hooli.example", GivenName: "Gavin", Surname: "Belson", Groups: []string{"admins"}},
 		testidp.SAMLUser{Name: "richard", Password: "richard-pw", Email: "richard@piedpiper.example", GivenName: "Richard", Surname: "H"})
 	idp2 := testidp.NewSAML(t,
-		testidp.SAMLUser{Name: "jared", Password: "jared-pw", Email: "jared@piedpiper.example", GivenName: "Jared", Surname: "Dunn"})
+		testidp.SAMLUser{Name: "jared", Password: "jared-pw", Email: "jared@piedpiper.example", GivenName: "Jared", Surname: "Dunn"},
+		testidp.SAMLUser{Name: "rita", Password: "rita-pw", Email: "rita@raviga.example", GivenName: "Rita", Surname: "R"})
 	cfg := strings.NewReplacer("{{UPSTREAM}}", up.URL, "{{IDP1}}", idp1.MetadataURL, "{{IDP2}}", idp2.MetadataURL).Replace(samlConfig)
 	g := start(t, cfg)
 	b := g.browser(t)
 	// Each customer's IT admin uploads its org's SP metadata to its IdP.
 	idp1.AddSPFrom(t, b.client, "gatehouse-hooli", g.url("login.hooli.localhost", "/.gatehouse/saml/metadata"))
 	idp2.AddSPFrom(t, b.client, "gatehouse-piedpiper", g.url("auth.localhost", "/.gatehouse/saml/metadata/piedpiper"))
+	idp2.AddSPFrom(t, b.client, "gatehouse-raviga", g.url("auth.localhost", "/.gatehouse/saml/metadata/raviga"))
+	idp2.AddShortcut(t, "raviga", g.url("auth.localhost", "/.gatehouse/saml/metadata/raviga"))
 	return &samlFed{g: g, up: up, idp1: idp1, idp2: idp2}
 }
 
@@ -73,6 +88,9 @@ func (b *browser) samlSignIn(appURL, email, user, pw string) (string, url.Values
 	form := hidden(p.body)
 	form.Set("email", email)
 	p = b.follow(b.post(resolve(p.url, field(b.t, actionRE, p.body)), form))
+	if p.status == 200 && strings.Contains(p.body, "SAMLResponse") {
+		return testidp.Form(p.body) // already signed in at the IdP
+	}
 	if p.status != 200 || !strings.Contains(p.body, `name="password"`) || !strings.Contains(p.body, "SAMLRequest") {
 		b.t.Fatalf("want the IdP's login form, got %d %s\n%s", p.status, p.url, p.body)
 	}
@@ -144,6 +162,14 @@ func TestFederatedSAMLSignIn(t *testing.T) {
 			if got := r.Header.Get(h); got != want {
 				t.Errorf("%s = %q, want %q", h, got, want)
 			}
+		}
+		// A just-in-time user in the right org, in the signed assertion too.
+		if !strings.HasPrefix(r.Header.Get("X-Gatehouse-User"), "usr_") || !strings.HasPrefix(r.Header.Get("X-Gatehouse-Org"), "org_") {
+			t.Errorf("user %q org %q", r.Header.Get("X-Gatehouse-User"), r.Header.Get("X-Gatehouse-Org"))
+		}
+		claims := assertionClaims(t, g, b, r.Header.Get("X-Gatehouse-Jwt-Assertion"))
+		if claims["org_id"] != r.Header.Get("X-Gatehouse-Org") || claims["sub"] != r.Header.Get("X-Gatehouse-User") || claims["name"] != "Gavin Belson" {
+			t.Errorf("assertion claims %v", claims)
 		}
 	})
 
@@ -246,6 +272,46 @@ func TestFederatedSAMLSignIn(t *testing.T) {
 		}
 	})
 
+	t.Run("org B's response at org A's ACS in the same browser", func(t *testing.T) {
+		// One browser, both orgs on the shared host: the flow cookie is
+		// there, so the flow is found, and refused for the other org.
+		b := g.browser(t)
+		action, vals := b.samlSignIn(g.url("app.localhost", "/pp2"), "jared@piedpiper.example", "jared", "jared-pw")
+		p := b.postResponse(strings.Replace(action, "/piedpiper", "/raviga", 1), vals, f.idp2.URL)
+		if p.status != http.StatusBadRequest || !strings.Contains(g.Logs(), "posted to org raviga's ACS") {
+			t.Fatalf("piedpiper's response at raviga's ACS: %d\n%s", p.status, p.body)
+		}
+		// And without its RelayState, where raviga takes IdP-initiated
+		// sign-ins: raviga's SP refuses a response addressed to another SP.
+		_, vals = b.samlSignIn(g.url("app.localhost", "/pp3"), "jared@piedpiper.example", "jared", "jared-pw")
+		vals.Del("RelayState")
+		p = b.postResponse(g.url("auth.localhost", "/.gatehouse/saml/acs/raviga"), vals, f.idp2.URL)
+		if p.status != http.StatusBadRequest || !strings.Contains(g.Logs(), "`Destination` does not match") {
+			t.Fatalf("piedpiper's response as unsolicited at raviga: %d\n%s", p.status, p.body)
+		}
+		if up.last("/pp2") != nil || up.last("/pp3") != nil {
+			t.Fatal("a cross-org response reached the upstream")
+		}
+	})
+
+	t.Run("IdP-initiated sign-in where allowed lands on the fixed page", func(t *testing.T) {
+		b := g.browser(t)
+		// Sign in at the IdP, then open Raviga's tile there.
+		lu, _ := url.Parse(f.idp2.URL + "/login")
+		if p := b.post(lu.String(), url.Values{"user": {"rita"}, "password": {"rita-pw"}}); p.status != 200 {
+			t.Fatalf("IdP login: %d %s", p.status, p.body)
+		}
+		p := b.get(f.idp2.URL + "/login/raviga")
+		if p.status != 200 || !strings.Contains(p.body, "SAMLResponse") {
+			t.Fatalf("IdP-initiated: %d\n%s", p.status, p.body)
+		}
+		action, vals := testidp.Form(p.body)
+		p = b.follow(b.postResponse(action, vals, f.idp2.URL))
+		if r := up.last("/raviga-home"); p.status != 200 || r == nil || r.Header.Get("X-Gatehouse-Org-Slug") != "raviga" {
+			t.Fatalf("IdP-initiated landing: %d %s; upstream %v", p.status, p.url, r)
+		}
+	})
+
 	t.Run("unsolicited response refused while IdP-initiated is off", func(t *testing.T) {
 		b := g.browser(t)
 		action, vals := b.samlSignIn(g.url("app.localhost", "/u"), "gavin@hooli.example", "gavin", "gavin-pw")
@@ -281,4 +347,22 @@ func TestFederatedSAMLSignIn(t *testing.T) {
 	if up.last("/x") != nil || up.last("/u") != nil {
 		t.Fatal("a refused response reached the upstream")
 	}
+}
+
+// assertionClaims verifies the identity assertion against Gatehouse's JWKS
+// and returns its claims.
+func assertionClaims(t *testing.T, g *gatehouse, b *browser, tok string) map[string]any {
+	t.Helper()
+	ctx := oidc.ClientContext(t.Context(), b.client)
+	issuer := "http://auth.localhost:" + g.port
+	v := oidc.NewVerifier(issuer, oidc.NewRemoteKeySet(ctx, issuer+"/.well-known/jwks.json"), &oidc.Config{ClientID: "app.localhost", SupportedSigningAlgs: []string{oidc.ES256}})
+	it, err := v.Verify(ctx, tok)
+	if err != nil {
+		t.Fatalf("assertion: %v", err)
+	}
+	var c map[string]any
+	if err := it.Claims(&c); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

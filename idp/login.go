@@ -515,6 +515,14 @@ func (h *Handler) complete(w http.ResponseWriter, r *http.Request, sid, orgID, r
 		web.Error(w, http.StatusForbidden, "You are signed in to a different organization than the one this address belongs to. Sign out first to use another organization's sign-in.", ref)
 		return
 	}
+	if state == "" {
+		// No browser state to bind a hand-off ticket to (a sign-in not
+		// started by the proxy, like an IdP-initiated one): send the
+		// browser on; the target's proxy brings it back here with a state
+		// and this session hands over then.
+		http.Redirect(w, r, rd, http.StatusSeeOther)
+		return
+	}
 	id := session.RandomID()
 	b, _ := json.Marshal(ticket{SID: sid, Host: u.Hostname(), RD: rd, State: state})
 	if err := h.o.Store.PutOnce(r.Context(), handoffKind, id, b, h.o.Now().Add(handoffTTL)); err != nil {

@@ -6,6 +6,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"fmt"
 	"html"
 	"io"
 	"math/big"
@@ -120,4 +121,22 @@ func Form(page string) (action string, values url.Values) {
 		values.Set(m[1], html.UnescapeString(m[2]))
 	}
 	return action, values
+}
+
+// AddShortcut makes /login/{name} an IdP-initiated sign-in to the SP with
+// entity ID spEntityID (a tile in the IdP's portal).
+func (s *SAML) AddShortcut(t testing.TB, name, spEntityID string) {
+	t.Helper()
+	body := fmt.Sprintf(`{"name":%q,"service_provider":%q}`, name, spEntityID)
+	req, _ := http.NewRequest("PUT", s.URL+"/shortcuts/"+name, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("IdP refused the shortcut: %d %s", resp.StatusCode, b)
+	}
 }
