@@ -133,6 +133,7 @@ func TestRealOP(t *testing.T) {
 type forger struct {
 	srv  *httptest.Server
 	key  *rsa.PrivateKey
+	kid  string // the key ID the JWKS publishes key under
 	mu   sync.Mutex
 	next func(nonce string) string // the ID token for the next exchange
 	sub  string                    // userinfo's sub
@@ -142,7 +143,7 @@ type forger struct {
 
 func newForger(t *testing.T) *forger {
 	key, _ := rsa.GenerateKey(rand.Reader, 2048)
-	f := &forger{key: key}
+	f := &forger{key: key, kid: "k1"}
 	mux := http.NewServeMux()
 	f.srv = httptest.NewServer(mux)
 	t.Cleanup(f.srv.Close)
@@ -152,7 +153,9 @@ func newForger(t *testing.T) *forger {
 			"jwks_uri": iss + "/keys", "userinfo_endpoint": iss + "/userinfo", "id_token_signing_alg_values_supported": []string{"RS256"}})
 	})
 	mux.HandleFunc("/keys", func(w http.ResponseWriter, r *http.Request) {
-		json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k1", Algorithm: "RS256", Use: "sig"}}})
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &f.key.PublicKey, KeyID: f.kid, Algorithm: "RS256", Use: "sig"}}})
 	})
 	mux.HandleFunc("/token", func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
@@ -274,6 +277,41 @@ func TestForgedIDTokens(t *testing.T) {
 			}
 			t.Log(err)
 		})
+	}
+}
+
+// The IdP rotates its signing key: a token under the new key ID is
+// accepted after go-oidc refetches the JWKS; the retired key is not.
+func TestIdPKeyRotation(t *testing.T) {
+	f := newForger(t)
+	c := open(t, Config{Issuer: f.srv.URL, ClientID: "gatehouse", ClientSecret: "x"})
+	old := f.key
+	finish := func(key *rsa.PrivateKey, kid string) error {
+		req := connection.BeginRequest{State: "state-0123456789abcdef", CallbackURL: callback}
+		to, flow, err := c.Begin(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, _ := url.Parse(to)
+		f.mu.Lock()
+		f.nonce, f.sub = u.Query().Get("nonce"), "u1"
+		f.next = func(nonce string) string { return sign(t, jose.RS256, key, kid, f.claims(nonce)) }
+		f.mu.Unlock()
+		_, err = c.Finish(context.Background(), httptest.NewRequest("GET", callback+"?code=c1&state="+req.State, nil), req, flow)
+		return err
+	}
+	if err := finish(old, "k1"); err != nil {
+		t.Fatal(err)
+	}
+	next, _ := rsa.GenerateKey(rand.Reader, 2048)
+	f.mu.Lock()
+	f.key, f.kid = next, "k2"
+	f.mu.Unlock()
+	if err := finish(next, "k2"); err != nil {
+		t.Fatalf("token under the rotated key: %v", err)
+	}
+	if err := finish(old, "k1"); err == nil {
+		t.Fatal("token under the retired key accepted")
 	}
 }
 

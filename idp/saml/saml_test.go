@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +18,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -243,6 +245,65 @@ func TestKeyRotation(t *testing.T) {
 	}
 	if !slices.ContainsFunc(c.current.DecryptionKeys, func(k *rsa.PrivateKey) bool { return k.PublicKey.Equal(old.PublicKey) }) {
 		t.Fatal("the previous key no longer decrypts")
+	}
+}
+
+// IdP metadata by URL is fetched again every metadata_refresh; a failed
+// fetch keeps the last good copy.
+func TestMetadataRefresh(t *testing.T) {
+	st, err := badgerstore.Open("", badgerstore.WithInMemory())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	metadataFor := func(file string) string {
+		b, _ := os.ReadFile(filepath.Join("testdata", file))
+		_, cert, err := parseKeyPair(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idp := saml.IdentityProvider{Certificate: cert, MetadataURL: mustURL(fixtureIdP), SSOURL: mustURL("https://idp.fixture.test/sso")}
+		md, _ := xml.Marshal(idp.Metadata())
+		return string(md)
+	}
+	var mu sync.Mutex
+	served, status := metadataFor("idp.pem"), 200
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		w.WriteHeader(status)
+		io.WriteString(w, served)
+	}))
+	defer srv.Close()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	raw, _ := json.Marshal(Config{MetadataURL: srv.URL, MetadataRefresh: time.Hour})
+	cv, err := Open(context.Background(), raw, connection.Deps{OrgID: "org_acme", OrgSlug: "acme", Store: st, SignInURL: mustURL("https://login.acme.test"),
+		Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cv.(*conn)
+	idpCert := func() string {
+		return c.sp(context.Background()).IDPMetadata.IDPSSODescriptors[0].KeyDescriptors[0].KeyInfo.X509Data.X509Certificates[0].Data
+	}
+	first := idpCert()
+	mu.Lock()
+	served = metadataFor("other-idp.pem")
+	mu.Unlock()
+	if idpCert() != first {
+		t.Fatal("metadata fetched again before metadata_refresh")
+	}
+	now = now.Add(61 * time.Minute)
+	second := idpCert()
+	if second == first {
+		t.Fatal("the IdP's new key was not picked up after metadata_refresh")
+	}
+	mu.Lock()
+	status, served = 500, "down"
+	mu.Unlock()
+	now = now.Add(61 * time.Minute)
+	if idpCert() != second {
+		t.Fatal("a failed refresh dropped the last good metadata")
 	}
 }
 
