@@ -349,6 +349,7 @@ func TestFederatedOIDCSignIn(t *testing.T) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
+	g.logged("is not one of org initech's email domains") // flushed within 100ms
 	logs := g.Logs()
 	if !strings.Contains(logs, "is not one of org initech's email domains") || !strings.Contains(logs, `"ref":`) {
 		t.Errorf("logs lack the exact refusal reason:\n%s", logs)

@@ -145,6 +145,18 @@ func (g *gatehouse) Logs() string {
 	return g.logs.String()
 }
 
+// logged waits up to 2s for s in the logs (lines are buffered for up to
+// 100ms) and reports whether it came.
+func (g *gatehouse) logged(s string) bool {
+	for range 40 {
+		if strings.Contains(g.Logs(), s) {
+			return true
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return false
+}
+
 func (g *gatehouse) stop() {
 	select {
 	case <-g.done:

@@ -225,7 +225,7 @@ func TestFederatedSAMLSignIn(t *testing.T) {
 		if p.status != 200 || !strings.Contains(p.body, "did not confirm") {
 			t.Fatalf("bomb: %d\n%s", p.status, p.body)
 		}
-		if !strings.Contains(g.Logs(), "single logout not confirmed") {
+		if !g.logged("single logout not confirmed") {
 			t.Error("log lacks the refusal")
 		}
 	})
@@ -278,7 +278,7 @@ func TestFederatedSAMLSignIn(t *testing.T) {
 		b := g.browser(t)
 		action, vals := b.samlSignIn(g.url("app.localhost", "/pp2"), "jared@piedpiper.example", "jared", "jared-pw")
 		p := b.postResponse(strings.Replace(action, "/piedpiper", "/raviga", 1), vals, f.idp2.URL)
-		if p.status != http.StatusBadRequest || !strings.Contains(g.Logs(), "posted to org raviga's ACS") {
+		if p.status != http.StatusBadRequest || !g.logged("posted to org raviga's ACS") {
 			t.Fatalf("piedpiper's response at raviga's ACS: %d\n%s", p.status, p.body)
 		}
 		// And without its RelayState, where raviga takes IdP-initiated
@@ -286,7 +286,7 @@ func TestFederatedSAMLSignIn(t *testing.T) {
 		_, vals = b.samlSignIn(g.url("app.localhost", "/pp3"), "jared@piedpiper.example", "jared", "jared-pw")
 		vals.Del("RelayState")
 		p = b.postResponse(g.url("auth.localhost", "/.gatehouse/saml/acs/raviga"), vals, f.idp2.URL)
-		if p.status != http.StatusBadRequest || !strings.Contains(g.Logs(), "`Destination` does not match") {
+		if p.status != http.StatusBadRequest || !g.logged("`Destination` does not match") {
 			t.Fatalf("piedpiper's response as unsolicited at raviga: %d\n%s", p.status, p.body)
 		}
 		if up.last("/pp2") != nil || up.last("/pp3") != nil {
@@ -320,7 +320,7 @@ func TestFederatedSAMLSignIn(t *testing.T) {
 		if p.status != http.StatusBadRequest || !strings.Contains(p.body, "Reference") {
 			t.Fatalf("unsolicited: %d\n%s", p.status, p.body)
 		}
-		if !strings.Contains(g.Logs(), "IdP-initiated sign-in is off") {
+		if !g.logged("IdP-initiated sign-in is off") {
 			t.Error("log lacks the reason")
 		}
 	})
@@ -339,7 +339,7 @@ func TestFederatedSAMLSignIn(t *testing.T) {
 		if p := g.browser(t).postResponse(hooliACS, big, f.idp1.URL); p.status != http.StatusBadRequest {
 			t.Fatalf("300 KiB response: %d", p.status)
 		}
-		if !strings.Contains(g.Logs(), "request body too large") {
+		if !g.logged("request body too large") {
 			t.Error("log lacks the reason for the oversized response")
 		}
 	})

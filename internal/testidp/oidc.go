@@ -42,6 +42,14 @@ func NewOIDC(t testing.TB, clientID, secret string, redirectURIs []string, users
 	t.Helper()
 	srv := httptest.NewUnstartedServer(nil)
 	issuer := "http://" + srv.Listener.Addr().String()
+	srv.Config.Handler = OIDCHandler(issuer, clientID, secret, redirectURIs, users...)
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return &OIDC{Issuer: issuer, Server: srv}
+}
+
+// OIDCHandler is the OP of NewOIDC as a handler, to serve at issuer.
+func OIDCHandler(issuer, clientID, secret string, redirectURIs []string, users ...User) http.Handler {
 	us := userStore{users: map[string]*storage.User{}, groups: map[string][]string{}}
 	for _, u := range users {
 		us.users[u.ID] = &storage.User{ID: u.ID, Username: u.Username, Password: u.Password, FirstName: u.First, LastName: u.Last,
@@ -51,10 +59,7 @@ func NewOIDC(t testing.TB, clientID, secret string, redirectURIs []string, users
 	st := &withGroups{Storage: storage.NewStorageWithClients(us, map[string]*storage.Client{
 		clientID: storage.WebClient(clientID, secret, redirectURIs...),
 	}), groups: us.groups}
-	srv.Config.Handler = exampleop.SetupServer(issuer, st, nil, false)
-	srv.Start()
-	t.Cleanup(srv.Close)
-	return &OIDC{Issuer: issuer, Server: srv}
+	return exampleop.SetupServer(issuer, st, nil, false)
 }
 
 type userStore struct {

@@ -41,30 +41,11 @@ type SAML struct {
 // NewSAML starts an IdP with users. Register service providers with AddSP.
 func NewSAML(t testing.TB, users ...SAMLUser) *SAML {
 	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test SAML IdP"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(1, 0, 0), KeyUsage: x509.KeyUsageDigitalSignature}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
 	srv := httptest.NewUnstartedServer(nil)
 	u, _ := url.Parse("http://" + srv.Listener.Addr().String())
-	idp, err := samlidp.New(samlidp.Options{URL: *u, Key: key, Certificate: cert, Store: &samlidp.MemoryStore{}})
+	idp, key, cert, err := NewSAMLServer(*u, users...)
 	if err != nil {
 		t.Fatal(err)
-	}
-	for _, us := range users {
-		hash, _ := bcrypt.GenerateFromPassword([]byte(us.Password), bcrypt.MinCost)
-		if err := idp.Store.Put("/users/"+us.Name, samlidp.User{Name: us.Name, HashedPassword: hash, Email: us.Email, Groups: us.Groups,
-			GivenName: us.GivenName, Surname: us.Surname, CommonName: strings.TrimSpace(us.GivenName + " " + us.Surname)}); err != nil {
-			t.Fatal(err)
-		}
 	}
 	srv.Config.Handler = idp
 	srv.Start()
@@ -72,21 +53,57 @@ func NewSAML(t testing.TB, users ...SAMLUser) *SAML {
 	return &SAML{URL: u.String(), MetadataURL: u.String() + "/metadata", Server: srv, IdP: idp, Key: key, Cert: cert}
 }
 
+// NewSAMLServer is the IdP of NewSAML, with a fresh key, to serve at base.
+func NewSAMLServer(base url.URL, users ...SAMLUser) (*samlidp.Server, *rsa.PrivateKey, *x509.Certificate, error) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test SAML IdP"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(1, 0, 0), KeyUsage: x509.KeyUsageDigitalSignature}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cert, _ := x509.ParseCertificate(der)
+	idp, err := samlidp.New(samlidp.Options{URL: base, Key: key, Certificate: cert, Store: &samlidp.MemoryStore{}})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	for _, us := range users {
+		hash, _ := bcrypt.GenerateFromPassword([]byte(us.Password), bcrypt.MinCost)
+		if err := idp.Store.Put("/users/"+us.Name, samlidp.User{Name: us.Name, HashedPassword: hash, Email: us.Email, Groups: us.Groups,
+			GivenName: us.GivenName, Surname: us.Surname, CommonName: strings.TrimSpace(us.GivenName + " " + us.Surname)}); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	return idp, key, cert, nil
+}
+
 // AddSP registers a service provider from its metadata document through
 // the IdP's admin API (PUT /services/{name}), as an administrator uploads it.
 func (s *SAML) AddSP(t testing.TB, name string, metadata []byte) {
 	t.Helper()
-	req, _ := http.NewRequest("PUT", s.URL+"/services/"+name, bytes.NewReader(metadata))
+	if err := RegisterSP(s.URL, name, metadata); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// RegisterSP uploads SP metadata to the samlidp IdP at idpURL.
+func RegisterSP(idpURL, name string, metadata []byte) error {
+	req, _ := http.NewRequest("PUT", idpURL+"/services/"+name, bytes.NewReader(metadata))
 	req.Header.Set("Content-Type", "application/xml")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
 		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("IdP refused SP metadata: %d %s\n%s", resp.StatusCode, b, metadata)
+		return fmt.Errorf("IdP refused SP metadata: %d %s", resp.StatusCode, b)
 	}
+	return nil
 }
 
 // AddSPFrom fetches the SP's metadata from its URL and registers it.
