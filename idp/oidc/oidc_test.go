@@ -141,7 +141,7 @@ type forger struct {
 	nonce string
 }
 
-func newForger(t *testing.T) *forger {
+func newForger(t testing.TB) *forger {
 	key, _ := rsa.GenerateKey(rand.Reader, 2048)
 	f := &forger{key: key, kid: "k1"}
 	mux := http.NewServeMux()
@@ -182,7 +182,7 @@ func (f *forger) claims(nonce string) map[string]any {
 		"iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix()}
 }
 
-func sign(t *testing.T, alg jose.SignatureAlgorithm, key any, kid string, claims map[string]any) string {
+func sign(t testing.TB, alg jose.SignatureAlgorithm, key any, kid string, claims map[string]any) string {
 	t.Helper()
 	opts := (&jose.SignerOptions{}).WithType("JWT")
 	if kid != "" {
@@ -395,18 +395,8 @@ func TestOpenUnreachable(t *testing.T) {
 // and claim mapping. It runs against the forging provider answering with
 // a token signed once, so that the IdP's own signing is not counted.
 func BenchmarkCallback(b *testing.B) {
-	t := &testing.T{}
-	f := newForger(t)
-	raw, _ := json.Marshal(Config{Issuer: f.srv.URL, ClientID: "gatehouse", ClientSecret: "x"})
-	cv, err := Open(context.Background(), raw, connection.Deps{OrgSlug: "acme"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	c := cv.(*conn)
-	flow, _ := json.Marshal(map[string]string{"v": "verifier-0123456789-0123456789-0123456789", "n": "fixed-nonce"})
-	tok := sign(t, jose.RS256, f.key, "k1", f.claims("fixed-nonce"))
+	f, c, flow, tok := fixedNonce(b)
 	f.next = func(string) string { return tok }
-	f.sub = "u1"
 	req := connection.BeginRequest{State: "state-0123456789abcdef", CallbackURL: callback}
 	b.ReportAllocs()
 	for b.Loop() {
@@ -416,24 +406,28 @@ func BenchmarkCallback(b *testing.B) {
 	}
 }
 
+// fixedNonce is a connection to a forging provider, a flow record with a
+// known nonce, and a valid ID token for it, signed once.
+func fixedNonce(tb testing.TB) (*forger, *conn, []byte, string) {
+	f := newForger(tb)
+	raw, _ := json.Marshal(Config{Issuer: f.srv.URL, ClientID: "gatehouse", ClientSecret: "x"})
+	cv, err := Open(context.Background(), raw, connection.Deps{OrgSlug: "acme"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	flow, _ := json.Marshal(map[string]string{"v": "verifier-0123456789-0123456789-0123456789", "n": "fixed-nonce"})
+	f.sub = "u1"
+	return f, cv.(*conn), flow, sign(tb, jose.RS256, f.key, "k1", f.claims("fixed-nonce"))
+}
+
 // FuzzIDToken feeds arbitrary ID tokens through the whole callback: never
 // a panic, and nothing accepted but what the provider's key signed.
 func FuzzIDToken(f *testing.F) {
-	t := &testing.T{}
-	fg := newForger(t)
-	raw, _ := json.Marshal(Config{Issuer: fg.srv.URL, ClientID: "gatehouse", ClientSecret: "x"})
-	cv, err := Open(context.Background(), raw, connection.Deps{OrgSlug: "acme"})
-	if err != nil {
-		f.Fatal(err)
-	}
-	c := cv.(*conn)
-	flow, _ := json.Marshal(map[string]string{"v": "verifier-0123456789-0123456789-0123456789", "n": "fixed-nonce"})
-	valid := sign(t, jose.RS256, fg.key, "k1", fg.claims("fixed-nonce"))
+	fg, c, flow, valid := fixedNonce(f)
 	f.Add(valid)
 	f.Add("a.b.c")
 	f.Add(strings.Replace(valid, ".", "X.", 1))
 	f.Add(`eyJhbGciOiJub25lIn0.eyJzdWIiOiJ1MSJ9.`)
-	fg.sub = "u1"
 	req := connection.BeginRequest{State: "state-0123456789abcdef", CallbackURL: callback}
 	f.Fuzz(func(t *testing.T, tok string) {
 		fg.mu.Lock()
