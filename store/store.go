@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -158,6 +159,38 @@ type SigningKey struct {
 	DeleteAt time.Time `json:"delete_at,omitzero"`
 }
 
+// Blob is a stored opaque value.
+type Blob struct {
+	Value    []byte
+	Modified time.Time
+}
+
+// BlobInfo describes a stored blob.
+type BlobInfo struct {
+	Key      string
+	Size     int64
+	Modified time.Time
+}
+
+// ValidBlobKey reports whether key is a usable blob key: slash-separated
+// non-empty segments of printable characters, none "." or "..".
+func ValidBlobKey(key string) bool {
+	if key == "" || len(key) > 1024 {
+		return false
+	}
+	for _, seg := range strings.Split(key, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return false
+		}
+		for _, r := range seg {
+			if r < 0x20 || r == 0x7f {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // AuditEvent is one entry of the append-only audit trail.
 type AuditEvent struct {
 	ID      string            `json:"id"`
@@ -225,6 +258,27 @@ type Store interface {
 	// TakeOnce atomically reads and deletes it: a second Take, or a Take
 	// after expiry, returns ErrNotFound.
 	TakeOnce(ctx context.Context, kind, id string) ([]byte, error)
+
+	// PutBlob stores an opaque value under a slash-separated key
+	// ("certificates/acme/login.acme.com/login.acme.com.crt"): certificates
+	// and ACME accounts, kept with everything else. It overwrites.
+	PutBlob(ctx context.Context, key string, value []byte) error
+	// GetBlob returns the value and when it was last written; ErrNotFound.
+	GetBlob(ctx context.Context, key string) (Blob, error)
+	// DeleteBlobs removes key and every key under key + "/". Removing
+	// nothing is not an error.
+	DeleteBlobs(ctx context.Context, key string) error
+	// ListBlobs returns key and every key under key + "/" (every key with
+	// an empty key), in key order, without values.
+	ListBlobs(ctx context.Context, key string) ([]BlobInfo, error)
+
+	// AcquireLock takes the named lock for owner until ttl passes, or
+	// extends it if owner holds it already. It reports false if another
+	// owner holds it. Locks expire, so a holder that died blocks nobody
+	// for longer than ttl.
+	AcquireLock(ctx context.Context, name, owner string, ttl time.Duration) (bool, error)
+	// ReleaseLock frees the lock if owner holds it.
+	ReleaseLock(ctx context.Context, name, owner string) error
 
 	// Secret returns the named deployment secret, storing value first if
 	// none exists yet, so that every node converges on one value.

@@ -152,7 +152,11 @@ func checkConsistency(t testing.TB, s *Store) {
 					want[string(auditOrgKey(e.OrgID, e.Time, e.ID))] = k
 				}
 			}
-		case strings.HasPrefix(k, "once/"), strings.HasPrefix(k, "secret/"), k == "meta/format":
+		case strings.HasPrefix(k, "once/"), strings.HasPrefix(k, "secret/"), strings.HasPrefix(k, "lock/"), k == "meta/format":
+		case strings.HasPrefix(k, "blob/"):
+			if _, err := decodeBlob(v); err != nil {
+				t.Errorf("%s: %v", k, err)
+			}
 		default:
 			isIndex := false
 			for _, p := range indexPrefixes {

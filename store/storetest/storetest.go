@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,6 +50,10 @@ func RunTests(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ConcurrentUpdateSession", testConcurrentUpdateSession},
 		{"IDsAreOpaque", testOpaqueIDs},
 		{"ResultsAreCopies", testResultsAreCopies},
+		{"Blobs", testBlobs},
+		{"BlobKeys", testBlobKeys},
+		{"Locks", testLocks},
+		{"LockConcurrent", testLockConcurrent},
 		{"Ping", testPing},
 		{"Closed", testClosed},
 	}
@@ -1243,12 +1248,140 @@ func testClosed(t *testing.T, s store.Store) {
 		"TakeOnce":         func() error { _, err := s.TakeOnce(ctx, "k", "i"); return err },
 		"Secret":           func() error { _, err := s.Secret(ctx, "n", []byte("v")); return err },
 		"Ping":             func() error { return s.Ping(ctx) },
+		"PutBlob":          func() error { return s.PutBlob(ctx, "a/b", []byte("v")) },
+		"GetBlob":          func() error { _, err := s.GetBlob(ctx, "a/b"); return err },
+		"DeleteBlobs":      func() error { return s.DeleteBlobs(ctx, "a") },
+		"ListBlobs":        func() error { _, err := s.ListBlobs(ctx, "a"); return err },
+		"AcquireLock":      func() error { _, err := s.AcquireLock(ctx, "l", "o", time.Minute); return err },
+		"ReleaseLock":      func() error { return s.ReleaseLock(ctx, "l", "o") },
 		"Close":            s.Close,
 	}
 	for _, name := range slices.Sorted(maps.Keys(calls)) {
 		if err := calls[name](); !errors.Is(err, store.ErrClosed) {
 			t.Errorf("%s after Close: %v, want ErrClosed", name, err)
 		}
+	}
+}
+
+func testBlobs(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	if _, err := s.GetBlob(ctx, "certs/a.crt"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("missing blob: %v", err)
+	}
+	before := time.Now().Add(-time.Second)
+	mustOK(t, s.PutBlob(ctx, "certs/acme/a.example/a.crt", []byte("cert-a")))
+	mustOK(t, s.PutBlob(ctx, "certs/acme/a.example/a.key", []byte("key-a")))
+	mustOK(t, s.PutBlob(ctx, "certs/acme/b.example/b.crt", []byte("cert-b")))
+	mustOK(t, s.PutBlob(ctx, "certsx/other", []byte("x")))
+	b, err := s.GetBlob(ctx, "certs/acme/a.example/a.crt")
+	mustOK(t, err)
+	if string(b.Value) != "cert-a" || b.Modified.Before(before) {
+		t.Fatalf("blob = %q at %v", b.Value, b.Modified)
+	}
+	mustOK(t, s.PutBlob(ctx, "certs/acme/a.example/a.crt", []byte("cert-a2")))
+	if b, _ := s.GetBlob(ctx, "certs/acme/a.example/a.crt"); string(b.Value) != "cert-a2" {
+		t.Fatalf("overwrite: %q", b.Value)
+	}
+	keys := func(prefix string) []string {
+		infos, err := s.ListBlobs(ctx, prefix)
+		mustOK(t, err)
+		var out []string
+		for _, i := range infos {
+			out = append(out, i.Key)
+			if i.Size <= 0 || i.Modified.IsZero() {
+				t.Errorf("info %+v", i)
+			}
+		}
+		return out
+	}
+	if got := keys("certs"); !slices.Equal(got, []string{"certs/acme/a.example/a.crt", "certs/acme/a.example/a.key", "certs/acme/b.example/b.crt"}) {
+		t.Fatalf("list certs = %v (a sibling prefix must not match)", got)
+	}
+	if got := keys("certs/acme/a.example/a.crt"); !slices.Equal(got, []string{"certs/acme/a.example/a.crt"}) {
+		t.Fatalf("list one key = %v", got)
+	}
+	if got := keys(""); len(got) != 4 {
+		t.Fatalf("list all = %v", got)
+	}
+	mustOK(t, s.DeleteBlobs(ctx, "certs/acme/a.example"))
+	if got := keys("certs"); !slices.Equal(got, []string{"certs/acme/b.example/b.crt"}) {
+		t.Fatalf("after deleting a directory: %v", got)
+	}
+	mustOK(t, s.DeleteBlobs(ctx, "certs/acme/b.example/b.crt"))
+	mustOK(t, s.DeleteBlobs(ctx, "nothing/here"))
+	if got := keys("certs"); len(got) != 0 {
+		t.Fatalf("after deleting a key: %v", got)
+	}
+}
+
+func testBlobKeys(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	for _, k := range []string{"", "/a", "a/", "a//b", "a/../b", "./a", "a/\x00"} {
+		if err := s.PutBlob(ctx, k, []byte("v")); err == nil {
+			t.Errorf("PutBlob(%q) accepted", k)
+		}
+	}
+	// A key is a value or a prefix of others, never both.
+	mustOK(t, s.PutBlob(ctx, "a/b", []byte("v")))
+	if err := s.PutBlob(ctx, "a", []byte("v")); err == nil {
+		t.Error("a key that is a prefix of another accepted")
+	}
+	if err := s.PutBlob(ctx, "a/b/c", []byte("v")); err == nil {
+		t.Error("a key under a value accepted")
+	}
+}
+
+func testLocks(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	ok, err := s.AcquireLock(ctx, "issue/a.example", "node-1", time.Minute)
+	mustOK(t, err)
+	if !ok {
+		t.Fatal("free lock not acquired")
+	}
+	if ok, _ := s.AcquireLock(ctx, "issue/a.example", "node-2", time.Minute); ok {
+		t.Fatal("held lock acquired by another owner")
+	}
+	if ok, _ := s.AcquireLock(ctx, "issue/a.example", "node-1", time.Minute); !ok {
+		t.Fatal("owner could not extend its lock")
+	}
+	if ok, _ := s.AcquireLock(ctx, "issue/b.example", "node-2", time.Minute); !ok {
+		t.Fatal("another lock name blocked")
+	}
+	mustOK(t, s.ReleaseLock(ctx, "issue/a.example", "node-2")) // not the holder: no effect
+	if ok, _ := s.AcquireLock(ctx, "issue/a.example", "node-2", time.Minute); ok {
+		t.Fatal("released by someone who did not hold it")
+	}
+	mustOK(t, s.ReleaseLock(ctx, "issue/a.example", "node-1"))
+	if ok, _ := s.AcquireLock(ctx, "issue/a.example", "node-2", 50*time.Millisecond); !ok {
+		t.Fatal("released lock not acquired")
+	}
+	time.Sleep(80 * time.Millisecond)
+	if ok, _ := s.AcquireLock(ctx, "issue/a.example", "node-3", time.Minute); !ok {
+		t.Fatal("expired lock not taken over")
+	}
+	if _, err := s.AcquireLock(ctx, "", "o", time.Minute); err == nil {
+		t.Error("empty lock name accepted")
+	}
+}
+
+func testLockConcurrent(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	var wg sync.WaitGroup
+	var got atomic.Int32
+	for i := range 16 {
+		wg.Go(func() {
+			ok, err := s.AcquireLock(ctx, "issue/x", fmt.Sprintf("node-%d", i), time.Minute)
+			if err != nil {
+				t.Error(err)
+			}
+			if ok {
+				got.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if got.Load() != 1 {
+		t.Fatalf("%d owners acquired one lock", got.Load())
 	}
 }
 
