@@ -37,10 +37,40 @@ type Config struct {
 	Warnings []Problem `yaml:"-"`
 }
 
-// TLS serves HTTPS (and HTTP/2) from static certificate files.
+// TLS serves HTTPS (and HTTP/2): from static certificate files, or with
+// certificates obtained automatically (ACME) for every host Gatehouse
+// serves. Exactly one of the two.
 type TLS struct {
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
+	ACME     *ACME  `yaml:"acme"`
+	// HTTPListen serves plain HTTP: ACME HTTP-01 challenges, and a
+	// redirect to HTTPS for everything else (e.g. ":80").
+	HTTPListen string `yaml:"http_listen"`
+}
+
+// ACME obtains certificates on demand at the first handshake for a name,
+// and renews them.
+type ACME struct {
+	// DirectoryURL (default Let's Encrypt's production directory).
+	DirectoryURL string `yaml:"directory_url"`
+	// CARoot is a PEM file of CAs trusted for the ACME server's own HTTPS
+	// (a private CA); default the system roots.
+	CARoot string `yaml:"ca_root"`
+	Email  string `yaml:"email"`
+	// EAB is External Account Binding, for CAs that require it (ZeroSSL).
+	EAB *EAB `yaml:"eab"`
+	// Challenges: tls-alpn-01 (on listen) and/or http-01 (on
+	// tls.http_listen). Default: both when http_listen is set, else
+	// tls-alpn-01.
+	Challenges []string `yaml:"challenges"`
+	// MaxCertsPerOrgPerHour bounds new certificates per org (default 20).
+	MaxCertsPerOrgPerHour int `yaml:"max_certs_per_org_per_hour"`
+}
+
+type EAB struct {
+	KeyID  string `yaml:"key_id"`
+	MACKey string `yaml:"mac_key"`
 }
 
 // Store selects the backend. Exactly one must be set.

@@ -108,16 +108,7 @@ func (c *Config) validate(d *decoder) {
 
 	// tls
 	if c.TLS != nil {
-		for _, f := range []struct{ path, name string }{
-			{"tls.cert_file", c.TLS.CertFile},
-			{"tls.key_file", c.TLS.KeyFile},
-		} {
-			if f.name == "" {
-				d.add(f.path, "required")
-			} else if msg := fileProblem(f.name); msg != "" {
-				d.add(f.path, "%s", msg)
-			}
-		}
+		c.validateTLS(d)
 	}
 
 	// policy
@@ -846,4 +837,76 @@ func argon2idProblem(h string) string {
 		return "malformed argon2id PHC string (want $argon2id$v=19$m=<KiB>,t=<passes>,p=<threads>$<salt>$<hash>)"
 	}
 	return ""
+}
+
+// LetsEncrypt is the default ACME directory.
+const LetsEncrypt = "https://acme-v02.api.letsencrypt.org/directory"
+
+func (c *Config) validateTLS(d *decoder) {
+	t := c.TLS
+	if t.ACME != nil {
+		if t.CertFile != "" || t.KeyFile != "" {
+			d.add("tls", "set cert_file and key_file, or acme, not both")
+		}
+		a := t.ACME
+		if a.DirectoryURL == "" {
+			a.DirectoryURL = LetsEncrypt
+		}
+		if u, err := url.Parse(a.DirectoryURL); err != nil || u.Scheme != "https" || u.Host == "" {
+			d.add("tls.acme.directory_url", "%q must be an https URL", a.DirectoryURL)
+		}
+		if a.CARoot != "" {
+			if msg := fileProblem(a.CARoot); msg != "" {
+				d.add("tls.acme.ca_root", "%s", msg)
+			}
+		}
+		if a.Email != "" {
+			if msg := emailProblem(a.Email); msg != "" {
+				d.add("tls.acme.email", "invalid email address %q: %s", a.Email, msg)
+			}
+		}
+		if a.EAB != nil && (a.EAB.KeyID == "" || a.EAB.MACKey == "") {
+			d.add("tls.acme.eab", "key_id and mac_key are both required")
+		}
+		if len(a.Challenges) == 0 {
+			a.Challenges = []string{"tls-alpn-01"}
+			if t.HTTPListen != "" {
+				a.Challenges = append(a.Challenges, "http-01")
+			}
+		}
+		for i, ch := range a.Challenges {
+			switch ch {
+			case "tls-alpn-01":
+			case "http-01":
+				if t.HTTPListen == "" {
+					d.add(fmt.Sprintf("tls.acme.challenges[%d]", i), "http-01 needs tls.http_listen (the plain-HTTP listener that answers it)")
+				}
+			default:
+				d.add(fmt.Sprintf("tls.acme.challenges[%d]", i), "unknown challenge %q (tls-alpn-01 or http-01)", ch)
+			}
+		}
+		if a.MaxCertsPerOrgPerHour < 0 {
+			d.add("tls.acme.max_certs_per_org_per_hour", "must be positive")
+		} else if a.MaxCertsPerOrgPerHour == 0 {
+			a.MaxCertsPerOrgPerHour = 20
+		}
+	} else {
+		for _, f := range []struct{ path, name string }{
+			{"tls.cert_file", t.CertFile},
+			{"tls.key_file", t.KeyFile},
+		} {
+			if f.name == "" {
+				d.add(f.path, "required (or tls.acme for automatic certificates)")
+			} else if msg := fileProblem(f.name); msg != "" {
+				d.add(f.path, "%s", msg)
+			}
+		}
+	}
+	if t.HTTPListen != "" {
+		if _, _, err := net.SplitHostPort(t.HTTPListen); err != nil {
+			d.add("tls.http_listen", "%q is not host:port", t.HTTPListen)
+		} else if t.HTTPListen == c.Listen || t.HTTPListen == c.OpsListen {
+			d.add("tls.http_listen", "must differ from listen and ops_listen")
+		}
+	}
 }

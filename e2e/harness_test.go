@@ -62,6 +62,7 @@ type gatehouse struct {
 	ops     string
 	port    string
 	data    string // badger folder
+	cfgPath string
 	logMu   sync.Mutex
 	logs    strings.Builder
 	done    chan struct{}
@@ -89,8 +90,19 @@ func startAt(t testing.TB, port, cfg string, env ...string) *gatehouse {
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	g.cfgPath = path
 	g.run(t, env, "serve", "--config", path)
 	return g
+}
+
+// restart stops the binary and starts it again on the same config, port
+// and data.
+func (g *gatehouse) restart(t testing.TB) *gatehouse {
+	t.Helper()
+	g.stop()
+	n := &gatehouse{t: t, port: g.port, addr: g.addr, ops: g.ops, data: g.data, cfgPath: g.cfgPath, done: make(chan struct{})}
+	n.run(t, nil, "serve", "--config", g.cfgPath)
+	return n
 }
 
 func (g *gatehouse) run(t testing.TB, env []string, args ...string) {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,11 +16,13 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	crewsaml "github.com/crewjam/saml"
+	"github.com/mholt/acmez/v3/acme"
 
 	"github.com/gatehouse/gatehouse/certs"
 	"github.com/gatehouse/gatehouse/config"
@@ -153,10 +156,21 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	})
 
 	var tlsConf *tls.Config
-	if cfg.TLS != nil {
+	var plain http.Handler // the plain-HTTP listener's, with tls.http_listen
+	switch {
+	case cfg.TLS != nil && cfg.TLS.ACME != nil:
+		am, err := newACME(cfg, st, pub, orgs, log)
+		if err != nil {
+			return err
+		}
+		defer am.Stop()
+		tlsConf = am.TLSConfig()
+		plain = am.HTTPHandler(portOf(cfg.Listen))
+	case cfg.TLS != nil:
 		if tlsConf, err = certs.StaticConfig(cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
 			return err
 		}
+		plain = redirectToHTTPS(portOf(cfg.Listen))
 	}
 	srv := &http.Server{
 		Handler:           handler,
@@ -180,6 +194,17 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		ln.Close()
 		return fmt.Errorf("server: ops listen: %w", err)
 	}
+	var plainSrv *http.Server
+	var plainLn net.Listener
+	if plain != nil && cfg.TLS.HTTPListen != "" {
+		if plainLn, err = net.Listen("tcp", cfg.TLS.HTTPListen); err != nil {
+			ln.Close()
+			opsLn.Close()
+			return fmt.Errorf("server: http listen: %w", err)
+		}
+		plainSrv = &http.Server{Handler: plain, ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout, IdleTimeout: cfg.Server.IdleTimeout,
+			MaxHeaderBytes: 16 << 10, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	}
 
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBG()
@@ -188,7 +213,10 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	go orgs.Run(bg, 10*time.Second)
 	go policies.run(bg, cfg.Policy.ReloadInterval)
 
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
+	if plainSrv != nil {
+		go func() { errc <- plainSrv.Serve(plainLn) }()
+	}
 	go func() {
 		var err error
 		if tlsConf != nil {
@@ -217,6 +245,9 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	defer cancel()
 	err = srv.Shutdown(sctx)
 	_ = ops.Shutdown(sctx)
+	if plainSrv != nil {
+		_ = plainSrv.Shutdown(sctx)
+	}
 	stopBG()
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("server: shutdown: %w", err)
@@ -338,4 +369,68 @@ func (b *cappedBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	b.left -= int64(n)
 	return n, err
+}
+
+// newACME sets up automatic certificates for the public host, the exact
+// route hosts and the orgs' login domains.
+func newACME(cfg *config.Config, st store.Store, pub *url.URL, orgs *idp.Directory, log *slog.Logger) (*certs.ACME, error) {
+	a := cfg.TLS.ACME
+	var roots *x509.CertPool
+	if a.CARoot != "" {
+		pem, err := os.ReadFile(a.CARoot)
+		if err != nil {
+			return nil, fmt.Errorf("server: tls.acme.ca_root: %w", err)
+		}
+		roots = x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("server: tls.acme.ca_root %s: no PEM certificates", a.CARoot)
+		}
+	}
+	d := &certs.Decider{Public: strings.ToLower(pub.Hostname()), Routes: map[string]bool{},
+		OrgOf: func(host string) (string, bool) {
+			if o, ok := orgs.ByLoginHost(host); ok {
+				return o.ID, true
+			}
+			return "", false
+		}}
+	for _, r := range cfg.Routes {
+		if !strings.HasPrefix(r.Host, "*.") {
+			d.Routes[strings.ToLower(r.Host)] = true
+		}
+	}
+	o := certs.ACMEOptions{DirectoryURL: a.DirectoryURL, Roots: roots, Email: a.Email, Storage: certs.NewStorage(st),
+		Decide: d.Decide, MaxPerOrgPerHour: a.MaxCertsPerOrgPerHour, Logger: log,
+		TLSPort: portOf(cfg.Listen), HTTPPort: portOf(cfg.TLS.HTTPListen)}
+	if a.EAB != nil {
+		o.EAB = &acme.EAB{KeyID: a.EAB.KeyID, MACKey: a.EAB.MACKey}
+	}
+	for _, ch := range a.Challenges {
+		o.HTTP01 = o.HTTP01 || ch == "http-01"
+		o.TLSALPN01 = o.TLSALPN01 || ch == "tls-alpn-01"
+	}
+	return certs.NewACME(o)
+}
+
+// portOf is the port of a listen address (0 if none).
+func portOf(addr string) int {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+// redirectToHTTPS answers the plain-HTTP listener with static TLS.
+func redirectToHTTPS(httpsPort int) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, err := net.SplitHostPort(r.Host)
+		if err != nil {
+			host = r.Host
+		}
+		if httpsPort != 443 {
+			host = net.JoinHostPort(host, strconv.Itoa(httpsPort))
+		}
+		http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), http.StatusPermanentRedirect)
+	})
 }

@@ -1,0 +1,202 @@
+package certs
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/certmagic"
+	"github.com/mholt/acmez/v3/acme"
+	"go.uber.org/zap"
+)
+
+// ACMEOptions configure automatic certificates.
+type ACMEOptions struct {
+	// DirectoryURL is the ACME server (Let's Encrypt, its staging, ZeroSSL,
+	// a private CA).
+	DirectoryURL string
+	// Roots, if set, are the CAs trusted for the ACME server's own HTTPS
+	// (a private CA); nil means the system roots.
+	Roots *x509.CertPool
+	Email string
+	// EAB is the External Account Binding some CAs require (ZeroSSL).
+	EAB *acme.EAB
+	// Which challenges to answer. TLS-ALPN-01 is answered on the TLS
+	// listener (TLSPort), HTTP-01 on the plain listener (HTTPPort).
+	HTTP01, TLSALPN01 bool
+	TLSPort, HTTPPort int
+	Storage           certmagic.Storage
+	// Decide says whether name may have a certificate, and the org it is
+	// for ("" for the operator's own hosts). It must be fast: it runs on
+	// handshakes for names with no certificate yet.
+	Decide func(name string) (org string, ok bool)
+	// MaxPerOrgPerHour bounds new certificates per org, so one customer
+	// cannot spend the CA's rate limits for everyone (default 20).
+	MaxPerOrgPerHour int
+	Logger           *slog.Logger
+	Now              func() time.Time
+}
+
+// ACME obtains and renews certificates on demand, at the first handshake
+// for a name that Decide allows, and keeps them in Storage.
+type ACME struct {
+	cache  *certmagic.Cache
+	cfg    *certmagic.Config
+	issuer *certmagic.ACMEIssuer
+	o      ACMEOptions
+
+	mu     sync.Mutex
+	budget map[string]*window // org → issuances this hour
+	fails  map[string]backoff // name → when it may be tried again
+}
+
+type window struct {
+	start time.Time
+	n     int
+}
+
+type backoff struct {
+	until time.Time
+	wait  time.Duration
+}
+
+// ErrNotAllowed is why a handshake for a name Gatehouse does not serve
+// gets no certificate.
+var ErrNotAllowed = errors.New("certs: no certificate for this name")
+
+// NewACME sets up certmagic with Gatehouse's decision and storage.
+func NewACME(o ACMEOptions) (*ACME, error) {
+	if o.DirectoryURL == "" || o.Decide == nil || o.Storage == nil {
+		return nil, errors.New("certs: ACME needs a directory URL, a decision function and storage")
+	}
+	if !o.HTTP01 && !o.TLSALPN01 {
+		return nil, errors.New("certs: ACME needs at least one of the HTTP-01 and TLS-ALPN-01 challenges")
+	}
+	if o.MaxPerOrgPerHour <= 0 {
+		o.MaxPerOrgPerHour = 20
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	a := &ACME{o: o, budget: map[string]*window{}, fails: map[string]backoff{}}
+	var cfg *certmagic.Config
+	cache := certmagic.NewCache(certmagic.CacheOptions{
+		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return cfg, nil },
+		Logger:           zap.NewNop(),
+	})
+	cfg = certmagic.New(cache, certmagic.Config{
+		Storage:  o.Storage,
+		Logger:   zap.NewNop(),
+		OnDemand: &certmagic.OnDemandConfig{DecisionFunc: a.decide},
+		OnEvent:  a.event,
+	})
+	a.issuer = certmagic.NewACMEIssuer(cfg, certmagic.ACMEIssuer{
+		CA: o.DirectoryURL, Email: o.Email, Agreed: true, ExternalAccount: o.EAB, TrustedRoots: o.Roots,
+		DisableHTTPChallenge: !o.HTTP01, DisableTLSALPNChallenge: !o.TLSALPN01,
+		// The solvers would listen on these ports themselves; they are
+		// Gatehouse's listeners, which answer the challenges.
+		AltTLSALPNPort: o.TLSPort, AltHTTPPort: o.HTTPPort,
+		Logger: zap.NewNop(),
+	})
+	cfg.Issuers = []certmagic.Issuer{a.issuer}
+	a.cfg, a.cache = cfg, cache
+	return a, nil
+}
+
+// Stop ends certmagic's maintenance (renewals) goroutine.
+func (a *ACME) Stop() { a.cache.Stop() }
+
+// decide is certmagic's on-demand permission: Gatehouse's hosts only, a
+// bounded number of new certificates per org, and a back-off after
+// failures. It runs before any storage read or ACME order.
+func (a *ACME) decide(_ context.Context, name string) error {
+	org, ok := a.o.Decide(name)
+	if !ok {
+		return ErrNotAllowed
+	}
+	now := a.o.Now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if b, ok := a.fails[name]; ok && now.Before(b.until) {
+		return fmt.Errorf("certs: %s failed recently; next try after %s", name, b.until.UTC().Format(time.RFC3339))
+	}
+	w := a.budget[org]
+	if w == nil || now.Sub(w.start) >= time.Hour {
+		w = &window{start: now}
+		a.budget[org] = w
+	}
+	if w.n >= a.o.MaxPerOrgPerHour {
+		return fmt.Errorf("certs: org %q reached %d new certificates this hour", org, a.o.MaxPerOrgPerHour)
+	}
+	return nil
+}
+
+// event counts issuances against their org's budget, and failures
+// against the name's back-off (1 minute, doubling up to 1 hour).
+func (a *ACME) event(_ context.Context, event string, data map[string]any) error {
+	name, _ := data["identifier"].(string)
+	switch event {
+	case "cert_obtaining":
+		org, _ := a.o.Decide(name)
+		a.mu.Lock()
+		if w := a.budget[org]; w != nil {
+			w.n++
+		}
+		a.mu.Unlock()
+		a.o.Logger.Info("certs: obtaining a certificate", "name", name, "org", org)
+	case "cert_obtained":
+		a.mu.Lock()
+		delete(a.fails, name)
+		a.mu.Unlock()
+		a.o.Logger.Info("certs: certificate obtained", "name", name)
+	case "cert_failed":
+		a.mu.Lock()
+		b := a.fails[name]
+		b.wait = min(max(2*b.wait, time.Minute), time.Hour)
+		b.until = a.o.Now().Add(b.wait)
+		a.fails[name] = b
+		a.mu.Unlock()
+		a.o.Logger.Warn("certs: obtaining a certificate failed", "name", name, "retry_after", b.wait.String(), "err", fmt.Sprint(data["error"]))
+	}
+	return nil
+}
+
+// TLSConfig serves certificates on demand, with HTTP/2 and the ACME
+// TLS-ALPN-01 protocol.
+func (a *ACME) TLSConfig() *tls.Config {
+	t := a.cfg.TLSConfig()
+	t.MinVersion = tls.VersionTLS12
+	t.NextProtos = append([]string{"h2", "http/1.1"}, t.NextProtos...)
+	return t
+}
+
+// HTTPHandler answers HTTP-01 challenges on the plain-HTTP listener and
+// sends every other request to HTTPS on the same host.
+func (a *ACME) HTTPHandler(httpsPort int) http.Handler {
+	redirect := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, err := net.SplitHostPort(r.Host)
+		if err != nil {
+			host = r.Host
+		}
+		if _, ok := a.o.Decide(strings.ToLower(host)); !ok {
+			http.Error(w, "Nothing is served at this address.", http.StatusNotFound)
+			return
+		}
+		if httpsPort != 443 {
+			host = net.JoinHostPort(host, fmt.Sprint(httpsPort))
+		}
+		http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), http.StatusPermanentRedirect)
+	})
+	return a.issuer.HTTPChallengeHandler(redirect)
+}

@@ -1,0 +1,123 @@
+package certs
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"log/slog"
+	"math/big"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/gatehouse/gatehouse/store/badgerstore"
+)
+
+// New certificates are bounded per org per hour, and a name whose
+// issuance failed waits before the next try, doubling up to an hour.
+func TestIssuanceBudgetAndBackoff(t *testing.T) {
+	st, err := badgerstore.Open("", badgerstore.WithInMemory())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	now := time.Unix(1_800_000_000, 0)
+	orgs := map[string]string{"a1.test": "org_a", "a2.test": "org_a", "a3.test": "org_a", "b1.test": "org_b"}
+	a, err := NewACME(ACMEOptions{DirectoryURL: "https://acme.invalid/dir", TLSALPN01: true, Storage: NewStorage(st),
+		Decide:           func(n string) (string, bool) { o, ok := orgs[n]; return o, ok },
+		MaxPerOrgPerHour: 2, Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Stop()
+	ctx := context.Background()
+	issue := func(name string) error {
+		if err := a.decide(ctx, name); err != nil {
+			return err
+		}
+		return a.event(ctx, "cert_obtaining", map[string]any{"identifier": name})
+	}
+	if err := a.decide(ctx, "other.test"); err != ErrNotAllowed {
+		t.Fatalf("name not served: %v", err)
+	}
+	for _, n := range []string{"a1.test", "a2.test"} {
+		if err := issue(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.decide(ctx, "a3.test"); err == nil {
+		t.Fatal("a third certificate for org_a within the hour")
+	}
+	if err := a.decide(ctx, "b1.test"); err != nil {
+		t.Fatalf("org_b held back by org_a's budget: %v", err)
+	}
+	now = now.Add(time.Hour)
+	if err := a.decide(ctx, "a3.test"); err != nil {
+		t.Fatalf("next hour: %v", err)
+	}
+	// Failures back off: 1 minute, then 2.
+	a.event(ctx, "cert_failed", map[string]any{"identifier": "b1.test", "error": "CA said no"})
+	if err := a.decide(ctx, "b1.test"); err == nil {
+		t.Fatal("retried at once after a failure")
+	}
+	now = now.Add(61 * time.Second)
+	if err := a.decide(ctx, "b1.test"); err != nil {
+		t.Fatalf("after the back-off: %v", err)
+	}
+	a.event(ctx, "cert_failed", map[string]any{"identifier": "b1.test", "error": "CA said no"})
+	now = now.Add(61 * time.Second)
+	if err := a.decide(ctx, "b1.test"); err == nil {
+		t.Fatal("second back-off did not double")
+	}
+	a.event(ctx, "cert_obtained", map[string]any{"identifier": "b1.test"})
+	if err := a.decide(ctx, "b1.test"); err != nil {
+		t.Fatalf("after success: %v", err)
+	}
+}
+
+// BenchmarkHandshake is one full TLS 1.3 handshake (ECDSA P-256, both
+// sides in process over a pipe) served from certmagic's cache through
+// Gatehouse's TLS config: the cost of a new connection once a
+// certificate is there.
+func BenchmarkHandshake(b *testing.B) {
+	st, err := badgerstore.Open("", badgerstore.WithInMemory())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	a, err := NewACME(ACMEOptions{DirectoryURL: "https://acme.invalid/dir", TLSALPN01: true, Storage: NewStorage(st),
+		Decide: func(n string) (string, bool) { return "", n == "login.acme.test" }, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer a.Stop()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), DNSNames: []string{"login.acme.test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(90 * 24 * time.Hour)}
+	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if _, err := a.cfg.CacheUnmanagedTLSCertificate(context.Background(), tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil); err != nil {
+		b.Fatal(err)
+	}
+	leaf, _ := x509.ParseCertificate(der)
+	roots := x509.NewCertPool()
+	roots.AddCert(leaf)
+	srvCfg := a.TLSConfig()
+	cliCfg := &tls.Config{ServerName: "login.acme.test", RootCAs: roots}
+	b.ReportAllocs()
+	for b.Loop() {
+		c, s := net.Pipe()
+		done := make(chan error, 1)
+		go func() { done <- tls.Server(s, srvCfg).Handshake() }()
+		if err := tls.Client(c, cliCfg).Handshake(); err != nil {
+			b.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+		c.Close()
+		s.Close()
+	}
+}

@@ -1,0 +1,212 @@
+package e2e
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/letsencrypt/challtestsrv"
+	"github.com/letsencrypt/pebble/v2/ca"
+	"github.com/letsencrypt/pebble/v2/db"
+	"github.com/letsencrypt/pebble/v2/va"
+	"github.com/letsencrypt/pebble/v2/wfe"
+)
+
+// pebble is Let's Encrypt's test ACME server, in process, with its DNS
+// test server answering 127.0.0.1 for every name.
+type pebble struct {
+	dir    string         // directory URL
+	caRoot string         // PEM file of the HTTPS certificate of the ACME API
+	roots  *x509.CertPool // the CA that issues certificates
+	orders atomic.Int32   // new-order requests seen
+}
+
+func startPebble(t *testing.T, httpPort, tlsPort int) *pebble {
+	t.Helper()
+	t.Setenv("PEBBLE_VA_NOSLEEP", "1")
+	dnsAddr := "127.0.0.1:" + freePort(t)
+	dns, err := challtestsrv.New(challtestsrv.Config{DNSAddrs: []string{dnsAddr}, Log: log.New(io.Discard, "", 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dns.SetDefaultDNSIPv4("127.0.0.1")
+	dns.SetDefaultDNSIPv6("")
+	go dns.Run()
+	t.Cleanup(dns.Shutdown)
+
+	quiet := log.New(io.Discard, "", 0)
+	store := db.NewMemoryStore()
+	issuer := ca.New(quiet, store, "", "ecdsa", 0, 1, map[string]ca.Profile{"default": {Description: "default"}})
+	validator := va.New(quiet, httpPort, tlsPort, false, dnsAddr, store)
+	front := wfe.New(quiet, store, validator, issuer, []string{"pebble.letsencrypt.org"}, false, false, 0, 0)
+	p := &pebble{}
+	api := front.Handler()
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && r.URL.Path == "/order-plz" {
+			p.orders.Add(1)
+		}
+		api.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	mgmt := httptest.NewTLSServer(front.ManagementHandler())
+	t.Cleanup(mgmt.Close)
+	p.dir = srv.URL + "/dir"
+	p.caRoot = filepath.Join(t.TempDir(), "acme-api.pem")
+	if err := os.WriteFile(p.caRoot, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := mgmt.Client().Get(mgmt.URL + wfe.RootCertPath + "0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	root, _ := io.ReadAll(resp.Body)
+	p.roots = x509.NewCertPool()
+	if !p.roots.AppendCertsFromPEM(root) {
+		t.Fatalf("pebble root: %s", root)
+	}
+	return p
+}
+
+const acmeConfig = `
+public_url: https://auth.saas.test:{{PORT}}
+listen: 127.0.0.1:{{PORT}}
+ops_listen: {{OPS}}
+tls:
+  acme:
+    directory_url: {{DIR}}
+    ca_root: {{CAROOT}}
+    email: ops@saas.test
+    challenges: [tls-alpn-01]
+store:
+  badger: { path: {{DATA}} }
+routes:
+  - id: app
+    host: app.saas.test
+    upstream: {{UPSTREAM}}
+  - id: tenants
+    host: "*.tenants.saas.test"
+    upstream: {{UPSTREAM}}
+orgs:
+  - slug: acme
+    name: Acme Corp
+    email_domains: [acme.example]
+    login_domain: login.acme.test
+    connection: { type: password }
+`
+
+// handshake connects to Gatehouse with SNI name and returns the leaf
+// certificate it served, verified against the ACME CA.
+func handshake(g *gatehouse, p *pebble, name string) (*x509.Certificate, error) {
+	d := &net.Dialer{Timeout: 20 * time.Second}
+	conn, err := tls.DialWithDialer(d, "tcp", g.addr, &tls.Config{ServerName: name, RootCAs: p.roots, NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0], nil
+}
+
+func TestACMECertificatesOnDemand(t *testing.T) {
+	port := freePort(t)
+	tlsPort, _ := strconv.Atoi(port)
+	p := startPebble(t, 0, tlsPort)
+	up := newUpstream(t)
+	cfg := strings.NewReplacer("{{DIR}}", p.dir, "{{CAROOT}}", p.caRoot, "{{UPSTREAM}}", up.URL).Replace(acmeConfig)
+	g := startAt(t, port, cfg)
+
+	// The org's login domain gets a certificate at its first handshake.
+	cert, err := handshake(g, p, "login.acme.test")
+	if err != nil {
+		t.Fatalf("first handshake for the login domain: %v\n%s", err, g.Logs())
+	}
+	if cert.VerifyHostname("login.acme.test") != nil || p.orders.Load() != 1 {
+		t.Fatalf("certificate for %v; %d orders", cert.DNSNames, p.orders.Load())
+	}
+	// And the login page is served over it.
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: p.roots},
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, g.addr)
+		}}}
+	resp, err := client.Get("https://login.acme.test:" + port + "/.gatehouse/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "Acme Corp") {
+		t.Fatalf("login page: %d\n%s", resp.StatusCode, body)
+	}
+
+	// Names Gatehouse does not serve get no certificate and no order. (A
+	// trailing dot never reaches a server from Go's client, which strips
+	// it from SNI; certs.TestDecide covers it.)
+	for _, name := range []string{"random.test", "evil.login.acme.test", "x.tenants.saas.test", "", "127.0.0.1"} {
+		if _, err := handshake(g, p, name); err == nil {
+			t.Errorf("handshake for %q succeeded", name)
+		}
+	}
+	if n := p.orders.Load(); n != 1 {
+		t.Fatalf("%d ACME orders after handshakes for names not served, want 1", n)
+	}
+
+	// A restart serves the same certificate from the store: no new order.
+	g = g.restart(t)
+	again, err := handshake(g, p, "login.acme.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.SerialNumber.Cmp(cert.SerialNumber) != 0 || p.orders.Load() != 1 {
+		t.Fatalf("after restart: serial %v (was %v), %d orders", again.SerialNumber, cert.SerialNumber, p.orders.Load())
+	}
+}
+
+// The HTTP-01 challenge, answered on the plain-HTTP listener, which sends
+// every other request to HTTPS (for served hosts only).
+func TestACMEHTTPChallenge(t *testing.T) {
+	port, httpPort := freePort(t), freePort(t)
+	hp, _ := strconv.Atoi(httpPort)
+	p := startPebble(t, hp, 0)
+	up := newUpstream(t)
+	cfg := strings.NewReplacer("{{DIR}}", p.dir, "{{CAROOT}}", p.caRoot, "{{UPSTREAM}}", up.URL,
+		"    challenges: [tls-alpn-01]", "    challenges: [http-01]\n  http_listen: 127.0.0.1:"+httpPort).Replace(acmeConfig)
+	g := startAt(t, port, cfg)
+	cert, err := handshake(g, p, "app.saas.test")
+	if err != nil {
+		t.Fatalf("handshake: %v\n%s", err, g.Logs())
+	}
+	if cert.VerifyHostname("app.saas.test") != nil || p.orders.Load() != 1 {
+		t.Fatalf("certificate for %v; %d orders", cert.DNSNames, p.orders.Load())
+	}
+	plain := &http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	get := func(host string) *http.Response {
+		req, _ := http.NewRequest("GET", "http://127.0.0.1:"+httpPort+"/x?y=1", nil)
+		req.Host = host
+		resp, err := plain.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if r := get("app.saas.test:" + httpPort); r.StatusCode != http.StatusPermanentRedirect || r.Header.Get("Location") != "https://app.saas.test:"+port+"/x?y=1" {
+		t.Fatalf("plain HTTP: %d %s", r.StatusCode, r.Header.Get("Location"))
+	}
+	if r := get("random.test"); r.StatusCode != http.StatusNotFound {
+		t.Fatalf("plain HTTP for a host not served: %d", r.StatusCode)
+	}
+}
