@@ -32,6 +32,7 @@ type Config struct {
 	TrustedProxies []string `yaml:"trusted_proxies"`
 	Routes         []Route  `yaml:"routes"`
 	Orgs           []Org    `yaml:"orgs"`
+	Domains        Domains  `yaml:"domains"`
 
 	// Warnings are problems that do not stop Gatehouse (set by Parse).
 	Warnings []Problem `yaml:"-"`
@@ -156,6 +157,21 @@ type DecisionLog struct {
 type Log struct {
 	Level  string `yaml:"level"`  // debug, info (default), warn, error
 	Format string `yaml:"format"` // json (default) or text
+}
+
+// Domains configures the verification of orgs' login and email domains.
+type Domains struct {
+	// Verify requires each org domain to be proven by a DNS record before
+	// it routes, gets a certificate or takes part in home-realm discovery.
+	// Off, domains in this file are trusted as the operator's.
+	Verify bool `yaml:"verify"`
+	// Resolver is the DNS server to ask (host:port); default the system's.
+	Resolver string `yaml:"resolver"`
+	// Recheck is how often every claim is checked again (default 1h).
+	Recheck time.Duration `yaml:"recheck"`
+	// CNAMETarget, if set, also verifies a login domain that is a CNAME to
+	// it (e.g. "edge.saas.example").
+	CNAMETarget string `yaml:"cname_target"`
 }
 
 // Route is proxied: host + path prefix → upstream.

@@ -133,7 +133,7 @@ routes:
 			RotationPeriod:    720 * time.Hour,
 			AssertionLifetime: 5 * time.Minute,
 		},
-		Login: Login{MaxFailures: 5, FailureWindow: 15 * time.Minute, MaxFailuresPerAddress: 50, SAMLClockSkew: 3 * time.Minute, SAMLKeyRotation: 8760 * time.Hour},
+		Login: Login{MaxFailures: 5, FailureWindow: 15 * time.Minute, MaxFailuresPerAddress: 50, SAMLClockSkew: 3 * time.Minute, SAMLKeyRotation: 8760 * time.Hour}, Domains: Domains{Recheck: time.Hour},
 		Server: Server{
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       120 * time.Second,

@@ -56,6 +56,7 @@ func (c *Config) applyDefaults() {
 	setDur(&c.Server.ShutdownTimeout, 30*time.Second)
 	setInt(&c.Server.MaxHeaderBytes, 64<<10)
 
+	setDur(&c.Domains.Recheck, time.Hour)
 	setDur(&c.Policy.Timeout, 100*time.Millisecond)
 	setDur(&c.Policy.ReloadInterval, 2*time.Second)
 	if c.Policy.DecisionCacheTTL == nil {
@@ -109,6 +110,19 @@ func (c *Config) validate(d *decoder) {
 	// tls
 	if c.TLS != nil {
 		c.validateTLS(d)
+	}
+	if r := c.Domains.Resolver; r != "" {
+		if _, _, err := net.SplitHostPort(r); err != nil {
+			d.add("domains.resolver", "%q is not host:port", r)
+		}
+	}
+	if c.Domains.Recheck < 0 || c.Domains.Recheck > 0 && c.Domains.Recheck < time.Second {
+		d.add("domains.recheck", "must be at least 1s")
+	}
+	if t := c.Domains.CNAMETarget; t != "" {
+		if msg := dnsNameProblem(strings.ToLower(t)); msg != "" {
+			d.add("domains.cname_target", "invalid name %q: %s", t, msg)
+		}
 	}
 
 	// policy

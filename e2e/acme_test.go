@@ -34,11 +34,12 @@ type pebble struct {
 	orders atomic.Int32   // new-order requests seen
 }
 
-func startPebble(t *testing.T, httpPort, tlsPort int) *pebble {
+// startDNS runs challtestsrv's DNS server: every name is 127.0.0.1 unless
+// a test adds records.
+func startDNS(t *testing.T) (*challtestsrv.ChallSrv, string) {
 	t.Helper()
-	t.Setenv("PEBBLE_VA_NOSLEEP", "1")
-	dnsAddr := "127.0.0.1:" + freePort(t)
-	dns, err := challtestsrv.New(challtestsrv.Config{DNSAddrs: []string{dnsAddr}, Log: log.New(io.Discard, "", 0)})
+	addr := "127.0.0.1:" + freePort(t)
+	dns, err := challtestsrv.New(challtestsrv.Config{DNSAddrs: []string{addr}, Log: log.New(io.Discard, "", 0)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,6 +47,16 @@ func startPebble(t *testing.T, httpPort, tlsPort int) *pebble {
 	dns.SetDefaultDNSIPv6("")
 	go dns.Run()
 	t.Cleanup(dns.Shutdown)
+	return dns, addr
+}
+
+func startPebble(t *testing.T, httpPort, tlsPort int) *pebble {
+	t.Helper()
+	t.Setenv("PEBBLE_VA_NOSLEEP", "1")
+	// Pebble rejects 5% of nonces by default to exercise client retries;
+	// a retried new-order would count as a second order here.
+	t.Setenv("PEBBLE_WFE_NONCEREJECT", "0")
+	_, dnsAddr := startDNS(t)
 
 	quiet := log.New(io.Discard, "", 0)
 	store := db.NewMemoryStore()

@@ -23,6 +23,9 @@ type Directory struct {
 	st     store.Store
 	snap   atomic.Pointer[dirSnap]
 	log    *slog.Logger
+	// verified: only domains whose claim is verified count (login domain,
+	// email domains); an org's other domains are as if it had none.
+	verified atomic.Bool
 }
 
 type dirSnap struct {
@@ -52,6 +55,9 @@ func (d *Directory) Reload(ctx context.Context) error {
 	s := &dirSnap{byHost: map[string]*store.Org{}, byDomain: map[string]*store.Org{}, bySlug: map[string]*store.Org{}, byID: map[string]*store.Org{}}
 	for i := range orgs {
 		o := &orgs[i]
+		if d.verified.Load() {
+			onlyVerified(o)
+		}
 		s.bySlug[o.Slug] = o
 		s.byID[o.ID] = o
 		if o.LoginDomain != "" {
@@ -63,6 +69,33 @@ func (d *Directory) Reload(ctx context.Context) error {
 	}
 	d.snap.Store(s)
 	return nil
+}
+
+// RequireVerified makes only verified domain claims count, from the next
+// Reload on.
+func (d *Directory) RequireVerified() { d.verified.Store(true) }
+
+// onlyVerified clears o's login domain and drops email domains whose
+// claims are not verified.
+func onlyVerified(o *store.Org) {
+	ok := func(name, kind string) bool {
+		for _, c := range o.Domains {
+			if c.Kind == kind && strings.EqualFold(c.Name, name) {
+				return c.Status == store.DomainVerified
+			}
+		}
+		return false
+	}
+	if o.LoginDomain != "" && !ok(o.LoginDomain, "login") {
+		o.LoginDomain = ""
+	}
+	var kept []string
+	for _, d := range o.EmailDomains {
+		if ok(d, "email") {
+			kept = append(kept, d)
+		}
+	}
+	o.EmailDomains = kept
 }
 
 // Run reloads every interval until ctx ends, so orgs changed through the

@@ -301,6 +301,12 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 
 	if strings.HasPrefix(path, "/.gatehouse/") {
 		lg.decision = "gatehouse"
+		// Only on hosts Gatehouse serves: not on a name that merely
+		// resolves here (an unverified or suspended login domain, say).
+		if !h.o.IsLoginHost(host) && !h.o.Router.ServesHost(host) {
+			web.Error(w, http.StatusNotFound, "Nothing is served at this address.", "")
+			return
+		}
 		if strings.HasPrefix(path, web.AssetsPrefix) {
 			h.assets.ServeHTTP(w, r)
 			return

@@ -31,10 +31,36 @@ type Org struct {
 	Connection   Connection        `json:"connection"`
 	Attributes   map[string]string `json:"attributes,omitempty"`
 	// Policy is the org's Rego policy (empty: none, or the parent's).
-	Policy    []PolicyModule `json:"policy,omitempty"`
-	CreatedAt time.Time      `json:"created_at"`
-	UpdatedAt time.Time      `json:"updated_at"`
+	Policy []PolicyModule `json:"policy,omitempty"`
+	// Domains are the org's claims on its login and email domains and
+	// their verification (used when the deployment requires it).
+	Domains   []DomainClaim `json:"domains,omitempty"`
+	CreatedAt time.Time     `json:"created_at"`
+	UpdatedAt time.Time     `json:"updated_at"`
 }
+
+// DomainClaim is an org's claim on a domain, proven by a DNS record.
+type DomainClaim struct {
+	Name string `json:"name"`
+	// Kind is "login" (the org's login domain) or "email".
+	Kind string `json:"kind"`
+	// Token is the value the TXT record must carry; stable per claim.
+	Token string `json:"token"`
+	// Status: "pending" (never verified), "verified", or "suspended"
+	// (verified once, failing now).
+	Status     string    `json:"status"`
+	CheckedAt  time.Time `json:"checked_at,omitzero"`
+	VerifiedAt time.Time `json:"verified_at,omitzero"`
+	// Detail is why the last check failed.
+	Detail string `json:"detail,omitempty"`
+}
+
+// Domain claim statuses.
+const (
+	DomainPending   = "pending"
+	DomainVerified  = "verified"
+	DomainSuspended = "suspended"
+)
 
 // PolicyModule is one Rego source file of an org policy.
 type PolicyModule struct {

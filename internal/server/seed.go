@@ -67,6 +67,7 @@ func applyOrg(o *store.Org, co config.Org, now time.Time) {
 	o.EmailDomains = lower(co.EmailDomains)
 	o.LoginDomain = strings.ToLower(co.LoginDomain)
 	o.Connection = storeConnection(co.Connection)
+	o.Domains = claims(o.Domains, o.LoginDomain, o.EmailDomains)
 	o.Attributes = maps.Clone(co.Attributes)
 	if co.Policy == "" {
 		// The config is the source of truth for the orgs it declares: a
@@ -74,6 +75,29 @@ func applyOrg(o *store.Org, co config.Org, now time.Time) {
 		o.Policy = nil
 	}
 	o.UpdatedAt = now
+}
+
+// claims keeps the org's domain claims in step with its declared domains:
+// a claim already made keeps its token and status; a new one is pending
+// with a fresh token; one no longer declared goes.
+func claims(old []store.DomainClaim, login string, email []string) []store.DomainClaim {
+	var out []store.DomainClaim
+	claim := func(name, kind string) {
+		for _, c := range old {
+			if c.Kind == kind && c.Name == name {
+				out = append(out, c)
+				return
+			}
+		}
+		out = append(out, store.DomainClaim{Name: name, Kind: kind, Token: strings.ToLower(rand.Text()), Status: store.DomainPending})
+	}
+	if login != "" {
+		claim(login, "login")
+	}
+	for _, d := range email {
+		claim(d, "email")
+	}
+	return out
 }
 
 // storeConnection is the stored form of a declared connection: the

@@ -101,6 +101,14 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	if err != nil {
 		return err
 	}
+	if cfg.Domains.Verify {
+		// Until their DNS records prove them, orgs' domains do not route,
+		// get certificates or take part in home-realm discovery.
+		orgs.RequireVerified()
+		if err := orgs.Reload(ctx); err != nil {
+			return err
+		}
+	}
 	router, err := proxy.NewRouter(cfg.Routes)
 	if err != nil {
 		return err
@@ -211,6 +219,11 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	go keys.Run(bg, time.Minute)
 	go sessions.Run(bg)
 	go orgs.Run(bg, 10*time.Second)
+	if cfg.Domains.Verify {
+		dc := &domainChecker{st: st, orgs: orgs, recheck: cfg.Domains.Recheck, log: log, now: time.Now,
+			v: &certs.Verifier{Resolver: certs.NewResolver(cfg.Domains.Resolver), CNAMETarget: cfg.Domains.CNAMETarget}}
+		go dc.run(bg)
+	}
 	go policies.run(bg, cfg.Policy.ReloadInterval)
 
 	errc := make(chan error, 3)
@@ -310,6 +323,7 @@ func opsMux(st store.Store, m *telemetry.Metrics, draining *atomic.Bool) http.Ha
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	mux.Handle("GET /metrics", m.Handler())
+	mux.Handle("GET /domains", domainsHandler(st))
 	return mux
 }
 

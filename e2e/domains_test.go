@@ -1,0 +1,130 @@
+package e2e
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+const domainsConfig = `
+public_url: http://auth.localhost:{{PORT}}
+listen: 127.0.0.1:{{PORT}}
+ops_listen: {{OPS}}
+store:
+  badger: { path: {{DATA}} }
+domains:
+  verify: true
+  resolver: {{DNS}}
+  recheck: 1s
+routes:
+  - id: app
+    host: app.localhost
+    upstream: {{UPSTREAM}}
+orgs:
+  - slug: acme
+    name: Acme Corp
+    email_domains: [acme.example]
+    login_domain: login.acme.localhost
+    connection: { type: password }
+    users:
+      - { email: alice@acme.example, password: "alice-pw-123", roles: [admin] }
+`
+
+type domainRow struct {
+	Org, Domain, Kind, Status, Detail string
+	Record                            string `json:"txt_record"`
+	Value                             string `json:"txt_value"`
+}
+
+func domains(t *testing.T, g *gatehouse) map[string]domainRow {
+	t.Helper()
+	resp, err := http.Get("http://" + g.ops + "/domains")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var rows []domainRow
+	if err := json.NewDecoder(resp.Body).Decode(&rows); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]domainRow{}
+	for _, r := range rows {
+		out[r.Domain] = r
+	}
+	return out
+}
+
+func waitStatus(t *testing.T, g *gatehouse, domain, status string) domainRow {
+	t.Helper()
+	var r domainRow
+	for range 100 {
+		if r = domains(t, g)[domain]; r.Status == status {
+			return r
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s stayed %q (%s), want %q", domain, r.Status, r.Detail, status)
+	return r
+}
+
+// Org domains count only once a DNS record proves them; a domain whose
+// record goes away is suspended, not dropped.
+func TestDomainVerification(t *testing.T) {
+	dns, dnsAddr := startDNS(t)
+	up := newUpstream(t)
+	g := start(t, strings.NewReplacer("{{DNS}}", dnsAddr, "{{UPSTREAM}}", up.URL).Replace(domainsConfig))
+
+	login := waitStatus(t, g, "login.acme.localhost", "pending")
+	email := waitStatus(t, g, "acme.example", "pending")
+	if login.Record != "_gatehouse.login.acme.localhost" || !strings.HasPrefix(login.Value, "gatehouse-verification=") || !strings.Contains(login.Detail, "no TXT record") {
+		t.Fatalf("pending login domain: %+v", login)
+	}
+	// Unproven: the login domain serves nothing, and the email domain
+	// leads to no org.
+	b := g.browser(t)
+	if p := b.get(g.url("login.acme.localhost", "/.gatehouse/login")); p.status != http.StatusNotFound {
+		t.Fatalf("unverified login domain: %d", p.status)
+	}
+	p := b.follow(b.get(g.url("app.localhost", "/")))
+	form := hidden(p.body)
+	form.Set("email", "alice@acme.example")
+	if p := b.post(resolve(p.url, field(t, actionRE, p.body)), form); p.status != http.StatusUnprocessableEntity || !strings.Contains(p.body, "No organization signs in with acme.example") {
+		t.Fatalf("discovery with an unverified email domain: %d", p.status)
+	}
+
+	// A wrong record does not do; the right ones verify both.
+	dns.AddDNSTXTRecord(login.Record, "gatehouse-verification=wrong")
+	time.Sleep(1500 * time.Millisecond)
+	if r := domains(t, g)["login.acme.localhost"]; r.Status != "pending" || !strings.Contains(r.Detail, "want") {
+		t.Fatalf("wrong record: %+v", r)
+	}
+	dns.DeleteDNSTXTRecord(login.Record)
+	dns.AddDNSTXTRecord(login.Record, login.Value)
+	dns.AddDNSTXTRecord(email.Record, email.Value)
+	waitStatus(t, g, "login.acme.localhost", "verified")
+	waitStatus(t, g, "acme.example", "verified")
+	if p := b.login(g.url("app.localhost", "/in"), "alice@acme.example", "alice-pw-123"); p.status != 200 {
+		t.Fatalf("sign-in through the verified domains: %d %s", p.status, p.url)
+	}
+
+	// The record goes away: suspended, with a log line, and the domain
+	// stops serving; it comes back with the record.
+	dns.DeleteDNSTXTRecord(login.Record)
+	r := waitStatus(t, g, "login.acme.localhost", "suspended")
+	if !strings.Contains(r.Detail, "no TXT record") || !g.logged("domains: suspended") {
+		t.Fatalf("suspension: %+v", r)
+	}
+	for range 50 {
+		if p := g.browser(t).get(g.url("login.acme.localhost", "/.gatehouse/login")); p.status == http.StatusNotFound {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if p := g.browser(t).get(g.url("login.acme.localhost", "/.gatehouse/login")); p.status != http.StatusNotFound {
+		t.Fatalf("suspended login domain still serves: %d", p.status)
+	}
+	dns.AddDNSTXTRecord(login.Record, login.Value)
+	waitStatus(t, g, "login.acme.localhost", "verified")
+}

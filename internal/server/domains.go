@@ -1,0 +1,146 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gatehouse/gatehouse/certs"
+	"github.com/gatehouse/gatehouse/idp"
+	"github.com/gatehouse/gatehouse/internal/loop"
+	"github.com/gatehouse/gatehouse/store"
+)
+
+// domainChecker verifies the orgs' domain claims in DNS: pending claims
+// at every tick (so a customer who adds the record sees it take effect
+// within one), verified and suspended ones every recheck.
+type domainChecker struct {
+	st      store.Store
+	orgs    *idp.Directory
+	v       *certs.Verifier
+	recheck time.Duration
+	log     *slog.Logger
+	now     func() time.Time
+}
+
+// tick is how often pending claims are looked up.
+func (c *domainChecker) tick() time.Duration { return min(c.recheck, 30*time.Second) }
+
+// run checks until ctx ends.
+func (c *domainChecker) run(ctx context.Context) {
+	c.checkAll(ctx)
+	loop.Every(ctx, c.tick(), c.checkAll)
+}
+
+func (c *domainChecker) checkAll(ctx context.Context) {
+	orgs, err := c.st.ListOrgs(ctx)
+	if err != nil {
+		c.log.Error("domains: list orgs", "err", err)
+		return
+	}
+	changed := false
+	for _, o := range orgs {
+		results := map[string]store.DomainClaim{}
+		for _, cl := range o.Domains {
+			if cl.Status != store.DomainPending && c.now().Sub(cl.CheckedAt) < c.recheck {
+				continue
+			}
+			ok, detail := c.v.Check(ctx, cl)
+			results[cl.Kind+"/"+cl.Name] = certs.Next(cl, ok, detail, c.now())
+		}
+		if len(results) == 0 {
+			continue
+		}
+		var transitions []store.DomainClaim
+		_, err := c.st.UpdateOrg(ctx, o.ID, func(cur store.Org) (store.Org, error) {
+			transitions = transitions[:0]
+			for i, cl := range cur.Domains {
+				next, ok := results[cl.Kind+"/"+cl.Name]
+				if !ok || next.Token != cl.Token {
+					continue // re-claimed meanwhile: checked next time
+				}
+				if next.Status != cl.Status || next.Detail != cl.Detail && next.Status != store.DomainPending {
+					transitions = append(transitions, next)
+				}
+				cur.Domains[i] = next
+			}
+			return cur, nil
+		})
+		if err != nil {
+			c.log.Error("domains: save checks", "org", o.Slug, "err", err)
+			continue
+		}
+		for _, t := range transitions {
+			changed = true
+			name, value := certs.Record(t)
+			switch t.Status {
+			case store.DomainVerified:
+				c.log.Info("domains: verified", "org", o.Slug, "domain", t.Name, "kind", t.Kind)
+			case store.DomainSuspended:
+				c.log.Warn("domains: suspended: its DNS record no longer verifies", "org", o.Slug, "domain", t.Name, "kind", t.Kind,
+					"reason", t.Detail, "record", name, "value", value)
+			}
+		}
+		for _, cl := range results {
+			if cl.Status == store.DomainPending && pendingFirstSeen(o, cl) {
+				name, value := certs.Record(cl)
+				c.log.Info("domains: waiting for verification", "org", o.Slug, "domain", cl.Name, "kind", cl.Kind,
+					"create_txt_record", name, "value", value, "reason", cl.Detail)
+			}
+		}
+	}
+	if changed {
+		if err := c.orgs.Reload(ctx); err != nil {
+			c.log.Error("domains: reload orgs", "err", err)
+		}
+	}
+}
+
+// pendingFirstSeen: a pending claim not checked before (log the record to
+// create once, not at every tick).
+func pendingFirstSeen(o store.Org, cl store.DomainClaim) bool {
+	for _, old := range o.Domains {
+		if old.Name == cl.Name && old.Kind == cl.Kind {
+			return old.CheckedAt.IsZero()
+		}
+	}
+	return false
+}
+
+// domainsHandler lists every claim with its status and the record that
+// proves it (ops listener: the operator's view; org admins get theirs
+// with delegated administration).
+func domainsHandler(st store.Store) http.HandlerFunc {
+	type row struct {
+		Org        string    `json:"org"`
+		Domain     string    `json:"domain"`
+		Kind       string    `json:"kind"`
+		Status     string    `json:"status"`
+		Record     string    `json:"txt_record"`
+		Value      string    `json:"txt_value"`
+		CheckedAt  time.Time `json:"checked_at,omitzero"`
+		VerifiedAt time.Time `json:"verified_at,omitzero"`
+		Detail     string    `json:"detail,omitempty"`
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		orgs, err := st.ListOrgs(r.Context())
+		if err != nil {
+			http.Error(w, "store: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		out := []row{}
+		for _, o := range orgs {
+			for _, c := range o.Domains {
+				name, value := certs.Record(c)
+				out = append(out, row{Org: o.Slug, Domain: c.Name, Kind: c.Kind, Status: c.Status, Record: name, Value: value,
+					CheckedAt: c.CheckedAt, VerifiedAt: c.VerifiedAt, Detail: c.Detail})
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(out)
+	}
+}
