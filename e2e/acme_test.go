@@ -50,7 +50,10 @@ func startDNS(t *testing.T) (*challtestsrv.ChallSrv, string) {
 	return dns, addr
 }
 
-func startPebble(t *testing.T, httpPort, tlsPort int) *pebble {
+// startPebble runs Pebble validating on httpPort (HTTP-01) and tlsPort
+// (TLS-ALPN-01); with eab, it requires External Account Binding with
+// these key IDs and base64url MAC keys.
+func startPebble(t *testing.T, httpPort, tlsPort int, eab map[string]string) *pebble {
 	t.Helper()
 	t.Setenv("PEBBLE_VA_NOSLEEP", "1")
 	// Pebble rejects 5% of nonces by default to exercise client retries;
@@ -62,7 +65,12 @@ func startPebble(t *testing.T, httpPort, tlsPort int) *pebble {
 	store := db.NewMemoryStore()
 	issuer := ca.New(quiet, store, "", "ecdsa", 0, 1, map[string]ca.Profile{"default": {Description: "default"}})
 	validator := va.New(quiet, httpPort, tlsPort, false, dnsAddr, store)
-	front := wfe.New(quiet, store, validator, issuer, []string{"pebble.letsencrypt.org"}, false, false, 0, 0)
+	for id, key := range eab {
+		if err := store.AddExternalAccountKeyByID(id, key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	front := wfe.New(quiet, store, validator, issuer, []string{"pebble.letsencrypt.org"}, false, eab != nil, 0, 0)
 	p := &pebble{}
 	api := front.Handler()
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -122,7 +130,11 @@ orgs:
 // handshake connects to Gatehouse with SNI name and returns the leaf
 // certificate it served, verified against the ACME CA.
 func handshake(g *gatehouse, p *pebble, name string) (*x509.Certificate, error) {
-	d := &net.Dialer{Timeout: 20 * time.Second}
+	return handshakeWithin(g, p, name, 20*time.Second)
+}
+
+func handshakeWithin(g *gatehouse, p *pebble, name string, timeout time.Duration) (*x509.Certificate, error) {
+	d := &net.Dialer{Timeout: timeout}
 	conn, err := tls.DialWithDialer(d, "tcp", g.addr, &tls.Config{ServerName: name, RootCAs: p.roots, NextProtos: []string{"http/1.1"}})
 	if err != nil {
 		return nil, err
@@ -134,7 +146,7 @@ func handshake(g *gatehouse, p *pebble, name string) (*x509.Certificate, error) 
 func TestACMECertificatesOnDemand(t *testing.T) {
 	port := freePort(t)
 	tlsPort, _ := strconv.Atoi(port)
-	p := startPebble(t, 0, tlsPort)
+	p := startPebble(t, 0, tlsPort, nil)
 	up := newUpstream(t)
 	cfg := strings.NewReplacer("{{DIR}}", p.dir, "{{CAROOT}}", p.caRoot, "{{UPSTREAM}}", up.URL).Replace(acmeConfig)
 	g := startAt(t, port, cfg)
@@ -191,7 +203,7 @@ func TestACMECertificatesOnDemand(t *testing.T) {
 func TestACMEHTTPChallenge(t *testing.T) {
 	port, httpPort := freePort(t), freePort(t)
 	hp, _ := strconv.Atoi(httpPort)
-	p := startPebble(t, hp, 0)
+	p := startPebble(t, hp, 0, nil)
 	up := newUpstream(t)
 	cfg := strings.NewReplacer("{{DIR}}", p.dir, "{{CAROOT}}", p.caRoot, "{{UPSTREAM}}", up.URL,
 		"    challenges: [tls-alpn-01]", "    challenges: [http-01]\n  http_listen: 127.0.0.1:"+httpPort).Replace(acmeConfig)
@@ -219,5 +231,35 @@ func TestACMEHTTPChallenge(t *testing.T) {
 	}
 	if r := get("random.test"); r.StatusCode != http.StatusNotFound {
 		t.Fatalf("plain HTTP for a host not served: %d", r.StatusCode)
+	}
+}
+
+// A CA that requires External Account Binding (ZeroSSL, private CAs):
+// without the binding no account, no certificate; with it, issuance.
+func TestACMEExternalAccountBinding(t *testing.T) {
+	const keyID, macKey = "kid-gatehouse", "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"
+	for _, tc := range []struct {
+		name, eab string
+		ok        bool
+	}{
+		{"without", "", false},
+		{"with", "    eab: { key_id: " + keyID + ", mac_key: " + macKey + " }\n", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			port := freePort(t)
+			tlsPort, _ := strconv.Atoi(port)
+			p := startPebble(t, 0, tlsPort, map[string]string{keyID: macKey})
+			up := newUpstream(t)
+			cfg := strings.NewReplacer("{{DIR}}", p.dir, "{{CAROOT}}", p.caRoot, "{{UPSTREAM}}", up.URL,
+				"    challenges: [tls-alpn-01]\n", "    challenges: [tls-alpn-01]\n"+tc.eab).Replace(acmeConfig)
+			g := startAt(t, port, cfg)
+			// Without the binding the CA refuses the account: the
+			// handshake gets no certificate (certmagic keeps retrying
+			// behind it, so give up after a few seconds).
+			_, err := handshakeWithin(g, p, "app.saas.test", 4*time.Second)
+			if tc.ok != (err == nil) {
+				t.Fatalf("handshake: %v\n%s", err, g.Logs())
+			}
+		})
 	}
 }
