@@ -211,7 +211,42 @@ type Org struct {
 	// Policy is a .rego file or directory for this org (and sub-orgs
 	// without their own); it can only narrow the platform policy.
 	Policy string `yaml:"policy"`
-	Users  []User `yaml:"users"`
+	// Branding dresses the org's pages (sub-orgs without their own use
+	// it).
+	Branding *Branding `yaml:"branding"`
+	Users    []User    `yaml:"users"`
+}
+
+// Branding is an org's look: files served by Gatehouse itself (never a
+// third-party CDN), colors, a font and texts.
+type Branding struct {
+	// Logo: .svg, .png, .jpg or .webp, at most 256 KiB.
+	Logo string `yaml:"logo"`
+	// Favicon: .svg, .png or .ico, at most 64 KiB.
+	Favicon string `yaml:"favicon"`
+	// Font: a .woff2 file, at most 512 KiB, used for the whole page.
+	Font string `yaml:"font"`
+	// CSS: more CSS (a file, at most 64 KiB), after the org's colors.
+	CSS    string      `yaml:"css"`
+	Colors BrandColors `yaml:"colors"`
+	Texts  BrandTexts  `yaml:"texts"`
+}
+
+// BrandColors are #rrggbb.
+type BrandColors struct {
+	// Primary: buttons and links (white text on it).
+	Primary    string `yaml:"primary"`
+	Background string `yaml:"background"`
+	// Text on the card.
+	Text string `yaml:"text"`
+}
+
+// BrandTexts replace the sign-in page's heading and add an introduction
+// and a footer line.
+type BrandTexts struct {
+	Heading string `yaml:"heading"`
+	Intro   string `yaml:"intro"`
+	Footer  string `yaml:"footer"`
 }
 
 // Connection is how an org's people sign in: "password" (the org's

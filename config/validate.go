@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"net"
 	"net/mail"
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -393,6 +396,9 @@ func (c *Config) validateOrgs(d *decoder, publicHost string) map[string]int {
 		}
 
 		c.validateConnection(d, o, p)
+		if o.Branding != nil {
+			validateBranding(d, o.Branding, p+".branding")
+		}
 
 		for k := range o.Attributes {
 			if k == "" {
@@ -923,4 +929,81 @@ func (c *Config) validateTLS(d *decoder) {
 			d.add("tls.http_listen", "must differ from listen and ops_listen")
 		}
 	}
+}
+
+// brandFiles: each branding file's extensions and size limit.
+var brandFiles = []struct {
+	key  string
+	exts []string
+	max  int64
+	get  func(*Branding) string
+}{
+	{"logo", []string{".svg", ".png", ".jpg", ".webp"}, 256 << 10, func(b *Branding) string { return b.Logo }},
+	{"favicon", []string{".svg", ".png", ".ico"}, 64 << 10, func(b *Branding) string { return b.Favicon }},
+	{"font", []string{".woff2"}, 512 << 10, func(b *Branding) string { return b.Font }},
+	{"css", []string{".css"}, 64 << 10, func(b *Branding) string { return b.CSS }},
+}
+
+var hexColor = regexp.MustCompile(`^#[0-9a-fA-F]{6}$`)
+
+func validateBranding(d *decoder, b *Branding, p string) {
+	for _, f := range brandFiles {
+		name := f.get(b)
+		if name == "" {
+			continue
+		}
+		if !slices.Contains(f.exts, strings.ToLower(filepath.Ext(name))) {
+			d.add(p+"."+f.key, "%q: must be one of %s", name, strings.Join(f.exts, ", "))
+		} else if fi, err := os.Stat(name); err != nil || fi.IsDir() {
+			d.add(p+"."+f.key, "file %q does not exist", name)
+		} else if fi.Size() > f.max {
+			d.add(p+"."+f.key, "%q is %d bytes, at most %d", name, fi.Size(), f.max)
+		}
+	}
+	cs := map[string]string{"primary": b.Colors.Primary, "background": b.Colors.Background, "text": b.Colors.Text}
+	for _, k := range []string{"primary", "background", "text"} {
+		if v := cs[k]; v != "" && !hexColor.MatchString(v) {
+			d.add(p+".colors."+k, "%q: use #rrggbb", v)
+			cs[k] = ""
+		}
+	}
+	// WCAG 2.x AA asks 4.5:1 for normal text: report, do not refuse (the
+	// customer's brand may already be what it is).
+	pair := func(key, fg, bg, what string) {
+		if fg == "" || bg == "" {
+			return
+		}
+		if r := ContrastRatio(fg, bg); r < 4.5 {
+			d.warn(p+".colors."+key, "%s has a contrast of %.2f:1, below WCAG AA's 4.5:1", what, r)
+		}
+	}
+	pair("text", cs["text"], "#ffffff", "text on the white card")
+	pair("primary", "#ffffff", cs["primary"], "white button text on primary")
+	pair("primary", cs["primary"], "#ffffff", "primary (links) on the white card")
+	for k, v := range map[string]string{"heading": b.Texts.Heading, "intro": b.Texts.Intro, "footer": b.Texts.Footer} {
+		if len(v) > 500 {
+			d.add(p+".texts."+k, "at most 500 characters")
+		}
+	}
+}
+
+// ContrastRatio is the WCAG 2.x contrast ratio of two #rrggbb colors.
+func ContrastRatio(a, b string) float64 {
+	la, lb := luminance(a), luminance(b)
+	if la < lb {
+		la, lb = lb, la
+	}
+	return (la + 0.05) / (lb + 0.05)
+}
+
+func luminance(hex string) float64 {
+	ch := func(i int) float64 {
+		v, _ := strconv.ParseUint(hex[i:i+2], 16, 8)
+		c := float64(v) / 255
+		if c <= 0.03928 {
+			return c / 12.92
+		}
+		return math.Pow((c+0.055)/1.055, 2.4)
+	}
+	return 0.2126*ch(1) + 0.7152*ch(3) + 0.0722*ch(5)
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -30,6 +31,48 @@ func chromium(t *testing.T) string {
 	return ""
 }
 
+// chrome starts a headless Chromium for the test and records every URL
+// it requests; requests returns them so far.
+func chrome(t *testing.T, exe string) (ctx context.Context, requests func() []string) {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+	)
+	actx, cancelA := chromedp.NewExecAllocator(t.Context(), opts...)
+	t.Cleanup(cancelA)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(cancel)
+	ctx, cancelT := context.WithTimeout(ctx, 60*time.Second)
+	t.Cleanup(cancelT)
+	var mu sync.Mutex
+	var requested []string
+	if err := chromedp.Listen(ctx, func(ev any) {
+		if e, ok := ev.(*network.EventRequestWillBeSent); ok {
+			mu.Lock()
+			requested = append(requested, e.Request.URL)
+			mu.Unlock()
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Call(ctx, network.Enable, network.EnableParams{}); err != nil {
+		t.Fatalf("chromium: %v", err)
+	}
+	return ctx, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(requested)
+	}
+}
+
 // artifacts is where screenshots go: $GATEHOUSE_ARTIFACTS or a temp dir.
 func artifacts(t *testing.T) string {
 	dir := os.Getenv("GATEHOUSE_ARTIFACTS")
@@ -49,38 +92,7 @@ func artifacts(t *testing.T) string {
 func TestBrowserSignIn(t *testing.T) {
 	exe := chromium(t)
 	g, up := startCore(t)
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(exe),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-	)
-	actx, cancelA := chromedp.NewExecAllocator(t.Context(), opts...)
-	defer cancelA()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	ctx, cancelT := context.WithTimeout(ctx, 60*time.Second)
-	defer cancelT()
-
-	var mu sync.Mutex
-	var requested []string
-	if err := chromedp.Listen(ctx, func(ev any) {
-		if e, ok := ev.(*network.EventRequestWillBeSent); ok {
-			mu.Lock()
-			requested = append(requested, e.Request.URL)
-			mu.Unlock()
-		}
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := chromedp.Call(ctx, network.Enable, network.EnableParams{}); err != nil {
-		t.Fatal(err)
-	}
+	ctx, requests := chrome(t, exe)
 	dir := artifacts(t)
 	shot := func(name string) {
 		t.Helper()
@@ -147,8 +159,7 @@ func TestBrowserSignIn(t *testing.T) {
 	if r := up.last("/dashboard"); r == nil || r.Header.Get("X-Gatehouse-Org-Slug") != "acme" {
 		t.Fatalf("upstream identity: %v", r)
 	}
-	mu.Lock()
-	defer mu.Unlock()
+	requested := requests()
 	if len(requested) < 5 {
 		t.Fatalf("saw only %d requests: %v", len(requested), requested)
 	}

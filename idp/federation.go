@@ -503,7 +503,11 @@ func (h *Handler) signInError(w http.ResponseWriter, r *http.Request, org *store
 		level = h.o.Logger.Error
 	}
 	level("idp: sign-in failed", "ref", ref, "org", slug, "step", step, "outcome", outcome, "reason", err.Error(), "host", session.HostOf(r))
-	web.Render(w, status, "error", web.Page{Title: "Sign-in failed", Error: msg, Reference: ref, Back: LoginPath})
+	p := web.Page{Title: "Sign-in failed", Error: msg, Reference: ref, Back: LoginPath}
+	if org != nil {
+		p.Brand, p.OrgName = h.brand(org), org.Name
+	}
+	web.Render(w, status, "error", p)
 }
 
 // provisionRetries bounds re-reads after racing another first sign-in.

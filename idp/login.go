@@ -188,7 +188,14 @@ func stateParam(r *http.Request) string {
 
 func (h *Handler) page(r *http.Request, w http.ResponseWriter, org *store.Org, rd string) web.Page {
 	p := web.Page{Title: "Sign in", CSRF: h.csrfToken(w, r), Redirect: rd, State: stateParam(r), Action: LoginPath, Step: "discover"}
+	if org == nil {
+		// The shared sign-in on an org's own login domain is still theirs.
+		if o, ok := h.o.Orgs.ByLoginHost(session.HostOf(r)); ok {
+			p.Brand = h.brand(o)
+		}
+	}
 	if org != nil {
+		p.Brand = h.brand(org)
 		p.OrgName, p.Step = org.Name, "password"
 		if strings.EqualFold(org.LoginDomain, session.HostOf(r)) {
 			// Not this org's person after all: back to the shared sign-in.
@@ -239,6 +246,32 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) {
 	p := h.page(r, w, org, rd)
 	p.Email = hint
 	web.Render(w, http.StatusOK, "login", p)
+}
+
+// brand is org's branding, or its nearest ancestor's (nil: Gatehouse's).
+func (h *Handler) brand(org *store.Org) *web.Brand {
+	o := org
+	for range maxOrgDepth {
+		if o.Branding != nil {
+			b := o.Branding
+			url := func(name string) string {
+				if name == "" {
+					return ""
+				}
+				return web.BrandPrefix + name
+			}
+			return &web.Brand{LogoURL: url(b.Logo), FaviconURL: url(b.Favicon), CSSURL: url(b.CSS), Heading: b.Heading, Intro: b.Intro, Footer: b.Footer}
+		}
+		if o.ParentID == "" {
+			return nil
+		}
+		p, ok := h.o.Orgs.ByID(o.ParentID)
+		if !ok {
+			return nil
+		}
+		o = p
+	}
+	return nil
 }
 
 // startFederated sends the browser to org's IdP if org signs in through

@@ -49,9 +49,11 @@ type Login interface {
 
 // Options wire a Handler.
 type Options struct {
-	Router   *Router
-	Sessions *session.Manager
-	Policy   policy.Engine
+	// BrandAssets reads orgs' branding assets (nil: none served).
+	BrandAssets web.BlobSource
+	Router      *Router
+	Sessions    *session.Manager
+	Policy      policy.Engine
 	// Orgs looks orgs up for policy input.
 	Orgs OrgLookup
 	// DecisionCacheTTL lets an allow be reused for identical requests of
@@ -111,7 +113,7 @@ func New(o Options) *Handler {
 	if o.Transport == nil {
 		o.Transport = DefaultTransport()
 	}
-	h := &Handler{o: o, proxies: map[*Route]*httputil.ReverseProxy{}, assets: web.Assets(), buffers: NewBufferPool()}
+	h := &Handler{o: o, proxies: map[*Route]*httputil.ReverseProxy{}, assets: web.Assets(o.BrandAssets), buffers: NewBufferPool()}
 	for _, rs := range []map[string][]*Route{o.Router.exact, o.Router.wildcard} {
 		for _, routes := range rs {
 			for _, rt := range routes {

@@ -32,11 +32,26 @@ type Org struct {
 	Attributes   map[string]string `json:"attributes,omitempty"`
 	// Policy is the org's Rego policy (empty: none, or the parent's).
 	Policy []PolicyModule `json:"policy,omitempty"`
+	// Branding dresses the org's pages (nil: its parent's, or Gatehouse's).
+	Branding *Branding `json:"branding,omitempty"`
 	// Domains are the org's claims on its login and email domains and
 	// their verification (used when the deployment requires it).
 	Domains   []DomainClaim `json:"domains,omitempty"`
 	CreatedAt time.Time     `json:"created_at"`
 	UpdatedAt time.Time     `json:"updated_at"`
+}
+
+// Branding is an org's look: asset names (content-addressed blobs under
+// "branding/", served at /.gatehouse/assets/b/<name>) and texts.
+type Branding struct {
+	Logo    string `json:"logo,omitempty"`
+	Favicon string `json:"favicon,omitempty"`
+	// CSS is the org's stylesheet: its colors and font as CSS variables,
+	// then its custom CSS.
+	CSS     string `json:"css,omitempty"`
+	Heading string `json:"heading,omitempty"`
+	Intro   string `json:"intro,omitempty"`
+	Footer  string `json:"footer,omitempty"`
 }
 
 // DomainClaim is an org's claim on a domain, proven by a DNS record.

@@ -42,6 +42,22 @@ func seed(ctx context.Context, st store.Store, orgs []config.Org, now time.Time)
 		}
 		ids[co.Slug] = o.ID
 	}
+	// Branding files become blobs; the org record names them.
+	for _, co := range orgs {
+		var b *store.Branding
+		if co.Branding != nil {
+			var err error
+			if b, err = seedBranding(ctx, st, co.Branding); err != nil {
+				return fmt.Errorf("seed: org %s branding: %w", co.Slug, err)
+			}
+		}
+		if _, err := st.UpdateOrg(ctx, ids[co.Slug], func(o store.Org) (store.Org, error) {
+			o.Branding = b
+			return o, nil
+		}); err != nil {
+			return fmt.Errorf("seed: org %s branding: %w", co.Slug, err)
+		}
+	}
 	// Parents are resolved once every org has an ID.
 	for _, co := range orgs {
 		parent := ids[co.Parent]

@@ -156,7 +156,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		return err
 	}
 	issuer := strings.TrimSuffix(pub.String(), "/")
-	handler := proxy.New(proxy.Options{
+	handler := proxy.New(proxy.Options{BrandAssets: brandAssets(st),
 		Router: router, Sessions: sessions, Policy: policy.Chain{policy.RouteOrgs{}, rego}, Orgs: orgs.ByID,
 		DecisionCacheTTL: *cfg.Policy.DecisionCacheTTL, Signer: keys, Login: login,
 		Issuer: issuer, IsLoginHost: isLoginHost, WellKnown: wellKnown(issuer, keys),

@@ -5,6 +5,7 @@ package web
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
@@ -12,6 +13,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"path"
 	"strings"
 	"time"
 )
@@ -32,7 +34,17 @@ const AssetsPrefix = "/.gatehouse/assets/"
 // and sign-in legitimately redirects to an org's login domain or an app
 // host; with no scripts and escaped templates there is no injected form
 // for it to stop.
-const CSP = "default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+const CSP = "default-src 'none'; style-src 'self'; img-src 'self'; font-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+
+// BrandPrefix is where orgs' branding assets are served (under
+// AssetsPrefix): content-addressed names, cached for good.
+const BrandPrefix = AssetsPrefix + "b/"
+
+// Brand dresses a page for an org; nil is Gatehouse's own look.
+type Brand struct {
+	LogoURL, FaviconURL, CSSURL string
+	Heading, Intro, Footer      string
+}
 
 // Page is what every template receives.
 type Page struct {
@@ -63,6 +75,7 @@ type Page struct {
 	Orgs []OrgChoice
 	// Link is a second way on from an error page (e.g. another org).
 	Link, LinkText string
+	Brand          *Brand
 }
 
 // OrgChoice is one organization on the chooser.
@@ -101,15 +114,58 @@ func Error(w http.ResponseWriter, status int, msg, ref string) {
 }
 
 type assetHandler struct {
-	fs   fs.FS
-	etag map[string]string
+	fs    fs.FS
+	etag  map[string]string
+	brand BlobSource
 }
 
-// Assets serves the embedded assets with strong ETags; mount under
-// AssetsPrefix.
-func Assets() http.Handler {
+// brandTypes are the branding assets' types, by extension: nothing else
+// is served, and nosniff keeps browsers to them.
+var brandTypes = map[string]string{
+	".svg": "image/svg+xml", ".png": "image/png", ".jpg": "image/jpeg", ".webp": "image/webp",
+	".ico": "image/x-icon", ".woff2": "font/woff2", ".css": "text/css; charset=utf-8",
+}
+
+// serveBrand serves a content-addressed branding asset: its name is its
+// hash, so it never changes and may be cached for good.
+func (h *assetHandler) serveBrand(w http.ResponseWriter, r *http.Request, name string) {
+	ext := path.Ext(name)
+	ctype, ok := brandTypes[ext]
+	if !ok || h.brand == nil || strings.ContainsAny(name, "/\\") || len(name) > 80 {
+		http.NotFound(w, r)
+		return
+	}
+	etag := `"` + strings.TrimSuffix(name, ext) + `"`
+	if r.Header.Get("If-None-Match") == etag {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	b, err := h.brand(r.Context(), name)
+	if err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	hd := w.Header()
+	hd.Set("Content-Type", ctype)
+	hd.Set("ETag", etag)
+	hd.Set("Cache-Control", "public, max-age=31536000, immutable")
+	hd.Set("X-Content-Type-Options", "nosniff")
+	// An SVG opened on its own must not run anything.
+	hd.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; font-src 'self'")
+	if r.Method == http.MethodHead {
+		return
+	}
+	_, _ = w.Write(b)
+}
+
+// BlobSource reads an org branding asset by name.
+type BlobSource func(ctx context.Context, name string) ([]byte, error)
+
+// Assets serves the embedded assets with strong ETags, and orgs' branding
+// assets from brand; mount under AssetsPrefix.
+func Assets(brand BlobSource) http.Handler {
 	sub, _ := fs.Sub(assetFS, "assets")
-	h := &assetHandler{fs: sub, etag: map[string]string{}}
+	h := &assetHandler{fs: sub, etag: map[string]string{}, brand: brand}
 	_ = fs.WalkDir(sub, ".", func(p string, d fs.DirEntry, err error) error {
 		if err == nil && !d.IsDir() {
 			b, _ := fs.ReadFile(sub, p)
@@ -123,6 +179,10 @@ func Assets() http.Handler {
 
 func (h *assetHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	name := strings.TrimPrefix(r.URL.Path, AssetsPrefix)
+	if b, ok := strings.CutPrefix(name, "b/"); ok && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		h.serveBrand(w, r, b)
+		return
+	}
 	etag, ok := h.etag[name]
 	if !ok || (r.Method != http.MethodGet && r.Method != http.MethodHead) {
 		http.NotFound(w, r)

@@ -1,6 +1,8 @@
 package web
 
 import (
+	"context"
+	"errors"
 	"net/http/httptest"
 	"regexp"
 	"strings"
@@ -47,7 +49,7 @@ func TestPagesAreSelfContainedAndAccessible(t *testing.T) {
 }
 
 func TestAssetsHaveETags(t *testing.T) {
-	h := Assets()
+	h := Assets(nil)
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("GET", AssetsPrefix+"gatehouse.css", nil))
 	etag := rec.Header().Get("ETag")
@@ -66,6 +68,42 @@ func TestAssetsHaveETags(t *testing.T) {
 		h.ServeHTTP(rec, httptest.NewRequest("GET", AssetsPrefix+p, nil))
 		if rec.Code != 404 {
 			t.Errorf("%q: %d", p, rec.Code)
+		}
+	}
+}
+
+func TestBrandAssets(t *testing.T) {
+	blobs := map[string][]byte{"0123abcd.svg": []byte("<svg/>"), "89efcafe.css": []byte(":root{--accent:#123456}")}
+	h := Assets(func(_ context.Context, name string) ([]byte, error) {
+		if b, ok := blobs[name]; ok {
+			return b, nil
+		}
+		return nil, errors.New("not found")
+	})
+	get := func(p string, hdr ...string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("GET", BrandPrefix+p, nil)
+		if len(hdr) == 2 {
+			req.Header.Set(hdr[0], hdr[1])
+		}
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+	r := get("0123abcd.svg")
+	if r.Code != 200 || r.Header().Get("Content-Type") != "image/svg+xml" || r.Header().Get("ETag") != `"0123abcd"` ||
+		!strings.Contains(r.Header().Get("Cache-Control"), "immutable") || r.Header().Get("X-Content-Type-Options") != "nosniff" ||
+		!strings.Contains(r.Header().Get("Content-Security-Policy"), "default-src 'none'") {
+		t.Fatalf("svg: %d %v", r.Code, r.Header())
+	}
+	if r := get("0123abcd.svg", "If-None-Match", `"0123abcd"`); r.Code != 304 {
+		t.Fatalf("conditional: %d", r.Code)
+	}
+	if r := get("89efcafe.css"); r.Code != 200 || !strings.HasPrefix(r.Header().Get("Content-Type"), "text/css") {
+		t.Fatalf("css: %d", r.Code)
+	}
+	for _, p := range []string{"missing.svg", "0123abcd.html", "../x.svg", "a/b.svg", "0123abcd"} {
+		if r := get(p); r.Code != 404 {
+			t.Errorf("%q: %d", p, r.Code)
 		}
 	}
 }

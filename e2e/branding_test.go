@@ -1,0 +1,191 @@
+package e2e
+
+import (
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/chromedp/chromedp"
+)
+
+const brandingConfig = `
+public_url: http://auth.localhost:{{PORT}}
+listen: 127.0.0.1:{{PORT}}
+ops_listen: {{OPS}}
+store:
+  badger: { path: {{DATA}} }
+routes:
+  - id: app
+    host: app.localhost
+    upstream: {{UPSTREAM}}
+orgs:
+  - slug: acme
+    name: Acme Corp
+    email_domains: [acme.example]
+    login_domain: login.acme.localhost
+    connection: { type: password }
+    branding:
+      logo: {{DIR}}/acme-logo.svg
+      favicon: {{DIR}}/acme-icon.svg
+      css: {{DIR}}/acme.css
+      colors: { primary: "#b00020", background: "#fff4f4", text: "#1a1a1a" }
+      texts: { heading: "Welcome to Acme", intro: "Use your Acme account.", footer: "Acme IT helpdesk: extension 4242" }
+  - slug: acme-labs
+    name: Acme Labs
+    parent: acme
+    email_domains: [labs.acme.example]
+  - slug: globex
+    name: Globex
+    email_domains: [globex.example]
+    login_domain: login.globex.localhost
+    connection: { type: password }
+    branding:
+      logo: {{DIR}}/globex-logo.svg
+      colors: { primary: "#0a5c36", background: "#eef7f1" }
+      texts: { heading: "Globex sign-in" }
+`
+
+func brandingFiles(t *testing.T) string {
+	dir := t.TempDir()
+	for name, body := range map[string]string{
+		"acme-logo.svg":   `<svg xmlns="http://www.w3.org/2000/svg" width="120" height="40"><rect width="120" height="40" fill="#b00020"/><text x="10" y="27" fill="#fff">ACME</text></svg>`,
+		"acme-icon.svg":   `<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16"><circle cx="8" cy="8" r="8" fill="#b00020"/></svg>`,
+		"acme.css":        `.card { border-top: 6px solid var(--accent); }`,
+		"globex-logo.svg": `<svg xmlns="http://www.w3.org/2000/svg" width="120" height="40"><rect width="120" height="40" fill="#0a5c36"/><text x="10" y="27" fill="#fff">GLOBEX</text></svg>`,
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+var logoRE = regexp.MustCompile(`<img class="logo" src="(/\.gatehouse/assets/b/[0-9a-f]{32}\.svg)"`)
+
+// Each org's pages wear its own branding, served by Gatehouse itself and
+// cached by content; a sub-org wears its parent's.
+func TestBranding(t *testing.T) {
+	dir := brandingFiles(t)
+	up := newUpstream(t)
+	g := start(t, strings.NewReplacer("{{DIR}}", dir, "{{UPSTREAM}}", up.URL).Replace(brandingConfig))
+	b := g.browser(t)
+	acme := b.get(g.url("login.acme.localhost", "/.gatehouse/login"))
+	globex := b.get(g.url("login.globex.localhost", "/.gatehouse/login"))
+	for _, want := range []string{"Welcome to Acme", "Use your Acme account.", "Acme IT helpdesk: extension 4242", `rel="icon" href="/.gatehouse/assets/b/`} {
+		if !strings.Contains(acme.body, want) {
+			t.Errorf("acme's page lacks %q", want)
+		}
+	}
+	if !strings.Contains(globex.body, "Globex sign-in") || strings.Contains(globex.body, "Acme") {
+		t.Errorf("globex's page:\n%s", globex.body)
+	}
+	acmeLogo, globexLogo := field(t, logoRE, acme.body), field(t, logoRE, globex.body)
+	if acmeLogo == globexLogo {
+		t.Fatal("both orgs show the same logo")
+	}
+	// The logo is served by Gatehouse, cached by content.
+	logo := b.get(g.url("login.acme.localhost", acmeLogo))
+	if logo.status != 200 || !strings.Contains(logo.body, "ACME") || logo.header.Get("Content-Type") != "image/svg+xml" ||
+		!strings.Contains(logo.header.Get("Cache-Control"), "immutable") {
+		t.Fatalf("logo: %d %v", logo.status, logo.header)
+	}
+	req, _ := http.NewRequest("GET", g.url("login.acme.localhost", acmeLogo), nil)
+	req.Header.Set("If-None-Match", logo.header.Get("ETag"))
+	if p := b.do(req); p.status != http.StatusNotModified {
+		t.Fatalf("conditional logo: %d", p.status)
+	}
+	css := regexp.MustCompile(`<link rel="stylesheet" href="(/\.gatehouse/assets/b/[0-9a-f]{32}\.css)">`)
+	sheet := b.get(g.url("login.acme.localhost", field(t, css, acme.body)))
+	if !strings.Contains(sheet.body, "--accent: #b00020") || !strings.Contains(sheet.body, "border-top: 6px") {
+		t.Fatalf("acme's stylesheet:\n%s", sheet.body)
+	}
+	// A sub-org without branding wears its parent's.
+	labs := b.get(g.url("auth.localhost", "/.gatehouse/login?org=acme-labs"))
+	if field(t, logoRE, labs.body) != acmeLogo {
+		t.Fatal("acme-labs does not show acme's logo")
+	}
+	// The shared sign-in is Gatehouse's own.
+	if shared := b.get(g.url("auth.localhost", "/.gatehouse/login")); logoRE.MatchString(shared.body) {
+		t.Fatal("the shared sign-in shows an org's logo")
+	}
+}
+
+// Colors that fail WCAG AA contrast are reported when the branding is
+// saved (here: loaded from the config), without refusing it.
+func TestBrandingContrastWarning(t *testing.T) {
+	dir := brandingFiles(t)
+	cfg := strings.NewReplacer("{{DIR}}", dir, "{{UPSTREAM}}", "http://127.0.0.1:1", "{{PORT}}", "8080", "{{OPS}}", "127.0.0.1:9090", "{{DATA}}", t.TempDir(),
+		`primary: "#0a5c36", background: "#eef7f1"`, `primary: "#ffd700", background: "#eef7f1", text: "#aaaaaa"`).Replace(brandingConfig)
+	path := filepath.Join(t.TempDir(), "g.yaml")
+	os.WriteFile(path, []byte(cfg), 0o600)
+	out, err := exec.Command(binary, "config", "validate", path).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "orgs[2].branding.colors.text: text on the white card has a contrast of") ||
+		!strings.Contains(string(out), "orgs[2].branding.colors.primary: white button text on primary has a contrast of") || !strings.Contains(string(out), "WCAG AA") {
+		t.Fatalf("validate: %v\n%s", err, out)
+	}
+}
+
+// Two orgs' login pages in Chromium: different logos, colors and texts,
+// and nothing loaded from another origin. Screenshots go to artifacts.
+func TestBrowserBranding(t *testing.T) {
+	exe := chromium(t)
+	dir := brandingFiles(t)
+	up := newUpstream(t)
+	g := start(t, strings.NewReplacer("{{DIR}}", dir, "{{UPSTREAM}}", up.URL).Replace(brandingConfig))
+	ctx, requests := chrome(t, exe)
+	arts := artifacts(t)
+	type look struct{ logo, bg, button, heading string }
+	visit := func(host, shotName string) look {
+		t.Helper()
+		u := g.url(host, "/.gatehouse/login")
+		if err := chromedp.Do(ctx, chromedp.Navigate(u), chromedp.WaitVisible(chromedp.CSS("img.logo"))); err != nil {
+			t.Fatalf("%s: %v", u, err)
+		}
+		// The logo must actually have loaded (CSP and the asset route).
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector("img.logo").complete && document.querySelector("img.logo").naturalWidth > 0`))
+		if err != nil || !ok {
+			t.Fatalf("%s: logo not loaded (%v)", host, err)
+		}
+		get := func(expr string) string {
+			v, err := chromedp.Run(ctx, chromedp.Evaluate[string](expr))
+			if err != nil {
+				t.Fatalf("%s: %v", expr, err)
+			}
+			return v
+		}
+		l := look{
+			logo:    get(`document.querySelector("img.logo").getAttribute("src")`),
+			bg:      get(`getComputedStyle(document.body).backgroundColor`),
+			button:  get(`getComputedStyle(document.querySelector("button")).backgroundColor`),
+			heading: get(`document.querySelector("h1").innerText`),
+		}
+		buf, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(arts, shotName+".png"), buf, 0o644)
+		return l
+	}
+	acme := visit("login.acme.localhost", "branding-acme")
+	globex := visit("login.globex.localhost", "branding-globex")
+	if acme.logo == globex.logo || acme.bg == globex.bg || acme.button == globex.button || acme.heading == globex.heading {
+		t.Fatalf("the two orgs look alike: %+v vs %+v", acme, globex)
+	}
+	if acme.button != "rgb(176, 0, 32)" || acme.bg != "rgb(255, 244, 244)" || acme.heading != "Welcome to Acme" {
+		t.Fatalf("acme: %+v", acme)
+	}
+	if globex.button != "rgb(10, 92, 54)" || globex.heading != "Globex sign-in" {
+		t.Fatalf("globex: %+v", globex)
+	}
+	for _, r := range requests() {
+		u, err := url.Parse(r)
+		if err != nil || !strings.HasSuffix(u.Hostname(), "localhost") || u.Port() != g.port {
+			t.Errorf("the page loaded %s, from another origin", r)
+		}
+	}
+}

@@ -1,0 +1,113 @@
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/gatehouse/gatehouse/config"
+	"github.com/gatehouse/gatehouse/internal/web"
+	"github.com/gatehouse/gatehouse/store"
+)
+
+// brandBlobPrefix is where branding assets live in the store.
+const brandBlobPrefix = "branding/"
+
+// seedBranding stores a declared branding's files as content-addressed
+// blobs (a changed file gets a new name, so caches never serve a stale
+// one) and returns the org's branding record.
+func seedBranding(ctx context.Context, st store.Store, cb *config.Branding) (*store.Branding, error) {
+	put := func(file string) (string, []byte, error) {
+		if file == "" {
+			return "", nil, nil
+		}
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", nil, err
+		}
+		name, err := putBrandAsset(ctx, st, b, strings.ToLower(filepath.Ext(file)))
+		return name, b, err
+	}
+	out := &store.Branding{Heading: cb.Texts.Heading, Intro: cb.Texts.Intro, Footer: cb.Texts.Footer}
+	var err error
+	if out.Logo, _, err = put(cb.Logo); err != nil {
+		return nil, err
+	}
+	if out.Favicon, _, err = put(cb.Favicon); err != nil {
+		return nil, err
+	}
+	font, _, err := put(cb.Font)
+	if err != nil {
+		return nil, err
+	}
+	var css strings.Builder
+	vars := []string{}
+	for _, v := range []struct{ name, value string }{{"--accent", cb.Colors.Primary}, {"--bg", cb.Colors.Background}, {"--fg", cb.Colors.Text}} {
+		if v.value != "" {
+			vars = append(vars, v.name+": "+strings.ToLower(v.value))
+		}
+	}
+	if len(vars) > 0 {
+		fmt.Fprintf(&css, ":root { %s; }\n", strings.Join(vars, "; "))
+	}
+	if font != "" {
+		fmt.Fprintf(&css, "@font-face { font-family: \"gatehouse-brand\"; src: url(%s%s) format(\"woff2\"); font-display: swap; }\n", web.BrandPrefix, font)
+		css.WriteString("body { font-family: \"gatehouse-brand\", system-ui, sans-serif; }\n")
+	}
+	if cb.CSS != "" {
+		custom, err := os.ReadFile(cb.CSS)
+		if err != nil {
+			return nil, err
+		}
+		css.WriteString("/* the org's own CSS */\n")
+		css.Write(custom)
+	}
+	if css.Len() > 0 {
+		if out.CSS, err = putBrandAsset(ctx, st, []byte(css.String()), ".css"); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func putBrandAsset(ctx context.Context, st store.Store, b []byte, ext string) (string, error) {
+	sum := sha256.Sum256(b)
+	name := hex.EncodeToString(sum[:16]) + ext
+	if err := st.PutBlob(ctx, brandBlobPrefix+name, b); err != nil {
+		return "", fmt.Errorf("branding: %w", err)
+	}
+	return name, nil
+}
+
+// brandAssets serves branding assets from the store, keeping them in
+// memory once read: their names are their contents' hashes, so a copy
+// never goes stale. At most maxBrandCache are kept.
+func brandAssets(st store.Store) web.BlobSource {
+	const maxBrandCache = 512
+	var mu sync.Mutex
+	cache := map[string][]byte{}
+	return func(ctx context.Context, name string) ([]byte, error) {
+		mu.Lock()
+		b, ok := cache[name]
+		mu.Unlock()
+		if ok {
+			return b, nil
+		}
+		blob, err := st.GetBlob(ctx, brandBlobPrefix+name)
+		if err != nil {
+			return nil, err
+		}
+		mu.Lock()
+		if len(cache) >= maxBrandCache {
+			clear(cache)
+		}
+		cache[name] = blob.Value
+		mu.Unlock()
+		return blob.Value, nil
+	}
+}
