@@ -45,6 +45,11 @@ type TLS struct {
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
 	ACME     *ACME  `yaml:"acme"`
+	// LocalCA is a folder for a CA Gatehouse runs itself (made there if
+	// missing): certificates for every served name, trusted by whoever
+	// trusts its ca.pem. For development (serve --dev --https), not
+	// production.
+	LocalCA string `yaml:"local_ca"`
 	// HTTPListen serves plain HTTP: ACME HTTP-01 challenges, and a
 	// redirect to HTTPS for everything else (e.g. ":80").
 	HTTPListen string `yaml:"http_listen"`

@@ -864,7 +864,14 @@ const LetsEncrypt = "https://acme-v02.api.letsencrypt.org/directory"
 
 func (c *Config) validateTLS(d *decoder) {
 	t := c.TLS
-	if t.ACME != nil {
+	if t.LocalCA != "" {
+		if t.ACME != nil || t.CertFile != "" || t.KeyFile != "" {
+			d.add("tls.local_ca", "set one of cert_file and key_file, acme, or local_ca")
+		}
+		if fi, err := os.Stat(t.LocalCA); err == nil && !fi.IsDir() {
+			d.add("tls.local_ca", "%q is a file; give a folder", t.LocalCA)
+		}
+	} else if t.ACME != nil {
 		if t.CertFile != "" || t.KeyFile != "" {
 			d.add("tls", "set cert_file and key_file, or acme, not both")
 		}

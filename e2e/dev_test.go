@@ -1,7 +1,11 @@
 package e2e
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"html"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -52,10 +56,16 @@ type devBanner struct {
 // it keeps stdout, where the banner goes.
 func startDev(t *testing.T, env ...string) (*gatehouse, devBanner) {
 	t.Helper()
+	return startDevArgs(t, nil, env...)
+}
+
+// startDevArgs is startDev with more serve flags.
+func startDevArgs(t *testing.T, args []string, env ...string) (*gatehouse, devBanner) {
+	t.Helper()
 	g := &gatehouse{t: t, port: freePort(t), done: make(chan struct{})}
 	g.addr = "127.0.0.1:" + g.port
 	g.ops = "127.0.0.1:" + freePort(t)
-	g.cmd = exec.Command(binary, "serve", "--dev", "--listen", g.addr, "--ops-listen", g.ops)
+	g.cmd = exec.Command(binary, append([]string{"serve", "--dev", "--listen", g.addr, "--ops-listen", g.ops}, args...)...)
 	g.cmd.Env = append(os.Environ(), env...)
 	stdout := &lockedBuffer{}
 	g.cmd.Stdout, g.cmd.Stderr = stdout, logWriter{g}
@@ -258,5 +268,49 @@ func TestDevModeRandomPasswords(t *testing.T) {
 		if runs[1][email] == pw {
 			t.Errorf("%s got the same password %q in two dev runs", email, pw)
 		}
+	}
+}
+
+// `serve --dev --https`: HTTPS out of the box from a local CA, trusted by
+// whoever trusts the ca.pem the banner names; the demo app still verifies
+// the assertion (over HTTPS to the JWKS).
+func TestDevModeHTTPS(t *testing.T) {
+	caDir := t.TempDir()
+	g, banner := startDevArgs(t, []string{"--https"}, "GATEHOUSE_DEV_PASSWORD=dev-pass-123", "GATEHOUSE_DEV_CA_DIR="+caDir)
+	caFile := filepath.Join(caDir, "ca.pem")
+	if banner.appURL != "https://app.localhost:"+g.port+"/" || !strings.Contains(banner.raw, "trust "+caFile) {
+		t.Fatalf("banner:\n%s", banner.raw)
+	}
+	pemBytes, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pemBytes)
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: roots},
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, g.addr)
+		}},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	// Every served name verifies against the dev CA; others get none.
+	for _, host := range []string{"app.localhost", "auth.localhost", "login.acme.localhost"} {
+		resp, err := client.Get("https://" + host + ":" + g.port + "/.gatehouse/login")
+		if err != nil {
+			t.Fatalf("%s: %v", host, err)
+		}
+		resp.Body.Close()
+	}
+	if _, err := client.Get("https://random.localhost:" + g.port + "/"); err == nil {
+		t.Fatal("a certificate for a name not served")
+	}
+	// The sign-in works end to end over HTTPS (shared sign-in, Acme's
+	// domain, the hand-off to the app), and the demo app verifies the
+	// assertion it receives.
+	br := g.browser(t)
+	br.client.Transport.(*http.Transport).TLSClientConfig = &tls.Config{RootCAs: roots}
+	p := br.login(banner.appURL, "alice@acme.example", "dev-pass-123")
+	if p.status != 200 || !strings.Contains(p.body, "Verified against") || !strings.HasPrefix(p.url, "https://app.localhost:") {
+		t.Fatalf("after sign-in over HTTPS: %d %s\n%s", p.status, p.url, p.body)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"syscall"
 
@@ -26,6 +27,7 @@ var version = "dev"
 const usage = `usage:
   gatehouse serve --config FILE     run a deployment
   gatehouse serve --dev             run a demo deployment with nothing to set up
+  gatehouse serve --dev --https     the same over HTTPS, from a local CA it prints the path of
   gatehouse config validate FILE    check a config file; every problem with its key path and line
   gatehouse policy test DIR...      run the *_test.rego tests of each policy directory
   gatehouse policy eval --platform|--route|--org PATH [--input FILE] [--data FILE]
@@ -102,6 +104,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	dev := fs.Bool("dev", false, "run a demo deployment: fresh data folder, demo orgs and upstream")
 	listen := fs.String("listen", "", "override listen (with --dev: default 127.0.0.1:8080)")
 	opsListen := fs.String("ops-listen", "", "override ops_listen (with --dev: default 127.0.0.1:9090)")
+	https := fs.Bool("https", false, "with --dev: serve HTTPS (default 127.0.0.1:8443) from a local CA in $GATEHOUSE_DEV_CA_DIR or the user config folder")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -116,7 +119,11 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	var setup *devmode.Setup
 	if *dev {
 		var err error
-		setup, err = devmode.New(or(*listen, "127.0.0.1:8080"), or(*opsListen, "127.0.0.1:9090"))
+		port, caDir := "127.0.0.1:8080", ""
+		if *https {
+			port, caDir = "127.0.0.1:8443", devCADir()
+		}
+		setup, err = devmode.New(or(*listen, port), or(*opsListen, "127.0.0.1:9090"), *https, caDir)
 		if err != nil {
 			fmt.Fprintln(stderr, err)
 			return 1
@@ -151,6 +158,17 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// devCADir is where the dev CA lives across runs, so it is trusted once.
+func devCADir() string {
+	if d := os.Getenv("GATEHOUSE_DEV_CA_DIR"); d != "" {
+		return d
+	}
+	if d, err := os.UserConfigDir(); err == nil {
+		return filepath.Join(d, "gatehouse", "dev-ca")
+	}
+	return filepath.Join(os.TempDir(), "gatehouse-dev-ca")
 }
 
 func or(a, b string) string {

@@ -6,6 +6,8 @@ package devmode
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -13,12 +15,14 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 
+	"github.com/gatehouse/gatehouse/certs"
 	"github.com/gatehouse/gatehouse/config"
 )
 
@@ -29,8 +33,10 @@ type Login struct {
 
 // Setup is what --dev prepared.
 type Setup struct {
-	Config   *config.Config
-	DataDir  string
+	Config  *config.Config
+	DataDir string
+	// CACert is the local CA's certificate to trust, with HTTPS.
+	CACert   string
 	AppURL   string
 	Logins   []Login
 	Upstream *http.Server
@@ -39,7 +45,9 @@ type Setup struct {
 // New prepares a dev deployment listening on listen (host:port) with ops
 // on opsListen. It starts the built-in upstream on a free loopback port;
 // the caller shuts it down.
-func New(listen, opsListen string) (*Setup, error) {
+// With https, it serves HTTPS from a local CA kept in caDir (made there
+// once; trust its ca.pem).
+func New(listen, opsListen string, https bool, caDir string) (*Setup, error) {
 	_, port, err := net.SplitHostPort(listen)
 	if err != nil {
 		return nil, fmt.Errorf("devmode: listen %q: %w", listen, err)
@@ -55,13 +63,24 @@ func New(listen, opsListen string) (*Setup, error) {
 		return strings.ToLower(rand.Text()[:16])
 	}
 	alice, bob, carol := pw(), pw(), pw()
-	public := "http://auth.localhost:" + port
+	scheme := "http"
+	var roots *x509.CertPool
+	if https {
+		scheme = "https"
+		ca, _, err := certs.LoadOrCreateCA(caDir)
+		if err != nil {
+			return nil, fmt.Errorf("devmode: local CA: %w", err)
+		}
+		roots = x509.NewCertPool()
+		roots.AddCert(ca)
+	}
+	public := scheme + "://auth.localhost:" + port
 
 	upLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("devmode: upstream listen: %w", err)
 	}
-	up := &http.Server{Handler: Upstream(public, "app.localhost", listen), ReadHeaderTimeout: 10 * time.Second}
+	up := &http.Server{Handler: Upstream(public, "app.localhost", listen, roots), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = up.Serve(upLn) }()
 
 	cfg := &config.Config{
@@ -91,20 +110,21 @@ func New(listen, opsListen string) (*Setup, error) {
 			},
 		},
 	}
+	setup := &Setup{DataDir: dir, AppURL: scheme + "://app.localhost:" + port + "/", Upstream: up,
+		Logins: []Login{
+			{"alice@acme.example", alice, "acme", scheme + "://login.acme.localhost:" + port + "/.gatehouse/login"},
+			{"bob@acme.example", bob, "acme", scheme + "://login.acme.localhost:" + port + "/.gatehouse/login"},
+			{"carol@globex.example", carol, "globex", public + "/.gatehouse/login"},
+		}}
+	if https {
+		cfg.TLS = &config.TLS{LocalCA: caDir}
+		setup.CACert = filepath.Join(caDir, certs.LocalCACert)
+	}
 	if err := config.Finish(cfg); err != nil {
 		return nil, err
 	}
-	return &Setup{
-		Config:   cfg,
-		DataDir:  dir,
-		AppURL:   "http://app.localhost:" + port + "/",
-		Upstream: up,
-		Logins: []Login{
-			{"alice@acme.example", alice, "acme", "http://login.acme.localhost:" + port + "/.gatehouse/login"},
-			{"bob@acme.example", bob, "acme", "http://login.acme.localhost:" + port + "/.gatehouse/login"},
-			{"carol@globex.example", carol, "globex", public + "/.gatehouse/login"},
-		},
-	}, nil
+	setup.Config = cfg
+	return setup, nil
 }
 
 // Banner is what --dev prints at start.
@@ -115,7 +135,11 @@ func (s *Setup) Banner() string {
 	fmt.Fprintf(&b, "  Shared sign-in:          %s/.gatehouse/login\n", s.Config.PublicURL)
 	fmt.Fprintf(&b, "  JWKS:                    %s/.well-known/jwks.json\n", s.Config.PublicURL)
 	fmt.Fprintf(&b, "  Health and metrics:      http://%s/healthz  /readyz  /metrics\n", s.Config.OpsListen)
-	fmt.Fprintf(&b, "  Data folder:             %s\n\n  Demo logins:\n", s.DataDir)
+	fmt.Fprintf(&b, "  Data folder:             %s\n", s.DataDir)
+	if s.CACert != "" {
+		fmt.Fprintf(&b, "  HTTPS from a local CA:   trust %s (curl --cacert; or import it in the browser)\n", s.CACert)
+	}
+	b.WriteString("\n  Demo logins:\n")
 	for _, l := range s.Logins {
 		fmt.Fprintf(&b, "    %-22s %-18s org %-7s %s\n", l.Email, l.Password, l.Org, l.LoginURL)
 	}
@@ -141,9 +165,10 @@ table{border-collapse:collapse}td,th{border:1px solid #999;padding:.3rem .6rem;t
 // go-oidc against Gatehouse's JWKS, the way a real upstream would.
 // gatehouseAddr is where *.localhost names are dialed, so the demo works
 // even where the system resolver does not map them to loopback.
-func Upstream(issuer, audience, gatehouseAddr string) http.Handler {
+func Upstream(issuer, audience, gatehouseAddr string, roots *x509.CertPool) http.Handler {
 	dial := &net.Dialer{Timeout: 5 * time.Second}
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: roots},
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			if h, _, _ := net.SplitHostPort(addr); h == "localhost" || strings.HasSuffix(h, ".localhost") {
 				addr = gatehouseAddr

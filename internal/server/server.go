@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -166,6 +167,14 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	var tlsConf *tls.Config
 	var plain http.Handler // the plain-HTTP listener's, with tls.http_listen
 	switch {
+	case cfg.TLS != nil && cfg.TLS.LocalCA != "":
+		ca, err := certs.NewLocalCA(cfg.TLS.LocalCA, decider(cfg, pub, orgs).Decide)
+		if err != nil {
+			return err
+		}
+		log.Warn("gatehouse: serving certificates from a local development CA; clients must trust it", "ca", filepath.Join(cfg.TLS.LocalCA, certs.LocalCACert))
+		tlsConf = ca.TLSConfig()
+		plain = redirectToHTTPS(portOf(cfg.Listen))
 	case cfg.TLS != nil && cfg.TLS.ACME != nil:
 		am, err := newACME(cfg, st, pub, orgs, log)
 		if err != nil {
@@ -400,6 +409,23 @@ func newACME(cfg *config.Config, st store.Store, pub *url.URL, orgs *idp.Directo
 			return nil, fmt.Errorf("server: tls.acme.ca_root %s: no PEM certificates", a.CARoot)
 		}
 	}
+	d := decider(cfg, pub, orgs)
+	o := certs.ACMEOptions{DirectoryURL: a.DirectoryURL, Roots: roots, Email: a.Email, Storage: certs.NewStorage(st),
+		Decide: d.Decide, MaxPerOrgPerHour: a.MaxCertsPerOrgPerHour, Logger: log,
+		TLSPort: portOf(cfg.Listen), HTTPPort: portOf(cfg.TLS.HTTPListen)}
+	if a.EAB != nil {
+		o.EAB = &acme.EAB{KeyID: a.EAB.KeyID, MACKey: a.EAB.MACKey}
+	}
+	for _, ch := range a.Challenges {
+		o.HTTP01 = o.HTTP01 || ch == "http-01"
+		o.TLSALPN01 = o.TLSALPN01 || ch == "tls-alpn-01"
+	}
+	return certs.NewACME(o)
+}
+
+// decider allows certificates for the public host, exact route hosts and
+// the orgs' (verified) login domains.
+func decider(cfg *config.Config, pub *url.URL, orgs *idp.Directory) *certs.Decider {
 	d := &certs.Decider{Public: strings.ToLower(pub.Hostname()), Routes: map[string]bool{},
 		OrgOf: func(host string) (string, bool) {
 			if o, ok := orgs.ByLoginHost(host); ok {
@@ -412,17 +438,7 @@ func newACME(cfg *config.Config, st store.Store, pub *url.URL, orgs *idp.Directo
 			d.Routes[strings.ToLower(r.Host)] = true
 		}
 	}
-	o := certs.ACMEOptions{DirectoryURL: a.DirectoryURL, Roots: roots, Email: a.Email, Storage: certs.NewStorage(st),
-		Decide: d.Decide, MaxPerOrgPerHour: a.MaxCertsPerOrgPerHour, Logger: log,
-		TLSPort: portOf(cfg.Listen), HTTPPort: portOf(cfg.TLS.HTTPListen)}
-	if a.EAB != nil {
-		o.EAB = &acme.EAB{KeyID: a.EAB.KeyID, MACKey: a.EAB.MACKey}
-	}
-	for _, ch := range a.Challenges {
-		o.HTTP01 = o.HTTP01 || ch == "http-01"
-		o.TLSALPN01 = o.TLSALPN01 || ch == "tls-alpn-01"
-	}
-	return certs.NewACME(o)
+	return d
 }
 
 // portOf is the port of a listen address (0 if none).
