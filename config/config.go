@@ -219,7 +219,19 @@ type Org struct {
 	// Branding dresses the org's pages (sub-orgs without their own use
 	// it).
 	Branding *Branding `yaml:"branding"`
-	Users    []User    `yaml:"users"`
+	// Notifications are the org's message templates by kind
+	// (invitation, password_reset, mfa_code, new_sign_in); parts left out
+	// use the parent's, then Gatehouse's defaults.
+	Notifications map[string]Notification `yaml:"notifications"`
+	Users         []User                  `yaml:"users"`
+}
+
+// Notification is one message's Go templates (see README "Notifications").
+type Notification struct {
+	Subject string `yaml:"subject"`
+	Text    string `yaml:"text"`
+	HTML    string `yaml:"html"`
+	SMS     string `yaml:"sms"`
 }
 
 // Branding is an org's look: files served by Gatehouse itself (never a

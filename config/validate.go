@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/gatehouse/gatehouse/idp/notify"
 )
 
 // applyDefaults fills in every setting left unset (zero).
@@ -398,6 +400,17 @@ func (c *Config) validateOrgs(d *decoder, publicHost string) map[string]int {
 		c.validateConnection(d, o, p)
 		if o.Branding != nil {
 			validateBranding(d, o.Branding, p+".branding")
+		}
+		for kind, n := range o.Notifications {
+			if !slices.Contains(notify.Kinds, notify.Kind(kind)) {
+				d.add(p+".notifications."+kind, "unknown message %q (invitation, password_reset, mfa_code or new_sign_in)", kind)
+				continue
+			}
+			// Rendered once with sample fields: a template that does not
+			// parse or run is refused here, not when a message is sent.
+			if _, err := notify.Render(notify.Kind(kind), notify.Template(n), notify.Sample(o.Name, o.Slug, c.PublicURL+"/.gatehouse/login")); err != nil {
+				d.add(p+".notifications."+kind, "%v", err)
+			}
 		}
 
 		for k := range o.Attributes {

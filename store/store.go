@@ -34,6 +34,8 @@ type Org struct {
 	Policy []PolicyModule `json:"policy,omitempty"`
 	// Branding dresses the org's pages (nil: its parent's, or Gatehouse's).
 	Branding *Branding `json:"branding,omitempty"`
+	// Notifications are the org's message templates by kind.
+	Notifications map[string]MessageTemplate `json:"notifications,omitempty"`
 	// Domains are the org's claims on its login and email domains and
 	// their verification (used when the deployment requires it).
 	Domains   []DomainClaim `json:"domains,omitempty"`
@@ -52,6 +54,14 @@ type Branding struct {
 	Heading string `json:"heading,omitempty"`
 	Intro   string `json:"intro,omitempty"`
 	Footer  string `json:"footer,omitempty"`
+}
+
+// MessageTemplate is one message's Go templates (idp/notify renders them).
+type MessageTemplate struct {
+	Subject string `json:"subject,omitempty"`
+	Text    string `json:"text,omitempty"`
+	HTML    string `json:"html,omitempty"`
+	SMS     string `json:"sms,omitempty"`
 }
 
 // DomainClaim is an org's claim on a domain, proven by a DNS record.

@@ -17,6 +17,7 @@ import (
 	"github.com/gatehouse/gatehouse/config"
 	"github.com/gatehouse/gatehouse/internal/devmode"
 	"github.com/gatehouse/gatehouse/internal/logging"
+	"github.com/gatehouse/gatehouse/internal/notifycli"
 	"github.com/gatehouse/gatehouse/internal/policycli"
 	"github.com/gatehouse/gatehouse/internal/server"
 )
@@ -35,6 +36,8 @@ const usage = `usage:
   gatehouse policy input --config FILE --user EMAIL --url URL [--org SLUG] [--method M]
                          [--header 'K: V'] [--client ADDR] [--mfa]
                                     print the input document the proxy would build
+  gatehouse notify preview --config FILE --org SLUG [--kind K] [--part P] [--out DIR]
+                                    render an org's messages with sample fields
   gatehouse version                 print the version
 `
 
@@ -86,6 +89,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprint(stderr, usage)
 		return 2
+	case "notify":
+		if len(args) < 2 || args[1] != "preview" {
+			fmt.Fprint(stderr, usage)
+			return 2
+		}
+		return notifycli.Preview(args[2:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "gatehouse %s\n", buildVersion())
 		return 0

@@ -2,8 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -76,8 +74,7 @@ func seedBranding(ctx context.Context, st store.Store, cb *config.Branding) (*st
 }
 
 func putBrandAsset(ctx context.Context, st store.Store, b []byte, ext string) (string, error) {
-	sum := sha256.Sum256(b)
-	name := hex.EncodeToString(sum[:16]) + ext
+	name := web.AssetName(b, ext)
 	if err := st.PutBlob(ctx, brandBlobPrefix+name, b); err != nil {
 		return "", fmt.Errorf("branding: %w", err)
 	}

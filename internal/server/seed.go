@@ -84,6 +84,13 @@ func applyOrg(o *store.Org, co config.Org, now time.Time) {
 	o.LoginDomain = strings.ToLower(co.LoginDomain)
 	o.Connection = storeConnection(co.Connection)
 	o.Domains = claims(o.Domains, o.LoginDomain, o.EmailDomains)
+	o.Notifications = nil
+	for kind, n := range co.Notifications {
+		if o.Notifications == nil {
+			o.Notifications = map[string]store.MessageTemplate{}
+		}
+		o.Notifications[kind] = store.MessageTemplate(n)
+	}
 	o.Attributes = maps.Clone(co.Attributes)
 	if co.Policy == "" {
 		// The config is the source of truth for the orgs it declares: a

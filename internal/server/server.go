@@ -200,7 +200,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	var draining atomic.Bool
-	ops := &http.Server{Handler: opsMux(st, metrics, &draining), ReadHeaderTimeout: 5 * time.Second}
+	ops := &http.Server{Handler: opsMux(st, metrics, &draining, notificationsHandler(orgs, login)), ReadHeaderTimeout: 5 * time.Second}
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -313,7 +313,7 @@ func wellKnown(issuer string, keys *signing.Manager) http.Handler {
 	return mux
 }
 
-func opsMux(st store.Store, m *telemetry.Metrics, draining *atomic.Bool) http.Handler {
+func opsMux(st store.Store, m *telemetry.Metrics, draining *atomic.Bool, notifications http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
@@ -333,6 +333,7 @@ func opsMux(st store.Store, m *telemetry.Metrics, draining *atomic.Bool) http.Ha
 	})
 	mux.Handle("GET /metrics", m.Handler())
 	mux.Handle("GET /domains", domainsHandler(st))
+	mux.Handle("GET /notifications/{org}/{kind}", notifications)
 	return mux
 }
 

@@ -40,6 +40,13 @@ const CSP = "default-src 'none'; style-src 'self'; img-src 'self'; font-src 'sel
 // AssetsPrefix): content-addressed names, cached for good.
 const BrandPrefix = AssetsPrefix + "b/"
 
+// AssetName is a branding file's name under BrandPrefix: its contents'
+// hash, so a changed file gets a new name and caches never go stale.
+func AssetName(b []byte, ext string) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:16]) + ext
+}
+
 // Brand dresses a page for an org; nil is Gatehouse's own look.
 type Brand struct {
 	LogoURL, FaviconURL, CSSURL string
