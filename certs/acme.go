@@ -56,7 +56,13 @@ type ACME struct {
 	mu     sync.Mutex
 	budget map[string]*window // org → issuances this hour
 	fails  map[string]backoff // name → when it may be tried again
+	// waiting are the handshakes holding for a name's certificate, to
+	// end when its order fails (see getCertificate).
+	waiting map[string]map[*int]context.CancelFunc
 }
+
+// maxObtainWait bounds how long a handshake holds for a new certificate.
+const maxObtainWait = 90 * time.Second
 
 type window struct {
 	start time.Time
@@ -89,7 +95,7 @@ func NewACME(o ACMEOptions) (*ACME, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	a := &ACME{o: o, budget: map[string]*window{}, fails: map[string]backoff{}}
+	a := &ACME{o: o, budget: map[string]*window{}, fails: map[string]backoff{}, waiting: map[string]map[*int]context.CancelFunc{}}
 	var cfg *certmagic.Config
 	cache := certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return cfg, nil },
@@ -166,6 +172,14 @@ func (a *ACME) event(_ context.Context, event string, data map[string]any) error
 		b.wait = min(max(2*b.wait, time.Minute), time.Hour)
 		b.until = a.o.Now().Add(b.wait)
 		a.fails[name] = b
+		if renewal, _ := data["renewal"].(bool); !renewal {
+			// certmagic would retry this order within the handshake for
+			// minutes; the handshake fails now instead, and the back-off
+			// refuses the next ones at once.
+			for _, cancel := range a.waiting[name] {
+				cancel()
+			}
+		}
 		a.mu.Unlock()
 		a.o.Logger.Warn("certs: obtaining a certificate failed", "name", name, "retry_after", b.wait.String(), "err", fmt.Sprint(data["error"]))
 	}
@@ -176,9 +190,38 @@ func (a *ACME) event(_ context.Context, event string, data map[string]any) error
 // TLS-ALPN-01 protocol.
 func (a *ACME) TLSConfig() *tls.Config {
 	t := a.cfg.TLSConfig()
+	t.GetCertificate = a.getCertificate
 	t.MinVersion = tls.VersionTLS12
 	t.NextProtos = append([]string{"h2", "http/1.1"}, t.NextProtos...)
 	return t
+}
+
+// getCertificate is certmagic's, with a context the failure of the
+// name's order ends (certmagic retries a failed on-demand order with
+// back-off inside the handshake, holding the client for up to three
+// minutes) and bounded by maxObtainWait.
+func (a *ACME) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	ctx, cancel := context.WithTimeout(hello.Context(), maxObtainWait)
+	defer cancel()
+	name := strings.ToLower(hello.ServerName)
+	id := new(int)
+	a.mu.Lock()
+	w := a.waiting[name]
+	if w == nil {
+		w = map[*int]context.CancelFunc{}
+		a.waiting[name] = w
+	}
+	w[id] = cancel
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		delete(w, id)
+		if len(w) == 0 {
+			delete(a.waiting, name)
+		}
+		a.mu.Unlock()
+	}()
+	return a.cfg.GetCertificateWithContext(ctx, hello)
 }
 
 // HTTPHandler answers HTTP-01 challenges on the plain-HTTP listener and

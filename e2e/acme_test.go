@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -32,6 +33,10 @@ type pebble struct {
 	caRoot string         // PEM file of the HTTPS certificate of the ACME API
 	roots  *x509.CertPool // the CA that issues certificates
 	orders atomic.Int32   // new-order requests seen
+	// dns answers Pebble's lookups (127.0.0.1 for every name); tests add
+	// TXT records to it and point Gatehouse's domains.resolver at dnsAddr.
+	dns     *challtestsrv.ChallSrv
+	dnsAddr string
 }
 
 // startDNS runs challtestsrv's DNS server: every name is 127.0.0.1 unless
@@ -59,7 +64,7 @@ func startPebble(t *testing.T, httpPort, tlsPort int, eab map[string]string) *pe
 	// Pebble rejects 5% of nonces by default to exercise client retries;
 	// a retried new-order would count as a second order here.
 	t.Setenv("PEBBLE_WFE_NONCEREJECT", "0")
-	_, dnsAddr := startDNS(t)
+	dns, dnsAddr := startDNS(t)
 
 	quiet := log.New(io.Discard, "", 0)
 	store := db.NewMemoryStore()
@@ -71,7 +76,7 @@ func startPebble(t *testing.T, httpPort, tlsPort int, eab map[string]string) *pe
 		}
 	}
 	front := wfe.New(quiet, store, validator, issuer, []string{"pebble.letsencrypt.org"}, false, eab != nil, 0, 0)
-	p := &pebble{}
+	p := &pebble{dns: dns, dnsAddr: dnsAddr}
 	api := front.Handler()
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost && r.URL.Path == "/order-plz" {
@@ -262,4 +267,164 @@ func TestACMEExternalAccountBinding(t *testing.T) {
 			}
 		})
 	}
+}
+
+const acmeVerifiedConfig = `
+public_url: https://auth.saas.test:{{PORT}}
+listen: 127.0.0.1:{{PORT}}
+ops_listen: {{OPS}}
+tls:
+  acme:
+    directory_url: {{DIR}}
+    ca_root: {{CAROOT}}
+    email: ops@saas.test
+    challenges: [tls-alpn-01]
+domains:
+  verify: true
+  resolver: {{DNS}}
+  recheck: 1s
+store:
+  badger: { path: {{DATA}} }
+routes:
+  - id: app
+    host: app.saas.test
+    upstream: {{UPSTREAM}}
+orgs:
+  - slug: acme
+    name: Acme Corp
+    email_domains: [acme.example]
+    login_domain: login.acme.test
+    connection: { type: password }
+    branding:
+      logo: {{BRAND}}/acme-logo.svg
+      colors: { primary: "#b00020" }
+      texts: { heading: "Welcome to Acme" }
+  - slug: globex
+    name: Globex
+    email_domains: [globex.example]
+    login_domain: login.globex.test
+    connection: { type: password }
+`
+
+// The issue's scenario end to end: a new org's login domain gets no
+// certificate (and causes no ACME order) until its DNS record proves it;
+// then its first handshake gets one from Pebble and serves the org's
+// branded page; a restart serves the same certificate; an org whose
+// domain never verifies never causes an order.
+func TestACMEVerifiedDomainBrandedPage(t *testing.T) {
+	port := freePort(t)
+	tlsPort, _ := strconv.Atoi(port)
+	p := startPebble(t, 0, tlsPort, nil)
+	up := newUpstream(t)
+	brand := t.TempDir()
+	logo := `<svg xmlns="http://www.w3.org/2000/svg" width="120" height="40"><rect width="120" height="40" fill="#b00020"/></svg>`
+	if err := os.WriteFile(filepath.Join(brand, "acme-logo.svg"), []byte(logo), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.NewReplacer("{{DIR}}", p.dir, "{{CAROOT}}", p.caRoot, "{{UPSTREAM}}", up.URL, "{{DNS}}", p.dnsAddr, "{{BRAND}}", brand).Replace(acmeVerifiedConfig)
+	g := startAt(t, port, cfg)
+
+	claim := waitStatus(t, g, "login.acme.test", "pending")
+	waitStatus(t, g, "login.globex.test", "pending")
+	for _, name := range []string{"login.acme.test", "login.globex.test"} {
+		start := time.Now()
+		if _, err := handshakeWithin(g, p, name, 5*time.Second); err == nil {
+			t.Fatalf("handshake for unverified %s succeeded", name)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("refusing unverified %s took %v", name, d)
+		}
+	}
+	if n := p.orders.Load(); n != 0 {
+		t.Fatalf("%d ACME orders for unverified domains", n)
+	}
+
+	p.dns.AddDNSTXTRecord(claim.Record, claim.Value)
+	waitStatus(t, g, "login.acme.test", "verified")
+	cert, err := handshake(g, p, "login.acme.test")
+	if err != nil {
+		t.Fatalf("first handshake after verification: %v\n%s", err, g.Logs())
+	}
+	if cert.VerifyHostname("login.acme.test") != nil || p.orders.Load() != 1 {
+		t.Fatalf("certificate for %v; %d orders", cert.DNSNames, p.orders.Load())
+	}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: p.roots},
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, g.addr)
+		}}}
+	get := func(u string) (int, string) {
+		t.Helper()
+		resp, err := client.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	base := "https://login.acme.test:" + port
+	status, page := get(base + "/.gatehouse/login")
+	if status != 200 || !strings.Contains(page, "Welcome to Acme") {
+		t.Fatalf("branded login page: %d\n%s", status, page)
+	}
+	src := regexp.MustCompile(`<img[^>]+src="(/.gatehouse/assets/b/[0-9a-f]+\.svg)"`).FindStringSubmatch(page)
+	if src == nil {
+		t.Fatalf("no logo on the page:\n%s", page)
+	}
+	if status, body := get(base + src[1]); status != 200 || body != logo {
+		t.Fatalf("logo over HTTPS: %d %q", status, body)
+	}
+
+	if _, err := handshakeWithin(g, p, "login.globex.test", 5*time.Second); err == nil {
+		t.Fatal("handshake for the unverified org succeeded")
+	}
+	if n := p.orders.Load(); n != 1 {
+		t.Fatalf("%d ACME orders, want 1", n)
+	}
+
+	g = g.restart(t)
+	again, err := handshake(g, p, "login.acme.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.SerialNumber.Cmp(cert.SerialNumber) != 0 || p.orders.Load() != 1 {
+		t.Fatalf("after restart: serial %v (was %v), %d orders", again.SerialNumber, cert.SerialNumber, p.orders.Load())
+	}
+}
+
+// When the CA cannot validate a name, the handshake fails, and the next
+// ones fail at once without another order until the back-off passes.
+func TestACMEFailureBacksOff(t *testing.T) {
+	port := freePort(t)
+	wrong, _ := strconv.Atoi(freePort(t)) // Pebble validates TLS-ALPN-01 where nothing listens
+	p := startPebble(t, 0, wrong, nil)
+	up := newUpstream(t)
+	g := startAt(t, port, strings.NewReplacer("{{DIR}}", p.dir, "{{CAROOT}}", p.caRoot, "{{UPSTREAM}}", up.URL).Replace(acmeConfig))
+
+	start := time.Now()
+	if _, err := handshakeWithin(g, p, "login.acme.test", 60*time.Second); err == nil {
+		t.Fatal("handshake succeeded without a validated challenge")
+	}
+	first := time.Since(start)
+	orders := p.orders.Load()
+	if orders < 1 {
+		t.Fatalf("%d orders", orders)
+	}
+	for range 3 {
+		start = time.Now()
+		if _, err := handshakeWithin(g, p, "login.acme.test", 10*time.Second); err == nil {
+			t.Fatal("handshake succeeded")
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("a handshake during the back-off took %v", d)
+		}
+	}
+	if n := p.orders.Load(); n != orders {
+		t.Fatalf("%d orders during the back-off, want %d", n, orders)
+	}
+	if !g.logged("certs: obtaining a certificate failed") {
+		t.Error("no log line for the failure")
+	}
+	t.Logf("first failing handshake took %v with %d orders", first, orders)
 }
