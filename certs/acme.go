@@ -41,8 +41,11 @@ type ACMEOptions struct {
 	// MaxPerOrgPerHour bounds new certificates per org, so one customer
 	// cannot spend the CA's rate limits for everyone (default 20).
 	MaxPerOrgPerHour int
-	Logger           *slog.Logger
-	Now              func() time.Time
+	// RenewCheckInterval is how often the certificates in memory are
+	// checked for renewal (default certmagic's, 10 minutes).
+	RenewCheckInterval time.Duration
+	Logger             *slog.Logger
+	Now                func() time.Time
 }
 
 // ACME obtains and renews certificates on demand, at the first handshake
@@ -98,8 +101,9 @@ func NewACME(o ACMEOptions) (*ACME, error) {
 	a := &ACME{o: o, budget: map[string]*window{}, fails: map[string]backoff{}, waiting: map[string]map[*int]context.CancelFunc{}}
 	var cfg *certmagic.Config
 	cache := certmagic.NewCache(certmagic.CacheOptions{
-		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return cfg, nil },
-		Logger:           zap.NewNop(),
+		GetConfigForCert:   func(certmagic.Certificate) (*certmagic.Config, error) { return cfg, nil },
+		RenewCheckInterval: o.RenewCheckInterval,
+		Logger:             zap.NewNop(),
 	})
 	cfg = certmagic.New(cache, certmagic.Config{
 		Storage:  o.Storage,

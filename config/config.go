@@ -72,6 +72,9 @@ type ACME struct {
 	Challenges []string `yaml:"challenges"`
 	// MaxCertsPerOrgPerHour bounds new certificates per org (default 20).
 	MaxCertsPerOrgPerHour int `yaml:"max_certs_per_org_per_hour"`
+	// RenewCheckInterval is how often certificates are checked for
+	// renewal (default 10m, certmagic's).
+	RenewCheckInterval time.Duration `yaml:"renew_check_interval"`
 }
 
 type EAB struct {

@@ -930,6 +930,12 @@ func (c *Config) validateTLS(d *decoder) {
 		} else if a.MaxCertsPerOrgPerHour == 0 {
 			a.MaxCertsPerOrgPerHour = 20
 		}
+		switch {
+		case a.RenewCheckInterval == 0:
+			a.RenewCheckInterval = 10 * time.Minute
+		case a.RenewCheckInterval < time.Second || a.RenewCheckInterval > 24*time.Hour:
+			d.add("tls.acme.renew_check_interval", "must be between 1s and 24h")
+		}
 	} else {
 		for _, f := range []struct{ path, name string }{
 			{"tls.cert_file", t.CertFile},

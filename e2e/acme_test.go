@@ -60,6 +60,13 @@ func startDNS(t *testing.T) (*challtestsrv.ChallSrv, string) {
 // these key IDs and base64url MAC keys.
 func startPebble(t *testing.T, httpPort, tlsPort int, eab map[string]string) *pebble {
 	t.Helper()
+	return startPebbleValid(t, httpPort, tlsPort, eab, 0)
+}
+
+// startPebbleValid is startPebble issuing certificates valid for
+// validity (0: Pebble's default, 90 days).
+func startPebbleValid(t *testing.T, httpPort, tlsPort int, eab map[string]string, validity time.Duration) *pebble {
+	t.Helper()
 	t.Setenv("PEBBLE_VA_NOSLEEP", "1")
 	// Pebble rejects 5% of nonces by default to exercise client retries;
 	// a retried new-order would count as a second order here.
@@ -68,7 +75,7 @@ func startPebble(t *testing.T, httpPort, tlsPort int, eab map[string]string) *pe
 
 	quiet := log.New(io.Discard, "", 0)
 	store := db.NewMemoryStore()
-	issuer := ca.New(quiet, store, "", "ecdsa", 0, 1, map[string]ca.Profile{"default": {Description: "default"}})
+	issuer := ca.New(quiet, store, "", "ecdsa", 0, 1, map[string]ca.Profile{"default": {Description: "default", ValidityPeriod: uint64(validity / time.Second)}})
 	validator := va.New(quiet, httpPort, tlsPort, false, dnsAddr, store)
 	for id, key := range eab {
 		if err := store.AddExternalAccountKeyByID(id, key); err != nil {
@@ -427,4 +434,60 @@ func TestACMEFailureBacksOff(t *testing.T) {
 		t.Error("no log line for the failure")
 	}
 	t.Logf("first failing handshake took %v with %d orders", first, orders)
+}
+
+// Certificates are renewed while the old one keeps serving, and the
+// renewed one is kept in the store. Pebble's renewal information (ARI)
+// suggests a window of a day around two thirds of a certificate's life,
+// so the 20-second certificates it issues here are due at once: the test
+// shows the renewal path, not its timing.
+func TestACMERenewal(t *testing.T) {
+	port := freePort(t)
+	tlsPort, _ := strconv.Atoi(port)
+	p := startPebbleValid(t, 0, tlsPort, nil, 20*time.Second)
+	up := newUpstream(t)
+	g := startAt(t, port, strings.NewReplacer("{{DIR}}", p.dir, "{{CAROOT}}", p.caRoot, "{{UPSTREAM}}", up.URL,
+		"    challenges: [tls-alpn-01]", "    challenges: [tls-alpn-01]\n    renew_check_interval: 1s").Replace(acmeConfig))
+
+	first, err := handshake(g, p, "login.acme.test")
+	if err != nil {
+		t.Fatalf("first handshake: %v\n%s", err, g.Logs())
+	}
+	if life := first.NotAfter.Sub(first.NotBefore); life > 21*time.Second {
+		t.Fatalf("Pebble issued a certificate for %v", life)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	var cert *x509.Certificate
+	for time.Now().Before(deadline) {
+		time.Sleep(250 * time.Millisecond)
+		c, err := handshake(g, p, "login.acme.test")
+		if err != nil {
+			t.Fatalf("handshake during renewal: %v", err)
+		}
+		if time.Now().After(c.NotAfter) {
+			t.Fatalf("served an expired certificate (not after %v)", c.NotAfter)
+		}
+		if c.SerialNumber.Cmp(first.SerialNumber) != 0 {
+			cert = c
+			break
+		}
+	}
+	if cert == nil {
+		t.Fatalf("no renewal within 30s; %d orders\n%s", p.orders.Load(), g.Logs())
+	}
+	if n := p.orders.Load(); n < 2 || !cert.NotAfter.After(first.NotAfter) {
+		t.Errorf("%d orders; renewed certificate ends %v, the first %v", n, cert.NotAfter, first.NotAfter)
+	}
+	if !g.logged(`"msg":"certs: certificate obtained"`) {
+		t.Error("no log line for the renewal")
+	}
+	// A restart serves a renewed certificate from the store.
+	g = g.restart(t)
+	again, err := handshake(g, p, "login.acme.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.SerialNumber.Cmp(first.SerialNumber) == 0 {
+		t.Error("after a restart, the certificate renewed before it is gone")
+	}
 }

@@ -412,7 +412,8 @@ func newACME(cfg *config.Config, st store.Store, pub *url.URL, orgs *idp.Directo
 	}
 	d := decider(cfg, pub, orgs)
 	o := certs.ACMEOptions{DirectoryURL: a.DirectoryURL, Roots: roots, Email: a.Email, Storage: certs.NewStorage(st),
-		Decide: d.Decide, MaxPerOrgPerHour: a.MaxCertsPerOrgPerHour, Logger: log,
+		Decide: d.Decide, MaxPerOrgPerHour: a.MaxCertsPerOrgPerHour,
+		RenewCheckInterval: a.RenewCheckInterval, Logger: log,
 		TLSPort: portOf(cfg.Listen), HTTPPort: portOf(cfg.TLS.HTTPListen)}
 	if a.EAB != nil {
 		o.EAB = &acme.EAB{KeyID: a.EAB.KeyID, MACKey: a.EAB.MACKey}
