@@ -155,6 +155,31 @@ func handshakeWithin(g *gatehouse, p *pebble, name string, timeout time.Duration
 	return conn.ConnectionState().PeerCertificates[0], nil
 }
 
+// acmeClient is an HTTPS client trusting Pebble's CA that reaches every
+// name at Gatehouse.
+func acmeClient(g *gatehouse, p *pebble) *http.Client {
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: p.roots},
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, g.addr)
+		}}}
+}
+
+// sameAfterRestart restarts Gatehouse and checks it serves cert for name
+// from the store, with no new ACME order.
+func sameAfterRestart(t *testing.T, g *gatehouse, p *pebble, name string, cert *x509.Certificate) {
+	t.Helper()
+	orders := p.orders.Load()
+	g = g.restart(t)
+	again, err := handshake(g, p, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.SerialNumber.Cmp(cert.SerialNumber) != 0 || p.orders.Load() != orders {
+		t.Fatalf("after restart: serial %v (was %v), %d orders (was %d)", again.SerialNumber, cert.SerialNumber, p.orders.Load(), orders)
+	}
+}
+
 func TestACMECertificatesOnDemand(t *testing.T) {
 	port := freePort(t)
 	tlsPort, _ := strconv.Atoi(port)
@@ -172,11 +197,7 @@ func TestACMECertificatesOnDemand(t *testing.T) {
 		t.Fatalf("certificate for %v; %d orders", cert.DNSNames, p.orders.Load())
 	}
 	// And the login page is served over it.
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: p.roots},
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, network, g.addr)
-		}}}
+	client := acmeClient(g, p)
 	resp, err := client.Get("https://login.acme.test:" + port + "/.gatehouse/login")
 	if err != nil {
 		t.Fatal(err)
@@ -200,14 +221,7 @@ func TestACMECertificatesOnDemand(t *testing.T) {
 	}
 
 	// A restart serves the same certificate from the store: no new order.
-	g = g.restart(t)
-	again, err := handshake(g, p, "login.acme.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if again.SerialNumber.Cmp(cert.SerialNumber) != 0 || p.orders.Load() != 1 {
-		t.Fatalf("after restart: serial %v (was %v), %d orders", again.SerialNumber, cert.SerialNumber, p.orders.Load())
-	}
+	sameAfterRestart(t, g, p, "login.acme.test", cert)
 }
 
 // The HTTP-01 challenge, answered on the plain-HTTP listener, which sends
@@ -355,11 +369,7 @@ func TestACMEVerifiedDomainBrandedPage(t *testing.T) {
 	if cert.VerifyHostname("login.acme.test") != nil || p.orders.Load() != 1 {
 		t.Fatalf("certificate for %v; %d orders", cert.DNSNames, p.orders.Load())
 	}
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: p.roots},
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, network, g.addr)
-		}}}
+	client := acmeClient(g, p)
 	get := func(u string) (int, string) {
 		t.Helper()
 		resp, err := client.Get(u)
@@ -390,14 +400,7 @@ func TestACMEVerifiedDomainBrandedPage(t *testing.T) {
 		t.Fatalf("%d ACME orders, want 1", n)
 	}
 
-	g = g.restart(t)
-	again, err := handshake(g, p, "login.acme.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if again.SerialNumber.Cmp(cert.SerialNumber) != 0 || p.orders.Load() != 1 {
-		t.Fatalf("after restart: serial %v (was %v), %d orders", again.SerialNumber, cert.SerialNumber, p.orders.Load())
-	}
+	sameAfterRestart(t, g, p, "login.acme.test", cert)
 }
 
 // When the CA cannot validate a name, the handshake fails, and the next
