@@ -16,6 +16,7 @@ import (
 	"github.com/caddyserver/certmagic"
 	"github.com/mholt/acmez/v3/acme"
 	"go.uber.org/zap"
+	"golang.org/x/net/idna"
 )
 
 // ACMEOptions configure automatic certificates.
@@ -129,11 +130,18 @@ func (a *ACME) Stop() { a.cache.Stop() }
 
 // decide is certmagic's on-demand permission: Gatehouse's hosts only, a
 // bounded number of new certificates per org, and a back-off after
-// failures. It runs before any storage read or ACME order.
-func (a *ACME) decide(_ context.Context, name string) error {
+// failures. A name not served is refused before any storage read or ACME
+// order. A name with a certificate in storage is never held back by the
+// budget or a back-off: certmagic asks here before loading a stored
+// certificate and before renewing one, and a refusal would drop a
+// certificate that is still valid.
+func (a *ACME) decide(ctx context.Context, name string) error {
 	org, ok := a.o.Decide(name)
 	if !ok {
 		return ErrNotAllowed
+	}
+	if a.o.Storage.Exists(ctx, certmagic.StorageKeys.SiteCert(a.issuer.IssuerKey(), name)) {
+		return nil
 	}
 	now := a.o.Now()
 	a.mu.Lock()
@@ -141,48 +149,64 @@ func (a *ACME) decide(_ context.Context, name string) error {
 	if b, ok := a.fails[name]; ok && now.Before(b.until) {
 		return fmt.Errorf("certs: %s failed recently; next try after %s", name, b.until.UTC().Format(time.RFC3339))
 	}
-	w := a.budget[org]
-	if w == nil || now.Sub(w.start) >= time.Hour {
-		w = &window{start: now}
-		a.budget[org] = w
-	}
-	if w.n >= a.o.MaxPerOrgPerHour {
+	if w := a.budget[org]; w != nil && now.Sub(w.start) < time.Hour && w.n >= a.o.MaxPerOrgPerHour {
 		return fmt.Errorf("certs: org %q reached %d new certificates this hour", org, a.o.MaxPerOrgPerHour)
 	}
 	return nil
 }
 
-// event counts issuances against their org's budget, and failures
-// against the name's back-off (1 minute, doubling up to 1 hour).
+// event counts new certificates against their org's budget (checked and
+// counted at once, so concurrent first handshakes cannot overrun it),
+// and failed new certificates against the name's back-off (1 minute,
+// doubling up to 1 hour). Renewals are neither counted nor backed off:
+// certmagic retries a failed renewal in the background while the current
+// certificate keeps serving.
 func (a *ACME) event(_ context.Context, event string, data map[string]any) error {
 	name, _ := data["identifier"].(string)
+	renewal, _ := data["renewal"].(bool)
 	switch event {
 	case "cert_obtaining":
 		org, _ := a.o.Decide(name)
-		a.mu.Lock()
-		if w := a.budget[org]; w != nil {
-			w.n++
+		if renewal {
+			a.o.Logger.Info("certs: renewing a certificate", "name", name, "org", org)
+			return nil
 		}
+		now := a.o.Now()
+		a.mu.Lock()
+		w := a.budget[org]
+		if w == nil || now.Sub(w.start) >= time.Hour {
+			w = &window{start: now}
+			a.budget[org] = w
+		}
+		if w.n >= a.o.MaxPerOrgPerHour {
+			a.mu.Unlock()
+			a.o.Logger.Warn("certs: issuance budget spent", "name", name, "org", org, "max_per_hour", a.o.MaxPerOrgPerHour)
+			// No retry: the handshake fails now, the next ones at decide.
+			return certmagic.ErrNoRetry{Err: fmt.Errorf("certs: org %q reached %d new certificates this hour", org, a.o.MaxPerOrgPerHour)}
+		}
+		w.n++
 		a.mu.Unlock()
 		a.o.Logger.Info("certs: obtaining a certificate", "name", name, "org", org)
 	case "cert_obtained":
 		a.mu.Lock()
 		delete(a.fails, name)
 		a.mu.Unlock()
-		a.o.Logger.Info("certs: certificate obtained", "name", name)
+		a.o.Logger.Info("certs: certificate obtained", "name", name, "renewal", renewal)
 	case "cert_failed":
+		if renewal {
+			a.o.Logger.Warn("certs: renewing a certificate failed; the current one keeps serving and certmagic retries", "name", name, "err", fmt.Sprint(data["error"]))
+			return nil
+		}
 		a.mu.Lock()
 		b := a.fails[name]
 		b.wait = min(max(2*b.wait, time.Minute), time.Hour)
 		b.until = a.o.Now().Add(b.wait)
 		a.fails[name] = b
-		if renewal, _ := data["renewal"].(bool); !renewal {
-			// certmagic would retry this order within the handshake for
-			// minutes; the handshake fails now instead, and the back-off
-			// refuses the next ones at once.
-			for _, cancel := range a.waiting[name] {
-				cancel()
-			}
+		// certmagic would retry this order within the handshake for
+		// minutes; the handshake fails now instead, and the back-off
+		// refuses the next ones at once.
+		for _, cancel := range a.waiting[name] {
+			cancel()
 		}
 		a.mu.Unlock()
 		a.o.Logger.Warn("certs: obtaining a certificate failed", "name", name, "retry_after", b.wait.String(), "err", fmt.Sprint(data["error"]))
@@ -207,7 +231,12 @@ func (a *ACME) TLSConfig() *tls.Config {
 func (a *ACME) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	ctx, cancel := context.WithTimeout(hello.Context(), maxObtainWait)
 	defer cancel()
-	name := strings.ToLower(hello.ServerName)
+	// The name as certmagic's events carry it.
+	name, err := idna.Lookup.ToASCII(strings.TrimSpace(hello.ServerName))
+	if err != nil {
+		name = hello.ServerName
+	}
+	name = strings.ToLower(name)
 	id := new(int)
 	a.mu.Lock()
 	w := a.waiting[name]

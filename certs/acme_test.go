@@ -7,11 +7,14 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"log/slog"
 	"math/big"
 	"net"
 	"testing"
 	"time"
+
+	"github.com/caddyserver/certmagic"
 
 	"github.com/gatehouse/gatehouse/store/badgerstore"
 )
@@ -119,5 +122,64 @@ func BenchmarkHandshake(b *testing.B) {
 		}
 		c.Close()
 		s.Close()
+	}
+}
+
+// A certificate already in storage is never held back: certmagic asks
+// before loading one and before renewing one, and a refusal would drop a
+// valid certificate. Renewals neither spend the budget nor back off.
+func TestStoredCertificatesAndRenewalsAreNotHeldBack(t *testing.T) {
+	st, err := badgerstore.Open("", badgerstore.WithInMemory())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	now := time.Unix(1_800_000_000, 0)
+	orgs := map[string]string{"a1.test": "org_a", "a2.test": "org_a", "a3.test": "org_a"}
+	a, err := NewACME(ACMEOptions{DirectoryURL: "https://acme.invalid/dir", TLSALPN01: true, Storage: NewStorage(st),
+		Decide:           func(n string) (string, bool) { o, ok := orgs[n]; return o, ok },
+		MaxPerOrgPerHour: 1, Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Stop()
+	ctx := context.Background()
+	if err := a.event(ctx, "cert_obtaining", map[string]any{"identifier": "a1.test"}); err != nil {
+		t.Fatal(err)
+	}
+	// The budget is checked and spent in one step when an order starts.
+	err = a.event(ctx, "cert_obtaining", map[string]any{"identifier": "a2.test"})
+	var noRetry certmagic.ErrNoRetry
+	if !errors.As(err, &noRetry) {
+		t.Fatalf("second order within the budget of 1: %v, want ErrNoRetry", err)
+	}
+	a.event(ctx, "cert_failed", map[string]any{"identifier": "a3.test", "error": "CA said no"})
+	if a.decide(ctx, "a2.test") == nil || a.decide(ctx, "a3.test") == nil {
+		t.Fatal("budget or back-off not applied to names without a certificate")
+	}
+	// With a certificate in storage, both names are allowed.
+	for _, n := range []string{"a2.test", "a3.test"} {
+		if err := a.o.Storage.Store(ctx, certmagic.StorageKeys.SiteCert(a.issuer.IssuerKey(), n), []byte("PEM")); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.decide(ctx, n); err != nil {
+			t.Errorf("%s has a stored certificate: %v", n, err)
+		}
+	}
+	if err := a.decide(ctx, "a4.test"); err != ErrNotAllowed {
+		t.Errorf("a name not served: %v", err)
+	}
+	// Renewals: not counted, and a failure sets no back-off.
+	for range 3 {
+		if err := a.event(ctx, "cert_obtaining", map[string]any{"identifier": "a1.test", "renewal": true}); err != nil {
+			t.Fatalf("renewal refused: %v", err)
+		}
+	}
+	a.event(ctx, "cert_failed", map[string]any{"identifier": "a1.test", "renewal": true, "error": "CA down"})
+	a.mu.Lock()
+	_, backedOff := a.fails["a1.test"]
+	a.mu.Unlock()
+	if backedOff {
+		t.Error("a failed renewal started a back-off")
 	}
 }

@@ -148,8 +148,16 @@ func (s *Storage) Lock(ctx context.Context, name string) error {
 	}
 }
 
-// TryLock takes the named lock if it is free.
+// TryLock takes the named lock if it is free. A lock this process still
+// holds is not free, even if its record expired while the store was
+// unreachable: otherwise the first holder's Unlock would release the
+// second's.
 func (s *Storage) TryLock(ctx context.Context, name string) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, held := s.held[name]; held {
+		return false, nil
+	}
 	owner := s.node + "/" + session.RandomID()[:12]
 	ok, err := s.st.AcquireLock(ctx, "certmagic/"+name, owner, s.ttl)
 	if err != nil || !ok {
@@ -158,9 +166,7 @@ func (s *Storage) TryLock(ctx context.Context, name string) (bool, error) {
 	rctx, stop := context.WithCancel(context.Background())
 	h := heldLock{owner: owner, stop: stop, done: make(chan struct{})}
 	go s.refresh(rctx, name, owner, h.done)
-	s.mu.Lock()
 	s.held[name] = h
-	s.mu.Unlock()
 	return true, nil
 }
 

@@ -124,4 +124,27 @@ func TestStorageLocks(t *testing.T) {
 	if err := a.Unlock(ctx, "x"); err != nil {
 		t.Fatal(err)
 	}
+
+	// Within one process a held lock is not free even if its record
+	// expired (store unreachable past the TTL): a second holder would
+	// have its lock released by the first one's Unlock.
+	if err := a.Lock(ctx, "y"); err != nil {
+		t.Fatal(err)
+	}
+	a.mu.Lock()
+	owner := a.held["y"].owner
+	a.mu.Unlock()
+	if err := a.st.ReleaseLock(ctx, "certmagic/y", owner); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := a.TryLock(ctx, "y"); ok || err != nil {
+		t.Fatalf("took a lock this process holds: %v %v", ok, err)
+	}
+	if err := a.Unlock(ctx, "y"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := a.TryLock(ctx, "y"); !ok || err != nil {
+		t.Fatalf("after Unlock: %v %v", ok, err)
+	}
+	_ = a.Unlock(ctx, "y")
 }

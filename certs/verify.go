@@ -47,8 +47,27 @@ func Record(c store.DomainClaim) (name, value string) {
 	return TXTPrefix + c.Name, TXTValuePfx + c.Token
 }
 
-// Check reports whether DNS proves the claim now, and if not, why.
-func (v *Verifier) Check(ctx context.Context, c store.DomainClaim) (bool, string) {
+// Outcome is what one check found.
+type Outcome int
+
+const (
+	// Proven: the TXT record (or the CNAME) is there.
+	Proven Outcome = iota
+	// Disproven: DNS answered, without the record.
+	Disproven
+	// Unknown: DNS did not answer (timeout, SERVFAIL, refused); a
+	// claim's status is kept, since the customer's record may be fine.
+	Unknown
+)
+
+// SuspendAfter is how many consecutive checks must find a verified
+// domain's record gone before it is suspended, so that one odd answer
+// (a DNS migration, a lagging secondary) does not take it offline.
+const SuspendAfter = 3
+
+// Check reports what DNS says about the claim now, and why when it is
+// not proven.
+func (v *Verifier) Check(ctx context.Context, c store.DomainClaim) (Outcome, string) {
 	r := v.Resolver
 	if r == nil {
 		r = net.DefaultResolver
@@ -62,42 +81,95 @@ func (v *Verifier) Check(ctx context.Context, c store.DomainClaim) (bool, string
 	name, want := Record(c)
 	txts, err := r.LookupTXT(ctx, name)
 	if err == nil && slices.Contains(txts, want) {
-		return true, ""
+		return Proven, ""
 	}
-	detail := fmt.Sprintf("no TXT record %s %q", name, want)
-	var dnsErr *net.DNSError
-	if err != nil && (!errors.As(err, &dnsErr) || dnsErr.IsTimeout || dnsErr.IsTemporary) {
+	outcome, detail := Disproven, fmt.Sprintf("no TXT record %s %q", name, want)
+	if err != nil && !answered(err) {
 		// The DNS did not answer: say so, it is not the customer's record.
-		detail = fmt.Sprintf("TXT lookup of %s failed: %v", name, err)
+		outcome, detail = Unknown, fmt.Sprintf("TXT lookup of %s failed: %v", name, err)
 	} else if len(txts) > 0 {
 		detail = fmt.Sprintf("TXT record %s has %q, want %q", name, txts, want)
 	}
 	if c.Kind == "login" && v.CNAMETarget != "" {
+		target := canonical(v.CNAMETarget)
 		cname, err := r.LookupCNAME(ctx, c.Name)
-		target := strings.TrimSuffix(strings.ToLower(v.CNAMETarget), ".")
-		if err == nil && strings.TrimSuffix(strings.ToLower(cname), ".") == target {
-			return true, ""
+		if err == nil && canonical(cname) == target {
+			return Proven, ""
+		}
+		// LookupCNAME follows the whole chain: when the target is itself
+		// an alias (of a load balancer, say), a domain pointing at it
+		// ends where the target does.
+		if err == nil && canonical(cname) != canonical(c.Name) {
+			if end, terr := r.LookupCNAME(ctx, target); terr == nil && canonical(end) != target && canonical(end) == canonical(cname) {
+				return Proven, ""
+			}
+		}
+		if err != nil && !answered(err) && outcome == Unknown {
+			return Unknown, detail + fmt.Sprintf("; and the CNAME lookup of %s failed: %v", c.Name, err)
 		}
 		detail += fmt.Sprintf("; and %s is not a CNAME to %s", c.Name, target)
 	}
-	return false, detail
+	return outcome, detail
 }
 
-// Next is a claim's status after a check at now: a pending claim that
-// checks out is verified; a verified one that fails is suspended (not
-// dropped: it comes back when its record does).
-func Next(c store.DomainClaim, ok bool, detail string, now time.Time) store.DomainClaim {
+func canonical(name string) string { return strings.TrimSuffix(strings.ToLower(name), ".") }
+
+// answered: the lookup failed with an answer from DNS (no such name, no
+// such record, an empty answer), not for want of one (a timeout, a
+// refused connection, SERVFAIL or another error code).
+func answered(err error) bool {
+	var dnsErr *net.DNSError
+	if !errors.As(err, &dnsErr) {
+		return false
+	}
+	return dnsErr.IsNotFound || !dnsErr.IsTimeout && !dnsErr.IsTemporary && dnsErr.Err != "server misbehaving"
+}
+
+// Next is a claim's status after a check at now: a claim that checks out
+// is verified; a verified one is suspended once SuspendAfter checks in a
+// row find its record gone (not dropped: it comes back with its record);
+// a check DNS did not answer changes no status.
+func Next(c store.DomainClaim, o Outcome, detail string, now time.Time) store.DomainClaim {
 	c.CheckedAt = now
-	switch {
-	case ok:
+	switch o {
+	case Proven:
 		if c.Status != store.DomainVerified {
 			c.VerifiedAt = now
 		}
-		c.Status, c.Detail = store.DomainVerified, ""
-	case c.Status == store.DomainVerified || c.Status == store.DomainSuspended:
-		c.Status, c.Detail = store.DomainSuspended, detail
+		c.Status, c.Detail, c.Failures, c.Retry = store.DomainVerified, "", 0, false
+	case Unknown:
+		c.Detail, c.Retry = detail+" (status kept; retrying)", true
 	default:
-		c.Status, c.Detail = store.DomainPending, detail
+		c.Detail, c.Retry = detail, true
+		switch c.Status {
+		case store.DomainVerified:
+			c.Failures++
+			if c.Failures >= SuspendAfter {
+				c.Status = store.DomainSuspended
+			} else {
+				c.Detail = fmt.Sprintf("%s (check %d of %d before suspension)", detail, c.Failures, SuspendAfter)
+			}
+		case store.DomainSuspended:
+		default:
+			c.Status = store.DomainPending
+		}
 	}
 	return c
+}
+
+// Due reports whether a claim should be checked at now: pending claims,
+// and claims whose last check was inconclusive or failing, at every
+// tick; suspended ones every min(recheck, 5m), so a restored record
+// takes effect soon; verified ones every recheck.
+func Due(c store.DomainClaim, now time.Time, recheck time.Duration) bool {
+	since := now.Sub(c.CheckedAt)
+	switch {
+	case c.Status == store.DomainPending:
+		return true
+	case c.Status == store.DomainSuspended:
+		return since >= min(recheck, 5*time.Minute)
+	case c.Retry:
+		return true
+	}
+	return since >= recheck
 }

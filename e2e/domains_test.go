@@ -109,8 +109,34 @@ func TestDomainVerification(t *testing.T) {
 		t.Fatalf("sign-in through the verified domains: %d %s", p.status, p.url)
 	}
 
-	// The record goes away: suspended, with a log line, and the domain
-	// stops serving; it comes back with the record.
+	// The DNS server fails (SERVFAIL) for a while: that proves nothing
+	// about the customer's record, so the domain stays verified and keeps
+	// serving; the check is retried at every tick and logged.
+	dns.AddDNSServFailRecord(login.Record)
+	for range 50 {
+		if r := domains(t, g)["login.acme.localhost"]; strings.Contains(r.Detail, "status kept") {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(4 * time.Second) // four more failing checks
+	if r := domains(t, g)["login.acme.localhost"]; r.Status != "verified" || !strings.Contains(r.Detail, "status kept") || !g.logged("domains: check failed") {
+		t.Fatalf("DNS failing: %+v", r)
+	}
+	if p := g.browser(t).get(g.url("login.acme.localhost", "/.gatehouse/login")); p.status != 200 {
+		t.Fatalf("verified login domain during a DNS failure: %d", p.status)
+	}
+	dns.DeleteDNSServFailRecord(login.Record)
+	for range 50 {
+		if r := domains(t, g)["login.acme.localhost"]; r.Detail == "" {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// The record goes away: after three checks in a row find it gone,
+	// suspended, with a log line, and the domain stops serving; it comes
+	// back with the record.
 	dns.DeleteDNSTXTRecord(login.Record)
 	r := waitStatus(t, g, "login.acme.localhost", "suspended")
 	if !strings.Contains(r.Detail, "no TXT record") || !g.logged("domains: suspended") {

@@ -78,6 +78,12 @@ type DomainClaim struct {
 	VerifiedAt time.Time `json:"verified_at,omitzero"`
 	// Detail is why the last check failed.
 	Detail string `json:"detail,omitempty"`
+	// Failures counts a verified claim's consecutive checks that found
+	// the record gone (it is suspended at certs.SuspendAfter).
+	Failures int `json:"failures,omitempty"`
+	// Retry asks for the next check at the short interval: the last one
+	// was inconclusive (DNS did not answer) or found the record gone.
+	Retry bool `json:"retry,omitempty"`
 }
 
 // Domain claim statuses.

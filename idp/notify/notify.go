@@ -115,8 +115,35 @@ func Default(kind Kind) Template {
 	return Template{Subject: strings.TrimSpace(read("subject")), Text: read("text"), HTML: read("html"), SMS: strings.TrimSpace(read("sms"))}
 }
 
+// maxValue bounds any string a function returns inside a template.
+// Output is bounded by limitedBuffer, but values built in variables are
+// not: {{$b := print $a $a}} line after line doubles a string each time,
+// and so do nested js escapes. No field comes near this.
+const maxValue = 8 << 10
+
+// capped wraps a string function so that its result is refused past
+// maxValue.
+func capped(name string, f func(...any) string) func(...any) (string, error) {
+	return func(args ...any) (string, error) {
+		for _, a := range args {
+			if s, ok := a.(string); ok && len(s) > maxValue {
+				return "", fmt.Errorf("%s: argument longer than %d bytes", name, maxValue)
+			}
+		}
+		out := f(args...)
+		if len(out) > maxValue {
+			return "", fmt.Errorf("%s: result longer than %d bytes", name, maxValue)
+		}
+		return out, nil
+	}
+}
+
 var funcs = map[string]any{
-	"date": func(t time.Time) string { return t.UTC().Format("2 Jan 2006 15:04 UTC") },
+	"date":     func(t time.Time) string { return t.UTC().Format("2 Jan 2006 15:04 UTC") },
+	"print":    capped("print", fmt.Sprint),
+	"html":     capped("html", texttemplate.HTMLEscaper),
+	"js":       capped("js", texttemplate.JSEscaper),
+	"urlquery": capped("urlquery", texttemplate.URLQueryEscaper),
 }
 
 // Render renders kind for f with t's parts, or the defaults where t has

@@ -44,16 +44,20 @@ func (c *domainChecker) checkAll(ctx context.Context) {
 	for _, o := range orgs {
 		results := map[string]store.DomainClaim{}
 		for _, cl := range o.Domains {
-			if cl.Status != store.DomainPending && c.now().Sub(cl.CheckedAt) < c.recheck {
+			if !certs.Due(cl, c.now(), c.recheck) {
 				continue
 			}
-			ok, detail := c.v.Check(ctx, cl)
-			results[cl.Kind+"/"+cl.Name] = certs.Next(cl, ok, detail, c.now())
+			outcome, detail := c.v.Check(ctx, cl)
+			if ctx.Err() != nil {
+				return // shutting down: a canceled lookup proves nothing
+			}
+			results[cl.Kind+"/"+cl.Name] = certs.Next(cl, outcome, detail, c.now())
 		}
 		if len(results) == 0 {
 			continue
 		}
-		var transitions []store.DomainClaim
+		type transition struct{ from, to store.DomainClaim }
+		var transitions []transition
 		_, err := c.st.UpdateOrg(ctx, o.ID, func(cur store.Org) (store.Org, error) {
 			transitions = transitions[:0]
 			for i, cl := range cur.Domains {
@@ -62,7 +66,7 @@ func (c *domainChecker) checkAll(ctx context.Context) {
 					continue // re-claimed meanwhile: checked next time
 				}
 				if next.Status != cl.Status || next.Detail != cl.Detail && next.Status != store.DomainPending {
-					transitions = append(transitions, next)
+					transitions = append(transitions, transition{cl, next})
 				}
 				cur.Domains[i] = next
 			}
@@ -72,15 +76,22 @@ func (c *domainChecker) checkAll(ctx context.Context) {
 			c.log.Error("domains: save checks", "org", o.Slug, "err", err)
 			continue
 		}
-		for _, t := range transitions {
-			changed = true
+		for _, tr := range transitions {
+			t := tr.to
 			name, value := certs.Record(t)
-			switch t.Status {
-			case store.DomainVerified:
-				c.log.Info("domains: verified", "org", o.Slug, "domain", t.Name, "kind", t.Kind)
-			case store.DomainSuspended:
-				c.log.Warn("domains: suspended: its DNS record no longer verifies", "org", o.Slug, "domain", t.Name, "kind", t.Kind,
-					"reason", t.Detail, "record", name, "value", value)
+			switch {
+			case t.Status != tr.from.Status:
+				changed = true
+				switch t.Status {
+				case store.DomainVerified:
+					c.log.Info("domains: verified", "org", o.Slug, "domain", t.Name, "kind", t.Kind)
+				case store.DomainSuspended:
+					c.log.Warn("domains: suspended: its DNS record no longer verifies", "org", o.Slug, "domain", t.Name, "kind", t.Kind,
+						"reason", t.Detail, "record", name, "value", value)
+				}
+			case t.Detail != "":
+				// Still serving; the operator should know before it stops.
+				c.log.Warn("domains: check failed", "org", o.Slug, "domain", t.Name, "kind", t.Kind, "status", t.Status, "reason", t.Detail)
 			}
 		}
 		for _, cl := range results {
@@ -123,6 +134,7 @@ func domainsHandler(st store.Store) http.HandlerFunc {
 		CheckedAt  time.Time `json:"checked_at,omitzero"`
 		VerifiedAt time.Time `json:"verified_at,omitzero"`
 		Detail     string    `json:"detail,omitempty"`
+		Failures   int       `json:"failures,omitempty"`
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
 		orgs, err := st.ListOrgs(r.Context())
@@ -135,7 +147,7 @@ func domainsHandler(st store.Store) http.HandlerFunc {
 			for _, c := range o.Domains {
 				name, value := certs.Record(c)
 				out = append(out, row{Org: o.Slug, Domain: c.Name, Kind: c.Kind, Status: c.Status, Record: name, Value: value,
-					CheckedAt: c.CheckedAt, VerifiedAt: c.VerifiedAt, Detail: c.Detail})
+					CheckedAt: c.CheckedAt, VerifiedAt: c.VerifiedAt, Detail: c.Detail, Failures: c.Failures})
 			}
 		}
 		w.Header().Set("Content-Type", "application/json")

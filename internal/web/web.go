@@ -157,8 +157,9 @@ func (h *assetHandler) serveBrand(w http.ResponseWriter, r *http.Request, name s
 	hd.Set("ETag", etag)
 	hd.Set("Cache-Control", "public, max-age=31536000, immutable")
 	hd.Set("X-Content-Type-Options", "nosniff")
-	// An SVG opened on its own must not run anything.
-	hd.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; font-src 'self'")
+	// An SVG opened on its own must not run anything, nor submit a form
+	// or open a link on Gatehouse's origin (sandbox: an opaque origin).
+	hd.Set("Content-Security-Policy", "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; font-src 'self'")
 	if r.Method == http.MethodHead {
 		return
 	}

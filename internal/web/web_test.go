@@ -92,7 +92,7 @@ func TestBrandAssets(t *testing.T) {
 	r := get("0123abcd.svg")
 	if r.Code != 200 || r.Header().Get("Content-Type") != "image/svg+xml" || r.Header().Get("ETag") != `"0123abcd"` ||
 		!strings.Contains(r.Header().Get("Cache-Control"), "immutable") || r.Header().Get("X-Content-Type-Options") != "nosniff" ||
-		!strings.Contains(r.Header().Get("Content-Security-Policy"), "default-src 'none'") {
+		!strings.HasPrefix(r.Header().Get("Content-Security-Policy"), "sandbox; default-src 'none'") {
 		t.Fatalf("svg: %d %v", r.Code, r.Header())
 	}
 	if r := get("0123abcd.svg", "If-None-Match", `"0123abcd"`); r.Code != 304 {
