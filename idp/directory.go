@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,6 +27,9 @@ type Directory struct {
 	// verified: only domains whose claim is verified count (login domain,
 	// email domains); an org's other domains are as if it had none.
 	verified atomic.Bool
+	// conflicts are the last reload's contested domains (logged when they
+	// change; guarded by reload).
+	conflicts string
 }
 
 type dirSnap struct {
@@ -53,22 +57,81 @@ func (d *Directory) Reload(ctx context.Context) error {
 		return fmt.Errorf("idp: load orgs: %w", err)
 	}
 	s := &dirSnap{byHost: map[string]*store.Org{}, byDomain: map[string]*store.Org{}, bySlug: map[string]*store.Org{}, byID: map[string]*store.Org{}}
+	verified := d.verified.Load()
+	hosts, domains := map[string][]*store.Org{}, map[string][]*store.Org{}
 	for i := range orgs {
 		o := &orgs[i]
-		if d.verified.Load() {
+		if verified {
 			onlyVerified(o)
 		}
 		s.bySlug[o.Slug] = o
 		s.byID[o.ID] = o
 		if o.LoginDomain != "" {
-			s.byHost[strings.ToLower(o.LoginDomain)] = o
+			h := strings.ToLower(o.LoginDomain)
+			hosts[h] = append(hosts[h], o)
 		}
 		for _, dom := range o.EmailDomains {
-			s.byDomain[strings.ToLower(dom)] = o
+			dom = strings.ToLower(dom)
+			domains[dom] = append(domains[dom], o)
+		}
+	}
+	var conflicts []string
+	for h, claimants := range hosts {
+		w := winner(claimants, h, "login", verified)
+		s.byHost[h] = w
+		for _, o := range claimants {
+			if o != w {
+				o.LoginDomain = "" // links and certificates follow the winner only
+				conflicts = append(conflicts, fmt.Sprintf("login domain %s: %s, not %s", h, w.Slug, o.Slug))
+			}
+		}
+	}
+	for dom, claimants := range domains {
+		w := winner(claimants, dom, "email", verified)
+		s.byDomain[dom] = w
+		for _, o := range claimants {
+			if o != w {
+				o.EmailDomains = slices.DeleteFunc(o.EmailDomains, func(e string) bool { return strings.EqualFold(e, dom) })
+				conflicts = append(conflicts, fmt.Sprintf("email domain %s: %s, not %s", dom, w.Slug, o.Slug))
+			}
+		}
+	}
+	slices.Sort(conflicts)
+	if c := strings.Join(conflicts, "; "); c != d.conflicts {
+		d.conflicts = c
+		if c != "" {
+			d.log.Error("idp: domains claimed by more than one org go to the earliest claim; remove them from the others", "conflicts", c)
 		}
 	}
 	d.snap.Store(s)
 	return nil
+}
+
+// winner is the org a domain claimed by several belongs to: the one
+// whose claim was verified first (with verification), else the oldest
+// org; the ID breaks ties. The incumbent keeps its domain, so a later
+// claim can never take a customer's domain over, and the choice never
+// depends on the order orgs are listed in.
+func winner(claimants []*store.Org, domain, kind string, verified bool) *store.Org {
+	if len(claimants) == 1 {
+		return claimants[0]
+	}
+	since := func(o *store.Org) time.Time {
+		if verified {
+			for _, c := range o.Domains {
+				if c.Kind == kind && strings.EqualFold(c.Name, domain) {
+					return c.VerifiedAt
+				}
+			}
+		}
+		return o.CreatedAt
+	}
+	return slices.MinFunc(claimants, func(a, b *store.Org) int {
+		if c := since(a).Compare(since(b)); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
 }
 
 // RequireVerified makes only verified domain claims count, from the next

@@ -38,9 +38,11 @@ type Org struct {
 	Notifications map[string]MessageTemplate `json:"notifications,omitempty"`
 	// Domains are the org's claims on its login and email domains and
 	// their verification (used when the deployment requires it).
-	Domains   []DomainClaim `json:"domains,omitempty"`
-	CreatedAt time.Time     `json:"created_at"`
-	UpdatedAt time.Time     `json:"updated_at"`
+	Domains []DomainClaim `json:"domains,omitempty"`
+	// Declared: the org comes from the config file, which manages it.
+	Declared  bool      `json:"declared,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // Branding is an org's look: asset names (content-addressed blobs under

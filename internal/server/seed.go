@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
 	"strings"
@@ -18,8 +19,11 @@ import (
 
 // seed makes the store match the orgs and users declared in the config
 // (GitOps): declared objects are created or updated; objects that exist
-// only in the store (added at runtime) are left alone.
-func seed(ctx context.Context, st store.Store, orgs []config.Org, now time.Time) error {
+// only in the store (added at runtime) are left alone. An org the config
+// declared before and no longer does loses its domains, so that they can
+// move to another org (a renamed slug) and are never served by an org
+// nobody manages; its users and memberships are kept.
+func seed(ctx context.Context, st store.Store, orgs []config.Org, now time.Time, log *slog.Logger) error {
 	ids := map[string]string{} // slug → id
 	for _, co := range orgs {
 		o, err := st.GetOrgBySlug(ctx, co.Slug)
@@ -41,6 +45,24 @@ func seed(ctx context.Context, st store.Store, orgs []config.Org, now time.Time)
 			}
 		}
 		ids[co.Slug] = o.ID
+	}
+	all, err := st.ListOrgs(ctx)
+	if err != nil {
+		return fmt.Errorf("seed: %w", err)
+	}
+	for _, o := range all {
+		if _, declared := ids[o.Slug]; declared || !o.Declared {
+			continue
+		}
+		if _, err := st.UpdateOrg(ctx, o.ID, func(o store.Org) (store.Org, error) {
+			o.LoginDomain, o.EmailDomains, o.Domains, o.Declared = "", nil, nil, false
+			o.UpdatedAt = now
+			return o, nil
+		}); err != nil {
+			return fmt.Errorf("seed: org %s: %w", o.Slug, err)
+		}
+		log.Warn("seed: org no longer in the config: its domains are released; its users and memberships are kept",
+			"org", o.Slug, "login_domain", o.LoginDomain, "email_domains", o.EmailDomains)
 	}
 	// Branding files become blobs; the org record names them.
 	for _, co := range orgs {
@@ -81,6 +103,7 @@ func seed(ctx context.Context, st store.Store, orgs []config.Org, now time.Time)
 func applyOrg(o *store.Org, co config.Org, now time.Time) {
 	o.Name = co.Name
 	o.EmailDomains = lower(co.EmailDomains)
+	o.Declared = true
 	o.LoginDomain = strings.ToLower(co.LoginDomain)
 	o.Connection = storeConnection(co.Connection)
 	o.Domains = claims(o.Domains, o.LoginDomain, o.EmailDomains)

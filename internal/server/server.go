@@ -73,7 +73,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	defer st.Close()
 
 	now := time.Now()
-	if err := seed(ctx, st, cfg.Orgs, now); err != nil {
+	if err := seed(ctx, st, cfg.Orgs, now, log); err != nil {
 		return err
 	}
 	sessKey, err := secret(ctx, st, "session-key")
