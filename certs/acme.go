@@ -4,11 +4,14 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
+	"path"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +20,8 @@ import (
 	"github.com/mholt/acmez/v3/acme"
 	"go.uber.org/zap"
 	"golang.org/x/net/idna"
+
+	"github.com/gatehouse/gatehouse/internal/loop"
 )
 
 // ACMEOptions configure automatic certificates.
@@ -63,7 +68,14 @@ type ACME struct {
 	// waiting are the handshakes holding for a name's certificate, to
 	// end when its order fails (see getCertificate).
 	waiting map[string]map[*int]context.CancelFunc
+	// lives are the stored certificates' validity, as the renewal sweep
+	// last read it (only the sweep's goroutine touches it).
+	lives map[string]life
+	// renewWait bounds one background renewal (90s).
+	renewWait time.Duration
 }
+
+type life struct{ notBefore, notAfter time.Time }
 
 // maxObtainWait bounds how long a handshake holds for a new certificate.
 const maxObtainWait = 90 * time.Second
@@ -99,7 +111,7 @@ func NewACME(o ACMEOptions) (*ACME, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	a := &ACME{o: o, budget: map[string]*window{}, fails: map[string]backoff{}, waiting: map[string]map[*int]context.CancelFunc{}}
+	a := &ACME{o: o, budget: map[string]*window{}, fails: map[string]backoff{}, waiting: map[string]map[*int]context.CancelFunc{}, lives: map[string]life{}, renewWait: 90 * time.Second}
 	var cfg *certmagic.Config
 	cache := certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert:   func(certmagic.Certificate) (*certmagic.Config, error) { return cfg, nil },
@@ -125,8 +137,101 @@ func NewACME(o ACMEOptions) (*ACME, error) {
 	return a, nil
 }
 
-// Stop ends certmagic's maintenance (renewals) goroutine.
+// Stop ends certmagic's maintenance goroutine.
 func (a *ACME) Stop() { a.cache.Stop() }
+
+// Run renews certificates in the background until ctx ends, every
+// RenewCheckInterval.
+func (a *ACME) Run(ctx context.Context) {
+	interval := a.o.RenewCheckInterval
+	if interval <= 0 {
+		interval = 10 * time.Minute
+	}
+	loop.Every(ctx, interval, a.RenewDue)
+}
+
+// RenewDue renews the stored certificates that are in their renewal
+// window (the last third of their life) for names still served.
+// certmagic renews on-demand certificates only at handshakes (its
+// maintenance skips them), so without this a name nobody visits for a
+// month would expire and its next visitor would wait for a new order.
+// Every node sweeps; certmagic's lock, and its re-check under the lock,
+// keep a certificate from being renewed twice. A name no longer served
+// is not renewed. A handshake still renews earlier when the CA's renewal
+// information (ARI) asks for it.
+func (a *ACME) RenewDue(ctx context.Context) {
+	prefix := certmagic.StorageKeys.CertsPrefix(a.issuer.IssuerKey())
+	sites, err := a.o.Storage.List(ctx, prefix, false)
+	if errors.Is(err, fs.ErrNotExist) {
+		return
+	}
+	if err != nil {
+		a.o.Logger.Error("certs: renewal sweep: list certificates", "err", err)
+		return
+	}
+	now := a.o.Now()
+	seen := map[string]bool{}
+	for _, site := range sites {
+		if ctx.Err() != nil {
+			return
+		}
+		name := path.Base(site)
+		seen[name] = true
+		if _, ok := a.o.Decide(name); !ok {
+			continue
+		}
+		l, known := a.lives[name]
+		if known && !l.due(now) {
+			continue
+		}
+		// Unknown, or due by what was read before: read it again (another
+		// node may have renewed it meanwhile).
+		if l, err = a.readLife(ctx, name); err != nil {
+			a.o.Logger.Warn("certs: renewal sweep: read certificate", "name", name, "err", err)
+			continue
+		}
+		a.lives[name] = l
+		if !l.due(now) {
+			continue
+		}
+		// Async is certmagic's non-interactive mode (Sync may prompt for an
+		// email on stdin); the deadline makes it one attempt, as its first
+		// retry waits a minute.
+		rctx, cancel := context.WithTimeout(ctx, a.renewWait)
+		err = a.cfg.RenewCertAsync(rctx, name, false)
+		cancel()
+		if err != nil {
+			a.o.Logger.Warn("certs: background renewal failed; retried at the next sweep", "name", name, "expires", l.notAfter, "err", err)
+			continue
+		}
+		delete(a.lives, name) // read the new one next time
+	}
+	for name := range a.lives {
+		if !seen[name] {
+			delete(a.lives, name)
+		}
+	}
+}
+
+func (l life) due(now time.Time) bool {
+	return !now.Before(l.notAfter.Add(-l.notAfter.Sub(l.notBefore) / 3))
+}
+
+func (a *ACME) readLife(ctx context.Context, name string) (life, error) {
+	b, err := a.o.Storage.Load(ctx, certmagic.StorageKeys.SiteCert(a.issuer.IssuerKey(), name))
+	if err != nil {
+		return life{}, err
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return life{}, errors.New("no PEM certificate")
+	}
+	leaf, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		return life{}, err
+	}
+	return life{leaf.NotBefore, leaf.NotAfter}, nil
+}
 
 // decide is certmagic's on-demand permission: Gatehouse's hosts only, a
 // bounded number of new certificates per org, and a back-off after

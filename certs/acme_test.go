@@ -7,10 +7,12 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"log/slog"
 	"math/big"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -181,5 +183,63 @@ func TestStoredCertificatesAndRenewalsAreNotHeldBack(t *testing.T) {
 	a.mu.Unlock()
 	if backedOff {
 		t.Error("a failed renewal started a back-off")
+	}
+}
+
+// The renewal sweep picks stored certificates in the last third of their
+// life, for names still served, and nothing else.
+func TestRenewDueSelection(t *testing.T) {
+	st, err := badgerstore.Open("", badgerstore.WithInMemory())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	now := time.Now()
+	var logs strings.Builder
+	served := map[string]bool{"fresh.test": true, "due.test": true}
+	a, err := NewACME(ACMEOptions{DirectoryURL: "https://acme.invalid/dir", TLSALPN01: true, Storage: NewStorage(st),
+		Decide: func(n string) (string, bool) { return "", served[n] }, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Stop()
+	a.renewWait = time.Second
+	ctx := context.Background()
+	store := func(name string, notBefore, notAfter time.Time) {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), DNSNames: []string{name}, NotBefore: notBefore, NotAfter: notAfter}
+		der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+		if err := a.o.Storage.Store(ctx, certmagic.StorageKeys.SiteCert(a.issuer.IssuerKey(), name), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	day := 24 * time.Hour
+	store("fresh.test", now.Add(-10*day), now.Add(80*day)) // a third of 90 days is 30: not due
+	store("due.test", now.Add(-70*day), now.Add(20*day))   // due
+	store("gone.test", now.Add(-89*day), now.Add(day))     // due, but no longer served
+	a.RenewDue(ctx)
+	out := logs.String()
+	// due.test is tried (and fails here: no CA, no key in storage).
+	if !strings.Contains(out, "background renewal failed") || !strings.Contains(out, "name=due.test") {
+		t.Fatalf("due.test not renewed:\n%s", out)
+	}
+	if strings.Contains(out, "name=fresh.test") || strings.Contains(out, "name=gone.test") {
+		t.Fatalf("renewed a certificate not due or not served:\n%s", out)
+	}
+	if _, ok := a.lives["fresh.test"]; !ok {
+		t.Error("the sweep does not remember what it read")
+	}
+	for _, tc := range []struct {
+		l    life
+		at   time.Time
+		want bool
+	}{
+		{life{now, now.Add(90 * day)}, now.Add(59 * day), false},
+		{life{now, now.Add(90 * day)}, now.Add(60 * day), true},
+		{life{now, now.Add(90 * day)}, now.Add(91 * day), true},
+	} {
+		if got := tc.l.due(tc.at); got != tc.want {
+			t.Errorf("due at %v: %v", tc.at.Sub(now), got)
+		}
 	}
 }

@@ -494,3 +494,42 @@ func TestACMERenewal(t *testing.T) {
 		t.Error("after a restart, the certificate renewed before it is gone")
 	}
 }
+
+// certmagic renews on-demand certificates only at handshakes; Gatehouse's
+// sweep renews a certificate nobody asks for before it expires.
+func TestACMEBackgroundRenewal(t *testing.T) {
+	port := freePort(t)
+	tlsPort, _ := strconv.Atoi(port)
+	p := startPebbleValid(t, 0, tlsPort, nil, 30*time.Second)
+	up := newUpstream(t)
+	g := startAt(t, port, strings.NewReplacer("{{DIR}}", p.dir, "{{CAROOT}}", p.caRoot, "{{UPSTREAM}}", up.URL,
+		"    challenges: [tls-alpn-01]", "    challenges: [tls-alpn-01]\n    renew_check_interval: 1s").Replace(acmeConfig))
+	first, err := handshake(g, p, "login.acme.test")
+	if err != nil {
+		t.Fatalf("first handshake: %v\n%s", err, g.Logs())
+	}
+	// No handshake from here on: the renewal window (the last third)
+	// opens 20 s after issuance.
+	deadline := first.NotAfter
+	for p.orders.Load() < 2 && time.Now().Before(deadline) {
+		time.Sleep(250 * time.Millisecond)
+	}
+	if n := p.orders.Load(); n < 2 {
+		t.Fatalf("no renewal before expiry without handshakes; %d orders\n%s", n, g.Logs())
+	}
+	if at := time.Now(); at.Before(first.NotAfter.Add(-first.NotAfter.Sub(first.NotBefore) / 3).Add(-2 * time.Second)) {
+		t.Errorf("renewed at %v, before the renewal window", at)
+	}
+	// The next handshakes move to the renewed certificate.
+	for range 40 {
+		c, err := handshake(g, p, "login.acme.test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.SerialNumber.Cmp(first.SerialNumber) != 0 {
+			return
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Fatal("handshakes still serve the first certificate")
+}

@@ -181,6 +181,9 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			return err
 		}
 		defer am.Stop()
+		renewals, stopRenewals := context.WithCancel(context.WithoutCancel(ctx))
+		defer stopRenewals()
+		go am.Run(renewals)
 		tlsConf = am.TLSConfig()
 		plain = am.HTTPHandler(portOf(cfg.Listen))
 	case cfg.TLS != nil:
