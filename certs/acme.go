@@ -65,6 +65,10 @@ type ACME struct {
 	mu     sync.Mutex
 	budget map[string]*window // org → issuances this hour
 	fails  map[string]backoff // name → when it may be tried again
+	// renewFails backs off renewals that failed (the current certificate
+	// keeps serving meanwhile), so a name the CA refuses does not spend
+	// its failed-validation limits at every handshake and sweep.
+	renewFails map[string]backoff
 	// waiting are the handshakes holding for a name's certificate, to
 	// end when its order fails (see getCertificate).
 	waiting map[string]map[*int]context.CancelFunc
@@ -111,7 +115,7 @@ func NewACME(o ACMEOptions) (*ACME, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	a := &ACME{o: o, budget: map[string]*window{}, fails: map[string]backoff{}, waiting: map[string]map[*int]context.CancelFunc{}, lives: map[string]life{}, renewWait: 90 * time.Second}
+	a := &ACME{o: o, budget: map[string]*window{}, fails: map[string]backoff{}, renewFails: map[string]backoff{}, waiting: map[string]map[*int]context.CancelFunc{}, lives: map[string]life{}, renewWait: 90 * time.Second}
 	var cfg *certmagic.Config
 	cache := certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert:   func(certmagic.Certificate) (*certmagic.Config, error) { return cfg, nil },
@@ -195,8 +199,9 @@ func (a *ACME) RenewDue(ctx context.Context) {
 			continue
 		}
 		// Async is certmagic's non-interactive mode (Sync may prompt for an
-		// email on stdin); the deadline makes it one attempt, as its first
-		// retry waits a minute.
+		// email on stdin). A failure backs renewals of the name off, and
+		// event refuses the retry with ErrNoRetry: one attempt per sweep;
+		// the deadline is a backstop.
 		rctx, cancel := context.WithTimeout(ctx, a.renewWait)
 		err = a.cfg.RenewCertAsync(rctx, name, false)
 		cancel()
@@ -263,46 +268,56 @@ func (a *ACME) decide(ctx context.Context, name string) error {
 // event counts new certificates against their org's budget (checked and
 // counted at once, so concurrent first handshakes cannot overrun it),
 // and failed new certificates against the name's back-off (1 minute,
-// doubling up to 1 hour). Renewals are neither counted nor backed off:
-// certmagic retries a failed renewal in the background while the current
-// certificate keeps serving.
+// doubling up to 1 hour). Renewals are not counted against the budget;
+// a failed renewal backs the name's renewals off (10 minutes, doubling up
+// to 6 hours) while the current certificate keeps serving. Refusing an
+// attempt here (rather than in decide) aborts it without certmagic
+// dropping the certificate, and ErrNoRetry stops its retry loop.
 func (a *ACME) event(_ context.Context, event string, data map[string]any) error {
 	name, _ := data["identifier"].(string)
 	renewal, _ := data["renewal"].(bool)
 	switch event {
 	case "cert_obtaining":
 		org, _ := a.o.Decide(name)
+		now := a.o.Now()
+		a.mu.Lock()
+		defer a.mu.Unlock()
 		if renewal {
+			if b, ok := a.renewFails[name]; ok && now.Before(b.until) {
+				return certmagic.ErrNoRetry{Err: fmt.Errorf("certs: renewing %s failed recently; next try after %s", name, b.until.UTC().Format(time.RFC3339))}
+			}
 			a.o.Logger.Info("certs: renewing a certificate", "name", name, "org", org)
 			return nil
 		}
-		now := a.o.Now()
-		a.mu.Lock()
 		w := a.budget[org]
 		if w == nil || now.Sub(w.start) >= time.Hour {
 			w = &window{start: now}
 			a.budget[org] = w
 		}
 		if w.n >= a.o.MaxPerOrgPerHour {
-			a.mu.Unlock()
 			a.o.Logger.Warn("certs: issuance budget spent", "name", name, "org", org, "max_per_hour", a.o.MaxPerOrgPerHour)
 			// No retry: the handshake fails now, the next ones at decide.
 			return certmagic.ErrNoRetry{Err: fmt.Errorf("certs: org %q reached %d new certificates this hour", org, a.o.MaxPerOrgPerHour)}
 		}
 		w.n++
-		a.mu.Unlock()
 		a.o.Logger.Info("certs: obtaining a certificate", "name", name, "org", org)
 	case "cert_obtained":
 		a.mu.Lock()
 		delete(a.fails, name)
+		delete(a.renewFails, name)
 		a.mu.Unlock()
 		a.o.Logger.Info("certs: certificate obtained", "name", name, "renewal", renewal)
 	case "cert_failed":
+		a.mu.Lock()
+		defer a.mu.Unlock()
 		if renewal {
-			a.o.Logger.Warn("certs: renewing a certificate failed; the current one keeps serving and certmagic retries", "name", name, "err", fmt.Sprint(data["error"]))
+			b := a.renewFails[name]
+			b.wait = min(max(2*b.wait, 10*time.Minute), 6*time.Hour)
+			b.until = a.o.Now().Add(b.wait)
+			a.renewFails[name] = b
+			a.o.Logger.Warn("certs: renewing a certificate failed; the current one keeps serving", "name", name, "retry_after", b.wait.String(), "err", fmt.Sprint(data["error"]))
 			return nil
 		}
-		a.mu.Lock()
 		b := a.fails[name]
 		b.wait = min(max(2*b.wait, time.Minute), time.Hour)
 		b.until = a.o.Now().Add(b.wait)
@@ -313,7 +328,6 @@ func (a *ACME) event(_ context.Context, event string, data map[string]any) error
 		for _, cancel := range a.waiting[name] {
 			cancel()
 		}
-		a.mu.Unlock()
 		a.o.Logger.Warn("certs: obtaining a certificate failed", "name", name, "retry_after", b.wait.String(), "err", fmt.Sprint(data["error"]))
 	}
 	return nil

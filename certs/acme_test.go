@@ -171,18 +171,43 @@ func TestStoredCertificatesAndRenewalsAreNotHeldBack(t *testing.T) {
 	if err := a.decide(ctx, "a4.test"); err != ErrNotAllowed {
 		t.Errorf("a name not served: %v", err)
 	}
-	// Renewals: not counted, and a failure sets no back-off.
+	// Renewals are not counted.
 	for range 3 {
 		if err := a.event(ctx, "cert_obtaining", map[string]any{"identifier": "a1.test", "renewal": true}); err != nil {
 			t.Fatalf("renewal refused: %v", err)
 		}
 	}
+	// A failed renewal backs that name's renewals off (10 minutes, then
+	// 20), refusing the attempt with ErrNoRetry (no certmagic retry loop),
+	// without holding back the certificate itself or new certificates.
 	a.event(ctx, "cert_failed", map[string]any{"identifier": "a1.test", "renewal": true, "error": "CA down"})
+	if err := a.event(ctx, "cert_obtaining", map[string]any{"identifier": "a1.test", "renewal": true}); !errors.As(err, &noRetry) {
+		t.Fatalf("renewal during its back-off: %v", err)
+	}
+	if err := a.o.Storage.Store(ctx, certmagic.StorageKeys.SiteCert(a.issuer.IssuerKey(), "a1.test"), []byte("PEM")); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.decide(ctx, "a1.test"); err != nil {
+		t.Fatalf("a certificate with renewals backed off is still served: %v", err)
+	}
+	now = now.Add(11 * time.Minute)
+	if err := a.event(ctx, "cert_obtaining", map[string]any{"identifier": "a1.test", "renewal": true}); err != nil {
+		t.Fatalf("after the back-off: %v", err)
+	}
+	a.event(ctx, "cert_failed", map[string]any{"identifier": "a1.test", "renewal": true, "error": "CA down"})
+	now = now.Add(11 * time.Minute)
+	if err := a.event(ctx, "cert_obtaining", map[string]any{"identifier": "a1.test", "renewal": true}); err == nil {
+		t.Fatal("the renewal back-off did not double")
+	}
+	a.event(ctx, "cert_obtained", map[string]any{"identifier": "a1.test", "renewal": true})
+	if err := a.event(ctx, "cert_obtaining", map[string]any{"identifier": "a1.test", "renewal": true}); err != nil {
+		t.Fatalf("after a renewal: %v", err)
+	}
 	a.mu.Lock()
 	_, backedOff := a.fails["a1.test"]
 	a.mu.Unlock()
 	if backedOff {
-		t.Error("a failed renewal started a back-off")
+		t.Error("a failed renewal backed off new certificates")
 	}
 }
 

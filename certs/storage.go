@@ -148,25 +148,32 @@ func (s *Storage) Lock(ctx context.Context, name string) error {
 	}
 }
 
-// TryLock takes the named lock if it is free. A lock this process still
-// holds is not free, even if its record expired while the store was
-// unreachable: otherwise the first holder's Unlock would release the
-// second's.
+// TryLock takes the named lock if it is free. A lock this process holds
+// (or is taking) is not free, even if its record expired while the store
+// was unreachable: otherwise the first holder's Unlock would release the
+// second's. The store round trip runs outside s.mu.
 func (s *Storage) TryLock(ctx context.Context, name string) (bool, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if _, held := s.held[name]; held {
+		s.mu.Unlock()
 		return false, nil
 	}
+	s.held[name] = heldLock{} // taking it
+	s.mu.Unlock()
 	owner := s.node + "/" + session.RandomID()[:12]
 	ok, err := s.st.AcquireLock(ctx, "certmagic/"+name, owner, s.ttl)
 	if err != nil || !ok {
+		s.mu.Lock()
+		delete(s.held, name)
+		s.mu.Unlock()
 		return false, err
 	}
 	rctx, stop := context.WithCancel(context.Background())
 	h := heldLock{owner: owner, stop: stop, done: make(chan struct{})}
 	go s.refresh(rctx, name, owner, h.done)
+	s.mu.Lock()
 	s.held[name] = h
+	s.mu.Unlock()
 	return true, nil
 }
 
@@ -192,7 +199,10 @@ func (s *Storage) refresh(ctx context.Context, name, owner string, done chan str
 func (s *Storage) Unlock(ctx context.Context, name string) error {
 	s.mu.Lock()
 	h, ok := s.held[name]
-	delete(s.held, name)
+	ok = ok && h.stop != nil // not one still being taken
+	if ok {
+		delete(s.held, name)
+	}
 	s.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("certs: unlock %s: not held", name)

@@ -61,9 +61,15 @@ const (
 )
 
 // SuspendAfter is how many consecutive checks must find a verified
-// domain's record gone before it is suspended, so that one odd answer
-// (a DNS migration, a lagging secondary) does not take it offline.
+// domain's record gone, over at least the grace Next is given, before it
+// is suspended: one odd answer (a DNS migration, a lagging secondary, a
+// negative answer cached by the resolver) does not take it offline.
 const SuspendAfter = 3
+
+// UnknownLimit is how long a verified domain's DNS may fail to answer
+// before it is suspended (broken DNSSEC, a lame delegation): an outage
+// keeps it serving, a domain whose DNS is gone for good does not.
+const UnknownLimit = 7 * 24 * time.Hour
 
 // Check reports what DNS says about the claim now, and why when it is
 // not proven.
@@ -96,14 +102,6 @@ func (v *Verifier) Check(ctx context.Context, c store.DomainClaim) (Outcome, str
 		if err == nil && canonical(cname) == target {
 			return Proven, ""
 		}
-		// LookupCNAME follows the whole chain: when the target is itself
-		// an alias (of a load balancer, say), a domain pointing at it
-		// ends where the target does.
-		if err == nil && canonical(cname) != canonical(c.Name) {
-			if end, terr := r.LookupCNAME(ctx, target); terr == nil && canonical(end) != target && canonical(end) == canonical(cname) {
-				return Proven, ""
-			}
-		}
 		if err != nil && !answered(err) && outcome == Unknown {
 			return Unknown, detail + fmt.Sprintf("; and the CNAME lookup of %s failed: %v", c.Name, err)
 		}
@@ -127,31 +125,41 @@ func answered(err error) bool {
 
 // Next is a claim's status after a check at now: a claim that checks out
 // is verified; a verified one is suspended once SuspendAfter checks in a
-// row find its record gone (not dropped: it comes back with its record);
-// a check DNS did not answer changes no status.
-func Next(c store.DomainClaim, o Outcome, detail string, now time.Time) store.DomainClaim {
+// row, spanning at least grace, find its record gone (not dropped: it
+// comes back with its record); a check DNS did not answer changes no
+// status unless that lasts UnknownLimit.
+func Next(c store.DomainClaim, o Outcome, detail string, now time.Time, grace time.Duration) store.DomainClaim {
 	c.CheckedAt = now
-	switch o {
-	case Proven:
+	if o == Proven {
 		if c.Status != store.DomainVerified {
 			c.VerifiedAt = now
 		}
-		c.Status, c.Detail, c.Failures, c.Retry = store.DomainVerified, "", 0, false
-	case Unknown:
-		c.Detail, c.Retry = detail+" (status kept; retrying)", true
+		if c.FirstVerifiedAt.IsZero() {
+			c.FirstVerifiedAt = now
+		}
+		c.Status, c.Detail, c.Failures, c.FailingSince, c.Retry = store.DomainVerified, "", 0, time.Time{}, false
+		return c
+	}
+	c.Retry = true
+	if c.Status == store.DomainVerified && c.FailingSince.IsZero() {
+		c.FailingSince = now
+	}
+	failing := now.Sub(c.FailingSince)
+	switch {
+	case c.Status == store.DomainSuspended:
+		c.Detail = detail
+	case c.Status != store.DomainVerified:
+		c.Status, c.Detail = store.DomainPending, detail
+	case o == Unknown && failing >= UnknownLimit:
+		c.Status, c.Detail = store.DomainSuspended, fmt.Sprintf("%s (for %s)", detail, failing.Round(time.Minute))
+	case o == Unknown:
+		c.Detail = detail + " (status kept; retrying)"
 	default:
-		c.Detail, c.Retry = detail, true
-		switch c.Status {
-		case store.DomainVerified:
-			c.Failures++
-			if c.Failures >= SuspendAfter {
-				c.Status = store.DomainSuspended
-			} else {
-				c.Detail = fmt.Sprintf("%s (check %d of %d before suspension)", detail, c.Failures, SuspendAfter)
-			}
-		case store.DomainSuspended:
-		default:
-			c.Status = store.DomainPending
+		c.Failures++
+		if c.Failures >= SuspendAfter && failing >= grace {
+			c.Status, c.Detail = store.DomainSuspended, detail
+		} else {
+			c.Detail = fmt.Sprintf("%s (check %d; suspended after %d over %s)", detail, c.Failures, SuspendAfter, grace)
 		}
 	}
 	return c

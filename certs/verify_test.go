@@ -54,15 +54,15 @@ func TestVerifier(t *testing.T) {
 	if o, _ := v.Check(ctx, email); o == Proven {
 		t.Fatal("a CNAME verified an email domain")
 	}
-	// The target is itself an alias (of a load balancer): a domain
-	// pointing at it ends where the target does.
+	// Only a CNAME to the target itself counts: when the target is an
+	// alias (of a shared load balancer, say), ending where it ends would
+	// let anyone behind that balancer verify any domain.
 	dns.AddDNSCNAMERecord("edge.saas.test", "lb-123.cloud.test.")
-	if o, detail := check(); o != Proven {
-		t.Fatalf("CNAME to a target that is an alias: %q", detail)
+	dns.DeleteDNSCNAMERecord("login.acme.test")
+	dns.AddDNSCNAMERecord("login.acme.test", "lb-123.cloud.test.")
+	if o, _ := check(); o != Disproven {
+		t.Fatal("a CNAME to where the target ends verified the domain")
 	}
-	// Pointing at the load balancer directly is not pointing at Gatehouse's
-	// target... but it ends at the same place, which is what serving needs;
-	// a CNAME elsewhere is refused.
 	dns.DeleteDNSCNAMERecord("login.acme.test")
 	dns.AddDNSCNAMERecord("login.acme.test", "elsewhere.test.")
 	if o, _ := check(); o != Disproven {
@@ -80,38 +80,52 @@ func TestVerifier(t *testing.T) {
 }
 
 func TestNextStatus(t *testing.T) {
-	now := time.Unix(1_800_000_000, 0)
+	t0 := time.Unix(1_800_000_000, 0)
+	const grace = 10 * time.Minute
 	c := store.DomainClaim{Name: "a.test", Status: store.DomainPending}
 	steps := []struct {
+		at       time.Duration // since t0
 		o        Outcome
 		want     string
 		failures int
-		retry    bool
 	}{
-		{Disproven, store.DomainPending, 0, true},
-		{Unknown, store.DomainPending, 0, true},
-		{Proven, store.DomainVerified, 0, false},
-		{Unknown, store.DomainVerified, 0, true}, // DNS down: still verified
-		{Disproven, store.DomainVerified, 1, true},
-		{Disproven, store.DomainVerified, 2, true},
-		{Proven, store.DomainVerified, 0, false}, // back: the count starts over
-		{Disproven, store.DomainVerified, 1, true},
-		{Unknown, store.DomainVerified, 1, true},
-		{Disproven, store.DomainVerified, 2, true},
-		{Disproven, store.DomainSuspended, 3, true},
-		{Disproven, store.DomainSuspended, 3, true},
-		{Unknown, store.DomainSuspended, 3, true},
-		{Proven, store.DomainVerified, 0, false},
+		{0, Disproven, store.DomainPending, 0},
+		{1 * time.Minute, Unknown, store.DomainPending, 0},
+		{2 * time.Minute, Proven, store.DomainVerified, 0},
+		{3 * time.Minute, Unknown, store.DomainVerified, 0}, // DNS down: still verified
+		{4 * time.Minute, Disproven, store.DomainVerified, 1},
+		{5 * time.Minute, Disproven, store.DomainVerified, 2},
+		{6 * time.Minute, Proven, store.DomainVerified, 0}, // back: the count starts over
+		{7 * time.Minute, Disproven, store.DomainVerified, 1},
+		{8 * time.Minute, Disproven, store.DomainVerified, 2},
+		{9 * time.Minute, Disproven, store.DomainVerified, 3}, // three, but within the grace
+		{16 * time.Minute, Disproven, store.DomainVerified, 4},
+		{17 * time.Minute, Disproven, store.DomainSuspended, 5}, // ten minutes failing
+		{18 * time.Minute, Unknown, store.DomainSuspended, 5},
+		{19 * time.Minute, Proven, store.DomainVerified, 0},
 	}
 	for i, s := range steps {
-		c = Next(c, s.o, "why", now.Add(time.Duration(i)*time.Minute))
-		if c.Status != s.want || c.Failures != s.failures || c.Retry != s.retry || c.CheckedAt.IsZero() ||
+		c = Next(c, s.o, "why", t0.Add(s.at), grace)
+		if c.Status != s.want || c.Failures != s.failures || c.Retry != (s.o != Proven) || !c.CheckedAt.Equal(t0.Add(s.at)) ||
 			s.o == Proven && c.Detail != "" || s.o != Proven && !strings.HasPrefix(c.Detail, "why") {
-			t.Fatalf("step %d: %+v, want %s, %d failures, retry %v", i, c, s.want, s.failures, s.retry)
+			t.Fatalf("step %d: %+v, want %s with %d failures", i, c, s.want, s.failures)
 		}
 	}
-	if !c.VerifiedAt.Equal(now.Add(13 * time.Minute)) {
-		t.Fatalf("verified at %v: it is when it last became verified", c.VerifiedAt)
+	if !c.VerifiedAt.Equal(t0.Add(19*time.Minute)) || !c.FirstVerifiedAt.Equal(t0.Add(2*time.Minute)) {
+		t.Fatalf("verified at %v, first at %v", c.VerifiedAt, c.FirstVerifiedAt)
+	}
+
+	// DNS that never answers suspends a verified domain only after
+	// UnknownLimit.
+	v := store.DomainClaim{Name: "b.test", Status: store.DomainVerified}
+	v = Next(v, Unknown, "SERVFAIL", t0, grace)
+	v = Next(v, Unknown, "SERVFAIL", t0.Add(UnknownLimit-time.Minute), grace)
+	if v.Status != store.DomainVerified {
+		t.Fatalf("suspended before the limit: %+v", v)
+	}
+	v = Next(v, Unknown, "SERVFAIL", t0.Add(UnknownLimit), grace)
+	if v.Status != store.DomainSuspended || !strings.Contains(v.Detail, "SERVFAIL") {
+		t.Fatalf("after the limit: %+v", v)
 	}
 }
 

@@ -120,6 +120,9 @@ func winner(claimants []*store.Org, domain, kind string, verified bool) *store.O
 		if verified {
 			for _, c := range o.Domains {
 				if c.Kind == kind && strings.EqualFold(c.Name, domain) {
+					if !c.FirstVerifiedAt.IsZero() {
+						return c.FirstVerifiedAt // a brief suspension does not lose the rank
+					}
 					return c.VerifiedAt
 				}
 			}

@@ -84,4 +84,19 @@ func TestDirectoryContestedDomains(t *testing.T) {
 	if !strings.Contains(logs.String(), "login domain login.x.test: new, not old") {
 		t.Fatalf("log: %s", logs.String())
 	}
+	// A brief suspension and re-verification does not lose the rank:
+	// it follows when the claim was first verified.
+	if _, err := st.UpdateOrg(ctx, "org_a", func(o store.Org) (store.Org, error) {
+		for i := range o.Domains {
+			o.Domains[i].FirstVerifiedAt = o.Domains[i].VerifiedAt
+			o.Domains[i].VerifiedAt = t0.Add(10 * time.Hour)
+		}
+		return o, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check("new", "old")
 }

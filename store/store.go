@@ -80,9 +80,13 @@ type DomainClaim struct {
 	VerifiedAt time.Time `json:"verified_at,omitzero"`
 	// Detail is why the last check failed.
 	Detail string `json:"detail,omitempty"`
+	// FirstVerifiedAt is when the claim was first verified (never reset:
+	// it ranks contested claims).
+	FirstVerifiedAt time.Time `json:"first_verified_at,omitzero"`
 	// Failures counts a verified claim's consecutive checks that found
-	// the record gone (it is suspended at certs.SuspendAfter).
-	Failures int `json:"failures,omitempty"`
+	// the record gone; FailingSince is when its checks started failing.
+	Failures     int       `json:"failures,omitempty"`
+	FailingSince time.Time `json:"failing_since,omitzero"`
 	// Retry asks for the next check at the short interval: the last one
 	// was inconclusive (DNS did not answer) or found the record gone.
 	Retry bool `json:"retry,omitempty"`

@@ -57,9 +57,20 @@ type User struct{ Name, Email string }
 
 // SignIn is the sign-in a new_sign_in alert reports.
 type SignIn struct {
-	Time                  time.Time
+	Time                  Time
 	ClientAddr, UserAgent string
 }
+
+// Time is an instant a template can print (as is, or with date) but not
+// compute with: time.Time's methods (Format with a template-made layout,
+// say) would let a template build strings without bound.
+type Time struct{ t time.Time }
+
+// At is t as a template field.
+func At(t time.Time) Time { return Time{t} }
+
+// String is how a template prints it: "26 Nov 2026 09:30 UTC".
+func (t Time) String() string { return t.t.UTC().Format("2 Jan 2006 15:04 UTC") }
 
 // Template is one message's parts as Go templates; an empty part uses the
 // default.
@@ -139,7 +150,7 @@ func capped(name string, f func(...any) string) func(...any) (string, error) {
 }
 
 var funcs = map[string]any{
-	"date":     func(t time.Time) string { return t.UTC().Format("2 Jan 2006 15:04 UTC") },
+	"date":     func(t Time) string { return t.String() },
 	"print":    capped("print", fmt.Sprint),
 	"html":     capped("html", texttemplate.HTMLEscaper),
 	"js":       capped("js", texttemplate.JSEscaper),
@@ -339,7 +350,7 @@ func Sample(orgName, orgSlug, loginURL string) Fields {
 	f.Link = loginURL + sep + "token=EXAMPLE"
 	f.Code = "428193"
 	f.Expires = "15 minutes"
-	f.SignIn.Time = time.Date(2026, 11, 26, 9, 30, 0, 0, time.UTC)
+	f.SignIn.Time = At(time.Date(2026, 11, 26, 9, 30, 0, 0, time.UTC))
 	f.SignIn.ClientAddr, f.SignIn.UserAgent = "203.0.113.7", "Mozilla/5.0 (X11; Linux x86_64) Firefox/150.0"
 	return f
 }

@@ -75,6 +75,14 @@ func TestRender(t *testing.T) {
 			tmpl: Template{Text: `{{$a := "\\\\"}}` + strings.Repeat(`{{$a = js $a}}`, 40)}, err: "js: result longer than 8192 bytes"},
 		{name: "nor new variables", kind: Invitation,
 			tmpl: Template{Text: `{{$a := "xxxxxxxxxxxxxxxx"}}{{$b := print $a $a $a $a $a $a $a $a $a $a $a $a $a $a $a $a $a $a $a $a $a $a $a $a $a $a $a $a $a $a $a $a}}{{$c := print $b $b $b $b $b $b $b $b $b $b $b $b $b $b $b $b $b $b $b $b}}`}, err: "print: result longer than"},
+		{name: "no methods to build strings with", kind: NewSignIn,
+			tmpl: Template{Text: `{{$a := "1"}}{{$a = .SignIn.Time.Format $a}}`}, err: "Format"},
+		{name: "a time prints as a date", kind: NewSignIn, tmpl: Template{Text: `{{.SignIn.Time}}|{{date .SignIn.Time}}`},
+			chk: func(t *testing.T, m Message) {
+				if m.Text != "26 Nov 2026 09:30 UTC|26 Nov 2026 09:30 UTC" {
+					t.Errorf("text %q", m.Text)
+				}
+			}},
 		{name: "no define", kind: Invitation, tmpl: Template{Text: `{{define "x"}}a{{end}}b`}, err: "define"},
 		{name: "no template calls", kind: Invitation, tmpl: Template{Text: `{{template "text"}}`}, err: "template is not allowed"},
 		{name: "no call", kind: Invitation, tmpl: Template{Text: `{{call .Org.Name}}`}, err: `"call" is not allowed`},

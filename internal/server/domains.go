@@ -25,6 +25,11 @@ type domainChecker struct {
 	now     func() time.Time
 }
 
+// grace is how long a verified domain's record must be seen gone before
+// it is suspended: recheck, at most an hour (longer than most negative
+// DNS caching).
+func (c *domainChecker) grace() time.Duration { return min(c.recheck, time.Hour) }
+
 // tick is how often pending claims are looked up.
 func (c *domainChecker) tick() time.Duration { return min(c.recheck, 30*time.Second) }
 
@@ -51,7 +56,7 @@ func (c *domainChecker) checkAll(ctx context.Context) {
 			if ctx.Err() != nil {
 				return // shutting down: a canceled lookup proves nothing
 			}
-			results[cl.Kind+"/"+cl.Name] = certs.Next(cl, outcome, detail, c.now())
+			results[cl.Kind+"/"+cl.Name] = certs.Next(cl, outcome, detail, c.now(), c.grace())
 		}
 		if len(results) == 0 {
 			continue

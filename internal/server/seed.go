@@ -20,17 +20,38 @@ import (
 // seed makes the store match the orgs and users declared in the config
 // (GitOps): declared objects are created or updated; objects that exist
 // only in the store (added at runtime) are left alone. An org the config
-// declared before and no longer does loses its domains, so that they can
-// move to another org (a renamed slug) and are never served by an org
-// nobody manages; its users and memberships are kept.
+// declared before and no longer does loses its domains, so that they are
+// never served by an org nobody manages; an org declared now that claims
+// one of them takes its claim over, token and verification included (a
+// renamed slug keeps its verified domain). Its users and memberships are
+// kept.
 func seed(ctx context.Context, st store.Store, orgs []config.Org, now time.Time, log *slog.Logger) error {
-	ids := map[string]string{} // slug → id
+	declared := map[string]bool{}
+	for _, co := range orgs {
+		declared[co.Slug] = true
+	}
+	all, err := st.ListOrgs(ctx)
+	if err != nil {
+		return fmt.Errorf("seed: %w", err)
+	}
+	var released []store.Org
+	pool := map[string]store.DomainClaim{} // kind/name → claim of a released org
+	for _, o := range all {
+		if o.Declared && !declared[o.Slug] {
+			released = append(released, o)
+			for _, c := range o.Domains {
+				pool[c.Kind+"/"+c.Name] = c
+			}
+		}
+	}
+	taken := map[string]string{} // kind/name → slug of the org that took the claim
+	ids := map[string]string{}   // slug → id
 	for _, co := range orgs {
 		o, err := st.GetOrgBySlug(ctx, co.Slug)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			o = store.Org{ID: "org_" + newID(), Slug: co.Slug, CreatedAt: now}
-			applyOrg(&o, co, now)
+			applyOrg(&o, co, now, pool, taken)
 			if err := st.CreateOrg(ctx, o); err != nil {
 				return fmt.Errorf("seed: org %s: %w", co.Slug, err)
 			}
@@ -38,7 +59,7 @@ func seed(ctx context.Context, st store.Store, orgs []config.Org, now time.Time,
 			return fmt.Errorf("seed: org %s: %w", co.Slug, err)
 		default:
 			if _, err := st.UpdateOrg(ctx, o.ID, func(o store.Org) (store.Org, error) {
-				applyOrg(&o, co, now)
+				applyOrg(&o, co, now, pool, taken)
 				return o, nil
 			}); err != nil {
 				return fmt.Errorf("seed: org %s: %w", co.Slug, err)
@@ -46,16 +67,12 @@ func seed(ctx context.Context, st store.Store, orgs []config.Org, now time.Time,
 		}
 		ids[co.Slug] = o.ID
 	}
-	all, err := st.ListOrgs(ctx)
-	if err != nil {
-		return fmt.Errorf("seed: %w", err)
-	}
-	for _, o := range all {
-		if _, declared := ids[o.Slug]; declared || !o.Declared {
-			continue
-		}
+	for _, o := range released {
 		if _, err := st.UpdateOrg(ctx, o.ID, func(o store.Org) (store.Org, error) {
-			o.LoginDomain, o.EmailDomains, o.Domains, o.Declared = "", nil, nil, false
+			o.LoginDomain, o.EmailDomains, o.Declared = "", nil, false
+			// Claims another org took over go; the others stay (with their
+			// tokens) in case the org is declared again.
+			o.Domains = slices.DeleteFunc(o.Domains, func(c store.DomainClaim) bool { return taken[c.Kind+"/"+c.Name] != "" })
 			o.UpdatedAt = now
 			return o, nil
 		}); err != nil {
@@ -100,13 +117,13 @@ func seed(ctx context.Context, st store.Store, orgs []config.Org, now time.Time,
 	return nil
 }
 
-func applyOrg(o *store.Org, co config.Org, now time.Time) {
+func applyOrg(o *store.Org, co config.Org, now time.Time, pool map[string]store.DomainClaim, taken map[string]string) {
 	o.Name = co.Name
 	o.EmailDomains = lower(co.EmailDomains)
 	o.Declared = true
 	o.LoginDomain = strings.ToLower(co.LoginDomain)
 	o.Connection = storeConnection(co.Connection)
-	o.Domains = claims(o.Domains, o.LoginDomain, o.EmailDomains)
+	o.Domains = claims(o.Domains, o.LoginDomain, o.EmailDomains, pool, taken, o.Slug)
 	o.Notifications = nil
 	for kind, n := range co.Notifications {
 		if o.Notifications == nil {
@@ -124,9 +141,10 @@ func applyOrg(o *store.Org, co config.Org, now time.Time) {
 }
 
 // claims keeps the org's domain claims in step with its declared domains:
-// a claim already made keeps its token and status; a new one is pending
-// with a fresh token; one no longer declared goes.
-func claims(old []store.DomainClaim, login string, email []string) []store.DomainClaim {
+// a claim already made keeps its token and status; one a released org
+// held is taken over (see seed); a new one is pending with a fresh token;
+// one no longer declared goes.
+func claims(old []store.DomainClaim, login string, email []string, pool map[string]store.DomainClaim, taken map[string]string, slug string) []store.DomainClaim {
 	var out []store.DomainClaim
 	claim := func(name, kind string) {
 		for _, c := range old {
@@ -134,6 +152,12 @@ func claims(old []store.DomainClaim, login string, email []string) []store.Domai
 				out = append(out, c)
 				return
 			}
+		}
+		// (by = slug: an UpdateOrg retry runs this again.)
+		if c, ok := pool[kind+"/"+name]; ok && (taken[kind+"/"+name] == "" || taken[kind+"/"+name] == slug) {
+			taken[kind+"/"+name] = slug
+			out = append(out, c)
+			return
 		}
 		out = append(out, store.DomainClaim{Name: name, Kind: kind, Token: strings.ToLower(rand.Text()), Status: store.DomainPending})
 	}

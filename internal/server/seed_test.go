@@ -32,6 +32,16 @@ func TestSeedReleasesDomainsOfOrgsDroppedFromConfig(t *testing.T) {
 	if err := seed(ctx, st, []config.Org{acme}, now, log); err != nil {
 		t.Fatal(err)
 	}
+	// The customer verified the domain under the old slug.
+	before, _ := st.GetOrgBySlug(ctx, "acme")
+	if _, err := st.UpdateOrg(ctx, before.ID, func(o store.Org) (store.Org, error) {
+		for i := range o.Domains {
+			o.Domains[i].Status, o.Domains[i].VerifiedAt = store.DomainVerified, now
+		}
+		return o, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 	renamed := acme
 	renamed.Slug = "acme-corp"
 	if err := seed(ctx, st, []config.Org{renamed}, now.Add(time.Hour), log); err != nil {
@@ -43,6 +53,21 @@ func TestSeedReleasesDomainsOfOrgsDroppedFromConfig(t *testing.T) {
 	}
 	if old.LoginDomain != "" || len(old.EmailDomains) != 0 || len(old.Domains) != 0 || old.Declared {
 		t.Fatalf("dropped org kept its domains: %+v", old)
+	}
+	// The renamed org took the claims over: same tokens, still verified,
+	// so the customer publishes nothing new.
+	taker, _ := st.GetOrgBySlug(ctx, "acme-corp")
+	if len(taker.Domains) != 2 {
+		t.Fatalf("claims: %+v", taker.Domains)
+	}
+	for _, c := range taker.Domains {
+		was := before.Domains[0]
+		if c.Kind == "email" {
+			was = before.Domains[1]
+		}
+		if c.Token != was.Token || c.Status != store.DomainVerified {
+			t.Errorf("claim %s: %+v, was %+v", c.Name, c, was)
+		}
 	}
 	d, err := idp.NewDirectory(ctx, st, log)
 	if err != nil {

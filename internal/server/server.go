@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -181,9 +182,12 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			return err
 		}
 		defer am.Stop()
+		// Renewals run through the drain and end before the store closes.
 		renewals, stopRenewals := context.WithCancel(context.WithoutCancel(ctx))
+		var renewing sync.WaitGroup
+		renewing.Go(func() { am.Run(renewals) })
+		defer renewing.Wait()
 		defer stopRenewals()
-		go am.Run(renewals)
 		tlsConf = am.TLSConfig()
 		plain = am.HTTPHandler(portOf(cfg.Listen))
 	case cfg.TLS != nil:
