@@ -439,23 +439,31 @@ func TestACMEFailureBacksOff(t *testing.T) {
 	t.Logf("first failing handshake took %v with %d orders", first, orders)
 }
 
+// startShortLived runs Pebble issuing certificates valid for validity and
+// Gatehouse sweeping for renewals every second, and returns the login
+// domain's first certificate.
+func startShortLived(t *testing.T, validity time.Duration) (*gatehouse, *pebble, *x509.Certificate) {
+	t.Helper()
+	port := freePort(t)
+	tlsPort, _ := strconv.Atoi(port)
+	p := startPebbleValid(t, 0, tlsPort, nil, validity)
+	up := newUpstream(t)
+	g := startAt(t, port, strings.NewReplacer("{{DIR}}", p.dir, "{{CAROOT}}", p.caRoot, "{{UPSTREAM}}", up.URL,
+		"    challenges: [tls-alpn-01]", "    challenges: [tls-alpn-01]\n    renew_check_interval: 1s").Replace(acmeConfig))
+	first, err := handshake(g, p, "login.acme.test")
+	if err != nil {
+		t.Fatalf("first handshake: %v\n%s", err, g.Logs())
+	}
+	return g, p, first
+}
+
 // Certificates are renewed while the old one keeps serving, and the
 // renewed one is kept in the store. Pebble's renewal information (ARI)
 // suggests a window of a day around two thirds of a certificate's life,
 // so the 20-second certificates it issues here are due at once: the test
 // shows the renewal path, not its timing.
 func TestACMERenewal(t *testing.T) {
-	port := freePort(t)
-	tlsPort, _ := strconv.Atoi(port)
-	p := startPebbleValid(t, 0, tlsPort, nil, 20*time.Second)
-	up := newUpstream(t)
-	g := startAt(t, port, strings.NewReplacer("{{DIR}}", p.dir, "{{CAROOT}}", p.caRoot, "{{UPSTREAM}}", up.URL,
-		"    challenges: [tls-alpn-01]", "    challenges: [tls-alpn-01]\n    renew_check_interval: 1s").Replace(acmeConfig))
-
-	first, err := handshake(g, p, "login.acme.test")
-	if err != nil {
-		t.Fatalf("first handshake: %v\n%s", err, g.Logs())
-	}
+	g, p, first := startShortLived(t, 20*time.Second)
 	if life := first.NotAfter.Sub(first.NotBefore); life > 21*time.Second {
 		t.Fatalf("Pebble issued a certificate for %v", life)
 	}
@@ -498,16 +506,7 @@ func TestACMERenewal(t *testing.T) {
 // certmagic renews on-demand certificates only at handshakes; Gatehouse's
 // sweep renews a certificate nobody asks for before it expires.
 func TestACMEBackgroundRenewal(t *testing.T) {
-	port := freePort(t)
-	tlsPort, _ := strconv.Atoi(port)
-	p := startPebbleValid(t, 0, tlsPort, nil, 30*time.Second)
-	up := newUpstream(t)
-	g := startAt(t, port, strings.NewReplacer("{{DIR}}", p.dir, "{{CAROOT}}", p.caRoot, "{{UPSTREAM}}", up.URL,
-		"    challenges: [tls-alpn-01]", "    challenges: [tls-alpn-01]\n    renew_check_interval: 1s").Replace(acmeConfig))
-	first, err := handshake(g, p, "login.acme.test")
-	if err != nil {
-		t.Fatalf("first handshake: %v\n%s", err, g.Logs())
-	}
+	g, p, first := startShortLived(t, 30*time.Second)
 	// No handshake from here on: the renewal window (the last third)
 	// opens 20 s after issuance.
 	deadline := first.NotAfter
