@@ -37,7 +37,10 @@ func notificationsHandler(orgs *idp.Directory, login *idp.Handler) http.HandlerF
 		switch part := r.URL.Query().Get("part"); part {
 		case "":
 			w.Header().Set("Content-Type", "application/json")
-			_ = json.NewEncoder(w).Encode(map[string]string{"subject": m.Subject, "text": m.Text, "html": m.HTML, "sms": m.SMS})
+			enc := json.NewEncoder(w)
+			enc.SetEscapeHTML(false) // readable; served as JSON with nosniff
+			enc.SetIndent("", "  ")
+			_ = enc.Encode(map[string]string{"subject": m.Subject, "text": m.Text, "html": m.HTML, "sms": m.SMS})
 		case "html":
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
 			w.Header().Set("Content-Security-Policy", "sandbox; default-src 'none'; img-src https: http: data:; style-src 'unsafe-inline'")
