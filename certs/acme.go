@@ -181,7 +181,7 @@ func (a *ACME) RenewDue(ctx context.Context) {
 		}
 		name := path.Base(site)
 		seen[name] = true
-		if _, ok := a.o.Decide(name); !ok {
+		if _, ok := a.o.Decide(name); !ok || a.renewalBackingOff(name) {
 			continue
 		}
 		l, known := a.lives[name]
@@ -312,7 +312,11 @@ func (a *ACME) event(_ context.Context, event string, data map[string]any) error
 		defer a.mu.Unlock()
 		if renewal {
 			b := a.renewFails[name]
-			b.wait = min(max(2*b.wait, 10*time.Minute), 6*time.Hour)
+			longest := 6 * time.Hour
+			if left, ok := data["remaining"].(time.Duration); ok && left < 7*24*time.Hour {
+				longest = 30 * time.Minute // close to (or past) expiry: try more often
+			}
+			b.wait = min(max(2*b.wait, 10*time.Minute), longest)
 			b.until = a.o.Now().Add(b.wait)
 			a.renewFails[name] = b
 			a.o.Logger.Warn("certs: renewing a certificate failed; the current one keeps serving", "name", name, "retry_after", b.wait.String(), "err", fmt.Sprint(data["error"]))
@@ -356,6 +360,23 @@ func (a *ACME) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, err
 		name = hello.ServerName
 	}
 	name = strings.ToLower(name)
+	// A name no longer served (a suspended or removed domain) gets no
+	// handshake even while certmagic still holds its certificate in
+	// memory: a cache hit never asks the decision function.
+	if _, ok := a.o.Decide(name); !ok {
+		return nil, ErrNotAllowed
+	}
+	// While the name's renewals back off, serve its valid certificate
+	// without certmagic's handshake maintenance, which would start (and
+	// have refused) a renewal, with its store reads and writes, at every
+	// handshake.
+	if a.renewalBackingOff(name) {
+		for _, c := range a.cache.AllMatchingCertificates(name) {
+			if c.Leaf != nil && a.o.Now().Before(c.Leaf.NotAfter) {
+				return &c.Certificate, nil
+			}
+		}
+	}
 	id := new(int)
 	a.mu.Lock()
 	w := a.waiting[name]
@@ -374,6 +395,15 @@ func (a *ACME) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, err
 		a.mu.Unlock()
 	}()
 	return a.cfg.GetCertificateWithContext(ctx, hello)
+}
+
+// renewalBackingOff reports whether name's renewals are held back after
+// a failure.
+func (a *ACME) renewalBackingOff(name string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	b, ok := a.renewFails[name]
+	return ok && a.o.Now().Before(b.until)
 }
 
 // HTTPHandler answers HTTP-01 challenges on the plain-HTTP listener and

@@ -268,3 +268,61 @@ func TestRenewDueSelection(t *testing.T) {
 		}
 	}
 }
+
+// pipeHandshake runs one TLS handshake between srv and cli in memory.
+func pipeHandshake(srv, cli *tls.Config) error {
+	c, s := net.Pipe()
+	defer c.Close()
+	defer s.Close()
+	done := make(chan error, 1)
+	go func() { done <- tls.Server(s, srv).Handshake() }()
+	cerr := tls.Client(c, cli).Handshake()
+	if cerr != nil {
+		s.Close()
+		<-done
+		return cerr
+	}
+	return <-done
+}
+
+// A certificate in memory serves while its name's renewals back off, and
+// stops serving the moment the name is no longer served (a suspended
+// domain), though certmagic still holds it.
+func TestCachedCertificateAndDecision(t *testing.T) {
+	st, err := badgerstore.Open("", badgerstore.WithInMemory())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	served := true
+	a, err := NewACME(ACMEOptions{DirectoryURL: "https://acme.invalid/dir", TLSALPN01: true, Storage: NewStorage(st),
+		Decide: func(n string) (string, bool) { return "", served && n == "login.acme.test" }, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Stop()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), DNSNames: []string{"login.acme.test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(90 * 24 * time.Hour)}
+	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if _, err := a.cfg.CacheUnmanagedTLSCertificate(context.Background(), tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil); err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := x509.ParseCertificate(der)
+	roots := x509.NewCertPool()
+	roots.AddCert(leaf)
+	cli := &tls.Config{ServerName: "login.acme.test", RootCAs: roots}
+	if err := pipeHandshake(a.TLSConfig(), cli); err != nil {
+		t.Fatalf("cached certificate: %v", err)
+	}
+	a.mu.Lock()
+	a.renewFails["login.acme.test"] = backoff{until: time.Now().Add(time.Hour), wait: time.Hour}
+	a.mu.Unlock()
+	if err := pipeHandshake(a.TLSConfig(), cli); err != nil {
+		t.Fatalf("while renewals back off: %v", err)
+	}
+	served = false
+	if err := pipeHandshake(a.TLSConfig(), cli); err == nil {
+		t.Fatal("a name no longer served still got its cached certificate")
+	}
+}

@@ -160,12 +160,17 @@ func (s *Storage) TryLock(ctx context.Context, name string) (bool, error) {
 	}
 	s.held[name] = heldLock{} // taking it
 	s.mu.Unlock()
+	taken := false
+	defer func() {
+		if !taken { // failed, refused, or panicked: not held
+			s.mu.Lock()
+			delete(s.held, name)
+			s.mu.Unlock()
+		}
+	}()
 	owner := s.node + "/" + session.RandomID()[:12]
 	ok, err := s.st.AcquireLock(ctx, "certmagic/"+name, owner, s.ttl)
 	if err != nil || !ok {
-		s.mu.Lock()
-		delete(s.held, name)
-		s.mu.Unlock()
 		return false, err
 	}
 	rctx, stop := context.WithCancel(context.Background())
@@ -174,6 +179,7 @@ func (s *Storage) TryLock(ctx context.Context, name string) (bool, error) {
 	s.mu.Lock()
 	s.held[name] = h
 	s.mu.Unlock()
+	taken = true
 	return true, nil
 }
 

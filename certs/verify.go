@@ -131,11 +131,15 @@ func answered(err error) bool {
 func Next(c store.DomainClaim, o Outcome, detail string, now time.Time, grace time.Duration) store.DomainClaim {
 	c.CheckedAt = now
 	if o == Proven {
+		if c.FirstVerifiedAt.IsZero() {
+			// A claim verified before this field existed keeps its rank.
+			c.FirstVerifiedAt = now
+			if c.Status == store.DomainVerified && !c.VerifiedAt.IsZero() {
+				c.FirstVerifiedAt = c.VerifiedAt
+			}
+		}
 		if c.Status != store.DomainVerified {
 			c.VerifiedAt = now
-		}
-		if c.FirstVerifiedAt.IsZero() {
-			c.FirstVerifiedAt = now
 		}
 		c.Status, c.Detail, c.Failures, c.FailingSince, c.Retry = store.DomainVerified, "", 0, time.Time{}, false
 		return c

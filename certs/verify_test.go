@@ -115,6 +115,12 @@ func TestNextStatus(t *testing.T) {
 		t.Fatalf("verified at %v, first at %v", c.VerifiedAt, c.FirstVerifiedAt)
 	}
 
+	// A claim verified before FirstVerifiedAt existed keeps its rank.
+	old := store.DomainClaim{Name: "c.test", Status: store.DomainVerified, VerifiedAt: t0.Add(-365 * 24 * time.Hour)}
+	if old = Next(old, Proven, "", t0, grace); !old.FirstVerifiedAt.Equal(t0.Add(-365 * 24 * time.Hour)) {
+		t.Fatalf("first verified at %v", old.FirstVerifiedAt)
+	}
+
 	// DNS that never answers suspends a verified domain only after
 	// UnknownLimit.
 	v := store.DomainClaim{Name: "b.test", Status: store.DomainVerified}

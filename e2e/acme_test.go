@@ -166,8 +166,8 @@ func acmeClient(g *gatehouse, p *pebble) *http.Client {
 }
 
 // sameAfterRestart restarts Gatehouse and checks it serves cert for name
-// from the store, with no new ACME order.
-func sameAfterRestart(t *testing.T, g *gatehouse, p *pebble, name string, cert *x509.Certificate) {
+// from the store, with no new ACME order; it returns the restarted one.
+func sameAfterRestart(t *testing.T, g *gatehouse, p *pebble, name string, cert *x509.Certificate) *gatehouse {
 	t.Helper()
 	orders := p.orders.Load()
 	g = g.restart(t)
@@ -178,6 +178,7 @@ func sameAfterRestart(t *testing.T, g *gatehouse, p *pebble, name string, cert *
 	if again.SerialNumber.Cmp(cert.SerialNumber) != 0 || p.orders.Load() != orders {
 		t.Fatalf("after restart: serial %v (was %v), %d orders (was %d)", again.SerialNumber, cert.SerialNumber, p.orders.Load(), orders)
 	}
+	return g
 }
 
 func TestACMECertificatesOnDemand(t *testing.T) {
@@ -400,7 +401,29 @@ func TestACMEVerifiedDomainBrandedPage(t *testing.T) {
 		t.Fatalf("%d ACME orders, want 1", n)
 	}
 
-	sameAfterRestart(t, g, p, "login.acme.test", cert)
+	g = sameAfterRestart(t, g, p, "login.acme.test", cert)
+
+	// The record goes away: once the domain is suspended, its handshakes
+	// fail at once, though its certificate is still in memory, and no
+	// order is placed.
+	p.dns.DeleteDNSTXTRecord(claim.Record)
+	waitStatus(t, g, "login.acme.test", "suspended")
+	for range 20 { // the suspension reaches the org directory just after the store
+		if _, err := handshakeWithin(g, p, "login.acme.test", 5*time.Second); err != nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	start := time.Now()
+	if _, err := handshakeWithin(g, p, "login.acme.test", 5*time.Second); err == nil {
+		t.Fatal("handshake for a suspended domain succeeded")
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("refusing the suspended domain took %v", d)
+	}
+	if n := p.orders.Load(); n != 1 {
+		t.Fatalf("%d ACME orders, want 1", n)
+	}
 }
 
 // When the CA cannot validate a name, the handshake fails, and the next

@@ -742,6 +742,17 @@ func TestCLI(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "ok") {
 		t.Fatalf("validate federation example: %v\n%s", err, out)
 	}
+	// The vanity-domains example, from its folder as its guide says.
+	cmd = exec.Command(binary, "config", "validate", "gatehouse.yaml")
+	cmd.Dir = "../examples/vanity-domains"
+	if out, err := cmd.CombinedOutput(); err != nil || string(out) != "gatehouse.yaml: ok\n" {
+		t.Fatalf("validate vanity-domains example: %v\n%s", err, out)
+	}
+	cmd = exec.Command(binary, "notify", "preview", "--config", "gatehouse.yaml", "--org", "acme-labs", "--kind", "mfa_code", "--part", "sms")
+	cmd.Dir = "../examples/vanity-domains"
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.HasPrefix(string(out), "428193 is your Acme Labs sign-in code.") {
+		t.Fatalf("preview in the vanity-domains example: %v\n%s", err, out)
+	}
 }
 
 func TestTrustedProxyTLSTermination(t *testing.T) {

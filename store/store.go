@@ -92,6 +92,21 @@ type DomainClaim struct {
 	Retry bool `json:"retry,omitempty"`
 }
 
+// Uses reports whether c is a claim on one of o's current domains (a
+// released org keeps claims it no longer uses, with their tokens, until
+// another org takes them over).
+func (o Org) Uses(c DomainClaim) bool {
+	if c.Kind == "login" {
+		return o.LoginDomain != "" && strings.EqualFold(o.LoginDomain, c.Name)
+	}
+	for _, d := range o.EmailDomains {
+		if strings.EqualFold(d, c.Name) {
+			return true
+		}
+	}
+	return false
+}
+
 // Domain claim statuses.
 const (
 	DomainPending   = "pending"

@@ -49,7 +49,8 @@ func (c *domainChecker) checkAll(ctx context.Context) {
 	for _, o := range orgs {
 		results := map[string]store.DomainClaim{}
 		for _, cl := range o.Domains {
-			if !certs.Due(cl, c.now(), c.recheck) {
+			if !o.Uses(cl) || !certs.Due(cl, c.now(), c.recheck) {
+				// (a released org's kept claim is not checked)
 				continue
 			}
 			outcome, detail := c.v.Check(ctx, cl)
@@ -140,6 +141,8 @@ func domainsHandler(st store.Store) http.HandlerFunc {
 		VerifiedAt time.Time `json:"verified_at,omitzero"`
 		Detail     string    `json:"detail,omitempty"`
 		Failures   int       `json:"failures,omitempty"`
+		// Released: a claim an org keeps for a domain it no longer has.
+		Released bool `json:"released,omitempty"`
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
 		orgs, err := st.ListOrgs(r.Context())
@@ -152,7 +155,7 @@ func domainsHandler(st store.Store) http.HandlerFunc {
 			for _, c := range o.Domains {
 				name, value := certs.Record(c)
 				out = append(out, row{Org: o.Slug, Domain: c.Name, Kind: c.Kind, Status: c.Status, Record: name, Value: value,
-					CheckedAt: c.CheckedAt, VerifiedAt: c.VerifiedAt, Detail: c.Detail, Failures: c.Failures})
+					CheckedAt: c.CheckedAt, VerifiedAt: c.VerifiedAt, Detail: c.Detail, Failures: c.Failures, Released: !o.Uses(c)})
 			}
 		}
 		w.Header().Set("Content-Type", "application/json")

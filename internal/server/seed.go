@@ -34,13 +34,23 @@ func seed(ctx context.Context, st store.Store, orgs []config.Org, now time.Time,
 	if err != nil {
 		return fmt.Errorf("seed: %w", err)
 	}
+	// The pool: claims of orgs released now, and claims released orgs
+	// kept from before (unused by their org), for a declared org to take
+	// over.
 	var released []store.Org
-	pool := map[string]store.DomainClaim{} // kind/name → claim of a released org
+	pool := map[string]store.DomainClaim{} // kind/name → claim
+	holder := map[string]string{}          // kind/name → id of the org holding it
 	for _, o := range all {
-		if o.Declared && !declared[o.Slug] {
+		if declared[o.Slug] {
+			continue
+		}
+		releasedNow := o.Declared
+		if releasedNow {
 			released = append(released, o)
-			for _, c := range o.Domains {
-				pool[c.Kind+"/"+c.Name] = c
+		}
+		for _, c := range o.Domains {
+			if releasedNow || !o.Uses(c) {
+				pool[c.Kind+"/"+c.Name], holder[c.Kind+"/"+c.Name] = c, o.ID
 			}
 		}
 	}
@@ -70,9 +80,6 @@ func seed(ctx context.Context, st store.Store, orgs []config.Org, now time.Time,
 	for _, o := range released {
 		if _, err := st.UpdateOrg(ctx, o.ID, func(o store.Org) (store.Org, error) {
 			o.LoginDomain, o.EmailDomains, o.Declared = "", nil, false
-			// Claims another org took over go; the others stay (with their
-			// tokens) in case the org is declared again.
-			o.Domains = slices.DeleteFunc(o.Domains, func(c store.DomainClaim) bool { return taken[c.Kind+"/"+c.Name] != "" })
 			o.UpdatedAt = now
 			return o, nil
 		}); err != nil {
@@ -80,6 +87,22 @@ func seed(ctx context.Context, st store.Store, orgs []config.Org, now time.Time,
 		}
 		log.Warn("seed: org no longer in the config: its domains are released; its users and memberships are kept",
 			"org", o.Slug, "login_domain", o.LoginDomain, "email_domains", o.EmailDomains)
+	}
+	// Claims another org took over leave their holder; the others stay
+	// (with their tokens) in case their org is declared again.
+	from := map[string]bool{}
+	for k := range taken {
+		from[holder[k]] = true
+	}
+	for id := range from {
+		if _, err := st.UpdateOrg(ctx, id, func(o store.Org) (store.Org, error) {
+			o.Domains = slices.DeleteFunc(o.Domains, func(c store.DomainClaim) bool {
+				return taken[c.Kind+"/"+c.Name] != "" && !o.Uses(c)
+			})
+			return o, nil
+		}); err != nil {
+			return fmt.Errorf("seed: org %s: %w", id, err)
+		}
 	}
 	// Branding files become blobs; the org record names them.
 	for _, co := range orgs {

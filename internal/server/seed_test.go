@@ -69,11 +69,32 @@ func TestSeedReleasesDomainsOfOrgsDroppedFromConfig(t *testing.T) {
 			t.Errorf("claim %s: %+v, was %+v", c.Name, c, was)
 		}
 	}
+	// A rename shipped as two deploys: the org goes (keeping its claims),
+	// then comes back under another slug and takes them over.
+	if err := seed(ctx, st, nil, now.Add(2*time.Hour), log); err != nil {
+		t.Fatal(err)
+	}
+	kept, _ := st.GetOrgBySlug(ctx, "acme-corp")
+	if len(kept.Domains) != 2 || kept.LoginDomain != "" {
+		t.Fatalf("a released org keeps its claims (and nothing else): %+v", kept)
+	}
+	again := acme
+	again.Slug = "acme-inc"
+	if err := seed(ctx, st, []config.Org{again}, now.Add(3*time.Hour), log); err != nil {
+		t.Fatal(err)
+	}
+	inc, _ := st.GetOrgBySlug(ctx, "acme-inc")
+	corp, _ := st.GetOrgBySlug(ctx, "acme-corp")
+	if len(inc.Domains) != 2 || inc.Domains[0].Token != before.Domains[0].Token || inc.Domains[0].Status != store.DomainVerified || len(corp.Domains) != 0 {
+		t.Fatalf("second deploy: taker %+v, old holder %+v", inc.Domains, corp.Domains)
+	}
+	renamed = again
+
 	d, err := idp.NewDirectory(ctx, st, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o, ok := d.ByLoginHost("login.acme.test"); !ok || o.Slug != "acme-corp" {
+	if o, ok := d.ByLoginHost("login.acme.test"); !ok || o.Slug != renamed.Slug {
 		t.Fatalf("login.acme.test belongs to %+v", o)
 	}
 	if o, ok := d.ByLoginHost("login.rt.test"); !ok || o.Slug != "runtime" {
