@@ -3,7 +3,9 @@ package e2e
 import (
 	"bytes"
 	"compress/flate"
+	"context"
 	"encoding/base64"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -203,6 +205,77 @@ func TestFederatedSAMLSignIn(t *testing.T) {
 		// Signed out here: the app sends the browser to sign in again.
 		if p := b.get(g.url("app.localhost", "/slo-after")); p.status != http.StatusFound {
 			t.Fatalf("after logout: %d", p.status)
+		}
+	})
+
+	t.Run("single logout started at the IdP", func(t *testing.T) {
+		// Two browsers signed in as the same person: two IdP sessions.
+		b, other := g.browser(t), g.browser(t)
+		for _, br := range []*browser{b, other} {
+			action, vals := br.samlSignIn(g.url("app.localhost", "/idp-slo"), "gavin@hooli.example", "gavin", "gavin-pw")
+			if p := br.follow(br.postResponse(action, vals, f.idp1.URL)); p.status != 200 {
+				t.Fatalf("sign-in: %d %s", p.status, p.url)
+			}
+		}
+		// The person signs out at the IdP, which sends the browser to
+		// Gatehouse with a signed LogoutRequest (redirect or POST binding).
+		p := b.get(f.idp1.URL + "/logout")
+		var slo *http.Request
+		switch {
+		case p.status == http.StatusFound || p.status == http.StatusSeeOther:
+			slo, _ = http.NewRequest("GET", p.header.Get("Location"), nil)
+		case p.status == 200 && strings.Contains(p.body, "SAMLRequest"):
+			action, vals := testidp.Form(p.body)
+			slo, _ = http.NewRequest("POST", resolve(p.url, action), strings.NewReader(vals.Encode()))
+			slo.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			slo.Header.Set("Origin", f.idp1.URL)
+			slo.Header.Set("Sec-Fetch-Site", "cross-site")
+		default:
+			t.Fatalf("IdP logout: %d %s\n%s", p.status, p.header.Get("Location"), p.body)
+		}
+		if !strings.HasPrefix(slo.URL.String(), g.url("login.hooli.localhost", "/.gatehouse/saml/slo")) {
+			t.Fatalf("the IdP sent the logout to %s", slo.URL)
+		}
+		var body []byte
+		if slo.Body != nil {
+			body, _ = io.ReadAll(slo.Body)
+		}
+		send := func() page {
+			req := slo.Clone(context.Background())
+			if body != nil {
+				req.Body = io.NopCloser(bytes.NewReader(body))
+			}
+			return b.do(req)
+		}
+		// Gatehouse revokes the session and answers the IdP, signed.
+		p = send()
+		if p.status != http.StatusFound || !strings.HasPrefix(p.header.Get("Location"), f.idp1.URL+"/slo?SAMLResponse=") {
+			t.Fatalf("Gatehouse's answer: %d %s\n%s", p.status, p.header.Get("Location"), p.body)
+		}
+		if p = b.follow(b.get(p.header.Get("Location"))); p.status != 200 || !strings.Contains(strings.ToLower(p.body), "logged out") {
+			t.Fatalf("the IdP after our answer: %d %s\n%s", p.status, p.url, p.body)
+		}
+		if !g.logged(`"sessions_revoked":1`) {
+			t.Errorf("log: want one session revoked\n%s", g.Logs())
+		}
+		if p := b.get(g.url("app.localhost", "/idp-slo-after")); p.status != http.StatusFound {
+			t.Fatalf("the browser signed out at the IdP still reaches the app: %d", p.status)
+		}
+		// The other IdP session, and its Gatehouse session, go on.
+		if p := other.get(g.url("app.localhost", "/idp-slo-other")); p.status != 200 {
+			t.Fatalf("another session of the same person was signed out: %d", p.status)
+		}
+		// The same request again: refused (single use), nothing happens.
+		if p := send(); p.status != http.StatusBadRequest || !g.logged("logout request from the IdP refused") {
+			t.Fatalf("replayed logout request: %d\n%s", p.status, p.body)
+		}
+		// A forged one: refused.
+		forged := url.Values{"SAMLRequest": {base64.StdEncoding.EncodeToString([]byte(`<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" ID="x" Version="2.0"/>`))}}
+		if p := other.postResponse(g.url("login.hooli.localhost", "/.gatehouse/saml/slo"), forged, f.idp1.URL); p.status != http.StatusBadRequest {
+			t.Fatalf("forged logout request: %d", p.status)
+		}
+		if p := other.get(g.url("app.localhost", "/idp-slo-other2")); p.status != 200 {
+			t.Fatalf("a refused logout request signed someone out: %d", p.status)
 		}
 	})
 

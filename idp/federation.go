@@ -210,10 +210,12 @@ func (h *Handler) samlSLO(w http.ResponseWriter, r *http.Request) {
 		h.signInError(w, r, org, "slo", connection.Errorf(connection.KindInvalid, "idp: saml logout form: %w", err))
 		return
 	}
+	if r.FormValue("SAMLRequest") != "" {
+		h.idpLogout(w, r, org)
+		return
+	}
 	relay := r.FormValue("RelayState")
 	if r.FormValue("SAMLResponse") == "" || !validFlowState(relay) {
-		// IdP-initiated single logout (a LogoutRequest) is not taken:
-		// sessions here end by the person's own sign-out or an admin.
 		h.flowRefused(w, r, "SAML logout message that answers no logout of ours")
 		return
 	}
@@ -240,6 +242,83 @@ func (h *Handler) samlSLO(w http.ResponseWriter, r *http.Request) {
 	}
 	h.o.Logger.Info("idp: single logout confirmed by the IdP", "org", org.Slug)
 	done("You are signed out here and at your organization's identity provider.")
+}
+
+// idpLogout takes a single logout the org's IdP started: the person
+// signed out at the IdP, which sends their browser here with a signed
+// LogoutRequest. Every session it names, in the orgs signing in through
+// this connection, is revoked (on every host and node), and the browser
+// goes back to the IdP with a signed LogoutResponse.
+func (h *Handler) idpLogout(w http.ResponseWriter, r *http.Request, org *store.Org) {
+	cv, err := h.o.Connections.Get(r.Context(), org)
+	il, ok := cv.(connection.IdPLogout)
+	if err == nil && !ok {
+		err = connection.Errorf(connection.KindInvalid, "idp: connection takes no logout request")
+	}
+	var req connection.LogoutRequest
+	if err == nil {
+		req, err = il.AcceptLogout(r.Context(), r)
+	}
+	if err != nil {
+		ref := h.ref()
+		h.o.Logger.Warn("idp: logout request from the IdP refused", "ref", ref, "org", org.Slug, "reason", err.Error())
+		web.Render(w, http.StatusBadRequest, "error", web.Page{Title: "Sign-out failed", Reference: ref,
+			Error: "This sign-out request could not be checked, so nothing was signed out. Sign out from your application instead."})
+		return
+	}
+	n, err := h.revokeMatching(r.Context(), org, req.Matches)
+	if err != nil {
+		// Answer nothing: the IdP must not report a logout that did not
+		// happen. Sessions revoked so far stay revoked.
+		ref := h.ref()
+		h.o.Logger.Error("idp: logout request from the IdP: revoking sessions", "ref", ref, "org", org.Slug, "revoked", n, "err", err)
+		web.Error(w, http.StatusServiceUnavailable, "Signing you out failed for now. Try again in a minute.", ref)
+		return
+	}
+	h.o.Logger.Info("idp: single logout started by the IdP", "org", org.Slug, "sessions_revoked", n)
+	to, err := il.AnswerLogout(r.Context(), req.ID, r.FormValue("RelayState"))
+	if err != nil || to == "" {
+		if err != nil {
+			h.o.Logger.Warn("idp: logout response to the IdP", "org", org.Slug, "err", err)
+		}
+		web.Render(w, http.StatusOK, "logout", web.Page{Title: "Signed out", Notice: "You are signed out."})
+		return
+	}
+	http.Redirect(w, r, to, http.StatusFound)
+}
+
+// revokeMatching revokes the active sessions, in owner's org and the orgs
+// signing in through its connection, whose logout hint matches. It reads
+// the members of those orgs and their sessions: a logout request is rare
+// and signed by the IdP, and the store keeps no index by IdP session.
+func (h *Handler) revokeMatching(ctx context.Context, owner *store.Org, matches func(string) bool) (int, error) {
+	n := 0
+	now := h.o.Now()
+	for _, o := range h.o.Orgs.All() {
+		if !h.sameOwner(o, owner) {
+			continue
+		}
+		ms, err := h.o.Store.ListMembershipsByOrg(ctx, o.ID)
+		if err != nil {
+			return n, err
+		}
+		for _, m := range ms {
+			ss, err := h.o.Store.ListSessionsByUser(ctx, m.UserID)
+			if err != nil {
+				return n, err
+			}
+			for _, s := range ss {
+				if s.OrgID != o.ID || !s.RevokedAt.IsZero() || !now.Before(s.ExpiresAt) || s.LogoutHint == "" || !matches(s.LogoutHint) {
+					continue
+				}
+				if err := h.o.Sessions.Revoke(ctx, s.ID); err != nil {
+					return n, err
+				}
+				n++
+			}
+		}
+	}
+	return n, nil
 }
 
 // samlOrg is the org a SAML endpoint serves: the login domain's org, or

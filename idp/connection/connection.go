@@ -83,6 +83,25 @@ type Logout interface {
 	FinishLogout(ctx context.Context, r *http.Request, requestID string) error
 }
 
+// IdPLogout connections accept a single logout the IdP starts (a SAML
+// LogoutRequest sent through the browser), and answer it.
+type IdPLogout interface {
+	// AcceptLogout validates the IdP's request (signature, destination,
+	// issuer, time, single use).
+	AcceptLogout(ctx context.Context, r *http.Request) (LogoutRequest, error)
+	// AnswerLogout is where to send the browser with the signed answer to
+	// the request requestID; "" if the IdP offers no such endpoint.
+	AnswerLogout(ctx context.Context, requestID, relayState string) (string, error)
+}
+
+// LogoutRequest is an IdP's validated request to end sessions.
+type LogoutRequest struct {
+	ID string
+	// Matches reports whether a session, by its LogoutHint, is one the
+	// request ends.
+	Matches func(logoutHint string) bool
+}
+
 // Password connections check an email and password themselves.
 type Password interface {
 	// CheckPassword returns the member, or an *Error of KindBadCredentials.

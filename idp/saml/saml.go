@@ -527,6 +527,47 @@ func (c *conn) FinishLogout(ctx context.Context, r *http.Request, requestID stri
 	return nil
 }
 
+// AcceptLogout validates a LogoutRequest the IdP sent through the browser
+// (HTTP-Redirect or HTTP-POST): signed by the IdP, for this SP's SLO URL,
+// from the IdP's entity, in time, and never seen before (the store's
+// replay cache). It matches the sessions whose sign-in asserted its NameID
+// and, if it names any, one of its SessionIndexes.
+func (c *conn) AcceptLogout(ctx context.Context, r *http.Request) (connection.LogoutRequest, error) {
+	req, err := c.sp(ctx).ValidateLogoutRequest(r)
+	if err != nil {
+		return connection.LogoutRequest{}, classify(err)
+	}
+	if req.NameID == nil || strings.TrimSpace(req.NameID.Value) == "" {
+		return connection.LogoutRequest{}, connection.Errorf(connection.KindInvalid, "saml: org %s: logout request names no NameID", c.deps.OrgSlug)
+	}
+	nameID := req.NameID.Value
+	var indexes []string
+	for _, i := range req.AllSessionIndexes() {
+		indexes = append(indexes, i.Value)
+	}
+	return connection.LogoutRequest{ID: req.ID, Matches: func(raw string) bool {
+		var hint logoutHint
+		if json.Unmarshal([]byte(raw), &hint) != nil || hint.NameID != nameID {
+			return false
+		}
+		return len(indexes) == 0 || hint.SessionIndex == "" || slices.Contains(indexes, hint.SessionIndex)
+	}}, nil
+}
+
+// AnswerLogout is the IdP's single logout service (HTTP-Redirect) with
+// the signed LogoutResponse to requestID; "" if the IdP offers none.
+func (c *conn) AnswerLogout(ctx context.Context, requestID, relayState string) (string, error) {
+	sp := c.sp(ctx)
+	if sp.GetSLOBindingLocation(saml.HTTPRedirectBinding) == "" {
+		return "", nil
+	}
+	u, err := sp.MakeRedirectLogoutResponse(requestID, relayState)
+	if err != nil {
+		return "", connection.Errorf(connection.KindInternal, "saml: org %s: logout response: %w", c.deps.OrgSlug, err)
+	}
+	return u.String(), nil
+}
+
 // Metadata is the org's SP metadata, for the IdP's administrator.
 func (c *conn) Metadata(ctx context.Context) ([]byte, error) {
 	md := c.sp(ctx).Metadata()
