@@ -70,7 +70,8 @@ func startSAML(t *testing.T) *samlFed {
 		testidp.SAMLUser{Name: "richard", Password: "richard-pw", Email: "richard@piedpiper.example", GivenName: "Richard", Surname: "H"})
 	idp2 := testidp.NewSAML(t,
 		testidp.SAMLUser{Name: "jared", Password: "jared-pw", Email: "jared@piedpiper.example", GivenName: "Jared", Surname: "Dunn"},
-		testidp.SAMLUser{Name: "rita", Password: "rita-pw", Email: "rita@raviga.example", GivenName: "Rita", Surname: "R"})
+		testidp.SAMLUser{Name: "rita", Password: "rita-pw", Email: "rita@raviga.example", GivenName: "Rita", Surname: "R"},
+		testidp.SAMLUser{Name: "laurie", Password: "laurie-pw", Email: "laurie@raviga.example", GivenName: "Laurie", Surname: "B"})
 	cfg := strings.NewReplacer("{{UPSTREAM}}", up.URL, "{{IDP1}}", idp1.MetadataURL, "{{IDP2}}", idp2.MetadataURL).Replace(samlConfig)
 	g := start(t, cfg)
 	b := g.browser(t)
@@ -382,6 +383,71 @@ func TestFederatedSAMLSignIn(t *testing.T) {
 		p = b.follow(b.postResponse(action, vals, f.idp2.URL))
 		if r := up.last("/raviga-home"); p.status != 200 || r == nil || r.Header.Get("X-Gatehouse-Org-Slug") != "raviga" {
 			t.Fatalf("IdP-initiated landing: %d %s; upstream %v", p.status, p.url, r)
+		}
+	})
+
+	t.Run("IdP-initiated sign-in asks before replacing another person's session", func(t *testing.T) {
+		b := g.browser(t)
+		idpInitiated := func(user string) page {
+			t.Helper()
+			if p := b.post(f.idp2.URL+"/login", url.Values{"user": {user}, "password": {user + "-pw"}}); p.status != 200 {
+				t.Fatalf("IdP login: %d %s", p.status, p.body)
+			}
+			p := b.get(f.idp2.URL + "/login/raviga")
+			action, vals := testidp.Form(p.body)
+			p = b.postResponse(action, vals, f.idp2.URL)
+			// Held, then continued by a same-site GET that sees cookies.
+			if p.status != http.StatusSeeOther || !strings.HasPrefix(p.header.Get("Location"), "/.gatehouse/saml/continue?t=") {
+				t.Fatalf("ACS: %d %s\n%s", p.status, p.header.Get("Location"), p.body)
+			}
+			return p
+		}
+		whoami := func(path string) string {
+			t.Helper()
+			p := b.get(g.url("app.localhost", path))
+			r := up.last(path)
+			if p.status != 200 || r == nil {
+				t.Fatalf("%s: %d", path, p.status)
+			}
+			return r.Header.Get("X-Gatehouse-Email")
+		}
+		// Not signed in here: no question.
+		p := b.follow(idpInitiated("rita"))
+		if p.status != 200 || whoami("/as-rita") != "rita@raviga.example" {
+			t.Fatalf("first IdP-initiated sign-in: %d %s", p.status, p.url)
+		}
+		// Another person through the same browser: asked first.
+		held := idpInitiated("laurie")
+		// The held sign-in belongs to this browser only.
+		if p := g.browser(t).get(resolve(g.url("auth.localhost", "/"), held.header.Get("Location"))); p.status != http.StatusBadRequest {
+			t.Fatalf("another browser took the held sign-in: %d", p.status)
+		}
+		p = b.follow(held)
+		if p.status != 200 || !strings.Contains(p.body, "Switch account?") || !strings.Contains(p.body, "laurie@raviga.example") {
+			t.Fatalf("want the question: %d %s\n%s", p.status, p.url, p.body)
+		}
+		form := hidden(p.body)
+		cont := resolve(p.url, "/.gatehouse/saml/continue")
+		noCSRF := url.Values{"t": {form.Get("t")}, "choice": {"continue"}}
+		if p := b.post(cont, noCSRF); p.status != http.StatusBadRequest {
+			t.Fatalf("choice without the CSRF token: %d", p.status)
+		}
+		stay := hidden(p.body)
+		stay.Set("choice", "stay")
+		b.follow(b.post(cont, stay))
+		if got := whoami("/after-stay"); got != "rita@raviga.example" {
+			t.Fatalf("after staying: %s", got)
+		}
+		// Asked again; this time the person continues.
+		p = b.follow(idpInitiated("laurie"))
+		if !strings.Contains(p.body, "Switch account?") {
+			t.Fatalf("want the question again: %d %s", p.status, p.url)
+		}
+		choice := hidden(p.body)
+		choice.Set("choice", "continue")
+		b.follow(b.post(resolve(p.url, "/.gatehouse/saml/continue"), choice))
+		if got := whoami("/after-continue"); got != "laurie@raviga.example" {
+			t.Fatalf("after continuing: %s", got)
 		}
 	})
 

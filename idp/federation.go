@@ -419,7 +419,7 @@ func (h *Handler) samlACS(w http.ResponseWriter, r *http.Request) {
 		h.signInError(w, r, org, "provision", err)
 		return
 	}
-	h.startSession(w, r, org, user, owner, id, landing, "")
+	h.holdUnsolicited(w, r, unsolicitedRecord{OrgID: org.ID, OwnerID: owner.ID, UserID: user.ID, Identity: id, Landing: landing})
 }
 
 // finishRedirect takes the flow named by state (once), checks that this

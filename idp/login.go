@@ -108,6 +108,8 @@ func New(o Options) *Handler {
 	mux.HandleFunc("GET "+samlSLOPath+"/{org}", h.samlSLO)
 	mux.HandleFunc("POST "+samlSLOPath, h.samlSLO)
 	mux.HandleFunc("POST "+samlSLOPath+"/{org}", h.samlSLO)
+	mux.HandleFunc("GET "+unsolicitedPath, h.unsolicitedContinue)
+	mux.HandleFunc("POST "+unsolicitedPath, h.unsolicitedContinue)
 	mux.HandleFunc("POST "+samlACSPath, h.samlACS)
 	mux.HandleFunc("POST "+samlACSPath+"/{org}", h.samlACS)
 	mux.HandleFunc("GET "+LogoutPath, h.logoutPage)
