@@ -276,7 +276,11 @@ func (h *Handler) idpLogout(w http.ResponseWriter, r *http.Request, org *store.O
 		return
 	}
 	h.o.Logger.Info("idp: single logout started by the IdP", "org", org.Slug, "sessions_revoked", n)
-	to, err := il.AnswerLogout(r.Context(), req.ID, r.FormValue("RelayState"))
+	relay := r.PostFormValue("RelayState")
+	if r.URL.Query().Get("SAMLRequest") != "" {
+		relay = r.URL.Query().Get("RelayState") // the redirect binding's (signed) one
+	}
+	to, err := il.AnswerLogout(r.Context(), req.ID, relay)
 	if err != nil || to == "" {
 		if err != nil {
 			h.o.Logger.Warn("idp: logout response to the IdP", "org", org.Slug, "err", err)

@@ -2,7 +2,9 @@ package idp
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gatehouse/gatehouse/idp/connection"
@@ -29,6 +31,9 @@ type unsolicitedRecord struct {
 	UserID   string              `json:"user_id"`
 	Identity connection.Identity `json:"identity"`
 	Landing  string              `json:"landing"`
+	// Expires is fixed when the ACS holds the sign-in: asking again does
+	// not extend it.
+	Expires time.Time `json:"expires"`
 }
 
 func (h *Handler) unsolicitedCookie(r *http.Request) string {
@@ -42,6 +47,7 @@ func (h *Handler) unsolicitedCookie(r *http.Request) string {
 // browser on to unsolicitedPath on this host.
 func (h *Handler) holdUnsolicited(w http.ResponseWriter, r *http.Request, rec unsolicitedRecord) {
 	secret := session.RandomID()
+	rec.Expires = h.o.Now().Add(unsolicitedTTL)
 	token, err := h.putUnsolicited(w, r, rec, secret)
 	if err != nil {
 		org, _ := h.o.Orgs.ByID(rec.OrgID)
@@ -59,10 +65,14 @@ func (h *Handler) putUnsolicited(w http.ResponseWriter, r *http.Request, rec uns
 	if err != nil {
 		return "", err
 	}
-	if err := h.o.Store.PutOnce(r.Context(), unsolicitedKind, flowKey(token, secret), b, h.o.Now().Add(unsolicitedTTL)); err != nil {
+	left := rec.Expires.Sub(h.o.Now())
+	if left <= 0 {
+		return "", errors.New("the held sign-in expired")
+	}
+	if err := h.o.Store.PutOnce(r.Context(), unsolicitedKind, flowKey(token, secret), b, rec.Expires); err != nil {
 		return "", err
 	}
-	http.SetCookie(w, &http.Cookie{Name: h.unsolicitedCookie(r), Value: secret, Path: "/", MaxAge: int(unsolicitedTTL / time.Second),
+	http.SetCookie(w, &http.Cookie{Name: h.unsolicitedCookie(r), Value: secret, Path: "/", MaxAge: max(1, int(left/time.Second)),
 		HttpOnly: true, Secure: session.IsSecure(r), SameSite: http.SameSiteLaxMode})
 	return token, nil
 }
@@ -71,6 +81,7 @@ func (h *Handler) putUnsolicited(w http.ResponseWriter, r *http.Request, rec uns
 // the browser has no session here, or one of the same person in the same
 // org; otherwise after the person chose (POST, with the CSRF token).
 func (h *Handler) unsolicitedContinue(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
 	token := r.FormValue("t")
 	c, err := r.Cookie(h.unsolicitedCookie(r))
 	if err != nil || !session.ValidToken(token, 16, 64) || !session.ValidToken(c.Value, 16, 64) {
@@ -83,7 +94,7 @@ func (h *Handler) unsolicitedContinue(w http.ResponseWriter, r *http.Request) {
 	}
 	b, err := h.o.Store.TakeOnce(r.Context(), unsolicitedKind, flowKey(token, c.Value))
 	var rec unsolicitedRecord
-	if err != nil || json.Unmarshal(b, &rec) != nil {
+	if err != nil || json.Unmarshal(b, &rec) != nil || !h.o.Now().Before(rec.Expires) {
 		h.flowRefused(w, r, "unknown, used or expired IdP-initiated sign-in")
 		return
 	}
@@ -138,7 +149,9 @@ func (h *Handler) otherSession(r *http.Request, userID, orgID string) bool {
 	}
 	e, err := h.o.Sessions.Lookup(r.Context(), sid)
 	if err != nil {
-		return false
+		// No session (revoked or unknown); if the store could not say,
+		// ask rather than replace one unasked.
+		return !errors.Is(err, session.ErrRevoked)
 	}
 	id := e.Identity()
 	return id.UserID != userID || id.OrgID != orgID
@@ -156,7 +169,7 @@ func (h *Handler) renderSwitch(w http.ResponseWriter, r *http.Request, rec unsol
 // samlHostOf reports whether r is on the host org's SAML endpoints use.
 func (h *Handler) samlHostOf(r *http.Request, org *store.Org) bool {
 	if org.LoginDomain != "" {
-		return session.HostOf(r) == org.LoginDomain
+		return strings.EqualFold(session.HostOf(r), org.LoginDomain)
 	}
-	return session.HostOf(r) == h.o.PublicURL.Hostname()
+	return strings.EqualFold(session.HostOf(r), h.o.PublicURL.Hostname())
 }

@@ -439,7 +439,7 @@ func identity(sp *saml.ServiceProvider, a *saml.Assertion) (connection.Identity,
 	}
 	nameID := a.Subject.NameID
 	id := connection.Identity{Issuer: sp.IDPMetadata.EntityID, Subject: nameID.Value, EmailVerified: true, Claims: claims}
-	hint := logoutHint{NameID: nameID.Value, Format: nameID.Format}
+	hint := logoutHint{Issuer: sp.IDPMetadata.EntityID, NameID: nameID.Value, Format: nameID.Format}
 	for _, st := range a.AuthnStatements {
 		if st.SessionIndex != "" {
 			hint.SessionIndex = st.SessionIndex
@@ -482,6 +482,9 @@ func mfaClass(v string) bool {
 
 // logoutHint is what single logout needs from the sign-in's assertion.
 type logoutHint struct {
+	// Issuer is the IdP that asserted the NameID: a logout request from
+	// another IdP (after the org changed IdP) never matches.
+	Issuer       string `json:"i,omitempty"`
 	NameID       string `json:"n"`
 	Format       string `json:"f,omitempty"`
 	SessionIndex string `json:"s,omitempty"`
@@ -540,14 +543,14 @@ func (c *conn) AcceptLogout(ctx context.Context, r *http.Request) (connection.Lo
 	if req.NameID == nil || strings.TrimSpace(req.NameID.Value) == "" {
 		return connection.LogoutRequest{}, connection.Errorf(connection.KindInvalid, "saml: org %s: logout request names no NameID", c.deps.OrgSlug)
 	}
-	nameID := req.NameID.Value
+	nameID, issuer := req.NameID.Value, req.Issuer.Value // crewjam checked Issuer is the IdP's
 	var indexes []string
 	for _, i := range req.AllSessionIndexes() {
 		indexes = append(indexes, i.Value)
 	}
 	return connection.LogoutRequest{ID: req.ID, Matches: func(raw string) bool {
 		var hint logoutHint
-		if json.Unmarshal([]byte(raw), &hint) != nil || hint.NameID != nameID {
+		if json.Unmarshal([]byte(raw), &hint) != nil || hint.NameID != nameID || hint.Issuer != "" && hint.Issuer != issuer {
 			return false
 		}
 		return len(indexes) == 0 || hint.SessionIndex == "" || slices.Contains(indexes, hint.SessionIndex)
