@@ -99,16 +99,7 @@ func BenchmarkHandshake(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer a.Stop()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), DNSNames: []string{"login.acme.test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(90 * 24 * time.Hour)}
-	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if _, err := a.cfg.CacheUnmanagedTLSCertificate(context.Background(), tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil); err != nil {
-		b.Fatal(err)
-	}
-	leaf, _ := x509.ParseCertificate(der)
-	roots := x509.NewCertPool()
-	roots.AddCert(leaf)
+	roots := cacheCert(b, a, "login.acme.test")
 	srvCfg := a.TLSConfig()
 	cliCfg := &tls.Config{ServerName: "login.acme.test", RootCAs: roots}
 	b.ReportAllocs()
@@ -269,6 +260,23 @@ func TestRenewDueSelection(t *testing.T) {
 	}
 }
 
+// cacheCert puts a self-signed certificate for name in certmagic's
+// memory (as if obtained) and returns a pool trusting it.
+func cacheCert(tb testing.TB, a *ACME, name string) *x509.CertPool {
+	tb.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), DNSNames: []string{name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(90 * 24 * time.Hour)}
+	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if _, err := a.cfg.CacheUnmanagedTLSCertificate(context.Background(), tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil); err != nil {
+		tb.Fatal(err)
+	}
+	leaf, _ := x509.ParseCertificate(der)
+	roots := x509.NewCertPool()
+	roots.AddCert(leaf)
+	return roots
+}
+
 // pipeHandshake runs one TLS handshake between srv and cli in memory.
 func pipeHandshake(srv, cli *tls.Config) error {
 	c, s := net.Pipe()
@@ -301,16 +309,7 @@ func TestCachedCertificateAndDecision(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.Stop()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), DNSNames: []string{"login.acme.test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(90 * 24 * time.Hour)}
-	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if _, err := a.cfg.CacheUnmanagedTLSCertificate(context.Background(), tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil); err != nil {
-		t.Fatal(err)
-	}
-	leaf, _ := x509.ParseCertificate(der)
-	roots := x509.NewCertPool()
-	roots.AddCert(leaf)
+	roots := cacheCert(t, a, "login.acme.test")
 	cli := &tls.Config{ServerName: "login.acme.test", RootCAs: roots}
 	if err := pipeHandshake(a.TLSConfig(), cli); err != nil {
 		t.Fatalf("cached certificate: %v", err)
