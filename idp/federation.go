@@ -266,24 +266,28 @@ func (h *Handler) idpLogout(w http.ResponseWriter, r *http.Request, org *store.O
 			Error: "This sign-out request could not be checked, so nothing was signed out. Sign out from your application instead."})
 		return
 	}
-	n, err := h.revokeMatching(r.Context(), org, req.Matches)
-	if err != nil {
-		// Answer nothing: the IdP must not report a logout that did not
-		// happen. Sessions revoked so far stay revoked.
-		ref := h.ref()
-		h.o.Logger.Error("idp: logout request from the IdP: revoking sessions", "ref", ref, "org", org.Slug, "revoked", n, "err", err)
-		web.Error(w, http.StatusServiceUnavailable, "Signing you out failed for now. Try again in a minute.", ref)
-		return
+	n, revokeErr := h.revokeMatching(r.Context(), org, req.Matches)
+	ref := ""
+	if revokeErr != nil {
+		// The IdP is told (Responder), so it does not report a logout that
+		// did not happen; sessions revoked so far stay revoked.
+		ref = h.ref()
+		h.o.Logger.Error("idp: logout request from the IdP: revoking sessions", "ref", ref, "org", org.Slug, "revoked", n, "err", revokeErr)
+	} else {
+		h.o.Logger.Info("idp: single logout started by the IdP", "org", org.Slug, "sessions_revoked", n)
 	}
-	h.o.Logger.Info("idp: single logout started by the IdP", "org", org.Slug, "sessions_revoked", n)
 	relay := r.PostFormValue("RelayState")
 	if r.URL.Query().Get("SAMLRequest") != "" {
 		relay = r.URL.Query().Get("RelayState") // the redirect binding's (signed) one
 	}
-	to, err := il.AnswerLogout(r.Context(), req.ID, relay)
+	to, err := il.AnswerLogout(r.Context(), req.ID, relay, revokeErr == nil)
 	if err != nil || to == "" {
 		if err != nil {
 			h.o.Logger.Warn("idp: logout response to the IdP", "org", org.Slug, "err", err)
+		}
+		if revokeErr != nil {
+			web.Error(w, http.StatusServiceUnavailable, "Signing you out failed on our side. Sign out from your application, or try again in a minute.", ref)
+			return
 		}
 		web.Render(w, http.StatusOK, "logout", web.Page{Title: "Signed out", Notice: "You are signed out."})
 		return

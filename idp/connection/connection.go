@@ -90,8 +90,9 @@ type IdPLogout interface {
 	// issuer, time, single use).
 	AcceptLogout(ctx context.Context, r *http.Request) (LogoutRequest, error)
 	// AnswerLogout is where to send the browser with the signed answer to
-	// the request requestID; "" if the IdP offers no such endpoint.
-	AnswerLogout(ctx context.Context, requestID, relayState string) (string, error)
+	// the request requestID (success, or failure when done is false); ""
+	// if the IdP offers no such endpoint.
+	AnswerLogout(ctx context.Context, requestID, relayState string, done bool) (string, error)
 }
 
 // LogoutRequest is an IdP's validated request to end sessions.

@@ -558,13 +558,18 @@ func (c *conn) AcceptLogout(ctx context.Context, r *http.Request) (connection.Lo
 }
 
 // AnswerLogout is the IdP's single logout service (HTTP-Redirect) with
-// the signed LogoutResponse to requestID; "" if the IdP offers none.
-func (c *conn) AnswerLogout(ctx context.Context, requestID, relayState string) (string, error) {
+// the signed LogoutResponse to requestID, Success or, when the sessions
+// could not all be ended, Responder; "" if the IdP offers none.
+func (c *conn) AnswerLogout(ctx context.Context, requestID, relayState string, done bool) (string, error) {
 	sp := c.sp(ctx)
 	if sp.GetSLOBindingLocation(saml.HTTPRedirectBinding) == "" {
 		return "", nil
 	}
-	u, err := sp.MakeRedirectLogoutResponse(requestID, relayState)
+	status := saml.StatusSuccess
+	if !done {
+		status = saml.StatusResponder // the SP could not end its sessions
+	}
+	u, err := sp.MakeRedirectLogoutResponseWithStatus(requestID, relayState, saml.Status{StatusCode: saml.StatusCode{Value: status}})
 	if err != nil {
 		return "", connection.Errorf(connection.KindInternal, "saml: org %s: logout response: %w", c.deps.OrgSlug, err)
 	}
