@@ -84,7 +84,9 @@ func TestStorageContract(t *testing.T) {
 // holder refreshes it, and frees on Unlock.
 func TestStorageLocks(t *testing.T) {
 	a, b := newStorage(t)
-	a.ttl, b.ttl = 300*time.Millisecond, 300*time.Millisecond
+	// Refreshed every ttl/3: a refresh would have to stall for 2/3 s to
+	// let the lock lapse.
+	a.ttl, b.ttl = time.Second, time.Second
 	ctx := context.Background()
 	if err := a.Lock(ctx, "issue_cert_a.example"); err != nil {
 		t.Fatal(err)
@@ -92,7 +94,7 @@ func TestStorageLocks(t *testing.T) {
 	if ok, _ := b.TryLock(ctx, "issue_cert_a.example"); ok {
 		t.Fatal("second node took a held lock")
 	}
-	time.Sleep(3 * a.ttl) // refreshed meanwhile
+	time.Sleep(5 * a.ttl / 2) // refreshed meanwhile
 	if ok, _ := b.TryLock(ctx, "issue_cert_a.example"); ok {
 		t.Fatal("a refreshed lock expired")
 	}

@@ -52,7 +52,27 @@ func startDNS(t *testing.T) (*challtestsrv.ChallSrv, string) {
 	dns.SetDefaultDNSIPv6("")
 	go dns.Run()
 	t.Cleanup(dns.Shutdown)
+	waitDNS(t, addr)
 	return dns, addr
+}
+
+// waitDNS waits until the DNS server at addr answers over UDP.
+func waitDNS(t *testing.T, addr string) {
+	t.Helper()
+	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "udp", addr)
+	}}
+	var err error
+	for range 100 {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		_, err = r.LookupIP(ctx, "ip4", "ready.test") // every name is 127.0.0.1
+		cancel()
+		if err == nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("DNS server at %s not answering: %v", addr, err)
 }
 
 // startPebble runs Pebble validating on httpPort (HTTP-01) and tlsPort
@@ -283,7 +303,11 @@ func TestACMEExternalAccountBinding(t *testing.T) {
 			// Without the binding the CA refuses the account: the
 			// handshake gets no certificate (certmagic keeps retrying
 			// behind it, so give up after a few seconds).
-			_, err := handshakeWithin(g, p, "app.saas.test", 4*time.Second)
+			within := 4 * time.Second
+			if tc.ok {
+				within = 20 * time.Second // a whole issuance, on a loaded machine
+			}
+			_, err := handshakeWithin(g, p, "app.saas.test", within)
 			if tc.ok != (err == nil) {
 				t.Fatalf("handshake: %v\n%s", err, g.Logs())
 			}
@@ -353,7 +377,7 @@ func TestACMEVerifiedDomainBrandedPage(t *testing.T) {
 		if _, err := handshakeWithin(g, p, name, 5*time.Second); err == nil {
 			t.Fatalf("handshake for unverified %s succeeded", name)
 		}
-		if d := time.Since(start); d > 2*time.Second {
+		if d := time.Since(start); d > 4*time.Second {
 			t.Errorf("refusing unverified %s took %v", name, d)
 		}
 	}
@@ -363,10 +387,11 @@ func TestACMEVerifiedDomainBrandedPage(t *testing.T) {
 
 	p.dns.AddDNSTXTRecord(claim.Record, claim.Value)
 	waitStatus(t, g, "login.acme.test", "verified")
-	cert, err := handshake(g, p, "login.acme.test")
-	if err != nil {
-		t.Fatalf("first handshake after verification: %v\n%s", err, g.Logs())
-	}
+	var cert *x509.Certificate
+	eventually(t, "first handshake after verification", func() (err error) {
+		cert, err = handshake(g, p, "login.acme.test")
+		return err
+	})
 	if cert.VerifyHostname("login.acme.test") != nil || p.orders.Load() != 1 {
 		t.Fatalf("certificate for %v; %d orders", cert.DNSNames, p.orders.Load())
 	}
@@ -408,7 +433,7 @@ func TestACMEVerifiedDomainBrandedPage(t *testing.T) {
 	// order is placed.
 	p.dns.DeleteDNSTXTRecord(claim.Record)
 	waitStatus(t, g, "login.acme.test", "suspended")
-	for range 20 { // the suspension reaches the org directory just after the store
+	for range 100 { // the suspension reaches the org directory just after the store
 		if _, err := handshakeWithin(g, p, "login.acme.test", 5*time.Second); err != nil {
 			break
 		}
@@ -418,7 +443,7 @@ func TestACMEVerifiedDomainBrandedPage(t *testing.T) {
 	if _, err := handshakeWithin(g, p, "login.acme.test", 5*time.Second); err == nil {
 		t.Fatal("handshake for a suspended domain succeeded")
 	}
-	if d := time.Since(start); d > 2*time.Second {
+	if d := time.Since(start); d > 4*time.Second {
 		t.Errorf("refusing the suspended domain took %v", d)
 	}
 	if n := p.orders.Load(); n != 1 {
@@ -449,7 +474,7 @@ func TestACMEFailureBacksOff(t *testing.T) {
 		if _, err := handshakeWithin(g, p, "login.acme.test", 10*time.Second); err == nil {
 			t.Fatal("handshake succeeded")
 		}
-		if d := time.Since(start); d > time.Second {
+		if d := time.Since(start); d > 3*time.Second { // an order would take longer; the count below is exact
 			t.Errorf("a handshake during the back-off took %v", d)
 		}
 	}

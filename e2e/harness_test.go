@@ -174,10 +174,10 @@ func (g *gatehouse) Logs() string {
 	return g.logs.String()
 }
 
-// logged waits up to 2s for s in the logs (lines are buffered for up to
+// logged waits up to 10s for s in the logs (lines are buffered for up to
 // 100ms) and reports whether it came.
 func (g *gatehouse) logged(s string) bool {
-	for range 40 {
+	for range 200 {
 		if strings.Contains(g.Logs(), s) {
 			return true
 		}

@@ -12,7 +12,7 @@ import (
 // startLimited is startCore with tight server limits.
 func startLimited(t *testing.T) (*gatehouse, *upstream) {
 	up := newUpstream(t)
-	cfg := testConfig + "server:\n  read_header_timeout: 1s\n  max_header_bytes: 8192\n"
+	cfg := testConfig + "server:\n  read_header_timeout: 2s\n  max_header_bytes: 8192\n"
 	cfg = strings.NewReplacer("{{UPSTREAM}}", up.URL, "{{BOBHASH}}", readBobHash(t)).Replace(cfg)
 	return start(t, cfg, "ALICE_PASSWORD=alice-pw-123", "CAROL_PASSWORD=carol-pw-456"), up
 }
@@ -23,9 +23,9 @@ type closed struct {
 	err   error
 }
 
-// awaitClose reads conn until the server closes it (or 5s pass).
+// awaitClose reads conn until the server closes it (or 10s pass).
 func awaitClose(conn net.Conn, began time.Time, out chan<- closed) {
-	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	data, err := io.ReadAll(conn)
 	out <- closed{after: time.Since(began), data: string(data), err: err}
 }
@@ -66,15 +66,16 @@ func TestSlowClientsAreCutOff(t *testing.T) {
 	}()
 	go awaitClose(trickle, began, results)
 
-	// Meanwhile, ordinary requests are served at once.
+	// Meanwhile, ordinary requests are served at once: before any stalled
+	// connection has been cut off.
 	for i := range 3 {
 		p := b.get(g.url("app.localhost", "/healthz"))
 		if p.status != 200 || p.body != "upstream /healthz for " {
 			t.Fatalf("normal request %d during slowloris: %d %q", i, p.status, p.body)
 		}
 	}
-	if el := time.Since(began); el > 800*time.Millisecond {
-		t.Fatalf("normal requests took %v next to stalled clients", el)
+	if n := len(results); n > 0 {
+		t.Fatalf("normal requests finished only after %d stalled connections were cut off (%v)", n, time.Since(began))
 	}
 
 	for i := range 6 {
@@ -83,8 +84,8 @@ func TestSlowClientsAreCutOff(t *testing.T) {
 			t.Errorf("stalled connection %d not closed by the server: %v after %v", i, r.err, r.after)
 			continue
 		}
-		if r.after < 800*time.Millisecond || r.after > 3*time.Second {
-			t.Errorf("stalled connection %d closed after %v, want ~1s (read_header_timeout)", i, r.after)
+		if r.after < 1800*time.Millisecond || r.after > 8*time.Second {
+			t.Errorf("stalled connection %d closed after %v, want ~2s (read_header_timeout)", i, r.after)
 		}
 		if r.data != "" && !strings.HasPrefix(r.data, "HTTP/1.1 408") {
 			t.Errorf("stalled connection %d got a reply: %q", i, r.data)

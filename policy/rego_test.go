@@ -2,6 +2,7 @@ package policy
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -42,6 +43,7 @@ func TestRegoDecisions(t *testing.T) {
 		reasons     string
 		headers     map[string]string
 		errContains string
+		timeout     time.Duration // 10s unless set: only the deadline case depends on it
 	}{
 		{name: "allow", src: Sources{Platform: mod(`default allow := false
 allow if "admin" in input.user.roles`)}, allow: true},
@@ -79,7 +81,7 @@ headers["X-Gatehouse-Plan"] := "free"`)}}, allow: true, headers: map[string]stri
 		{name: "broken parent chain", src: Sources{Platform: mod(`allow := true`), OrgParent: map[string]string{"org_acme": "org_gone"}}, reasons: "access could not be decided", errContains: "not known"},
 		{name: "parent loop", src: Sources{Platform: mod(`allow := true`), OrgParent: map[string]string{"org_acme": "org_x", "org_x": "org_acme"}}, reasons: "access could not be decided", errContains: "deeper"},
 		{name: "no network built-ins", src: Sources{Platform: mod(`allow := true`)}, allow: true},
-		{name: "deadline", src: Sources{Platform: mod(`allow if count([x | some x in numbers.range(1, 100000000)]) > 0`)}, reasons: "access could not be decided", errContains: "took longer than"},
+		{name: "deadline", src: Sources{Platform: mod(`allow if count([x | some x in numbers.range(1, 100000000)]) > 0`)}, reasons: "access could not be decided", errContains: "took longer than", timeout: 50 * time.Millisecond},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -88,7 +90,8 @@ headers["X-Gatehouse-Plan"] := "free"`)}}, allow: true, headers: map[string]stri
 				t.Fatal(err)
 			}
 			var logbuf bytes.Buffer
-			r := NewRego(50*time.Millisecond, NewDecisionLog(slog.New(slog.NewJSONHandler(&logbuf, nil)), nil, 0, prometheus.NewRegistry()))
+			timeout := cmp.Or(tt.timeout, 10*time.Second)
+			r := NewRego(timeout, NewDecisionLog(slog.New(slog.NewJSONHandler(&logbuf, nil)), nil, 0, prometheus.NewRegistry()))
 			r.Swap(set)
 			in := alice()
 			if tt.in != nil {
@@ -140,7 +143,7 @@ func TestCompileRefusesBrokenPolicies(t *testing.T) {
 }
 
 func TestNoPoliciesLeavesDecisionToChain(t *testing.T) {
-	r := NewRego(0, nil)
+	r := NewRego(10*time.Second, nil)
 	if d := (Chain{RouteOrgs{}, r}).Decide(context.Background(), alice()); !d.Allow {
 		t.Fatal("empty policy set denied")
 	}
@@ -154,7 +157,7 @@ func TestNoPoliciesLeavesDecisionToChain(t *testing.T) {
 func TestDecisionLogRedactsAndSamples(t *testing.T) {
 	set, _ := Compile(context.Background(), Sources{Platform: mod(`allow := true`)})
 	var logbuf, file bytes.Buffer
-	r := NewRego(0, NewDecisionLog(slog.New(slog.NewJSONHandler(&logbuf, nil)), &file, 1, nil))
+	r := NewRego(10*time.Second, NewDecisionLog(slog.New(slog.NewJSONHandler(&logbuf, nil)), &file, 1, nil))
 	r.Swap(set)
 	in := alice()
 	in.Request.Headers = map[string]string{"user-agent": "test"}
@@ -182,7 +185,7 @@ func TestPanicInEvaluationDenies(t *testing.T) {
 		t.Fatal(err)
 	}
 	set := &Set{platform: l, store: inmem.New(), Version: "test"}
-	r := NewRego(0, nil)
+	r := NewRego(10*time.Second, nil)
 	r.Swap(set)
 	d := r.Decide(context.Background(), alice())
 	if d.Allow || d.Err == nil || !strings.Contains(d.Err.Error(), "boom") {
@@ -194,7 +197,7 @@ func TestPanicInEvaluationDenies(t *testing.T) {
 func TestDecisionLogRedactsQueryAndReferer(t *testing.T) {
 	set, _ := Compile(context.Background(), Sources{Platform: mod(`default allow := false`)})
 	var logbuf, file bytes.Buffer
-	r := NewRego(0, NewDecisionLog(slog.New(slog.NewJSONHandler(&logbuf, nil)), &file, 0, nil))
+	r := NewRego(10*time.Second, NewDecisionLog(slog.New(slog.NewJSONHandler(&logbuf, nil)), &file, 0, nil))
 	r.Swap(set)
 	in := alice()
 	in.Request.Query = map[string][]string{"access_token": {"SECRET-TOKEN"}}
@@ -230,7 +233,7 @@ func TestLoadModulesSkipsTestsAndDotfiles(t *testing.T) {
 }
 
 func TestTrivial(t *testing.T) {
-	r := NewRego(0, nil)
+	r := NewRego(10*time.Second, nil)
 	if !(Chain{RouteOrgs{}, r}).Trivial() {
 		t.Fatal("chain with no policy loaded is not trivial")
 	}

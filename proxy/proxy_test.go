@@ -196,7 +196,7 @@ func BenchmarkHotPathRego(b *testing.B) {
 	must(b, err)
 	set, err := policy.Compile(context.Background(), policy.Sources{Platform: platform, Orgs: map[string][]policy.Module{"org_1": org}})
 	must(b, err)
-	r := policy.NewRego(0, nil)
+	r := policy.NewRego(10*time.Second, nil)
 	r.Swap(set)
 	f := newFixture(b, policy.Chain{policy.RouteOrgs{}, r})
 	b.ReportAllocs()

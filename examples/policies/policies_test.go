@@ -100,7 +100,7 @@ func engine(t testing.TB, dir, layer, org string, data map[string]any) *policy.R
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := policy.NewRego(0, nil)
+	r := policy.NewRego(10*time.Second, nil)
 	r.Swap(set)
 	return r
 }
@@ -442,7 +442,7 @@ func BenchmarkPolicy(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				r = policy.NewRego(0, nil)
+				r = policy.NewRego(10*time.Second, nil)
 				r.Swap(set)
 			} else {
 				r = engine(b, bb.policy, "platform", bb.org, orgData(acmeAttrs()))

@@ -13,7 +13,7 @@ func TestNodeExample(t *testing.T) {
 	if err != nil {
 		skipOrFail(t, "npm not installed: the Node example is not tested (CI installs Node)")
 	}
-	for _, args := range [][]string{{"ci", "--no-audit", "--no-fund"}, {"test"}} {
+	for _, args := range [][]string{{"ci", "--prefer-offline", "--no-audit", "--no-fund"}, {"test"}} {
 		cmd := exec.Command(npm, args...)
 		out, err := cmd.CombinedOutput()
 		if err != nil {

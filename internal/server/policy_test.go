@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gatehouse/gatehouse/config"
 	"github.com/gatehouse/gatehouse/idp"
@@ -44,7 +45,7 @@ func TestPolicyLoaderReloadsFromStoreAndFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	engine := policy.NewRego(0, nil)
+	engine := policy.NewRego(10*time.Second, nil)
 	l := &policyLoader{cfg: &config.Config{Orgs: []config.Org{{Slug: "c", Policy: cFile}}}, st: st, orgs: orgs, engine: engine, log: slog.New(slog.DiscardHandler)}
 	if err := l.reload(ctx, true); err != nil {
 		t.Fatal(err)
@@ -103,7 +104,7 @@ func TestPolicyLoaderReloadsFromStoreAndFiles(t *testing.T) {
 	}
 	// A fresh node that never had a good version of org a denies org a,
 	// and starts: one tenant's broken policy cannot stop a restart.
-	engine2 := policy.NewRego(0, nil)
+	engine2 := policy.NewRego(10*time.Second, nil)
 	l2 := &policyLoader{cfg: l.cfg, st: st, orgs: orgs, engine: engine2, log: l.log}
 	if err := l2.reload(ctx, true); err != nil {
 		t.Fatalf("start with one org's broken policy: %v", err)
@@ -147,7 +148,7 @@ func TestReloadWaitsForFilesToSettle(t *testing.T) {
 		}
 	}
 	write("package gatehouse.authz\ndefault allow := false\n")
-	engine := policy.NewRego(0, nil)
+	engine := policy.NewRego(10*time.Second, nil)
 	l := &policyLoader{cfg: &config.Config{Policy: config.Policy{Platform: f}}, st: st, orgs: orgs, engine: engine, log: slog.New(slog.DiscardHandler)}
 	if err := l.reload(ctx, true); err != nil {
 		t.Fatal(err)

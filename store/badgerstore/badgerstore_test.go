@@ -559,7 +559,7 @@ func runAndKill(t *testing.T, dir string, cycle, target int, acks *crashAcks) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	watchdog := time.AfterFunc(15*time.Second, func() { cmd.Process.Kill() })
+	watchdog := time.AfterFunc(60*time.Second, func() { cmd.Process.Kill() })
 	defer watchdog.Stop()
 
 	r := bufio.NewReader(stdout)
