@@ -45,7 +45,23 @@ func (c *domainChecker) checkAll(ctx context.Context) {
 		c.log.Error("domains: list orgs", "err", err)
 		return
 	}
-	changed := false
+	// Routing and certificates read the org directory, not the store: a
+	// status change takes effect when the directory is reloaded. Reload
+	// after the first change at once, then at most every second (or four
+	// times the last reload's duration, for very many orgs) while the sweep
+	// goes on, and once at its end: a customer whose domain shows verified
+	// is served within a moment, whatever the number of orgs behind it.
+	var (
+		changed    bool
+		nextReload time.Time
+		reload     = func() {
+			start := time.Now()
+			if err := c.orgs.Reload(ctx); err != nil {
+				c.log.Error("domains: reload orgs", "err", err)
+			}
+			changed, nextReload = false, time.Now().Add(max(time.Second, 4*time.Since(start)))
+		}
+	)
 	for _, o := range orgs {
 		results := map[string]store.DomainClaim{}
 		for _, cl := range o.Domains {
@@ -100,6 +116,9 @@ func (c *domainChecker) checkAll(ctx context.Context) {
 				c.log.Warn("domains: check failed", "org", o.Slug, "domain", t.Name, "kind", t.Kind, "status", t.Status, "reason", t.Detail)
 			}
 		}
+		if changed && !time.Now().Before(nextReload) {
+			reload()
+		}
 		for _, cl := range results {
 			if cl.Status == store.DomainPending && pendingFirstSeen(o, cl) {
 				name, value := certs.Record(cl)
@@ -109,9 +128,7 @@ func (c *domainChecker) checkAll(ctx context.Context) {
 		}
 	}
 	if changed {
-		if err := c.orgs.Reload(ctx); err != nil {
-			c.log.Error("domains: reload orgs", "err", err)
-		}
+		reload()
 	}
 }
 
