@@ -5,6 +5,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"html"
 	"io"
@@ -90,12 +91,39 @@ type gatehouse struct {
 // `gatehouse serve --config`, waiting until /readyz answers.
 func start(t testing.TB, cfg string, env ...string) *gatehouse {
 	t.Helper()
-	return startAt(t, freePort(t), cfg, env...)
+	for attempt := 1; ; attempt++ {
+		g, err := tryStartAt(t, freePort(t), cfg, env...)
+		if err == nil {
+			return g
+		}
+		if !errors.Is(err, errPortTaken) || attempt == 3 {
+			t.Fatal(err)
+		}
+		t.Logf("attempt %d: %v; again on other ports", attempt, err)
+	}
 }
 
 // startAt is start on a port chosen beforehand (to register Gatehouse's
-// callback URL at an IdP started first).
+// callback URL at an IdP started first): only the ops port can change.
 func startAt(t testing.TB, port, cfg string, env ...string) *gatehouse {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		g, err := tryStartAt(t, port, cfg, env...)
+		if err == nil {
+			return g
+		}
+		if !errors.Is(err, errPortTaken) || strings.Contains(g.Logs(), "127.0.0.1:"+port+":") || attempt == 3 {
+			t.Fatal(err)
+		}
+		t.Logf("attempt %d: %v; again on another ops port", attempt, err)
+	}
+}
+
+// errPortTaken: between freePort and the binary's bind, something else
+// took the port (another test's server binding port 0 can get it).
+var errPortTaken = errors.New("a chosen port was taken meanwhile")
+
+func tryStartAt(t testing.TB, port, cfg string, env ...string) (*gatehouse, error) {
 	t.Helper()
 	g := &gatehouse{t: t, port: port, done: make(chan struct{})}
 	g.addr = "127.0.0.1:" + g.port
@@ -108,8 +136,7 @@ func startAt(t testing.TB, port, cfg string, env ...string) *gatehouse {
 		t.Fatal(err)
 	}
 	g.cfgPath = path
-	g.run(t, env, "serve", "--config", path)
-	return g
+	return g, g.run(t, env, "serve", "--config", path)
 }
 
 // restart stops the binary and starts it again on the same config, port
@@ -118,11 +145,14 @@ func (g *gatehouse) restart(t testing.TB) *gatehouse {
 	t.Helper()
 	g.stop()
 	n := &gatehouse{t: t, port: g.port, addr: g.addr, ops: g.ops, data: g.data, cfgPath: g.cfgPath, done: make(chan struct{})}
-	n.run(t, nil, "serve", "--config", g.cfgPath)
+	if err := n.run(t, nil, "serve", "--config", g.cfgPath); err != nil {
+		t.Fatal(err)
+	}
 	return n
 }
 
-func (g *gatehouse) run(t testing.TB, env []string, args ...string) {
+// run starts the binary and waits until /readyz answers.
+func (g *gatehouse) run(t testing.TB, env []string, args ...string) error {
 	g.cmd = exec.Command(binary, args...)
 	g.cmd.Env = append(os.Environ(), env...)
 	stderr, _ := g.cmd.StderrPipe()
@@ -153,16 +183,19 @@ func (g *gatehouse) run(t testing.TB, env []string, args ...string) {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return
+				return nil
 			}
 		}
 		select {
 		case <-g.done:
-			t.Fatalf("gatehouse exited at start: %v\n%s", g.exitErr, g.Logs())
+			if logs := g.Logs(); strings.Contains(logs, "bind: address already in use") {
+				return fmt.Errorf("%w: %s", errPortTaken, logs)
+			}
+			return fmt.Errorf("gatehouse exited at start: %v\n%s", g.exitErr, g.Logs())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("gatehouse not ready: %v\n%s", err, g.Logs())
+			return fmt.Errorf("gatehouse not ready: %v\n%s", err, g.Logs())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
