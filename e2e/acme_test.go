@@ -24,6 +24,8 @@ import (
 	"github.com/letsencrypt/pebble/v2/db"
 	"github.com/letsencrypt/pebble/v2/va"
 	"github.com/letsencrypt/pebble/v2/wfe"
+
+	"github.com/gatehouse/gatehouse/internal/testdns"
 )
 
 // pebble is Let's Encrypt's test ACME server, in process, with its DNS
@@ -43,36 +45,10 @@ type pebble struct {
 // a test adds records.
 func startDNS(t *testing.T) (*challtestsrv.ChallSrv, string) {
 	t.Helper()
-	addr := "127.0.0.1:" + freePort(t)
-	dns, err := challtestsrv.New(challtestsrv.Config{DNSAddrs: []string{addr}, Log: log.New(io.Discard, "", 0)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	dns, addr := testdns.Start(t)
 	dns.SetDefaultDNSIPv4("127.0.0.1")
 	dns.SetDefaultDNSIPv6("")
-	go dns.Run()
-	t.Cleanup(dns.Shutdown)
-	waitDNS(t, addr)
 	return dns, addr
-}
-
-// waitDNS waits until the DNS server at addr answers over UDP.
-func waitDNS(t *testing.T, addr string) {
-	t.Helper()
-	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "udp", addr)
-	}}
-	var err error
-	for range 100 {
-		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
-		_, err = r.LookupIP(ctx, "ip4", "ready.test") // every name is 127.0.0.1
-		cancel()
-		if err == nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("DNS server at %s not answering: %v", addr, err)
 }
 
 // startPebble runs Pebble validating on httpPort (HTTP-01) and tlsPort

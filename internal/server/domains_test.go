@@ -2,19 +2,16 @@ package server
 
 import (
 	"context"
-	"io"
-	"log"
 	"log/slog"
 	"net"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/letsencrypt/challtestsrv"
-
 	"github.com/gatehouse/gatehouse/certs"
 	"github.com/gatehouse/gatehouse/config"
 	"github.com/gatehouse/gatehouse/idp"
+	"github.com/gatehouse/gatehouse/internal/testdns"
 	"github.com/gatehouse/gatehouse/store"
 	"github.com/gatehouse/gatehouse/store/badgerstore"
 )
@@ -53,18 +50,7 @@ func TestDomainCheckReloadsDirectoryDuringSweep(t *testing.T) {
 	}
 	first, second := list[0], list[1]
 
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	dns, err := challtestsrv.New(challtestsrv.Config{DNSAddrs: []string{addr}, Log: log.New(io.Discard, "", 0)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go dns.Run()
-	defer dns.Shutdown()
+	dns, addr := testdns.Start(t)
 	name, value := certs.Record(first.Domains[0])
 	dns.AddDNSTXTRecord(name, value)
 
@@ -81,16 +67,6 @@ func TestDomainCheckReloadsDirectoryDuringSweep(t *testing.T) {
 	}}
 	c := &domainChecker{st: st, orgs: orgs, recheck: time.Hour, log: quiet, now: time.Now,
 		v: &certs.Verifier{Resolver: resolver}}
-	for range 100 { // until the DNS server answers
-		if o, _ := c.v.Check(ctx, second.Domains[0]); o != certs.Unknown {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	mu.Lock()
-	routed = nil
-	mu.Unlock()
-
 	c.checkAll(ctx)
 	mu.Lock()
 	defer mu.Unlock()
