@@ -31,7 +31,11 @@ def b64(data):
 def new_key(kid, alg):
     if alg == "ES256":
         priv = ec.generate_private_key(ec.SECP256R1())
-        jwk = jwt.algorithms.ECAlgorithm.to_jwk(priv.public_key())
+        # Built by hand: RFC 7518 wants x and y at the curve's full 32 bytes
+        # (as Gatehouse's go-jose publishes them), and some PyJWT versions'
+        # to_jwk drop a leading zero byte, which their from_jwk then refuses.
+        nums = priv.public_key().public_numbers()
+        jwk = {"kty": "EC", "crv": "P-256", "x": b64(nums.x.to_bytes(32, "big")), "y": b64(nums.y.to_bytes(32, "big"))}
     elif alg == "RS256":
         priv = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         jwk = jwt.algorithms.RSAAlgorithm.to_jwk(priv.public_key())

@@ -2,6 +2,8 @@ package signing
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"encoding/base64"
 	"encoding/json"
 	"testing"
 	"time"
@@ -166,6 +168,40 @@ func BenchmarkSign(b *testing.B) {
 	for b.Loop() {
 		if _, err := m.Sign(claims); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// RFC 7518 §6.2.1.2: an EC key's x and y are published at the curve's full
+// size. A coordinate that happens to start with a zero byte (1 in 256) must
+// not be shortened: several JWT libraries refuse such a key.
+func TestJWKSECCoordinatesFullLength(t *testing.T) {
+	var priv *ecdsa.PrivateKey
+	for range 100_000 {
+		k, err := generate(jose.ES256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e := k.(*ecdsa.PrivateKey); e.X.BitLen() <= 248 {
+			priv = e
+			break
+		}
+	}
+	if priv == nil {
+		t.Fatal("no key with a short x coordinate found")
+	}
+	b, err := json.Marshal(jose.JSONWebKey{Key: publicKey(priv), KeyID: "k", Algorithm: "ES256", Use: "sig"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var jwk struct{ X, Y string }
+	if err := json.Unmarshal(b, &jwk); err != nil {
+		t.Fatal(err)
+	}
+	for name, v := range map[string]string{"x": jwk.X, "y": jwk.Y} {
+		raw, err := base64.RawURLEncoding.DecodeString(v)
+		if err != nil || len(raw) != 32 {
+			t.Fatalf("%s is %d bytes (%v), want 32: %s", name, len(raw), err, b)
 		}
 	}
 }
