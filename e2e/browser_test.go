@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"net/url"
 	"os"
 	"os/exec"
@@ -124,12 +125,16 @@ func TestBrowserSignIn(t *testing.T) {
 	focus := func(id string) string {
 		t.Helper()
 		var f string
+		var err error
 		for range 50 {
-			f, _ = chromedp.Run(ctx, chromedp.Evaluate[string]("document.activeElement ? document.activeElement.id : ''"))
-			if f == id {
-				break
+			f, err = chromedp.Run(ctx, chromedp.Evaluate[string]("document.activeElement ? document.activeElement.id : ''"))
+			if err == nil && f == id {
+				return f
 			}
 			time.Sleep(100 * time.Millisecond)
+		}
+		if err != nil {
+			return fmt.Sprintf("%s (reading the focus: %v)", f, err)
 		}
 		return f
 	}

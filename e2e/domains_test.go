@@ -78,9 +78,9 @@ func waitDomain(t *testing.T, g *gatehouse, domain, want string, ok func(domainR
 	return r
 }
 
-// eventually polls cond for at most 15 seconds. The org directory that
-// routing and handshakes read is reloaded after a sweep of domain checks
-// has saved every org's results, a moment after /domains shows them.
+// eventually polls try for at most 15 seconds, until it returns nil.
+// Routing and handshakes read the org directory, which is reloaded a
+// moment after /domains shows a change.
 func eventually(t *testing.T, what string, try func() error) {
 	t.Helper()
 	var err error

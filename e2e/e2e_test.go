@@ -66,7 +66,7 @@ func newUpstream(t *testing.T) *upstream {
 				w.(http.Flusher).Flush()
 				select {
 				case <-u.moreEvents:
-				case <-time.After(10 * time.Second):
+				case <-time.After(60 * time.Second):
 				case <-r.Context().Done():
 					return
 				}
@@ -487,10 +487,23 @@ func TestWebsocketAndStreaming(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Body.Close()
-	buf := make([]byte, 64)
-	n, err := r.Body.Read(buf)
-	if err != nil || !strings.Contains(string(buf[:n]), "tick 0") {
-		t.Fatalf("first event = %q, %v", buf[:n], err)
+	type chunk struct {
+		data string
+		err  error
+	}
+	first := make(chan chunk, 1)
+	go func() {
+		buf := make([]byte, 64)
+		n, err := r.Body.Read(buf)
+		first <- chunk{string(buf[:n]), err}
+	}()
+	select {
+	case c := <-first:
+		if c.err != nil || !strings.Contains(c.data, "tick 0") {
+			t.Fatalf("first event = %q, %v", c.data, c.err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("first event not delivered while the upstream holds the stream: buffered")
 	}
 	close(up.moreEvents)
 	rest, _ := io.ReadAll(r.Body)

@@ -96,7 +96,7 @@ func start(t testing.TB, cfg string, env ...string) *gatehouse {
 		if err == nil {
 			return g
 		}
-		if !errors.Is(err, errPortTaken) || attempt == 3 {
+		if !g.lost(err, g.addr, g.ops) || attempt == 3 {
 			t.Fatal(err)
 		}
 		t.Logf("attempt %d: %v; again on other ports", attempt, err)
@@ -112,7 +112,7 @@ func startAt(t testing.TB, port, cfg string, env ...string) *gatehouse {
 		if err == nil {
 			return g
 		}
-		if !errors.Is(err, errPortTaken) || strings.Contains(g.Logs(), "127.0.0.1:"+port+":") || attempt == 3 {
+		if !g.lost(err, g.ops) || attempt == 3 {
 			t.Fatal(err)
 		}
 		t.Logf("attempt %d: %v; again on another ops port", attempt, err)
@@ -122,6 +122,20 @@ func startAt(t testing.TB, port, cfg string, env ...string) *gatehouse {
 // errPortTaken: between freePort and the binary's bind, something else
 // took the port (another test's server binding port 0 can get it).
 var errPortTaken = errors.New("a chosen port was taken meanwhile")
+
+// lost reports whether err is the binary failing to bind one of addrs,
+// ports the harness chose and can choose again.
+func (g *gatehouse) lost(err error, addrs ...string) bool {
+	if !errors.Is(err, errPortTaken) {
+		return false
+	}
+	for _, a := range addrs {
+		if strings.Contains(g.Logs(), "listen tcp "+a+": bind: address already in use") {
+			return true
+		}
+	}
+	return false
+}
 
 func tryStartAt(t testing.TB, port, cfg string, env ...string) (*gatehouse, error) {
 	t.Helper()
@@ -174,7 +188,7 @@ func (g *gatehouse) run(t testing.TB, env []string, args ...string) error {
 	t.Cleanup(func() {
 		g.stop()
 		if t.Failed() {
-			t.Logf("gatehouse logs:\n%s", g.Logs())
+			t.Logf("gatehouse logs (%s):\n%s", g.addr, g.Logs())
 		}
 	})
 	deadline := time.Now().Add(20 * time.Second)

@@ -3,6 +3,7 @@ package signing
 import (
 	"context"
 	"crypto/ecdsa"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/gatehouse/gatehouse/store"
 	"github.com/gatehouse/gatehouse/store/badgerstore"
 )
 
@@ -190,14 +192,21 @@ func TestJWKSECCoordinatesFullLength(t *testing.T) {
 	if priv == nil {
 		t.Fatal("no key with a short x coordinate found")
 	}
-	b, err := json.Marshal(jose.JSONWebKey{Key: publicKey(priv), KeyID: "k", Algorithm: "ES256", Use: "sig"})
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var jwk struct{ X, Y string }
-	if err := json.Unmarshal(b, &jwk); err != nil {
+	now := time.Now()
+	m := &Manager{}
+	if err := m.build([]store.SigningKey{{ID: "ES256-short", Algorithm: "ES256", PrivateKey: der, CreatedAt: now, ActiveAt: now}}, now); err != nil {
 		t.Fatal(err)
 	}
+	b := m.JWKS()
+	var set struct{ Keys []struct{ X, Y string } }
+	if err := json.Unmarshal(b, &set); err != nil || len(set.Keys) != 1 {
+		t.Fatalf("JWKS %s: %v", b, err)
+	}
+	jwk := set.Keys[0]
 	for name, v := range map[string]string{"x": jwk.X, "y": jwk.Y} {
 		raw, err := base64.RawURLEncoding.DecodeString(v)
 		if err != nil || len(raw) != 32 {

@@ -46,11 +46,10 @@ func (c *domainChecker) checkAll(ctx context.Context) {
 		return
 	}
 	// Routing and certificates read the org directory, not the store: a
-	// status change takes effect when the directory is reloaded. Reload
-	// after the first change at once, then at most every second (or four
-	// times the last reload's duration, for very many orgs) while the sweep
-	// goes on, and once at its end: a customer whose domain shows verified
-	// is served within a moment, whatever the number of orgs behind it.
+	// status change takes effect when the directory is reloaded (besides
+	// the periodic reload). Reload after the first change at once, then at
+	// most every second (or four times the last reload's duration, for
+	// very many orgs) while the sweep goes on, and once at its end.
 	var (
 		changed    bool
 		nextReload time.Time
@@ -58,8 +57,10 @@ func (c *domainChecker) checkAll(ctx context.Context) {
 			start := time.Now()
 			if err := c.orgs.Reload(ctx); err != nil {
 				c.log.Error("domains: reload orgs", "err", err)
+			} else {
+				changed = false // a failed reload is tried again, at the latest at the end
 			}
-			changed, nextReload = false, time.Now().Add(max(time.Second, 4*time.Since(start)))
+			nextReload = time.Now().Add(max(time.Second, 4*time.Since(start)))
 		}
 	)
 	for _, o := range orgs {
