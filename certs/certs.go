@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"time"
 )
@@ -34,20 +35,36 @@ type reloader struct {
 	recheck           time.Duration
 	mu                sync.Mutex
 	cert              *tls.Certificate
-	mod               time.Time
+	stamp             string // the files' modification times and sizes at the last load
 	checked           time.Time
 }
 
+// stampOf identifies the files' current versions. Taken before they are
+// read, so a rewrite during the read is seen at the next check; compared
+// for equality, so a replacement with an older time or within one
+// timestamp step (but another size) is seen too.
+func (r *reloader) stampOf() (string, error) {
+	var b strings.Builder
+	for _, name := range []string{r.certFile, r.keyFile} {
+		fi, err := os.Stat(name)
+		if err != nil {
+			return "", fmt.Errorf("certs: %w", err)
+		}
+		fmt.Fprintf(&b, "%d/%d;", fi.ModTime().UnixNano(), fi.Size())
+	}
+	return b.String(), nil
+}
+
 func (r *reloader) load() error {
+	stamp, err := r.stampOf()
+	if err != nil {
+		return err
+	}
 	c, err := tls.LoadX509KeyPair(r.certFile, r.keyFile)
 	if err != nil {
 		return fmt.Errorf("certs: load %s: %w", r.certFile, err)
 	}
-	fi, err := os.Stat(r.certFile)
-	if err != nil {
-		return fmt.Errorf("certs: %w", err)
-	}
-	r.cert, r.mod = &c, fi.ModTime()
+	r.cert, r.stamp = &c, stamp
 	return nil
 }
 
@@ -56,13 +73,10 @@ func (r *reloader) load() error {
 func (r *reloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if time.Since(r.checked) > r.recheck {
+	if time.Since(r.checked) >= r.recheck {
 		r.checked = time.Now()
-		if fi, err := os.Stat(r.certFile); err == nil && fi.ModTime().After(r.mod) {
-			old := r.cert
-			if err := r.load(); err != nil {
-				r.cert = old
-			}
+		if stamp, err := r.stampOf(); err == nil && stamp != r.stamp {
+			_ = r.load() // on failure r.cert is unchanged: the last good one serves
 		}
 	}
 	return r.cert, nil

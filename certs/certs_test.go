@@ -72,6 +72,12 @@ func TestStaticReloadKeepsLastGood(t *testing.T) {
 	if got := servedCN(t, c); got != "two.example" {
 		t.Fatalf("after a broken replacement: served %s", got)
 	}
+	// A replacement whose files carry an older time (copied with their
+	// times kept, say) is a replacement too.
+	writeCert(t, dir, "three.example", time.Now().Add(-time.Hour))
+	if got := servedCN(t, c); got != "three.example" {
+		t.Fatalf("after a replacement with an older time: served %s", got)
+	}
 	if _, err := StaticConfig(filepath.Join(dir, "missing.pem"), kf); err == nil {
 		t.Fatal("missing certificate accepted")
 	}

@@ -178,6 +178,9 @@ func (c *Config) validate(d *decoder) {
 	if r := c.Login.SAMLKeyRotation; r > 0 && r < 24*time.Hour {
 		d.add("login.saml_key_rotation", "at least 24h, got %s: IdP admins need time to load the next certificate", r)
 	}
+	if c.Signing.RotationPeriod > 0 && c.Signing.RotationPeriod < time.Minute {
+		d.add("signing.rotation_period", "at least 1m, got %s", c.Signing.RotationPeriod)
+	}
 	if c.Login.SAMLClockSkew > 5*time.Minute {
 		d.add("login.saml_clock_skew", "at most 5m, got %s: fix the clocks instead", c.Login.SAMLClockSkew)
 	}

@@ -632,7 +632,13 @@ func spKey(ctx context.Context, deps connection.Deps, gen int64) (*rsa.PrivateKe
 		return nil, nil, err
 	}
 	now := deps.Now()
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(now.UnixNano()), Subject: pkix.Name{CommonName: "Gatehouse SAML SP " + deps.OrgSlug},
+	// A random serial: two generations made at one instant (a pinned
+	// clock) must still differ.
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: "Gatehouse SAML SP " + deps.OrgSlug},
 		NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(10, 0, 0), KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {

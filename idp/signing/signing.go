@@ -138,7 +138,10 @@ func (m *Manager) refresh(ctx context.Context, depth int) error {
 	}
 	cur := current(keys, now)
 	if cur == nil {
-		if err := m.create(ctx, now); err != nil {
+		// Activation times are whole seconds, as key IDs are: one ID is
+		// then one activation time, and a key that already exists under it
+		// is the same rotation made by another node.
+		if err := m.create(ctx, now.Truncate(time.Second)); err != nil {
 			return err
 		}
 		return m.refresh(ctx, depth+1)
@@ -146,7 +149,7 @@ func (m *Manager) refresh(ctx context.Context, depth int) error {
 	nextAt := cur.ActiveAt.Add(m.opts.RotationPeriod)
 	if !now.Before(nextAt.Add(-m.opts.PrePublish)) && !hasKeyAfter(keys, cur.ActiveAt) {
 		// Never activate a key that was not published for PrePublish.
-		if err := m.create(ctx, maxTime(nextAt, now.Add(m.opts.PrePublish))); err != nil {
+		if err := m.create(ctx, ceilSecond(maxTime(nextAt, now.Add(m.opts.PrePublish)))); err != nil {
 			return err
 		}
 		return m.refresh(ctx, depth+1)
@@ -236,11 +239,23 @@ func (m *Manager) create(ctx context.Context, activeAt time.Time) error {
 		CreatedAt:  m.opts.Now(),
 		ActiveAt:   activeAt,
 	}
-	if err := m.st.CreateSigningKey(ctx, k); err != nil && !errors.Is(err, store.ErrAlreadyExists) {
+	switch err := m.st.CreateSigningKey(ctx, k); {
+	case errors.Is(err, store.ErrAlreadyExists):
+		m.opts.Logger.Debug("signing: key already published by another node", "kid", k.ID)
+	case err != nil:
 		return fmt.Errorf("signing: create key: %w", err)
+	default:
+		m.opts.Logger.Info("signing: key published", "kid", k.ID, "active_at", activeAt)
 	}
-	m.opts.Logger.Info("signing: key published", "kid", k.ID, "active_at", activeAt)
 	return nil
+}
+
+// ceilSecond rounds t up to a whole second.
+func ceilSecond(t time.Time) time.Time {
+	if f := t.Truncate(time.Second); !f.Equal(t) {
+		return f.Add(time.Second)
+	}
+	return t
 }
 
 // Sign returns a compact JWS of claims (a JSON object) with the current key.

@@ -214,3 +214,59 @@ func TestJWKSECCoordinatesFullLength(t *testing.T) {
 		}
 	}
 }
+
+// Key IDs are activation seconds. A node whose clock is a fraction of a
+// second behind the node that made the first key, in the same second,
+// finds that key current instead of failing to make its own under the same
+// ID; rotations with sub-second leftovers never reuse an ID.
+func TestKeyIDsAreActivationSeconds(t *testing.T) {
+	st, err := badgerstore.Open("", badgerstore.WithInMemory())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	base := time.Unix(1_800_000_000, 0)
+	ahead := func() time.Time { return base.Add(700 * time.Millisecond) }
+	behind := func() time.Time { return base.Add(400 * time.Millisecond) }
+	opts := func(now func() time.Time) Options {
+		return Options{RotationPeriod: time.Minute, PrePublish: 30 * time.Second, MaxTokenLifetime: time.Second, Now: now}
+	}
+	a, err := New(ctx, st, opts(ahead))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(ctx, st, opts(behind))
+	if err != nil {
+		t.Fatalf("node 0.3s behind: %v", err)
+	}
+	if a.CurrentKeyID() != b.CurrentKeyID() {
+		t.Fatalf("nodes disagree: %s and %s", a.CurrentKeyID(), b.CurrentKeyID())
+	}
+
+	now := ahead()
+	m, err := New(ctx, st, opts(func() time.Time { return now }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{m.CurrentKeyID(): true}
+	for range 20 {
+		now = now.Add(13*time.Second + 300*time.Millisecond)
+		if err := m.Refresh(ctx); err != nil {
+			t.Fatalf("refresh at %v: %v", now, err)
+		}
+		seen[m.CurrentKeyID()] = true
+	}
+	keys, err := st.ListSigningKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if !k.ActiveAt.Equal(k.ActiveAt.Truncate(time.Second)) {
+			t.Errorf("key %s activates at %v, not on a second", k.ID, k.ActiveAt)
+		}
+	}
+	if len(seen) < 4 {
+		t.Fatalf("keys over 266s of 1m rotations: %v", seen)
+	}
+}

@@ -777,6 +777,9 @@ func testOnce(t *testing.T, s store.Store) {
 	}
 }
 
+// testOnceExpiry (and testLocks) use expiries of tens of milliseconds: a
+// backend must honour the exact instant it was given (Badger rounds its own
+// TTL up to a second, and compares the stored instant), not whole seconds.
 func testOnceExpiry(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	// A backend may refuse an expiry in the past, but must never return it.
