@@ -296,7 +296,9 @@ func (m *Manager) CreateWith(ctx context.Context, s store.Session) (store.Sessio
 	now := m.opts.Now()
 	s.ID = RandomID()
 	s.UserAgent = truncate(s.UserAgent, 256)
-	s.CreatedAt, s.ExpiresAt, s.LastSeenAt = now, now.Add(m.opts.Lifetime), now
+	// The end is a whole second, as JWT times are: an identity assertion
+	// capped at it then always has exp after iat, even in its last second.
+	s.CreatedAt, s.ExpiresAt, s.LastSeenAt = now, now.Add(m.opts.Lifetime).Truncate(time.Second), now
 	s.RevokedAt = time.Time{}
 	if err := m.st.CreateSession(ctx, s); err != nil {
 		return store.Session{}, fmt.Errorf("session: create: %w", err)

@@ -256,3 +256,27 @@ func BenchmarkAuthenticate(b *testing.B) {
 		}
 	})
 }
+
+// A session ends on a whole second, as JWT times are: the identity
+// assertion, whose exp is capped at the session's end, then has exp after
+// iat even in the session's last second.
+func TestSessionEndsOnWholeSecond(t *testing.T) {
+	st, err := badgerstore.Open("", badgerstore.WithInMemory())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	created := time.Unix(1_800_000_000, 700_000_000)
+	m := newManager(t, st, func() time.Time { return created })
+	s, err := m.Create(t.Context(), "u1", "o1", "password", "127.0.0.1", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.ExpiresAt.Equal(s.ExpiresAt.Truncate(time.Second)) || s.ExpiresAt.After(created.Add(time.Hour)) {
+		t.Fatalf("ExpiresAt = %v for a session made at %v with a 1h lifetime", s.ExpiresAt, created)
+	}
+	last := s.ExpiresAt.Add(-time.Nanosecond) // still active
+	if !s.Active(last, 0) || last.Unix() >= s.ExpiresAt.Unix() {
+		t.Fatalf("in the last instant: iat %d, exp %d", last.Unix(), s.ExpiresAt.Unix())
+	}
+}
