@@ -79,6 +79,9 @@ func startDevArgs(t *testing.T, args []string, env ...string) (*gatehouse, devBa
 	var banner devBanner
 	t.Cleanup(func() {
 		g.stop()
+		if strings.Contains(g.Logs(), "WARNING: DATA RACE") {
+			t.Errorf("the race detector reported a data race in gatehouse (%s)", g.addr)
+		}
 		if t.Failed() {
 			t.Logf("gatehouse stdout:\n%s\nlogs:\n%s", stdout.String(), g.Logs())
 		}

@@ -33,7 +33,13 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "gatehouse")
-	build := exec.Command("go", "build", "-o", binary, "../cmd/gatehouse")
+	args := []string{"build", "-o", binary}
+	if os.Getenv("GATEHOUSE_E2E_RACE") != "" {
+		// The binary under the race detector: a race it sees fails the
+		// test that ran it (see run's cleanup).
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "../cmd/gatehouse")...)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build gatehouse:", err)
@@ -187,6 +193,9 @@ func (g *gatehouse) run(t testing.TB, env []string, args ...string) error {
 	}()
 	t.Cleanup(func() {
 		g.stop()
+		if strings.Contains(g.Logs(), "WARNING: DATA RACE") {
+			t.Errorf("the race detector reported a data race in gatehouse (%s)", g.addr)
+		}
 		if t.Failed() {
 			t.Logf("gatehouse logs (%s):\n%s", g.addr, g.Logs())
 		}
