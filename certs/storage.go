@@ -11,6 +11,7 @@ import (
 
 	"github.com/caddyserver/certmagic"
 
+	"github.com/gatehouse/gatehouse/internal/loop"
 	"github.com/gatehouse/gatehouse/proxy/session"
 	"github.com/gatehouse/gatehouse/store"
 )
@@ -186,19 +187,14 @@ func (s *Storage) TryLock(ctx context.Context, name string) (bool, error) {
 // refresh extends a held lock until Unlock stops it.
 func (s *Storage) refresh(ctx context.Context, name, owner string, done chan struct{}) {
 	defer close(done)
-	t := time.NewTicker(s.ttl / 3)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			ok, err := s.st.AcquireLock(ctx, "certmagic/"+name, owner, s.ttl)
-			if err == nil && !ok || errors.Is(err, store.ErrClosed) {
-				return // lost (expired while the store was unreachable), or shutting down
-			}
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	loop.Every(ctx, s.ttl/3, func(ctx context.Context) {
+		ok, err := s.st.AcquireLock(ctx, "certmagic/"+name, owner, s.ttl)
+		if err == nil && !ok || errors.Is(err, store.ErrClosed) {
+			stop() // lost (expired while the store was unreachable), or shutting down
 		}
-	}
+	})
 }
 
 // Unlock releases a lock this process holds.
