@@ -4,6 +4,10 @@ import (
 	"errors"
 	"net/url"
 	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // ErrBadPath is returned for request paths Gatehouse refuses to interpret.
@@ -13,10 +17,24 @@ var ErrBadPath = errors.New("proxy: ambiguous request path")
 // CanonicalPath turns the raw (escaped) request path into the one form
 // that routing, public_paths and the upstream all see. It decodes escapes
 // of ordinary characters (so "%2e%2e" is ".."), resolves "." and "..",
-// and collapses "//". It refuses what different servers read differently:
-// encoded "/" or "\", a literal "\", NUL and control bytes, "#", a
-// dot-segment carrying ";params" (Tomcat reads "..;" as ".."), and
-// invalid escapes. It returns the decoded path and its escaped form.
+// and collapses "//". It refuses what different servers read differently,
+// so that the path Gatehouse matches and the resource the upstream serves
+// are the same one:
+//   - encoded "/" or "\", a literal "\", NUL and control bytes, "#", and
+//     invalid escapes;
+//   - ";params" where servers disagree: on a dot segment (Tomcat reads
+//     "..;" as ".."), a segment made only of params ("/;x/admin" is
+//     "/admin" to Tomcat, which drops params and then empty segments), and
+//     an encoded ";" ("%3B" is data to some servers, a separator to others);
+//   - "%25" before two hex digits: a server that decodes twice reads
+//     "%2561" as "a";
+//   - bytes that are not UTF-8 once decoded (overlong forms of "." or "/"),
+//     and characters that case mapping or compatibility normalization turns
+//     into ASCII ("ı" and "ſ" are "I" and "S" to Java's equalsIgnoreCase,
+//     "／" is "/" after NFKC): upstreams that fold case or normalize would
+//     read another path than the one routes and policies matched.
+//
+// It returns the decoded path and its escaped form.
 func CanonicalPath(raw string) (path, escaped string, err error) {
 	if raw == "" {
 		return "/", "/", nil
@@ -36,9 +54,9 @@ func CanonicalPath(raw string) (path, escaped string, err error) {
 			d := unhex(raw[i+1])<<4 | unhex(raw[i+2])
 			// Keep these escaped: decoding would change the path's structure.
 			switch {
-			case d == '/' || d == '\\' || d < 0x20 || d == 0x7f:
+			case d == '/' || d == '\\' || d == ';' || d < 0x20 || d == 0x7f:
 				return "", "", ErrBadPath
-			case d == '%' || d == '?' || d == '#' || d == ';':
+			case d == '%' || d == '?' || d == '#':
 				b.WriteString(raw[i : i+3])
 			default:
 				b.WriteByte(d)
@@ -51,10 +69,10 @@ func CanonicalPath(raw string) (path, escaped string, err error) {
 		}
 	}
 	dec := b.String()
-	// "%25" then an escape of "." "/" "\" (however it was spelled): an
-	// upstream that decodes twice would read a dot segment or a separator.
+	// "%25" then two hex digits (however they were spelled): an upstream
+	// that decodes twice reads another byte ("%2561" is "a", "%252e" ".").
 	for i := strings.Index(dec, "%25"); i >= 0; {
-		if r := strings.ToLower(dec[i+3:]); strings.HasPrefix(r, "2e") || strings.HasPrefix(r, "2f") || strings.HasPrefix(r, "5c") {
+		if i+4 < len(dec) && ishex(dec[i+3]) && ishex(dec[i+4]) {
 			return "", "", ErrBadPath
 		}
 		j := strings.Index(dec[i+3:], "%25")
@@ -62,6 +80,9 @@ func CanonicalPath(raw string) (path, escaped string, err error) {
 			break
 		}
 		i += 3 + j
+	}
+	if !asciiSafe(dec) {
+		return "", "", ErrBadPath
 	}
 
 	// Resolve segments. A trailing slash is kept: upstreams distinguish
@@ -71,7 +92,7 @@ func CanonicalPath(raw string) (path, escaped string, err error) {
 	trailing := false
 	for i, s := range segs {
 		last := i == len(segs)-1
-		if s != "." && s != ".." && isDotSegment(s) {
+		if s != "." && s != ".." && isDotSegment(s) || strings.HasPrefix(s, ";") {
 			return "", "", ErrBadPath
 		}
 		switch s {
@@ -91,7 +112,7 @@ func CanonicalPath(raw string) (path, escaped string, err error) {
 	if trailing && len(out) > 0 {
 		p += "/"
 	}
-	// p holds only the escapes kept above ("%25", "%3F", "%23", "%3B");
+	// p holds only the escapes kept above ("%25", "%3F", "%23");
 	// the escaped form keeps them and escapes what a path must not hold.
 	decoded, err := url.PathUnescape(p)
 	if err != nil {
@@ -109,6 +130,51 @@ func isDotSegment(s string) bool {
 	}
 	name, _, _ := strings.Cut(full, ";")
 	return name == "." || name == ".."
+}
+
+// asciiSafe reports whether a decoded path is UTF-8 with no character
+// that some server would turn into ASCII: by case mapping (Unicode's, as
+// Java's equalsIgnoreCase and .NET's OrdinalIgnoreCase do) or by
+// compatibility normalization (NFKC, as IIS's best-fit mapping and many
+// frameworks do). Everything else non-ASCII (é, 日本) is kept.
+func asciiSafe(p string) bool {
+	for i := 0; i < len(p); {
+		c := p[i]
+		if c < utf8.RuneSelf {
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(p[i:])
+		if r == utf8.RuneError && n <= 1 {
+			return false
+		}
+		if foldsToASCII(r) {
+			return false
+		}
+		i += n
+	}
+	return true
+}
+
+// foldsToASCII reports whether a non-ASCII rune becomes ASCII under some
+// case mapping or fold, or has ASCII in its NFKC form.
+func foldsToASCII(r rune) bool {
+	if unicode.ToLower(r) < utf8.RuneSelf || unicode.ToUpper(r) < utf8.RuneSelf || unicode.ToTitle(r) < utf8.RuneSelf {
+		return true
+	}
+	for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+		if f < utf8.RuneSelf {
+			return true
+		}
+	}
+	var buf [utf8.UTFMax]byte
+	k := norm.NFKC.Bytes(buf[:utf8.EncodeRune(buf[:], r)])
+	for _, c := range k {
+		if c < utf8.RuneSelf {
+			return true
+		}
+	}
+	return false
 }
 
 func escapePath(p string) string {
@@ -153,6 +219,31 @@ func unhex(c byte) byte {
 	default:
 		return c - 'A' + 10
 	}
+}
+
+// StripParams removes ";params" from every segment of a canonical path:
+// the path routes and public_paths match, as servlet containers (Tomcat,
+// Jetty, Undertow, Spring) read it. A segment left empty is dropped, as
+// they drop it (CanonicalPath refuses such segments anyway), so the result
+// is canonical too.
+func StripParams(p string) string {
+	if !strings.Contains(p, ";") {
+		return p
+	}
+	segs := strings.Split(p, "/")
+	out := segs[:1]
+	for i, s := range segs[1:] {
+		if j := strings.IndexByte(s, ';'); j >= 0 {
+			s = s[:j]
+		}
+		if s != "" || i == len(segs)-2 {
+			out = append(out, s)
+		}
+	}
+	if len(out) == 1 {
+		return "/"
+	}
+	return strings.Join(out, "/")
 }
 
 // HasPathPrefix reports whether path is prefix or below it, at a segment

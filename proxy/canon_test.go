@@ -46,7 +46,46 @@ func TestCanonicalPath(t *testing.T) {
 		{raw: "/public%252fadmin", bad: true},
 		{raw: "/public/%25%32%65%25%32%65/admin", bad: true},
 		{raw: "/a%255cb", bad: true},
-		{raw: "/a%2520b", want: "/a%20b", wantEsc: "/a%2520b"},
+		// Double encoding of anything, not only dots and separators.
+		{raw: "/a%2520b", bad: true},
+		{raw: "/%2561dmin", bad: true},
+		{raw: "/%2541DMIN", bad: true},
+		{raw: "/x/%25%36%31dmin", bad: true},
+		{raw: "/a%25", want: "/a%", wantEsc: "/a%25"},
+		{raw: "/100%25off", want: "/100%off", wantEsc: "/100%25off"},
+		{raw: "/a%25zz", want: "/a%zz", wantEsc: "/a%25zz"},
+		// Parameters: kept on named segments, refused where servers
+		// disagree (params-only segments, encoded ";").
+		{raw: "/admin;x/secret", want: "/admin;x/secret", wantEsc: "/admin;x/secret"},
+		{raw: "/a;", want: "/a;", wantEsc: "/a;"},
+		{raw: "/;x/admin/secret", bad: true},
+		{raw: "/;/admin", bad: true},
+		{raw: "/admin/;x/secret", bad: true},
+		{raw: "/admin/;", bad: true},
+		{raw: "/;jsessionid=1", bad: true},
+		{raw: "//;x//admin", bad: true},
+		{raw: "/%3Bx/admin", bad: true},
+		{raw: "/admin%3bx/secret", bad: true},
+		{raw: "/x/../;y/admin", bad: true},
+		// Characters that fold or normalize to ASCII.
+		{raw: "/adm%C4%B1n", bad: true},                // ı dotless i
+		{raw: "/ADM%C4%B0N", bad: true},                // İ dotted capital I
+		{raw: "/%C5%BFecret", bad: true},               // ſ long s
+		{raw: "/admin/%E2%84%AAey", bad: true},         // K Kelvin sign
+		{raw: "/admın", bad: true},                     // raw UTF-8 too
+		{raw: "/%EF%BD%81dmin", bad: true},             // fullwidth a
+		{raw: "/admin%EF%BC%8Fsecret", bad: true},      // fullwidth solidus
+		{raw: "/x%EF%BC%8E%EF%BC%8E/admin", bad: true}, // fullwidth dots
+		{raw: "/%EF%AC%81le", bad: true},               // ﬁ ligature
+		{raw: "/a%E2%80%A4", bad: true},                // one dot leader
+		// Bytes that are not UTF-8 (overlong "." and "/").
+		{raw: "/%C0%AE%C0%AE/admin", bad: true},
+		{raw: "/%C0%AFadmin", bad: true},
+		{raw: "/%FF", bad: true},
+		{raw: "/%E6%97", bad: true},
+		// Other non-ASCII is kept.
+		{raw: "/%E6%97%A5%E6%9C%AC", want: "/日本", wantEsc: "/%E6%97%A5%E6%9C%AC"},
+		{raw: "/%C3%BC%C3%9F", want: "/üß", wantEsc: "/%C3%BC%C3%9F"},
 		{raw: "*", bad: true},
 		{raw: "/a%0ab", bad: true},
 		{raw: "/a\x00b", bad: true},
@@ -81,6 +120,7 @@ func TestHasPathPrefix(t *testing.T) {
 		{"/healthz/x", "/healthz", true},
 		{"/healthzx", "/healthz", false},
 		{"/healthz;x", "/healthz", false},
+		{"//healthz", "/healthz", false},
 		{"/HEALTHZ", "/healthz", false},
 		{"/anything", "/", true},
 		{"/api/v1", "/api/", true},
@@ -90,6 +130,28 @@ func TestHasPathPrefix(t *testing.T) {
 	for _, tt := range tests {
 		if got := HasPathPrefix(tt.path, tt.prefix); got != tt.want {
 			t.Errorf("HasPathPrefix(%q, %q) = %v", tt.path, tt.prefix, got)
+		}
+	}
+}
+
+func TestStripParams(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"/", "/"},
+		{"/a/b", "/a/b"},
+		{"/admin;x/secret", "/admin/secret"},
+		{"/admin;x=1;y=2/secret;z", "/admin/secret"},
+		{"/a;x/", "/a/"},
+		{"/a;", "/a"},
+		// Not canonical (CanonicalPath refuses these), but the result is:
+		// no empty segment a prefix check could trip on.
+		{"/;x/admin/secret", "/admin/secret"},
+		{"/admin/;x/secret", "/admin/secret"},
+		{"/;x", "/"},
+		{"/a/;x", "/a/"},
+	}
+	for _, tt := range tests {
+		if got := StripParams(tt.in); got != tt.want {
+			t.Errorf("StripParams(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
 }
@@ -112,6 +174,15 @@ func FuzzCanonicalPath(f *testing.F) {
 		for _, seg := range strings.Split(esc[1:], "/") {
 			if seg == "." || seg == ".." {
 				t.Fatalf("CanonicalPath(%q) = %q: dot segment left", raw, esc)
+			}
+		}
+		m := StripParams(p)
+		if strings.Contains(m, "//") || !strings.HasPrefix(m, "/") {
+			t.Fatalf("StripParams(%q) = %q: empty segment", p, m)
+		}
+		for _, r := range p {
+			if r >= 0x80 && foldsToASCII(r) {
+				t.Fatalf("CanonicalPath(%q) = %q: keeps %q, which folds to ASCII", raw, p, r)
 			}
 		}
 		p2, esc2, err := CanonicalPath(esc)

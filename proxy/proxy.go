@@ -232,21 +232,6 @@ func stripCookies(hd http.Header, ours func(string) bool) {
 	hd["Cookie"] = []string{strings.Join(kept, "; ")}
 }
 
-// StripParams removes ";params" from every path segment: the path routes
-// and public_paths match.
-func StripParams(p string) string {
-	if !strings.Contains(p, ";") {
-		return p
-	}
-	segs := strings.Split(p, "/")
-	for i, s := range segs {
-		if j := strings.IndexByte(s, ';'); j >= 0 {
-			segs[i] = s[:j]
-		}
-	}
-	return strings.Join(segs, "/")
-}
-
 type statusWriter struct {
 	http.ResponseWriter
 	status int
