@@ -70,7 +70,7 @@ func TestPathVariantsAgainstServletContainer(t *testing.T) {
 			"/" + strings.Replace(dir, "i", "%C4%B1", 1) + "/secret.txt", // dotless i
 			"/" + strings.Replace(upper, "I", "%C4%B0", 1) + "/secret.txt",
 			"/" + strings.Replace(dir, "s", "%C5%BF", 1) + "/%C5%BFecret.txt", // long s
-			"/%EF%BD%" + hexOf(dir[0]+0x20) + dir[1:] + "/secret.txt", // fullwidth letter
+			"/%EF%BD%" + hexOf(dir[0]+0x20) + dir[1:] + "/secret.txt",         // fullwidth letter
 			"/%C0%AE%C0%AE/" + dir + "/secret.txt",
 		}
 		for _, v := range variants {
