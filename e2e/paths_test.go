@@ -97,26 +97,34 @@ func hexOf(c byte) string {
 // with b's cookies for app.localhost, and returns the status and body.
 func rawGet(t *testing.T, g *gatehouse, b *browser, path string) (int, string) {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", g.addr, 5*time.Second)
+	var cookies []string
+	for _, ck := range b.jar.Cookies(&url.URL{Scheme: "http", Host: "app.localhost:" + g.port, Path: "/"}) {
+		cookies = append(cookies, ck.Name+"="+ck.Value)
+	}
+	extra := ""
+	if len(cookies) > 0 {
+		extra = "Cookie: " + strings.Join(cookies, "; ") + "\r\n"
+	}
+	return rawDo(t, g.addr, "GET "+path+" HTTP/1.1\r\nHost: app.localhost:"+g.port+"\r\nAccept: text/html\r\n"+extra)
+}
+
+// rawDo sends head (request line and headers, each ending in CRLF) as
+// written, with "Connection: close", to addr and returns the status and
+// body of the answer.
+func rawDo(t *testing.T, addr, head string) (int, string) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(15 * time.Second))
-	var cookies []string
-	for _, ck := range b.jar.Cookies(&url.URL{Scheme: "http", Host: "app.localhost:" + g.port, Path: "/"}) {
-		cookies = append(cookies, ck.Name+"="+ck.Value)
-	}
-	req := "GET " + path + " HTTP/1.1\r\nHost: app.localhost:" + g.port + "\r\nAccept: text/html\r\nConnection: close\r\n"
-	if len(cookies) > 0 {
-		req += "Cookie: " + strings.Join(cookies, "; ") + "\r\n"
-	}
-	if _, err := io.WriteString(c, req+"\r\n"); err != nil {
+	if _, err := io.WriteString(c, head+"Connection: close\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
-		t.Fatalf("GET %s: %v", path, err)
+		t.Fatalf("%s: %v", strings.SplitN(head, "\r\n", 2)[0], err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)

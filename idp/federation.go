@@ -448,15 +448,15 @@ func (h *Handler) finishFlow(w http.ResponseWriter, r *http.Request, state strin
 	// response stolen or posted elsewhere neither finishes nor spends the
 	// sign-in of the person it belongs to.
 	name := flowCookieName(r, state)
-	ck, err := r.Cookie(name)
-	if err != nil {
+	ckv, ok := session.CookieValue(r, name)
+	if !ok {
 		if acsOrg != nil {
 			return false // treated as unsolicited: refused unless the org allows those
 		}
 		h.flowRefused(w, r, "state not started in this browser (no flow cookie)")
 		return true
 	}
-	b, err := h.o.Store.TakeOnce(ctx, flowKind, flowKey(state, ck.Value))
+	b, err := h.o.Store.TakeOnce(ctx, flowKind, flowKey(state, ckv))
 	if errors.Is(err, store.ErrNotFound) {
 		if acsOrg != nil {
 			return false

@@ -230,8 +230,8 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) {
 	// (home-realm discovery cookie) and goes straight to its own domain,
 	// unless the person asked to use a different email.
 	if org == nil && r.FormValue("switch") == "" {
-		if c, err := r.Cookie(hrdCookieName(r)); err == nil {
-			if o, ok := h.o.Orgs.BySlug(c.Value); ok && o.LoginDomain != "" {
+		if slug, ok := session.CookieValue(r, hrdCookieName(r)); ok {
+			if o, ok := h.o.Orgs.BySlug(slug); ok && o.LoginDomain != "" {
 				http.Redirect(w, r, h.orgLoginURL(o, rd, "", stateParam(r)), http.StatusSeeOther)
 				return
 			}
@@ -675,11 +675,8 @@ func (h *Handler) csrfCookieName(r *http.Request) string {
 
 func (h *Handler) csrfToken(w http.ResponseWriter, r *http.Request) string {
 	name := h.csrfCookieName(r)
-	c, err := r.Cookie(name)
-	v := ""
-	if err == nil && len(c.Value) == 43 {
-		v = c.Value
-	} else {
+	v, ok := session.CookieValue(r, name)
+	if !ok || len(v) != 43 {
 		v = session.RandomID()
 		http.SetCookie(w, &http.Cookie{Name: name, Value: v, Path: "/", HttpOnly: true, Secure: session.IsSecure(r), SameSite: http.SameSiteLaxMode})
 		// Let this request's form use the new cookie's token.
@@ -695,12 +692,12 @@ func (h *Handler) csrfMAC(cookie, host string) string {
 }
 
 func (h *Handler) checkCSRF(r *http.Request) bool {
-	c, err := r.Cookie(h.csrfCookieName(r))
+	cv, ok := session.CookieValue(r, h.csrfCookieName(r))
 	tok := r.PostFormValue("csrf")
-	if err != nil || c.Value == "" || tok == "" {
+	if !ok || tok == "" {
 		return false
 	}
-	return hmac.Equal([]byte(tok), []byte(h.csrfMAC(c.Value, session.HostOf(r))))
+	return hmac.Equal([]byte(tok), []byte(h.csrfMAC(cv, session.HostOf(r))))
 }
 
 func (h *Handler) audit(ctx context.Context, orgID, actor, action, outcome string, details map[string]string) {

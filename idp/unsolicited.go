@@ -83,8 +83,8 @@ func (h *Handler) putUnsolicited(w http.ResponseWriter, r *http.Request, rec uns
 func (h *Handler) unsolicitedContinue(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
 	token := r.FormValue("t")
-	c, err := r.Cookie(h.unsolicitedCookie(r))
-	if err != nil || !session.ValidToken(token, 16, 64) || !session.ValidToken(c.Value, 16, 64) {
+	cv, ok := session.CookieValue(r, h.unsolicitedCookie(r))
+	if !ok || !session.ValidToken(token, 16, 64) || !session.ValidToken(cv, 16, 64) {
 		h.flowRefused(w, r, "IdP-initiated sign-in continued without its token or browser cookie")
 		return
 	}
@@ -92,7 +92,7 @@ func (h *Handler) unsolicitedContinue(w http.ResponseWriter, r *http.Request) {
 		h.flowRefused(w, r, "IdP-initiated sign-in choice without a valid CSRF token")
 		return
 	}
-	b, err := h.o.Store.TakeOnce(r.Context(), unsolicitedKind, flowKey(token, c.Value))
+	b, err := h.o.Store.TakeOnce(r.Context(), unsolicitedKind, flowKey(token, cv))
 	var rec unsolicitedRecord
 	if err != nil || json.Unmarshal(b, &rec) != nil || !h.o.Now().Before(rec.Expires) {
 		h.flowRefused(w, r, "unknown, used or expired IdP-initiated sign-in")
@@ -117,7 +117,7 @@ func (h *Handler) unsolicitedContinue(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Method == http.MethodGet && h.otherSession(r, user.ID, org.ID) {
 		// Ask; the record is stored again under a new token.
-		token, err := h.putUnsolicited(w, r, rec, c.Value)
+		token, err := h.putUnsolicited(w, r, rec, cv)
 		if err != nil {
 			h.signInError(w, r, org, "acs", connection.Errorf(connection.KindInternal, "idp: hold idp-initiated sign-in: %w", err))
 			return

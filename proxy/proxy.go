@@ -82,6 +82,8 @@ type Handler struct {
 	buffers httputil.BufferPool
 	proxies map[*Route]*httputil.ReverseProxy
 	assets  http.Handler
+	// cookieMarkers: every Gatehouse cookie name holds one of these.
+	cookieMarkers []string
 }
 
 type ctxKey struct{}
@@ -113,7 +115,8 @@ func New(o Options) *Handler {
 	if o.Transport == nil {
 		o.Transport = DefaultTransport()
 	}
-	h := &Handler{o: o, proxies: map[*Route]*httputil.ReverseProxy{}, assets: web.Assets(o.BrandAssets), buffers: NewBufferPool()}
+	h := &Handler{o: o, proxies: map[*Route]*httputil.ReverseProxy{}, assets: web.Assets(o.BrandAssets), buffers: NewBufferPool(),
+		cookieMarkers: o.Sessions.CookieMarkers()}
 	for _, rs := range []map[string][]*Route{o.Router.exact, o.Router.wildcard} {
 		for _, routes := range rs {
 			for _, rt := range routes {
@@ -149,7 +152,7 @@ func (h *Handler) reverseProxy(rt *Route) *httputil.ReverseProxy {
 				pr.Out.Host = pr.In.Host
 			}
 			stripIdentity(pr.Out.Header, rt.identity)
-			stripCookies(pr.Out.Header, h.o.Sessions.IsGatehouseCookie)
+			stripCookies(pr.Out.Header, h.o.Sessions.IsGatehouseCookie, h.cookieMarkers)
 			if f != nil && f.trusted {
 				pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
 			}
@@ -201,16 +204,21 @@ func stripIdentity(hd http.Header, extra map[string]bool) {
 
 // stripCookies keeps Gatehouse's own cookies (session, CSRF, state) from
 // upstreams: a session cookie is a bearer credential the app never needs.
-func stripCookies(hd http.Header, ours func(string) bool) {
+// Every part is checked by its name as the most lenient parser reads it,
+// whatever the configured names are; lines that cannot hold one of them
+// (none of markers in them) are left as they are.
+func stripCookies(hd http.Header, ours func(string) bool, markers []string) {
 	lines := hd["Cookie"]
 	if len(lines) == 0 {
 		return
 	}
 	found := false
 	for _, l := range lines {
-		if strings.Contains(l, "gatehouse") {
-			found = true
-			break
+		for _, m := range markers {
+			if strings.Contains(l, m) {
+				found = true
+				break
+			}
 		}
 	}
 	if !found {
@@ -219,9 +227,8 @@ func stripCookies(hd http.Header, ours func(string) bool) {
 	var kept []string
 	for _, l := range lines {
 		for part := range strings.SplitSeq(l, ";") {
-			name, _, _ := strings.Cut(strings.TrimSpace(part), "=")
-			if name != "" && !ours(name) {
-				kept = append(kept, strings.TrimSpace(part))
+			if name := session.CookieName(part); name != "" && !ours(name) {
+				kept = append(kept, strings.Trim(part, " \t"))
 			}
 		}
 	}

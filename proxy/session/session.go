@@ -337,11 +337,11 @@ func (m *Manager) ClearCookie(w http.ResponseWriter, r *http.Request) {
 // SessionID returns the ID in the request's cookie without checking the
 // server-side record.
 func (m *Manager) SessionID(r *http.Request) (string, error) {
-	c, err := r.Cookie(m.CookieName(IsSecure(r)))
-	if err != nil {
+	v, ok := CookieValue(r, m.CookieName(IsSecure(r)))
+	if !ok {
 		return "", ErrNoCookie
 	}
-	return m.Open(HostOf(r), c.Value, m.opts.Now())
+	return m.Open(HostOf(r), v, m.opts.Now())
 }
 
 // Authenticate returns the request's live session.
@@ -593,12 +593,12 @@ func NewState(w http.ResponseWriter, r *http.Request) string {
 // value state, and clears the cookie (it is single-use).
 func TakeState(w http.ResponseWriter, r *http.Request, state string) bool {
 	secure := IsSecure(r)
-	c, err := r.Cookie(stateCookieName(secure))
-	if err != nil || state == "" {
+	v, ok := CookieValue(r, stateCookieName(secure))
+	if !ok || state == "" {
 		return false
 	}
 	http.SetCookie(w, &http.Cookie{Name: stateCookieName(secure), Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: secure, SameSite: http.SameSiteLaxMode})
-	return subtle.ConstantTimeCompare([]byte(c.Value), []byte(state)) == 1
+	return subtle.ConstantTimeCompare([]byte(v), []byte(state)) == 1
 }
 
 // ValidState reports whether s looks like a state NewState made.
@@ -617,6 +617,12 @@ func ValidToken(s string, min, max int) bool {
 		}
 	}
 	return true
+}
+
+// CookieMarkers are substrings one of which every name IsGatehouseCookie
+// accepts contains: a Cookie header without any of them holds none.
+func (m *Manager) CookieMarkers() []string {
+	return []string{m.opts.CookieName, "gatehouse"}
 }
 
 // IsGatehouseCookie reports whether a cookie name is one Gatehouse sets,
