@@ -73,6 +73,9 @@ type Handler struct {
 	// is a store record and, for SAML, an RSA signature.
 	flowStarts *throttle
 	mux        *http.ServeMux
+	// known and deviceKey recognize clients that signed in before (known.go).
+	known     knownAddrs
+	deviceKey []byte
 }
 
 // New builds the sign-in handler.
@@ -91,6 +94,9 @@ func New(o Options) *Handler {
 		// in comfortably; a script gets 600 records, not millions.
 		flowStarts: newThrottle(600, 10*time.Minute),
 	}
+	dk := hmac.New(sha256.New, o.CSRFKey)
+	dk.Write([]byte("gatehouse known-device cookie"))
+	h.deviceKey = dk.Sum(nil)
 	cop := http.NewCrossOriginProtection()
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+LoginPath, h.loginPage)
@@ -465,9 +471,14 @@ func (h *Handler) passwordLogin(w http.ResponseWriter, r *http.Request, org *sto
 		fail(http.StatusTooManyRequests, "throttled", fmt.Sprintf("Too many failed sign-ins from your network. Try again in %s.", wait(until, now)))
 		return
 	}
-	if ok, until := h.byAccount.take(acct, now); !ok {
+	acctKey, known := h.budgetKey(r, acct, addrKey, now)
+	if ok, until := h.byAccount.take(acctKey, now); !ok {
 		h.byAddr.refund(addrKey)
-		h.o.Logger.Warn("idp: sign-in throttled", "org", org.Slug, "client", addr, "by", "account")
+		by := "account"
+		if known != "" {
+			by = "account and known " + known
+		}
+		h.o.Logger.Warn("idp: sign-in throttled", "org", org.Slug, "client", addr, "by", by)
 		w.Header().Set("Retry-After", retryAfter(until, now))
 		fail(http.StatusTooManyRequests, "throttled", fmt.Sprintf("Too many failed sign-ins for this account. Try again in %s, or ask your administrator to reset your password.", wait(until, now)))
 		return
@@ -476,7 +487,7 @@ func (h *Handler) passwordLogin(w http.ResponseWriter, r *http.Request, org *sto
 	if err != nil && connection.KindOf(err) != connection.KindBadCredentials {
 		// Not the person's fault: give the attempts back.
 		h.byAddr.refund(addrKey)
-		h.byAccount.refund(acct)
+		h.byAccount.refund(acctKey)
 		ref := h.ref()
 		h.o.Logger.Error("idp: password check failed", "ref", ref, "org", org.Slug, "err", err)
 		h.o.Metrics.Logins.WithLabelValues(org.Slug, "error").Inc()
@@ -490,8 +501,10 @@ func (h *Handler) passwordLogin(w http.ResponseWriter, r *http.Request, org *sto
 		fail(http.StatusUnauthorized, "bad_credentials", "Incorrect email or password.")
 		return
 	}
-	h.byAccount.reset(acct)
+	h.byAccount.reset(acctKey)
 	h.byAddr.refund(addrKey)
+	h.known.add(acct+"|"+addrKey, now)
+	h.rememberDevice(w, r, acct, now)
 	owner, _ := h.ownerOf(org) // passwordConnection found it
 	h.startSession(w, r, org, store.User{ID: id.UserID}, owner, id, rd, stateParam(r))
 }

@@ -631,7 +631,7 @@ func (m *Manager) IsGatehouseCookie(name string) bool {
 	switch name {
 	case m.opts.CookieName, "__Host-" + m.opts.CookieName,
 		"_gatehouse_csrf", "__Host-gatehouse_csrf", "_gatehouse_state", "__Host-gatehouse_state",
-		"_gatehouse_hrd", "__Host-gatehouse_hrd":
+		"_gatehouse_hrd", "__Host-gatehouse_hrd", "_gatehouse_device", "__Host-gatehouse_device":
 		return true
 	}
 	// Sign-in flow cookies (one per flow).
