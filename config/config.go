@@ -204,8 +204,32 @@ type Route struct {
 	// IdentityHeaders are extra header names the upstream trusts as
 	// identity; they are stripped from client requests like X-Gatehouse-*.
 	IdentityHeaders []string `yaml:"identity_headers"`
+	// PassClientHeaders names headers of ClientHeaders that this route's
+	// upstream receives as the client sent them (all others are removed).
+	PassClientHeaders []string `yaml:"pass_client_headers"`
+	// Upgrades are the protocols a client may switch this route's
+	// connection to (default [websocket]; [] for none).
+	Upgrades []string `yaml:"upgrades"`
 	// Policy is a .rego file or directory applied to this route only.
 	Policy string `yaml:"policy"`
+}
+
+// ClientHeaders are request headers that upstreams and their frameworks
+// trust to say who the client is or which URL and method it asked for.
+// A client could write them; Gatehouse removes them (in any case, "_" for
+// "-") unless a route lists them in pass_client_headers, and sets
+// X-Real-IP and the X-Forwarded-* family itself.
+var ClientHeaders = []string{
+	// Client address and the original scheme, host and port.
+	"X-Real-IP", "True-Client-IP", "X-Client-IP", "Client-IP", "CF-Connecting-IP", "Fastly-Client-IP",
+	"X-Cluster-Client-IP", "X-Original-Forwarded-For", "X-Forwarded", "Forwarded-For", "Forwarded",
+	"X-ProxyUser-IP", "X-Forwarded-Port", "X-Forwarded-Server", "X-Forwarded-Scheme", "X-Forwarded-Ssl",
+	"X-Url-Scheme", "Front-End-Https",
+	// The original URL, path or prefix (IIS, Symfony, Spring, Envoy, nginx).
+	"X-Original-URL", "X-Rewrite-URL", "X-Original-URI", "X-Forwarded-Uri", "X-Forwarded-Path",
+	"X-Forwarded-Prefix", "X-Envoy-Original-Path", "X-Original-Path",
+	// The method.
+	"X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override",
 }
 
 type Org struct {

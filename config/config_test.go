@@ -179,6 +179,8 @@ routes:
     audience: wiki
     preserve_host: ${PRESERVE}
     identity_headers: [X-Remote-User, Remote-Groups]
+    pass_client_headers: [X-Forwarded-Prefix]
+    upgrades: [websocket, h2c]
 orgs:
   - slug: parent
     name: Parent
@@ -209,6 +211,9 @@ orgs:
 	u := c.Orgs[1].Users[0]
 	if want := "p$$w0rd 7 ${LITERAL}"; u.Password != want {
 		t.Errorf("password = %q, want %q", u.Password, want)
+	}
+	if r := c.Routes[0]; !reflect.DeepEqual(r.PassClientHeaders, []string{"X-Forwarded-Prefix"}) || !reflect.DeepEqual(r.Upgrades, []string{"websocket", "h2c"}) {
+		t.Errorf("route headers and upgrades: %+v", r)
 	}
 	if c.Orgs[1].Attributes["cost-centre"] != "42" || c.Session.CookieName != "__Host-gh" || c.Server.WriteTimeout != 2*time.Minute {
 		t.Errorf("config = %+v", c)

@@ -328,6 +328,21 @@ func (c *Config) validateRoutes(d *decoder, slugs map[string]int) {
 				headers[strings.ToLower(h)] = j
 			}
 		}
+		for j, h := range r.PassClientHeaders {
+			hp := fmt.Sprintf("%s.pass_client_headers[%d]", p, j)
+			if !slices.ContainsFunc(ClientHeaders, func(c string) bool { return strings.EqualFold(c, h) }) {
+				msg := "%q is not one of the client headers Gatehouse removes (README, Security behavior); other headers pass anyway"
+				if s := suggest(h, ClientHeaders); s != "" {
+					msg += "; did you mean " + strconv.Quote(s) + "?"
+				}
+				d.add(hp, msg, h)
+			}
+		}
+		for j, u := range r.Upgrades {
+			if !isToken(u) {
+				d.add(fmt.Sprintf("%s.upgrades[%d]", p, j), "invalid protocol %q: a token such as websocket", u)
+			}
+		}
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse/gatehouse/config"
 	"github.com/gatehouse/gatehouse/internal/clientip"
 	"github.com/gatehouse/gatehouse/internal/telemetry"
 	"github.com/gatehouse/gatehouse/internal/web"
@@ -100,6 +101,8 @@ type forward struct {
 	ident     *session.Identity
 	assertion string
 	trusted   bool
+	// client is the client's address (after trusted proxies).
+	client string
 	// extra are headers a policy asked to send (never identity headers).
 	extra map[string]string
 }
@@ -152,6 +155,7 @@ func (h *Handler) reverseProxy(rt *Route) *httputil.ReverseProxy {
 				pr.Out.Host = pr.In.Host
 			}
 			stripIdentity(pr.Out.Header, rt.identity)
+			stripClientHeaders(pr.Out.Header, rt.passClient)
 			stripCookies(pr.Out.Header, h.o.Sessions.IsGatehouseCookie, h.cookieMarkers)
 			if f != nil && f.trusted {
 				pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
@@ -159,6 +163,9 @@ func (h *Handler) reverseProxy(rt *Route) *httputil.ReverseProxy {
 			pr.SetXForwarded()
 			if session.IsSecure(pr.In) {
 				pr.Out.Header.Set("X-Forwarded-Proto", "https")
+			}
+			if f != nil && f.client != "" && !rt.passClient["x-real-ip"] {
+				pr.Out.Header["X-Real-Ip"] = []string{f.client}
 			}
 			if f == nil || f.ident == nil {
 				return
@@ -200,6 +207,73 @@ func stripIdentity(hd http.Header, extra map[string]bool) {
 			delete(hd, k)
 		}
 	}
+}
+
+// clientHeaders is config.ClientHeaders lowercased, by length.
+var clientHeaders = func() map[int][]string {
+	m := map[int][]string{}
+	for _, h := range config.ClientHeaders {
+		m[len(h)] = append(m[len(h)], strings.ToLower(h))
+	}
+	return m
+}()
+
+// stripClientHeaders removes the headers upstreams trust for the client's
+// address or the URL and method it asked for (config.ClientHeaders), in
+// any case and with "_" for "-" (CGI and WSGI read both as one), except
+// those the route passes.
+func stripClientHeaders(hd http.Header, pass map[string]bool) {
+	for k := range hd {
+		for _, name := range clientHeaders[len(k)] {
+			if headerNameIs(k, name) {
+				if len(pass) == 0 || !pass[name] {
+					delete(hd, k)
+				}
+				break
+			}
+		}
+	}
+}
+
+// headerNameIs compares a header name with a lowercase one, ignoring
+// ASCII case and reading "_" as "-", without allocating.
+func headerNameIs(k, lower string) bool {
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		switch {
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		case c == '_':
+			c = '-'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// allowUpgrade removes a protocol upgrade the route does not allow (h2c,
+// or anything but websocket by default), so the request goes upstream as
+// a plain one: after a switch, bytes would pass unmediated. RFC 9110 lets
+// a server ignore Upgrade. It reports what was refused, if anything.
+func allowUpgrade(r *http.Request, rt *Route) string {
+	up := r.Header.Values("Upgrade")
+	if len(up) == 0 {
+		return ""
+	}
+	if len(up) == 1 && !strings.Contains(up[0], ",") {
+		for _, u := range rt.upgrades {
+			if strings.EqualFold(strings.TrimSpace(up[0]), u) {
+				return ""
+			}
+		}
+	}
+	r.Header.Del("Upgrade")
+	r.Header.Del("Http2-Settings")
+	// Connection: upgrade without an Upgrade header means nothing to
+	// ReverseProxy; the hop-by-hop headers are dropped either way.
+	return strings.Join(up, ",")
 }
 
 // stripCookies keeps Gatehouse's own cookies (session, CSRF, state) from
@@ -333,10 +407,13 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	lg.route = rt.ID
+	if refused := allowUpgrade(r, rt); refused != "" {
+		h.o.Logger.Info("proxy: protocol upgrade refused; forwarded without it", "route", rt.ID, "upgrade", truncate(refused, 64))
+	}
 
 	if rt.IsPublic(match) {
 		lg.decision = "public"
-		h.proxies[rt].ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, &forward{route: rt, trusted: trusted})))
+		h.proxies[rt].ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, &forward{route: rt, trusted: trusted, client: lg.client})))
 		return
 	}
 
@@ -387,7 +464,7 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		web.Error(w, http.StatusInternalServerError, "Gatehouse could not sign your identity for this application. Try again shortly.", ref)
 		return
 	}
-	f := &forward{route: rt, ident: id, assertion: tok, trusted: trusted, extra: d.Headers}
+	f := &forward{route: rt, ident: id, assertion: tok, trusted: trusted, client: lg.client, extra: d.Headers}
 	h.proxies[rt].ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, f)))
 }
 

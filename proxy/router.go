@@ -24,6 +24,11 @@ type Route struct {
 	// identity holds lowercased header names (with "_" as "-") stripped
 	// from client requests besides X-Gatehouse-*.
 	identity map[string]bool
+	// passClient holds the config.ClientHeaders (normalized as identity)
+	// this route's upstream receives as sent.
+	passClient map[string]bool
+	// upgrades are the lowercased protocols a connection may switch to.
+	upgrades []string
 }
 
 // IsPublic reports whether a canonical path is served without a session.
@@ -67,6 +72,19 @@ func NewRouter(routes []config.Route) (*Router, error) {
 		}
 		for _, h := range c.IdentityHeaders {
 			rt.identity[normHeader(h)] = true
+		}
+		for _, h := range c.PassClientHeaders {
+			if rt.passClient == nil {
+				rt.passClient = map[string]bool{}
+			}
+			rt.passClient[normHeader(h)] = true
+		}
+		rt.upgrades = []string{"websocket"}
+		if c.Upgrades != nil {
+			rt.upgrades = make([]string, len(c.Upgrades))
+			for i, u := range c.Upgrades {
+				rt.upgrades[i] = strings.ToLower(u)
+			}
 		}
 		if suffix, ok := strings.CutPrefix(rt.Host, "*"); ok {
 			r.wildcard[suffix] = append(r.wildcard[suffix], rt)

@@ -1,0 +1,131 @@
+package proxy_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatehouse/gatehouse/config"
+	"github.com/gatehouse/gatehouse/policy"
+	"github.com/gatehouse/gatehouse/proxy"
+)
+
+// Headers upstreams trust for the client's address, the original URL or
+// the method never pass as the client wrote them, in any spelling; the
+// address ones are set from the real client address; a route can pass
+// the ones its upstream needs from a proxy in front.
+func TestClientHeadersStripped(t *testing.T) {
+	f := newFixture(t, policy.RouteOrgs{})
+	router, err := proxy.NewRouter([]config.Route{
+		{ID: "app", Host: "app.example.com", Upstream: "http://upstream.internal", PublicPaths: []string{"/pub"}},
+		{ID: "iis", Host: "iis.example.com", Upstream: "http://upstream.internal", PassClientHeaders: []string{"x-original-url", "X-Forwarded-Prefix"}},
+	})
+	must(t, err)
+	h := proxy.New(f.opts(func(o *proxy.Options) { o.Router = router }))
+	spellings := func(name string) []string {
+		return []string{name, strings.ToLower(name), strings.ToUpper(name), strings.ReplaceAll(name, "-", "_")}
+	}
+	for _, path := range []string{"/x", "/pub"} {
+		req := httptest.NewRequest("GET", "http://app.example.com"+path, nil)
+		req.RemoteAddr = "198.51.100.7:5555"
+		req.AddCookie(f.cookie)
+		for _, name := range config.ClientHeaders {
+			for _, sp := range spellings(name) {
+				req.Header[sp] = []string{"/admin"} // raw keys, as a server may keep them
+			}
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != 200 {
+			t.Fatalf("%s: status %d", path, rec.Code)
+		}
+		out := f.tr.last.Header
+		for k, v := range out {
+			for _, name := range config.ClientHeaders {
+				if strings.EqualFold(strings.ReplaceAll(k, "_", "-"), name) && !(strings.EqualFold(k, "X-Real-Ip") && v[0] == "198.51.100.7") {
+					t.Errorf("%s: upstream got %s: %q", path, k, v)
+				}
+			}
+		}
+		if got := out.Get("X-Real-Ip"); got != "198.51.100.7" {
+			t.Errorf("%s: X-Real-IP %q, want the client address", path, got)
+		}
+		if got := out.Get("X-Forwarded-For"); got != "198.51.100.7" {
+			t.Errorf("%s: X-Forwarded-For %q", path, got)
+		}
+	}
+	// The opt-out passes exactly the listed headers.
+	req := httptest.NewRequest("GET", "http://iis.example.com/x", nil)
+	req.AddCookie(sealFor(t, f, "iis.example.com"))
+	req.Header.Set("X-Original-URL", "/orig")
+	req.Header.Set("X-Forwarded-Prefix", "/app")
+	req.Header.Set("X-Rewrite-URL", "/admin")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	out := f.tr.last.Header
+	if rec.Code != 200 || out.Get("X-Original-URL") != "/orig" || out.Get("X-Forwarded-Prefix") != "/app" || out.Get("X-Rewrite-URL") != "" {
+		t.Fatalf("pass_client_headers: %d %v", rec.Code, out)
+	}
+}
+
+// Only websocket upgrades pass by default; others (h2c above all) are
+// removed so the request goes upstream as a plain one.
+func TestUpgradesAllowedPerRoute(t *testing.T) {
+	f := newFixture(t, policy.RouteOrgs{})
+	none := []string{}
+	router, err := proxy.NewRouter([]config.Route{
+		{ID: "app", Host: "app.example.com", Upstream: "http://upstream.internal", PublicPaths: []string{"/pub"}},
+		{ID: "plain", Host: "plain.example.com", Upstream: "http://upstream.internal", Upgrades: none},
+		{ID: "custom", Host: "custom.example.com", Upstream: "http://upstream.internal", Upgrades: []string{"websocket", "TLS/1.3"}},
+	})
+	must(t, err)
+	h := proxy.New(f.opts(func(o *proxy.Options) { o.Router = router }))
+	tests := []struct {
+		host, path, upgrade, want string
+	}{
+		{"app.example.com", "/x", "websocket", "websocket"},
+		{"app.example.com", "/x", "WebSocket", "WebSocket"},
+		{"app.example.com", "/x", "h2c", ""},
+		{"app.example.com", "/pub", "h2c", ""},
+		{"app.example.com", "/x", "H2C", ""},
+		{"app.example.com", "/x", "websocket, h2c", ""},
+		{"app.example.com", "/x", "TLS/1.3", ""},
+		{"app.example.com", "/x", "foo", ""},
+		{"plain.example.com", "/x", "websocket", ""},
+		{"custom.example.com", "/x", "tls/1.3", "tls/1.3"},
+		{"custom.example.com", "/x", "h2c", ""},
+	}
+	for _, tt := range tests {
+		f.tr.last = nil
+		req := httptest.NewRequest("GET", "http://"+tt.host+tt.path, nil)
+		req.AddCookie(sealFor(t, f, tt.host))
+		req.Header.Set("Connection", "Upgrade, HTTP2-Settings")
+		req.Header.Set("Upgrade", tt.upgrade)
+		req.Header.Set("HTTP2-Settings", "AAMAAABkAAQCAAAAAAIAAAAA")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if f.tr.last == nil {
+			t.Errorf("%s%s Upgrade %q: not forwarded (%d)", tt.host, tt.path, tt.upgrade, rec.Code)
+			continue
+		}
+		out := f.tr.last.Header
+		if got := out.Get("Upgrade"); got != tt.want {
+			t.Errorf("%s%s Upgrade %q: upstream got Upgrade %q, want %q", tt.host, tt.path, tt.upgrade, got, tt.want)
+		}
+		if tt.want == "" && (out.Get("Http2-Settings") != "" || strings.Contains(strings.ToLower(out.Get("Connection")), "upgrade")) {
+			t.Errorf("%s Upgrade %q: upstream got Connection %q HTTP2-Settings %q", tt.host, tt.upgrade, out.Get("Connection"), out.Get("Http2-Settings"))
+		}
+	}
+}
+
+// sealFor returns the fixture's session as a cookie for another host.
+func sealFor(t *testing.T, f *fixture, host string) *http.Cookie {
+	t.Helper()
+	sid, err := f.o.Sessions.Open("app.example.com", f.cookie.Value, time.Now())
+	must(t, err)
+	v, err := f.o.Sessions.Seal(host, sid, time.Now().Add(time.Hour))
+	must(t, err)
+	return &http.Cookie{Name: f.cookie.Name, Value: v}
+}
