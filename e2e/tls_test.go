@@ -265,4 +265,27 @@ func TestTLSAndHTTP2(t *testing.T) {
 	if up.last("/plain") != nil {
 		t.Error("plain HTTP request reached the upstream")
 	}
+
+	// Host and SNI disagree (a connection made for the login domain,
+	// reused for the app, as HTTP/2 coalescing does): 421 on both HTTP/1.1
+	// and HTTP/2, and nothing reaches the upstream.
+	for _, h2 := range []bool{false, true} {
+		tr := &http.Transport{DialContext: g.dial, ForceAttemptHTTP2: h2, DisableCompression: true,
+			TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "login.acme.localhost", MinVersion: tls.VersionTLS12}}
+		if !h2 {
+			tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+		}
+		resp, err := (&http.Client{Transport: tr, Timeout: 15 * time.Second}).Get(g.surl("app.localhost", "/misdirected"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		tr.CloseIdleConnections()
+		if resp.StatusCode != http.StatusMisdirectedRequest || resp.ProtoMajor != map[bool]int{false: 1, true: 2}[h2] {
+			t.Errorf("SNI login.acme.localhost, Host app.localhost (h2 %v): %d over %s, want 421", h2, resp.StatusCode, resp.Proto)
+		}
+	}
+	if up.last("/misdirected") != nil {
+		t.Error("misdirected request reached the upstream")
+	}
 }

@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"crypto/tls"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -128,4 +129,44 @@ func sealFor(t *testing.T, f *fixture, host string) *http.Cookie {
 	v, err := f.o.Sessions.Seal(host, sid, time.Now().Add(time.Hour))
 	must(t, err)
 	return &http.Cookie{Name: f.cookie.Name, Value: v}
+}
+
+// A TLS request whose Host is not the handshake's SNI gets 421, over
+// HTTP/1.1 and HTTP/2 alike, on routes and Gatehouse's own paths.
+func TestHostSNIMismatchIsMisdirected(t *testing.T) {
+	f := newFixture(t, policy.RouteOrgs{})
+	tests := []struct {
+		sni, host string
+		want      int
+	}{
+		{"app.example.com", "app.example.com", 200},
+		{"APP.example.com", "app.example.com", 200},
+		{"app.example.com", "app.example.com.", 200},
+		{"app.example.com.", "app.example.com", 200},
+		{"app.example.com", "APP.EXAMPLE.COM:443", 200},
+		{"", "app.example.com", 200},
+		{"login.acme.example", "app.example.com", 421},
+		{"app.example.com", "other.example.com", 421},
+		{"app.example.com.evil", "app.example.com", 421},
+	}
+	for _, tt := range tests {
+		for _, proto := range []int{1, 2} {
+			f.tr.last = nil
+			req := httptest.NewRequest("GET", "https://"+tt.host+"/x", nil)
+			req.Host = tt.host
+			req.ProtoMajor = proto
+			req.TLS = &tls.ConnectionState{ServerName: tt.sni}
+			c := sealFor(t, f, "app.example.com")
+			c.Name = f.o.Sessions.CookieName(true)
+			req.AddCookie(c)
+			rec := httptest.NewRecorder()
+			f.h.ServeHTTP(rec, req)
+			if rec.Code != tt.want {
+				t.Errorf("SNI %q Host %q HTTP/%d: %d, want %d", tt.sni, tt.host, proto, rec.Code, tt.want)
+			}
+			if tt.want == 421 && f.tr.last != nil {
+				t.Errorf("SNI %q Host %q: forwarded", tt.sni, tt.host)
+			}
+		}
+	}
 }

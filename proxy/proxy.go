@@ -356,6 +356,16 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	defer func() {
 		h.finish(w, r, host, path, &lg, start)
 	}()
+	if sni, ok := misdirected(r, host); ok {
+		// The connection's certificate was chosen for another name
+		// (HTTP/2 coalescing, or a client sending Host and SNI apart):
+		// RFC 9110 asks for 421, so the client retries on a connection of
+		// its own instead of being served this Host's route.
+		lg.decision = "misdirected"
+		h.o.Logger.Info("proxy: misdirected request", "host", host, "sni", truncate(sni, 256))
+		web.Error(w, http.StatusMisdirectedRequest, "This connection was made for another address. Try again.", "")
+		return
+	}
 	if err != nil {
 		lg.decision = "error"
 		h.o.Logger.Warn("proxy: request path refused", "host", host, "raw_path", truncate(r.URL.EscapedPath(), 256), "err", err)
@@ -466,6 +476,19 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 	f := &forward{route: rt, ident: id, assertion: tok, trusted: trusted, client: lg.client, extra: d.Headers}
 	h.proxies[rt].ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, f)))
+}
+
+// misdirected reports whether a TLS request's Host is not the name the
+// client asked for in the handshake (SNI), returning the SNI.
+func misdirected(r *http.Request, host string) (string, bool) {
+	if r.TLS == nil || r.TLS.ServerName == "" {
+		return "", false
+	}
+	sni := r.TLS.ServerName
+	if len(sni) > 0 && sni[len(sni)-1] == '.' {
+		sni = sni[:len(sni)-1]
+	}
+	return r.TLS.ServerName, !strings.EqualFold(sni, host)
 }
 
 // decide asks the policy engine, through the session's cache of recent
