@@ -136,6 +136,13 @@ type Server struct {
 	IdleTimeout       time.Duration `yaml:"idle_timeout"`        // default 120s
 	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout"`    // default 30s
 	MaxHeaderBytes    int           `yaml:"max_header_bytes"`    // default 64 KiB
+	// MaxConnections held at once on the listener (default: half the
+	// process's open-file limit, at most 100,000); over it, the connection
+	// idle the longest is closed, or the new one if none is idle.
+	MaxConnections int `yaml:"max_connections"`
+	// MaxConnectionsPerClient from one client address, IPv6 by /64
+	// (default 1000); trusted proxies are exempt.
+	MaxConnectionsPerClient int `yaml:"max_connections_per_client"`
 }
 
 // Policy configures Rego policies (see README "Policies").

@@ -60,6 +60,7 @@ func (c *Config) applyDefaults() {
 	setDur(&c.Server.IdleTimeout, 120*time.Second)
 	setDur(&c.Server.ShutdownTimeout, 30*time.Second)
 	setInt(&c.Server.MaxHeaderBytes, 64<<10)
+	setInt(&c.Server.MaxConnectionsPerClient, 1000)
 
 	setDur(&c.Domains.Recheck, time.Hour)
 	setDur(&c.Policy.Timeout, 100*time.Millisecond)
@@ -215,6 +216,8 @@ func (c *Config) validate(d *decoder) {
 		{"login.max_failures", c.Login.MaxFailures},
 		{"login.max_failures_per_address", c.Login.MaxFailuresPerAddress},
 		{"server.max_header_bytes", c.Server.MaxHeaderBytes},
+		{"server.max_connections", c.Server.MaxConnections},
+		{"server.max_connections_per_client", c.Server.MaxConnectionsPerClient},
 	} {
 		if v.n < 0 {
 			d.add(v.path, "must be positive, got %d", v.n)

@@ -35,6 +35,9 @@ func New(cidrs []string) (*Resolver, error) {
 	return r, nil
 }
 
+// IsTrusted reports whether a peer address is a trusted proxy.
+func (r *Resolver) IsTrusted(a netip.Addr) bool { return r.isTrusted(a.Unmap()) }
+
 func (r *Resolver) isTrusted(a netip.Addr) bool {
 	for _, p := range r.trusted {
 		if p.Contains(a) {

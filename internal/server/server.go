@@ -35,6 +35,7 @@ import (
 	"github.com/gatehouse/gatehouse/idp/saml"
 	"github.com/gatehouse/gatehouse/idp/signing"
 	"github.com/gatehouse/gatehouse/internal/clientip"
+	"github.com/gatehouse/gatehouse/internal/connlimit"
 	"github.com/gatehouse/gatehouse/internal/telemetry"
 	"github.com/gatehouse/gatehouse/policy"
 	"github.com/gatehouse/gatehouse/proxy"
@@ -209,15 +210,28 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	var draining atomic.Bool
 	ops := &http.Server{Handler: opsMux(st, metrics, &draining, notificationsHandler(orgs, login)), ReadHeaderTimeout: 5 * time.Second}
 
+	nofile := connlimit.RaiseFileLimit()
+	maxConns := cfg.Server.MaxConnections
+	if maxConns == 0 {
+		maxConns = connlimit.DefaultMax(nofile)
+	}
+	log.Info("gatehouse: connection limits", "open_files", nofile, "max_connections", maxConns, "max_connections_per_client", cfg.Server.MaxConnectionsPerClient)
+	connMetrics := newConnMetrics(metrics)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("server: listen: %w", err)
 	}
+	limited := connMetrics.limit(ln, "main", connlimit.Options{Max: maxConns, PerClient: cfg.Server.MaxConnectionsPerClient, Exempt: ips.IsTrusted})
+	ln, srv.ConnState = limited, limited.ConnState
 	opsLn, err := net.Listen("tcp", cfg.OpsListen)
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("server: ops listen: %w", err)
 	}
+	// The ops listener has its own small budget: probes and scrapes keep
+	// answering however many connections the main listener holds.
+	opsLimited := connMetrics.limit(opsLn, "ops", connlimit.Options{Max: opsMaxConnections})
+	opsLn, ops.ConnState = opsLimited, opsLimited.ConnState
 	var plainSrv *http.Server
 	var plainLn net.Listener
 	if plain != nil && cfg.TLS.HTTPListen != "" {
@@ -228,6 +242,8 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		}
 		plainSrv = &http.Server{Handler: plain, ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout, IdleTimeout: cfg.Server.IdleTimeout,
 			MaxHeaderBytes: 16 << 10, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		pl := connMetrics.limit(plainLn, "http", connlimit.Options{Max: max(maxConns/4, 64), PerClient: cfg.Server.MaxConnectionsPerClient, Exempt: ips.IsTrusted})
+		plainLn, plainSrv.ConnState = pl, pl.ConnState
 	}
 
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
