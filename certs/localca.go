@@ -11,14 +11,17 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 )
 
 // LocalCA is a certificate authority Gatehouse runs itself, for
-// development (`serve --dev --https`): certificates for the names Decide
+// development (`serve --dev --https`): certificates for the names under
+// localhost that Decide
 // allows, issued at the first handshake, signed by a CA whose certificate
 // (ca.pem in its folder) the developer's browser or curl trusts. Never for
 // production: anyone with the folder can issue certificates.
@@ -38,45 +41,91 @@ const (
 	localCAKey  = "ca-key.pem"
 )
 
-// LoadOrCreateCA reads the CA in dir, or makes one (ten years, ECDSA
-// P-256) and writes it there, so the developer trusts it once.
-func LoadOrCreateCA(dir string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+// The local CA is for development: it may sign only names under
+// "localhost" (an X.509 name constraint, so a leaked ca-key.pem cannot
+// mint a certificate a browser that trusts ca.pem accepts for any real
+// site), and lives localCALifetime; a CA in the folder without the
+// constraint, living longer, or within localCARenew of its end is
+// replaced by a new one (the developer trusts the new ca.pem).
+const (
+	localCADomain   = "localhost"
+	localCALifetime = 90 * 24 * time.Hour
+	localCARenew    = 14 * 24 * time.Hour
+)
+
+// ErrLocalCAReplaced is wrapped in the note LoadOrCreateCA returns when
+// it replaced an existing CA that the developer may have trusted.
+var ErrLocalCAReplaced = errors.New("certs: local CA replaced")
+
+// LoadOrCreateCA reads the CA in dir, or makes one (ECDSA P-256,
+// constrained to names under localhost, 90 days) and writes it there, so
+// the developer trusts it once per CA. replaced is set when a CA was
+// there but was not fit to keep (see localCALifetime).
+func LoadOrCreateCA(dir string) (cert *x509.Certificate, key *ecdsa.PrivateKey, replaced error, err error) {
 	certPath, keyPath := filepath.Join(dir, LocalCACert), filepath.Join(dir, localCAKey)
 	cb, cerr := os.ReadFile(certPath)
 	kb, kerr := os.ReadFile(keyPath)
 	if cerr == nil && kerr == nil {
-		return parseCA(cb, kb)
+		cert, key, err := parseCA(cb, kb)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		why := unfitCA(cert, time.Now())
+		if why == "" {
+			return cert, key, nil, nil
+		}
+		replaced = fmt.Errorf("%w (%s): trust the new %s", ErrLocalCAReplaced, why, certPath)
+	} else if !errors.Is(cerr, os.ErrNotExist) && cerr != nil || !errors.Is(kerr, os.ErrNotExist) && kerr != nil {
+		return nil, nil, nil, fmt.Errorf("certs: local CA in %s: %v %v", dir, cerr, kerr)
 	}
-	if !errors.Is(cerr, os.ErrNotExist) && cerr != nil || !errors.Is(kerr, os.ErrNotExist) && kerr != nil {
-		return nil, nil, fmt.Errorf("certs: local CA in %s: %v %v", dir, cerr, kerr)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	now := time.Now()
-	tmpl := &x509.Certificate{SerialNumber: randSerial(), Subject: pkix.Name{CommonName: "Gatehouse development CA", Organization: []string{"Gatehouse dev"}},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(10, 0, 0), IsCA: true, BasicConstraintsValid: true, MaxPathLenZero: true,
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}
+	tmpl := &x509.Certificate{SerialNumber: randSerial(), Subject: pkix.Name{CommonName: "Gatehouse development CA (localhost only)", Organization: []string{"Gatehouse dev"}},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(localCALifetime), IsCA: true, BasicConstraintsValid: true, MaxPathLenZero: true,
+		KeyUsage:                    x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		PermittedDNSDomainsCritical: true, PermittedDNSDomains: []string{localCADomain},
+		// No IP addresses at all.
+		ExcludedIPRanges: []*net.IPNet{{IP: net.IPv4zero, Mask: net.CIDRMask(0, 32)}, {IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)}}}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	kder, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	cert, _ := x509.ParseCertificate(der)
-	return cert, key, nil
+	cert, _ = x509.ParseCertificate(der)
+	return cert, key, replaced, nil
+}
+
+// unfitCA says why a CA found in the folder is not kept ("" if it is).
+func unfitCA(c *x509.Certificate, now time.Time) string {
+	switch {
+	case !c.PermittedDNSDomainsCritical || len(c.PermittedDNSDomains) != 1 || c.PermittedDNSDomains[0] != localCADomain:
+		return "not constrained to names under localhost"
+	case c.NotAfter.Sub(c.NotBefore) > localCALifetime+2*time.Hour:
+		return "lives longer than 90 days"
+	case c.NotAfter.Sub(now) < localCARenew:
+		return "expires within 14 days"
+	}
+	return ""
+}
+
+// underLocalhost reports whether the local CA may sign name.
+func underLocalhost(name string) bool {
+	return name == localCADomain || strings.HasSuffix(name, "."+localCADomain)
 }
 
 func parseCA(cb, kb []byte) (*x509.Certificate, *ecdsa.PrivateKey, error) {
@@ -107,12 +156,20 @@ func randSerial() *big.Int {
 
 // NewLocalCA issues from the CA in dir (made if missing) for names decide
 // allows.
+// A name outside localhost is refused at the handshake: the CA's name
+// constraint would make browsers refuse its certificate anyway.
 func NewLocalCA(dir string, decide func(string) (string, bool)) (*LocalCA, error) {
-	cert, key, err := LoadOrCreateCA(dir)
+	cert, key, _, err := LoadOrCreateCA(dir)
 	if err != nil {
 		return nil, err
 	}
-	return &LocalCA{cert: cert, key: key, decide: decide, now: time.Now, leaves: map[string]*tls.Certificate{}}, nil
+	allowed := func(name string) (string, bool) {
+		if !underLocalhost(name) {
+			return "", false
+		}
+		return decide(name)
+	}
+	return &LocalCA{cert: cert, key: key, decide: allowed, now: time.Now, leaves: map[string]*tls.Certificate{}}, nil
 }
 
 // TLSConfig serves a certificate for each allowed name, made at its first

@@ -1,9 +1,19 @@
 package certs
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"os"
+	"path/filepath"
 	"testing"
+	"time"
 )
 
 func TestLocalCA(t *testing.T) {
@@ -35,5 +45,82 @@ func TestLocalCA(t *testing.T) {
 		if _, err := get(&tls.ClientHelloInfo{ServerName: n}); err == nil {
 			t.Errorf("certificate for %q", n)
 		}
+	}
+}
+
+// The dev CA signs only names under localhost (a name constraint every
+// verifier enforces, so its key cannot vouch for a real site) and lives
+// 90 days; an old unconstrained or long-lived CA in the folder is replaced.
+func TestLocalCAIsConstrainedAndShortLived(t *testing.T) {
+	dir := t.TempDir()
+	everything := func(string) (string, bool) { return "", true }
+	ca, err := NewLocalCA(dir, everything)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := ca.cert
+	if !c.PermittedDNSDomainsCritical || len(c.PermittedDNSDomains) != 1 || c.PermittedDNSDomains[0] != "localhost" {
+		t.Fatalf("CA constraints: %v critical=%v", c.PermittedDNSDomains, c.PermittedDNSDomainsCritical)
+	}
+	if life := c.NotAfter.Sub(c.NotBefore); life > 91*24*time.Hour {
+		t.Fatalf("CA lives %s", life)
+	}
+	// Names outside localhost are refused even when decide allows them.
+	get := ca.TLSConfig().GetCertificate
+	for _, n := range []string{"app.example.com", "localhost.example.com", "evillocalhost", "127.0.0.1"} {
+		if _, err := get(&tls.ClientHelloInfo{ServerName: n}); err == nil {
+			t.Errorf("certificate for %q", n)
+		}
+	}
+	for _, n := range []string{"localhost", "app.localhost", "login.acme.localhost"} {
+		if _, err := get(&tls.ClientHelloInfo{ServerName: n}); err != nil {
+			t.Errorf("no certificate for %q: %v", n, err)
+		}
+	}
+	// Even a leaf signed with the CA's key directly does not verify for
+	// another name: the constraint is in the CA certificate.
+	roots := x509.NewCertPool()
+	roots.AddCert(c)
+	for _, n := range []string{"bank.example.com", "localhost.evil.com"} {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: n}, DNSNames: []string{n},
+			NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, c, &key.PublicKey, ca.key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaf, _ := x509.ParseCertificate(der)
+		if _, err := leaf.Verify(x509.VerifyOptions{DNSName: n, Roots: roots}); err == nil {
+			t.Errorf("a leaf for %q verifies under the dev CA", n)
+		}
+	}
+
+	// A CA of the old kind (unconstrained, ten years) is replaced, and the
+	// caller told; a fit one is kept.
+	old := t.TempDir()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "old"}, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().AddDate(10, 0, 0), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	kder, _ := x509.MarshalPKCS8PrivateKey(key)
+	mustCA(t, os.WriteFile(filepath.Join(old, LocalCACert), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644))
+	mustCA(t, os.WriteFile(filepath.Join(old, localCAKey), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600))
+	cert, _, replaced, err := LoadOrCreateCA(old)
+	if err != nil || !errors.Is(replaced, ErrLocalCAReplaced) || !cert.PermittedDNSDomainsCritical {
+		t.Fatalf("old CA: replaced=%v err=%v constrained=%v", replaced, err, cert != nil && cert.PermittedDNSDomainsCritical)
+	}
+	again, _, replaced, err := LoadOrCreateCA(old)
+	if err != nil || replaced != nil || !again.Equal(cert) {
+		t.Fatalf("fit CA not kept: replaced=%v err=%v", replaced, err)
+	}
+	if why := unfitCA(cert, cert.NotAfter.Add(-13*24*time.Hour)); why == "" {
+		t.Error("a CA 13 days from its end is kept")
+	}
+}
+
+func mustCA(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 }

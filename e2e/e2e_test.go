@@ -592,6 +592,17 @@ func TestOpenRedirectsRefused(t *testing.T) {
 			t.Errorf("rd=%q: %d, want 400", rd, p.status)
 		}
 	}
+	// A refused target is logged without its query string or fragment
+	// (they may carry tokens), in any spelling.
+	for _, rd := range []string{"https://evil.com/cb?token=SECRET1", "https://evil.com/cb#access_token=SECRET2", "//evil.com/?code=SECRET3", "javascript:x?SECRET4"} {
+		b.get(g.url("auth.localhost", "/.gatehouse/login?rd="+url.QueryEscape(rd)))
+	}
+	if !g.logged("https://evil.com/cb?…") {
+		t.Error("refused redirect not logged")
+	}
+	if logs := g.Logs(); strings.Contains(logs, "SECRET") {
+		t.Errorf("a refused redirect's query reached the log:\n%s", logs)
+	}
 }
 
 // The cross-host hand-off only ever lands in the browser that started the

@@ -113,13 +113,19 @@ func rawGet(t *testing.T, g *gatehouse, b *browser, path string) (int, string) {
 // body of the answer.
 func rawDo(t *testing.T, addr, head string) (int, string) {
 	t.Helper()
+	return rawSend(t, addr, head, "")
+}
+
+// rawSend is rawDo with a body written as is after the headers.
+func rawSend(t *testing.T, addr, head, body string) (int, string) {
+	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(15 * time.Second))
-	if _, err := io.WriteString(c, head+"Connection: close\r\n\r\n"); err != nil {
+	if _, err := io.WriteString(c, head+"Connection: close\r\n\r\n"+body); err != nil {
 		t.Fatal(err)
 	}
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
@@ -127,6 +133,6 @@ func rawDo(t *testing.T, addr, head string) (int, string) {
 		t.Fatalf("%s: %v", strings.SplitN(head, "\r\n", 2)[0], err)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body)
+	answer, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(answer)
 }

@@ -137,11 +137,27 @@ func TestTLSAndHTTP2(t *testing.T) {
 	if !strings.Contains(testConfig, "public_url: http://auth.localhost:{{PORT}}\n") {
 		t.Fatal("testConfig changed: public_url line not found")
 	}
+	httpPort := freePort(t)
 	cfg := strings.Replace(testConfig, "public_url: http://", "public_url: https://", 1) +
-		"tls:\n  cert_file: " + certFile + "\n  key_file: " + keyFile + "\n"
+		"tls:\n  cert_file: " + certFile + "\n  key_file: " + keyFile + "\n  http_listen: 127.0.0.1:" + httpPort + "\n"
 	cfg = strings.NewReplacer("{{UPSTREAM}}", up.URL, "{{BOBHASH}}", readBobHash(t)).Replace(cfg)
 	g := start(t, cfg, "ALICE_PASSWORD=alice-pw-123", "CAROL_PASSWORD=carol-pw-456")
 	b, rec := g.tlsBrowser(t, pool)
+
+	// The plain-HTTP listener redirects served hosts to HTTPS, and only
+	// those: any other Host gets a 404, not a redirect to https://<it>.
+	for host, served := range map[string]bool{
+		"app.localhost": true, "APP.localhost.": true, "login.acme.localhost": true, "auth.localhost": true,
+		"evil.example": false, "app.localhost.evil": false, "127.0.0.1": false, "login.unknown.localhost": false,
+	} {
+		st, _ := rawDo(t, "127.0.0.1:"+httpPort, "GET /x?y=1 HTTP/1.1\r\nHost: "+host+"\r\n")
+		switch {
+		case !served && st != http.StatusNotFound:
+			t.Errorf("plain HTTP, Host %s: %d, want 404", host, st)
+		case served && st != http.StatusPermanentRedirect:
+			t.Errorf("plain HTTP, Host %s: %d, want 308 to HTTPS", host, st)
+		}
+	}
 
 	// The anonymous redirect sends the browser to the HTTPS sign-in page
 	// and asks to come back to the HTTPS app URL.

@@ -348,11 +348,21 @@ func (h *Handler) redirectParam(w http.ResponseWriter, r *http.Request) (string,
 	}
 	if err != nil {
 		ref := h.ref()
-		h.o.Logger.Warn("idp: redirect refused", "ref", ref, "rd", truncate(raw, 200), "host", session.HostOf(r))
+		// No query string or fragment in logs: they may carry tokens.
+		h.o.Logger.Warn("idp: redirect refused", "ref", ref, "rd", truncate(withoutQuery(raw), 200), "host", session.HostOf(r))
 		web.Error(w, http.StatusBadRequest, "The link you followed points somewhere this sign-in page will not send you. Open the application again from its usual address.", ref)
 		return "", false
 	}
 	return rd, true
+}
+
+// withoutQuery is a URL (as written) up to its query or fragment, which
+// are replaced by "?…" so the log shows that there was one.
+func withoutQuery(raw string) string {
+	if i := strings.IndexAny(raw, "?#"); i >= 0 {
+		return raw[:i] + "?…"
+	}
+	return raw
 }
 
 // sameSchemeAndPort keeps absolute targets on the public URL's scheme (no

@@ -5,6 +5,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -103,6 +104,8 @@ type forward struct {
 	trusted   bool
 	// client is the client's address (after trusted proxies).
 	client string
+	// body records a failure to read the client's request body.
+	body *bodyReader
 	// extra are headers a policy asked to send (never identity headers).
 	extra map[string]string
 }
@@ -185,6 +188,13 @@ func (h *Handler) reverseProxy(rt *Route) *httputil.ReverseProxy {
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if errors.Is(err, context.Canceled) {
 				w.WriteHeader(499) // client went away; nothing to show
+				return
+			}
+			if f, _ := r.Context().Value(ctxKey{}).(*forward); f != nil && f.body != nil && f.body.err != nil {
+				// The client's body could not be read (malformed chunking,
+				// cut short): the client's error, not the upstream's.
+				h.o.Logger.Info("proxy: request body refused", "route", rt.ID, "err", f.body.err)
+				web.Error(w, http.StatusBadRequest, "The request body is malformed or incomplete.", "")
 				return
 			}
 			ref := session.RandomID()[:12]
@@ -423,7 +433,9 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 
 	if rt.IsPublic(match) {
 		lg.decision = "public"
-		h.proxies[rt].ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, &forward{route: rt, trusted: trusted, client: lg.client})))
+		f := &forward{route: rt, trusted: trusted, client: lg.client}
+		withBody(r, f)
+		h.proxies[rt].ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, f)))
 		return
 	}
 
@@ -475,6 +487,7 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f := &forward{route: rt, ident: id, assertion: tok, trusted: trusted, client: lg.client, extra: d.Headers}
+	withBody(r, f)
 	h.proxies[rt].ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, f)))
 }
 
@@ -489,6 +502,29 @@ func misdirected(r *http.Request, host string) (string, bool) {
 		sni = sni[:len(sni)-1]
 	}
 	return r.TLS.ServerName, !strings.EqualFold(sni, host)
+}
+
+// bodyReader remembers the first error reading a request body other than
+// its end, so a failed forward can be blamed on the right side.
+type bodyReader struct {
+	io.ReadCloser
+	err error
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF && b.err == nil {
+		b.err = err
+	}
+	return n, err
+}
+
+// withBody wraps r's body (if any) in f.body.
+func withBody(r *http.Request, f *forward) {
+	if r.Body != nil && r.Body != http.NoBody {
+		f.body = &bodyReader{ReadCloser: r.Body}
+		r.Body = f.body
+	}
 }
 
 // decide asks the policy engine, through the session's cache of recent

@@ -67,9 +67,12 @@ func New(listen, opsListen string, https bool, caDir string) (*Setup, error) {
 	var roots *x509.CertPool
 	if https {
 		scheme = "https"
-		ca, _, err := certs.LoadOrCreateCA(caDir)
+		ca, _, replaced, err := certs.LoadOrCreateCA(caDir)
 		if err != nil {
 			return nil, fmt.Errorf("devmode: local CA: %w", err)
+		}
+		if replaced != nil {
+			fmt.Fprintln(os.Stderr, "gatehouse: WARNING:", replaced)
 		}
 		roots = x509.NewCertPool()
 		roots.AddCert(ca)

@@ -176,7 +176,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		}
 		log.Warn("gatehouse: serving certificates from a local development CA; clients must trust it", "ca", filepath.Join(cfg.TLS.LocalCA, certs.LocalCACert))
 		tlsConf = ca.TLSConfig()
-		plain = redirectToHTTPS(portOf(cfg.Listen))
+		plain = redirectToHTTPS(portOf(cfg.Listen), serves)
 	case cfg.TLS != nil && cfg.TLS.ACME != nil:
 		am, err := newACME(cfg, st, pub, orgs, log)
 		if err != nil {
@@ -195,7 +195,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		if tlsConf, err = certs.StaticConfig(cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
 			return err
 		}
-		plain = redirectToHTTPS(portOf(cfg.Listen))
+		plain = redirectToHTTPS(portOf(cfg.Listen), serves)
 	}
 	srv := &http.Server{
 		Handler:           handler,
@@ -477,11 +477,14 @@ func portOf(addr string) int {
 }
 
 // redirectToHTTPS answers the plain-HTTP listener with static TLS.
-func redirectToHTTPS(httpsPort int) http.Handler {
+func redirectToHTTPS(httpsPort int, serves func(host string) bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		host, _, err := net.SplitHostPort(r.Host)
-		if err != nil {
-			host = r.Host
+		// Only names Gatehouse serves: a redirect for any Host would make
+		// this listener an open redirector to https://<anything>.
+		host := session.HostOf(r)
+		if !serves(host) {
+			http.Error(w, "Nothing is served at this address.", http.StatusNotFound)
+			return
 		}
 		if httpsPort != 443 {
 			host = net.JoinHostPort(host, strconv.Itoa(httpsPort))
