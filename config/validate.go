@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/idp/notify"
+	"github.com/gatehouse/gatehouse/idp/saml"
 )
 
 // applyDefaults fills in every setting left unset (zero).
@@ -472,8 +473,13 @@ func (c *Config) validateConnection(d *decoder, o *Org, orgPath string) {
 			d.add(p+".saml", "required with type saml (metadata_url or metadata_xml)")
 			break
 		}
-		if err := cn.SAML.Config().Validate(); err != nil {
-			d.add(p+".saml", "%v", err)
+		for _, err := range cn.SAML.Config().Problems() {
+			// A problem of one key is reported at that key's path and line.
+			if fe, ok := errors.AsType[*saml.FieldError](err); ok {
+				d.add(p+".saml."+fe.Key, "%v", fe.Err)
+			} else {
+				d.add(p+".saml", "%v", err)
+			}
 		}
 		if u := cn.SAML.IDPInitiatedURL; u != "" {
 			if pu, err := url.Parse(u); err != nil || pu.Host == "" || pu.Scheme != "https" && pu.Scheme != "http" {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -202,7 +203,7 @@ func (h *Handler) samlSLO(w http.ResponseWriter, r *http.Request) {
 	}
 	org, ok := h.samlOrg(r)
 	if !ok {
-		h.flowRefused(w, r, "SAML logout message at an endpoint of no org")
+		h.wrongAddress(w, r, outcomeUnknownEndpoint, true)
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxSAMLForm)
@@ -345,6 +346,75 @@ func (h *Handler) samlOrg(r *http.Request) (*store.Org, bool) {
 	return o, true
 }
 
+// Outcomes of SAML messages posted to an address that is not the org's
+// own: the ACS (or single logout) URL configured at the IdP is wrong.
+const (
+	// outcomeUnknownEndpoint: an address of no org (a mistyped slug or
+	// host, the shared host for an org with a login domain).
+	outcomeUnknownEndpoint = "unknown_endpoint"
+	// outcomeWrongEndpoint: another org's address, or that of an org
+	// without a SAML connection of its own.
+	outcomeWrongEndpoint = "wrong_endpoint"
+)
+
+// strayEndpoint says why r's SAML endpoint belongs to no org, and names
+// the org whose host or slug it used, if any (nil otherwise).
+func (h *Handler) strayEndpoint(r *http.Request) (*store.Org, string) {
+	host, slug := session.HostOf(r), r.PathValue("org")
+	if o, ok := h.o.Orgs.ByLoginHost(host); ok {
+		return o, fmt.Sprintf("org %s's login domain %s takes no org slug in the path (got %.64q)", o.Slug, host, slug)
+	}
+	if host != strings.ToLower(h.o.PublicURL.Hostname()) {
+		return nil, fmt.Sprintf("host %.100q is no org's sign-in host", host)
+	}
+	if slug == "" {
+		return nil, "no org slug after the path on the shared sign-in host"
+	}
+	o, ok := h.o.Orgs.BySlug(slug)
+	if !ok {
+		return nil, fmt.Sprintf("no org with slug %.64q", slug)
+	}
+	return o, fmt.Sprintf("org %s signs in on its login domain %s, not on the shared sign-in host", o.Slug, o.LoginDomain)
+}
+
+// wrongAddress answers a SAML message posted to an address of no org:
+// the person is told so (not that the sign-in expired), the log says
+// exactly why, and a response counts as a failed sign-in by its reason.
+func (h *Handler) wrongAddress(w http.ResponseWriter, r *http.Request, outcome string, logout bool) {
+	org, reason := h.strayEndpoint(r)
+	h.refuseAddress(w, r, org, outcome, reason, logout)
+}
+
+// wrongOrgAddress answers a SAML response posted to the ACS of an org
+// that is not the one it is for.
+func (h *Handler) wrongOrgAddress(w http.ResponseWriter, r *http.Request, org *store.Org, reason string) {
+	h.refuseAddress(w, r, org, outcomeWrongEndpoint, reason, false)
+}
+
+func (h *Handler) refuseAddress(w http.ResponseWriter, r *http.Request, org *store.Org, outcome, reason string, logout bool) {
+	ref := h.ref()
+	slug := ""
+	if org != nil {
+		slug = org.Slug
+	}
+	what, setting := "sign-in", "ACS URL (also called reply URL or single sign-on URL)"
+	if logout {
+		what, setting = "sign-out", "single logout URL"
+	}
+	h.o.Logger.Warn("idp: SAML "+what+" posted to a wrong address", "ref", ref, "outcome", outcome, "org", slug, "reason", reason,
+		"host", session.HostOf(r), "path", truncate(r.URL.Path, 200))
+	if !logout {
+		h.o.Metrics.Logins.WithLabelValues(slug, outcome).Inc()
+	}
+	status, where := http.StatusNotFound, "an address that belongs to no organization here"
+	if outcome == outcomeWrongEndpoint {
+		status, where = http.StatusBadRequest, "the address of another organization, or of one that does not sign in with SAML there"
+	}
+	web.Render(w, status, "error", web.Page{Title: "Wrong sign-in address", Reference: ref,
+		Error: "Your identity provider sent this " + what + " to " + where + ", so nothing happened. " +
+			"Your administrator should check the " + setting + " configured at the identity provider: it must be exactly the one in your organization's SAML service provider metadata."})
+}
+
 // samlMetadata serves the org's SP metadata (entity ID, ACS, certificate).
 func (h *Handler) samlMetadata(w http.ResponseWriter, r *http.Request) {
 	org, ok := h.samlOrg(r)
@@ -357,9 +427,15 @@ func (h *Handler) samlMetadata(w http.ResponseWriter, r *http.Request) {
 		web.Error(w, http.StatusNotFound, "This organization does not sign in with SAML here.", "")
 		return
 	}
+	// Not a sign-in: a failure here is logged, never counted as one.
+	fail := func(err error) {
+		ref := h.ref()
+		h.o.Logger.Error("idp: SAML SP metadata unavailable", "ref", ref, "org", org.Slug, "err", err)
+		web.Error(w, http.StatusInternalServerError, "This organization's SAML service provider metadata could not be made. Try again in a minute.", ref)
+	}
 	cv, err := h.o.Connections.Get(r.Context(), owner)
 	if err != nil {
-		h.signInError(w, r, org, "metadata", err)
+		fail(err)
 		return
 	}
 	mc, ok := cv.(connection.Metadata)
@@ -369,7 +445,7 @@ func (h *Handler) samlMetadata(w http.ResponseWriter, r *http.Request) {
 	}
 	b, err := mc.Metadata(r.Context())
 	if err != nil {
-		h.signInError(w, r, org, "metadata", connection.Errorf(connection.KindInternal, "idp: saml metadata: %w", err))
+		fail(err)
 		return
 	}
 	w.Header().Set("Content-Type", "application/samlmetadata+xml")
@@ -385,7 +461,7 @@ const maxSAMLForm = 256 << 10
 func (h *Handler) samlACS(w http.ResponseWriter, r *http.Request) {
 	org, ok := h.samlOrg(r)
 	if !ok {
-		h.flowRefused(w, r, "SAML response at an endpoint of no org")
+		h.wrongAddress(w, r, outcomeUnknownEndpoint, false)
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxSAMLForm)
@@ -400,7 +476,7 @@ func (h *Handler) samlACS(w http.ResponseWriter, r *http.Request) {
 	}
 	owner, err := h.ownerOf(org)
 	if err != nil || owner.ID != org.ID || owner.Connection.Type != "saml" {
-		h.flowRefused(w, r, "SAML response for an org without its own SAML connection")
+		h.wrongOrgAddress(w, r, org, "SAML response at the ACS of org "+org.Slug+", which has no SAML connection of its own")
 		return
 	}
 	cv, err := h.o.Connections.Get(r.Context(), owner)
@@ -494,7 +570,7 @@ func (h *Handler) finishFlow(w http.ResponseWriter, r *http.Request, state strin
 	}
 	if acsOrg != nil && owner.ID != acsOrg.ID {
 		// A response for one org's sign-in posted to another org's ACS.
-		h.flowRefused(w, r, "SAML response for org "+org.Slug+"'s sign-in posted to org "+acsOrg.Slug+"'s ACS")
+		h.wrongOrgAddress(w, r, org, "SAML response for org "+org.Slug+"'s sign-in posted to org "+acsOrg.Slug+"'s ACS")
 		return true
 	}
 	if connKey(owner) != rec.ConnKey {
@@ -583,6 +659,8 @@ func (h *Handler) signInError(w http.ResponseWriter, r *http.Request, org *store
 		status, outcome, msg = http.StatusForbidden, "wrong_domain", "Your identity provider signed you in with an email address this organization does not use. Sign in with your work account, or ask your administrator."
 	case connection.KindDenied:
 		status, outcome, msg = http.StatusForbidden, "denied", "Your organization's settings do not give your account access here. Ask your administrator to assign you a group or role."
+	case connection.KindNotReady:
+		status, outcome, msg = http.StatusServiceUnavailable, "idp_not_ready", "Single sign-on for your organization is not ready yet: its identity provider's metadata could not be read. If your organization is still setting it up, try again once its administrator has finished; otherwise give them the reference below."
 	}
 	h.o.Metrics.Logins.WithLabelValues(slug, outcome).Inc()
 	level := h.o.Logger.Warn

@@ -153,6 +153,10 @@ const (
 	KindDenied
 	// KindBadCredentials: wrong password (or no such member).
 	KindBadCredentials
+	// KindNotReady: the IdP's side of the connection is not there yet
+	// (SAML: its metadata is missing, unreachable or not metadata), as
+	// while a customer is still setting up single sign-on.
+	KindNotReady
 )
 
 // Error is a sign-in failure: Kind picks the page the person sees; the

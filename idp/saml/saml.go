@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/big"
 	"net/http"
 	"net/url"
@@ -62,30 +63,134 @@ type Config struct {
 	AllowSHA1 bool `json:"allow_sha1,omitempty"`
 }
 
-// Validate reports the first thing wrong with c.
+// Validate reports the first thing wrong with c (see Problems).
 func (c Config) Validate() error {
+	if ps := c.Problems(); len(ps) > 0 {
+		return ps[0]
+	}
+	return nil
+}
+
+// Problems is everything wrong with c, so that config validation reports
+// it all at once. A problem with one key is a *FieldError.
+func (c Config) Problems() []error {
+	var ps []error
 	switch {
 	case (c.MetadataURL == "") == (c.MetadataXML == ""):
-		return errors.New("set exactly one of metadata_url and metadata_xml")
+		ps = append(ps, errors.New("set exactly one of metadata_url and metadata_xml"))
 	case c.AllowIDPInitiated && c.IDPInitiatedURL == "":
-		return errors.New("allow_idp_initiated needs idp_initiated_url: the fixed page IdP-initiated sign-ins land on")
+		ps = append(ps, errors.New("allow_idp_initiated needs idp_initiated_url: the fixed page IdP-initiated sign-ins land on"))
 	case !c.AllowIDPInitiated && c.IDPInitiatedURL != "":
-		return errors.New("idp_initiated_url applies only with allow_idp_initiated")
-	case c.MetadataRefresh < 0:
-		return errors.New("metadata_refresh must not be negative")
+		ps = append(ps, errors.New("idp_initiated_url applies only with allow_idp_initiated"))
+	}
+	if c.MetadataRefresh < 0 {
+		ps = append(ps, &FieldError{Key: "metadata_refresh", Err: errors.New("must not be negative")})
 	}
 	if c.MetadataURL != "" {
 		u, err := url.Parse(c.MetadataURL)
 		if err != nil || u.Host == "" || !(u.Scheme == "https" || u.Scheme == "http" && loopback(u.Hostname())) {
-			return fmt.Errorf("metadata_url %q must be an https URL (plain http only on loopback, for tests)", c.MetadataURL)
+			ps = append(ps, &FieldError{Key: "metadata_url", Err: fmt.Errorf("%q must be an https URL (plain http only on loopback, for tests)", c.MetadataURL)})
 		}
 	}
 	if c.MetadataXML != "" {
-		if _, err := samlsp.ParseMetadata([]byte(c.MetadataXML)); err != nil {
-			return fmt.Errorf("metadata_xml: %w", err)
+		if _, err := parseIdPMetadata([]byte(c.MetadataXML)); err != nil {
+			ps = append(ps, &FieldError{Key: "metadata_xml", Err: err})
 		}
 	}
-	return nil
+	return ps
+}
+
+// FieldError is a problem with one setting, named by its key, so that
+// config validation reports it at the key's own path and line.
+type FieldError struct {
+	Key string
+	Err error
+}
+
+func (e *FieldError) Error() string { return e.Key + ": " + e.Err.Error() }
+
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// parseIdPMetadata reads an IdP's metadata document. When the bytes are
+// not metadata it says what they look like instead: admins paste URLs,
+// certificates, base64 and HTML pages where the XML belongs, and the XML
+// decoder then says no more than "EOF".
+func parseIdPMetadata(data []byte) (*saml.EntityDescriptor, error) {
+	text := bytes.TrimSpace(bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")))
+	if len(text) == 0 {
+		return nil, errors.New("not XML metadata: it is empty")
+	}
+	if text[0] != '<' {
+		return nil, fmt.Errorf("not XML metadata: %s", notXML(text))
+	}
+	root, err := xmlRoot(text)
+	if err != nil {
+		return nil, fmt.Errorf("not XML metadata: %w", err)
+	}
+	switch root {
+	case "EntityDescriptor", "EntitiesDescriptor":
+	case "html", "HTML":
+		return nil, errors.New("not XML metadata: it is an HTML page (a sign-in or error page?), not the IdP's <EntityDescriptor>")
+	default:
+		return nil, fmt.Errorf("not SAML metadata: the XML's root element is <%s>, not <EntityDescriptor>", root)
+	}
+	md, err := samlsp.ParseMetadata(text)
+	if err != nil {
+		return nil, fmt.Errorf("IdP metadata: %w", err)
+	}
+	if len(md.IDPSSODescriptors) == 0 {
+		return nil, errors.New("metadata without an IDPSSODescriptor: it describes no IdP (a service provider's metadata, such as Gatehouse's own?)")
+	}
+	for _, d := range md.IDPSSODescriptors {
+		for _, s := range d.SingleSignOnServices {
+			if s.Binding == saml.HTTPRedirectBinding && s.Location != "" {
+				return md, nil
+			}
+		}
+	}
+	return nil, errors.New("the IdP metadata has no HTTP-Redirect SingleSignOnService (Gatehouse sends its requests by that binding)")
+}
+
+// notXML says what text (not starting with '<') looks like.
+func notXML(text []byte) string {
+	lower := strings.ToLower(string(text[:min(len(text), 16)]))
+	switch {
+	case strings.HasPrefix(lower, "https://"), strings.HasPrefix(lower, "http://"):
+		return "it is a URL; put it in metadata_url, or paste the XML document it serves"
+	case bytes.HasPrefix(text, []byte("-----BEGIN")):
+		return "it is a PEM block (a certificate?); Gatehouse needs the IdP's whole metadata XML, which contains its certificate"
+	case text[0] == '{' || text[0] == '[':
+		return "it looks like JSON; Gatehouse needs the IdP's SAML metadata XML"
+	}
+	compact := strings.Join(strings.Fields(string(text)), "")
+	if raw, err := base64.StdEncoding.DecodeString(compact); err == nil && bytes.HasPrefix(bytes.TrimSpace(raw), []byte("<")) {
+		return "it is base64-encoded XML; decode it and use the XML itself"
+	}
+	start := strings.ToValidUTF8(string(text[:min(len(text), 24)]), "?")
+	return fmt.Sprintf("it starts with %q where an XML document starts with '<'", start)
+}
+
+// xmlRoot is the local name of the document's root element, after
+// checking that the whole document is well-formed XML.
+func xmlRoot(text []byte) (string, error) {
+	d := xml.NewDecoder(bytes.NewReader(text))
+	root := ""
+	for {
+		tok, err := d.Token()
+		if errors.Is(err, io.EOF) {
+			if root == "" {
+				return "", errors.New("it has no root element")
+			}
+			return root, nil
+		}
+		if err != nil {
+			// A cut-off copy (the paste ended early) is the common case.
+			return "", fmt.Errorf("the XML is malformed or cut off: %w", err)
+		}
+		if se, ok := tok.(xml.StartElement); ok && root == "" {
+			root = se.Name.Local
+		}
+	}
 }
 
 func loopback(host string) bool {
@@ -104,18 +209,30 @@ func Endpoints(signIn url.URL, slug string, sharedHost bool) (entityID, acs, slo
 	return entityID, acs, slo
 }
 
-// conn is one org's service provider.
+// conn is one org's service provider. Its SP side (keys, entity ID,
+// endpoints: what the SP metadata says) never waits for the IdP side: a
+// customer's IT admin asks for the SP metadata before the IdP's exists.
 type conn struct {
-	cfg     Config
-	deps    connection.Deps
-	base    saml.ServiceProvider // everything but IDPMetadata
-	mu      sync.Mutex           // serializes metadata and key refreshes
+	cfg  Config
+	deps connection.Deps
+	// mu guards the fields below; it is never held across a network call,
+	// so the SP metadata never waits for an IdP that does not answer.
+	mu   sync.Mutex
+	base saml.ServiceProvider // everything but IDPMetadata
+	// current is base with the IdP's metadata: nil until a good copy.
 	current *saml.ServiceProvider
 	fetched time.Time
+	// Without a good copy yet: failed fetches in a row, when to try again,
+	// and why the last one failed.
+	failures int
+	retryAt  time.Time
+	lastErr  error
 	// keys is the generation the SP keys were loaded for; next is the
 	// following generation's certificate, published ahead in metadata.
 	keys int64
 	next *x509.Certificate
+	// fetchMu: one IdP metadata fetch at a time.
+	fetchMu sync.Mutex
 }
 
 var (
@@ -131,8 +248,19 @@ const metadataTimeout = 10 * time.Second
 // federations' aggregates are not accepted here).
 const maxMetadataSize = 1 << 20
 
-// Open loads the IdP's metadata and the org's SP key (created on first
-// use and kept in the store, so every node and restart uses the same).
+// Retries of an IdP metadata URL that has not given a good copy yet back
+// off from metadataRetryMin to metadataRetryMax: short, so that a sign-in
+// works moments after the IdP publishes its metadata, yet a missing IdP is
+// not fetched on every attempt.
+const (
+	metadataRetryMin = time.Second
+	metadataRetryMax = 10 * time.Second
+)
+
+// Open makes the org's SP from its keys (created on first use and kept in
+// the store, so every node and restart uses the same). It reads inline IdP
+// metadata, but fetches none: a metadata_url is fetched at the first
+// sign-in, so the SP metadata is there whatever the state of the IdP.
 func Open(ctx context.Context, raw json.RawMessage, deps connection.Deps) (any, error) {
 	var cfg Config
 	if err := json.Unmarshal(raw, &cfg); err != nil {
@@ -160,23 +288,32 @@ func Open(ctx context.Context, raw json.RawMessage, deps connection.Deps) (any, 
 		LogoutBindings:                   []string{saml.HTTPRedirectBinding, saml.HTTPPostBinding},
 		SignatureMethod:                  dsig.RSASHA256SignatureMethod,
 		AssertionConsumerServiceBindings: []string{saml.HTTPPostBinding},
-		AuthnNameIDFormat:                saml.UnspecifiedNameIDFormat,
-		AllowIDPInitiated:                cfg.AllowIDPInitiated,
-		DefaultRedirectURI:               cfg.IDPInitiatedURL,
-		HTTPClient:                       deps.HTTPClient,
-		RejectUnknownConditions:          true,
-		RequireSignedResponseForCBC:      true,
-		RejectSHA1Signatures:             !cfg.AllowSHA1,
-		RejectExpiredIDPMetadata:         true,
-		LimitRelayStateLength:            true,
-		MetadataValidDuration:            7 * 24 * time.Hour,
-		ReplayCache:                      replayCache{st: deps.Store, org: deps.OrgID, now: deps.Now},
+		// Requests name no NameID format (unspecified): the IdP sends the
+		// one its admin chose; the metadata lists those Gatehouse takes.
+		AuthnNameIDFormat:           saml.UnspecifiedNameIDFormat,
+		AllowIDPInitiated:           cfg.AllowIDPInitiated,
+		DefaultRedirectURI:          cfg.IDPInitiatedURL,
+		HTTPClient:                  deps.HTTPClient,
+		RejectUnknownConditions:     true,
+		RequireSignedResponseForCBC: true,
+		RejectSHA1Signatures:        !cfg.AllowSHA1,
+		RejectExpiredIDPMetadata:    true,
+		LimitRelayStateLength:       true,
+		ReplayCache:                 replayCache{st: deps.Store, org: deps.OrgID, now: deps.Now},
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if err := c.rotateLocked(ctx); err != nil {
 		return nil, err
 	}
-	if err := c.refresh(ctx, true); err != nil {
-		return nil, err
+	if cfg.MetadataXML != "" {
+		md, err := parseIdPMetadata([]byte(cfg.MetadataXML))
+		if err != nil {
+			return nil, fmt.Errorf("saml: org %s: metadata_xml: %w", deps.OrgSlug, err)
+		}
+		sp := c.base
+		sp.IDPMetadata = md
+		c.current, c.fetched = &sp, deps.Now()
 	}
 	return c, nil
 }
@@ -219,68 +356,115 @@ func (c *conn) rotateLocked(ctx context.Context) error {
 	return nil
 }
 
-// sp returns the service provider with fresh-enough IdP metadata: a
-// refresh that fails keeps the last good copy (and says so in the log).
-func (c *conn) sp(ctx context.Context) *saml.ServiceProvider {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+// rotate is rotateLocked that keeps the loaded key when loading the next
+// fails, rather than fail sign-ins or the SP metadata.
+func (c *conn) rotate(ctx context.Context) {
 	if err := c.rotateLocked(ctx); err != nil {
-		// Keep signing with the loaded key rather than fail sign-ins.
 		c.deps.Logger.Error("saml: SP key rotation failed; keeping the current key", "org", c.deps.OrgSlug, "err", err)
 	}
-	if c.cfg.MetadataURL != "" && c.deps.Now().Sub(c.fetched) >= c.cfg.MetadataRefresh {
-		if err := c.refreshLocked(ctx, false); err != nil {
-			c.deps.Logger.Warn("saml: metadata refresh failed; keeping the last good copy", "org", c.deps.OrgSlug, "url", c.cfg.MetadataURL, "err", err)
-			c.fetched = c.deps.Now() // try again after another interval
-		}
-	}
-	return c.current
 }
 
-func (c *conn) refresh(ctx context.Context, first bool) error {
+// sp returns the service provider with fresh-enough IdP metadata: a
+// refresh that fails keeps the last good copy (and says so in the log).
+// Without any good copy yet it is an error of KindNotReady.
+func (c *conn) sp(ctx context.Context) (*saml.ServiceProvider, error) {
+	c.mu.Lock()
+	c.rotate(ctx)
+	cur, due := c.current, c.fetchDueLocked()
+	c.mu.Unlock()
+	if due {
+		cur = c.fetch(ctx)
+	}
+	if cur != nil {
+		return cur, nil
+	}
+	c.mu.Lock()
+	err := c.lastErr
+	c.mu.Unlock()
+	if err == nil {
+		err = errors.New("not fetched yet")
+	}
+	return nil, connection.Errorf(connection.KindNotReady, "saml: org %s: no IdP metadata yet (sign-ins wait for it): %w", c.deps.OrgSlug, err)
+}
+
+// fetchDueLocked: without a good copy, once the back-off allows; with
+// one, every MetadataRefresh.
+func (c *conn) fetchDueLocked() bool {
+	if c.cfg.MetadataURL == "" {
+		return false
+	}
+	now := c.deps.Now()
+	if c.current == nil {
+		return !now.Before(c.retryAt)
+	}
+	return now.Sub(c.fetched) >= c.cfg.MetadataRefresh
+}
+
+// fetch reads the IdP metadata URL (once for all requests waiting) and
+// returns the service provider as it then is.
+func (c *conn) fetch(ctx context.Context) *saml.ServiceProvider {
+	c.fetchMu.Lock()
+	defer c.fetchMu.Unlock()
+	c.mu.Lock()
+	due, cur := c.fetchDueLocked(), c.current
+	c.mu.Unlock()
+	if !due {
+		return cur // fetched by the request this one waited for
+	}
+	md, err := c.download(ctx)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.refreshLocked(ctx, first)
-}
-
-func (c *conn) refreshLocked(ctx context.Context, first bool) error {
-	var data []byte
-	if c.cfg.MetadataXML != "" {
-		data = []byte(c.cfg.MetadataXML)
-	} else {
-		ctx, cancel := context.WithTimeout(ctx, metadataTimeout)
-		defer cancel()
-		req, err := http.NewRequestWithContext(ctx, "GET", c.cfg.MetadataURL, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := c.deps.HTTPClient.Do(req)
-		if err != nil {
-			return connection.Errorf(connection.KindUnreachable, "saml: org %s: metadata %s: %w", c.deps.OrgSlug, c.cfg.MetadataURL, err)
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return connection.Errorf(connection.KindUnreachable, "saml: org %s: metadata %s: HTTP %d", c.deps.OrgSlug, c.cfg.MetadataURL, resp.StatusCode)
-		}
-		data, err = io.ReadAll(io.LimitReader(resp.Body, maxMetadataSize+1))
-		if err != nil {
-			return connection.Errorf(connection.KindUnreachable, "saml: org %s: metadata %s: %w", c.deps.OrgSlug, c.cfg.MetadataURL, err)
-		}
-		if len(data) > maxMetadataSize {
-			return fmt.Errorf("saml: org %s: metadata %s is larger than %d bytes", c.deps.OrgSlug, c.cfg.MetadataURL, maxMetadataSize)
-		}
-	}
-	md, err := samlsp.ParseMetadata(data)
+	now := c.deps.Now()
 	if err != nil {
-		return fmt.Errorf("saml: org %s: IdP metadata: %w", c.deps.OrgSlug, err)
+		if c.current != nil {
+			c.deps.Logger.Warn("saml: metadata refresh failed; keeping the last good copy", "org", c.deps.OrgSlug, "url", c.cfg.MetadataURL, "err", err)
+			c.fetched = now // try again after another interval
+			return c.current
+		}
+		c.failures++
+		wait := min(metadataRetryMin<<min(c.failures-1, 8), metadataRetryMax)
+		c.retryAt, c.lastErr = now.Add(wait), err
+		c.deps.Logger.Warn("saml: IdP metadata not available yet; SP metadata is served, sign-ins wait for it", "org", c.deps.OrgSlug,
+			"url", c.cfg.MetadataURL, "err", err, "retry_in", wait.String())
+		return nil
+	}
+	if c.current == nil && c.failures > 0 {
+		c.deps.Logger.Info("saml: IdP metadata now available", "org", c.deps.OrgSlug, "url", c.cfg.MetadataURL, "failed_before", c.failures)
 	}
 	sp := c.base
 	sp.IDPMetadata = md
-	if sp.GetSSOBindingLocation(saml.HTTPRedirectBinding) == "" {
-		return fmt.Errorf("saml: org %s: the IdP metadata has no HTTP-Redirect SingleSignOnService", c.deps.OrgSlug)
+	c.current, c.fetched, c.failures, c.retryAt, c.lastErr = &sp, now, 0, time.Time{}, nil
+	return c.current
+}
+
+// download fetches and parses the IdP's metadata URL.
+func (c *conn) download(ctx context.Context) (*saml.EntityDescriptor, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), metadataTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", c.cfg.MetadataURL, nil)
+	if err != nil {
+		return nil, fmt.Errorf("saml: org %s: metadata %s: %w", c.deps.OrgSlug, c.cfg.MetadataURL, err)
 	}
-	c.current, c.fetched = &sp, c.deps.Now()
-	return nil
+	resp, err := c.deps.HTTPClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("saml: org %s: metadata %s: %w", c.deps.OrgSlug, c.cfg.MetadataURL, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("saml: org %s: metadata %s: HTTP %d", c.deps.OrgSlug, c.cfg.MetadataURL, resp.StatusCode)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxMetadataSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("saml: org %s: metadata %s: %w", c.deps.OrgSlug, c.cfg.MetadataURL, err)
+	}
+	if len(data) > maxMetadataSize {
+		return nil, fmt.Errorf("saml: org %s: metadata %s is larger than %d bytes", c.deps.OrgSlug, c.cfg.MetadataURL, maxMetadataSize)
+	}
+	md, err := parseIdPMetadata(data)
+	if err != nil {
+		return nil, fmt.Errorf("saml: org %s: metadata %s: %w", c.deps.OrgSlug, c.cfg.MetadataURL, err)
+	}
+	return md, nil
 }
 
 // flow is what Begin keeps for Finish.
@@ -289,7 +473,10 @@ type flow struct {
 }
 
 func (c *conn) Begin(ctx context.Context, req connection.BeginRequest) (string, []byte, error) {
-	sp := c.sp(ctx)
+	sp, err := c.sp(ctx)
+	if err != nil {
+		return "", nil, err
+	}
 	ar, err := sp.MakeAuthenticationRequest(sp.GetSSOBindingLocation(saml.HTTPRedirectBinding), saml.HTTPRedirectBinding, saml.HTTPPostBinding)
 	if err != nil {
 		return "", nil, connection.Errorf(connection.KindInternal, "saml: org %s: authn request: %w", c.deps.OrgSlug, err)
@@ -338,7 +525,10 @@ func (c *conn) parse(ctx context.Context, r *http.Request, requestIDs []string) 
 		// the IdP for anyone who posts one.
 		return connection.Identity{}, connection.Errorf(connection.KindInvalid, "saml: only HTTP-POST responses are taken (got an artifact or a query string)")
 	}
-	sp := c.sp(ctx)
+	sp, err := c.sp(ctx)
+	if err != nil {
+		return connection.Identity{}, err
+	}
 	if requestIDs != nil && sp.AllowIDPInitiated {
 		// Answering our own request: IdP-initiated leniency (an empty
 		// InResponseTo) does not apply.
@@ -498,7 +688,10 @@ func (c *conn) LogoutURL(ctx context.Context, raw, relayState string) (string, s
 	if err := json.Unmarshal([]byte(raw), &hint); err != nil || hint.NameID == "" {
 		return "", "", nil // a session from before single logout, or not SAML
 	}
-	sp := c.sp(ctx)
+	sp, err := c.sp(ctx)
+	if err != nil {
+		return "", "", err
+	}
 	loc := sp.GetSLOBindingLocation(saml.HTTPRedirectBinding)
 	if loc == "" {
 		return "", "", nil
@@ -524,7 +717,11 @@ func (c *conn) FinishLogout(ctx context.Context, r *http.Request, requestID stri
 	if err := r.ParseForm(); err != nil {
 		return connection.Errorf(connection.KindInvalid, "saml: logout response form: %w", err)
 	}
-	if _, err := c.sp(ctx).ParseLogoutResponse(r, []string{requestID}); err != nil {
+	sp, err := c.sp(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := sp.ParseLogoutResponse(r, []string{requestID}); err != nil {
 		return classify(err)
 	}
 	return nil
@@ -536,7 +733,11 @@ func (c *conn) FinishLogout(ctx context.Context, r *http.Request, requestID stri
 // replay cache). It matches the sessions whose sign-in asserted its NameID
 // and, if it names any, one of its SessionIndexes.
 func (c *conn) AcceptLogout(ctx context.Context, r *http.Request) (connection.LogoutRequest, error) {
-	req, err := c.sp(ctx).ValidateLogoutRequest(r)
+	sp, err := c.sp(ctx)
+	if err != nil {
+		return connection.LogoutRequest{}, err
+	}
+	req, err := sp.ValidateLogoutRequest(r)
 	if err != nil {
 		return connection.LogoutRequest{}, classify(err)
 	}
@@ -561,7 +762,10 @@ func (c *conn) AcceptLogout(ctx context.Context, r *http.Request) (connection.Lo
 // the signed LogoutResponse to requestID, Success or, when the sessions
 // could not all be ended, Responder; "" if the IdP offers none.
 func (c *conn) AnswerLogout(ctx context.Context, requestID, relayState string, done bool) (string, error) {
-	sp := c.sp(ctx)
+	sp, err := c.sp(ctx)
+	if err != nil {
+		return "", err
+	}
 	if sp.GetSLOBindingLocation(saml.HTTPRedirectBinding) == "" {
 		return "", nil
 	}
@@ -576,25 +780,60 @@ func (c *conn) AnswerLogout(ctx context.Context, requestID, relayState string, d
 	return u.String(), nil
 }
 
-// Metadata is the org's SP metadata, for the IdP's administrator.
+// NameIDFormats are the NameID formats the SP metadata lists, in order of
+// preference (docs/federation.md says what Gatehouse does with each): an
+// IdP that picks the first it can issue (Shibboleth, SimpleSAMLphp when
+// the request names none) picks the one the setup guides ask for.
+var NameIDFormats = []saml.NameIDFormat{saml.EmailAddressNameIDFormat, saml.PersistentNameIDFormat,
+	saml.TransientNameIDFormat, saml.UnspecifiedNameIDFormat}
+
+// Metadata is the org's SP metadata, for the IdP's administrator. It is
+// made from the SP's keys and endpoints alone: it never waits for, or
+// fails with, the IdP's side.
 func (c *conn) Metadata(ctx context.Context) ([]byte, error) {
-	md := c.sp(ctx).Metadata()
 	c.mu.Lock()
-	next := c.next
+	c.rotate(ctx)
+	sp, next, gen := c.base, c.next, c.keys
 	c.mu.Unlock()
+	md := sp.Metadata()
+	if len(md.SPSSODescriptors) != 1 {
+		return nil, fmt.Errorf("saml: org %s: SP metadata has %d SPSSODescriptors", c.deps.OrgSlug, len(md.SPSSODescriptors))
+	}
+	spd := &md.SPSSODescriptors[0]
 	// The next key, published ahead: an IdP that reads this metadata
 	// before the rotation trusts the new key from its first use.
-	if next != nil && len(md.SPSSODescriptors) > 0 {
+	if next != nil {
 		for _, use := range []string{"signing", "encryption"} {
-			md.SPSSODescriptors[0].KeyDescriptors = append(md.SPSSODescriptors[0].KeyDescriptors, saml.KeyDescriptor{Use: use,
+			spd.KeyDescriptors = append(spd.KeyDescriptors, saml.KeyDescriptor{Use: use,
 				KeyInfo: saml.KeyInfo{X509Data: saml.X509Data{X509Certificates: []saml.X509Certificate{{Data: base64.StdEncoding.EncodeToString(next.Raw)}}}}})
 		}
 	}
+	spd.NameIDFormats = slices.Clone(NameIDFormats)
+	// IdPs that honour validUntil (SimpleSAMLphp, AD FS) refuse every
+	// sign-in once it passes, so it is as late as this document stays
+	// true: until the rotation after next, when a key it does not list
+	// signs, and the key it lists first stops decrypting.
+	spd.ValidUntil, md.ValidUntil, md.CacheDuration = nil, time.Time{}, 0
+	if until, ok := c.validUntil(gen); ok {
+		md.ValidUntil = until
+	} else {
+		md.CacheDuration = saml.DefaultCacheDuration // the root needs one of the two
+	}
 	b, err := xml.MarshalIndent(md, "", "  ")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("saml: org %s: SP metadata: %w", c.deps.OrgSlug, err)
 	}
 	return append([]byte(xml.Header), b...), nil
+}
+
+// validUntil is when SP metadata made in key generation gen stops being
+// true: the start of generation gen+2 (false if that is past time's range).
+func (c *conn) validUntil(gen int64) (time.Time, bool) {
+	rot := int64(c.deps.KeyRotation)
+	if gen < 0 || gen+2 > math.MaxInt64/rot {
+		return time.Time{}, false
+	}
+	return time.Unix(0, (gen+2)*rot).UTC(), true
 }
 
 // replayCache keeps accepted assertion IDs in the store until they

@@ -284,7 +284,11 @@ func TestMetadataRefresh(t *testing.T) {
 	}
 	c := cv.(*conn)
 	idpCert := func() string {
-		return c.sp(context.Background()).IDPMetadata.IDPSSODescriptors[0].KeyDescriptors[0].KeyInfo.X509Data.X509Certificates[0].Data
+		sp, err := c.sp(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sp.IDPMetadata.IDPSSODescriptors[0].KeyDescriptors[0].KeyInfo.X509Data.X509Certificates[0].Data
 	}
 	first := idpCert()
 	mu.Lock()
