@@ -1,9 +1,13 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net"
+	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -79,5 +83,135 @@ func TestDomainCheckReloadsDirectoryDuringSweep(t *testing.T) {
 	got, _ := st.GetOrg(ctx, first.ID)
 	if got.Domains[0].Status != store.DomainVerified {
 		t.Fatalf("first org's claim: %+v", got.Domains[0])
+	}
+}
+
+// logLines are the JSON log lines a test's logger wrote, parsed.
+type logLines struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logLines) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+// with returns the lines whose msg starts with msg.
+func (l *logLines) with(t *testing.T, msg string) []map[string]any {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(l.buf.String()), "\n") {
+		if line == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if s, _ := m["msg"].(string); strings.HasPrefix(s, msg) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// /domains says how each claim was proven, and a suspended domain's
+// warning names the record that proved it: the CNAME for a domain a
+// CNAME verified, the TXT record otherwise.
+func TestDomainMethodInStatusAndSuspension(t *testing.T) {
+	const target = "edge.saas.test"
+	for _, tc := range []struct {
+		name, kind, domain string
+		cname              bool // proven by a CNAME (else a TXT record)
+		wantType, wantName string
+		wantValue          func(store.DomainClaim) string
+	}{
+		{"login domain by CNAME", "login", "login.acme.test", true, "CNAME", "login.acme.test", func(store.DomainClaim) string { return target }},
+		{"login domain by TXT", "login", "login.acme.test", false, "TXT", "_gatehouse.login.acme.test", func(c store.DomainClaim) string { return "gatehouse-verification=" + c.Token }},
+		{"email domain by TXT", "email", "acme.test", false, "TXT", "_gatehouse.acme.test", func(c store.DomainClaim) string { return "gatehouse-verification=" + c.Token }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			st, err := badgerstore.Open("", badgerstore.WithInMemory())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			logs := &logLines{}
+			log := slog.New(slog.NewJSONHandler(logs, nil))
+			decl := config.Org{Slug: "acme", Name: "Acme", Connection: config.Connection{Type: "password"}}
+			if tc.kind == "login" {
+				decl.LoginDomain = tc.domain
+			} else {
+				decl.EmailDomains = []string{tc.domain}
+			}
+			clock := time.Unix(1_800_000_000, 0)
+			if err := seed(ctx, st, []config.Org{decl}, clock, log); err != nil {
+				t.Fatal(err)
+			}
+			orgs, err := idp.NewDirectory(ctx, st, log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o, _ := st.GetOrgBySlug(ctx, "acme")
+			claim := o.Domains[0]
+			dns, addr := testdns.Start(t)
+			if tc.cname {
+				dns.AddDNSCNAMERecord(tc.domain, target+".")
+			} else {
+				name, value := certs.Record(claim)
+				dns.AddDNSTXTRecord(name, value)
+			}
+			c := &domainChecker{st: st, orgs: orgs, recheck: time.Minute, log: log, now: func() time.Time { return clock },
+				v: &certs.Verifier{Server: addr, CNAMETarget: target}}
+			c.checkAll(ctx)
+
+			row := func() map[string]any {
+				t.Helper()
+				rec := httptest.NewRecorder()
+				domainsHandler(st, target).ServeHTTP(rec, httptest.NewRequest("GET", "/domains", nil))
+				var rows []map[string]any
+				if err := json.Unmarshal(rec.Body.Bytes(), &rows); err != nil || len(rows) != 1 {
+					t.Fatalf("/domains: %v %s", err, rec.Body)
+				}
+				return rows[0]
+			}
+			wantMethod := map[bool]string{true: "cname", false: "txt"}[tc.cname]
+			if r := row(); r["status"] != "verified" || r["method"] != wantMethod {
+				t.Fatalf("/domains after the proof: %v", r)
+			}
+			if r := row(); (tc.kind == "login") != (r["cname_target"] == target) {
+				t.Errorf("/domains cname_target: %v", r)
+			}
+			if v := logs.with(t, "domains: verified"); len(v) != 1 || v[0]["method"] != wantMethod {
+				t.Errorf("verified log lines: %v", v)
+			}
+
+			// The proof goes away: suspended after three failing checks.
+			if tc.cname {
+				dns.DeleteDNSCNAMERecord(tc.domain)
+			} else {
+				name, _ := certs.Record(claim)
+				dns.DeleteDNSTXTRecord(name)
+			}
+			for range certs.SuspendAfter {
+				clock = clock.Add(time.Minute)
+				c.checkAll(ctx)
+			}
+			if r := row(); r["status"] != "suspended" || r["method"] != wantMethod {
+				t.Fatalf("/domains after the record went: %v", r)
+			}
+			w := logs.with(t, "domains: suspended")
+			if len(w) != 1 {
+				t.Fatalf("suspension log lines: %v", w)
+			}
+			if w[0]["record_type"] != tc.wantType || w[0]["record"] != tc.wantName || w[0]["value"] != tc.wantValue(claim) {
+				t.Errorf("suspension names %v %v %v, want %s %s %s", w[0]["record_type"], w[0]["record"], w[0]["value"], tc.wantType, tc.wantName, tc.wantValue(claim))
+			}
+		})
 	}
 }

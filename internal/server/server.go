@@ -207,7 +207,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	var draining atomic.Bool
-	ops := &http.Server{Handler: opsMux(st, metrics, &draining, notificationsHandler(orgs, login)), ReadHeaderTimeout: 5 * time.Second}
+	ops := &http.Server{Handler: opsMux(st, metrics, &draining, notificationsHandler(orgs, login), cfg.Domains.CNAMETarget), ReadHeaderTimeout: 5 * time.Second}
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -237,7 +237,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	go orgs.Run(bg, 10*time.Second)
 	if cfg.Domains.Verify {
 		dc := &domainChecker{st: st, orgs: orgs, recheck: cfg.Domains.Recheck, log: log, now: time.Now,
-			v: &certs.Verifier{Resolver: certs.NewResolver(cfg.Domains.Resolver), CNAMETarget: cfg.Domains.CNAMETarget}}
+			v: &certs.Verifier{Server: cfg.Domains.Resolver, CNAMETarget: cfg.Domains.CNAMETarget}}
 		go dc.run(bg)
 	}
 	go policies.run(bg, cfg.Policy.ReloadInterval)
@@ -320,7 +320,7 @@ func wellKnown(issuer string, keys *signing.Manager) http.Handler {
 	return mux
 }
 
-func opsMux(st store.Store, m *telemetry.Metrics, draining *atomic.Bool, notifications http.Handler) http.Handler {
+func opsMux(st store.Store, m *telemetry.Metrics, draining *atomic.Bool, notifications http.Handler, cnameTarget string) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
@@ -339,7 +339,7 @@ func opsMux(st store.Store, m *telemetry.Metrics, draining *atomic.Bool, notific
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	mux.Handle("GET /metrics", m.Handler())
-	mux.Handle("GET /domains", domainsHandler(st))
+	mux.Handle("GET /domains", domainsHandler(st, cnameTarget))
 	mux.Handle("GET /notifications/{org}/{kind}", notifications)
 	return mux
 }
