@@ -41,7 +41,8 @@ type ACMEOptions struct {
 	TLSPort, HTTPPort int
 	Storage           certmagic.Storage
 	// Decide says whether name may have a certificate, and the org it is
-	// for ("" for the operator's own hosts). It must be fast: it runs on
+	// for ("" for the operator's own hosts): its slug, which budgets are
+	// kept by and log lines name. It must be fast: it runs on
 	// handshakes for names with no certificate yet.
 	Decide func(name string) (org string, ok bool)
 	// MaxPerOrgPerHour bounds new certificates per org, so one customer
@@ -181,7 +182,8 @@ func (a *ACME) RenewDue(ctx context.Context) {
 		}
 		name := path.Base(site)
 		seen[name] = true
-		if _, ok := a.o.Decide(name); !ok || a.renewalBackingOff(name) {
+		org, ok := a.o.Decide(name)
+		if !ok || a.renewalBackingOff(name) {
 			continue
 		}
 		l, known := a.lives[name]
@@ -206,7 +208,7 @@ func (a *ACME) RenewDue(ctx context.Context) {
 		err = a.cfg.RenewCertAsync(rctx, name, false)
 		cancel()
 		if err != nil {
-			a.o.Logger.Warn("certs: background renewal failed; retried at the next sweep", "name", name, "expires", l.notAfter, "err", err)
+			a.o.Logger.Warn("certs: background renewal failed; retried at the next sweep", "name", name, "org", org, "expires", l.notAfter, "err", err)
 			continue
 		}
 		delete(a.lives, name) // read the new one next time
@@ -302,12 +304,14 @@ func (a *ACME) event(_ context.Context, event string, data map[string]any) error
 		w.n++
 		a.o.Logger.Info("certs: obtaining a certificate", "name", name, "org", org)
 	case "cert_obtained":
+		org, _ := a.o.Decide(name)
 		a.mu.Lock()
 		delete(a.fails, name)
 		delete(a.renewFails, name)
 		a.mu.Unlock()
-		a.o.Logger.Info("certs: certificate obtained", "name", name, "renewal", renewal)
+		a.o.Logger.Info("certs: certificate obtained", "name", name, "org", org, "renewal", renewal)
 	case "cert_failed":
+		org, _ := a.o.Decide(name)
 		a.mu.Lock()
 		defer a.mu.Unlock()
 		if renewal {
@@ -319,7 +323,7 @@ func (a *ACME) event(_ context.Context, event string, data map[string]any) error
 			b.wait = min(max(2*b.wait, 10*time.Minute), longest)
 			b.until = a.o.Now().Add(b.wait)
 			a.renewFails[name] = b
-			a.o.Logger.Warn("certs: renewing a certificate failed; the current one keeps serving", "name", name, "retry_after", b.wait.String(), "err", fmt.Sprint(data["error"]))
+			a.o.Logger.Warn("certs: renewing a certificate failed; the current one keeps serving", "name", name, "org", org, "retry_after", b.wait.String(), "err", fmt.Sprint(data["error"]))
 			return nil
 		}
 		b := a.fails[name]
@@ -332,7 +336,7 @@ func (a *ACME) event(_ context.Context, event string, data map[string]any) error
 		for _, cancel := range a.waiting[name] {
 			cancel()
 		}
-		a.o.Logger.Warn("certs: obtaining a certificate failed", "name", name, "retry_after", b.wait.String(), "err", fmt.Sprint(data["error"]))
+		a.o.Logger.Warn("certs: obtaining a certificate failed", "name", name, "org", org, "retry_after", b.wait.String(), "err", fmt.Sprint(data["error"]))
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -213,5 +214,44 @@ func TestDomainMethodInStatusAndSuspension(t *testing.T) {
 				t.Errorf("suspension names %v %v %v, want %s %s %s", w[0]["record_type"], w[0]["record"], w[0]["value"], tc.wantType, tc.wantName, tc.wantValue(claim))
 			}
 		})
+	}
+}
+
+// The certificate decision names an org's login domain by the org's
+// slug (certs: lines then say org=acme, as domains: lines do).
+func TestDeciderNamesOrgsBySlug(t *testing.T) {
+	ctx := context.Background()
+	st, err := badgerstore.Open("", badgerstore.WithInMemory())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	quiet := slog.New(slog.DiscardHandler)
+	decl := []config.Org{
+		{Slug: "acme", Name: "Acme", LoginDomain: "login.acme.test", Connection: config.Connection{Type: "password"}},
+		{Slug: "globex-eu", Name: "Globex", LoginDomain: "sso.globex.test", Connection: config.Connection{Type: "password"}},
+	}
+	if err := seed(ctx, st, decl, time.Now(), quiet); err != nil {
+		t.Fatal(err)
+	}
+	orgs, err := idp.NewDirectory(ctx, st, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := url.Parse("https://auth.saas.test")
+	d := decider(&config.Config{Routes: []config.Route{{Host: "app.saas.test"}}}, pub, orgs)
+	for _, tc := range []struct {
+		name, org string
+		ok        bool
+	}{
+		{"login.acme.test", "acme", true},
+		{"sso.globex.test", "globex-eu", true},
+		{"auth.saas.test", "", true},
+		{"app.saas.test", "", true},
+		{"other.test", "", false},
+	} {
+		if org, ok := d.Decide(tc.name); org != tc.org || ok != tc.ok {
+			t.Errorf("Decide(%s) = %q, %v; want %q, %v", tc.name, org, ok, tc.org, tc.ok)
+		}
 	}
 }

@@ -433,12 +433,13 @@ func newACME(cfg *config.Config, st store.Store, pub *url.URL, orgs *idp.Directo
 }
 
 // decider allows certificates for the public host, exact route hosts and
-// the orgs' (verified) login domains.
+// the orgs' (verified) login domains. The org is named by its slug, as
+// every log line names orgs.
 func decider(cfg *config.Config, pub *url.URL, orgs *idp.Directory) *certs.Decider {
 	d := &certs.Decider{Public: strings.ToLower(pub.Hostname()), Routes: map[string]bool{},
 		OrgOf: func(host string) (string, bool) {
 			if o, ok := orgs.ByLoginHost(host); ok {
-				return o.ID, true
+				return o.Slug, true
 			}
 			return "", false
 		}}
