@@ -51,8 +51,10 @@ type ACMEOptions struct {
 	// RenewCheckInterval is how often the certificates in memory are
 	// checked for renewal (default certmagic's, 10 minutes).
 	RenewCheckInterval time.Duration
-	Logger             *slog.Logger
-	Now                func() time.Time
+	// Refusals, if set, counts handshakes refused for names not served.
+	Refusals *RefusalLog
+	Logger   *slog.Logger
+	Now      func() time.Time
 }
 
 // ACME obtains and renews certificates on demand, at the first handshake
@@ -368,6 +370,7 @@ func (a *ACME) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, err
 	// handshake even while certmagic still holds its certificate in
 	// memory: a cache hit never asks the decision function.
 	if _, ok := a.o.Decide(name); !ok {
+		a.o.Refusals.Refused(name)
 		return nil, ErrNotAllowed
 	}
 	// While the name's renewals back off, serve its valid certificate

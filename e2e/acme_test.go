@@ -25,6 +25,7 @@ import (
 	"github.com/letsencrypt/pebble/v2/va"
 	"github.com/letsencrypt/pebble/v2/wfe"
 
+	"github.com/gatehouse/gatehouse/certs"
 	"github.com/gatehouse/gatehouse/internal/testdns"
 )
 
@@ -216,9 +217,22 @@ func TestACMECertificatesOnDemand(t *testing.T) {
 	if n := p.orders.Load(); n != 1 {
 		t.Fatalf("%d ACME orders after handshakes for names not served, want 1", n)
 	}
+	// The refusals are one warning naming the first SNI, the rest counted
+	// for the next line (a minute later, or at shutdown), not a line per
+	// probe.
+	const refused = `"msg":"certs: refused TLS handshakes for names not served","count":1,"names":["random.test"]`
+	if !g.logged(refused) {
+		t.Errorf("no refusal line naming random.test")
+	}
+	if strings.Contains(g.Logs(), certs.ErrNotAllowed.Error()) {
+		t.Errorf("a handshake error line per refused probe:\n%s", g.Logs())
+	}
 
 	// A restart serves the same certificate from the store: no new order.
 	sameAfterRestart(t, g, p, "login.acme.test", cert)
+	if want := `"count":4,"names":["evil.login.acme.test","x.tenants.saas.test","(no SNI)"]`; !strings.Contains(g.Logs(), want) {
+		t.Errorf("the refusals pending at shutdown: no %s line", want)
+	}
 }
 
 // The HTTP-01 challenge, answered on the plain-HTTP listener, which sends

@@ -3,9 +3,11 @@ package server
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
@@ -253,5 +255,56 @@ func TestDeciderNamesOrgsBySlug(t *testing.T) {
 		if org, ok := d.Decide(tc.name); org != tc.org || ok != tc.ok {
 			t.Errorf("Decide(%s) = %q, %v; want %q, %v", tc.name, org, ok, tc.org, tc.ok)
 		}
+	}
+}
+
+// The TLS listener's error log leaves out handshakes refused for names
+// not served (the refusal log reports them, aggregated) and keeps every
+// other handshake error.
+func TestTLSErrorLogLeavesRefusalsToTheRefusalLog(t *testing.T) {
+	logs := &logLines{}
+	srv := &http.Server{
+		Handler:  http.NotFoundHandler(),
+		ErrorLog: tlsErrorLog(slog.New(slog.NewJSONHandler(logs, nil))),
+		TLSConfig: &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return nil, certs.ErrNotAllowed
+		}},
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.ServeTLS(ln, "", "") }()
+	defer func() {
+		srv.Close()
+		<-done
+	}()
+	for _, sni := range []string{"random.scan.test", "", "x.y.test"} {
+		c, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{ServerName: sni, InsecureSkipVerify: true})
+		if err == nil {
+			c.Close()
+			t.Fatalf("handshake for %q succeeded", sni)
+		}
+	}
+	// Not TLS at all: that error is still logged.
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = c.Write([]byte("GET / HTTP/1.0\r\n\r\n"))
+	_, _ = c.Read(make([]byte, 512))
+	c.Close()
+	var lines []map[string]any
+	for range 100 {
+		if lines = logs.with(t, "http: TLS handshake error"); len(lines) > 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // any line of the refusals before it
+	lines = logs.with(t, "http: TLS handshake error")
+	if len(lines) != 1 || lines[0]["level"] != "WARN" || strings.Contains(lines[0]["msg"].(string), certs.ErrNotAllowed.Error()) {
+		t.Fatalf("handshake error lines: %v", lines)
 	}
 }

@@ -3,6 +3,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -11,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	stdlog "log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -167,17 +169,22 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 
 	var tlsConf *tls.Config
 	var plain http.Handler // the plain-HTTP listener's, with tls.http_listen
+	// Handshakes for names not served: one line a minute, however many
+	// scanners probe (the TLS listener's error log leaves them out).
+	refusals := certs.NewRefusalLog(log, time.Minute)
+	defer refusals.Close()
 	switch {
 	case cfg.TLS != nil && cfg.TLS.LocalCA != "":
 		ca, err := certs.NewLocalCA(cfg.TLS.LocalCA, decider(cfg, pub, orgs).Decide)
 		if err != nil {
 			return err
 		}
+		ca.Refusals = refusals
 		log.Warn("gatehouse: serving certificates from a local development CA; clients must trust it", "ca", filepath.Join(cfg.TLS.LocalCA, certs.LocalCACert))
 		tlsConf = ca.TLSConfig()
 		plain = redirectToHTTPS(portOf(cfg.Listen))
 	case cfg.TLS != nil && cfg.TLS.ACME != nil:
-		am, err := newACME(cfg, st, pub, orgs, log)
+		am, err := newACME(cfg, st, pub, orgs, refusals, log)
 		if err != nil {
 			return err
 		}
@@ -204,7 +211,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		WriteTimeout:      cfg.Server.WriteTimeout,
 		IdleTimeout:       cfg.Server.IdleTimeout,
 		MaxHeaderBytes:    cfg.Server.MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorLog:          tlsErrorLog(log),
 	}
 	var draining atomic.Bool
 	ops := &http.Server{Handler: opsMux(st, metrics, &draining, notificationsHandler(orgs, login), cfg.Domains.CNAMETarget), ReadHeaderTimeout: 5 * time.Second}
@@ -404,7 +411,7 @@ func (b *cappedBody) Read(p []byte) (int, error) {
 
 // newACME sets up automatic certificates for the public host, the exact
 // route hosts and the orgs' login domains.
-func newACME(cfg *config.Config, st store.Store, pub *url.URL, orgs *idp.Directory, log *slog.Logger) (*certs.ACME, error) {
+func newACME(cfg *config.Config, st store.Store, pub *url.URL, orgs *idp.Directory, refusals *certs.RefusalLog, log *slog.Logger) (*certs.ACME, error) {
 	a := cfg.TLS.ACME
 	var roots *x509.CertPool
 	if a.CARoot != "" {
@@ -420,7 +427,7 @@ func newACME(cfg *config.Config, st store.Store, pub *url.URL, orgs *idp.Directo
 	d := decider(cfg, pub, orgs)
 	o := certs.ACMEOptions{DirectoryURL: a.DirectoryURL, Roots: roots, Email: a.Email, Storage: certs.NewStorage(st),
 		Decide: d.Decide, MaxPerOrgPerHour: a.MaxCertsPerOrgPerHour,
-		RenewCheckInterval: a.RenewCheckInterval, Logger: log,
+		RenewCheckInterval: a.RenewCheckInterval, Refusals: refusals, Logger: log,
 		TLSPort: portOf(cfg.Listen), HTTPPort: portOf(cfg.TLS.HTTPListen)}
 	if a.EAB != nil {
 		o.EAB = &acme.EAB{KeyID: a.EAB.KeyID, MACKey: a.EAB.MACKey}
@@ -460,6 +467,24 @@ func portOf(addr string) int {
 	n, _ := strconv.Atoi(p)
 	return n
 }
+
+// tlsErrorLog is the TLS listener's error log, at warning level, without
+// the handshakes refused for names not served: certs.RefusalLog reports
+// those, with their names, at most once a minute.
+func tlsErrorLog(log *slog.Logger) *stdlog.Logger {
+	warn := slog.NewLogLogger(log.Handler(), slog.LevelWarn).Writer()
+	refused := []byte(certs.ErrNotAllowed.Error())
+	return stdlog.New(writerFunc(func(p []byte) (int, error) {
+		if bytes.Contains(p, []byte("TLS handshake error")) && bytes.HasSuffix(bytes.TrimSpace(p), refused) {
+			return len(p), nil
+		}
+		return warn.Write(p)
+	}), "", 0)
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 // redirectToHTTPS answers the plain-HTTP listener with static TLS.
 func redirectToHTTPS(httpsPort int) http.Handler {
