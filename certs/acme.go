@@ -22,6 +22,7 @@ import (
 	"golang.org/x/net/idna"
 
 	"github.com/gatehouse/gatehouse/internal/loop"
+	"github.com/gatehouse/gatehouse/internal/telemetry"
 )
 
 // ACMEOptions configure automatic certificates.
@@ -53,8 +54,11 @@ type ACMEOptions struct {
 	RenewCheckInterval time.Duration
 	// Refusals, if set, counts handshakes refused for names not served.
 	Refusals *RefusalLog
-	Logger   *slog.Logger
-	Now      func() time.Time
+	// Metrics, if set, records certificate expiry, order outcomes and
+	// ACME errors.
+	Metrics *telemetry.Metrics
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // ACME obtains and renews certificates on demand, at the first handshake
@@ -148,12 +152,15 @@ func NewACME(o ACMEOptions) (*ACME, error) {
 func (a *ACME) Stop() { a.cache.Stop() }
 
 // Run renews certificates in the background until ctx ends, every
-// RenewCheckInterval.
+// RenewCheckInterval. It reads the stored certificates at once, to
+// publish their expiry; the first renewals wait for the first interval,
+// so a process restarting in a loop never spends the CA's limits.
 func (a *ACME) Run(ctx context.Context) {
 	interval := a.o.RenewCheckInterval
 	if interval <= 0 {
 		interval = 10 * time.Minute
 	}
+	a.sweep(ctx, false)
 	loop.Every(ctx, interval, a.RenewDue)
 }
 
@@ -166,7 +173,11 @@ func (a *ACME) Run(ctx context.Context) {
 // keep a certificate from being renewed twice. A name no longer served
 // is not renewed. A handshake still renews earlier when the CA's renewal
 // information (ARI) asks for it.
-func (a *ACME) RenewDue(ctx context.Context) {
+func (a *ACME) RenewDue(ctx context.Context) { a.sweep(ctx, true) }
+
+// sweep reads the stored certificates' lives (publishing their expiry)
+// and, with renew, renews those due.
+func (a *ACME) sweep(ctx context.Context, renew bool) {
 	prefix := certmagic.StorageKeys.CertsPrefix(a.issuer.IssuerKey())
 	sites, err := a.o.Storage.List(ctx, prefix, false)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -185,7 +196,11 @@ func (a *ACME) RenewDue(ctx context.Context) {
 		name := path.Base(site)
 		seen[name] = true
 		org, ok := a.o.Decide(name)
-		if !ok || a.renewalBackingOff(name) {
+		if !ok {
+			a.dropExpiry(name)
+			continue
+		}
+		if a.renewalBackingOff(name) {
 			continue
 		}
 		l, known := a.lives[name]
@@ -199,7 +214,8 @@ func (a *ACME) RenewDue(ctx context.Context) {
 			continue
 		}
 		a.lives[name] = l
-		if !l.due(now) {
+		a.setExpiry(name, l.notAfter)
+		if !renew || !l.due(now) {
 			continue
 		}
 		// Async is certmagic's non-interactive mode (Sync may prompt for an
@@ -218,6 +234,7 @@ func (a *ACME) RenewDue(ctx context.Context) {
 	for name := range a.lives {
 		if !seen[name] {
 			delete(a.lives, name)
+			a.dropExpiry(name)
 		}
 	}
 }
@@ -277,7 +294,7 @@ func (a *ACME) decide(ctx context.Context, name string) error {
 // to 6 hours) while the current certificate keeps serving. Refusing an
 // attempt here (rather than in decide) aborts it without certmagic
 // dropping the certificate, and ErrNoRetry stops its retry loop.
-func (a *ACME) event(_ context.Context, event string, data map[string]any) error {
+func (a *ACME) event(ctx context.Context, event string, data map[string]any) error {
 	name, _ := data["identifier"].(string)
 	renewal, _ := data["renewal"].(bool)
 	switch event {
@@ -299,6 +316,7 @@ func (a *ACME) event(_ context.Context, event string, data map[string]any) error
 			a.budget[org] = w
 		}
 		if w.n >= a.o.MaxPerOrgPerHour {
+			a.countIssuance(false, "budget_exceeded")
 			a.o.Logger.Warn("certs: issuance budget spent", "name", name, "org", org, "max_per_hour", a.o.MaxPerOrgPerHour)
 			// No retry: the handshake fails now, the next ones at decide.
 			return certmagic.ErrNoRetry{Err: fmt.Errorf("certs: org %q reached %d new certificates this hour", org, a.o.MaxPerOrgPerHour)}
@@ -311,9 +329,15 @@ func (a *ACME) event(_ context.Context, event string, data map[string]any) error
 		delete(a.fails, name)
 		delete(a.renewFails, name)
 		a.mu.Unlock()
+		a.countIssuance(renewal, "success")
+		if l, err := a.readLife(ctx, name); err == nil {
+			a.setExpiry(name, l.notAfter)
+		}
 		a.o.Logger.Info("certs: certificate obtained", "name", name, "org", org, "renewal", renewal)
 	case "cert_failed":
 		org, _ := a.o.Decide(name)
+		a.countIssuance(renewal, "failure")
+		a.countError(data["error"])
 		a.mu.Lock()
 		defer a.mu.Unlock()
 		if renewal {

@@ -10,6 +10,7 @@ import (
 	"github.com/gatehouse/gatehouse/certs"
 	"github.com/gatehouse/gatehouse/idp"
 	"github.com/gatehouse/gatehouse/internal/loop"
+	"github.com/gatehouse/gatehouse/internal/telemetry"
 	"github.com/gatehouse/gatehouse/store"
 )
 
@@ -23,6 +24,8 @@ type domainChecker struct {
 	recheck time.Duration
 	log     *slog.Logger
 	now     func() time.Time
+	// metrics, if set, gets the claims' states after each sweep.
+	metrics *telemetry.Metrics
 }
 
 // grace is how long a verified domain's record must be seen gone before
@@ -63,6 +66,16 @@ func (c *domainChecker) checkAll(ctx context.Context) {
 			nextReload = time.Now().Add(max(time.Second, 4*time.Since(start)))
 		}
 	)
+	counts := map[[2]string]int{} // kind, state → claims, as the sweep leaves them
+	count := func(o store.Org) {
+		for _, cl := range o.Domains {
+			state := cl.Status
+			if !o.Uses(cl) {
+				state = "released"
+			}
+			counts[[2]string{cl.Kind, state}]++
+		}
+	}
 	for _, o := range orgs {
 		results := map[string]store.DomainClaim{}
 		for _, cl := range o.Domains {
@@ -77,11 +90,12 @@ func (c *domainChecker) checkAll(ctx context.Context) {
 			results[cl.Kind+"/"+cl.Name] = certs.Next(cl, r, c.now(), c.grace())
 		}
 		if len(results) == 0 {
+			count(o)
 			continue
 		}
 		type transition struct{ from, to store.DomainClaim }
 		var transitions []transition
-		_, err := c.st.UpdateOrg(ctx, o.ID, func(cur store.Org) (store.Org, error) {
+		saved, err := c.st.UpdateOrg(ctx, o.ID, func(cur store.Org) (store.Org, error) {
 			transitions = transitions[:0]
 			for i, cl := range cur.Domains {
 				next, ok := results[cl.Kind+"/"+cl.Name]
@@ -97,8 +111,10 @@ func (c *domainChecker) checkAll(ctx context.Context) {
 		})
 		if err != nil {
 			c.log.Error("domains: save checks", "org", o.Slug, "err", err)
+			count(o)
 			continue
 		}
+		count(saved)
 		for _, tr := range transitions {
 			t := tr.to
 			typ, name, value := c.v.Proof(t)
@@ -135,6 +151,13 @@ func (c *domainChecker) checkAll(ctx context.Context) {
 	}
 	if changed {
 		reload()
+	}
+	if c.metrics != nil {
+		for _, kind := range []string{"login", "email"} {
+			for _, state := range []string{store.DomainPending, store.DomainVerified, store.DomainSuspended, "released"} {
+				c.metrics.DomainClaims.WithLabelValues(kind, state).Set(float64(counts[[2]string{kind, state}]))
+			}
+		}
 	}
 }
 

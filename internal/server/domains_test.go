@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/gatehouse/gatehouse/certs"
 	"github.com/gatehouse/gatehouse/config"
 	"github.com/gatehouse/gatehouse/idp"
+	"github.com/gatehouse/gatehouse/internal/telemetry"
 	"github.com/gatehouse/gatehouse/internal/testdns"
 	"github.com/gatehouse/gatehouse/store"
 	"github.com/gatehouse/gatehouse/store/badgerstore"
@@ -307,4 +309,77 @@ func TestTLSErrorLogLeavesRefusalsToTheRefusalLog(t *testing.T) {
 	if len(lines) != 1 || lines[0]["level"] != "WARN" || strings.Contains(lines[0]["msg"].(string), certs.ErrNotAllowed.Error()) {
 		t.Fatalf("handshake error lines: %v", lines)
 	}
+}
+
+// scrape reads /metrics as Prometheus does ("name{labels}" → value).
+func scrape(t *testing.T, m *telemetry.Metrics) map[string]float64 {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	out := map[string]float64{}
+	for _, line := range strings.Split(rec.Body.String(), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			t.Fatalf("metrics line %q: %v", line, err)
+		}
+		out[line[:i]] = v
+	}
+	return out
+}
+
+// Each sweep publishes how many claims are in each state, by kind.
+func TestDomainClaimsMetric(t *testing.T) {
+	ctx := context.Background()
+	st, err := badgerstore.Open("", badgerstore.WithInMemory())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	quiet := slog.New(slog.DiscardHandler)
+	acme := config.Org{Slug: "acme", Name: "Acme", LoginDomain: "login.acme.test", EmailDomains: []string{"acme.test", "old.acme.test"}, Connection: config.Connection{Type: "password"}}
+	globex := config.Org{Slug: "globex", Name: "Globex", LoginDomain: "login.globex.test", Connection: config.Connection{Type: "password"}}
+	clock := time.Unix(1_800_000_000, 0)
+	if err := seed(ctx, st, []config.Org{acme, globex}, clock, quiet); err != nil {
+		t.Fatal(err)
+	}
+	acme.EmailDomains = acme.EmailDomains[:1] // old.acme.test: released
+	if err := seed(ctx, st, []config.Org{acme, globex}, clock, quiet); err != nil {
+		t.Fatal(err)
+	}
+	orgs, err := idp.NewDirectory(ctx, st, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, _ := st.GetOrgBySlug(ctx, "acme")
+	login, _ := claimOf(o, "login/login.acme.test")
+	dns, addr := testdns.Start(t)
+	name, value := certs.Record(login)
+	dns.AddDNSTXTRecord(name, value)
+	m := telemetry.New()
+	c := &domainChecker{st: st, orgs: orgs, recheck: time.Minute, log: quiet, now: func() time.Time { return clock }, metrics: m,
+		v: &certs.Verifier{Server: addr}}
+	check := func(want map[[2]string]float64) {
+		t.Helper()
+		got := scrape(t, m)
+		for _, kind := range []string{"login", "email"} {
+			for _, state := range []string{"pending", "verified", "suspended", "released"} {
+				s := `gatehouse_domain_claims{kind="` + kind + `",state="` + state + `"}`
+				if v, ok := got[s]; !ok || v != want[[2]string{kind, state}] {
+					t.Errorf("%s = %v (published %v), want %v", s, v, ok, want[[2]string{kind, state}])
+				}
+			}
+		}
+	}
+	c.checkAll(ctx)
+	check(map[[2]string]float64{{"login", "verified"}: 1, {"login", "pending"}: 1, {"email", "pending"}: 1, {"email", "released"}: 1})
+	dns.DeleteDNSTXTRecord(name)
+	for range certs.SuspendAfter {
+		clock = clock.Add(time.Minute)
+		c.checkAll(ctx)
+	}
+	check(map[[2]string]float64{{"login", "suspended"}: 1, {"login", "pending"}: 1, {"email", "pending"}: 1, {"email", "released"}: 1})
 }

@@ -184,7 +184,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		tlsConf = ca.TLSConfig()
 		plain = redirectToHTTPS(portOf(cfg.Listen))
 	case cfg.TLS != nil && cfg.TLS.ACME != nil:
-		am, err := newACME(cfg, st, pub, orgs, refusals, log)
+		am, err := newACME(cfg, st, pub, orgs, refusals, metrics, log)
 		if err != nil {
 			return err
 		}
@@ -243,7 +243,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	go sessions.Run(bg)
 	go orgs.Run(bg, 10*time.Second)
 	if cfg.Domains.Verify {
-		dc := &domainChecker{st: st, orgs: orgs, recheck: cfg.Domains.Recheck, log: log, now: time.Now,
+		dc := &domainChecker{st: st, orgs: orgs, recheck: cfg.Domains.Recheck, log: log, now: time.Now, metrics: metrics,
 			v: &certs.Verifier{Server: cfg.Domains.Resolver, CNAMETarget: cfg.Domains.CNAMETarget}}
 		go dc.run(bg)
 	}
@@ -411,7 +411,7 @@ func (b *cappedBody) Read(p []byte) (int, error) {
 
 // newACME sets up automatic certificates for the public host, the exact
 // route hosts and the orgs' login domains.
-func newACME(cfg *config.Config, st store.Store, pub *url.URL, orgs *idp.Directory, refusals *certs.RefusalLog, log *slog.Logger) (*certs.ACME, error) {
+func newACME(cfg *config.Config, st store.Store, pub *url.URL, orgs *idp.Directory, refusals *certs.RefusalLog, metrics *telemetry.Metrics, log *slog.Logger) (*certs.ACME, error) {
 	a := cfg.TLS.ACME
 	var roots *x509.CertPool
 	if a.CARoot != "" {
@@ -427,7 +427,7 @@ func newACME(cfg *config.Config, st store.Store, pub *url.URL, orgs *idp.Directo
 	d := decider(cfg, pub, orgs)
 	o := certs.ACMEOptions{DirectoryURL: a.DirectoryURL, Roots: roots, Email: a.Email, Storage: certs.NewStorage(st),
 		Decide: d.Decide, MaxPerOrgPerHour: a.MaxCertsPerOrgPerHour,
-		RenewCheckInterval: a.RenewCheckInterval, Refusals: refusals, Logger: log,
+		RenewCheckInterval: a.RenewCheckInterval, Refusals: refusals, Metrics: metrics, Logger: log,
 		TLSPort: portOf(cfg.Listen), HTTPPort: portOf(cfg.TLS.HTTPListen)}
 	if a.EAB != nil {
 		o.EAB = &acme.EAB{KeyID: a.EAB.KeyID, MACKey: a.EAB.MACKey}
