@@ -197,6 +197,8 @@ func (a *ACME) sweep(ctx context.Context, renew bool) {
 		seen[name] = true
 		org, ok := a.o.Decide(name)
 		if !ok {
+			// (forgotten too: read again, and published, if it comes back)
+			delete(a.lives, name)
 			a.dropExpiry(name)
 			continue
 		}

@@ -132,6 +132,14 @@ func TestCertificateExpiryMetric(t *testing.T) {
 	if _, ok := scrape(t, m)[series("b.test")]; !ok {
 		t.Error("another name lost its expiry")
 	}
+	// Served again (a suspension ends): published at the next sweep.
+	mu.Lock()
+	served["a.test"] = true
+	mu.Unlock()
+	a.sweep(context.Background(), false)
+	if v := scrape(t, m)[series("a.test")]; v != float64(now.Add(89*day).Unix()) {
+		t.Errorf("expiry of a name served again: %v", v)
+	}
 }
 
 // Orders count by kind and result, and failures by ACME error kind.
