@@ -22,6 +22,7 @@ import (
 	"golang.org/x/net/idna"
 
 	"github.com/gatehouse/gatehouse/internal/loop"
+	"github.com/gatehouse/gatehouse/internal/telemetry"
 )
 
 // ACMEOptions configure automatic certificates.
@@ -41,7 +42,8 @@ type ACMEOptions struct {
 	TLSPort, HTTPPort int
 	Storage           certmagic.Storage
 	// Decide says whether name may have a certificate, and the org it is
-	// for ("" for the operator's own hosts). It must be fast: it runs on
+	// for ("" for the operator's own hosts): its slug, which budgets are
+	// kept by and log lines name. It must be fast: it runs on
 	// handshakes for names with no certificate yet.
 	Decide func(name string) (org string, ok bool)
 	// MaxPerOrgPerHour bounds new certificates per org, so one customer
@@ -50,8 +52,13 @@ type ACMEOptions struct {
 	// RenewCheckInterval is how often the certificates in memory are
 	// checked for renewal (default certmagic's, 10 minutes).
 	RenewCheckInterval time.Duration
-	Logger             *slog.Logger
-	Now                func() time.Time
+	// Refusals, if set, counts handshakes refused for names not served.
+	Refusals *RefusalLog
+	// Metrics, if set, records certificate expiry, order outcomes and
+	// ACME errors.
+	Metrics *telemetry.Metrics
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // ACME obtains and renews certificates on demand, at the first handshake
@@ -145,12 +152,15 @@ func NewACME(o ACMEOptions) (*ACME, error) {
 func (a *ACME) Stop() { a.cache.Stop() }
 
 // Run renews certificates in the background until ctx ends, every
-// RenewCheckInterval.
+// RenewCheckInterval. It reads the stored certificates at once, to
+// publish their expiry; the first renewals wait for the first interval,
+// so a process restarting in a loop never spends the CA's limits.
 func (a *ACME) Run(ctx context.Context) {
 	interval := a.o.RenewCheckInterval
 	if interval <= 0 {
 		interval = 10 * time.Minute
 	}
+	a.sweep(ctx, false)
 	loop.Every(ctx, interval, a.RenewDue)
 }
 
@@ -163,7 +173,11 @@ func (a *ACME) Run(ctx context.Context) {
 // keep a certificate from being renewed twice. A name no longer served
 // is not renewed. A handshake still renews earlier when the CA's renewal
 // information (ARI) asks for it.
-func (a *ACME) RenewDue(ctx context.Context) {
+func (a *ACME) RenewDue(ctx context.Context) { a.sweep(ctx, true) }
+
+// sweep reads the stored certificates' lives (publishing their expiry)
+// and, with renew, renews those due.
+func (a *ACME) sweep(ctx context.Context, renew bool) {
 	prefix := certmagic.StorageKeys.CertsPrefix(a.issuer.IssuerKey())
 	sites, err := a.o.Storage.List(ctx, prefix, false)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -181,7 +195,14 @@ func (a *ACME) RenewDue(ctx context.Context) {
 		}
 		name := path.Base(site)
 		seen[name] = true
-		if _, ok := a.o.Decide(name); !ok || a.renewalBackingOff(name) {
+		org, ok := a.o.Decide(name)
+		if !ok {
+			// (forgotten too: read again, and published, if it comes back)
+			delete(a.lives, name)
+			a.dropExpiry(name)
+			continue
+		}
+		if a.renewalBackingOff(name) {
 			continue
 		}
 		l, known := a.lives[name]
@@ -195,7 +216,8 @@ func (a *ACME) RenewDue(ctx context.Context) {
 			continue
 		}
 		a.lives[name] = l
-		if !l.due(now) {
+		a.setExpiry(name, l.notAfter)
+		if !renew || !l.due(now) {
 			continue
 		}
 		// Async is certmagic's non-interactive mode (Sync may prompt for an
@@ -206,7 +228,7 @@ func (a *ACME) RenewDue(ctx context.Context) {
 		err = a.cfg.RenewCertAsync(rctx, name, false)
 		cancel()
 		if err != nil {
-			a.o.Logger.Warn("certs: background renewal failed; retried at the next sweep", "name", name, "expires", l.notAfter, "err", err)
+			a.o.Logger.Warn("certs: background renewal failed; retried at the next sweep", "name", name, "org", org, "expires", l.notAfter, "err", err)
 			continue
 		}
 		delete(a.lives, name) // read the new one next time
@@ -214,6 +236,7 @@ func (a *ACME) RenewDue(ctx context.Context) {
 	for name := range a.lives {
 		if !seen[name] {
 			delete(a.lives, name)
+			a.dropExpiry(name)
 		}
 	}
 }
@@ -273,7 +296,7 @@ func (a *ACME) decide(ctx context.Context, name string) error {
 // to 6 hours) while the current certificate keeps serving. Refusing an
 // attempt here (rather than in decide) aborts it without certmagic
 // dropping the certificate, and ErrNoRetry stops its retry loop.
-func (a *ACME) event(_ context.Context, event string, data map[string]any) error {
+func (a *ACME) event(ctx context.Context, event string, data map[string]any) error {
 	name, _ := data["identifier"].(string)
 	renewal, _ := data["renewal"].(bool)
 	switch event {
@@ -295,6 +318,7 @@ func (a *ACME) event(_ context.Context, event string, data map[string]any) error
 			a.budget[org] = w
 		}
 		if w.n >= a.o.MaxPerOrgPerHour {
+			a.countIssuance(false, "budget_exceeded")
 			a.o.Logger.Warn("certs: issuance budget spent", "name", name, "org", org, "max_per_hour", a.o.MaxPerOrgPerHour)
 			// No retry: the handshake fails now, the next ones at decide.
 			return certmagic.ErrNoRetry{Err: fmt.Errorf("certs: org %q reached %d new certificates this hour", org, a.o.MaxPerOrgPerHour)}
@@ -302,12 +326,20 @@ func (a *ACME) event(_ context.Context, event string, data map[string]any) error
 		w.n++
 		a.o.Logger.Info("certs: obtaining a certificate", "name", name, "org", org)
 	case "cert_obtained":
+		org, _ := a.o.Decide(name)
 		a.mu.Lock()
 		delete(a.fails, name)
 		delete(a.renewFails, name)
 		a.mu.Unlock()
-		a.o.Logger.Info("certs: certificate obtained", "name", name, "renewal", renewal)
+		a.countIssuance(renewal, "success")
+		if l, err := a.readLife(ctx, name); err == nil {
+			a.setExpiry(name, l.notAfter)
+		}
+		a.o.Logger.Info("certs: certificate obtained", "name", name, "org", org, "renewal", renewal)
 	case "cert_failed":
+		org, _ := a.o.Decide(name)
+		a.countIssuance(renewal, "failure")
+		a.countError(data["error"])
 		a.mu.Lock()
 		defer a.mu.Unlock()
 		if renewal {
@@ -319,7 +351,7 @@ func (a *ACME) event(_ context.Context, event string, data map[string]any) error
 			b.wait = min(max(2*b.wait, 10*time.Minute), longest)
 			b.until = a.o.Now().Add(b.wait)
 			a.renewFails[name] = b
-			a.o.Logger.Warn("certs: renewing a certificate failed; the current one keeps serving", "name", name, "retry_after", b.wait.String(), "err", fmt.Sprint(data["error"]))
+			a.o.Logger.Warn("certs: renewing a certificate failed; the current one keeps serving", "name", name, "org", org, "retry_after", b.wait.String(), "err", fmt.Sprint(data["error"]))
 			return nil
 		}
 		b := a.fails[name]
@@ -332,7 +364,7 @@ func (a *ACME) event(_ context.Context, event string, data map[string]any) error
 		for _, cancel := range a.waiting[name] {
 			cancel()
 		}
-		a.o.Logger.Warn("certs: obtaining a certificate failed", "name", name, "retry_after", b.wait.String(), "err", fmt.Sprint(data["error"]))
+		a.o.Logger.Warn("certs: obtaining a certificate failed", "name", name, "org", org, "retry_after", b.wait.String(), "err", fmt.Sprint(data["error"]))
 	}
 	return nil
 }
@@ -364,6 +396,7 @@ func (a *ACME) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, err
 	// handshake even while certmagic still holds its certificate in
 	// memory: a cache hit never asks the decision function.
 	if _, ok := a.o.Decide(name); !ok {
+		a.o.Refusals.Refused(name)
 		return nil, ErrNotAllowed
 	}
 	// While the name's renewals back off, serve its valid certificate

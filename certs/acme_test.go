@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"log/slog"
@@ -323,5 +324,62 @@ func TestCachedCertificateAndDecision(t *testing.T) {
 	served = false
 	if err := pipeHandshake(a.TLSConfig(), cli); err == nil {
 		t.Fatal("a name no longer served still got its cached certificate")
+	}
+}
+
+// Every certs: line about an org's name names the org as the decision
+// does (by slug, as domains: lines do), whatever the event.
+func TestEventLogLinesNameTheOrg(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		events []map[string]any // all for a1.test, in order
+		msg    string
+	}{
+		{"obtaining", []map[string]any{{"event": "cert_obtaining"}}, "certs: obtaining a certificate"},
+		{"obtained", []map[string]any{{"event": "cert_obtained"}}, "certs: certificate obtained"},
+		{"failed", []map[string]any{{"event": "cert_failed", "error": "CA said no"}}, "certs: obtaining a certificate failed"},
+		{"renewing", []map[string]any{{"event": "cert_obtaining", "renewal": true}}, "certs: renewing a certificate"},
+		{"renewed", []map[string]any{{"event": "cert_obtained", "renewal": true}}, "certs: certificate obtained"},
+		{"renewal failed", []map[string]any{{"event": "cert_failed", "renewal": true, "error": "CA down"}}, "certs: renewing a certificate failed; the current one keeps serving"},
+		{"budget spent", []map[string]any{{"event": "cert_obtaining"}, {"event": "cert_obtaining"}}, "certs: issuance budget spent"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st, err := badgerstore.Open("", badgerstore.WithInMemory())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			var logs strings.Builder
+			a, err := NewACME(ACMEOptions{DirectoryURL: "https://acme.invalid/dir", TLSALPN01: true, Storage: NewStorage(st),
+				Decide:           func(n string) (string, bool) { return "acme", n == "a1.test" },
+				MaxPerOrgPerHour: 1, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Stop()
+			for _, e := range tc.events {
+				data := map[string]any{"identifier": "a1.test"}
+				for k, v := range e {
+					if k != "event" {
+						data[k] = v
+					}
+				}
+				_ = a.event(context.Background(), e["event"].(string), data)
+			}
+			found := false
+			for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+				var m map[string]any
+				if err := json.Unmarshal([]byte(line), &m); err != nil {
+					t.Fatalf("%q: %v", line, err)
+				}
+				if m["name"] == "a1.test" && m["org"] != "acme" {
+					t.Errorf("line without the org's slug: %s", line)
+				}
+				found = found || m["msg"] == tc.msg
+			}
+			if !found {
+				t.Errorf("no %q line:\n%s", tc.msg, logs.String())
+			}
+		})
 	}
 }

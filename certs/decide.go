@@ -11,8 +11,8 @@ type Decider struct {
 	Public string
 	// Routes are the exact (not wildcard) route hosts.
 	Routes map[string]bool
-	// OrgOf returns the org whose login domain host is.
-	OrgOf func(host string) (orgID string, ok bool)
+	// OrgOf returns the org (its slug) whose login domain host is.
+	OrgOf func(host string) (org string, ok bool)
 }
 
 // Decide returns the org a name is for ("" for the operator's hosts) and

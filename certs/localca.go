@@ -30,6 +30,8 @@ type LocalCA struct {
 	key    *ecdsa.PrivateKey
 	decide func(string) (string, bool)
 	now    func() time.Time
+	// Refusals, if set, counts handshakes refused for names not served.
+	Refusals *RefusalLog
 
 	mu     sync.Mutex
 	leaves map[string]*tls.Certificate
@@ -181,6 +183,7 @@ func (c *LocalCA) TLSConfig() *tls.Config {
 func (c *LocalCA) get(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	name := hello.ServerName
 	if _, ok := c.decide(name); !ok {
+		c.Refusals.Refused(name)
 		return nil, ErrNotAllowed
 	}
 	c.mu.Lock()

@@ -21,8 +21,11 @@ const (
 
 // Verifier checks domain claims in DNS.
 type Verifier struct {
-	// Resolver looks records up; nil is the system's. Tests point it at a
-	// DNS server of their own.
+	// Server is the DNS server to ask (host:port, domains.resolver); ""
+	// is the system's resolver.
+	Server string
+	// Resolver, if set, looks records up instead of one asking Server
+	// (tests wrap it); errors still name Server.
 	Resolver *net.Resolver
 	// CNAMETarget, if set, also verifies a login domain whose CNAME is it
 	// (the customer points the domain at Gatehouse).
@@ -71,12 +74,28 @@ const SuspendAfter = 3
 // keeps it serving, a domain whose DNS is gone for good does not.
 const UnknownLimit = 7 * 24 * time.Hour
 
+// Verification methods: the record that proved a claim.
+const (
+	MethodTXT   = "txt"
+	MethodCNAME = "cname"
+)
+
+// Result is what one check found.
+type Result struct {
+	Outcome Outcome
+	// Method is the record that proved the claim (MethodTXT or
+	// MethodCNAME); "" unless Proven.
+	Method string
+	// Detail is why the claim is not proven.
+	Detail string
+}
+
 // Check reports what DNS says about the claim now, and why when it is
 // not proven.
-func (v *Verifier) Check(ctx context.Context, c store.DomainClaim) (Outcome, string) {
+func (v *Verifier) Check(ctx context.Context, c store.DomainClaim) Result {
 	r := v.Resolver
 	if r == nil {
-		r = net.DefaultResolver
+		r = NewResolver(v.Server)
 	}
 	timeout := v.Timeout
 	if timeout <= 0 {
@@ -87,12 +106,12 @@ func (v *Verifier) Check(ctx context.Context, c store.DomainClaim) (Outcome, str
 	name, want := Record(c)
 	txts, err := r.LookupTXT(ctx, name)
 	if err == nil && slices.Contains(txts, want) {
-		return Proven, ""
+		return Result{Outcome: Proven, Method: MethodTXT}
 	}
 	outcome, detail := Disproven, fmt.Sprintf("no TXT record %s %q", name, want)
 	if err != nil && !answered(err) {
 		// The DNS did not answer: say so, it is not the customer's record.
-		outcome, detail = Unknown, fmt.Sprintf("TXT lookup of %s failed: %v", name, err)
+		outcome, detail = Unknown, fmt.Sprintf("TXT lookup of %s failed: %v", name, v.named(err))
 	} else if len(txts) > 0 {
 		detail = fmt.Sprintf("TXT record %s has %q, want %q", name, txts, want)
 	}
@@ -100,14 +119,38 @@ func (v *Verifier) Check(ctx context.Context, c store.DomainClaim) (Outcome, str
 		target := canonical(v.CNAMETarget)
 		cname, err := r.LookupCNAME(ctx, c.Name)
 		if err == nil && canonical(cname) == target {
-			return Proven, ""
+			return Result{Outcome: Proven, Method: MethodCNAME}
 		}
 		if err != nil && !answered(err) && outcome == Unknown {
-			return Unknown, detail + fmt.Sprintf("; and the CNAME lookup of %s failed: %v", c.Name, err)
+			return Result{Outcome: Unknown, Detail: detail + fmt.Sprintf("; and the CNAME lookup of %s failed: %v", c.Name, v.named(err))}
 		}
 		detail += fmt.Sprintf("; and %s is not a CNAME to %s", c.Name, target)
 	}
-	return outcome, detail
+	return Result{Outcome: outcome, Detail: detail}
+}
+
+// Proof is the DNS record that proves c, as the customer must keep it:
+// the CNAME to CNAMETarget for a claim a CNAME verified, else the TXT
+// record (see Record).
+func (v *Verifier) Proof(c store.DomainClaim) (typ, name, value string) {
+	if c.Method == MethodCNAME && v.CNAMETarget != "" {
+		return "CNAME", c.Name, canonical(v.CNAMETarget)
+	}
+	name, value = Record(c)
+	return "TXT", name, value
+}
+
+// named makes a lookup error name the server actually asked: Go's
+// resolver names the first nameserver of resolv.conf even when its Dial
+// sends the query to Server.
+func (v *Verifier) named(err error) error {
+	var dnsErr *net.DNSError
+	if v.Server == "" || !errors.As(err, &dnsErr) {
+		return err
+	}
+	e := *dnsErr
+	e.Server = v.Server
+	return &e
 }
 
 func canonical(name string) string { return strings.TrimSuffix(strings.ToLower(name), ".") }
@@ -124,11 +167,12 @@ func answered(err error) bool {
 }
 
 // Next is a claim's status after a check at now: a claim that checks out
-// is verified; a verified one is suspended once SuspendAfter checks in a
+// is verified (by the method the check found); a verified one is suspended once SuspendAfter checks in a
 // row, spanning at least grace, find its record gone (not dropped: it
 // comes back with its record); a check DNS did not answer changes no
 // status unless that lasts UnknownLimit.
-func Next(c store.DomainClaim, o Outcome, detail string, now time.Time, grace time.Duration) store.DomainClaim {
+func Next(c store.DomainClaim, r Result, now time.Time, grace time.Duration) store.DomainClaim {
+	o, detail := r.Outcome, r.Detail
 	c.CheckedAt = now
 	if o == Proven {
 		if c.FirstVerifiedAt.IsZero() {
@@ -142,6 +186,7 @@ func Next(c store.DomainClaim, o Outcome, detail string, now time.Time, grace ti
 			c.VerifiedAt = now
 		}
 		c.Status, c.Detail, c.Failures, c.FailingSince, c.Retry = store.DomainVerified, "", 0, time.Time{}, false
+		c.Method = r.Method
 		return c
 	}
 	c.Retry = true

@@ -20,7 +20,7 @@ func TestVerifier(t *testing.T) {
 		t.Fatalf("record %s %s", name, value)
 	}
 	ctx := context.Background()
-	check := func() (Outcome, string) { return v.Check(ctx, claim) }
+	check := func() (Outcome, string) { r := v.Check(ctx, claim); return r.Outcome, r.Detail }
 	if o, detail := check(); o != Disproven || !strings.Contains(detail, "no TXT record") {
 		t.Fatalf("no record: %v %q", o, detail)
 	}
@@ -39,7 +39,7 @@ func TestVerifier(t *testing.T) {
 	}
 	email := claim
 	email.Kind = "email"
-	if o, _ := v.Check(ctx, email); o == Proven {
+	if r := v.Check(ctx, email); r.Outcome == Proven {
 		t.Fatal("a CNAME verified an email domain")
 	}
 	// Only a CNAME to the target itself counts: when the target is an
@@ -62,8 +62,8 @@ func TestVerifier(t *testing.T) {
 	dead := l2.Addr().String()
 	l2.Close()
 	down := &Verifier{Resolver: NewResolver(dead), CNAMETarget: "edge.saas.test", Timeout: 2 * time.Second}
-	if o, detail := down.Check(ctx, claim); o != Unknown || !strings.Contains(detail, "lookup") {
-		t.Fatalf("DNS down: %v %q", o, detail)
+	if r := down.Check(ctx, claim); r.Outcome != Unknown || !strings.Contains(r.Detail, "lookup") {
+		t.Fatalf("DNS down: %v %q", r.Outcome, r.Detail)
 	}
 }
 
@@ -93,7 +93,7 @@ func TestNextStatus(t *testing.T) {
 		{19 * time.Minute, Proven, store.DomainVerified, 0},
 	}
 	for i, s := range steps {
-		c = Next(c, s.o, "why", t0.Add(s.at), grace)
+		c = Next(c, Result{Outcome: s.o, Detail: "why"}, t0.Add(s.at), grace)
 		if c.Status != s.want || c.Failures != s.failures || c.Retry != (s.o != Proven) || !c.CheckedAt.Equal(t0.Add(s.at)) ||
 			s.o == Proven && c.Detail != "" || s.o != Proven && !strings.HasPrefix(c.Detail, "why") {
 			t.Fatalf("step %d: %+v, want %s with %d failures", i, c, s.want, s.failures)
@@ -105,19 +105,19 @@ func TestNextStatus(t *testing.T) {
 
 	// A claim verified before FirstVerifiedAt existed keeps its rank.
 	old := store.DomainClaim{Name: "c.test", Status: store.DomainVerified, VerifiedAt: t0.Add(-365 * 24 * time.Hour)}
-	if old = Next(old, Proven, "", t0, grace); !old.FirstVerifiedAt.Equal(t0.Add(-365 * 24 * time.Hour)) {
+	if old = Next(old, Result{Outcome: Proven}, t0, grace); !old.FirstVerifiedAt.Equal(t0.Add(-365 * 24 * time.Hour)) {
 		t.Fatalf("first verified at %v", old.FirstVerifiedAt)
 	}
 
 	// DNS that never answers suspends a verified domain only after
 	// UnknownLimit.
 	v := store.DomainClaim{Name: "b.test", Status: store.DomainVerified}
-	v = Next(v, Unknown, "SERVFAIL", t0, grace)
-	v = Next(v, Unknown, "SERVFAIL", t0.Add(UnknownLimit-time.Minute), grace)
+	v = Next(v, Result{Outcome: Unknown, Detail: "SERVFAIL"}, t0, grace)
+	v = Next(v, Result{Outcome: Unknown, Detail: "SERVFAIL"}, t0.Add(UnknownLimit-time.Minute), grace)
 	if v.Status != store.DomainVerified {
 		t.Fatalf("suspended before the limit: %+v", v)
 	}
-	v = Next(v, Unknown, "SERVFAIL", t0.Add(UnknownLimit), grace)
+	v = Next(v, Result{Outcome: Unknown, Detail: "SERVFAIL"}, t0.Add(UnknownLimit), grace)
 	if v.Status != store.DomainSuspended || !strings.Contains(v.Detail, "SERVFAIL") {
 		t.Fatalf("after the limit: %+v", v)
 	}
@@ -140,5 +140,39 @@ func TestDue(t *testing.T) {
 		if got := Due(tc.c, now, recheck); got != tc.want {
 			t.Errorf("%+v: due %v, want %v", tc.c, got, tc.want)
 		}
+	}
+}
+
+// Lookup failures name the DNS server Gatehouse asked (domains.resolver),
+// not the system's nameserver, which Go's resolver reports by default.
+func TestVerifierErrorsNameTheConfiguredResolver(t *testing.T) {
+	dns, addr := testdns.Start(t)
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := l.Addr().String()
+	l.Close()
+	ctx := context.Background()
+	login := store.DomainClaim{Name: "login.acme.test", Kind: "login", Token: "tok", Status: store.DomainVerified}
+	email := store.DomainClaim{Name: "acme.test", Kind: "email", Token: "tok", Status: store.DomainVerified}
+	dns.AddDNSServFailRecord("_gatehouse.login.acme.test")
+	dns.AddDNSServFailRecord("login.acme.test")
+	dns.AddDNSServFailRecord("_gatehouse.acme.test")
+	for _, tc := range []struct {
+		name   string
+		v      *Verifier
+		claim  store.DomainClaim
+		server string
+		parts  int // lookups named in the detail
+	}{
+		{"SERVFAIL, TXT", &Verifier{Server: addr}, email, addr, 1},
+		{"SERVFAIL, TXT and CNAME", &Verifier{Server: addr, CNAMETarget: "edge.saas.test"}, login, addr, 2},
+		{"through a resolver of the caller's", &Verifier{Server: addr, Resolver: NewResolver(addr)}, email, addr, 1},
+		{"no answer", &Verifier{Server: dead, Timeout: 2 * time.Second, CNAMETarget: "edge.saas.test"}, login, dead, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := tc.v.Check(ctx, tc.claim)
+			if r.Outcome != Unknown || strings.Count(r.Detail, " on "+tc.server+":") != tc.parts {
+				t.Fatalf("%v %q: want %d lookups named on %s", r.Outcome, r.Detail, tc.parts, tc.server)
+			}
+		})
 	}
 }

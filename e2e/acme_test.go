@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"log"
 	"net"
@@ -25,6 +27,7 @@ import (
 	"github.com/letsencrypt/pebble/v2/va"
 	"github.com/letsencrypt/pebble/v2/wfe"
 
+	"github.com/gatehouse/gatehouse/certs"
 	"github.com/gatehouse/gatehouse/internal/testdns"
 )
 
@@ -151,6 +154,31 @@ func handshakeWithin(g *gatehouse, p *pebble, name string, timeout time.Duration
 	return conn.ConnectionState().PeerCertificates[0], nil
 }
 
+// metrics scrapes the ops listener's /metrics ("name{labels}" → value).
+func metrics(t *testing.T, g *gatehouse) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + g.ops + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			t.Fatalf("metrics line %q: %v", line, err)
+		}
+		out[line[:i]] = v
+	}
+	return out
+}
+
 // acmeClient is an HTTPS client trusting Pebble's CA that reaches every
 // name at Gatehouse.
 func acmeClient(g *gatehouse, p *pebble) *http.Client {
@@ -216,9 +244,22 @@ func TestACMECertificatesOnDemand(t *testing.T) {
 	if n := p.orders.Load(); n != 1 {
 		t.Fatalf("%d ACME orders after handshakes for names not served, want 1", n)
 	}
+	// The refusals are one warning naming the first SNI, the rest counted
+	// for the next line (a minute later, or at shutdown), not a line per
+	// probe.
+	const refused = `"msg":"certs: refused TLS handshakes for names not served","count":1,"names":["random.test"]`
+	if !g.logged(refused) {
+		t.Errorf("no refusal line naming random.test")
+	}
+	if strings.Contains(g.Logs(), certs.ErrNotAllowed.Error()) {
+		t.Errorf("a handshake error line per refused probe:\n%s", g.Logs())
+	}
 
 	// A restart serves the same certificate from the store: no new order.
 	sameAfterRestart(t, g, p, "login.acme.test", cert)
+	if want := `"count":4,"names":["evil.login.acme.test","x.tenants.saas.test","(no SNI)"]`; !strings.Contains(g.Logs(), want) {
+		t.Errorf("the refusals pending at shutdown: no %s line", want)
+	}
 }
 
 // The HTTP-01 challenge, answered on the plain-HTTP listener, which sends
@@ -371,6 +412,22 @@ func TestACMEVerifiedDomainBrandedPage(t *testing.T) {
 	if cert.VerifyHostname("login.acme.test") != nil || p.orders.Load() != 1 {
 		t.Fatalf("certificate for %v; %d orders", cert.DNSNames, p.orders.Load())
 	}
+	// Operators see it on /metrics: its expiry, the order, the claims.
+	expiry := `gatehouse_certificate_expiry_timestamp_seconds{name="login.acme.test"}`
+	m := metrics(t, g)
+	for s, want := range map[string]float64{
+		expiry: float64(cert.NotAfter.Unix()),
+		`gatehouse_certificate_issuances_total{kind="new",result="success"}`: 1,
+		`gatehouse_domain_claims{kind="login",state="verified"}`:             1,
+		`gatehouse_domain_claims{kind="login",state="pending"}`:              1,
+	} {
+		if m[s] != want {
+			t.Errorf("%s = %v, want %v", s, m[s], want)
+		}
+	}
+	if !g.logged(`"msg":"certs: obtaining a certificate","name":"login.acme.test","org":"acme"`) {
+		t.Error("the certs: line does not name the org by its slug")
+	}
 	client := acmeClient(g, p)
 	get := func(u string) (int, string) {
 		t.Helper()
@@ -403,6 +460,13 @@ func TestACMEVerifiedDomainBrandedPage(t *testing.T) {
 	}
 
 	g = sameAfterRestart(t, g, p, "login.acme.test", cert)
+	// Published from the start, with no order or renewal since.
+	eventually(t, "expiry gauge after a restart", func() error {
+		if v := metrics(t, g)[expiry]; v != float64(cert.NotAfter.Unix()) {
+			return fmt.Errorf("%s = %v", expiry, v)
+		}
+		return nil
+	})
 
 	// The record goes away: once the domain is suspended, its handshakes
 	// fail at once, though its certificate is still in memory, and no
@@ -459,6 +523,18 @@ func TestACMEFailureBacksOff(t *testing.T) {
 	}
 	if !g.logged("certs: obtaining a certificate failed") {
 		t.Error("no log line for the failure")
+	}
+	// Pebble could not connect to validate; it calls that an
+	// "unauthorized" problem.
+	m := metrics(t, g)
+	if m[`gatehouse_certificate_issuances_total{kind="new",result="failure"}`] < 1 || m[`gatehouse_acme_errors_total{kind="unauthorized"}`] < 1 {
+		var got []string
+		for k, v := range m {
+			if strings.HasPrefix(k, "gatehouse_acme") || strings.HasPrefix(k, "gatehouse_certificate") {
+				got = append(got, fmt.Sprint(k, " ", v))
+			}
+		}
+		t.Errorf("failure metrics: %v", got)
 	}
 	t.Logf("first failing handshake took %v with %d orders", first, orders)
 }

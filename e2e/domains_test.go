@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -37,6 +38,7 @@ type domainRow struct {
 	Org, Domain, Kind, Status, Detail string
 	Record                            string `json:"txt_record"`
 	Value                             string `json:"txt_value"`
+	Released                          bool
 }
 
 func domains(t *testing.T, g *gatehouse) map[string]domainRow {
@@ -195,4 +197,69 @@ func TestDomainVerification(t *testing.T) {
 	}
 	dns.AddDNSTXTRecord(login.Record, login.Value)
 	waitStatus(t, g, "login.acme.localhost", "verified")
+}
+
+// rewrite edits the running instance's config file (for its next start).
+func (g *gatehouse) rewrite(t *testing.T, old, new string) {
+	t.Helper()
+	b, err := os.ReadFile(g.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), old) {
+		t.Fatalf("config has no %q", old)
+	}
+	if err := os.WriteFile(g.cfgPath, []byte(strings.Replace(string(b), old, new, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A config rollback: verified domains removed from the config and put
+// back (each a restart) keep their tokens and stay verified, so the
+// customer's records still prove them and the domains serve at once.
+func TestDomainRemovedAndRestoredStaysVerified(t *testing.T) {
+	dns, dnsAddr := startDNS(t)
+	up := newUpstream(t)
+	g := start(t, strings.NewReplacer("{{DNS}}", dnsAddr, "{{UPSTREAM}}", up.URL).Replace(domainsConfig))
+	login := waitStatus(t, g, "login.acme.localhost", "pending")
+	email := waitStatus(t, g, "acme.example", "pending")
+	dns.AddDNSTXTRecord(login.Record, login.Value)
+	dns.AddDNSTXTRecord(email.Record, email.Value)
+	waitStatus(t, g, "login.acme.localhost", "verified")
+	waitStatus(t, g, "acme.example", "verified")
+
+	const loginLine, emailLine = "    login_domain: login.acme.localhost\n", "    email_domains: [acme.example]\n"
+	g.rewrite(t, loginLine, "")
+	g.rewrite(t, emailLine, "")
+	g = g.restart(t)
+	rows := domains(t, g)
+	for _, was := range []domainRow{login, email} {
+		if r := rows[was.Domain]; !r.Released || r.Value != was.Value || r.Status != "verified" {
+			t.Fatalf("%s while removed: %+v", was.Domain, r)
+		}
+	}
+	if p := g.browser(t).get(g.url("login.acme.localhost", "/.gatehouse/login")); p.status != http.StatusNotFound {
+		t.Fatalf("removed login domain: %d", p.status)
+	}
+
+	// Put back: verified at once, the same values, serving before any check.
+	g.rewrite(t, "    connection: { type: password }\n", loginLine+emailLine+"    connection: { type: password }\n")
+	g = g.restart(t)
+	rows = domains(t, g)
+	for _, was := range []domainRow{login, email} {
+		if r := rows[was.Domain]; r.Released || r.Value != was.Value || r.Status != "verified" {
+			t.Fatalf("%s put back: %+v, was %+v", was.Domain, r, was)
+		}
+	}
+	if p := g.browser(t).get(g.url("login.acme.localhost", "/.gatehouse/login")); p.status != http.StatusOK {
+		t.Fatalf("restored login domain: %d", p.status)
+	}
+	// The next checks find the records and keep it so.
+	time.Sleep(3 * time.Second)
+	if r := domains(t, g)["login.acme.localhost"]; r.Status != "verified" || r.Detail != "" {
+		t.Fatalf("after checks: %+v", r)
+	}
+	if strings.Contains(g.Logs(), "domains: waiting for verification") {
+		t.Error("a restored domain was pending")
+	}
 }

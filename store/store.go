@@ -90,6 +90,9 @@ type DomainClaim struct {
 	// Retry asks for the next check at the short interval: the last one
 	// was inconclusive (DNS did not answer) or found the record gone.
 	Retry bool `json:"retry,omitempty"`
+	// Method is the record that last proved the claim: "txt" or "cname"
+	// ("" before its first proof).
+	Method string `json:"method,omitempty"`
 }
 
 // Uses reports whether c is a claim on one of o's current domains (a

@@ -10,6 +10,7 @@ import (
 	"github.com/gatehouse/gatehouse/certs"
 	"github.com/gatehouse/gatehouse/idp"
 	"github.com/gatehouse/gatehouse/internal/loop"
+	"github.com/gatehouse/gatehouse/internal/telemetry"
 	"github.com/gatehouse/gatehouse/store"
 )
 
@@ -23,6 +24,8 @@ type domainChecker struct {
 	recheck time.Duration
 	log     *slog.Logger
 	now     func() time.Time
+	// metrics, if set, gets the claims' states after each sweep.
+	metrics *telemetry.Metrics
 }
 
 // grace is how long a verified domain's record must be seen gone before
@@ -63,6 +66,16 @@ func (c *domainChecker) checkAll(ctx context.Context) {
 			nextReload = time.Now().Add(max(time.Second, 4*time.Since(start)))
 		}
 	)
+	counts := map[[2]string]int{} // kind, state → claims, as the sweep leaves them
+	count := func(o store.Org) {
+		for _, cl := range o.Domains {
+			state := cl.Status
+			if !o.Uses(cl) {
+				state = "released"
+			}
+			counts[[2]string{cl.Kind, state}]++
+		}
+	}
 	for _, o := range orgs {
 		results := map[string]store.DomainClaim{}
 		for _, cl := range o.Domains {
@@ -70,18 +83,19 @@ func (c *domainChecker) checkAll(ctx context.Context) {
 				// (a released org's kept claim is not checked)
 				continue
 			}
-			outcome, detail := c.v.Check(ctx, cl)
+			r := c.v.Check(ctx, cl)
 			if ctx.Err() != nil {
 				return // shutting down: a canceled lookup proves nothing
 			}
-			results[cl.Kind+"/"+cl.Name] = certs.Next(cl, outcome, detail, c.now(), c.grace())
+			results[cl.Kind+"/"+cl.Name] = certs.Next(cl, r, c.now(), c.grace())
 		}
 		if len(results) == 0 {
+			count(o)
 			continue
 		}
 		type transition struct{ from, to store.DomainClaim }
 		var transitions []transition
-		_, err := c.st.UpdateOrg(ctx, o.ID, func(cur store.Org) (store.Org, error) {
+		saved, err := c.st.UpdateOrg(ctx, o.ID, func(cur store.Org) (store.Org, error) {
 			transitions = transitions[:0]
 			for i, cl := range cur.Domains {
 				next, ok := results[cl.Kind+"/"+cl.Name]
@@ -97,20 +111,24 @@ func (c *domainChecker) checkAll(ctx context.Context) {
 		})
 		if err != nil {
 			c.log.Error("domains: save checks", "org", o.Slug, "err", err)
+			count(o)
 			continue
 		}
+		count(saved)
 		for _, tr := range transitions {
 			t := tr.to
-			name, value := certs.Record(t)
+			typ, name, value := c.v.Proof(t)
 			switch {
 			case t.Status != tr.from.Status:
 				changed = true
 				switch t.Status {
 				case store.DomainVerified:
-					c.log.Info("domains: verified", "org", o.Slug, "domain", t.Name, "kind", t.Kind)
+					c.log.Info("domains: verified", "org", o.Slug, "domain", t.Name, "kind", t.Kind, "method", t.Method)
 				case store.DomainSuspended:
+					// Name the record that proved it (a CNAME-verified
+					// domain lost its CNAME, not a TXT record).
 					c.log.Warn("domains: suspended: its DNS record no longer verifies", "org", o.Slug, "domain", t.Name, "kind", t.Kind,
-						"reason", t.Detail, "record", name, "value", value)
+						"reason", t.Detail, "record_type", typ, "record", name, "value", value)
 				}
 			case t.Detail != "":
 				// Still serving; the operator should know before it stops.
@@ -123,13 +141,23 @@ func (c *domainChecker) checkAll(ctx context.Context) {
 		for _, cl := range results {
 			if cl.Status == store.DomainPending && pendingFirstSeen(o, cl) {
 				name, value := certs.Record(cl)
-				c.log.Info("domains: waiting for verification", "org", o.Slug, "domain", cl.Name, "kind", cl.Kind,
-					"create_txt_record", name, "value", value, "reason", cl.Detail)
+				attrs := []any{"org", o.Slug, "domain", cl.Name, "kind", cl.Kind, "create_txt_record", name, "value", value}
+				if cl.Kind == "login" && c.v.CNAMETarget != "" {
+					attrs = append(attrs, "or_cname_to", c.v.CNAMETarget)
+				}
+				c.log.Info("domains: waiting for verification", append(attrs, "reason", cl.Detail)...)
 			}
 		}
 	}
 	if changed {
 		reload()
+	}
+	if c.metrics != nil {
+		for _, kind := range []string{"login", "email"} {
+			for _, state := range []string{store.DomainPending, store.DomainVerified, store.DomainSuspended, "released"} {
+				c.metrics.DomainClaims.WithLabelValues(kind, state).Set(float64(counts[[2]string{kind, state}]))
+			}
+		}
 	}
 }
 
@@ -147,18 +175,22 @@ func pendingFirstSeen(o store.Org, cl store.DomainClaim) bool {
 // domainsHandler lists every claim with its status and the record that
 // proves it (ops listener: the operator's view; org admins get theirs
 // with delegated administration).
-func domainsHandler(st store.Store) http.HandlerFunc {
+func domainsHandler(st store.Store, cnameTarget string) http.HandlerFunc {
 	type row struct {
-		Org        string    `json:"org"`
-		Domain     string    `json:"domain"`
-		Kind       string    `json:"kind"`
-		Status     string    `json:"status"`
-		Record     string    `json:"txt_record"`
-		Value      string    `json:"txt_value"`
-		CheckedAt  time.Time `json:"checked_at,omitzero"`
-		VerifiedAt time.Time `json:"verified_at,omitzero"`
-		Detail     string    `json:"detail,omitempty"`
-		Failures   int       `json:"failures,omitempty"`
+		Org    string `json:"org"`
+		Domain string `json:"domain"`
+		Kind   string `json:"kind"`
+		Status string `json:"status"`
+		// Method is the record that proved the claim: "txt" or "cname".
+		Method string `json:"method,omitempty"`
+		Record string `json:"txt_record"`
+		Value  string `json:"txt_value"`
+		// CNAMETarget: a login domain may instead be a CNAME to it.
+		CNAMETarget string    `json:"cname_target,omitempty"`
+		CheckedAt   time.Time `json:"checked_at,omitzero"`
+		VerifiedAt  time.Time `json:"verified_at,omitzero"`
+		Detail      string    `json:"detail,omitempty"`
+		Failures    int       `json:"failures,omitempty"`
 		// Released: a claim an org keeps for a domain it no longer has.
 		Released bool `json:"released,omitempty"`
 	}
@@ -172,8 +204,12 @@ func domainsHandler(st store.Store) http.HandlerFunc {
 		for _, o := range orgs {
 			for _, c := range o.Domains {
 				name, value := certs.Record(c)
-				out = append(out, row{Org: o.Slug, Domain: c.Name, Kind: c.Kind, Status: c.Status, Record: name, Value: value,
-					CheckedAt: c.CheckedAt, VerifiedAt: c.VerifiedAt, Detail: c.Detail, Failures: c.Failures, Released: !o.Uses(c)})
+				r := row{Org: o.Slug, Domain: c.Name, Kind: c.Kind, Status: c.Status, Method: c.Method, Record: name, Value: value,
+					CheckedAt: c.CheckedAt, VerifiedAt: c.VerifiedAt, Detail: c.Detail, Failures: c.Failures, Released: !o.Uses(c)}
+				if c.Kind == "login" {
+					r.CNAMETarget = cnameTarget
+				}
+				out = append(out, r)
 			}
 		}
 		w.Header().Set("Content-Type", "application/json")

@@ -2,7 +2,10 @@ package server
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,8 +27,13 @@ import (
 // never served by an org nobody manages; an org declared now that claims
 // one of them takes its claim over, token and verification included (a
 // renamed slug keeps its verified domain). Its users and memberships are
-// kept.
+// kept. A declared org keeps the claims on domains it no longer declares
+// (unused), so that a domain put back keeps its token and verification.
 func seed(ctx context.Context, st store.Store, orgs []config.Org, now time.Time, log *slog.Logger) error {
+	key, err := secret(ctx, st, domainTokenKey)
+	if err != nil {
+		return fmt.Errorf("seed: %w", err)
+	}
 	declared := map[string]bool{}
 	for _, co := range orgs {
 		declared[co.Slug] = true
@@ -61,7 +69,7 @@ func seed(ctx context.Context, st store.Store, orgs []config.Org, now time.Time,
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			o = store.Org{ID: "org_" + newID(), Slug: co.Slug, CreatedAt: now}
-			applyOrg(&o, co, now, pool, taken)
+			applyOrg(&o, co, now, pool, taken, key)
 			if err := st.CreateOrg(ctx, o); err != nil {
 				return fmt.Errorf("seed: org %s: %w", co.Slug, err)
 			}
@@ -69,7 +77,7 @@ func seed(ctx context.Context, st store.Store, orgs []config.Org, now time.Time,
 			return fmt.Errorf("seed: org %s: %w", co.Slug, err)
 		default:
 			if _, err := st.UpdateOrg(ctx, o.ID, func(o store.Org) (store.Org, error) {
-				applyOrg(&o, co, now, pool, taken)
+				applyOrg(&o, co, now, pool, taken, key)
 				return o, nil
 			}); err != nil {
 				return fmt.Errorf("seed: org %s: %w", co.Slug, err)
@@ -140,13 +148,14 @@ func seed(ctx context.Context, st store.Store, orgs []config.Org, now time.Time,
 	return nil
 }
 
-func applyOrg(o *store.Org, co config.Org, now time.Time, pool map[string]store.DomainClaim, taken map[string]string) {
+func applyOrg(o *store.Org, co config.Org, now time.Time, pool map[string]store.DomainClaim, taken map[string]string, key []byte) {
+	prev := *o // the domains it had: a claim coming back into use is checked soon
 	o.Name = co.Name
 	o.EmailDomains = lower(co.EmailDomains)
 	o.Declared = true
 	o.LoginDomain = strings.ToLower(co.LoginDomain)
 	o.Connection = storeConnection(co.Connection)
-	o.Domains = claims(o.Domains, o.LoginDomain, o.EmailDomains, pool, taken, o.Slug)
+	o.Domains = claims(prev, o.LoginDomain, o.EmailDomains, pool, taken, key)
 	o.Notifications = nil
 	for kind, n := range co.Notifications {
 		if o.Notifications == nil {
@@ -165,24 +174,40 @@ func applyOrg(o *store.Org, co config.Org, now time.Time, pool map[string]store.
 
 // claims keeps the org's domain claims in step with its declared domains:
 // a claim already made keeps its token and status; one a released org
-// held is taken over (see seed); a new one is pending with a fresh token;
-// one no longer declared goes.
-func claims(old []store.DomainClaim, login string, email []string, pool map[string]store.DomainClaim, taken map[string]string, slug string) []store.DomainClaim {
+// held is taken over (see seed); a new one is pending, with the token
+// domainToken derives. A claim on a domain no longer declared is kept,
+// unused (it routes nothing, gets no certificate and is not checked), so
+// that putting the domain back (a config rollback) does not take a
+// verified customer offline: it comes back verified, and is checked at
+// the next tick (its record may have gone meanwhile).
+func claims(prev store.Org, login string, email []string, pool map[string]store.DomainClaim, taken map[string]string, key []byte) []store.DomainClaim {
 	var out []store.DomainClaim
+	seen := map[string]bool{}
 	claim := func(name, kind string) {
-		for _, c := range old {
+		k := kind + "/" + name
+		if seen[k] {
+			return
+		}
+		seen[k] = true
+		for _, c := range prev.Domains {
 			if c.Kind == kind && c.Name == name {
+				if !prev.Uses(c) && c.Status != store.DomainPending {
+					c.Retry = true
+				}
 				out = append(out, c)
 				return
 			}
 		}
 		// (by = slug: an UpdateOrg retry runs this again.)
-		if c, ok := pool[kind+"/"+name]; ok && (taken[kind+"/"+name] == "" || taken[kind+"/"+name] == slug) {
-			taken[kind+"/"+name] = slug
+		if c, ok := pool[k]; ok && (taken[k] == "" || taken[k] == prev.Slug) {
+			taken[k] = prev.Slug
+			if c.Status != store.DomainPending {
+				c.Retry = true // unchecked while released
+			}
 			out = append(out, c)
 			return
 		}
-		out = append(out, store.DomainClaim{Name: name, Kind: kind, Token: strings.ToLower(rand.Text()), Status: store.DomainPending})
+		out = append(out, store.DomainClaim{Name: name, Kind: kind, Token: domainToken(key, prev.ID, name), Status: store.DomainPending})
 	}
 	if login != "" {
 		claim(login, "login")
@@ -190,7 +215,27 @@ func claims(old []store.DomainClaim, login string, email []string, pool map[stri
 	for _, d := range email {
 		claim(d, "email")
 	}
+	for _, c := range prev.Domains {
+		if !seen[c.Kind+"/"+c.Name] {
+			out = append(out, c)
+		}
+	}
 	return out
+}
+
+// domainTokenKey names the deployment secret verification tokens are
+// derived from.
+const domainTokenKey = "domain-token-key"
+
+// domainToken is the verification token of org orgID's claim on name: an
+// HMAC of both under the deployment's secret. The same org always gets
+// the same token for a domain (a claim lost or re-made asks the customer
+// for nothing new), another org another one; login and email claims on
+// one name share it, so one TXT record proves both.
+func domainToken(key []byte, orgID, name string) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(orgID + "\x00" + strings.ToLower(name)))
+	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(m.Sum(nil)[:16]))
 }
 
 // storeConnection is the stored form of a declared connection: the

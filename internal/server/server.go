@@ -3,6 +3,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -11,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	stdlog "log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -168,17 +170,22 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 
 	var tlsConf *tls.Config
 	var plain http.Handler // the plain-HTTP listener's, with tls.http_listen
+	// Handshakes for names not served: one line a minute, however many
+	// scanners probe (the TLS listener's error log leaves them out).
+	refusals := certs.NewRefusalLog(log, time.Minute)
+	defer refusals.Close()
 	switch {
 	case cfg.TLS != nil && cfg.TLS.LocalCA != "":
 		ca, err := certs.NewLocalCA(cfg.TLS.LocalCA, decider(cfg, pub, orgs).Decide)
 		if err != nil {
 			return err
 		}
+		ca.Refusals = refusals
 		log.Warn("gatehouse: serving certificates from a local development CA; clients must trust it", "ca", filepath.Join(cfg.TLS.LocalCA, certs.LocalCACert))
 		tlsConf = ca.TLSConfig()
 		plain = redirectToHTTPS(portOf(cfg.Listen), serves)
 	case cfg.TLS != nil && cfg.TLS.ACME != nil:
-		am, err := newACME(cfg, st, pub, orgs, log)
+		am, err := newACME(cfg, st, pub, orgs, refusals, metrics, log)
 		if err != nil {
 			return err
 		}
@@ -205,10 +212,10 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		WriteTimeout:      cfg.Server.WriteTimeout,
 		IdleTimeout:       cfg.Server.IdleTimeout,
 		MaxHeaderBytes:    cfg.Server.MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorLog:          tlsErrorLog(log),
 	}
 	var draining atomic.Bool
-	ops := &http.Server{Handler: opsMux(st, metrics, &draining, notificationsHandler(orgs, login)), ReadHeaderTimeout: 5 * time.Second}
+	ops := &http.Server{Handler: opsMux(st, metrics, &draining, notificationsHandler(orgs, login), cfg.Domains.CNAMETarget), ReadHeaderTimeout: 5 * time.Second}
 
 	nofile := connlimit.RaiseFileLimit()
 	maxConns := cfg.Server.MaxConnections
@@ -252,8 +259,8 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	go sessions.Run(bg)
 	go orgs.Run(bg, 10*time.Second)
 	if cfg.Domains.Verify {
-		dc := &domainChecker{st: st, orgs: orgs, recheck: cfg.Domains.Recheck, log: log, now: time.Now,
-			v: &certs.Verifier{Resolver: certs.NewResolver(cfg.Domains.Resolver), CNAMETarget: cfg.Domains.CNAMETarget}}
+		dc := &domainChecker{st: st, orgs: orgs, recheck: cfg.Domains.Recheck, log: log, now: time.Now, metrics: metrics,
+			v: &certs.Verifier{Server: cfg.Domains.Resolver, CNAMETarget: cfg.Domains.CNAMETarget}}
 		go dc.run(bg)
 	}
 	go policies.run(bg, cfg.Policy.ReloadInterval)
@@ -336,7 +343,7 @@ func wellKnown(issuer string, keys *signing.Manager) http.Handler {
 	return mux
 }
 
-func opsMux(st store.Store, m *telemetry.Metrics, draining *atomic.Bool, notifications http.Handler) http.Handler {
+func opsMux(st store.Store, m *telemetry.Metrics, draining *atomic.Bool, notifications http.Handler, cnameTarget string) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
@@ -355,7 +362,7 @@ func opsMux(st store.Store, m *telemetry.Metrics, draining *atomic.Bool, notific
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	mux.Handle("GET /metrics", m.Handler())
-	mux.Handle("GET /domains", domainsHandler(st))
+	mux.Handle("GET /domains", domainsHandler(st, cnameTarget))
 	mux.Handle("GET /notifications/{org}/{kind}", notifications)
 	return mux
 }
@@ -420,7 +427,7 @@ func (b *cappedBody) Read(p []byte) (int, error) {
 
 // newACME sets up automatic certificates for the public host, the exact
 // route hosts and the orgs' login domains.
-func newACME(cfg *config.Config, st store.Store, pub *url.URL, orgs *idp.Directory, log *slog.Logger) (*certs.ACME, error) {
+func newACME(cfg *config.Config, st store.Store, pub *url.URL, orgs *idp.Directory, refusals *certs.RefusalLog, metrics *telemetry.Metrics, log *slog.Logger) (*certs.ACME, error) {
 	a := cfg.TLS.ACME
 	var roots *x509.CertPool
 	if a.CARoot != "" {
@@ -436,7 +443,7 @@ func newACME(cfg *config.Config, st store.Store, pub *url.URL, orgs *idp.Directo
 	d := decider(cfg, pub, orgs)
 	o := certs.ACMEOptions{DirectoryURL: a.DirectoryURL, Roots: roots, Email: a.Email, Storage: certs.NewStorage(st),
 		Decide: d.Decide, MaxPerOrgPerHour: a.MaxCertsPerOrgPerHour,
-		RenewCheckInterval: a.RenewCheckInterval, Logger: log,
+		RenewCheckInterval: a.RenewCheckInterval, Refusals: refusals, Metrics: metrics, Logger: log,
 		TLSPort: portOf(cfg.Listen), HTTPPort: portOf(cfg.TLS.HTTPListen)}
 	if a.EAB != nil {
 		o.EAB = &acme.EAB{KeyID: a.EAB.KeyID, MACKey: a.EAB.MACKey}
@@ -449,12 +456,13 @@ func newACME(cfg *config.Config, st store.Store, pub *url.URL, orgs *idp.Directo
 }
 
 // decider allows certificates for the public host, exact route hosts and
-// the orgs' (verified) login domains.
+// the orgs' (verified) login domains. The org is named by its slug, as
+// every log line names orgs.
 func decider(cfg *config.Config, pub *url.URL, orgs *idp.Directory) *certs.Decider {
 	d := &certs.Decider{Public: strings.ToLower(pub.Hostname()), Routes: map[string]bool{},
 		OrgOf: func(host string) (string, bool) {
 			if o, ok := orgs.ByLoginHost(host); ok {
-				return o.ID, true
+				return o.Slug, true
 			}
 			return "", false
 		}}
@@ -475,6 +483,24 @@ func portOf(addr string) int {
 	n, _ := strconv.Atoi(p)
 	return n
 }
+
+// tlsErrorLog is the TLS listener's error log, at warning level, without
+// the handshakes refused for names not served: certs.RefusalLog reports
+// those, with their names, at most once a minute.
+func tlsErrorLog(log *slog.Logger) *stdlog.Logger {
+	warn := slog.NewLogLogger(log.Handler(), slog.LevelWarn).Writer()
+	refused := []byte(certs.ErrNotAllowed.Error())
+	return stdlog.New(writerFunc(func(p []byte) (int, error) {
+		if bytes.Contains(p, []byte("TLS handshake error")) && bytes.HasSuffix(bytes.TrimSpace(p), refused) {
+			return len(p), nil
+		}
+		return warn.Write(p)
+	}), "", 0)
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 // redirectToHTTPS answers the plain-HTTP listener with static TLS.
 func redirectToHTTPS(httpsPort int, serves func(host string) bool) http.Handler {

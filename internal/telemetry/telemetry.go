@@ -15,6 +15,21 @@ type Metrics struct {
 	Requests *prometheus.CounterVec
 	Latency  *prometheus.HistogramVec
 	Logins   *prometheus.CounterVec
+
+	// CertExpiry is each stored ACME certificate's not-after time, for
+	// the names still served (what "expires within N days" alerts use).
+	CertExpiry *prometheus.GaugeVec
+	// CertIssuances counts certificate orders by kind (new, renewal) and
+	// result (success, failure, budget_exceeded).
+	CertIssuances *prometheus.CounterVec
+	// ACMEErrors counts failed orders by kind: the ACME problem type
+	// (rateLimited, unauthorized, dns, caa, connection, tls, ...), or
+	// timeout, network, other.
+	ACMEErrors *prometheus.CounterVec
+	// DomainClaims is the number of domain claims by kind (login, email)
+	// and state (pending, verified, suspended, released), as the last
+	// verification sweep left them.
+	DomainClaims *prometheus.GaugeVec
 }
 
 func New() *Metrics {
@@ -35,7 +50,23 @@ func New() *Metrics {
 			Help: "Sign-in attempts by org and outcome (success, bad_credentials, throttled, unknown_org, error).",
 		}, []string{"org", "outcome"}),
 	}
-	reg.MustRegister(m.Requests, m.Latency, m.Logins,
+	m.CertExpiry = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "gatehouse_certificate_expiry_timestamp_seconds",
+		Help: "Not-after time of each stored ACME certificate for a name still served, in Unix seconds.",
+	}, []string{"name"})
+	m.CertIssuances = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gatehouse_certificate_issuances_total",
+		Help: "Certificate orders by kind (new, renewal) and result (success, failure, budget_exceeded).",
+	}, []string{"kind", "result"})
+	m.ACMEErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gatehouse_acme_errors_total",
+		Help: "Failed certificate orders by kind: the ACME problem type (rateLimited, unauthorized, dns, caa, connection, tls, ...), or timeout, network, other.",
+	}, []string{"kind"})
+	m.DomainClaims = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "gatehouse_domain_claims",
+		Help: "Domain claims by kind (login, email) and verification state (pending, verified, suspended, released), as of the last check.",
+	}, []string{"kind", "state"})
+	reg.MustRegister(m.Requests, m.Latency, m.Logins, m.CertExpiry, m.CertIssuances, m.ACMEErrors, m.DomainClaims,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
