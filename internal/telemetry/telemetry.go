@@ -3,7 +3,12 @@
 package telemetry
 
 import (
+	"bufio"
+	"fmt"
+	"io"
 	"net/http"
+	"strconv"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -78,3 +83,25 @@ func (m *Metrics) Handler() http.Handler {
 
 // Registerer is where other packages register their metrics.
 func (m *Metrics) Registerer() prometheus.Registerer { return m.reg }
+
+// ParseText reads metrics in Prometheus's text format (what /metrics
+// serves) into "name{labels}" → value, for tests and tools that check
+// what an operator would scrape.
+func ParseText(r io.Reader) (map[string]float64, error) {
+	out := map[string]float64{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if i < 0 || err != nil {
+			return nil, fmt.Errorf("telemetry: metrics line %q: not name value", line)
+		}
+		out[line[:i]] = v
+	}
+	return out, sc.Err()
+}
