@@ -278,3 +278,19 @@ orgs:
 		t.Fatalf("validate: %v\n%s", err, out)
 	}
 }
+
+// The vanity-domains example validates from any folder: its branding
+// files are named relative to it.
+func TestExampleBrandingFromAnotherFolder(t *testing.T) {
+	abs, err := filepath.Abs("../examples/vanity-domains/gatehouse.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{t.TempDir(), "..", "/"} {
+		cmd := exec.Command(binary, "config", "validate", abs)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil || !strings.HasSuffix(string(out), ": ok\n") {
+			t.Errorf("from %s: %v\n%s", dir, err, out)
+		}
+	}
+}
