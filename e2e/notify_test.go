@@ -10,6 +10,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/chromedp/chromedp"
 )
 
 const notifyConfig = `
@@ -193,5 +195,49 @@ func TestNotificationPreview(t *testing.T) {
 	out, err = exec.Command(binary, "config", "validate", bad).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "orgs[1].notifications.invitation: notify: text:") || !strings.Contains(string(out), "Nmae") {
 		t.Errorf("validate: %v %s", err, out)
+	}
+}
+
+// TestBrowserNotificationPreview opens an org's HTML preview, from the
+// ops listener and from `notify preview --out`, in Chromium: the logo
+// shows (inlined), nothing is requested from anywhere else, and the
+// template's script and form are not there.
+func TestBrowserNotificationPreview(t *testing.T) {
+	exe := chromium(t)
+	dir := t.TempDir()
+	logo := `<svg xmlns="http://www.w3.org/2000/svg" width="40" height="20"><rect width="40" height="20" fill="#b00020"/></svg>`
+	if err := os.WriteFile(filepath.Join(dir, "logo.svg"), []byte(logo), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g := start(t, strings.ReplaceAll(notifyConfig, "{{DIR}}", dir))
+	outDir := t.TempDir()
+	if out, err := exec.Command(binary, "notify", "preview", "--config", g.cfgPath, "--org", "acme", "--kind", "invitation", "--out", outDir).CombinedOutput(); err != nil {
+		t.Fatalf("preview --out: %v %s", err, out)
+	}
+	arts := artifacts(t)
+	for name, u := range map[string]string{
+		"ops":  "http://" + g.ops + "/notifications/acme/invitation?part=html",
+		"file": "file://" + filepath.Join(outDir, "invitation.html"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx, requests := chrome(t, exe)
+			if err := chromedp.Do(ctx, chromedp.Navigate(u), chromedp.WaitVisible(chromedp.CSS("img"))); err != nil {
+				t.Fatal(err)
+			}
+			ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector("img").complete && document.querySelector("img").naturalWidth === 40 &&
+				document.forms.length === 0 && document.scripts.length === 0 && document.querySelectorAll("iframe,input").length === 0`))
+			if err != nil || !ok {
+				t.Fatalf("the preview: logo not shown, or a form, script or frame present (%v)", err)
+			}
+			buf, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+			if err == nil {
+				os.WriteFile(filepath.Join(arts, "notification-preview-"+name+".png"), buf, 0o644)
+			}
+			for _, r := range requests() {
+				if r != u && !strings.HasPrefix(r, "data:") {
+					t.Errorf("the preview requested %s", r)
+				}
+			}
+		})
 	}
 }
