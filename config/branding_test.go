@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -79,6 +80,7 @@ func TestBrandingFilesByContent(t *testing.T) {
 		{"every file wrong at once", "      logo: a.png\n      favicon: b.ico\n      font: c.otf\n      css: d.css\n",
 			map[string][]byte{"a.png": []byte(html), "b.ico": pngFile(t), "c.otf": []byte(html), "d.css": []byte(html)},
 			[]string{"orgs[0].branding.logo: ", "orgs[0].branding.favicon: ", "orgs[0].branding.font: ", "orgs[0].branding.css: "}},
+		{"a pipe named as a logo (it would block)", "      logo: pipe.png\n", map[string][]byte{}, []string{`orgs[0].branding.logo: brandasset: "DIR/pipe.png" is not a regular file`}},
 		{"names are still checked first", "      logo: logo.html\n      font: inter.exe\n", map[string][]byte{"logo.html": []byte(html), "inter.exe": []byte("MZ")},
 			[]string{"orgs[0].branding.logo: \"DIR/logo.html\": must be one of .svg, .png, .jpg, .gif, .webp", "orgs[0].branding.font: \"DIR/inter.exe\": must be one of .woff2, .woff, .ttf, .otf"}},
 	}
@@ -86,6 +88,11 @@ func TestBrandingFilesByContent(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			path := writeConfig(t, brandingYAML+tt.branding, tt.files)
 			dir := filepath.Dir(path)
+			if strings.Contains(tt.branding, "pipe.png") {
+				if err := syscall.Mkfifo(filepath.Join(dir, "pipe.png"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
 			c, err := Load(path)
 			if len(tt.want) == 0 {
 				if err != nil {

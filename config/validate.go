@@ -991,8 +991,8 @@ func validateBranding(d *decoder, b *Branding, p string) {
 			d.add(p+"."+f.Key, "file %q does not exist", name)
 		} else if fi.Size() > f.Max {
 			d.add(p+"."+f.Key, "%q is %d bytes, at most %d", name, fi.Size(), f.Max)
-		} else if body, err := os.ReadFile(name); err != nil {
-			d.add(p+"."+f.Key, "cannot read %q: %v", name, err)
+		} else if body, err := brandasset.ReadFile(f.Key, name); err != nil {
+			d.add(p+"."+f.Key, "%v", err)
 		} else if err := brandasset.Check(f.Key, name, body); err != nil {
 			// The bytes decide: the server stores what it checks the
 			// same way (see internal/server seedBranding).

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -104,6 +105,39 @@ func Check(key, name string, b []byte) error {
 		return fmt.Errorf("brandasset: %q is not %s (%v; its content looks like %s)", name, f.what, err, detected)
 	}
 	return nil
+}
+
+// ReadFile reads the branding file key from name: a regular file (not a
+// device or a pipe, which could block or never end) of at most the key's
+// size limit, read with that limit in case it grows meanwhile.
+func ReadFile(key, name string) ([]byte, error) {
+	spec, ok := SpecOf(key)
+	if !ok {
+		return nil, fmt.Errorf("brandasset: unknown branding file %q", key)
+	}
+	// Stat before opening: opening a pipe blocks until it has a writer.
+	if fi, err := os.Stat(name); err != nil {
+		return nil, fmt.Errorf("brandasset: %w", err)
+	} else if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("brandasset: %q is not a regular file", name)
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, fmt.Errorf("brandasset: %w", err)
+	}
+	defer f.Close()
+	// And after: what was opened is what was checked.
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("brandasset: %q is not a regular file", name)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, spec.Max+1))
+	if err != nil {
+		return nil, fmt.Errorf("brandasset: %w", err)
+	}
+	if int64(len(b)) > spec.Max {
+		return nil, fmt.Errorf("brandasset: %q is larger than %d bytes", name, spec.Max)
+	}
+	return b, nil
 }
 
 func prefix(sigs ...string) func([]byte) error {

@@ -6,7 +6,10 @@ import (
 	"image/gif"
 	"image/jpeg"
 	"image/png"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -145,4 +148,49 @@ func FuzzCheck(f *testing.F) {
 			_ = Check(s.Key, name, b)
 		}
 	})
+}
+
+// ReadFile reads regular files within the key's limit only: a device or
+// a pipe named as a logo must not block or stream for ever.
+func TestReadFile(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, n int) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, make([]byte, n), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	fifo := filepath.Join(dir, "pipe.png")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, key, file string
+		n               int // bytes read
+		err             string
+	}{
+		{"a regular file", "logo", write("a.png", 100), 100, ""},
+		{"at the limit", "favicon", write("b.png", 64<<10), 64 << 10, ""},
+		{"over the limit", "favicon", write("c.png", 64<<10+1), 0, "larger than 65536 bytes"},
+		{"a pipe", "logo", fifo, 0, "not a regular file"},
+		{"a device", "font", "/dev/zero", 0, "not a regular file"},
+		{"a folder", "css", dir, 0, "not a regular file"},
+		{"missing", "logo", filepath.Join(dir, "nope.png"), 0, "no such file"},
+		{"an unknown key", "banner", write("d.png", 1), 0, "unknown branding file"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := ReadFile(tt.key, tt.file)
+			if tt.err == "" {
+				if err != nil || len(b) != tt.n {
+					t.Fatalf("%d bytes, %v", len(b), err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.err) || !strings.HasPrefix(err.Error(), "brandasset: ") {
+				t.Fatalf("err = %v, want %q", err, tt.err)
+			}
+		})
+	}
 }

@@ -148,7 +148,7 @@ func Render(cfg *config.Config, slug string, kinds []notify.Kind) (*Rendered, er
 		// The nearest branding dresses the message, as it does the pages.
 		f.Org.Support = o.Branding.Texts.Footer
 		if o.Branding.Logo != "" {
-			b, err := os.ReadFile(o.Branding.Logo)
+			b, err := brandasset.ReadFile("logo", o.Branding.Logo)
 			if err != nil {
 				return nil, fmt.Errorf("org %s: logo: %w", o.Slug, err)
 			}

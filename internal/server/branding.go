@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -24,7 +23,7 @@ const brandBlobPrefix = "branding/"
 // file swapped after validation is refused too.
 func seedBranding(ctx context.Context, st store.Store, cb *config.Branding) (*store.Branding, error) {
 	read := func(key, file string) ([]byte, error) {
-		b, err := os.ReadFile(file)
+		b, err := brandasset.ReadFile(key, file)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", key, err)
 		}

@@ -47,7 +47,7 @@ func TestSeedBrandingChecksContent(t *testing.T) {
 		{"text named .woff2", config.Branding{Font: write("text.woff2", "not a font, honestly")}, "font: brandasset:", ""},
 		{"HTML favicon named .svg", config.Branding{Favicon: write("page.svg", html)}, "favicon: brandasset:", ""},
 		{"CSS with HTML", config.Branding{CSS: write("x.css", "a{}</style><script>alert(1)</script>")}, "css: brandasset:", ""},
-		{"missing file", config.Branding{Logo: filepath.Join(dir, "nope.png")}, "logo: open", ""},
+		{"missing file", config.Branding{Logo: filepath.Join(dir, "nope.png")}, "logo: brandasset: stat", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
