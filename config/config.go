@@ -256,7 +256,9 @@ type Org struct {
 	// Notifications are the org's message templates by kind
 	// (invitation, password_reset, mfa_code, new_sign_in); parts left out
 	// use the parent's, then Gatehouse's defaults.
-	Notifications map[string]Notification `yaml:"notifications"`
+	// They are sent to people, so ${...} in them is not expanded from the
+	// environment (it is refused; "$${" is a literal "${").
+	Notifications map[string]Notification `yaml:"notifications" noenv:"a message template is sent to people"`
 	Users         []User                  `yaml:"users"`
 }
 
@@ -269,18 +271,24 @@ type Notification struct {
 }
 
 // Branding is an org's look: files served by Gatehouse itself (never a
-// third-party CDN), colors, a font and texts.
+// third-party CDN), colors, a font and texts. Files are checked by their
+// content, not only their names (internal/brandasset), and relative file
+// names are relative to the config file's folder.
 type Branding struct {
-	// Logo: .svg, .png, .jpg or .webp, at most 256 KiB.
+	// Logo: .svg, .png, .jpg, .gif or .webp, at most 256 KiB.
 	Logo string `yaml:"logo"`
 	// Favicon: .svg, .png or .ico, at most 64 KiB.
 	Favicon string `yaml:"favicon"`
-	// Font: a .woff2 file, at most 512 KiB, used for the whole page.
+	// Font: .woff2, .woff, .ttf or .otf, at most 512 KiB, used for the
+	// whole page.
 	Font string `yaml:"font"`
-	// CSS: more CSS (a file, at most 64 KiB), after the org's colors.
+	// CSS: more CSS (a UTF-8 file without HTML, at most 64 KiB), after
+	// the org's colors.
 	CSS    string      `yaml:"css"`
 	Colors BrandColors `yaml:"colors"`
-	Texts  BrandTexts  `yaml:"texts"`
+	// Texts are shown on public pages: ${...} in them is refused, never
+	// read from the environment.
+	Texts BrandTexts `yaml:"texts" noenv:"this text is shown on public pages"`
 }
 
 // BrandColors are #rrggbb.

@@ -12,6 +12,9 @@ import (
 //	$${              a literal "${"
 //
 // Any other "$" is kept as is, so argon2 PHC strings need no escaping.
+// A nil getenv means the value must not read the environment (texts shown
+// on public pages, message templates): every reference is a problem, and
+// "$${" still means "${".
 // Substitution is a single pass over a value that has already been parsed,
 // so a variable's value is never itself expanded or read as YAML.
 // It returns a message for every bad or unset reference.
@@ -46,6 +49,10 @@ func expandEnv(s string, getenv func(string) (string, bool)) (string, []string) 
 			problems = append(problems, fmt.Sprintf(
 				`invalid environment variable reference %q (use ${NAME} or ${NAME:-default}; "$${" is a literal "${")`,
 				"${"+expr+"}"))
+			continue
+		}
+		if getenv == nil {
+			problems = append(problems, fmt.Sprintf("environment variable reference %q is not expanded here", "${"+expr+"}"))
 			continue
 		}
 		val, ok := getenv(name)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"sort"
@@ -67,8 +68,9 @@ func (e *Errors) Error() string {
 }
 
 // Load reads, parses and validates the configuration file at path, taking
-// ${ENV} values from the process environment. Relative file names inside
-// the configuration (tls, store) are relative to the working directory.
+// ${ENV} values from the process environment. Relative branding file
+// names are relative to the file's folder; other relative file names
+// (tls, store, policy) to the working directory.
 func Load(path string) (*Config, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -84,8 +86,9 @@ func Load(path string) (*Config, error) {
 	return Parse(data, path, os.LookupEnv)
 }
 
-// Parse parses and validates a configuration. filename is used only in
-// messages. getenv looks up ${NAME} references (nil means os.LookupEnv).
+// Parse parses and validates a configuration. filename is used in
+// messages, and its folder is where relative branding file names are.
+// getenv looks up ${NAME} references (nil means os.LookupEnv).
 // On failure the error is an *Errors listing every problem found.
 func Parse(data []byte, filename string, getenv func(string) (string, bool)) (*Config, error) {
 	if getenv == nil {
@@ -111,6 +114,7 @@ func Parse(data []byte, filename string, getenv func(string) (string, bool)) (*C
 		d.pos[""] = nodePos(root)
 		d.value(root, reflect.ValueOf(c).Elem(), "")
 	}
+	c.resolveFiles(filepath.Dir(filename))
 	c.applyDefaults()
 	c.validate(d)
 	if len(d.problems) > 0 {
@@ -126,6 +130,23 @@ func Parse(data []byte, filename string, getenv func(string) (string, bool)) (*C
 	}
 	c.Warnings = d.warnings
 	return c, nil
+}
+
+// resolveFiles makes relative branding file names relative to dir, the
+// config file's folder, so that a config names the same files whatever
+// folder Gatehouse is started from.
+func (c *Config) resolveFiles(dir string) {
+	for i := range c.Orgs {
+		b := c.Orgs[i].Branding
+		if b == nil {
+			continue
+		}
+		for _, p := range []*string{&b.Logo, &b.Favicon, &b.Font, &b.CSS} {
+			if *p != "" && !filepath.IsAbs(*p) {
+				*p = filepath.Join(dir, *p)
+			}
+		}
+	}
 }
 
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
@@ -181,7 +202,10 @@ func nodePos(n *yaml.Node) position { return position{n.Line, n.Column} }
 // paths, substituting ${ENV} in scalar values, and remembering where each
 // path was found so validation can point at it.
 type decoder struct {
-	getenv   func(string) (string, bool)
+	getenv func(string) (string, bool)
+	// noEnv, while set, is why the values being decoded must not read
+	// the environment (a field tagged noenv:"why").
+	noEnv    string
 	pos      map[string]position // key path → where its value is
 	bad      map[string]bool     // paths that already have a problem
 	problems []Problem
@@ -362,6 +386,12 @@ func (d *decoder) structure(n *yaml.Node, v reflect.Value, path string) {
 		}
 		p := joinPath(path, k.Value)
 		d.pos[p] = keyPos(k, val)
+		if why := v.Type().Field(idx).Tag.Get("noenv"); why != "" && d.noEnv == "" {
+			d.noEnv = why
+			d.value(val, v.Field(idx), p)
+			d.noEnv = ""
+			continue
+		}
 		d.value(val, v.Field(idx), p)
 	}
 }
@@ -404,8 +434,15 @@ func (d *decoder) scalar(n *yaml.Node, v reflect.Value, path string) {
 	}
 	node := n
 	if strings.Contains(n.Value, "${") {
-		val, errs := expandEnv(n.Value, d.getenv)
+		getenv := d.getenv
+		if d.noEnv != "" {
+			getenv = nil
+		}
+		val, errs := expandEnv(n.Value, getenv)
 		for _, e := range errs {
+			if d.noEnv != "" {
+				e += ": " + d.noEnv + `, so it never reads the environment (write "$${" for a literal "${")`
+			}
 			d.problemAt(n, path, e)
 		}
 		if len(errs) > 0 {

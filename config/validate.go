@@ -20,6 +20,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/idp/notify"
 	"github.com/gatehouse/gatehouse/idp/saml"
+	"github.com/gatehouse/gatehouse/internal/brandasset"
 )
 
 // applyDefaults fills in every setting left unset (zero).
@@ -430,8 +431,15 @@ func (c *Config) validateOrgs(d *decoder, publicHost string) map[string]int {
 			}
 			// Rendered once with sample fields: a template that does not
 			// parse or run is refused here, not when a message is sent.
-			if _, err := notify.Render(notify.Kind(kind), notify.Template(n), notify.Sample(o.Name, o.Slug, c.PublicURL+"/.gatehouse/login")); err != nil {
+			f := notify.Sample(o.Name, o.Slug, c.PublicURL+"/.gatehouse/login")
+			f.Org.Hosts = []string{publicHost, o.LoginDomain}
+			if _, err := notify.Render(notify.Kind(kind), notify.Template(n), f); err != nil {
 				d.add(p+".notifications."+kind, "%v", err)
+			} else if n.HTML != "" {
+				// What the sanitizer takes out is never sent: say so now.
+				if gone, _ := notify.Removed(notify.Kind(kind), notify.Template(n), f); gone != "" {
+					d.warn(p+".notifications."+kind+".html", "%s is removed when the message is sent (HTML parts keep formatting, https links to the org's own hosts and Gatehouse's images only)", gone)
+				}
 			}
 		}
 
@@ -984,33 +992,35 @@ func (c *Config) validateTLS(d *decoder) {
 	}
 }
 
-// brandFiles: each branding file's extensions and size limit.
-var brandFiles = []struct {
-	key  string
-	exts []string
-	max  int64
-	get  func(*Branding) string
-}{
-	{"logo", []string{".svg", ".png", ".jpg", ".webp"}, 256 << 10, func(b *Branding) string { return b.Logo }},
-	{"favicon", []string{".svg", ".png", ".ico"}, 64 << 10, func(b *Branding) string { return b.Favicon }},
-	{"font", []string{".woff2"}, 512 << 10, func(b *Branding) string { return b.Font }},
-	{"css", []string{".css"}, 64 << 10, func(b *Branding) string { return b.CSS }},
+// brandFiles: where each branding file is in a Branding.
+var brandFiles = map[string]func(*Branding) string{
+	"logo":    func(b *Branding) string { return b.Logo },
+	"favicon": func(b *Branding) string { return b.Favicon },
+	"font":    func(b *Branding) string { return b.Font },
+	"css":     func(b *Branding) string { return b.CSS },
 }
 
 var hexColor = regexp.MustCompile(`^#[0-9a-fA-F]{6}$`)
 
 func validateBranding(d *decoder, b *Branding, p string) {
-	for _, f := range brandFiles {
-		name := f.get(b)
+	for _, f := range brandasset.Files {
+		name := brandFiles[f.Key](b)
 		if name == "" {
 			continue
 		}
-		if !slices.Contains(f.exts, strings.ToLower(filepath.Ext(name))) {
-			d.add(p+"."+f.key, "%q: must be one of %s", name, strings.Join(f.exts, ", "))
+		// Name and size first, so a wrong or huge file is not read.
+		if !slices.Contains(f.Exts, strings.ToLower(filepath.Ext(name))) {
+			d.add(p+"."+f.Key, "%q: must be one of %s", name, strings.Join(f.Exts, ", "))
 		} else if fi, err := os.Stat(name); err != nil || fi.IsDir() {
-			d.add(p+"."+f.key, "file %q does not exist", name)
-		} else if fi.Size() > f.max {
-			d.add(p+"."+f.key, "%q is %d bytes, at most %d", name, fi.Size(), f.max)
+			d.add(p+"."+f.Key, "file %q does not exist", name)
+		} else if fi.Size() > f.Max {
+			d.add(p+"."+f.Key, "%q is %d bytes, at most %d", name, fi.Size(), f.Max)
+		} else if body, err := brandasset.ReadFile(f.Key, name); err != nil {
+			d.add(p+"."+f.Key, "%v", err)
+		} else if err := brandasset.Check(f.Key, name, body); err != nil {
+			// The bytes decide: the server stores what it checks the
+			// same way (see internal/server seedBranding).
+			d.add(p+"."+f.Key, "%v", err)
 		}
 	}
 	cs := map[string]string{"primary": b.Colors.Primary, "background": b.Colors.Background, "text": b.Colors.Text}

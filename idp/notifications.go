@@ -30,6 +30,12 @@ func (h *Handler) Message(org *store.Org, kind notify.Kind, f notify.Fields) (no
 	}
 	f.Org.LoginURL = h.orgSignInURL(org)
 	f.Org.Name, f.Org.Slug, f.Org.LogoURL, f.Org.Support = org.Name, org.Slug, "", ""
+	// The org's own hosts: the HTML part may link and point images only
+	// there (and to f.Link).
+	f.Org.Hosts = []string{h.o.PublicURL.Hostname()}
+	if org.LoginDomain != "" {
+		f.Org.Hosts = append(f.Org.Hosts, org.LoginDomain)
+	}
 	if b := h.brand(org); b != nil {
 		if b.LogoURL != "" {
 			f.Org.LogoURL = base.String() + b.LogoURL

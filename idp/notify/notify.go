@@ -50,6 +50,11 @@ type Org struct {
 	LoginURL, LogoURL string
 	// Support is the org's footer line (branding texts.footer).
 	Support string
+	// Hosts are the org's own host names (its login domain, the public
+	// URL's host): the HTML part may link to them over https and show
+	// Gatehouse's assets from them, besides LoginURL's and LogoURL's
+	// origins and Link. Anything else is removed (see sanitize.go).
+	Hosts []string
 }
 
 // User is the person a message is sent to.
@@ -158,8 +163,9 @@ var funcs = map[string]any{
 }
 
 // Render renders kind for f with t's parts, or the defaults where t has
-// none. HTML parts are html/template (every field escaped for HTML);
-// the others text/template.
+// none. HTML parts are html/template (every field escaped for HTML),
+// then sanitized with an allow-list (sanitize.go); the others
+// text/template.
 func Render(kind Kind, t Template, f Fields) (Message, error) {
 	d := Default(kind)
 	if d.Text == "" {
@@ -185,6 +191,9 @@ func Render(kind Kind, t Template, f Fields) (Message, error) {
 	}
 	m.SMS = strings.TrimSpace(m.SMS)
 	if m.HTML, err = renderHTML(pick(t.HTML, d.HTML), f); err != nil {
+		return Message{}, err
+	}
+	if m.HTML, err = sanitizeHTML(m.HTML, f); err != nil {
 		return Message{}, err
 	}
 	switch {

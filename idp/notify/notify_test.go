@@ -125,8 +125,10 @@ func TestRender(t *testing.T) {
 	}
 }
 
-// FuzzRender: an org admin's template never panics, never loops, and
-// never produces more than the limits allow.
+// FuzzRender: an org admin's template never panics, never loops, never
+// produces more than the limits allow, and its HTML part, sanitized,
+// never holds a script, an event handler, a script URL, a form, a frame,
+// a style that loads, or a link or image off the org's own URLs.
 func FuzzRender(f *testing.F) {
 	for _, k := range Kinds {
 		d := Default(k)
@@ -134,7 +136,12 @@ func FuzzRender(f *testing.F) {
 	}
 	f.Add("{{range 9}}{{end}}", "{{template \"x\"}}", "{{define \"a\"}}{{end}}")
 	f.Add("{{with $x := .Org}}{{$x.Name}}{{end}}", "{{index .Org.Name 0}}", "<a href='{{.Link}}'>{{.Code | html}}</a>")
+	f.Add("s", "t", `<script>alert(1)</script><img src=x onerror=alert(1)><a href="JaVaScRiPt:alert(1)">x</a><form action=https://evil.example><input></form>`)
+	f.Add("s", "t", `<p style="background:url(https://evil.example/t.gif)">x</p><iframe src="https://evil.example"></iframe><svg onload=alert(1)>`)
+	f.Add("s", "t", `<a href="https://login.acme.com@evil.example/">x</a><img src="https://login.acme.com/.gatehouse/assets/b/a.png"><!--[if mso]>x<![endif]-->`)
 	fields := Sample("Acme <&>", "acme", "https://login.acme.com/.gatehouse/login")
+	fields.Org.LogoURL = "https://login.acme.com/.gatehouse/assets/b/0123abcd.svg"
+	fields.Org.Hosts = []string{"auth.saas.example", "login.acme.com"}
 	f.Fuzz(func(t *testing.T, subject, text, html string) {
 		m, err := Render(Invitation, Template{Subject: subject, Text: text, HTML: html}, fields)
 		if err != nil {
@@ -143,6 +150,9 @@ func FuzzRender(f *testing.F) {
 		if m.Subject == "" || len(m.Subject) > MaxSubject || len(m.SMS) > MaxSMS || len(m.Text) > maxBody || len(m.HTML) > maxBody ||
 			strings.ContainsAny(m.Subject, "\r\n") {
 			t.Fatalf("out of bounds: %+v", m)
+		}
+		if err := unsafeIn(m.HTML, fields); err != nil {
+			t.Fatalf("unsafe HTML (%v) from %q:\n%s", err, html, m.HTML)
 		}
 	})
 }

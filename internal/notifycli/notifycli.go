@@ -17,6 +17,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/config"
 	"github.com/gatehouse/gatehouse/idp/notify"
+	"github.com/gatehouse/gatehouse/internal/brandasset"
 	"github.com/gatehouse/gatehouse/internal/web"
 )
 
@@ -56,7 +57,7 @@ func Preview(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	msgs, err := Render(cfg, *slug, kinds)
+	r, err := Render(cfg, *slug, kinds)
 	if err != nil {
 		fmt.Fprintf(stderr, "gatehouse notify preview: %v\n", err)
 		return 1
@@ -68,12 +69,18 @@ func Preview(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	for i, k := range kinds {
-		m := msgs[i]
+		m := r.Messages[i]
 		for _, p := range parts {
 			if *part != "" && p != *part {
 				continue
 			}
 			body := map[string]string{"subject": m.Subject, "text": m.Text, "html": m.HTML, "sms": m.SMS}[p]
+			if p == "html" && (*out != "" || *part != "" && len(kinds) == 1) {
+				// A document someone opens in a browser: it gets a CSP
+				// that loads and runs nothing, and the logo inlined. The
+				// listing of every part shows the part as sent.
+				body = notify.Preview(body, r.image)
+			}
 			if *out != "" {
 				name := filepath.Join(*out, string(k)+"."+map[string]string{"subject": "subject.txt", "text": "txt", "html": "html", "sms": "sms.txt"}[p])
 				if err := os.WriteFile(name, []byte(body), 0o644); err != nil {
@@ -100,16 +107,40 @@ func Preview(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// Rendered is an org's messages and the logo they may show.
+type Rendered struct {
+	Messages          []notify.Message
+	logoURL, logoType string
+	logo              []byte
+}
+
+// image is the org's logo for its URL in a message, for notify.Preview to
+// inline.
+func (r *Rendered) image(src string) ([]byte, string, bool) {
+	if r.logoURL == "" || src != r.logoURL {
+		return nil, "", false
+	}
+	return r.logo, r.logoType, true
+}
+
 // Render renders kinds for the org slug of cfg with sample fields: the
 // org's templates, part by part inherited from its ancestors, then
 // Gatehouse's defaults.
-func Render(cfg *config.Config, slug string, kinds []notify.Kind) ([]notify.Message, error) {
+func Render(cfg *config.Config, slug string, kinds []notify.Kind) (*Rendered, error) {
 	chain, err := ancestry(cfg, slug)
 	if err != nil {
 		return nil, err
 	}
 	org := chain[0]
+	r := &Rendered{}
 	f := notify.Sample(org.Name, org.Slug, loginURL(cfg, org))
+	// The org's own hosts, as the server names them (idp.Message).
+	if u, err := url.Parse(cfg.PublicURL); err == nil {
+		f.Org.Hosts = append(f.Org.Hosts, u.Hostname())
+	}
+	if org.LoginDomain != "" {
+		f.Org.Hosts = append(f.Org.Hosts, strings.ToLower(org.LoginDomain))
+	}
 	for _, o := range chain {
 		if o.Branding == nil {
 			continue
@@ -117,15 +148,16 @@ func Render(cfg *config.Config, slug string, kinds []notify.Kind) ([]notify.Mess
 		// The nearest branding dresses the message, as it does the pages.
 		f.Org.Support = o.Branding.Texts.Footer
 		if o.Branding.Logo != "" {
-			b, err := os.ReadFile(o.Branding.Logo)
+			b, err := brandasset.ReadFile("logo", o.Branding.Logo)
 			if err != nil {
 				return nil, fmt.Errorf("org %s: logo: %w", o.Slug, err)
 			}
-			f.Org.LogoURL = publicBase(cfg, org) + web.BrandPrefix + web.AssetName(b, strings.ToLower(filepath.Ext(o.Branding.Logo)))
+			ext := strings.ToLower(filepath.Ext(o.Branding.Logo))
+			f.Org.LogoURL = publicBase(cfg, org) + web.BrandPrefix + web.AssetName(b, ext)
+			r.logoURL, r.logo, r.logoType = f.Org.LogoURL, b, brandasset.Type(ext)
 		}
 		break
 	}
-	var out []notify.Message
 	for _, k := range kinds {
 		own := notify.Template(org.Notifications[string(k)])
 		var up []notify.Template
@@ -137,9 +169,9 @@ func Render(cfg *config.Config, slug string, kinds []notify.Kind) ([]notify.Mess
 		if err != nil {
 			return nil, fmt.Errorf("org %s: %w", slug, err)
 		}
-		out = append(out, m)
+		r.Messages = append(r.Messages, m)
 	}
-	return out, nil
+	return r, nil
 }
 
 // ancestry is the org and its ancestors, nearest first.

@@ -3,12 +3,12 @@ package server
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 
 	"github.com/gatehouse/gatehouse/config"
+	"github.com/gatehouse/gatehouse/internal/brandasset"
 	"github.com/gatehouse/gatehouse/internal/web"
 	"github.com/gatehouse/gatehouse/store"
 )
@@ -18,28 +18,39 @@ const brandBlobPrefix = "branding/"
 
 // seedBranding stores a declared branding's files as content-addressed
 // blobs (a changed file gets a new name, so caches never serve a stale
-// one) and returns the org's branding record.
+// one) and returns the org's branding record. Each file is checked by its
+// bytes as config validation checks it, on the bytes that are stored: a
+// file swapped after validation is refused too.
 func seedBranding(ctx context.Context, st store.Store, cb *config.Branding) (*store.Branding, error) {
-	put := func(file string) (string, []byte, error) {
-		if file == "" {
-			return "", nil, nil
-		}
-		b, err := os.ReadFile(file)
+	read := func(key, file string) ([]byte, error) {
+		b, err := brandasset.ReadFile(key, file)
 		if err != nil {
-			return "", nil, err
+			return nil, fmt.Errorf("%s: %w", key, err)
 		}
-		name, err := putBrandAsset(ctx, st, b, strings.ToLower(filepath.Ext(file)))
-		return name, b, err
+		if err := brandasset.Check(key, file, b); err != nil {
+			return nil, fmt.Errorf("%s: %w", key, err)
+		}
+		return b, nil
+	}
+	put := func(key, file string) (string, error) {
+		if file == "" {
+			return "", nil
+		}
+		b, err := read(key, file)
+		if err != nil {
+			return "", err
+		}
+		return putBrandAsset(ctx, st, b, strings.ToLower(filepath.Ext(file)))
 	}
 	out := &store.Branding{Heading: cb.Texts.Heading, Intro: cb.Texts.Intro, Footer: cb.Texts.Footer}
 	var err error
-	if out.Logo, _, err = put(cb.Logo); err != nil {
+	if out.Logo, err = put("logo", cb.Logo); err != nil {
 		return nil, err
 	}
-	if out.Favicon, _, err = put(cb.Favicon); err != nil {
+	if out.Favicon, err = put("favicon", cb.Favicon); err != nil {
 		return nil, err
 	}
-	font, _, err := put(cb.Font)
+	font, err := put("font", cb.Font)
 	if err != nil {
 		return nil, err
 	}
@@ -54,11 +65,12 @@ func seedBranding(ctx context.Context, st store.Store, cb *config.Branding) (*st
 		fmt.Fprintf(&css, ":root { %s; }\n", strings.Join(vars, "; "))
 	}
 	if font != "" {
-		fmt.Fprintf(&css, "@font-face { font-family: \"gatehouse-brand\"; src: url(%s%s) format(\"woff2\"); font-display: swap; }\n", web.BrandPrefix, font)
+		fmt.Fprintf(&css, "@font-face { font-family: \"gatehouse-brand\"; src: url(%s%s) format(%q); font-display: swap; }\n",
+			web.BrandPrefix, font, brandasset.FontFormat(filepath.Ext(font)))
 		css.WriteString("body { font-family: \"gatehouse-brand\", system-ui, sans-serif; }\n")
 	}
 	if cb.CSS != "" {
-		custom, err := os.ReadFile(cb.CSS)
+		custom, err := read("css", cb.CSS)
 		if err != nil {
 			return nil, err
 		}

@@ -161,7 +161,8 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		return err
 	}
 	issuer := strings.TrimSuffix(pub.String(), "/")
-	handler := proxy.New(proxy.Options{BrandAssets: brandAssets(st),
+	brand := brandAssets(st)
+	handler := proxy.New(proxy.Options{BrandAssets: brand,
 		Router: router, Sessions: sessions, Policy: policy.Chain{policy.RouteOrgs{}, rego}, Orgs: orgs.ByID,
 		DecisionCacheTTL: *cfg.Policy.DecisionCacheTTL, Signer: keys, Login: login,
 		Issuer: issuer, IsLoginHost: isLoginHost, WellKnown: wellKnown(issuer, keys),
@@ -215,7 +216,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		ErrorLog:          tlsErrorLog(log),
 	}
 	var draining atomic.Bool
-	ops := &http.Server{Handler: opsMux(st, metrics, &draining, notificationsHandler(orgs, login), cfg.Domains.CNAMETarget), ReadHeaderTimeout: 5 * time.Second}
+	ops := &http.Server{Handler: opsMux(st, metrics, &draining, notificationsHandler(orgs, login, brand), cfg.Domains.CNAMETarget), ReadHeaderTimeout: 5 * time.Second}
 
 	nofile := connlimit.RaiseFileLimit()
 	maxConns := cfg.Server.MaxConnections

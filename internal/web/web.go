@@ -16,6 +16,8 @@ import (
 	"path"
 	"strings"
 	"time"
+
+	"github.com/gatehouse/gatehouse/internal/brandasset"
 )
 
 //go:embed templates/*.html
@@ -126,19 +128,15 @@ type assetHandler struct {
 	brand BlobSource
 }
 
-// brandTypes are the branding assets' types, by extension: nothing else
-// is served, and nosniff keeps browsers to them.
-var brandTypes = map[string]string{
-	".svg": "image/svg+xml", ".png": "image/png", ".jpg": "image/jpeg", ".webp": "image/webp",
-	".ico": "image/x-icon", ".woff2": "font/woff2", ".css": "text/css; charset=utf-8",
-}
-
 // serveBrand serves a content-addressed branding asset: its name is its
 // hash, so it never changes and may be cached for good.
 func (h *assetHandler) serveBrand(w http.ResponseWriter, r *http.Request, name string) {
 	ext := path.Ext(name)
-	ctype, ok := brandTypes[ext]
-	if !ok || h.brand == nil || strings.ContainsAny(name, "/\\") || len(name) > 80 {
+	// Only the branding formats are served, each with its own type
+	// (their bytes were checked when stored); nosniff keeps browsers to
+	// it.
+	ctype := brandasset.Type(ext)
+	if ctype == "" || h.brand == nil || strings.ContainsAny(name, "/\\") || len(name) > 80 {
 		http.NotFound(w, r)
 		return
 	}

@@ -106,4 +106,14 @@ func TestBrandAssets(t *testing.T) {
 			t.Errorf("%q: %d", p, r.Code)
 		}
 	}
+	// Every branding format is served with its own type, nothing else.
+	for ext, want := range map[string]string{".png": "image/png", ".jpg": "image/jpeg", ".gif": "image/gif", ".webp": "image/webp",
+		".ico": "image/x-icon", ".woff2": "font/woff2", ".woff": "font/woff", ".ttf": "font/ttf", ".otf": "font/otf",
+		".html": "", ".js": "", ".xml": "", ".jpeg": ""} {
+		blobs["feed"+ext] = []byte("x")
+		r := get("feed" + ext)
+		if want == "" && r.Code != 404 || want != "" && (r.Code != 200 || r.Header().Get("Content-Type") != want) {
+			t.Errorf("%s: %d %q, want %q", ext, r.Code, r.Header().Get("Content-Type"), want)
+		}
+	}
 }

@@ -1,0 +1,99 @@
+package server
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gatehouse/gatehouse/config"
+	"github.com/gatehouse/gatehouse/internal/web"
+	"github.com/gatehouse/gatehouse/store/badgerstore"
+)
+
+// seedBranding checks the bytes it stores as config validation does, so
+// a file swapped for another after the config was validated is refused
+// at start; a font is announced in its own format.
+func TestSeedBrandingChecksContent(t *testing.T) {
+	ctx := context.Background()
+	st, err := badgerstore.Open("", badgerstore.WithInMemory())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	const html = "<html><body><form action=https://evil.example/></form></body></html>"
+	const svg = `<svg xmlns="http://www.w3.org/2000/svg"/>`
+	fontOf := func(magic string) string { return magic + strings.Repeat("\x00", 40) }
+	tests := []struct {
+		name string
+		b    config.Branding
+		err  string // "" means stored
+		css  string // in the stored stylesheet
+	}{
+		{"svg logo and woff2 font", config.Branding{Logo: write("logo.svg", svg), Font: write("a.woff2", fontOf("wOF2"))}, "", `format("woff2")`},
+		{"woff font", config.Branding{Font: write("b.woff", fontOf("wOFF"))}, "", `format("woff")`},
+		{"ttf font", config.Branding{Font: write("c.ttf", fontOf("\x00\x01\x00\x00"))}, "", `format("truetype")`},
+		{"otf font", config.Branding{Font: write("d.otf", fontOf("OTTO"))}, "", `format("opentype")`},
+		{"HTML named .png", config.Branding{Logo: write("page.png", html)}, `logo: brandasset: "` + filepath.Join(dir, "page.png") + `" is not a PNG image`, ""},
+		{"text named .woff2", config.Branding{Font: write("text.woff2", "not a font, honestly")}, "font: brandasset:", ""},
+		{"HTML favicon named .svg", config.Branding{Favicon: write("page.svg", html)}, "favicon: brandasset:", ""},
+		{"CSS with HTML", config.Branding{CSS: write("x.css", "a{}</style><script>alert(1)</script>")}, "css: brandasset:", ""},
+		{"missing file", config.Branding{Logo: filepath.Join(dir, "nope.png")}, "logo: brandasset: stat", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := seedBranding(ctx, st, &tt.b)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("err = %v, want %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			css, err := brandAssets(st)(ctx, b.CSS)
+			if err != nil || !strings.Contains(string(css), tt.css) || !strings.Contains(string(css), web.BrandPrefix) {
+				t.Fatalf("stylesheet %q (%v), want %q", css, err, tt.css)
+			}
+		})
+	}
+}
+
+// A preview inlines only branding images, read from the store by name.
+func TestBrandImage(t *testing.T) {
+	blobs := map[string][]byte{"ab.svg": []byte("<svg/>"), "cd.css": []byte("a{}"), "ef.png": []byte("png")}
+	src := func(_ context.Context, name string) ([]byte, error) {
+		if b, ok := blobs[name]; ok {
+			return b, nil
+		}
+		return nil, os.ErrNotExist
+	}
+	tests := []struct {
+		src, ctype string // ctype "" means not inlined
+	}{
+		{"https://login.acme.com" + web.BrandPrefix + "ab.svg", "image/svg+xml"},
+		{"http://auth.localhost:8080" + web.BrandPrefix + "ef.png", "image/png"},
+		{"https://login.acme.com" + web.BrandPrefix + "cd.css", ""},
+		{"https://login.acme.com" + web.BrandPrefix + "missing.png", ""},
+		{"https://login.acme.com" + web.BrandPrefix + "x/../ab.svg", ""},
+		{"https://login.acme.com/.gatehouse/assets/favicon.svg", ""},
+		{"https://evil.example/pixel.png", ""},
+		{"::not a url", ""},
+	}
+	for _, tt := range tests {
+		b, ctype, ok := brandImage(context.Background(), src, tt.src)
+		if ok != (tt.ctype != "") || ctype != tt.ctype || ok && len(b) == 0 {
+			t.Errorf("%s: %q %q %v, want %q", tt.src, b, ctype, ok, tt.ctype)
+		}
+	}
+}
