@@ -18,18 +18,13 @@ import (
 	"time"
 
 	"github.com/caddyserver/certmagic"
-
-	"github.com/gatehouse/gatehouse/store/badgerstore"
+	"github.com/gatehouse/gatehouse/store/badgerstore/badgertest"
 )
 
 // New certificates are bounded per org per hour, and a name whose
 // issuance failed waits before the next try, doubling up to an hour.
 func TestIssuanceBudgetAndBackoff(t *testing.T) {
-	st, err := badgerstore.Open("", badgerstore.WithInMemory())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := badgertest.Open(t)
 	now := time.Unix(1_800_000_000, 0)
 	orgs := map[string]string{"a1.test": "org_a", "a2.test": "org_a", "a3.test": "org_a", "b1.test": "org_b"}
 	a, err := NewACME(ACMEOptions{DirectoryURL: "https://acme.invalid/dir", TLSALPN01: true, Storage: NewStorage(st),
@@ -89,11 +84,7 @@ func TestIssuanceBudgetAndBackoff(t *testing.T) {
 // Gatehouse's TLS config: the cost of a new connection once a
 // certificate is there.
 func BenchmarkHandshake(b *testing.B) {
-	st, err := badgerstore.Open("", badgerstore.WithInMemory())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
+	st := badgertest.Open(b)
 	a, err := NewACME(ACMEOptions{DirectoryURL: "https://acme.invalid/dir", TLSALPN01: true, Storage: NewStorage(st),
 		Decide: func(n string) (string, bool) { return "", n == "login.acme.test" }, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -123,11 +114,7 @@ func BenchmarkHandshake(b *testing.B) {
 // before loading one and before renewing one, and a refusal would drop a
 // valid certificate. Renewals neither spend the budget nor back off.
 func TestStoredCertificatesAndRenewalsAreNotHeldBack(t *testing.T) {
-	st, err := badgerstore.Open("", badgerstore.WithInMemory())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := badgertest.Open(t)
 	now := time.Unix(1_800_000_000, 0)
 	orgs := map[string]string{"a1.test": "org_a", "a2.test": "org_a", "a3.test": "org_a"}
 	a, err := NewACME(ACMEOptions{DirectoryURL: "https://acme.invalid/dir", TLSALPN01: true, Storage: NewStorage(st),
@@ -206,11 +193,7 @@ func TestStoredCertificatesAndRenewalsAreNotHeldBack(t *testing.T) {
 // The renewal sweep picks stored certificates in the last third of their
 // life, for names still served, and nothing else.
 func TestRenewDueSelection(t *testing.T) {
-	st, err := badgerstore.Open("", badgerstore.WithInMemory())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := badgertest.Open(t)
 	now := time.Now()
 	var logs strings.Builder
 	served := map[string]bool{"fresh.test": true, "due.test": true}
@@ -298,11 +281,7 @@ func pipeHandshake(srv, cli *tls.Config) error {
 // stops serving the moment the name is no longer served (a suspended
 // domain), though certmagic still holds it.
 func TestCachedCertificateAndDecision(t *testing.T) {
-	st, err := badgerstore.Open("", badgerstore.WithInMemory())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := badgertest.Open(t)
 	served := true
 	a, err := NewACME(ACMEOptions{DirectoryURL: "https://acme.invalid/dir", TLSALPN01: true, Storage: NewStorage(st),
 		Decide: func(n string) (string, bool) { return "", served && n == "login.acme.test" }, Logger: slog.New(slog.DiscardHandler)})
@@ -344,11 +323,7 @@ func TestEventLogLinesNameTheOrg(t *testing.T) {
 		{"budget spent", []map[string]any{{"event": "cert_obtaining"}, {"event": "cert_obtaining"}}, "certs: issuance budget spent"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			st, err := badgerstore.Open("", badgerstore.WithInMemory())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer st.Close()
+			st := badgertest.Open(t)
 			var logs strings.Builder
 			a, err := NewACME(ACMEOptions{DirectoryURL: "https://acme.invalid/dir", TLSALPN01: true, Storage: NewStorage(st),
 				Decide:           func(n string) (string, bool) { return "acme", n == "a1.test" },

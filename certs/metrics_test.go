@@ -22,7 +22,7 @@ import (
 	"github.com/mholt/acmez/v3/acme"
 
 	"github.com/gatehouse/gatehouse/internal/telemetry"
-	"github.com/gatehouse/gatehouse/store/badgerstore"
+	"github.com/gatehouse/gatehouse/store/badgerstore/badgertest"
 )
 
 // scrape reads /metrics as Prometheus does and returns each series'
@@ -53,11 +53,7 @@ func storeCert(t *testing.T, a *ACME, name string, notBefore, notAfter time.Time
 // served, from the start (before any renewal sweep), and follows new
 // certificates; a name no longer served loses it.
 func TestCertificateExpiryMetric(t *testing.T) {
-	st, err := badgerstore.Open("", badgerstore.WithInMemory())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := badgertest.Open(t)
 	m := telemetry.New()
 	var mu sync.Mutex
 	served := map[string]bool{"a.test": true, "b.test": true, "new.test": true}
@@ -132,11 +128,7 @@ func TestCertificateExpiryMetric(t *testing.T) {
 
 // Orders count by kind and result, and failures by ACME error kind.
 func TestIssuanceAndErrorMetrics(t *testing.T) {
-	st, err := badgerstore.Open("", badgerstore.WithInMemory())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := badgertest.Open(t)
 	m := telemetry.New()
 	a, err := NewACME(ACMEOptions{DirectoryURL: "https://acme.invalid/dir", TLSALPN01: true, Storage: NewStorage(st),
 		Decide:           func(n string) (string, bool) { return "acme", true },

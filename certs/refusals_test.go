@@ -12,7 +12,7 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/gatehouse/gatehouse/store/badgerstore"
+	"github.com/gatehouse/gatehouse/store/badgerstore/badgertest"
 )
 
 // jsonLines collects JSON log lines (written from timers too).
@@ -116,11 +116,7 @@ func TestRefusalLogAggregates(t *testing.T) {
 // A refused handshake names its SNI in the refusal log, with ACME and
 // with the local CA.
 func TestRefusedHandshakesAreReported(t *testing.T) {
-	st, err := badgerstore.Open("", badgerstore.WithInMemory())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := badgertest.Open(t)
 	served := func(n string) (string, bool) { return "acme", n == "login.acme.test" }
 	for _, tc := range []struct {
 		name string

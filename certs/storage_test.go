@@ -8,15 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatehouse/gatehouse/store/badgerstore"
+	"github.com/gatehouse/gatehouse/store/badgerstore/badgertest"
 )
 
 func newStorage(t *testing.T) (*Storage, *Storage) {
-	st, err := badgerstore.Open("", badgerstore.WithInMemory())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := badgertest.Open(t)
 	// Two nodes on one store.
 	return NewStorage(st), NewStorage(st)
 }

@@ -111,18 +111,12 @@ func startPebbleValid(t *testing.T, httpPort, tlsPort int, eab map[string]string
 	return p
 }
 
-const acmeConfig = `
-public_url: https://auth.saas.test:{{PORT}}
-listen: 127.0.0.1:{{PORT}}
-ops_listen: {{OPS}}
-tls:
+const acmeConfig = "public_url: https://auth.saas.test:{{PORT}}\n" + listenPreamble + `tls:
   acme:
     directory_url: {{DIR}}
     ca_root: {{CAROOT}}
     email: ops@saas.test
     challenges: [tls-alpn-01]
-store:
-  badger: { path: {{DATA}} }
 routes:
   - id: app
     host: app.saas.test
@@ -322,11 +316,7 @@ func TestACMEExternalAccountBinding(t *testing.T) {
 	}
 }
 
-const acmeVerifiedConfig = `
-public_url: https://auth.saas.test:{{PORT}}
-listen: 127.0.0.1:{{PORT}}
-ops_listen: {{OPS}}
-tls:
+const acmeVerifiedConfig = "public_url: https://auth.saas.test:{{PORT}}\n" + listenPreamble + `tls:
   acme:
     directory_url: {{DIR}}
     ca_root: {{CAROOT}}
@@ -336,8 +326,6 @@ domains:
   verify: true
   resolver: {{DNS}}
   recheck: 1s
-store:
-  badger: { path: {{DATA}} }
 routes:
   - id: app
     host: app.saas.test

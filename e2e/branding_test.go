@@ -16,13 +16,7 @@ import (
 	"github.com/chromedp/chromedp"
 )
 
-const brandingConfig = `
-public_url: http://auth.localhost:{{PORT}}
-listen: 127.0.0.1:{{PORT}}
-ops_listen: {{OPS}}
-store:
-  badger: { path: {{DATA}} }
-routes:
+const brandingConfig = preamble + `routes:
   - id: app
     host: app.localhost
     upstream: {{UPSTREAM}}

@@ -10,13 +10,7 @@ import (
 	"time"
 )
 
-const domainsConfig = `
-public_url: http://auth.localhost:{{PORT}}
-listen: 127.0.0.1:{{PORT}}
-ops_listen: {{OPS}}
-store:
-  badger: { path: {{DATA}} }
-domains:
+const domainsConfig = preamble + `domains:
   verify: true
   resolver: {{DNS}}
   recheck: 1s
@@ -78,21 +72,6 @@ func waitDomain(t *testing.T, g *gatehouse, domain, want string, ok func(domainR
 	}
 	t.Fatalf("%s stayed %q (%s), want %s", domain, r.Status, r.Detail, want)
 	return r
-}
-
-// eventually polls try for at most 15 seconds, until it returns nil.
-// Routing and handshakes read the org directory, which is reloaded a
-// moment after /domains shows a change.
-func eventually(t *testing.T, what string, try func() error) {
-	t.Helper()
-	var err error
-	for range 150 {
-		if err = try(); err == nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within 15s: %v", what, err)
 }
 
 // Org domains count only once a DNS record proves them; a domain whose

@@ -17,13 +17,7 @@ import (
 // Two orgs federated to two different OpenID Providers (zitadel/oidc's
 // example OP, one per org), plus a sub-org that signs in through its
 // parent's IdP.
-const federationConfig = `
-public_url: http://auth.localhost:{{PORT}}
-listen: 127.0.0.1:{{PORT}}
-ops_listen: {{OPS}}
-store:
-  badger: { path: {{DATA}} }
-routes:
+const federationConfig = preamble + `routes:
   - id: app
     host: app.localhost
     upstream: {{UPSTREAM}}

@@ -410,3 +410,47 @@ func resolve(base, ref string) string {
 	r, _ := url.Parse(ref)
 	return b.ResolveReference(r).String()
 }
+
+// listenPreamble is what every e2e deployment's config starts with: the
+// listeners and the store, which the harness fills in ({{PORT}}, {{OPS}},
+// {{DATA}}). Tests join their own YAML to it.
+const listenPreamble = `listen: 127.0.0.1:{{PORT}}
+ops_listen: {{OPS}}
+store:
+  badger: { path: {{DATA}} }
+`
+
+// preamble is listenPreamble for a deployment on *.localhost over HTTP.
+const preamble = "public_url: http://auth.localhost:{{PORT}}\n" + listenPreamble
+
+// eventually polls try every 100ms for at most 15 seconds, until it
+// returns nil, and fails the test with what and try's last error if it
+// never does. Routing, policies and the org directory change a moment
+// after what caused the change.
+func eventually(t testing.TB, what string, try func() error) {
+	t.Helper()
+	eventuallyWithin(t, 15*time.Second, what, try)
+}
+
+// eventuallyWithin is eventually with another limit than 15 seconds.
+func eventuallyWithin(t testing.TB, d time.Duration, what string, try func() error) {
+	t.Helper()
+	var err error
+	for deadline := time.Now().Add(d); ; time.Sleep(100 * time.Millisecond) {
+		if err = try(); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s: %v", what, d, err)
+		}
+	}
+}
+
+// holds is try's answer for a condition: nil if ok, else an error saying
+// what was seen.
+func holds(ok bool, format string, args ...any) error {
+	if ok {
+		return nil
+	}
+	return fmt.Errorf(format, args...)
+}

@@ -14,13 +14,7 @@ import (
 	"github.com/chromedp/chromedp"
 )
 
-const notifyConfig = `
-public_url: http://auth.localhost:{{PORT}}
-listen: 127.0.0.1:{{PORT}}
-ops_listen: {{OPS}}
-store:
-  badger: { path: {{DATA}} }
-routes:
+const notifyConfig = preamble + `routes:
   - id: app
     host: app.localhost
     upstream: http://127.0.0.1:9

@@ -24,13 +24,7 @@ import (
 // Two orgs onboarded before their IdPs exist: hooli's IdP does not listen
 // yet; initech's answers 404, then an HTML page, then its metadata. globex
 // signs in with passwords (its ACS is no SAML org's).
-const onboardingConfig = `
-public_url: http://auth.localhost:{{PORT}}
-listen: 127.0.0.1:{{PORT}}
-ops_listen: {{OPS}}
-store:
-  badger: { path: {{DATA}} }
-routes:
+const onboardingConfig = preamble + `routes:
   - id: app
     host: app.localhost
     upstream: {{UPSTREAM}}
@@ -145,16 +139,12 @@ func TestSAMLOnboardingOrder(t *testing.T) {
 		}
 		// The IdP's URL serves a page, not metadata: the same, said in the log.
 		state2.Store(1)
-		deadline := time.Now().Add(15 * time.Second)
-		for !strings.Contains(g.Logs(), "HTML page") && time.Now().Before(deadline) {
+		eventually(t, "the HTML page served for metadata in the log", func() error {
 			if p := signIn(g.browser(t), "/early", "peter@initech.example"); !notReady(p) {
 				t.Fatalf("initech with an HTML page for metadata: %d\n%s", p.status, p.body)
 			}
-			time.Sleep(300 * time.Millisecond)
-		}
-		if !strings.Contains(g.Logs(), "HTML page") {
-			t.Error("log lacks the HTML page served for metadata")
-		}
+			return holds(strings.Contains(g.Logs(), "HTML page"), "not logged")
+		})
 		m := metrics()
 		for _, want := range []string{`gatehouse_logins_total{org="hooli",outcome="idp_not_ready"}`, `gatehouse_logins_total{org="initech",outcome="idp_not_ready"}`} {
 			if !strings.Contains(m, want) {
@@ -193,16 +183,10 @@ func TestSAMLOnboardingOrder(t *testing.T) {
 			{"peter@initech.example", "peter", "/initech-home", idp2.URL},
 		} {
 			// At most the retry back-off (10s) after the IdP came up.
-			for deadline := time.Now().Add(15 * time.Second); ; {
+			eventually(t, c.email+": sign-in ready after the IdP came up", func() error {
 				p := signIn(g.browser(t), c.path, c.email)
-				if !notReady(p) {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("%s: sign-in still not ready %s after the IdP came up", c.email, time.Since(up1))
-				}
-				time.Sleep(200 * time.Millisecond)
-			}
+				return holds(!notReady(p), "still not ready %s after the IdP came up", time.Since(up1))
+			})
 			// A fresh browser (the probes' remember the org).
 			br := g.browser(t)
 			action, vals := br.samlSignIn(g.url("app.localhost", c.path), c.email, c.user, c.user+"-pw")

@@ -11,7 +11,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 )
 
 const platformPolicy = `package gatehouse.authz
@@ -82,24 +81,21 @@ func TestPolicyLayersAndHotReload(t *testing.T) {
 
 	// The deny is in the decision log, under the reference the page shows.
 	ref := field(t, refRE, p.body)
-	found := waitFor(t, 15*time.Second, func() bool { return decisionLogged(t, decisions, ref) })
-	if !found {
-		t.Fatalf("decision %s not in the decision log", ref)
-	}
+	eventually(t, "decision "+ref+" in the decision log", func() error {
+		return holds(decisionLogged(t, decisions, ref), "not there")
+	})
 
 	// A changed policy file takes effect without a restart.
 	must(t, os.WriteFile(acmeFile, []byte("package gatehouse.authz\ndefault allow := false\nreasons contains \"Acme is in maintenance\"\n"), 0o644))
-	if !waitFor(t, 15*time.Second, func() bool {
+	eventually(t, "changed policy in force", func() error {
 		p := alice.get(g.url("app.localhost", "/reports"))
-		return p.status == http.StatusForbidden && strings.Contains(p.body, "Acme is in maintenance")
-	}) {
-		t.Fatal("changed policy not in force after 15s")
-	}
+		return holds(p.status == http.StatusForbidden && strings.Contains(p.body, "Acme is in maintenance"), "alice on /reports: %d", p.status)
+	})
 	// A broken replacement leaves the last good policy in force.
 	must(t, os.WriteFile(acmeFile, []byte("package gatehouse.authz\nallow if {\n"), 0o644))
-	if !waitFor(t, 15*time.Second, func() bool { return strings.Contains(g.Logs(), "org policy not loaded") }) {
-		t.Fatalf("broken policy not reported:\n%s", g.Logs())
-	}
+	eventually(t, "broken policy reported", func() error {
+		return holds(strings.Contains(g.Logs(), "org policy not loaded"), "logs:\n%s", g.Logs())
+	})
 	if p := alice.get(g.url("app.localhost", "/reports")); p.status != http.StatusForbidden || !strings.Contains(p.body, "Acme is in maintenance") {
 		t.Fatalf("after a broken replacement: %d", p.status)
 	}
@@ -108,9 +104,10 @@ func TestPolicyLayersAndHotReload(t *testing.T) {
 	}
 	// Fixing it restores access.
 	must(t, os.WriteFile(acmeFile, []byte(acmePolicy), 0o644))
-	if !waitFor(t, 15*time.Second, func() bool { return alice.get(g.url("app.localhost", "/reports")).status == 200 }) {
-		t.Fatal("fixed policy not in force")
-	}
+	eventually(t, "fixed policy in force", func() error {
+		st := alice.get(g.url("app.localhost", "/reports")).status
+		return holds(st == 200, "alice on /reports: %d", st)
+	})
 	// Metrics count decisions per route and outcome.
 	m := g.browser(t).get("http://" + g.ops + "/metrics")
 	if !strings.Contains(m.body, `gatehouse_policy_decisions_total{outcome="deny",route="app"}`) {
@@ -147,20 +144,6 @@ func decisionLogged(t *testing.T, path, id string) bool {
 		}
 	}
 	return false
-}
-
-func waitFor(t *testing.T, d time.Duration, cond func() bool) bool {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 func must(t *testing.T, err error) {

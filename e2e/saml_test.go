@@ -18,13 +18,7 @@ import (
 
 // Two orgs on two SAML IdPs (crewjam/saml's samlidp): hooli on its own
 // login domain, piedpiper on the shared sign-in host.
-const samlConfig = `
-public_url: http://auth.localhost:{{PORT}}
-listen: 127.0.0.1:{{PORT}}
-ops_listen: {{OPS}}
-store:
-  badger: { path: {{DATA}} }
-routes:
+const samlConfig = preamble + `routes:
   - id: app
     host: app.localhost
     upstream: {{UPSTREAM}}

@@ -70,15 +70,13 @@ func startTomcat(t *testing.T, files map[string]string) string {
 		}
 	})
 	addr := net.JoinHostPort("127.0.0.1", port)
-	if !waitFor(t, 60*time.Second, func() bool {
+	eventuallyWithin(t, 60*time.Second, "tomcat started", func() error {
 		resp, err := http.Get("http://" + addr + "/")
 		if err != nil {
-			return false
+			return err
 		}
 		resp.Body.Close()
-		return true
-	}) {
-		t.Fatal("tomcat did not start in 60s")
-	}
+		return nil
+	})
 	return "http://" + addr
 }

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/store"
-	"github.com/gatehouse/gatehouse/store/badgerstore"
+	"github.com/gatehouse/gatehouse/store/badgerstore/badgertest"
 )
 
 // A domain claimed by two orgs (one left in the store by an old config,
@@ -18,11 +18,7 @@ import (
 // it entirely, and the conflict is logged once.
 func TestDirectoryContestedDomains(t *testing.T) {
 	ctx := context.Background()
-	st, err := badgerstore.Open("", badgerstore.WithInMemory())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := badgertest.Open(t)
 	t0 := time.Unix(1_800_000_000, 0)
 	claims := func(verifiedAt time.Time) []store.DomainClaim {
 		return []store.DomainClaim{

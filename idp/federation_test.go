@@ -10,16 +10,12 @@ import (
 
 	"github.com/gatehouse/gatehouse/idp/connection"
 	"github.com/gatehouse/gatehouse/store"
-	"github.com/gatehouse/gatehouse/store/badgerstore"
+	"github.com/gatehouse/gatehouse/store/badgerstore/badgertest"
 )
 
 func provisionFixture(t *testing.T, orgs ...store.Org) (*Handler, store.Store) {
 	t.Helper()
-	st, err := badgerstore.Open("", badgerstore.WithInMemory())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := badgertest.Open(t)
 	ctx := context.Background()
 	for _, o := range orgs {
 		if err := st.CreateOrg(ctx, o); err != nil {

@@ -18,7 +18,7 @@ import (
 	"github.com/gatehouse/gatehouse/proxy"
 	"github.com/gatehouse/gatehouse/proxy/session"
 	"github.com/gatehouse/gatehouse/store"
-	"github.com/gatehouse/gatehouse/store/badgerstore"
+	"github.com/gatehouse/gatehouse/store/badgerstore/badgertest"
 )
 
 type noLogin struct{}
@@ -54,11 +54,7 @@ func (f *fixture) opts(fn func(*proxy.Options)) proxy.Options {
 func newFixture(tb testing.TB, engine policy.Engine) *fixture {
 	tb.Helper()
 	ctx := context.Background()
-	st, err := badgerstore.Open("", badgerstore.WithInMemory())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { st.Close() })
+	st := badgertest.Open(tb)
 	must(tb, st.CreateOrg(ctx, store.Org{ID: "org_1", Slug: "acme", Name: "Acme"}))
 	must(tb, st.CreateUser(ctx, store.User{ID: "usr_1", Email: "alice@acme.example"}))
 	must(tb, st.CreateMembership(ctx, store.Membership{UserID: "usr_1", OrgID: "org_1", Roles: []string{"admin"}}))

@@ -27,7 +27,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/idp/connection"
 	"github.com/gatehouse/gatehouse/internal/testidp"
-	"github.com/gatehouse/gatehouse/store/badgerstore"
+	"github.com/gatehouse/gatehouse/store/badgerstore/badgertest"
 )
 
 // clock is a pinned, settable clock.
@@ -106,11 +106,7 @@ func (s *switchableIdP) client() *http.Client {
 // openURL opens acme's SP on metadataURL with the clock and client given.
 func openURL(t *testing.T, metadataURL string, clk *clock, client *http.Client, rotation time.Duration) *conn {
 	t.Helper()
-	st, err := badgerstore.Open("", badgerstore.WithInMemory())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := badgertest.Open(t)
 	raw, _ := json.Marshal(Config{MetadataURL: metadataURL})
 	cv, err := Open(context.Background(), raw, connection.Deps{OrgID: "org_acme", OrgSlug: "acme", Store: st, SignInURL: mustURL("https://login.acme.test"),
 		Logger: slog.New(slog.DiscardHandler), Now: clk.now, HTTPClient: client, KeyRotation: rotation})

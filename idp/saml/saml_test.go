@@ -27,18 +27,14 @@ import (
 
 	"github.com/gatehouse/gatehouse/idp/connection"
 	"github.com/gatehouse/gatehouse/store"
-	"github.com/gatehouse/gatehouse/store/badgerstore"
+	"github.com/gatehouse/gatehouse/store/badgerstore/badgertest"
 )
 
 // fixtureConn is the SP the fixtures were made for, its clock pinned to
 // fixtureTime, on a fresh store.
 func fixtureConn(t testing.TB, mod func(*Config)) (*conn, store.Store) {
 	t.Helper()
-	st, err := badgerstore.Open("", badgerstore.WithInMemory())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := badgertest.Open(t)
 	idpPEM, err := os.ReadFile(filepath.Join("testdata", "idp.pem"))
 	if err != nil {
 		t.Fatal(err)
@@ -185,11 +181,7 @@ func TestUnsolicited(t *testing.T) {
 // The SP key rotates at fixed instants; the next certificate is in the
 // metadata a whole period ahead, and the previous key still decrypts.
 func TestKeyRotation(t *testing.T) {
-	st, err := badgerstore.Open("", badgerstore.WithInMemory())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := badgertest.Open(t)
 	idpPEM, _ := os.ReadFile(filepath.Join("testdata", "idp.pem"))
 	_, idpCert, _ := parseKeyPair(idpPEM)
 	idp := saml.IdentityProvider{Certificate: idpCert, MetadataURL: mustURL(fixtureIdP), SSOURL: mustURL("https://idp.fixture.test/sso")}
@@ -251,11 +243,7 @@ func TestKeyRotation(t *testing.T) {
 // IdP metadata by URL is fetched again every metadata_refresh; a failed
 // fetch keeps the last good copy.
 func TestMetadataRefresh(t *testing.T) {
-	st, err := badgerstore.Open("", badgerstore.WithInMemory())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := badgertest.Open(t)
 	metadataFor := func(file string) string {
 		b, _ := os.ReadFile(filepath.Join("testdata", file))
 		_, cert, err := parseKeyPair(b)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/store"
 	"github.com/gatehouse/gatehouse/store/badgerstore"
+	"github.com/gatehouse/gatehouse/store/badgerstore/badgertest"
 )
 
 func jwksIDs(t *testing.T, m *Manager) map[string]bool {
@@ -220,11 +221,7 @@ func TestJWKSECCoordinatesFullLength(t *testing.T) {
 // finds that key current instead of failing to make its own under the same
 // ID; rotations with sub-second leftovers never reuse an ID.
 func TestKeyIDsAreActivationSeconds(t *testing.T) {
-	st, err := badgerstore.Open("", badgerstore.WithInMemory())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := badgertest.Open(t)
 	ctx := context.Background()
 	base := time.Unix(1_800_000_000, 0)
 	ahead := func() time.Time { return base.Add(700 * time.Millisecond) }

@@ -9,7 +9,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/config"
 	"github.com/gatehouse/gatehouse/internal/web"
-	"github.com/gatehouse/gatehouse/store/badgerstore"
+	"github.com/gatehouse/gatehouse/store/badgerstore/badgertest"
 )
 
 // seedBranding checks the bytes it stores as config validation does, so
@@ -17,11 +17,7 @@ import (
 // at start; a font is announced in its own format.
 func TestSeedBrandingChecksContent(t *testing.T) {
 	ctx := context.Background()
-	st, err := badgerstore.Open("", badgerstore.WithInMemory())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := badgertest.Open(t)
 	dir := t.TempDir()
 	write := func(name, body string) string {
 		p := filepath.Join(dir, name)

@@ -21,7 +21,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/telemetry"
 	"github.com/gatehouse/gatehouse/internal/testdns"
 	"github.com/gatehouse/gatehouse/store"
-	"github.com/gatehouse/gatehouse/store/badgerstore"
+	"github.com/gatehouse/gatehouse/store/badgerstore/badgertest"
 )
 
 // A domain verified early in a sweep routes before the sweep has checked
@@ -29,11 +29,7 @@ import (
 // only at the end.
 func TestDomainCheckReloadsDirectoryDuringSweep(t *testing.T) {
 	ctx := context.Background()
-	st, err := badgerstore.Open("", badgerstore.WithInMemory())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := badgertest.Open(t)
 	quiet := slog.New(slog.DiscardHandler)
 	now := time.Now()
 	// Orgs are swept in ID order; acme's is the lower.
@@ -140,11 +136,7 @@ func TestDomainMethodInStatusAndSuspension(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
-			st, err := badgerstore.Open("", badgerstore.WithInMemory())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer st.Close()
+			st := badgertest.Open(t)
 			logs := &logLines{}
 			log := slog.New(slog.NewJSONHandler(logs, nil))
 			decl := config.Org{Slug: "acme", Name: "Acme", Connection: config.Connection{Type: "password"}}
@@ -224,11 +216,7 @@ func TestDomainMethodInStatusAndSuspension(t *testing.T) {
 // slug (certs: lines then say org=acme, as domains: lines do).
 func TestDeciderNamesOrgsBySlug(t *testing.T) {
 	ctx := context.Background()
-	st, err := badgerstore.Open("", badgerstore.WithInMemory())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := badgertest.Open(t)
 	quiet := slog.New(slog.DiscardHandler)
 	decl := []config.Org{
 		{Slug: "acme", Name: "Acme", LoginDomain: "login.acme.test", Connection: config.Connection{Type: "password"}},
@@ -325,11 +313,7 @@ func scrape(t *testing.T, m *telemetry.Metrics) map[string]float64 {
 // Each sweep publishes how many claims are in each state, by kind.
 func TestDomainClaimsMetric(t *testing.T) {
 	ctx := context.Background()
-	st, err := badgerstore.Open("", badgerstore.WithInMemory())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := badgertest.Open(t)
 	quiet := slog.New(slog.DiscardHandler)
 	acme := config.Org{Slug: "acme", Name: "Acme", LoginDomain: "login.acme.test", EmailDomains: []string{"acme.test", "old.acme.test"}, Connection: config.Connection{Type: "password"}}
 	globex := config.Org{Slug: "globex", Name: "Globex", LoginDomain: "login.globex.test", Connection: config.Connection{Type: "password"}}

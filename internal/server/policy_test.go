@@ -14,7 +14,7 @@ import (
 	"github.com/gatehouse/gatehouse/idp"
 	"github.com/gatehouse/gatehouse/policy"
 	"github.com/gatehouse/gatehouse/store"
-	"github.com/gatehouse/gatehouse/store/badgerstore"
+	"github.com/gatehouse/gatehouse/store/badgerstore/badgertest"
 )
 
 func decide(t *testing.T, r *policy.Rego, orgID, slug string) policy.Decision {
@@ -26,11 +26,7 @@ func decide(t *testing.T, r *policy.Rego, orgID, slug string) policy.Decision {
 // admins write them) as well as from files.
 func TestPolicyLoaderReloadsFromStoreAndFiles(t *testing.T) {
 	ctx := context.Background()
-	st, err := badgerstore.Open("", badgerstore.WithInMemory())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := badgertest.Open(t)
 	for _, o := range []store.Org{{ID: "org_a", Slug: "a", Name: "A"}, {ID: "org_b", Slug: "b", Name: "B", ParentID: "org_a"}, {ID: "org_c", Slug: "c", Name: "C"}} {
 		if err := st.CreateOrg(ctx, o); err != nil {
 			t.Fatal(err)
@@ -135,11 +131,7 @@ func TestSourcesKeyIsStable(t *testing.T) {
 // compiled until it settles.
 func TestReloadWaitsForFilesToSettle(t *testing.T) {
 	ctx := context.Background()
-	st, err := badgerstore.Open("", badgerstore.WithInMemory())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := badgertest.Open(t)
 	orgs, _ := idp.NewDirectory(ctx, st, slog.Default())
 	f := filepath.Join(t.TempDir(), "p.rego")
 	write := func(text string) {

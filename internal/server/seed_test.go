@@ -11,6 +11,7 @@ import (
 	"github.com/gatehouse/gatehouse/idp"
 	"github.com/gatehouse/gatehouse/store"
 	"github.com/gatehouse/gatehouse/store/badgerstore"
+	"github.com/gatehouse/gatehouse/store/badgerstore/badgertest"
 )
 
 // An org dropped from the config releases its domains (a renamed slug
@@ -18,11 +19,7 @@ import (
 // at runtime) is left alone.
 func TestSeedReleasesDomainsOfOrgsDroppedFromConfig(t *testing.T) {
 	ctx := context.Background()
-	st, err := badgerstore.Open("", badgerstore.WithInMemory())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := badgertest.Open(t)
 	runtime := store.Org{ID: "org_rt", Slug: "runtime", Name: "Runtime", LoginDomain: "login.rt.test", EmailDomains: []string{"rt.test"}}
 	if err := st.CreateOrg(ctx, runtime); err != nil {
 		t.Fatal(err)
@@ -261,11 +258,7 @@ func TestSeedDomainTokensPerOrgAndDomain(t *testing.T) {
 	quiet := slog.New(slog.DiscardHandler)
 	now := time.Unix(1_800_000_000, 0)
 	open := func() store.Store {
-		st, err := badgerstore.Open("", badgerstore.WithInMemory())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
+		st := badgertest.Open(t)
 		return st
 	}
 	org := func(slug, login string, email ...string) config.Org {

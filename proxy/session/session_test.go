@@ -11,6 +11,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/store"
 	"github.com/gatehouse/gatehouse/store/badgerstore"
+	"github.com/gatehouse/gatehouse/store/badgerstore/badgertest"
 )
 
 var testKey = []byte("0123456789abcdef0123456789abcdef")
@@ -261,11 +262,7 @@ func BenchmarkAuthenticate(b *testing.B) {
 // assertion, whose exp is capped at the session's end, then has exp after
 // iat even in the session's last second.
 func TestSessionEndsOnWholeSecond(t *testing.T) {
-	st, err := badgerstore.Open("", badgerstore.WithInMemory())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := badgertest.Open(t)
 	created := time.Unix(1_800_000_000, 700_000_000)
 	m := newManager(t, st, func() time.Time { return created })
 	s, err := m.Create(t.Context(), "u1", "o1", "password", "127.0.0.1", "test")
