@@ -12,7 +12,7 @@ import (
 	"github.com/caddyserver/certmagic"
 
 	"github.com/gatehouse/gatehouse/internal/loop"
-	"github.com/gatehouse/gatehouse/proxy/session"
+	"github.com/gatehouse/gatehouse/internal/token"
 	"github.com/gatehouse/gatehouse/store"
 )
 
@@ -47,7 +47,7 @@ const lockTTL = 30 * time.Second
 
 // NewStorage returns certmagic storage on st.
 func NewStorage(st store.Store) *Storage {
-	return &Storage{st: st, node: session.RandomID()[:12], ttl: lockTTL, held: map[string]heldLock{}}
+	return &Storage{st: st, node: token.RandomID()[:12], ttl: lockTTL, held: map[string]heldLock{}}
 }
 
 func (s *Storage) Store(ctx context.Context, key string, value []byte) error {
@@ -169,7 +169,7 @@ func (s *Storage) TryLock(ctx context.Context, name string) (bool, error) {
 			s.mu.Unlock()
 		}
 	}()
-	owner := s.node + "/" + session.RandomID()[:12]
+	owner := s.node + "/" + token.RandomID()[:12]
 	ok, err := s.st.AcquireLock(ctx, "certmagic/"+name, owner, s.ttl)
 	if err != nil || !ok {
 		return false, err

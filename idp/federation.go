@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/idp/connection"
+	"github.com/gatehouse/gatehouse/internal/request"
+	"github.com/gatehouse/gatehouse/internal/token"
 	"github.com/gatehouse/gatehouse/internal/web"
 	"github.com/gatehouse/gatehouse/proxy/session"
 	"github.com/gatehouse/gatehouse/store"
@@ -49,14 +51,14 @@ type flowRecord struct {
 // each other.
 func flowCookieName(r *http.Request, state string) string {
 	name := "gatehouse_flow_" + state[:16]
-	if session.IsSecure(r) {
+	if request.IsSecure(r) {
 		return "__Host-" + name
 	}
 	return name
 }
 
 // validFlowState: RandomID's alphabet and length.
-func validFlowState(s string) bool { return session.ValidToken(s, 16, 64) }
+func validFlowState(s string) bool { return token.ValidToken(s, 16, 64) }
 
 // beginRedirect starts a sign-in at the org's IdP.
 func (h *Handler) beginRedirect(w http.ResponseWriter, r *http.Request, org, owner *store.Org, c connection.Redirect, rd, hint string) {
@@ -68,11 +70,11 @@ func (h *Handler) beginRedirect(w http.ResponseWriter, r *http.Request, org, own
 		web.Error(w, http.StatusTooManyRequests, "Too many sign-ins were started from your network. Try again in "+wait(until, now)+".", ref)
 		return
 	}
-	state := session.RandomID()
-	secret := session.RandomID()
+	state := token.RandomID()
+	secret := token.RandomID()
 	// The callback is on this host (checked by the caller), with the
 	// public URL's scheme and port: never taken from the Host header.
-	cb := url.URL{Scheme: h.o.PublicURL.Scheme, Host: withPort(session.HostOf(r), h.o.PublicURL.Port()), Path: CallbackPath}
+	cb := url.URL{Scheme: h.o.PublicURL.Scheme, Host: withPort(request.Host(r), h.o.PublicURL.Port()), Path: CallbackPath}
 	req := connection.BeginRequest{State: state, CallbackURL: cb.String(), LoginHint: hint}
 	to, data, err := c.Begin(r.Context(), req)
 	if err != nil {
@@ -80,7 +82,7 @@ func (h *Handler) beginRedirect(w http.ResponseWriter, r *http.Request, org, own
 		return
 	}
 	rec := flowRecord{OrgID: org.ID, ConnKey: connKey(owner), Type: owner.Connection.Type,
-		Host: session.HostOf(r), Callback: req.CallbackURL, Hint: hint, RD: rd, State: stateParam(r), Conn: data}
+		Host: request.Host(r), Callback: req.CallbackURL, Hint: hint, RD: rd, State: stateParam(r), Conn: data}
 	b, err := json.Marshal(rec)
 	if err == nil {
 		err = h.o.Store.PutOnce(r.Context(), flowKind, flowKey(state, secret), b, h.o.Now().Add(flowTTL))
@@ -96,12 +98,12 @@ func (h *Handler) beginRedirect(w http.ResponseWriter, r *http.Request, org, own
 	sameSite := http.SameSiteLaxMode
 	if owner.Connection.Type == "saml" {
 		sameSite = http.SameSiteDefaultMode
-		if session.IsSecure(r) {
+		if request.IsSecure(r) {
 			sameSite = http.SameSiteNoneMode
 		}
 	}
 	http.SetCookie(w, &http.Cookie{Name: flowCookieName(r, state), Value: secret, Path: "/", MaxAge: int(flowTTL / time.Second),
-		HttpOnly: true, Secure: session.IsSecure(r), SameSite: sameSite})
+		HttpOnly: true, Secure: request.IsSecure(r), SameSite: sameSite})
 	h.o.Logger.Info("idp: sign-in sent to the IdP", "org", org.Slug, "connection", owner.Connection.Type)
 	http.Redirect(w, r, to, http.StatusSeeOther)
 }
@@ -177,7 +179,7 @@ func (h *Handler) startIdPLogout(w http.ResponseWriter, r *http.Request, id *ses
 	if !ok {
 		return false
 	}
-	relay := session.RandomID()
+	relay := token.RandomID()
 	to, reqID, err := lc.LogoutURL(r.Context(), id.LogoutHint, relay)
 	if err != nil || to == "" {
 		if err != nil {
@@ -333,10 +335,10 @@ func (h *Handler) revokeMatching(ctx context.Context, owner *store.Org, matches 
 // samlOrg is the org a SAML endpoint serves: the login domain's org, or
 // the slug in the path on the shared host.
 func (h *Handler) samlOrg(r *http.Request) (*store.Org, bool) {
-	if o, ok := h.o.Orgs.ByLoginHost(session.HostOf(r)); ok {
+	if o, ok := h.o.Orgs.ByLoginHost(request.Host(r)); ok {
 		return o, r.PathValue("org") == ""
 	}
-	if session.HostOf(r) != strings.ToLower(h.o.PublicURL.Hostname()) {
+	if request.Host(r) != strings.ToLower(h.o.PublicURL.Hostname()) {
 		return nil, false
 	}
 	o, ok := h.o.Orgs.BySlug(r.PathValue("org"))
@@ -360,7 +362,7 @@ const (
 // strayEndpoint says why r's SAML endpoint belongs to no org, and names
 // the org whose host or slug it used, if any (nil otherwise).
 func (h *Handler) strayEndpoint(r *http.Request) (*store.Org, string) {
-	host, slug := session.HostOf(r), r.PathValue("org")
+	host, slug := request.Host(r), r.PathValue("org")
 	if o, ok := h.o.Orgs.ByLoginHost(host); ok {
 		return o, fmt.Sprintf("org %s's login domain %s takes no org slug in the path (got %.64q)", o.Slug, host, slug)
 	}
@@ -402,7 +404,7 @@ func (h *Handler) refuseAddress(w http.ResponseWriter, r *http.Request, org *sto
 		what, setting = "sign-out", "single logout URL"
 	}
 	h.o.Logger.Warn("idp: SAML "+what+" posted to a wrong address", "ref", ref, "outcome", outcome, "org", slug, "reason", reason,
-		"host", session.HostOf(r), "path", truncate(r.URL.Path, 200))
+		"host", request.Host(r), "path", truncate(r.URL.Path, 200))
 	if !logout {
 		h.o.Metrics.Logins.WithLabelValues(slug, outcome).Inc()
 	}
@@ -524,7 +526,7 @@ func (h *Handler) finishFlow(w http.ResponseWriter, r *http.Request, state strin
 	// response stolen or posted elsewhere neither finishes nor spends the
 	// sign-in of the person it belongs to.
 	name := flowCookieName(r, state)
-	ckv, ok := session.CookieValue(r, name)
+	ckv, ok := request.CookieValue(r, name)
 	if !ok {
 		if acsOrg != nil {
 			return false // treated as unsolicited: refused unless the org allows those
@@ -549,8 +551,8 @@ func (h *Handler) finishFlow(w http.ResponseWriter, r *http.Request, state strin
 		h.signInError(w, r, nil, "callback", connection.Errorf(connection.KindInternal, "idp: corrupt flow record: %w", err))
 		return true
 	}
-	http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: session.IsSecure(r), SameSite: http.SameSiteLaxMode})
-	if rec.Host != session.HostOf(r) {
+	http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: request.IsSecure(r), SameSite: http.SameSiteLaxMode})
+	if rec.Host != request.Host(r) {
 		h.flowRefused(w, r, "state started on host "+rec.Host)
 		return true
 	}
@@ -629,7 +631,7 @@ func (h *Handler) startSession(w http.ResponseWriter, r *http.Request, org *stor
 // expired, replayed, forged, or opened elsewhere.
 func (h *Handler) flowRefused(w http.ResponseWriter, r *http.Request, reason string) {
 	ref := h.ref()
-	h.o.Logger.Warn("idp: sign-in response refused", "ref", ref, "reason", reason, "host", session.HostOf(r))
+	h.o.Logger.Warn("idp: sign-in response refused", "ref", ref, "reason", reason, "host", request.Host(r))
 	h.o.Metrics.Logins.WithLabelValues("", "invalid").Inc()
 	web.Render(w, http.StatusBadRequest, "error", web.Page{Title: "Sign-in expired",
 		Error: "This sign-in has expired, was already used, or was started in another browser. Start again from your application.", Reference: ref, Back: LoginPath})
@@ -667,7 +669,7 @@ func (h *Handler) signInError(w http.ResponseWriter, r *http.Request, org *store
 	if kind == connection.KindInternal || kind == connection.KindUnreachable {
 		level = h.o.Logger.Error
 	}
-	level("idp: sign-in failed", "ref", ref, "org", slug, "step", step, "outcome", outcome, "reason", err.Error(), "host", session.HostOf(r))
+	level("idp: sign-in failed", "ref", ref, "org", slug, "step", step, "outcome", outcome, "reason", err.Error(), "host", request.Host(r))
 	p := web.Page{Title: "Sign-in failed", Error: msg, Reference: ref, Back: LoginPath}
 	if org != nil {
 		p.Brand, p.OrgName = h.brand(org), org.Name
@@ -730,7 +732,7 @@ func (h *Handler) provision(ctx context.Context, org, owner *store.Org, id conne
 			if p.ExistingUsersOnly {
 				return store.User{}, connection.Errorf(connection.KindUnknownUser, "provision: no user %s and org %s creates none (existing_users_only)", email, org.Slug)
 			}
-			u = store.User{ID: "usr_" + strings.ToLower(session.RandomID()[:26]), Email: email, Name: name, CreatedAt: now, UpdatedAt: now}
+			u = store.User{ID: "usr_" + strings.ToLower(token.RandomID()[:26]), Email: email, Name: name, CreatedAt: now, UpdatedAt: now}
 			if err := h.o.Store.CreateUser(ctx, u); errors.Is(err, store.ErrAlreadyExists) {
 				continue // another first sign-in won; read theirs
 			} else if err != nil {

@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gatehouse/gatehouse/proxy/session"
+	"github.com/gatehouse/gatehouse/internal/request"
 )
 
 // Known clients. A per-account failure limit that anyone can run down
@@ -31,7 +31,7 @@ const (
 )
 
 func deviceCookieName(r *http.Request) string {
-	if session.IsSecure(r) {
+	if request.IsSecure(r) {
 		return "__Host-gatehouse_device"
 	}
 	return "_gatehouse_device"
@@ -47,7 +47,7 @@ func (h *Handler) deviceMAC(acct string, issued int64) string {
 // deviceEntries parses the known-device cookie: "~"-separated entries of
 // "<issued, base 36>.<mac>", newest first.
 func deviceEntries(r *http.Request) []string {
-	v, ok := session.CookieValue(r, deviceCookieName(r))
+	v, ok := request.CookieValue(r, deviceCookieName(r))
 	if !ok || len(v) > 512 {
 		return nil
 	}
@@ -83,7 +83,7 @@ func (h *Handler) rememberDevice(w http.ResponseWriter, r *http.Request, acct st
 		}
 	}
 	http.SetCookie(w, &http.Cookie{Name: deviceCookieName(r), Value: strings.Join(entries, "~"), Path: "/",
-		MaxAge: int(knownDeviceLifetime / time.Second), HttpOnly: true, Secure: session.IsSecure(r), SameSite: http.SameSiteLaxMode})
+		MaxAge: int(knownDeviceLifetime / time.Second), HttpOnly: true, Secure: request.IsSecure(r), SameSite: http.SameSiteLaxMode})
 }
 
 // knownAddrs remembers (account, address) pairs that signed in, per node.

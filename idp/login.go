@@ -19,7 +19,9 @@ import (
 	"github.com/gatehouse/gatehouse/idp/connection"
 	"github.com/gatehouse/gatehouse/idp/password"
 	"github.com/gatehouse/gatehouse/internal/clientip"
+	"github.com/gatehouse/gatehouse/internal/request"
 	"github.com/gatehouse/gatehouse/internal/telemetry"
+	"github.com/gatehouse/gatehouse/internal/token"
 	"github.com/gatehouse/gatehouse/internal/web"
 	"github.com/gatehouse/gatehouse/proxy/session"
 	"github.com/gatehouse/gatehouse/store"
@@ -169,7 +171,7 @@ func withPort(host, port string) string {
 // through its ancestor's IdP, on that ancestor's sign-in host).
 func (h *Handler) fixedOrg(r *http.Request) *store.Org {
 	slug := r.FormValue("org")
-	if o, ok := h.o.Orgs.ByLoginHost(session.HostOf(r)); ok {
+	if o, ok := h.o.Orgs.ByLoginHost(request.Host(r)); ok {
 		if c, ok := h.o.Orgs.BySlug(slug); ok && c.ID != o.ID && c.Connection.Type == "" && h.sameOwner(c, o) {
 			return c
 		}
@@ -198,18 +200,18 @@ func (h *Handler) page(r *http.Request, w http.ResponseWriter, org *store.Org, r
 	p := web.Page{Title: "Sign in", CSRF: h.csrfToken(w, r), Redirect: rd, State: stateParam(r), Action: LoginPath, Step: "discover"}
 	if org == nil {
 		// The shared sign-in on an org's own login domain is still theirs.
-		if o, ok := h.o.Orgs.ByLoginHost(session.HostOf(r)); ok {
+		if o, ok := h.o.Orgs.ByLoginHost(request.Host(r)); ok {
 			p.Brand = h.brand(o)
 		}
 	}
 	if org != nil {
 		p.Brand = h.brand(org)
 		p.OrgName, p.Step = org.Name, "password"
-		if strings.EqualFold(org.LoginDomain, session.HostOf(r)) {
+		if strings.EqualFold(org.LoginDomain, request.Host(r)) {
 			// Not this org's person after all: back to the shared sign-in.
 			p.Back = h.loginURL("", "switch", "1", "rd", rd, "state", p.State)
 		}
-		if session.HostOf(r) != strings.ToLower(org.LoginDomain) {
+		if request.Host(r) != strings.ToLower(org.LoginDomain) {
 			p.Action = LoginPath + "?org=" + url.QueryEscape(org.Slug)
 		}
 	}
@@ -236,7 +238,7 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) {
 	// (home-realm discovery cookie) and goes straight to its own domain,
 	// unless the person asked to use a different email.
 	if org == nil && r.FormValue("switch") == "" {
-		if slug, ok := session.CookieValue(r, hrdCookieName(r)); ok {
+		if slug, ok := request.CookieValue(r, hrdCookieName(r)); ok {
 			if o, ok := h.o.Orgs.BySlug(slug); ok && o.LoginDomain != "" {
 				http.Redirect(w, r, h.orgLoginURL(o, rd, "", stateParam(r)), http.StatusSeeOther)
 				return
@@ -310,7 +312,7 @@ func (h *Handler) startFederated(w http.ResponseWriter, r *http.Request, org *st
 	if host == "" {
 		host = strings.ToLower(h.o.PublicURL.Hostname())
 	}
-	if session.HostOf(r) != host {
+	if request.Host(r) != host {
 		slug := ""
 		if org.ID != owner.ID || owner.LoginDomain == "" {
 			slug = org.Slug
@@ -325,7 +327,7 @@ func (h *Handler) startFederated(w http.ResponseWriter, r *http.Request, org *st
 // hrdCookieName remembers, on the shared sign-in host, the org a browser
 // last signed in with. It holds only a public org slug.
 func hrdCookieName(r *http.Request) string {
-	if session.IsSecure(r) {
+	if request.IsSecure(r) {
 		return "__Host-gatehouse_hrd"
 	}
 	return "_gatehouse_hrd"
@@ -349,7 +351,7 @@ func (h *Handler) redirectParam(w http.ResponseWriter, r *http.Request) (string,
 	if err != nil {
 		ref := h.ref()
 		// No query string or fragment in logs: they may carry tokens.
-		h.o.Logger.Warn("idp: redirect refused", "ref", ref, "rd", truncate(withoutQuery(raw), 200), "host", session.HostOf(r))
+		h.o.Logger.Warn("idp: redirect refused", "ref", ref, "rd", truncate(withoutQuery(raw), 200), "host", request.Host(r))
 		web.Error(w, http.StatusBadRequest, "The link you followed points somewhere this sign-in page will not send you. Open the application again from its usual address.", ref)
 		return "", false
 	}
@@ -404,7 +406,7 @@ func (h *Handler) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	if !h.checkCSRF(r) {
 		ref := h.ref()
-		h.o.Logger.Warn("idp: csrf token missing or wrong", "ref", ref, "host", session.HostOf(r))
+		h.o.Logger.Warn("idp: csrf token missing or wrong", "ref", ref, "host", request.Host(r))
 		web.Error(w, http.StatusForbidden, "This form expired or was not sent from this page. Reload the sign-in page and try again.", ref)
 		return
 	}
@@ -425,9 +427,9 @@ func (h *Handler) loginSubmit(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		// The org signs in on its own domain: go there.
-		if org.LoginDomain != "" && session.HostOf(r) != org.LoginDomain {
+		if org.LoginDomain != "" && request.Host(r) != org.LoginDomain {
 			http.SetCookie(w, &http.Cookie{Name: hrdCookieName(r), Value: org.Slug, Path: "/", MaxAge: 90 * 24 * 3600,
-				HttpOnly: true, Secure: session.IsSecure(r), SameSite: http.SameSiteLaxMode})
+				HttpOnly: true, Secure: request.IsSecure(r), SameSite: http.SameSiteLaxMode})
 			http.Redirect(w, r, h.orgLoginURL(org, rd, email, stateParam(r)), http.StatusSeeOther)
 			return
 		}
@@ -563,7 +565,7 @@ func (h *Handler) complete(w http.ResponseWriter, r *http.Request, sid, orgID, r
 		return
 	}
 	u, err := url.Parse(rd)
-	if err != nil || u.Host == "" || u.Hostname() == session.HostOf(r) {
+	if err != nil || u.Host == "" || u.Hostname() == request.Host(r) {
 		http.Redirect(w, r, rd, http.StatusSeeOther)
 		return
 	}
@@ -581,7 +583,7 @@ func (h *Handler) complete(w http.ResponseWriter, r *http.Request, sid, orgID, r
 		http.Redirect(w, r, rd, http.StatusSeeOther)
 		return
 	}
-	id := session.RandomID()
+	id := token.RandomID()
 	b, _ := json.Marshal(ticket{SID: sid, Host: u.Hostname(), RD: rd, State: state})
 	if err := h.o.Store.PutOnce(r.Context(), handoffKind, id, b, h.o.Now().Add(handoffTTL)); err != nil {
 		ref := h.ref()
@@ -598,7 +600,7 @@ func (h *Handler) handoff(w http.ResponseWriter, r *http.Request) {
 	again := h.LoginURL("", "", "")
 	fail := func(reason string) {
 		ref := h.ref()
-		h.o.Logger.Warn("idp: hand-off refused", "ref", ref, "reason", reason, "host", session.HostOf(r))
+		h.o.Logger.Warn("idp: hand-off refused", "ref", ref, "reason", reason, "host", request.Host(r))
 		web.Render(w, http.StatusBadRequest, "error", web.Page{Title: "Sign-in link expired",
 			Error: "This sign-in link has expired or was already used. Open the application again to sign in.", Reference: ref, Back: again})
 	}
@@ -616,7 +618,7 @@ func (h *Handler) handoff(w http.ResponseWriter, r *http.Request) {
 		fail("corrupt ticket")
 		return
 	}
-	if t.Host != session.HostOf(r) {
+	if t.Host != request.Host(r) {
 		fail("ticket for host " + t.Host)
 		return
 	}
@@ -690,7 +692,7 @@ func (h *Handler) logoutSubmit(w http.ResponseWriter, r *http.Request) {
 // CSRF: a random cookie per browser and host; the form token is an HMAC
 // of it, so a page on another origin can neither read nor forge it.
 func (h *Handler) csrfCookieName(r *http.Request) string {
-	if session.IsSecure(r) {
+	if request.IsSecure(r) {
 		return "__Host-gatehouse_csrf"
 	}
 	return "_gatehouse_csrf"
@@ -698,14 +700,14 @@ func (h *Handler) csrfCookieName(r *http.Request) string {
 
 func (h *Handler) csrfToken(w http.ResponseWriter, r *http.Request) string {
 	name := h.csrfCookieName(r)
-	v, ok := session.CookieValue(r, name)
+	v, ok := request.CookieValue(r, name)
 	if !ok || len(v) != 43 {
-		v = session.RandomID()
-		http.SetCookie(w, &http.Cookie{Name: name, Value: v, Path: "/", HttpOnly: true, Secure: session.IsSecure(r), SameSite: http.SameSiteLaxMode})
+		v = token.RandomID()
+		http.SetCookie(w, &http.Cookie{Name: name, Value: v, Path: "/", HttpOnly: true, Secure: request.IsSecure(r), SameSite: http.SameSiteLaxMode})
 		// Let this request's form use the new cookie's token.
 		r.AddCookie(&http.Cookie{Name: name, Value: v})
 	}
-	return h.csrfMAC(v, session.HostOf(r))
+	return h.csrfMAC(v, request.Host(r))
 }
 
 func (h *Handler) csrfMAC(cookie, host string) string {
@@ -715,12 +717,12 @@ func (h *Handler) csrfMAC(cookie, host string) string {
 }
 
 func (h *Handler) checkCSRF(r *http.Request) bool {
-	cv, ok := session.CookieValue(r, h.csrfCookieName(r))
+	cv, ok := request.CookieValue(r, h.csrfCookieName(r))
 	tok := r.PostFormValue("csrf")
 	if !ok || tok == "" {
 		return false
 	}
-	return hmac.Equal([]byte(tok), []byte(h.csrfMAC(cv, session.HostOf(r))))
+	return hmac.Equal([]byte(tok), []byte(h.csrfMAC(cv, request.Host(r))))
 }
 
 func (h *Handler) audit(ctx context.Context, orgID, actor, action, outcome string, details map[string]string) {
@@ -733,7 +735,7 @@ func (h *Handler) audit(ctx context.Context, orgID, actor, action, outcome strin
 	}
 }
 
-func (h *Handler) ref() string { return session.RandomID()[:12] }
+func (h *Handler) ref() string { return token.RandomID()[:12] }
 
 func wait(until, now time.Time) string {
 	d := until.Sub(now).Round(time.Minute)

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/idp/connection"
+	"github.com/gatehouse/gatehouse/internal/request"
+	"github.com/gatehouse/gatehouse/internal/token"
 	"github.com/gatehouse/gatehouse/internal/web"
 	"github.com/gatehouse/gatehouse/proxy/session"
 	"github.com/gatehouse/gatehouse/store"
@@ -37,7 +39,7 @@ type unsolicitedRecord struct {
 }
 
 func (h *Handler) unsolicitedCookie(r *http.Request) string {
-	if session.IsSecure(r) {
+	if request.IsSecure(r) {
 		return "__Host-gatehouse_unsolicited"
 	}
 	return "_gatehouse_unsolicited"
@@ -46,7 +48,7 @@ func (h *Handler) unsolicitedCookie(r *http.Request) string {
 // holdUnsolicited stores a verified IdP-initiated sign-in and sends the
 // browser on to unsolicitedPath on this host.
 func (h *Handler) holdUnsolicited(w http.ResponseWriter, r *http.Request, rec unsolicitedRecord) {
-	secret := session.RandomID()
+	secret := token.RandomID()
 	rec.Expires = h.o.Now().Add(unsolicitedTTL)
 	token, err := h.putUnsolicited(w, r, rec, secret)
 	if err != nil {
@@ -60,7 +62,7 @@ func (h *Handler) holdUnsolicited(w http.ResponseWriter, r *http.Request, rec un
 // putUnsolicited stores rec for the browser holding secret (in its
 // cookie, set here) and returns the token that, with it, takes rec back.
 func (h *Handler) putUnsolicited(w http.ResponseWriter, r *http.Request, rec unsolicitedRecord, secret string) (string, error) {
-	token := session.RandomID()
+	token := token.RandomID()
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return "", err
@@ -73,7 +75,7 @@ func (h *Handler) putUnsolicited(w http.ResponseWriter, r *http.Request, rec uns
 		return "", err
 	}
 	http.SetCookie(w, &http.Cookie{Name: h.unsolicitedCookie(r), Value: secret, Path: "/", MaxAge: max(1, int(left/time.Second)),
-		HttpOnly: true, Secure: session.IsSecure(r), SameSite: http.SameSiteLaxMode})
+		HttpOnly: true, Secure: request.IsSecure(r), SameSite: http.SameSiteLaxMode})
 	return token, nil
 }
 
@@ -82,9 +84,9 @@ func (h *Handler) putUnsolicited(w http.ResponseWriter, r *http.Request, rec uns
 // org; otherwise after the person chose (POST, with the CSRF token).
 func (h *Handler) unsolicitedContinue(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
-	token := r.FormValue("t")
-	cv, ok := session.CookieValue(r, h.unsolicitedCookie(r))
-	if !ok || !session.ValidToken(token, 16, 64) || !session.ValidToken(cv, 16, 64) {
+	tok := r.FormValue("t")
+	cv, ok := request.CookieValue(r, h.unsolicitedCookie(r))
+	if !ok || !token.ValidToken(tok, 16, 64) || !token.ValidToken(cv, 16, 64) {
 		h.flowRefused(w, r, "IdP-initiated sign-in continued without its token or browser cookie")
 		return
 	}
@@ -92,7 +94,7 @@ func (h *Handler) unsolicitedContinue(w http.ResponseWriter, r *http.Request) {
 		h.flowRefused(w, r, "IdP-initiated sign-in choice without a valid CSRF token")
 		return
 	}
-	b, err := h.o.Store.TakeOnce(r.Context(), unsolicitedKind, flowKey(token, cv))
+	b, err := h.o.Store.TakeOnce(r.Context(), unsolicitedKind, flowKey(tok, cv))
 	var rec unsolicitedRecord
 	if err != nil || json.Unmarshal(b, &rec) != nil || !h.o.Now().Before(rec.Expires) {
 		h.flowRefused(w, r, "unknown, used or expired IdP-initiated sign-in")
@@ -111,19 +113,19 @@ func (h *Handler) unsolicitedContinue(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Method == http.MethodPost && r.PostFormValue("choice") == "stay" {
 		h.o.Logger.Info("idp: idp-initiated sign-in declined; the existing session stays", "org", org.Slug)
-		http.SetCookie(w, &http.Cookie{Name: h.unsolicitedCookie(r), Path: "/", MaxAge: -1, HttpOnly: true, Secure: session.IsSecure(r), SameSite: http.SameSiteLaxMode})
+		http.SetCookie(w, &http.Cookie{Name: h.unsolicitedCookie(r), Path: "/", MaxAge: -1, HttpOnly: true, Secure: request.IsSecure(r), SameSite: http.SameSiteLaxMode})
 		http.Redirect(w, r, rec.Landing, http.StatusSeeOther)
 		return
 	}
 	if r.Method == http.MethodGet && h.otherSession(r, user.ID, org.ID) {
 		// Ask; the record is stored again under a new token.
-		token, err := h.putUnsolicited(w, r, rec, cv)
+		tok, err := h.putUnsolicited(w, r, rec, cv)
 		if err != nil {
 			h.signInError(w, r, org, "acs", connection.Errorf(connection.KindInternal, "idp: hold idp-initiated sign-in: %w", err))
 			return
 		}
 		h.o.Logger.Info("idp: idp-initiated sign-in would replace another session; asking", "org", org.Slug)
-		h.renderSwitch(w, r, rec, token)
+		h.renderSwitch(w, r, rec, tok)
 		return
 	}
 	if r.Method == http.MethodPost {
@@ -136,7 +138,7 @@ func (h *Handler) unsolicitedContinue(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	http.SetCookie(w, &http.Cookie{Name: h.unsolicitedCookie(r), Path: "/", MaxAge: -1, HttpOnly: true, Secure: session.IsSecure(r), SameSite: http.SameSiteLaxMode})
+	http.SetCookie(w, &http.Cookie{Name: h.unsolicitedCookie(r), Path: "/", MaxAge: -1, HttpOnly: true, Secure: request.IsSecure(r), SameSite: http.SameSiteLaxMode})
 	h.startSession(w, r, org, user, owner, rec.Identity, rec.Landing, "")
 }
 
@@ -169,7 +171,7 @@ func (h *Handler) renderSwitch(w http.ResponseWriter, r *http.Request, rec unsol
 // samlHostOf reports whether r is on the host org's SAML endpoints use.
 func (h *Handler) samlHostOf(r *http.Request, org *store.Org) bool {
 	if org.LoginDomain != "" {
-		return strings.EqualFold(session.HostOf(r), org.LoginDomain)
+		return strings.EqualFold(request.Host(r), org.LoginDomain)
 	}
-	return strings.EqualFold(session.HostOf(r), h.o.PublicURL.Hostname())
+	return strings.EqualFold(request.Host(r), h.o.PublicURL.Hostname())
 }

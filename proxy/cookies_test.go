@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gatehouse/gatehouse/proxy/session"
+	"github.com/gatehouse/gatehouse/internal/request"
 )
 
 // Gatehouse's cookies are stripped by their parsed name, whatever the
@@ -59,12 +59,12 @@ func FuzzCookieStripping(f *testing.F) {
 			return
 		}
 		r := &http.Request{Header: http.Header{"Cookie": {line}}}
-		v, ok := session.CookieValue(r, name)
+		v, ok := request.CookieValue(r, name)
 		hd := http.Header{"Cookie": {line}}
 		stripCookies(hd, func(n string) bool { return n == name }, []string{name})
 		if ok {
 			for _, l := range hd["Cookie"] {
-				if got, still := session.CookieValue(&http.Request{Header: http.Header{"Cookie": {l}}}, name); still {
+				if got, still := request.CookieValue(&http.Request{Header: http.Header{"Cookie": {l}}}, name); still {
 					t.Fatalf("Cookie %q: %s=%q accepted, and %q still reaches the upstream in %q", line, name, v, got, l)
 				}
 			}

@@ -17,7 +17,9 @@ import (
 
 	"github.com/gatehouse/gatehouse/config"
 	"github.com/gatehouse/gatehouse/internal/clientip"
+	"github.com/gatehouse/gatehouse/internal/request"
 	"github.com/gatehouse/gatehouse/internal/telemetry"
+	"github.com/gatehouse/gatehouse/internal/token"
 	"github.com/gatehouse/gatehouse/internal/web"
 	"github.com/gatehouse/gatehouse/policy"
 	"github.com/gatehouse/gatehouse/proxy/session"
@@ -164,7 +166,7 @@ func (h *Handler) reverseProxy(rt *Route) *httputil.ReverseProxy {
 				pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
 			}
 			pr.SetXForwarded()
-			if session.IsSecure(pr.In) {
+			if request.IsSecure(pr.In) {
 				pr.Out.Header.Set("X-Forwarded-Proto", "https")
 			}
 			if f != nil && f.client != "" && !rt.passClient["x-real-ip"] {
@@ -197,7 +199,7 @@ func (h *Handler) reverseProxy(rt *Route) *httputil.ReverseProxy {
 				web.Error(w, http.StatusBadRequest, "The request body is malformed or incomplete.", "")
 				return
 			}
-			ref := session.RandomID()[:12]
+			ref := token.RandomID()[:12]
 			h.o.Logger.Error("proxy: upstream failed", "ref", ref, "route", rt.ID, "upstream", rt.Upstream.Host, "err", err)
 			web.Error(w, http.StatusBadGateway, "The application is not responding right now. Try again in a moment.", ref)
 		},
@@ -311,7 +313,7 @@ func stripCookies(hd http.Header, ours func(string) bool, markers []string) {
 	var kept []string
 	for _, l := range lines {
 		for part := range strings.SplitSeq(l, ";") {
-			if name := session.CookieName(part); name != "" && !ours(name) {
+			if name := request.CookieName(part); name != "" && !ours(name) {
 				kept = append(kept, strings.Trim(part, " \t"))
 			}
 		}
@@ -359,9 +361,9 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	var trusted bool
 	lg.client, trusted = h.o.ClientIP.Resolve(r)
 	if trusted && r.TLS == nil && strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") {
-		r = session.WithSecure(r)
+		r = request.WithSecure(r)
 	}
-	host := session.HostOf(r)
+	host := request.Host(r)
 	path, escaped, err := CanonicalPath(r.URL.EscapedPath())
 	defer func() {
 		h.finish(w, r, host, path, &lg, start)
@@ -465,7 +467,7 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 	if !d.Allow {
 		if d.ID == "" {
-			d.ID = session.RandomID()[:12] // e.g. a route's orgs list denied: still give a reference
+			d.ID = token.RandomID()[:12] // e.g. a route's orgs list denied: still give a reference
 		}
 		lg.decision = "deny"
 		h.o.Logger.Info("proxy: denied", "route", rt.ID, "org", id.OrgSlug, "user", id.UserID, "reasons", d.Reasons, "decision_id", d.ID)
@@ -481,7 +483,7 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		// No signed identity means no forwarding: fail closed.
 		lg.decision = "error"
-		ref := session.RandomID()[:12]
+		ref := token.RandomID()[:12]
 		h.o.Logger.Error("proxy: signing assertion failed", "ref", ref, "route", rt.ID, "err", err)
 		web.Error(w, http.StatusInternalServerError, "Gatehouse could not sign your identity for this application. Try again shortly.", ref)
 		return
@@ -580,7 +582,7 @@ func (h *Handler) assertion(e *session.Entry, id *session.Identity, aud string, 
 	tok, err := h.o.Signer.Sign(Claims{
 		Issuer: h.o.Issuer, Audience: aud, Subject: id.UserID, Email: id.Email, Name: id.Name,
 		OrgID: id.OrgID, OrgSlug: id.OrgSlug, Roles: roles, Groups: groups,
-		IssuedAt: now.Unix(), NotBefore: now.Unix(), Expiry: exp.Unix(), ID: session.RandomID()[:22],
+		IssuedAt: now.Unix(), NotBefore: now.Unix(), Expiry: exp.Unix(), ID: token.RandomID()[:22],
 	})
 	if err != nil {
 		return "", err
@@ -609,7 +611,7 @@ type Claims struct {
 func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request, rt *Route, host string, err error) {
 	switch {
 	case errors.Is(err, session.ErrUnavailable):
-		ref := session.RandomID()[:12]
+		ref := token.RandomID()[:12]
 		h.o.Logger.Error("proxy: session check failed", "ref", ref, "route", rt.ID, "err", err)
 		w.Header().Set("Retry-After", "5")
 		web.Error(w, http.StatusServiceUnavailable, "Gatehouse cannot check your session right now. Try again in a few seconds.", ref)
@@ -622,7 +624,7 @@ func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request, rt *Ro
 	// act on instead of an HTML redirect.
 	if (r.Method == http.MethodGet || r.Method == http.MethodHead) && acceptsHTML(r) {
 		scheme := "http"
-		if session.IsSecure(r) {
+		if request.IsSecure(r) {
 			scheme = "https"
 		}
 		// Built from the normalized host, so the sign-in page accepts it.

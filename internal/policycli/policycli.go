@@ -22,6 +22,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/tester"
 
 	"github.com/gatehouse/gatehouse/config"
+	"github.com/gatehouse/gatehouse/internal/request"
 	"github.com/gatehouse/gatehouse/policy"
 	"github.com/gatehouse/gatehouse/proxy"
 	"github.com/gatehouse/gatehouse/proxy/session"
@@ -275,7 +276,7 @@ func buildInput(cfgPath, email, orgSlug, method, rawURL, client string, headers 
 		}
 		r.Header.Add(strings.TrimSpace(k), strings.TrimSpace(v))
 	}
-	host := session.HostOf(r)
+	host := request.Host(r)
 	path, _, err := proxy.CanonicalPath(u.EscapedPath())
 	if err != nil {
 		return nil, fmt.Errorf("--url: %w", err)

@@ -38,6 +38,7 @@ import (
 	"github.com/gatehouse/gatehouse/idp/signing"
 	"github.com/gatehouse/gatehouse/internal/clientip"
 	"github.com/gatehouse/gatehouse/internal/connlimit"
+	"github.com/gatehouse/gatehouse/internal/request"
 	"github.com/gatehouse/gatehouse/internal/telemetry"
 	"github.com/gatehouse/gatehouse/policy"
 	"github.com/gatehouse/gatehouse/proxy"
@@ -508,7 +509,7 @@ func redirectToHTTPS(httpsPort int, serves func(host string) bool) http.Handler 
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Only names Gatehouse serves: a redirect for any Host would make
 		// this listener an open redirector to https://<anything>.
-		host := session.HostOf(r)
+		host := request.Host(r)
 		if !serves(host) {
 			http.Error(w, "Nothing is served at this address.", http.StatusNotFound)
 			return

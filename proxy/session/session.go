@@ -20,7 +20,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -29,6 +28,8 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/loop"
+	"github.com/gatehouse/gatehouse/internal/request"
+	"github.com/gatehouse/gatehouse/internal/token"
 	"github.com/gatehouse/gatehouse/store"
 )
 
@@ -256,35 +257,6 @@ func (m *Manager) Open(host, value string, now time.Time) (string, error) {
 
 func aad(host string) []byte { return []byte("gatehouse-session|" + host) }
 
-type secureKey struct{}
-
-// WithSecure marks a request as having arrived over HTTPS at a trusted
-// TLS-terminating proxy in front of Gatehouse.
-func WithSecure(r *http.Request) *http.Request {
-	return r.WithContext(context.WithValue(r.Context(), secureKey{}, true))
-}
-
-// IsSecure reports whether the browser reached us over HTTPS: directly,
-// or through a trusted proxy (see WithSecure). Secure requests get
-// Secure, "__Host-" cookies.
-func IsSecure(r *http.Request) bool {
-	if r.TLS != nil {
-		return true
-	}
-	v, _ := r.Context().Value(secureKey{}).(bool)
-	return v
-}
-
-// HostOf is the request host without port, lowercased: what a cookie is
-// bound to.
-func HostOf(r *http.Request) string {
-	h := r.Host
-	if hh, _, err := net.SplitHostPort(h); err == nil {
-		h = hh
-	}
-	return strings.ToLower(strings.TrimSuffix(h, "."))
-}
-
 // Create records a new session for a user in an org.
 func (m *Manager) Create(ctx context.Context, userID, orgID, connection, clientAddr, userAgent string) (store.Session, error) {
 	return m.CreateWith(ctx, store.Session{UserID: userID, OrgID: orgID, Connection: connection, ClientAddr: clientAddr, UserAgent: userAgent})
@@ -294,7 +266,7 @@ func (m *Manager) Create(ctx context.Context, userID, orgID, connection, clientA
 // client fields; the ID and times are set here.
 func (m *Manager) CreateWith(ctx context.Context, s store.Session) (store.Session, error) {
 	now := m.opts.Now()
-	s.ID = RandomID()
+	s.ID = token.RandomID()
 	s.UserAgent = truncate(s.UserAgent, 256)
 	// The end is a whole second, as JWT times are: an identity assertion
 	// capped at it then always has exp after iat, even in its last second.
@@ -308,11 +280,11 @@ func (m *Manager) CreateWith(ctx context.Context, s store.Session) (store.Sessio
 
 // SetCookie issues the session cookie for the request's host.
 func (m *Manager) SetCookie(w http.ResponseWriter, r *http.Request, s store.Session) error {
-	v, err := m.Seal(HostOf(r), s.ID, s.ExpiresAt)
+	v, err := m.Seal(request.Host(r), s.ID, s.ExpiresAt)
 	if err != nil {
 		return fmt.Errorf("session: seal: %w", err)
 	}
-	secure := IsSecure(r)
+	secure := request.IsSecure(r)
 	http.SetCookie(w, &http.Cookie{
 		Name:     m.CookieName(secure),
 		Value:    v,
@@ -327,7 +299,7 @@ func (m *Manager) SetCookie(w http.ResponseWriter, r *http.Request, s store.Sess
 
 // ClearCookie removes the session cookie on the request's host.
 func (m *Manager) ClearCookie(w http.ResponseWriter, r *http.Request) {
-	secure := IsSecure(r)
+	secure := request.IsSecure(r)
 	http.SetCookie(w, &http.Cookie{
 		Name: m.CookieName(secure), Value: "", Path: "/", MaxAge: -1,
 		HttpOnly: true, Secure: secure, SameSite: http.SameSiteLaxMode,
@@ -337,11 +309,11 @@ func (m *Manager) ClearCookie(w http.ResponseWriter, r *http.Request) {
 // SessionID returns the ID in the request's cookie without checking the
 // server-side record.
 func (m *Manager) SessionID(r *http.Request) (string, error) {
-	v, ok := CookieValue(r, m.CookieName(IsSecure(r)))
+	v, ok := request.CookieValue(r, m.CookieName(request.IsSecure(r)))
 	if !ok {
 		return "", ErrNoCookie
 	}
-	return m.Open(HostOf(r), v, m.opts.Now())
+	return m.Open(request.Host(r), v, m.opts.Now())
 }
 
 // Authenticate returns the request's live session.
@@ -550,13 +522,6 @@ func (m *Manager) sweep(ctx context.Context) {
 	}
 }
 
-// RandomID returns 256 random bits, base64url.
-func RandomID() string {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b) // never fails (Go 1.24+ crashes instead)
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
 func truncate(s string, n int) string {
 	if len(s) > n {
 		return s[:n]
@@ -580,8 +545,8 @@ func stateCookieName(secure bool) string {
 
 // NewState sets a fresh state cookie on the request's host and returns it.
 func NewState(w http.ResponseWriter, r *http.Request) string {
-	v := RandomID()[:32]
-	secure := IsSecure(r)
+	v := token.RandomID()[:32]
+	secure := request.IsSecure(r)
 	http.SetCookie(w, &http.Cookie{
 		Name: stateCookieName(secure), Value: v, Path: "/", MaxAge: int(stateTTL.Seconds()),
 		HttpOnly: true, Secure: secure, SameSite: http.SameSiteLaxMode,
@@ -592,8 +557,8 @@ func NewState(w http.ResponseWriter, r *http.Request) string {
 // TakeState reports whether the request carries the state cookie with
 // value state, and clears the cookie (it is single-use).
 func TakeState(w http.ResponseWriter, r *http.Request, state string) bool {
-	secure := IsSecure(r)
-	v, ok := CookieValue(r, stateCookieName(secure))
+	secure := request.IsSecure(r)
+	v, ok := request.CookieValue(r, stateCookieName(secure))
 	if !ok || state == "" {
 		return false
 	}
@@ -602,22 +567,7 @@ func TakeState(w http.ResponseWriter, r *http.Request, state string) bool {
 }
 
 // ValidState reports whether s looks like a state NewState made.
-func ValidState(s string) bool { return ValidToken(s, 32, 32) }
-
-// ValidToken reports whether s is min..max characters of the URL-safe
-// base64 alphabet RandomID uses: checked before any store read.
-func ValidToken(s string, min, max int) bool {
-	if len(s) < min || len(s) > max {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
+func ValidState(s string) bool { return token.ValidToken(s, 32, 32) }
 
 // CookieMarkers are substrings one of which every name IsGatehouseCookie
 // accepts contains: a Cookie header without any of them holds none.

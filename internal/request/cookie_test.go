@@ -1,4 +1,4 @@
-package session
+package request
 
 import (
 	"net/http"
