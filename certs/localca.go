@@ -89,6 +89,11 @@ func LoadOrCreateCA(dir string) (cert *x509.Certificate, key *ecdsa.PrivateKey, 
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(localCALifetime), IsCA: true, BasicConstraintsValid: true, MaxPathLenZero: true,
 		KeyUsage:                    x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 		PermittedDNSDomainsCritical: true, PermittedDNSDomains: []string{localCADomain},
+		// Mail and URI names only at localhost, and server certificates
+		// only: a leaked key can sign no S/MIME or code-signing
+		// certificate either.
+		PermittedEmailAddresses: []string{localCADomain}, PermittedURIDomains: []string{localCADomain},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		// No IP addresses at all.
 		ExcludedIPRanges: []*net.IPNet{{IP: net.IPv4zero, Mask: net.CIDRMask(0, 32)}, {IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)}}}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
@@ -115,8 +120,10 @@ func LoadOrCreateCA(dir string) (cert *x509.Certificate, key *ecdsa.PrivateKey, 
 // unfitCA says why a CA found in the folder is not kept ("" if it is).
 func unfitCA(c *x509.Certificate, now time.Time) string {
 	switch {
-	case !c.PermittedDNSDomainsCritical || len(c.PermittedDNSDomains) != 1 || c.PermittedDNSDomains[0] != localCADomain:
-		return "not constrained to names under localhost"
+	case !c.PermittedDNSDomainsCritical || len(c.PermittedDNSDomains) != 1 || c.PermittedDNSDomains[0] != localCADomain ||
+		len(c.PermittedEmailAddresses) != 1 || len(c.PermittedURIDomains) != 1 ||
+		len(c.ExtKeyUsage) != 1 || c.ExtKeyUsage[0] != x509.ExtKeyUsageServerAuth:
+		return "not constrained to server certificates for names under localhost"
 	case c.NotAfter.Sub(c.NotBefore) > localCALifetime+2*time.Hour:
 		return "lives longer than 90 days"
 	case c.NotAfter.Sub(now) < localCARenew:

@@ -62,6 +62,9 @@ func TestLocalCAIsConstrainedAndShortLived(t *testing.T) {
 	if !c.PermittedDNSDomainsCritical || len(c.PermittedDNSDomains) != 1 || c.PermittedDNSDomains[0] != "localhost" {
 		t.Fatalf("CA constraints: %v critical=%v", c.PermittedDNSDomains, c.PermittedDNSDomainsCritical)
 	}
+	if len(c.ExtKeyUsage) != 1 || c.ExtKeyUsage[0] != x509.ExtKeyUsageServerAuth || len(c.PermittedEmailAddresses) != 1 || len(c.PermittedURIDomains) != 1 {
+		t.Fatalf("CA usages %v, email %v, URI %v", c.ExtKeyUsage, c.PermittedEmailAddresses, c.PermittedURIDomains)
+	}
 	if life := c.NotAfter.Sub(c.NotBefore); life > 91*24*time.Hour {
 		t.Fatalf("CA lives %s", life)
 	}
@@ -112,6 +115,18 @@ func TestLocalCAIsConstrainedAndShortLived(t *testing.T) {
 	again, _, replaced, err := LoadOrCreateCA(old)
 	if err != nil || replaced != nil || !again.Equal(cert) {
 		t.Fatalf("fit CA not kept: replaced=%v err=%v", replaced, err)
+	}
+	// A leaf for code signing does not verify for that use under it.
+	key2, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	cs := &x509.Certificate{SerialNumber: big.NewInt(9), Subject: pkix.Name{CommonName: "app.localhost"}, DNSNames: []string{"app.localhost"},
+		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning}}
+	csDER, err := x509.CreateCertificate(rand.Reader, cs, c, &key2.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csLeaf, _ := x509.ParseCertificate(csDER)
+	if _, err := csLeaf.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning}}); err == nil {
+		t.Error("a code-signing leaf verifies under the dev CA")
 	}
 	if why := unfitCA(cert, cert.NotAfter.Add(-13*24*time.Hour)); why == "" {
 		t.Error("a CA 13 days from its end is kept")

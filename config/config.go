@@ -143,6 +143,10 @@ type Server struct {
 	// MaxConnectionsPerClient from one client address, IPv6 by /64
 	// (default 1000); trusted proxies are exempt.
 	MaxConnectionsPerClient int `yaml:"max_connections_per_client"`
+	// MinBodyRate is the lowest average rate (bytes a second) at which a
+	// request body must arrive, once read_header_timeout has passed since
+	// its headers (default 512; -1 for none).
+	MinBodyRate int `yaml:"min_body_rate"`
 }
 
 // Policy configures Rego policies (see README "Policies").
@@ -230,8 +234,13 @@ var ClientHeaders = []string{
 	// Client address and the original scheme, host and port.
 	"X-Real-IP", "True-Client-IP", "X-Client-IP", "Client-IP", "CF-Connecting-IP", "Fastly-Client-IP",
 	"X-Cluster-Client-IP", "X-Original-Forwarded-For", "X-Forwarded", "Forwarded-For", "Forwarded",
-	"X-ProxyUser-IP", "X-Forwarded-Port", "X-Forwarded-Server", "X-Forwarded-Scheme", "X-Forwarded-Ssl",
-	"X-Url-Scheme", "Front-End-Https",
+	"X-ProxyUser-IP", "X-Originating-IP", "X-Remote-IP", "X-Remote-Addr", "Proxy-Client-IP", "WL-Proxy-Client-IP",
+	"X-Envoy-External-Address", "X-Forwarded-Port", "X-Forwarded-Server", "X-Forwarded-Scheme", "X-Forwarded-Ssl",
+	"X-Url-Scheme", "Front-End-Https", "X-Original-Host", "X-Host",
+	// Client certificates, as TLS-terminating proxies pass them on
+	// (Envoy, nginx, Tomcat's SSLValve, F5).
+	"X-Forwarded-Client-Cert", "Ssl-Client-Cert", "X-Ssl-Client-Cert", "X-Client-Cert", "X-Ssl-Client-Verify",
+	"X-Client-Verify", "X-Ssl-Client-Dn", "X-Client-Dn", "X-Ssl-Client-S-Dn",
 	// The original URL, path or prefix (IIS, Symfony, Spring, Envoy, nginx).
 	"X-Original-URL", "X-Rewrite-URL", "X-Original-URI", "X-Forwarded-Uri", "X-Forwarded-Path",
 	"X-Forwarded-Prefix", "X-Envoy-Original-Path", "X-Original-Path",

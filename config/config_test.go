@@ -140,6 +140,7 @@ routes:
 			ShutdownTimeout:         30 * time.Second,
 			MaxHeaderBytes:          65536,
 			MaxConnectionsPerClient: 1000,
+			MinBodyRate:             512,
 		},
 		Log:    Log{Level: "info", Format: "json"},
 		Policy: Policy{Timeout: 100 * time.Millisecond, ReloadInterval: 2 * time.Second, DecisionCacheTTL: &oneSecond},

@@ -63,6 +63,7 @@ func (c *Config) applyDefaults() {
 	setDur(&c.Server.ShutdownTimeout, 30*time.Second)
 	setInt(&c.Server.MaxHeaderBytes, 64<<10)
 	setInt(&c.Server.MaxConnectionsPerClient, 1000)
+	setInt(&c.Server.MinBodyRate, 512)
 
 	setDur(&c.Domains.Recheck, time.Hour)
 	setDur(&c.Policy.Timeout, 100*time.Millisecond)
@@ -220,6 +221,7 @@ func (c *Config) validate(d *decoder) {
 		{"server.max_header_bytes", c.Server.MaxHeaderBytes},
 		{"server.max_connections", c.Server.MaxConnections},
 		{"server.max_connections_per_client", c.Server.MaxConnectionsPerClient},
+		{"server.min_body_rate", map[bool]int{true: 0, false: c.Server.MinBodyRate}[c.Server.MinBodyRate == -1]},
 	} {
 		if v.n < 0 {
 			d.add(v.path, "must be positive, got %d", v.n)

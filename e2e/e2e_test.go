@@ -528,10 +528,11 @@ func TestLoginErrorsAndThrottling(t *testing.T) {
 		t.Fatalf("bob after alice's lockout: %d %s", p.status, p.body)
 	}
 
-	// Failures across accounts from one address add up.
-	try("bob@acme.example", "wrong")
-	try("bob@acme.example", "wrong")
-	p = try("bob@acme.example", "bob-example-password")
+	// Failures across accounts from one address add up (bob, who just
+	// signed in here, has a budget of his own at this address now).
+	try("nobody1@acme.example", "wrong")
+	try("nobody2@acme.example", "wrong")
+	p = try("nobody3@acme.example", "wrong")
 	if p.status != http.StatusTooManyRequests || !strings.Contains(p.body, "Too many failed sign-ins from your network") {
 		t.Fatalf("after 6 failures from one address: %d %s", p.status, p.body)
 	}
@@ -581,7 +582,8 @@ func TestOpenRedirectsRefused(t *testing.T) {
 	}
 	// A refused target is logged without its query string or fragment
 	// (they may carry tokens), in any spelling.
-	for _, rd := range []string{"https://evil.com/cb?token=SECRET1", "https://evil.com/cb#access_token=SECRET2", "//evil.com/?code=SECRET3", "javascript:x?SECRET4"} {
+	for _, rd := range []string{"https://evil.com/cb?token=SECRET1", "https://evil.com/cb#access_token=SECRET2", "//evil.com/?code=SECRET3", "javascript:x?SECRET4",
+		"https://user:SECRET5@evil.com/", "//SECRET6@evil.com/x", "https://evil.com/cb;token=SECRET7", "https://a@b:SECRET8@evil.com"} {
 		b.get(g.url("auth.localhost", "/.gatehouse/login?rd="+url.QueryEscape(rd)))
 	}
 	if !g.logged("https://evil.com/cb?…") {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"net/url"
@@ -81,6 +82,20 @@ func TestLockoutSparesKnownDeviceAndAddress(t *testing.T) {
 	// A fresh browser at the address she signed in from gets in too.
 	if p := g.browserFrom(t, "127.0.0.1").tryPassword("alice@acme.example", pw); !signedIn(p) {
 		t.Fatalf("known address with the right password: %d %s", p.status, p.body)
+	}
+	// Strangers on alice's own address use up its budget (6 failures,
+	// against made-up accounts): strangers there are refused, alice's
+	// browser still signs in.
+	for i := 0; i < 6; i++ {
+		g.browserFrom(t, "127.0.0.1").tryPassword(fmt.Sprintf("nobody%d@acme.example", i), "guess")
+	}
+	if p := g.browserFrom(t, "127.0.0.1").tryPassword("bob@acme.example", "bob-example-password"); p.status != http.StatusTooManyRequests || !strings.Contains(p.body, "from your network") {
+		t.Fatalf("stranger on an exhausted address: %d", p.status)
+	}
+	home := g.browserFrom(t, "127.0.0.1")
+	home.jar.SetCookies(loginHost, []*http.Cookie{{Name: device.Name, Value: device.Value, Path: "/"}})
+	if p := home.tryPassword("alice@acme.example", pw); !signedIn(p) {
+		t.Fatalf("known device on an address strangers exhausted: %d %s", p.status, p.body)
 	}
 	// The device cookie is bound to alice's account: for bob it is nothing.
 	for i := 0; i < 3; i++ {

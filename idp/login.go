@@ -358,11 +358,24 @@ func (h *Handler) redirectParam(w http.ResponseWriter, r *http.Request) (string,
 	return rd, true
 }
 
-// withoutQuery is a URL (as written) up to its query or fragment, which
-// are replaced by "?…" so the log shows that there was one.
+// withoutQuery is a URL (as written) for a log line: its query, fragment
+// and path parameters are replaced by "?…" or ";…" (so the log shows there
+// were some), and any userinfo by "…@": each may carry a credential.
 func withoutQuery(raw string) string {
 	if i := strings.IndexAny(raw, "?#"); i >= 0 {
-		return raw[:i] + "?…"
+		raw = raw[:i] + "?…"
+	}
+	if i := strings.IndexByte(raw, ';'); i >= 0 {
+		raw = raw[:i] + ";…"
+	}
+	if i := strings.Index(raw, "//"); i >= 0 {
+		auth := raw[i+2:]
+		if j := strings.IndexAny(auth, "/?;"); j >= 0 {
+			auth = auth[:j]
+		}
+		if k := strings.LastIndexByte(auth, '@'); k >= 0 {
+			raw = raw[:i+2] + "…@" + raw[i+2+k+1:]
+		}
 	}
 	return raw
 }
@@ -477,15 +490,27 @@ func (h *Handler) passwordLogin(w http.ResponseWriter, r *http.Request, org *sto
 		return
 	}
 	addrKey := throttleAddr(addr)
-	if ok, until := h.byAddr.take(addrKey, now); !ok {
-		h.o.Logger.Warn("idp: sign-in throttled", "org", org.Slug, "client", addr, "by", "address")
-		w.Header().Set("Retry-After", retryAfter(until, now))
-		fail(http.StatusTooManyRequests, "throttled", fmt.Sprintf("Too many failed sign-ins from your network. Try again in %s.", wait(until, now)))
-		return
-	}
+	// A browser or address that signed in to this account before is held
+	// to a budget of its own, not to the address's or the account's
+	// shared ones: failures from strangers on the same network (a shared
+	// NAT, a /64) or against the same account cannot lock it out.
 	acctKey, known := h.budgetKey(r, acct, addrKey, now)
+	byAddr := known == ""
+	if byAddr {
+		if ok, until := h.byAddr.take(addrKey, now); !ok {
+			h.o.Logger.Warn("idp: sign-in throttled", "org", org.Slug, "client", addr, "by", "address")
+			w.Header().Set("Retry-After", retryAfter(until, now))
+			fail(http.StatusTooManyRequests, "throttled", fmt.Sprintf("Too many failed sign-ins from your network. Try again in %s.", wait(until, now)))
+			return
+		}
+	}
+	refundAddr := func() {
+		if byAddr {
+			h.byAddr.refund(addrKey)
+		}
+	}
 	if ok, until := h.byAccount.take(acctKey, now); !ok {
-		h.byAddr.refund(addrKey)
+		refundAddr()
 		by := "account"
 		if known != "" {
 			by = "account and known " + known
@@ -498,7 +523,7 @@ func (h *Handler) passwordLogin(w http.ResponseWriter, r *http.Request, org *sto
 	id, err := pc.CheckPassword(ctx, org.ID, email, pw)
 	if err != nil && connection.KindOf(err) != connection.KindBadCredentials {
 		// Not the person's fault: give the attempts back.
-		h.byAddr.refund(addrKey)
+		refundAddr()
 		h.byAccount.refund(acctKey)
 		ref := h.ref()
 		h.o.Logger.Error("idp: password check failed", "ref", ref, "org", org.Slug, "err", err)
@@ -514,7 +539,7 @@ func (h *Handler) passwordLogin(w http.ResponseWriter, r *http.Request, org *sto
 		return
 	}
 	h.byAccount.reset(acctKey)
-	h.byAddr.refund(addrKey)
+	refundAddr()
 	h.known.add(acct+"|"+addrKey, now)
 	h.rememberDevice(w, r, acct, now)
 	owner, _ := h.ownerOf(org) // passwordConnection found it

@@ -7,6 +7,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"golang.org/x/text/cases"
+	"golang.org/x/text/language"
 	"golang.org/x/text/unicode/norm"
 )
 
@@ -92,7 +94,7 @@ func CanonicalPath(raw string) (path, escaped string, err error) {
 	trailing := false
 	for i, s := range segs {
 		last := i == len(segs)-1
-		if s != "." && s != ".." && isDotSegment(s) || strings.HasPrefix(s, ";") {
+		if s != "." && s != ".." && (isDotSegment(s) || windowsAlias(s)) || strings.HasPrefix(s, ";") {
 			return "", "", ErrBadPath
 		}
 		switch s {
@@ -119,6 +121,35 @@ func CanonicalPath(raw string) (path, escaped string, err error) {
 		return "", "", ErrBadPath
 	}
 	return decoded, escapePath(p), nil
+}
+
+// windowsAlias reports whether a segment names another file on Windows
+// (IIS, ASP.NET, Tomcat on Windows) than it spells: a trailing dot or
+// space is dropped ("admin." is "admin"), ":$" opens a stream of the file
+// ("admin::$DATA"), and "~" before a digit is an 8.3 short name
+// ("ADMINI~1" for "administration").
+func windowsAlias(s string) bool {
+	name, _, _ := strings.Cut(s, ";")
+	if name == "" {
+		return false
+	}
+	if c := name[len(name)-1]; c == '.' || c == ' ' {
+		return true
+	}
+	if strings.Contains(name, ":$") {
+		return true
+	}
+	for i := strings.IndexByte(name, '~'); i >= 0 && i+1 < len(name); {
+		if '0' <= name[i+1] && name[i+1] <= '9' {
+			return true
+		}
+		j := strings.IndexByte(name[i+1:], '~')
+		if j < 0 {
+			break
+		}
+		i += 1 + j
+	}
+	return false
 }
 
 // isDotSegment reports whether a segment is read as "." or ".." by some
@@ -157,7 +188,10 @@ func asciiSafe(p string) bool {
 }
 
 // foldsToASCII reports whether a non-ASCII rune becomes ASCII under some
-// case mapping or fold, or has ASCII in its NFKC form.
+// case mapping or fold, simple ("ı" → "I") or full ("ß" → "SS", as Java's
+// toUpperCase and Python's casefold do), has ASCII in its NFKC form, or
+// is one that Windows' best-fit conversion turns into a path separator
+// or dot.
 func foldsToASCII(r rune) bool {
 	if unicode.ToLower(r) < utf8.RuneSelf || unicode.ToUpper(r) < utf8.RuneSelf || unicode.ToTitle(r) < utf8.RuneSelf {
 		return true
@@ -167,14 +201,27 @@ func foldsToASCII(r rune) bool {
 			return true
 		}
 	}
-	var buf [utf8.UTFMax]byte
-	k := norm.NFKC.Bytes(buf[:utf8.EncodeRune(buf[:], r)])
-	for _, c := range k {
-		if c < utf8.RuneSelf {
-			return true
+	if _, ok := bestFit[r]; ok {
+		return true
+	}
+	s := string(r)
+	for _, m := range []string{norm.NFKC.String(s), cases.Upper(language.Und).String(s), cases.Lower(language.Und).String(s), cases.Fold().String(s)} {
+		for i := 0; i < len(m); i++ {
+			if m[i] < utf8.RuneSelf {
+				return true
+			}
 		}
 	}
 	return false
+}
+
+// bestFit are characters that Windows' best-fit mapping to an ANSI code
+// page turns into path structure ("∕" into "/", "¥" into "\\" in the
+// Japanese code page) and that NFKC leaves be.
+var bestFit = map[rune]byte{
+	0x2215: '/', 0x2044: '/', 0x29F8: '/', // division slash, fraction slash, big solidus
+	0x2216: '\\', 0x29F9: '\\', 0x00A5: '\\', 0x20A9: '\\', // set minus, big reverse solidus, yen, won
+	0x2236: ':', // ratio
 }
 
 func escapePath(p string) string {

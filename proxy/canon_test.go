@@ -85,7 +85,29 @@ func TestCanonicalPath(t *testing.T) {
 		{raw: "/%E6%97", bad: true},
 		// Other non-ASCII is kept.
 		{raw: "/%E6%97%A5%E6%9C%AC", want: "/日本", wantEsc: "/%E6%97%A5%E6%9C%AC"},
-		{raw: "/%C3%BC%C3%9F", want: "/üß", wantEsc: "/%C3%BC%C3%9F"},
+		{raw: "/%C3%BCber", want: "/über", wantEsc: "/%C3%BCber"},
+		{raw: "/%C3%A9t%C3%A9/na%C3%AFve", want: "/été/naïve", wantEsc: "/%C3%A9t%C3%A9/na%C3%AFve"},
+		// Full case mappings to ASCII: ß is SS to Java's toUpperCase.
+		{raw: "/cla%C3%9F", bad: true},
+		{raw: "/%C5%89", bad: true}, // ŉ: ʼN
+		// Windows best-fit to path structure.
+		{raw: "/admin%E2%88%95x", bad: true}, // ∕ division slash
+		{raw: "/admin%E2%81%84x", bad: true}, // ⁄ fraction slash
+		{raw: "/a%C2%A5b", bad: true},        // ¥ (backslash in cp932)
+		{raw: "/a%E2%88%B6b", bad: true},     // ∶ ratio
+		// Windows aliases: trailing dot or space, streams, 8.3 names.
+		{raw: "/admin./x", bad: true},
+		{raw: "/admin%20/x", bad: true},
+		{raw: "/admin", want: "/admin", wantEsc: "/admin"},
+		{raw: "/admin...", bad: true},
+		{raw: "/admin::$DATA", bad: true},
+		{raw: "/admin:$i30:$INDEX_ALLOCATION/x", bad: true},
+		{raw: "/ADMINI~1/x", bad: true},
+		{raw: "/admin.;x/y", bad: true},
+		{raw: "/v1/items:batchGet", want: "/v1/items:batchGet", wantEsc: "/v1/items:batchGet"},
+		{raw: "/~alice/x", want: "/~alice/x", wantEsc: "/~alice/x"},
+		{raw: "/a.b/c.json", want: "/a.b/c.json", wantEsc: "/a.b/c.json"},
+		{raw: "/.well-known/x", want: "/.well-known/x", wantEsc: "/.well-known/x"},
 		{raw: "*", bad: true},
 		{raw: "/a%0ab", bad: true},
 		{raw: "/a\x00b", bad: true},

@@ -26,7 +26,7 @@ func TestClientHeadersStripped(t *testing.T) {
 	must(t, err)
 	h := proxy.New(f.opts(func(o *proxy.Options) { o.Router = router }))
 	spellings := func(name string) []string {
-		return []string{name, strings.ToLower(name), strings.ToUpper(name), strings.ReplaceAll(name, "-", "_")}
+		return []string{name, strings.ToLower(name), strings.ToUpper(name), strings.ReplaceAll(name, "-", "_"), strings.ReplaceAll(name, "-", ".")}
 	}
 	for _, path := range []string{"/x", "/pub"} {
 		req := httptest.NewRequest("GET", "http://app.example.com"+path, nil)
@@ -45,7 +45,7 @@ func TestClientHeadersStripped(t *testing.T) {
 		out := f.tr.last.Header
 		for k, v := range out {
 			for _, name := range config.ClientHeaders {
-				if strings.EqualFold(strings.ReplaceAll(k, "_", "-"), name) && !(strings.EqualFold(k, "X-Real-Ip") && v[0] == "198.51.100.7") {
+				if strings.EqualFold(strings.NewReplacer("_", "-", ".", "-").Replace(k), name) && !(strings.EqualFold(k, "X-Real-Ip") && v[0] == "198.51.100.7") {
 					t.Errorf("%s: upstream got %s: %q", path, k, v)
 				}
 			}
@@ -167,6 +167,95 @@ func TestHostSNIMismatchIsMisdirected(t *testing.T) {
 			if tt.want == 421 && f.tr.last != nil {
 				t.Errorf("SNI %q Host %q: forwarded", tt.sni, tt.host)
 			}
+		}
+	}
+}
+
+// The Host a client sends reaches the upstream (X-Forwarded-Host, and
+// Host with preserve_host) only validated and normalized; one that is not
+// a host name with a numeric port is refused.
+func TestHostValidatedBeforeForwarding(t *testing.T) {
+	f := newFixture(t, policy.RouteOrgs{})
+	router, err := proxy.NewRouter([]config.Route{
+		{ID: "app", Host: "app.example.com", Upstream: "http://upstream.internal", PublicPaths: []string{"/pub"}, PreserveHost: true},
+	})
+	must(t, err)
+	h := proxy.New(f.opts(func(o *proxy.Options) { o.Router = router }))
+	for _, tt := range []struct {
+		host, want string
+		status     int
+	}{
+		{"app.example.com", "app.example.com", 200},
+		{"APP.example.com.:8443", "app.example.com:8443", 200},
+		{"app.example.com:,evil.com", "", 400},
+		{"app.example.com:;evil.com", "", 400},
+		{"app.example.com:'evil.com", "", 400},
+		{"app.example.com:99999", "", 400},
+		{"app.example.com:80:81", "", 400},
+	} {
+		for _, path := range []string{"/pub", "/x"} {
+			f.tr.last = nil
+			req := httptest.NewRequest("GET", "http://app.example.com"+path, nil)
+			req.Host = tt.host
+			req.AddCookie(f.cookie)
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != tt.status {
+				t.Errorf("Host %q %s: %d, want %d", tt.host, path, rec.Code, tt.status)
+				continue
+			}
+			if tt.status != 200 {
+				if f.tr.last != nil {
+					t.Errorf("Host %q %s: forwarded", tt.host, path)
+				}
+				continue
+			}
+			if got := f.tr.last.Header.Get("X-Forwarded-Host"); got != tt.want {
+				t.Errorf("Host %q %s: X-Forwarded-Host %q, want %q", tt.host, path, got, tt.want)
+			}
+			if f.tr.last.Host != tt.want {
+				t.Errorf("Host %q %s: preserved Host %q, want %q", tt.host, path, f.tr.last.Host, tt.want)
+			}
+		}
+	}
+}
+
+// Gatehouse is no forward proxy: CONNECT is refused, and so is TRACE,
+// which would echo the identity headers back.
+func TestConnectAndTraceRefused(t *testing.T) {
+	f := newFixture(t, policy.RouteOrgs{})
+	for _, m := range []string{"CONNECT", "TRACE", "connect"} {
+		for _, path := range []string{"/healthz", "/x"} {
+			f.tr.last = nil
+			req := httptest.NewRequest(m, "http://app.example.com"+path, nil)
+			req.AddCookie(f.cookie)
+			rec := httptest.NewRecorder()
+			f.h.ServeHTTP(rec, req)
+			want := http.StatusMethodNotAllowed
+			if m == "connect" {
+				want = 200 // methods are case-sensitive: an unknown method, forwarded
+			}
+			if rec.Code != want || (want != 200) != (f.tr.last == nil) {
+				t.Errorf("%s %s: %d (forwarded %v), want %d", m, path, rec.Code, f.tr.last != nil, want)
+			}
+		}
+	}
+}
+
+// Identity headers are stripped in every spelling CGI-style servers read
+// as the same name.
+func TestIdentityHeaderSpellings(t *testing.T) {
+	f := newFixture(t, policy.RouteOrgs{})
+	req := httptest.NewRequest("GET", "http://app.example.com/x", nil)
+	req.AddCookie(f.cookie)
+	for _, k := range []string{"X.Gatehouse.Email", "x_gatehouse_email", "X-GATEHOUSE-ROLES", "X.gatehouse_Org-Slug"} {
+		req.Header[k] = []string{"evil"}
+	}
+	rec := httptest.NewRecorder()
+	f.h.ServeHTTP(rec, req)
+	for k, v := range f.tr.last.Header {
+		if v[0] == "evil" {
+			t.Errorf("upstream got %s: %q", k, v)
 		}
 	}
 }

@@ -53,6 +53,15 @@ func TestPathVariantsCannotSkipTheLongestRoute(t *testing.T) {
 		{"/ADM%C4%B0N/users", 400, ""},
 		{"/%EF%BD%81dmin/users", 400, ""},
 		{"/%C0%AE%C0%AE/admin", 400, ""},
+		// A literal "#" (no client sends one; Go would read "%23").
+		{"/dashboard#/../admin/users", 400, ""},
+		// Windows aliases of /admin.
+		{"/admin./users", 400, ""},
+		{"/admin%20/users", 400, ""},
+		{"/admin::$DATA/users", 400, ""},
+		{"/ADMINI~1/users", 400, ""},
+		{"/adm%E2%88%95in", 400, ""},
+		{"/cla%C3%9F", 400, ""},
 		// Parameters on other segments pass, as sent.
 		{"/dashboard;x/items", 200, "/dashboard;x/items"},
 	}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -78,6 +79,11 @@ type Options struct {
 	Now               func() time.Time
 	AssertionLifetime time.Duration
 	Transport         http.RoundTripper
+	// MinBodyRate is the lowest average rate, in bytes a second, at which
+	// a request body must arrive once BodyGrace has passed since its
+	// headers (0: none).
+	MinBodyRate int
+	BodyGrace   time.Duration
 }
 
 // Handler is the proxy's http.Handler.
@@ -106,6 +112,8 @@ type forward struct {
 	trusted   bool
 	// client is the client's address (after trusted proxies).
 	client string
+	// authority is the request's validated, normalized Host (with port).
+	authority string
 	// body records a failure to read the client's request body.
 	body *bodyReader
 	// extra are headers a policy asked to send (never identity headers).
@@ -156,8 +164,8 @@ func (h *Handler) reverseProxy(rt *Route) *httputil.ReverseProxy {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			f, _ := pr.In.Context().Value(ctxKey{}).(*forward)
 			pr.SetURL(rt.Upstream)
-			if rt.PreserveHost {
-				pr.Out.Host = pr.In.Host
+			if rt.PreserveHost && f != nil {
+				pr.Out.Host = f.authority
 			}
 			stripIdentity(pr.Out.Header, rt.identity)
 			stripClientHeaders(pr.Out.Header, rt.passClient)
@@ -166,6 +174,10 @@ func (h *Handler) reverseProxy(rt *Route) *httputil.ReverseProxy {
 				pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
 			}
 			pr.SetXForwarded()
+			if f != nil {
+				// The Host as validated and normalized, not as sent.
+				pr.Out.Header.Set("X-Forwarded-Host", f.authority)
+			}
 			if request.IsSecure(pr.In) {
 				pr.Out.Header.Set("X-Forwarded-Proto", "https")
 			}
@@ -188,6 +200,13 @@ func (h *Handler) reverseProxy(rt *Route) *httputil.ReverseProxy {
 			}
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			// The body's failure first: cutting a slow body off also
+			// cancels the request's context.
+			if f, _ := r.Context().Value(ctxKey{}).(*forward); f != nil && f.body != nil && f.body.tooSlow() {
+				h.o.Logger.Info("proxy: request body too slow", "route", rt.ID, "bytes", f.body.n, "min_rate", f.body.rate)
+				web.Error(w, http.StatusRequestTimeout, "The request body arrived too slowly.", "")
+				return
+			}
 			if errors.Is(err, context.Canceled) {
 				w.WriteHeader(499) // client went away; nothing to show
 				return
@@ -211,7 +230,7 @@ func (h *Handler) reverseProxy(rt *Route) *httputil.ReverseProxy {
 // own identity headers.
 func stripIdentity(hd http.Header, extra map[string]bool) {
 	for k := range hd {
-		if len(k) >= 12 && strings.EqualFold(strings.ReplaceAll(k[:12], "_", "-"), "x-gatehouse-") {
+		if len(k) >= 12 && headerNameIs(k[:12], "x-gatehouse-") {
 			delete(hd, k)
 			continue
 		}
@@ -248,21 +267,29 @@ func stripClientHeaders(hd http.Header, pass map[string]bool) {
 }
 
 // headerNameIs compares a header name with a lowercase one, ignoring
-// ASCII case and reading "_" as "-", without allocating.
+// ASCII case and reading any other character than a letter or digit as
+// "-" (CGI, WSGI and lighttpd map "_", "." and "-" alike to "_"), without
+// allocating.
 func headerNameIs(k, lower string) bool {
+	if len(k) != len(lower) {
+		return false
+	}
 	for i := 0; i < len(k); i++ {
-		c := k[i]
-		switch {
-		case 'A' <= c && c <= 'Z':
-			c += 'a' - 'A'
-		case c == '_':
-			c = '-'
-		}
-		if c != lower[i] {
+		if headerFold(k[i]) != lower[i] {
 			return false
 		}
 	}
 	return true
+}
+
+func headerFold(c byte) byte {
+	switch {
+	case 'A' <= c && c <= 'Z':
+		return c + 'a' - 'A'
+	case 'a' <= c && c <= 'z', '0' <= c && c <= '9':
+		return c
+	}
+	return '-'
 }
 
 // allowUpgrade removes a protocol upgrade the route does not allow (h2c,
@@ -363,11 +390,26 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	if trusted && r.TLS == nil && strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") {
 		r = request.WithSecure(r)
 	}
-	host := request.Host(r)
+	host, port, hostOK := request.Authority(r)
 	path, escaped, err := CanonicalPath(r.URL.EscapedPath())
 	defer func() {
 		h.finish(w, r, host, path, &lg, start)
 	}()
+	body := h.watchBody(w, r, start)
+	if r.Method == http.MethodConnect || r.Method == http.MethodTrace {
+		// Gatehouse is no forward proxy, and TRACE would echo the
+		// identity it adds back to the client.
+		lg.decision = "error"
+		w.Header().Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+		web.Error(w, http.StatusMethodNotAllowed, "This method is not served here.", "")
+		return
+	}
+	if !hostOK {
+		lg.decision = "error"
+		h.o.Logger.Warn("proxy: Host refused", "raw_host", truncate(r.Host, 256))
+		web.Error(w, http.StatusBadRequest, "This address is not valid: its host name is malformed.", "")
+		return
+	}
 	if sni, ok := misdirected(r, host); ok {
 		// The connection's certificate was chosen for another name
 		// (HTTP/2 coalescing, or a client sending Host and SNI apart):
@@ -377,6 +419,9 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		h.o.Logger.Info("proxy: misdirected request", "host", host, "sni", truncate(sni, 256))
 		web.Error(w, http.StatusMisdirectedRequest, "This connection was made for another address. Try again.", "")
 		return
+	}
+	if err == nil && strings.IndexByte(r.RequestURI, '#') >= 0 {
+		err = ErrBadPath // a literal "#" (Go reads it as "%23"; others end the path there)
 	}
 	if err != nil {
 		lg.decision = "error"
@@ -435,8 +480,8 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 
 	if rt.IsPublic(match) {
 		lg.decision = "public"
-		f := &forward{route: rt, trusted: trusted, client: lg.client}
-		withBody(r, f)
+		f := &forward{route: rt, trusted: trusted, client: lg.client, authority: request.HostPort(host, port)}
+		f.body = body
 		h.proxies[rt].ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, f)))
 		return
 	}
@@ -488,8 +533,8 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		web.Error(w, http.StatusInternalServerError, "Gatehouse could not sign your identity for this application. Try again shortly.", ref)
 		return
 	}
-	f := &forward{route: rt, ident: id, assertion: tok, trusted: trusted, client: lg.client, extra: d.Headers}
-	withBody(r, f)
+	f := &forward{route: rt, ident: id, assertion: tok, trusted: trusted, client: lg.client, authority: request.HostPort(host, port), extra: d.Headers}
+	f.body = body
 	h.proxies[rt].ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, f)))
 }
 
@@ -506,27 +551,61 @@ func misdirected(r *http.Request, host string) (string, bool) {
 	return r.TLS.ServerName, !strings.EqualFold(sni, host)
 }
 
-// bodyReader remembers the first error reading a request body other than
-// its end, so a failed forward can be blamed on the right side.
+// bodyReader watches a request body: it remembers the first error other
+// than its end (so a failed forward is blamed on the right side), and
+// holds the client to a minimum average rate after a grace period, so
+// that a body trickled in a byte at a time cannot keep a connection (and
+// an upstream connection) busy for ever. Connections in a request are
+// never reclaimed by the connection limit; this bounds how long one is.
 type bodyReader struct {
 	io.ReadCloser
-	err error
+	err  error
+	ctl  *http.ResponseController
+	rate int64 // bytes per second; 0: no minimum
+	// due is when the deadline for the first byte falls (start + grace).
+	due time.Time
+	n   int64
 }
 
 func (b *bodyReader) Read(p []byte) (int, error) {
+	if b.rate > 0 {
+		// By the deadline, the client must have sent n bytes more than
+		// rate × (time since the grace started) allows it to be behind.
+		_ = b.ctl.SetReadDeadline(b.due.Add(time.Duration(float64(b.n) / float64(b.rate) * float64(time.Second))))
+	}
 	n, err := b.ReadCloser.Read(p)
+	b.n += int64(n)
+	if err == io.EOF && b.rate > 0 {
+		// The whole body is in: no deadline after it. On any other end
+		// (the upstream answered early, the body was closed) the
+		// deadline stays, so the server's own read of what is left
+		// (before it reuses the connection) is bounded too.
+		_ = b.ctl.SetReadDeadline(time.Time{})
+	}
 	if err != nil && err != io.EOF && b.err == nil {
 		b.err = err
 	}
 	return n, err
 }
 
-// withBody wraps r's body (if any) in f.body.
-func withBody(r *http.Request, f *forward) {
-	if r.Body != nil && r.Body != http.NoBody {
-		f.body = &bodyReader{ReadCloser: r.Body}
-		r.Body = f.body
+// tooSlow reports whether the body failed by missing its rate.
+func (b *bodyReader) tooSlow() bool { return errors.Is(b.err, os.ErrDeadlineExceeded) }
+
+// watchBody wraps r's body (if any) in a bodyReader.
+func (h *Handler) watchBody(w http.ResponseWriter, r *http.Request, start time.Time) *bodyReader {
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil
 	}
+	b := &bodyReader{ReadCloser: r.Body, rate: int64(h.o.MinBodyRate)}
+	if b.rate > 0 {
+		// A deadline from the start: a body nobody reads (a denied
+		// request, an early answer) is still read by the server before
+		// it reuses the connection, and must not trickle in for ever.
+		b.ctl, b.due = http.NewResponseController(w), start.Add(h.o.BodyGrace)
+		_ = b.ctl.SetReadDeadline(b.due)
+	}
+	r.Body = b
+	return b
 }
 
 // decide asks the policy engine, through the session's cache of recent

@@ -144,6 +144,12 @@ func (r *Router) ServesHost(host string) bool {
 	return false
 }
 
+// normHeader is h lowercased, with every character other than a letter
+// or digit as "-" (see headerNameIs).
 func normHeader(h string) string {
-	return strings.ReplaceAll(strings.ToLower(h), "_", "-")
+	b := []byte(h)
+	for i := range b {
+		b[i] = headerFold(b[i])
+	}
+	return string(b)
 }

@@ -168,6 +168,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		DecisionCacheTTL: *cfg.Policy.DecisionCacheTTL, Signer: keys, Login: login,
 		Issuer: issuer, IsLoginHost: isLoginHost, WellKnown: wellKnown(issuer, keys),
 		ClientIP: ips, Metrics: metrics, Logger: log, AssertionLifetime: cfg.Signing.AssertionLifetime,
+		MinBodyRate: max(cfg.Server.MinBodyRate, 0), BodyGrace: cfg.Server.ReadHeaderTimeout,
 	})
 
 	var tlsConf *tls.Config
