@@ -1,6 +1,8 @@
 package certs
 
 import (
+	"bytes"
+	"log"
 	"log/slog"
 	"slices"
 	"sync"
@@ -90,3 +92,21 @@ func (r *RefusalLog) Close() {
 	r.writeLocked()
 	r.closed = true
 }
+
+// TLSErrorLog is the TLS listener's error log, at warning level, without
+// the handshakes refused for names not served: RefusalLog reports
+// those, with their names, at most once a minute.
+func TLSErrorLog(logger *slog.Logger) *log.Logger {
+	warn := slog.NewLogLogger(logger.Handler(), slog.LevelWarn).Writer()
+	refused := []byte(ErrNotAllowed.Error())
+	return log.New(writerFunc(func(p []byte) (int, error) {
+		if bytes.Contains(p, []byte("TLS handshake error")) && bytes.HasSuffix(bytes.TrimSpace(p), refused) {
+			return len(p), nil
+		}
+		return warn.Write(p)
+	}), "", 0)
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

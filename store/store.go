@@ -6,8 +6,10 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 )
@@ -93,6 +95,16 @@ type DomainClaim struct {
 	// Method is the record that last proved the claim: "txt" or "cname"
 	// ("" before its first proof).
 	Method string `json:"method,omitempty"`
+}
+
+// Claim returns the org's claim of kind ("login" or "email") on name.
+func (o Org) Claim(kind, name string) (DomainClaim, bool) {
+	for _, c := range o.Domains {
+		if c.Kind == kind && c.Name == name {
+			return c, true
+		}
+	}
+	return DomainClaim{}, false
 }
 
 // Uses reports whether c is a claim on one of o's current domains (a
@@ -368,4 +380,19 @@ type Store interface {
 	// Ping reports whether the backend can serve (for /readyz).
 	Ping(ctx context.Context) error
 	Close() error
+}
+
+// Secret32 returns the deployment's 32-byte secret name, made at random
+// the first time it is asked for and the same on every node after.
+func Secret32(ctx context.Context, st Store, name string) ([]byte, error) {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	v, err := st.Secret(ctx, name, b)
+	if err != nil {
+		return nil, fmt.Errorf("store: secret %s: %w", name, err)
+	}
+	if len(v) != 32 {
+		return nil, fmt.Errorf("store: secret %s has %d bytes, want 32", name, len(v))
+	}
+	return v, nil
 }

@@ -931,3 +931,12 @@ func parseKeyPair(b []byte) (*rsa.PrivateKey, *x509.Certificate, error) {
 	}
 	return key, cert, nil
 }
+
+// SetClockSkew sets how far a SAML message's times may be off. crewjam/saml
+// reads it from package variables, so it is process-wide: set it once,
+// before any request.
+func SetClockSkew(d time.Duration) {
+	saml.MaxClockSkew = d
+	// An IssueInstant may also be that far behind: 90s of transit plus it.
+	saml.MaxIssueDelay = 90*time.Second + d
+}

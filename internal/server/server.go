@@ -3,16 +3,12 @@
 package server
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	stdlog "log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -25,7 +21,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	crewsaml "github.com/crewjam/saml"
 	"github.com/mholt/acmez/v3/acme"
 
 	"github.com/gatehouse/gatehouse/certs"
@@ -36,6 +31,7 @@ import (
 	"github.com/gatehouse/gatehouse/idp/password"
 	"github.com/gatehouse/gatehouse/idp/saml"
 	"github.com/gatehouse/gatehouse/idp/signing"
+	"github.com/gatehouse/gatehouse/internal/apply"
 	"github.com/gatehouse/gatehouse/internal/clientip"
 	"github.com/gatehouse/gatehouse/internal/connlimit"
 	"github.com/gatehouse/gatehouse/internal/request"
@@ -78,14 +74,14 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	defer st.Close()
 
 	now := time.Now()
-	if err := seed(ctx, st, cfg.Orgs, now, log); err != nil {
+	if err := apply.Orgs(ctx, st, cfg.Orgs, now, log); err != nil {
 		return err
 	}
-	sessKey, err := secret(ctx, st, "session-key")
+	sessKey, err := store.Secret32(ctx, st, "session-key")
 	if err != nil {
 		return err
 	}
-	csrfKey, err := secret(ctx, st, "csrf-key")
+	csrfKey, err := store.Secret32(ctx, st, "csrf-key")
 	if err != nil {
 		return err
 	}
@@ -129,17 +125,13 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		return ok || host == publicHost
 	}
 	serves := func(host string) bool { return isLoginHost(host) || router.ServesHost(host) }
-	// crewjam/saml reads its clock skew from a package variable: set once,
-	// before any request.
-	crewsaml.MaxClockSkew = cfg.Login.SAMLClockSkew
-	// An IssueInstant may also be that far behind: 90s of transit plus it.
-	crewsaml.MaxIssueDelay = 90*time.Second + cfg.Login.SAMLClockSkew
+	saml.SetClockSkew(cfg.Login.SAMLClockSkew)
 	// Each protocol registers here; idp imports none by name.
 	conns := idp.NewConnections(map[string]connection.Factory{
 		password.Type: password.Open,
 		oidc.Type:     oidc.Open,
 		saml.Type:     saml.Open,
-	}, connection.Deps{Store: st, HTTPClient: idpClient(), Logger: log,
+	}, connection.Deps{Store: st, HTTPClient: connection.NewHTTPClient(), Logger: log,
 		SignInURL: url.URL{Scheme: pub.Scheme, Host: pub.Host}, KeyRotation: cfg.Login.SAMLKeyRotation})
 	login := idp.New(idp.Options{
 		Store: st, Sessions: sessions, Orgs: orgs, Connections: conns, PublicURL: pub, Serves: serves, RouteHost: router.ServesHost, ClientIP: ips,
@@ -162,11 +154,11 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		return err
 	}
 	issuer := strings.TrimSuffix(pub.String(), "/")
-	brand := brandAssets(st)
+	brand := apply.BrandAssets(st)
 	handler := proxy.New(proxy.Options{BrandAssets: brand,
 		Router: router, Sessions: sessions, Policy: policy.Chain{policy.RouteOrgs{}, rego}, Orgs: orgs.ByID,
 		DecisionCacheTTL: *cfg.Policy.DecisionCacheTTL, Signer: keys, Login: login,
-		Issuer: issuer, IsLoginHost: isLoginHost, WellKnown: wellKnown(issuer, keys),
+		Issuer: issuer, IsLoginHost: isLoginHost, WellKnown: keys.WellKnown(issuer),
 		ClientIP: ips, Metrics: metrics, Logger: log, AssertionLifetime: cfg.Signing.AssertionLifetime,
 		MinBodyRate: max(cfg.Server.MinBodyRate, 0), BodyGrace: cfg.Server.ReadHeaderTimeout,
 	})
@@ -215,10 +207,10 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		WriteTimeout:      cfg.Server.WriteTimeout,
 		IdleTimeout:       cfg.Server.IdleTimeout,
 		MaxHeaderBytes:    cfg.Server.MaxHeaderBytes,
-		ErrorLog:          tlsErrorLog(log),
+		ErrorLog:          certs.TLSErrorLog(log),
 	}
 	var draining atomic.Bool
-	ops := &http.Server{Handler: opsMux(st, metrics, &draining, notificationsHandler(orgs, login, brand), cfg.Domains.CNAMETarget), ReadHeaderTimeout: 5 * time.Second}
+	ops := &http.Server{Handler: opsMux(st, metrics, &draining, login.NotificationsPreview(brand), cfg.Domains.CNAMETarget), ReadHeaderTimeout: 5 * time.Second}
 
 	nofile := connlimit.RaiseFileLimit()
 	maxConns := cfg.Server.MaxConnections
@@ -262,9 +254,9 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	go sessions.Run(bg)
 	go orgs.Run(bg, 10*time.Second)
 	if cfg.Domains.Verify {
-		dc := &domainChecker{st: st, orgs: orgs, recheck: cfg.Domains.Recheck, log: log, now: time.Now, metrics: metrics,
-			v: &certs.Verifier{Server: cfg.Domains.Resolver, CNAMETarget: cfg.Domains.CNAMETarget}}
-		go dc.run(bg)
+		dc := certs.NewDomainChecker(certs.DomainCheckerOptions{Store: st, Orgs: orgs, Recheck: cfg.Domains.Recheck, Logger: log, Metrics: metrics,
+			Verifier: &certs.Verifier{Server: cfg.Domains.Resolver, CNAMETarget: cfg.Domains.CNAMETarget}})
+		go dc.Run(bg)
 	}
 	go policies.run(bg, cfg.Policy.ReloadInterval)
 
@@ -311,41 +303,6 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	return nil
 }
 
-func secret(ctx context.Context, st store.Store, name string) ([]byte, error) {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b)
-	v, err := st.Secret(ctx, name, b)
-	if err != nil {
-		return nil, fmt.Errorf("server: secret %s: %w", name, err)
-	}
-	if len(v) != 32 {
-		return nil, fmt.Errorf("server: secret %s has %d bytes, want 32", name, len(v))
-	}
-	return v, nil
-}
-
-func wellKnown(issuer string, keys *signing.Manager) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/jwk-set+json")
-		w.Header().Set("Cache-Control", "public, max-age=300")
-		_, _ = w.Write(keys.JWKS())
-	})
-	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "public, max-age=300")
-		_ = json.NewEncoder(w).Encode(map[string]any{
-			"issuer":                                issuer,
-			"jwks_uri":                              issuer + "/.well-known/jwks.json",
-			"id_token_signing_alg_values_supported": keys.Algorithms(),
-			"subject_types_supported":               []string{"public"},
-			"response_types_supported":              []string{"code"},
-			"claims_supported":                      []string{"iss", "aud", "sub", "email", "name", "org_id", "org_slug", "roles", "groups", "iat", "nbf", "exp", "jti"},
-		})
-	})
-	return mux
-}
-
 func opsMux(st store.Store, m *telemetry.Metrics, draining *atomic.Bool, notifications http.Handler, cnameTarget string) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -365,67 +322,9 @@ func opsMux(st store.Store, m *telemetry.Metrics, draining *atomic.Bool, notific
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	mux.Handle("GET /metrics", m.Handler())
-	mux.Handle("GET /domains", domainsHandler(st, cnameTarget))
+	mux.Handle("GET /domains", certs.DomainsHandler(st, cnameTarget))
 	mux.Handle("GET /notifications/{org}/{kind}", notifications)
 	return mux
-}
-
-// idpClient talks to customers' IdPs (discovery, keys, tokens, userinfo,
-// SAML metadata): bounded in time and in size, since one customer's IdP
-// must not be able to exhaust the memory every customer shares, and never
-// redirected to another host or scheme.
-func idpClient() *http.Client {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.ResponseHeaderTimeout = 10 * time.Second
-	t.MaxIdleConnsPerHost = 4
-	return &http.Client{Transport: capBodies{t, maxIdPResponse}, Timeout: 15 * time.Second, CheckRedirect: func(req *http.Request, via []*http.Request) error {
-		if len(via) >= 3 || req.URL.Scheme != via[0].URL.Scheme || req.URL.Host != via[0].URL.Host {
-			return fmt.Errorf("idp: redirect to %s refused (another host or scheme, or too many)", req.URL.Redacted())
-		}
-		return nil
-	}}
-}
-
-// maxIdPResponse bounds any one response from an IdP (SAML metadata is
-// capped lower by its reader).
-const maxIdPResponse = 2 << 20
-
-// capBodies makes reading past max bytes of a response body an error.
-type capBodies struct {
-	rt  http.RoundTripper
-	max int64
-}
-
-func (c capBodies) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := c.rt.RoundTrip(req)
-	if err != nil {
-		return nil, err
-	}
-	resp.Body = &cappedBody{ReadCloser: resp.Body, left: c.max, host: req.URL.Host}
-	return resp, nil
-}
-
-type cappedBody struct {
-	io.ReadCloser
-	left int64
-	host string
-}
-
-func (b *cappedBody) Read(p []byte) (int, error) {
-	if b.left <= 0 {
-		// At the limit: fine if the body ends here, an error if not.
-		var one [1]byte
-		if n, _ := b.ReadCloser.Read(one[:]); n > 0 {
-			return 0, fmt.Errorf("idp: response from %s is larger than %d bytes", b.host, maxIdPResponse)
-		}
-		return 0, io.EOF
-	}
-	if int64(len(p)) > b.left {
-		p = p[:b.left]
-	}
-	n, err := b.ReadCloser.Read(p)
-	b.left -= int64(n)
-	return n, err
 }
 
 // newACME sets up automatic certificates for the public host, the exact
@@ -486,24 +385,6 @@ func portOf(addr string) int {
 	n, _ := strconv.Atoi(p)
 	return n
 }
-
-// tlsErrorLog is the TLS listener's error log, at warning level, without
-// the handshakes refused for names not served: certs.RefusalLog reports
-// those, with their names, at most once a minute.
-func tlsErrorLog(log *slog.Logger) *stdlog.Logger {
-	warn := slog.NewLogLogger(log.Handler(), slog.LevelWarn).Writer()
-	refused := []byte(certs.ErrNotAllowed.Error())
-	return stdlog.New(writerFunc(func(p []byte) (int, error) {
-		if bytes.Contains(p, []byte("TLS handshake error")) && bytes.HasSuffix(bytes.TrimSpace(p), refused) {
-			return len(p), nil
-		}
-		return warn.Write(p)
-	}), "", 0)
-}
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 // redirectToHTTPS answers the plain-HTTP listener with static TLS.
 func redirectToHTTPS(httpsPort int, serves func(host string) bool) http.Handler {

@@ -1,4 +1,4 @@
-package server
+package certs
 
 import (
 	"bytes"
@@ -9,15 +9,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/gatehouse/gatehouse/certs"
 	"github.com/gatehouse/gatehouse/config"
 	"github.com/gatehouse/gatehouse/idp"
+	"github.com/gatehouse/gatehouse/internal/apply"
 	"github.com/gatehouse/gatehouse/internal/telemetry"
 	"github.com/gatehouse/gatehouse/internal/testdns"
 	"github.com/gatehouse/gatehouse/store"
@@ -37,7 +36,7 @@ func TestDomainCheckReloadsDirectoryDuringSweep(t *testing.T) {
 	for _, slug := range []string{"acme", "globex"} {
 		decl = append(decl, config.Org{Slug: slug, Name: slug, LoginDomain: "login." + slug + ".test", Connection: config.Connection{Type: "password"}})
 	}
-	if err := seed(ctx, st, decl, now, quiet); err != nil {
+	if err := apply.Orgs(ctx, st, decl, now, quiet); err != nil {
 		t.Fatal(err)
 	}
 	orgs, err := idp.NewDirectory(ctx, st, quiet)
@@ -55,13 +54,13 @@ func TestDomainCheckReloadsDirectoryDuringSweep(t *testing.T) {
 	first, second := list[0], list[1]
 
 	dns, addr := testdns.Start(t)
-	name, value := certs.Record(first.Domains[0])
+	name, value := Record(first.Domains[0])
 	dns.AddDNSTXTRecord(name, value)
 
 	// Every lookup notes whether the first org's domain routes yet.
 	var mu sync.Mutex
 	var routed []bool
-	inner := certs.NewResolver(addr)
+	inner := NewResolver(addr)
 	resolver := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, a string) (net.Conn, error) {
 		_, ok := orgs.ByLoginHost(first.LoginDomain)
 		mu.Lock()
@@ -69,8 +68,8 @@ func TestDomainCheckReloadsDirectoryDuringSweep(t *testing.T) {
 		mu.Unlock()
 		return inner.Dial(ctx, network, a)
 	}}
-	c := &domainChecker{st: st, orgs: orgs, recheck: time.Hour, log: quiet, now: time.Now,
-		v: &certs.Verifier{Resolver: resolver}}
+	c := &DomainChecker{st: st, orgs: orgs, recheck: time.Hour, log: quiet, now: time.Now,
+		v: &Verifier{Resolver: resolver}}
 	c.checkAll(ctx)
 	mu.Lock()
 	defer mu.Unlock()
@@ -146,7 +145,7 @@ func TestDomainMethodInStatusAndSuspension(t *testing.T) {
 				decl.EmailDomains = []string{tc.domain}
 			}
 			clock := time.Unix(1_800_000_000, 0)
-			if err := seed(ctx, st, []config.Org{decl}, clock, log); err != nil {
+			if err := apply.Orgs(ctx, st, []config.Org{decl}, clock, log); err != nil {
 				t.Fatal(err)
 			}
 			orgs, err := idp.NewDirectory(ctx, st, log)
@@ -159,17 +158,17 @@ func TestDomainMethodInStatusAndSuspension(t *testing.T) {
 			if tc.cname {
 				dns.AddDNSCNAMERecord(tc.domain, target+".")
 			} else {
-				name, value := certs.Record(claim)
+				name, value := Record(claim)
 				dns.AddDNSTXTRecord(name, value)
 			}
-			c := &domainChecker{st: st, orgs: orgs, recheck: time.Minute, log: log, now: func() time.Time { return clock },
-				v: &certs.Verifier{Server: addr, CNAMETarget: target}}
+			c := &DomainChecker{st: st, orgs: orgs, recheck: time.Minute, log: log, now: func() time.Time { return clock },
+				v: &Verifier{Server: addr, CNAMETarget: target}}
 			c.checkAll(ctx)
 
 			row := func() map[string]any {
 				t.Helper()
 				rec := httptest.NewRecorder()
-				domainsHandler(st, target).ServeHTTP(rec, httptest.NewRequest("GET", "/domains", nil))
+				DomainsHandler(st, target).ServeHTTP(rec, httptest.NewRequest("GET", "/domains", nil))
 				var rows []map[string]any
 				if err := json.Unmarshal(rec.Body.Bytes(), &rows); err != nil || len(rows) != 1 {
 					t.Fatalf("/domains: %v %s", err, rec.Body)
@@ -191,10 +190,10 @@ func TestDomainMethodInStatusAndSuspension(t *testing.T) {
 			if tc.cname {
 				dns.DeleteDNSCNAMERecord(tc.domain)
 			} else {
-				name, _ := certs.Record(claim)
+				name, _ := Record(claim)
 				dns.DeleteDNSTXTRecord(name)
 			}
-			for range certs.SuspendAfter {
+			for range SuspendAfter {
 				clock = clock.Add(time.Minute)
 				c.checkAll(ctx)
 			}
@@ -212,39 +211,53 @@ func TestDomainMethodInStatusAndSuspension(t *testing.T) {
 	}
 }
 
-// The certificate decision names an org's login domain by the org's
-// slug (certs: lines then say org=acme, as domains: lines do).
-func TestDeciderNamesOrgsBySlug(t *testing.T) {
+// Each sweep publishes how many claims are in each state, by kind.
+func TestDomainClaimsMetric(t *testing.T) {
 	ctx := context.Background()
 	st := badgertest.Open(t)
 	quiet := slog.New(slog.DiscardHandler)
-	decl := []config.Org{
-		{Slug: "acme", Name: "Acme", LoginDomain: "login.acme.test", Connection: config.Connection{Type: "password"}},
-		{Slug: "globex-eu", Name: "Globex", LoginDomain: "sso.globex.test", Connection: config.Connection{Type: "password"}},
+	acme := config.Org{Slug: "acme", Name: "Acme", LoginDomain: "login.acme.test", EmailDomains: []string{"acme.test", "old.acme.test"}, Connection: config.Connection{Type: "password"}}
+	globex := config.Org{Slug: "globex", Name: "Globex", LoginDomain: "login.globex.test", Connection: config.Connection{Type: "password"}}
+	clock := time.Unix(1_800_000_000, 0)
+	if err := apply.Orgs(ctx, st, []config.Org{acme, globex}, clock, quiet); err != nil {
+		t.Fatal(err)
 	}
-	if err := seed(ctx, st, decl, time.Now(), quiet); err != nil {
+	acme.EmailDomains = acme.EmailDomains[:1] // old.acme.test: released
+	if err := apply.Orgs(ctx, st, []config.Org{acme, globex}, clock, quiet); err != nil {
 		t.Fatal(err)
 	}
 	orgs, err := idp.NewDirectory(ctx, st, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub, _ := url.Parse("https://auth.saas.test")
-	d := decider(&config.Config{Routes: []config.Route{{Host: "app.saas.test"}}}, pub, orgs)
-	for _, tc := range []struct {
-		name, org string
-		ok        bool
-	}{
-		{"login.acme.test", "acme", true},
-		{"sso.globex.test", "globex-eu", true},
-		{"auth.saas.test", "", true},
-		{"app.saas.test", "", true},
-		{"other.test", "", false},
-	} {
-		if org, ok := d.Decide(tc.name); org != tc.org || ok != tc.ok {
-			t.Errorf("Decide(%s) = %q, %v; want %q, %v", tc.name, org, ok, tc.org, tc.ok)
+	o, _ := st.GetOrgBySlug(ctx, "acme")
+	login, _ := o.Claim("login", "login.acme.test")
+	dns, addr := testdns.Start(t)
+	name, value := Record(login)
+	dns.AddDNSTXTRecord(name, value)
+	m := telemetry.New()
+	c := &DomainChecker{st: st, orgs: orgs, recheck: time.Minute, log: quiet, now: func() time.Time { return clock }, metrics: m,
+		v: &Verifier{Server: addr}}
+	check := func(want map[[2]string]float64) {
+		t.Helper()
+		got := scrape(t, m)
+		for _, kind := range []string{"login", "email"} {
+			for _, state := range []string{"pending", "verified", "suspended", "released"} {
+				s := `gatehouse_domain_claims{kind="` + kind + `",state="` + state + `"}`
+				if v, ok := got[s]; !ok || v != want[[2]string{kind, state}] {
+					t.Errorf("%s = %v (published %v), want %v", s, v, ok, want[[2]string{kind, state}])
+				}
+			}
 		}
 	}
+	c.checkAll(ctx)
+	check(map[[2]string]float64{{"login", "verified"}: 1, {"login", "pending"}: 1, {"email", "pending"}: 1, {"email", "released"}: 1})
+	dns.DeleteDNSTXTRecord(name)
+	for range SuspendAfter {
+		clock = clock.Add(time.Minute)
+		c.checkAll(ctx)
+	}
+	check(map[[2]string]float64{{"login", "suspended"}: 1, {"login", "pending"}: 1, {"email", "pending"}: 1, {"email", "released"}: 1})
 }
 
 // The TLS listener's error log leaves out handshakes refused for names
@@ -254,9 +267,9 @@ func TestTLSErrorLogLeavesRefusalsToTheRefusalLog(t *testing.T) {
 	logs := &logLines{}
 	srv := &http.Server{
 		Handler:  http.NotFoundHandler(),
-		ErrorLog: tlsErrorLog(slog.New(slog.NewJSONHandler(logs, nil))),
+		ErrorLog: TLSErrorLog(slog.New(slog.NewJSONHandler(logs, nil))),
 		TLSConfig: &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-			return nil, certs.ErrNotAllowed
+			return nil, ErrNotAllowed
 		}},
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -293,68 +306,7 @@ func TestTLSErrorLogLeavesRefusalsToTheRefusalLog(t *testing.T) {
 	}
 	time.Sleep(200 * time.Millisecond) // any line of the refusals before it
 	lines = logs.with(t, "http: TLS handshake error")
-	if len(lines) != 1 || lines[0]["level"] != "WARN" || strings.Contains(lines[0]["msg"].(string), certs.ErrNotAllowed.Error()) {
+	if len(lines) != 1 || lines[0]["level"] != "WARN" || strings.Contains(lines[0]["msg"].(string), ErrNotAllowed.Error()) {
 		t.Fatalf("handshake error lines: %v", lines)
 	}
-}
-
-// scrape reads /metrics as Prometheus does ("name{labels}" → value).
-func scrape(t *testing.T, m *telemetry.Metrics) map[string]float64 {
-	t.Helper()
-	rec := httptest.NewRecorder()
-	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	out, err := telemetry.ParseText(rec.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-// Each sweep publishes how many claims are in each state, by kind.
-func TestDomainClaimsMetric(t *testing.T) {
-	ctx := context.Background()
-	st := badgertest.Open(t)
-	quiet := slog.New(slog.DiscardHandler)
-	acme := config.Org{Slug: "acme", Name: "Acme", LoginDomain: "login.acme.test", EmailDomains: []string{"acme.test", "old.acme.test"}, Connection: config.Connection{Type: "password"}}
-	globex := config.Org{Slug: "globex", Name: "Globex", LoginDomain: "login.globex.test", Connection: config.Connection{Type: "password"}}
-	clock := time.Unix(1_800_000_000, 0)
-	if err := seed(ctx, st, []config.Org{acme, globex}, clock, quiet); err != nil {
-		t.Fatal(err)
-	}
-	acme.EmailDomains = acme.EmailDomains[:1] // old.acme.test: released
-	if err := seed(ctx, st, []config.Org{acme, globex}, clock, quiet); err != nil {
-		t.Fatal(err)
-	}
-	orgs, err := idp.NewDirectory(ctx, st, quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	o, _ := st.GetOrgBySlug(ctx, "acme")
-	login, _ := claimOf(o, "login/login.acme.test")
-	dns, addr := testdns.Start(t)
-	name, value := certs.Record(login)
-	dns.AddDNSTXTRecord(name, value)
-	m := telemetry.New()
-	c := &domainChecker{st: st, orgs: orgs, recheck: time.Minute, log: quiet, now: func() time.Time { return clock }, metrics: m,
-		v: &certs.Verifier{Server: addr}}
-	check := func(want map[[2]string]float64) {
-		t.Helper()
-		got := scrape(t, m)
-		for _, kind := range []string{"login", "email"} {
-			for _, state := range []string{"pending", "verified", "suspended", "released"} {
-				s := `gatehouse_domain_claims{kind="` + kind + `",state="` + state + `"}`
-				if v, ok := got[s]; !ok || v != want[[2]string{kind, state}] {
-					t.Errorf("%s = %v (published %v), want %v", s, v, ok, want[[2]string{kind, state}])
-				}
-			}
-		}
-	}
-	c.checkAll(ctx)
-	check(map[[2]string]float64{{"login", "verified"}: 1, {"login", "pending"}: 1, {"email", "pending"}: 1, {"email", "released"}: 1})
-	dns.DeleteDNSTXTRecord(name)
-	for range certs.SuspendAfter {
-		clock = clock.Add(time.Minute)
-		c.checkAll(ctx)
-	}
-	check(map[[2]string]float64{{"login", "suspended"}: 1, {"login", "pending"}: 1, {"email", "pending"}: 1, {"email", "released"}: 1})
 }

@@ -1,4 +1,4 @@
-package server
+package idp
 
 import (
 	"context"
@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/gatehouse/gatehouse/idp"
 	"github.com/gatehouse/gatehouse/idp/notify"
 	"github.com/gatehouse/gatehouse/internal/brandasset"
 	"github.com/gatehouse/gatehouse/internal/web"
@@ -20,16 +19,16 @@ import (
 // top of the sanitizing every message gets; the org's images are inlined.
 const previewHeaderCSP = "sandbox; " + notify.PreviewCSP + "; frame-ancestors 'none'"
 
-// notificationsHandler previews an org's messages as the running
+// NotificationsPreview previews an org's messages as the running
 // deployment would render them, with sample people, links and codes
 // (ops listener: the operator's view; org admins get theirs with
 // delegated administration). The JSON (no ?part) holds each part
 // exactly as sent; ?part=subject|text|sms gives one part as it is, and
 // ?part=html the HTML part as a preview document (notify.Preview) under
 // previewHeaderCSP, with the org's branding images from brand.
-func notificationsHandler(orgs *idp.Directory, login *idp.Handler, brand web.BlobSource) http.HandlerFunc {
+func (h *Handler) NotificationsPreview(brand web.BlobSource) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		org, ok := orgs.BySlug(r.PathValue("org"))
+		org, ok := h.o.Orgs.BySlug(r.PathValue("org"))
 		if !ok {
 			http.Error(w, "no such org", http.StatusNotFound)
 			return
@@ -39,7 +38,7 @@ func notificationsHandler(orgs *idp.Directory, login *idp.Handler, brand web.Blo
 			http.Error(w, "unknown message: invitation, password_reset, mfa_code or new_sign_in", http.StatusNotFound)
 			return
 		}
-		m, err := login.SampleMessage(org, kind)
+		m, err := h.SampleMessage(org, kind)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusUnprocessableEntity)
 			return

@@ -1,4 +1,4 @@
-package server
+package connection
 
 import (
 	"io"
@@ -19,7 +19,7 @@ func TestIdPClientLimits(t *testing.T) {
 	mux.HandleFunc("/here", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/exact", http.StatusFound) })
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
-	c := idpClient()
+	c := NewHTTPClient()
 	read := func(path string) (int, error) {
 		resp, err := c.Get(srv.URL + path)
 		if err != nil {

@@ -1,4 +1,4 @@
-package server
+package certs
 
 import (
 	"context"
@@ -7,20 +7,41 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/gatehouse/gatehouse/certs"
-	"github.com/gatehouse/gatehouse/idp"
 	"github.com/gatehouse/gatehouse/internal/loop"
 	"github.com/gatehouse/gatehouse/internal/telemetry"
 	"github.com/gatehouse/gatehouse/store"
 )
 
-// domainChecker verifies the orgs' domain claims in DNS: pending claims
+// DomainCheckerOptions configure a DomainChecker.
+type DomainCheckerOptions struct {
+	Store store.Store
+	// Orgs is reloaded when a claim's status changes: routing and
+	// certificates read it, not the store.
+	Orgs     Reloader
+	Verifier *Verifier
+	Recheck  time.Duration
+	Logger   *slog.Logger
+	// Metrics, if set, gets the claims' states after each sweep.
+	Metrics *telemetry.Metrics
+}
+
+// Reloader reloads what it holds from the store.
+type Reloader interface {
+	Reload(ctx context.Context) error
+}
+
+// NewDomainChecker checks the orgs' domain claims (see DomainChecker).
+func NewDomainChecker(o DomainCheckerOptions) *DomainChecker {
+	return &DomainChecker{st: o.Store, orgs: o.Orgs, v: o.Verifier, recheck: o.Recheck, log: o.Logger, now: time.Now, metrics: o.Metrics}
+}
+
+// DomainChecker verifies the orgs' domain claims in DNS: pending claims
 // at every tick (so a customer who adds the record sees it take effect
 // within one), verified and suspended ones every recheck.
-type domainChecker struct {
+type DomainChecker struct {
 	st      store.Store
-	orgs    *idp.Directory
-	v       *certs.Verifier
+	orgs    Reloader
+	v       *Verifier
 	recheck time.Duration
 	log     *slog.Logger
 	now     func() time.Time
@@ -31,18 +52,18 @@ type domainChecker struct {
 // grace is how long a verified domain's record must be seen gone before
 // it is suspended: recheck, at most an hour (longer than most negative
 // DNS caching).
-func (c *domainChecker) grace() time.Duration { return min(c.recheck, time.Hour) }
+func (c *DomainChecker) grace() time.Duration { return min(c.recheck, time.Hour) }
 
 // tick is how often pending claims are looked up.
-func (c *domainChecker) tick() time.Duration { return min(c.recheck, 30*time.Second) }
+func (c *DomainChecker) tick() time.Duration { return min(c.recheck, 30*time.Second) }
 
-// run checks until ctx ends.
-func (c *domainChecker) run(ctx context.Context) {
+// Run checks until ctx ends.
+func (c *DomainChecker) Run(ctx context.Context) {
 	c.checkAll(ctx)
 	loop.Every(ctx, c.tick(), c.checkAll)
 }
 
-func (c *domainChecker) checkAll(ctx context.Context) {
+func (c *DomainChecker) checkAll(ctx context.Context) {
 	orgs, err := c.st.ListOrgs(ctx)
 	if err != nil {
 		c.log.Error("domains: list orgs", "err", err)
@@ -79,7 +100,7 @@ func (c *domainChecker) checkAll(ctx context.Context) {
 	for _, o := range orgs {
 		results := map[string]store.DomainClaim{}
 		for _, cl := range o.Domains {
-			if !o.Uses(cl) || !certs.Due(cl, c.now(), c.recheck) {
+			if !o.Uses(cl) || !Due(cl, c.now(), c.recheck) {
 				// (a released org's kept claim is not checked)
 				continue
 			}
@@ -87,7 +108,7 @@ func (c *domainChecker) checkAll(ctx context.Context) {
 			if ctx.Err() != nil {
 				return // shutting down: a canceled lookup proves nothing
 			}
-			results[cl.Kind+"/"+cl.Name] = certs.Next(cl, r, c.now(), c.grace())
+			results[cl.Kind+"/"+cl.Name] = Next(cl, r, c.now(), c.grace())
 		}
 		if len(results) == 0 {
 			count(o)
@@ -140,7 +161,7 @@ func (c *domainChecker) checkAll(ctx context.Context) {
 		}
 		for _, cl := range results {
 			if cl.Status == store.DomainPending && pendingFirstSeen(o, cl) {
-				name, value := certs.Record(cl)
+				name, value := Record(cl)
 				attrs := []any{"org", o.Slug, "domain", cl.Name, "kind", cl.Kind, "create_txt_record", name, "value", value}
 				if cl.Kind == "login" && c.v.CNAMETarget != "" {
 					attrs = append(attrs, "or_cname_to", c.v.CNAMETarget)
@@ -172,10 +193,10 @@ func pendingFirstSeen(o store.Org, cl store.DomainClaim) bool {
 	return false
 }
 
-// domainsHandler lists every claim with its status and the record that
+// DomainsHandler lists every claim with its status and the record that
 // proves it (ops listener: the operator's view; org admins get theirs
 // with delegated administration).
-func domainsHandler(st store.Store, cnameTarget string) http.HandlerFunc {
+func DomainsHandler(st store.Store, cnameTarget string) http.HandlerFunc {
 	type row struct {
 		Org    string `json:"org"`
 		Domain string `json:"domain"`
@@ -203,7 +224,7 @@ func domainsHandler(st store.Store, cnameTarget string) http.HandlerFunc {
 		out := []row{}
 		for _, o := range orgs {
 			for _, c := range o.Domains {
-				name, value := certs.Record(c)
+				name, value := Record(c)
 				r := row{Org: o.Slug, Domain: c.Name, Kind: c.Kind, Status: c.Status, Method: c.Method, Record: name, Value: value,
 					CheckedAt: c.CheckedAt, VerifiedAt: c.VerifiedAt, Detail: c.Detail, Failures: c.Failures, Released: !o.Uses(c)}
 				if c.Kind == "login" {

@@ -1,4 +1,4 @@
-package server
+package apply
 
 import (
 	"context"
@@ -27,7 +27,7 @@ func TestSeedReleasesDomainsOfOrgsDroppedFromConfig(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	now := time.Unix(1_800_000_000, 0)
 	acme := config.Org{Slug: "acme", Name: "Acme", LoginDomain: "login.acme.test", EmailDomains: []string{"acme.test"}, Connection: config.Connection{Type: "password"}}
-	if err := seed(ctx, st, []config.Org{acme}, now, log); err != nil {
+	if err := Orgs(ctx, st, []config.Org{acme}, now, log); err != nil {
 		t.Fatal(err)
 	}
 	// The customer verified the domain under the old slug.
@@ -42,7 +42,7 @@ func TestSeedReleasesDomainsOfOrgsDroppedFromConfig(t *testing.T) {
 	}
 	renamed := acme
 	renamed.Slug = "acme-corp"
-	if err := seed(ctx, st, []config.Org{renamed}, now.Add(time.Hour), log); err != nil {
+	if err := Orgs(ctx, st, []config.Org{renamed}, now.Add(time.Hour), log); err != nil {
 		t.Fatal(err)
 	}
 	old, err := st.GetOrgBySlug(ctx, "acme")
@@ -69,7 +69,7 @@ func TestSeedReleasesDomainsOfOrgsDroppedFromConfig(t *testing.T) {
 	}
 	// A rename shipped as two deploys: the org goes (keeping its claims),
 	// then comes back under another slug and takes them over.
-	if err := seed(ctx, st, nil, now.Add(2*time.Hour), log); err != nil {
+	if err := Orgs(ctx, st, nil, now.Add(2*time.Hour), log); err != nil {
 		t.Fatal(err)
 	}
 	kept, _ := st.GetOrgBySlug(ctx, "acme-corp")
@@ -78,7 +78,7 @@ func TestSeedReleasesDomainsOfOrgsDroppedFromConfig(t *testing.T) {
 	}
 	again := acme
 	again.Slug = "acme-inc"
-	if err := seed(ctx, st, []config.Org{again}, now.Add(3*time.Hour), log); err != nil {
+	if err := Orgs(ctx, st, []config.Org{again}, now.Add(3*time.Hour), log); err != nil {
 		t.Fatal(err)
 	}
 	inc, _ := st.GetOrgBySlug(ctx, "acme-inc")
@@ -164,7 +164,7 @@ func TestSeedDomainRemovedAndRestoredKeepsTokenAndVerification(t *testing.T) {
 				}
 				t.Cleanup(func() { st.Close() })
 				now = now.Add(time.Hour)
-				if err := seed(ctx, st, orgs, now, quiet); err != nil {
+				if err := Orgs(ctx, st, orgs, now, quiet); err != nil {
 					t.Fatal(err)
 				}
 				return st
@@ -180,7 +180,7 @@ func TestSeedDomainRemovedAndRestoredKeepsTokenAndVerification(t *testing.T) {
 					t.Fatal(err)
 				}
 				for _, was := range before.Domains {
-					c, ok := claimOf(o, was.Kind+"/"+was.Name)
+					c, ok := o.Claim(was.Kind, was.Name)
 					if !ok || c.Token != was.Token || c.Status != store.DomainVerified {
 						t.Fatalf("claim %s/%s kept: %+v (found %v)", was.Kind, was.Name, c, ok)
 					}
@@ -196,7 +196,7 @@ func TestSeedDomainRemovedAndRestoredKeepsTokenAndVerification(t *testing.T) {
 				if err := d.Reload(ctx); err != nil {
 					t.Fatal(err)
 				}
-				if lc, _ := claimOf(o, "login/login.acme.test"); !o.Uses(lc) {
+				if lc, _ := o.Claim("login", "login.acme.test"); !o.Uses(lc) {
 					if _, ok := d.ByLoginHost("login.acme.test"); ok {
 						t.Fatal("a removed login domain routes")
 					}
@@ -212,7 +212,7 @@ func TestSeedDomainRemovedAndRestoredKeepsTokenAndVerification(t *testing.T) {
 				t.Fatalf("claims after the rollback: %+v", after.Domains)
 			}
 			for _, was := range before.Domains {
-				c, ok := claimOf(after, was.Kind+"/"+was.Name)
+				c, ok := after.Claim(was.Kind, was.Name)
 				if !ok || !after.Uses(c) || c.Token != was.Token || c.Status != store.DomainVerified || !c.FirstVerifiedAt.Equal(was.FirstVerifiedAt) {
 					t.Errorf("claim %s/%s after the rollback: %+v, was %+v", was.Kind, was.Name, c, was)
 				}
@@ -241,15 +241,6 @@ func TestSeedDomainRemovedAndRestoredKeepsTokenAndVerification(t *testing.T) {
 	}
 }
 
-func claimOf(o store.Org, kindName string) (store.DomainClaim, bool) {
-	for _, c := range o.Domains {
-		if c.Kind+"/"+c.Name == kindName {
-			return c, true
-		}
-	}
-	return store.DomainClaim{}, false
-}
-
 // Tokens are derived per (org, domain): an org whose claim record is lost
 // gets the same token again; another org claiming the same name gets
 // another one, and so does the same org in another deployment.
@@ -265,16 +256,16 @@ func TestSeedDomainTokensPerOrgAndDomain(t *testing.T) {
 		return config.Org{Slug: slug, Name: slug, LoginDomain: login, EmailDomains: email, Connection: config.Connection{Type: "password"}}
 	}
 	st := open()
-	if err := seed(ctx, st, []config.Org{org("acme", "login.acme.test", "acme.test", "login.acme.test")}, now, quiet); err != nil {
+	if err := Orgs(ctx, st, []config.Org{org("acme", "login.acme.test", "acme.test", "login.acme.test")}, now, quiet); err != nil {
 		t.Fatal(err)
 	}
 	first, _ := st.GetOrgBySlug(ctx, "acme")
 	if len(first.Domains) != 3 {
 		t.Fatalf("claims: %+v", first.Domains)
 	}
-	login, _ := claimOf(first, "login/login.acme.test")
-	email, _ := claimOf(first, "email/acme.test")
-	same, _ := claimOf(first, "email/login.acme.test")
+	login, _ := first.Claim("login", "login.acme.test")
+	email, _ := first.Claim("email", "acme.test")
+	same, _ := first.Claim("email", "login.acme.test")
 	if login.Token == email.Token || login.Token != same.Token || len(login.Token) != 26 {
 		t.Fatalf("tokens: login %q, email %q, email on the login name %q", login.Token, email.Token, same.Token)
 	}
@@ -287,12 +278,12 @@ func TestSeedDomainTokensPerOrgAndDomain(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if err := seed(ctx, st, []config.Org{org("acme", "login.acme.test", "acme.test", "login.acme.test")}, now, quiet); err != nil {
+	if err := Orgs(ctx, st, []config.Org{org("acme", "login.acme.test", "acme.test", "login.acme.test")}, now, quiet); err != nil {
 		t.Fatal(err)
 	}
 	again, _ := st.GetOrgBySlug(ctx, "acme")
 	for _, was := range first.Domains {
-		if c, ok := claimOf(again, was.Kind+"/"+was.Name); !ok || c.Token != was.Token || c.Status != store.DomainPending {
+		if c, ok := again.Claim(was.Kind, was.Name); !ok || c.Token != was.Token || c.Status != store.DomainPending {
 			t.Errorf("claim %s/%s made again: %+v, was %+v", was.Kind, was.Name, c, was)
 		}
 	}
@@ -303,13 +294,13 @@ func TestSeedDomainTokensPerOrgAndDomain(t *testing.T) {
 		{org("acme", "login.acme.test", "acme.test"), org("globex", "login.acme.test", "acme.test")},
 		{org("acme", ""), org("globex", "login.acme.test", "acme.test")},
 	} {
-		if err := seed(ctx, st, orgs, now, quiet); err != nil {
+		if err := Orgs(ctx, st, orgs, now, quiet); err != nil {
 			t.Fatal(err)
 		}
 		globex, _ := st.GetOrgBySlug(ctx, "globex")
-		for _, k := range []string{"login/login.acme.test", "email/acme.test"} {
-			g, _ := claimOf(globex, k)
-			a, _ := claimOf(first, k)
+		for _, k := range [][2]string{{"login", "login.acme.test"}, {"email", "acme.test"}} {
+			g, _ := globex.Claim(k[0], k[1])
+			a, _ := first.Claim(k[0], k[1])
 			if g.Token == "" || g.Token == a.Token {
 				t.Errorf("%s: globex's token %q, acme's %q", k, g.Token, a.Token)
 			}
@@ -325,11 +316,11 @@ func TestSeedDomainTokensPerOrgAndDomain(t *testing.T) {
 	if err := other.CreateOrg(ctx, store.Org{ID: first.ID, Slug: "acme", Name: "acme"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := seed(ctx, other, []config.Org{org("acme", "login.acme.test")}, now, quiet); err != nil {
+	if err := Orgs(ctx, other, []config.Org{org("acme", "login.acme.test")}, now, quiet); err != nil {
 		t.Fatal(err)
 	}
 	o, _ := other.GetOrgBySlug(ctx, "acme")
-	if c, _ := claimOf(o, "login/login.acme.test"); c.Token == login.Token || c.Token != domainToken(make([]byte, 32), first.ID, "login.acme.test") {
+	if c, _ := o.Claim("login", "login.acme.test"); c.Token == login.Token || c.Token != domainToken(make([]byte, 32), first.ID, "login.acme.test") {
 		t.Errorf("token in another deployment: %q (this one's %q)", c.Token, login.Token)
 	}
 }

@@ -1,4 +1,4 @@
-package server
+package apply
 
 import (
 	"context"
@@ -29,8 +29,8 @@ import (
 // renamed slug keeps its verified domain). Its users and memberships are
 // kept. A declared org keeps the claims on domains it no longer declares
 // (unused), so that a domain put back keeps its token and verification.
-func seed(ctx context.Context, st store.Store, orgs []config.Org, now time.Time, log *slog.Logger) error {
-	key, err := secret(ctx, st, domainTokenKey)
+func Orgs(ctx context.Context, st store.Store, orgs []config.Org, now time.Time, log *slog.Logger) error {
+	key, err := store.Secret32(ctx, st, domainTokenKey)
 	if err != nil {
 		return fmt.Errorf("seed: %w", err)
 	}

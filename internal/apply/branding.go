@@ -1,4 +1,4 @@
-package server
+package apply
 
 import (
 	"context"
@@ -96,7 +96,7 @@ func putBrandAsset(ctx context.Context, st store.Store, b []byte, ext string) (s
 // brandAssets serves branding assets from the store, keeping them in
 // memory once read: their names are their contents' hashes, so a copy
 // never goes stale. At most maxBrandCache are kept.
-func brandAssets(st store.Store) web.BlobSource {
+func BrandAssets(st store.Store) web.BlobSource {
 	const maxBrandCache = 512
 	var mu sync.Mutex
 	cache := map[string][]byte{}

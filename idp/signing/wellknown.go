@@ -1,0 +1,31 @@
+package signing
+
+import (
+	"encoding/json"
+	"net/http"
+)
+
+// WellKnown serves the workspace's keys at /.well-known/jwks.json and an
+// OpenID discovery document naming them for issuer, so that any JWT
+// library verifies Gatehouse's assertions.
+func (keys *Manager) WellKnown(issuer string) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/jwk-set+json")
+		w.Header().Set("Cache-Control", "public, max-age=300")
+		_, _ = w.Write(keys.JWKS())
+	})
+	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "public, max-age=300")
+		_ = json.NewEncoder(w).Encode(map[string]any{
+			"issuer":                                issuer,
+			"jwks_uri":                              issuer + "/.well-known/jwks.json",
+			"id_token_signing_alg_values_supported": keys.Algorithms(),
+			"subject_types_supported":               []string{"public"},
+			"response_types_supported":              []string{"code"},
+			"claims_supported":                      []string{"iss", "aud", "sub", "email", "name", "org_id", "org_slug", "roles", "groups", "iat", "nbf", "exp", "jti"},
+		})
+	})
+	return mux
+}
