@@ -7,10 +7,15 @@ package certs
 import (
 	"crypto/tls"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/gatehouse/gatehouse/internal/request"
 )
 
 // StaticConfig serves the certificate in certFile/keyFile, with HTTP/2.
@@ -80,4 +85,22 @@ func (r *reloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 		}
 	}
 	return r.cert, nil
+}
+
+// RedirectToHTTPS answers the plain-HTTP listener with static or local-CA
+// TLS: a permanent redirect to HTTPS for hosts served (serves), 404 for others.
+func RedirectToHTTPS(httpsPort int, serves func(host string) bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Only names Gatehouse serves: a redirect for any Host would make
+		// this listener an open redirector to https://<anything>.
+		host := request.Host(r)
+		if !serves(host) {
+			http.Error(w, "Nothing is served at this address.", http.StatusNotFound)
+			return
+		}
+		if httpsPort != 443 {
+			host = net.JoinHostPort(host, strconv.Itoa(httpsPort))
+		}
+		http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), http.StatusPermanentRedirect)
+	})
 }

@@ -1021,7 +1021,7 @@ func validateBranding(d *decoder, b *Branding, p string) {
 			d.add(p+"."+f.Key, "%v", err)
 		} else if err := brandasset.Check(f.Key, name, body); err != nil {
 			// The bytes decide: the server stores what it checks the
-			// same way (see internal/server seedBranding).
+			// same way (see internal/apply branding).
 			d.add(p+"."+f.Key, "%v", err)
 		}
 	}

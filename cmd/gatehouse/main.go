@@ -19,7 +19,6 @@ import (
 	"github.com/gatehouse/gatehouse/internal/logging"
 	"github.com/gatehouse/gatehouse/internal/notifycli"
 	"github.com/gatehouse/gatehouse/internal/policycli"
-	"github.com/gatehouse/gatehouse/internal/server"
 )
 
 // version is set at build time: -ldflags "-X main.version=v1.2.3".
@@ -158,11 +157,11 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	logCtx, stopLog := context.WithCancel(context.Background())
 	defer stopLog()
 	go log.Run(logCtx)
-	opts := server.Options{Logger: log.Logger}
+	opts := deployOptions{Logger: log.Logger}
 	if setup != nil {
 		opts.Ready = func(string, string) { fmt.Fprint(stdout, setup.Banner()) }
 	}
-	if err := server.Run(ctx, cfg, opts); err != nil && !errors.Is(err, context.Canceled) {
+	if err := deploy(ctx, cfg, opts); err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("gatehouse: exiting", "err", err)
 		return 1
 	}

@@ -1,6 +1,4 @@
-// Package server assembles a Gatehouse deployment from its config and runs
-// it until its context ends.
-package server
+package main
 
 import (
 	"context"
@@ -34,8 +32,8 @@ import (
 	"github.com/gatehouse/gatehouse/internal/apply"
 	"github.com/gatehouse/gatehouse/internal/clientip"
 	"github.com/gatehouse/gatehouse/internal/connlimit"
-	"github.com/gatehouse/gatehouse/internal/request"
 	"github.com/gatehouse/gatehouse/internal/telemetry"
+	"github.com/gatehouse/gatehouse/internal/web"
 	"github.com/gatehouse/gatehouse/policy"
 	"github.com/gatehouse/gatehouse/proxy"
 	"github.com/gatehouse/gatehouse/proxy/session"
@@ -43,88 +41,123 @@ import (
 	"github.com/gatehouse/gatehouse/store/badgerstore"
 )
 
-// Options are process-level settings that are not part of the config file.
-type Options struct {
+// deployOptions are process-level settings that are not part of the
+// config file.
+type deployOptions struct {
 	Logger *slog.Logger
 	// Ready, if set, is called with the bound addresses once both
 	// listeners accept connections.
 	Ready func(proxyAddr, opsAddr string)
 }
 
-// Run serves cfg until ctx is cancelled, then drains in-flight requests
-// for up to server.shutdown_timeout.
-func Run(ctx context.Context, cfg *config.Config, opts Options) error {
-	log := opts.Logger
-	if log == nil {
-		log = slog.Default()
+// deployment is one running Gatehouse, assembled a service at a time
+// (store, sign-in, policies, proxy, TLS, listeners), the way Pomerium
+// assembles its services. Each step adds what the next ones use.
+type deployment struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	pub     *url.URL
+	metrics *telemetry.Metrics
+	// cleanup runs at exit, last added first.
+	cleanup []func()
+
+	st       store.Store
+	csrfKey  []byte
+	keys     *signing.Manager
+	sessions *session.Manager
+	orgs     *idp.Directory
+	router   *proxy.Router
+	ips      *clientip.Resolver
+	login    *idp.Handler
+	rego     *policy.Rego
+	policies *policyLoader
+	brand    web.BlobSource
+	handler  http.Handler
+
+	tlsConf *tls.Config
+	plain   http.Handler // the plain-HTTP listener's, with tls.http_listen
+}
+
+// deploy serves cfg until ctx is cancelled, then drains in-flight
+// requests for up to server.shutdown_timeout.
+func deploy(ctx context.Context, cfg *config.Config, opts deployOptions) error {
+	d := &deployment{cfg: cfg, log: opts.Logger, metrics: telemetry.New()}
+	if d.log == nil {
+		d.log = slog.Default()
 	}
-	pub, err := url.Parse(cfg.PublicURL)
-	if err != nil {
+	defer func() {
+		for i := len(d.cleanup) - 1; i >= 0; i-- {
+			d.cleanup[i]()
+		}
+	}()
+	var err error
+	if d.pub, err = url.Parse(cfg.PublicURL); err != nil {
 		return fmt.Errorf("server: public_url: %w", err)
 	}
-	publicHost := strings.ToLower(pub.Hostname())
 	for _, w := range cfg.Warnings {
-		log.Warn("config: "+w.Msg, "key", w.Path, "line", w.Line)
+		d.log.Warn("config: "+w.Msg, "key", w.Path, "line", w.Line)
 	}
+	for _, step := range []func(context.Context) error{d.openStore, d.signIn, d.loadPolicies, d.proxy, d.serveTLS} {
+		if err := step(ctx); err != nil {
+			return err
+		}
+	}
+	return d.listen(ctx, opts.Ready)
+}
 
-	st, err := badgerstore.Open(cfg.Store.Badger.Path, badgerstore.WithLogger(log))
+// openStore opens the store and applies the orgs the config declares.
+func (d *deployment) openStore(ctx context.Context) error {
+	st, err := badgerstore.Open(d.cfg.Store.Badger.Path, badgerstore.WithLogger(d.log))
 	if err != nil {
 		return fmt.Errorf("server: open store: %w", err)
 	}
-	defer st.Close()
+	d.st = st
+	d.cleanup = append(d.cleanup, func() { st.Close() })
+	return apply.Orgs(ctx, st, d.cfg.Orgs, time.Now(), d.log)
+}
 
-	now := time.Now()
-	if err := apply.Orgs(ctx, st, cfg.Orgs, now, log); err != nil {
-		return err
-	}
+// signIn builds sessions, signing keys, the org directory, routes and
+// the sign-in handler with its connections.
+func (d *deployment) signIn(ctx context.Context) error {
+	cfg, st, log := d.cfg, d.st, d.log
 	sessKey, err := store.Secret32(ctx, st, "session-key")
 	if err != nil {
 		return err
 	}
-	csrfKey, err := store.Secret32(ctx, st, "csrf-key")
-	if err != nil {
+	if d.csrfKey, err = store.Secret32(ctx, st, "csrf-key"); err != nil {
 		return err
 	}
-	keys, err := signing.New(ctx, st, signing.Options{
+	d.keys, err = signing.New(ctx, st, signing.Options{
 		Algorithm: cfg.Signing.Algorithm, RotationPeriod: cfg.Signing.RotationPeriod,
 		MaxTokenLifetime: cfg.Signing.AssertionLifetime, Logger: log,
 	})
 	if err != nil {
 		return err
 	}
-	sessions, err := session.New(st, sessKey, session.Options{
+	d.sessions, err = session.New(st, sessKey, session.Options{
 		CookieName: cfg.Session.CookieName, Lifetime: cfg.Session.Lifetime,
 		IdleTimeout: cfg.Session.IdleTimeout, RecheckInterval: cfg.Session.RevocationCheck, Logger: log,
 	})
 	if err != nil {
 		return err
 	}
-	orgs, err := idp.NewDirectory(ctx, st, log)
-	if err != nil {
+	if d.orgs, err = idp.NewDirectory(ctx, st, log); err != nil {
 		return err
 	}
 	if cfg.Domains.Verify {
 		// Until their DNS records prove them, orgs' domains do not route,
 		// get certificates or take part in home-realm discovery.
-		orgs.RequireVerified()
-		if err := orgs.Reload(ctx); err != nil {
+		d.orgs.RequireVerified()
+		if err := d.orgs.Reload(ctx); err != nil {
 			return err
 		}
 	}
-	router, err := proxy.NewRouter(cfg.Routes)
-	if err != nil {
+	if d.router, err = proxy.NewRouter(cfg.Routes); err != nil {
 		return err
 	}
-	ips, err := clientip.New(cfg.TrustedProxies)
-	if err != nil {
+	if d.ips, err = clientip.New(cfg.TrustedProxies); err != nil {
 		return err
 	}
-	metrics := telemetry.New()
-	isLoginHost := func(host string) bool {
-		_, ok := orgs.ByLoginHost(host)
-		return ok || host == publicHost
-	}
-	serves := func(host string) bool { return isLoginHost(host) || router.ServesHost(host) }
 	saml.SetClockSkew(cfg.Login.SAMLClockSkew)
 	// Each protocol registers here; idp imports none by name.
 	conns := idp.NewConnections(map[string]connection.Factory{
@@ -132,76 +165,110 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		oidc.Type:     oidc.Open,
 		saml.Type:     saml.Open,
 	}, connection.Deps{Store: st, HTTPClient: connection.NewHTTPClient(), Logger: log,
-		SignInURL: url.URL{Scheme: pub.Scheme, Host: pub.Host}, KeyRotation: cfg.Login.SAMLKeyRotation})
-	login := idp.New(idp.Options{
-		Store: st, Sessions: sessions, Orgs: orgs, Connections: conns, PublicURL: pub, Serves: serves, RouteHost: router.ServesHost, ClientIP: ips,
-		Metrics: metrics, Logger: log, CSRFKey: csrfKey,
+		SignInURL: url.URL{Scheme: d.pub.Scheme, Host: d.pub.Host}, KeyRotation: cfg.Login.SAMLKeyRotation})
+	d.login = idp.New(idp.Options{
+		Store: st, Sessions: d.sessions, Orgs: d.orgs, Connections: conns, PublicURL: d.pub, Serves: d.serves, RouteHost: d.router.ServesHost, ClientIP: d.ips,
+		Metrics: d.metrics, Logger: log, CSRFKey: d.csrfKey,
 		MaxFailures: cfg.Login.MaxFailures, FailureWindow: cfg.Login.FailureWindow,
 		MaxFailuresPerAddress: cfg.Login.MaxFailuresPerAddress,
 	})
+	return nil
+}
+
+// isLoginHost reports whether host is the public host or an org's login
+// domain: it serves sign-in pages.
+func (d *deployment) isLoginHost(host string) bool {
+	_, ok := d.orgs.ByLoginHost(host)
+	return ok || host == strings.ToLower(d.pub.Hostname())
+}
+
+// serves reports whether Gatehouse serves host at all.
+func (d *deployment) serves(host string) bool {
+	return d.isLoginHost(host) || d.router.ServesHost(host)
+}
+
+// loadPolicies compiles the policies (Gatehouse does not start without
+// them) and opens the decision log.
+func (d *deployment) loadPolicies(ctx context.Context) error {
+	cfg := d.cfg
 	var decisionFile io.Writer
 	if f := cfg.Policy.DecisionLog.File; f != "" {
 		df, err := os.OpenFile(f, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 		if err != nil {
 			return fmt.Errorf("server: decision log: %w", err)
 		}
-		defer df.Close()
+		d.cleanup = append(d.cleanup, func() { df.Close() })
 		decisionFile = df
 	}
-	rego := policy.NewRego(cfg.Policy.Timeout, policy.NewDecisionLog(log, decisionFile, cfg.Policy.DecisionLog.SampleAllows, metrics.Registerer()))
-	policies := &policyLoader{cfg: cfg, st: st, orgs: orgs, engine: rego, log: log}
-	if err := policies.reload(ctx, true); err != nil {
-		return err
-	}
-	issuer := strings.TrimSuffix(pub.String(), "/")
-	brand := apply.BrandAssets(st)
-	handler := proxy.New(proxy.Options{BrandAssets: brand,
-		Router: router, Sessions: sessions, Policy: policy.Chain{policy.RouteOrgs{}, rego}, Orgs: orgs.ByID,
-		DecisionCacheTTL: *cfg.Policy.DecisionCacheTTL, Signer: keys, Login: login,
-		Issuer: issuer, IsLoginHost: isLoginHost, WellKnown: keys.WellKnown(issuer),
-		ClientIP: ips, Metrics: metrics, Logger: log, AssertionLifetime: cfg.Signing.AssertionLifetime,
+	d.rego = policy.NewRego(cfg.Policy.Timeout, policy.NewDecisionLog(d.log, decisionFile, cfg.Policy.DecisionLog.SampleAllows, d.metrics.Registerer()))
+	d.policies = &policyLoader{cfg: cfg, st: d.st, orgs: d.orgs, engine: d.rego, log: d.log}
+	return d.policies.reload(ctx, true)
+}
+
+// proxy builds the request path.
+func (d *deployment) proxy(context.Context) error {
+	cfg := d.cfg
+	issuer := strings.TrimSuffix(d.pub.String(), "/")
+	d.brand = apply.BrandAssets(d.st)
+	d.handler = proxy.New(proxy.Options{BrandAssets: d.brand,
+		Router: d.router, Sessions: d.sessions, Policy: policy.Chain{policy.RouteOrgs{}, d.rego}, Orgs: d.orgs.ByID,
+		DecisionCacheTTL: *cfg.Policy.DecisionCacheTTL, Signer: d.keys, Login: d.login,
+		Issuer: issuer, IsLoginHost: d.isLoginHost, WellKnown: d.keys.WellKnown(issuer),
+		ClientIP: d.ips, Metrics: d.metrics, Logger: d.log, AssertionLifetime: cfg.Signing.AssertionLifetime,
 		MinBodyRate: max(cfg.Server.MinBodyRate, 0), BodyGrace: cfg.Server.ReadHeaderTimeout,
 	})
+	return nil
+}
 
-	var tlsConf *tls.Config
-	var plain http.Handler // the plain-HTTP listener's, with tls.http_listen
+// serveTLS sets up certificates: a local development CA, ACME, or files.
+func (d *deployment) serveTLS(ctx context.Context) error {
+	cfg, log := d.cfg, d.log
+	if cfg.TLS == nil {
+		return nil
+	}
 	// Handshakes for names not served: one line a minute, however many
 	// scanners probe (the TLS listener's error log leaves them out).
 	refusals := certs.NewRefusalLog(log, time.Minute)
-	defer refusals.Close()
+	d.cleanup = append(d.cleanup, func() { refusals.Close() })
 	switch {
-	case cfg.TLS != nil && cfg.TLS.LocalCA != "":
-		ca, err := certs.NewLocalCA(cfg.TLS.LocalCA, decider(cfg, pub, orgs).Decide)
+	case cfg.TLS.LocalCA != "":
+		ca, err := certs.NewLocalCA(cfg.TLS.LocalCA, decider(cfg, d.pub, d.orgs).Decide)
 		if err != nil {
 			return err
 		}
 		ca.Refusals = refusals
 		log.Warn("gatehouse: serving certificates from a local development CA; clients must trust it", "ca", filepath.Join(cfg.TLS.LocalCA, certs.LocalCACert))
-		tlsConf = ca.TLSConfig()
-		plain = redirectToHTTPS(portOf(cfg.Listen), serves)
-	case cfg.TLS != nil && cfg.TLS.ACME != nil:
-		am, err := newACME(cfg, st, pub, orgs, refusals, metrics, log)
+		d.tlsConf = ca.TLSConfig()
+		d.plain = certs.RedirectToHTTPS(portOf(cfg.Listen), d.serves)
+	case cfg.TLS.ACME != nil:
+		am, err := newACME(cfg, d.st, d.pub, d.orgs, refusals, d.metrics, log)
 		if err != nil {
 			return err
 		}
-		defer am.Stop()
 		// Renewals run through the drain and end before the store closes.
 		renewals, stopRenewals := context.WithCancel(context.WithoutCancel(ctx))
 		var renewing sync.WaitGroup
 		renewing.Go(func() { am.Run(renewals) })
-		defer renewing.Wait()
-		defer stopRenewals()
-		tlsConf = am.TLSConfig()
-		plain = am.HTTPHandler(portOf(cfg.Listen))
-	case cfg.TLS != nil:
-		if tlsConf, err = certs.StaticConfig(cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
+		d.cleanup = append(d.cleanup, am.Stop, renewing.Wait, stopRenewals)
+		d.tlsConf = am.TLSConfig()
+		d.plain = am.HTTPHandler(portOf(cfg.Listen))
+	default:
+		var err error
+		if d.tlsConf, err = certs.StaticConfig(cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
 			return err
 		}
-		plain = redirectToHTTPS(portOf(cfg.Listen), serves)
+		d.plain = certs.RedirectToHTTPS(portOf(cfg.Listen), d.serves)
 	}
+	return nil
+}
+
+// listen binds the listeners (with their connection limits), starts the
+// background loops, serves until ctx ends, and drains.
+func (d *deployment) listen(ctx context.Context, ready func(proxyAddr, opsAddr string)) error {
+	cfg, log := d.cfg, d.log
 	srv := &http.Server{
-		Handler:           handler,
-		TLSConfig:         tlsConf,
+		Handler:           d.handler,
+		TLSConfig:         d.tlsConf,
 		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout,
 		ReadTimeout:       cfg.Server.ReadTimeout,
 		WriteTimeout:      cfg.Server.WriteTimeout,
@@ -210,7 +277,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		ErrorLog:          certs.TLSErrorLog(log),
 	}
 	var draining atomic.Bool
-	ops := &http.Server{Handler: opsMux(st, metrics, &draining, login.NotificationsPreview(brand), cfg.Domains.CNAMETarget), ReadHeaderTimeout: 5 * time.Second}
+	ops := &http.Server{Handler: opsMux(d.st, d.metrics, &draining, d.login.NotificationsPreview(d.brand), cfg.Domains.CNAMETarget), ReadHeaderTimeout: 5 * time.Second}
 
 	nofile := connlimit.RaiseFileLimit()
 	maxConns := cfg.Server.MaxConnections
@@ -218,12 +285,12 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		maxConns = connlimit.DefaultMax(nofile)
 	}
 	log.Info("gatehouse: connection limits", "open_files", nofile, "max_connections", maxConns, "max_connections_per_client", cfg.Server.MaxConnectionsPerClient)
-	connMetrics := newConnMetrics(metrics)
+	connMetrics := connlimit.NewMetrics(d.metrics.Registerer())
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("server: listen: %w", err)
 	}
-	limited := connMetrics.limit(ln, "main", connlimit.Options{Max: maxConns, PerClient: cfg.Server.MaxConnectionsPerClient, Exempt: ips.IsTrusted})
+	limited := connMetrics.Limit(ln, "main", connlimit.Options{Max: maxConns, PerClient: cfg.Server.MaxConnectionsPerClient, Exempt: d.ips.IsTrusted})
 	ln, srv.ConnState = limited, limited.ConnState
 	opsLn, err := net.Listen("tcp", cfg.OpsListen)
 	if err != nil {
@@ -232,33 +299,33 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	}
 	// The ops listener has its own small budget: probes and scrapes keep
 	// answering however many connections the main listener holds.
-	opsLimited := connMetrics.limit(opsLn, "ops", connlimit.Options{Max: opsMaxConnections})
+	opsLimited := connMetrics.Limit(opsLn, "ops", connlimit.Options{Max: opsMaxConnections})
 	opsLn, ops.ConnState = opsLimited, opsLimited.ConnState
 	var plainSrv *http.Server
 	var plainLn net.Listener
-	if plain != nil && cfg.TLS.HTTPListen != "" {
+	if d.plain != nil && cfg.TLS.HTTPListen != "" {
 		if plainLn, err = net.Listen("tcp", cfg.TLS.HTTPListen); err != nil {
 			ln.Close()
 			opsLn.Close()
 			return fmt.Errorf("server: http listen: %w", err)
 		}
-		plainSrv = &http.Server{Handler: plain, ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout, IdleTimeout: cfg.Server.IdleTimeout,
+		plainSrv = &http.Server{Handler: d.plain, ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout, IdleTimeout: cfg.Server.IdleTimeout,
 			MaxHeaderBytes: 16 << 10, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-		pl := connMetrics.limit(plainLn, "http", connlimit.Options{Max: max(maxConns/4, 64), PerClient: cfg.Server.MaxConnectionsPerClient, Exempt: ips.IsTrusted})
+		pl := connMetrics.Limit(plainLn, "http", connlimit.Options{Max: max(maxConns/4, 64), PerClient: cfg.Server.MaxConnectionsPerClient, Exempt: d.ips.IsTrusted})
 		plainLn, plainSrv.ConnState = pl, pl.ConnState
 	}
 
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBG()
-	go keys.Run(bg, time.Minute)
-	go sessions.Run(bg)
-	go orgs.Run(bg, 10*time.Second)
+	go d.keys.Run(bg, time.Minute)
+	go d.sessions.Run(bg)
 	if cfg.Domains.Verify {
-		dc := certs.NewDomainChecker(certs.DomainCheckerOptions{Store: st, Orgs: orgs, Recheck: cfg.Domains.Recheck, Logger: log, Metrics: metrics,
+		dc := certs.NewDomainChecker(certs.DomainCheckerOptions{Store: d.st, Orgs: d.orgs, Recheck: cfg.Domains.Recheck, Logger: log, Metrics: d.metrics,
 			Verifier: &certs.Verifier{Server: cfg.Domains.Resolver, CNAMETarget: cfg.Domains.CNAMETarget}})
 		go dc.Run(bg)
 	}
-	go policies.run(bg, cfg.Policy.ReloadInterval)
+	// One loop reloads the org directory, then the policies that read it.
+	go d.policies.run(bg, min(cfg.Policy.ReloadInterval, 10*time.Second))
 
 	errc := make(chan error, 3)
 	if plainSrv != nil {
@@ -266,7 +333,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	}
 	go func() {
 		var err error
-		if tlsConf != nil {
+		if d.tlsConf != nil {
 			err = srv.ServeTLS(ln, "", "")
 		} else {
 			err = srv.Serve(ln)
@@ -275,9 +342,9 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	}()
 	go func() { errc <- ops.Serve(opsLn) }()
 	log.Info("gatehouse: serving", "listen", ln.Addr().String(), "ops", opsLn.Addr().String(),
-		"public_url", cfg.PublicURL, "tls", tlsConf != nil, "routes", len(cfg.Routes), "orgs", len(cfg.Orgs))
-	if opts.Ready != nil {
-		opts.Ready(ln.Addr().String(), opsLn.Addr().String())
+		"public_url", cfg.PublicURL, "tls", d.tlsConf != nil, "routes", len(cfg.Routes), "orgs", len(cfg.Orgs))
+	if ready != nil {
+		ready(ln.Addr().String(), opsLn.Addr().String())
 	}
 
 	select {
@@ -302,6 +369,9 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	log.Info("gatehouse: stopped")
 	return nil
 }
+
+// opsMaxConnections bounds the ops listener (probes, scrapes, previews).
+const opsMaxConnections = 256
 
 func opsMux(st store.Store, m *telemetry.Metrics, draining *atomic.Bool, notifications http.Handler, cnameTarget string) http.Handler {
 	mux := http.NewServeMux()
@@ -384,21 +454,4 @@ func portOf(addr string) int {
 	}
 	n, _ := strconv.Atoi(p)
 	return n
-}
-
-// redirectToHTTPS answers the plain-HTTP listener with static TLS.
-func redirectToHTTPS(httpsPort int, serves func(host string) bool) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// Only names Gatehouse serves: a redirect for any Host would make
-		// this listener an open redirector to https://<anything>.
-		host := request.Host(r)
-		if !serves(host) {
-			http.Error(w, "Nothing is served at this address.", http.StatusNotFound)
-			return
-		}
-		if httpsPort != 443 {
-			host = net.JoinHostPort(host, strconv.Itoa(httpsPort))
-		}
-		http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), http.StatusPermanentRedirect)
-	})
 }

@@ -1,14 +1,10 @@
-package server
+package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/gatehouse/gatehouse/config"
@@ -22,24 +18,16 @@ import (
 // policies in the store), compiles them when anything changed, and swaps
 // the result in. A set that does not compile never replaces a working one.
 type policyLoader struct {
-	cfg     *config.Config
-	st      store.Store
-	orgs    *idp.Directory
-	engine  *policy.Rego
-	log     *slog.Logger
-	lastKey string
-	// badKey and badErr remember the last failure, so a broken file is
-	// reported once, not at every interval.
-	badKey, badErr string
-	// files is the fingerprint of the policy files at the last check.
-	files string
+	cfg    *config.Config
+	st     store.Store
+	orgs   *idp.Directory
+	engine *policy.Rego
+	log    *slog.Logger
+	loader *policy.Loader
 }
 
-// filesSettled reports whether the policy files look the same as at the
-// previous check (always true at start, when nothing is being edited
-// under a running Gatehouse).
-func (p *policyLoader) filesSettled(first bool) bool {
-	var b strings.Builder
+// paths are the policy files the config names.
+func (p *policyLoader) paths() []string {
 	paths := []string{p.cfg.Policy.Platform}
 	for _, r := range p.cfg.Routes {
 		paths = append(paths, r.Policy)
@@ -47,20 +35,7 @@ func (p *policyLoader) filesSettled(first bool) bool {
 	for _, o := range p.cfg.Orgs {
 		paths = append(paths, o.Policy)
 	}
-	for _, path := range paths {
-		if path == "" {
-			continue
-		}
-		fp, err := policy.Fingerprint(path)
-		if err != nil {
-			fp = "error:" + err.Error()
-		}
-		b.WriteString(fp)
-		b.WriteByte('|')
-	}
-	prev := p.files
-	p.files = b.String()
-	return first || prev == p.files
+	return paths
 }
 
 // load builds the sources; files of orgs declared with `policy:` are
@@ -116,66 +91,27 @@ func (p *policyLoader) sources() (policy.Sources, map[string][]policy.Module, er
 	return src, fromFiles, nil
 }
 
-func sourcesKey(src policy.Sources) string {
-	h := sha256.New()
-	// Canonical forms only: a key that changed on every call would
-	// recompile and swap the set at every interval.
-	dj, _ := json.Marshal(src.Data)
-	h.Write(dj)
-	write := func(layer string, mods []policy.Module) {
-		for _, m := range mods {
-			fmt.Fprintf(h, "%s\x00%s\x00%s\x00", layer, m.Name, m.Text)
-		}
-	}
-	write("platform", src.Platform)
-	for _, m := range []map[string][]policy.Module{src.Routes, src.Orgs} {
-		keys := make([]string, 0, len(m))
-		for k := range m {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for _, k := range keys {
-			write(k, m[k])
-		}
-	}
-	parents := make([]string, 0, len(src.OrgParent))
-	for k, v := range src.OrgParent {
-		parents = append(parents, k+">"+v)
-	}
-	slices.Sort(parents)
-	fmt.Fprintf(h, "%v", parents)
-	return hex.EncodeToString(h.Sum(nil))
-}
-
-// reload compiles and swaps if anything changed. first makes a failure
-// fatal (Gatehouse does not start without its policies).
+// reload compiles and swaps if anything changed, then writes the org
+// policies read from files to the store. first makes a failure fatal
+// (Gatehouse does not start without its policies).
 func (p *policyLoader) reload(ctx context.Context, first bool) error {
-	if !p.filesSettled(first) {
+	if p.loader == nil {
+		p.loader = policy.NewLoader(p.engine, p.log)
+	}
+	if !p.loader.Settled(p.paths(), first) {
 		return nil // files are changing: look again at the next interval
 	}
 	src, fromFiles, err := p.sources()
+	applied, broken, err := p.loader.Apply(ctx, src, err, first)
 	if err != nil {
-		return p.fail(first, "", err)
+		return fmt.Errorf("server: policies: %w", err)
 	}
-	key := sourcesKey(src)
-	if key == p.lastKey || key == p.badKey {
+	if !applied {
 		return nil
 	}
-	set, broken, err := policy.CompileIsolated(ctx, src, p.engine.Current())
-	if err != nil {
-		return p.fail(first, key, err)
-	}
-	p.badKey, p.badErr = "", ""
-	for orgID, err := range broken {
-		// One org's policy does not hold back the others; that org keeps
-		// its last good policy, or is denied if it never had one.
-		p.log.Error("policy: org policy not loaded; its last good version stays in force (or, with none, the org is denied)",
-			"org", orgID, "err", err)
+	for orgID := range broken {
 		delete(fromFiles, orgID)
 	}
-	p.engine.Swap(set)
-	p.lastKey = key
-	p.log.Info("policy: loaded", "version", set.Version, "platform", len(src.Platform) > 0, "routes", len(src.Routes), "orgs", len(src.Orgs))
 	for orgID, mods := range fromFiles {
 		want := make([]store.PolicyModule, len(mods))
 		for i, m := range mods {
@@ -193,22 +129,6 @@ func (p *policyLoader) reload(ctx context.Context, first bool) error {
 			p.log.Error("policy: saving org policy to the store failed", "org", orgID, "err", err)
 		}
 	}
-	return nil
-}
-
-func (p *policyLoader) fail(first bool, key string, err error) error {
-	if first {
-		return fmt.Errorf("server: policies: %w", err)
-	}
-	if err.Error() == p.badErr {
-		return nil
-	}
-	p.badKey, p.badErr = key, err.Error()
-	version := ""
-	if s := p.engine.Current(); s != nil {
-		version = s.Version
-	}
-	p.log.Error("policy: new policies not loaded; the last good set stays in force", "version", version, "err", err)
 	return nil
 }
 
