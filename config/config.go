@@ -11,7 +11,7 @@ import (
 )
 
 // Config is one deployment. Field docs are the config reference; keep
-// README.md's table in step with them.
+// docs/configuration.md's table in step with them.
 type Config struct {
 	// PublicURL is the workspace issuer URL and the shared login host.
 	PublicURL string `yaml:"public_url"`
@@ -149,7 +149,7 @@ type Server struct {
 	MinBodyRate int `yaml:"min_body_rate"`
 }
 
-// Policy configures Rego policies (see README "Policies").
+// Policy configures Rego policies (see docs/policies.md).
 type Policy struct {
 	// Platform is a .rego file or a directory of them: the SaaS team's
 	// policy, applied to every route.
@@ -271,7 +271,7 @@ type Org struct {
 	Users         []User                  `yaml:"users"`
 }
 
-// Notification is one message's Go templates (see README "Notifications").
+// Notification is one message's Go templates (see docs/branding.md).
 type Notification struct {
 	Subject string `yaml:"subject"`
 	Text    string `yaml:"text"`

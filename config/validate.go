@@ -338,7 +338,7 @@ func (c *Config) validateRoutes(d *decoder, slugs map[string]int) {
 		for j, h := range r.PassClientHeaders {
 			hp := fmt.Sprintf("%s.pass_client_headers[%d]", p, j)
 			if !slices.ContainsFunc(ClientHeaders, func(c string) bool { return strings.EqualFold(c, h) }) {
-				msg := "%q is not one of the client headers Gatehouse removes (README, Security behavior); other headers pass anyway"
+				msg := "%q is not one of the client headers Gatehouse removes (docs/upstream.md, Client headers); other headers pass anyway"
 				if s := suggest(h, ClientHeaders); s != "" {
 					msg += "; did you mean " + strconv.Quote(s) + "?"
 				}

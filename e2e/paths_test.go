@@ -16,7 +16,7 @@ import (
 // /admin/... and /internal/... must either take the route and policy that
 // protect them, or be refused; the protected files never come back to a
 // user without the rights. The policy is examples/policies/roles_by_path,
-// the one the README recommends (prefix checks on match_path).
+// the one docs/policies.md recommends (prefix checks on match_path).
 func TestPathVariantsAgainstServletContainer(t *testing.T) {
 	tomcat := startTomcat(t, map[string]string{
 		"index.txt":           "home",

@@ -10,7 +10,7 @@ import (
 )
 
 // Input is the document every policy is evaluated over: `input` in Rego.
-// Its JSON form is the contract policy authors write against; README.md
+// Its JSON form is the contract policy authors write against; docs/policies.md
 // documents it and `gatehouse policy input` prints it.
 type Input struct {
 	User    User    `json:"user"`
@@ -68,7 +68,7 @@ type Org struct {
 type Request struct {
 	Method string `json:"method"`
 	Host   string `json:"host"`
-	// Path is the canonical path (see README "Security behavior").
+	// Path is the canonical path (see docs/security.md).
 	Path string `json:"path"`
 	// MatchPath is Path as routes match it: ";params" removed, lowercased.
 	// Prefix checks should use it: upstreams such as Tomcat read

@@ -29,7 +29,7 @@ const (
 // Kinds are every message, in a stable order.
 var Kinds = []Kind{Invitation, PasswordReset, MFACode, NewSignIn}
 
-// Fields are what templates may use (documented in the README).
+// Fields are what templates may use (documented in docs/branding.md).
 type Fields struct {
 	Org  Org
 	User User

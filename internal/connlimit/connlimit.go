@@ -179,7 +179,7 @@ func (c *conn) Close() error {
 // DefaultMax is the connection limit for a file limit of nofile: half of
 // it, leaving the rest to upstream connections, the store, the ops
 // listener and certificates, and at most 100,000 (about 1.5 GiB of idle
-// connections; see the README's measurement).
+// connections; see docs/performance.md).
 func DefaultMax(nofile uint64) int {
 	if nofile == 0 || nofile/2 > 100_000 {
 		return 100_000

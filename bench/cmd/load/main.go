@@ -4,7 +4,7 @@
 // cookie session. Each target gets the same wrk load; the table reports
 // requests/second, p50 and p99, and ratios against the bare proxy.
 //
-// bench/load.sh builds the binaries and runs this; see README "Performance".
+// bench/load.sh builds the binaries and runs this; see docs/performance.md.
 package main
 
 import (
