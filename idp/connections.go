@@ -2,6 +2,8 @@ package idp
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/url"
 	"strings"
@@ -120,4 +122,19 @@ func (h *Handler) ownerOf(org *store.Org) (*store.Org, error) {
 		o = p
 	}
 	return nil, fmt.Errorf("idp: org %s: parent chain deeper than %d", org.Slug, maxOrgDepth)
+}
+
+// federation names owner's connection as it is now: a session records
+// it, and only orgs signing in through the very same one are switchable.
+func federation(owner *store.Org) string { return owner.ID + "/" + connKey(owner) }
+
+func connKey(o *store.Org) string {
+	sum := sha256.Sum256([]byte(o.Connection.Type + "\x00" + string(o.Connection.Config)))
+	return hex.EncodeToString(sum[:8])
+}
+
+// sameOwner reports whether o signs in through owner's connection.
+func (h *Handler) sameOwner(o, owner *store.Org) bool {
+	oo, err := h.ownerOf(o)
+	return err == nil && oo.ID == owner.ID
 }
