@@ -1,13 +1,21 @@
 package idp
 
 import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"net/http"
+	"time"
 
 	"github.com/gatehouse/gatehouse/idp/connection"
 	"github.com/gatehouse/gatehouse/internal/request"
+	"github.com/gatehouse/gatehouse/internal/token"
 	"github.com/gatehouse/gatehouse/internal/web"
 	"github.com/gatehouse/gatehouse/store"
 )
+
+const maxFormSize = 16 << 10
 
 // flowRefused answers a callback that belongs to no flow of this browser:
 // expired, replayed, forged, or opened elsewhere.
@@ -57,4 +65,103 @@ func (h *Handler) signInError(w http.ResponseWriter, r *http.Request, org *store
 		p.Brand, p.OrgName = h.brand(org), org.Name
 	}
 	web.Render(w, status, "error", p)
+}
+
+func withPort(host, port string) string {
+	if port == "" {
+		return host
+	}
+	return host + ":" + port
+}
+
+// brand is org's branding, or its nearest ancestor's (nil: Gatehouse's).
+func (h *Handler) brand(org *store.Org) *web.Brand {
+	o := org
+	for range maxOrgDepth {
+		if o.Branding != nil {
+			b := o.Branding
+			url := func(name string) string {
+				if name == "" {
+					return ""
+				}
+				return web.BrandPrefix + name
+			}
+			return &web.Brand{LogoURL: url(b.Logo), FaviconURL: url(b.Favicon), CSSURL: url(b.CSS), Heading: b.Heading, Intro: b.Intro, Footer: b.Footer}
+		}
+		if o.ParentID == "" {
+			return nil
+		}
+		p, ok := h.o.Orgs.ByID(o.ParentID)
+		if !ok {
+			return nil
+		}
+		o = p
+	}
+	return nil
+}
+
+// CSRF: a random cookie per browser and host; the form token is an HMAC
+// of it, so a page on another origin can neither read nor forge it.
+func (h *Handler) csrfCookieName(r *http.Request) string {
+	if request.IsSecure(r) {
+		return "__Host-gatehouse_csrf"
+	}
+	return "_gatehouse_csrf"
+}
+
+func (h *Handler) csrfToken(w http.ResponseWriter, r *http.Request) string {
+	name := h.csrfCookieName(r)
+	v, ok := request.CookieValue(r, name)
+	if !ok || len(v) != 43 {
+		v = token.RandomID()
+		http.SetCookie(w, &http.Cookie{Name: name, Value: v, Path: "/", HttpOnly: true, Secure: request.IsSecure(r), SameSite: http.SameSiteLaxMode})
+		// Let this request's form use the new cookie's token.
+		r.AddCookie(&http.Cookie{Name: name, Value: v})
+	}
+	return h.csrfMAC(v, request.Host(r))
+}
+
+func (h *Handler) csrfMAC(cookie, host string) string {
+	m := hmac.New(sha256.New, h.o.CSRFKey)
+	m.Write([]byte(cookie + "|" + host))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+func (h *Handler) checkCSRF(r *http.Request) bool {
+	cv, ok := request.CookieValue(r, h.csrfCookieName(r))
+	tok := r.PostFormValue("csrf")
+	if !ok || tok == "" {
+		return false
+	}
+	return hmac.Equal([]byte(tok), []byte(h.csrfMAC(cv, request.Host(r))))
+}
+
+func (h *Handler) audit(ctx context.Context, orgID, actor, action, outcome string, details map[string]string) {
+	// Audit must not be lost to a client that hangs up.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	err := h.o.Store.AppendAudit(ctx, store.AuditEvent{Time: h.o.Now(), OrgID: orgID, Actor: actor, Action: action, Outcome: outcome, Details: details})
+	if err != nil {
+		h.o.Logger.Error("idp: audit write failed", "action", action, "err", err)
+	}
+}
+
+func (h *Handler) ref() string { return token.RandomID()[:12] }
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// logRef logs msg (with err, if any) under a new reference and returns it.
+func (h *Handler) logRef(msg string, err error) string {
+	ref := h.ref()
+	if err != nil {
+		h.o.Logger.Error(msg, "ref", ref, "err", err)
+	} else {
+		h.o.Logger.Warn(msg, "ref", ref)
+	}
+	return ref
 }

@@ -20,6 +20,46 @@ type logoutRecord struct {
 	RequestID string `json:"req"`
 }
 
+func (h *Handler) logoutPage(w http.ResponseWriter, r *http.Request) {
+	if _, err := h.o.Sessions.SessionID(r); err != nil {
+		web.Render(w, http.StatusOK, "logout", web.Page{Title: "Signed out", Notice: "You are not signed in."})
+		return
+	}
+	web.Render(w, http.StatusOK, "logout", web.Page{Title: "Sign out", CSRF: h.csrfToken(w, r)})
+}
+
+func (h *Handler) logoutSubmit(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormSize)
+	if err := r.ParseForm(); err != nil || !h.checkCSRF(r) {
+		ref := h.ref()
+		h.o.Logger.Warn("idp: logout without valid csrf token", "ref", ref)
+		web.Error(w, http.StatusForbidden, "This form expired. Reload the page and try again.", ref)
+		return
+	}
+	var ended *session.Identity
+	if sid, err := h.o.Sessions.SessionID(r); err == nil {
+		var orgID, actor string
+		if e, err := h.o.Sessions.Lookup(r.Context(), sid); err == nil {
+			orgID, actor = e.Identity().OrgID, e.Identity().UserID
+			ended = e.Identity()
+		}
+		if err := h.o.Sessions.Revoke(r.Context(), sid); err != nil {
+			ref := h.ref()
+			h.o.Logger.Error("idp: logout failed", "ref", ref, "err", err)
+			web.Error(w, http.StatusInternalServerError, "Sign-out failed on our side. Try again.", ref)
+			return
+		}
+		h.audit(r.Context(), orgID, actor, "logout", "success", nil)
+	}
+	h.o.Sessions.ClearCookie(w, r)
+	// Signed out here whatever happens next; then at the IdP too, where
+	// the connection and the IdP offer single logout.
+	if ended != nil && h.startIdPLogout(w, r, ended) {
+		return
+	}
+	web.Render(w, http.StatusOK, "logout", web.Page{Title: "Signed out", Notice: "You are signed out of every application you reached through this sign-in."})
+}
+
 // startIdPLogout sends the browser to sign out at the IdP of the session
 // that just ended, if its connection offers it, and reports whether it did.
 // Any failure leaves the person signed out here, with the page saying so.
