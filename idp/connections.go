@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -101,25 +102,19 @@ func SignInURL(public url.URL, org *store.Org) url.URL {
 	return u
 }
 
-// maxOrgDepth bounds parent chains (loops included).
-const maxOrgDepth = 16
-
 // ownerOf is the org whose connection org signs in with: its own, or,
 // for a sub-org without one, its nearest ancestor's.
 func (h *Handler) ownerOf(org *store.Org) (*store.Org, error) {
-	o := org
-	for range maxOrgDepth {
-		if o.Connection.Type != "" {
-			return o, nil
-		}
-		if o.ParentID == "" {
-			return nil, fmt.Errorf("idp: org %s has no connection and no parent with one", org.Slug)
-		}
-		p, ok := h.o.Orgs.ByID(o.ParentID)
-		if !ok {
-			return nil, fmt.Errorf("idp: org %s: parent %s not found", org.Slug, o.ParentID)
-		}
-		o = p
+	// The org and its ancestors: maxOrgDepth orgs at most.
+	o, err := h.o.Orgs.Nearest(org, maxOrgDepth-1, func(o *store.Org) bool { return o.Connection.Type != "" })
+	var missing *MissingParentError
+	switch {
+	case err == nil:
+		return o, nil
+	case errors.Is(err, ErrNoParent):
+		return nil, fmt.Errorf("idp: org %s has no connection and no parent with one", org.Slug)
+	case errors.As(err, &missing):
+		return nil, fmt.Errorf("idp: org %s: parent %s not found", org.Slug, missing.ID)
 	}
 	return nil, fmt.Errorf("idp: org %s: parent chain deeper than %d", org.Slug, maxOrgDepth)
 }
