@@ -76,28 +76,19 @@ func withPort(host, port string) string {
 
 // brand is org's branding, or its nearest ancestor's (nil: Gatehouse's).
 func (h *Handler) brand(org *store.Org) *web.Brand {
-	o := org
-	for range maxOrgDepth {
-		if o.Branding != nil {
-			b := o.Branding
-			url := func(name string) string {
-				if name == "" {
-					return ""
-				}
-				return web.BrandPrefix + name
-			}
-			return &web.Brand{LogoURL: url(b.Logo), FaviconURL: url(b.Favicon), CSSURL: url(b.CSS), Heading: b.Heading, Intro: b.Intro, Footer: b.Footer}
-		}
-		if o.ParentID == "" {
-			return nil
-		}
-		p, ok := h.o.Orgs.ByID(o.ParentID)
-		if !ok {
-			return nil
-		}
-		o = p
+	// The org and its ancestors: maxOrgDepth orgs at most.
+	o, err := h.o.Orgs.Nearest(org, maxOrgDepth-1, func(o *store.Org) bool { return o.Branding != nil })
+	if err != nil {
+		return nil
 	}
-	return nil
+	b := o.Branding
+	url := func(name string) string {
+		if name == "" {
+			return ""
+		}
+		return web.BrandPrefix + name
+	}
+	return &web.Brand{LogoURL: url(b.Logo), FaviconURL: url(b.Favicon), CSSURL: url(b.CSS), Heading: b.Heading, Intro: b.Intro, Footer: b.Footer}
 }
 
 // CSRF: a random cookie per browser and host; the form token is an HMAC
