@@ -2,6 +2,9 @@ package idp
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -99,25 +102,34 @@ func SignInURL(public url.URL, org *store.Org) url.URL {
 	return u
 }
 
-// maxOrgDepth bounds parent chains (loops included).
-const maxOrgDepth = 16
-
 // ownerOf is the org whose connection org signs in with: its own, or,
 // for a sub-org without one, its nearest ancestor's.
 func (h *Handler) ownerOf(org *store.Org) (*store.Org, error) {
-	o := org
-	for range maxOrgDepth {
-		if o.Connection.Type != "" {
-			return o, nil
-		}
-		if o.ParentID == "" {
-			return nil, fmt.Errorf("idp: org %s has no connection and no parent with one", org.Slug)
-		}
-		p, ok := h.o.Orgs.ByID(o.ParentID)
-		if !ok {
-			return nil, fmt.Errorf("idp: org %s: parent %s not found", org.Slug, o.ParentID)
-		}
-		o = p
+	// The org and its ancestors: maxOrgDepth orgs at most.
+	o, err := h.o.Orgs.Nearest(org, maxOrgDepth-1, func(o *store.Org) bool { return o.Connection.Type != "" })
+	var missing *MissingParentError
+	switch {
+	case err == nil:
+		return o, nil
+	case errors.Is(err, ErrNoParent):
+		return nil, fmt.Errorf("idp: org %s has no connection and no parent with one", org.Slug)
+	case errors.As(err, &missing):
+		return nil, fmt.Errorf("idp: org %s: parent %s not found", org.Slug, missing.ID)
 	}
 	return nil, fmt.Errorf("idp: org %s: parent chain deeper than %d", org.Slug, maxOrgDepth)
+}
+
+// federation names owner's connection as it is now: a session records
+// it, and only orgs signing in through the very same one are switchable.
+func federation(owner *store.Org) string { return owner.ID + "/" + connKey(owner) }
+
+func connKey(o *store.Org) string {
+	sum := sha256.Sum256([]byte(o.Connection.Type + "\x00" + string(o.Connection.Config)))
+	return hex.EncodeToString(sum[:8])
+}
+
+// sameOwner reports whether o signs in through owner's connection.
+func (h *Handler) sameOwner(o, owner *store.Org) bool {
+	oo, err := h.ownerOf(o)
+	return err == nil && oo.ID == owner.ID
 }

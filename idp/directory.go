@@ -2,6 +2,7 @@ package idp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -202,4 +203,51 @@ func (d *Directory) All() []*store.Org {
 		out = append(out, o)
 	}
 	return out
+}
+
+// maxOrgDepth bounds parent chains (loops included).
+const maxOrgDepth = 16
+
+// Why Nearest found no org.
+var (
+	// ErrNoParent: the walk reached an org without a parent.
+	ErrNoParent = errors.New("idp: no org up the parent chain")
+	// ErrChainTooLong: the chain goes on past the bound, or loops (and
+	// would go on forever).
+	ErrChainTooLong = errors.New("idp: parent chain too long or looping")
+)
+
+// MissingParentError is a parent on the way that is not in the directory.
+type MissingParentError struct{ ID string }
+
+func (e *MissingParentError) Error() string { return "idp: parent " + e.ID + " not found" }
+
+// Nearest walks from org up through its parents and returns the first
+// org for which ok holds: org itself, or one of at most steps ancestors,
+// nearest first (ok sees the directory's orgs: do not modify them). It is
+// the one walk of the org tree: bounded, and ended by a cycle as by a
+// chain past the bound. Each parent is looked up before the bound is
+// checked, so a missing one is reported as missing even just past it.
+// Without a match the error says why the walk ended: ErrNoParent, a
+// *MissingParentError, or ErrChainTooLong.
+func (d *Directory) Nearest(org *store.Org, steps int, ok func(*store.Org) bool) (*store.Org, error) {
+	seen := make([]string, 1, maxOrgDepth+1)
+	seen[0] = org.ID
+	for o := org; ; {
+		if ok(o) {
+			return o, nil
+		}
+		if o.ParentID == "" {
+			return nil, ErrNoParent
+		}
+		p, found := d.ByID(o.ParentID)
+		if !found {
+			return nil, &MissingParentError{ID: o.ParentID}
+		}
+		if len(seen) > steps || slices.Contains(seen, p.ID) {
+			return nil, ErrChainTooLong
+		}
+		seen = append(seen, p.ID)
+		o = p
+	}
 }

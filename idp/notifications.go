@@ -1,6 +1,7 @@
 package idp
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/gatehouse/gatehouse/idp/notify"
@@ -14,14 +15,18 @@ import (
 // org it is sent for.
 func (h *Handler) Message(org *store.Org, kind notify.Kind, f notify.Fields) (notify.Message, error) {
 	own := notify.Template(org.Notifications[string(kind)])
+	// Every ancestor's, nearest first: at most maxOrgDepth of them, the
+	// walk ending at the last (no parent of it looked up). Only a missing
+	// parent is an error; a longer chain, or a cycle, is cut.
 	var up []notify.Template
-	for o, depth := org, 0; o.ParentID != "" && depth < maxOrgDepth; depth++ {
-		p, ok := h.o.Orgs.ByID(o.ParentID)
-		if !ok {
-			return notify.Message{}, fmt.Errorf("notify: org %s: parent %s not found", org.Slug, o.ParentID)
+	_, err := h.o.Orgs.Nearest(org, maxOrgDepth, func(o *store.Org) bool {
+		if o != org {
+			up = append(up, notify.Template(o.Notifications[string(kind)]))
 		}
-		up = append(up, notify.Template(p.Notifications[string(kind)]))
-		o = p
+		return len(up) == maxOrgDepth
+	})
+	if missing := (*MissingParentError)(nil); errors.As(err, &missing) {
+		return notify.Message{}, fmt.Errorf("notify: org %s: parent %s not found", org.Slug, missing.ID)
 	}
 	base := *h.o.PublicURL
 	base.Path, base.RawQuery, base.Fragment = "", "", ""

@@ -128,14 +128,3 @@ func (h *Handler) orgsSwitch(w http.ResponseWriter, r *http.Request) {
 	}
 	http.Redirect(w, r, rd, http.StatusSeeOther)
 }
-
-// logRef logs msg (with err, if any) under a new reference and returns it.
-func (h *Handler) logRef(msg string, err error) string {
-	ref := h.ref()
-	if err != nil {
-		h.o.Logger.Error(msg, "ref", ref, "err", err)
-	} else {
-		h.o.Logger.Warn(msg, "ref", ref)
-	}
-	return ref
-}

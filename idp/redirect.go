@@ -3,9 +3,13 @@ package idp
 import (
 	"errors"
 	"net"
+	"net/http"
 	"net/url"
 	"strings"
 	"unicode"
+
+	"github.com/gatehouse/gatehouse/internal/request"
+	"github.com/gatehouse/gatehouse/internal/web"
 )
 
 // ErrBadRedirect is returned for a post-login target Gatehouse will not
@@ -115,4 +119,77 @@ func validDNSName(s string) bool {
 		}
 	}
 	return true
+}
+
+// redirectParam validates rd; on failure it writes the error page.
+func (h *Handler) redirectParam(w http.ResponseWriter, r *http.Request) (string, bool) {
+	raw := r.FormValue("rd")
+	if raw == "" {
+		return "", true
+	}
+	rd, err := ValidateRedirect(raw, h.o.Serves)
+	if err == nil {
+		err = h.sameSchemeAndPort(rd)
+	}
+	if err != nil {
+		ref := h.ref()
+		// No query string or fragment in logs: they may carry tokens.
+		h.o.Logger.Warn("idp: redirect refused", "ref", ref, "rd", truncate(withoutQuery(raw), 200), "host", request.Host(r))
+		web.Error(w, http.StatusBadRequest, "The link you followed points somewhere this sign-in page will not send you. Open the application again from its usual address.", ref)
+		return "", false
+	}
+	return rd, true
+}
+
+// withoutQuery is a URL (as written) for a log line: its query, fragment
+// and path parameters are replaced by "?…" or ";…" (so the log shows there
+// were some), and any userinfo by "…@": each may carry a credential.
+func withoutQuery(raw string) string {
+	if i := strings.IndexAny(raw, "?#"); i >= 0 {
+		raw = raw[:i] + "?…"
+	}
+	if i := strings.IndexByte(raw, ';'); i >= 0 {
+		raw = raw[:i] + ";…"
+	}
+	if i := strings.Index(raw, "//"); i >= 0 {
+		auth := raw[i+2:]
+		if j := strings.IndexAny(auth, "/?;"); j >= 0 {
+			auth = auth[:j]
+		}
+		if k := strings.LastIndexByte(auth, '@'); k >= 0 {
+			raw = raw[:i+2] + "…@" + raw[i+2+k+1:]
+		}
+	}
+	return raw
+}
+
+// sameSchemeAndPort keeps absolute targets on the public URL's scheme (no
+// downgrade to http when it is https) and port: a hand-off ticket must
+// not travel in the clear or to another listener on a served host.
+func (h *Handler) sameSchemeAndPort(rd string) error {
+	u, err := url.Parse(rd)
+	if err != nil {
+		return ErrBadRedirect
+	}
+	if u.Host == "" {
+		return nil
+	}
+	pub := h.o.PublicURL
+	if u.Scheme != pub.Scheme {
+		return ErrBadRedirect
+	}
+	if portOf(u) != portOf(pub) {
+		return ErrBadRedirect
+	}
+	return nil
+}
+
+func portOf(u *url.URL) string {
+	if p := u.Port(); p != "" {
+		return p
+	}
+	if u.Scheme == "https" {
+		return "443"
+	}
+	return "80"
 }

@@ -1,6 +1,8 @@
 package idp
 
 import (
+	"fmt"
+	"net/netip"
 	"sync"
 	"time"
 )
@@ -81,4 +83,33 @@ func (t *throttle) sweep(now time.Time) {
 			delete(t.m, k)
 		}
 	}
+}
+
+func wait(until, now time.Time) string {
+	d := until.Sub(now).Round(time.Minute)
+	if d < time.Minute {
+		return "a minute"
+	}
+	if d == time.Minute {
+		return "1 minute"
+	}
+	return fmt.Sprintf("%d minutes", int(d.Minutes()))
+}
+
+func retryAfter(until, now time.Time) string {
+	return fmt.Sprint(int(until.Sub(now).Seconds()) + 1)
+}
+
+// throttleAddr groups IPv6 clients by /64, the block one subscriber gets;
+// per-address limits on single IPv6 addresses would be no limit at all.
+func throttleAddr(addr string) string {
+	a, err := netip.ParseAddr(addr)
+	if err != nil {
+		return addr
+	}
+	if a = a.Unmap(); a.Is4() {
+		return a.String()
+	}
+	p, _ := a.Prefix(64)
+	return p.String()
 }

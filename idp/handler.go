@@ -1,0 +1,110 @@
+package idp
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/clientip"
+	"github.com/gatehouse/gatehouse/internal/telemetry"
+	"github.com/gatehouse/gatehouse/proxy/session"
+	"github.com/gatehouse/gatehouse/store"
+)
+
+// Reserved paths this package serves on every host.
+const (
+	LoginPath   = "/.gatehouse/login"
+	LogoutPath  = "/.gatehouse/logout"
+	HandoffPath = "/.gatehouse/handoff"
+)
+
+// Options wire a Handler.
+type Options struct {
+	Store    store.Store
+	Sessions *session.Manager
+	Orgs     *Directory
+	// Connections opens each org's sign-in connection.
+	Connections *Connections
+	PublicURL   *url.URL
+	// Serves reports whether Gatehouse serves a hostname (post-login
+	// redirects go nowhere else).
+	Serves func(host string) bool
+	// RouteHost reports whether a hostname is a route's. Sessions are handed
+	// off only to route hosts, the public host and the session's own org's
+	// login domain: never to another org's domain, whose DNS that org runs.
+	RouteHost func(host string) bool
+	ClientIP  *clientip.Resolver
+	Metrics   *telemetry.Metrics
+	Logger    *slog.Logger
+	Now       func() time.Time
+	// CSRFKey is 32 bytes shared by every node.
+	CSRFKey               []byte
+	MaxFailures           int
+	FailureWindow         time.Duration
+	MaxFailuresPerAddress int
+}
+
+// Handler serves the sign-in paths.
+type Handler struct {
+	o         Options
+	byAccount *throttle
+	byAddr    *throttle
+	// flowStarts bounds the sign-in flows one client address opens: each
+	// is a store record and, for SAML, an RSA signature.
+	flowStarts *throttle
+	mux        *http.ServeMux
+	// known and deviceKey recognize clients that signed in before (known.go).
+	known     knownAddrs
+	deviceKey []byte
+}
+
+// New builds the sign-in handler.
+func New(o Options) *Handler {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	h := &Handler{
+		o:         o,
+		byAccount: newThrottle(o.MaxFailures, o.FailureWindow),
+		byAddr:    newThrottle(o.MaxFailuresPerAddress, o.FailureWindow),
+		// About one a second sustained: an office behind one address signs
+		// in comfortably; a script gets 600 records, not millions.
+		flowStarts: newThrottle(600, 10*time.Minute),
+	}
+	dk := hmac.New(sha256.New, o.CSRFKey)
+	dk.Write([]byte("gatehouse known-device cookie"))
+	h.deviceKey = dk.Sum(nil)
+	cop := http.NewCrossOriginProtection()
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+LoginPath, h.loginPage)
+	mux.Handle("POST "+LoginPath, cop.Handler(http.HandlerFunc(h.loginSubmit)))
+	mux.HandleFunc("GET "+HandoffPath, h.handoff)
+	mux.HandleFunc("GET "+CallbackPath, h.callback)
+	mux.HandleFunc("GET "+OrgsPath, h.orgsPage)
+	mux.Handle("POST "+OrgsPath, cop.Handler(http.HandlerFunc(h.orgsSwitch)))
+	mux.HandleFunc("GET "+samlMetadataPath, h.samlMetadata)
+	mux.HandleFunc("GET "+samlMetadataPath+"/{org}", h.samlMetadata)
+	// The IdP posts from its own origin: no cross-origin protection here;
+	// the response is bound to the flow (RelayState), the browser and the
+	// org's SP instead.
+	mux.HandleFunc("GET "+samlSLOPath, h.samlSLO)
+	mux.HandleFunc("GET "+samlSLOPath+"/{org}", h.samlSLO)
+	mux.HandleFunc("POST "+samlSLOPath, h.samlSLO)
+	mux.HandleFunc("POST "+samlSLOPath+"/{org}", h.samlSLO)
+	mux.HandleFunc("GET "+unsolicitedPath, h.unsolicitedContinue)
+	mux.HandleFunc("POST "+unsolicitedPath, h.unsolicitedContinue)
+	mux.HandleFunc("POST "+samlACSPath, h.samlACS)
+	mux.HandleFunc("POST "+samlACSPath+"/{org}", h.samlACS)
+	mux.HandleFunc("GET "+LogoutPath, h.logoutPage)
+	mux.Handle("POST "+LogoutPath, cop.Handler(http.HandlerFunc(h.logoutSubmit)))
+	h.mux = mux
+	return h
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
