@@ -14,9 +14,9 @@ import (
 // SAML paths (see idp/saml): on an org's login domain as is, on the
 // shared sign-in host followed by /<org slug>.
 const (
-	samlACSPath      = "/.gatehouse/saml/acs"
-	samlMetadataPath = "/.gatehouse/saml/metadata"
-	samlSLOPath      = "/.gatehouse/saml/slo"
+	samlACSPath      = connection.SAMLACSPath
+	samlMetadataPath = connection.SAMLMetadataPath
+	samlSLOPath      = connection.SAMLSLOPath
 )
 
 // samlOrg is the org a SAML endpoint serves: the login domain's org, or

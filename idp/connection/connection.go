@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"time"
@@ -185,3 +186,23 @@ func KindOf(err error) Kind {
 	}
 	return KindInternal
 }
+
+// Loopback reports whether a URL's host is this machine: "localhost" or
+// a loopback address (127.0.0.0/8, ::1). Only such hosts may be reached
+// over plain HTTP; "127.example.com" is a name like any other.
+func Loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// The SAML service provider's endpoints on every sign-in host (on the
+// shared host, each ends in "/<org slug>"): the SAML connection makes its
+// metadata with them, the sign-in flow routes them.
+const (
+	SAMLACSPath      = "/.gatehouse/saml/acs"
+	SAMLMetadataPath = "/.gatehouse/saml/metadata"
+	SAMLSLOPath      = "/.gatehouse/saml/slo"
+)

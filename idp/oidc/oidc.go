@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -75,7 +74,7 @@ func (c Config) Validate() error {
 		return errors.New("issuer is required")
 	case err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "":
 		return fmt.Errorf("issuer %q is not a URL without query or fragment", c.Issuer)
-	case u.Scheme != "https" && !(u.Scheme == "http" && loopback(u.Hostname())):
+	case u.Scheme != "https" && !(u.Scheme == "http" && connection.Loopback(u.Hostname())):
 		return fmt.Errorf("issuer %q must use https (plain http only on loopback, for tests)", c.Issuer)
 	case c.ClientID == "":
 		return errors.New("client_id is required")
@@ -89,14 +88,6 @@ func (c Config) Validate() error {
 		return errors.New("allowed_tenants applies only to the multi-tenant Entra ID issuers (.../common/v2.0, .../organizations/v2.0)")
 	}
 	return nil
-}
-
-func loopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // conn is one org's open connection.

@@ -41,9 +41,9 @@ const Type = "saml"
 // Paths on the org's sign-in host. On the shared sign-in host, several
 // orgs' SPs live side by side, so the org's slug follows: /acs/<slug>.
 const (
-	ACSPath      = "/.gatehouse/saml/acs"
-	MetadataPath = "/.gatehouse/saml/metadata"
-	SLOPath      = "/.gatehouse/saml/slo"
+	ACSPath      = connection.SAMLACSPath
+	MetadataPath = connection.SAMLMetadataPath
+	SLOPath      = connection.SAMLSLOPath
 )
 
 // Config is an org's SAML connection, stored as JSON with the org.
@@ -88,7 +88,7 @@ func (c Config) Problems() []error {
 	}
 	if c.MetadataURL != "" {
 		u, err := url.Parse(c.MetadataURL)
-		if err != nil || u.Host == "" || !(u.Scheme == "https" || u.Scheme == "http" && loopback(u.Hostname())) {
+		if err != nil || u.Host == "" || !(u.Scheme == "https" || u.Scheme == "http" && connection.Loopback(u.Hostname())) {
 			ps = append(ps, &FieldError{Key: "metadata_url", Err: fmt.Errorf("%q must be an https URL (plain http only on loopback, for tests)", c.MetadataURL)})
 		}
 	}
@@ -191,10 +191,6 @@ func xmlRoot(text []byte) (string, error) {
 			root = se.Name.Local
 		}
 	}
-}
-
-func loopback(host string) bool {
-	return host == "localhost" || host == "127.0.0.1" || host == "::1" || strings.HasPrefix(host, "127.")
 }
 
 // Endpoints is where an org's SP lives; the caller picks the sign-in host.

@@ -309,6 +309,11 @@ func TestConfigValidate(t *testing.T) {
 		{Config{}, "exactly one"},
 		{Config{MetadataURL: "https://a", MetadataXML: "<x/>"}, "exactly one"},
 		{Config{MetadataURL: "http://idp.example/metadata"}, "https"},
+		// Plain HTTP only to this machine: not to a public name that
+		// starts like a loopback address.
+		{Config{MetadataURL: "http://127.attacker.example/metadata"}, "https"},
+		{Config{MetadataURL: "http://127.0.0.1.nip.io/metadata"}, "https"},
+		{Config{MetadataURL: "http://[::1]:8080/metadata"}, ""},
 		{Config{MetadataXML: "<EntityDescriptor"}, "metadata_xml"},
 		{Config{MetadataURL: "https://idp.example/m", AllowIDPInitiated: true}, "idp_initiated_url"},
 		{Config{MetadataURL: "https://idp.example/m", IDPInitiatedURL: "https://app/"}, "only with"},
