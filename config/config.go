@@ -6,8 +6,6 @@ package config
 import (
 	"time"
 
-	"github.com/gatehouse/gatehouse/idp/oidc"
-	"github.com/gatehouse/gatehouse/idp/saml"
 )
 
 // Config is one deployment. Field docs are the config reference; keep
@@ -322,8 +320,13 @@ type BrandTexts struct {
 // "saml" (its SAML 2.0 IdP). A sub-org without one uses its parent's.
 type Connection struct {
 	Type string `yaml:"type"`
-	OIDC *OIDC  `yaml:"oidc"`
-	SAML *SAML  `yaml:"saml"`
+	// Settings are the protocol's own: the block named after Type
+	// (oidc:, saml:), decoded into the struct its package registered
+	// (see RegisterProtocol); nil for a protocol without one.
+	Settings any `yaml:"-"`
+	// SettingsKey is the block's key as written (validation refuses one
+	// that is not Type's).
+	SettingsKey string `yaml:"-"`
 	// What federated sign-ins (oidc, saml) may create and change:
 	// ExistingUsersOnly refuses people not already members (no just-in-time
 	// provisioning).
@@ -338,48 +341,6 @@ type Connection struct {
 	// DefaultRoles every member gets (default [member]; [] refuses people
 	// whose groups map to no role).
 	DefaultRoles *[]string `yaml:"default_roles"`
-}
-
-// OIDC is an OpenID Connect IdP (see idp/oidc.Config).
-type OIDC struct {
-	Issuer           string `yaml:"issuer"`
-	ClientID         string `yaml:"client_id"`
-	ClientSecret     string `yaml:"client_secret"`
-	ClientSecretFile string `yaml:"client_secret_file"`
-	// Scopes (default openid, email, profile).
-	Scopes   []string `yaml:"scopes"`
-	UserInfo bool     `yaml:"userinfo"`
-	// AllowUnverifiedEmail accepts emails without email_verified: true.
-	AllowUnverifiedEmail bool `yaml:"allow_unverified_email"`
-	// AllowedTenants: Entra ID tenant IDs, for the multi-tenant issuers.
-	AllowedTenants []string `yaml:"allowed_tenants"`
-}
-
-// SAML is a SAML 2.0 IdP (see idp/saml.Config).
-type SAML struct {
-	// MetadataURL (refreshed every MetadataRefresh, default 1h) or
-	// MetadataXML: the IdP's metadata.
-	MetadataURL     string        `yaml:"metadata_url"`
-	MetadataXML     string        `yaml:"metadata_xml"`
-	MetadataRefresh time.Duration `yaml:"metadata_refresh"`
-	// AllowIDPInitiated accepts unsolicited responses, landing only on
-	// IDPInitiatedURL.
-	AllowIDPInitiated bool   `yaml:"allow_idp_initiated"`
-	IDPInitiatedURL   string `yaml:"idp_initiated_url"`
-	// AllowSHA1 accepts SHA-1 signatures (refused by default).
-	AllowSHA1 bool `yaml:"allow_sha1"`
-}
-
-// Config is the stored form of o (idp/oidc owns the schema).
-func (o *OIDC) Config() oidc.Config {
-	return oidc.Config{Issuer: o.Issuer, ClientID: o.ClientID, ClientSecret: o.ClientSecret, ClientSecretFile: o.ClientSecretFile,
-		Scopes: o.Scopes, UserInfo: o.UserInfo, AllowUnverifiedEmail: o.AllowUnverifiedEmail, AllowedTenants: o.AllowedTenants}
-}
-
-// Config is the stored form of s (idp/saml owns the schema).
-func (s *SAML) Config() saml.Config {
-	return saml.Config{MetadataURL: s.MetadataURL, MetadataXML: s.MetadataXML, MetadataRefresh: s.MetadataRefresh,
-		AllowIDPInitiated: s.AllowIDPInitiated, IDPInitiatedURL: s.IDPInitiatedURL, AllowSHA1: s.AllowSHA1}
 }
 
 // Claims names claims (or SAML attributes) for user fields.

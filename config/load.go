@@ -371,6 +371,12 @@ func (d *decoder) structure(n *yaml.Node, v reflect.Value, path string) {
 			continue
 		}
 		idx, ok := fields.index[k.Value]
+		if !ok && v.Type() == connectionType {
+			if proto, known := protocol(k.Value); known {
+				d.protocolBlock(k, val, v.Addr().Interface().(*Connection), proto, path)
+				continue
+			}
+		}
 		if !ok {
 			msg := fmt.Sprintf("unknown key %q", k.Value)
 			if k.Value == "<<" {
@@ -394,6 +400,32 @@ func (d *decoder) structure(n *yaml.Node, v reflect.Value, path string) {
 		}
 		d.value(val, v.Field(idx), p)
 	}
+}
+
+var connectionType = reflect.TypeFor[Connection]()
+
+// protocolBlock decodes a connection's protocol block (saml:, oidc:) into
+// the settings struct its protocol registered, with the same strictness
+// and key paths as the rest of the file.
+func (d *decoder) protocolBlock(k, val *yaml.Node, c *Connection, proto Protocol, path string) {
+	p := joinPath(path, k.Value)
+	d.pos[p] = keyPos(k, val)
+	if c.SettingsKey != "" {
+		d.problemAt(k, p, fmt.Sprintf("a connection has one protocol block (also %s)", c.SettingsKey))
+		return
+	}
+	c.SettingsKey = k.Value
+	settings := proto.NewSettings()
+	if settings == nil {
+		if !isNull(val) {
+			d.problemAt(k, p, fmt.Sprintf("type %s has no settings", k.Value))
+		}
+		return
+	}
+	if !isNull(val) {
+		d.value(val, reflect.ValueOf(settings).Elem(), p)
+	}
+	c.Settings = settings
 }
 
 func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string) {

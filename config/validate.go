@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/idp/notify"
-	"github.com/gatehouse/gatehouse/idp/saml"
+	"github.com/gatehouse/gatehouse/idp/connection"
 	"github.com/gatehouse/gatehouse/internal/brandasset"
 )
 
@@ -459,51 +459,34 @@ func (c *Config) validateOrgs(d *decoder, publicHost string) map[string]int {
 func (c *Config) validateConnection(d *decoder, o *Org, orgPath string) {
 	p := orgPath + ".connection"
 	cn := &o.Connection
-	switch cn.Type {
-	case "":
+	proto, known := protocol(cn.Type)
+	switch {
+	case cn.Type == "":
 		if o.Parent == "" {
-			d.add(p+".type", "required: password, oidc or saml (only sub-orgs may leave it out, to use their parent's)")
+			d.add(p+".type", "required: %s (only sub-orgs may leave it out, to use their parent's)", protocolList())
 		}
-	case "password":
-	case "oidc":
-		if cn.OIDC == nil {
-			d.add(p+".oidc", "required with type oidc (issuer, client_id, client_secret)")
-			break
+	case !known:
+		d.add(p+".type", "unknown connection type %q (%s)", cn.Type, protocolList())
+	case cn.SettingsKey != "" && cn.SettingsKey != cn.Type:
+		// reported below
+	case proto.NewSettings() != nil && cn.Settings == nil:
+		msg := "required with type " + cn.Type
+		if r, ok := proto.(Required); ok {
+			msg += " (" + r.Required() + ")"
 		}
-		if err := cn.OIDC.Config().Validate(); err != nil {
-			d.add(p+".oidc", "%v", err)
-		}
-		for k, sc := range cn.OIDC.Scopes {
-			if sc == "" || strings.ContainsAny(sc, " \t\"") {
-				d.add(fmt.Sprintf("%s.oidc.scopes[%d]", p, k), "invalid scope %q", sc)
-			}
-		}
-	case "saml":
-		if cn.SAML == nil {
-			d.add(p+".saml", "required with type saml (metadata_url or metadata_xml)")
-			break
-		}
-		for _, err := range cn.SAML.Config().Problems() {
+		d.add(p+"."+cn.Type, "%s", msg)
+	case cn.Settings != nil:
+		for _, err := range proto.Problems(cn.Settings) {
 			// A problem of one key is reported at that key's path and line.
-			if fe, ok := errors.AsType[*saml.FieldError](err); ok {
-				d.add(p+".saml."+fe.Key, "%v", fe.Err)
+			if fe, ok := errors.AsType[*connection.FieldError](err); ok {
+				d.add(p+"."+cn.Type+"."+fe.Key, "%v", fe.Err)
 			} else {
-				d.add(p+".saml", "%v", err)
+				d.add(p+"."+cn.Type, "%v", err)
 			}
 		}
-		if u := cn.SAML.IDPInitiatedURL; u != "" {
-			if pu, err := url.Parse(u); err != nil || pu.Host == "" || pu.Scheme != "https" && pu.Scheme != "http" {
-				d.add(p+".saml.idp_initiated_url", "%q must be an absolute http(s) URL of one of the routes", u)
-			}
-		}
-	default:
-		d.add(p+".type", "unknown connection type %q (password, oidc or saml)", cn.Type)
 	}
-	if cn.OIDC != nil && cn.Type != "oidc" {
-		d.add(p+".oidc", "oidc settings need type: oidc")
-	}
-	if cn.SAML != nil && cn.Type != "saml" {
-		d.add(p+".saml", "saml settings need type: saml")
+	if cn.SettingsKey != "" && cn.SettingsKey != cn.Type {
+		d.add(p+"."+cn.SettingsKey, "%s settings need type: %s", cn.SettingsKey, cn.SettingsKey)
 	}
 	if cn.Type == "password" && (cn.ExistingUsersOnly || cn.AnyEmailDomain || len(cn.GroupRoles) > 0 || cn.DefaultRoles != nil) {
 		d.add(p, "existing_users_only, any_email_domain, group_roles and default_roles apply to federated connections, not password")

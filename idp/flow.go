@@ -36,6 +36,8 @@ type flowRecord struct {
 	// never finishes on changed settings.
 	ConnKey  string          `json:"conn_key"`
 	Type     string          `json:"type"`
+	// Post: the answer arrives as a POST to the ACS (connection.PostBinding).
+	Post bool `json:"post,omitempty"`
 	Host     string          `json:"host"`
 	Callback string          `json:"callback"`
 	Hint     string          `json:"hint,omitempty"`
@@ -78,7 +80,8 @@ func (h *Handler) beginRedirect(w http.ResponseWriter, r *http.Request, org, own
 		h.signInError(w, r, org, "begin", err)
 		return
 	}
-	rec := flowRecord{OrgID: org.ID, ConnKey: connKey(owner), Type: owner.Connection.Type,
+	_, post := c.(connection.PostBinding)
+	rec := flowRecord{OrgID: org.ID, ConnKey: connKey(owner), Type: owner.Connection.Type, Post: post,
 		Host: request.Host(r), Callback: req.CallbackURL, Hint: hint, RD: rd, State: stateParam(r), Conn: data}
 	b, err := json.Marshal(rec)
 	if err == nil {
@@ -93,7 +96,7 @@ func (h *Handler) beginRedirect(w http.ResponseWriter, r *http.Request, org, own
 	// Secure) cookies reach, or, on plain-HTTP development setups,
 	// browsers' "Lax by default" allowance for fresh cookies.
 	sameSite := http.SameSiteLaxMode
-	if owner.Connection.Type == "saml" {
+	if post {
 		sameSite = http.SameSiteDefaultMode
 		if request.IsSecure(r) {
 			sameSite = http.SameSiteNoneMode
@@ -141,13 +144,15 @@ func (h *Handler) samlACS(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	owner, err := h.ownerOf(org)
-	if err != nil || owner.ID != org.ID || owner.Connection.Type != "saml" {
-		h.wrongOrgAddress(w, r, org, "SAML response at the ACS of org "+org.Slug+", which has no SAML connection of its own")
-		return
+	var cv any
+	if err == nil && owner.ID == org.ID {
+		if cv, err = h.o.Connections.Get(r.Context(), owner); err != nil {
+			h.signInError(w, r, org, "acs", err)
+			return
+		}
 	}
-	cv, err := h.o.Connections.Get(r.Context(), owner)
-	if err != nil {
-		h.signInError(w, r, org, "acs", err)
+	if _, post := cv.(connection.PostBinding); !post {
+		h.wrongOrgAddress(w, r, org, "SAML response at the ACS of org "+org.Slug+", which has no SAML connection of its own")
 		return
 	}
 	uc, ok := cv.(connection.Unsolicited)
@@ -230,7 +235,7 @@ func (h *Handler) finishFlow(w http.ResponseWriter, r *http.Request, state strin
 		h.signInError(w, r, org, "callback", err)
 		return true
 	}
-	if (acsOrg != nil) != (rec.Type == "saml") {
+	if (acsOrg != nil) != rec.Post {
 		h.flowRefused(w, r, "a "+rec.Type+" sign-in answered at the wrong endpoint")
 		return true
 	}

@@ -112,7 +112,7 @@ func (h *Handler) samlMetadata(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	owner, err := h.ownerOf(org)
-	if err != nil || owner.ID != org.ID || owner.Connection.Type != "saml" {
+	if err != nil || owner.ID != org.ID {
 		web.Error(w, http.StatusNotFound, "This organization does not sign in with SAML here.", "")
 		return
 	}

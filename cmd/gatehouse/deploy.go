@@ -25,8 +25,7 @@ import (
 	"github.com/gatehouse/gatehouse/config"
 	"github.com/gatehouse/gatehouse/idp"
 	"github.com/gatehouse/gatehouse/idp/connection"
-	"github.com/gatehouse/gatehouse/idp/oidc"
-	"github.com/gatehouse/gatehouse/idp/password"
+	"github.com/gatehouse/gatehouse/idp/protocols"
 	"github.com/gatehouse/gatehouse/idp/saml"
 	"github.com/gatehouse/gatehouse/idp/signing"
 	"github.com/gatehouse/gatehouse/internal/apply"
@@ -159,12 +158,8 @@ func (d *deployment) signIn(ctx context.Context) error {
 		return err
 	}
 	saml.SetClockSkew(cfg.Login.SAMLClockSkew)
-	// Each protocol registers here; idp imports none by name.
-	conns := idp.NewConnections(map[string]connection.Factory{
-		password.Type: password.Open,
-		oidc.Type:     oidc.Open,
-		saml.Type:     saml.Open,
-	}, connection.Deps{Store: st, HTTPClient: connection.NewHTTPClient(), Logger: log,
+	// Each protocol is in idp/protocols' table; idp imports none by name.
+	conns := idp.NewConnections(protocols.Factories(), connection.Deps{Store: st, HTTPClient: connection.NewHTTPClient(), Logger: log,
 		SignInURL: url.URL{Scheme: d.pub.Scheme, Host: d.pub.Host}, KeyRotation: cfg.Login.SAMLKeyRotation})
 	d.login = idp.New(idp.Options{
 		Store: st, Sessions: d.sessions, Orgs: d.orgs, Connections: conns, PublicURL: d.pub, Serves: d.serves, RouteHost: d.router.ServesHost, ClientIP: d.ips,

@@ -1,6 +1,8 @@
 package main
 
 import (
+	// The connection protocols the config may name.
+	_ "github.com/gatehouse/gatehouse/idp/protocols"
 	"bytes"
 	"crypto"
 	"crypto/ecdsa"

@@ -68,6 +68,14 @@ type Metadata interface {
 	Metadata(ctx context.Context) ([]byte, error)
 }
 
+// PostBinding connections get the IdP's answer as a cross-site form POST
+// to the org's ACS (SAML's HTTP-POST binding), not as a redirect to the
+// callback: the flow cookie must reach such a POST, and answers arrive
+// only at the ACS.
+type PostBinding interface {
+	AnswersByPost()
+}
+
 // Unsolicited connections may accept a sign-in the IdP started (SAML
 // IdP-initiated), if the org allows it; landing is the only page such a
 // sign-in may go to.
@@ -206,3 +214,15 @@ const (
 	SAMLMetadataPath = "/.gatehouse/saml/metadata"
 	SAMLSLOPath      = "/.gatehouse/saml/slo"
 )
+
+// FieldError is a problem with one setting of a protocol's block, named by
+// its key (relative to the block), so that config validation reports it at
+// the key's own path and line.
+type FieldError struct {
+	Key string
+	Err error
+}
+
+func (e *FieldError) Error() string { return e.Key + ": " + e.Err.Error() }
+
+func (e *FieldError) Unwrap() error { return e.Err }

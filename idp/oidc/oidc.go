@@ -31,24 +31,24 @@ const Type = "oidc"
 type Config struct {
 	// Issuer is the IdP's issuer URL; its discovery document is at
 	// {Issuer}/.well-known/openid-configuration. HTTPS, except on loopback.
-	Issuer       string `json:"issuer"`
-	ClientID     string `json:"client_id"`
-	ClientSecret string `json:"client_secret,omitempty"`
+	Issuer       string `json:"issuer" yaml:"issuer"`
+	ClientID     string `json:"client_id" yaml:"client_id"`
+	ClientSecret string `json:"client_secret,omitempty" yaml:"client_secret"`
 	// ClientSecretFile is read at every (re)open instead of ClientSecret.
-	ClientSecretFile string `json:"client_secret_file,omitempty"`
+	ClientSecretFile string `json:"client_secret_file,omitempty" yaml:"client_secret_file"`
 	// Scopes requested (default openid, email, profile; openid is always
 	// sent).
-	Scopes []string `json:"scopes,omitempty"`
+	Scopes []string `json:"scopes,omitempty" yaml:"scopes"`
 	// UserInfo also reads the userinfo endpoint. It is read anyway when
 	// the ID token carries no email.
-	UserInfo bool `json:"userinfo,omitempty"`
+	UserInfo bool `json:"userinfo,omitempty" yaml:"userinfo"`
 	// AllowUnverifiedEmail accepts an email the IdP does not mark
 	// verified (email_verified false or missing; Entra ID never sends it).
-	AllowUnverifiedEmail bool `json:"allow_unverified_email,omitempty"`
+	AllowUnverifiedEmail bool `json:"allow_unverified_email,omitempty" yaml:"allow_unverified_email"`
 	// AllowedTenants are the Entra ID tenant IDs a multi-tenant issuer
 	// (.../common/v2.0 or .../organizations/v2.0) accepts. Required with
 	// such an issuer, refused with any other.
-	AllowedTenants []string `json:"allowed_tenants,omitempty"`
+	AllowedTenants []string `json:"allowed_tenants,omitempty" yaml:"allowed_tenants"`
 }
 
 // Entra ID's multi-tenant endpoints publish a templated issuer.
@@ -65,6 +65,34 @@ func (c Config) multiTenant() bool {
 	seg := strings.Split(strings.Trim(u.Path, "/"), "/")
 	return len(seg) > 0 && (seg[0] == "common" || seg[0] == "organizations")
 }
+
+// Problems is everything wrong with c: Validate's finding, and each scope
+// that is no scope (a problem of one key is a *connection.FieldError).
+func (c Config) Problems() []error {
+	var ps []error
+	if err := c.Validate(); err != nil {
+		ps = append(ps, err)
+	}
+	for k, sc := range c.Scopes {
+		if sc == "" || strings.ContainsAny(sc, " \t\"") {
+			ps = append(ps, &connection.FieldError{Key: fmt.Sprintf("scopes[%d]", k), Err: fmt.Errorf("invalid scope %q", sc)})
+		}
+	}
+	return ps
+}
+
+// Schema is the OIDC connection's settings schema (the oidc: block of an
+// org's connection), for config to decode and check.
+type Schema struct{}
+
+// Required is what the block needs, for the message when it is missing.
+func (Schema) Required() string { return "issuer, client_id, client_secret" }
+
+// NewSettings is a Config to decode the block into.
+func (Schema) NewSettings() any { return &Config{} }
+
+// Problems is everything wrong with decoded settings.
+func (Schema) Problems(settings any) []error { return settings.(*Config).Problems() }
 
 // Validate reports the first thing wrong with c.
 func (c Config) Validate() error {

@@ -61,3 +61,13 @@ func Verify(ctx context.Context, hash, pw string) (bool, error) {
 	}
 	return ok, nil
 }
+
+// Schema is the password connection's settings schema: it has none (no
+// block besides type: password).
+type Schema struct{}
+
+// NewSettings is nil: nothing to decode.
+func (Schema) NewSettings() any { return nil }
+
+// Problems is nil: nothing to check.
+func (Schema) Problems(any) []error { return nil }

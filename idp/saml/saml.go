@@ -51,16 +51,16 @@ type Config struct {
 	// The IdP's metadata: a URL (HTTPS, or HTTP on loopback) fetched at
 	// open and every MetadataRefresh, keeping the last good copy; or the
 	// XML itself.
-	MetadataURL string `json:"metadata_url,omitempty"`
-	MetadataXML string `json:"metadata_xml,omitempty"`
+	MetadataURL string `json:"metadata_url,omitempty" yaml:"metadata_url"`
+	MetadataXML string `json:"metadata_xml,omitempty" yaml:"metadata_xml"`
 	// MetadataRefresh (default 1h) for MetadataURL.
-	MetadataRefresh time.Duration `json:"metadata_refresh,omitempty"`
+	MetadataRefresh time.Duration `json:"metadata_refresh,omitempty" yaml:"metadata_refresh"`
 	// AllowIDPInitiated accepts unsolicited responses (off by default);
 	// such sign-ins always land on IDPInitiatedURL.
-	AllowIDPInitiated bool   `json:"allow_idp_initiated,omitempty"`
-	IDPInitiatedURL   string `json:"idp_initiated_url,omitempty"`
+	AllowIDPInitiated bool   `json:"allow_idp_initiated,omitempty" yaml:"allow_idp_initiated"`
+	IDPInitiatedURL   string `json:"idp_initiated_url,omitempty" yaml:"idp_initiated_url"`
 	// AllowSHA1 accepts SHA-1 signatures (off: refused).
-	AllowSHA1 bool `json:"allow_sha1,omitempty"`
+	AllowSHA1 bool `json:"allow_sha1,omitempty" yaml:"allow_sha1"`
 }
 
 // Validate reports the first thing wrong with c (see Problems).
@@ -83,6 +83,11 @@ func (c Config) Problems() []error {
 	case !c.AllowIDPInitiated && c.IDPInitiatedURL != "":
 		ps = append(ps, errors.New("idp_initiated_url applies only with allow_idp_initiated"))
 	}
+	if u := c.IDPInitiatedURL; u != "" {
+		if pu, err := url.Parse(u); err != nil || pu.Host == "" || pu.Scheme != "https" && pu.Scheme != "http" {
+			ps = append(ps, &FieldError{Key: "idp_initiated_url", Err: fmt.Errorf("%q must be an absolute http(s) URL of one of the routes", u)})
+		}
+	}
 	if c.MetadataRefresh < 0 {
 		ps = append(ps, &FieldError{Key: "metadata_refresh", Err: errors.New("must not be negative")})
 	}
@@ -100,16 +105,8 @@ func (c Config) Problems() []error {
 	return ps
 }
 
-// FieldError is a problem with one setting, named by its key, so that
-// config validation reports it at the key's own path and line.
-type FieldError struct {
-	Key string
-	Err error
-}
-
-func (e *FieldError) Error() string { return e.Key + ": " + e.Err.Error() }
-
-func (e *FieldError) Unwrap() error { return e.Err }
+// FieldError is a problem with one setting (see connection.FieldError).
+type FieldError = connection.FieldError
 
 // parseIdPMetadata reads an IdP's metadata document. When the bytes are
 // not metadata it says what they look like instead: admins paste URLs,
@@ -235,6 +232,7 @@ var (
 	_ connection.Logout      = (*conn)(nil)
 	_ connection.Redirect    = (*conn)(nil)
 	_ connection.Metadata    = (*conn)(nil)
+	_ connection.PostBinding = (*conn)(nil)
 	_ connection.Unsolicited = (*conn)(nil)
 )
 
@@ -786,6 +784,9 @@ var NameIDFormats = []saml.NameIDFormat{saml.EmailAddressNameIDFormat, saml.Pers
 // Metadata is the org's SP metadata, for the IdP's administrator. It is
 // made from the SP's keys and endpoints alone: it never waits for, or
 // fails with, the IdP's side.
+// AnswersByPost: the IdP answers at the ACS, by the HTTP-POST binding.
+func (c *conn) AnswersByPost() {}
+
 func (c *conn) Metadata(ctx context.Context) ([]byte, error) {
 	c.mu.Lock()
 	c.rotate(ctx)
@@ -936,3 +937,16 @@ func SetClockSkew(d time.Duration) {
 	// An IssueInstant may also be that far behind: 90s of transit plus it.
 	saml.MaxIssueDelay = 90*time.Second + d
 }
+
+// Schema is the SAML connection's settings schema (the saml: block of an
+// org's connection), for config to decode and check.
+type Schema struct{}
+
+// Required is what the block needs, for the message when it is missing.
+func (Schema) Required() string { return "metadata_url or metadata_xml" }
+
+// NewSettings is a Config to decode the block into.
+func (Schema) NewSettings() any { return &Config{} }
+
+// Problems is everything wrong with decoded settings.
+func (Schema) Problems(settings any) []error { return settings.(*Config).Problems() }

@@ -248,13 +248,11 @@ func storeConnection(c config.Connection) store.Connection {
 	if c.DefaultRoles != nil {
 		sc.Provisioning.DefaultRoles = append([]string{}, *c.DefaultRoles...)
 	}
-	if c.OIDC != nil {
-		// Marshaling a struct of strings and bools cannot fail.
-		sc.Config, _ = json.Marshal(c.OIDC.Config())
+	if c.Settings != nil {
+		// The protocol's own settings, stored as its package reads them.
+		sc.Config, _ = json.Marshal(c.Settings)
 	}
-	if c.SAML != nil {
-		sc.Config, _ = json.Marshal(c.SAML.Config())
-	}
+
 	return sc
 }
 
