@@ -5,7 +5,6 @@ package config
 
 import (
 	"time"
-
 )
 
 // Config is one deployment. Field docs are the config reference; keep

@@ -18,8 +18,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gatehouse/gatehouse/idp/notify"
 	"github.com/gatehouse/gatehouse/idp/connection"
+	"github.com/gatehouse/gatehouse/idp/notify"
 	"github.com/gatehouse/gatehouse/internal/brandasset"
 )
 

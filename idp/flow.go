@@ -34,10 +34,10 @@ type flowRecord struct {
 	OrgID string `json:"org"`
 	// ConnKey is the connection's settings when the flow began: a flow
 	// never finishes on changed settings.
-	ConnKey  string          `json:"conn_key"`
-	Type     string          `json:"type"`
+	ConnKey string `json:"conn_key"`
+	Type    string `json:"type"`
 	// Post: the answer arrives as a POST to the ACS (connection.PostBinding).
-	Post bool `json:"post,omitempty"`
+	Post     bool            `json:"post,omitempty"`
 	Host     string          `json:"host"`
 	Callback string          `json:"callback"`
 	Hint     string          `json:"hint,omitempty"`

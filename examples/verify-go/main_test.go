@@ -2,7 +2,6 @@ package main
 
 import (
 	// The connection protocols the config may name.
-	_ "github.com/gatehouse/gatehouse/idp/protocols"
 	"bytes"
 	"crypto"
 	"crypto/ecdsa"
@@ -16,6 +15,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	_ "github.com/gatehouse/gatehouse/idp/protocols"
 	"log"
 	"net/http"
 	"net/http/httptest"
