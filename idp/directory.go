@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/loop"
+	"github.com/gatehouse/gatehouse/internal/orgtree"
 	"github.com/gatehouse/gatehouse/store"
 )
 
@@ -231,23 +232,35 @@ func (e *MissingParentError) Error() string { return "idp: parent " + e.ID + " n
 // Without a match the error says why the walk ended: ErrNoParent, a
 // *MissingParentError, or ErrChainTooLong.
 func (d *Directory) Nearest(org *store.Org, steps int, ok func(*store.Org) bool) (*store.Org, error) {
-	seen := make([]string, 1, maxOrgDepth+1)
-	seen[0] = org.ID
-	for o := org; ; {
-		if ok(o) {
-			return o, nil
+	// The walk starts at org as given (it may be a snapshot the directory
+	// has not loaded yet), then follows the directory.
+	lookup := func(id string) (*store.Org, bool) {
+		if id == org.ID {
+			return org, true
 		}
-		if o.ParentID == "" {
-			return nil, ErrNoParent
-		}
-		p, found := d.ByID(o.ParentID)
-		if !found {
-			return nil, &MissingParentError{ID: o.ParentID}
-		}
-		if len(seen) > steps || slices.Contains(seen, p.ID) {
-			return nil, ErrChainTooLong
-		}
-		seen = append(seen, p.ID)
-		o = p
+		return d.ByID(id)
 	}
+	id, err := orgtree.Nearest(org.ID, steps, func(id string) (string, bool) {
+		o, found := lookup(id)
+		if !found {
+			return "", false
+		}
+		return o.ParentID, true
+	}, func(id string) bool {
+		o, _ := lookup(id)
+		return ok(o)
+	})
+	var missing *orgtree.MissingError
+	switch {
+	case errors.As(err, &missing):
+		return nil, &MissingParentError{ID: missing.ID}
+	case errors.Is(err, orgtree.ErrNoParent):
+		return nil, ErrNoParent
+	case errors.Is(err, orgtree.ErrTooLong):
+		return nil, ErrChainTooLong
+	case err != nil:
+		return nil, err
+	}
+	o, _ := lookup(id)
+	return o, nil
 }

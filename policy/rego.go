@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/gatehouse/gatehouse/internal/orgtree"
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/storage"
@@ -271,23 +272,32 @@ func (s *Set) layers(in *Input) ([]*layer, error) {
 	// known (the server always passes it), an org or parent the set does
 	// not know, or a chain too deep, is an error: skipping would drop a
 	// layer that may apply.
-	id := in.Org.ID
-	for n := 0; id != ""; n++ {
-		if n >= maxOrgDepth {
-			return nil, fmt.Errorf("policy: org %s: parent chain deeper than %d", in.Org.ID, maxOrgDepth)
-		}
-		if l := s.orgs[id]; l != nil {
+	if in.Org.ID == "" {
+		return out, nil
+	}
+	if s.orgParent == nil {
+		// No org tree (tests, offline evaluation): the org's own layer.
+		if l := s.orgs[in.Org.ID]; l != nil {
 			out = append(out, l)
-			break
 		}
-		if s.orgParent == nil {
-			break
-		}
-		parent, known := s.orgParent[id]
-		if !known {
-			return nil, fmt.Errorf("policy: org %s is not known to policy version %s yet", id, s.Version)
-		}
-		id = parent
+		return out, nil
+	}
+	id, err := orgtree.Nearest(in.Org.ID, maxOrgDepth-1, func(id string) (string, bool) {
+		p, known := s.orgParent[id]
+		// An org with a layer of its own ends the walk: its parent is
+		// never needed.
+		return p, known || s.orgs[id] != nil
+	}, func(id string) bool { return s.orgs[id] != nil })
+	var missing *orgtree.MissingError
+	switch {
+	case err == nil:
+		out = append(out, s.orgs[id])
+	case errors.Is(err, orgtree.ErrNoParent):
+		// No org up the chain has a policy of its own.
+	case errors.As(err, &missing):
+		return nil, fmt.Errorf("policy: org %s is not known to policy version %s yet", missing.ID, s.Version)
+	default:
+		return nil, fmt.Errorf("policy: org %s: parent chain deeper than %d", in.Org.ID, maxOrgDepth)
 	}
 	return out, nil
 }
