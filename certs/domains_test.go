@@ -85,7 +85,7 @@ func TestDomainCheckReloadsDirectoryDuringSweep(t *testing.T) {
 	}
 }
 
-// logLines are the JSON log lines a test's logger wrote, parsed.
+// logLines are the JSON log lines a test's logger wrote (from timers too), parsed.
 type logLines struct {
 	mu  sync.Mutex
 	buf bytes.Buffer

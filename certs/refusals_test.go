@@ -1,49 +1,15 @@
 package certs
 
 import (
-	"bytes"
 	"crypto/tls"
-	"encoding/json"
 	"fmt"
 	"log/slog"
-	"strings"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/gatehouse/gatehouse/store/badgerstore/badgertest"
 )
-
-// jsonLines collects JSON log lines (written from timers too).
-type jsonLines struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *jsonLines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *jsonLines) lines(t *testing.T) []map[string]any {
-	t.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(l.buf.String()), "\n") {
-		if line == "" {
-			continue
-		}
-		var m map[string]any
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			t.Fatalf("%q: %v", line, err)
-		}
-		out = append(out, m)
-	}
-	return out
-}
 
 // refusalLine checks a refusal line's count and names.
 func refusalLine(t *testing.T, m map[string]any, count int, names ...string) {
@@ -58,10 +24,10 @@ func refusalLine(t *testing.T, m map[string]any, count int, names ...string) {
 // name, the rest counted, with a few sample names, when the interval ends.
 func TestRefusalLogAggregates(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		out := &jsonLines{}
+		out := &logLines{}
 		r := NewRefusalLog(slog.New(slog.NewJSONHandler(out, nil)), time.Minute)
 		r.Refused("first.scan.test")
-		if l := out.lines(t); len(l) != 1 {
+		if l := out.with(t, ""); len(l) != 1 {
 			t.Fatalf("after the first refusal: %v", l)
 		} else {
 			refusalLine(t, l[0], 1, "first.scan.test")
@@ -72,12 +38,12 @@ func TestRefusalLogAggregates(t *testing.T) {
 		r.Refused("")
 		time.Sleep(59 * time.Second)
 		synctest.Wait()
-		if l := out.lines(t); len(l) != 1 {
+		if l := out.with(t, ""); len(l) != 1 {
 			t.Fatalf("within the interval: %d lines", len(l))
 		}
 		time.Sleep(2 * time.Second)
 		synctest.Wait()
-		l := out.lines(t)
+		l := out.with(t, "")
 		if len(l) != 2 {
 			t.Fatalf("after the interval: %d lines", len(l))
 		}
@@ -86,11 +52,11 @@ func TestRefusalLogAggregates(t *testing.T) {
 		// Quiet: nothing more is written; the next refusal is at once.
 		time.Sleep(time.Hour)
 		synctest.Wait()
-		if l := out.lines(t); len(l) != 2 {
+		if l := out.with(t, ""); len(l) != 2 {
 			t.Fatalf("quiet hour: %d lines", len(l))
 		}
 		r.Refused("")
-		if l := out.lines(t); len(l) != 3 {
+		if l := out.with(t, ""); len(l) != 3 {
 			t.Fatalf("after a quiet interval: %d lines", len(l))
 		} else {
 			refusalLine(t, l[2], 1, "(no SNI)")
@@ -99,7 +65,7 @@ func TestRefusalLogAggregates(t *testing.T) {
 		r.Refused("late.scan.test")
 		r.Refused("late.scan.test")
 		r.Close()
-		if l := out.lines(t); len(l) != 4 {
+		if l := out.with(t, ""); len(l) != 4 {
 			t.Fatalf("after Close: %d lines", len(l))
 		} else {
 			refusalLine(t, l[3], 2, "late.scan.test")
@@ -107,7 +73,7 @@ func TestRefusalLogAggregates(t *testing.T) {
 		r.Refused("closed.test")
 		time.Sleep(time.Hour)
 		synctest.Wait()
-		if l := out.lines(t); len(l) != 4 {
+		if l := out.with(t, ""); len(l) != 4 {
 			t.Fatalf("after Close: %d lines", len(l))
 		}
 	})
@@ -141,7 +107,7 @@ func TestRefusedHandshakesAreReported(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			out := &jsonLines{}
+			out := &logLines{}
 			r := NewRefusalLog(slog.New(slog.NewJSONHandler(out, nil)), time.Hour)
 			srv := tc.srv(r)
 			for _, sni := range []string{"random.scan.test", "evil.login.acme.test", "", "random.scan.test"} {
@@ -150,7 +116,7 @@ func TestRefusedHandshakesAreReported(t *testing.T) {
 				}
 			}
 			r.Close()
-			l := out.lines(t)
+			l := out.with(t, "")
 			if len(l) != 2 {
 				t.Fatalf("lines: %v", l)
 			}
