@@ -7,6 +7,8 @@ package store
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -294,6 +296,20 @@ type AuditEvent struct {
 	Target  string            `json:"target,omitempty"`
 	Outcome string            `json:"outcome,omitempty"`
 	Details map[string]string `json:"details,omitempty"`
+	// Each org's events (and the platform's, OrgID "") form a hash chain,
+	// filled in by AppendAudit: Seq numbers them from 1, Prev is the Hash
+	// of the one before ("" for the first), Hash is AuditHash of this one.
+	// A changed, removed or inserted event breaks the chain (VerifyAudit).
+	Seq  uint64 `json:"seq,omitempty"`
+	Prev string `json:"prev,omitempty"`
+	Hash string `json:"hash,omitempty"`
+}
+
+// AuditChainHead is the last event of one org's audit chain.
+type AuditChainHead struct {
+	OrgID string `json:"org_id"`
+	Seq   uint64 `json:"seq"`
+	Hash  string `json:"hash"`
 }
 
 // AuditQuery selects audit events, newest first.
@@ -343,6 +359,10 @@ type Store interface {
 
 	AppendAudit(ctx context.Context, e AuditEvent) error
 	ListAudit(ctx context.Context, q AuditQuery) ([]AuditEvent, error)
+	// AuditHeads lists the head of every org's audit chain.
+	AuditHeads(ctx context.Context) ([]AuditChainHead, error)
+	// WalkAudit calls fn with orgID's chained events, oldest first.
+	WalkAudit(ctx context.Context, orgID string, fn func(AuditEvent) error) error
 
 	// PutOnce stores a single-use value (login hand-off tickets, later SAML
 	// request IDs and replay caches) under kind/id until expires.
@@ -395,4 +415,54 @@ func Secret32(ctx context.Context, st Store, name string) ([]byte, error) {
 		return nil, fmt.Errorf("store: secret %s has %d bytes, want 32", name, len(v))
 	}
 	return v, nil
+}
+
+// AuditTime is an event's time as stored and hashed: UTC, to the
+// microsecond (what every backend keeps).
+func AuditTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+// AuditHash is the hash that chains e: SHA-256 over its JSON with Hash
+// empty and its time as stored. Prev is in it, so each event vouches for
+// the whole chain before it.
+func AuditHash(e AuditEvent) string {
+	e.Hash = ""
+	e.Time = AuditTime(e.Time)
+	b, _ := json.Marshal(e) // strings, numbers, a string map: cannot fail
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// ChainAudit fills e's chain fields to follow head (the org's last event;
+// the zero head for its first).
+func ChainAudit(e *AuditEvent, head AuditChainHead) {
+	e.Time = AuditTime(e.Time)
+	e.Seq, e.Prev = head.Seq+1, head.Hash
+	e.Hash = AuditHash(*e)
+}
+
+// VerifyAudit checks one org's chain against its head: every event in
+// order, unchanged, none missing, none added, none removed from its end.
+// It returns how many events it checked, and the first break it finds.
+func VerifyAudit(ctx context.Context, st Store, head AuditChainHead) (uint64, error) {
+	var n uint64
+	prev := ""
+	err := st.WalkAudit(ctx, head.OrgID, func(e AuditEvent) error {
+		switch {
+		case e.Seq != n+1:
+			return fmt.Errorf("event %s has sequence number %d after %d: events are missing or were added", e.ID, e.Seq, n)
+		case e.Prev != prev:
+			return fmt.Errorf("event %s (%d) does not link to the event before it: that one was changed or replaced", e.ID, e.Seq)
+		case AuditHash(e) != e.Hash:
+			return fmt.Errorf("event %s (%d) was changed after it was written", e.ID, e.Seq)
+		}
+		n, prev = e.Seq, e.Hash
+		return nil
+	})
+	if err != nil {
+		return n, err
+	}
+	if n != head.Seq || prev != head.Hash {
+		return n, fmt.Errorf("the chain ends at event %d, but %d were written: events at its end were removed", n, head.Seq)
+	}
+	return n, nil
 }

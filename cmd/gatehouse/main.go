@@ -37,6 +37,8 @@ const usage = `usage:
                                     print the input document the proxy would build
   gatehouse notify preview --config FILE --org SLUG [--kind K] [--part P] [--out DIR]
                                     render an org's messages with sample fields
+  gatehouse audit verify --config FILE [--org SLUG]
+                                    check the audit trail's hash chains (exit 1 on a break)
   gatehouse version                 print the version
 `
 
@@ -94,6 +96,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		return notifycli.Preview(args[2:], stdout, stderr)
+	case "audit":
+		if len(args) < 2 || args[1] != "verify" {
+			fmt.Fprint(stderr, usage)
+			return 2
+		}
+		return auditVerify(context.Background(), args[2:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "gatehouse %s\n", buildVersion())
 		return 0

@@ -716,9 +716,27 @@ func (s *Store) AppendAudit(ctx context.Context, e store.AuditEvent) error {
 	if e.Time.IsZero() {
 		e.Time = time.Now().UTC()
 	}
+	in := e
 	err := s.update(ctx, func(txn *badger.Txn) error {
+		e := in // this attempt's copy: a retried transaction chains afresh
+		// The org's chain head is read and moved in this transaction: two
+		// appends racing for one org conflict, and the loser retries on
+		// the winner's head.
+		head, err := getJSON[store.AuditChainHead](txn, auditHeadKey(e.OrgID))
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		head.OrgID = e.OrgID
+		store.ChainAudit(&e, head)
 		pk := auditKey(e.Time, e.ID)
 		if err := mustNotExist(txn, pk, "id"); err != nil {
+			return err
+		}
+		if err := txn.Set(auditChainKey(e.OrgID, e.Seq), pk); err != nil {
+			return err
+		}
+		head.Seq, head.Hash = e.Seq, e.Hash
+		if err := setJSON(txn, auditHeadKey(e.OrgID), head); err != nil {
 			return err
 		}
 		if e.OrgID != "" {
@@ -732,6 +750,66 @@ func (s *Store) AppendAudit(ctx context.Context, e store.AuditEvent) error {
 		return fmt.Errorf("badgerstore: append audit %s: %w", e.ID, err)
 	}
 	return nil
+}
+
+// AuditHeads lists every org's chain head.
+func (s *Store) AuditHeads(ctx context.Context) ([]store.AuditChainHead, error) {
+	var out []store.AuditChainHead
+	err := s.view(ctx, func(txn *badger.Txn) error {
+		return scan(txn, []byte("audit/head/"), true, func(item *badger.Item) error {
+			var h store.AuditChainHead
+			if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &h) }); err != nil {
+				return err
+			}
+			out = append(out, h)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("badgerstore: audit heads: %w", err)
+	}
+	return out, nil
+}
+
+// WalkAudit calls fn with the org's chained events, oldest first. Each
+// event is read in its own short transaction, in batches, so a long
+// chain does not hold one transaction open.
+func (s *Store) WalkAudit(ctx context.Context, orgID string, fn func(store.AuditEvent) error) error {
+	const batch = 500
+	next := uint64(1)
+	for {
+		var events []store.AuditEvent
+		err := s.view(ctx, func(txn *badger.Txn) error {
+			o := badger.DefaultIteratorOptions
+			o.Prefix = prefix("audit/chain", orgID)
+			it := txn.NewIterator(o)
+			defer it.Close()
+			for it.Seek(auditChainKey(orgID, next)); it.Valid() && len(events) < batch; it.Next() {
+				pk, err := it.Item().ValueCopy(nil)
+				if err != nil {
+					return err
+				}
+				e, err := getJSON[store.AuditEvent](txn, pk)
+				if err != nil {
+					return err
+				}
+				events = append(events, e)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("badgerstore: walk audit %s: %w", orgID, err)
+		}
+		for _, e := range events {
+			if err := fn(e); err != nil {
+				return err
+			}
+			next = e.Seq + 1
+		}
+		if len(events) < batch {
+			return nil
+		}
+	}
 }
 
 // ListAudit returns events newest first; a Limit <= 0 means 100. Since is
@@ -1103,6 +1181,14 @@ func auditKey(t time.Time, id string) []byte {
 	b := []byte("audit/all/")
 	return escape(append(b, invert(appendTime(nil, t))...), id)
 }
+
+// auditChainKey indexes an org's events by sequence number (big-endian,
+// so key order is chain order); auditHeadKey holds the chain's last.
+func auditChainKey(org string, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(prefix("audit/chain", org), seq)
+}
+
+func auditHeadKey(org string) []byte { return escKey("audit/head", org) }
 
 func auditOrgKey(org string, t time.Time, id string) []byte {
 	b := prefix("audit/org", org)

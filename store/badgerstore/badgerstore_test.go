@@ -111,7 +111,8 @@ func checkConsistency(t testing.TB, s *Store) {
 			t.Errorf("record at %q belongs at %q", k, wantKey)
 		}
 	}
-	indexPrefixes := []string{"orgslug/", "useremail/", "mem/o/", "sessuser/", "sessexp/", "audit/org/"}
+	indexPrefixes := []string{"orgslug/", "useremail/", "mem/o/", "sessuser/", "sessexp/", "audit/org/", "audit/chain/"}
+	heads := map[string]uint64{} // org → the highest sequence number stored
 	for k, v := range all {
 		switch {
 		case strings.HasPrefix(k, "org/"):
@@ -151,6 +152,20 @@ func checkConsistency(t testing.TB, s *Store) {
 				if e.OrgID != "" {
 					want[string(auditOrgKey(e.OrgID, e.Time, e.ID))] = k
 				}
+				if e.Seq > 0 {
+					want[string(auditChainKey(e.OrgID, e.Seq))] = k
+					heads[e.OrgID] = max(heads[e.OrgID], e.Seq)
+				}
+			}
+		case strings.HasPrefix(k, "audit/head/"):
+			var h store.AuditChainHead
+			if decode(k, v, &h) {
+				atKey(k, auditHeadKey(h.OrgID))
+				defer func() {
+					if heads[h.OrgID] != h.Seq {
+						t.Errorf("audit chain head of %q at %d, its last event at %d", h.OrgID, h.Seq, heads[h.OrgID])
+					}
+				}()
 			}
 		case strings.HasPrefix(k, "once/"), strings.HasPrefix(k, "secret/"), strings.HasPrefix(k, "lock/"), k == "meta/format":
 		case strings.HasPrefix(k, "blob/"):
@@ -669,9 +684,78 @@ func verifyCrashAcks(t *testing.T, s *Store, acks *crashAcks) {
 			t.Errorf("acknowledged audit event %s lost", id)
 			continue
 		}
-		if want := crashAudit(id, n); !reflect.DeepEqual(e, want) {
-			t.Errorf("audit %s = %+v, want %+v", id, e, want)
+		chained := e
+		chained.Seq, chained.Prev, chained.Hash = 0, "", ""
+		if want := crashAudit(id, n); !reflect.DeepEqual(chained, want) || e.Hash == "" {
+			t.Errorf("audit %s = %+v, want %+v (chained)", id, e, want)
 		}
+	}
+	// The chain survives being killed mid-write: intact up to its head.
+	heads, err := s.AuditHeads(ctx)
+	if err != nil {
+		t.Fatalf("AuditHeads: %v", err)
+	}
+	for _, h := range heads {
+		if _, err := store.VerifyAudit(ctx, s, h); err != nil {
+			t.Errorf("audit chain of %q after a crash: %v", h.OrgID, err)
+		}
+	}
+}
+
+// A changed, removed or reordered audit event breaks its org's chain,
+// with the event named.
+func TestAuditChainTampering(t *testing.T) {
+	ctx := t.Context()
+	for _, tc := range []struct {
+		name   string
+		tamper func(txn *badger.Txn, events []store.AuditEvent) error
+		want   string
+	}{
+		{"changed detail", func(txn *badger.Txn, es []store.AuditEvent) error {
+			e := es[2]
+			e.Details = map[string]string{"n": "changed"}
+			return setJSON(txn, auditKey(e.Time, e.ID), e)
+		}, "was changed after it was written"},
+		{"changed actor, hash recomputed", func(txn *badger.Txn, es []store.AuditEvent) error {
+			e := es[2]
+			e.Actor = "someone else"
+			e.Hash = store.AuditHash(e)
+			return setJSON(txn, auditKey(e.Time, e.ID), e)
+		}, "does not link to the event before it"},
+		{"removed from the middle", func(txn *badger.Txn, es []store.AuditEvent) error {
+			return txn.Delete(auditChainKey(es[2].OrgID, es[2].Seq))
+		}, "sequence number 4 after 2"},
+		{"removed from the end", func(txn *badger.Txn, es []store.AuditEvent) error {
+			return txn.Delete(auditChainKey(es[4].OrgID, es[4].Seq))
+		}, "events at its end were removed"},
+		{"record gone, index left", func(txn *badger.Txn, es []store.AuditEvent) error {
+			return txn.Delete(auditKey(es[1].Time, es[1].ID))
+		}, "not found"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := openTest(t, "", WithInMemory())
+			defer s.Close()
+			for i := range 5 {
+				if err := s.AppendAudit(ctx, store.AuditEvent{OrgID: "o1", Actor: "a", Action: "x", Details: map[string]string{"n": strconv.Itoa(i)}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var events []store.AuditEvent
+			if err := s.WalkAudit(ctx, "o1", func(e store.AuditEvent) error { events = append(events, e); return nil }); err != nil {
+				t.Fatal(err)
+			}
+			heads, _ := s.AuditHeads(ctx)
+			if _, err := store.VerifyAudit(ctx, s, heads[0]); err != nil {
+				t.Fatalf("intact chain: %v", err)
+			}
+			if err := s.db.Update(func(txn *badger.Txn) error { return tc.tamper(txn, events) }); err != nil {
+				t.Fatal(err)
+			}
+			_, err := store.VerifyAudit(ctx, s, heads[0])
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("after tampering: %v, want %q", err, tc.want)
+			}
+		})
 	}
 }
 
