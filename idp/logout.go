@@ -231,6 +231,7 @@ func (h *Handler) revokeMatching(ctx context.Context, owner *store.Org, matches 
 					return n, err
 				}
 				n++
+				h.audit(ctx, o.ID, "idp:"+owner.Slug, "session.revoke", "success", map[string]string{"user": s.UserID, "reason": "single logout from the IdP"})
 			}
 		}
 	}

@@ -109,6 +109,16 @@ func (p *policyLoader) reload(ctx context.Context, first bool) error {
 	if !applied {
 		return nil
 	}
+	// A policy set coming into force, and an org policy refused, are in
+	// the audit trail (the platform's chain, and the org's).
+	version := ""
+	if s := p.engine.Current(); s != nil {
+		version = s.Version
+	}
+	p.audit(ctx, store.AuditEvent{Actor: "gatehouse", Action: "policy.load", Outcome: "success", Details: map[string]string{"version": version}})
+	for orgID, err := range broken {
+		p.audit(ctx, store.AuditEvent{OrgID: orgID, Actor: "gatehouse", Action: "policy.load", Outcome: "failure", Details: map[string]string{"version": version, "reason": err.Error()}})
+	}
 	for orgID := range broken {
 		delete(fromFiles, orgID)
 	}
@@ -141,4 +151,12 @@ func (p *policyLoader) run(ctx context.Context, every time.Duration) {
 		}
 		_ = p.reload(ctx, false)
 	})
+}
+
+// audit records e; a failure is logged, never fatal to a reload.
+func (p *policyLoader) audit(ctx context.Context, e store.AuditEvent) {
+	e.Time = time.Now()
+	if err := p.st.AppendAudit(ctx, e); err != nil {
+		p.log.Error("policy: audit write failed", "action", e.Action, "err", err)
+	}
 }
