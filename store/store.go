@@ -20,6 +20,9 @@ import (
 var (
 	ErrNotFound      = errors.New("store: not found")
 	ErrAlreadyExists = errors.New("store: already exists")
+	// ErrHasChildren: an org with sub-orgs is not deleted (delete them
+	// first: a cascade over a whole customer tree is never implicit).
+	ErrHasChildren = errors.New("store: org has sub-orgs")
 	// ErrClosed is returned by every call after Close.
 	ErrClosed = errors.New("store: closed")
 )
@@ -329,6 +332,9 @@ type Store interface {
 	GetOrgBySlug(ctx context.Context, slug string) (Org, error)
 	ListOrgs(ctx context.Context) ([]Org, error)
 	UpdateOrg(ctx context.Context, id string, fn func(Org) (Org, error)) (Org, error)
+	// DeleteOrg deletes the org with its memberships and its sessions, in
+	// one transaction; ErrHasChildren if it has sub-orgs. Its audit chain
+	// is kept.
 	DeleteOrg(ctx context.Context, id string) error
 
 	CreateUser(ctx context.Context, u User) error
@@ -336,6 +342,8 @@ type Store interface {
 	// GetUserByEmail matches the email case-insensitively.
 	GetUserByEmail(ctx context.Context, email string) (User, error)
 	UpdateUser(ctx context.Context, id string, fn func(User) (User, error)) (User, error)
+	// DeleteUser deletes the user with its memberships and sessions, in
+	// one transaction.
 	DeleteUser(ctx context.Context, id string) error
 
 	CreateMembership(ctx context.Context, m Membership) error
@@ -343,6 +351,8 @@ type Store interface {
 	ListMembershipsByUser(ctx context.Context, userID string) ([]Membership, error)
 	ListMembershipsByOrg(ctx context.Context, orgID string) ([]Membership, error)
 	UpdateMembership(ctx context.Context, userID, orgID string, fn func(Membership) (Membership, error)) (Membership, error)
+	// DeleteMembership deletes the membership and the user's sessions in
+	// that org, in one transaction.
 	DeleteMembership(ctx context.Context, userID, orgID string) error
 
 	CreateSession(ctx context.Context, s Session) error

@@ -383,6 +383,43 @@ func (s *Store) DeleteOrg(ctx context.Context, id string) error {
 		if err != nil {
 			return err
 		}
+		children := false
+		if err := scan(txn, []byte("org/"), true, func(item *badger.Item) error {
+			var c store.Org
+			if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &c) }); err != nil {
+				return err
+			}
+			if c.ParentID == id {
+				children = true
+				return errStopScan
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		if children {
+			return store.ErrHasChildren
+		}
+		var members []string
+		if err := scan(txn, prefix("mem/o", id), false, func(item *badger.Item) error {
+			pk, err := item.ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			m, err := getJSON[store.Membership](txn, pk)
+			if err != nil {
+				return err
+			}
+			members = append(members, m.UserID)
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, uid := range members {
+			if err := deleteMembership(txn, uid, id); err != nil {
+				return err
+			}
+		}
 		return deleteKeys(txn, orgKey(id), orgSlugKey(o.Slug))
 	})
 	if err != nil {
@@ -447,6 +484,26 @@ func (s *Store) DeleteUser(ctx context.Context, id string) error {
 	err := s.update(ctx, func(txn *badger.Txn) error {
 		u, err := getJSON[store.User](txn, userKey(id))
 		if err != nil {
+			return err
+		}
+		var orgs []string
+		if err := scan(txn, prefix("mem/u", id), true, func(item *badger.Item) error {
+			var m store.Membership
+			if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &m) }); err != nil {
+				return err
+			}
+			orgs = append(orgs, m.OrgID)
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, oid := range orgs {
+			if err := deleteMembership(txn, id, oid); err != nil {
+				return err
+			}
+		}
+		// Sessions in no org's membership (any left) go too.
+		if err := deleteSessions(txn, id, func(store.Session) bool { return true }); err != nil {
 			return err
 		}
 		return deleteKeys(txn, userKey(id), userEmailKey(u.Email))
@@ -517,14 +574,50 @@ func (s *Store) UpdateMembership(ctx context.Context, userID, orgID string, fn f
 
 func (s *Store) DeleteMembership(ctx context.Context, userID, orgID string) error {
 	err := s.update(ctx, func(txn *badger.Txn) error {
-		pk := memKey(userID, orgID)
-		if err := mustExist(txn, pk); err != nil {
+		if err := mustExist(txn, memKey(userID, orgID)); err != nil {
 			return err
 		}
-		return deleteKeys(txn, pk, memOrgKey(orgID, userID))
+		return deleteMembership(txn, userID, orgID)
 	})
 	if err != nil {
 		return fmt.Errorf("badgerstore: delete membership %s/%s: %w", userID, orgID, err)
+	}
+	return nil
+}
+
+// deleteMembership removes a membership, its index and the user's
+// sessions in that org.
+func deleteMembership(txn *badger.Txn, userID, orgID string) error {
+	if err := deleteKeys(txn, memKey(userID, orgID), memOrgKey(orgID, userID)); err != nil {
+		return err
+	}
+	return deleteSessions(txn, userID, func(se store.Session) bool { return se.OrgID == orgID })
+}
+
+// deleteSessions removes the user's sessions that match, with their
+// indexes.
+func deleteSessions(txn *badger.Txn, userID string, match func(store.Session) bool) error {
+	var gone []store.Session
+	if err := scan(txn, prefix("sessuser", userID), false, func(item *badger.Item) error {
+		pk, err := item.ValueCopy(nil)
+		if err != nil {
+			return err
+		}
+		se, err := getJSON[store.Session](txn, pk)
+		if err != nil {
+			return err
+		}
+		if match(se) {
+			gone = append(gone, se)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, se := range gone {
+		if err := deleteKeys(txn, sessKey(se.ID), sessUserKey(se.UserID, se.ID), sessExpKey(se.ExpiresAt, se.ID)); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -41,6 +41,7 @@ func RunTests(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"AuditFillsIDAndTime", testAuditFills},
 		{"AuditDefaultLimit", testAuditDefaultLimit},
 		{"AuditChain", testAuditChain},
+		{"DeleteCascades", testDeleteCascades},
 		{"Once", testOnce},
 		{"OnceExpiry", testOnceExpiry},
 		{"OnceConcurrentTake", testOnceConcurrentTake},
@@ -164,6 +165,13 @@ func testOrgCRUD(t *testing.T, s store.Store) {
 	got, err = s.GetOrg(ctx, "o1")
 	mustOK(t, err)
 	mustEqual(t, want, got)
+
+	// An org with sub-orgs is not deleted: o2 is moved out first.
+	mustIs(t, s.DeleteOrg(ctx, "o1"), store.ErrHasChildren)
+	_, err = s.GetOrg(ctx, "o1")
+	mustOK(t, err)
+	o2, err = s.UpdateOrg(ctx, "o2", func(o store.Org) (store.Org, error) { o.ParentID = ""; return o, nil })
+	mustOK(t, err)
 
 	mustOK(t, s.DeleteOrg(ctx, "o1"))
 	_, err = s.GetOrg(ctx, "o1")
@@ -1534,5 +1542,71 @@ func testAuditChain(t *testing.T, s store.Store) {
 	h.Seq++
 	if _, err := store.VerifyAudit(ctx, s, h); err == nil {
 		t.Error("VerifyAudit accepted a chain shorter than its head")
+	}
+}
+
+// testDeleteCascades: deleting a user, a membership or an org takes what
+// hangs off it (memberships, sessions) in the same transaction, and
+// nothing else.
+func testDeleteCascades(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	for _, o := range []string{"o1", "o2"} {
+		mustOK(t, s.CreateOrg(ctx, newOrg(o)))
+	}
+	for _, u := range []string{"u1", "u2"} {
+		mustOK(t, s.CreateUser(ctx, newUser(u)))
+	}
+	for _, m := range [][2]string{{"u1", "o1"}, {"u1", "o2"}, {"u2", "o1"}, {"u2", "o2"}} {
+		mustOK(t, s.CreateMembership(ctx, newMembership(m[0], m[1])))
+	}
+	sessions := map[string][2]string{"s11": {"u1", "o1"}, "s12": {"u1", "o2"}, "s21": {"u2", "o1"}, "s22": {"u2", "o2"}}
+	for id, um := range sessions {
+		mustOK(t, s.CreateSession(ctx, store.Session{ID: id, UserID: um[0], OrgID: um[1], CreatedAt: base, ExpiresAt: base.Add(time.Hour), LastSeenAt: base}))
+	}
+	alive := func(want ...string) {
+		t.Helper()
+		for id := range sessions {
+			_, err := s.GetSession(ctx, id)
+			if slices.Contains(want, id) != (err == nil) {
+				t.Errorf("session %s: %v, want alive %v", id, err, slices.Contains(want, id))
+			}
+		}
+	}
+
+	// A membership: its sessions in that org go, the rest stay.
+	mustOK(t, s.DeleteMembership(ctx, "u2", "o2"))
+	alive("s11", "s12", "s21")
+
+	// A user: its memberships and sessions.
+	mustOK(t, s.DeleteUser(ctx, "u1"))
+	alive("s21")
+	for _, o := range []string{"o1", "o2"} {
+		_, err := s.GetMembership(ctx, "u1", o)
+		mustIs(t, err, store.ErrNotFound)
+	}
+	ss, err := s.ListSessionsByUser(ctx, "u1")
+	mustOK(t, err)
+	if len(ss) != 0 {
+		t.Errorf("sessions of a deleted user: %+v", ss)
+	}
+	ms, err := s.ListMembershipsByOrg(ctx, "o1")
+	mustOK(t, err)
+	if len(ms) != 1 || ms[0].UserID != "u2" {
+		t.Errorf("o1's members after u1 left: %+v", ms)
+	}
+
+	// An org: its memberships and sessions; its members' other orgs stay.
+	mustOK(t, s.DeleteOrg(ctx, "o1"))
+	alive()
+	ms, err = s.ListMembershipsByUser(ctx, "u2")
+	mustOK(t, err)
+	if len(ms) != 0 {
+		t.Errorf("u2's memberships after o1 went: %+v", ms)
+	}
+	if _, err := s.GetUser(ctx, "u2"); err != nil {
+		t.Errorf("deleting an org deleted its member: %v", err)
+	}
+	if _, err := s.GetOrg(ctx, "o2"); err != nil {
+		t.Errorf("deleting one org deleted another: %v", err)
 	}
 }
