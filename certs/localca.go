@@ -188,7 +188,9 @@ func (c *LocalCA) TLSConfig() *tls.Config {
 }
 
 func (c *LocalCA) get(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	name := hello.ServerName
+	// DNS names are case-insensitive; certificates and decisions use
+	// lowercase (as certmagic's path does).
+	name := strings.ToLower(hello.ServerName)
 	if _, ok := c.decide(name); !ok {
 		c.Refusals.Refused(name)
 		return nil, ErrNotAllowed

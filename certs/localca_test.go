@@ -75,7 +75,7 @@ func TestLocalCAIsConstrainedAndShortLived(t *testing.T) {
 			t.Errorf("certificate for %q", n)
 		}
 	}
-	for _, n := range []string{"localhost", "app.localhost", "login.acme.localhost"} {
+	for _, n := range []string{"localhost", "app.localhost", "login.acme.localhost", "APP.LocalHost"} {
 		if _, err := get(&tls.ClientHelloInfo{ServerName: n}); err != nil {
 			t.Errorf("no certificate for %q: %v", n, err)
 		}
