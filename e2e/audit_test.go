@@ -25,9 +25,23 @@ func TestAuditVerify(t *testing.T) {
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
-	// While Gatehouse runs, the embedded store is its alone: said plainly.
-	if out, err := verify(); err == nil || !strings.Contains(out, "allows one process") {
-		t.Fatalf("audit verify against a running deployment: %v\n%s", err, out)
+	// While Gatehouse runs, the embedded store is its alone: said plainly,
+	// and the running deployment verifies through its ops listener.
+	if out, err := verify(); err == nil || !strings.Contains(out, "allows one process") || !strings.Contains(out, "--ops") {
+		t.Fatalf("audit verify --config against a running deployment: %v\n%s", err, out)
+	}
+	remote := func(args ...string) (string, error) {
+		out, err := exec.Command(binary, append([]string{"audit", "verify", "--ops", "http://" + g.ops}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	if out, err := remote(); err != nil || !strings.Contains(out, "acme: 3 events, chain intact") || !strings.Contains(out, "(platform): 1 events, chain intact") {
+		t.Fatalf("audit verify --ops: %v\n%s", err, out)
+	}
+	if out, err := remote("--org", "nobody"); err == nil || !strings.Contains(out, "404") {
+		t.Fatalf("audit verify --ops --org nobody: %v\n%s", err, out)
+	}
+	if p := g.browser(t).get("http://" + g.ops + "/audit/verify?org=acme"); p.status != 200 || !strings.Contains(p.body, `"intact": true`) || strings.Contains(p.body, "alice") {
+		t.Fatalf("/audit/verify: %d %s", p.status, p.body)
 	}
 	g.stop()
 	out, err := verify()

@@ -389,6 +389,7 @@ func opsMux(st store.Store, m *telemetry.Metrics, draining *atomic.Bool, notific
 	mux.Handle("GET /metrics", m.Handler())
 	mux.Handle("GET /domains", certs.DomainsHandler(st, cnameTarget))
 	mux.Handle("GET /notifications/{org}/{kind}", notifications)
+	mux.Handle("GET /audit/verify", auditVerifyHandler(st))
 	return mux
 }
 

@@ -37,7 +37,7 @@ const usage = `usage:
                                     print the input document the proxy would build
   gatehouse notify preview --config FILE --org SLUG [--kind K] [--part P] [--out DIR]
                                     render an org's messages with sample fields
-  gatehouse audit verify --config FILE [--org SLUG]
+  gatehouse audit verify (--config FILE | --ops URL) [--org SLUG]
                                     check the audit trail's hash chains (exit 1 on a break)
   gatehouse version                 print the version
 `
