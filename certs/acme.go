@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"net"
 	"net/http"
 	"path"
 	"strings"
@@ -442,19 +441,6 @@ func (a *ACME) renewalBackingOff(name string) bool {
 // HTTPHandler answers HTTP-01 challenges on the plain-HTTP listener and
 // sends every other request to HTTPS on the same host.
 func (a *ACME) HTTPHandler(httpsPort int) http.Handler {
-	redirect := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		host, _, err := net.SplitHostPort(r.Host)
-		if err != nil {
-			host = r.Host
-		}
-		if _, ok := a.o.Decide(strings.ToLower(host)); !ok {
-			http.Error(w, "Nothing is served at this address.", http.StatusNotFound)
-			return
-		}
-		if httpsPort != 443 {
-			host = net.JoinHostPort(host, fmt.Sprint(httpsPort))
-		}
-		http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), http.StatusPermanentRedirect)
-	})
-	return a.issuer.HTTPChallengeHandler(redirect)
+	served := func(host string) bool { _, ok := a.o.Decide(host); return ok }
+	return a.issuer.HTTPChallengeHandler(RedirectToHTTPS(httpsPort, served))
 }

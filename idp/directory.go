@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gatehouse/gatehouse/internal/loop"
 	"github.com/gatehouse/gatehouse/internal/orgtree"
 	"github.com/gatehouse/gatehouse/store"
 )
@@ -164,16 +163,6 @@ func onlyVerified(o *store.Org) {
 		}
 	}
 	o.EmailDomains = kept
-}
-
-// Run reloads every interval until ctx ends, so orgs changed through the
-// store by another node show up here.
-func (d *Directory) Run(ctx context.Context, interval time.Duration) {
-	loop.Every(ctx, interval, func(ctx context.Context) {
-		if err := d.Reload(ctx); err != nil {
-			d.log.Error("idp: org reload failed; keeping the last snapshot", "err", err)
-		}
-	})
 }
 
 func (d *Directory) ByLoginHost(host string) (*store.Org, bool) {

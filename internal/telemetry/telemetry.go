@@ -52,7 +52,7 @@ func New() *Metrics {
 		}, []string{"route", "decision"}),
 		Logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_logins_total",
-			Help: "Sign-in attempts by org and outcome (success, bad_credentials, throttled, unknown_org, error).",
+			Help: "Sign-in attempts by org and outcome (success, bad_credentials, throttled, unknown_org, error; federated: invalid, expired, canceled, idp_unreachable, idp_not_ready, unknown_user, wrong_domain, denied, unknown_endpoint, wrong_endpoint).",
 		}, []string{"org", "outcome"}),
 	}
 	m.CertExpiry = prometheus.NewGaugeVec(prometheus.GaugeOpts{
