@@ -181,12 +181,15 @@ type ClaimMapping struct {
 // User is a person. Email is unique across the deployment; what a user may
 // do in an org lives on the Membership.
 type User struct {
-	ID        string    `json:"id"`
-	Email     string    `json:"email"`
-	Name      string    `json:"name,omitempty"`
-	Disabled  bool      `json:"disabled,omitempty"`
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
+	ID       string `json:"id"`
+	Email    string `json:"email"`
+	Name     string `json:"name,omitempty"`
+	Disabled bool   `json:"disabled,omitempty"`
+	// PlatformAdmin: the SaaS team's admin, over every org (declared in
+	// the config file's platform_admins).
+	PlatformAdmin bool      `json:"platform_admin,omitempty"`
+	CreatedAt     time.Time `json:"created_at"`
+	UpdatedAt     time.Time `json:"updated_at"`
 }
 
 // Membership ties a user to an org. PasswordHash is the org-scoped password
@@ -203,9 +206,63 @@ type Membership struct {
 	Subject string `json:"subject,omitempty"`
 	// Attributes are mapped from the IdP at each sign-in.
 	Attributes map[string]string `json:"attributes,omitempty"`
-	CreatedAt  time.Time         `json:"created_at"`
-	UpdatedAt  time.Time         `json:"updated_at"`
+	// Disabled: an org admin suspended the person in this org (their
+	// sessions there end; other orgs are not affected).
+	Disabled bool `json:"disabled,omitempty"`
+	// Declared: the membership comes from the config file, which
+	// manages it.
+	Declared  bool      `json:"declared,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
+
+// Member is one org member: the user and their membership there.
+type Member struct {
+	User       User       `json:"user"`
+	Membership Membership `json:"membership"`
+}
+
+// MemberQuery pages through an org's members in order of lowercased
+// email, then user ID.
+type MemberQuery struct {
+	OrgID string
+	// Search keeps members whose email or name contains it, ignoring
+	// case ("" keeps all).
+	Search string
+	// AfterEmail and AfterID are the cursor: the lowercased email and user
+	// ID of the last member of the previous page (empty: from the start).
+	AfterEmail string
+	AfterID    string
+	Limit      int // 0: 100
+}
+
+// APIToken is a bearer credential for the admin API, scoped to one org
+// (OrgID "" and Role RolePlatformAdmin: the whole deployment). The secret
+// is shown once; only its hash is kept.
+type APIToken struct {
+	ID    string `json:"id"`
+	OrgID string `json:"org_id,omitempty"`
+	Role  string `json:"role"`
+	Name  string `json:"name,omitempty"`
+	// Hash is the hex SHA-256 of the secret part.
+	Hash string `json:"hash"`
+	// CreatedBy is the user who made the token ("" for one made by
+	// `gatehouse admin bootstrap` or dev mode); the token lives only as
+	// long as its maker keeps the rights it grants.
+	CreatedBy  string    `json:"created_by,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
+	ExpiresAt  time.Time `json:"expires_at"`
+	LastUsedAt time.Time `json:"last_used_at,omitzero"`
+	RevokedAt  time.Time `json:"revoked_at,omitzero"`
+}
+
+// Admin roles: granted through a membership's roles (RoleAdmin,
+// RoleAuditor) or, for the platform, the user's PlatformAdmin flag.
+const (
+	RolePlatformAdmin = "platform_admin"
+	RoleAdmin         = "admin"
+	RoleAuditor       = "auditor"
+)
 
 // Session is the server-side record behind every session cookie. Cookies
 // carry only its ID (sealed); revoking the record ends every cookie.
@@ -319,7 +376,16 @@ type AuditChainHead struct {
 type AuditQuery struct {
 	OrgID string // empty: every org
 	Since time.Time
-	Limit int // 0: backend default (100)
+	// Until is exclusive (zero: no bound).
+	Until time.Time
+	// Action, Actor and Target keep only events equal to them ("": any).
+	Action string
+	Actor  string
+	Target string
+	// BeforeSeq, with OrgID set, keeps events of the org's chain before
+	// that sequence number: the cursor of the next page.
+	BeforeSeq uint64
+	Limit     int // 0: backend default (100)
 }
 
 // Store is the persistence contract. Every method takes ctx first. Update
@@ -332,8 +398,8 @@ type Store interface {
 	GetOrgBySlug(ctx context.Context, slug string) (Org, error)
 	ListOrgs(ctx context.Context) ([]Org, error)
 	UpdateOrg(ctx context.Context, id string, fn func(Org) (Org, error)) (Org, error)
-	// DeleteOrg deletes the org with its memberships and its sessions, in
-	// one transaction; ErrHasChildren if it has sub-orgs. Its audit chain
+	// DeleteOrg deletes the org with its memberships, its sessions and its
+	// API tokens, in one transaction; ErrHasChildren if it has sub-orgs. Its audit chain
 	// is kept.
 	DeleteOrg(ctx context.Context, id string) error
 
@@ -342,14 +408,17 @@ type Store interface {
 	// GetUserByEmail matches the email case-insensitively.
 	GetUserByEmail(ctx context.Context, email string) (User, error)
 	UpdateUser(ctx context.Context, id string, fn func(User) (User, error)) (User, error)
-	// DeleteUser deletes the user with its memberships and sessions, in
-	// one transaction.
+	// DeleteUser deletes the user with its memberships, sessions and the
+	// API tokens it made, in one transaction.
 	DeleteUser(ctx context.Context, id string) error
 
 	CreateMembership(ctx context.Context, m Membership) error
 	GetMembership(ctx context.Context, userID, orgID string) (Membership, error)
 	ListMembershipsByUser(ctx context.Context, userID string) ([]Membership, error)
 	ListMembershipsByOrg(ctx context.Context, orgID string) ([]Membership, error)
+	// ListMembers returns one page of an org's members with their users
+	// (see MemberQuery); it stays fast with 100,000 members.
+	ListMembers(ctx context.Context, q MemberQuery) ([]Member, error)
 	UpdateMembership(ctx context.Context, userID, orgID string, fn func(Membership) (Membership, error)) (Membership, error)
 	// DeleteMembership deletes the membership and the user's sessions in
 	// that org, in one transaction.
@@ -366,6 +435,14 @@ type Store interface {
 	ListSigningKeys(ctx context.Context) ([]SigningKey, error)
 	UpdateSigningKey(ctx context.Context, id string, fn func(SigningKey) (SigningKey, error)) (SigningKey, error)
 	DeleteSigningKey(ctx context.Context, id string) error
+
+	CreateAPIToken(ctx context.Context, t APIToken) error
+	GetAPIToken(ctx context.Context, id string) (APIToken, error)
+	// ListAPITokens lists an org's tokens ("": the platform's), oldest
+	// first.
+	ListAPITokens(ctx context.Context, orgID string) ([]APIToken, error)
+	UpdateAPIToken(ctx context.Context, id string, fn func(APIToken) (APIToken, error)) (APIToken, error)
+	DeleteAPIToken(ctx context.Context, id string) error
 
 	AppendAudit(ctx context.Context, e AuditEvent) error
 	ListAudit(ctx context.Context, q AuditQuery) ([]AuditEvent, error)

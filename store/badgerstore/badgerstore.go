@@ -12,12 +12,16 @@
 //	useremail/<lowercased email>      -> user/<id>
 //	mem/u/<uid>/<oid>                 Membership
 //	mem/o/<oid>/<uid>                 -> mem/u/<uid>/<oid>
+//	mem/oe/<oid>/<email>\x00<uid>     lowercased email and name (members.go)
 //	sess/<id>                         Session
 //	sessuser/<uid>/<id>               -> sess/<id>
 //	sessexp/<expiry><id>              -> sess/<id>
 //	key/<id>                          SigningKey
+//	tok/<id>                          APIToken (and its indexes: tokens.go)
 //	audit/all/<^time><id>             AuditEvent
 //	audit/org/<oid>/<^time><id>       -> audit/all/<^time><id>
+//	audit/chain/<oid>/<seq>           -> audit/all/<^time><id>
+//	audit/head/<oid>                  AuditChainHead
 //	once/<kind>/<id>                  <expiry><value>, with a Badger TTL
 //	secret/<name>                     raw bytes
 //	meta/format                       on-disk format version
@@ -35,6 +39,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	mathrand "math/rand/v2"
 	"strings"
 	"sync"
@@ -48,7 +53,8 @@ import (
 var _ store.Store = (*Store)(nil)
 
 const (
-	formatVersion     = "1"
+	// formatVersion 2 added the member index; Open upgrades format 1.
+	formatVersion     = "2"
 	defaultAuditLimit = 100
 	// maxAttempts bounds compare-and-swap retries on transaction conflicts.
 	maxAttempts = 100
@@ -131,7 +137,7 @@ func Open(path string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("badgerstore: open %s: %w", path, err)
 	}
-	if err := checkFormat(db); err != nil {
+	if err := checkFormat(db, cfg.logger); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("badgerstore: open %s: %w", path, err)
 	}
@@ -149,27 +155,36 @@ func Open(path string, opts ...Option) (*Store, error) {
 	return s, nil
 }
 
-// checkFormat stamps a new database with formatVersion and refuses one
-// written in a format this code does not understand.
-func checkFormat(db *badger.DB) error {
-	k := []byte("meta/format")
-	return db.Update(func(txn *badger.Txn) error {
-		item, err := txn.Get(k)
+var formatKey = []byte("meta/format")
+
+// checkFormat stamps a new database with formatVersion, upgrades one in
+// an older format it knows, and refuses any other. An upgraded database
+// is stamped with the new version, which older binaries refuse: they
+// would not keep the new indexes.
+func checkFormat(db *badger.DB, log *slog.Logger) error {
+	var v []byte
+	err := db.Update(func(txn *badger.Txn) error {
+		item, err := txn.Get(formatKey)
 		if errors.Is(err, badger.ErrKeyNotFound) {
-			return txn.Set(k, []byte(formatVersion))
+			v = []byte(formatVersion)
+			return txn.Set(formatKey, v)
 		}
 		if err != nil {
 			return err
 		}
-		v, err := item.ValueCopy(nil)
-		if err != nil {
-			return err
-		}
-		if string(v) != formatVersion {
-			return fmt.Errorf("unsupported on-disk format %q (want %q)", v, formatVersion)
-		}
-		return nil
+		v, err = item.ValueCopy(nil)
+		return err
 	})
+	if err != nil {
+		return err
+	}
+	switch string(v) {
+	case formatVersion:
+		return nil
+	case "1":
+		return migrate(db, log, "1")
+	}
+	return fmt.Errorf("unsupported on-disk format %q (want %q)", v, formatVersion)
 }
 
 func (s *Store) gcLoop(interval time.Duration) {
@@ -223,7 +238,7 @@ func (s *Store) Close() error {
 // Ping reports whether the database can serve reads.
 func (s *Store) Ping(ctx context.Context) error {
 	err := s.view(ctx, func(txn *badger.Txn) error {
-		_, err := txn.Get([]byte("meta/format"))
+		_, err := txn.Get(formatKey)
 		return err
 	})
 	if err != nil {
@@ -402,11 +417,7 @@ func (s *Store) DeleteOrg(ctx context.Context, id string) error {
 		}
 		var members []string
 		if err := scan(txn, prefix("mem/o", id), false, func(item *badger.Item) error {
-			pk, err := item.ValueCopy(nil)
-			if err != nil {
-				return err
-			}
-			m, err := getJSON[store.Membership](txn, pk)
+			m, err := getIndexedItem[store.Membership](txn, item)
 			if err != nil {
 				return err
 			}
@@ -416,9 +427,16 @@ func (s *Store) DeleteOrg(ctx context.Context, id string) error {
 			return err
 		}
 		for _, uid := range members {
-			if err := deleteMembership(txn, uid, id); err != nil {
+			u, err := getUser(txn, uid)
+			if err != nil {
 				return err
 			}
+			if err := deleteMembership(txn, uid, id, u); err != nil {
+				return err
+			}
+		}
+		if err := deleteAPITokens(txn, prefix("tokorg", id)); err != nil {
+			return err
 		}
 		return deleteKeys(txn, orgKey(id), orgSlugKey(o.Slug))
 	})
@@ -442,6 +460,10 @@ func (s *Store) CreateUser(ctx context.Context, u store.User) error {
 			return err
 		}
 		if err := txn.Set(userEmailKey(u.Email), userKey(u.ID)); err != nil {
+			return err
+		}
+		// Memberships made before the user was are indexed without it.
+		if err := reindexMember(txn, u.ID, nil, &u); err != nil {
 			return err
 		}
 		return setJSON(txn, userKey(u.ID), u)
@@ -476,7 +498,10 @@ func (s *Store) UpdateUser(ctx context.Context, id string, fn func(store.User) (
 		if next.Email == "" {
 			return errors.New("email is required")
 		}
-		return moveIndex(txn, userEmailKey(old.Email), userEmailKey(next.Email), userKey(id), "email "+next.Email)
+		if err := moveIndex(txn, userEmailKey(old.Email), userEmailKey(next.Email), userKey(id), "email "+next.Email); err != nil {
+			return err
+		}
+		return reindexMember(txn, id, &old, &next)
 	})
 }
 
@@ -498,9 +523,12 @@ func (s *Store) DeleteUser(ctx context.Context, id string) error {
 			return err
 		}
 		for _, oid := range orgs {
-			if err := deleteMembership(txn, id, oid); err != nil {
+			if err := deleteMembership(txn, id, oid, &u); err != nil {
 				return err
 			}
+		}
+		if err := deleteAPITokens(txn, prefix("tokuser", id)); err != nil {
+			return err
 		}
 		// Sessions in no org's membership (any left) go too.
 		if err := deleteSessions(txn, id, func(store.Session) bool { return true }); err != nil {
@@ -526,6 +554,18 @@ func (s *Store) CreateMembership(ctx context.Context, m store.Membership) error 
 			return err
 		}
 		if err := txn.Set(memOrgKey(m.OrgID, m.UserID), pk); err != nil {
+			return err
+		}
+		u, err := getUser(txn, m.UserID)
+		if err != nil {
+			return err
+		}
+		if err := setMemberEntry(txn, m.OrgID, m.UserID, u); err != nil {
+			return err
+		}
+		// UpdateUser and DeleteUser find the memberships to reindex or
+		// delete by a scan, which a new one would slip past (see touch).
+		if err := touch(txn, userKey(m.UserID)); err != nil {
 			return err
 		}
 		return setJSON(txn, pk, m)
@@ -577,7 +617,11 @@ func (s *Store) DeleteMembership(ctx context.Context, userID, orgID string) erro
 		if err := mustExist(txn, memKey(userID, orgID)); err != nil {
 			return err
 		}
-		return deleteMembership(txn, userID, orgID)
+		u, err := getUser(txn, userID)
+		if err != nil {
+			return err
+		}
+		return deleteMembership(txn, userID, orgID, u)
 	})
 	if err != nil {
 		return fmt.Errorf("badgerstore: delete membership %s/%s: %w", userID, orgID, err)
@@ -585,10 +629,13 @@ func (s *Store) DeleteMembership(ctx context.Context, userID, orgID string) erro
 	return nil
 }
 
-// deleteMembership removes a membership, its index and the user's
-// sessions in that org.
-func deleteMembership(txn *badger.Txn, userID, orgID string) error {
+// deleteMembership removes a membership, its indexes and the user's
+// sessions in that org. u is the user (nil if there is none).
+func deleteMembership(txn *badger.Txn, userID, orgID string, u *store.User) error {
 	if err := deleteKeys(txn, memKey(userID, orgID), memOrgKey(orgID, userID)); err != nil {
+		return err
+	}
+	if err := deleteMemberEntry(txn, orgID, userID, u); err != nil {
 		return err
 	}
 	return deleteSessions(txn, userID, func(se store.Session) bool { return se.OrgID == orgID })
@@ -906,46 +953,105 @@ func (s *Store) WalkAudit(ctx context.Context, orgID string, fn func(store.Audit
 }
 
 // ListAudit returns events newest first; a Limit <= 0 means 100. Since is
-// inclusive.
+// inclusive, Until exclusive; the other filters apply before the limit.
+//
+// With an OrgID it walks the org's chain backwards from BeforeSeq-1 (or
+// its head), so that Seq is a stable cursor: newest first means last
+// appended first. AppendAudit stamps events as it chains them, so the
+// chain is in time order and the walk ends at the first event before
+// Since; an event appended with an explicit older time ends it early.
+// Without an OrgID it scans every org's events by time, from Until.
 func (s *Store) ListAudit(ctx context.Context, q store.AuditQuery) ([]store.AuditEvent, error) {
 	limit := q.Limit
 	if limit <= 0 {
 		limit = defaultAuditLimit
 	}
-	pfx, indexed := []byte("audit/all/"), false
-	if q.OrgID != "" {
-		pfx, indexed = prefix("audit/org", q.OrgID), true
+	out := []store.AuditEvent{}
+	keep := func(e store.AuditEvent) bool {
+		return (q.Until.IsZero() || e.Time.Before(q.Until)) &&
+			(q.Action == "" || e.Action == q.Action) &&
+			(q.Actor == "" || e.Actor == q.Actor) &&
+			(q.Target == "" || e.Target == q.Target)
 	}
-	var out []store.AuditEvent
 	err := s.view(ctx, func(txn *badger.Txn) error {
-		return scan(txn, pfx, !indexed, func(item *badger.Item) error {
-			t, ok := decodeTime(invert(item.Key()[len(pfx):]))
+		if q.OrgID != "" {
+			return walkAuditBack(ctx, txn, q, limit, keep, &out)
+		}
+		o := badger.DefaultIteratorOptions
+		o.Prefix = []byte("audit/all/")
+		it := txn.NewIterator(o)
+		defer it.Close()
+		seek := o.Prefix
+		if !q.Until.IsZero() {
+			// Keys are newest first: this is the first key at Until.
+			seek = append(bytes.Clone(o.Prefix), invert(appendTime(nil, q.Until))...)
+		}
+		n := 0
+		for it.Seek(seek); it.Valid() && len(out) < limit; it.Next() {
+			if n++; n%ctxCheckEvery == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			item := it.Item()
+			t, ok := decodeTime(invert(item.Key()[len(o.Prefix):]))
 			if !ok {
 				return fmt.Errorf("malformed audit key %q", item.Key())
 			}
-			if t.Before(q.Since) || len(out) == limit {
-				return errStopScan
+			if t.Before(q.Since) {
+				break
 			}
-			var (
-				e   store.AuditEvent
-				err error
-			)
-			if indexed {
-				e, err = getIndexedItem[store.AuditEvent](txn, item)
-			} else {
-				e, err = decodeJSON[store.AuditEvent](item)
-			}
+			e, err := decodeJSON[store.AuditEvent](item)
 			if err != nil {
 				return err
 			}
-			out = append(out, e)
-			return nil
-		})
+			if keep(e) {
+				out = append(out, e)
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("badgerstore: list audit: %w", err)
 	}
 	return out, nil
+}
+
+// walkAuditBack is ListAudit over one org's chain.
+func walkAuditBack(ctx context.Context, txn *badger.Txn, q store.AuditQuery, limit int, keep func(store.AuditEvent) bool, out *[]store.AuditEvent) error {
+	from := uint64(math.MaxUint64)
+	if q.BeforeSeq > 0 {
+		from = q.BeforeSeq - 1
+	}
+	if from == 0 {
+		return nil // sequence numbers start at 1
+	}
+	o := badger.DefaultIteratorOptions
+	o.Prefix = prefix("audit/chain", q.OrgID)
+	o.Reverse = true
+	o.PrefetchValues = false
+	it := txn.NewIterator(o)
+	defer it.Close()
+	n := 0
+	// A reverse Seek lands on the last key at or before it.
+	for it.Seek(auditChainKey(q.OrgID, from)); it.Valid() && len(*out) < limit; it.Next() {
+		if n++; n%ctxCheckEvery == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		e, err := getIndexedItem[store.AuditEvent](txn, it.Item())
+		if err != nil {
+			return err
+		}
+		if e.Time.Before(q.Since) {
+			return nil
+		}
+		if keep(e) {
+			*out = append(*out, e)
+		}
+	}
+	return nil
 }
 
 // --- Single-use values ---

@@ -34,6 +34,14 @@ func RunTests(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"UserEmail", testUserEmail},
 		{"UserEmailUniqueUnderConcurrency", testUserEmailConcurrent},
 		{"Memberships", testMemberships},
+		{"ListMembers", testListMembers},
+		{"ListMembersSearch", testListMembersSearch},
+		{"ListMembersFollowsWrites", testListMembersFollowsWrites},
+		{"ListMembersConcurrentWrites", testListMembersConcurrentWrites},
+		{"RecordFlags", testRecordFlags},
+		{"APITokens", testAPITokens},
+		{"APITokenCascades", testAPITokenCascades},
+		{"ConcurrentUpdateAPIToken", testConcurrentUpdateAPIToken},
 		{"Sessions", testSessions},
 		{"DeleteExpiredSessions", testDeleteExpiredSessions},
 		{"SigningKeys", testSigningKeys},
@@ -41,6 +49,8 @@ func RunTests(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"AuditFillsIDAndTime", testAuditFills},
 		{"AuditDefaultLimit", testAuditDefaultLimit},
 		{"AuditChain", testAuditChain},
+		{"AuditCursor", testAuditCursor},
+		{"AuditFilters", testAuditFilters},
 		{"DeleteCascades", testDeleteCascades},
 		{"Once", testOnce},
 		{"OnceExpiry", testOnceExpiry},
@@ -659,8 +669,20 @@ func testAudit(t *testing.T, s store.Store) {
 		}
 		events = append(events, e)
 	}
-	for _, i := range []int{3, 0, 5, 1, 4, 2} {
+	appended := []int{3, 0, 5, 1, 4, 2}
+	for _, i := range appended {
 		mustOK(t, s.AppendAudit(ctx, events[i]))
+	}
+	// Every org's events come by time; one org's in its chain's order, last
+	// appended first, so that BeforeSeq can page them (testAuditCursor).
+	lastAppendedFirst := func(keep func(store.AuditEvent) bool) []store.AuditEvent {
+		var out []store.AuditEvent
+		for _, i := range slices.Backward(appended) {
+			if keep(events[i]) {
+				out = append(out, events[i])
+			}
+		}
+		return out
 	}
 	newestFirst := func(keep func(store.AuditEvent) bool) []store.AuditEvent {
 		var out []store.AuditEvent
@@ -685,8 +707,8 @@ func testAudit(t *testing.T, s store.Store) {
 	}
 
 	mustEqual(t, newestFirst(all), list(store.AuditQuery{}))
-	mustEqual(t, newestFirst(func(e store.AuditEvent) bool { return e.OrgID == "o1" }), list(store.AuditQuery{OrgID: "o1"}))
-	mustEqual(t, newestFirst(func(e store.AuditEvent) bool { return e.OrgID == "o10" }), list(store.AuditQuery{OrgID: "o10"}))
+	mustEqual(t, lastAppendedFirst(func(e store.AuditEvent) bool { return e.OrgID == "o1" }), list(store.AuditQuery{OrgID: "o1"}))
+	mustEqual(t, lastAppendedFirst(func(e store.AuditEvent) bool { return e.OrgID == "o10" }), list(store.AuditQuery{OrgID: "o10"}))
 	if es := list(store.AuditQuery{OrgID: "nothing"}); len(es) != 0 {
 		t.Errorf("ListAudit(nothing) = %+v", es)
 	}
@@ -695,7 +717,7 @@ func testAudit(t *testing.T, s store.Store) {
 	mustEqual(t, newestFirst(func(e store.AuditEvent) bool { return !e.Time.Before(since) }), list(store.AuditQuery{Since: since}))
 	mustEqual(t, newestFirst(all)[:2], list(store.AuditQuery{Limit: 2}))
 
-	o1Since := newestFirst(func(e store.AuditEvent) bool { return e.OrgID == "o1" && !e.Time.Before(base.Add(time.Minute)) })
+	o1Since := lastAppendedFirst(func(e store.AuditEvent) bool { return e.OrgID == "o1" && !e.Time.Before(base.Add(time.Minute)) })
 	if len(o1Since) < 2 {
 		t.Fatalf("fixture: %d o1 events since +1m, want >= 2", len(o1Since))
 	}
@@ -991,6 +1013,23 @@ var updaters = []updater{
 		},
 	},
 	{
+		name: "APIToken",
+		create: func(s store.Store, t *testing.T, id string) error {
+			return s.CreateAPIToken(t.Context(), newAPIToken(id, "", "", base))
+		},
+		get: func(s store.Store, t *testing.T, id string) (any, error) { return s.GetAPIToken(t.Context(), id) },
+		update: func(s store.Store, t *testing.T, id, newID string, fnErr error) error {
+			_, err := s.UpdateAPIToken(t.Context(), id, func(tok store.APIToken) (store.APIToken, error) {
+				tok.LastUsedAt = base.Add(time.Minute)
+				if newID != "" {
+					tok.ID = newID
+				}
+				return tok, fnErr
+			})
+			return err
+		},
+	},
+	{
 		name: "SigningKey",
 		create: func(s store.Store, t *testing.T, id string) error {
 			return s.CreateSigningKey(t.Context(), newSigningKey(id))
@@ -1238,6 +1277,10 @@ func testClosed(t *testing.T, s store.Store) {
 			return err
 		},
 		"ListMembershipsByOrg": func() error { _, err := s.ListMembershipsByOrg(ctx, "o1"); return err },
+		"ListMembers": func() error {
+			_, err := s.ListMembers(ctx, store.MemberQuery{OrgID: "o1", Search: "x", AfterEmail: "a", AfterID: "b"})
+			return err
+		},
 		"UpdateMembership": func() error {
 			_, err := s.UpdateMembership(ctx, "u1", "o1", func(m store.Membership) (store.Membership, error) { return m, nil })
 			return err
@@ -1258,19 +1301,35 @@ func testClosed(t *testing.T, s store.Store) {
 			return err
 		},
 		"DeleteSigningKey": func() error { return s.DeleteSigningKey(ctx, "k1") },
-		"AppendAudit":      func() error { return s.AppendAudit(ctx, store.AuditEvent{Actor: "a", Action: "b"}) },
-		"ListAudit":        func() error { _, err := s.ListAudit(ctx, store.AuditQuery{}); return err },
-		"PutOnce":          func() error { return s.PutOnce(ctx, "k", "i", []byte("v"), time.Now().Add(time.Hour)) },
-		"TakeOnce":         func() error { _, err := s.TakeOnce(ctx, "k", "i"); return err },
-		"Secret":           func() error { _, err := s.Secret(ctx, "n", []byte("v")); return err },
-		"Ping":             func() error { return s.Ping(ctx) },
-		"PutBlob":          func() error { return s.PutBlob(ctx, "a/b", []byte("v")) },
-		"GetBlob":          func() error { _, err := s.GetBlob(ctx, "a/b"); return err },
-		"DeleteBlobs":      func() error { return s.DeleteBlobs(ctx, "a") },
-		"ListBlobs":        func() error { _, err := s.ListBlobs(ctx, "a"); return err },
-		"AcquireLock":      func() error { _, err := s.AcquireLock(ctx, "l", "o", time.Minute); return err },
-		"ReleaseLock":      func() error { return s.ReleaseLock(ctx, "l", "o") },
-		"Close":            s.Close,
+		"CreateAPIToken":   func() error { return s.CreateAPIToken(ctx, newAPIToken("t1", "", "", base)) },
+		"GetAPIToken":      func() error { _, err := s.GetAPIToken(ctx, "t1"); return err },
+		"ListAPITokens":    func() error { _, err := s.ListAPITokens(ctx, ""); return err },
+		"UpdateAPIToken": func() error {
+			_, err := s.UpdateAPIToken(ctx, "t1", func(t store.APIToken) (store.APIToken, error) { return t, nil })
+			return err
+		},
+		"DeleteAPIToken": func() error { return s.DeleteAPIToken(ctx, "t1") },
+		"AuditHeads":     func() error { _, err := s.AuditHeads(ctx); return err },
+		"WalkAudit": func() error {
+			return s.WalkAudit(ctx, "", func(store.AuditEvent) error { return nil })
+		},
+		"AppendAudit": func() error { return s.AppendAudit(ctx, store.AuditEvent{Actor: "a", Action: "b"}) },
+		"ListAudit":   func() error { _, err := s.ListAudit(ctx, store.AuditQuery{}); return err },
+		"ListAudit org": func() error {
+			_, err := s.ListAudit(ctx, store.AuditQuery{OrgID: "o1", BeforeSeq: 9})
+			return err
+		},
+		"PutOnce":     func() error { return s.PutOnce(ctx, "k", "i", []byte("v"), time.Now().Add(time.Hour)) },
+		"TakeOnce":    func() error { _, err := s.TakeOnce(ctx, "k", "i"); return err },
+		"Secret":      func() error { _, err := s.Secret(ctx, "n", []byte("v")); return err },
+		"Ping":        func() error { return s.Ping(ctx) },
+		"PutBlob":     func() error { return s.PutBlob(ctx, "a/b", []byte("v")) },
+		"GetBlob":     func() error { _, err := s.GetBlob(ctx, "a/b"); return err },
+		"DeleteBlobs": func() error { return s.DeleteBlobs(ctx, "a") },
+		"ListBlobs":   func() error { _, err := s.ListBlobs(ctx, "a"); return err },
+		"AcquireLock": func() error { _, err := s.AcquireLock(ctx, "l", "o", time.Minute); return err },
+		"ReleaseLock": func() error { return s.ReleaseLock(ctx, "l", "o") },
+		"Close":       s.Close,
 	}
 	for _, name := range slices.Sorted(maps.Keys(calls)) {
 		if err := calls[name](); !errors.Is(err, store.ErrClosed) {

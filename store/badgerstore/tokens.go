@@ -1,0 +1,149 @@
+package badgerstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/gatehouse/gatehouse/store"
+)
+
+// API tokens:
+//
+//	tok/<id>                          APIToken
+//	tokorg/<oid>/<created><id>        -> tok/<id>  (oid "" : the platform's)
+//	tokuser/<uid>/<id>                -> tok/<id>  (only with a CreatedBy)
+//
+// In tokorg the id is last and left as is, so that key order is
+// ListAPITokens order: CreatedAt, then ID.
+
+func tokKey(id string) []byte { return escKey("tok", id) }
+
+func tokOrgKey(oid string, created time.Time, id string) []byte {
+	return append(appendTime(prefix("tokorg", oid), created), id...)
+}
+
+func tokUserKey(uid, id string) []byte { return escKey("tokuser", uid, id) }
+
+func (s *Store) CreateAPIToken(ctx context.Context, t store.APIToken) error {
+	err := s.update(ctx, func(txn *badger.Txn) error {
+		if t.ID == "" {
+			return errors.New("id is required")
+		}
+		pk := tokKey(t.ID)
+		if err := mustNotExist(txn, pk, "id"); err != nil {
+			return err
+		}
+		// A token outlives neither its org nor its maker: both must exist,
+		// and are touched so that deleting either concurrently conflicts
+		// with this instead of missing the token in its cascade.
+		if t.OrgID != "" {
+			if err := mustExist(txn, orgKey(t.OrgID)); err != nil {
+				return fmt.Errorf("org %s: %w", t.OrgID, err)
+			}
+			if err := touch(txn, orgKey(t.OrgID)); err != nil {
+				return err
+			}
+		}
+		if t.CreatedBy != "" {
+			if err := mustExist(txn, userKey(t.CreatedBy)); err != nil {
+				return fmt.Errorf("creator %s: %w", t.CreatedBy, err)
+			}
+			if err := touch(txn, userKey(t.CreatedBy)); err != nil {
+				return err
+			}
+			if err := txn.Set(tokUserKey(t.CreatedBy, t.ID), pk); err != nil {
+				return err
+			}
+		}
+		if err := txn.Set(tokOrgKey(t.OrgID, t.CreatedAt, t.ID), pk); err != nil {
+			return err
+		}
+		return setJSON(txn, pk, t)
+	})
+	if err != nil {
+		return fmt.Errorf("badgerstore: create api token %s: %w", t.ID, err)
+	}
+	return nil
+}
+
+func (s *Store) GetAPIToken(ctx context.Context, id string) (store.APIToken, error) {
+	t, err := getOne[store.APIToken](ctx, s, tokKey(id))
+	if err != nil {
+		return store.APIToken{}, fmt.Errorf("badgerstore: get api token %s: %w", id, err)
+	}
+	return t, nil
+}
+
+// ListAPITokens returns the org's tokens ("": the platform's), oldest
+// first, then by ID.
+func (s *Store) ListAPITokens(ctx context.Context, orgID string) ([]store.APIToken, error) {
+	ts, err := listIndexed[store.APIToken](ctx, s, prefix("tokorg", orgID))
+	if err != nil {
+		return nil, fmt.Errorf("badgerstore: list api tokens of %q: %w", orgID, err)
+	}
+	return ts, nil
+}
+
+// UpdateAPIToken refuses to change a token's ID, OrgID or CreatedBy: they
+// are what it is allowed to do and whose rights it borrows, fixed when it
+// is made. CreatedAt may change; its index follows.
+func (s *Store) UpdateAPIToken(ctx context.Context, id string, fn func(store.APIToken) (store.APIToken, error)) (store.APIToken, error) {
+	return modify(ctx, s, "update api token "+id, tokKey(id), fn, func(txn *badger.Txn, old, next store.APIToken) error {
+		switch {
+		case next.ID != old.ID:
+			return fmt.Errorf("id changed to %q", next.ID)
+		case next.OrgID != old.OrgID:
+			return fmt.Errorf("org changed to %q", next.OrgID)
+		case next.CreatedBy != old.CreatedBy:
+			return fmt.Errorf("creator changed to %q", next.CreatedBy)
+		}
+		return moveIndex(txn, tokOrgKey(old.OrgID, old.CreatedAt, id), tokOrgKey(next.OrgID, next.CreatedAt, id), tokKey(id), "")
+	})
+}
+
+func (s *Store) DeleteAPIToken(ctx context.Context, id string) error {
+	err := s.update(ctx, func(txn *badger.Txn) error {
+		t, err := getJSON[store.APIToken](txn, tokKey(id))
+		if err != nil {
+			return err
+		}
+		return deleteAPIToken(txn, t)
+	})
+	if err != nil {
+		return fmt.Errorf("badgerstore: delete api token %s: %w", id, err)
+	}
+	return nil
+}
+
+func deleteAPIToken(txn *badger.Txn, t store.APIToken) error {
+	keys := [][]byte{tokKey(t.ID), tokOrgKey(t.OrgID, t.CreatedAt, t.ID)}
+	if t.CreatedBy != "" {
+		keys = append(keys, tokUserKey(t.CreatedBy, t.ID))
+	}
+	return deleteKeys(txn, keys...)
+}
+
+// deleteAPITokens deletes every token an index prefix points at.
+func deleteAPITokens(txn *badger.Txn, pfx []byte) error {
+	var gone []store.APIToken
+	if err := scan(txn, pfx, false, func(item *badger.Item) error {
+		t, err := getIndexedItem[store.APIToken](txn, item)
+		if err != nil {
+			return err
+		}
+		gone = append(gone, t)
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, t := range gone {
+		if err := deleteAPIToken(txn, t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
