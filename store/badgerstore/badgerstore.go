@@ -87,6 +87,8 @@ type options struct {
 	logger     *slog.Logger
 	gcInterval time.Duration
 	inMemory   bool
+	// noSync skips fsync on commit: only for tests that bulk load.
+	noSync bool
 }
 
 // Option configures Open.
@@ -131,7 +133,7 @@ func Open(path string, opts ...Option) (*Store, error) {
 		if path == "" {
 			return nil, errors.New("badgerstore: open: empty path")
 		}
-		bo = bo.WithSyncWrites(true)
+		bo = bo.WithSyncWrites(!cfg.noSync)
 	}
 	db, err := badger.Open(bo)
 	if err != nil {
