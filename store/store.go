@@ -46,10 +46,20 @@ type Org struct {
 	// Domains are the org's claims on its login and email domains and
 	// their verification (used when the deployment requires it).
 	Domains []DomainClaim `json:"domains,omitempty"`
+	// AuditWebhook streams the org's audit events to its SIEM (nil: none).
+	AuditWebhook *AuditWebhook `json:"audit_webhook,omitempty"`
 	// Declared: the org comes from the config file, which manages it.
 	Declared  bool      `json:"declared,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// AuditWebhook is where an org's audit events are delivered, signed
+// with Secret (Standard Webhooks: "whsec_" and base64 of the key).
+type AuditWebhook struct {
+	URL       string    `json:"url"`
+	Secret    string    `json:"secret"`
+	CreatedAt time.Time `json:"created_at"`
 }
 
 // Branding is an org's look: asset names (content-addressed blobs under
@@ -372,7 +382,10 @@ type AuditChainHead struct {
 	Hash  string `json:"hash"`
 }
 
-// AuditQuery selects audit events, newest first.
+// AuditQuery selects audit events, newest first: with OrgID set, in the
+// org's chain order (last appended first), which is what the BeforeSeq
+// cursor pages through; the walk stops at the first event older than
+// Since. Without OrgID, by time across every org.
 type AuditQuery struct {
 	OrgID string // empty: every org
 	Since time.Time
@@ -436,6 +449,9 @@ type Store interface {
 	UpdateSigningKey(ctx context.Context, id string, fn func(SigningKey) (SigningKey, error)) (SigningKey, error)
 	DeleteSigningKey(ctx context.Context, id string) error
 
+	// CreateAPIToken stores t; its org (if any) and its maker (if any)
+	// must exist, so that a token never outlives a concurrent delete of
+	// either.
 	CreateAPIToken(ctx context.Context, t APIToken) error
 	GetAPIToken(ctx context.Context, id string) (APIToken, error)
 	// ListAPITokens lists an org's tokens ("": the platform's), oldest
@@ -448,8 +464,9 @@ type Store interface {
 	ListAudit(ctx context.Context, q AuditQuery) ([]AuditEvent, error)
 	// AuditHeads lists the head of every org's audit chain.
 	AuditHeads(ctx context.Context) ([]AuditChainHead, error)
-	// WalkAudit calls fn with orgID's chained events, oldest first.
-	WalkAudit(ctx context.Context, orgID string, fn func(AuditEvent) error) error
+	// WalkAudit calls fn with orgID's chained events after sequence
+	// number after (0: all), oldest first.
+	WalkAudit(ctx context.Context, orgID string, after uint64, fn func(AuditEvent) error) error
 
 	// PutOnce stores a single-use value (login hand-off tickets, later SAML
 	// request IDs and replay caches) under kind/id until expires.
@@ -533,7 +550,7 @@ func ChainAudit(e *AuditEvent, head AuditChainHead) {
 func VerifyAudit(ctx context.Context, st Store, head AuditChainHead) (uint64, error) {
 	var n uint64
 	prev := ""
-	err := st.WalkAudit(ctx, head.OrgID, func(e AuditEvent) error {
+	err := st.WalkAudit(ctx, head.OrgID, 0, func(e AuditEvent) error {
 		switch {
 		case e.Seq != n+1:
 			return fmt.Errorf("event %s has sequence number %d after %d: events are missing or were added", e.ID, e.Seq, n)

@@ -913,12 +913,12 @@ func (s *Store) AuditHeads(ctx context.Context) ([]store.AuditChainHead, error) 
 	return out, nil
 }
 
-// WalkAudit calls fn with the org's chained events, oldest first. Each
+// WalkAudit calls fn with the org's chained events after after, oldest first. Each
 // event is read in its own short transaction, in batches, so a long
 // chain does not hold one transaction open.
-func (s *Store) WalkAudit(ctx context.Context, orgID string, fn func(store.AuditEvent) error) error {
+func (s *Store) WalkAudit(ctx context.Context, orgID string, after uint64, fn func(store.AuditEvent) error) error {
 	const batch = 500
-	next := uint64(1)
+	next := after + 1
 	for {
 		var events []store.AuditEvent
 		err := s.view(ctx, func(txn *badger.Txn) error {

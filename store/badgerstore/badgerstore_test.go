@@ -777,7 +777,7 @@ func TestAuditChainTampering(t *testing.T) {
 				}
 			}
 			var events []store.AuditEvent
-			if err := s.WalkAudit(ctx, "o1", func(e store.AuditEvent) error { events = append(events, e); return nil }); err != nil {
+			if err := s.WalkAudit(ctx, "o1", 0, func(e store.AuditEvent) error { events = append(events, e); return nil }); err != nil {
 				t.Fatal(err)
 			}
 			heads, _ := s.AuditHeads(ctx)

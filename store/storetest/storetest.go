@@ -1311,7 +1311,7 @@ func testClosed(t *testing.T, s store.Store) {
 		"DeleteAPIToken": func() error { return s.DeleteAPIToken(ctx, "t1") },
 		"AuditHeads":     func() error { _, err := s.AuditHeads(ctx); return err },
 		"WalkAudit": func() error {
-			return s.WalkAudit(ctx, "", func(store.AuditEvent) error { return nil })
+			return s.WalkAudit(ctx, "", 0, func(store.AuditEvent) error { return nil })
 		},
 		"AppendAudit": func() error { return s.AppendAudit(ctx, store.AuditEvent{Actor: "a", Action: "b"}) },
 		"ListAudit":   func() error { _, err := s.ListAudit(ctx, store.AuditQuery{}); return err },
@@ -1582,7 +1582,7 @@ func testAuditChain(t *testing.T, s store.Store) {
 			t.Errorf("VerifyAudit(%q) = %d, %v", h.OrgID, n, err)
 		}
 		var seqs []uint64
-		mustOK(t, s.WalkAudit(ctx, h.OrgID, func(e store.AuditEvent) error {
+		mustOK(t, s.WalkAudit(ctx, h.OrgID, 0, func(e store.AuditEvent) error {
 			if e.OrgID != h.OrgID {
 				t.Errorf("WalkAudit(%q) gave an event of %q", h.OrgID, e.OrgID)
 			}
@@ -1592,6 +1592,21 @@ func testAuditChain(t *testing.T, s store.Store) {
 		for i, sq := range seqs {
 			if sq != uint64(i+1) {
 				t.Fatalf("WalkAudit(%q) sequence %v, want 1..%d", h.OrgID, seqs, perOrg)
+			}
+		}
+		// From a point in the chain (a delivery cursor): only what follows.
+		for _, after := range []uint64{1, perOrg - 1, perOrg, perOrg + 5} {
+			var got []uint64
+			mustOK(t, s.WalkAudit(ctx, h.OrgID, after, func(e store.AuditEvent) error {
+				got = append(got, e.Seq)
+				return nil
+			}))
+			want := uint64(0)
+			if after < perOrg {
+				want = perOrg - after
+			}
+			if uint64(len(got)) != want || (len(got) > 0 && got[0] != after+1) {
+				t.Errorf("WalkAudit(%q, after %d) = %v, want %d events from %d", h.OrgID, after, got, want, after+1)
 			}
 		}
 	}
