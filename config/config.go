@@ -30,6 +30,7 @@ type Config struct {
 	Routes         []Route  `yaml:"routes"`
 	Orgs           []Org    `yaml:"orgs"`
 	Domains        Domains  `yaml:"domains"`
+	Admin          Admin    `yaml:"admin"`
 
 	// Warnings are problems that do not stop Gatehouse (set by Parse).
 	Warnings []Problem `yaml:"-"`
@@ -173,6 +174,29 @@ type DecisionLog struct {
 type Log struct {
 	Level  string `yaml:"level"`  // debug, info (default), warn, error
 	Format string `yaml:"format"` // json (default) or text
+}
+
+// Admin configures the admin API (/api/v1).
+type Admin struct {
+	// PlatformAdmins are the SaaS team's admins, by email: every org,
+	// from a session in any org they sign in to. The file manages the
+	// list: an address removed from it loses the right at the next start.
+	PlatformAdmins []string `yaml:"platform_admins"`
+	// AuditWebhook receives every org's audit events (and the platform's),
+	// signed, from the audit chains (nil: none).
+	AuditWebhook *Webhook `yaml:"audit_webhook"`
+	// WebhooksAllowPrivateNetworks lets orgs' audit webhooks reach
+	// loopback and private addresses (default off: an org admin cannot
+	// make Gatehouse call into the operator's network).
+	WebhooksAllowPrivateNetworks bool `yaml:"webhooks_allow_private_networks"`
+}
+
+// Webhook is a signed HTTP destination.
+type Webhook struct {
+	URL string `yaml:"url"`
+	// Secret is "whsec_" and the base64 of 24 to 64 random bytes (Standard
+	// Webhooks); give it through ${ENV}.
+	Secret string `yaml:"secret"`
 }
 
 // Domains configures the verification of orgs' login and email domains.

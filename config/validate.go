@@ -134,6 +134,28 @@ func (c *Config) validate(d *decoder) {
 		}
 	}
 
+	// admin
+	seenAdmin := map[string]bool{}
+	for i, e := range c.Admin.PlatformAdmins {
+		p := fmt.Sprintf("admin.platform_admins[%d]", i)
+		if msg := emailProblem(e); msg != "" {
+			d.add(p, "invalid email %q: %s", e, msg)
+		} else if seenAdmin[strings.ToLower(e)] {
+			d.add(p, "%s is listed twice", e)
+		}
+		seenAdmin[strings.ToLower(e)] = true
+	}
+	if w := c.Admin.AuditWebhook; w != nil {
+		if u, msg := absoluteURL(w.URL); msg != "" {
+			d.add("admin.audit_webhook.url", "invalid URL %q: %s", w.URL, msg)
+		} else if u.Scheme != "https" && !(u.Scheme == "http" && isLoopbackHost(u.Hostname())) {
+			d.add("admin.audit_webhook.url", "must be https:// (http:// only to this machine)")
+		}
+		if msg := webhookSecretProblem(w.Secret); msg != "" {
+			d.add("admin.audit_webhook.secret", "%s", msg)
+		}
+	}
+
 	// policy
 	if c.Policy.Platform != "" {
 		if msg := policyPathProblem(c.Policy.Platform); msg != "" {
@@ -1054,4 +1076,53 @@ func luminance(hex string) float64 {
 		return math.Pow((c+0.055)/1.055, 2.4)
 	}
 	return 0.2126*ch(1) + 0.7152*ch(3) + 0.0722*ch(5)
+}
+
+// SlugProblem says what is wrong with an org slug ("" if nothing): the
+// admin API checks slugs as the file does.
+func SlugProblem(s string) string {
+	if !orgSlugRE.MatchString(s) {
+		return "use up to 63 lowercase letters, digits and \"-\", starting with a letter or digit"
+	}
+	return ""
+}
+
+// EmailProblem says what is wrong with an email address ("" if nothing).
+func EmailProblem(s string) string { return emailProblem(s) }
+
+// RoleProblem says what is wrong with a role name ("" if nothing): it
+// travels in the comma-separated X-Gatehouse-Roles header.
+func RoleProblem(s string) string {
+	switch {
+	case strings.TrimSpace(s) == "":
+		return "must not be empty"
+	case strings.ContainsAny(s, ", \t\r\n"):
+		return "must not contain commas or whitespace"
+	case len(s) > 64:
+		return "must be at most 64 characters"
+	}
+	return ""
+}
+
+// isLoopbackHost: "localhost" or a loopback address.
+func isLoopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(h)
+	return err == nil && a.IsLoopback()
+}
+
+// webhookSecretProblem checks a Standard Webhooks secret: "whsec_" and
+// the base64 of 24 to 64 bytes.
+func webhookSecretProblem(s string) string {
+	b64, ok := strings.CutPrefix(s, "whsec_")
+	if !ok {
+		return `must start with "whsec_" (generate one: echo "whsec_$(head -c 32 /dev/urandom | base64)")`
+	}
+	key, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil || len(key) < 24 || len(key) > 64 {
+		return `must be "whsec_" and the base64 of 24 to 64 random bytes`
+	}
+	return ""
 }

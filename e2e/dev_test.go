@@ -167,6 +167,15 @@ func TestDevMode(t *testing.T) {
 		t.Errorf("banner data folder %q: %v", banner.dataDir, err)
 	}
 
+	// The banner's platform admin token works on the admin API.
+	tok := tokenRE.FindString(banner.raw)
+	if tok == "" || !strings.Contains(banner.raw, "http://auth.localhost:"+g.port+"/api/v1") {
+		t.Errorf("banner lacks the admin API and its token\n%s", banner.raw)
+	}
+	if st, _, orgs := g.browser(t).api("GET", "http://auth.localhost:"+g.port+"/api/v1/orgs", nil, "Authorization", "Bearer "+tok); st != 200 || len(orgs["items"].([]any)) != 2 {
+		t.Errorf("admin API with the dev token: %d %v", st, orgs)
+	}
+
 	// alice: acme has a login domain; the built-in upstream verifies the
 	// assertion it gets against the JWKS.
 	jwks := "http://auth.localhost:" + g.port + "/.well-known/jwks.json"

@@ -34,7 +34,7 @@ func (h *Handler) choices(ctx context.Context, id *session.Identity) ([]web.OrgC
 		c := web.OrgChoice{Slug: o.Slug, Name: o.Name, Current: o.ID == id.OrgID}
 		// The same connection, unchanged since this sign-in, and a
 		// membership not linked to another IdP identity.
-		if owner, err := h.ownerOf(o); err == nil && !c.Current && id.Federation != "" && federation(owner) == id.Federation &&
+		if owner, err := h.ownerOf(o); err == nil && !c.Current && !m.Disabled && id.Federation != "" && federation(owner) == id.Federation &&
 			(m.Subject == "" || m.Subject == id.Subject) {
 			c.Switchable = true
 			switchable[o.Slug] = o

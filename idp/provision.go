@@ -133,6 +133,10 @@ func (h *Handler) member(ctx context.Context, org *store.Org, u store.User, subj
 	}
 	var linked error
 	_, err = h.o.Store.UpdateMembership(ctx, u.ID, org.ID, func(m store.Membership) (store.Membership, error) {
+		if m.Disabled {
+			linked = connection.Errorf(connection.KindDenied, "provision: %s is suspended in org %s", u.Email, org.Slug)
+			return m, linked
+		}
 		if m.Subject != "" && m.Subject != subject {
 			linked = connection.Errorf(connection.KindDenied, "provision: %s is linked to IdP identity %q, this sign-in is %q", u.Email, m.Subject, subject)
 			return m, linked

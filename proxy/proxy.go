@@ -72,7 +72,9 @@ type Options struct {
 	// login domain: it serves sign-in pages but no routes.
 	IsLoginHost func(host string) bool
 	// WellKnown serves /.well-known/* on login hosts.
-	WellKnown         http.Handler
+	WellKnown http.Handler
+	// API serves the admin API (/api/v1) on login hosts (nil: none).
+	API               http.Handler
 	ClientIP          *clientip.Resolver
 	Metrics           *telemetry.Metrics
 	Logger            *slog.Logger
@@ -447,6 +449,12 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 			return
 		}
 		h.o.Login.ServeHTTP(w, r)
+		return
+	}
+
+	if h.o.API != nil && (path == "/api/v1" || strings.HasPrefix(path, "/api/v1/")) && h.o.IsLoginHost(host) {
+		lg.decision = "gatehouse"
+		h.o.API.ServeHTTP(w, r)
 		return
 	}
 

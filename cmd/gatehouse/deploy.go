@@ -21,6 +21,7 @@ import (
 
 	"github.com/mholt/acmez/v3/acme"
 
+	"github.com/gatehouse/gatehouse/admin"
 	"github.com/gatehouse/gatehouse/certs"
 	"github.com/gatehouse/gatehouse/config"
 	"github.com/gatehouse/gatehouse/idp"
@@ -32,6 +33,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/clientip"
 	"github.com/gatehouse/gatehouse/internal/connlimit"
 	"github.com/gatehouse/gatehouse/internal/telemetry"
+	"github.com/gatehouse/gatehouse/internal/token"
 	"github.com/gatehouse/gatehouse/internal/web"
 	"github.com/gatehouse/gatehouse/policy"
 	"github.com/gatehouse/gatehouse/proxy"
@@ -47,6 +49,12 @@ type deployOptions struct {
 	// Ready, if set, is called with the bound addresses once both
 	// listeners accept connections.
 	Ready func(proxyAddr, opsAddr string)
+	// ConfigFile names the config file (in the admin API's answers about
+	// objects it declares).
+	ConfigFile string
+	// AdminToken, if set (dev mode), gets a platform admin API token made
+	// at start.
+	AdminToken func(secret string)
 }
 
 // deployment is one running Gatehouse, assembled a service at a time
@@ -54,6 +62,7 @@ type deployOptions struct {
 // assembles its services. Each step adds what the next ones use.
 type deployment struct {
 	cfg     *config.Config
+	opts    deployOptions
 	log     *slog.Logger
 	pub     *url.URL
 	metrics *telemetry.Metrics
@@ -80,7 +89,7 @@ type deployment struct {
 // deploy serves cfg until ctx is cancelled, then drains in-flight
 // requests for up to server.shutdown_timeout.
 func deploy(ctx context.Context, cfg *config.Config, opts deployOptions) error {
-	d := &deployment{cfg: cfg, log: opts.Logger, metrics: telemetry.New()}
+	d := &deployment{cfg: cfg, log: opts.Logger, metrics: telemetry.New(), opts: opts}
 	if d.log == nil {
 		d.log = slog.Default()
 	}
@@ -112,7 +121,20 @@ func (d *deployment) openStore(ctx context.Context) error {
 	}
 	d.st = st
 	d.cleanup = append(d.cleanup, func() { st.Close() })
-	return apply.Orgs(ctx, st, d.cfg.Orgs, time.Now(), d.log)
+	if err := apply.Orgs(ctx, st, d.cfg.Orgs, time.Now(), d.log); err != nil {
+		return err
+	}
+	if err := apply.PlatformAdmins(ctx, st, d.cfg.Admin.PlatformAdmins, time.Now()); err != nil {
+		return err
+	}
+	if d.opts.AdminToken != nil {
+		t, err := admin.MintToken(ctx, st, "", store.RolePlatformAdmin, "dev mode", "", time.Now(), 24*time.Hour)
+		if err != nil {
+			return err
+		}
+		d.opts.AdminToken(t.Secret)
+	}
+	return nil
 }
 
 // signIn builds sessions, signing keys, the org directory, routes and
@@ -208,11 +230,35 @@ func (d *deployment) proxy(context.Context) error {
 	d.handler = proxy.New(proxy.Options{BrandAssets: d.brand,
 		Router: d.router, Sessions: d.sessions, Policy: policy.Chain{policy.RouteOrgs{}, d.rego}, Orgs: d.orgs.ByID,
 		DecisionCacheTTL: *cfg.Policy.DecisionCacheTTL, Signer: d.keys, Login: d.login,
-		Issuer: issuer, IsLoginHost: d.isLoginHost, WellKnown: d.keys.WellKnown(issuer),
+		Issuer: issuer, IsLoginHost: d.isLoginHost, WellKnown: d.keys.WellKnown(issuer), API: d.adminAPI(),
 		ClientIP: d.ips, Metrics: d.metrics, Logger: d.log, AssertionLifetime: cfg.Signing.AssertionLifetime,
 		MinBodyRate: max(cfg.Server.MinBodyRate, 0), BodyGrace: cfg.Server.ReadHeaderTimeout,
 	})
 	return nil
+}
+
+// auditStream delivers audit events to the orgs' webhooks and the
+// platform's sink, from one node at a time.
+func (d *deployment) auditStream() *admin.Streamer {
+	var platform *admin.Sink
+	if w := d.cfg.Admin.AuditWebhook; w != nil {
+		platform = &admin.Sink{Key: admin.PlatformSinkKey(w.URL), URL: w.URL, Secret: w.Secret}
+	}
+	host, _ := os.Hostname()
+	return admin.NewStreamer(admin.StreamOptions{Store: d.st, Platform: platform, AllowPrivateNetworks: d.cfg.Admin.WebhooksAllowPrivateNetworks,
+		Node: host + "/" + strconv.Itoa(os.Getpid()) + "/" + token.RandomID()[:8], Logger: d.log, Registerer: d.metrics.Registerer()})
+}
+
+// adminAPI is the admin API; org changes it makes reach the directory
+// (routing, sign-in) at once.
+func (d *deployment) adminAPI() http.Handler {
+	return admin.New(admin.Options{Store: d.st, Sessions: d.sessions, ClientIP: d.ips, ConfigFile: d.opts.ConfigFile, Logger: d.log,
+		WebhooksAllowPrivate: d.cfg.Admin.WebhooksAllowPrivateNetworks,
+		OrgsChanged: func(ctx context.Context) {
+			if err := d.orgs.Reload(ctx); err != nil {
+				d.log.Warn("admin: org directory reload failed; the periodic reload will catch up", "err", err)
+			}
+		}})
 }
 
 // serveTLS sets up certificates: a local development CA, ACME, or files.
@@ -321,6 +367,7 @@ func (d *deployment) listen(ctx context.Context, ready func(proxyAddr, opsAddr s
 	}
 	// One loop reloads the org directory, then the policies that read it.
 	go d.policies.run(bg, min(cfg.Policy.ReloadInterval, 10*time.Second))
+	go d.auditStream().Run(bg)
 
 	errc := make(chan error, 3)
 	if plainSrv != nil {

@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/gatehouse/gatehouse/config"
+	"github.com/gatehouse/gatehouse/internal/admincli"
 	"github.com/gatehouse/gatehouse/internal/devmode"
 	"github.com/gatehouse/gatehouse/internal/logging"
 	"github.com/gatehouse/gatehouse/internal/notifycli"
@@ -24,7 +25,7 @@ import (
 // version is set at build time: -ldflags "-X main.version=v1.2.3".
 var version = "dev"
 
-const usage = `usage:
+var usage = `usage:
   gatehouse serve --config FILE     run a deployment
   gatehouse serve --dev             run a demo deployment with nothing to set up
   gatehouse serve --dev --https     the same over HTTPS, from a local CA it prints the path of
@@ -37,7 +38,9 @@ const usage = `usage:
                                     print the input document the proxy would build
   gatehouse notify preview --config FILE --org SLUG [--kind K] [--part P] [--out DIR]
                                     render an org's messages with sample fields
-  gatehouse audit verify (--config FILE | --ops URL) [--org SLUG]
+  gatehouse admin bootstrap --config FILE [--name NAME] [--expires-in 24h]
+                                    make a platform admin API token in a stopped deployment's store
+` + admincli.Usage() + `  gatehouse audit verify (--config FILE | --ops URL) [--org SLUG]
                                     check the audit trail's hash chains (exit 1 on a break)
   gatehouse version                 print the version
 `
@@ -96,6 +99,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		return notifycli.Preview(args[2:], stdout, stderr)
+	case "admin":
+		if len(args) >= 2 && args[1] == "bootstrap" {
+			return adminBootstrap(context.Background(), args[2:], stdout, stderr)
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+		defer stop()
+		return admincli.Run(ctx, args[1:], os.Getenv, os.Stdin, stdout, stderr)
 	case "audit":
 		if len(args) < 2 || args[1] != "verify" {
 			fmt.Fprint(stderr, usage)
@@ -165,8 +175,10 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	logCtx, stopLog := context.WithCancel(context.Background())
 	defer stopLog()
 	go log.Run(logCtx)
-	opts := deployOptions{Logger: log.Logger}
+	opts := deployOptions{Logger: log.Logger, ConfigFile: *cfgPath}
 	if setup != nil {
+		opts.ConfigFile = "the dev mode's built-in config"
+		opts.AdminToken = func(secret string) { setup.AdminToken = secret }
 		opts.Ready = func(string, string) { fmt.Fprint(stdout, setup.Banner()) }
 	}
 	if err := deploy(ctx, cfg, opts); err != nil && !errors.Is(err, context.Canceled) {

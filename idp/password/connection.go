@@ -65,6 +65,8 @@ func (p pool) member(ctx context.Context, orgID, email string) (store.User, stri
 		return u, "", "not a member of this org", nil
 	case err != nil:
 		return u, "", "", err
+	case m.Disabled:
+		return u, "", "membership disabled", nil
 	case m.PasswordHash == "":
 		return u, "", "member has no password", nil
 	}

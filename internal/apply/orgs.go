@@ -139,9 +139,28 @@ func Orgs(ctx context.Context, st store.Store, orgs []config.Org, now time.Time,
 		}
 	}
 	for _, co := range orgs {
+		kept := map[string]bool{}
 		for _, cu := range co.Users {
-			if err := seedUser(ctx, st, ids[co.Slug], cu, now); err != nil {
+			uid, err := seedUser(ctx, st, ids[co.Slug], cu, now)
+			if err != nil {
 				return fmt.Errorf("seed: org %s user %s: %w", co.Slug, cu.Email, err)
+			}
+			kept[uid] = true
+		}
+		// A user the file no longer declares stays a member, now the admin
+		// API's to manage.
+		ms, err := st.ListMembershipsByOrg(ctx, ids[co.Slug])
+		if err != nil {
+			return fmt.Errorf("seed: org %s: %w", co.Slug, err)
+		}
+		for _, m := range ms {
+			if m.Declared && !kept[m.UserID] {
+				if _, err := st.UpdateMembership(ctx, m.UserID, m.OrgID, func(m store.Membership) (store.Membership, error) {
+					m.Declared, m.UpdatedAt = false, now
+					return m, nil
+				}); err != nil {
+					return fmt.Errorf("seed: org %s: %w", co.Slug, err)
+				}
 			}
 		}
 	}
@@ -256,30 +275,30 @@ func storeConnection(c config.Connection) store.Connection {
 	return sc
 }
 
-func seedUser(ctx context.Context, st store.Store, orgID string, cu config.User, now time.Time) error {
+func seedUser(ctx context.Context, st store.Store, orgID string, cu config.User, now time.Time) (string, error) {
 	email := strings.ToLower(cu.Email)
 	u, err := st.GetUserByEmail(ctx, email)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		u = store.User{ID: "usr_" + newID(), Email: email, Name: cu.Name, CreatedAt: now, UpdatedAt: now}
 		if err := st.CreateUser(ctx, u); err != nil {
-			return err
+			return "", err
 		}
 	case err != nil:
-		return err
+		return "", err
 	case cu.Name != "" && cu.Name != u.Name:
 		if _, err := st.UpdateUser(ctx, u.ID, func(u store.User) (store.User, error) {
 			u.Name, u.UpdatedAt = cu.Name, now
 			return u, nil
 		}); err != nil {
-			return err
+			return "", err
 		}
 	}
 	hash := cu.PasswordHash
 	m, err := st.GetMembership(ctx, u.ID, orgID)
 	exists := err == nil
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return err
+		return "", err
 	}
 	if cu.Password != "" {
 		// Keep the stored hash when the declared password still matches it,
@@ -287,19 +306,21 @@ func seedUser(ctx context.Context, st store.Store, orgID string, cu config.User,
 		if ok, _ := password.Verify(ctx, m.PasswordHash, cu.Password); exists && ok {
 			hash = m.PasswordHash
 		} else if hash, err = password.Hash(cu.Password); err != nil {
-			return err
+			return "", err
 		}
 	}
 	if !exists {
-		return st.CreateMembership(ctx, store.Membership{UserID: u.ID, OrgID: orgID, Roles: cu.Roles, Groups: cu.Groups, PasswordHash: hash, CreatedAt: now, UpdatedAt: now})
+		return u.ID, st.CreateMembership(ctx, store.Membership{UserID: u.ID, OrgID: orgID, Roles: cu.Roles, Groups: cu.Groups, PasswordHash: hash, Declared: true, CreatedAt: now, UpdatedAt: now})
 	}
 	_, err = st.UpdateMembership(ctx, u.ID, orgID, func(m store.Membership) (store.Membership, error) {
-		if !slices.Equal(m.Roles, cu.Roles) || !slices.Equal(m.Groups, cu.Groups) || m.PasswordHash != hash {
-			m.Roles, m.Groups, m.PasswordHash, m.UpdatedAt = cu.Roles, cu.Groups, hash, now
+		if !slices.Equal(m.Roles, cu.Roles) || !slices.Equal(m.Groups, cu.Groups) || m.PasswordHash != hash || !m.Declared || m.Disabled {
+			// The file manages the membership whole: a suspension made
+			// before it was declared ends.
+			m.Roles, m.Groups, m.PasswordHash, m.Declared, m.Disabled, m.UpdatedAt = cu.Roles, cu.Groups, hash, true, false, now
 		}
 		return m, nil
 	})
-	return err
+	return u.ID, err
 }
 
 func lower(in []string) []string {

@@ -36,10 +36,12 @@ type Setup struct {
 	Config  *config.Config
 	DataDir string
 	// CACert is the local CA's certificate to trust, with HTTPS.
-	CACert   string
-	AppURL   string
-	Logins   []Login
-	Upstream *http.Server
+	CACert string
+	AppURL string
+	Logins []Login
+	// AdminToken is a platform admin API token, made at start.
+	AdminToken string
+	Upstream   *http.Server
 }
 
 // New prepares a dev deployment listening on listen (host:port) with ops
@@ -145,6 +147,11 @@ func (s *Setup) Banner() string {
 	b.WriteString("\n  Demo logins:\n")
 	for _, l := range s.Logins {
 		fmt.Fprintf(&b, "    %-22s %-18s org %-7s %s\n", l.Email, l.Password, l.Org, l.LoginURL)
+	}
+	if s.AdminToken != "" {
+		fmt.Fprintf(&b, "\n  Admin API:               %s/api/v1  (OpenAPI: %s/api/v1/openapi.json)\n", s.Config.PublicURL, s.Config.PublicURL)
+		fmt.Fprintf(&b, "  Platform admin token:    %s\n", s.AdminToken)
+		fmt.Fprintf(&b, "    curl -H 'Authorization: Bearer %s' %s/api/v1/orgs\n", s.AdminToken, s.Config.PublicURL)
 	}
 	b.WriteString("\n")
 	return b.String()

@@ -439,6 +439,9 @@ func (m *Manager) load(ctx context.Context, sid string) (*Identity, store.Sessio
 	if err != nil {
 		return nil, s, err
 	}
+	if mem.Disabled {
+		return nil, s, store.ErrNotFound // suspended in this org: as gone
+	}
 	org, err := m.st.GetOrg(ctx, s.OrgID)
 	if err != nil {
 		return nil, s, err

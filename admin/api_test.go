@@ -1,0 +1,531 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatehouse/gatehouse/proxy/session"
+	"github.com/gatehouse/gatehouse/store"
+)
+
+func TestETagsGuardUpdates(t *testing.T) {
+	h := newHarness(t)
+	for _, tc := range []struct{ name, get, patch string }{
+		{"org", "/orgs/a", "/orgs/a"},
+		{"user", "/orgs/a/users/usr_user_a", "/orgs/a/users/usr_user_a"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := h.do(t, "admin-a", "GET", tc.get, nil)
+			etag := r.header.Get("ETag")
+			if r.status != 200 || !strings.HasPrefix(etag, `"`) {
+				t.Fatalf("GET: %d, ETag %q", r.status, etag)
+			}
+			body := map[string]any{"name": "First"}
+			if r := h.do(t, "admin-a", "PATCH", tc.patch, body); r.status != 428 {
+				t.Fatalf("PATCH without If-Match: %d %s", r.status, r.body)
+			}
+			r = h.do(t, "admin-a", "PATCH", tc.patch, body, "If-Match", etag)
+			if r.status != 200 || r.header.Get("ETag") == etag {
+				t.Fatalf("PATCH: %d, ETag %q (was %q): %s", r.status, r.header.Get("ETag"), etag, r.body)
+			}
+			// A second admin still holding the old ETag loses, visibly.
+			r = h.do(t, "admin-a", "PATCH", tc.patch, map[string]any{"name": "Second"}, "If-Match", etag)
+			if r.status != 412 || r.problem(t).Type != "urn:gatehouse:problem:changed" {
+				t.Fatalf("stale PATCH: %d %s", r.status, r.body)
+			}
+			var got struct{ Name string }
+			h.do(t, "admin-a", "GET", tc.get, nil).json(t, &got)
+			if got.Name != "First" {
+				t.Fatalf("name %q after a refused stale write", got.Name)
+			}
+		})
+	}
+}
+
+func TestDeclaredObjectsAreReadOnly(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	if _, err := h.st.UpdateOrg(ctx, "org_a", func(o store.Org) (store.Org, error) { o.Declared = true; return o, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.st.UpdateMembership(ctx, "usr_user_b", "org_b", func(m store.Membership) (store.Membership, error) {
+		m.Declared = true
+		return m, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ who, method, path string }{
+		{"platform", "PATCH", "/orgs/a"},
+		{"platform", "DELETE", "/orgs/a"},
+		{"admin-b", "PATCH", "/orgs/b/users/usr_user_b"},
+		{"admin-b", "DELETE", "/orgs/b/users/usr_user_b"},
+		{"platform", "DELETE", "/orgs/b/users/usr_user_b"},
+	} {
+		r := h.do(t, tc.who, tc.method, tc.path, map[string]any{"name": "x"}, "If-Match", "*")
+		if r.status != 409 {
+			t.Errorf("%s %s: %d %s", tc.method, tc.path, r.status, r.body)
+			continue
+		}
+		if p := r.problem(t); p.Type != "urn:gatehouse:problem:managed-by-config" || !strings.Contains(p.Detail, "gatehouse.yaml") {
+			t.Errorf("%s %s: %+v", tc.method, tc.path, p)
+		}
+	}
+	// Shown, marked.
+	var o OrgView
+	h.do(t, "platform", "GET", "/orgs/a", nil).json(t, &o)
+	if o.ManagedBy != "config" {
+		t.Errorf("managed_by %q", o.ManagedBy)
+	}
+}
+
+func TestDeprovisioningEndsSessions(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	alive := func(name string) bool {
+		_, err := h.sessions.Lookup(ctx, h.sessionIDs[name])
+		return err == nil
+	}
+	if !alive("user-a") || !alive("member-a") {
+		t.Fatal("sessions not alive at the start")
+	}
+	// Suspension: at once on this node, and for any node reading the store.
+	r := h.do(t, "admin-a", "PATCH", "/orgs/a/users/usr_user_a", map[string]any{"disabled": true}, "If-Match", "*")
+	if r.status != 200 {
+		t.Fatalf("disable: %d %s", r.status, r.body)
+	}
+	if alive("user-a") {
+		t.Error("a suspended member's session still authenticates")
+	}
+	other, err := session.New(h.st, make([]byte, 32), session.Options{})
+	must(t, err)
+	if _, err := other.Lookup(ctx, h.sessionIDs["user-a"]); err == nil {
+		t.Error("another node still accepts the suspended member's session")
+	}
+	// Removal.
+	if r := h.do(t, "admin-a", "DELETE", "/orgs/a/users/usr_member_a", nil); r.status != 204 {
+		t.Fatalf("delete: %d %s", r.status, r.body)
+	}
+	if alive("member-a") {
+		t.Error("a removed member's session still authenticates")
+	}
+	if _, err := h.st.GetUser(ctx, "usr_member_a"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a person left in no org is kept: %v", err)
+	}
+	// A token lives only while its maker holds the rights it grants.
+	r = h.do(t, "admin-a", "POST", "/orgs/a/tokens", map[string]any{"name": "ci", "role": "admin"})
+	var tok NewTokenView
+	r.json(t, &tok)
+	h.creds["ci"] = bearer(tok.Secret)
+	if r := h.do(t, "ci", "GET", "/orgs/a/users", nil); r.status != 200 {
+		t.Fatalf("fresh token: %d %s", r.status, r.body)
+	}
+	if r := h.do(t, "platform", "PATCH", "/orgs/a/users/usr_admin_a", map[string]any{"roles": []string{"auditor"}}, "If-Match", "*"); r.status != 200 {
+		t.Fatalf("demote: %d %s", r.status, r.body)
+	}
+	if r := h.do(t, "ci", "GET", "/orgs/a/users", nil); r.status != 401 {
+		t.Fatalf("token of a demoted maker: %d %s", r.status, r.body)
+	}
+}
+
+func TestTokens(t *testing.T) {
+	h := newHarness(t)
+	r := h.do(t, "admin-a", "POST", "/orgs/a/tokens", map[string]any{"name": "reader", "role": "auditor", "expires_in": "1h"})
+	if r.status != 201 {
+		t.Fatalf("create: %d %s", r.status, r.body)
+	}
+	var tok NewTokenView
+	r.json(t, &tok)
+	if !strings.HasPrefix(tok.Secret, tokenPrefix) || tok.CreatedBy != "usr_admin_a" || time.Until(tok.ExpiresAt) > time.Hour {
+		t.Fatalf("token %+v", tok)
+	}
+	stored, err := h.st.GetAPIToken(context.Background(), tok.ID)
+	must(t, err)
+	if strings.Contains(stored.Hash, tok.Secret[len(tokenPrefix):]) || stored.Hash == "" {
+		t.Fatal("the secret is stored as it is")
+	}
+	h.creds["reader"] = bearer(tok.Secret)
+	if r := h.do(t, "reader", "GET", "/orgs/a/audit", nil); r.status != 200 {
+		t.Fatalf("auditor token reads audit: %d", r.status)
+	}
+	if r := h.do(t, "reader", "POST", "/orgs/a/users", map[string]any{"email": "x@a.example"}); r.status != 403 {
+		t.Fatalf("auditor token writes: %d", r.status)
+	}
+	if r := h.do(t, "reader", "POST", "/orgs/a/tokens", map[string]any{"name": "x", "role": "auditor"}); r.status != 403 {
+		t.Fatalf("an org token makes tokens: %d", r.status)
+	}
+	if r := h.do(t, "admin-a", "POST", "/orgs/a/tokens", map[string]any{"name": "x", "role": "platform_admin"}); r.status != 400 {
+		t.Fatalf("org token with the platform role: %d", r.status)
+	}
+	// The listing shows last use, never a secret or hash.
+	r = h.do(t, "admin-a", "GET", "/orgs/a/tokens", nil)
+	if strings.Contains(string(r.body), stored.Hash) || strings.Contains(string(r.body), "secret") {
+		t.Fatalf("listing leaks: %s", r.body)
+	}
+	var list tokenList
+	r.json(t, &list)
+	i := slices.IndexFunc(list.Items, func(v TokenView) bool { return v.ID == tok.ID })
+	if i < 0 || list.Items[i].LastUsedAt.IsZero() {
+		t.Fatalf("last use not recorded: %+v", list.Items)
+	}
+	if r := h.do(t, "admin-a", "DELETE", "/orgs/a/tokens/"+tok.ID, nil); r.status != 204 {
+		t.Fatalf("revoke: %d", r.status)
+	}
+	r = h.do(t, "reader", "GET", "/orgs/a/audit", nil)
+	if r.status != 401 || !strings.Contains(r.problem(t).Detail, "revoked") {
+		t.Fatalf("revoked token: %d %s", r.status, r.body)
+	}
+	// Anything that is not a whole, known token is refused, never taken
+	// for no credentials.
+	real := tok.Secret
+	for _, bad := range []string{"", "ghat_", real[:len(real)-1], real + "a", strings.ToUpper(real), "ghat_" + strings.Repeat("a", 16) + "_" + strings.Repeat("a", 52),
+		real[:len(real)-1] + "b", "Basic " + real, "ghat_" + strings.Repeat("é", 20)} {
+		h.creds["bad"] = http.Header{"Authorization": {"Bearer " + bad}}
+		if strings.HasPrefix(bad, "Basic ") {
+			h.creds["bad"] = http.Header{"Authorization": {bad}}
+		}
+		if r := h.do(t, "bad", "GET", "/me", nil); r.status != 401 {
+			t.Errorf("token %q: %d", bad, r.status)
+		}
+	}
+}
+
+func TestBodiesAreChecked(t *testing.T) {
+	h := newHarness(t)
+	big := `{"email":"` + strings.Repeat("a", maxBody) + `@a.example"}`
+	for _, tc := range []struct {
+		name, body, ctype string
+		status            int
+		code, pointer     string
+	}{
+		{"oversize", big, "application/json", 413, "too-large", ""},
+		{"not json", `{"email":`, "application/json", 400, "malformed", ""},
+		{"not an object", `["a"]`, "application/json", 400, "malformed", ""},
+		{"unknown field", `{"email":"x@a.example","admin":true}`, "application/json", 400, "invalid", "/admin"},
+		{"wrong type", `{"email":"x@a.example","roles":"admin"}`, "application/json", 400, "invalid", "/roles"},
+		{"trailing data", `{"email":"x@a.example"} {}`, "application/json", 400, "malformed", ""},
+		{"empty", ``, "application/json", 400, "malformed", ""},
+		{"form", `email=x@a.example`, "application/x-www-form-urlencoded", 415, "unsupported-media-type", ""},
+		{"no type", `{"email":"x@a.example"}`, "", 415, "unsupported-media-type", ""},
+		{"bad email", `{"email":"x"}`, "application/json", 400, "invalid", "/email"},
+		{"foreign domain", `{"email":"x@b.example"}`, "application/json", 400, "invalid", "/email"},
+		{"bad role", `{"email":"x@a.example","roles":["a,b"]}`, "application/json", 400, "invalid", "/roles/0"},
+		{"short password", `{"email":"x@a.example","password":"short"}`, "application/json", 400, "invalid", "/password"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := h.do(t, "admin-a", "POST", "/orgs/a/users", tc.body, "Content-Type", tc.ctype)
+			if r.status != tc.status {
+				t.Fatalf("status %d, want %d: %s", r.status, tc.status, r.body)
+			}
+			p := r.problem(t)
+			if p.Type != "urn:gatehouse:problem:"+tc.code {
+				t.Errorf("type %q, want %s", p.Type, tc.code)
+			}
+			if tc.pointer != "" && !slices.ContainsFunc(p.Errors, func(e FieldError) bool { return e.Pointer == tc.pointer }) {
+				t.Errorf("errors %+v, want one at %s", p.Errors, tc.pointer)
+			}
+		})
+	}
+	if n, _ := h.st.ListMembershipsByOrg(context.Background(), "org_a"); len(n) != 5 {
+		t.Errorf("refused requests changed the org: %d members", len(n))
+	}
+}
+
+func TestCrossOriginSessionWritesRefused(t *testing.T) {
+	h := newHarness(t)
+	body := map[string]any{"email": "x@a.example"}
+	r := h.do(t, "admin-a", "POST", "/orgs/a/users", body, "Origin", "https://evil.example", "Sec-Fetch-Site", "cross-site")
+	if r.status != 403 || r.problem(t).Type != "urn:gatehouse:problem:cross-origin" {
+		t.Fatalf("cross-site write with a cookie: %d %s", r.status, r.body)
+	}
+	// Reads are not refused, and a token is no ambient credential.
+	if r := h.do(t, "admin-a", "GET", "/orgs/a/users", nil, "Sec-Fetch-Site", "cross-site"); r.status != 200 {
+		t.Fatalf("cross-site read: %d", r.status)
+	}
+	if r := h.do(t, "platform", "POST", "/orgs/a/users", body, "Origin", "https://evil.example", "Sec-Fetch-Site", "cross-site"); r.status != 201 {
+		t.Fatalf("token write from another origin: %d %s", r.status, r.body)
+	}
+	// Same origin with a cookie works.
+	if r := h.do(t, "admin-a", "POST", "/orgs/a/users", map[string]any{"email": "y@a.example"}, "Sec-Fetch-Site", "same-origin"); r.status != 201 {
+		t.Fatalf("same-origin write: %d %s", r.status, r.body)
+	}
+}
+
+func TestUserPagesAndSearch(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	now := time.Now()
+	for i := range 230 {
+		u := store.User{ID: fmt.Sprintf("usr_p%03d", i), Email: fmt.Sprintf("p%03d@a.example", i), Name: fmt.Sprintf("Person %d", i), CreatedAt: now, UpdatedAt: now}
+		if i%10 == 0 {
+			u.Name = "Zed Findable"
+		}
+		must(t, h.st.CreateUser(ctx, u))
+		must(t, h.st.CreateMembership(ctx, store.Membership{UserID: u.ID, OrgID: "org_a", CreatedAt: now, UpdatedAt: now}))
+	}
+	collect := func(query string) []string {
+		var ids []string
+		cursor := ""
+		for pages := 0; ; pages++ {
+			if pages > 10 {
+				t.Fatal("paging does not end")
+			}
+			path := "/orgs/a/users?limit=100" + query
+			if cursor != "" {
+				path += "&cursor=" + cursor
+			}
+			r := h.do(t, "auditor-a", "GET", path, nil)
+			if r.status != 200 {
+				t.Fatalf("%s: %d %s", path, r.status, r.body)
+			}
+			var p userPage
+			r.json(t, &p)
+			for _, u := range p.Items {
+				ids = append(ids, u.ID)
+			}
+			if p.NextCursor == "" {
+				return ids
+			}
+			cursor = p.NextCursor
+		}
+	}
+	all := collect("")
+	if len(all) != 235 || len(slices.Compact(slices.Sorted(slices.Values(all)))) != 235 {
+		t.Fatalf("%d members paged, want 235 distinct", len(all))
+	}
+	if found := collect("&q=zed+FIND"); len(found) != 23 {
+		t.Fatalf("search by name found %d, want 23", len(found))
+	}
+	if found := collect("&q=P00"); len(found) != 10 {
+		t.Fatalf("search by email found %d, want 10", len(found))
+	}
+	for _, bad := range []string{"?limit=0", "?limit=501", "?limit=x", "?cursor=%21%21", "?cursor=e30"} {
+		if r := h.do(t, "auditor-a", "GET", "/orgs/a/users"+bad, nil); r.status != 400 {
+			t.Errorf("%s: %d", bad, r.status)
+		}
+	}
+}
+
+// Every admin action leaves exactly one event with its actor, org,
+// target and outcome, and the chain holds.
+func TestAuditCompleteness(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	type act struct {
+		who, method, path string
+		body              any
+		action, org       string
+		target            func() string
+	}
+	var newUser, newOrg, tokenID string
+	steps := []act{
+		{"platform", "POST", "/orgs", map[string]any{"slug": "c", "name": "C"}, "org.create", "", func() string { return newOrg }},
+		{"platform", "PATCH", "/orgs/c", map[string]any{"name": "C2"}, "org.update", "", func() string { return newOrg }},
+		{"admin-a", "POST", "/orgs/a/users", map[string]any{"email": "new@a.example", "password": "correct horse battery"}, "user.create", "org_a", func() string { return newUser }},
+		{"admin-a", "PATCH", "/orgs/a/users/{new}", map[string]any{"roles": []string{"viewer"}, "password": "another long password"}, "user.update", "org_a", func() string { return newUser }},
+		{"admin-a", "DELETE", "/orgs/a/users/usr_user_a/sessions", nil, "session.revoke", "org_a", func() string { return "usr_user_a" }},
+		{"admin-a", "DELETE", "/orgs/a/sessions/" + h.sessionIDs["member-a"], nil, "session.revoke", "org_a", func() string { return "usr_member_a" }},
+		{"admin-a", "POST", "/orgs/a/tokens", map[string]any{"name": "t", "role": "auditor"}, "token.create", "org_a", func() string { return tokenID }},
+		{"admin-a", "DELETE", "/orgs/a/tokens/{token}", nil, "token.revoke", "org_a", func() string { return tokenID }},
+		{"admin-a", "DELETE", "/orgs/a/users/{new}", nil, "user.delete", "org_a", func() string { return newUser }},
+		{"admin-a", "GET", "/orgs/a/audit/export", nil, "audit.export", "org_a", func() string { return "org_a" }},
+		{"platform", "DELETE", "/orgs/c", nil, "org.delete", "", func() string { return newOrg }},
+	}
+	for i, s := range steps {
+		path := strings.NewReplacer("{new}", newUser, "{token}", tokenID).Replace(s.path)
+		var extra []string
+		if s.method == "PATCH" {
+			extra = []string{"If-Match", "*"}
+		}
+		r := h.do(t, s.who, s.method, path, s.body, extra...)
+		if r.status >= 300 {
+			t.Fatalf("step %d %s %s: %d %s", i, s.method, path, r.status, r.body)
+		}
+		var created struct{ ID string }
+		if s.method == "POST" {
+			r.json(t, &created)
+		}
+		switch s.action {
+		case "org.create":
+			newOrg = created.ID
+			steps[i].org = newOrg
+		case "user.create":
+			newUser = created.ID
+		case "token.create":
+			tokenID = created.ID
+		}
+		if s.org == "" {
+			steps[i].org = newOrg
+		}
+	}
+	for _, s := range steps {
+		events, err := h.st.ListAudit(ctx, store.AuditQuery{OrgID: s.org, Action: s.action, Target: s.target(), Limit: 10})
+		must(t, err)
+		if s.action == "session.revoke" {
+			events = slices.DeleteFunc(events, func(e store.AuditEvent) bool { return e.Target != s.target() })
+		}
+		if len(events) != 1 {
+			t.Errorf("%s on %s: %d events, want 1", s.action, s.target(), len(events))
+			continue
+		}
+		e := events[0]
+		wantActor := "user:" + h.users[s.who].ID
+		if s.who == "platform" {
+			wantActor = "token:"
+		}
+		if !strings.HasPrefix(e.Actor, wantActor) || e.Outcome != "success" || e.Details["request_id"] == "" || e.Details["client"] == "" {
+			t.Errorf("%s: event %+v", s.action, e)
+		}
+		if strings.Contains(fmt.Sprint(e.Details), "correct horse") || strings.Contains(fmt.Sprint(e.Details), "argon2") {
+			t.Errorf("%s: a secret in the event: %v", s.action, e.Details)
+		}
+	}
+	// before/after name what changed.
+	ev, _ := h.st.ListAudit(ctx, store.AuditQuery{OrgID: "org_a", Action: "user.update", Limit: 1})
+	if len(ev) != 1 || !strings.Contains(ev[0].Details["after"], `"roles":["viewer"]`) || !strings.Contains(ev[0].Details["after"], `"password":"[redacted]"`) {
+		t.Errorf("user.update details %v", ev)
+	}
+	// A refused write is recorded too, where the org's admins look.
+	h.do(t, "auditor-a", "POST", "/orgs/a/users", map[string]any{"email": "z@a.example"})
+	if ev, _ := h.st.ListAudit(ctx, store.AuditQuery{OrgID: "org_a", Action: "createUser", Limit: 5}); len(ev) != 1 || ev[0].Outcome != "failure" {
+		t.Errorf("refused write: %+v", ev)
+	}
+	heads, err := h.st.AuditHeads(ctx)
+	must(t, err)
+	for _, hd := range heads {
+		if _, err := store.VerifyAudit(ctx, h.st, hd); err != nil {
+			t.Errorf("chain %s: %v", hd.OrgID, err)
+		}
+	}
+	// A changed event breaks the chain.
+	if _, err := store.VerifyAudit(ctx, tampered{h.st}, heads[0]); err == nil {
+		t.Error("a changed event passes verification")
+	}
+}
+
+// tampered changes the second event of every chain it walks.
+type tampered struct{ store.Store }
+
+func (s tampered) WalkAudit(ctx context.Context, org string, after uint64, fn func(store.AuditEvent) error) error {
+	return s.Store.WalkAudit(ctx, org, after, func(e store.AuditEvent) error {
+		if e.Seq == 1 {
+			e.Outcome = "failure"
+		}
+		return fn(e)
+	})
+}
+
+func TestAuditQueries(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	for i := range 30 {
+		must(t, h.st.AppendAudit(ctx, store.AuditEvent{OrgID: "org_a", Actor: "user:x", Action: []string{"login", "logout"}[i%2], Outcome: "success"}))
+	}
+	must(t, h.st.AppendAudit(ctx, store.AuditEvent{OrgID: "org_b", Actor: "user:y", Action: "login"}))
+	var seen []uint64
+	cursor := ""
+	for range 10 {
+		r := h.do(t, "auditor-a", "GET", "/orgs/a/audit?action=login&limit=4&cursor="+cursor, nil)
+		var p auditPage
+		r.json(t, &p)
+		for _, e := range p.Items {
+			if e.Action != "login" || e.OrgID != "org_a" {
+				t.Fatalf("event %+v", e)
+			}
+			seen = append(seen, e.Seq)
+		}
+		if cursor = p.NextCursor; cursor == "" {
+			break
+		}
+	}
+	if len(seen) != 15 || !slices.IsSortedFunc(seen, func(a, b uint64) int { return int(b) - int(a) }) {
+		t.Fatalf("paged %v", seen)
+	}
+	r := h.do(t, "auditor-a", "GET", "/orgs/a/audit/export?action=logout", nil)
+	lines := strings.Split(strings.TrimSpace(string(r.body)), "\n")
+	if r.header.Get("Content-Type") != "application/jsonl" || len(lines) != 15 {
+		t.Fatalf("export: %s, %d lines", r.header.Get("Content-Type"), len(lines))
+	}
+	if r := h.do(t, "auditor-a", "GET", "/orgs/a/audit?since=yesterday", nil); r.status != 400 {
+		t.Fatalf("bad since: %d", r.status)
+	}
+}
+
+func TestUnknownEndpointsAndMethods(t *testing.T) {
+	h := newHarness(t)
+	if r := h.do(t, "platform", "GET", "/nope", nil); r.status != 404 || r.problem(t).Status != 404 {
+		t.Fatalf("unknown path: %d", r.status)
+	}
+	if r := h.do(t, "platform", "PUT", "/orgs/a", nil); r.status != 405 {
+		t.Fatalf("unknown method: %d", r.status)
+	}
+	r := h.do(t, "anonymous", "GET", "/orgs", nil)
+	if r.status != 401 || r.header.Get("WWW-Authenticate") == "" {
+		t.Fatalf("anonymous: %d %v", r.status, r.header)
+	}
+}
+
+func FuzzDecodeJSON(f *testing.F) {
+	for _, s := range []string{`{}`, `{"email":"a@b.c","roles":["x"]}`, `{"name":null}`, `[`, `{"a":1}`, `{"roles":[1]}`, "{\"email\":\"\xff\"}", `{} {}`, `{"name":"x"`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var u userCreate
+		err := decodeJSON(b, &u)
+		var p *Problem
+		if err != nil && (!errors.As(err, &p) || p.Status != 400) {
+			t.Fatalf("%q: %v", b, err)
+		}
+		var patch userPatch
+		if err := decodeJSON(b, &patch); err != nil && !errors.As(err, &p) {
+			t.Fatalf("%q: %v", b, err)
+		}
+	})
+}
+
+func TestPasswords(t *testing.T) {
+	h := newHarness(t)
+	patch := func(body string) UserView {
+		t.Helper()
+		r := h.do(t, "admin-a", "PATCH", "/orgs/a/users/usr_user_a", body, "If-Match", "*", "Content-Type", "application/merge-patch+json")
+		if r.status != 200 {
+			t.Fatalf("PATCH %s: %d %s", body, r.status, r.body)
+		}
+		var v UserView
+		r.json(t, &v)
+		return v
+	}
+	if v := patch(`{"password":"a long enough password"}`); !v.HasPassword {
+		t.Fatal("password not set")
+	}
+	if v := patch(`{"name":"kept"}`); !v.HasPassword {
+		t.Fatal("a patch without password removed it")
+	}
+	if v := patch(`{"password":null}`); v.HasPassword {
+		t.Fatal("null did not remove the password")
+	}
+	// An org that signs in through its IdP, and a sub-org inheriting it,
+	// take no passwords.
+	for _, id := range []string{"org_a"} {
+		_, err := h.st.UpdateOrg(context.Background(), id, func(o store.Org) (store.Org, error) {
+			o.Connection = store.Connection{Type: "oidc"}
+			return o, nil
+		})
+		must(t, err)
+	}
+	for _, path := range []string{"/orgs/a/users", "/orgs/a1/users"} {
+		r := h.do(t, "admin-a", "POST", path, map[string]any{"email": "p@a.example", "password": "a long enough password"})
+		if r.status != 400 || !slices.ContainsFunc(r.problem(t).Errors, func(e FieldError) bool { return e.Pointer == "/password" }) {
+			t.Errorf("%s: password in an IdP org: %d %s", path, r.status, r.body)
+		}
+	}
+	// merge-patch is for PATCH only.
+	if r := h.do(t, "admin-a", "POST", "/orgs/a/users", `{"email":"q@a.example"}`, "Content-Type", "application/merge-patch+json"); r.status != 415 {
+		t.Errorf("merge-patch POST: %d", r.status)
+	}
+}

@@ -1,0 +1,257 @@
+package admin
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gatehouse/gatehouse/config"
+	"github.com/gatehouse/gatehouse/store"
+)
+
+// OrgView is an org as the API shows it.
+type OrgView struct {
+	ID           string            `json:"id"`
+	Slug         string            `json:"slug"`
+	Name         string            `json:"name"`
+	ParentID     string            `json:"parent_id,omitempty"`
+	EmailDomains []string          `json:"email_domains"`
+	LoginDomain  string            `json:"login_domain,omitempty"`
+	Connection   string            `json:"connection"`
+	Attributes   map[string]string `json:"attributes"`
+	// ManagedBy is "config" for an org the config file declares (read-only
+	// here), "api" otherwise.
+	ManagedBy string    `json:"managed_by"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+func orgView(o store.Org) OrgView {
+	v := OrgView{ID: o.ID, Slug: o.Slug, Name: o.Name, ParentID: o.ParentID, EmailDomains: o.EmailDomains, LoginDomain: o.LoginDomain,
+		Connection: o.Connection.Type, Attributes: o.Attributes, ManagedBy: managedBy(o.Declared), CreatedAt: o.CreatedAt, UpdatedAt: o.UpdatedAt}
+	if v.EmailDomains == nil {
+		v.EmailDomains = []string{}
+	}
+	if v.Attributes == nil {
+		v.Attributes = map[string]string{}
+	}
+	if v.Connection == "" {
+		v.Connection = "inherit"
+	}
+	return v
+}
+
+func managedBy(declared bool) string {
+	if declared {
+		return "config"
+	}
+	return "api"
+}
+
+// declared refuses a change to an object the config file manages.
+func (c *call) declared(what string) error {
+	return conflict("managed-by-config", fmt.Sprintf("%s is declared in %s, which manages it: change it there (the admin API shows it read-only).", what, c.a.o.ConfigFile))
+}
+
+type orgList struct {
+	Items []OrgView `json:"items"`
+}
+
+// listOrgs lists the orgs the caller's rights cover.
+func (a *API) listOrgs(c *call) error {
+	all, err := a.o.Store.ListOrgs(c.ctx())
+	if err != nil {
+		return fmt.Errorf("admin: list orgs: %w", err)
+	}
+	out := orgList{Items: []OrgView{}}
+	for _, o := range all {
+		if ok, err := a.inScope(c.ctx(), c.p, &o); err != nil {
+			return err
+		} else if ok {
+			out.Items = append(out.Items, orgView(o))
+		}
+	}
+	slices.SortFunc(out.Items, func(x, y OrgView) int { return strings.Compare(x.Slug, y.Slug) })
+	return c.reply(http.StatusOK, out)
+}
+
+func (a *API) getOrg(c *call) error {
+	return c.replyETag(http.StatusOK, orgView(*c.org), etagOf(*c.org))
+}
+
+type orgCreate struct {
+	Slug       string            `json:"slug"`
+	Name       string            `json:"name"`
+	Parent     string            `json:"parent"`
+	Attributes map[string]string `json:"attributes"`
+}
+
+// createOrg makes an org: a top-level one (platform admins) or a sub-org
+// below one the caller administers. It signs in with a password pool
+// until a connection is set up (a sub-org: its parent's connection).
+func (a *API) createOrg(c *call) error {
+	var in orgCreate
+	if err := c.decode(&in); err != nil {
+		return err
+	}
+	var errs fields
+	if msg := config.SlugProblem(in.Slug); msg != "" {
+		errs.add("/slug", "%s", msg)
+	}
+	if strings.TrimSpace(in.Name) == "" || len(in.Name) > 200 {
+		errs.add("/name", "required, at most 200 characters")
+	}
+	attrProblems(&errs, in.Attributes, false)
+	if err := errs.err(); err != nil {
+		return err
+	}
+	o := store.Org{ID: "org_" + strings.ToLower(rand.Text()), Slug: in.Slug, Name: in.Name, Attributes: in.Attributes,
+		Connection: store.Connection{Type: "password"}, CreatedAt: a.o.Now().UTC(), UpdatedAt: a.o.Now().UTC()}
+	if in.Parent != "" {
+		parent, err := a.resolveOrg(c.ctx(), in.Parent)
+		if err == nil {
+			err = a.authorize(c.ctx(), c.p, NeedWrite, &parent)
+		}
+		var p *Problem
+		if errors.As(err, &p) && p.Status == http.StatusNotFound {
+			return invalid(field("/parent", "no such org"))
+		}
+		if err != nil {
+			return err
+		}
+		c.org = &parent
+		o.ParentID, o.Connection = parent.ID, store.Connection{}
+	} else if !c.p.Platform {
+		return forbidden("Only a platform admin creates top-level orgs; set parent to create a sub-org.")
+	}
+	if err := a.o.Store.CreateOrg(c.ctx(), o); errors.Is(err, store.ErrAlreadyExists) {
+		return conflict("exists", "An org with slug "+in.Slug+" exists already.")
+	} else if err != nil {
+		return fmt.Errorf("admin: create org: %w", err)
+	}
+	c.record(o.ID, "org.create", o.ID, "success", change(nil, orgFields(o)))
+	a.o.OrgsChanged(c.ctx())
+	c.w.Header().Set("Location", Prefix+"/orgs/"+o.ID)
+	return c.replyETag(http.StatusCreated, orgView(o), etagOf(o))
+}
+
+func attrProblems(errs *fields, attrs map[string]string, patch bool) {
+	if len(attrs) > 64 {
+		errs.add("/attributes", "at most 64 attributes")
+	}
+	for k, v := range attrs {
+		if k == "" || len(k) > 64 || len(v) > 1024 {
+			errs.add("/attributes/"+k, "names are 1 to 64 characters, values at most 1024")
+		}
+		if v == "" && !patch {
+			errs.add("/attributes/"+k, "must not be empty (in an update, null or \"\" removes an attribute)")
+		}
+	}
+}
+
+// orgFields are the org's fields the API changes, for audit events.
+func orgFields(o store.Org) map[string]any {
+	return map[string]any{"slug": o.Slug, "name": o.Name, "parent_id": o.ParentID, "attributes": o.Attributes}
+}
+
+type orgPatch struct {
+	Name       *string           `json:"name"`
+	Attributes map[string]string `json:"attributes"`
+}
+
+func (a *API) updateOrg(c *call) error {
+	var in orgPatch
+	if err := c.decode(&in); err != nil {
+		return err
+	}
+	var errs fields
+	if in.Name != nil && (strings.TrimSpace(*in.Name) == "" || len(*in.Name) > 200) {
+		errs.add("/name", "required, at most 200 characters")
+	}
+	attrProblems(&errs, in.Attributes, true)
+	if err := errs.err(); err != nil {
+		return err
+	}
+	var before store.Org
+	o, err := a.o.Store.UpdateOrg(c.ctx(), c.org.ID, func(o store.Org) (store.Org, error) {
+		before = o
+		if o.Declared {
+			return o, c.declared("Org " + o.Slug)
+		}
+		if err := c.precondition(etagOf(o)); err != nil {
+			return o, err
+		}
+		if in.Name != nil {
+			o.Name = *in.Name
+		}
+		if in.Attributes != nil {
+			// A merge patch: null removes an attribute; the JSON decoder
+			// gives "" for null in a map of strings.
+			o.Attributes = maps.Clone(o.Attributes)
+			if o.Attributes == nil {
+				o.Attributes = map[string]string{}
+			}
+			for k, v := range in.Attributes {
+				if v == "" {
+					delete(o.Attributes, k)
+				} else {
+					o.Attributes[k] = v
+				}
+			}
+		}
+		o.UpdatedAt = a.o.Now().UTC()
+		return o, nil
+	})
+	if err := storeErr(err, "org"); err != nil {
+		return err
+	}
+	c.record(o.ID, "org.update", o.ID, "success", change(orgFields(before), orgFields(o)))
+	a.o.OrgsChanged(c.ctx())
+	return c.replyETag(http.StatusOK, orgView(o), etagOf(o))
+}
+
+func (a *API) deleteOrg(c *call) error {
+	o := c.org
+	if o.Declared {
+		return c.declared("Org " + o.Slug)
+	}
+	if !c.p.Platform && o.ID == c.p.OrgID {
+		return forbidden("An org's admins delete its sub-orgs, not the org itself; ask a platform admin.")
+	}
+	if im := c.r.Header.Get("If-Match"); im != "" {
+		if err := c.precondition(etagOf(*o)); err != nil {
+			return err
+		}
+	}
+	err := a.o.Store.DeleteOrg(c.ctx(), o.ID)
+	if errors.Is(err, store.ErrHasChildren) {
+		return conflict("has-sub-orgs", "Org "+o.Slug+" has sub-orgs: delete them first.")
+	}
+	if err := storeErr(err, "org"); err != nil {
+		return err
+	}
+	c.record(o.ID, "org.delete", o.ID, "success", change(orgFields(*o), map[string]any{}))
+	a.o.OrgsChanged(c.ctx())
+	c.w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// storeErr maps a store error to the API's: a problem from an update
+// function passes through, a missing record is 404.
+func storeErr(err error, what string) error {
+	var p *Problem
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &p):
+		return p
+	case errors.Is(err, store.ErrNotFound):
+		return notFound(what)
+	}
+	return fmt.Errorf("admin: %s: %w", what, err)
+}
