@@ -529,3 +529,55 @@ func TestPasswords(t *testing.T) {
 		t.Errorf("merge-patch POST: %d", r.status)
 	}
 }
+
+func TestOrgPolicy(t *testing.T) {
+	h := newHarness(t)
+	put := func(mods ...map[string]string) response {
+		return h.do(t, "admin-a", "PUT", "/orgs/a/policy", map[string]any{"modules": mods}, "If-Match", "*")
+	}
+	mod := func(name, text string) map[string]string { return map[string]string{"name": name, "text": text} }
+	const good = "package gatehouse.authz\n\ndefault allow := false\n\nallow if input.request.path != \"/secret\"\n"
+	// Does not compile: refused, pointing at the module.
+	r := put(mod("a.rego", good), mod("b.rego", "package gatehouse.authz\n\nallow if {"))
+	if p := r.problem(t); r.status != 400 || p.Type != "urn:gatehouse:problem:policy-invalid" || len(p.Errors) != 1 || p.Errors[0].Pointer != "/modules/1/text" {
+		t.Fatalf("broken module: %d %s", r.status, r.body)
+	}
+	// Another package, no allow rule: refused.
+	for _, text := range []string{"package other\n\nallow := true\n", "package gatehouse.authz\n\nx := 1\n"} {
+		if r := put(mod("a.rego", text)); r.status != 400 {
+			t.Errorf("%q: %d", text, r.status)
+		}
+	}
+	// A failing test: refused, each failed test named.
+	const tests = "package gatehouse.authz_test\n\nimport data.gatehouse.authz\n\ntest_public if authz.allow with input as {\"request\": {\"path\": \"/\"}}\n\ntest_secret if authz.allow with input as {\"request\": {\"path\": \"/secret\"}}\n"
+	r = put(mod("authz.rego", good), mod("authz_test.rego", tests))
+	p := r.problem(t)
+	if r.status != 400 || p.Type != "urn:gatehouse:problem:policy-tests-failed" || len(p.Errors) != 1 || !strings.Contains(p.Errors[0].Detail, "test_secret") {
+		t.Fatalf("failing test: %d %s", r.status, r.body)
+	}
+	if o, _ := h.st.GetOrg(context.Background(), "org_a"); len(o.Policy) != 0 {
+		t.Fatal("a refused policy was stored")
+	}
+	// Passing tests: stored without them, results answered.
+	fixed := strings.Replace(tests, "test_secret if authz.allow", "test_secret if not authz.allow", 1)
+	r = put(mod("authz.rego", good), mod("authz_test.rego", fixed))
+	var v PolicyView
+	r.json(t, &v)
+	if r.status != 200 || len(v.Modules) != 1 || v.Modules[0].Name != "authz.rego" || len(v.Tests) != 2 || !v.Tests[0].Pass || !v.Tests[1].Pass {
+		t.Fatalf("good policy: %d %s", r.status, r.body)
+	}
+	// A policy that calls out is refused by the capabilities.
+	if r := put(mod("a.rego", "package gatehouse.authz\n\ndefault allow := false\n\nallow if http.send({\"method\": \"get\", \"url\": \"http://x\"}).status_code == 200\n")); r.status != 400 {
+		t.Errorf("http.send: %d %s", r.status, r.body)
+	}
+	// Stale ETag: refused.
+	if r := h.do(t, "admin-a", "PUT", "/orgs/a/policy", map[string]any{"modules": []map[string]string{mod("a.rego", good)}}, "If-Match", `"stale"`); r.status != 412 {
+		t.Errorf("stale: %d", r.status)
+	}
+	if r := h.do(t, "admin-a", "DELETE", "/orgs/a/policy", nil); r.status != 204 {
+		t.Errorf("delete: %d", r.status)
+	}
+	if ev, _ := h.st.ListAudit(context.Background(), store.AuditQuery{OrgID: "org_a", Action: "policy.update", Limit: 5}); len(ev) != 1 {
+		t.Errorf("policy.update events: %d", len(ev))
+	}
+}

@@ -71,6 +71,20 @@ func withWebhooks(h *harness, _, _ string) map[string]string {
 	return nil
 }
 
+const testPolicy = "package gatehouse.authz\n\ndefault allow := false\n\nallow if input.user.email != \"\"\n"
+
+// withPolicies gives both orgs a policy of their own to remove.
+func withPolicies(h *harness, _, _ string) map[string]string {
+	for _, id := range []string{"org_a", "org_a1", "org_b"} {
+		_, err := h.st.UpdateOrg(context.Background(), id, func(o store.Org) (store.Org, error) {
+			o.Policy = []store.PolicyModule{{Name: "authz.rego", Text: testPolicy}}
+			return o, nil
+		})
+		must(h.t, err)
+	}
+	return nil
+}
+
 var isolationRows = map[string]isoRow{
 	"getOpenAPI": {ok: 200},
 	"getMe":      {ok: 200},
@@ -149,6 +163,11 @@ var isolationRows = map[string]isoRow{
 		return map[string]string{"token": h.tokenIDs[orgOf(target)]}
 	}},
 
+	"getPolicy": {ok: 200},
+	"setPolicy": {ok: 200, body: func(string) any {
+		return map[string]any{"modules": []map[string]string{{"name": "authz.rego", "text": testPolicy}}}
+	}},
+	"deletePolicy":       {ok: 204, params: withPolicies},
 	"listAudit":          {ok: 200},
 	"exportAudit":        {ok: 200},
 	"getAuditWebhook":    {ok: 200, params: withWebhooks},
@@ -262,7 +281,7 @@ func TestIsolation(t *testing.T) {
 							body = row.body(target)
 						}
 						var extra []string
-						if op.method == "PATCH" {
+						if op.method == "PATCH" || op.id == "setPolicy" {
 							extra = []string{"If-Match", "*"}
 						}
 						bodyOrg := org

@@ -33,6 +33,7 @@ import (
 	"github.com/pb33f/libopenapi/orderedmap"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/gatehouse/gatehouse/policy"
 	"github.com/gatehouse/gatehouse/store"
 )
 
@@ -901,6 +902,10 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		{"WebhookView", reflect.TypeFor[WebhookView](), true},
 		{"NewWebhookView", reflect.TypeFor[NewWebhookView](), true},
 		{"WebhookSet", reflect.TypeFor[webhookSet](), false},
+		{"PolicyView", reflect.TypeFor[PolicyView](), true},
+		{"PolicySet", reflect.TypeFor[policySet](), false},
+		{"TestResult", reflect.TypeFor[policy.TestResult](), true},
+		{"PolicyModule", reflect.TypeFor[store.PolicyModule](), true},
 		{"Problem", reflect.TypeFor[problemBody](), true},
 		{"FieldError", reflect.TypeFor[FieldError](), true},
 		{"OrgCreate", reflect.TypeFor[orgCreate](), false},

@@ -32,6 +32,10 @@ func (a *API) table() []Route {
 		{"GET", "/orgs/{org}/tokens/{token}", "getOrgToken", NeedRead, a.getOrgToken},
 		{"DELETE", "/orgs/{org}/tokens/{token}", "revokeOrgToken", NeedWrite, a.revokeOrgToken},
 
+		{"GET", "/orgs/{org}/policy", "getPolicy", NeedRead, a.getPolicy},
+		{"PUT", "/orgs/{org}/policy", "setPolicy", NeedWrite, a.setPolicy},
+		{"DELETE", "/orgs/{org}/policy", "deletePolicy", NeedWrite, a.deletePolicy},
+
 		{"GET", "/orgs/{org}/audit", "listAudit", NeedRead, a.listAudit},
 		{"GET", "/orgs/{org}/audit/export", "exportAudit", NeedRead, a.exportAudit},
 		{"GET", "/orgs/{org}/audit/webhook", "getAuditWebhook", NeedRead, a.getWebhook},

@@ -110,6 +110,13 @@ func WithGCInterval(d time.Duration) Option {
 	return func(o *options) { o.gcInterval = d }
 }
 
+// WithoutSync skips fsync on commit: a write acknowledged can be lost in
+// a crash. Only for bulk loads into a store nobody serves from yet
+// (benchmarks' fixtures); reopen without it to serve.
+func WithoutSync() Option {
+	return func(o *options) { o.noSync = true }
+}
+
 // WithInMemory keeps everything in memory and ignores path. Meant for tests
 // of other packages: nothing survives Close.
 func WithInMemory() Option {

@@ -71,12 +71,12 @@ func fillMembers(tb testing.TB, s *Store, org string, n int) {
 
 // BenchmarkListMembers pages an org of 100,000 members on disk. Setup
 // loads them through the public API with fsync off (the unexported
-// noSync option: with it on, 200,000 separate commits take a minute),
+// WithoutSync: with fsync, 200,000 separate commits take a minute),
 // then reopens the store as a deployment would run it.
 func BenchmarkListMembers(b *testing.B) {
 	dir := b.TempDir()
 	start := time.Now()
-	s := openTest(b, dir, func(o *options) { o.noSync = true })
+	s := openTest(b, dir, WithoutSync())
 	fillMembers(b, s, "big", benchMembers)
 	if err := s.Close(); err != nil {
 		b.Fatal(err)
@@ -128,4 +128,31 @@ func BenchmarkListMembers(b *testing.B) {
 			b.ReportMetric(float64(took[len(took)/2].Microseconds())/1000, "p50-ms")
 		})
 	}
+}
+
+// BenchmarkAppendAudit is the audit trail's part of a sign-in: one event
+// appended to its org's chain (head read, event, chain and index keys, in
+// one synced transaction), on disk as deployed; in parallel, what many
+// sign-ins at once pay for it.
+func BenchmarkAppendAudit(b *testing.B) {
+	s := openTest(b, b.TempDir())
+	defer s.Close()
+	ctx := context.Background()
+	ev := store.AuditEvent{OrgID: "org_acme", Actor: "usr_x", Action: "login", Outcome: "success", Details: map[string]string{"connection": "password", "client": "192.0.2.1"}}
+	b.Run("serial", func(b *testing.B) {
+		for b.Loop() {
+			if err := s.AppendAudit(ctx, ev); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("parallel-one-org", func(b *testing.B) {
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if err := s.AppendAudit(ctx, ev); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	})
 }
