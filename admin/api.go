@@ -46,6 +46,14 @@ type Options struct {
 	// OrgsChanged is called after an org is created, changed or deleted,
 	// so that routing and sign-in see it without waiting for a reload.
 	OrgsChanged func(ctx context.Context)
+	// DomainsVerify: orgs' domains must be proven by DNS (domains.verify);
+	// off, only platform admins add domains. CNAMETarget is the
+	// deployment's domains.cname_target.
+	DomainsVerify bool
+	CNAMETarget   string
+	// ReservedHost reports whether a host is the deployment's own (the
+	// public host, a route's host): no org may claim it.
+	ReservedHost func(host string) bool
 	// WebhooksAllowPrivate lets orgs register audit webhooks on loopback
 	// and private addresses.
 	WebhooksAllowPrivate bool

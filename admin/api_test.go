@@ -581,3 +581,73 @@ func TestOrgPolicy(t *testing.T) {
 		t.Errorf("policy.update events: %d", len(ev))
 	}
 }
+
+func TestDomains(t *testing.T) {
+	h := newHarness(t)
+	h.reconfigure(func(o *Options) {
+		o.DomainsVerify, o.CNAMETarget = true, "edge.saas.example"
+		o.ReservedHost = func(host string) bool { return host == "auth.saas.example" }
+	})
+	r := h.do(t, "admin-a", "POST", "/orgs/a/domains", map[string]any{"name": "Login.A-Corp.example", "kind": "login"})
+	var d DomainView
+	r.json(t, &d)
+	if r.status != 201 || d.Name != "login.a-corp.example" || d.Status != "pending" || d.Record.Type != "TXT" ||
+		d.Record.Name != "_gatehouse.login.a-corp.example" || !strings.HasPrefix(d.Record.Value, "gatehouse-verification=") ||
+		d.CNAMETarget != "edge.saas.example" || d.Verification != "required" {
+		t.Fatalf("add: %d %s", r.status, r.body)
+	}
+	// The same record every time for this org and name; another org's
+	// claim on it is refused while a uses it.
+	for _, tc := range []struct {
+		who, path string
+		body      map[string]any
+		status    int
+		code      string
+	}{
+		{"admin-b", "/orgs/b/domains", map[string]any{"name": "login.a-corp.example", "kind": "login"}, 409, "domain-taken"},
+		{"admin-b", "/orgs/b/domains", map[string]any{"name": "login.a-corp.example", "kind": "email"}, 409, "domain-taken"},
+		{"admin-a", "/orgs/a/domains", map[string]any{"name": "login2.a-corp.example", "kind": "login"}, 409, "login-domain-set"},
+		{"admin-a", "/orgs/a/domains", map[string]any{"name": "login.a-corp.example", "kind": "login"}, 409, "exists"},
+		{"admin-a", "/orgs/a/domains", map[string]any{"name": "co.uk", "kind": "email"}, 400, "invalid"},
+		{"admin-a", "/orgs/a/domains", map[string]any{"name": "localhost", "kind": "email"}, 400, "invalid"},
+		{"admin-a", "/orgs/a/domains", map[string]any{"name": "auth.saas.example", "kind": "login"}, 400, "invalid"},
+		{"admin-a", "/orgs/a/domains", map[string]any{"name": "10.0.0.1", "kind": "login"}, 400, "invalid"},
+		{"admin-a", "/orgs/a/domains", map[string]any{"name": "a_b.example", "kind": "login"}, 400, "invalid"},
+		{"admin-a", "/orgs/a/domains", map[string]any{"name": "x.example", "kind": "mx"}, 400, "invalid"},
+		{"auditor-a", "/orgs/a/domains", map[string]any{"name": "x.example", "kind": "email"}, 403, "forbidden"},
+	} {
+		r := h.do(t, tc.who, "POST", tc.path, tc.body)
+		if r.status != tc.status || r.problem(t).Type != "urn:gatehouse:problem:"+tc.code {
+			t.Errorf("%s %v: %d %s", tc.who, tc.body, r.status, r.body)
+		}
+	}
+	var list domainList
+	h.do(t, "auditor-a", "GET", "/orgs/a/domains", nil).json(t, &list)
+	var names []string
+	for _, d := range list.Items {
+		names = append(names, d.Kind+":"+d.Name+":"+d.Status)
+	}
+	if !slices.Equal(names, []string{"login:login.a-corp.example:pending", "email:a.example:pending"}) || list.Items[0].Record != d.Record {
+		t.Fatalf("list: %v", names)
+	}
+	// Removed and added back: the same token, nothing new to create.
+	if r := h.do(t, "admin-a", "DELETE", "/orgs/a/domains/login.a-corp.example", nil); r.status != 204 {
+		t.Fatalf("remove: %d", r.status)
+	}
+	if r := h.do(t, "admin-a", "DELETE", "/orgs/a/domains/login.a-corp.example", nil); r.status != 404 {
+		t.Fatalf("remove again: %d", r.status)
+	}
+	var again DomainView
+	h.do(t, "admin-a", "POST", "/orgs/a/domains", map[string]any{"name": "login.a-corp.example", "kind": "login"}).json(t, &again)
+	if again.Record != d.Record {
+		t.Fatalf("record changed: %+v then %+v", d.Record, again.Record)
+	}
+	// Without DNS verification, only platform admins add domains.
+	h.reconfigure(func(o *Options) { o.DomainsVerify = false })
+	if r := h.do(t, "admin-b", "POST", "/orgs/b/domains", map[string]any{"name": "b-corp.example", "kind": "email"}); r.status != 403 {
+		t.Fatalf("org admin without verification: %d", r.status)
+	}
+	if r := h.do(t, "platform", "POST", "/orgs/b/domains", map[string]any{"name": "b-corp.example", "kind": "email"}); r.status != 201 {
+		t.Fatalf("platform admin without verification: %d %s", r.status, r.body)
+	}
+}

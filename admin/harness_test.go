@@ -25,6 +25,7 @@ type harness struct {
 	st       store.Store
 	sessions *session.Manager
 	api      *API
+	opts     Options
 	srv      *httptest.Server
 	host     string
 	validate func(t testing.TB, req *http.Request, resp *http.Response, body []byte)
@@ -52,8 +53,9 @@ func newHarness(t testing.TB) *harness {
 	}
 	h := &harness{t: t, st: st, sessions: sm, orgs: map[string]store.Org{}, users: map[string]store.User{},
 		creds: map[string]http.Header{}, sessionIDs: map[string]string{}, tokenIDs: map[string]string{}}
-	h.api = New(Options{Store: st, Sessions: sm, ClientIP: ips, ConfigFile: "gatehouse.yaml", WebhooksAllowPrivate: true})
-	h.srv = httptest.NewServer(h.api)
+	h.opts = Options{Store: st, Sessions: sm, ClientIP: ips, ConfigFile: "gatehouse.yaml", WebhooksAllowPrivate: true}
+	h.api = New(h.opts)
+	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.api.ServeHTTP(w, r) }))
 	t.Cleanup(h.srv.Close)
 	u, _ := url.Parse(h.srv.URL)
 	h.host = u.Hostname()
@@ -195,4 +197,10 @@ func (h *harness) do(t testing.TB, who, method, path string, body any, extra ...
 	must(t, err)
 	h.validate(t, req, resp, b)
 	return response{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+// reconfigure serves the API with changed options (same store).
+func (h *harness) reconfigure(change func(*Options)) {
+	change(&h.opts)
+	h.api = New(h.opts)
 }

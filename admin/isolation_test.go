@@ -163,6 +163,18 @@ var isolationRows = map[string]isoRow{
 		return map[string]string{"token": h.tokenIDs[orgOf(target)]}
 	}},
 
+	"listDomains": {ok: 200},
+	"addDomain": {ok: 201, body: func(target string) any {
+		return map[string]any{"name": "login." + orgOf(target) + "-corp.example", "kind": "login"}
+	}, expect: func(who, _ string, d int) int {
+		if d == 201 && who != "platform" {
+			return 403 // the harness does not verify domains: only platform admins add them
+		}
+		return d
+	}},
+	"removeDomain": {ok: 204, params: func(h *harness, _, target string) map[string]string {
+		return map[string]string{"domain": orgOf(target) + ".example"}
+	}},
 	"getPolicy": {ok: 200},
 	"setPolicy": {ok: 200, body: func(string) any {
 		return map[string]any{"modules": []map[string]string{{"name": "authz.rego", "text": testPolicy}}}

@@ -32,6 +32,10 @@ func (a *API) table() []Route {
 		{"GET", "/orgs/{org}/tokens/{token}", "getOrgToken", NeedRead, a.getOrgToken},
 		{"DELETE", "/orgs/{org}/tokens/{token}", "revokeOrgToken", NeedWrite, a.revokeOrgToken},
 
+		{"GET", "/orgs/{org}/domains", "listDomains", NeedRead, a.listDomains},
+		{"POST", "/orgs/{org}/domains", "addDomain", NeedWrite, a.addDomain},
+		{"DELETE", "/orgs/{org}/domains/{domain}", "removeDomain", NeedWrite, a.removeDomain},
+
 		{"GET", "/orgs/{org}/policy", "getPolicy", NeedRead, a.getPolicy},
 		{"PUT", "/orgs/{org}/policy", "setPolicy", NeedWrite, a.setPolicy},
 		{"DELETE", "/orgs/{org}/policy", "deletePolicy", NeedWrite, a.deletePolicy},

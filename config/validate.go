@@ -1126,3 +1126,7 @@ func webhookSecretProblem(s string) string {
 	}
 	return ""
 }
+
+// DomainProblem says what is wrong with a DNS name for an org's login or
+// email domain ("" if nothing).
+func DomainProblem(s string) string { return dnsNameProblem(s) }

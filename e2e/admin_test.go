@@ -180,6 +180,24 @@ func TestAdminAPI(t *testing.T) {
 	if out, err := cli("users", "update", "--org", "acme", bob["id"].(string), "--role", "admin"); err == nil || !strings.Contains(out, "409") || !strings.Contains(out, g.cfgPath) {
 		t.Fatalf("admin users update of a declared person: %v\n%s", err, out)
 	}
+	// A login domain added through the API serves the org's sign-in at
+	// once (this deployment does not verify domains: the platform admin
+	// vouches for it; org admins may not).
+	eu := g.url("login.eu.localhost", "/.gatehouse/login")
+	if p := ops.get(eu); p.status != http.StatusNotFound {
+		t.Fatalf("login.eu.localhost before: %d", p.status)
+	}
+	if st, _, d := alice.api("POST", g.url("login.acme.localhost", "/api/v1/orgs/acme-eu/domains"), map[string]any{"name": "login.eu.localhost", "kind": "login"}, same...); st != 403 {
+		t.Fatalf("alice adds a domain without verification: %d %v", st, d)
+	}
+	if st, _, d := ops.api("POST", pub("/orgs/acme-eu/domains"), map[string]any{"name": "login.eu.localhost", "kind": "login"}, auth...); st != 201 || d["record"] == nil {
+		t.Fatalf("add login domain: %d %v", st, d)
+	}
+	eventually(t, "acme-eu's login domain served", func() error {
+		p := ops.get(eu)
+		return holds(p.status == 200 && strings.Contains(p.body, "Acme EU"), "login.eu.localhost: %d", p.status)
+	})
+
 	// A policy set through the API on an org the API manages is tested,
 	// stored, and compiled into the running policy set.
 	policy := map[string]any{"modules": []map[string]string{

@@ -254,6 +254,10 @@ func (d *deployment) auditStream() *admin.Streamer {
 func (d *deployment) adminAPI() http.Handler {
 	return admin.New(admin.Options{Store: d.st, Sessions: d.sessions, ClientIP: d.ips, ConfigFile: d.opts.ConfigFile, Logger: d.log,
 		WebhooksAllowPrivate: d.cfg.Admin.WebhooksAllowPrivateNetworks,
+		DomainsVerify:        d.cfg.Domains.Verify, CNAMETarget: d.cfg.Domains.CNAMETarget,
+		ReservedHost: func(host string) bool {
+			return host == strings.ToLower(d.pub.Hostname()) || d.router.ServesHost(host)
+		},
 		OrgsChanged: func(ctx context.Context) {
 			if err := d.orgs.Reload(ctx); err != nil {
 				d.log.Warn("admin: org directory reload failed; the periodic reload will catch up", "err", err)

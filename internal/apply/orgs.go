@@ -332,3 +332,17 @@ func lower(in []string) []string {
 }
 
 func newID() string { return strings.ToLower(rand.Text()) }
+
+// Claim is the org's claim on a domain of kind ("login" or "email"): the
+// one it has (token, status and history kept), or a new pending one with
+// the token the deployment's secret derives for the org and the name.
+func Claim(ctx context.Context, st store.Store, o store.Org, kind, name string) (store.DomainClaim, error) {
+	if c, ok := o.Claim(kind, name); ok {
+		return c, nil
+	}
+	key, err := store.Secret32(ctx, st, domainTokenKey)
+	if err != nil {
+		return store.DomainClaim{}, fmt.Errorf("apply: %w", err)
+	}
+	return store.DomainClaim{Name: name, Kind: kind, Token: domainToken(key, o.ID, name), Status: store.DomainPending}, nil
+}
