@@ -651,3 +651,110 @@ func TestDomains(t *testing.T) {
 		t.Fatalf("platform admin without verification: %d %s", r.status, r.body)
 	}
 }
+
+// Regressions from the adversarial review: an org admin must never give
+// a password to, or read the sessions of, a person another org (or the
+// platform) owns; tokens never outlive the token that made them; what an
+// org admin does in a sub-org is on the org's own chain too.
+func TestNoReachBeyondScope(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	// A sub-org has its parent's email domains.
+	if r := h.do(t, "admin-a", "POST", "/orgs/a1/users", map[string]any{"email": "x@b.example"}); r.status != 400 {
+		t.Errorf("sub-org without email domains took another domain: %d %s", r.status, r.body)
+	}
+	// Another org's person, or a platform admin, cannot be linked.
+	must(t, h.st.CreateUser(ctx, store.User{ID: "usr_ops", Email: "ops@a.example", PlatformAdmin: true}))
+	for _, tc := range []struct {
+		email  string
+		status int
+	}{{"user-b@b.example", 409}, {"ops@a.example", 403}} {
+		h.reconfigure(func(*Options) {})
+		if _, err := h.st.UpdateOrg(ctx, "org_a1", func(o store.Org) (store.Org, error) { o.EmailDomains = nil; return o, nil }); err != nil {
+			t.Fatal(err)
+		}
+		_, err := h.st.UpdateOrg(ctx, "org_a", func(o store.Org) (store.Org, error) { o.EmailDomains = nil; return o, nil })
+		must(t, err)
+		r := h.do(t, "admin-a", "POST", "/orgs/a/users", map[string]any{"email": tc.email, "password": "attacker password 1"})
+		if r.status != tc.status {
+			t.Errorf("link %s: %d %s", tc.email, r.status, r.body)
+		}
+	}
+	if _, err := h.st.GetMembership(ctx, "usr_user_b", "org_a"); err == nil {
+		t.Fatal("another org's person was linked")
+	}
+	// A person of a and b: a's admin sets no password for them.
+	must(t, h.st.CreateMembership(ctx, store.Membership{UserID: "usr_user_b", OrgID: "org_a"}))
+	if r := h.do(t, "admin-a", "PATCH", "/orgs/a/users/usr_user_b", map[string]any{"password": "attacker password 1"}, "If-Match", "*"); r.status != 409 {
+		t.Errorf("password for a shared person: %d %s", r.status, r.body)
+	}
+	// Their sessions in b are not visible from a session in a.
+	s, err := h.sessions.Create(ctx, "usr_user_b", "org_a", "password", "", "")
+	must(t, err)
+	h.creds["user-b-in-a"] = h.cookie(s)
+	var list sessionList
+	h.do(t, "user-b-in-a", "GET", "/me/sessions", nil).json(t, &list)
+	if len(list.Items) != 1 || list.Items[0].OrgID != "org_a" {
+		t.Errorf("sessions seen from org a: %+v", list.Items)
+	}
+	if r := h.do(t, "user-b-in-a", "DELETE", "/me/sessions/"+h.sessionIDs["user-b"], nil); r.status != 404 {
+		t.Errorf("revoke an org b session from org a: %d", r.status)
+	}
+	// A platform admin's session in an org the file does not declare has
+	// no platform rights.
+	must(t, h.st.CreateMembership(ctx, store.Membership{UserID: "usr_ops", OrgID: "org_a"}))
+	s, err = h.sessions.Create(ctx, "usr_ops", "org_a", "password", "", "")
+	must(t, err)
+	h.creds["ops-in-a"] = h.cookie(s)
+	if r := h.do(t, "ops-in-a", "GET", "/tokens", nil); r.status != 403 {
+		t.Errorf("platform rights from an API-managed org's session: %d", r.status)
+	}
+	_, err = h.st.UpdateOrg(ctx, "org_a", func(o store.Org) (store.Org, error) { o.Declared = true; return o, nil })
+	must(t, err)
+	if r := h.do(t, "ops-in-a", "GET", "/tokens", nil); r.status != 200 {
+		t.Errorf("platform rights from a declared org's session: %d", r.status)
+	}
+	// Tokens made with a token die with it, and never outlive it.
+	var child NewTokenView
+	h.do(t, "platform", "POST", "/orgs/b/tokens", map[string]any{"name": "c", "role": "admin", "expires_in": "8000h"}).json(t, &child)
+	if time.Until(child.ExpiresAt) > 2*time.Hour {
+		t.Errorf("child expires %v, after its parent", child.ExpiresAt)
+	}
+	h.creds["child"] = bearer(child.Secret)
+	if r := h.do(t, "child", "GET", "/me", nil); r.status != 200 {
+		t.Fatalf("child: %d", r.status)
+	}
+	var me MeView
+	h.do(t, "platform", "GET", "/me", nil).json(t, &me)
+	if r := h.do(t, "ops-in-a", "DELETE", "/tokens/"+me.TokenID, nil); r.status != 204 {
+		t.Fatalf("revoke the parent: %d %s", r.status, r.body)
+	}
+	if r := h.do(t, "child", "GET", "/me", nil); r.status != 401 {
+		t.Errorf("a child of a revoked token: %d", r.status)
+	}
+	// Sub-org actions are on the parent's chain too.
+	r := h.do(t, "admin-b", "POST", "/orgs", map[string]any{"slug": "b-lab", "name": "B Lab", "parent": "b"})
+	if r.status != 201 {
+		t.Fatalf("sub-org: %d", r.status)
+	}
+	if ev, _ := h.st.ListAudit(ctx, store.AuditQuery{OrgID: "org_b", Action: "org.create", Limit: 5}); len(ev) != 1 {
+		t.Errorf("org.create on the parent's chain: %d events", len(ev))
+	}
+	// Input the review found accepted.
+	for _, body := range []string{`{"password":null,"password":"short"}`, `{"roles":["platform_admin"]}`, `{"roles":["ADMIN"]}`, "{\"name\":\"a\\u0000b\"}", "{\"name\":\"a\\u202eb\"}"} {
+		if r := h.do(t, "admin-b", "PATCH", "/orgs/b/users/usr_user_b", body, "If-Match", "*"); r.status != 400 {
+			t.Errorf("%s: %d %s", body, r.status, r.body)
+		}
+	}
+	h.creds["two"] = http.Header{"Authorization": {h.creds["admin-b"].Get("Authorization"), "Bearer x"}}
+	if r := h.do(t, "two", "GET", "/me", nil); r.status != 401 {
+		t.Errorf("two Authorization headers: %d", r.status)
+	}
+	// A webhook URL's query (a SIEM token) is never shown or recorded.
+	h.do(t, "admin-b", "PUT", "/orgs/b/audit/webhook", map[string]any{"url": "https://siem.example.com/hec?token=SPLUNKSECRET"})
+	r = h.do(t, "admin-b", "GET", "/orgs/b/audit/webhook", nil)
+	ev, _ := h.st.ListAudit(ctx, store.AuditQuery{OrgID: "org_b", Action: "webhook.set", Limit: 1})
+	if strings.Contains(string(r.body), "SPLUNKSECRET") || len(ev) != 1 || strings.Contains(fmt.Sprint(ev[0].Details), "SPLUNKSECRET") {
+		t.Errorf("webhook query leaked: %s %v", r.body, ev)
+	}
+}

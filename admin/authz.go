@@ -123,6 +123,9 @@ func unauthorized(detail string) *Problem {
 // malformed, unknown, expired or revoked one is refused, never taken for
 // no credentials), else the session cookie. viaCookie reports a session.
 func (a *API) authenticate(r *http.Request) (p *Principal, viaCookie bool, err error) {
+	if len(r.Header.Values("Authorization")) > 1 {
+		return nil, false, unauthorized("Send one Authorization header.")
+	}
 	if auth := r.Header.Get("Authorization"); auth != "" {
 		scheme, cred, _ := strings.Cut(auth, " ")
 		if !strings.EqualFold(scheme, "Bearer") {
@@ -151,7 +154,13 @@ func (a *API) authenticate(r *http.Request) (p *Principal, viaCookie bool, err e
 	if err != nil {
 		return nil, true, unauthorized("Your session has ended. Sign in again.")
 	}
-	p.Platform = u.PlatformAdmin
+	if u.PlatformAdmin {
+		// Platform rights come with a session only in an org the config
+		// file declares (the operator's): a customer's admins can make
+		// memberships in their own orgs, never the operator's.
+		org, err := a.o.Store.GetOrg(r.Context(), id.OrgID)
+		p.Platform = err == nil && org.Declared
+	}
 	return p, true, nil
 }
 
@@ -192,6 +201,19 @@ func (a *API) tokenPrincipal(ctx context.Context, presented string) (*Principal,
 		return nil, unauthorized("The API token has expired.")
 	}
 	p := &Principal{TokenID: t.ID, UserID: t.CreatedBy, OrgID: t.OrgID, Role: t.Role, Platform: t.Role == store.RolePlatformAdmin}
+	// A token made with another token is good only while that one is.
+	for parentID, depth := t.ParentTokenID, 0; parentID != ""; depth++ {
+		parent, err := a.o.Store.GetAPIToken(ctx, parentID)
+		switch {
+		case errors.Is(err, store.ErrNotFound) || depth >= maxDepth:
+			return nil, unauthorized("The API token that made this one is gone.")
+		case err != nil:
+			return nil, fmt.Errorf("admin: read token: %w", err)
+		case !parent.RevokedAt.IsZero() || !now.Before(parent.ExpiresAt):
+			return nil, unauthorized("The API token that made this one was revoked or has expired.")
+		}
+		parentID = parent.ParentTokenID
+	}
 	if t.CreatedBy != "" {
 		if err := a.makerHolds(ctx, t); err != nil {
 			return nil, err

@@ -48,6 +48,10 @@ type isoRow struct {
 	expect func(who, target string, derived int) int
 }
 
+func kindParam(*harness, string, string) map[string]string {
+	return map[string]string{"kind": "invitation"}
+}
+
 func orgOf(target string) string {
 	if target == "own" {
 		return "a"
@@ -175,6 +179,20 @@ var isolationRows = map[string]isoRow{
 	"removeDomain": {ok: 204, params: func(h *harness, _, target string) map[string]string {
 		return map[string]string{"domain": orgOf(target) + ".example"}
 	}},
+	"listTemplates": {ok: 200},
+	"setTemplate": {ok: 200, params: kindParam, body: func(string) any {
+		return map[string]any{"subject": "Join {{.Org.Name}}"}
+	}},
+	"deleteTemplate": {ok: 204, params: func(h *harness, who, target string) map[string]string {
+		for _, id := range []string{"org_a", "org_a1", "org_b"} {
+			_, err := h.st.UpdateOrg(context.Background(), id, func(o store.Org) (store.Org, error) {
+				o.Notifications = map[string]store.MessageTemplate{"invitation": {Subject: "Join us"}}
+				return o, nil
+			})
+			must(h.t, err)
+		}
+		return kindParam(h, who, target)
+	}},
 	"getPolicy": {ok: 200},
 	"setPolicy": {ok: 200, body: func(string) any {
 		return map[string]any{"modules": []map[string]string{{"name": "authz.rego", "text": testPolicy}}}
@@ -293,7 +311,7 @@ func TestIsolation(t *testing.T) {
 							body = row.body(target)
 						}
 						var extra []string
-						if op.method == "PATCH" || op.id == "setPolicy" {
+						if op.method == "PATCH" || op.method == "PUT" && op.id != "setAuditWebhook" {
 							extra = []string{"If-Match", "*"}
 						}
 						bodyOrg := org

@@ -103,8 +103,10 @@ func (a *API) createOrg(c *call) error {
 	if msg := config.SlugProblem(in.Slug); msg != "" {
 		errs.add("/slug", "%s", msg)
 	}
-	if strings.TrimSpace(in.Name) == "" || len(in.Name) > 200 {
-		errs.add("/name", "required, at most 200 characters")
+	if strings.TrimSpace(in.Name) == "" {
+		errs.add("/name", "required")
+	} else if msg := textProblem(in.Name, 200); msg != "" {
+		errs.add("/name", "%s", msg)
 	}
 	attrProblems(&errs, in.Attributes, false)
 	if err := errs.err(); err != nil {
@@ -135,6 +137,10 @@ func (a *API) createOrg(c *call) error {
 		return fmt.Errorf("admin: create org: %w", err)
 	}
 	c.record(o.ID, "org.create", o.ID, "success", change(nil, orgFields(o)))
+	if o.ParentID != "" {
+		// Also where the parent's admins (and its SIEM) look.
+		c.record(o.ParentID, "org.create", o.ID, "success", change(nil, orgFields(o)))
+	}
 	a.o.OrgsChanged(c.ctx())
 	c.w.Header().Set("Location", Prefix+"/orgs/"+o.ID)
 	return c.replyETag(http.StatusCreated, orgView(o), etagOf(o))
@@ -170,8 +176,10 @@ func (a *API) updateOrg(c *call) error {
 		return err
 	}
 	var errs fields
-	if in.Name != nil && (strings.TrimSpace(*in.Name) == "" || len(*in.Name) > 200) {
-		errs.add("/name", "required, at most 200 characters")
+	if in.Name != nil && strings.TrimSpace(*in.Name) == "" {
+		errs.add("/name", "required")
+	} else if in.Name != nil && textProblem(*in.Name, 200) != "" {
+		errs.add("/name", "%s", textProblem(*in.Name, 200))
 	}
 	attrProblems(&errs, in.Attributes, true)
 	if err := errs.err(); err != nil {
@@ -236,6 +244,13 @@ func (a *API) deleteOrg(c *call) error {
 		return err
 	}
 	c.record(o.ID, "org.delete", o.ID, "success", change(orgFields(*o), map[string]any{}))
+	if o.ParentID != "" {
+		// The deleted org's chain is kept, but no longer reachable by its
+		// name: the parent's chain says what happened.
+		c.record(o.ParentID, "org.delete", o.ID, "success", change(orgFields(*o), map[string]any{}))
+	} else if o.ID != c.p.OrgID {
+		c.record("", "org.delete", o.ID, "success", change(orgFields(*o), map[string]any{}))
+	}
 	a.o.OrgsChanged(c.ctx())
 	c.w.WriteHeader(http.StatusNoContent)
 	return nil

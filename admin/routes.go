@@ -36,6 +36,10 @@ func (a *API) table() []Route {
 		{"POST", "/orgs/{org}/domains", "addDomain", NeedWrite, a.addDomain},
 		{"DELETE", "/orgs/{org}/domains/{domain}", "removeDomain", NeedWrite, a.removeDomain},
 
+		{"GET", "/orgs/{org}/notifications", "listTemplates", NeedRead, a.listTemplates},
+		{"PUT", "/orgs/{org}/notifications/{kind}", "setTemplate", NeedWrite, a.setTemplate},
+		{"DELETE", "/orgs/{org}/notifications/{kind}", "deleteTemplate", NeedWrite, a.deleteTemplate},
+
 		{"GET", "/orgs/{org}/policy", "getPolicy", NeedRead, a.getPolicy},
 		{"PUT", "/orgs/{org}/policy", "setPolicy", NeedWrite, a.setPolicy},
 		{"DELETE", "/orgs/{org}/policy", "deletePolicy", NeedWrite, a.deletePolicy},

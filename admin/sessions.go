@@ -154,7 +154,9 @@ func (a *API) mySessions(c *call) error {
 	if err := c.selfSessions(); err != nil {
 		return err
 	}
-	ss, err := a.liveSessions(c, c.p.UserID, "")
+	// Only this org's: another org's sessions of the same person are not
+	// this org's to see (its admins may have made the account here).
+	ss, err := a.liveSessions(c, c.p.UserID, c.p.OrgID)
 	if err != nil {
 		return err
 	}
@@ -170,7 +172,7 @@ func (a *API) revokeMySession(c *call) error {
 	if err := storeErr(err, "session"); err != nil {
 		return err
 	}
-	if s.UserID != c.p.UserID {
+	if s.UserID != c.p.UserID || s.OrgID != c.p.OrgID {
 		return notFound("session")
 	}
 	if err := a.o.Sessions.Revoke(c.ctx(), sid); err != nil {

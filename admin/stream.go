@@ -244,11 +244,23 @@ func (s *Streamer) deliver(ctx context.Context, sk Sink) {
 	if sk.OrgID == "" {
 		kind = "platform"
 	}
+	covered, err := s.covered(ctx, sk)
+	if err != nil {
+		return
+	}
+	deadline := s.o.Now().Add(streamBudget)
 	for _, h := range heads {
-		if sk.OrgID != "" && h.OrgID != sk.OrgID {
+		if !covered(h.OrgID) {
 			continue
 		}
 		for rounds := 0; rounds < 20; rounds++ { // fair to other sinks
+			if s.o.Now().After(deadline) {
+				return // a slow receiver waits for the next round, not everyone
+			}
+			// Still ours? (A round may outlast the lock's TTL.)
+			if ok, err := s.o.Store.AcquireLock(ctx, streamLock, s.o.Node, streamLockTTL); err != nil || !ok {
+				return
+			}
 			cur, err := readCursor(ctx, s.o.Store, sk.Key, h.OrgID)
 			if err != nil {
 				s.fail(ctx, sk, kind, err)
@@ -273,6 +285,34 @@ func (s *Streamer) deliver(ctx context.Context, sk Sink) {
 			s.succeed(ctx, sk)
 		}
 	}
+}
+
+// streamBudget bounds one sink's share of a delivery round.
+const streamBudget = 10 * time.Second
+
+// covered says which chains a sink gets: every one for the platform's,
+// an org's own and its sub-orgs' for an org's webhook (its admins' scope).
+func (s *Streamer) covered(ctx context.Context, sk Sink) (func(orgID string) bool, error) {
+	if sk.OrgID == "" {
+		return func(string) bool { return true }, nil
+	}
+	orgs, err := s.o.Store.ListOrgs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	parent := map[string]string{}
+	for _, o := range orgs {
+		parent[o.ID] = o.ParentID
+	}
+	return func(id string) bool {
+		for n := 0; id != "" && n < maxDepth; n++ {
+			if id == sk.OrgID {
+				return true
+			}
+			id = parent[id]
+		}
+		return false
+	}, nil
 }
 
 var errBatchFull = errors.New("batch full")
@@ -330,6 +370,10 @@ func (s *Streamer) post(ctx context.Context, sk Sink, orgID string, events []sto
 	}
 	resp, err := client.Do(req)
 	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			ue.URL = redactURL(ue.URL) // a query may carry the SIEM's own token
+		}
 		return err
 	}
 	defer resp.Body.Close()
@@ -352,7 +396,10 @@ func redactURL(s string) string {
 	if err != nil {
 		return "the webhook"
 	}
-	u.RawQuery, u.User = "", nil
+	if u.RawQuery != "" {
+		u.RawQuery = "…"
+	}
+	u.User = nil
 	return u.String()
 }
 

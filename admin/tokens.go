@@ -54,9 +54,14 @@ const (
 // one way tokens are made: by the API, `gatehouse admin bootstrap` and dev
 // mode.
 func MintToken(ctx context.Context, st store.Store, orgID, role, name, createdBy string, now time.Time, lifetime time.Duration) (NewTokenView, error) {
+	return mint(ctx, st, store.APIToken{OrgID: orgID, Role: role, Name: name, CreatedBy: createdBy,
+		CreatedAt: now.UTC(), ExpiresAt: now.Add(lifetime).UTC()})
+}
+
+// mint stores t with a fresh ID and secret.
+func mint(ctx context.Context, st store.Store, t store.APIToken) (NewTokenView, error) {
 	id, secret, hash := newToken()
-	t := store.APIToken{ID: id, OrgID: orgID, Role: role, Name: name, Hash: hash, CreatedBy: createdBy,
-		CreatedAt: now.UTC(), ExpiresAt: now.Add(lifetime).UTC()}
+	t.ID, t.Hash = id, hash
 	if err := st.CreateAPIToken(ctx, t); err != nil {
 		return NewTokenView{}, fmt.Errorf("admin: create token: %w", err)
 	}
@@ -89,6 +94,29 @@ func (c *call) tokenInput(platform bool) (tokenCreate, time.Duration, error) {
 	return in, life, errs.err()
 }
 
+// newToken makes a token for the caller: its life hangs on the caller's
+// maker and, when the caller is a token, on that token too (revoked or
+// expired, it takes the new one with it; the new one never outlives it).
+func (c *call) newToken(orgID, role, name string, life time.Duration) (NewTokenView, error) {
+	maker, err := c.tokenMaker()
+	if err != nil {
+		return NewTokenView{}, err
+	}
+	now := c.a.o.Now().UTC()
+	t := store.APIToken{OrgID: orgID, Role: role, Name: name, CreatedBy: maker, CreatedAt: now, ExpiresAt: now.Add(life)}
+	if c.p.TokenID != "" {
+		parent, err := c.a.o.Store.GetAPIToken(c.ctx(), c.p.TokenID)
+		if err != nil {
+			return NewTokenView{}, fmt.Errorf("admin: read token: %w", err)
+		}
+		t.ParentTokenID = parent.ID
+		if t.ExpiresAt.After(parent.ExpiresAt) {
+			t.ExpiresAt = parent.ExpiresAt
+		}
+	}
+	return mint(c.ctx(), c.a.o.Store, t)
+}
+
 // tokenMaker is who a new token's life hangs on: the signed-in person, or
 // for a token made with a platform token, that token's own maker (nobody
 // for a bootstrap token): a token never outlives the rights behind the
@@ -105,14 +133,13 @@ func (a *API) createOrgToken(c *call) error {
 	if err != nil {
 		return err
 	}
-	maker, err := c.tokenMaker()
-	if err != nil {
+	if _, err := c.tokenMaker(); err != nil {
 		return err
 	}
 	if !c.p.Platform && rank(in.Role) > rank(c.p.Role) {
 		return forbidden("You cannot make a token with a role above your own.")
 	}
-	t, err := MintToken(c.ctx(), a.o.Store, c.org.ID, in.Role, in.Name, maker, a.o.Now(), life)
+	t, err := c.newToken(c.org.ID, in.Role, in.Name, life)
 	if err != nil {
 		return err
 	}
@@ -174,11 +201,7 @@ func (a *API) createPlatformToken(c *call) error {
 	if err != nil {
 		return err
 	}
-	maker, err := c.tokenMaker()
-	if err != nil {
-		return err
-	}
-	t, err := MintToken(c.ctx(), a.o.Store, "", in.Role, in.Name, maker, a.o.Now(), life)
+	t, err := c.newToken("", in.Role, in.Name, life)
 	if err != nil {
 		return err
 	}

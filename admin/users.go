@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/gatehouse/gatehouse/config"
 	"github.com/gatehouse/gatehouse/idp/password"
@@ -155,13 +157,33 @@ func passwordProblem(pw string) string {
 	return ""
 }
 
+// textProblem checks a display text: valid UTF-8, no control characters
+// (they rewrite terminals and logs), at most max bytes.
+func textProblem(s string, max int) string {
+	switch {
+	case len(s) > max:
+		return fmt.Sprintf("at most %d bytes", max)
+	case !utf8.ValidString(s):
+		return "must be valid UTF-8"
+	case strings.ContainsFunc(s, func(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) }):
+		return "must not contain control characters"
+	}
+	return ""
+}
+
 func rolesProblems(errs *fields, roles []string) {
 	if len(roles) > 64 {
 		errs.add("/roles", "at most 64 roles")
 	}
 	for i, r := range roles {
-		if msg := config.RoleProblem(r); msg != "" {
-			errs.add(fmt.Sprintf("/roles/%d", i), "%s", msg)
+		lr := strings.ToLower(r)
+		switch {
+		case config.RoleProblem(r) != "":
+			errs.add(fmt.Sprintf("/roles/%d", i), "%s", config.RoleProblem(r))
+		case lr == store.RolePlatformAdmin:
+			errs.add(fmt.Sprintf("/roles/%d", i), "is reserved: platform admins are declared in the config file")
+		case (lr == store.RoleAdmin || lr == store.RoleAuditor) && r != lr:
+			errs.add(fmt.Sprintf("/roles/%d", i), "write it %s (roles are case-sensitive; this one would grant nothing here but look like it to apps)", lr)
 		}
 	}
 }
@@ -178,11 +200,13 @@ func (a *API) createUser(c *call) error {
 	var errs fields
 	if msg := config.EmailProblem(in.Email); msg != "" {
 		errs.add("/email", "%s", msg)
-	} else if _, dom, _ := strings.Cut(in.Email, "@"); len(c.org.EmailDomains) > 0 && !slices.Contains(c.org.EmailDomains, dom) && !c.p.Platform {
-		errs.add("/email", "is not in the org's email domains (%s)", strings.Join(c.org.EmailDomains, ", "))
+	} else if doms, err := a.emailDomains(c); err != nil {
+		return err
+	} else if _, dom, _ := strings.Cut(in.Email, "@"); len(doms) > 0 && !slices.Contains(doms, dom) && !c.p.Platform {
+		errs.add("/email", "is not in the org's email domains (%s)", strings.Join(doms, ", "))
 	}
-	if len(in.Name) > 200 {
-		errs.add("/name", "at most 200 characters")
+	if msg := textProblem(in.Name, 200); msg != "" {
+		errs.add("/name", "%s", msg)
 	}
 	rolesProblems(&errs, in.Roles)
 	if in.Password != "" {
@@ -208,6 +232,19 @@ func (a *API) createUser(c *call) error {
 		}
 	case err != nil:
 		return fmt.Errorf("admin: read user: %w", err)
+	case !c.p.Platform:
+		// An existing person joins this org only if every org they are in
+		// is the caller's too: otherwise an org admin could give another
+		// org's person (or a platform admin) a password here and sign in
+		// as them.
+		if u.PlatformAdmin {
+			return forbidden("This address is a platform admin's: only a platform admin adds them to an org.")
+		}
+		if ok, err := a.ownsAllOrgs(c, u.ID); err != nil {
+			return err
+		} else if !ok {
+			return conflict("person-elsewhere", in.Email+" is a person of an organization outside yours: a platform admin can add them here.")
+		}
 	}
 	m := store.Membership{UserID: u.ID, OrgID: c.org.ID, Roles: in.Roles, CreatedAt: now, UpdatedAt: now}
 	if in.Password != "" {
@@ -245,9 +282,9 @@ type optString struct {
 }
 
 func (o *optString) UnmarshalJSON(b []byte) error {
-	o.set = true
-	if string(b) == "null" {
-		o.null = true
+	// A key sent twice: the last wins, whole.
+	o.set, o.null, o.v = true, string(b) == "null", ""
+	if o.null {
 		return nil
 	}
 	return json.Unmarshal(b, &o.v)
@@ -265,8 +302,10 @@ func (a *API) updateUser(c *call) error {
 		return err
 	}
 	var errs fields
-	if in.Name != nil && len(*in.Name) > 200 {
-		errs.add("/name", "at most 200 characters")
+	if in.Name != nil {
+		if msg := textProblem(*in.Name, 200); msg != "" {
+			errs.add("/name", "%s", msg)
+		}
 	}
 	if in.Roles != nil {
 		rolesProblems(&errs, *in.Roles)
@@ -297,6 +336,18 @@ func (a *API) updateUser(c *call) error {
 	}
 	if in.Disabled != nil && *in.Disabled && u.ID == c.p.UserID && c.p.TokenID == "" {
 		return forbidden("You cannot suspend yourself.")
+	}
+	if u.PlatformAdmin && !c.p.Platform && (in.Password.set || in.Disabled != nil || in.Roles != nil || in.Name != nil) {
+		return forbidden("This person is a platform admin: only a platform admin changes them.")
+	}
+	if in.Password.set && !in.Password.removes() && !c.p.Platform {
+		// A password set here signs the person in here; their other orgs'
+		// admins did not agree to that.
+		if ok, err := a.ownsAllOrgs(c, u.ID); err != nil {
+			return err
+		} else if !ok {
+			return conflict("profile-shared", u.Email+" belongs to other orgs too: they set their own password, or a platform admin does.")
+		}
 	}
 	if in.Name != nil && !c.p.Platform {
 		if ok, err := a.ownsAllOrgs(c, u.ID); err != nil {
@@ -358,6 +409,26 @@ func (a *API) updateUser(c *call) error {
 	return c.replyETag(http.StatusOK, userView(u, m), etagOf(u, m))
 }
 
+// emailDomains are the org's email domains, or, for a sub-org without
+// its own, the nearest ancestor's: a sub-org is no way around its
+// parent's.
+func (a *API) emailDomains(c *call) ([]string, error) {
+	chain, err := a.ancestry(c.ctx(), c.org.ID)
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range chain {
+		o, err := a.o.Store.GetOrg(c.ctx(), id)
+		if err != nil {
+			return nil, fmt.Errorf("admin: read org %s: %w", id, err)
+		}
+		if len(o.EmailDomains) > 0 {
+			return o.EmailDomains, nil
+		}
+	}
+	return nil, nil
+}
+
 // passwordOrg refuses a password in an org that signs in through an IdP
 // (its own connection, or the nearest one above it a sub-org inherits).
 func (a *API) passwordOrg(c *call) error {
@@ -416,6 +487,9 @@ func (a *API) deleteUser(c *call) error {
 	}
 	if rank(roleOf(m.Roles)) > rank(c.p.Role) && !c.p.Platform {
 		return forbidden("You cannot remove someone whose role is above your own.")
+	}
+	if u.PlatformAdmin && !c.p.Platform {
+		return forbidden("This person is a platform admin: only a platform admin removes them.")
 	}
 	if c.r.Header.Get("If-Match") != "" {
 		if err := c.precondition(etagOf(u, m)); err != nil {

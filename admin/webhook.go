@@ -40,7 +40,7 @@ type webhookSet struct {
 
 func (a *API) webhookView(c *call, o store.Org) (WebhookView, error) {
 	w := o.AuditWebhook
-	v := WebhookView{URL: w.URL, CreatedAt: w.CreatedAt}
+	v := WebhookView{URL: redactURL(w.URL), CreatedAt: w.CreatedAt}
 	key := orgSinkKey(o.ID, *w)
 	seq, err := readCursor(c.ctx(), a.o.Store, key, o.ID)
 	if err != nil {
@@ -105,14 +105,22 @@ func (a *API) setWebhook(c *call) error {
 	if err != nil {
 		return fmt.Errorf("admin: audit heads: %w", err)
 	}
-	var head uint64
+	key := orgSinkKey(c.org.ID, *w)
+	s := &Streamer{o: StreamOptions{Store: a.o.Store}}
+	covered, err := s.covered(c.ctx(), Sink{OrgID: c.org.ID})
+	if err != nil {
+		return fmt.Errorf("admin: org tree: %w", err)
+	}
+	// The org's chain and its sub-orgs' (a sub-org made later starts at
+	// its first event).
 	for _, h := range heads {
-		if h.OrgID == c.org.ID {
-			head = h.Seq
+		if covered(h.OrgID) {
+			if err := writeCursor(c.ctx(), a.o.Store, key, h.OrgID, h.Seq); err != nil {
+				return fmt.Errorf("admin: webhook cursor: %w", err)
+			}
 		}
 	}
-	key := orgSinkKey(c.org.ID, *w)
-	if err := writeCursor(c.ctx(), a.o.Store, key, c.org.ID, head); err != nil {
+	if err := writeCursor(c.ctx(), a.o.Store, key, c.org.ID, headSeq(heads, c.org.ID)); err != nil {
 		return fmt.Errorf("admin: webhook cursor: %w", err)
 	}
 	var before store.Org
@@ -135,11 +143,20 @@ func (a *API) setWebhook(c *call) error {
 	return c.reply(http.StatusOK, NewWebhookView{WebhookView: v, Secret: w.Secret})
 }
 
+func headSeq(heads []store.AuditChainHead, orgID string) uint64 {
+	for _, h := range heads {
+		if h.OrgID == orgID {
+			return h.Seq
+		}
+	}
+	return 0
+}
+
 func webhookFields(w *store.AuditWebhook) map[string]any {
 	if w == nil {
 		return map[string]any{}
 	}
-	return map[string]any{"url": w.URL, "secret": w.Secret}
+	return map[string]any{"url": redactURL(w.URL), "secret": w.Secret}
 }
 
 func (a *API) dropSink(c *call, key string) {

@@ -259,11 +259,14 @@ type APIToken struct {
 	// CreatedBy is the user who made the token ("" for one made by
 	// `gatehouse admin bootstrap` or dev mode); the token lives only as
 	// long as its maker keeps the rights it grants.
-	CreatedBy  string    `json:"created_by,omitempty"`
-	CreatedAt  time.Time `json:"created_at"`
-	ExpiresAt  time.Time `json:"expires_at"`
-	LastUsedAt time.Time `json:"last_used_at,omitzero"`
-	RevokedAt  time.Time `json:"revoked_at,omitzero"`
+	CreatedBy string `json:"created_by,omitempty"`
+	// ParentTokenID is the token this one was made with ("" for one made
+	// by a person or the command line): it is good only while that one is.
+	ParentTokenID string    `json:"parent_token_id,omitempty"`
+	CreatedAt     time.Time `json:"created_at"`
+	ExpiresAt     time.Time `json:"expires_at"`
+	LastUsedAt    time.Time `json:"last_used_at,omitzero"`
+	RevokedAt     time.Time `json:"revoked_at,omitzero"`
 }
 
 // Admin roles: granted through a membership's roles (RoleAdmin,
