@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -54,6 +55,12 @@ type Options struct {
 	// ReservedHost reports whether a host is the deployment's own (the
 	// public host, a route's host): no org may claim it.
 	ReservedHost func(host string) bool
+	// PublicURL is the deployment's (the connections' endpoints are on it
+	// or on the org's login domain).
+	PublicURL *url.URL
+	// TestConnection opens an org's connection afresh, reporting what
+	// fails (nil: connection tests are not offered).
+	TestConnection func(ctx context.Context, org store.Org) error
 	// WebhooksAllowPrivate lets orgs register audit webhooks on loopback
 	// and private addresses.
 	WebhooksAllowPrivate bool

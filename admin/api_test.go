@@ -758,3 +758,77 @@ func TestNoReachBeyondScope(t *testing.T) {
 		t.Errorf("webhook query leaked: %s %v", r.body, ev)
 	}
 }
+
+func TestConnections(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	var v ConnectionView
+	r := h.do(t, "admin-a", "GET", "/orgs/a/connection", nil)
+	r.json(t, &v)
+	e := v.Endpoints
+	if v.Type != "password" || e.OIDCCallback != "https://auth.saas.example/.gatehouse/callback" || e.SAMLEntityID != "https://auth.saas.example/.gatehouse/saml/metadata/a" ||
+		e.SAMLACS != "https://auth.saas.example/.gatehouse/saml/acs/a" || !e.SharedSignIn || e.SignInURL != "https://auth.saas.example/.gatehouse/login" {
+		t.Fatalf("view: %s", r.body)
+	}
+	put := func(body any) response {
+		return h.do(t, "admin-a", "PUT", "/orgs/a/connection", body, "If-Match", "*")
+	}
+	oidc := func(settings map[string]any) map[string]any {
+		return map[string]any{"type": "oidc", "settings": settings}
+	}
+	for _, tc := range []struct {
+		body    any
+		pointer string
+	}{
+		{oidc(map[string]any{"client_id": "x"}), "/settings"},
+		{oidc(map[string]any{"issuer": "https://idp.example.com", "client_id": "x", "client_secret": "s", "bogus": 1}), "/settings/bogus"},
+		{oidc(map[string]any{"issuer": "https://idp.example.com", "client_id": "x", "client_secret_file": "/etc/passwd"}), "/settings/client_secret_file"},
+		{oidc(map[string]any{"issuer": "https://idp.example.com", "client_id": 7}), "/settings/client_id"},
+		{map[string]any{"type": "ldap"}, "/type"},
+		{map[string]any{"type": "inherit"}, "/type"},
+		{map[string]any{"type": "password", "provisioning": map[string]any{"any_email_domain": true}}, "/provisioning"},
+		{map[string]any{"type": "saml", "settings": map[string]any{"metadata_url": "https://idp.example.com/md"}, "provisioning": map[string]any{"default_roles": []string{"platform_admin"}}}, "/provisioning/default_roles/0"},
+	} {
+		r := put(tc.body)
+		if r.status != 400 || !slices.ContainsFunc(r.problem(t).Errors, func(e FieldError) bool { return strings.HasPrefix(e.Pointer, tc.pointer) }) {
+			t.Errorf("%v: %d %s", tc.body, r.status, r.body)
+		}
+	}
+	// Private IdP addresses, unless the deployment allows them.
+	h.reconfigure(func(o *Options) { o.WebhooksAllowPrivate = false })
+	for _, iss := range []string{"https://10.0.0.5", "https://169.254.169.254/latest", "http://localhost:8080", "https://[::1]/"} {
+		if r := put(oidc(map[string]any{"issuer": iss, "client_id": "x", "client_secret": "s"})); r.status != 400 {
+			t.Errorf("issuer %s: %d %s", iss, r.status, r.body)
+		}
+	}
+	// A good one: stored, its secret never shown, kept when left out.
+	r = put(oidc(map[string]any{"issuer": "https://idp.example.com", "client_id": "gh", "client_secret": "s3cret-value"}))
+	if r.status != 200 || strings.Contains(string(r.body), "s3cret-value") {
+		t.Fatalf("set oidc: %d %s", r.status, r.body)
+	}
+	r.json(t, &v)
+	if v.Settings["client_secret"] != redacted || v.Type != "oidc" {
+		t.Fatalf("view: %+v", v)
+	}
+	if r := put(oidc(map[string]any{"issuer": "https://idp.example.com", "client_id": "gh2", "client_secret": redacted})); r.status != 200 {
+		t.Fatalf("update keeping the secret: %d %s", r.status, r.body)
+	}
+	o, _ := h.st.GetOrg(ctx, "org_a")
+	if !strings.Contains(string(o.Connection.Config), "s3cret-value") || !strings.Contains(string(o.Connection.Config), `"gh2"`) {
+		t.Fatalf("stored: %s", o.Connection.Config)
+	}
+	ev, _ := h.st.ListAudit(ctx, store.AuditQuery{OrgID: "org_a", Action: "connection.update", Limit: 5})
+	if len(ev) != 2 || strings.Contains(fmt.Sprint(ev[0].Details), "s3cret") {
+		t.Fatalf("events: %v", ev)
+	}
+	// The live test answers what failed.
+	var res ConnectionTest
+	h.do(t, "admin-a", "POST", "/orgs/a/connection/test", nil).json(t, &res)
+	if res.OK || !strings.Contains(res.Error, "discovery") {
+		t.Fatalf("test: %+v", res)
+	}
+	// A sub-org inherits.
+	if r := h.do(t, "admin-a", "PUT", "/orgs/a1/connection", map[string]any{"type": "inherit"}, "If-Match", "*"); r.status != 200 {
+		t.Fatalf("inherit: %d %s", r.status, r.body)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	_ "github.com/gatehouse/gatehouse/idp/protocols" // the connection schemas
 	"github.com/gatehouse/gatehouse/internal/clientip"
 	"github.com/gatehouse/gatehouse/proxy/session"
 	"github.com/gatehouse/gatehouse/store"
@@ -53,7 +55,14 @@ func newHarness(t testing.TB) *harness {
 	}
 	h := &harness{t: t, st: st, sessions: sm, orgs: map[string]store.Org{}, users: map[string]store.User{},
 		creds: map[string]http.Header{}, sessionIDs: map[string]string{}, tokenIDs: map[string]string{}}
-	h.opts = Options{Store: st, Sessions: sm, ClientIP: ips, ConfigFile: "gatehouse.yaml", WebhooksAllowPrivate: true}
+	pub, _ := url.Parse("https://auth.saas.example")
+	h.opts = Options{Store: st, Sessions: sm, ClientIP: ips, ConfigFile: "gatehouse.yaml", WebhooksAllowPrivate: true, PublicURL: pub,
+		TestConnection: func(_ context.Context, o store.Org) error {
+			if o.Connection.Type == "oidc" {
+				return errors.New("oidc: discovery at the issuer failed")
+			}
+			return nil
+		}}
 	h.api = New(h.opts)
 	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.api.ServeHTTP(w, r) }))
 	t.Cleanup(h.srv.Close)

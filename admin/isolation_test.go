@@ -167,7 +167,10 @@ var isolationRows = map[string]isoRow{
 		return map[string]string{"token": h.tokenIDs[orgOf(target)]}
 	}},
 
-	"listDomains": {ok: 200},
+	"getConnection":  {ok: 200},
+	"setConnection":  {ok: 200, body: func(string) any { return map[string]any{"type": "password"} }},
+	"testConnection": {ok: 200},
+	"listDomains":    {ok: 200},
 	"addDomain": {ok: 201, body: func(target string) any {
 		return map[string]any{"name": "login." + orgOf(target) + "-corp.example", "kind": "login"}
 	}, expect: func(who, _ string, d int) int {

@@ -32,6 +32,10 @@ func (a *API) table() []Route {
 		{"GET", "/orgs/{org}/tokens/{token}", "getOrgToken", NeedRead, a.getOrgToken},
 		{"DELETE", "/orgs/{org}/tokens/{token}", "revokeOrgToken", NeedWrite, a.revokeOrgToken},
 
+		{"GET", "/orgs/{org}/connection", "getConnection", NeedRead, a.getConnection},
+		{"PUT", "/orgs/{org}/connection", "setConnection", NeedWrite, a.setConnection},
+		{"POST", "/orgs/{org}/connection/test", "testConnection", NeedWrite, a.testConnection},
+
 		{"GET", "/orgs/{org}/domains", "listDomains", NeedRead, a.listDomains},
 		{"POST", "/orgs/{org}/domains", "addDomain", NeedWrite, a.addDomain},
 		{"DELETE", "/orgs/{org}/domains/{domain}", "removeDomain", NeedWrite, a.removeDomain},

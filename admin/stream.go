@@ -21,11 +21,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/gatehouse/gatehouse/internal/netguard"
 	"github.com/gatehouse/gatehouse/store"
 )
 
@@ -478,22 +478,11 @@ func NewWebhookSecret() string {
 }
 
 // webhookClient posts to sinks: bounded in time, never redirected, and,
-// with public true, only to public addresses, checked on the address it
-// connects to (a name that resolves to a private address, even after a
-// first public answer, is refused).
+// with public true, only to public addresses (netguard).
 func webhookClient(public bool) *http.Client {
 	d := &net.Dialer{Timeout: 10 * time.Second}
 	if public {
-		d.Control = func(_, address string, _ syscall.RawConn) error {
-			ap, err := netip.ParseAddrPort(address)
-			if err != nil {
-				return err
-			}
-			if !publicAddr(ap.Addr()) {
-				return fmt.Errorf("%s is not a public address (admin.webhooks_allow_private_networks is off)", ap.Addr())
-			}
-			return nil
-		}
+		d.Control = netguard.Control
 	}
 	tr := &http.Transport{Proxy: nil, DialContext: d.DialContext, TLSHandshakeTimeout: 10 * time.Second,
 		ResponseHeaderTimeout: 15 * time.Second, MaxIdleConnsPerHost: 2, IdleConnTimeout: 90 * time.Second, ForceAttemptHTTP2: true}
@@ -501,14 +490,7 @@ func webhookClient(public bool) *http.Client {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
-// cgnat is shared address space (RFC 6598), not public either.
-var cgnat = netip.MustParsePrefix("100.64.0.0/10")
-
-func publicAddr(a netip.Addr) bool {
-	a = a.Unmap()
-	return a.IsValid() && a.IsGlobalUnicast() && !a.IsPrivate() && !a.IsLoopback() && !a.IsLinkLocalUnicast() &&
-		!cgnat.Contains(a) && !(a.Is6() && a.Is4In6())
-}
+func publicAddr(a netip.Addr) bool { return netguard.Public(a) }
 
 // checkWebhookURL says what is wrong with a webhook URL ("" if nothing).
 func checkWebhookURL(raw string, allowPrivate bool) string {

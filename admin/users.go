@@ -171,19 +171,19 @@ func textProblem(s string, max int) string {
 	return ""
 }
 
-func rolesProblems(errs *fields, roles []string) {
+func rolesProblems(errs *fields, at string, roles []string) {
 	if len(roles) > 64 {
-		errs.add("/roles", "at most 64 roles")
+		errs.add(at, "at most 64 roles")
 	}
 	for i, r := range roles {
 		lr := strings.ToLower(r)
 		switch {
 		case config.RoleProblem(r) != "":
-			errs.add(fmt.Sprintf("/roles/%d", i), "%s", config.RoleProblem(r))
+			errs.add(fmt.Sprintf("%s/%d", at, i), "%s", config.RoleProblem(r))
 		case lr == store.RolePlatformAdmin:
-			errs.add(fmt.Sprintf("/roles/%d", i), "is reserved: platform admins are declared in the config file")
+			errs.add(fmt.Sprintf("%s/%d", at, i), "is reserved: platform admins are declared in the config file")
 		case (lr == store.RoleAdmin || lr == store.RoleAuditor) && r != lr:
-			errs.add(fmt.Sprintf("/roles/%d", i), "write it %s (roles are case-sensitive; this one would grant nothing here but look like it to apps)", lr)
+			errs.add(fmt.Sprintf("%s/%d", at, i), "write it %s (roles are case-sensitive; this one would grant nothing here but look like it to apps)", lr)
 		}
 	}
 }
@@ -208,7 +208,7 @@ func (a *API) createUser(c *call) error {
 	if msg := textProblem(in.Name, 200); msg != "" {
 		errs.add("/name", "%s", msg)
 	}
-	rolesProblems(&errs, in.Roles)
+	rolesProblems(&errs, "/roles", in.Roles)
 	if in.Password != "" {
 		if msg := passwordProblem(in.Password); msg != "" {
 			errs.add("/password", "%s", msg)
@@ -308,7 +308,7 @@ func (a *API) updateUser(c *call) error {
 		}
 	}
 	if in.Roles != nil {
-		rolesProblems(&errs, *in.Roles)
+		rolesProblems(&errs, "/roles", *in.Roles)
 	}
 	if in.Password.set && !in.Password.removes() {
 		if msg := passwordProblem(in.Password.v); msg != "" {

@@ -185,10 +185,11 @@ type Admin struct {
 	// AuditWebhook receives every org's audit events (and the platform's),
 	// signed, from the audit chains (nil: none).
 	AuditWebhook *Webhook `yaml:"audit_webhook"`
-	// WebhooksAllowPrivateNetworks lets orgs' audit webhooks reach
-	// loopback and private addresses (default off: an org admin cannot
-	// make Gatehouse call into the operator's network).
-	WebhooksAllowPrivateNetworks bool `yaml:"webhooks_allow_private_networks"`
+	// AllowPrivateNetworks lets what orgs' admins configure (audit
+	// webhooks, the IdP URLs of connections set through the admin API)
+	// reach loopback and private addresses (default off: an org admin
+	// cannot make Gatehouse call into the operator's network).
+	AllowPrivateNetworks bool `yaml:"allow_private_networks"`
 }
 
 // Webhook is a signed HTTP destination.

@@ -64,3 +64,7 @@ func protocolList() string {
 		return strings.Join(slices.Clone(order[:n-1]), ", ") + " or " + order[n-1]
 	}
 }
+
+// LookupProtocol returns the registered protocol name (the admin API
+// checks connection settings with the same schema as the file).
+func LookupProtocol(name string) (Protocol, bool) { return protocol(name) }

@@ -127,7 +127,7 @@ func TestAuditWebhooks(t *testing.T) {
 	orgSIEM, platSIEM := newSIEM(t), newSIEM(t)
 	up := newUpstream(t)
 	cfg := strings.NewReplacer("{{UPSTREAM}}", up.URL, "{{BOBHASH}}", readBobHash(t)).Replace(testConfig) +
-		"admin:\n  webhooks_allow_private_networks: true\n  audit_webhook:\n    url: " + platSIEM.url() + "\n    secret: \"${PLATFORM_SIEM_SECRET}\"\n"
+		"admin:\n  allow_private_networks: true\n  audit_webhook:\n    url: " + platSIEM.url() + "\n    secret: \"${PLATFORM_SIEM_SECRET}\"\n"
 	g := start(t, cfg, "ALICE_PASSWORD=alice-pw-123", "CAROL_PASSWORD=carol-pw-456", "PLATFORM_SIEM_SECRET="+platSIEM.secret)
 
 	alice := g.browser(t)

@@ -51,7 +51,7 @@ func NewConnections(factories map[string]connection.Factory, deps connection.Dep
 func (c *Connections) Get(ctx context.Context, org *store.Org) (any, error) {
 	// The SP's entity ID and endpoints come from the slug and login
 	// domain too.
-	key := org.Connection.Type + "\x00" + string(org.Connection.Config) + "\x00" + org.Slug + "\x00" + org.LoginDomain
+	key := org.Connection.Type + "\x00" + string(org.Connection.Config) + "\x00" + org.Slug + "\x00" + org.LoginDomain + "\x00" + fmt.Sprint(org.Declared)
 	now := c.deps.Now()
 	c.mu.Lock()
 	e := c.m[org.ID]
@@ -76,17 +76,9 @@ func (c *Connections) Get(ctx context.Context, org *store.Org) (any, error) {
 	c.m[org.ID] = e
 	c.mu.Unlock()
 
-	f := c.factories[org.Connection.Type]
-	if f == nil {
-		e.err = fmt.Errorf("idp: org %s: unknown connection type %q", org.Slug, org.Connection.Type)
-	} else {
-		deps := c.deps
-		deps.OrgID, deps.OrgSlug = org.ID, org.Slug
-		deps.SignInURL, deps.SharedHost = SignInURL(c.deps.SignInURL, org), org.LoginDomain == ""
-		// Others may be waiting on this open: the request that started it
-		// going away must not fail theirs. Open bounds its own time.
-		e.conn, e.err = f(context.WithoutCancel(ctx), org.Connection.Config, deps)
-	}
+	// Others may be waiting on this open: the request that started it
+	// going away must not fail theirs. Open bounds its own time.
+	e.conn, e.err = c.open(context.WithoutCancel(ctx), org)
 	e.at = c.deps.Now()
 	close(e.ready)
 	return e.conn, e.err
@@ -94,6 +86,33 @@ func (c *Connections) Get(ctx context.Context, org *store.Org) (any, error) {
 
 // SignInURL is where org signs in: its login domain, on the public URL's
 // scheme and port, or the public URL itself.
+// open opens org's connection (uncached).
+func (c *Connections) open(ctx context.Context, org *store.Org) (any, error) {
+	f := c.factories[org.Connection.Type]
+	if f == nil {
+		return nil, fmt.Errorf("idp: org %s: unknown connection type %q", org.Slug, org.Connection.Type)
+	}
+	deps := c.deps
+	if !org.Declared && deps.PublicHTTPClient != nil {
+		// Its admins chose its IdP's URLs: never into the operator's
+		// network.
+		deps.HTTPClient = deps.PublicHTTPClient
+	}
+	deps.OrgID, deps.OrgSlug = org.ID, org.Slug
+	deps.SignInURL, deps.SharedHost = SignInURL(c.deps.SignInURL, org), org.LoginDomain == ""
+	return f(ctx, org.Connection.Config, deps)
+}
+
+// Test opens org's connection afresh (discovery, keys, metadata), not
+// from the cache, and reports why it cannot, for an admin testing it.
+func (c *Connections) Test(ctx context.Context, org *store.Org) error {
+	if org.Connection.Type == "" {
+		return fmt.Errorf("org %s inherits its parent's connection: test the parent's", org.Slug)
+	}
+	_, err := c.open(ctx, org)
+	return err
+}
+
 func SignInURL(public url.URL, org *store.Org) url.URL {
 	u := url.URL{Scheme: public.Scheme, Host: public.Host}
 	if org.LoginDomain != "" {

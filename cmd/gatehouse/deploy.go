@@ -77,6 +77,7 @@ type deployment struct {
 	router   *proxy.Router
 	ips      *clientip.Resolver
 	login    *idp.Handler
+	conns    *idp.Connections
 	rego     *policy.Rego
 	policies *policyLoader
 	brand    web.BlobSource
@@ -181,10 +182,14 @@ func (d *deployment) signIn(ctx context.Context) error {
 	}
 	saml.SetClockSkew(cfg.Login.SAMLClockSkew)
 	// Each protocol is in idp/protocols' table; idp imports none by name.
-	conns := idp.NewConnections(protocols.Factories(), connection.Deps{Store: st, HTTPClient: connection.NewHTTPClient(), Logger: log,
+	var public *http.Client
+	if !cfg.Admin.AllowPrivateNetworks {
+		public = connection.NewPublicHTTPClient()
+	}
+	d.conns = idp.NewConnections(protocols.Factories(), connection.Deps{Store: st, HTTPClient: connection.NewHTTPClient(), PublicHTTPClient: public, Logger: log,
 		SignInURL: url.URL{Scheme: d.pub.Scheme, Host: d.pub.Host}, KeyRotation: cfg.Login.SAMLKeyRotation})
 	d.login = idp.New(idp.Options{
-		Store: st, Sessions: d.sessions, Orgs: d.orgs, Connections: conns, PublicURL: d.pub, Serves: d.serves, RouteHost: d.router.ServesHost, ClientIP: d.ips,
+		Store: st, Sessions: d.sessions, Orgs: d.orgs, Connections: d.conns, PublicURL: d.pub, Serves: d.serves, RouteHost: d.router.ServesHost, ClientIP: d.ips,
 		Metrics: d.metrics, Logger: log, CSRFKey: d.csrfKey,
 		MaxFailures: cfg.Login.MaxFailures, FailureWindow: cfg.Login.FailureWindow,
 		MaxFailuresPerAddress: cfg.Login.MaxFailuresPerAddress,
@@ -245,7 +250,7 @@ func (d *deployment) auditStream() *admin.Streamer {
 		platform = &admin.Sink{Key: admin.PlatformSinkKey(w.URL), URL: w.URL, Secret: w.Secret}
 	}
 	host, _ := os.Hostname()
-	return admin.NewStreamer(admin.StreamOptions{Store: d.st, Platform: platform, AllowPrivateNetworks: d.cfg.Admin.WebhooksAllowPrivateNetworks,
+	return admin.NewStreamer(admin.StreamOptions{Store: d.st, Platform: platform, AllowPrivateNetworks: d.cfg.Admin.AllowPrivateNetworks,
 		Node: host + "/" + strconv.Itoa(os.Getpid()) + "/" + token.RandomID()[:8], Logger: d.log, Registerer: d.metrics.Registerer()})
 }
 
@@ -253,8 +258,9 @@ func (d *deployment) auditStream() *admin.Streamer {
 // (routing, sign-in) at once.
 func (d *deployment) adminAPI() http.Handler {
 	return admin.New(admin.Options{Store: d.st, Sessions: d.sessions, ClientIP: d.ips, ConfigFile: d.opts.ConfigFile, Logger: d.log,
-		WebhooksAllowPrivate: d.cfg.Admin.WebhooksAllowPrivateNetworks,
-		DomainsVerify:        d.cfg.Domains.Verify, CNAMETarget: d.cfg.Domains.CNAMETarget,
+		WebhooksAllowPrivate: d.cfg.Admin.AllowPrivateNetworks, PublicURL: d.pub,
+		TestConnection: func(ctx context.Context, o store.Org) error { return d.conns.Test(ctx, &o) },
+		DomainsVerify:  d.cfg.Domains.Verify, CNAMETarget: d.cfg.Domains.CNAMETarget,
 		ReservedHost: func(host string) bool {
 			return host == strings.ToLower(d.pub.Hostname()) || d.router.ServesHost(host)
 		},

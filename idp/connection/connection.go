@@ -129,8 +129,12 @@ type Deps struct {
 	SharedHost bool
 	Store      store.Store
 	HTTPClient *http.Client
-	Logger     *slog.Logger
-	Now        func() time.Time
+	// PublicHTTPClient reaches public addresses only: for the connections
+	// of orgs the admin API manages (their admins choose the URLs); nil:
+	// HTTPClient.
+	PublicHTTPClient *http.Client
+	Logger           *slog.Logger
+	Now              func() time.Time
 	// KeyRotation is how long a connection's own key (the SAML SP key)
 	// signs before the next one takes over (0: a year).
 	KeyRotation time.Duration

@@ -3,16 +3,29 @@ package connection
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"time"
+
+	"github.com/gatehouse/gatehouse/internal/netguard"
 )
 
 // NewHTTPClient talks to customers' IdPs (discovery, keys, tokens, userinfo,
 // SAML metadata): bounded in time and in size, since one customer's IdP
 // must not be able to exhaust the memory every customer shares, and never
 // redirected to another host or scheme.
-func NewHTTPClient() *http.Client {
+func NewHTTPClient() *http.Client { return newHTTPClient(false) }
+
+// NewPublicHTTPClient is NewHTTPClient reaching public addresses only
+// (internal/netguard), for IdP URLs an org's admin chose.
+func NewPublicHTTPClient() *http.Client { return newHTTPClient(true) }
+
+func newHTTPClient(public bool) *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
+	if public {
+		d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: netguard.Control}
+		t.DialContext, t.Proxy = d.DialContext, nil
+	}
 	t.ResponseHeaderTimeout = 10 * time.Second
 	t.MaxIdleConnsPerHost = 4
 	return &http.Client{Transport: capBodies{t, maxIdPResponse}, Timeout: 15 * time.Second, CheckRedirect: func(req *http.Request, via []*http.Request) error {

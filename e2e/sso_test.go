@@ -1,0 +1,86 @@
+package e2e
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/gatehouse/gatehouse/internal/testidp"
+)
+
+// Self-serve SSO through the admin API: a platform admin (declared in the
+// file, signed in through a declared org) creates a customer org, gives it
+// an email domain and an OIDC connection to the customer's IdP (a real
+// OP this project did not write), tests it live, and the customer's
+// people sign in through it at once, provisioned just in time.
+func TestSelfServeSSO(t *testing.T) {
+	port := freePort(t)
+	idp := testidp.NewOIDC(t, "gatehouse-hooli", "hooli-secret", []string{"http://auth.localhost:" + port + "/.gatehouse/callback"},
+		testidp.User{ID: "h-hal", Username: "hal", Password: "hal-pw", Email: "hal@hooli.example", EmailVerified: true, First: "Hal", Last: "Hooli"})
+	up := newUpstream(t)
+	cfg := strings.NewReplacer("{{UPSTREAM}}", up.URL, "{{BOBHASH}}", readBobHash(t)).Replace(testConfig) +
+		"admin:\n  platform_admins: [alice@acme.example]\n  allow_private_networks: true\n"
+	g := startAt(t, port, cfg, "ALICE_PASSWORD=alice-pw-123", "CAROL_PASSWORD=carol-pw-456")
+
+	alice := g.browser(t)
+	alice.login(g.url("app.localhost", "/"), "alice@acme.example", "alice-pw-123")
+	api := func(method, path string, body any, hdr ...string) (int, map[string]any) {
+		st, _, out := alice.api(method, g.url("login.acme.localhost", "/api/v1"+path), body,
+			append([]string{"Origin", "http://login.acme.localhost:" + g.port, "Sec-Fetch-Site", "same-origin"}, hdr...)...)
+		return st, out
+	}
+	if st, me := api("GET", "/me", nil); st != 200 || me["platform_admin"] != true {
+		t.Fatalf("alice /me: %d %v", st, me)
+	}
+	if st, o := api("POST", "/orgs", map[string]any{"slug": "hooli", "name": "Hooli"}); st != 201 {
+		t.Fatalf("create org: %d %v", st, o)
+	}
+	if st, d := api("POST", "/orgs/hooli/domains", map[string]any{"name": "hooli.example", "kind": "email"}); st != 201 {
+		t.Fatalf("email domain: %d %v", st, d)
+	}
+	st, conn := api("GET", "/orgs/hooli/connection", nil)
+	ends, _ := conn["endpoints"].(map[string]any)
+	if st != 200 || ends["oidc_redirect_uri"] != "http://auth.localhost:"+port+"/.gatehouse/callback" {
+		t.Fatalf("endpoints to give the IdP: %d %v", st, conn)
+	}
+	// A wrong issuer first: the live test says what fails before anyone
+	// signs in.
+	bad := map[string]any{"type": "oidc", "settings": map[string]any{"issuer": idp.Issuer + "/nope", "client_id": "gatehouse-hooli", "client_secret": "hooli-secret"}}
+	if st, c := api("PUT", "/orgs/hooli/connection", bad, "If-Match", "*"); st != 200 {
+		t.Fatalf("set connection: %d %v", st, c)
+	}
+	if st, res := api("POST", "/orgs/hooli/connection/test", nil); st != 200 || res["ok"] != false || res["error"] == "" {
+		t.Fatalf("test of a wrong issuer: %d %v", st, res)
+	}
+	good := map[string]any{"type": "oidc", "settings": map[string]any{"issuer": idp.Issuer, "client_id": "gatehouse-hooli", "client_secret": "hooli-secret"},
+		"provisioning": map[string]any{"default_roles": []string{"member"}}}
+	if st, c := api("PUT", "/orgs/hooli/connection", good, "If-Match", "*"); st != 200 {
+		t.Fatalf("set connection: %d %v", st, c)
+	}
+	if st, res := api("POST", "/orgs/hooli/connection/test", nil); st != 200 || res["ok"] != true {
+		t.Fatalf("test: %d %v", st, res)
+	}
+
+	// Hal signs in through Hooli's IdP.
+	hal := g.browser(t)
+	var p page
+	eventually(t, "hooli's connection in use", func() error {
+		p = hal.follow(hal.get(g.url("app.localhost", "/")))
+		form := hidden(p.body)
+		form.Set("email", "hal@hooli.example")
+		p = hal.follow(hal.post(resolve(p.url, field(t, actionRE, p.body)), form))
+		return holds(p.status == 200 && strings.Contains(p.body, `name="username"`), "discovery: %d %s", p.status, p.url)
+	})
+	p = hal.follow(hal.atIdP(p, "hal", "hal-pw"))
+	if p.status != http.StatusOK {
+		t.Fatalf("after the IdP: %d %s\n%s", p.status, p.url, p.body)
+	}
+	r := up.last("/")
+	if r == nil || r.Header.Get("X-Gatehouse-Email") != "hal@hooli.example" || r.Header.Get("X-Gatehouse-Org-Slug") != "hooli" || r.Header.Get("X-Gatehouse-Roles") != "member" {
+		t.Fatalf("upstream saw %v", r)
+	}
+	// Provisioned just in time; listed for the org's admins.
+	if st, list := api("GET", "/orgs/hooli/users?q=hal", nil); st != 200 || len(list["items"].([]any)) != 1 {
+		t.Fatalf("hooli's people: %d %v", st, list)
+	}
+}
