@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -334,12 +335,41 @@ func TestAuditCompleteness(t *testing.T) {
 		{"admin-a", "DELETE", "/orgs/a/tokens/{token}", nil, "token.revoke", "org_a", func() string { return tokenID }},
 		{"admin-a", "DELETE", "/orgs/a/users/{new}", nil, "user.delete", "org_a", func() string { return newUser }},
 		{"admin-a", "GET", "/orgs/a/audit/export", nil, "audit.export", "org_a", func() string { return "org_a" }},
+		{"admin-a", "PUT", "/orgs/a/connection", map[string]any{"type": "password"}, "connection.update", "org_a", func() string { return "org_a" }},
+		{"admin-a", "POST", "/orgs/a/connection/test", nil, "connection.test", "org_a", func() string { return "org_a" }},
+		{"platform", "POST", "/orgs/a/domains", map[string]any{"name": "a-corp.example", "kind": "email"}, "domain.add", "org_a", func() string { return "a-corp.example" }},
+		{"admin-a", "DELETE", "/orgs/a/domains/a-corp.example", nil, "domain.remove", "org_a", func() string { return "a-corp.example" }},
+		{"admin-a", "PUT", "/orgs/a/policy", map[string]any{"modules": []map[string]string{{"name": "authz.rego", "text": testPolicy}}}, "policy.update", "org_a", func() string { return "org_a" }},
+		{"admin-a", "DELETE", "/orgs/a/policy", nil, "policy.delete", "org_a", func() string { return "org_a" }},
+		{"admin-a", "PUT", "/orgs/a/notifications/invitation", map[string]any{"subject": "Join {{.Org.Name}}"}, "template.update", "org_a", func() string { return "invitation" }},
+		{"admin-a", "DELETE", "/orgs/a/notifications/invitation", nil, "template.delete", "org_a", func() string { return "invitation" }},
+		{"admin-a", "PUT", "/orgs/a/audit/webhook", map[string]any{"url": "https://siem.example.com/in"}, "webhook.set", "org_a", func() string { return "org_a" }},
+		{"admin-a", "DELETE", "/orgs/a/audit/webhook", nil, "webhook.delete", "org_a", func() string { return "org_a" }},
+		{"platform", "POST", "/tokens", map[string]any{"name": "ops", "role": "platform_admin"}, "token.create", "-", func() string { return tokenID }},
+		{"platform", "DELETE", "/tokens/{token}", nil, "token.revoke", "-", func() string { return tokenID }},
+		{"admin-b", "DELETE", "/me/sessions/" + h.sessionIDs["admin-b"], nil, "session.revoke", "org_b", func() string { return "usr_admin_b" }},
 		{"platform", "DELETE", "/orgs/c", nil, "org.delete", "", func() string { return newOrg }},
+	}
+	// Every operation that changes something is among the steps.
+	done := map[string]bool{}
+	for _, s := range steps {
+		path := strings.NewReplacer("{new}", "x", "{token}", "x").Replace(s.path)
+		_, pattern := h.api.mux.Handler(httptest.NewRequest(s.method, Prefix+path, nil))
+		for _, rt := range h.api.Routes() {
+			if rt.Method+" "+Prefix+rt.Path == pattern {
+				done[rt.Operation] = true
+			}
+		}
+	}
+	for _, rt := range h.api.Routes() {
+		if rt.Method != "GET" && !done[rt.Operation] {
+			t.Errorf("operation %s (%s %s) is not among the audited actions of this test", rt.Operation, rt.Method, rt.Path)
+		}
 	}
 	for i, s := range steps {
 		path := strings.NewReplacer("{new}", newUser, "{token}", tokenID).Replace(s.path)
 		var extra []string
-		if s.method == "PATCH" {
+		if s.method == "PATCH" || s.method == "PUT" {
 			extra = []string{"If-Match", "*"}
 		}
 		r := h.do(t, s.who, s.method, path, s.body, extra...)
@@ -359,6 +389,11 @@ func TestAuditCompleteness(t *testing.T) {
 		case "token.create":
 			tokenID = created.ID
 		}
+		if s.org == "-" {
+			steps[i].org = ""
+		}
+		obj := s.target() // its object, as known right after it
+		steps[i].target = func() string { return obj }
 		if s.org == "" {
 			steps[i].org = newOrg
 		}
