@@ -157,20 +157,7 @@ func orgsList(c *cmd, args []string) error {
 	if _, err := c.parse(args); err != nil {
 		return err
 	}
-	b, _, err := c.api.do(c.ctx, http.MethodGet, "/orgs", nil, nil, "")
-	if err != nil {
-		return err
-	}
-	if c.json() {
-		return c.printJSON(b)
-	}
-	var list struct {
-		Items []orgView `json:"items"`
-	}
-	if err := decodeAnswer(b, &list); err != nil {
-		return err
-	}
-	return printOrgs(c.stdout, list.Items)
+	return getList(c, "/orgs", printOrgs)
 }
 
 func orgsGet(c *cmd, args []string) error {
@@ -586,20 +573,7 @@ func sessionsList(c *cmd, args []string) error {
 	if err != nil {
 		return err
 	}
-	b, _, err := c.api.do(c.ctx, http.MethodGet, path+"/sessions", nil, nil, "")
-	if err != nil {
-		return err
-	}
-	if c.json() {
-		return c.printJSON(b)
-	}
-	var list struct {
-		Items []sessionView `json:"items"`
-	}
-	if err := decodeAnswer(b, &list); err != nil {
-		return err
-	}
-	return printSessions(c.stdout, list.Items)
+	return getList(c, path+"/sessions", printSessions)
 }
 
 func sessionsRevoke(c *cmd, args []string) error {
@@ -654,20 +628,7 @@ func tokensList(c *cmd, args []string) error {
 	if _, err := c.parse(args); err != nil {
 		return err
 	}
-	b, _, err := c.api.do(c.ctx, http.MethodGet, tokensPath(*org), nil, nil, "")
-	if err != nil {
-		return err
-	}
-	if c.json() {
-		return c.printJSON(b)
-	}
-	var list struct {
-		Items []tokenView `json:"items"`
-	}
-	if err := decodeAnswer(b, &list); err != nil {
-		return err
-	}
-	return printTokens(c.stdout, list.Items)
+	return getList(c, tokensPath(*org), printTokens)
 }
 
 func tokensCreate(c *cmd, args []string) error {
@@ -850,4 +811,23 @@ func (l *lastByte) Write(p []byte) (int, error) {
 		l.last = p[n-1]
 	}
 	return n, err
+}
+
+// getList GETs a list the API answers whole ({"items": [...]}) and prints
+// it: as the API's JSON, or as a table.
+func getList[T any](c *cmd, path string, print func(io.Writer, []T) error) error {
+	b, _, err := c.api.do(c.ctx, http.MethodGet, path, nil, nil, "")
+	if err != nil {
+		return err
+	}
+	if c.json() {
+		return c.printJSON(b)
+	}
+	var list struct {
+		Items []T `json:"items"`
+	}
+	if err := decodeAnswer(b, &list); err != nil {
+		return err
+	}
+	return print(c.stdout, list.Items)
 }
