@@ -1,8 +1,11 @@
 package admin
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"image"
+	"image/png"
 	"slices"
 	"strings"
 	"testing"
@@ -46,6 +49,8 @@ type isoRow struct {
 	body   func(target string) any
 	// expect overrides the derived status (0: derive).
 	expect func(who, target string, derived int) int
+	// headers are sent with the call (name, value, ...).
+	headers []string
 }
 
 func kindParam(*harness, string, string) map[string]string {
@@ -76,6 +81,25 @@ func withWebhooks(h *harness, _, _ string) map[string]string {
 }
 
 const testPolicy = "package gatehouse.authz\n\ndefault allow := false\n\nallow if input.user.email != \"\"\n"
+
+// withBranding gives every org a logo of its own.
+func withBranding(h *harness, _, _ string) map[string]string {
+	for _, id := range []string{"org_a", "org_a1", "org_b"} {
+		_, err := h.st.UpdateOrg(context.Background(), id, func(o store.Org) (store.Org, error) {
+			o.Branding = &store.Branding{Logo: "0123.png"}
+			return o, nil
+		})
+		must(h.t, err)
+	}
+	return nil
+}
+
+// tinyPNG is a real 1×1 PNG.
+func tinyPNG() []byte {
+	var b bytes.Buffer
+	_ = png.Encode(&b, image.NewRGBA(image.Rect(0, 0, 1, 1)))
+	return b.Bytes()
+}
 
 // withPolicies gives both orgs a policy of their own to remove.
 func withPolicies(h *harness, _, _ string) map[string]string {
@@ -181,6 +205,15 @@ var isolationRows = map[string]isoRow{
 	}},
 	"removeDomain": {ok: 204, params: func(h *harness, _, target string) map[string]string {
 		return map[string]string{"domain": orgOf(target) + ".example"}
+	}},
+	"getBranding":    {ok: 200},
+	"updateBranding": {ok: 200, body: func(string) any { return map[string]any{"colors": map[string]string{"primary": "#0a6b2d"}} }},
+	"deleteBranding": {ok: 204, params: withBranding},
+	"putBrandingFile": {ok: 200, params: func(*harness, string, string) map[string]string { return map[string]string{"asset": "logo"} },
+		body: func(string) any { return tinyPNG() }, headers: []string{"Content-Type", "image/png"}},
+	"deleteBrandingFile": {ok: 204, params: func(h *harness, who, target string) map[string]string {
+		withBranding(h, who, target)
+		return map[string]string{"asset": "logo"}
 	}},
 	"listTemplates": {ok: 200},
 	"setTemplate": {ok: 200, params: kindParam, body: func(string) any {
@@ -317,6 +350,7 @@ func TestIsolation(t *testing.T) {
 						if op.method == "PATCH" || op.method == "PUT" && op.id != "setAuditWebhook" {
 							extra = []string{"If-Match", "*"}
 						}
+						extra = append(extra, row.headers...)
 						bodyOrg := org
 						if op.id == "createOrg" {
 							bodyOrg = orgOf(target) // the parent

@@ -903,6 +903,10 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		{"NewWebhookView", reflect.TypeFor[NewWebhookView](), true},
 		{"WebhookSet", reflect.TypeFor[webhookSet](), false},
 		{"PolicyView", reflect.TypeFor[PolicyView](), true},
+		{"BrandingView", reflect.TypeFor[BrandingView](), true},
+		{"BrandTexts", reflect.TypeFor[BrandTexts](), true},
+		{"BrandColors", reflect.TypeFor[store.BrandColors](), false},
+		{"BrandingPatch", reflect.TypeFor[brandingPatch](), false},
 		{"ConnectionView", reflect.TypeFor[ConnectionView](), true},
 		{"Endpoints", reflect.TypeFor[Endpoints](), true},
 		// Both read and written: checked as a request (optional fields).

@@ -40,6 +40,12 @@ func (a *API) table() []Route {
 		{"POST", "/orgs/{org}/domains", "addDomain", NeedWrite, a.addDomain},
 		{"DELETE", "/orgs/{org}/domains/{domain}", "removeDomain", NeedWrite, a.removeDomain},
 
+		{"GET", "/orgs/{org}/branding", "getBranding", NeedRead, a.getBranding},
+		{"PATCH", "/orgs/{org}/branding", "updateBranding", NeedWrite, a.updateBranding},
+		{"DELETE", "/orgs/{org}/branding", "deleteBranding", NeedWrite, a.deleteBranding},
+		{"PUT", "/orgs/{org}/branding/{asset}", "putBrandingFile", NeedWrite, a.putAsset},
+		{"DELETE", "/orgs/{org}/branding/{asset}", "deleteBrandingFile", NeedWrite, a.deleteAsset},
+
 		{"GET", "/orgs/{org}/notifications", "listTemplates", NeedRead, a.listTemplates},
 		{"PUT", "/orgs/{org}/notifications/{kind}", "setTemplate", NeedWrite, a.setTemplate},
 		{"DELETE", "/orgs/{org}/notifications/{kind}", "deleteTemplate", NeedWrite, a.deleteTemplate},

@@ -1,7 +1,10 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
+	"image"
+	imgpng "image/png"
 	"io"
 	"net/http"
 	"os"
@@ -197,6 +200,32 @@ func TestAdminAPI(t *testing.T) {
 		p := ops.get(eu)
 		return holds(p.status == 200 && strings.Contains(p.body, "Acme EU"), "login.eu.localhost: %d", p.status)
 	})
+
+	// Its branding, uploaded through the API, is on its sign-in page at once.
+	var png bytes.Buffer
+	_ = imgpng.Encode(&png, image.NewRGBA(image.Rect(0, 0, 2, 2)))
+	req, _ := http.NewRequest("PUT", pub("/orgs/acme-eu/branding/logo"), bytes.NewReader(png.Bytes()))
+	req.Header.Set("Content-Type", "image/png")
+	req.Header.Set("If-Match", "*")
+	req.Header.Set("Authorization", "Bearer "+platform)
+	resp, err := ops.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var brand map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&brand)
+	resp.Body.Close()
+	logo, _ := brand["logo"].(string)
+	if resp.StatusCode != 200 || logo == "" {
+		t.Fatalf("upload logo: %d %v", resp.StatusCode, brand)
+	}
+	eventually(t, "acme-eu's logo on its sign-in page", func() error {
+		p := ops.get(eu)
+		return holds(strings.Contains(p.body, logo), "no %s on the page", logo)
+	})
+	if p := ops.get(g.url("login.eu.localhost", logo)); p.status != 200 || p.header.Get("Content-Type") != "image/png" || p.body != png.String() {
+		t.Fatalf("logo served: %d %s", p.status, p.header.Get("Content-Type"))
+	}
 
 	// A policy set through the API on an org the API manages is tested,
 	// stored, and compiled into the running policy set.

@@ -67,12 +67,24 @@ type AuditWebhook struct {
 type Branding struct {
 	Logo    string `json:"logo,omitempty"`
 	Favicon string `json:"favicon,omitempty"`
-	// CSS is the org's stylesheet: its colors and font as CSS variables,
-	// then its custom CSS.
-	CSS     string `json:"css,omitempty"`
-	Heading string `json:"heading,omitempty"`
-	Intro   string `json:"intro,omitempty"`
-	Footer  string `json:"footer,omitempty"`
+	// CSS is the org's stylesheet, composed of Colors, Font and CustomCSS
+	// (apply.ComposeBrandCSS): what the pages link.
+	CSS string `json:"css,omitempty"`
+	// The parts CSS is made of: the font asset, the org's own CSS asset,
+	// and its colors (#rrggbb).
+	Font      string      `json:"font,omitempty"`
+	CustomCSS string      `json:"custom_css,omitempty"`
+	Colors    BrandColors `json:"colors,omitzero"`
+	Heading   string      `json:"heading,omitempty"`
+	Intro     string      `json:"intro,omitempty"`
+	Footer    string      `json:"footer,omitempty"`
+}
+
+// BrandColors are an org's colors, #rrggbb ("" for the default).
+type BrandColors struct {
+	Primary    string `json:"primary,omitempty"`
+	Background string `json:"background,omitempty"`
+	Text       string `json:"text,omitempty"`
 }
 
 // MessageTemplate is one message's Go templates (idp/notify renders them).

@@ -42,7 +42,8 @@ func seedBranding(ctx context.Context, st store.Store, cb *config.Branding) (*st
 		}
 		return putBrandAsset(ctx, st, b, strings.ToLower(filepath.Ext(file)))
 	}
-	out := &store.Branding{Heading: cb.Texts.Heading, Intro: cb.Texts.Intro, Footer: cb.Texts.Footer}
+	out := &store.Branding{Heading: cb.Texts.Heading, Intro: cb.Texts.Intro, Footer: cb.Texts.Footer,
+		Colors: store.BrandColors{Primary: strings.ToLower(cb.Colors.Primary), Background: strings.ToLower(cb.Colors.Background), Text: strings.ToLower(cb.Colors.Text)}}
 	var err error
 	if out.Logo, err = put("logo", cb.Logo); err != nil {
 		return nil, err
@@ -50,13 +51,35 @@ func seedBranding(ctx context.Context, st store.Store, cb *config.Branding) (*st
 	if out.Favicon, err = put("favicon", cb.Favicon); err != nil {
 		return nil, err
 	}
-	font, err := put("font", cb.Font)
-	if err != nil {
+	if out.Font, err = put("font", cb.Font); err != nil {
 		return nil, err
 	}
+	if out.CustomCSS, err = put("css", cb.CSS); err != nil {
+		return nil, err
+	}
+	if err := ComposeBrandCSS(ctx, st, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// PutBrandAsset stores a branding file, checked by its bytes as the
+// config's are (key: logo, favicon, font or css; ext its extension), and
+// returns its content-addressed name.
+func PutBrandAsset(ctx context.Context, st store.Store, key, ext string, b []byte) (string, error) {
+	if err := brandasset.Check(key, key+ext, b); err != nil {
+		return "", err
+	}
+	return putBrandAsset(ctx, st, b, ext)
+}
+
+// ComposeBrandCSS makes the org's stylesheet from its colors, font and
+// own CSS (b.CSS; "" when there is nothing to style): the one way both
+// the config file and the admin API brand an org.
+func ComposeBrandCSS(ctx context.Context, st store.Store, b *store.Branding) error {
 	var css strings.Builder
 	vars := []string{}
-	for _, v := range []struct{ name, value string }{{"--accent", cb.Colors.Primary}, {"--bg", cb.Colors.Background}, {"--fg", cb.Colors.Text}} {
+	for _, v := range []struct{ name, value string }{{"--accent", b.Colors.Primary}, {"--bg", b.Colors.Background}, {"--fg", b.Colors.Text}} {
 		if v.value != "" {
 			vars = append(vars, v.name+": "+strings.ToLower(v.value))
 		}
@@ -64,25 +87,28 @@ func seedBranding(ctx context.Context, st store.Store, cb *config.Branding) (*st
 	if len(vars) > 0 {
 		fmt.Fprintf(&css, ":root { %s; }\n", strings.Join(vars, "; "))
 	}
-	if font != "" {
+	if b.Font != "" {
 		fmt.Fprintf(&css, "@font-face { font-family: \"gatehouse-brand\"; src: url(%s%s) format(%q); font-display: swap; }\n",
-			web.BrandPrefix, font, brandasset.FontFormat(filepath.Ext(font)))
+			web.BrandPrefix, b.Font, brandasset.FontFormat(filepath.Ext(b.Font)))
 		css.WriteString("body { font-family: \"gatehouse-brand\", system-ui, sans-serif; }\n")
 	}
-	if cb.CSS != "" {
-		custom, err := read("css", cb.CSS)
+	if b.CustomCSS != "" {
+		custom, err := st.GetBlob(ctx, brandBlobPrefix+b.CustomCSS)
 		if err != nil {
-			return nil, err
+			return fmt.Errorf("branding: the org's CSS: %w", err)
 		}
 		css.WriteString("/* the org's own CSS */\n")
-		css.Write(custom)
+		css.Write(custom.Value)
 	}
+	b.CSS = ""
 	if css.Len() > 0 {
-		if out.CSS, err = putBrandAsset(ctx, st, []byte(css.String()), ".css"); err != nil {
-			return nil, err
+		name, err := putBrandAsset(ctx, st, []byte(css.String()), ".css")
+		if err != nil {
+			return err
 		}
+		b.CSS = name
 	}
-	return out, nil
+	return nil
 }
 
 func putBrandAsset(ctx context.Context, st store.Store, b []byte, ext string) (string, error) {

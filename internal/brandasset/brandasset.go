@@ -223,8 +223,14 @@ func sniffSVG(b []byte) error {
 				if strings.HasPrefix(strings.ToLower(a.Name.Local), "on") {
 					return fmt.Errorf("it has an event handler (%s)", a.Name.Local)
 				}
-				if v := strings.ToLower(strings.Join(strings.Fields(a.Value), "")); strings.HasPrefix(v, "javascript:") {
+				v := strings.ToLower(strings.Join(strings.Fields(a.Value), ""))
+				if strings.HasPrefix(v, "javascript:") {
 					return fmt.Errorf("it has a javascript: URL (%s)", a.Name.Local)
+				}
+				// A logo is self-contained: a reference outside it (an image
+				// or font from another site) would track whoever opens it.
+				if n := strings.ToLower(a.Name.Local); (n == "href" || n == "src") && v != "" && !strings.HasPrefix(v, "#") && !strings.HasPrefix(v, "data:image/") {
+					return fmt.Errorf("it refers to an outside resource (%s=%q)", a.Name.Local, truncate(a.Value, 60))
 				}
 			}
 			depth++
@@ -243,7 +249,20 @@ func sniffSVG(b []byte) error {
 	if roots == 0 {
 		return errors.New("no <svg> element")
 	}
+	low := bytes.ToLower(bytes.Join(bytes.Fields(b), nil))
+	for _, ref := range [][]byte{[]byte("@import"), []byte("url(http"), []byte("url('http"), []byte(`url("http`), []byte("url(//"), []byte("url('//"), []byte(`url("//`)} {
+		if bytes.Contains(low, ref) {
+			return errors.New("its styles refer to an outside resource")
+		}
+	}
 	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
 }
 
 // sniffCSS: UTF-8 text without control characters or HTML. The sheet

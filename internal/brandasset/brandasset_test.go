@@ -194,3 +194,29 @@ func TestReadFile(t *testing.T) {
 		})
 	}
 }
+
+// A logo is self-contained: nothing in it loads from elsewhere.
+func TestSVGOutsideReferences(t *testing.T) {
+	const head = `<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink">`
+	for _, tc := range []struct {
+		body string
+		ok   bool
+	}{
+		{head + `<rect width="1" height="1"/></svg>`, true},
+		{head + `<use href="#a"/><path id="a" d="M0 0"/></svg>`, true},
+		{head + `<image href="data:image/png;base64,iVBORw0KGgo="/></svg>`, true},
+		{head + `<image href="https://evil.example/t.png"/></svg>`, false},
+		{head + `<image xlink:href="//evil.example/t.png"/></svg>`, false},
+		{head + `<image href=" HTTPS://evil.example/t.png"/></svg>`, false},
+		{head + `<use href="other.svg#a"/></svg>`, false},
+		{head + `<style>@import "https://evil.example/x.css";</style></svg>`, false},
+		{head + `<style>rect { fill: url( "https://evil.example/p" ) }</style></svg>`, false},
+		{head + `<rect style="fill:url(//evil.example/p)"/></svg>`, false},
+		{head + `<image href="data:text/html,hi"/></svg>`, false},
+	} {
+		err := Check("logo", "logo.svg", []byte(tc.body))
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: %v", tc.body, err)
+		}
+	}
+}
