@@ -337,6 +337,8 @@ func TestAuditCompleteness(t *testing.T) {
 		{"admin-a", "GET", "/orgs/a/audit/export", nil, "audit.export", "org_a", func() string { return "org_a" }},
 		{"admin-a", "PUT", "/orgs/a/connection", map[string]any{"type": "password"}, "connection.update", "org_a", func() string { return "org_a" }},
 		{"admin-a", "POST", "/orgs/a/connection/test", nil, "connection.test", "org_a", func() string { return "org_a" }},
+		{"admin-a", "PUT", "/orgs/a/connection", map[string]any{"type": "saml", "settings": map[string]any{"metadata_url": "https://idp.example.com/md"}, "provisioning": map[string]any{"any_email_domain": true}}, "connection.update", "org_a", func() string { return "org_a" }},
+		{"admin-a", "POST", "/orgs/a/connection/rotate-key", nil, "connection.rotate_key", "org_a", func() string { return "org_a" }},
 		{"platform", "POST", "/orgs/a/domains", map[string]any{"name": "a-corp.example", "kind": "email"}, "domain.add", "org_a", func() string { return "a-corp.example" }},
 		{"admin-a", "DELETE", "/orgs/a/domains/a-corp.example", nil, "domain.remove", "org_a", func() string { return "a-corp.example" }},
 		{"admin-a", "PUT", "/orgs/a/policy", map[string]any{"modules": []map[string]string{{"name": "authz.rego", "text": testPolicy}}}, "policy.update", "org_a", func() string { return "org_a" }},
@@ -874,6 +876,10 @@ func TestConnections(t *testing.T) {
 	h.do(t, "admin-a", "POST", "/orgs/a/connection/test", nil).json(t, &res)
 	if res.OK || !strings.Contains(res.Error, "discovery") {
 		t.Fatalf("test: %+v", res)
+	}
+	// Only a SAML connection has SP keys to rotate.
+	if r := h.do(t, "admin-a", "POST", "/orgs/a/connection/rotate-key", nil); r.status != 409 || r.problem(t).Type != "urn:gatehouse:problem:not-saml" {
+		t.Errorf("rotate an OIDC org's key: %d %s", r.status, r.body)
 	}
 	// A sub-org inherits.
 	if r := h.do(t, "admin-a", "PUT", "/orgs/a1/connection", map[string]any{"type": "inherit"}, "If-Match", "*"); r.status != 200 {

@@ -307,3 +307,27 @@ func (a *API) testConnection(c *call) error {
 	c.record(c.org.ID, "connection.test", c.org.ID, map[bool]string{true: "success", false: "failure"}[res.OK], map[string]string{"error": res.Error})
 	return c.reply(http.StatusOK, res)
 }
+
+// KeyRotation is a SAML SP key rotation just made.
+type KeyRotation struct {
+	// Offset is how many generations the org's keys are ahead of their
+	// schedule.
+	Offset int64 `json:"offset"`
+}
+
+// rotateKey moves the org's SAML SP key on now: the next key, already in
+// the SP metadata, signs; the one before still decrypts for a period; a
+// new next key is published. IdPs that read the metadata follow by
+// themselves; others need the new certificate. Declared orgs too: the SP
+// keys are Gatehouse's, not the file's.
+func (a *API) rotateKey(c *call) error {
+	if c.org.Connection.Type != "saml" {
+		return conflict("not-saml", "Org "+c.org.Slug+" does not sign in with a SAML connection of its own.")
+	}
+	off, err := saml.RotateKey(c.ctx(), a.o.Store, c.org.ID)
+	if err != nil {
+		return err
+	}
+	c.record(c.org.ID, "connection.rotate_key", c.org.ID, "success", map[string]string{"offset": fmt.Sprint(off)})
+	return c.reply(http.StatusOK, KeyRotation{Offset: off})
+}

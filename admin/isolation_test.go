@@ -194,7 +194,17 @@ var isolationRows = map[string]isoRow{
 	"getConnection":  {ok: 200},
 	"setConnection":  {ok: 200, body: func(string) any { return map[string]any{"type": "password"} }},
 	"testConnection": {ok: 200},
-	"listDomains":    {ok: 200},
+	"rotateSAMLKey": {ok: 200, params: func(h *harness, _, _ string) map[string]string {
+		for _, id := range []string{"org_a", "org_b"} {
+			_, err := h.st.UpdateOrg(context.Background(), id, func(o store.Org) (store.Org, error) {
+				o.Connection = store.Connection{Type: "saml", Config: []byte(`{"metadata_url":"https://idp.example.com/md"}`)}
+				return o, nil
+			})
+			must(h.t, err)
+		}
+		return nil
+	}},
+	"listDomains": {ok: 200},
 	"addDomain": {ok: 201, body: func(target string) any {
 		return map[string]any{"name": "login." + orgOf(target) + "-corp.example", "kind": "login"}
 	}, expect: func(who, _ string, d int) int {

@@ -914,6 +914,7 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		{"ClaimMapping", reflect.TypeFor[store.ClaimMapping](), false},
 		{"ConnectionSet", reflect.TypeFor[connectionSet](), false},
 		{"ConnectionTest", reflect.TypeFor[ConnectionTest](), true},
+		{"KeyRotation", reflect.TypeFor[KeyRotation](), true},
 		{"TemplateView", reflect.TypeFor[TemplateView](), true},
 		{"TemplateList", reflect.TypeFor[templateList](), true},
 		{"TemplateSet", reflect.TypeFor[templateSet](), false},

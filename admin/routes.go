@@ -35,6 +35,7 @@ func (a *API) table() []Route {
 		{"GET", "/orgs/{org}/connection", "getConnection", NeedRead, a.getConnection},
 		{"PUT", "/orgs/{org}/connection", "setConnection", NeedWrite, a.setConnection},
 		{"POST", "/orgs/{org}/connection/test", "testConnection", NeedWrite, a.testConnection},
+		{"POST", "/orgs/{org}/connection/rotate-key", "rotateSAMLKey", NeedWrite, a.rotateKey},
 
 		{"GET", "/orgs/{org}/domains", "listDomains", NeedRead, a.listDomains},
 		{"POST", "/orgs/{org}/domains", "addDomain", NeedWrite, a.addDomain},

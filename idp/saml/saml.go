@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -32,6 +33,7 @@ import (
 	dsig "github.com/russellhaering/goxmldsig"
 
 	"github.com/gatehouse/gatehouse/idp/connection"
+	"github.com/gatehouse/gatehouse/internal/token"
 	"github.com/gatehouse/gatehouse/store"
 )
 
@@ -224,6 +226,10 @@ type conn struct {
 	// following generation's certificate, published ahead in metadata.
 	keys int64
 	next *x509.Certificate
+	// offset is the org's generation offset (RotateKey moves it on), as
+	// read from the store at offsetAt.
+	offset   int64
+	offsetAt time.Time
 	// fetchMu: one IdP metadata fetch at a time.
 	fetchMu sync.Mutex
 }
@@ -313,9 +319,64 @@ func Open(ctx context.Context, raw json.RawMessage, deps connection.Deps) (any, 
 }
 
 // generation numbers the SP key periods: keys rotate at fixed instants
-// every deps.KeyRotation, the same on every node.
-func (c *conn) generation() int64 {
-	return c.deps.Now().UnixNano() / int64(c.deps.KeyRotation)
+// every deps.KeyRotation, the same on every node, and when an admin
+// rotates them (RotateKey: the org's offset, read every offsetRecheck).
+func (c *conn) generation(ctx context.Context) int64 {
+	now := c.deps.Now()
+	if c.offsetAt.IsZero() || now.Sub(c.offsetAt) >= offsetRecheck {
+		if off, err := keyOffset(ctx, c.deps.Store, c.deps.OrgID); err == nil {
+			c.offset = off
+		} else {
+			c.deps.Logger.Warn("saml: reading the SP key offset failed; keeping the last", "org", c.deps.OrgSlug, "err", err)
+		}
+		c.offsetAt = now
+	}
+	return now.UnixNano()/int64(c.deps.KeyRotation) + c.offset
+}
+
+// offsetRecheck bounds how long a node signs with a key an admin rotated
+// away from.
+const offsetRecheck = 10 * time.Second
+
+func keyOffsetKey(orgID string) string { return "saml-sp-key-offset/" + orgID }
+
+func keyOffset(ctx context.Context, st store.Store, orgID string) (int64, error) {
+	b, err := st.GetBlob(ctx, keyOffsetKey(orgID))
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(string(b.Value), 10, 64)
+}
+
+// RotateKey moves the org's SP key on a generation now, ahead of its
+// time: the next key, whose certificate the SP metadata has published
+// ahead, starts signing, the current one still decrypts for a period, and
+// a new next one is published. Every node follows within offsetRecheck.
+func RotateKey(ctx context.Context, st store.Store, orgID string) (int64, error) {
+	lock, owner := "saml-sp-key-rotate/"+orgID, token.RandomID()
+	for range 50 {
+		ok, err := st.AcquireLock(ctx, lock, owner, 10*time.Second)
+		if err != nil {
+			return 0, fmt.Errorf("saml: rotate key: %w", err)
+		}
+		if ok {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	defer st.ReleaseLock(context.WithoutCancel(ctx), lock, owner)
+	off, err := keyOffset(ctx, st, orgID)
+	if err != nil {
+		return 0, fmt.Errorf("saml: rotate key: %w", err)
+	}
+	off++
+	if err := st.PutBlob(ctx, keyOffsetKey(orgID), []byte(strconv.FormatInt(off, 10))); err != nil {
+		return 0, fmt.Errorf("saml: rotate key: %w", err)
+	}
+	return off, nil
 }
 
 // rotateLocked loads the keys of the current generation if they are not
@@ -323,7 +384,7 @@ func (c *conn) generation() int64 {
 // decrypts what an IdP encrypted before it saw the new metadata; the next
 // one's certificate is published ahead, and decrypts too.
 func (c *conn) rotateLocked(ctx context.Context) error {
-	gen := c.generation()
+	gen := c.generation(ctx)
 	if gen == c.keys {
 		return nil
 	}

@@ -238,6 +238,25 @@ func TestKeyRotation(t *testing.T) {
 	if !slices.ContainsFunc(c.current.DecryptionKeys, func(k *rsa.PrivateKey) bool { return k.PublicKey.Equal(old.PublicKey) }) {
 		t.Fatal("the previous key no longer decrypts")
 	}
+
+	// An admin rotates ahead of time: the published next key signs on
+	// every node within offsetRecheck, and a new next one is published.
+	if _, err := RotateKey(context.Background(), st, "org_acme"); err != nil {
+		t.Fatal(err)
+	}
+	other := open() // a node that opens now follows at once
+	if got := base64.StdEncoding.EncodeToString(other.current.Certificate.Raw); got != after[1] {
+		t.Fatalf("a fresh open after RotateKey signs with %.20s…, want the published next %.20s…", got, after[1])
+	}
+	now = now.Add(offsetRecheck)
+	c.sp(context.Background())
+	rotated := certs(c)
+	if got := base64.StdEncoding.EncodeToString(c.current.Certificate.Raw); got != after[1] || rotated[0] != after[1] || slices.Contains(rotated, after[0]) && rotated[1] == after[0] {
+		t.Fatalf("after RotateKey: current %.20s…, metadata %.20q, before %.20q", got, rotated, after)
+	}
+	if len(rotated) != 2 || rotated[1] == after[1] {
+		t.Fatalf("no new next key published: %.20q", rotated)
+	}
 }
 
 // IdP metadata by URL is fetched again every metadata_refresh; a failed
