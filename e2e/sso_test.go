@@ -16,7 +16,7 @@ import (
 func TestSelfServeSSO(t *testing.T) {
 	port := freePort(t)
 	idp := testidp.NewOIDC(t, "gatehouse-hooli", "hooli-secret", []string{"http://auth.localhost:" + port + "/.gatehouse/callback"},
-		testidp.User{ID: "h-hal", Username: "hal", Password: "hal-pw", Email: "hal@hooli.example", EmailVerified: true, First: "Hal", Last: "Hooli"})
+		testidp.User{ID: "h-hal", Username: "hal", Password: "hal-pw", Email: "hal@hooli.example", EmailVerified: true, First: "Hal", Last: "Hooli", Groups: []string{"hooli-it"}})
 	up := newUpstream(t)
 	cfg := strings.NewReplacer("{{UPSTREAM}}", up.URL, "{{BOBHASH}}", readBobHash(t)).Replace(testConfig) +
 		"admin:\n  platform_admins: [alice@acme.example]\n  allow_private_networks: true\n"
@@ -53,7 +53,7 @@ func TestSelfServeSSO(t *testing.T) {
 		t.Fatalf("test of a wrong issuer: %d %v", st, res)
 	}
 	good := map[string]any{"type": "oidc", "settings": map[string]any{"issuer": idp.Issuer, "client_id": "gatehouse-hooli", "client_secret": "hooli-secret"},
-		"provisioning": map[string]any{"default_roles": []string{"member"}}}
+		"provisioning": map[string]any{"default_roles": []string{"member"}, "group_roles": map[string][]string{"hooli-it": {"admin"}}}}
 	if st, c := api("PUT", "/orgs/hooli/connection", good, "If-Match", "*"); st != 200 {
 		t.Fatalf("set connection: %d %v", st, c)
 	}
@@ -76,8 +76,23 @@ func TestSelfServeSSO(t *testing.T) {
 		t.Fatalf("after the IdP: %d %s\n%s", p.status, p.url, p.body)
 	}
 	r := up.last("/")
-	if r == nil || r.Header.Get("X-Gatehouse-Email") != "hal@hooli.example" || r.Header.Get("X-Gatehouse-Org-Slug") != "hooli" || r.Header.Get("X-Gatehouse-Roles") != "member" {
+	if r == nil || r.Header.Get("X-Gatehouse-Email") != "hal@hooli.example" || r.Header.Get("X-Gatehouse-Org-Slug") != "hooli" || r.Header.Get("X-Gatehouse-Roles") != "admin,member" {
 		t.Fatalf("upstream saw %v", r)
+	}
+	// Admin rights mapped from the IdP's groups: Hal administers Hooli
+	// (and nothing else) with his session.
+	halAPI := func(path string) (int, map[string]any) {
+		st, _, out := hal.api("GET", g.url("auth.localhost", "/api/v1"+path), nil)
+		return st, out
+	}
+	if st, me := halAPI("/me"); st != 200 || me["role"] != "admin" || me["platform_admin"] != false {
+		t.Fatalf("hal /me: %d %v", st, me)
+	}
+	if st, _ := halAPI("/orgs/hooli/audit"); st != 200 {
+		t.Fatalf("hal reads hooli's audit: %d", st)
+	}
+	if st, _ := halAPI("/orgs/acme/users"); st != 404 {
+		t.Fatalf("hal reads acme: %d", st)
 	}
 	// Provisioned just in time; listed for the org's admins.
 	if st, list := api("GET", "/orgs/hooli/users?q=hal", nil); st != 200 || len(list["items"].([]any)) != 1 {
