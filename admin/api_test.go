@@ -452,6 +452,15 @@ func TestAuditCompleteness(t *testing.T) {
 			t.Errorf("chain %s: %v", hd.OrgID, err)
 		}
 	}
+	// The deleted org's chain stays readable by platform admins, by ID.
+	var all auditPage
+	h.do(t, "platform", "GET", "/audit?org="+newOrg, nil).json(t, &all)
+	if len(all.Items) != 3 || all.Items[0].Action != "org.delete" {
+		t.Errorf("deleted org's chain: %+v", all.Items)
+	}
+	if r := h.do(t, "admin-a", "GET", "/audit?org="+newOrg, nil); r.status != 403 {
+		t.Errorf("an org admin reads the whole trail: %d", r.status)
+	}
 	// A changed event breaks the chain.
 	if _, err := store.VerifyAudit(ctx, tampered{h.st}, heads[0]); err == nil {
 		t.Error("a changed event passes verification")

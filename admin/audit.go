@@ -10,6 +10,7 @@ import (
 	"maps"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gatehouse/gatehouse/store"
@@ -238,4 +239,38 @@ func matches(e store.AuditEvent, q store.AuditQuery) bool {
 		return false
 	}
 	return true
+}
+
+// listAllAudit is the platform's view of the audit trail: every org's
+// events by time, or one chain by org ID (a deleted org's included, whose
+// chain is kept but no longer reachable through /orgs).
+func (a *API) listAllAudit(c *call) error {
+	org := c.r.URL.Query().Get("org")
+	if org != "" && !strings.HasPrefix(org, "org_") {
+		return invalid(field("/org", "an org ID (org_…): a deleted org has no slug any more"))
+	}
+	q, err := auditQuery(c.r, org)
+	if err != nil {
+		return err
+	}
+	if org == "" && q.BeforeSeq != 0 {
+		return invalid(field("/cursor", "pages only one org's chain: set org"))
+	}
+	limit := q.Limit
+	q.Limit++
+	events, err := a.o.Store.ListAudit(c.ctx(), q)
+	if err != nil {
+		return fmt.Errorf("admin: list audit: %w", err)
+	}
+	page := auditPage{Items: events}
+	if len(events) > limit {
+		page.Items = events[:limit]
+		if org != "" {
+			page.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatUint(events[limit-1].Seq, 10)))
+		}
+	}
+	if page.Items == nil {
+		page.Items = []store.AuditEvent{}
+	}
+	return c.reply(http.StatusOK, page)
 }

@@ -250,6 +250,7 @@ var isolationRows = map[string]isoRow{
 	"setAuditWebhook":    {ok: 200, body: func(string) any { return map[string]any{"url": "http://127.0.0.1:9/hook"} }},
 	"deleteAuditWebhook": {ok: 204, params: withWebhooks},
 
+	"listAllAudit":        {ok: 200},
 	"listPlatformTokens":  {ok: 200},
 	"createPlatformToken": {ok: 201, body: func(string) any { return map[string]any{"name": "ops", "role": "platform_admin"} }},
 	"revokePlatformToken": {ok: 204, params: func(h *harness, _, _ string) map[string]string {

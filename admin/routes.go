@@ -61,6 +61,8 @@ func (a *API) table() []Route {
 		{"PUT", "/orgs/{org}/audit/webhook", "setAuditWebhook", NeedWrite, a.setWebhook},
 		{"DELETE", "/orgs/{org}/audit/webhook", "deleteAuditWebhook", NeedWrite, a.deleteWebhook},
 
+		{"GET", "/audit", "listAllAudit", NeedPlatform, a.listAllAudit},
+
 		{"GET", "/tokens", "listPlatformTokens", NeedPlatform, a.listPlatformTokens},
 		{"POST", "/tokens", "createPlatformToken", NeedPlatform, a.createPlatformToken},
 		{"DELETE", "/tokens/{token}", "revokePlatformToken", NeedPlatform, a.revokePlatformToken},
