@@ -305,6 +305,13 @@ func TestUserPagesAndSearch(t *testing.T) {
 	if found := collect("&q=P00"); len(found) != 10 {
 		t.Fatalf("search by email found %d, want 10", len(found))
 	}
+	for email, n := range map[string]int{"P007@A.example": 1, "p007@b.example": 0, "user-b@b.example": 0, "nobody@a.example": 0} {
+		var p userPage
+		h.do(t, "auditor-a", "GET", "/orgs/a/users?email="+email, nil).json(t, &p)
+		if len(p.Items) != n {
+			t.Errorf("email=%s: %d people", email, len(p.Items))
+		}
+	}
 	for _, bad := range []string{"?limit=0", "?limit=501", "?limit=x", "?cursor=%21%21", "?cursor=e30"} {
 		if r := h.do(t, "auditor-a", "GET", "/orgs/a/users"+bad, nil); r.status != 400 {
 			t.Errorf("%s: %d", bad, r.status)

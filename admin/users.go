@@ -83,6 +83,21 @@ func (a *API) listUsers(c *call) error {
 	if ferr != nil {
 		return invalid(*ferr)
 	}
+	if email := c.r.URL.Query().Get("email"); email != "" {
+		// An exact address: the one person, or none.
+		page := userPage{Items: []UserView{}}
+		u, err := a.o.Store.GetUserByEmail(c.ctx(), email)
+		if err == nil {
+			var m store.Membership
+			if m, err = a.o.Store.GetMembership(c.ctx(), u.ID, c.org.ID); err == nil {
+				page.Items = append(page.Items, userView(u, m))
+			}
+		}
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("admin: find %s: %w", email, err)
+		}
+		return c.reply(http.StatusOK, page)
+	}
 	q := store.MemberQuery{OrgID: c.org.ID, Search: c.r.URL.Query().Get("q"), Limit: limit + 1}
 	if len(q.Search) > 256 {
 		return invalid(field("/q", "at most 256 characters"))

@@ -311,7 +311,7 @@ func (c *cmd) userPath(org, user string) (string, error) {
 	if !strings.Contains(user, "@") {
 		return orgPath(org) + "/users/" + seg(user), nil
 	}
-	q := url.Values{"q": {user}, "limit": {"500"}}
+	q := url.Values{"email": {user}}
 	b, _, err := c.api.do(c.ctx, http.MethodGet, orgPath(org)+"/users", q, nil, "")
 	if err != nil {
 		return "", err
