@@ -19,6 +19,9 @@ func TestPublic(t *testing.T) {
 		{"0.0.0.0", false}, {"255.255.255.255", false}, {"224.0.0.1", false},
 		{"::1", false}, {"::", false}, {"fe80::1", false}, {"fc00::1", false}, {"fd12::1", false}, {"ff02::1", false},
 		{"::ffff:127.0.0.1", false}, {"::ffff:10.0.0.1", false}, {"::ffff:8.8.8.8", true},
+		{"64:ff9b::7f00:1", false}, {"64:ff9b::a9fe:a9fe", false}, {"64:ff9b::808:808", true}, {"64:ff9b:1::1", false},
+		{"2002:7f00:1::1", false}, {"2002:a00:1::1", false}, {"2002:808:808::1", true},
+		{"2001:0:4136:e378:8000:63bf:3fff:fdd2", false}, {"2001:db8::1", false},
 	} {
 		if got := Public(netip.MustParseAddr(tc.addr)); got != tc.public {
 			t.Errorf("Public(%s) = %v, want %v", tc.addr, got, tc.public)
