@@ -426,9 +426,25 @@ type Store interface {
 	GetOrgBySlug(ctx context.Context, slug string) (Org, error)
 	ListOrgs(ctx context.Context) ([]Org, error)
 	UpdateOrg(ctx context.Context, id string, fn func(Org) (Org, error)) (Org, error)
-	// DeleteOrg deletes the org with its memberships, its sessions and its
-	// API tokens, in one transaction; ErrHasChildren if it has sub-orgs. Its audit chain
-	// is kept.
+	// DeleteOrg deletes the org with its memberships (and their places in
+	// the member lists), its members' sessions in it and its API tokens;
+	// ErrHasChildren if it has sub-orgs, ErrNotFound if there is no such
+	// org. Its audit chain is kept.
+	//
+	// The org itself goes at once: from the moment it is gone, GetOrg,
+	// GetOrgBySlug and ListOrgs no longer show it, its slug is free, and
+	// no membership or API token can be added to it. An org can have more
+	// members than one transaction holds, so the rest may go after it, in
+	// several transactions, but before DeleteOrg returns nil. Meanwhile a
+	// backend that splits the work shows none of the leftovers (Badger:
+	// memberships and tokens of an org being deleted are not found, new
+	// sessions in it are refused) or, if it cannot hide one, documents
+	// it; a session left in the org cannot be used anyway, since its org
+	// is not found. If the process dies part way, the deletion is
+	// finished when the store is next opened, and until then an org of
+	// the same ID cannot be created (ErrAlreadyExists). An error after the
+	// org itself is gone says so; DeleteOrg called again finishes the
+	// deletion and answers ErrNotFound.
 	DeleteOrg(ctx context.Context, id string) error
 
 	CreateUser(ctx context.Context, u User) error
@@ -440,6 +456,9 @@ type Store interface {
 	// API tokens it made, in one transaction.
 	DeleteUser(ctx context.Context, id string) error
 
+	// CreateMembership stores m; its org must exist (ErrNotFound), so
+	// that a membership never outlives a concurrent delete of the org.
+	// Its user need not exist yet.
 	CreateMembership(ctx context.Context, m Membership) error
 	GetMembership(ctx context.Context, userID, orgID string) (Membership, error)
 	ListMembershipsByUser(ctx context.Context, userID string) ([]Membership, error)
@@ -452,6 +471,8 @@ type Store interface {
 	// that org, in one transaction.
 	DeleteMembership(ctx context.Context, userID, orgID string) error
 
+	// CreateSession stores s; ErrNotFound if its org is being deleted
+	// (see DeleteOrg). The org need not exist otherwise.
 	CreateSession(ctx context.Context, s Session) error
 	GetSession(ctx context.Context, id string) (Session, error)
 	UpdateSession(ctx context.Context, id string, fn func(Session) (Session, error)) (Session, error)

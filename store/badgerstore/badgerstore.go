@@ -18,6 +18,7 @@
 //	sessexp/<expiry><id>              -> sess/<id>
 //	key/<id>                          SigningKey
 //	tok/<id>                          APIToken (and its indexes: tokens.go)
+//	orgdel/<id>                       Org being deleted (orgdelete.go)
 //	audit/all/<^time><id>             AuditEvent
 //	audit/org/<oid>/<^time><id>       -> audit/all/<^time><id>
 //	audit/chain/<oid>/<seq>           -> audit/all/<^time><id>
@@ -156,6 +157,8 @@ func Open(path string, opts ...Option) (*Store, error) {
 		stopGC: make(chan struct{}),
 		gcDone: make(chan struct{}),
 	}
+	// A deletion a crash cut short is finished before anyone reads.
+	s.finishOrgDeletions()
 	if cfg.gcInterval > 0 {
 		go s.gcLoop(cfg.gcInterval)
 	} else {
@@ -353,6 +356,11 @@ func (s *Store) CreateOrg(ctx context.Context, o store.Org) error {
 		if err := mustNotExist(txn, orgSlugKey(o.Slug), "slug "+o.Slug); err != nil {
 			return err
 		}
+		// An org of this ID whose deletion has not finished yet still has
+		// memberships that a new one must not inherit.
+		if err := mustNotExist(txn, orgDelKey(o.ID), "id (an org of this id is being deleted)"); err != nil {
+			return err
+		}
 		if err := txn.Set(orgSlugKey(o.Slug), orgKey(o.ID)); err != nil {
 			return err
 		}
@@ -399,60 +407,6 @@ func (s *Store) UpdateOrg(ctx context.Context, id string, fn func(store.Org) (st
 		}
 		return moveIndex(txn, orgSlugKey(old.Slug), orgSlugKey(next.Slug), orgKey(id), "slug "+next.Slug)
 	})
-}
-
-func (s *Store) DeleteOrg(ctx context.Context, id string) error {
-	err := s.update(ctx, func(txn *badger.Txn) error {
-		o, err := getJSON[store.Org](txn, orgKey(id))
-		if err != nil {
-			return err
-		}
-		children := false
-		if err := scan(txn, []byte("org/"), true, func(item *badger.Item) error {
-			var c store.Org
-			if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &c) }); err != nil {
-				return err
-			}
-			if c.ParentID == id {
-				children = true
-				return errStopScan
-			}
-			return nil
-		}); err != nil {
-			return err
-		}
-		if children {
-			return store.ErrHasChildren
-		}
-		var members []string
-		if err := scan(txn, prefix("mem/o", id), false, func(item *badger.Item) error {
-			m, err := getIndexedItem[store.Membership](txn, item)
-			if err != nil {
-				return err
-			}
-			members = append(members, m.UserID)
-			return nil
-		}); err != nil {
-			return err
-		}
-		for _, uid := range members {
-			u, err := getUser(txn, uid)
-			if err != nil {
-				return err
-			}
-			if err := deleteMembership(txn, uid, id, u); err != nil {
-				return err
-			}
-		}
-		if err := deleteAPITokens(txn, prefix("tokorg", id)); err != nil {
-			return err
-		}
-		return deleteKeys(txn, orgKey(id), orgSlugKey(o.Slug))
-	})
-	if err != nil {
-		return fmt.Errorf("badgerstore: delete org %s: %w", id, err)
-	}
-	return nil
 }
 
 // --- Users ---
@@ -558,6 +512,12 @@ func (s *Store) CreateMembership(ctx context.Context, m store.Membership) error 
 		if m.UserID == "" || m.OrgID == "" {
 			return errors.New("user and org ids are required")
 		}
+		// The org must exist: reading its record makes this conflict with
+		// a concurrent DeleteOrg, whose first transaction deletes it, so
+		// no membership is added once that deletion has begun.
+		if err := mustExist(txn, orgKey(m.OrgID)); err != nil {
+			return fmt.Errorf("org %s: %w", m.OrgID, err)
+		}
 		pk := memKey(m.UserID, m.OrgID)
 		if err := mustNotExist(txn, pk, "membership"); err != nil {
 			return err
@@ -586,16 +546,45 @@ func (s *Store) CreateMembership(ctx context.Context, m store.Membership) error 
 }
 
 func (s *Store) GetMembership(ctx context.Context, userID, orgID string) (store.Membership, error) {
-	m, err := getOne[store.Membership](ctx, s, memKey(userID, orgID))
+	var m store.Membership
+	err := s.view(ctx, func(txn *badger.Txn) error {
+		if err := mustNotBeDeleting(txn, orgID); err != nil {
+			return err
+		}
+		var err error
+		m, err = getJSON[store.Membership](txn, memKey(userID, orgID))
+		return err
+	})
 	if err != nil {
 		return store.Membership{}, fmt.Errorf("badgerstore: get membership %s/%s: %w", userID, orgID, err)
 	}
 	return m, nil
 }
 
-// ListMembershipsByUser returns the user's memberships, ordered by org ID.
+// ListMembershipsByUser returns the user's memberships, ordered by org ID,
+// but for those in orgs being deleted.
 func (s *Store) ListMembershipsByUser(ctx context.Context, userID string) ([]store.Membership, error) {
-	ms, err := list[store.Membership](ctx, s, prefix("mem/u", userID))
+	ms := []store.Membership{}
+	err := s.view(ctx, func(txn *badger.Txn) error {
+		var all []store.Membership
+		if err := scan(txn, prefix("mem/u", userID), true, func(item *badger.Item) error {
+			m, err := decodeJSON[store.Membership](item)
+			all = append(all, m)
+			return err
+		}); err != nil {
+			return err
+		}
+		for _, m := range all {
+			gone, err := orgDeleting(txn, m.OrgID)
+			if err != nil {
+				return err
+			}
+			if !gone {
+				ms = append(ms, m)
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("badgerstore: list memberships of user %s: %w", userID, err)
 	}
@@ -604,7 +593,17 @@ func (s *Store) ListMembershipsByUser(ctx context.Context, userID string) ([]sto
 
 // ListMembershipsByOrg returns the org's memberships, ordered by user ID.
 func (s *Store) ListMembershipsByOrg(ctx context.Context, orgID string) ([]store.Membership, error) {
-	ms, err := listIndexed[store.Membership](ctx, s, prefix("mem/o", orgID))
+	ms := []store.Membership{}
+	err := s.view(ctx, func(txn *badger.Txn) error {
+		if gone, err := orgDeleting(txn, orgID); err != nil || gone {
+			return err
+		}
+		return scan(txn, prefix("mem/o", orgID), true, func(item *badger.Item) error {
+			m, err := getIndexedItem[store.Membership](txn, item)
+			ms = append(ms, m)
+			return err
+		})
+	})
 	if err != nil {
 		return nil, fmt.Errorf("badgerstore: list memberships of org %s: %w", orgID, err)
 	}
@@ -613,16 +612,19 @@ func (s *Store) ListMembershipsByOrg(ctx context.Context, orgID string) ([]store
 
 func (s *Store) UpdateMembership(ctx context.Context, userID, orgID string, fn func(store.Membership) (store.Membership, error)) (store.Membership, error) {
 	op := "update membership " + userID + "/" + orgID
-	return modify(ctx, s, op, memKey(userID, orgID), fn, func(_ *badger.Txn, old, next store.Membership) error {
+	return modify(ctx, s, op, memKey(userID, orgID), fn, func(txn *badger.Txn, old, next store.Membership) error {
 		if next.UserID != old.UserID || next.OrgID != old.OrgID {
 			return fmt.Errorf("key changed to %q/%q", next.UserID, next.OrgID)
 		}
-		return nil
+		return mustNotBeDeleting(txn, orgID)
 	})
 }
 
 func (s *Store) DeleteMembership(ctx context.Context, userID, orgID string) error {
 	err := s.update(ctx, func(txn *badger.Txn) error {
+		if err := mustNotBeDeleting(txn, orgID); err != nil {
+			return err
+		}
 		if err := mustExist(txn, memKey(userID, orgID)); err != nil {
 			return err
 		}
@@ -687,6 +689,12 @@ func (s *Store) CreateSession(ctx context.Context, se store.Session) error {
 		}
 		pk := sessKey(se.ID)
 		if err := mustNotExist(txn, pk, "id"); err != nil {
+			return err
+		}
+		// Not in an org being deleted: its deletion would miss the session.
+		// Reading the mark makes this conflict with the DeleteOrg that
+		// writes it.
+		if err := mustNotBeDeleting(txn, se.OrgID); err != nil {
 			return err
 		}
 		if err := txn.Set(sessUserKey(se.UserID, se.ID), pk); err != nil {

@@ -189,6 +189,9 @@ func (s *Store) ListMembers(ctx context.Context, q store.MemberQuery) ([]store.M
 	}
 	out := []store.Member{}
 	err := s.view(ctx, func(txn *badger.Txn) error {
+		if gone, err := orgDeleting(txn, q.OrgID); err != nil || gone {
+			return err
+		}
 		o := badger.DefaultIteratorOptions
 		o.Prefix = pfx
 		// Values are small and stored in the LSM tree: reading them in

@@ -20,6 +20,11 @@ func TestUpgradeFromFormat1(t *testing.T) {
 	dir := t.TempDir()
 	s := openTest(t, dir)
 	const n = 40
+	for _, org := range []string{"o1", "o2"} {
+		if err := s.CreateOrg(ctx, store.Org{ID: org, Slug: org}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	var want []string
 	for i := range n {
 		u := store.User{ID: fmt.Sprintf("u%02d", i), Email: fmt.Sprintf("Member%02d@Example.com", n-i), Name: fmt.Sprintf("Name %d", i)}

@@ -70,8 +70,17 @@ func (s *Store) CreateAPIToken(ctx context.Context, t store.APIToken) error {
 	return nil
 }
 
+// GetAPIToken finds no token of an org being deleted: it stops working
+// with the org.
 func (s *Store) GetAPIToken(ctx context.Context, id string) (store.APIToken, error) {
-	t, err := getOne[store.APIToken](ctx, s, tokKey(id))
+	var t store.APIToken
+	err := s.view(ctx, func(txn *badger.Txn) error {
+		var err error
+		if t, err = getJSON[store.APIToken](txn, tokKey(id)); err != nil {
+			return err
+		}
+		return mustNotBeDeleting(txn, t.OrgID)
+	})
 	if err != nil {
 		return store.APIToken{}, fmt.Errorf("badgerstore: get api token %s: %w", id, err)
 	}
@@ -81,7 +90,17 @@ func (s *Store) GetAPIToken(ctx context.Context, id string) (store.APIToken, err
 // ListAPITokens returns the org's tokens ("": the platform's), oldest
 // first, then by ID.
 func (s *Store) ListAPITokens(ctx context.Context, orgID string) ([]store.APIToken, error) {
-	ts, err := listIndexed[store.APIToken](ctx, s, prefix("tokorg", orgID))
+	ts := []store.APIToken{}
+	err := s.view(ctx, func(txn *badger.Txn) error {
+		if gone, err := orgDeleting(txn, orgID); err != nil || gone {
+			return err
+		}
+		return scan(txn, prefix("tokorg", orgID), true, func(item *badger.Item) error {
+			t, err := getIndexedItem[store.APIToken](txn, item)
+			ts = append(ts, t)
+			return err
+		})
+	})
 	if err != nil {
 		return nil, fmt.Errorf("badgerstore: list api tokens of %q: %w", orgID, err)
 	}
@@ -101,6 +120,9 @@ func (s *Store) UpdateAPIToken(ctx context.Context, id string, fn func(store.API
 		case next.CreatedBy != old.CreatedBy:
 			return fmt.Errorf("creator changed to %q", next.CreatedBy)
 		}
+		if err := mustNotBeDeleting(txn, old.OrgID); err != nil {
+			return err
+		}
 		return moveIndex(txn, tokOrgKey(old.OrgID, old.CreatedAt, id), tokOrgKey(next.OrgID, next.CreatedAt, id), tokKey(id), "")
 	})
 }
@@ -109,6 +131,9 @@ func (s *Store) DeleteAPIToken(ctx context.Context, id string) error {
 	err := s.update(ctx, func(txn *badger.Txn) error {
 		t, err := getJSON[store.APIToken](txn, tokKey(id))
 		if err != nil {
+			return err
+		}
+		if err := mustNotBeDeleting(txn, t.OrgID); err != nil {
 			return err
 		}
 		return deleteAPIToken(txn, t)

@@ -401,6 +401,9 @@ func testListMembersConcurrentWrites(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	const orgs, renames = 12, 12
 	mustOK(t, s.CreateUser(ctx, newUser("u")))
+	for o := range orgs {
+		mustOK(t, s.CreateOrg(ctx, newOrg(fmt.Sprintf("org%d", o))))
+	}
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		for i := range renames {

@@ -52,6 +52,8 @@ func RunTests(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"AuditCursor", testAuditCursor},
 		{"AuditFilters", testAuditFilters},
 		{"DeleteCascades", testDeleteCascades},
+		{"DeleteOrgMany", testDeleteOrgMany},
+		{"DeleteOrgRaces", testDeleteOrgRaces},
 		{"Once", testOnce},
 		{"OnceExpiry", testOnceExpiry},
 		{"OnceConcurrentTake", testOnceConcurrentTake},
@@ -425,6 +427,9 @@ func testMemberships(t *testing.T, s store.Store) {
 	m21.PasswordHash = ""
 	// u10 and o10 share a prefix with u1 and o1 and must not leak into them.
 	m1010 := newMembership("u10", "o10")
+	for _, o := range []string{"o1", "o2", "o10"} {
+		mustOK(t, s.CreateOrg(ctx, newOrg(o)))
+	}
 	for _, m := range []store.Membership{m11, m12, m21, m1010} {
 		mustOK(t, s.CreateMembership(ctx, m))
 	}
@@ -432,6 +437,10 @@ func testMemberships(t *testing.T, s store.Store) {
 	if err := s.CreateMembership(ctx, store.Membership{UserID: "u1"}); err == nil {
 		t.Error("CreateMembership with empty org ID succeeded")
 	}
+	// The org must exist.
+	mustIs(t, s.CreateMembership(ctx, newMembership("u1", "nothing")), store.ErrNotFound)
+	_, err := s.GetMembership(ctx, "u1", "nothing")
+	mustIs(t, err, store.ErrNotFound)
 
 	got, err := s.GetMembership(ctx, "u1", "o2")
 	mustOK(t, err)
@@ -960,6 +969,9 @@ var updaters = []updater{
 	{
 		name: "Membership",
 		create: func(s store.Store, t *testing.T, id string) error {
+			if err := s.CreateOrg(t.Context(), newOrg("o")); err != nil && !errors.Is(err, store.ErrAlreadyExists) {
+				return err
+			}
 			return s.CreateMembership(t.Context(), newMembership(id, "o"))
 		},
 		get: func(s store.Store, t *testing.T, id string) (any, error) {
@@ -979,6 +991,9 @@ var updaters = []updater{
 	{
 		name: "Membership org",
 		create: func(s store.Store, t *testing.T, id string) error {
+			if err := s.CreateOrg(t.Context(), newOrg(id)); err != nil && !errors.Is(err, store.ErrAlreadyExists) {
+				return err
+			}
 			return s.CreateMembership(t.Context(), newMembership("u", id))
 		},
 		get: func(s store.Store, t *testing.T, id string) (any, error) {
@@ -1176,6 +1191,11 @@ func testConcurrentUpdateSession(t *testing.T, s store.Store) {
 // testOpaqueIDs checks that separators in IDs cannot confuse the store.
 func testOpaqueIDs(t *testing.T, s store.Store) {
 	ctx := t.Context()
+	for _, o := range []string{"b/c", "c", "b"} {
+		o := newOrg(o)
+		o.Slug = strings.ReplaceAll(o.Slug, "/", "-")
+		mustOK(t, s.CreateOrg(ctx, o))
+	}
 	mustOK(t, s.CreateMembership(ctx, newMembership("a", "b/c")))
 	mustOK(t, s.CreateMembership(ctx, newMembership("a/b", "c")))
 	mustOK(t, s.CreateMembership(ctx, newMembership("a%2Fb", "c")))
@@ -1620,7 +1640,7 @@ func testAuditChain(t *testing.T, s store.Store) {
 }
 
 // testDeleteCascades: deleting a user, a membership or an org takes what
-// hangs off it (memberships, sessions) in the same transaction, and
+// hangs off it (memberships, sessions) before it returns, and
 // nothing else.
 func testDeleteCascades(t *testing.T, s store.Store) {
 	ctx := t.Context()
