@@ -272,6 +272,8 @@ func (a *API) createUser(c *call) error {
 	}
 	if err := a.o.Store.CreateMembership(c.ctx(), m); errors.Is(err, store.ErrAlreadyExists) {
 		return conflict("exists", in.Email+" is a member of this org already.")
+	} else if errors.Is(err, store.ErrNotFound) {
+		return notFound("org") // deleted meanwhile
 	} else if err != nil {
 		return fmt.Errorf("admin: create membership: %w", err)
 	}
