@@ -173,16 +173,7 @@ func orgsGet(c *cmd, args []string) error {
 	return c.showOrg(b)
 }
 
-func (c *cmd) showOrg(b []byte) error {
-	if c.json() {
-		return c.printJSON(b)
-	}
-	var o orgView
-	if err := decodeAnswer(b, &o); err != nil {
-		return err
-	}
-	return printOrg(c.stdout, o)
-}
+func (c *cmd) showOrg(b []byte) error { return show(c, b, printOrg) }
 
 // attrs reads --attr k=v flags.
 func attrs(list strList) (map[string]string, error) {
@@ -437,16 +428,7 @@ func usersGet(c *cmd, args []string) error {
 	return c.showUser(b)
 }
 
-func (c *cmd) showUser(b []byte) error {
-	if c.json() {
-		return c.printJSON(b)
-	}
-	var u userView
-	if err := decodeAnswer(b, &u); err != nil {
-		return err
-	}
-	return printUser(c.stdout, u)
-}
+func (c *cmd) showUser(b []byte) error { return show(c, b, printUser) }
 
 func usersCreate(c *cmd, args []string) error {
 	fs := c.flags()
@@ -830,4 +812,16 @@ func getList[T any](c *cmd, path string, print func(io.Writer, []T) error) error
 		return err
 	}
 	return print(c.stdout, list.Items)
+}
+
+// show prints one object the API answered: as its JSON, or as text.
+func show[T any](c *cmd, b []byte, print func(io.Writer, T) error) error {
+	if c.json() {
+		return c.printJSON(b)
+	}
+	var v T
+	if err := decodeAnswer(b, &v); err != nil {
+		return err
+	}
+	return print(c.stdout, v)
 }
