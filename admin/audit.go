@@ -163,6 +163,12 @@ func (a *API) listAudit(c *call) error {
 	if err != nil {
 		return err
 	}
+	return a.auditPage(c, q)
+}
+
+// auditPage answers one page of q. A cursor (the last event's sequence
+// number) is given only for one org's chain, the order it pages in.
+func (a *API) auditPage(c *call, q store.AuditQuery) error {
 	// One more than the page tells whether there is a next one.
 	limit := q.Limit
 	q.Limit++
@@ -173,7 +179,9 @@ func (a *API) listAudit(c *call) error {
 	page := auditPage{Items: events}
 	if len(events) > limit {
 		page.Items = events[:limit]
-		page.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatUint(events[limit-1].Seq, 10)))
+		if q.OrgID != "" {
+			page.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatUint(events[limit-1].Seq, 10)))
+		}
 	}
 	if page.Items == nil {
 		page.Items = []store.AuditEvent{}
@@ -256,21 +264,5 @@ func (a *API) listAllAudit(c *call) error {
 	if org == "" && q.BeforeSeq != 0 {
 		return invalid(field("/cursor", "pages only one org's chain: set org"))
 	}
-	limit := q.Limit
-	q.Limit++
-	events, err := a.o.Store.ListAudit(c.ctx(), q)
-	if err != nil {
-		return fmt.Errorf("admin: list audit: %w", err)
-	}
-	page := auditPage{Items: events}
-	if len(events) > limit {
-		page.Items = events[:limit]
-		if org != "" {
-			page.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatUint(events[limit-1].Seq, 10)))
-		}
-	}
-	if page.Items == nil {
-		page.Items = []store.AuditEvent{}
-	}
-	return c.reply(http.StatusOK, page)
+	return a.auditPage(c, q)
 }

@@ -65,18 +65,19 @@ func (a *API) listUserSessions(c *call) error {
 	return c.reply(http.StatusOK, c.sessionViews(ss))
 }
 
-// revokeSessions ends the user's sessions in orgID now.
-func (a *API) revokeSessions(c *call, uid, orgID string) error {
+// revokeSessions ends the user's sessions in orgID now, answering how
+// many there were.
+func (a *API) revokeSessions(c *call, uid, orgID string) (int, error) {
 	ss, err := a.liveSessions(c, uid, orgID)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	for _, s := range ss {
 		if err := a.o.Sessions.Revoke(c.ctx(), s.ID); err != nil {
-			return fmt.Errorf("admin: revoke session: %w", err)
+			return 0, fmt.Errorf("admin: revoke session: %w", err)
 		}
 	}
-	return nil
+	return len(ss), nil
 }
 
 func (a *API) revokeUserSessions(c *call) error {
@@ -84,14 +85,11 @@ func (a *API) revokeUserSessions(c *call) error {
 	if err != nil {
 		return err
 	}
-	ss, err := a.liveSessions(c, u.ID, c.org.ID)
+	n, err := a.revokeSessions(c, u.ID, c.org.ID)
 	if err != nil {
 		return err
 	}
-	if err := a.revokeSessions(c, u.ID, c.org.ID); err != nil {
-		return err
-	}
-	c.record(c.org.ID, "session.revoke", u.ID, "success", map[string]string{"sessions": fmt.Sprint(len(ss)), "reason": "revoked by an admin"})
+	c.record(c.org.ID, "session.revoke", u.ID, "success", map[string]string{"sessions": fmt.Sprint(n), "reason": "revoked by an admin"})
 	c.w.WriteHeader(http.StatusNoContent)
 	return nil
 }

@@ -19,12 +19,12 @@ import (
 	"net/netip"
 	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/gatehouse/gatehouse/config"
 	"github.com/gatehouse/gatehouse/internal/netguard"
 	"github.com/gatehouse/gatehouse/store"
 )
@@ -244,7 +244,7 @@ func (s *Streamer) deliver(ctx context.Context, sk Sink) {
 	if sk.OrgID == "" {
 		kind = "platform"
 	}
-	covered, err := s.covered(ctx, sk)
+	covered, err := chainsOf(ctx, s.o.Store, sk.OrgID)
 	if err != nil {
 		return
 	}
@@ -290,13 +290,14 @@ func (s *Streamer) deliver(ctx context.Context, sk Sink) {
 // streamBudget bounds one sink's share of a delivery round.
 const streamBudget = 10 * time.Second
 
-// covered says which chains a sink gets: every one for the platform's,
-// an org's own and its sub-orgs' for an org's webhook (its admins' scope).
-func (s *Streamer) covered(ctx context.Context, sk Sink) (func(orgID string) bool, error) {
-	if sk.OrgID == "" {
+// chainsOf says which chains a sink of orgID gets: every one for the
+// platform's (""), an org's own and its sub-orgs' for an org's webhook
+// (its admins' scope).
+func chainsOf(ctx context.Context, st store.Store, orgID string) (func(chain string) bool, error) {
+	if orgID == "" {
 		return func(string) bool { return true }, nil
 	}
-	orgs, err := s.o.Store.ListOrgs(ctx)
+	orgs, err := st.ListOrgs(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -306,7 +307,7 @@ func (s *Streamer) covered(ctx context.Context, sk Sink) (func(orgID string) boo
 	}
 	return func(id string) bool {
 		for n := 0; id != "" && n < maxDepth; n++ {
-			if id == sk.OrgID {
+			if id == orgID {
 				return true
 			}
 			id = parent[id]
@@ -457,15 +458,11 @@ func SignWebhook(secret, id string, ts int64, body []byte) (string, error) {
 	return "v1," + base64.StdEncoding.EncodeToString(m.Sum(nil)), nil
 }
 
-// webhookKey decodes a "whsec_" secret.
+// webhookKey decodes a "whsec_" secret (config.WebhookKey).
 func webhookKey(secret string) ([]byte, error) {
-	b64, ok := strings.CutPrefix(secret, "whsec_")
-	if !ok {
-		return nil, errors.New(`a webhook secret starts with "whsec_"`)
-	}
-	key, err := base64.StdEncoding.DecodeString(b64)
-	if err != nil || len(key) < 24 || len(key) > 64 {
-		return nil, errors.New(`a webhook secret is "whsec_" and the base64 of 24 to 64 random bytes`)
+	key, err := config.WebhookKey(secret)
+	if err != nil {
+		return nil, fmt.Errorf("a webhook secret %w", err)
 	}
 	return key, nil
 }
@@ -490,8 +487,6 @@ func webhookClient(public bool) *http.Client {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
-func publicAddr(a netip.Addr) bool { return netguard.Public(a) }
-
 // checkWebhookURL says what is wrong with a webhook URL ("" if nothing).
 func checkWebhookURL(raw string, allowPrivate bool) string {
 	u, err := url.Parse(raw)
@@ -508,7 +503,7 @@ func checkWebhookURL(raw string, allowPrivate bool) string {
 	loopback := u.Hostname() == "localhost"
 	if a, err := netip.ParseAddr(u.Hostname()); err == nil {
 		loopback = a.IsLoopback()
-		if !allowPrivate && !publicAddr(a) {
+		if !allowPrivate && !netguard.Public(a) {
 			return "must be a public address"
 		}
 	}

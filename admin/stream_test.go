@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/netguard"
 	"github.com/gatehouse/gatehouse/store"
 )
 
@@ -261,8 +262,8 @@ func TestWebhookURLs(t *testing.T) {
 		{"192.168.1.1", false}, {"169.254.169.254", false}, {"100.64.0.1", false}, {"::1", false}, {"fe80::1", false},
 		{"fc00::1", false}, {"::ffff:127.0.0.1", false}, {"0.0.0.0", false}, {"224.0.0.1", false},
 	} {
-		if got := publicAddr(netip.MustParseAddr(tc.addr)); got != tc.public {
-			t.Errorf("publicAddr(%s) = %v, want %v", tc.addr, got, tc.public)
+		if got := netguard.Public(netip.MustParseAddr(tc.addr)); got != tc.public {
+			t.Errorf("netguard.Public(%s) = %v, want %v", tc.addr, got, tc.public)
 		}
 	}
 }

@@ -418,7 +418,7 @@ func (a *API) updateUser(c *call) error {
 	if m.Disabled {
 		// Suspension ends the person's sessions in this org at once here,
 		// and on other nodes at their next check (the membership says so).
-		if err := a.revokeSessions(c, u.ID, c.org.ID); err != nil {
+		if _, err := a.revokeSessions(c, u.ID, c.org.ID); err != nil {
 			return err
 		}
 	}
@@ -515,7 +515,7 @@ func (a *API) deleteUser(c *call) error {
 	}
 	// Revoked first, so that they end on this node at once (the delete
 	// removes their records; other nodes notice at their next check).
-	if err := a.revokeSessions(c, u.ID, c.org.ID); err != nil {
+	if _, err := a.revokeSessions(c, u.ID, c.org.ID); err != nil {
 		return err
 	}
 	if err := storeErr(a.o.Store.DeleteMembership(c.ctx(), u.ID, c.org.ID), "user in this org"); err != nil {

@@ -106,8 +106,7 @@ func (a *API) setWebhook(c *call) error {
 		return fmt.Errorf("admin: audit heads: %w", err)
 	}
 	key := orgSinkKey(c.org.ID, *w)
-	s := &Streamer{o: StreamOptions{Store: a.o.Store}}
-	covered, err := s.covered(c.ctx(), Sink{OrgID: c.org.ID})
+	covered, err := chainsOf(c.ctx(), a.o.Store, c.org.ID)
 	if err != nil {
 		return fmt.Errorf("admin: org tree: %w", err)
 	}

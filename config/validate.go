@@ -148,11 +148,11 @@ func (c *Config) validate(d *decoder) {
 	if w := c.Admin.AuditWebhook; w != nil {
 		if u, msg := absoluteURL(w.URL); msg != "" {
 			d.add("admin.audit_webhook.url", "invalid URL %q: %s", w.URL, msg)
-		} else if u.Scheme != "https" && !(u.Scheme == "http" && isLoopbackHost(u.Hostname())) {
+		} else if u.Scheme != "https" && !(u.Scheme == "http" && connection.Loopback(u.Hostname())) {
 			d.add("admin.audit_webhook.url", "must be https:// (http:// only to this machine)")
 		}
-		if msg := webhookSecretProblem(w.Secret); msg != "" {
-			d.add("admin.audit_webhook.secret", "%s", msg)
+		if _, err := WebhookKey(w.Secret); err != nil {
+			d.add("admin.audit_webhook.secret", "%v", err)
 		}
 	}
 
@@ -514,10 +514,12 @@ func (c *Config) validateConnection(d *decoder, o *Org, orgPath string) {
 		d.add(p, "existing_users_only, any_email_domain, group_roles and default_roles apply to federated connections, not password")
 	}
 	roleProblem := func(path, role string) {
-		if strings.TrimSpace(role) == "" {
-			d.add(path, "must not be empty")
-		} else if strings.ContainsAny(role, ", \t") {
-			d.add(path, "%q: must not contain commas or whitespace", role)
+		switch msg := RoleProblem(role); {
+		case msg == "":
+		case strings.TrimSpace(role) == "":
+			d.add(path, "%s", msg)
+		default:
+			d.add(path, "%q: %s", role, msg)
 		}
 	}
 	for g, roles := range cn.GroupRoles {
@@ -1104,27 +1106,19 @@ func RoleProblem(s string) string {
 	return ""
 }
 
-// isLoopbackHost: "localhost" or a loopback address.
-func isLoopbackHost(h string) bool {
-	if h == "localhost" {
-		return true
-	}
-	a, err := netip.ParseAddr(h)
-	return err == nil && a.IsLoopback()
-}
-
-// webhookSecretProblem checks a Standard Webhooks secret: "whsec_" and
-// the base64 of 24 to 64 bytes.
-func webhookSecretProblem(s string) string {
-	b64, ok := strings.CutPrefix(s, "whsec_")
+// WebhookKey decodes a Standard Webhooks secret: "whsec_" and the base64
+// of 24 to 64 bytes (the file's audit webhook and the admin API's check
+// it alike; the signer uses the key).
+func WebhookKey(secret string) ([]byte, error) {
+	b64, ok := strings.CutPrefix(secret, "whsec_")
 	if !ok {
-		return `must start with "whsec_" (generate one: echo "whsec_$(head -c 32 /dev/urandom | base64)")`
+		return nil, errors.New(`must start with "whsec_" (generate one: echo "whsec_$(head -c 32 /dev/urandom | base64)")`)
 	}
 	key, err := base64.StdEncoding.DecodeString(b64)
 	if err != nil || len(key) < 24 || len(key) > 64 {
-		return `must be "whsec_" and the base64 of 24 to 64 random bytes`
+		return nil, errors.New(`must be "whsec_" and the base64 of 24 to 64 random bytes`)
 	}
-	return ""
+	return key, nil
 }
 
 // DomainProblem says what is wrong with a DNS name for an org's login or
