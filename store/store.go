@@ -281,6 +281,31 @@ type APIToken struct {
 	RevokedAt     time.Time `json:"revoked_at,omitzero"`
 }
 
+// Invitation asks a person to join an org with roles. Its link carries a
+// secret of which only the hash is kept; accepting it (once, before
+// ExpiresAt) makes the person a member. At most one is pending per org
+// and address.
+type Invitation struct {
+	ID    string   `json:"id"`
+	OrgID string   `json:"org_id"`
+	Email string   `json:"email"` // lowercased
+	Name  string   `json:"name,omitempty"`
+	Roles []string `json:"roles,omitempty"`
+	// Hash is the hex SHA-256 of the link's secret.
+	Hash string `json:"hash"`
+	// CreatedBy is the user who invited ("" for a token made by the
+	// command line): the invitation lives only as long as its maker.
+	CreatedBy string `json:"created_by,omitempty"`
+	// Platform: a platform admin invited, so the person may already be
+	// another org's (an org admin's invitation to such a person is
+	// refused when it is accepted).
+	Platform  bool      `json:"platform,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	// SentAt is when the link was last made (created or resent).
+	SentAt    time.Time `json:"sent_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
 // Admin roles: granted through a membership's roles (RoleAdmin,
 // RoleAuditor) or, for the platform, the user's PlatformAdmin flag.
 const (
@@ -453,7 +478,7 @@ type Store interface {
 	GetUserByEmail(ctx context.Context, email string) (User, error)
 	UpdateUser(ctx context.Context, id string, fn func(User) (User, error)) (User, error)
 	// DeleteUser deletes the user with its memberships, sessions and the
-	// API tokens it made, in one transaction.
+	// API tokens and invitations it made, in one transaction.
 	DeleteUser(ctx context.Context, id string) error
 
 	// CreateMembership stores m; its org must exist (ErrNotFound), so
@@ -495,6 +520,24 @@ type Store interface {
 	ListAPITokens(ctx context.Context, orgID string) ([]APIToken, error)
 	UpdateAPIToken(ctx context.Context, id string, fn func(APIToken) (APIToken, error)) (APIToken, error)
 	DeleteAPIToken(ctx context.Context, id string) error
+
+	// CreateInvitation stores inv; its org and its maker (if any) must
+	// exist. ErrAlreadyExists: the ID, the hash, or a pending invitation
+	// of the same org and email is taken.
+	CreateInvitation(ctx context.Context, inv Invitation) error
+	GetInvitation(ctx context.Context, id string) (Invitation, error)
+	// ListInvitations lists an org's invitations, oldest first.
+	ListInvitations(ctx context.Context, orgID string) ([]Invitation, error)
+	// UpdateInvitation may change everything but the ID, org, email and
+	// maker (a resend changes the hash and the expiry).
+	UpdateInvitation(ctx context.Context, id string, fn func(Invitation) (Invitation, error)) (Invitation, error)
+	DeleteInvitation(ctx context.Context, id string) error
+	// TakeInvitation deletes and returns the invitation whose hash is
+	// hash, if it expires after now: one caller, once. ErrNotFound for an
+	// unknown, used or expired one (an expired one is kept, for resending).
+	TakeInvitation(ctx context.Context, hash string, now time.Time) (Invitation, error)
+	// GetInvitationByHash reads without taking, for showing the link's page.
+	GetInvitationByHash(ctx context.Context, hash string) (Invitation, error)
 
 	AppendAudit(ctx context.Context, e AuditEvent) error
 	ListAudit(ctx context.Context, q AuditQuery) ([]AuditEvent, error)

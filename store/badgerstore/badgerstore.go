@@ -18,6 +18,7 @@
 //	sessexp/<expiry><id>              -> sess/<id>
 //	key/<id>                          SigningKey
 //	tok/<id>                          APIToken (and its indexes: tokens.go)
+//	inv/<id>                          Invitation (and its indexes: invitations.go)
 //	orgdel/<id>                       Org being deleted (orgdelete.go)
 //	audit/all/<^time><id>             AuditEvent
 //	audit/org/<oid>/<^time><id>       -> audit/all/<^time><id>
@@ -491,6 +492,9 @@ func (s *Store) DeleteUser(ctx context.Context, id string) error {
 			}
 		}
 		if err := deleteAPITokens(txn, prefix("tokuser", id)); err != nil {
+			return err
+		}
+		if err := deleteInvitations(txn, prefix("invuser", id)); err != nil {
 			return err
 		}
 		// Sessions in no org's membership (any left) go too.

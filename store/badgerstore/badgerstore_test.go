@@ -122,7 +122,7 @@ func checkConsistency(t testing.TB, s *Store) {
 			t.Errorf("record at %q belongs at %q", k, wantKey)
 		}
 	}
-	indexPrefixes := []string{"orgslug/", "useremail/", "mem/o/", "mem/oe/", "sessuser/", "sessexp/", "audit/org/", "audit/chain/", "tokorg/", "tokuser/"}
+	indexPrefixes := []string{"orgslug/", "useremail/", "mem/o/", "mem/oe/", "sessuser/", "sessexp/", "audit/org/", "audit/chain/", "tokorg/", "tokuser/", "invorg/", "invhash/", "invoe/", "invuser/"}
 	heads := map[string]uint64{} // org → the highest sequence number stored
 	for k, v := range all {
 		switch {
@@ -169,6 +169,14 @@ func checkConsistency(t testing.TB, s *Store) {
 				want[string(tokOrgKey(at.OrgID, at.CreatedAt, at.ID))] = k
 				if at.CreatedBy != "" {
 					want[string(tokUserKey(at.CreatedBy, at.ID))] = k
+				}
+			}
+		case strings.HasPrefix(k, "inv/"):
+			var inv store.Invitation
+			if decode(k, v, &inv) {
+				atKey(k, invKey(inv.ID))
+				for _, ik := range invIndexes(inv) {
+					want[string(ik)] = k
 				}
 			}
 		case strings.HasPrefix(k, "key/"):

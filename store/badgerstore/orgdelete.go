@@ -23,18 +23,18 @@ import (
 //
 //  2. Batches, each its own transaction of at most deleteBatch
 //     memberships (with their indexes, member index entries and the
-//     sessions of their users in the org) or API tokens, remove what
+//     sessions of their users in the org) API tokens or invitations, remove what
 //     hung off it; a last transaction removes the mark.
 //
 // The mark makes the leftovers invisible in between: reads of a marked
-// org's memberships and tokens find nothing, writes of them (and new
+// org's memberships, tokens and invitations find nothing, writes of them (and new
 // sessions in the org) fail with store.ErrNotFound, and CreateOrg
 // refuses its ID. If the process dies between batches, Open finishes
 // every marked deletion before it serves; DeleteOrg called again for the
 // org finishes it too (and answers ErrNotFound: the org is gone).
 //
 // Nothing can be added to a marked org while the batches run:
-// CreateMembership and CreateAPIToken read the org's record, CreateSession
+// CreateMembership, CreateAPIToken and CreateInvitation read the org's record, CreateSession
 // the mark, so one racing with step 1 conflicts with it and retries, then
 // finds the org gone. Every batch reads what it deletes, so it conflicts
 // with a concurrent write of the same records (DeleteUser, UpdateUser)
@@ -134,7 +134,7 @@ func (s *Store) DeleteOrg(ctx context.Context, id string) error {
 	}
 	if st.batches > 1 {
 		s.log.Info("badgerstore: deleted an org", "org", id, "slug", o.Slug,
-			"memberships", st.memberships, "sessions", st.sessions, "api_tokens", st.tokens,
+			"memberships", st.memberships, "sessions", st.sessions, "api_tokens", st.tokens, "invitations", st.invitations,
 			"transactions", st.batches+1, "took", time.Since(start).Round(time.Millisecond))
 	}
 	return nil
@@ -170,13 +170,13 @@ func (s *Store) finishOrgDeletions() {
 			continue
 		}
 		s.log.Info("badgerstore: finished the deletion of an org", "org", o.ID, "slug", o.Slug,
-			"memberships", st.memberships, "sessions", st.sessions, "api_tokens", st.tokens,
+			"memberships", st.memberships, "sessions", st.sessions, "api_tokens", st.tokens, "invitations", st.invitations,
 			"took", time.Since(start).Round(time.Millisecond))
 	}
 }
 
 type purgeStats struct {
-	memberships, sessions, tokens, stale, batches int
+	memberships, sessions, tokens, invitations, stale, batches int
 }
 
 // purgeOrg removes everything of the org marked for deletion, in
@@ -242,32 +242,12 @@ func (s *Store) purgeOrg(ctx context.Context, id string) (purgeStats, error) {
 	if err != nil {
 		return st, fmt.Errorf("member index: %w", err)
 	}
-	// The API tokens.
-	err = s.purgeBatches(ctx, id, prefix("tokorg", id), &st, func(txn *badger.Txn, keys, pks [][]byte) error {
-		var dead []store.APIToken
-		var stale [][]byte
-		for i, pk := range pks {
-			t, err := getJSON[store.APIToken](txn, pk)
-			if errors.Is(err, store.ErrNotFound) {
-				stale = append(stale, keys[i])
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			dead = append(dead, t)
-		}
-		for _, t := range dead {
-			if err := deleteAPIToken(txn, t); err != nil {
-				return err
-			}
-			st.tokens++
-		}
-		st.stale += len(stale)
-		return deleteKeys(txn, stale...)
-	})
-	if err != nil {
+	// The API tokens and the invitations.
+	if err := purgeIndexed(ctx, s, id, prefix("tokorg", id), &st, &st.tokens, deleteAPIToken); err != nil {
 		return st, fmt.Errorf("api tokens: %w", err)
+	}
+	if err := purgeIndexed(ctx, s, id, prefix("invorg", id), &st, &st.invitations, deleteInvitation); err != nil {
+		return st, fmt.Errorf("invitations: %w", err)
 	}
 	// Nothing can have been added meanwhile (see the top of this file).
 	if err := s.update(ctx, func(txn *badger.Txn) error {
@@ -354,4 +334,32 @@ func deleteSessionRecords(txn *badger.Txn, ss []store.Session) error {
 		}
 	}
 	return nil
+}
+
+// purgeIndexed deletes, in batches, the records an org index prefix
+// points at (counting them in n) and drops entries left dangling.
+func purgeIndexed[T any](ctx context.Context, s *Store, id string, pfx []byte, st *purgeStats, n *int, del func(*badger.Txn, T) error) error {
+	return s.purgeBatches(ctx, id, pfx, st, func(txn *badger.Txn, keys, pks [][]byte) error {
+		var dead []T
+		var stale [][]byte
+		for i, pk := range pks {
+			v, err := getJSON[T](txn, pk)
+			if errors.Is(err, store.ErrNotFound) {
+				stale = append(stale, keys[i])
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			dead = append(dead, v)
+		}
+		for _, v := range dead {
+			if err := del(txn, v); err != nil {
+				return err
+			}
+			*n++
+		}
+		st.stale += len(stale)
+		return deleteKeys(txn, stale...)
+	})
 }
