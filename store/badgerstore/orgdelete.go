@@ -23,7 +23,7 @@ import (
 //
 //  2. Batches, each its own transaction of at most deleteBatch
 //     memberships (with their indexes, member index entries and the
-//     sessions of their users in the org) API tokens or invitations, remove what
+//     sessions of their users in the org), API tokens or invitations, remove what
 //     hung off it; a last transaction removes the mark.
 //
 // The mark makes the leftovers invisible in between: reads of a marked
