@@ -84,7 +84,7 @@ func (a *API) updateBranding(c *call) error {
 	}
 	if in.Texts != nil {
 		for _, p := range []struct{ k, v string }{{"heading", in.Texts.Heading}, {"intro", in.Texts.Intro}, {"footer", in.Texts.Footer}} {
-			if msg := textProblem(p.v, 500); msg != "" {
+			if msg := config.TextProblem(p.v, 500); msg != "" {
 				errs.add("/texts/"+p.k, "%s", msg)
 			}
 		}

@@ -105,7 +105,7 @@ func (a *API) createOrg(c *call) error {
 	}
 	if strings.TrimSpace(in.Name) == "" {
 		errs.add("/name", "required")
-	} else if msg := textProblem(in.Name, 200); msg != "" {
+	} else if msg := config.TextProblem(in.Name, 200); msg != "" {
 		errs.add("/name", "%s", msg)
 	}
 	attrProblems(&errs, in.Attributes, false)
@@ -178,8 +178,8 @@ func (a *API) updateOrg(c *call) error {
 	var errs fields
 	if in.Name != nil && strings.TrimSpace(*in.Name) == "" {
 		errs.add("/name", "required")
-	} else if in.Name != nil && textProblem(*in.Name, 200) != "" {
-		errs.add("/name", "%s", textProblem(*in.Name, 200))
+	} else if in.Name != nil && config.TextProblem(*in.Name, 200) != "" {
+		errs.add("/name", "%s", config.TextProblem(*in.Name, 200))
 	}
 	attrProblems(&errs, in.Attributes, true)
 	if err := errs.err(); err != nil {

@@ -10,8 +10,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/gatehouse/gatehouse/config"
 	"github.com/gatehouse/gatehouse/idp/password"
@@ -156,36 +154,6 @@ type userCreate struct {
 	Password string   `json:"password"`
 }
 
-// Password bounds for passwords an admin sets.
-const (
-	minPassword = 12
-	maxPassword = 256
-)
-
-func passwordProblem(pw string) string {
-	switch n := len([]rune(pw)); {
-	case n < minPassword:
-		return fmt.Sprintf("must be at least %d characters", minPassword)
-	case len(pw) > maxPassword:
-		return fmt.Sprintf("must be at most %d bytes", maxPassword)
-	}
-	return ""
-}
-
-// textProblem checks a display text: valid UTF-8, no control characters
-// (they rewrite terminals and logs), at most max bytes.
-func textProblem(s string, max int) string {
-	switch {
-	case len(s) > max:
-		return fmt.Sprintf("at most %d bytes", max)
-	case !utf8.ValidString(s):
-		return "must be valid UTF-8"
-	case strings.ContainsFunc(s, func(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) }):
-		return "must not contain control characters"
-	}
-	return ""
-}
-
 func rolesProblems(errs *fields, at string, roles []string) {
 	if len(roles) > 64 {
 		errs.add(at, "at most 64 roles")
@@ -220,12 +188,12 @@ func (a *API) createUser(c *call) error {
 	} else if _, dom, _ := strings.Cut(in.Email, "@"); len(doms) > 0 && !slices.Contains(doms, dom) && !c.p.Platform {
 		errs.add("/email", "is not in the org's email domains (%s)", strings.Join(doms, ", "))
 	}
-	if msg := textProblem(in.Name, 200); msg != "" {
+	if msg := config.TextProblem(in.Name, 200); msg != "" {
 		errs.add("/name", "%s", msg)
 	}
 	rolesProblems(&errs, "/roles", in.Roles)
 	if in.Password != "" {
-		if msg := passwordProblem(in.Password); msg != "" {
+		if msg := password.Problem(in.Password); msg != "" {
 			errs.add("/password", "%s", msg)
 		}
 	}
@@ -320,7 +288,7 @@ func (a *API) updateUser(c *call) error {
 	}
 	var errs fields
 	if in.Name != nil {
-		if msg := textProblem(*in.Name, 200); msg != "" {
+		if msg := config.TextProblem(*in.Name, 200); msg != "" {
 			errs.add("/name", "%s", msg)
 		}
 	}
@@ -328,7 +296,7 @@ func (a *API) updateUser(c *call) error {
 		rolesProblems(&errs, "/roles", *in.Roles)
 	}
 	if in.Password.set && !in.Password.removes() {
-		if msg := passwordProblem(in.Password.v); msg != "" {
+		if msg := password.Problem(in.Password.v); msg != "" {
 			errs.add("/password", "%s", msg)
 		}
 	}

@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/gatehouse/gatehouse/idp/connection"
 	"github.com/gatehouse/gatehouse/idp/notify"
@@ -1091,6 +1093,21 @@ func SlugProblem(s string) string {
 
 // EmailProblem says what is wrong with an email address ("" if nothing).
 func EmailProblem(s string) string { return emailProblem(s) }
+
+// TextProblem says what is wrong with a display text ("" if nothing):
+// valid UTF-8, no control characters (they rewrite terminals and logs),
+// at most max bytes.
+func TextProblem(s string, max int) string {
+	switch {
+	case len(s) > max:
+		return fmt.Sprintf("at most %d bytes", max)
+	case !utf8.ValidString(s):
+		return "must be valid UTF-8"
+	case strings.ContainsFunc(s, func(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) }):
+		return "must not contain control characters"
+	}
+	return ""
+}
 
 // RoleProblem says what is wrong with a role name ("" if nothing): it
 // travels in the comma-separated X-Gatehouse-Roles header.

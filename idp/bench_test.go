@@ -70,7 +70,7 @@ func BenchmarkFederatedSignIn(b *testing.B) {
 	signIn := func(b *testing.B) {
 		// The browser's visit to the sign-in page starts the flow...
 		rec := httptest.NewRecorder()
-		h.beginRedirect(rec, httptest.NewRequest("GET", "http://auth.example/.gatehouse/login", nil), o, o, instant{id}, "http://app.example/x", "")
+		h.beginRedirect(rec, httptest.NewRequest("GET", "http://auth.example/.gatehouse/login", nil), o, o, instant{id}, "http://app.example/x", "", "")
 		loc, _ := url.Parse(rec.Header().Get("Location"))
 		c := rec.Result().Cookies()[0]
 		// ...and, back from the IdP, the callback finishes it.
@@ -112,7 +112,7 @@ func TestFlowStartsThrottled(t *testing.T) {
 	codes := []int{}
 	for range 3 {
 		rec := httptest.NewRecorder()
-		h.beginRedirect(rec, httptest.NewRequest("GET", "http://auth.example/.gatehouse/login", nil), o, o, instant{}, "", "")
+		h.beginRedirect(rec, httptest.NewRequest("GET", "http://auth.example/.gatehouse/login", nil), o, o, instant{}, "", "", "")
 		codes = append(codes, rec.Code)
 	}
 	if codes[0] != http.StatusSeeOther || codes[1] != http.StatusSeeOther || codes[2] != http.StatusTooManyRequests {

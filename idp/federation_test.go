@@ -97,7 +97,7 @@ func TestProvision(t *testing.T) {
 			if tt.prior != nil {
 				tt.prior(t, st)
 			}
-			u, err := h.provision(context.Background(), &org, &org, tt.id)
+			u, err := h.provision(context.Background(), &org, &org, tt.id, nil)
 			if !tt.ok {
 				if err == nil || connection.KindOf(err) != tt.kind {
 					t.Fatalf("provision = %+v, %v (kind %d), want kind %d", u, err, connection.KindOf(err), tt.kind)
@@ -141,7 +141,7 @@ func TestProvisionConcurrentFirstSignIns(t *testing.T) {
 	errs := make([]error, 8)
 	for i := range ids {
 		wg.Go(func() {
-			u, err := h.provision(context.Background(), &org, &org, ident("ann@acme.example", "s1"))
+			u, err := h.provision(context.Background(), &org, &org, ident("ann@acme.example", "s1"), nil)
 			ids[i], errs[i] = u.ID, err
 		})
 	}

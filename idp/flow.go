@@ -37,13 +37,15 @@ type flowRecord struct {
 	ConnKey string `json:"conn_key"`
 	Type    string `json:"type"`
 	// Post: the answer arrives as a POST to the ACS (connection.PostBinding).
-	Post     bool            `json:"post,omitempty"`
-	Host     string          `json:"host"`
-	Callback string          `json:"callback"`
-	Hint     string          `json:"hint,omitempty"`
-	RD       string          `json:"rd,omitempty"`
-	State    string          `json:"state,omitempty"` // the hand-off state
-	Conn     json.RawMessage `json:"conn"`
+	Post     bool   `json:"post,omitempty"`
+	Host     string `json:"host"`
+	Callback string `json:"callback"`
+	Hint     string `json:"hint,omitempty"`
+	RD       string `json:"rd,omitempty"`
+	State    string `json:"state,omitempty"` // the hand-off state
+	// Invite is the hash of the invitation this sign-in accepts.
+	Invite string          `json:"invite,omitempty"`
+	Conn   json.RawMessage `json:"conn"`
 }
 
 // flowCookieName is per flow, so that sign-ins in two tabs do not undo
@@ -60,7 +62,7 @@ func flowCookieName(r *http.Request, state string) string {
 func validFlowState(s string) bool { return token.ValidToken(s, 16, 64) }
 
 // beginRedirect starts a sign-in at the org's IdP.
-func (h *Handler) beginRedirect(w http.ResponseWriter, r *http.Request, org, owner *store.Org, c connection.Redirect, rd, hint string) {
+func (h *Handler) beginRedirect(w http.ResponseWriter, r *http.Request, org, owner *store.Org, c connection.Redirect, rd, hint, invite string) {
 	now := h.o.Now()
 	if ok, until := h.flowStarts.take(throttleAddr(h.o.ClientIP.Addr(r)), now); !ok {
 		ref := h.logRef("idp: sign-in flows throttled for address "+h.o.ClientIP.Addr(r), nil)
@@ -82,7 +84,7 @@ func (h *Handler) beginRedirect(w http.ResponseWriter, r *http.Request, org, own
 	}
 	_, post := c.(connection.PostBinding)
 	rec := flowRecord{OrgID: org.ID, ConnKey: connKey(owner), Type: owner.Connection.Type, Post: post,
-		Host: request.Host(r), Callback: req.CallbackURL, Hint: hint, RD: rd, State: stateParam(r), Conn: data}
+		Host: request.Host(r), Callback: req.CallbackURL, Hint: hint, RD: rd, State: stateParam(r), Invite: invite, Conn: data}
 	b, err := json.Marshal(rec)
 	if err == nil {
 		err = h.o.Store.PutOnce(r.Context(), flowKind, flowKey(state, secret), b, h.o.Now().Add(flowTTL))
@@ -169,7 +171,7 @@ func (h *Handler) samlACS(w http.ResponseWriter, r *http.Request) {
 		h.signInError(w, r, org, "acs", connection.Errorf(connection.KindInternal, "idp: idp_initiated_url of org %s is not a page Gatehouse serves", org.Slug))
 		return
 	}
-	user, err := h.provision(r.Context(), org, owner, id)
+	user, err := h.provision(r.Context(), org, owner, id, nil)
 	if err != nil {
 		h.signInError(w, r, org, "provision", err)
 		return
@@ -263,11 +265,27 @@ func (h *Handler) finishFlow(w http.ResponseWriter, r *http.Request, state strin
 		h.signInError(w, r, org, "callback", err)
 		return true
 	}
-	user, err := h.provision(ctx, org, owner, id)
+	var inv *store.Invitation
+	if rec.Invite != "" {
+		taken, ok := h.takeFlowInvite(w, r, org, owner, rec.Invite, identityEmail(owner, id))
+		if !ok {
+			return true
+		}
+		inv = &taken
+	}
+	user, err := h.provision(ctx, org, owner, id, inv)
+	if err != nil && inv != nil {
+		h.restoreInvite(ctx, *inv)
+		h.acceptFailed(w, r, org, *inv, err)
+		return true
+	}
 	if err != nil {
 		h.audit(ctx, org.ID, strings.ToLower(id.Email), "login", "failure", map[string]string{"connection": owner.Connection.Type, "reason": err.Error(), "client": h.o.ClientIP.Addr(r)})
 		h.signInError(w, r, org, "provision", err)
 		return true
+	}
+	if inv != nil {
+		h.audit(ctx, org.ID, user.ID, "invitation.accept", "success", map[string]string{"invitation": inv.ID, "email": inv.Email, "roles": strings.Join(inv.Roles, ",")})
 	}
 	h.startSession(w, r, org, user, owner, id, rec.RD, rec.State)
 	return true

@@ -101,6 +101,8 @@ func New(o Options) *Handler {
 	mux.HandleFunc("POST "+unsolicitedPath, h.unsolicitedContinue)
 	mux.HandleFunc("POST "+samlACSPath, h.samlACS)
 	mux.HandleFunc("POST "+samlACSPath+"/{org}", h.samlACS)
+	mux.HandleFunc("GET "+InvitePath, h.inviteShow)
+	mux.Handle("POST "+InvitePath, cop.Handler(http.HandlerFunc(h.inviteSubmit)))
 	mux.HandleFunc("GET "+LogoutPath, h.logoutPage)
 	mux.Handle("POST "+LogoutPath, cop.Handler(http.HandlerFunc(h.logoutSubmit)))
 	h.mux = mux

@@ -165,7 +165,7 @@ func (h *Handler) startFederated(w http.ResponseWriter, r *http.Request, org *st
 		http.Redirect(w, r, h.loginURL(owner.LoginDomain, "rd", rd, "login_hint", hint, "state", stateParam(r), "org", slug), http.StatusSeeOther)
 		return true
 	}
-	h.beginRedirect(w, r, org, owner, c, rd, hint)
+	h.beginRedirect(w, r, org, owner, c, rd, hint, "")
 	return true
 }
 

@@ -3,6 +3,7 @@ package idp
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 
@@ -22,9 +23,15 @@ const provisionRetries = 3
 // provision maps a federated identity onto a user and a membership of
 // org, creating them just in time unless the org forbids it, and updating
 // mapped fields on every sign-in.
-func (h *Handler) provision(ctx context.Context, org, owner *store.Org, id connection.Identity) (store.User, error) {
+//
+// With an invitation (taken for this identity's email), the person joins
+// even an org that creates no one by itself, with the invited roles too.
+func (h *Handler) provision(ctx context.Context, org, owner *store.Org, id connection.Identity, inv *store.Invitation) (store.User, error) {
 	p := owner.Connection.Provisioning
-	email := strings.ToLower(strings.TrimSpace(first(id.Claims, p.Claims.Email, id.Email)))
+	email := identityEmail(owner, id)
+	if inv != nil {
+		p.ExistingUsersOnly = false
+	}
 	name := first(id.Claims, p.Claims.Name, id.Name)
 	groups := id.Groups
 	if p.Claims.Groups != "" {
@@ -53,6 +60,9 @@ func (h *Handler) provision(ctx context.Context, org, owner *store.Org, id conne
 		return store.User{}, connection.Errorf(connection.KindWrongDomain, "provision: %s belongs to org %s, not to org %s's sign-in", email, d.Slug, org.Slug)
 	}
 	roles, ok := mapRoles(p, groups)
+	if inv != nil {
+		roles, ok = mergeRoles(roles, inv.Roles), true
+	}
 	if !ok {
 		return store.User{}, connection.Errorf(connection.KindDenied, "provision: groups %v map to no role and the org has no default roles", groups)
 	}
@@ -71,7 +81,7 @@ func (h *Handler) provision(ctx context.Context, org, owner *store.Org, id conne
 			if p.ExistingUsersOnly {
 				return store.User{}, connection.Errorf(connection.KindUnknownUser, "provision: no user %s and org %s creates none (existing_users_only)", email, org.Slug)
 			}
-			u = store.User{ID: "usr_" + strings.ToLower(token.RandomID()[:26]), Email: email, Name: name, CreatedAt: now, UpdatedAt: now}
+			u = store.User{ID: newUserID(), Email: email, Name: name, CreatedAt: now, UpdatedAt: now}
 			if err := h.o.Store.CreateUser(ctx, u); errors.Is(err, store.ErrAlreadyExists) {
 				continue // another first sign-in won; read theirs
 			} else if err != nil {
@@ -82,7 +92,11 @@ func (h *Handler) provision(ctx context.Context, org, owner *store.Org, id conne
 			return store.User{}, connection.Errorf(connection.KindInternal, "provision: read user: %w", err)
 		case u.Disabled:
 			return store.User{}, connection.Errorf(connection.KindDenied, "provision: user %s is disabled", u.ID)
-		case p.AnyEmailDomain && !p.ExistingUsersOnly:
+		case inv != nil && inv.Scope != "":
+			if err := h.withinScope(ctx, u, inv.Scope); err != nil {
+				return store.User{}, err
+			}
+		case inv == nil && p.AnyEmailDomain && !p.ExistingUsersOnly:
 			// An address of no org's domains may already be a person of
 			// another customer's IdP: joining them to this org needs an
 			// admin (existing_users_only), not this IdP's word.
@@ -102,7 +116,7 @@ func (h *Handler) provision(ctx context.Context, org, owner *store.Org, id conne
 				return store.User{}, connection.Errorf(connection.KindInternal, "provision: update user: %w", err)
 			}
 		}
-		err = h.member(ctx, org, u, subject, roles, groups, attrs, p, now)
+		err = h.member(ctx, org, u, subject, roles, groups, attrs, p, inv != nil, now)
 		if errors.Is(err, store.ErrAlreadyExists) {
 			continue
 		}
@@ -112,7 +126,9 @@ func (h *Handler) provision(ctx context.Context, org, owner *store.Org, id conne
 }
 
 // member creates or updates the membership (ErrAlreadyExists: retry).
-func (h *Handler) member(ctx context.Context, org *store.Org, u store.User, subject string, roles, groups []string, attrs map[string]string, p store.Provisioning, now time.Time) error {
+// invited adds roles to those a member has, whatever the IdP's groups
+// say this time.
+func (h *Handler) member(ctx context.Context, org *store.Org, u store.User, subject string, roles, groups []string, attrs map[string]string, p store.Provisioning, invited bool, now time.Time) error {
 	_, err := h.o.Store.GetMembership(ctx, u.ID, org.ID)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -142,7 +158,10 @@ func (h *Handler) member(ctx context.Context, org *store.Org, u store.User, subj
 			return m, linked
 		}
 		m.Subject = subject
-		if len(p.GroupRoles) > 0 {
+		switch {
+		case invited:
+			m.Roles = mergeRoles(m.Roles, roles)
+		case len(p.GroupRoles) > 0:
 			m.Roles = roles // the IdP's groups are the source of truth
 		}
 		m.Groups, m.Attributes, m.UpdatedAt = groups, attrs, now
@@ -170,6 +189,25 @@ func (h *Handler) foreignMembership(ctx context.Context, u store.User, owner *st
 		}
 	}
 	return "", nil
+}
+
+// identityEmail is the lowercased address an IdP's identity carries
+// (through the org's claim mapping).
+func identityEmail(owner *store.Org, id connection.Identity) string {
+	return strings.ToLower(strings.TrimSpace(first(id.Claims, owner.Connection.Provisioning.Claims.Email, id.Email)))
+}
+
+func newUserID() string { return "usr_" + strings.ToLower(token.RandomID()[:26]) }
+
+// mergeRoles is a, then the roles of b not in it.
+func mergeRoles(a, b []string) []string {
+	out := slices.Clone(a)
+	for _, r := range b {
+		if !containsFold(out, r) {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // mapRoles: the roles of the person's groups plus the default roles;

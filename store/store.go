@@ -296,10 +296,10 @@ type Invitation struct {
 	// CreatedBy is the user who invited ("" for a token made by the
 	// command line): the invitation lives only as long as its maker.
 	CreatedBy string `json:"created_by,omitempty"`
-	// Platform: a platform admin invited, so the person may already be
-	// another org's (an org admin's invitation to such a person is
-	// refused when it is accepted).
-	Platform  bool      `json:"platform,omitempty"`
+	// Scope is the org whose admin invited ("" for a platform admin): a
+	// person who is already a member of an org outside it (another
+	// customer's) joins only through a platform admin's invitation.
+	Scope     string    `json:"scope,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 	// SentAt is when the link was last made (created or resent).
 	SentAt    time.Time `json:"sent_at"`

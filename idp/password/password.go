@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/alexedwards/argon2id"
 )
@@ -24,6 +25,24 @@ var (
 	dummyOnce sync.Once
 	dummyHash string
 )
+
+// Bounds for a password a person or an admin chooses: length over
+// composition rules (NIST SP 800-63B).
+const (
+	MinChosen = 12
+	MaxChosen = 256
+)
+
+// Problem says what is wrong with a chosen password ("" if nothing).
+func Problem(pw string) string {
+	switch n := utf8.RuneCountInString(pw); {
+	case n < MinChosen:
+		return fmt.Sprintf("must be at least %d characters", MinChosen)
+	case len(pw) > MaxChosen:
+		return fmt.Sprintf("must be at most %d bytes", MaxChosen)
+	}
+	return ""
+}
 
 // Hash returns an argon2id PHC string for pw.
 func Hash(pw string) (string, error) {

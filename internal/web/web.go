@@ -85,6 +85,8 @@ type Page struct {
 	// Link is a second way on from an error page (e.g. another org).
 	Link, LinkText string
 	Brand          *Brand
+	// Name and Invite: the invitation page's name field and link secret.
+	Name, Invite string
 }
 
 // OrgChoice is one organization on the chooser.
