@@ -61,6 +61,8 @@ type Options struct {
 	// TestConnection opens an org's connection afresh, reporting what
 	// fails (nil: connection tests are not offered).
 	TestConnection func(ctx context.Context, org store.Org) error
+	// InviteURL is the link of an invitation to org with secret.
+	InviteURL func(org *store.Org, secret string) (string, error)
 	// WebhooksAllowPrivate lets orgs register audit webhooks on loopback
 	// and private addresses.
 	WebhooksAllowPrivate bool

@@ -330,7 +330,7 @@ func TestAuditCompleteness(t *testing.T) {
 		action, org       string
 		target            func() string
 	}
-	var newUser, newOrg, tokenID string
+	var newUser, newOrg, tokenID, invID string
 	steps := []act{
 		{"platform", "POST", "/orgs", map[string]any{"slug": "c", "name": "C"}, "org.create", "", func() string { return newOrg }},
 		{"platform", "PATCH", "/orgs/c", map[string]any{"name": "C2"}, "org.update", "", func() string { return newOrg }},
@@ -341,6 +341,9 @@ func TestAuditCompleteness(t *testing.T) {
 		{"admin-a", "POST", "/orgs/a/tokens", map[string]any{"name": "t", "role": "auditor"}, "token.create", "org_a", func() string { return tokenID }},
 		{"admin-a", "DELETE", "/orgs/a/tokens/{token}", nil, "token.revoke", "org_a", func() string { return tokenID }},
 		{"admin-a", "DELETE", "/orgs/a/users/{new}", nil, "user.delete", "org_a", func() string { return newUser }},
+		{"admin-a", "POST", "/orgs/a/invitations", map[string]any{"email": "invited@a.example", "roles": []string{"viewer"}}, "invitation.create", "org_a", func() string { return invID }},
+		{"admin-a", "POST", "/orgs/a/invitations/{inv}/resend", nil, "invitation.resend", "org_a", func() string { return invID }},
+		{"admin-a", "DELETE", "/orgs/a/invitations/{inv}", nil, "invitation.revoke", "org_a", func() string { return invID }},
 		{"admin-a", "GET", "/orgs/a/audit/export", nil, "audit.export", "org_a", func() string { return "org_a" }},
 		{"admin-a", "PUT", "/orgs/a/connection", map[string]any{"type": "password"}, "connection.update", "org_a", func() string { return "org_a" }},
 		{"admin-a", "POST", "/orgs/a/connection/test", nil, "connection.test", "org_a", func() string { return "org_a" }},
@@ -366,7 +369,7 @@ func TestAuditCompleteness(t *testing.T) {
 	// Every operation that changes something is among the steps.
 	done := map[string]bool{}
 	for _, s := range steps {
-		path := strings.NewReplacer("{new}", "x", "{token}", "x").Replace(s.path)
+		path := strings.NewReplacer("{new}", "x", "{token}", "x", "{inv}", "x").Replace(s.path)
 		_, pattern := h.api.mux.Handler(httptest.NewRequest(s.method, Prefix+path, nil))
 		for _, rt := range h.api.Routes() {
 			if rt.Method+" "+Prefix+rt.Path == pattern {
@@ -380,7 +383,7 @@ func TestAuditCompleteness(t *testing.T) {
 		}
 	}
 	for i, s := range steps {
-		path := strings.NewReplacer("{new}", newUser, "{token}", tokenID).Replace(s.path)
+		path := strings.NewReplacer("{new}", newUser, "{token}", tokenID, "{inv}", invID).Replace(s.path)
 		var extra []string
 		if s.method == "PATCH" || s.method == "PUT" {
 			extra = []string{"If-Match", "*"}
@@ -404,6 +407,8 @@ func TestAuditCompleteness(t *testing.T) {
 			newUser = created.ID
 		case "token.create":
 			tokenID = created.ID
+		case "invitation.create":
+			invID = created.ID
 		}
 		if s.org == "-" {
 			steps[i].org = ""

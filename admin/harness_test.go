@@ -39,6 +39,9 @@ type harness struct {
 	// objects made for the isolation table, by name.
 	sessionIDs map[string]string
 	tokenIDs   map[string]string
+	// invitationIDs: a pending invitation of orgs a and b, made by an
+	// admin of each.
+	invitationIDs map[string]string
 }
 
 func newHarness(t testing.TB) *harness {
@@ -54,9 +57,12 @@ func newHarness(t testing.TB) *harness {
 		t.Fatal(err)
 	}
 	h := &harness{t: t, st: st, sessions: sm, orgs: map[string]store.Org{}, users: map[string]store.User{},
-		creds: map[string]http.Header{}, sessionIDs: map[string]string{}, tokenIDs: map[string]string{}}
+		creds: map[string]http.Header{}, sessionIDs: map[string]string{}, tokenIDs: map[string]string{}, invitationIDs: map[string]string{}}
 	pub, _ := url.Parse("https://auth.saas.example")
 	h.opts = Options{Store: st, Sessions: sm, ClientIP: ips, ConfigFile: "gatehouse.yaml", WebhooksAllowPrivate: true, PublicURL: pub,
+		InviteURL: func(org *store.Org, secret string) (string, error) {
+			return "https://auth.saas.example/.gatehouse/invite?org=" + org.Slug + "&token=" + secret, nil
+		},
 		TestConnection: func(_ context.Context, o store.Org) error {
 			if o.Connection.Type == "oidc" {
 				return errors.New("oidc: discovery at the issuer failed")
@@ -121,6 +127,12 @@ func newHarness(t testing.TB) *harness {
 	tk, err := MintToken(ctx, st, "", store.RolePlatformAdmin, "target", "", now, time.Hour)
 	must(t, err)
 	h.tokenIDs["platform"] = tk.ID
+	for _, o := range []string{"a", "b"} {
+		inv := store.Invitation{ID: "inv_" + o, OrgID: h.orgs[o].ID, Email: "invitee@" + o + ".example", Roles: []string{"member"},
+			Hash: "hash-" + o, CreatedBy: h.users["admin-"+o].ID, Scope: h.orgs[o].ID, CreatedAt: now, SentAt: now, ExpiresAt: now.Add(time.Hour)}
+		must(t, st.CreateInvitation(ctx, inv))
+		h.invitationIDs[o] = inv.ID
+	}
 	return h
 }
 

@@ -57,6 +57,10 @@ func kindParam(*harness, string, string) map[string]string {
 	return map[string]string{"kind": "invitation"}
 }
 
+func invitationParam(h *harness, _, target string) map[string]string {
+	return map[string]string{"invitation": h.invitationIDs[orgOf(target)]}
+}
+
 func orgOf(target string) string {
 	if target == "own" {
 		return "a"
@@ -181,6 +185,12 @@ var isolationRows = map[string]isoRow{
 	"revokeSession": {ok: 204, params: func(h *harness, _, target string) map[string]string {
 		return map[string]string{"session": h.sessionIDs["user-"+orgOf(target)]}
 	}},
+
+	"listInvitations":  {ok: 200},
+	"createInvitation": {ok: 201, body: func(target string) any { return map[string]any{"email": "new@" + orgOf(target) + ".example"} }},
+	"getInvitation":    {ok: 200, params: invitationParam},
+	"revokeInvitation": {ok: 204, params: invitationParam},
+	"resendInvitation": {ok: 200, params: invitationParam},
 
 	"listOrgTokens":  {ok: 200},
 	"createOrgToken": {ok: 201, body: func(string) any { return map[string]any{"name": "ci", "role": "auditor"} }},

@@ -27,6 +27,12 @@ func (a *API) table() []Route {
 		{"DELETE", "/orgs/{org}/users/{user}/sessions", "revokeUserSessions", NeedWrite, a.revokeUserSessions},
 		{"DELETE", "/orgs/{org}/sessions/{session}", "revokeSession", NeedWrite, a.revokeOrgSession},
 
+		{"GET", "/orgs/{org}/invitations", "listInvitations", NeedRead, a.listInvitations},
+		{"POST", "/orgs/{org}/invitations", "createInvitation", NeedWrite, a.createInvitation},
+		{"GET", "/orgs/{org}/invitations/{invitation}", "getInvitation", NeedRead, a.getInvitation},
+		{"DELETE", "/orgs/{org}/invitations/{invitation}", "revokeInvitation", NeedWrite, a.revokeInvitation},
+		{"POST", "/orgs/{org}/invitations/{invitation}/resend", "resendInvitation", NeedWrite, a.resendInvitation},
+
 		{"GET", "/orgs/{org}/tokens", "listOrgTokens", NeedRead, a.listOrgTokens},
 		{"POST", "/orgs/{org}/tokens", "createOrgToken", NeedWrite, a.createOrgToken},
 		{"GET", "/orgs/{org}/tokens/{token}", "getOrgToken", NeedRead, a.getOrgToken},

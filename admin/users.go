@@ -171,6 +171,42 @@ func rolesProblems(errs *fields, at string, roles []string) {
 	}
 }
 
+// newMemberEmail adds to errs what is wrong with a new member's address:
+// an org with email domains takes only addresses in them, unless a
+// platform admin adds the person.
+func (c *call) newMemberEmail(email string, errs *fields) error {
+	if msg := config.EmailProblem(email); msg != "" {
+		errs.add("/email", "%s", msg)
+		return nil
+	}
+	doms, err := c.a.emailDomains(c)
+	if err != nil {
+		return err
+	}
+	if _, dom, _ := strings.Cut(email, "@"); len(doms) > 0 && !slices.Contains(doms, dom) && !c.p.Platform {
+		errs.add("/email", "is not in the org's email domains (%s)", strings.Join(doms, ", "))
+	}
+	return nil
+}
+
+// mayJoin: an existing person joins this org only if every org they are
+// in is the caller's too. Otherwise an org admin could give another
+// org's person (or a platform admin) a password here and sign in as them.
+func (c *call) mayJoin(u store.User) error {
+	if c.p.Platform {
+		return nil
+	}
+	if u.PlatformAdmin {
+		return forbidden("This address is a platform admin's: only a platform admin adds them to an org.")
+	}
+	if ok, err := c.a.ownsAllOrgs(c, u.ID); err != nil {
+		return err
+	} else if !ok {
+		return conflict("person-elsewhere", u.Email+" is a person of an organization outside yours: a platform admin can add them here.")
+	}
+	return nil
+}
+
 // createUser adds a person to the org: a new user, or an existing one
 // (by email) who gets a membership here. An org with email domains takes
 // only addresses in them, unless a platform admin adds the person.
@@ -181,12 +217,8 @@ func (a *API) createUser(c *call) error {
 	}
 	in.Email = strings.ToLower(strings.TrimSpace(in.Email))
 	var errs fields
-	if msg := config.EmailProblem(in.Email); msg != "" {
-		errs.add("/email", "%s", msg)
-	} else if doms, err := a.emailDomains(c); err != nil {
+	if err := c.newMemberEmail(in.Email, &errs); err != nil {
 		return err
-	} else if _, dom, _ := strings.Cut(in.Email, "@"); len(doms) > 0 && !slices.Contains(doms, dom) && !c.p.Platform {
-		errs.add("/email", "is not in the org's email domains (%s)", strings.Join(doms, ", "))
 	}
 	if msg := config.TextProblem(in.Name, 200); msg != "" {
 		errs.add("/name", "%s", msg)
@@ -215,18 +247,9 @@ func (a *API) createUser(c *call) error {
 		}
 	case err != nil:
 		return fmt.Errorf("admin: read user: %w", err)
-	case !c.p.Platform:
-		// An existing person joins this org only if every org they are in
-		// is the caller's too: otherwise an org admin could give another
-		// org's person (or a platform admin) a password here and sign in
-		// as them.
-		if u.PlatformAdmin {
-			return forbidden("This address is a platform admin's: only a platform admin adds them to an org.")
-		}
-		if ok, err := a.ownsAllOrgs(c, u.ID); err != nil {
+	default:
+		if err := c.mayJoin(u); err != nil {
 			return err
-		} else if !ok {
-			return conflict("person-elsewhere", in.Email+" is a person of an organization outside yours: a platform admin can add them here.")
 		}
 	}
 	m := store.Membership{UserID: u.ID, OrgID: c.org.ID, Roles: in.Roles, CreatedAt: now, UpdatedAt: now}

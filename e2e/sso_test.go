@@ -16,7 +16,8 @@ import (
 func TestSelfServeSSO(t *testing.T) {
 	port := freePort(t)
 	idp := testidp.NewOIDC(t, "gatehouse-hooli", "hooli-secret", []string{"http://auth.localhost:" + port + "/.gatehouse/callback"},
-		testidp.User{ID: "h-hal", Username: "hal", Password: "hal-pw", Email: "hal@hooli.example", EmailVerified: true, First: "Hal", Last: "Hooli", Groups: []string{"hooli-it"}})
+		testidp.User{ID: "h-hal", Username: "hal", Password: "hal-pw", Email: "hal@hooli.example", EmailVerified: true, First: "Hal", Last: "Hooli", Groups: []string{"hooli-it"}},
+		testidp.User{ID: "h-ivy", Username: "ivy", Password: "ivy-pw", Email: "ivy@hooli.example", EmailVerified: true, First: "Ivy", Last: "Hooli"})
 	up := newUpstream(t)
 	cfg := strings.NewReplacer("{{UPSTREAM}}", up.URL, "{{BOBHASH}}", readBobHash(t)).Replace(testConfig) +
 		"admin:\n  platform_admins: [alice@acme.example]\n  allow_private_networks: true\n"
@@ -97,5 +98,51 @@ func TestSelfServeSSO(t *testing.T) {
 	// Provisioned just in time; listed for the org's admins.
 	if st, list := api("GET", "/orgs/hooli/users?q=hal", nil); st != 200 || len(list["items"].([]any)) != 1 {
 		t.Fatalf("hooli's people: %d %v", st, list)
+	}
+
+	// Hooli now lets in only people its admins add; Ivy, not added, is
+	// refused at sign-in, then invited with a role, and the invitation
+	// takes her through Hooli's IdP into the org.
+	closed := map[string]any{"type": "oidc", "settings": good["settings"],
+		"provisioning": map[string]any{"default_roles": []string{"member"}, "group_roles": map[string][]string{"hooli-it": {"admin"}}, "existing_users_only": true}}
+	if st, c := api("PUT", "/orgs/hooli/connection", closed, "If-Match", "*"); st != 200 {
+		t.Fatalf("existing users only: %d %v", st, c)
+	}
+	ivy := g.browser(t)
+	eventually(t, "ivy refused while not added", func() error {
+		p := ivy.follow(ivy.get(g.url("auth.localhost", "/.gatehouse/login?org=hooli")))
+		if !strings.Contains(p.body, `name="username"`) {
+			return holds(false, "not at the IdP: %d %s", p.status, p.url)
+		}
+		p = ivy.follow(ivy.atIdP(p, "ivy", "ivy-pw"))
+		return holds(p.status == http.StatusForbidden, "ivy uninvited: %d %s", p.status, p.url)
+	})
+	st, inv := api("POST", "/orgs/hooli/invitations", map[string]any{"email": "ivy@hooli.example", "roles": []string{"billing"}})
+	if st != 201 || !strings.HasPrefix(inv["url"].(string), "http://auth.localhost:"+port+"/.gatehouse/invite?") {
+		t.Fatalf("invite ivy: %d %v", st, inv)
+	}
+	_, other := api("POST", "/orgs/hooli/invitations", map[string]any{"email": "zed@hooli.example"})
+	accept := func(link string) page {
+		p := ivy.get(link)
+		if p.status != 200 || !strings.Contains(p.body, "Continue to sign in") {
+			t.Fatalf("invitation page: %d\n%s", p.status, p.body)
+		}
+		p = ivy.follow(ivy.post(resolve(p.url, field(t, actionRE, p.body)), hidden(p.body)))
+		return ivy.follow(ivy.atIdP(p, "ivy", "ivy-pw"))
+	}
+	// Zed's link does not let Ivy in, and stays Zed's.
+	if p := accept(other["url"].(string)); p.status != http.StatusForbidden || !strings.Contains(p.body, "zed@hooli.example") {
+		t.Fatalf("ivy with zed's link: %d\n%s", p.status, p.body)
+	}
+	if st, z := api("GET", "/orgs/hooli/invitations/"+other["id"].(string), nil); st != 200 || z["status"] != "pending" {
+		t.Fatalf("zed's invitation after the mismatch: %d %v", st, z)
+	}
+	if p := accept(inv["url"].(string)); p.status != 200 || !strings.Contains(p.body, "signed in") {
+		t.Fatalf("ivy accepts: %d\n%s", p.status, p.body)
+	}
+	st, people := api("GET", "/orgs/hooli/users?email=ivy@hooli.example", nil)
+	items, _ := people["items"].([]any)
+	if st != 200 || len(items) != 1 || !strings.Contains(mustJSON(items[0].(map[string]any)["roles"]), "billing") {
+		t.Fatalf("ivy in hooli: %d %v", st, people)
 	}
 }

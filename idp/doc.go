@@ -17,6 +17,7 @@
 //	login.go          the pages: login page, discovery, password sign-in
 //	flow.go           the redirect sign-in: begin, callback and ACS, finishFlow, startSession
 //	provision.go      just-in-time users and memberships, role and attribute mapping
+//	invite.go         invitation links: the page, accepting with a password or through the IdP
 //	unsolicited.go    IdP-initiated SAML sign-ins, held until the browser comes back
 //	samlendpoints.go  which org a SAML address serves, wrong addresses, SP metadata
 //	logout.go         the logout page, single logout started here or by the IdP

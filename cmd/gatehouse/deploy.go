@@ -260,6 +260,7 @@ func (d *deployment) adminAPI() http.Handler {
 	return admin.New(admin.Options{Store: d.st, Sessions: d.sessions, ClientIP: d.ips, ConfigFile: d.opts.ConfigFile, Logger: d.log,
 		WebhooksAllowPrivate: d.cfg.Admin.AllowPrivateNetworks, PublicURL: d.pub,
 		TestConnection: func(ctx context.Context, o store.Org) error { return d.conns.Test(ctx, &o) },
+		InviteURL:      d.login.InviteURL,
 		DomainsVerify:  d.cfg.Domains.Verify, CNAMETarget: d.cfg.Domains.CNAMETarget,
 		ReservedHost: func(host string) bool {
 			return host == strings.ToLower(d.pub.Hostname()) || d.router.ServesHost(host)

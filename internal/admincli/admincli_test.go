@@ -50,7 +50,9 @@ func newEnv(t *testing.T, wrap func(http.Handler) http.Handler) *env {
 		t.Fatal(err)
 	}
 	var h http.Handler = admin.New(admin.Options{Store: st, Sessions: sm, ClientIP: ips, ConfigFile: "gatehouse.yaml",
-		Logger: slog.New(slog.DiscardHandler)})
+		Logger: slog.New(slog.DiscardHandler), InviteURL: func(_ *store.Org, secret string) (string, error) {
+			return "https://auth.example.com/.gatehouse/invite?token=" + secret, nil
+		}})
 	e := &env{st: st, sm: sm, api: h}
 	if wrap != nil {
 		h = wrap(h)
@@ -349,6 +351,32 @@ func TestTokens(t *testing.T) {
 	}
 	e.ok(t, "tokens", "revoke", nt.ID)
 	contains(t, "secret as ID", e.fails(t, 2, "tokens", "revoke", secret), "give the token's ID (tok_...), not its secret")
+}
+
+func TestInvitations(t *testing.T) {
+	e := newEnv(t, nil)
+	e.ok(t, "orgs", "create", "--slug", "acme", "--name", "Acme")
+	out := e.ok(t, "invitations", "create", "--org", "acme", "--email", "erin@acme.example", "--role", "viewer", "--role", "billing", "--expires-in", "72h")
+	contains(t, "create", out, "for erin@acme.example", "roles viewer,billing", "shown only this once")
+	link := regexp.MustCompile(`(?m)^https://auth\.example\.com/\.gatehouse/invite\?token=ghinv_[A-Z2-7]{52}$`).FindString(out)
+	if link == "" {
+		t.Fatalf("no link on a line of its own:\n%s", out)
+	}
+	inv := jsonOf[struct{ Items []invitationView }](t, e.ok(t, "invitations", "list", "--org", "acme", "--output", "json"))
+	if len(inv.Items) != 1 || inv.Items[0].URL != "" || inv.Items[0].Status != "pending" {
+		t.Fatalf("list: %+v", inv)
+	}
+	id := inv.Items[0].ID
+	contains(t, "table", e.ok(t, "invitations", "list", "--org", "acme"), id, "erin@acme.example", "viewer,billing", "pending")
+	again := jsonOf[invitationView](t, e.ok(t, "invitations", "resend", "--org", "acme", id, "--output", "json"))
+	if again.URL == "" || again.URL == link {
+		t.Fatalf("resend: %+v", again)
+	}
+	contains(t, "pending twice", e.fails(t, 1, "invitations", "create", "--org", "acme", "--email", "erin@acme.example"), "409 Conflict", "pending already")
+	contains(t, "link as ID", e.fails(t, 2, "invitations", "revoke", "--org", "acme", link), "not its link")
+	contains(t, "no org", e.fails(t, 2, "invitations", "list"), "--org")
+	contains(t, "revoke", e.ok(t, "invitations", "revoke", "--org", "acme", id), "Revoked invitation "+id)
+	contains(t, "revoked twice", e.fails(t, 1, "invitations", "revoke", "--org", "acme", id), "404")
 }
 
 func TestAudit(t *testing.T) {

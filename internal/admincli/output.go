@@ -1,6 +1,7 @@
 package admincli
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -78,6 +79,19 @@ type tokenView struct {
 	LastUsedAt time.Time `json:"last_used_at"`
 	RevokedAt  time.Time `json:"revoked_at"`
 	Secret     string    `json:"secret"`
+}
+
+type invitationView struct {
+	ID        string    `json:"id"`
+	OrgID     string    `json:"org_id"`
+	Email     string    `json:"email"`
+	Name      string    `json:"name"`
+	Roles     []string  `json:"roles"`
+	CreatedBy string    `json:"created_by"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+	Status    string    `json:"status"`
+	URL       string    `json:"url"`
 }
 
 type auditEvent struct {
@@ -279,6 +293,27 @@ func printNewToken(w io.Writer, tv tokenView) error {
 	_, err := fmt.Fprintf(w, "Created token %s (%s): role %s in %s, expires %s.\n"+
 		"Its secret follows. It is shown only this once: store it now (a lost secret means a new token).\n\n%s\n\n",
 		clean(tv.ID), strconv.Quote(clean(tv.Name)), clean(tv.Role), clean(scope), ts(tv.ExpiresAt), clean(tv.Secret))
+	return err
+}
+
+func printInvitations(w io.Writer, invs []invitationView) error {
+	t := newTable(w)
+	t.row("ID", "EMAIL", "ROLES", "STATUS", "CREATED_BY", "CREATED_AT", "EXPIRES_AT")
+	for _, v := range invs {
+		t.row(v.ID, v.Email, strings.Join(v.Roles, ","), v.Status, v.CreatedBy, ts(v.CreatedAt), ts(v.ExpiresAt))
+	}
+	return t.flush()
+}
+
+// printNewInvitation shows an invitation just made or resent, its link on
+// a line of its own and said to be shown this once.
+func printNewInvitation(w io.Writer, v invitationView) error {
+	if v.URL == "" {
+		return errors.New("the API sent no link for invitation " + clean(v.ID) + ": resend it")
+	}
+	_, err := fmt.Fprintf(w, "Invitation %s for %s to org %s (roles %s), until %s.\n"+
+		"Its link follows. It is shown only this once and works once: give it to %s.\n\n%s\n\n",
+		clean(v.ID), clean(v.Email), clean(v.OrgID), clean(strings.Join(v.Roles, ",")), ts(v.ExpiresAt), clean(v.Email), clean(v.URL))
 	return err
 }
 

@@ -35,6 +35,11 @@ var verbs = []verb{
 	{"sessions list", "--org ORG USER", sessionsList},
 	{"sessions revoke", "--org ORG (USER | --session SID)", sessionsRevoke},
 
+	{"invitations list", "--org ORG", invitationsList},
+	{"invitations create", "--org ORG --email E [--name N] [--role R ...] [--expires-in 168h]", invitationsCreate},
+	{"invitations resend", "--org ORG INVITATION_ID", invitationsResend},
+	{"invitations revoke", "--org ORG INVITATION_ID", invitationsRevoke},
+
 	{"tokens list", "[--org ORG]", tokensList},
 	{"tokens create", "[--org ORG] --name N --role R [--expires-in 720h]", tokensCreate},
 	{"tokens revoke", "[--org ORG] TOKEN_ID", tokensRevoke},
@@ -665,6 +670,89 @@ func tokensRevoke(c *cmd, args []string) error {
 		return err
 	}
 	c.say("Revoked token %s.", clean(pos[0]))
+	return nil
+}
+
+// ---- invitations ----
+
+func invitationsList(c *cmd, args []string) error {
+	fs := c.flags()
+	org := fs.String("org", "", "the org (ID or slug)")
+	if _, err := c.parse(args); err != nil {
+		return err
+	}
+	if err := need("org", *org); err != nil {
+		return err
+	}
+	return getList(c, orgPath(*org)+"/invitations", printInvitations)
+}
+
+func invitationsCreate(c *cmd, args []string) error {
+	fs := c.flags()
+	org := fs.String("org", "", "the org (ID or slug)")
+	email := fs.String("email", "", "the person's email")
+	name := fs.String("name", "", "the person's name")
+	var roles strList
+	fs.Var(&roles, "role", "a role they get in the org (repeatable); member if none")
+	expires := fs.String("expires-in", "", "how long the link works, such as 72h (default: the API's, 7 days)")
+	if _, err := c.parse(args); err != nil {
+		return err
+	}
+	if err := need("org", *org, "email", *email); err != nil {
+		return err
+	}
+	body := struct {
+		Email     string   `json:"email"`
+		Name      string   `json:"name,omitempty"`
+		Roles     []string `json:"roles,omitempty"`
+		ExpiresIn string   `json:"expires_in,omitempty"`
+	}{*email, *name, roles, *expires}
+	b, _, err := c.api.do(c.ctx, http.MethodPost, orgPath(*org)+"/invitations", nil, body, "")
+	if err != nil {
+		return err
+	}
+	return show(c, b, printNewInvitation)
+}
+
+// invitationID is the positional invitation ID, never a link's secret.
+func invitationID(c *cmd, args []string) (org, id string, err error) {
+	fs := c.flags()
+	o := fs.String("org", "", "the org (ID or slug)")
+	pos, err := c.parse(args, "INVITATION_ID")
+	if err != nil {
+		return "", "", err
+	}
+	if err := need("org", *o); err != nil {
+		return "", "", err
+	}
+	if strings.Contains(pos[0], "ghinv_") {
+		// Never send a secret where an ID goes: it would land in logs.
+		return "", "", usagef("give the invitation's ID (inv_...), not its link")
+	}
+	return *o, pos[0], nil
+}
+
+func invitationsResend(c *cmd, args []string) error {
+	org, id, err := invitationID(c, args)
+	if err != nil {
+		return err
+	}
+	b, _, err := c.api.do(c.ctx, http.MethodPost, orgPath(org)+"/invitations/"+seg(id)+"/resend", nil, nil, "")
+	if err != nil {
+		return err
+	}
+	return show(c, b, printNewInvitation)
+}
+
+func invitationsRevoke(c *cmd, args []string) error {
+	org, id, err := invitationID(c, args)
+	if err != nil {
+		return err
+	}
+	if _, _, err := c.api.do(c.ctx, http.MethodDelete, orgPath(org)+"/invitations/"+seg(id), nil, nil, ""); err != nil {
+		return err
+	}
+	c.say("Revoked invitation %s: its link no longer works.", clean(id))
 	return nil
 }
 
