@@ -29,8 +29,10 @@ type Config struct {
 	TrustedProxies []string `yaml:"trusted_proxies"`
 	Routes         []Route  `yaml:"routes"`
 	Orgs           []Org    `yaml:"orgs"`
-	Domains        Domains  `yaml:"domains"`
-	Admin          Admin    `yaml:"admin"`
+	// Clients get tokens from the OpenID Provider (docs/apps.md).
+	Clients []Client `yaml:"clients"`
+	Domains Domains  `yaml:"domains"`
+	Admin   Admin    `yaml:"admin"`
 
 	// Warnings are problems that do not stop Gatehouse (set by Parse).
 	Warnings []Problem `yaml:"-"`

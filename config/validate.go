@@ -83,6 +83,7 @@ func (c *Config) applyDefaults() {
 		setStr(&r.PathPrefix, "/")
 		setStr(&r.Audience, r.Host)
 	}
+	c.clientDefaults()
 }
 
 const (
@@ -284,6 +285,7 @@ func (c *Config) validate(d *decoder) {
 	// orgs first: routes refer to their slugs.
 	slugs := c.validateOrgs(d, publicHost)
 	c.validateRoutes(d, slugs)
+	c.validateClients(d, slugs)
 }
 
 func (c *Config) validateRoutes(d *decoder, slugs map[string]int) {

@@ -554,6 +554,11 @@ type Store interface {
 	// TakeOnce atomically reads and deletes it: a second Take, or a Take
 	// after expiry, returns ErrNotFound.
 	TakeOnce(ctx context.Context, kind, id string) ([]byte, error)
+	// GetOnce reads it without taking it (ErrNotFound after expiry).
+	GetOnce(ctx context.Context, kind, id string) ([]byte, error)
+	// UpdateOnce replaces its value with fn's, atomically, keeping its
+	// expiry (ErrNotFound if taken or expired; fn's error is returned).
+	UpdateOnce(ctx context.Context, kind, id string, fn func([]byte) ([]byte, error)) error
 
 	// PutBlob stores an opaque value under a slash-separated key
 	// ("certificates/acme/login.acme.com/login.acme.com.crt"): certificates

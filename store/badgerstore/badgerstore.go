@@ -1118,19 +1118,9 @@ func (s *Store) TakeOnce(ctx context.Context, kind, id string) ([]byte, error) {
 	var out []byte
 	err := s.update(ctx, func(txn *badger.Txn) error {
 		k := onceKey(kind, id)
-		item, err := txn.Get(k)
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return store.ErrNotFound
-		}
+		_, v, err := liveOnce(txn, k) // an expired one: Badger's TTL removes it
 		if err != nil {
 			return err
-		}
-		exp, v, err := decodeOnce(item)
-		if err != nil {
-			return err
-		}
-		if !time.Now().Before(exp) {
-			return store.ErrNotFound // Badger's TTL removes it
 		}
 		out = v
 		return txn.Delete(k)
@@ -1139,6 +1129,65 @@ func (s *Store) TakeOnce(ctx context.Context, kind, id string) ([]byte, error) {
 		return nil, fmt.Errorf("badgerstore: take once %s/%s: %w", kind, id, err)
 	}
 	return out, nil
+}
+
+func (s *Store) GetOnce(ctx context.Context, kind, id string) ([]byte, error) {
+	var out []byte
+	err := s.view(ctx, func(txn *badger.Txn) error {
+		var err error
+		_, out, err = liveOnce(txn, onceKey(kind, id))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("badgerstore: get once %s/%s: %w", kind, id, err)
+	}
+	return out, nil
+}
+
+func (s *Store) UpdateOnce(ctx context.Context, kind, id string, fn func([]byte) ([]byte, error)) error {
+	var fnErr error
+	err := s.update(ctx, func(txn *badger.Txn) error {
+		fnErr = nil
+		k := onceKey(kind, id)
+		exp, old, err := liveOnce(txn, k)
+		if err != nil {
+			return err
+		}
+		next, err := fn(old)
+		if err != nil {
+			fnErr = err
+			return errFnFailed
+		}
+		e := badger.NewEntry(k, append(appendTime(make([]byte, 0, timeLen+len(next)), exp), next...))
+		e.ExpiresAt = uint64(exp.Unix()) + 1
+		return txn.SetEntry(e)
+	})
+	if errors.Is(err, errFnFailed) && fnErr != nil {
+		return fnErr
+	}
+	if err != nil {
+		return fmt.Errorf("badgerstore: update once %s/%s: %w", kind, id, err)
+	}
+	return nil
+}
+
+// liveOnce reads a single-use value that has not expired.
+func liveOnce(txn *badger.Txn, k []byte) (time.Time, []byte, error) {
+	item, err := txn.Get(k)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return time.Time{}, nil, store.ErrNotFound
+	}
+	if err != nil {
+		return time.Time{}, nil, err
+	}
+	exp, v, err := decodeOnce(item)
+	if err != nil {
+		return exp, nil, err
+	}
+	if !time.Now().Before(exp) {
+		return exp, nil, store.ErrNotFound
+	}
+	return exp, v, nil
 }
 
 func decodeOnce(item *badger.Item) (time.Time, []byte, error) {

@@ -60,6 +60,7 @@ func RunTests(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Once", testOnce},
 		{"OnceExpiry", testOnceExpiry},
 		{"OnceConcurrentTake", testOnceConcurrentTake},
+		{"OnceGetUpdate", testOnceGetUpdate},
 		{"Secret", testSecret},
 		{"SecretConcurrent", testSecretConcurrent},
 		{"UpdateSemantics", testUpdateSemantics},
@@ -852,6 +853,54 @@ func testOnceExpiry(t *testing.T, s store.Store) {
 	if string(v) != "again" {
 		t.Errorf("TakeOnce(short) after re-put = %q", v)
 	}
+}
+
+// testOnceGetUpdate: a single-use value read and changed in place keeps
+// its expiry and is still taken once.
+func testOnceGetUpdate(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	mustOK(t, s.PutOnce(ctx, "req", "r", []byte("v1"), time.Now().Add(150*time.Millisecond)))
+	for range 2 {
+		v, err := s.GetOnce(ctx, "req", "r")
+		mustOK(t, err)
+		if string(v) != "v1" {
+			t.Fatalf("GetOnce = %q", v)
+		}
+	}
+	mustOK(t, s.UpdateOnce(ctx, "req", "r", func(old []byte) ([]byte, error) {
+		if string(old) != "v1" {
+			t.Errorf("UpdateOnce saw %q", old)
+		}
+		return []byte("v2"), nil
+	}))
+	if err := s.UpdateOnce(ctx, "req", "r", func([]byte) ([]byte, error) { return nil, errBoom }); !errors.Is(err, errBoom) {
+		t.Errorf("UpdateOnce with a failing fn: %v", err)
+	}
+	v, err := s.GetOnce(ctx, "req", "r")
+	mustOK(t, err)
+	if string(v) != "v2" {
+		t.Fatalf("after update: %q", v)
+	}
+	mustIs(t, s.UpdateOnce(ctx, "req", "missing", func(b []byte) ([]byte, error) { return b, nil }), store.ErrNotFound)
+	_, err = s.GetOnce(ctx, "req", "missing")
+	mustIs(t, err, store.ErrNotFound)
+	// The expiry stays the first one's.
+	time.Sleep(200 * time.Millisecond)
+	_, err = s.GetOnce(ctx, "req", "r")
+	mustIs(t, err, store.ErrNotFound)
+	mustIs(t, s.UpdateOnce(ctx, "req", "r", func(b []byte) ([]byte, error) { return b, nil }), store.ErrNotFound)
+	_, err = s.TakeOnce(ctx, "req", "r")
+	mustIs(t, err, store.ErrNotFound)
+
+	mustOK(t, s.PutOnce(ctx, "req", "t", []byte("a"), time.Now().Add(time.Hour)))
+	mustOK(t, s.UpdateOnce(ctx, "req", "t", func([]byte) ([]byte, error) { return []byte("b"), nil }))
+	v, err = s.TakeOnce(ctx, "req", "t")
+	mustOK(t, err)
+	if string(v) != "b" {
+		t.Fatalf("taken after update: %q", v)
+	}
+	_, err = s.GetOnce(ctx, "req", "t")
+	mustIs(t, err, store.ErrNotFound)
 }
 
 func testOnceConcurrentTake(t *testing.T, s store.Store) {

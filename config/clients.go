@@ -1,0 +1,237 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gatehouse/gatehouse/idp/connection"
+)
+
+// Client is an app that gets tokens from Gatehouse's OpenID Provider.
+type Client struct {
+	// ID is the client_id.
+	ID   string `yaml:"id"`
+	Name string `yaml:"name"`
+	// Type: web (a server-side app with a secret), spa (a browser app),
+	// native (a desktop or mobile app), machine (a service:
+	// client_credentials only).
+	Type string `yaml:"type"`
+	// Secret of a web or machine client, given through ${ENV}: at least
+	// 32 characters.
+	Secret string `yaml:"secret"`
+	// AuthMethod of a web or machine client: client_secret_basic
+	// (default) or client_secret_post.
+	AuthMethod string `yaml:"auth_method"`
+	// RedirectURIs match exactly; a native app's loopback ones on any port
+	// (RFC 8252).
+	RedirectURIs           []string `yaml:"redirect_uris"`
+	PostLogoutRedirectURIs []string `yaml:"post_logout_redirect_uris"`
+	// Org makes the client a per-organization app: only that org's
+	// people (and its sub-orgs', with IncludeSubOrgs) get tokens, and
+	// they sign in on its login domain. A machine client's tokens carry
+	// its org, so it must have one.
+	Org            string `yaml:"org"`
+	IncludeSubOrgs bool   `yaml:"include_sub_orgs"`
+	// Audience is the access token's aud when the client asks for no
+	// resource (default: the provider's userinfo endpoint).
+	Audience string `yaml:"audience"`
+	// Resources the client may ask access tokens for (RFC 8707).
+	Resources []string `yaml:"resources"`
+	// Scopes the client may ask for beyond openid, profile, email.
+	Scopes              []string      `yaml:"scopes"`
+	AccessTokenLifetime time.Duration `yaml:"access_token_lifetime"` // default 5m, at most 1h
+	IDTokenLifetime     time.Duration `yaml:"id_token_lifetime"`     // default 10m, at most 24h
+}
+
+// Client types.
+const (
+	ClientWeb     = "web"
+	ClientSPA     = "spa"
+	ClientNative  = "native"
+	ClientMachine = "machine"
+)
+
+// Client token lifetimes.
+const (
+	DefaultAccessTokenLifetime = 5 * time.Minute
+	MaxAccessTokenLifetime     = time.Hour
+	DefaultIDTokenLifetime     = 10 * time.Minute
+	MaxIDTokenLifetime         = 24 * time.Hour
+	minClientSecret            = 32
+)
+
+var (
+	clientIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+	scopeRE    = regexp.MustCompile(`^[\x21\x23-\x5B\x5D-\x7E]{1,128}$`) // RFC 6749 scope-token
+)
+
+// Confidential reports whether the client authenticates with a secret.
+func (c *Client) Confidential() bool { return c.Type == ClientWeb || c.Type == ClientMachine }
+
+func (c *Config) clientDefaults() {
+	for i := range c.Clients {
+		cl := &c.Clients[i]
+		if cl.Confidential() && cl.AuthMethod == "" {
+			cl.AuthMethod = "client_secret_basic"
+		}
+		if cl.AccessTokenLifetime == 0 {
+			cl.AccessTokenLifetime = DefaultAccessTokenLifetime
+		}
+		if cl.IDTokenLifetime == 0 {
+			cl.IDTokenLifetime = DefaultIDTokenLifetime
+		}
+	}
+}
+
+func (c *Config) validateClients(d *decoder, slugs map[string]int) {
+	ids := map[string]int{}
+	for i := range c.Clients {
+		cl := &c.Clients[i]
+		p := fmt.Sprintf("clients[%d]", i)
+		switch j, dup := ids[cl.ID]; {
+		case cl.ID == "":
+			d.add(p+".id", "required")
+		case !clientIDRE.MatchString(cl.ID):
+			d.add(p+".id", "invalid client id %q: use up to 128 letters, digits, \".\", \"-\" and \"_\"", cl.ID)
+		case dup:
+			d.add(p+".id", "duplicate client id %q (also clients[%d])", cl.ID, j)
+		default:
+			ids[cl.ID] = i
+		}
+		if msg := TextProblem(cl.Name, 200); msg != "" {
+			d.add(p+".name", "%s", msg)
+		}
+		switch cl.Type {
+		case ClientWeb, ClientSPA, ClientNative, ClientMachine:
+		case "":
+			d.add(p+".type", "required: web, spa, native or machine")
+			continue
+		default:
+			d.add(p+".type", "unknown client type %q (use web, spa, native or machine)", cl.Type)
+			continue
+		}
+		if cl.Confidential() {
+			if len(cl.Secret) < minClientSecret {
+				d.add(p+".secret", "required for a %s client: at least %d characters, given through ${ENV} (for example: openssl rand -base64 32)", cl.Type, minClientSecret)
+			}
+			switch cl.AuthMethod {
+			case "client_secret_basic", "client_secret_post":
+			default:
+				d.add(p+".auth_method", "unknown method %q (use client_secret_basic or client_secret_post)", cl.AuthMethod)
+			}
+		} else {
+			if cl.Secret != "" {
+				d.add(p+".secret", "a %s client is public: it cannot keep a secret, so it has none (it proves itself with PKCE)", cl.Type)
+			}
+			if cl.AuthMethod != "" {
+				d.add(p+".auth_method", "a %s client is public and authenticates with PKCE only", cl.Type)
+			}
+		}
+		if cl.Type == ClientMachine {
+			if len(cl.RedirectURIs) > 0 || len(cl.PostLogoutRedirectURIs) > 0 {
+				d.add(p+".redirect_uris", "a machine client has no users to send anywhere (client_credentials only)")
+			}
+			if cl.Org == "" {
+				d.add(p+".org", "required for a machine client: its tokens carry this org")
+			}
+		} else if len(cl.RedirectURIs) == 0 {
+			d.add(p+".redirect_uris", "required: where the app receives the sign-in's answer")
+		}
+		for j, u := range cl.RedirectURIs {
+			if msg := RedirectURIProblem(cl.Type, u); msg != "" {
+				d.add(fmt.Sprintf("%s.redirect_uris[%d]", p, j), "invalid redirect URI %q: %s", u, msg)
+			}
+		}
+		for j, u := range cl.PostLogoutRedirectURIs {
+			if msg := RedirectURIProblem(cl.Type, u); msg != "" {
+				d.add(fmt.Sprintf("%s.post_logout_redirect_uris[%d]", p, j), "invalid URI %q: %s", u, msg)
+			}
+		}
+		if cl.Org != "" {
+			if _, ok := slugs[cl.Org]; !ok {
+				d.add(p+".org", "no org has slug %q", cl.Org)
+			}
+		} else if cl.IncludeSubOrgs {
+			d.add(p+".include_sub_orgs", "only for a client with an org")
+		}
+		if cl.Audience != "" {
+			if msg := resourceProblem(cl.Audience); msg != "" {
+				d.add(p+".audience", "invalid audience %q: %s", cl.Audience, msg)
+			} else if cl.Audience == cl.ID {
+				d.add(p+".audience", "must not be the client id: an access token for the client itself would pass as an ID token's audience")
+			}
+		}
+		for j, r := range cl.Resources {
+			if msg := resourceProblem(r); msg != "" {
+				d.add(fmt.Sprintf("%s.resources[%d]", p, j), "invalid resource %q: %s", r, msg)
+			}
+		}
+		for j, s := range cl.Scopes {
+			if !scopeRE.MatchString(s) {
+				d.add(fmt.Sprintf("%s.scopes[%d]", p, j), "invalid scope %q: printable ASCII without spaces, quotes or backslashes", s)
+			}
+		}
+		if cl.AccessTokenLifetime < 30*time.Second || cl.AccessTokenLifetime > MaxAccessTokenLifetime {
+			d.add(p+".access_token_lifetime", "must be from 30s to %s", MaxAccessTokenLifetime)
+		}
+		if cl.IDTokenLifetime < 30*time.Second || cl.IDTokenLifetime > MaxIDTokenLifetime {
+			d.add(p+".id_token_lifetime", "must be from 30s to %s", MaxIDTokenLifetime)
+		}
+	}
+}
+
+// RedirectURIProblem says what is wrong with a redirect URI of a client
+// of type typ ("" if nothing): absolute, no fragment; https, or http to
+// this machine; a native app may also use a private-use scheme
+// (com.example.app:/callback, RFC 8252 §7.1).
+func RedirectURIProblem(typ, raw string) string {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return "not a URL"
+	case u.Scheme == "":
+		return "must be absolute"
+	case u.Fragment != "" || strings.Contains(raw, "#"):
+		return "must not have a fragment"
+	case u.User != nil:
+		return "must not carry a user name or password"
+	case strings.Contains(raw, "*"):
+		return "must not have wildcards: redirect URIs match exactly"
+	}
+	switch u.Scheme {
+	case "https":
+		if u.Host == "" {
+			return "has no host"
+		}
+		return ""
+	case "http":
+		if !connection.Loopback(u.Hostname()) && !strings.HasSuffix(u.Hostname(), ".localhost") {
+			return "http:// only to this machine (127.0.0.1, [::1], localhost); use https://"
+		}
+		return ""
+	}
+	if typ != ClientNative {
+		return "must be https:// (http:// only to this machine)"
+	}
+	// A private-use scheme is a reversed domain name the app owns.
+	if !strings.Contains(u.Scheme, ".") || slices.Contains([]string{"javascript", "data", "file", "vbscript"}, u.Scheme) {
+		return "a native app's own scheme is a reversed domain name it owns, such as com.example.app"
+	}
+	return ""
+}
+
+// resourceProblem: an absolute URI without a fragment (RFC 8707 §2).
+func resourceProblem(raw string) string {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || u.Scheme == "" || (u.Host == "" && u.Opaque == ""):
+		return "must be an absolute URI, such as https://api.example.com"
+	case u.Fragment != "" || strings.Contains(raw, "#"):
+		return "must not have a fragment"
+	}
+	return ""
+}
