@@ -17,13 +17,35 @@ import (
 // LoginURL is where the proxy sends a browser without a session. orgSlug
 // is the route's org, if it has one; rd is the URL to return to.
 func (h *Handler) LoginURL(orgSlug, rd, state string) string {
+	return h.SignInURL(orgSlug, rd, state, "", false)
+}
+
+// SignInURL is LoginURL with the sign-in's email filled in (loginHint)
+// and, with fresh, a new sign-in even where the browser has a session
+// (the OpenID Provider's prompt=login and max_age).
+func (h *Handler) SignInURL(orgSlug, rd, state, loginHint string, fresh bool) string {
+	prompt := ""
+	if fresh {
+		prompt = promptLogin
+	}
 	if orgSlug == "" {
-		return h.loginURL("", "rd", rd, "state", state)
+		return h.loginURL("", "rd", rd, "state", state, "login_hint", loginHint, "prompt", prompt)
 	}
 	if org, ok := h.o.Orgs.BySlug(orgSlug); ok && org.LoginDomain != "" {
-		return h.loginURL(org.LoginDomain, "rd", rd, "state", state)
+		return h.loginURL(org.LoginDomain, "rd", rd, "state", state, "login_hint", loginHint, "prompt", prompt)
 	}
-	return h.loginURL("", "rd", rd, "state", state, "org", orgSlug)
+	return h.loginURL("", "rd", rd, "state", state, "org", orgSlug, "login_hint", loginHint, "prompt", prompt)
+}
+
+// promptLogin asks the sign-in page for a new sign-in.
+const promptLogin = "login"
+
+// fresh reports whether the request asks for a new sign-in.
+func fresh(r *http.Request) string {
+	if r.FormValue("prompt") == promptLogin {
+		return promptLogin
+	}
+	return ""
 }
 
 // loginURL is the sign-in page on host (the public host if empty), with
@@ -68,7 +90,7 @@ func (h *Handler) fixedOrg(r *http.Request) *store.Org {
 }
 
 func (h *Handler) page(r *http.Request, w http.ResponseWriter, org *store.Org, rd string) web.Page {
-	p := web.Page{Title: "Sign in", CSRF: h.csrfToken(w, r), Redirect: rd, State: stateParam(r), Action: LoginPath, Step: "discover"}
+	p := web.Page{Title: "Sign in", CSRF: h.csrfToken(w, r), Redirect: rd, State: stateParam(r), Action: LoginPath, Step: "discover", Prompt: fresh(r)}
 	if org == nil {
 		// The shared sign-in on an org's own login domain is still theirs.
 		if o, ok := h.o.Orgs.ByLoginHost(request.Host(r)); ok {
@@ -97,7 +119,7 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) {
 	org := h.fixedOrg(r)
 	// Already signed in on this host (to this host's org, if it has one):
 	// hand the session on without a form.
-	if rd != "" {
+	if rd != "" && fresh(r) == "" {
 		if sid, err := h.o.Sessions.SessionID(r); err == nil {
 			if e, err := h.o.Sessions.Lookup(r.Context(), sid); err == nil && (org == nil || e.Identity().OrgID == org.ID) {
 				h.complete(w, r, sid, e.Identity().OrgID, rd, stateParam(r))
@@ -111,7 +133,7 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) {
 	if org == nil && r.FormValue("switch") == "" {
 		if slug, ok := request.CookieValue(r, hrdCookieName(r)); ok {
 			if o, ok := h.o.Orgs.BySlug(slug); ok && o.LoginDomain != "" {
-				http.Redirect(w, r, h.orgLoginURL(o, rd, "", stateParam(r)), http.StatusSeeOther)
+				http.Redirect(w, r, h.orgLoginURL(o, rd, r.FormValue("login_hint"), stateParam(r), fresh(r)), http.StatusSeeOther)
 				return
 			}
 		}
@@ -162,7 +184,7 @@ func (h *Handler) startFederated(w http.ResponseWriter, r *http.Request, org *st
 		if org.ID != owner.ID || owner.LoginDomain == "" {
 			slug = org.Slug
 		}
-		http.Redirect(w, r, h.loginURL(owner.LoginDomain, "rd", rd, "login_hint", hint, "state", stateParam(r), "org", slug), http.StatusSeeOther)
+		http.Redirect(w, r, h.loginURL(owner.LoginDomain, "rd", rd, "login_hint", hint, "state", stateParam(r), "org", slug, "prompt", fresh(r)), http.StatusSeeOther)
 		return true
 	}
 	h.beginRedirect(w, r, org, owner, c, rd, hint, "")
@@ -179,8 +201,8 @@ func hrdCookieName(r *http.Request) string {
 }
 
 // orgLoginURL is the sign-in page on an org's own login domain.
-func (h *Handler) orgLoginURL(o *store.Org, rd, email, state string) string {
-	return h.loginURL(o.LoginDomain, "rd", rd, "login_hint", email, "state", state)
+func (h *Handler) orgLoginURL(o *store.Org, rd, email, state, prompt string) string {
+	return h.loginURL(o.LoginDomain, "rd", rd, "login_hint", email, "state", state, "prompt", prompt)
 }
 
 func (h *Handler) loginSubmit(w http.ResponseWriter, r *http.Request) {
@@ -215,7 +237,7 @@ func (h *Handler) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		if org.LoginDomain != "" && request.Host(r) != org.LoginDomain {
 			http.SetCookie(w, &http.Cookie{Name: hrdCookieName(r), Value: org.Slug, Path: "/", MaxAge: 90 * 24 * 3600,
 				HttpOnly: true, Secure: request.IsSecure(r), SameSite: http.SameSiteLaxMode})
-			http.Redirect(w, r, h.orgLoginURL(org, rd, email, stateParam(r)), http.StatusSeeOther)
+			http.Redirect(w, r, h.orgLoginURL(org, rd, email, stateParam(r), fresh(r)), http.StatusSeeOther)
 			return
 		}
 	}

@@ -73,6 +73,8 @@ type Options struct {
 	IsLoginHost func(host string) bool
 	// WellKnown serves /.well-known/* on login hosts.
 	WellKnown http.Handler
+	// OIDC is the OpenID Provider, under /.gatehouse/oidc/ (nil: none).
+	OIDC http.Handler
 	// API serves the admin API (/api/v1) on login hosts (nil: none).
 	API               http.Handler
 	ClientIP          *clientip.Resolver
@@ -446,6 +448,10 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		}
 		if strings.HasPrefix(path, web.AssetsPrefix) {
 			h.assets.ServeHTTP(w, r)
+			return
+		}
+		if h.o.OIDC != nil && strings.HasPrefix(path, "/.gatehouse/oidc/") {
+			h.o.OIDC.ServeHTTP(w, r)
 			return
 		}
 		h.o.Login.ServeHTTP(w, r)

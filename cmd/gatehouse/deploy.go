@@ -27,6 +27,7 @@ import (
 	"github.com/gatehouse/gatehouse/idp"
 	"github.com/gatehouse/gatehouse/idp/connection"
 	"github.com/gatehouse/gatehouse/idp/protocols"
+	"github.com/gatehouse/gatehouse/idp/provider"
 	"github.com/gatehouse/gatehouse/idp/saml"
 	"github.com/gatehouse/gatehouse/idp/signing"
 	"github.com/gatehouse/gatehouse/internal/apply"
@@ -77,6 +78,7 @@ type deployment struct {
 	router   *proxy.Router
 	ips      *clientip.Resolver
 	login    *idp.Handler
+	provider *provider.Provider
 	conns    *idp.Connections
 	rego     *policy.Rego
 	policies *policyLoader
@@ -151,7 +153,7 @@ func (d *deployment) signIn(ctx context.Context) error {
 	}
 	d.keys, err = signing.New(ctx, st, signing.Options{
 		Algorithm: cfg.Signing.Algorithm, RotationPeriod: cfg.Signing.RotationPeriod,
-		MaxTokenLifetime: cfg.Signing.AssertionLifetime, Logger: log,
+		MaxTokenLifetime: maxTokenLifetime(cfg), Logger: log,
 	})
 	if err != nil {
 		return err
@@ -194,7 +196,23 @@ func (d *deployment) signIn(ctx context.Context) error {
 		MaxFailures: cfg.Login.MaxFailures, FailureWindow: cfg.Login.FailureWindow,
 		MaxFailuresPerAddress: cfg.Login.MaxFailuresPerAddress,
 	})
-	return nil
+	key, err := store.Secret32(ctx, st, "oidc-provider-key")
+	if err != nil {
+		return err
+	}
+	d.provider, err = provider.New(provider.Options{Issuer: d.pub, Store: st, Keys: d.keys, Sessions: d.sessions, Orgs: d.orgs,
+		SignIn: d.login.SignInURL, Clients: cfg.Clients, Key: key, Logger: log})
+	return err
+}
+
+// maxTokenLifetime is the longest life of anything the workspace keys
+// sign: a retired key stays published that long.
+func maxTokenLifetime(cfg *config.Config) time.Duration {
+	longest := cfg.Signing.AssertionLifetime
+	for _, c := range cfg.Clients {
+		longest = max(longest, c.AccessTokenLifetime, c.IDTokenLifetime)
+	}
+	return longest
 }
 
 // isLoginHost reports whether host is the public host or an org's login
@@ -235,7 +253,7 @@ func (d *deployment) proxy(context.Context) error {
 	d.handler = proxy.New(proxy.Options{BrandAssets: d.brand,
 		Router: d.router, Sessions: d.sessions, Policy: policy.Chain{policy.RouteOrgs{}, d.rego}, Orgs: d.orgs.ByID,
 		DecisionCacheTTL: *cfg.Policy.DecisionCacheTTL, Signer: d.keys, Login: d.login,
-		Issuer: issuer, IsLoginHost: d.isLoginHost, WellKnown: d.keys.WellKnown(issuer), API: d.adminAPI(),
+		Issuer: issuer, IsLoginHost: d.isLoginHost, WellKnown: d.keys.WellKnown(issuer, d.provider.Metadata), OIDC: d.provider, API: d.adminAPI(),
 		ClientIP: d.ips, Metrics: d.metrics, Logger: d.log, AssertionLifetime: cfg.Signing.AssertionLifetime,
 		MinBodyRate: max(cfg.Server.MinBodyRate, 0), BodyGrace: cfg.Server.ReadHeaderTimeout,
 	})

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -175,6 +176,9 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	logCtx, stopLog := context.WithCancel(context.Background())
 	defer stopLog()
 	go log.Run(logCtx)
+	// Libraries that log through slog's default (the OpenID Provider
+	// library) write to the same stream, in the same format.
+	slog.SetDefault(log.Logger.With("component", "library"))
 	opts := deployOptions{Logger: log.Logger, ConfigFile: *cfgPath}
 	if setup != nil {
 		opts.ConfigFile = "the dev mode's built-in config"

@@ -58,7 +58,10 @@ type signer struct {
 	id       string
 	alg      jose.SignatureAlgorithm
 	s        jose.Signer
+	priv     crypto.Signer
 	activeAt time.Time
+	// typed signs with another "typ" header (Typed).
+	typed map[string]jose.Signer
 }
 
 func (ks *keySet) current(now time.Time) *signer {
@@ -208,7 +211,14 @@ func (m *Manager) build(keys []store.SigningKey, now time.Time) error {
 		if err != nil {
 			return fmt.Errorf("signing: key %s: %w", k.ID, err)
 		}
-		ks.signers = append(ks.signers, &signer{id: k.ID, alg: alg, s: s, activeAt: k.ActiveAt})
+		sg := &signer{id: k.ID, alg: alg, s: s, priv: priv.(crypto.Signer), activeAt: k.ActiveAt, typed: map[string]jose.Signer{}}
+		for _, typ := range Types {
+			if sg.typed[typ], err = jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: priv},
+				(&jose.SignerOptions{}).WithType(jose.ContentType(typ)).WithHeader("kid", k.ID)); err != nil {
+				return fmt.Errorf("signing: key %s: %w", k.ID, err)
+			}
+		}
+		ks.signers = append(ks.signers, sg)
 	}
 	slices.SortFunc(ks.signers, func(a, b *signer) int { return b.activeAt.Compare(a.activeAt) })
 	b, err := json.Marshal(set)
@@ -273,6 +283,85 @@ func (m *Manager) Sign(claims any) (string, error) {
 		return "", fmt.Errorf("signing: sign with %s: %w", cur.id, err)
 	}
 	return jws.CompactSerialize()
+}
+
+// Token types ("typ" headers) besides the assertion's "JWT": each kind
+// of token says what it is, so that none passes for another.
+const (
+	TypeAccessToken = "at+jwt"     // RFC 9068
+	TypeLogout      = "logout+jwt" // OIDC Back-Channel Logout
+)
+
+// Types are the typ headers Typed signs with.
+var Types = []string{TypeAccessToken, TypeLogout}
+
+// SignTyped is Sign with the typ header typ (one of Types).
+func (m *Manager) SignTyped(typ string, claims any) (string, error) {
+	cur := m.state.Load().current(m.opts.Now())
+	if cur == nil {
+		return "", errors.New("signing: no current key")
+	}
+	s, ok := cur.typed[typ]
+	if !ok {
+		return "", fmt.Errorf("signing: unknown token type %q", typ)
+	}
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		return "", fmt.Errorf("signing: claims: %w", err)
+	}
+	jws, err := s.Sign(payload)
+	if err != nil {
+		return "", fmt.Errorf("signing: sign with %s: %w", cur.id, err)
+	}
+	return jws.CompactSerialize()
+}
+
+// Current is the key that signs now: its ID, algorithm and private key.
+func (m *Manager) Current() (string, jose.SignatureAlgorithm, crypto.Signer, error) {
+	cur := m.state.Load().current(m.opts.Now())
+	if cur == nil {
+		return "", "", nil, errors.New("signing: no current key")
+	}
+	return cur.id, cur.alg, cur.priv, nil
+}
+
+// PublicKeys are the published keys (current, next and retired).
+func (m *Manager) PublicKeys() []jose.JSONWebKey {
+	var out []jose.JSONWebKey
+	for _, s := range m.state.Load().signers {
+		out = append(out, jose.JSONWebKey{Key: s.priv.Public(), KeyID: s.id, Algorithm: string(s.alg), Use: "sig"})
+	}
+	return out
+}
+
+// Verify checks a compact JWS signed by one of the published keys with
+// the typ header typ, and returns its payload. Expiry and claims are the
+// caller's.
+func (m *Manager) Verify(token, typ string) ([]byte, error) {
+	ks := m.state.Load()
+	algs := make([]jose.SignatureAlgorithm, 0, 3)
+	for _, s := range ks.signers {
+		if !slices.Contains(algs, s.alg) {
+			algs = append(algs, s.alg)
+		}
+	}
+	jws, err := jose.ParseSigned(token, algs)
+	if err != nil {
+		return nil, fmt.Errorf("signing: %w", err)
+	}
+	if len(jws.Signatures) != 1 {
+		return nil, errors.New("signing: not one signature")
+	}
+	h := jws.Signatures[0].Protected
+	if got, _ := h.ExtraHeaders[jose.HeaderType].(string); got != typ {
+		return nil, fmt.Errorf("signing: token type %q, want %q", got, typ)
+	}
+	for _, s := range ks.signers {
+		if s.id == h.KeyID && string(s.alg) == h.Algorithm {
+			return jws.Verify(s.priv.Public())
+		}
+	}
+	return nil, fmt.Errorf("signing: unknown key %q", h.KeyID)
 }
 
 // CurrentKeyID names the key Sign uses now ("" if none).

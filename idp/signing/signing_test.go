@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -266,4 +267,68 @@ func TestKeyIDsAreActivationSeconds(t *testing.T) {
 	if len(seen) < 4 {
 		t.Fatalf("keys over 266s of 1m rotations: %v", seen)
 	}
+}
+
+// Each kind of token says what it is, and Verify takes only the kind
+// asked for, signed by a published key.
+func TestTypedTokens(t *testing.T) {
+	for _, alg := range []string{"ES256", "RS256", "EdDSA"} {
+		t.Run(alg, func(t *testing.T) {
+			m, err := New(context.Background(), badgertest.Open(t), Options{Algorithm: alg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			at, err := m.SignTyped(TypeAccessToken, map[string]string{"sub": "x"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			verify(t, m, at)
+			if b, err := m.Verify(at, TypeAccessToken); err != nil || string(b) != `{"sub":"x"}` {
+				t.Fatalf("Verify(at) = %s, %v", b, err)
+			}
+			assertion, _ := m.Sign(map[string]string{"sub": "x"})
+			logout, _ := m.SignTyped(TypeLogout, map[string]string{"sub": "x"})
+			for name, tok := range map[string]string{"assertion": assertion, "logout token": logout} {
+				if _, err := m.Verify(tok, TypeAccessToken); err == nil {
+					t.Errorf("a %s passed as an access token", name)
+				}
+			}
+			if _, err := m.SignTyped("JWT", nil); err == nil {
+				t.Error("SignTyped with an unknown type")
+			}
+			parts := strings.Split(at, ".")
+			other, _ := New(context.Background(), badgertest.Open(t), Options{Algorithm: alg})
+			foreign, _ := other.SignTyped(TypeAccessToken, map[string]string{"sub": "x"})
+			for name, tok := range map[string]string{
+				"payload changed":    parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(`{"sub":"y"}`)) + "." + parts[2],
+				"no signature":       parts[0] + "." + parts[1] + ".",
+				"another's key":      foreign,
+				"alg none":           base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","typ":"at+jwt"}`)) + "." + parts[1] + ".",
+				"HS256 with a kid":   base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"HS256","typ":"at+jwt","kid":"`+m.CurrentKeyID()+`"}`)) + "." + parts[1] + "." + parts[2],
+				"garbage":            "x.y.z",
+				"empty":              "",
+				"JSON serialization": `{"payload":"e30","signatures":[]}`,
+			} {
+				if _, err := m.Verify(tok, TypeAccessToken); err == nil {
+					t.Errorf("%s verified", name)
+				}
+			}
+		})
+	}
+}
+
+func FuzzVerify(f *testing.F) {
+	m, err := New(context.Background(), badgertest.Open(f), Options{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	at, _ := m.SignTyped(TypeAccessToken, map[string]string{"sub": "x"})
+	f.Add(at)
+	f.Add("a.b.c")
+	f.Add(at[:len(at)-3])
+	f.Fuzz(func(t *testing.T, tok string) {
+		if b, err := m.Verify(tok, TypeAccessToken); err == nil && tok != at && string(b) != `{"sub":"x"}` {
+			t.Fatalf("forged token verified: %q", tok)
+		}
+	})
 }

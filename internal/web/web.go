@@ -87,6 +87,8 @@ type Page struct {
 	Brand          *Brand
 	// Name and Invite: the invitation page's name field and link secret.
 	Name, Invite string
+	// Prompt "login" carries a request for a new sign-in through the form.
+	Prompt string
 }
 
 // OrgChoice is one organization on the chooser.

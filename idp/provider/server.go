@@ -1,0 +1,263 @@
+package provider
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/zitadel/oidc/v3/pkg/oidc"
+	"github.com/zitadel/oidc/v3/pkg/op"
+
+	"github.com/gatehouse/gatehouse/idp/signing"
+	"github.com/gatehouse/gatehouse/internal/token"
+	"github.com/gatehouse/gatehouse/store"
+)
+
+// server is the library's LegacyServer with the parts Gatehouse owns:
+// which authorize parameters it takes, and every token it makes.
+type server struct {
+	*op.LegacyServer
+	p *Provider
+}
+
+// VerifyAuthRequest refuses what Gatehouse does not offer before the
+// library reads the request: request objects by reference (the library
+// would ignore request_uri silently).
+func (s *server) VerifyAuthRequest(ctx context.Context, r *op.Request[oidc.AuthRequest]) (*op.ClientRequest[oidc.AuthRequest], error) {
+	if r.Form.Has("request_uri") {
+		return nil, &oidc.Error{ErrorType: "request_uri_not_supported", Description: "request_uri is not supported: send the request's parameters"}
+	}
+	return s.LegacyServer.VerifyAuthRequest(ctx, r)
+}
+
+// Authorize passes resource (RFC 8707) and organization on to
+// CreateAuthRequest, whose errors the library sends to the app.
+func (s *server) Authorize(ctx context.Context, r *op.ClientRequest[oidc.AuthRequest]) (*op.Redirect, error) {
+	ex := extras{organization: r.Form.Get("organization")}
+	switch rs := r.Form["resource"]; len(rs) {
+	case 0:
+	case 1:
+		ex.resource = rs[0]
+	default:
+		// One audience per token: several resources would need several.
+		ex.resource = "\x00several"
+	}
+	return s.LegacyServer.Authorize(context.WithValue(ctx, ctxKey{}, ex), r)
+}
+
+// CodeExchange redeems a code: the code (and its request) is spent first,
+// so a failed attempt burns it; then PKCE, the client and the redirect
+// URI must match, and the person must still be who they were.
+func (s *server) CodeExchange(ctx context.Context, r *op.ClientRequest[oidc.AccessTokenRequest]) (*op.Response, error) {
+	a, err := s.p.requests.takeByCode(ctx, r.Data.Code)
+	if err != nil {
+		return nil, oidc.ErrInvalidGrant().WithDescription("invalid, used or expired code")
+	}
+	if err := op.AuthorizeCodeChallenge(r.Data.CodeVerifier, a.GetCodeChallenge()); err != nil {
+		return nil, oidc.ErrInvalidGrant().WithDescription("code_verifier does not match the code_challenge")
+	}
+	if r.Client.GetID() != a.ClientID {
+		return nil, oidc.ErrInvalidGrant().WithDescription("the code was issued to another client")
+	}
+	if r.Data.RedirectURI != a.RedirectURI {
+		return nil, oidc.ErrInvalidGrant().WithDescription("redirect_uri does not match the authorization request's")
+	}
+	cl := s.p.clients[a.ClientID]
+	if err := s.p.liveSession(ctx, a.SessionID); err != nil {
+		return nil, err
+	}
+	who, err := s.p.person(ctx, a.Subject, a.OrgID)
+	if err != nil {
+		return nil, err
+	}
+	at, exp, jti, err := s.p.accessToken(cl, who, a.Scopes, a.Resource, a.SessionID, a.AuthTime)
+	if err != nil {
+		return nil, oidc.ErrServerError().WithParent(err)
+	}
+	idt, err := op.CreateIDToken(ctx, s.p.issuer, a, cl.IDTokenLifetime(), at, r.Data.Code, storage{s.p}, cl)
+	if err != nil {
+		return nil, oidc.ErrServerError().WithParent(err)
+	}
+	s.p.audit(ctx, who.org.ID, who.user.ID, "oidc.token", map[string]string{"client": cl.cfg.ID, "grant": "authorization_code", "jti": jti})
+	return tokenResponse(&oidc.AccessTokenResponse{AccessToken: at, TokenType: oidc.BearerToken, ExpiresIn: uint64(time.Until(exp).Round(time.Second) / time.Second),
+		IDToken: idt, Scope: a.Scopes}), nil
+}
+
+// ClientCredentialsExchange gives a machine client a token for its own
+// org: sub is the client (RFC 9068 §2.2), org_id the client's org.
+func (s *server) ClientCredentialsExchange(ctx context.Context, r *op.ClientRequest[oidc.ClientCredentialsRequest]) (*op.Response, error) {
+	cl, ok := s.p.clients[r.Client.GetID()]
+	if !ok || cl.cfg.Org == "" {
+		return nil, oidc.ErrUnauthorizedClient()
+	}
+	o, ok := s.p.o.Orgs.BySlug(cl.cfg.Org)
+	if !ok {
+		return nil, oidc.ErrInvalidClient().WithDescription("the client's organization no longer exists")
+	}
+	var scopes []string
+	for _, sc := range r.Data.Scope {
+		if !cl.IsScopeAllowed(sc) {
+			return nil, oidc.ErrInvalidScope().WithDescription("scope %q is not one this client may ask for", sc)
+		}
+		scopes = append(scopes, sc)
+	}
+	resource := ""
+	switch rs := r.Form["resource"]; len(rs) {
+	case 0:
+	case 1:
+		if !cl.allowsResource(rs[0]) {
+			return nil, oidc.ErrInvalidTarget().WithDescription("resource %q is not one this client may ask for", rs[0])
+		}
+		resource = rs[0]
+	default:
+		return nil, oidc.ErrInvalidTarget().WithDescription("one resource per token")
+	}
+	at, exp, jti, err := s.p.machineToken(cl, o, scopes, resource)
+	if err != nil {
+		return nil, oidc.ErrServerError().WithParent(err)
+	}
+	s.p.audit(ctx, o.ID, "client:"+cl.cfg.ID, "oidc.token", map[string]string{"client": cl.cfg.ID, "grant": "client_credentials", "jti": jti})
+	return tokenResponse(&oidc.AccessTokenResponse{AccessToken: at, TokenType: oidc.BearerToken,
+		ExpiresIn: uint64(time.Until(exp).Round(time.Second) / time.Second), Scope: scopes}), nil
+}
+
+// JWTProfile: no JWT bearer grant (RFC 7523).
+func (s *server) JWTProfile(context.Context, *op.Request[oidc.JWTProfileGrantRequest]) (*op.Response, error) {
+	return nil, oidc.ErrUnsupportedGrantType()
+}
+
+// UserInfo answers for an access token of this provider only: typ
+// at+jwt, this issuer, unexpired, its person still a member.
+func (s *server) UserInfo(ctx context.Context, r *op.Request[oidc.UserInfoRequest]) (*op.Response, error) {
+	c, err := s.p.verifyAccessToken(r.Data.AccessToken)
+	if err != nil {
+		return nil, op.NewStatusError(oidc.ErrAccessDenied().WithDescription("the access token is not valid here"), http.StatusUnauthorized)
+	}
+	if c.ClientID == c.Subject { // a machine token: no person
+		return nil, op.NewStatusError(oidc.ErrAccessDenied().WithDescription("a client's own token has no user"), http.StatusForbidden)
+	}
+	who, err := s.p.person(ctx, c.Subject, c.OrgID)
+	if err != nil {
+		return nil, op.NewStatusError(oidc.ErrAccessDenied().WithDescription("the person is no longer a member"), http.StatusUnauthorized)
+	}
+	info := new(oidc.UserInfo)
+	who.fill(info)
+	return op.NewResponse(info), nil
+}
+
+func tokenResponse(v *oidc.AccessTokenResponse) *op.Response {
+	resp := op.NewResponse(v)
+	resp.Header.Set("Cache-Control", "no-store")
+	resp.Header.Set("Pragma", "no-cache")
+	return resp
+}
+
+// accessClaims are an RFC 9068 access token's.
+type accessClaims struct {
+	Issuer    string   `json:"iss"`
+	Subject   string   `json:"sub"`
+	Audience  string   `json:"aud"`
+	Expiry    int64    `json:"exp"`
+	IssuedAt  int64    `json:"iat"`
+	JWTID     string   `json:"jti"`
+	ClientID  string   `json:"client_id"`
+	Scope     string   `json:"scope,omitempty"`
+	AuthTime  int64    `json:"auth_time,omitempty"`
+	SessionID string   `json:"sid,omitempty"`
+	OrgID     string   `json:"org_id"`
+	OrgSlug   string   `json:"org_slug"`
+	Email     string   `json:"email,omitempty"`
+	Roles     []string `json:"roles,omitempty"`
+	Groups    []string `json:"groups,omitempty"`
+}
+
+// accessToken makes a person's access token for cl.
+func (p *Provider) accessToken(cl *client, who person, scopes []string, resource, sessionID string, authTime time.Time) (string, time.Time, string, error) {
+	now := p.o.Now()
+	exp := now.Add(cl.cfg.AccessTokenLifetime)
+	c := accessClaims{Issuer: p.issuer, Subject: who.user.ID, Audience: cl.audience(resource, p.issuer+UserinfoPath), Expiry: exp.Unix(),
+		IssuedAt: now.Unix(), JWTID: token.RandomID()[:22], ClientID: cl.cfg.ID, Scope: strings.Join(scopes, " "), AuthTime: authTime.Unix(),
+		OrgID: who.org.ID, OrgSlug: who.org.Slug, Email: who.user.Email, Roles: nonNil(who.mem.Roles), Groups: who.mem.Groups}
+	if sessionID != "" {
+		c.SessionID = p.sid(sessionID)
+	}
+	at, err := p.o.Keys.SignTyped(signing.TypeAccessToken, c)
+	return at, exp, c.JWTID, err
+}
+
+// machineToken makes a machine client's access token for its org.
+func (p *Provider) machineToken(cl *client, o *store.Org, scopes []string, resource string) (string, time.Time, string, error) {
+	now := p.o.Now()
+	exp := now.Add(cl.cfg.AccessTokenLifetime)
+	c := accessClaims{Issuer: p.issuer, Subject: cl.cfg.ID, Audience: cl.audience(resource, p.issuer+UserinfoPath), Expiry: exp.Unix(),
+		IssuedAt: now.Unix(), JWTID: token.RandomID()[:22], ClientID: cl.cfg.ID, Scope: strings.Join(scopes, " "), OrgID: o.ID, OrgSlug: o.Slug}
+	at, err := p.o.Keys.SignTyped(signing.TypeAccessToken, c)
+	return at, exp, c.JWTID, err
+}
+
+// verifyAccessToken checks an access token this provider made.
+func (p *Provider) verifyAccessToken(tok string) (accessClaims, error) {
+	var c accessClaims
+	payload, err := p.o.Keys.Verify(tok, signing.TypeAccessToken)
+	if err != nil {
+		return c, err
+	}
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return c, err
+	}
+	switch {
+	case c.Issuer != p.issuer:
+		return c, errors.New("provider: another issuer's token")
+	case p.o.Now().Unix() >= c.Expiry:
+		return c, errors.New("provider: expired token")
+	case c.Subject == "" || c.ClientID == "":
+		return c, errors.New("provider: token without subject or client")
+	}
+	return c, nil
+}
+
+// sid is a session's handle in tokens: derived from its ID, which stays
+// secret (the ID names the session to the store).
+func (p *Provider) sid(sessionID string) string {
+	m := hmac.New(sha256.New, p.secretKey)
+	m.Write([]byte("sid\x00" + sessionID))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:16])
+}
+
+// liveSession refuses tokens for a session that ended meanwhile.
+func (p *Provider) liveSession(ctx context.Context, id string) error {
+	s, err := p.o.Store.GetSession(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return oidc.ErrInvalidGrant().WithDescription("the sign-in's session has ended")
+	case err != nil:
+		return oidc.ErrServerError().WithParent(err)
+	case !s.RevokedAt.IsZero() || !p.o.Now().Before(s.ExpiresAt):
+		return oidc.ErrInvalidGrant().WithDescription("the sign-in's session has ended")
+	}
+	return nil
+}
+
+func (p *Provider) audit(ctx context.Context, orgID, actor, action string, details map[string]string) {
+	ctx, cancel := detached(ctx)
+	defer cancel()
+	if err := p.o.Store.AppendAudit(ctx, store.AuditEvent{Time: p.o.Now(), OrgID: orgID, Actor: actor, Action: action, Outcome: "success", Details: details}); err != nil {
+		p.o.Logger.Error("provider: audit write failed", "action", action, "err", err)
+	}
+}
+
+// writeOAuthError answers an RFC 6749 §5.2 error.
+func writeOAuthError(w http.ResponseWriter, status int, code, desc string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": code, "error_description": desc})
+}
+
+var _ = slices.Contains[[]string]
