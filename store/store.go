@@ -306,6 +306,29 @@ type Invitation struct {
 	ExpiresAt time.Time `json:"expires_at"`
 }
 
+// RefreshFamily is the chain of refresh tokens one sign-in gave one
+// OIDC client: each use rotates it to the next generation, and only the
+// current generation works. An older one presented again means a token
+// was stolen: the family is revoked (reuse detection).
+type RefreshFamily struct {
+	ID       string `json:"id"`
+	ClientID string `json:"client_id"`
+	UserID   string `json:"user_id"`
+	OrgID    string `json:"org_id"`
+	// SessionID binds the family to a sign-in: it dies with the session.
+	// "" for offline access, which outlives it.
+	SessionID  string    `json:"session_id,omitempty"`
+	Scopes     []string  `json:"scopes"`
+	Resource   string    `json:"resource,omitempty"`
+	AuthTime   time.Time `json:"auth_time"`
+	AMR        []string  `json:"amr,omitempty"`
+	Generation uint64    `json:"generation"`
+	CreatedAt  time.Time `json:"created_at"`
+	UsedAt     time.Time `json:"used_at,omitzero"`
+	ExpiresAt  time.Time `json:"expires_at"`
+	RevokedAt  time.Time `json:"revoked_at,omitzero"`
+}
+
 // Admin roles: granted through a membership's roles (RoleAdmin,
 // RoleAuditor) or, for the platform, the user's PlatformAdmin flag.
 const (
@@ -477,8 +500,9 @@ type Store interface {
 	// GetUserByEmail matches the email case-insensitively.
 	GetUserByEmail(ctx context.Context, email string) (User, error)
 	UpdateUser(ctx context.Context, id string, fn func(User) (User, error)) (User, error)
-	// DeleteUser deletes the user with its memberships, sessions and the
-	// API tokens and invitations it made, in one transaction.
+	// DeleteUser deletes the user with its memberships, sessions, refresh
+	// token families and the API tokens and invitations it made, in one
+	// transaction.
 	DeleteUser(ctx context.Context, id string) error
 
 	// CreateMembership stores m; its org must exist (ErrNotFound), so
@@ -538,6 +562,17 @@ type Store interface {
 	TakeInvitation(ctx context.Context, hash string, now time.Time) (Invitation, error)
 	// GetInvitationByHash reads without taking, for showing the link's page.
 	GetInvitationByHash(ctx context.Context, hash string) (Invitation, error)
+
+	// CreateRefreshFamily stores f; its user and org must exist.
+	CreateRefreshFamily(ctx context.Context, f RefreshFamily) error
+	GetRefreshFamily(ctx context.Context, id string) (RefreshFamily, error)
+	// UpdateRefreshFamily may change everything but the ID, client,
+	// user, org, session and expiry.
+	UpdateRefreshFamily(ctx context.Context, id string, fn func(RefreshFamily) (RefreshFamily, error)) (RefreshFamily, error)
+	// ListRefreshFamiliesBySession lists a session's families.
+	ListRefreshFamiliesBySession(ctx context.Context, sessionID string) ([]RefreshFamily, error)
+	// DeleteExpiredRefreshFamilies removes families that expired before t.
+	DeleteExpiredRefreshFamilies(ctx context.Context, before time.Time) (int, error)
 
 	AppendAudit(ctx context.Context, e AuditEvent) error
 	ListAudit(ctx context.Context, q AuditQuery) ([]AuditEvent, error)

@@ -19,6 +19,7 @@
 //	key/<id>                          SigningKey
 //	tok/<id>                          APIToken (and its indexes: tokens.go)
 //	inv/<id>                          Invitation (and its indexes: invitations.go)
+//	rtf/<id>                          RefreshFamily (and its indexes: refresh.go)
 //	orgdel/<id>                       Org being deleted (orgdelete.go)
 //	audit/all/<^time><id>             AuditEvent
 //	audit/org/<oid>/<^time><id>       -> audit/all/<^time><id>
@@ -495,6 +496,9 @@ func (s *Store) DeleteUser(ctx context.Context, id string) error {
 			return err
 		}
 		if err := deleteInvitations(txn, prefix("invuser", id)); err != nil {
+			return err
+		}
+		if err := deleteRefreshFamilies(txn, prefix("rtfuser", id)); err != nil {
 			return err
 		}
 		// Sessions in no org's membership (any left) go too.

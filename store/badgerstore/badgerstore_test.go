@@ -122,7 +122,7 @@ func checkConsistency(t testing.TB, s *Store) {
 			t.Errorf("record at %q belongs at %q", k, wantKey)
 		}
 	}
-	indexPrefixes := []string{"orgslug/", "useremail/", "mem/o/", "mem/oe/", "sessuser/", "sessexp/", "audit/org/", "audit/chain/", "tokorg/", "tokuser/", "invorg/", "invhash/", "invoe/", "invuser/"}
+	indexPrefixes := []string{"orgslug/", "useremail/", "mem/o/", "mem/oe/", "sessuser/", "sessexp/", "audit/org/", "audit/chain/", "tokorg/", "tokuser/", "invorg/", "invhash/", "invoe/", "invuser/", "rtfsess/", "rtfuser/", "rtforg/", "rtfexp/"}
 	heads := map[string]uint64{} // org → the highest sequence number stored
 	for k, v := range all {
 		switch {
@@ -169,6 +169,14 @@ func checkConsistency(t testing.TB, s *Store) {
 				want[string(tokOrgKey(at.OrgID, at.CreatedAt, at.ID))] = k
 				if at.CreatedBy != "" {
 					want[string(tokUserKey(at.CreatedBy, at.ID))] = k
+				}
+			}
+		case strings.HasPrefix(k, "rtf/"):
+			var f store.RefreshFamily
+			if decode(k, v, &f) {
+				atKey(k, rtfKey(f.ID))
+				for _, ik := range rtfIndexes(f) {
+					want[string(ik)] = k
 				}
 			}
 		case strings.HasPrefix(k, "inv/"):

@@ -176,7 +176,7 @@ func (s *Store) finishOrgDeletions() {
 }
 
 type purgeStats struct {
-	memberships, sessions, tokens, invitations, stale, batches int
+	memberships, sessions, tokens, invitations, refresh, stale, batches int
 }
 
 // purgeOrg removes everything of the org marked for deletion, in
@@ -248,6 +248,9 @@ func (s *Store) purgeOrg(ctx context.Context, id string) (purgeStats, error) {
 	}
 	if err := purgeIndexed(ctx, s, id, prefix("invorg", id), &st, &st.invitations, deleteInvitation); err != nil {
 		return st, fmt.Errorf("invitations: %w", err)
+	}
+	if err := purgeIndexed(ctx, s, id, prefix("rtforg", id), &st, &st.refresh, deleteRefreshFamily); err != nil {
+		return st, fmt.Errorf("refresh token families: %w", err)
 	}
 	// Nothing can have been added meanwhile (see the top of this file).
 	if err := s.update(ctx, func(txn *badger.Txn) error {

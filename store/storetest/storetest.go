@@ -45,6 +45,7 @@ func RunTests(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Invitations", testInvitations},
 		{"InvitationTake", testInvitationTake},
 		{"InvitationCascades", testInvitationCascades},
+		{"RefreshFamilies", testRefreshFamilies},
 		{"Sessions", testSessions},
 		{"DeleteExpiredSessions", testDeleteExpiredSessions},
 		{"SigningKeys", testSigningKeys},
