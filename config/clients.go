@@ -45,6 +45,11 @@ type Client struct {
 	Scopes              []string      `yaml:"scopes"`
 	AccessTokenLifetime time.Duration `yaml:"access_token_lifetime"` // default 5m, at most 1h
 	IDTokenLifetime     time.Duration `yaml:"id_token_lifetime"`     // default 10m, at most 24h
+	// OfflineAccess lets the app ask for the offline_access scope: its
+	// refresh tokens then outlive the sign-in's session, for
+	// RefreshTokenLifetime. Without it, they end with the session.
+	OfflineAccess        bool          `yaml:"offline_access"`
+	RefreshTokenLifetime time.Duration `yaml:"refresh_token_lifetime"` // default 720h, at most 2160h
 }
 
 // Client types.
@@ -61,6 +66,8 @@ const (
 	MaxAccessTokenLifetime     = time.Hour
 	DefaultIDTokenLifetime     = 10 * time.Minute
 	MaxIDTokenLifetime         = 24 * time.Hour
+	DefaultRefreshLifetime     = 30 * 24 * time.Hour
+	MaxRefreshLifetime         = 90 * 24 * time.Hour
 	minClientSecret            = 32
 )
 
@@ -83,6 +90,9 @@ func (c *Config) clientDefaults() {
 		}
 		if cl.IDTokenLifetime == 0 {
 			cl.IDTokenLifetime = DefaultIDTokenLifetime
+		}
+		if cl.RefreshTokenLifetime == 0 {
+			cl.RefreshTokenLifetime = DefaultRefreshLifetime
 		}
 	}
 }
@@ -180,6 +190,12 @@ func (c *Config) validateClients(d *decoder, slugs map[string]int) {
 		}
 		if cl.IDTokenLifetime < 30*time.Second || cl.IDTokenLifetime > MaxIDTokenLifetime {
 			d.add(p+".id_token_lifetime", "must be from 30s to %s", MaxIDTokenLifetime)
+		}
+		if cl.RefreshTokenLifetime < time.Minute || cl.RefreshTokenLifetime > MaxRefreshLifetime {
+			d.add(p+".refresh_token_lifetime", "must be from 1m to %s", MaxRefreshLifetime)
+		}
+		if cl.OfflineAccess && cl.Type == ClientMachine {
+			d.add(p+".offline_access", "a machine client has no sign-in to outlive")
 		}
 	}
 }

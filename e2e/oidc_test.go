@@ -162,9 +162,72 @@ func TestOpenIDProvider(t *testing.T) {
 		t.Fatalf("userinfo: %v %+v", err, ui)
 	}
 
+	// Refresh tokens rotate; a used one presented again revokes the family.
+	t.Run("refresh rotation and reuse", func(t *testing.T) {
+		v := oauth2.GenerateVerifier()
+		t1, err := portal.conf.Exchange(portal.ctx, portal.signIn(alice, oauth2.S256ChallengeOption(v)).Get("code"), oauth2.VerifierOption(v))
+		if err != nil || t1.RefreshToken == "" {
+			t.Fatalf("no refresh token: %v", err)
+		}
+		t2, err := portal.refresh(t1.RefreshToken)
+		if err != nil || t2.RefreshToken == t1.RefreshToken || t2.AccessToken == t1.AccessToken {
+			t.Fatalf("refresh: %v", err)
+		}
+		if c := jwtPart(t, t2.Extra("id_token").(string), 1); c["org_slug"] != "acme" || c["sub"] != jwtPart(t, t1.Extra("id_token").(string), 1)["sub"] {
+			t.Fatalf("refreshed ID token %v", c)
+		}
+		_, err = portal.refresh(t1.RefreshToken)
+		mustOAuthError(t, err, "invalid_grant")
+		_, err = portal.refresh(t2.RefreshToken) // the family is revoked
+		mustOAuthError(t, err, "invalid_grant")
+		// Another client's refresh token, a forged one.
+		other := newRP(t, g, "acme-only", "http://127.0.0.1:9/acme")
+		v = oauth2.GenerateVerifier()
+		t3, _ := portal.conf.Exchange(portal.ctx, portal.signIn(alice, oauth2.S256ChallengeOption(v)).Get("code"), oauth2.VerifierOption(v))
+		_, err = other.refresh(t3.RefreshToken)
+		mustOAuthError(t, err, "invalid_grant")
+		_, err = portal.refresh(t3.RefreshToken[:len(t3.RefreshToken)-2] + "AA")
+		mustOAuthError(t, err, "invalid_grant")
+		// Scope escalation on refresh.
+		_, err = portal.refreshScopes(t3.RefreshToken, "openid reports.admin")
+		mustOAuthError(t, err, "invalid_scope")
+	})
+	t.Run("revocation and introspection", func(t *testing.T) {
+		v := oauth2.GenerateVerifier()
+		t1, err := portal.conf.Exchange(portal.ctx, portal.signIn(alice, oauth2.S256ChallengeOption(v)).Get("code"), oauth2.VerifierOption(v))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if in := portal.introspect(t, "portal", portalSecret, t1.AccessToken); in["active"] != true || in["org_slug"] != "acme" || in["client_id"] != "portal" {
+			t.Fatalf("introspection: %v", in)
+		}
+		if in := portal.introspect(t, "acme-bot", portalSecret, t1.AccessToken); in["active"] != false {
+			t.Fatalf("another client introspects: %v", in)
+		}
+		if in := portal.introspect(t, "portal", portalSecret, t1.RefreshToken); in["active"] != true || in["token_type"] != "refresh_token" {
+			t.Fatalf("refresh token introspection: %v", in)
+		}
+		portal.revoke(t, t1.AccessToken)
+		if in := portal.introspect(t, "portal", portalSecret, t1.AccessToken); in["active"] != false {
+			t.Fatalf("revoked access token: %v", in)
+		}
+		if _, err := portal.provider.UserInfo(portal.ctx, oauth2.StaticTokenSource(t1)); err == nil {
+			t.Fatal("userinfo with a revoked access token")
+		}
+		portal.revoke(t, t1.RefreshToken)
+		_, err = portal.refresh(t1.RefreshToken)
+		mustOAuthError(t, err, "invalid_grant")
+	})
+
 	// Attacks, each answered as the specs say, with no token.
 	t.Run("code used twice", func(t *testing.T) {
 		_, err := portal.conf.Exchange(portal.ctx, code, oauth2.VerifierOption(verifier))
+		mustOAuthError(t, err, "invalid_grant")
+		// ... and what it gave first is revoked.
+		if _, err := portal.provider.UserInfo(portal.ctx, oauth2.StaticTokenSource(tok)); err == nil {
+			t.Error("the first access token still works")
+		}
+		_, err = portal.refresh(tok.RefreshToken)
 		mustOAuthError(t, err, "invalid_grant")
 	})
 	t.Run("wrong verifier burns the code", func(t *testing.T) {
@@ -271,6 +334,68 @@ func TestOpenIDProvider(t *testing.T) {
 	if resp.StatusCode != http.StatusMethodNotAllowed || strings.Contains(string(body), "access_token") {
 		t.Fatalf("GET token: %d %s", resp.StatusCode, body)
 	}
+}
+
+func (c *rp) refresh(rt string) (*oauth2.Token, error) {
+	return c.conf.TokenSource(c.ctx, &oauth2.Token{RefreshToken: rt}).Token()
+}
+
+// refreshScopes refreshes asking for scope.
+func (c *rp) refreshScopes(rt, scope string) (*oauth2.Token, error) {
+	return c.post(c.provider.Endpoint().TokenURL, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "scope": {scope}})
+}
+
+// post sends a form to the provider with the client's credentials.
+func (c *rp) post(u string, form url.Values) (*oauth2.Token, error) {
+	req, _ := http.NewRequest("POST", u, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(c.conf.ClientID, c.conf.ClientSecret)
+	resp, err := oauth2.NewClient(c.ctx, nil).Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var out struct {
+		AccessToken string `json:"access_token"`
+		Error       string `json:"error"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	if out.Error != "" {
+		return nil, &oauth2.RetrieveError{ErrorCode: out.Error}
+	}
+	return &oauth2.Token{AccessToken: out.AccessToken}, nil
+}
+
+func (c *rp) revoke(t *testing.T, tok string) {
+	t.Helper()
+	var claims struct {
+		Revoke string `json:"revocation_endpoint"`
+	}
+	_ = c.provider.Claims(&claims)
+	if _, err := c.post(claims.Revoke, url.Values{"token": {tok}}); err != nil {
+		t.Fatalf("revoke: %v", err)
+	}
+}
+
+func (c *rp) introspect(t *testing.T, id, secret, tok string) map[string]any {
+	t.Helper()
+	var claims struct {
+		Introspect string `json:"introspection_endpoint"`
+	}
+	_ = c.provider.Claims(&claims)
+	req, _ := http.NewRequest("POST", claims.Introspect, strings.NewReader(url.Values{"token": {tok}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(id, secret)
+	resp, err := oauth2.NewClient(c.ctx, nil).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&out) != nil {
+		t.Fatalf("introspect: %d", resp.StatusCode)
+	}
+	return out
 }
 
 func mustOAuthError(t *testing.T, err error, code string) {

@@ -71,7 +71,7 @@ func (c *client) GrantTypes() []oidc.GrantType {
 	if c.cfg.Type == config.ClientMachine {
 		return []oidc.GrantType{oidc.GrantTypeClientCredentials}
 	}
-	return []oidc.GrantType{oidc.GrantTypeCode}
+	return []oidc.GrantType{oidc.GrantTypeCode, oidc.GrantTypeRefreshToken}
 }
 
 func (c *client) LoginURL(id string) string { return c.loginURL(id) }

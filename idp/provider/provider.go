@@ -34,12 +34,14 @@ import (
 
 // Paths of the provider's endpoints under the issuer.
 const (
-	Prefix        = "/.gatehouse/oidc/"
-	AuthorizePath = Prefix + "authorize"
-	TokenPath     = Prefix + "token"
-	UserinfoPath  = Prefix + "userinfo"
-	continuePath  = Prefix + "continue"
-	callbackPath  = AuthorizePath + "/callback"
+	Prefix         = "/.gatehouse/oidc/"
+	AuthorizePath  = Prefix + "authorize"
+	TokenPath      = Prefix + "token"
+	UserinfoPath   = Prefix + "userinfo"
+	RevokePath     = Prefix + "revoke"
+	IntrospectPath = Prefix + "introspect"
+	continuePath   = Prefix + "continue"
+	callbackPath   = AuthorizePath + "/callback"
 )
 
 // Options wire a Provider.
@@ -110,6 +112,8 @@ func New(o Options) (*Provider, error) {
 		Authorization: op.NewEndpoint(strings.TrimPrefix(AuthorizePath, "/")),
 		Token:         op.NewEndpoint(strings.TrimPrefix(TokenPath, "/")),
 		Userinfo:      op.NewEndpoint(strings.TrimPrefix(UserinfoPath, "/")),
+		Revocation:    op.NewEndpoint(strings.TrimPrefix(RevokePath, "/")),
+		Introspection: op.NewEndpoint(strings.TrimPrefix(IntrospectPath, "/")),
 	}), p: p}
 	p.handler = op.RegisterLegacyServer(p.server, p.callback,
 		op.WithServerCORSOptions(nil)) // CORS: set per endpoint in ServeHTTP
@@ -134,18 +138,22 @@ var claimsSupported = []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "
 // the assertion keys' one, so there is one document for both).
 func (p *Provider) Metadata() map[string]any {
 	return map[string]any{
-		"authorization_endpoint":                p.issuer + AuthorizePath,
-		"token_endpoint":                        p.issuer + TokenPath,
-		"userinfo_endpoint":                     p.issuer + UserinfoPath,
-		"scopes_supported":                      []string{"openid", "profile", "email"},
-		"response_types_supported":              []string{"code"},
-		"response_modes_supported":              []string{"query", "form_post"},
-		"grant_types_supported":                 []string{"authorization_code", "client_credentials"},
-		"code_challenge_methods_supported":      []string{"S256"},
-		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post", "none"},
-		"claims_supported":                      claimsSupported,
-		"request_parameter_supported":           false,
-		"request_uri_parameter_supported":       false,
+		"authorization_endpoint":                        p.issuer + AuthorizePath,
+		"token_endpoint":                                p.issuer + TokenPath,
+		"userinfo_endpoint":                             p.issuer + UserinfoPath,
+		"revocation_endpoint":                           p.issuer + RevokePath,
+		"introspection_endpoint":                        p.issuer + IntrospectPath,
+		"revocation_endpoint_auth_methods_supported":    []string{"client_secret_basic", "client_secret_post", "none"},
+		"introspection_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
+		"scopes_supported":                              []string{"openid", "profile", "email", "offline_access"},
+		"response_types_supported":                      []string{"code"},
+		"response_modes_supported":                      []string{"query", "form_post"},
+		"grant_types_supported":                         []string{"authorization_code", "refresh_token", "client_credentials"},
+		"code_challenge_methods_supported":              []string{"S256"},
+		"token_endpoint_auth_methods_supported":         []string{"client_secret_basic", "client_secret_post", "none"},
+		"claims_supported":                              claimsSupported,
+		"request_parameter_supported":                   false,
+		"request_uri_parameter_supported":               false,
 	}
 }
 
@@ -163,8 +171,8 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case continuePath:
 		p.continueSignIn(w, r)
 		return
-	case TokenPath:
-		if r.Method != http.MethodPost {
+	case TokenPath, RevokePath, IntrospectPath:
+		if r.Method != http.MethodPost && r.Method != http.MethodOptions {
 			// Never a GET: its query (a code, a secret) lands in logs.
 			h.Set("Allow", http.MethodPost)
 			writeOAuthError(w, http.StatusMethodNotAllowed, "invalid_request", "use POST")

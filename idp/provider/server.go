@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
@@ -58,6 +57,7 @@ func (s *server) Authorize(ctx context.Context, r *op.ClientRequest[oidc.AuthReq
 func (s *server) CodeExchange(ctx context.Context, r *op.ClientRequest[oidc.AccessTokenRequest]) (*op.Response, error) {
 	a, err := s.p.requests.takeByCode(ctx, r.Data.Code)
 	if err != nil {
+		s.p.codeAgain(ctx, r.Data.Code)
 		return nil, oidc.ErrInvalidGrant().WithDescription("invalid, used or expired code")
 	}
 	if err := op.AuthorizeCodeChallenge(r.Data.CodeVerifier, a.GetCodeChallenge()); err != nil {
@@ -70,7 +70,8 @@ func (s *server) CodeExchange(ctx context.Context, r *op.ClientRequest[oidc.Acce
 		return nil, oidc.ErrInvalidGrant().WithDescription("redirect_uri does not match the authorization request's")
 	}
 	cl := s.p.clients[a.ClientID]
-	if err := s.p.liveSession(ctx, a.SessionID); err != nil {
+	sess, err := s.p.liveSession(ctx, a.SessionID)
+	if err != nil {
 		return nil, err
 	}
 	who, err := s.p.person(ctx, a.Subject, a.OrgID)
@@ -85,9 +86,14 @@ func (s *server) CodeExchange(ctx context.Context, r *op.ClientRequest[oidc.Acce
 	if err != nil {
 		return nil, oidc.ErrServerError().WithParent(err)
 	}
-	s.p.audit(ctx, who.org.ID, who.user.ID, "oidc.token", map[string]string{"client": cl.cfg.ID, "grant": "authorization_code", "jti": jti})
+	fid, err := s.p.newFamily(ctx, cl, a, sess.ExpiresAt)
+	if err != nil {
+		return nil, oidc.ErrServerError().WithParent(err)
+	}
+	s.p.codeSpent(ctx, r.Data.Code, spentCode{Family: fid, JTI: jti, Exp: exp.Unix()})
+	s.p.audit(ctx, who.org.ID, who.user.ID, "oidc.token", map[string]string{"client": cl.cfg.ID, "grant": "authorization_code", "jti": jti, "family": fid})
 	return tokenResponse(&oidc.AccessTokenResponse{AccessToken: at, TokenType: oidc.BearerToken, ExpiresIn: uint64(time.Until(exp).Round(time.Second) / time.Second),
-		IDToken: idt, Scope: a.Scopes}), nil
+		IDToken: idt, RefreshToken: s.p.refreshToken(fid, 1), Scope: a.Scopes}), nil
 }
 
 // ClientCredentialsExchange gives a machine client a token for its own
@@ -137,6 +143,9 @@ func (s *server) JWTProfile(context.Context, *op.Request[oidc.JWTProfileGrantReq
 // at+jwt, this issuer, unexpired, its person still a member.
 func (s *server) UserInfo(ctx context.Context, r *op.Request[oidc.UserInfoRequest]) (*op.Response, error) {
 	c, err := s.p.verifyAccessToken(r.Data.AccessToken)
+	if err == nil && s.p.accessRevoked(ctx, c.JWTID) {
+		err = errors.New("revoked")
+	}
 	if err != nil {
 		return nil, op.NewStatusError(oidc.ErrAccessDenied().WithDescription("the access token is not valid here"), http.StatusUnauthorized)
 	}
@@ -232,17 +241,46 @@ func (p *Provider) sid(sessionID string) string {
 }
 
 // liveSession refuses tokens for a session that ended meanwhile.
-func (p *Provider) liveSession(ctx context.Context, id string) error {
+func (p *Provider) liveSession(ctx context.Context, id string) (store.Session, error) {
 	s, err := p.o.Store.GetSession(ctx, id)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return oidc.ErrInvalidGrant().WithDescription("the sign-in's session has ended")
+		return s, oidc.ErrInvalidGrant().WithDescription("the sign-in's session has ended")
 	case err != nil:
-		return oidc.ErrServerError().WithParent(err)
+		return s, oidc.ErrServerError().WithParent(err)
 	case !s.RevokedAt.IsZero() || !p.o.Now().Before(s.ExpiresAt):
-		return oidc.ErrInvalidGrant().WithDescription("the sign-in's session has ended")
+		return s, oidc.ErrInvalidGrant().WithDescription("the sign-in's session has ended")
 	}
-	return nil
+	return s, nil
+}
+
+// codeSpent remembers what a code gave, for codeAgain.
+func (p *Provider) codeSpent(ctx context.Context, code string, sc spentCode) {
+	b, _ := json.Marshal(sc)
+	if err := p.o.Store.PutOnce(ctx, kindSpentCode, codeKey(code), b, p.o.Now().Add(spentCodeTTL)); err != nil {
+		p.o.Logger.Warn("provider: could not remember a redeemed code", "err", err)
+	}
+}
+
+// codeAgain: a code redeemed before and presented again was stolen
+// (RFC 6749 §4.1.2): what it gave is revoked.
+func (p *Provider) codeAgain(ctx context.Context, code string) {
+	b, err := p.o.Store.TakeOnce(ctx, kindSpentCode, codeKey(code))
+	if err != nil {
+		return
+	}
+	var sc spentCode
+	if json.Unmarshal(b, &sc) != nil {
+		return
+	}
+	p.o.Logger.Warn("provider: a redeemed code was presented again; revoking its tokens", "family", sc.Family)
+	p.revokeFamily(ctx, sc.Family)
+	if err := p.revokeAccess(ctx, sc.JTI, time.Unix(sc.Exp, 0)); err != nil {
+		p.o.Logger.Error("provider: revoking an access token failed", "err", err)
+	}
+	if f, err := p.o.Store.GetRefreshFamily(ctx, sc.Family); err == nil {
+		p.audit(ctx, f.OrgID, f.UserID, "oidc.code_reuse", map[string]string{"client": f.ClientID, "family": f.ID})
+	}
 }
 
 func (p *Provider) audit(ctx context.Context, orgID, actor, action string, details map[string]string) {
@@ -259,5 +297,3 @@ func writeOAuthError(w http.ResponseWriter, status int, code, desc string) {
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]string{"error": code, "error_description": desc})
 }
-
-var _ = slices.Contains[[]string]

@@ -204,17 +204,22 @@ func (s storage) SetUserinfoFromScopes(context.Context, *oidc.UserInfo, string, 
 // SetUserinfoFromRequest fills an ID token's claims from the request's
 // person and org.
 func (s storage) SetUserinfoFromRequest(ctx context.Context, info *oidc.UserInfo, req op.IDTokenRequest, _ []string) error {
-	a, ok := req.(*authRequest)
-	if !ok {
+	var userID, orgID, sessionID string
+	switch r := req.(type) {
+	case *authRequest:
+		userID, orgID, sessionID = r.Subject, r.OrgID, r.SessionID
+	case refreshRequest:
+		userID, orgID, sessionID = r.f.UserID, r.f.OrgID, r.f.SessionID
+	default:
 		return oidc.ErrServerError().WithParent(fmt.Errorf("provider: ID token for a %T", req))
 	}
-	who, err := s.p.person(ctx, a.Subject, a.OrgID)
+	who, err := s.p.person(ctx, userID, orgID)
 	if err != nil {
 		return err
 	}
 	who.fill(info)
-	if a.SessionID != "" {
-		info.AppendClaims("sid", s.p.sid(a.SessionID))
+	if sessionID != "" {
+		info.AppendClaims("sid", s.p.sid(sessionID))
 	}
 	return nil
 }
