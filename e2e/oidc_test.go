@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
@@ -22,6 +23,7 @@ const oidcClients = `clients:
     type: web
     secret: ${PORTAL_SECRET}
     redirect_uris: [http://127.0.0.1:9/callback]
+    post_logout_redirect_uris: [http://127.0.0.1:9/bye]
   - id: acme-only
     type: web
     secret: ${PORTAL_SECRET}
@@ -334,6 +336,40 @@ func TestOpenIDProvider(t *testing.T) {
 	if resp.StatusCode != http.StatusMethodNotAllowed || strings.Contains(string(body), "access_token") {
 		t.Fatalf("GET token: %d %s", resp.StatusCode, body)
 	}
+
+	// RP-initiated logout: a post-logout URI not the client's is refused;
+	// the registered one gets the browser back after the person confirms,
+	// and the one session ends for the apps and the proxy alike.
+	var meta struct {
+		EndSession string `json:"end_session_endpoint"`
+	}
+	_ = portal.provider.Claims(&meta)
+	v = oauth2.GenerateVerifier()
+	last, err := portal.conf.Exchange(portal.ctx, portal.signIn(alice, oauth2.S256ChallengeOption(v)).Get("code"), oauth2.VerifierOption(v))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hint := last.Extra("id_token").(string)
+	endURL := func(post string) string {
+		return meta.EndSession + "?" + url.Values{"id_token_hint": {hint}, "post_logout_redirect_uri": {post}, "state": {"bye-1"}}.Encode()
+	}
+	if p := alice.get(endURL("https://evil.example/bye")); p.status < 400 || strings.Contains(p.header.Get("Location"), "evil.example") {
+		t.Fatalf("foreign post-logout URI: %d %s", p.status, p.header.Get("Location"))
+	}
+	p := alice.follow(alice.get(endURL("http://127.0.0.1:9/bye")))
+	if p.status != 200 || !strings.Contains(p.body, `name="return"`) {
+		t.Fatalf("logout confirmation: %d %s\n%s", p.status, p.url, p.body)
+	}
+	out := alice.post(resolve(p.url, "/.gatehouse/logout"), hidden(p.body))
+	if out.status != http.StatusSeeOther || out.header.Get("Location") != "http://127.0.0.1:9/bye?state=bye-1" {
+		t.Fatalf("after logout: %d %q\n%s", out.status, out.header.Get("Location"), out.body)
+	}
+	_, err = portal.refresh(last.RefreshToken)
+	mustOAuthError(t, err, "invalid_grant")
+	eventuallyWithin(t, 5*time.Second, "the proxy session ends too", func() error {
+		r := alice.get(g.url("app.localhost", "/after-logout"))
+		return holds(r.status == http.StatusFound, "app after logout: %d", r.status)
+	})
 }
 
 func (c *rp) refresh(rt string) (*oauth2.Token, error) {

@@ -1,6 +1,7 @@
 package idp
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"log/slog"
@@ -40,6 +41,10 @@ type Options struct {
 	Metrics   *telemetry.Metrics
 	Logger    *slog.Logger
 	Now       func() time.Time
+	// LogoutReturn resolves the handle an app's logout request left (the
+	// OpenID Provider's end_session) to where the browser goes after
+	// signing out ("" if none).
+	LogoutReturn func(ctx context.Context, handle string) string
 	// CSRFKey is 32 bytes shared by every node.
 	CSRFKey               []byte
 	MaxFailures           int

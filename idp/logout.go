@@ -21,11 +21,28 @@ type logoutRecord struct {
 }
 
 func (h *Handler) logoutPage(w http.ResponseWriter, r *http.Request) {
+	ret := r.FormValue("return")
 	if _, err := h.o.Sessions.SessionID(r); err != nil {
+		if to := h.logoutReturn(r.Context(), ret); to != "" {
+			http.Redirect(w, r, to, http.StatusSeeOther)
+			return
+		}
 		web.Render(w, http.StatusOK, "logout", web.Page{Title: "Signed out", Notice: "You are not signed in."})
 		return
 	}
-	web.Render(w, http.StatusOK, "logout", web.Page{Title: "Sign out", CSRF: h.csrfToken(w, r)})
+	if len(ret) > 64 {
+		ret = ""
+	}
+	web.Render(w, http.StatusOK, "logout", web.Page{Title: "Sign out", CSRF: h.csrfToken(w, r), Redirect: ret})
+}
+
+// logoutReturn is where an app asked the browser to go after signing
+// out ("" if nowhere).
+func (h *Handler) logoutReturn(ctx context.Context, handle string) string {
+	if handle == "" || h.o.LogoutReturn == nil || !token.ValidToken(handle, 43, 43) {
+		return ""
+	}
+	return h.o.LogoutReturn(ctx, handle)
 }
 
 func (h *Handler) logoutSubmit(w http.ResponseWriter, r *http.Request) {
@@ -55,6 +72,10 @@ func (h *Handler) logoutSubmit(w http.ResponseWriter, r *http.Request) {
 	// Signed out here whatever happens next; then at the IdP too, where
 	// the connection and the IdP offer single logout.
 	if ended != nil && h.startIdPLogout(w, r, ended) {
+		return
+	}
+	if to := h.logoutReturn(r.Context(), r.PostFormValue("return")); to != "" {
+		http.Redirect(w, r, to, http.StatusSeeOther)
 		return
 	}
 	web.Render(w, http.StatusOK, "logout", web.Page{Title: "Signed out", Notice: "You are signed out of every application you reached through this sign-in."})

@@ -193,7 +193,8 @@ func (d *deployment) signIn(ctx context.Context) error {
 	d.login = idp.New(idp.Options{
 		Store: st, Sessions: d.sessions, Orgs: d.orgs, Connections: d.conns, PublicURL: d.pub, Serves: d.serves, RouteHost: d.router.ServesHost, ClientIP: d.ips,
 		Metrics: d.metrics, Logger: log, CSRFKey: d.csrfKey,
-		MaxFailures: cfg.Login.MaxFailures, FailureWindow: cfg.Login.FailureWindow,
+		LogoutReturn: func(ctx context.Context, handle string) string { return d.provider.LogoutReturn(ctx, handle) },
+		MaxFailures:  cfg.Login.MaxFailures, FailureWindow: cfg.Login.FailureWindow,
 		MaxFailuresPerAddress: cfg.Login.MaxFailuresPerAddress,
 	})
 	key, err := store.Secret32(ctx, st, "oidc-provider-key")
@@ -389,6 +390,7 @@ func (d *deployment) listen(ctx context.Context, ready func(proxyAddr, opsAddr s
 	defer stopBG()
 	go d.keys.Run(bg, time.Minute)
 	go d.sessions.Run(bg)
+	go d.provider.Run(bg)
 	if cfg.Domains.Verify {
 		dc := certs.NewDomainChecker(certs.DomainCheckerOptions{Store: d.st, Orgs: d.orgs, Recheck: cfg.Domains.Recheck, Logger: log, Metrics: d.metrics,
 			Verifier: &certs.Verifier{Server: cfg.Domains.Resolver, CNAMETarget: cfg.Domains.CNAMETarget}})

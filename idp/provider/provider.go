@@ -40,6 +40,7 @@ const (
 	UserinfoPath   = Prefix + "userinfo"
 	RevokePath     = Prefix + "revoke"
 	IntrospectPath = Prefix + "introspect"
+	EndSessionPath = Prefix + "end_session"
 	continuePath   = Prefix + "continue"
 	callbackPath   = AuthorizePath + "/callback"
 )
@@ -114,6 +115,7 @@ func New(o Options) (*Provider, error) {
 		Userinfo:      op.NewEndpoint(strings.TrimPrefix(UserinfoPath, "/")),
 		Revocation:    op.NewEndpoint(strings.TrimPrefix(RevokePath, "/")),
 		Introspection: op.NewEndpoint(strings.TrimPrefix(IntrospectPath, "/")),
+		EndSession:    op.NewEndpoint(strings.TrimPrefix(EndSessionPath, "/")),
 	}), p: p}
 	p.handler = op.RegisterLegacyServer(p.server, p.callback,
 		op.WithServerCORSOptions(nil)) // CORS: set per endpoint in ServeHTTP
@@ -142,6 +144,7 @@ func (p *Provider) Metadata() map[string]any {
 		"token_endpoint":                                p.issuer + TokenPath,
 		"userinfo_endpoint":                             p.issuer + UserinfoPath,
 		"revocation_endpoint":                           p.issuer + RevokePath,
+		"end_session_endpoint":                          p.issuer + EndSessionPath,
 		"introspection_endpoint":                        p.issuer + IntrospectPath,
 		"revocation_endpoint_auth_methods_supported":    []string{"client_secret_basic", "client_secret_post", "none"},
 		"introspection_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
