@@ -48,6 +48,9 @@ type Client struct {
 	// OfflineAccess lets the app ask for the offline_access scope: its
 	// refresh tokens then outlive the sign-in's session, for
 	// RefreshTokenLifetime. Without it, they end with the session.
+	// BackchannelLogoutURI receives a logout token when a session the
+	// client holds tokens of ends (OIDC Back-Channel Logout 1.0).
+	BackchannelLogoutURI string        `yaml:"backchannel_logout_uri"`
 	OfflineAccess        bool          `yaml:"offline_access"`
 	RefreshTokenLifetime time.Duration `yaml:"refresh_token_lifetime"` // default 720h, at most 2160h
 }
@@ -193,6 +196,13 @@ func (c *Config) validateClients(d *decoder, slugs map[string]int) {
 		}
 		if cl.RefreshTokenLifetime < time.Minute || cl.RefreshTokenLifetime > MaxRefreshLifetime {
 			d.add(p+".refresh_token_lifetime", "must be from 1m to %s", MaxRefreshLifetime)
+		}
+		if u := cl.BackchannelLogoutURI; u != "" {
+			if msg := RedirectURIProblem(ClientWeb, u); msg != "" {
+				d.add(p+".backchannel_logout_uri", "invalid URI %q: %s", u, msg)
+			} else if cl.Type == ClientMachine {
+				d.add(p+".backchannel_logout_uri", "a machine client has no sessions to hear the end of")
+			}
 		}
 		if cl.OfflineAccess && cl.Type == ClientMachine {
 			d.add(p+".offline_access", "a machine client has no sign-in to outlive")

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +26,7 @@ const oidcClients = `clients:
     secret: ${PORTAL_SECRET}
     redirect_uris: [http://127.0.0.1:9/callback]
     post_logout_redirect_uris: [http://127.0.0.1:9/bye]
+    backchannel_logout_uri: {{BCL}}
   - id: acme-only
     type: web
     secret: ${PORTAL_SECRET}
@@ -103,7 +106,28 @@ func jwtPart(t *testing.T, tok string, i int) map[string]any {
 // person; a machine client gets a token of its own org.
 func TestOpenIDProvider(t *testing.T) {
 	up := newUpstream(t)
-	cfg := strings.NewReplacer("{{UPSTREAM}}", up.URL, "{{BOBHASH}}", readBobHash(t)).Replace(testConfig) + oidcClients
+	// The portal's back-channel logout endpoint: down at first (503),
+	// then up; it keeps the logout tokens it gets.
+	var (
+		bclMu    sync.Mutex
+		bclCalls int
+		bclToks  []string
+	)
+	bcl := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		bclMu.Lock()
+		defer bclMu.Unlock()
+		bclCalls++
+		if bclCalls == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		_ = r.ParseForm()
+		bclToks = append(bclToks, r.PostForm.Get("logout_token"))
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(bcl.Close)
+	cfg := strings.NewReplacer("{{UPSTREAM}}", up.URL, "{{BOBHASH}}", readBobHash(t)).Replace(testConfig) +
+		strings.ReplaceAll(oidcClients, "{{BCL}}", bcl.URL+"/backchannel")
 	g := start(t, cfg, "ALICE_PASSWORD=alice-pw-123", "CAROL_PASSWORD=carol-pw-456", "PORTAL_SECRET="+portalSecret)
 	portal := newRP(t, g, "portal", "http://127.0.0.1:9/callback")
 	for _, k := range []string{"authorization_endpoint", "token_endpoint", "userinfo_endpoint"} {
@@ -370,6 +394,26 @@ func TestOpenIDProvider(t *testing.T) {
 		r := alice.get(g.url("app.localhost", "/after-logout"))
 		return holds(r.status == http.StatusFound, "app after logout: %d", r.status)
 	})
+	// The portal hears of it by back channel, after its outage: one
+	// logout token, for the session its ID token named.
+	var lt string
+	eventuallyWithin(t, 10*time.Second, "the back-channel logout token", func() error {
+		bclMu.Lock()
+		defer bclMu.Unlock()
+		if len(bclToks) > 0 {
+			lt = bclToks[0]
+		}
+		return holds(len(bclToks) == 1 && bclCalls == 2, "calls %d, tokens %d", bclCalls, len(bclToks))
+	})
+	if _, err := ks.VerifySignature(portal.ctx, lt); err != nil {
+		t.Fatalf("logout token signature: %v", err)
+	}
+	h, c := jwtPart(t, lt, 0), jwtPart(t, lt, 1)
+	events, _ := c["events"].(map[string]any)
+	if h["typ"] != "logout+jwt" || c["aud"] != "portal" || c["sid"] != jwtPart(t, hint, 1)["sid"] || c["sub"] != jwtPart(t, hint, 1)["sub"] ||
+		c["nonce"] != nil || events["http://schemas.openid.net/event/backchannel-logout"] == nil {
+		t.Fatalf("logout token %v %v", h, c)
+	}
 }
 
 func (c *rp) refresh(rt string) (*oauth2.Token, error) {

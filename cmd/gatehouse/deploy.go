@@ -161,6 +161,8 @@ func (d *deployment) signIn(ctx context.Context) error {
 	d.sessions, err = session.New(st, sessKey, session.Options{
 		CookieName: cfg.Session.CookieName, Lifetime: cfg.Session.Lifetime,
 		IdleTimeout: cfg.Session.IdleTimeout, RecheckInterval: cfg.Session.RevocationCheck, Logger: log,
+		// Apps that hold tokens of an ended session hear of it.
+		Revoked: func(ctx context.Context, sid string) { d.provider.SessionEnded(ctx, sid) },
 	})
 	if err != nil {
 		return err

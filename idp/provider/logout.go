@@ -46,8 +46,10 @@ func (p *Provider) LogoutReturn(ctx context.Context, handle string) string {
 	return string(b)
 }
 
-// Run sweeps expired refresh token families until ctx ends.
+// Run delivers logout notices and sweeps expired refresh token
+// families until ctx ends.
 func (p *Provider) Run(ctx context.Context) {
+	go p.runSender(ctx)
 	loop.Every(ctx, 10*time.Minute, func(ctx context.Context) {
 		if n, err := p.o.Store.DeleteExpiredRefreshFamilies(ctx, p.o.Now().Add(-time.Hour)); err != nil {
 			p.o.Logger.Warn("provider: sweeping expired refresh tokens failed", "err", err)

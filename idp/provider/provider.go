@@ -74,6 +74,10 @@ type Provider struct {
 	server    *server
 	handler   http.Handler
 	lib       *op.Provider
+	// Back-channel logout's sender (backchannel.go).
+	httpClient *http.Client
+	bclWake    chan struct{}
+	node       string
 }
 
 // New builds the provider.
@@ -88,7 +92,8 @@ func New(o Options) (*Provider, error) {
 		o.Logger = slog.Default()
 	}
 	p := &Provider{o: o, issuer: strings.TrimSuffix(o.Issuer.String(), "/"), clients: map[string]*client{},
-		secretKey: o.Key, requests: requests{o.Store}}
+		secretKey: o.Key, requests: requests{o.Store}, bclWake: make(chan struct{}, 1), node: nodeName(),
+		httpClient: &http.Client{Timeout: bclTimeout, CheckRedirect: func(*http.Request, []*http.Request) error { return errNoRedirects }}}
 	for _, c := range o.Clients {
 		cl := &client{cfg: c, loginURL: func(id string) string { return continuePath + "?id=" + url.QueryEscape(id) }}
 		if c.Confidential() {
@@ -144,6 +149,8 @@ func (p *Provider) Metadata() map[string]any {
 		"token_endpoint":                                p.issuer + TokenPath,
 		"userinfo_endpoint":                             p.issuer + UserinfoPath,
 		"revocation_endpoint":                           p.issuer + RevokePath,
+		"backchannel_logout_supported":                  true,
+		"backchannel_logout_session_supported":          true,
 		"end_session_endpoint":                          p.issuer + EndSessionPath,
 		"introspection_endpoint":                        p.issuer + IntrospectPath,
 		"revocation_endpoint_auth_methods_supported":    []string{"client_secret_basic", "client_secret_post", "none"},

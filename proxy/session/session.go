@@ -83,6 +83,9 @@ type Options struct {
 	RecheckInterval time.Duration
 	Now             func() time.Time
 	Logger          *slog.Logger
+	// Revoked, if set, is told of every session Revoke ends (logout, an
+	// admin, deprovisioning), after the store has it.
+	Revoked func(ctx context.Context, sid string)
 }
 
 // Manager creates, authenticates and revokes sessions.
@@ -489,6 +492,9 @@ func (m *Manager) Revoke(ctx context.Context, sid string) error {
 	m.evict(sid)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("session: revoke: %w", err)
+	}
+	if err == nil && m.opts.Revoked != nil {
+		m.opts.Revoked(ctx, sid)
 	}
 	return nil
 }
