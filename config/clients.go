@@ -48,6 +48,9 @@ type Client struct {
 	// OfflineAccess lets the app ask for the offline_access scope: its
 	// refresh tokens then outlive the sign-in's session, for
 	// RefreshTokenLifetime. Without it, they end with the session.
+	// Policy is a .rego file or directory of package gatehouse.token,
+	// asked before any token of this client is issued.
+	Policy string `yaml:"policy"`
 	// BackchannelLogoutURI receives a logout token when a session the
 	// client holds tokens of ends (OIDC Back-Channel Logout 1.0).
 	BackchannelLogoutURI string        `yaml:"backchannel_logout_uri"`
@@ -202,6 +205,11 @@ func (c *Config) validateClients(d *decoder, slugs map[string]int) {
 				d.add(p+".backchannel_logout_uri", "invalid URI %q: %s", u, msg)
 			} else if cl.Type == ClientMachine {
 				d.add(p+".backchannel_logout_uri", "a machine client has no sessions to hear the end of")
+			}
+		}
+		if cl.Policy != "" {
+			if msg := policyPathProblem(cl.Policy); msg != "" {
+				d.add(p+".policy", "%s", msg)
 			}
 		}
 		if cl.OfflineAccess && cl.Type == ClientMachine {

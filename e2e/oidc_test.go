@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -486,5 +488,66 @@ func mustOAuthError(t *testing.T, err error, code string) {
 	}
 	if !errors.As(err, &re) || re.ErrorCode != code {
 		t.Fatalf("error %v, want %s", err, code)
+	}
+}
+
+// The token policy decides before any token: the client's layer here
+// gives the ops console's tokens to admins only (access_denied at
+// sign-in for anyone else), and the machine client's only with a scope
+// (invalid_grant at the token endpoint); the refusal says why.
+func TestTokenPolicy(t *testing.T) {
+	dir := t.TempDir()
+	pol := filepath.Join(dir, "ops.rego")
+	must(t, os.WriteFile(pol, []byte(`package gatehouse.token
+
+default allow := false
+
+allow if "admin" in input.user.roles
+
+allow if {
+	input.grant_type == "client_credentials"
+	"reports.read" in input.scopes
+}
+
+reasons contains "the ops console is for admins" if not "admin" in input.user.roles
+`), 0o600))
+	up := newUpstream(t)
+	clients := `clients:
+  - id: ops
+    type: web
+    secret: ${PORTAL_SECRET}
+    redirect_uris: [http://127.0.0.1:9/ops]
+    policy: ` + pol + `
+  - id: ops-bot
+    type: machine
+    secret: ${PORTAL_SECRET}
+    org: acme
+    scopes: [reports.read, reports.write]
+    policy: ` + pol + "\n"
+	cfg := strings.NewReplacer("{{UPSTREAM}}", up.URL, "{{BOBHASH}}", readBobHash(t)).Replace(testConfig) + clients
+	g := start(t, cfg, "ALICE_PASSWORD=alice-pw-123", "CAROL_PASSWORD=carol-pw-456", "PORTAL_SECRET="+portalSecret)
+	ops := newRP(t, g, "ops", "http://127.0.0.1:9/ops")
+
+	alice := g.browser(t)
+	alice.login(g.url("app.localhost", "/"), "alice@acme.example", "alice-pw-123")
+	v := oauth2.GenerateVerifier()
+	if _, err := ops.conf.Exchange(ops.ctx, ops.signIn(alice, oauth2.S256ChallengeOption(v)).Get("code"), oauth2.VerifierOption(v)); err != nil {
+		t.Fatalf("alice (admin): %v", err)
+	}
+	bob := g.browser(t)
+	bob.login(g.url("app.localhost", "/"), "bob@acme.example", "bob-example-password")
+	q := ops.signIn(bob, oauth2.S256ChallengeOption(oauth2.GenerateVerifier()))
+	if q.Get("error") != "access_denied" || q.Get("code") != "" || !strings.Contains(q.Get("error_description"), "for admins") {
+		t.Fatalf("bob (member): %v", q)
+	}
+	cc := clientcredentials.Config{ClientID: "ops-bot", ClientSecret: portalSecret, TokenURL: ops.provider.Endpoint().TokenURL, Scopes: []string{"reports.read"}}
+	if _, err := cc.Token(ops.ctx); err != nil {
+		t.Fatalf("bot with reports.read: %v", err)
+	}
+	cc.Scopes = []string{"reports.write"}
+	_, err := cc.Token(ops.ctx)
+	mustOAuthError(t, err, "invalid_grant")
+	if !g.logged(`"msg":"provider: token refused by policy"`) {
+		t.Error("the refusals were not logged")
 	}
 }

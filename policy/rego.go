@@ -24,8 +24,13 @@ import (
 	"github.com/open-policy-agent/opa/v1/topdown"
 )
 
-// Package is the Rego package every Gatehouse policy declares.
-const Package = "gatehouse.authz"
+// Package is the Rego package of request policies; TokenPackage that of
+// token policies (the OpenID Provider asks it before issuing any token).
+// A layer's files may hold either or both.
+const (
+	Package      = "gatehouse.authz"
+	TokenPackage = "gatehouse.token"
+)
 
 // query is a compiled query of one layer. Layers are evaluated with
 // OPA's topdown evaluator directly: the rego package's per-evaluation
@@ -44,6 +49,8 @@ const (
 	queryAllow            = "x = data.gatehouse.authz.allow"
 	queryAllowWithHeaders = "x = data.gatehouse.authz.allow; h = {k: v | x == true; some k, v in data.gatehouse.authz.headers}"
 	queryReasons          = "x = data.gatehouse.authz.reasons"
+	queryTokenAllow       = "x = data.gatehouse.token.allow"
+	queryTokenReasons     = "x = data.gatehouse.token.reasons"
 )
 
 // Module is one Rego source file.
@@ -58,6 +65,8 @@ type Sources struct {
 	Platform []Module
 	Routes   map[string][]Module
 	Orgs     map[string][]Module
+	// Clients are token policies of OIDC clients, by client ID.
+	Clients map[string][]Module
 	// OrgParent maps org ID to parent org ID, for inheritance.
 	OrgParent map[string]string
 	// Data is exposed to every policy as `data` (e.g. data.gatehouse.orgs).
@@ -69,6 +78,7 @@ type Set struct {
 	platform  *layer
 	routes    map[string]*layer
 	orgs      map[string]*layer
+	clients   map[string]*layer
 	orgParent map[string]string
 	store     storage.Store
 	// Version is a digest of every module and the data.
@@ -78,8 +88,12 @@ type Set struct {
 type layer struct {
 	name     string
 	compiler *ast.Compiler
-	allow    query
-	reasons  *query // nil: the policy has no reasons rule
+	// allow is nil for a layer without request rules (token rules only):
+	// it does not decide requests.
+	allow   *query
+	reasons *query // nil: the policy has no reasons rule
+	// tokenAllow (and tokenReasons) are its token rules, if any.
+	tokenAllow, tokenReasons *query
 	// broken, if set, is why this layer never compiled: it denies.
 	broken error
 }
@@ -88,7 +102,7 @@ type layer struct {
 // broken file never replaces a working set.
 func Compile(ctx context.Context, src Sources) (*Set, error) {
 	h := sha256.New()
-	s := &Set{routes: map[string]*layer{}, orgs: map[string]*layer{}, orgParent: src.OrgParent}
+	s := &Set{routes: map[string]*layer{}, orgs: map[string]*layer{}, clients: map[string]*layer{}, orgParent: src.OrgParent}
 	data := src.Data
 	if data == nil {
 		data = map[string]any{}
@@ -121,6 +135,14 @@ func Compile(ctx context.Context, src Sources) (*Set, error) {
 	for _, id := range sortedIDs(src.Orgs) {
 		if s.orgs[id], err = prepare(ctx, "org "+id, src.Orgs[id], store, h); err != nil {
 			return nil, err
+		}
+	}
+	for _, id := range sortedIDs(src.Clients) {
+		if s.clients[id], err = prepare(ctx, "client "+id, src.Clients[id], store, h); err != nil {
+			return nil, err
+		}
+		if s.clients[id].tokenAllow == nil {
+			return nil, fmt.Errorf("policy: client %s: no package %s with an allow rule (a client's policy decides its tokens)", id, TokenPackage)
 		}
 	}
 	s.Version = hex.EncodeToString(h.Sum(nil))[:16]
@@ -179,8 +201,8 @@ func prepare(ctx context.Context, name string, mods []Module, store storage.Stor
 		if err != nil {
 			return nil, fmt.Errorf("policy: %s: %w", name, err)
 		}
-		if got := strings.TrimPrefix(pm.Package.Path.String(), "data."); got != Package {
-			return nil, fmt.Errorf("policy: %s: %s: package is %s, want package %s", name, m.Name, got, Package)
+		if got := strings.TrimPrefix(pm.Package.Path.String(), "data."); got != Package && got != TokenPackage {
+			return nil, fmt.Errorf("policy: %s: %s: package is %s, want package %s (or %s for tokens)", name, m.Name, got, Package, TokenPackage)
 		}
 		parsed = append(parsed, pm)
 		fmt.Fprintf(h, "%s\n%s\n%s\n", name, m.Name, m.Text)
@@ -190,20 +212,29 @@ func prepare(ctx context.Context, name string, mods []Module, store storage.Stor
 
 // compileLayer compiles one layer's modules with c and its queries.
 func compileLayer(name string, c *ast.Compiler, parsed []*ast.Module) (*layer, error) {
-	rules := map[string]bool{}
+	// The rules each package defines.
+	rules := map[string]map[string]bool{Package: nil, TokenPackage: nil}
 	compiled := make(map[string]*ast.Module, len(parsed))
 	for i, pm := range parsed {
+		pkg := strings.TrimPrefix(pm.Package.Path.String(), "data.")
+		if rules[pkg] == nil {
+			rules[pkg] = map[string]bool{}
+		}
 		for _, r := range pm.Rules {
-			rules[r.Head.Name.String()] = true
+			rules[pkg][r.Head.Name.String()] = true
 			if len(r.Head.Reference) > 0 {
-				rules[r.Head.Reference[0].String()] = true
+				rules[pkg][r.Head.Reference[0].String()] = true
 			}
 		}
 		// Keys only need to be unique; two files may share a base name.
 		compiled[fmt.Sprintf("%d/%s", i, pm.Package.Location.File)] = pm
 	}
-	if !rules["allow"] {
+	authz, tokens := rules[Package], rules[TokenPackage]
+	if authz != nil && !authz["allow"] || authz == nil && tokens == nil {
 		return nil, fmt.Errorf("policy: %s: no allow rule (every policy needs `default allow := false` and an allow rule)", name)
+	}
+	if tokens != nil && !tokens["allow"] {
+		return nil, fmt.Errorf("policy: %s: package %s has no allow rule (it needs `default allow := false` and an allow rule)", name, TokenPackage)
 	}
 	if c.Compile(compiled); c.Failed() {
 		return nil, fmt.Errorf("policy: %s: %w", name, c.Errors)
@@ -217,20 +248,34 @@ func compileLayer(name string, c *ast.Compiler, parsed []*ast.Module) (*layer, e
 		return query{body: body, qc: qc}, nil
 	}
 	l := &layer{name: name, compiler: c}
-	q := queryAllow
-	if rules["headers"] {
-		q = queryAllowWithHeaders
+	optional := func(q string) (*query, error) {
+		pq, err := prep(q)
+		return &pq, err
 	}
 	var err error
-	if l.allow, err = prep(q); err != nil {
-		return nil, err
-	}
-	if rules["reasons"] {
-		pq, err := prep(queryReasons)
-		if err != nil {
+	if authz != nil {
+		q := queryAllow
+		if authz["headers"] {
+			q = queryAllowWithHeaders
+		}
+		if l.allow, err = optional(q); err != nil {
 			return nil, err
 		}
-		l.reasons = &pq
+		if authz["reasons"] {
+			if l.reasons, err = optional(queryReasons); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if tokens != nil {
+		if l.tokenAllow, err = optional(queryTokenAllow); err != nil {
+			return nil, err
+		}
+		if tokens["reasons"] {
+			if l.tokenReasons, err = optional(queryTokenReasons); err != nil {
+				return nil, err
+			}
+		}
 	}
 	return l, nil
 }
@@ -253,7 +298,7 @@ var capabilities = func() *ast.Capabilities {
 
 // Empty reports whether the set has no layer at all.
 func (s *Set) Empty() bool {
-	return s == nil || s.platform == nil && len(s.routes) == 0 && len(s.orgs) == 0
+	return s == nil || s.platform == nil && len(s.routes) == 0 && len(s.orgs) == 0 && len(s.clients) == 0
 }
 
 // layers returns the layers that apply to in, in order.
@@ -461,7 +506,11 @@ func safeEval(ctx context.Context, l *layer, env *evalEnv) (res result, err erro
 			err = fmt.Errorf("policy: %s: panic in evaluation: %v", l.name, p)
 		}
 	}()
-	qr, err := l.run(ctx, l.allow, env)
+	if l.allow == nil { // token rules only: not a request policy
+		res.Allow = true
+		return res, nil
+	}
+	qr, err := l.run(ctx, *l.allow, env)
 	if err != nil {
 		return res, fmt.Errorf("policy: %s: %w", l.name, err)
 	}

@@ -204,7 +204,7 @@ func (d *deployment) signIn(ctx context.Context) error {
 		return err
 	}
 	d.provider, err = provider.New(provider.Options{Issuer: d.pub, Store: st, Keys: d.keys, Sessions: d.sessions, Orgs: d.orgs,
-		SignIn: d.login.SignInURL, Clients: cfg.Clients, Key: key, Logger: log})
+		SignIn: d.login.SignInURL, Clients: cfg.Clients, Key: key, Logger: log, Tokens: tokenPolicy{d}})
 	return err
 }
 
@@ -530,4 +530,15 @@ func portOf(addr string) int {
 	}
 	n, _ := strconv.Atoi(p)
 	return n
+}
+
+// tokenPolicy reaches the policy engine, which is loaded after the
+// sign-in side is built.
+type tokenPolicy struct{ d *deployment }
+
+func (t tokenPolicy) DecideToken(ctx context.Context, in *policy.TokenInput) policy.Decision {
+	if t.d.rego == nil {
+		return policy.Decision{Reasons: []string{"policies are not loaded yet"}}
+	}
+	return t.d.rego.DecideToken(ctx, in)
 }

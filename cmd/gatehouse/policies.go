@@ -35,6 +35,9 @@ func (p *policyLoader) paths() []string {
 	for _, o := range p.cfg.Orgs {
 		paths = append(paths, o.Policy)
 	}
+	for _, c := range p.cfg.Clients {
+		paths = append(paths, c.Policy)
+	}
 	return paths
 }
 
@@ -52,6 +55,16 @@ func (p *policyLoader) sources() (policy.Sources, map[string][]policy.Module, er
 	for _, r := range p.cfg.Routes {
 		if r.Policy != "" {
 			if src.Routes[r.ID], err = policy.LoadModules(r.Policy); err != nil {
+				return src, nil, err
+			}
+		}
+	}
+	for _, c := range p.cfg.Clients {
+		if c.Policy != "" {
+			if src.Clients == nil {
+				src.Clients = map[string][]policy.Module{}
+			}
+			if src.Clients[c.ID], err = policy.LoadModules(c.Policy); err != nil {
 				return src, nil, err
 			}
 		}

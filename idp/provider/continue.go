@@ -61,15 +61,19 @@ func (p *Provider) continueSignIn(w http.ResponseWriter, r *http.Request) {
 		p.toSignIn(w, r, a, why)
 		return
 	}
+	who, err := p.person(ctx, ident.UserID, ident.OrgID)
+	if err != nil {
+		p.fail(w, r, a, oidc.ErrAccessDenied().WithDescription("your account is not active in this organization"))
+		return
+	}
+	if err := p.decideToken(ctx, tokenAsk{cl: cl, who: &who, org: who.org, grant: "authorization_code", scopes: a.Scopes, resource: a.Resource,
+		authTime: ident.AuthTime, amr: amrOf(ident)}, oidc.ErrAccessDenied()); err != nil {
+		p.fail(w, r, a, err)
+		return
+	}
 	a, err = p.requests.update(ctx, id, func(a *authRequest) error {
 		a.Subject, a.OrgID, a.SessionID, a.AuthTime, a.IsDone = ident.UserID, ident.OrgID, ident.SessionID, ident.AuthTime.UTC(), true
-		a.AMR = []string{"pwd"}
-		if ident.Connection != "password" {
-			a.AMR = []string{"fed"}
-		}
-		if ident.MFA {
-			a.AMR = append(a.AMR, "mfa")
-		}
+		a.AMR = amrOf(ident)
 		return nil
 	})
 	if err != nil {
@@ -178,3 +182,15 @@ func (p *Provider) page(w http.ResponseWriter, status int, msg, reason string) {
 }
 
 var _ = store.ErrNotFound
+
+// amrOf: how the session signed in (RFC 8176 values where they fit).
+func amrOf(ident *session.Identity) []string {
+	amr := []string{"pwd"}
+	if ident.Connection != "password" {
+		amr = []string{"fed"}
+	}
+	if ident.MFA {
+		amr = append(amr, "mfa")
+	}
+	return amr
+}

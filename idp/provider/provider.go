@@ -57,6 +57,8 @@ type Options struct {
 	// comes back to rd; fresh asks for a new sign-in even with a session.
 	SignIn  func(orgSlug, rd, state, loginHint string, fresh bool) string
 	Clients []config.Client
+	// Tokens decides every token before it is issued (nil: no policy).
+	Tokens TokenDecider
 	// Key is the deployment's 32-byte secret for client secrets' hashes,
 	// session handles and the library's code encryption.
 	Key    []byte

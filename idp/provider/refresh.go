@@ -143,6 +143,10 @@ func (s *server) RefreshToken(ctx context.Context, r *op.ClientRequest[oidc.Refr
 	if err != nil {
 		return nil, err
 	}
+	if err := p.decideToken(ctx, tokenAsk{cl: cl, who: &who, org: who.org, grant: "refresh_token", scopes: scopes, resource: f.Resource,
+		authTime: f.AuthTime, amr: f.AMR}, oidc.ErrInvalidGrant()); err != nil {
+		return nil, err
+	}
 	var raced bool
 	f, err = p.o.Store.UpdateRefreshFamily(ctx, fid, func(cur store.RefreshFamily) (store.RefreshFamily, error) {
 		if cur.Generation != gen || !cur.RevokedAt.IsZero() {

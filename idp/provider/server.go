@@ -78,6 +78,10 @@ func (s *server) CodeExchange(ctx context.Context, r *op.ClientRequest[oidc.Acce
 	if err != nil {
 		return nil, err
 	}
+	if err := s.p.decideToken(ctx, tokenAsk{cl: cl, who: &who, org: who.org, grant: "authorization_code", scopes: a.Scopes, resource: a.Resource,
+		authTime: a.AuthTime, amr: a.AMR}, oidc.ErrInvalidGrant()); err != nil {
+		return nil, err
+	}
 	at, exp, jti, err := s.p.accessToken(cl, who, a.Scopes, a.Resource, a.SessionID, a.AuthTime)
 	if err != nil {
 		return nil, oidc.ErrServerError().WithParent(err)
@@ -124,6 +128,9 @@ func (s *server) ClientCredentialsExchange(ctx context.Context, r *op.ClientRequ
 		resource = rs[0]
 	default:
 		return nil, oidc.ErrInvalidTarget().WithDescription("one resource per token")
+	}
+	if err := s.p.decideToken(ctx, tokenAsk{cl: cl, org: o, grant: "client_credentials", scopes: scopes, resource: resource}, oidc.ErrInvalidGrant()); err != nil {
+		return nil, err
 	}
 	at, exp, jti, err := s.p.machineToken(cl, o, scopes, resource)
 	if err != nil {
