@@ -82,7 +82,7 @@ func TestTokenDecisions(t *testing.T) {
 		{name: "platform refuses no roles, with reasons", src: Sources{Platform: tmod(platformTokenPol)}, in: person(), reasons: "no roles"},
 		{name: "platform: a machine token needs a scope", src: Sources{Platform: tmod(platformTokenPol)}, in: machine},
 		{name: "client narrows", src: Sources{Platform: tmod(tokenAllowAll), Clients: map[string][]Module{"portal": tmod(clientTokenPol)}},
-			in: &TokenInput{User: &User{ID: "u1"}, Org: Org{ID: "o1", Attributes: map[string]string{"plan": "free"}}, Client: TokenClient{ID: "portal"}},
+			in:      &TokenInput{User: &User{ID: "u1"}, Org: Org{ID: "o1", Attributes: map[string]string{"plan": "free"}}, Client: TokenClient{ID: "portal"}},
 			reasons: "denied by the client portal token policy"},
 		{name: "another client's policy does not apply", src: Sources{Clients: map[string][]Module{"other": tmod(clientTokenPol)}}, in: person(), allow: true},
 		{name: "org narrows", src: Sources{Platform: tmod(tokenAllowAll), Orgs: map[string][]Module{"o1": tmod(orgTokenPol)}}, in: person("contractor"),
