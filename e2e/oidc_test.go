@@ -551,3 +551,79 @@ reasons contains "the ops console is for admins" if not "admin" in input.user.ro
 		t.Error("the refusals were not logged")
 	}
 }
+
+// Deprovisioning reaches tokens too: a person an org admin suspends
+// loses, within revocation_check, the use of every token the provider
+// gave them (refresh, userinfo, introspection), and the app is told by
+// back channel.
+func TestDeprovisionedPersonLosesTokens(t *testing.T) {
+	var (
+		mu   sync.Mutex
+		sids []string
+	)
+	bcl := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = r.ParseForm()
+		parts := strings.Split(r.PostForm.Get("logout_token"), ".")
+		if len(parts) == 3 {
+			b, _ := base64.RawURLEncoding.DecodeString(parts[1])
+			var c struct {
+				SID string `json:"sid"`
+			}
+			_ = json.Unmarshal(b, &c)
+			mu.Lock()
+			sids = append(sids, c.SID)
+			mu.Unlock()
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(bcl.Close)
+	up := newUpstream(t)
+	cfg := strings.NewReplacer("{{UPSTREAM}}", up.URL, "{{BOBHASH}}", readBobHash(t)).Replace(testConfig) +
+		strings.ReplaceAll(oidcClients, "{{BCL}}", bcl.URL+"/bcl")
+	g := start(t, cfg, "ALICE_PASSWORD=alice-pw-123", "CAROL_PASSWORD=carol-pw-456", "PORTAL_SECRET="+portalSecret)
+	portal := newRP(t, g, "portal", "http://127.0.0.1:9/callback")
+
+	alice := g.browser(t)
+	alice.login(g.url("app.localhost", "/"), "alice@acme.example", "alice-pw-123")
+	same := []string{"Origin", "http://login.acme.localhost:" + g.port, "Sec-Fetch-Site", "same-origin"}
+	acmeAPI := func(path string) string { return g.url("login.acme.localhost", "/api/v1/orgs/acme"+path) }
+	st, _, dave := alice.api("POST", acmeAPI("/users"), map[string]any{"email": "dave@acme.example", "password": "dave-long-password"}, same...)
+	if st != 201 {
+		t.Fatalf("create dave: %d %v", st, dave)
+	}
+	daveB := g.browser(t)
+	daveB.login(g.url("app.localhost", "/"), "dave@acme.example", "dave-long-password")
+	v := oauth2.GenerateVerifier()
+	tok, err := portal.conf.Exchange(portal.ctx, portal.signIn(daveB, oauth2.S256ChallengeOption(v)).Get("code"), oauth2.VerifierOption(v))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid, _ := jwtPart(t, tok.Extra("id_token").(string), 1)["sid"].(string)
+
+	st, hdr, _ := alice.api("GET", acmeAPI("/users/"+dave["id"].(string)), nil)
+	if st != 200 {
+		t.Fatalf("get dave: %d", st)
+	}
+	if st, _, p := alice.api("PATCH", acmeAPI("/users/"+dave["id"].(string)), map[string]any{"disabled": true}, append(same, "If-Match", hdr.Get("ETag"))...); st != 200 {
+		t.Fatalf("suspend dave: %d %v", st, p)
+	}
+	suspended := time.Now()
+	eventuallyWithin(t, 3*time.Second, "dave's tokens stop working", func() error {
+		if _, err := portal.refresh(tok.RefreshToken); err == nil {
+			return holds(false, "refresh still works")
+		}
+		if _, err := portal.provider.UserInfo(portal.ctx, oauth2.StaticTokenSource(tok)); err == nil {
+			return holds(false, "userinfo still answers")
+		}
+		in := portal.introspect(t, "portal", portalSecret, tok.AccessToken)
+		return holds(in["active"] == false, "introspection: %v", in)
+	})
+	if d := time.Since(suspended); d > 3*time.Second {
+		t.Fatalf("dave's tokens lasted %s", d)
+	}
+	eventuallyWithin(t, 5*time.Second, "the portal is told by back channel", func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		return holds(len(sids) == 1 && sids[0] == sid, "logout tokens for %v, want [%s]", sids, sid)
+	})
+}
