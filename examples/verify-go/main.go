@@ -10,6 +10,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -88,10 +89,18 @@ func NewVerifier(issuer, audience string, client *http.Client) *oidc.IDTokenVeri
 	})
 }
 
+// AssertionType is the assertion's "typ" header: the issuer's ID tokens
+// ("JWT") and access tokens ("at+jwt") are signed with the same keys,
+// and neither is an assertion.
+const AssertionType = "gatehouse-assertion+jwt"
+
 // Verify returns the claims of a valid assertion.
 func Verify(ctx context.Context, v *oidc.IDTokenVerifier, raw string) (*Claims, error) {
 	if raw == "" {
 		return nil, errors.New("no " + AssertionHeader + " header")
+	}
+	if err := checkType(raw); err != nil {
+		return nil, err
 	}
 	tok, err := v.Verify(ctx, raw)
 	if err != nil {
@@ -151,4 +160,27 @@ func main() {
 	}
 	logger.Printf("listening on %s; issuer %s, audience %s", cfg.Listen, cfg.Issuer, cfg.Audience)
 	logger.Fatal(srv.ListenAndServe())
+}
+
+// checkType refuses a token whose typ header is not AssertionType (the
+// signature is checked after, so this only refuses earlier).
+func checkType(raw string) error {
+	head, _, ok := strings.Cut(raw, ".")
+	if !ok {
+		return errors.New("malformed jwt")
+	}
+	b, err := base64.RawURLEncoding.DecodeString(head)
+	if err != nil {
+		return errors.New("malformed jwt header")
+	}
+	var h struct {
+		Typ string `json:"typ"`
+	}
+	if err := json.Unmarshal(b, &h); err != nil {
+		return errors.New("malformed jwt header")
+	}
+	if !strings.EqualFold(strings.TrimPrefix(strings.ToLower(h.Typ), "application/"), AssertionType) {
+		return fmt.Errorf("not a Gatehouse assertion (typ %q)", h.Typ)
+	}
+	return nil
 }

@@ -99,11 +99,21 @@ func (s *issuerServer) publish(k signingKey) {
 	s.keys = append(s.keys, jose.JSONWebKey{Key: k.priv.Public(), KeyID: k.kid, Algorithm: string(k.alg), Use: "sig"})
 }
 
-// sign makes a compact JWS the way Gatehouse does: typ JWT, kid header.
+// sign makes a compact JWS the way Gatehouse does: typ
+// gatehouse-assertion+jwt, kid header.
 func (k signingKey) sign(t *testing.T, claims map[string]any) string {
 	t.Helper()
-	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: k.alg, Key: k.priv},
-		(&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", k.kid))
+	return k.signTyped(t, AssertionType, claims)
+}
+
+// signTyped signs with another typ: the issuer's other tokens.
+func (k signingKey) signTyped(t *testing.T, typ string, claims map[string]any) string {
+	t.Helper()
+	opts := (&jose.SignerOptions{}).WithHeader("kid", k.kid)
+	if typ != "" {
+		opts = opts.WithType(jose.ContentType(typ))
+	}
+	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: k.alg, Key: k.priv}, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +193,7 @@ func TestHandler(t *testing.T) {
 	parts := strings.Split(valid, ".")
 
 	// alg none: a well-formed token with no signature.
-	none := b64JSON(t, map[string]any{"alg": "none", "typ": "JWT"}) + "." + parts[1] + "."
+	none := b64JSON(t, map[string]any{"alg": "none", "typ": AssertionType}) + "." + parts[1] + "."
 
 	// HS256 keyed with the public key: the classic algorithm confusion
 	// attack. The attacker knows the public key, so it must not work.
@@ -192,7 +202,7 @@ func TestHandler(t *testing.T) {
 		t.Fatal(err)
 	}
 	pubPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
-	hsInput := b64JSON(t, map[string]any{"alg": "HS256", "typ": "JWT", "kid": es.kid}) + "." + parts[1]
+	hsInput := b64JSON(t, map[string]any{"alg": "HS256", "typ": AssertionType, "kid": es.kid}) + "." + parts[1]
 	mac := hmac.New(sha256.New, pubPEM)
 	mac.Write([]byte(hsInput))
 	hs256 := hsInput + "." + b64(mac.Sum(nil))
@@ -229,6 +239,10 @@ func TestHandler(t *testing.T) {
 		{"alg none", none, 401, `unexpected signature algorithm "none"`},
 		{"HS256 keyed with the public key", hs256, 401, `unexpected signature algorithm "HS256"`},
 		{"tampered claims", tampered, 401, "failed to verify"},
+		{"an ID token of the issuer (typ JWT)", es.signTyped(t, "JWT", claims(iss.URL, nil)), 401, "not a Gatehouse assertion"},
+		{"an access token of the issuer (typ at+jwt)", es.signTyped(t, "at+jwt", claims(iss.URL, nil)), 401, "not a Gatehouse assertion"},
+		{"no typ", es.signTyped(t, "", claims(iss.URL, nil)), 401, "not a Gatehouse assertion"},
+		{"typ with its media type prefix", es.signTyped(t, "application/"+AssertionType, claims(iss.URL, nil)), 200, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			reasons.Reset()

@@ -9,6 +9,9 @@ import { createRemoteJWKSet, jwtVerify } from 'jose';
 
 export const ASSERTION_HEADER = 'x-gatehouse-jwt-assertion';
 export const ALGORITHMS = ['ES256', 'RS256', 'EdDSA'];
+// The assertion's "typ": the issuer's ID tokens ("JWT") and access tokens
+// ("at+jwt") are signed with the same keys, and neither is an assertion.
+export const ASSERTION_TYPE = 'gatehouse-assertion+jwt';
 
 // createVerifier returns async (token) => claims, throwing when the token
 // is not valid. The JWKS is cached and fetched again when a token names a
@@ -21,6 +24,7 @@ export function createVerifier({ issuer, audience }) {
       issuer,
       audience,
       algorithms: ALGORITHMS,
+      typ: ASSERTION_TYPE,
       requiredClaims: ['sub', 'exp'],
     });
     return payload;

@@ -1,6 +1,6 @@
 // Runs the example server against an in-process issuer that publishes a
 // JWKS of freshly generated keys, with tokens signed the way Gatehouse
-// signs them (typ JWT, kid header).
+// signs them (typ gatehouse-assertion+jwt, kid header).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
@@ -27,7 +27,7 @@ async function newKey(kid, alg, { publish = true } = {}) {
 }
 
 // Gatehouse's claims for alice, with overrides.
-function sign(key, over = {}) {
+function sign(key, over = {}, typ = 'gatehouse-assertion+jwt') {
   const now = Math.floor(Date.now() / 1000);
   const claims = {
     iss: issuer, aud: AUDIENCE, sub: 'usr_alice',
@@ -36,7 +36,9 @@ function sign(key, over = {}) {
     iat: now, nbf: now, exp: now + 300, jti: 'jti-123',
     ...over,
   };
-  return new SignJWT(claims).setProtectedHeader({ alg: key.alg, kid: key.kid, typ: 'JWT' }).sign(key.privateKey);
+  const header = { alg: key.alg, kid: key.kid };
+  if (typ) header.typ = typ;
+  return new SignJWT(claims).setProtectedHeader(header).sign(key.privateKey);
 }
 
 async function get(token, path = '/whoami') {
@@ -111,6 +113,14 @@ test('missing header or not a JWT: 401', async () => {
   r = await get('not-a-jwt');
   assert.equal(r.status, 401);
   assert.match(r.log, /ERR_JWS_INVALID/);
+});
+
+test("the issuer's other tokens (an ID token, an access token, no typ): 401", async () => {
+  for (const typ of ['JWT', 'at+jwt', '']) {
+    const r = await get(await sign(es, {}, typ));
+    assert.equal(r.status, 401, `typ ${typ}`);
+    assert.match(r.log, /ERR_JWT_CLAIM_VALIDATION_FAILED .*"typ"/);
+  }
 });
 
 test('signed by a key not in the JWKS: 401', async () => {

@@ -14,6 +14,9 @@ import jwt  # PyJWT[crypto]
 
 ASSERTION_HEADER = "X-Gatehouse-Jwt-Assertion"
 ALGORITHMS = ["ES256", "RS256", "EdDSA"]
+# The assertion's "typ": the issuer's ID tokens ("JWT") and access tokens
+# ("at+jwt") are signed with the same keys, and neither is an assertion.
+ASSERTION_TYPE = "gatehouse-assertion+jwt"
 
 
 def make_verifier(issuer, audience):
@@ -26,7 +29,7 @@ def make_verifier(issuer, audience):
 
     def verify(token):
         signing_key = jwks.get_signing_key_from_jwt(token)
-        return jwt.decode(
+        claims = jwt.decode(
             token,
             signing_key.key,
             algorithms=ALGORITHMS,
@@ -34,6 +37,10 @@ def make_verifier(issuer, audience):
             issuer=issuer,
             options={"require": ["exp", "iss", "aud", "sub"]},
         )
+        typ = str(jwt.get_unverified_header(token).get("typ", "")).lower()
+        if typ.removeprefix("application/") != ASSERTION_TYPE:
+            raise ValueError("not a Gatehouse assertion (typ %r)" % typ)
+        return claims
 
     return verify
 

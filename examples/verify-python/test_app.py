@@ -1,6 +1,6 @@
 """Runs the example handler against an in-process issuer that publishes a
 JWKS of freshly generated keys, with tokens signed the way Gatehouse signs
-them (typ JWT, kid header). Standard library unittest:
+them (typ gatehouse-assertion+jwt, kid header). Standard library unittest:
 
     python3 -m unittest -v
 """
@@ -99,9 +99,16 @@ class VerifyTest(unittest.TestCase):
         c.update(over)
         return {k: v for k, v in c.items() if v is not None}
 
-    def sign(self, key, **over):
-        return jwt.encode(self.claims(**over), key["priv"], algorithm=key["alg"],
-                          headers={"kid": key["kid"], "typ": "JWT"})
+    def sign(self, key, typ=app.ASSERTION_TYPE, **over):
+        headers = {"kid": key["kid"], "typ": typ}
+        if not typ:
+            headers = {"kid": key["kid"]}
+        return jwt.encode(self.claims(**over), key["priv"], algorithm=key["alg"], headers=headers)
+
+    def test_other_tokens_of_the_issuer(self):
+        # An ID token ("JWT"), an access token ("at+jwt"), no typ at all.
+        for typ in ("JWT", "at+jwt", ""):
+            self.refused(self.sign(self.es, typ=typ), "not a Gatehouse assertion")
 
     def get(self, token, path="/whoami"):
         self.logs.clear()

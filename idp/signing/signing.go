@@ -207,7 +207,7 @@ func (m *Manager) build(keys []store.SigningKey, now time.Time) error {
 			Key: publicKey(priv), KeyID: k.ID, Algorithm: string(alg), Use: "sig",
 		})
 		s, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: priv},
-			(&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", k.ID))
+			(&jose.SignerOptions{}).WithType(TypeAssertion).WithHeader("kid", k.ID))
 		if err != nil {
 			return fmt.Errorf("signing: key %s: %w", k.ID, err)
 		}
@@ -268,7 +268,8 @@ func ceilSecond(t time.Time) time.Time {
 	return t
 }
 
-// Sign returns a compact JWS of claims (a JSON object) with the current key.
+// Sign returns a proxy assertion: a compact JWS of claims (a JSON
+// object) with the current key and typ TypeAssertion.
 func (m *Manager) Sign(claims any) (string, error) {
 	cur := m.state.Load().current(m.opts.Now())
 	if cur == nil {
@@ -285,9 +286,12 @@ func (m *Manager) Sign(claims any) (string, error) {
 	return jws.CompactSerialize()
 }
 
-// Token types ("typ" headers) besides the assertion's "JWT": each kind
-// of token says what it is, so that none passes for another.
+// Token types ("typ" headers): each kind of token says what it is, so
+// that none passes for another (RFC 8725 §3.11). ID tokens are "JWT", as
+// every OIDC library expects.
 const (
+	// TypeAssertion is the proxy's X-Gatehouse-Jwt-Assertion (Sign).
+	TypeAssertion   = "gatehouse-assertion+jwt"
 	TypeAccessToken = "at+jwt"     // RFC 9068
 	TypeLogout      = "logout+jwt" // OIDC Back-Channel Logout
 )

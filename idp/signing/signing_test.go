@@ -287,6 +287,9 @@ func TestTypedTokens(t *testing.T) {
 				t.Fatalf("Verify(at) = %s, %v", b, err)
 			}
 			assertion, _ := m.Sign(map[string]string{"sub": "x"})
+			if _, err := m.Verify(assertion, TypeAssertion); err != nil {
+				t.Fatalf("the assertion's typ: %v", err)
+			}
 			logout, _ := m.SignTyped(TypeLogout, map[string]string{"sub": "x"})
 			for name, tok := range map[string]string{"assertion": assertion, "logout token": logout} {
 				if _, err := m.Verify(tok, TypeAccessToken); err == nil {
