@@ -15,6 +15,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
 )
 
 // lockedBuffer is an io.Writer safe to read while the process writes.
@@ -242,6 +245,32 @@ func TestDevMode(t *testing.T) {
 	// Anonymous visitors never reach the demo upstream.
 	if p := g.browser(t).get(banner.appURL); p.status != http.StatusFound {
 		t.Errorf("anonymous dev app request: %d", p.status)
+	}
+
+	// The demo apps are registered and printed: the web app gets alice's
+	// tokens by code with PKCE, the service a token of acme.
+	webSecret := regexp.MustCompile(`demo-web +web +secret (\S+) redirect http://127\.0\.0\.1:5555/callback`).FindStringSubmatch(banner.raw)
+	botSecret := regexp.MustCompile(`demo-service +machine \(org acme\) +secret (\S+)`).FindStringSubmatch(banner.raw)
+	if webSecret == nil || botSecret == nil || !strings.Contains(banner.raw, "demo-spa      spa                 redirect http://127.0.0.1:5556/") {
+		t.Fatalf("banner lacks the demo apps\n%s", banner.raw)
+	}
+	web := newRP(t, g, "demo-web", "http://127.0.0.1:5555/callback")
+	web.conf.ClientSecret = webSecret[1]
+	v := oauth2.GenerateVerifier()
+	wtok, err := web.conf.Exchange(web.ctx, web.signIn(a, oauth2.S256ChallengeOption(v)).Get("code"), oauth2.VerifierOption(v))
+	if err != nil {
+		t.Fatalf("demo-web: %v", err)
+	}
+	if c := jwtPart(t, wtok.Extra("id_token").(string), 1); c["email"] != "alice@acme.example" || c["org_slug"] != "acme" {
+		t.Fatalf("demo-web ID token %v", c)
+	}
+	cc := clientcredentials.Config{ClientID: "demo-service", ClientSecret: botSecret[1], TokenURL: web.provider.Endpoint().TokenURL, Scopes: []string{"reports.read"}}
+	mt, err := cc.Token(web.ctx)
+	if err != nil {
+		t.Fatalf("demo-service: %v", err)
+	}
+	if c := jwtPart(t, mt.AccessToken, 1); c["org_slug"] != "acme" || c["aud"] != "https://api.acme.example" {
+		t.Fatalf("demo-service token %v", c)
 	}
 }
 

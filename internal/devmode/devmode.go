@@ -31,6 +31,17 @@ type Login struct {
 	Email, Password, Org, LoginURL string
 }
 
+// Client is a demo OIDC client printed at start.
+type Client struct {
+	ID, Type, Secret, RedirectURI string
+}
+
+// Demo clients' addresses: where the examples in examples/apps listen.
+const (
+	DemoWebRedirect = "http://127.0.0.1:5555/callback"
+	DemoSPARedirect = "http://127.0.0.1:5556/"
+)
+
 // Setup is what --dev prepared.
 type Setup struct {
 	Config  *config.Config
@@ -41,6 +52,8 @@ type Setup struct {
 	Logins []Login
 	// AdminToken is a platform admin API token, made at start.
 	AdminToken string
+	// Clients are the demo OIDC clients (a web app, a SPA, a service).
+	Clients []Client
 	Upstream   *http.Server
 }
 
@@ -115,7 +128,18 @@ func New(listen, opsListen string, https bool, caDir string) (*Setup, error) {
 			},
 		},
 	}
+	webSecret, botSecret := rand.Text()+rand.Text(), rand.Text()+rand.Text()
+	cfg.Clients = []config.Client{
+		{ID: "demo-web", Name: "Demo web app", Type: config.ClientWeb, Secret: webSecret, RedirectURIs: []string{DemoWebRedirect},
+			PostLogoutRedirectURIs: []string{strings.TrimSuffix(DemoWebRedirect, "callback")}},
+		{ID: "demo-spa", Name: "Demo single-page app", Type: config.ClientSPA, RedirectURIs: []string{DemoSPARedirect},
+			PostLogoutRedirectURIs: []string{DemoSPARedirect}},
+		{ID: "demo-service", Name: "Demo service of Acme", Type: config.ClientMachine, Secret: botSecret, Org: "acme",
+			Audience: "https://api.acme.example", Scopes: []string{"reports.read"}},
+	}
 	setup := &Setup{DataDir: dir, AppURL: scheme + "://app.localhost:" + port + "/", Upstream: up,
+		Clients: []Client{{"demo-web", "web", webSecret, DemoWebRedirect}, {"demo-spa", "spa", "", DemoSPARedirect},
+			{"demo-service", "machine (org acme)", botSecret, ""}},
 		Logins: []Login{
 			{"alice@acme.example", alice, "acme", scheme + "://login.acme.localhost:" + port + "/.gatehouse/login"},
 			{"bob@acme.example", bob, "acme", scheme + "://login.acme.localhost:" + port + "/.gatehouse/login"},
@@ -147,6 +171,17 @@ func (s *Setup) Banner() string {
 	b.WriteString("\n  Demo logins:\n")
 	for _, l := range s.Logins {
 		fmt.Fprintf(&b, "    %-22s %-18s org %-7s %s\n", l.Email, l.Password, l.Org, l.LoginURL)
+	}
+	b.WriteString("\n  OpenID Provider apps (issuer " + s.Config.PublicURL + "):\n")
+	for _, c := range s.Clients {
+		fmt.Fprintf(&b, "    %-13s %-19s", c.ID, c.Type)
+		if c.Secret != "" {
+			fmt.Fprintf(&b, " secret %s", c.Secret)
+		}
+		if c.RedirectURI != "" {
+			fmt.Fprintf(&b, " redirect %s", c.RedirectURI)
+		}
+		b.WriteString("\n")
 	}
 	if s.AdminToken != "" {
 		fmt.Fprintf(&b, "\n  Admin API:               %s/api/v1  (OpenAPI: %s/api/v1/openapi.json)\n", s.Config.PublicURL, s.Config.PublicURL)
