@@ -53,8 +53,8 @@ type Setup struct {
 	// AdminToken is a platform admin API token, made at start.
 	AdminToken string
 	// Clients are the demo OIDC clients (a web app, a SPA, a service).
-	Clients []Client
-	Upstream   *http.Server
+	Clients  []Client
+	Upstream *http.Server
 }
 
 // New prepares a dev deployment listening on listen (host:port) with ops
