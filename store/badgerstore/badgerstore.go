@@ -36,7 +36,6 @@ package badgerstore
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -84,6 +83,13 @@ type Store struct {
 
 	stopGC chan struct{}
 	gcDone chan struct{}
+
+	// Audit appends go through one writer that commits what is queued
+	// in one transaction (audit.go): no conflicts on a chain head, one
+	// sync for many events.
+	auditQ    chan *auditReq
+	stopAudit chan struct{}
+	auditDone chan struct{}
 }
 
 type options struct {
@@ -158,7 +164,12 @@ func Open(path string, opts ...Option) (*Store, error) {
 		log:    cfg.logger,
 		stopGC: make(chan struct{}),
 		gcDone: make(chan struct{}),
+
+		auditQ:    make(chan *auditReq, auditBatch),
+		stopAudit: make(chan struct{}),
+		auditDone: make(chan struct{}),
 	}
+	go s.auditWriter()
 	// A deletion a crash cut short is finished before anyone reads.
 	s.finishOrgDeletions()
 	if cfg.gcInterval > 0 {
@@ -243,6 +254,8 @@ func (s *Store) Close() error {
 	s.mu.Unlock()
 	close(s.stopGC)
 	<-s.gcDone
+	close(s.stopAudit)
+	<-s.auditDone
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("badgerstore: close: %w", err)
 	}
@@ -874,49 +887,6 @@ func (s *Store) DeleteSigningKey(ctx context.Context, id string) error {
 // --- Audit ---
 
 // AppendAudit stores e, filling a random ID and the current time if unset.
-func (s *Store) AppendAudit(ctx context.Context, e store.AuditEvent) error {
-	if e.ID == "" {
-		e.ID = rand.Text()
-	}
-	if e.Time.IsZero() {
-		e.Time = time.Now().UTC()
-	}
-	in := e
-	err := s.update(ctx, func(txn *badger.Txn) error {
-		e := in // this attempt's copy: a retried transaction chains afresh
-		// The org's chain head is read and moved in this transaction: two
-		// appends racing for one org conflict, and the loser retries on
-		// the winner's head.
-		head, err := getJSON[store.AuditChainHead](txn, auditHeadKey(e.OrgID))
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return err
-		}
-		head.OrgID = e.OrgID
-		store.ChainAudit(&e, head)
-		pk := auditKey(e.Time, e.ID)
-		if err := mustNotExist(txn, pk, "id"); err != nil {
-			return err
-		}
-		if err := txn.Set(auditChainKey(e.OrgID, e.Seq), pk); err != nil {
-			return err
-		}
-		head.Seq, head.Hash = e.Seq, e.Hash
-		if err := setJSON(txn, auditHeadKey(e.OrgID), head); err != nil {
-			return err
-		}
-		if e.OrgID != "" {
-			if err := txn.Set(auditOrgKey(e.OrgID, e.Time, e.ID), pk); err != nil {
-				return err
-			}
-		}
-		return setJSON(txn, pk, e)
-	})
-	if err != nil {
-		return fmt.Errorf("badgerstore: append audit %s: %w", e.ID, err)
-	}
-	return nil
-}
-
 // AuditHeads lists every org's chain head.
 func (s *Store) AuditHeads(ctx context.Context) ([]store.AuditChainHead, error) {
 	var out []store.AuditChainHead
