@@ -2,6 +2,8 @@ package provider
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -207,4 +209,53 @@ func refreshIn(tb testing.TB, body string) string {
 		tb.Fatalf("no refresh token in %s", body)
 	}
 	return r.RefreshToken
+}
+
+// BenchmarkCodeFlow is Gatehouse's side of a whole sign-in of an app with
+// a session already there: authorize, the hand-off, the callback and the
+// code exchange with PKCE (tokens signed, the family and the audit event
+// written, synced).
+func BenchmarkCodeFlow(b *testing.B) {
+	f := newFixture(b, "ES256")
+	ctx := context.Background()
+	s, err := f.p.o.Sessions.Create(ctx, f.usr.ID, f.org.ID, "password", "127.0.0.1", "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	val, err := f.p.o.Sessions.Seal("auth.example.com", s.ID, s.ExpiresAt)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cookie := &http.Cookie{Name: f.p.o.Sessions.CookieName(true), Value: val}
+	verifier := "bench-verifier-0123456789-0123456789-0123456789"
+	sum := sha256.Sum256([]byte(verifier))
+	challenge := base64.RawURLEncoding.EncodeToString(sum[:])
+	get := func(u string) *httptest.ResponseRecorder {
+		if strings.HasPrefix(u, "/") {
+			u = "https://auth.example.com" + u
+		}
+		req := httptest.NewRequest("GET", u, nil)
+		req.AddCookie(cookie)
+		rec := httptest.NewRecorder()
+		f.p.ServeHTTP(rec, req)
+		return rec
+	}
+	authorize := "https://auth.example.com" + AuthorizePath + "?" + url.Values{"client_id": {"web"}, "redirect_uri": {"https://app.example.com/cb"},
+		"response_type": {"code"}, "scope": {"openid email"}, "state": {"s"}, "code_challenge": {challenge}, "code_challenge_method": {"S256"}}.Encode()
+	b.ReportAllocs()
+	for b.Loop() {
+		rec := get(authorize)
+		for i := 0; i < 3 && rec.Code == http.StatusFound && !strings.HasPrefix(rec.Header().Get("Location"), "https://app.example.com/"); i++ {
+			rec = get(rec.Header().Get("Location"))
+		}
+		loc, _ := url.Parse(rec.Header().Get("Location"))
+		code := loc.Query().Get("code")
+		if code == "" {
+			b.Fatalf("no code: %d %s %s", rec.Code, rec.Header().Get("Location"), rec.Body)
+		}
+		if rec := f.post(b, "web", url.Values{"grant_type": {"authorization_code"}, "code": {code}, "code_verifier": {verifier},
+			"redirect_uri": {"https://app.example.com/cb"}}); rec.Code != http.StatusOK {
+			b.Fatalf("%d %s", rec.Code, rec.Body)
+		}
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -160,19 +161,25 @@ func TestAlgorithms(t *testing.T) {
 	}
 }
 
+// BenchmarkSign: one token signed (assertion, ID token, access token
+// alike), per algorithm.
 func BenchmarkSign(b *testing.B) {
-	st, _ := badgerstore.Open(b.TempDir())
-	defer st.Close()
-	m, err := New(context.Background(), st, Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	claims := map[string]any{"iss": "https://auth.example.com", "sub": "usr_1", "org_id": "org_1", "roles": []string{"admin"}}
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := m.Sign(claims); err != nil {
-			b.Fatal(err)
-		}
+	for _, alg := range []string{"ES256", "RS256", "EdDSA"} {
+		b.Run(alg, func(b *testing.B) {
+			st, _ := badgerstore.Open(b.TempDir())
+			defer st.Close()
+			m, err := New(context.Background(), st, Options{Algorithm: alg, Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			claims := map[string]any{"iss": "https://auth.example.com", "sub": "usr_1", "org_id": "org_1", "roles": []string{"admin"}}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := m.Sign(claims); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 

@@ -155,4 +155,16 @@ func BenchmarkAppendAudit(b *testing.B) {
 			}
 		})
 	})
+	// Many sign-ins at once (16 callers per core): their appends share
+	// transactions and syncs.
+	b.Run("parallel-16-per-core", func(b *testing.B) {
+		b.SetParallelism(16)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if err := s.AppendAudit(ctx, ev); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	})
 }
