@@ -81,6 +81,23 @@ func (c *rp) signIn(b *browser, opts ...oauth2.AuthCodeOption) url.Values {
 	return nil
 }
 
+// signInFrom follows the browser from u (a step of a sign-in) to the
+// redirect back to the app, and returns that redirect's query.
+func (c *rp) signInFrom(b *browser, u string) url.Values {
+	c.t.Helper()
+	p := b.get(u)
+	for i := 0; i < 12 && p.status >= 300 && p.status < 400; i++ {
+		loc := resolve(p.url, p.header.Get("Location"))
+		if strings.HasPrefix(loc, c.conf.RedirectURL) {
+			q, _ := url.Parse(loc)
+			return q.Query()
+		}
+		p = b.get(loc)
+	}
+	c.t.Fatalf("no redirect back to the app: %d %s\n%s", p.status, p.url, p.body)
+	return nil
+}
+
 // jwtPart decodes part i (0 header, 1 claims) of a compact JWT.
 func jwtPart(t *testing.T, tok string, i int) map[string]any {
 	t.Helper()
@@ -315,6 +332,54 @@ func TestOpenIDProvider(t *testing.T) {
 		}
 	})
 
+	t.Run("a token of another kind as id_token_hint", func(t *testing.T) {
+		assertion := up.last("/").Header.Get("X-Gatehouse-Jwt-Assertion")
+		for name, hint := range map[string]string{"proxy assertion": assertion, "access token": tok.AccessToken} {
+			q := portal.signIn(alice, oauth2.S256ChallengeOption(oauth2.GenerateVerifier()), oauth2.SetAuthURLParam("id_token_hint", hint))
+			if q.Get("error") != "invalid_request" || q.Get("code") != "" {
+				t.Errorf("%s as id_token_hint: %v", name, q)
+			}
+		}
+	})
+	t.Run("prompt=select_account shows the org chooser first", func(t *testing.T) {
+		p := alice.follow(alice.get(portal.conf.AuthCodeURL("s", oauth2.S256ChallengeOption(oauth2.GenerateVerifier()), oauth2.SetAuthURLParam("prompt", "select_account"))))
+		if !strings.Contains(p.url, "/.gatehouse/orgs") || p.status != 200 || !strings.Contains(p.body, "Acme Corp") {
+			t.Fatalf("chooser: %d %s\n%s", p.status, p.url, p.body)
+		}
+		rd, _ := url.Parse(p.url)
+		back := rd.Query().Get("rd")
+		if q := portal.signInFrom(alice, back); q.Get("code") == "" {
+			t.Fatalf("after the chooser: %v", q)
+		}
+	})
+	t.Run("signed in through an app first, the proxy does not ask again", func(t *testing.T) {
+		bob := g.browser(t)
+		p := bob.follow(bob.get(portal.conf.AuthCodeURL("s", oauth2.S256ChallengeOption(oauth2.GenerateVerifier()))))
+		form := hidden(p.body)
+		form.Set("email", "bob@acme.example")
+		p = bob.follow(bob.post(resolve(p.url, field(t, actionRE, p.body)), form))
+		form = hidden(p.body)
+		form.Set("email", "bob@acme.example")
+		form.Set("password", "bob-example-password")
+		loc := bob.post(resolve(p.url, field(t, actionRE, p.body)), form)
+		if q := portal.signInFrom(bob, resolve(loc.url, loc.header.Get("Location"))); q.Get("code") == "" {
+			t.Fatalf("bob's sign-in through the portal: %v", q)
+		}
+		r := bob.follow(bob.get(g.url("app.localhost", "/after-oidc")))
+		if strings.Contains(r.body, `name="password"`) {
+			t.Fatalf("the proxy asked bob again: %s", r.url)
+		}
+		form = hidden(r.body)
+		if r.status == 200 && strings.Contains(r.body, "Work email") {
+			// The shared sign-in asks who he is (no password), once.
+			form.Set("email", "bob@acme.example")
+			r = bob.follow(bob.post(resolve(r.url, field(t, actionRE, r.body)), form))
+		}
+		if got := up.last("/after-oidc"); got == nil || got.Header.Get("X-Gatehouse-Email") != "bob@acme.example" {
+			t.Fatalf("the app did not get bob: %d %s", r.status, r.url)
+		}
+	})
+
 	// Carol (globex) gets portal tokens for globex; the acme-only app
 	// refuses her with access_denied.
 	carol := g.browser(t)
@@ -381,6 +446,9 @@ func TestOpenIDProvider(t *testing.T) {
 	}
 	if p := alice.get(endURL("https://evil.example/bye")); p.status < 400 || strings.Contains(p.header.Get("Location"), "evil.example") {
 		t.Fatalf("foreign post-logout URI: %d %s", p.status, p.header.Get("Location"))
+	}
+	if p := alice.get(meta.EndSession + "?" + url.Values{"id_token_hint": {last.AccessToken}}.Encode()); p.status != http.StatusBadRequest {
+		t.Fatalf("an access token as id_token_hint at logout: %d %s", p.status, p.header.Get("Location"))
 	}
 	p := alice.follow(alice.get(endURL("http://127.0.0.1:9/bye")))
 	if p.status != 200 || !strings.Contains(p.body, `name="return"`) {

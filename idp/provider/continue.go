@@ -10,6 +10,7 @@ import (
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
 
+	"github.com/gatehouse/gatehouse/idp"
 	"github.com/gatehouse/gatehouse/internal/token"
 	"github.com/gatehouse/gatehouse/internal/web"
 	"github.com/gatehouse/gatehouse/proxy/session"
@@ -42,6 +43,20 @@ func (p *Provider) continueSignIn(w http.ResponseWriter, r *http.Request) {
 	var ident *session.Identity
 	if e, err := p.o.Sessions.Authenticate(r); err == nil {
 		ident = e.Identity()
+	}
+	if a.prompts("select_account") && !a.Selected && ident != nil {
+		// The org chooser first (a person in several orgs picks one),
+		// then back here.
+		if _, err := p.requests.update(ctx, id, func(a *authRequest) error {
+			a.Selected = true
+			return nil
+		}); err != nil {
+			p.page(w, http.StatusBadRequest, "This sign-in took too long. Go back to the app and sign in again.", "auth request gone: "+err.Error())
+			return
+		}
+		back := p.issuer + continuePath + "?id=" + url.QueryEscape(id)
+		http.Redirect(w, r, p.issuer+idp.OrgsPath+"?"+url.Values{"rd": {back}}.Encode(), http.StatusFound)
+		return
 	}
 	why := p.signInNeeded(a, ident)
 	if why == "" && !p.wanted(cl, a, ident.OrgID) {

@@ -51,6 +51,8 @@ type authRequest struct {
 	OrgSlug   string    `json:"org_slug,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 	Rounds    int       `json:"rounds,omitempty"`
+	// Selected: prompt=select_account's chooser was shown.
+	Selected bool `json:"selected,omitempty"`
 
 	// Set once the person is signed in (Done).
 	Subject   string    `json:"sub,omitempty"`

@@ -39,7 +39,7 @@ func (s *server) VerifyAuthRequest(ctx context.Context, r *op.Request[oidc.AuthR
 // Authorize passes resource (RFC 8707) and organization on to
 // CreateAuthRequest, whose errors the library sends to the app.
 func (s *server) Authorize(ctx context.Context, r *op.ClientRequest[oidc.AuthRequest]) (*op.Redirect, error) {
-	ex := extras{organization: r.Form.Get("organization")}
+	ex := extras{organization: r.Form.Get("organization"), foreignHint: r.Data.IDTokenHint != "" && !isIDToken(r.Data.IDTokenHint)}
 	switch rs := r.Form["resource"]; len(rs) {
 	case 0:
 	case 1:
@@ -139,6 +139,32 @@ func (s *server) ClientCredentialsExchange(ctx context.Context, r *op.ClientRequ
 	s.p.audit(ctx, o.ID, "client:"+cl.cfg.ID, "oidc.token", map[string]string{"client": cl.cfg.ID, "grant": "client_credentials", "jti": jti})
 	return tokenResponse(&oidc.AccessTokenResponse{AccessToken: at, TokenType: oidc.BearerToken,
 		ExpiresIn: uint64(time.Until(exp).Round(time.Second) / time.Second), Scope: scopes}), nil
+}
+
+// EndSession refuses an id_token_hint that is not an ID token (an
+// access token or a proxy assertion signed with the same keys).
+func (s *server) EndSession(ctx context.Context, r *op.Request[oidc.EndSessionRequest]) (*op.Redirect, error) {
+	if r.Data.IdTokenHint != "" && !isIDToken(r.Data.IdTokenHint) {
+		return nil, oidc.ErrInvalidRequest().WithDescription("id_token_hint is not an ID token")
+	}
+	return s.LegacyServer.EndSession(ctx, r)
+}
+
+// isIDToken: a JWT whose typ header is an ID token's ("JWT"); the library
+// checks its signature and issuer, not its kind.
+func isIDToken(raw string) bool {
+	head, _, ok := strings.Cut(raw, ".")
+	if !ok {
+		return false
+	}
+	b, err := base64.RawURLEncoding.DecodeString(head)
+	if err != nil {
+		return false
+	}
+	var h struct {
+		Typ string `json:"typ"`
+	}
+	return json.Unmarshal(b, &h) == nil && strings.EqualFold(h.Typ, "JWT")
 }
 
 // JWTProfile: no JWT bearer grant (RFC 7523).

@@ -27,7 +27,11 @@ var errNotHere = errors.New("provider: not used (tokens are made in server.go)")
 // organization) from Authorize to CreateAuthRequest.
 type ctxKey struct{}
 
-type extras struct{ resource, organization string }
+type extras struct {
+	resource, organization string
+	// foreignHint: the id_token_hint is another kind of token.
+	foreignHint bool
+}
 
 func (s storage) CreateAuthRequest(ctx context.Context, req *oidc.AuthRequest, hintSubject string) (op.AuthRequest, error) {
 	cl, ok := s.p.clients[req.ClientID]
@@ -48,6 +52,9 @@ func (s storage) CreateAuthRequest(ctx context.Context, req *oidc.AuthRequest, h
 		return nil, oidc.ErrInvalidScope().WithDescription("the openid scope is required")
 	}
 	ex, _ := ctx.Value(ctxKey{}).(extras)
+	if ex.foreignHint {
+		return nil, oidc.ErrInvalidRequest().WithDescription("id_token_hint is not an ID token")
+	}
 	if ex.resource != "" && !cl.allowsResource(ex.resource) {
 		return nil, oidc.ErrInvalidTarget().WithDescription("resource %q is not one this client may ask for", ex.resource)
 	}
