@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gatehouse/gatehouse/config"
 	"github.com/gatehouse/gatehouse/idp"
 	"github.com/gatehouse/gatehouse/store"
 )
@@ -85,15 +84,10 @@ func (a *API) createInvitation(c *call) error {
 	if err := c.decode(&in); err != nil {
 		return err
 	}
-	in.Email = strings.ToLower(strings.TrimSpace(in.Email))
 	var errs fields
-	if err := c.newMemberEmail(in.Email, &errs); err != nil {
+	if err := c.newMember(&in.Email, in.Name, in.Roles, &errs); err != nil {
 		return err
 	}
-	if msg := config.TextProblem(in.Name, 200); msg != "" {
-		errs.add("/name", "%s", msg)
-	}
-	rolesProblems(&errs, "/roles", in.Roles)
 	life := DefaultInvitationLifetime
 	if in.ExpiresIn != "" {
 		d, err := time.ParseDuration(in.ExpiresIn)

@@ -171,6 +171,20 @@ func rolesProblems(errs *fields, at string, roles []string) {
 	}
 }
 
+// newMember normalizes a new member's email and adds to errs what is
+// wrong with it, their name and their roles.
+func (c *call) newMember(email *string, name string, roles []string, errs *fields) error {
+	*email = strings.ToLower(strings.TrimSpace(*email))
+	if err := c.newMemberEmail(*email, errs); err != nil {
+		return err
+	}
+	if msg := config.TextProblem(name, 200); msg != "" {
+		errs.add("/name", "%s", msg)
+	}
+	rolesProblems(errs, "/roles", roles)
+	return nil
+}
+
 // newMemberEmail adds to errs what is wrong with a new member's address:
 // an org with email domains takes only addresses in them, unless a
 // platform admin adds the person.
@@ -215,15 +229,10 @@ func (a *API) createUser(c *call) error {
 	if err := c.decode(&in); err != nil {
 		return err
 	}
-	in.Email = strings.ToLower(strings.TrimSpace(in.Email))
 	var errs fields
-	if err := c.newMemberEmail(in.Email, &errs); err != nil {
+	if err := c.newMember(&in.Email, in.Name, in.Roles, &errs); err != nil {
 		return err
 	}
-	if msg := config.TextProblem(in.Name, 200); msg != "" {
-		errs.add("/name", "%s", msg)
-	}
-	rolesProblems(&errs, "/roles", in.Roles)
 	if in.Password != "" {
 		if msg := password.Problem(in.Password); msg != "" {
 			errs.add("/password", "%s", msg)

@@ -118,6 +118,23 @@ func (h *Handler) csrfMAC(cookie, host string) string {
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
+// readForm reads a bounded form and checks its CSRF token; it has
+// answered the request (again says how to start over) when false.
+func (h *Handler) readForm(w http.ResponseWriter, r *http.Request, again string) bool {
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormSize)
+	if err := r.ParseForm(); err != nil {
+		web.Error(w, http.StatusBadRequest, "The form could not be read. Go back and try again.", "")
+		return false
+	}
+	if !h.checkCSRF(r) {
+		ref := h.ref()
+		h.o.Logger.Warn("idp: csrf token missing or wrong", "ref", ref, "host", request.Host(r))
+		web.Error(w, http.StatusForbidden, "This form expired or was not sent from this page. "+again, ref)
+		return false
+	}
+	return true
+}
+
 func (h *Handler) checkCSRF(r *http.Request) bool {
 	cv, ok := request.CookieValue(r, h.csrfCookieName(r))
 	tok := r.PostFormValue("csrf")

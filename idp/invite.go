@@ -167,15 +167,7 @@ func (h *Handler) inviteShow(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) inviteSubmit(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, maxFormSize)
-	if err := r.ParseForm(); err != nil {
-		web.Error(w, http.StatusBadRequest, "The form could not be read. Go back and try again.", "")
-		return
-	}
-	if !h.checkCSRF(r) {
-		ref := h.ref()
-		h.o.Logger.Warn("idp: csrf token missing or wrong", "ref", ref, "host", request.Host(r))
-		web.Error(w, http.StatusForbidden, "This form expired or was not sent from this page. Open your invitation link again.", ref)
+	if !h.readForm(w, r, "Open your invitation link again.") {
 		return
 	}
 	inv, ok := h.openInvite(w, r)

@@ -206,15 +206,7 @@ func (h *Handler) orgLoginURL(o *store.Org, rd, email, state, prompt string) str
 }
 
 func (h *Handler) loginSubmit(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, maxFormSize)
-	if err := r.ParseForm(); err != nil {
-		web.Error(w, http.StatusBadRequest, "The form could not be read. Go back and try again.", "")
-		return
-	}
-	if !h.checkCSRF(r) {
-		ref := h.ref()
-		h.o.Logger.Warn("idp: csrf token missing or wrong", "ref", ref, "host", request.Host(r))
-		web.Error(w, http.StatusForbidden, "This form expired or was not sent from this page. Reload the sign-in page and try again.", ref)
+	if !h.readForm(w, r, "Reload the sign-in page and try again.") {
 		return
 	}
 	rd, ok := h.redirectParam(w, r)

@@ -505,13 +505,13 @@ func (s *Store) DeleteUser(ctx context.Context, id string) error {
 				return err
 			}
 		}
-		if err := deleteAPITokens(txn, prefix("tokuser", id)); err != nil {
+		if err := deleteIndexed(txn, prefix("tokuser", id), deleteAPIToken); err != nil {
 			return err
 		}
-		if err := deleteInvitations(txn, prefix("invuser", id)); err != nil {
+		if err := deleteIndexed(txn, prefix("invuser", id), deleteInvitation); err != nil {
 			return err
 		}
-		if err := deleteRefreshFamilies(txn, prefix("rtfuser", id)); err != nil {
+		if err := deleteIndexed(txn, prefix("rtfuser", id), deleteRefreshFamily); err != nil {
 			return err
 		}
 		// Sessions in no org's membership (any left) go too.

@@ -207,21 +207,3 @@ func (s *Store) TakeInvitation(ctx context.Context, hash string, now time.Time) 
 func deleteInvitation(txn *badger.Txn, inv store.Invitation) error {
 	return deleteKeys(txn, append(invIndexes(inv), invKey(inv.ID))...)
 }
-
-// deleteInvitations deletes every invitation an index prefix points at.
-func deleteInvitations(txn *badger.Txn, pfx []byte) error {
-	var gone []store.Invitation
-	if err := scan(txn, pfx, false, func(item *badger.Item) error {
-		inv, err := getIndexedItem[store.Invitation](txn, item)
-		gone = append(gone, inv)
-		return err
-	}); err != nil {
-		return err
-	}
-	for _, inv := range gone {
-		if err := deleteInvitation(txn, inv); err != nil {
-			return err
-		}
-	}
-	return nil
-}

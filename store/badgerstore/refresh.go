@@ -103,24 +103,6 @@ func deleteRefreshFamily(txn *badger.Txn, f store.RefreshFamily) error {
 	return deleteKeys(txn, append(rtfIndexes(f), rtfKey(f.ID))...)
 }
 
-// deleteRefreshFamilies deletes every family an index prefix points at.
-func deleteRefreshFamilies(txn *badger.Txn, pfx []byte) error {
-	var gone []store.RefreshFamily
-	if err := scan(txn, pfx, false, func(item *badger.Item) error {
-		f, err := getIndexedItem[store.RefreshFamily](txn, item)
-		gone = append(gone, f)
-		return err
-	}); err != nil {
-		return err
-	}
-	for _, f := range gone {
-		if err := deleteRefreshFamily(txn, f); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // DeleteExpiredRefreshFamilies walks the expiry index in batches.
 func (s *Store) DeleteExpiredRefreshFamilies(ctx context.Context, before time.Time) (int, error) {
 	total := 0

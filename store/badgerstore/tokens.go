@@ -152,21 +152,20 @@ func deleteAPIToken(txn *badger.Txn, t store.APIToken) error {
 	return deleteKeys(txn, keys...)
 }
 
-// deleteAPITokens deletes every token an index prefix points at.
-func deleteAPITokens(txn *badger.Txn, pfx []byte) error {
-	var gone []store.APIToken
+// deleteIndexed deletes, with del, every record an index prefix points
+// at (read first: Badger sorts a transaction's pending writes again for
+// every iterator opened after them).
+func deleteIndexed[T any](txn *badger.Txn, pfx []byte, del func(*badger.Txn, T) error) error {
+	var gone []T
 	if err := scan(txn, pfx, false, func(item *badger.Item) error {
-		t, err := getIndexedItem[store.APIToken](txn, item)
-		if err != nil {
-			return err
-		}
-		gone = append(gone, t)
-		return nil
+		v, err := getIndexedItem[T](txn, item)
+		gone = append(gone, v)
+		return err
 	}); err != nil {
 		return err
 	}
-	for _, t := range gone {
-		if err := deleteAPIToken(txn, t); err != nil {
+	for _, v := range gone {
+		if err := del(txn, v); err != nil {
 			return err
 		}
 	}
