@@ -83,18 +83,7 @@ func invIndexes(inv store.Invitation) [][]byte {
 }
 
 func (s *Store) GetInvitation(ctx context.Context, id string) (store.Invitation, error) {
-	var inv store.Invitation
-	err := s.view(ctx, func(txn *badger.Txn) error {
-		var err error
-		if inv, err = getJSON[store.Invitation](txn, invKey(id)); err != nil {
-			return err
-		}
-		return mustNotBeDeleting(txn, inv.OrgID)
-	})
-	if err != nil {
-		return store.Invitation{}, fmt.Errorf("badgerstore: get invitation %s: %w", id, err)
-	}
-	return inv, nil
+	return getLive(ctx, s, "get invitation "+id, invKey(id), func(inv store.Invitation) string { return inv.OrgID })
 }
 
 func (s *Store) GetInvitationByHash(ctx context.Context, hash string) (store.Invitation, error) {

@@ -66,18 +66,7 @@ func (s *Store) CreateRefreshFamily(ctx context.Context, f store.RefreshFamily) 
 }
 
 func (s *Store) GetRefreshFamily(ctx context.Context, id string) (store.RefreshFamily, error) {
-	var f store.RefreshFamily
-	err := s.view(ctx, func(txn *badger.Txn) error {
-		var err error
-		if f, err = getJSON[store.RefreshFamily](txn, rtfKey(id)); err != nil {
-			return err
-		}
-		return mustNotBeDeleting(txn, f.OrgID)
-	})
-	if err != nil {
-		return store.RefreshFamily{}, fmt.Errorf("badgerstore: get refresh family %s: %w", id, err)
-	}
-	return f, nil
+	return getLive(ctx, s, "get refresh family "+id, rtfKey(id), func(f store.RefreshFamily) string { return f.OrgID })
 }
 
 func (s *Store) UpdateRefreshFamily(ctx context.Context, id string, fn func(store.RefreshFamily) (store.RefreshFamily, error)) (store.RefreshFamily, error) {

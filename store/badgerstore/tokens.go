@@ -73,18 +73,25 @@ func (s *Store) CreateAPIToken(ctx context.Context, t store.APIToken) error {
 // GetAPIToken finds no token of an org being deleted: it stops working
 // with the org.
 func (s *Store) GetAPIToken(ctx context.Context, id string) (store.APIToken, error) {
-	var t store.APIToken
+	return getLive(ctx, s, "get api token "+id, tokKey(id), func(t store.APIToken) string { return t.OrgID })
+}
+
+// getLive reads the record at key unless its org (org of it) is being
+// deleted.
+func getLive[T any](ctx context.Context, s *Store, op string, key []byte, org func(T) string) (T, error) {
+	var v T
 	err := s.view(ctx, func(txn *badger.Txn) error {
 		var err error
-		if t, err = getJSON[store.APIToken](txn, tokKey(id)); err != nil {
+		if v, err = getJSON[T](txn, key); err != nil {
 			return err
 		}
-		return mustNotBeDeleting(txn, t.OrgID)
+		return mustNotBeDeleting(txn, org(v))
 	})
 	if err != nil {
-		return store.APIToken{}, fmt.Errorf("badgerstore: get api token %s: %w", id, err)
+		var zero T
+		return zero, fmt.Errorf("badgerstore: %s: %w", op, err)
 	}
-	return t, nil
+	return v, nil
 }
 
 // ListAPITokens returns the org's tokens ("": the platform's), oldest
