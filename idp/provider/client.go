@@ -80,8 +80,12 @@ func (c *client) LoginURL(id string) string { return c.loginURL(id) }
 // this package (RFC 9068 JWTs, typ at+jwt), never by the library.
 func (c *client) AccessTokenType() op.AccessTokenType { return op.AccessTokenTypeBearer }
 func (c *client) IDTokenLifetime() time.Duration      { return c.cfg.IDTokenLifetime }
-func (c *client) DevMode() bool                       { return false }
-func (c *client) ClockSkew() time.Duration            { return 0 }
+
+// DevMode lets the library take http:// redirect URIs of public clients
+// after their exact match: the config admits http only to this machine
+// (config.RedirectURIProblem), where a SPA in development lives.
+func (c *client) DevMode() bool            { return true }
+func (c *client) ClockSkew() time.Duration { return 0 }
 
 func (c *client) RestrictAdditionalIdTokenScopes() func([]string) []string {
 	return func(s []string) []string { return s }

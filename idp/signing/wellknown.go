@@ -14,11 +14,14 @@ func (keys *Manager) WellKnown(issuer string, provider func() map[string]any) ht
 	mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/jwk-set+json")
 		w.Header().Set("Cache-Control", "public, max-age=300")
+		// Public documents: browser apps (SPAs) read them from their origins.
+		w.Header().Set("Access-Control-Allow-Origin", "*")
 		_, _ = w.Write(keys.JWKS())
 	})
 	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "public, max-age=300")
+		w.Header().Set("Access-Control-Allow-Origin", "*")
 		doc := map[string]any{
 			"issuer":                                issuer,
 			"jwks_uri":                              issuer + "/.well-known/jwks.json",
