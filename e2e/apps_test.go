@@ -5,6 +5,7 @@ import (
 	"html"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -130,4 +131,56 @@ func TestAppExamples(t *testing.T) {
 	eventually(t, "the API says why", func() error {
 		return holds(strings.Contains(apiLog.String(), "not an access token"), "api log: %s", apiLog)
 	})
+}
+
+// The Node example (examples/apps/node-web, openid-client) against dev
+// mode's demo-web app: alice signs in, and the app has her ID token
+// claims and userinfo, with the org.
+func TestNodeAppExample(t *testing.T) {
+	npm, err := exec.LookPath("npm")
+	if err != nil {
+		if os.Getenv("GATEHOUSE_REQUIRE_EXAMPLES") != "" {
+			t.Fatal("npm is not installed")
+		}
+		t.Skip("npm is not installed: the Node app example is not tested")
+	}
+	dir := "../examples/apps/node-web"
+	install := exec.Command(npm, "ci", "--prefer-offline", "--no-audit", "--no-fund")
+	install.Dir = dir
+	if out, err := install.CombinedOutput(); err != nil {
+		t.Fatalf("npm ci: %v\n%s", err, out)
+	}
+	g, banner := startDev(t, "GATEHOUSE_DEV_PASSWORD=dev-pass-123")
+	secret := regexp.MustCompile(`demo-web +web +secret (\S+)`).FindStringSubmatch(banner.raw)
+	if secret == nil {
+		t.Fatalf("no demo-web secret\n%s", banner.raw)
+	}
+	node := exec.Command("node", "server.mjs")
+	node.Dir = dir
+	node.Env = append(os.Environ(), "ISSUER=http://auth.localhost:"+g.port, "CLIENT_SECRET="+secret[1], "GATEHOUSE_ADDR="+g.addr, "LISTEN=127.0.0.1:5555")
+	logs := &syncBuffer{}
+	node.Stdout, node.Stderr = logs, logs
+	if err := node.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = node.Process.Kill(); _ = node.Wait() })
+	eventually(t, "node-web listens", func() error {
+		c, err := net.DialTimeout("tcp", "127.0.0.1:5555", time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	})
+	alice := g.browser(t)
+	p := alice.follow(alice.get("http://127.0.0.1:5555/"))
+	form := hidden(p.body)
+	form.Set("email", "alice@acme.example")
+	p = alice.follow(alice.post(resolve(p.url, field(t, actionRE, p.body)), form))
+	form = hidden(p.body)
+	form.Set("email", "alice@acme.example")
+	form.Set("password", "dev-pass-123")
+	p = alice.follow(alice.post(resolve(p.url, field(t, actionRE, p.body)), form))
+	if p.status != 200 || !strings.Contains(p.body, `"email":"alice@acme.example"`) || !strings.Contains(p.body, `"org_slug":"acme"`) {
+		t.Fatalf("node-web after sign-in: %d %s\n%s\nlogs: %s", p.status, p.url, p.body, logs)
+	}
 }
