@@ -70,8 +70,11 @@ type federation struct {
 	idpB *testidp.OIDC
 }
 
-func startFederation(t *testing.T) *federation {
+// startFederation starts Gatehouse with federationConfig plus extra
+// config (appended).
+func startFederation(t *testing.T, extra ...string) *federation {
 	t.Helper()
+	extraEnv := []string{"PORTAL_SECRET=" + portalSecret}
 	port := freePort(t)
 	up := newUpstream(t)
 	idpA := testidp.NewOIDC(t, "gatehouse-initech", "initech-secret", []string{"http://login.initech.localhost:" + port + "/.gatehouse/callback"},
@@ -87,8 +90,8 @@ func startFederation(t *testing.T) *federation {
 	if err := os.WriteFile(secretFile, []byte("umbrella-secret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := strings.NewReplacer("{{UPSTREAM}}", up.URL, "{{IDP_A}}", idpA.Issuer, "{{IDP_B}}", idpB.Issuer, "{{SECRET_FILE}}", secretFile).Replace(federationConfig)
-	g := startAt(t, port, cfg, "INITECH_SECRET=initech-secret")
+	cfg := strings.NewReplacer("{{UPSTREAM}}", up.URL, "{{IDP_A}}", idpA.Issuer, "{{IDP_B}}", idpB.Issuer, "{{SECRET_FILE}}", secretFile).Replace(federationConfig) + strings.Join(extra, "")
+	g := startAt(t, port, cfg, append([]string{"INITECH_SECRET=initech-secret"}, extraEnv...)...)
 	return &federation{g: g, up: up, idpA: idpA, idpB: idpB}
 }
 

@@ -695,3 +695,46 @@ func TestDeprovisionedPersonLosesTokens(t *testing.T) {
 		return holds(len(sids) == 1 && sids[0] == sid, "logout tokens for %v, want [%s]", sids, sid)
 	})
 }
+
+// A per-org app of an org that signs in through its own OIDC IdP: its
+// people (and, with include_sub_orgs, its sub-org's) get tokens of their
+// org; a person of another federated org, signed in through theirs, gets
+// access_denied and no token.
+func TestPerOrgClientWithFederatedOrgs(t *testing.T) {
+	f := startFederation(t, `clients:
+  - id: initech-portal
+    type: web
+    secret: ${PORTAL_SECRET}
+    org: initech
+    include_sub_orgs: true
+    redirect_uris: [http://127.0.0.1:9/initech]
+`)
+	g := f.g
+	rp := newRP(t, g, "initech-portal", "http://127.0.0.1:9/initech")
+	signIn := func(email, user, pw string) *browser {
+		b := g.browser(t)
+		p := b.toIdP(g.url("app.localhost", "/"), email)
+		if p = b.follow(b.atIdP(p, user, pw)); p.status != 200 {
+			t.Fatalf("%s signs in: %d %s", email, p.status, p.url)
+		}
+		return b
+	}
+	for _, tc := range []struct{ email, user, pw, org string }{
+		{"ann@initech.example", "ann", "ann-pw", "initech"},
+		{"eva@eu.initech.example", "eva", "eva-pw", "initech-eu"},
+	} {
+		b := signIn(tc.email, tc.user, tc.pw)
+		v := oauth2.GenerateVerifier()
+		tok, err := rp.conf.Exchange(rp.ctx, rp.signIn(b, oauth2.S256ChallengeOption(v)).Get("code"), oauth2.VerifierOption(v))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.email, err)
+		}
+		if c := jwtPart(t, tok.Extra("id_token").(string), 1); c["org_slug"] != tc.org || c["email"] != tc.email {
+			t.Fatalf("%s's ID token %v", tc.email, c)
+		}
+	}
+	bea := signIn("bea@umbrella.example", "bea", "bea-pw")
+	if q := rp.signIn(bea, oauth2.S256ChallengeOption(oauth2.GenerateVerifier())); q.Get("error") != "access_denied" || q.Get("code") != "" {
+		t.Fatalf("umbrella's bea at initech's app: %v", q)
+	}
+}

@@ -121,7 +121,7 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) {
 	// hand the session on without a form.
 	if rd != "" && fresh(r) == "" {
 		if sid, err := h.o.Sessions.SessionID(r); err == nil {
-			if e, err := h.o.Sessions.Lookup(r.Context(), sid); err == nil && (org == nil || e.Identity().OrgID == org.ID) {
+			if e, err := h.o.Sessions.Lookup(r.Context(), sid); err == nil && (org == nil || h.sessionServes(org, e.Identity().OrgID)) {
 				h.complete(w, r, sid, e.Identity().OrgID, rd, stateParam(r))
 				return
 			}
@@ -347,4 +347,28 @@ func (h *Handler) passwordConnection(ctx context.Context, org *store.Org) (conne
 		return nil, connection.Errorf(connection.KindInternal, "idp: org %s signs in with %s, not a password", org.Slug, owner.Connection.Type)
 	}
 	return pc, nil
+}
+
+// sessionServes reports whether a session of org sessOrg is a sign-in to
+// org: the same org, or one of its sub-orgs that signs in through the
+// same connection (that IdP's sign-in proves the person to both; which of
+// the two the person may use is the route's or the app's to decide).
+func (h *Handler) sessionServes(org *store.Org, sessOrg string) bool {
+	if sessOrg == org.ID {
+		return true
+	}
+	so, ok := h.o.Orgs.ByID(sessOrg)
+	if !ok || so.ParentID == "" {
+		return false
+	}
+	owner, err := h.ownerOf(org)
+	if err != nil || owner.Connection.Type == password.Type || !h.sameOwner(so, owner) {
+		return false
+	}
+	found := false
+	_, _ = h.o.Orgs.Nearest(so, maxOrgDepth-1, func(o *store.Org) bool {
+		found = found || o.ID == org.ID
+		return found
+	})
+	return found
 }
