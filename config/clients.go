@@ -48,6 +48,9 @@ type Client struct {
 	// OfflineAccess lets the app ask for the offline_access scope: its
 	// refresh tokens then outlive the sign-in's session, for
 	// RefreshTokenLifetime. Without it, they end with the session.
+	// Claims are extra token claims and where each comes from (see
+	// ClaimSourceProblem): `plan: org.attributes.plan`.
+	Claims map[string]string `yaml:"claims"`
 	// Policy is a .rego file or directory of package gatehouse.token,
 	// asked before any token of this client is issued.
 	Policy string `yaml:"policy"`
@@ -207,6 +210,7 @@ func (c *Config) validateClients(d *decoder, slugs map[string]int) {
 				d.add(p+".backchannel_logout_uri", "a machine client has no sessions to hear the end of")
 			}
 		}
+		validateClaims(d, p+".claims", cl.Claims)
 		if cl.Policy != "" {
 			if msg := policyPathProblem(cl.Policy); msg != "" {
 				d.add(p+".policy", "%s", msg)
@@ -268,4 +272,65 @@ func resourceProblem(raw string) string {
 		return "must not have a fragment"
 	}
 	return ""
+}
+
+// MaxMappedClaims bounds the claims one client or org maps: tokens stay
+// small (each mapped string is at most MaxMappedClaimBytes, longer ones
+// are left out when the token is made).
+const (
+	MaxMappedClaims     = 16
+	MaxMappedClaimBytes = 256
+)
+
+var claimNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.:/-]{0,99}$`)
+
+// reservedClaims are set by Gatehouse (or by the standards) and never
+// mapped.
+var reservedClaims = []string{"iss", "sub", "aud", "exp", "iat", "nbf", "jti", "azp", "nonce", "auth_time", "at_hash", "c_hash",
+	"acr", "amr", "sid", "typ", "cnf", "act", "scope", "client_id", "org_id", "org_slug", "roles", "groups", "email",
+	"email_verified", "name", "events", "updated_at", "preferred_username"}
+
+// ClaimSourceProblem says what is wrong with a mapped claim's source (""
+// if nothing): user.id, user.email, user.name, user.roles, user.groups,
+// user.attributes.<key>, org.id, org.slug, org.name, org.attributes.<key>.
+func ClaimSourceProblem(src string) string {
+	switch src {
+	case "user.id", "user.email", "user.name", "user.roles", "user.groups", "org.id", "org.slug", "org.name":
+		return ""
+	}
+	for _, pfx := range []string{"user.attributes.", "org.attributes."} {
+		if k, ok := strings.CutPrefix(src, pfx); ok && k != "" && len(k) <= 100 && !strings.ContainsAny(k, " \t\r\n") {
+			return ""
+		}
+	}
+	return "unknown source: use user.id, user.email, user.name, user.roles, user.groups, user.attributes.<key>, org.id, org.slug, org.name or org.attributes.<key>"
+}
+
+// ClaimMapProblems checks a claim mapping (a client's or an org's): each
+// problem with its key path under at.
+func ClaimMapProblems(at string, m map[string]string) []Problem {
+	var out []Problem
+	if len(m) > MaxMappedClaims {
+		out = append(out, Problem{Path: at, Msg: fmt.Sprintf("at most %d mapped claims (tokens stay small)", MaxMappedClaims)})
+	}
+	for name, src := range m {
+		p := at + "." + name
+		switch {
+		case !claimNameRE.MatchString(name):
+			out = append(out, Problem{Path: p, Msg: fmt.Sprintf("invalid claim name %q: a letter, then letters, digits, _ . : / -", name)})
+		case slices.Contains(reservedClaims, strings.ToLower(name)):
+			out = append(out, Problem{Path: p, Msg: fmt.Sprintf("%q is set by Gatehouse or the standards: pick another name", name)})
+		}
+		if msg := ClaimSourceProblem(src); msg != "" {
+			out = append(out, Problem{Path: p, Msg: fmt.Sprintf("%q: %s", src, msg)})
+		}
+	}
+	slices.SortFunc(out, func(a, b Problem) int { return strings.Compare(a.Path, b.Path) })
+	return out
+}
+
+func validateClaims(d *decoder, at string, m map[string]string) {
+	for _, pr := range ClaimMapProblems(at, m) {
+		d.add(pr.Path, "%s", pr.Msg)
+	}
 }

@@ -280,6 +280,9 @@ type Org struct {
 	LoginDomain  string            `yaml:"login_domain"`
 	Connection   Connection        `yaml:"connection"`
 	Attributes   map[string]string `yaml:"attributes"`
+	// TokenClaims are extra claims in the OpenID Provider's tokens of
+	// this org's people, and where each comes from (as clients[].claims).
+	TokenClaims map[string]string `yaml:"token_claims"`
 	// Policy is a .rego file or directory for this org (and sub-orgs
 	// without their own); it can only narrow the platform policy.
 	Policy string `yaml:"policy"`

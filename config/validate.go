@@ -185,6 +185,7 @@ func (c *Config) validate(d *decoder) {
 		}
 	}
 	for i := range c.Orgs {
+		validateClaims(d, fmt.Sprintf("orgs[%d].token_claims", i), c.Orgs[i].TokenClaims)
 		if p := c.Orgs[i].Policy; p != "" {
 			if msg := policyPathProblem(p); msg != "" {
 				d.add(fmt.Sprintf("orgs[%d].policy", i), "%s", msg)

@@ -29,6 +29,7 @@ const oidcClients = `clients:
     redirect_uris: [http://127.0.0.1:9/callback]
     post_logout_redirect_uris: [http://127.0.0.1:9/bye]
     backchannel_logout_uri: {{BCL}}
+    claims: { account: user.id, company: org.name }
   - id: acme-only
     type: web
     secret: ${PORTAL_SECRET}
@@ -199,8 +200,12 @@ func TestOpenIDProvider(t *testing.T) {
 	if _, err := ks.VerifySignature(portal.ctx, tok.AccessToken); err != nil {
 		t.Fatalf("access token signature: %v", err)
 	}
-	if c := jwtPart(t, tok.AccessToken, 1); c["org_id"] != claims.OrgID || c["client_id"] != "portal" || c["aud"] != g.url("auth.localhost", "/.gatehouse/oidc/userinfo") {
+	if c := jwtPart(t, tok.AccessToken, 1); c["org_id"] != claims.OrgID || c["client_id"] != "portal" || c["aud"] != g.url("auth.localhost", "/.gatehouse/oidc/userinfo") ||
+		c["company"] != "Acme Corp" || c["account"] != idt.Subject {
 		t.Fatalf("access token claims %v", c)
+	}
+	if c := jwtPart(t, rawID, 1); c["company"] != "Acme Corp" || c["account"] != idt.Subject {
+		t.Fatalf("mapped claims in the ID token: %v", c)
 	}
 	ui, err := portal.provider.UserInfo(portal.ctx, oauth2.StaticTokenSource(tok))
 	if err != nil || ui.Email != "alice@acme.example" {

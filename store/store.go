@@ -37,6 +37,9 @@ type Org struct {
 	LoginDomain  string            `json:"login_domain,omitempty"`
 	Connection   Connection        `json:"connection"`
 	Attributes   map[string]string `json:"attributes,omitempty"`
+	// TokenClaims map extra claims of the org's tokens to their sources
+	// (config.ClaimSourceProblem).
+	TokenClaims map[string]string `json:"token_claims,omitempty"`
 	// Policy is the org's Rego policy (empty: none, or the parent's).
 	Policy []PolicyModule `json:"policy,omitempty"`
 	// Branding dresses the org's pages (nil: its parent's, or Gatehouse's).

@@ -55,7 +55,9 @@ func newFixture(tb testing.TB, alg string) *fixture {
 		st = ds
 	}
 	now := time.Now().UTC()
-	org := store.Org{ID: "org_acme", Slug: "acme", Name: "Acme", CreatedAt: now, UpdatedAt: now}
+	org := store.Org{ID: "org_acme", Slug: "acme", Name: "Acme", CreatedAt: now, UpdatedAt: now,
+		Attributes:  map[string]string{"plan": "enterprise", "region": "eu", "long": strings.Repeat("x", 300)},
+		TokenClaims: map[string]string{"region": "org.attributes.region", "tier": "org.slug", "long": "org.attributes.long", "who": "user.email"}}
 	usr := store.User{ID: "usr_alice", Email: "alice@acme.example", Name: "Alice", CreatedAt: now, UpdatedAt: now}
 	for _, err := range []error{st.CreateOrg(ctx, org), st.CreateUser(ctx, usr),
 		st.CreateMembership(ctx, store.Membership{UserID: usr.ID, OrgID: org.ID, Roles: []string{"admin"}, CreatedAt: now, UpdatedAt: now})} {
@@ -79,7 +81,8 @@ func newFixture(tb testing.TB, alg string) *fixture {
 	iss, _ := url.Parse("https://auth.example.com")
 	clients := []config.Client{
 		{ID: "web", Type: config.ClientWeb, Secret: testSecret, AuthMethod: "client_secret_basic", RedirectURIs: []string{"https://app.example.com/cb"}},
-		{ID: "bot", Type: config.ClientMachine, Secret: testSecret, AuthMethod: "client_secret_basic", Org: "acme", Scopes: []string{"reports.read"}},
+		{ID: "bot", Type: config.ClientMachine, Secret: testSecret, AuthMethod: "client_secret_basic", Org: "acme", Scopes: []string{"reports.read"},
+			Claims: map[string]string{"plan": "org.attributes.plan", "tier": "org.name", "missing": "org.attributes.nope"}},
 	}
 	for i := range clients {
 		clients[i].AccessTokenLifetime, clients[i].IDTokenLifetime, clients[i].RefreshTokenLifetime = 5*time.Minute, 10*time.Minute, time.Hour
@@ -256,6 +259,41 @@ func BenchmarkCodeFlow(b *testing.B) {
 		if rec := f.post(b, "web", url.Values{"grant_type": {"authorization_code"}, "code": {code}, "code_verifier": {verifier},
 			"redirect_uri": {"https://app.example.com/cb"}}); rec.Code != http.StatusOK {
 			b.Fatalf("%d %s", rec.Code, rec.Body)
+		}
+	}
+}
+
+// Mapped claims: the org's and the client's (the client's win), values
+// from the org (a machine token has no person), too long ones left out.
+func TestMappedClaims(t *testing.T) {
+	f := newFixture(t, "ES256")
+	rec := f.post(t, "bot", url.Values{"grant_type": {"client_credentials"}, "scope": {"reports.read"}})
+	if rec.Code != http.StatusOK {
+		t.Fatalf("%d %s", rec.Code, rec.Body)
+	}
+	var resp struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &resp); err != nil {
+		t.Fatal(err)
+	}
+	payload, err := f.p.o.Keys.Verify(resp.AccessToken, signing.TypeAccessToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c map[string]any
+	if err := json.Unmarshal(payload, &c); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"plan": "enterprise", "region": "eu", "tier": "Acme", "org_slug": "acme", "sub": "bot"}
+	for k, v := range want {
+		if c[k] != v {
+			t.Errorf("claim %s = %v, want %v (all: %v)", k, c[k], v, c)
+		}
+	}
+	for _, absent := range []string{"long", "missing", "who"} {
+		if _, ok := c[absent]; ok {
+			t.Errorf("claim %s present: %v", absent, c[absent])
 		}
 	}
 }

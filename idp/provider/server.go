@@ -191,6 +191,11 @@ func (s *server) UserInfo(ctx context.Context, r *op.Request[oidc.UserInfoReques
 	}
 	info := new(oidc.UserInfo)
 	who.fill(info)
+	if cl, ok := s.p.clients[c.ClientID]; ok {
+		for k, v := range s.p.mappedClaims(cl, &who, who.org) {
+			info.AppendClaims(k, v)
+		}
+	}
 	return op.NewResponse(info), nil
 }
 
@@ -218,6 +223,27 @@ type accessClaims struct {
 	Email     string   `json:"email,omitempty"`
 	Roles     []string `json:"roles,omitempty"`
 	Groups    []string `json:"groups,omitempty"`
+	// Extra are mapped claims (claims.go); they never replace the above.
+	Extra map[string]any `json:"-"`
+}
+
+// MarshalJSON adds the mapped claims to the registered ones.
+func (c accessClaims) MarshalJSON() ([]byte, error) {
+	type plain accessClaims
+	b, err := json.Marshal(plain(c))
+	if err != nil || len(c.Extra) == 0 {
+		return b, err
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	for k, v := range c.Extra {
+		if _, taken := m[k]; !taken {
+			m[k] = v
+		}
+	}
+	return json.Marshal(m)
 }
 
 // accessToken makes a person's access token for cl.
@@ -226,7 +252,8 @@ func (p *Provider) accessToken(cl *client, who person, scopes []string, resource
 	exp := now.Add(cl.cfg.AccessTokenLifetime)
 	c := accessClaims{Issuer: p.issuer, Subject: who.user.ID, Audience: cl.audience(resource, p.issuer+UserinfoPath), Expiry: exp.Unix(),
 		IssuedAt: now.Unix(), JWTID: token.RandomID()[:22], ClientID: cl.cfg.ID, Scope: strings.Join(scopes, " "), AuthTime: authTime.Unix(),
-		OrgID: who.org.ID, OrgSlug: who.org.Slug, Email: who.user.Email, Roles: nonNil(who.mem.Roles), Groups: who.mem.Groups}
+		OrgID: who.org.ID, OrgSlug: who.org.Slug, Email: who.user.Email, Roles: nonNil(who.mem.Roles), Groups: who.mem.Groups,
+		Extra: p.mappedClaims(cl, &who, who.org)}
 	if sessionID != "" {
 		c.SessionID = p.sid(sessionID)
 	}
@@ -239,7 +266,8 @@ func (p *Provider) machineToken(cl *client, o *store.Org, scopes []string, resou
 	now := p.o.Now()
 	exp := now.Add(cl.cfg.AccessTokenLifetime)
 	c := accessClaims{Issuer: p.issuer, Subject: cl.cfg.ID, Audience: cl.audience(resource, p.issuer+UserinfoPath), Expiry: exp.Unix(),
-		IssuedAt: now.Unix(), JWTID: token.RandomID()[:22], ClientID: cl.cfg.ID, Scope: strings.Join(scopes, " "), OrgID: o.ID, OrgSlug: o.Slug}
+		IssuedAt: now.Unix(), JWTID: token.RandomID()[:22], ClientID: cl.cfg.ID, Scope: strings.Join(scopes, " "), OrgID: o.ID, OrgSlug: o.Slug,
+		Extra: p.mappedClaims(cl, nil, o)}
 	at, err := p.o.Keys.SignTyped(signing.TypeAccessToken, c)
 	return at, exp, c.JWTID, err
 }

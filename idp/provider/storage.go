@@ -225,6 +225,11 @@ func (s storage) SetUserinfoFromRequest(ctx context.Context, info *oidc.UserInfo
 		return err
 	}
 	who.fill(info)
+	if cl, ok := s.p.clients[req.GetClientID()]; ok {
+		for k, v := range s.p.mappedClaims(cl, &who, who.org) {
+			info.AppendClaims(k, v)
+		}
+	}
 	if sessionID != "" {
 		info.AppendClaims("sid", s.p.sid(sessionID))
 	}

@@ -183,6 +183,7 @@ func applyOrg(o *store.Org, co config.Org, now time.Time, pool map[string]store.
 		o.Notifications[kind] = store.MessageTemplate(n)
 	}
 	o.Attributes = maps.Clone(co.Attributes)
+	o.TokenClaims = maps.Clone(co.TokenClaims)
 	if co.Policy == "" {
 		// The config is the source of truth for the orgs it declares: a
 		// policy removed from it is removed from the store.
