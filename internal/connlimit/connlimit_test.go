@@ -149,6 +149,11 @@ func TestTotalLimitReclaimsIdle(t *testing.T) {
 	if _, ok := keepAlive(t, "127.0.0.1", addr2); ok {
 		t.Fatal("served over the limit with no idle connection")
 	}
+	// The refusal is reported as the listener closes the connection,
+	// which may come a moment after the client saw it: wait for it.
+	for deadline := time.Now().Add(2 * time.Second); refusedTotal.Load() == 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if refusedTotal.Load() == 0 {
 		t.Error("refusal not reported")
 	}
