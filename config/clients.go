@@ -1,12 +1,19 @@
 package config
 
 import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"encoding/json"
+
 	"fmt"
 	"net/url"
 	"regexp"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/go-jose/go-jose/v4"
 
 	"github.com/gatehouse/gatehouse/idp/connection"
 )
@@ -24,8 +31,13 @@ type Client struct {
 	// 32 characters.
 	Secret string `yaml:"secret"`
 	// AuthMethod of a web or machine client: client_secret_basic
-	// (default) or client_secret_post.
+	// (default), client_secret_post or private_key_jwt (a JWT signed with
+	// one of the client's keys: JWKSURL or JWKS).
 	AuthMethod string `yaml:"auth_method"`
+	// JWKSURL or JWKS (a JWK Set, inline) are a private_key_jwt client's
+	// public keys.
+	JWKSURL string `yaml:"jwks_url"`
+	JWKS    string `yaml:"jwks"`
 	// RedirectURIs match exactly; a native app's loopback ones on any port
 	// (RFC 8252).
 	RedirectURIs           []string `yaml:"redirect_uris"`
@@ -134,13 +146,32 @@ func (c *Config) validateClients(d *decoder, slugs map[string]int) {
 			continue
 		}
 		if cl.Confidential() {
-			if len(cl.Secret) < minClientSecret {
-				d.add(p+".secret", "required for a %s client: at least %d characters, given through ${ENV} (for example: openssl rand -base64 32)", cl.Type, minClientSecret)
-			}
 			switch cl.AuthMethod {
 			case "client_secret_basic", "client_secret_post":
+				if len(cl.Secret) < minClientSecret {
+					d.add(p+".secret", "required for a %s client: at least %d characters, given through ${ENV} (for example: openssl rand -base64 32)", cl.Type, minClientSecret)
+				}
+				if cl.JWKSURL != "" || cl.JWKS != "" {
+					d.add(p+".jwks", "keys are for auth_method private_key_jwt")
+				}
+			case "private_key_jwt":
+				if cl.Secret != "" {
+					d.add(p+".secret", "a private_key_jwt client proves itself with its keys, not a secret")
+				}
+				switch {
+				case (cl.JWKSURL == "") == (cl.JWKS == ""):
+					d.add(p+".jwks_url", "exactly one of jwks_url and jwks is required for private_key_jwt")
+				case cl.JWKSURL != "":
+					if msg := RedirectURIProblem(ClientWeb, cl.JWKSURL); msg != "" {
+						d.add(p+".jwks_url", "invalid URL %q: %s", cl.JWKSURL, msg)
+					}
+				default:
+					if msg := JWKSProblem(cl.JWKS); msg != "" {
+						d.add(p+".jwks", "%s", msg)
+					}
+				}
 			default:
-				d.add(p+".auth_method", "unknown method %q (use client_secret_basic or client_secret_post)", cl.AuthMethod)
+				d.add(p+".auth_method", "unknown method %q (use client_secret_basic, client_secret_post or private_key_jwt)", cl.AuthMethod)
 			}
 		} else {
 			if cl.Secret != "" {
@@ -333,4 +364,32 @@ func validateClaims(d *decoder, at string, m map[string]string) {
 	for _, pr := range ClaimMapProblems(at, m) {
 		d.add(pr.Path, "%s", pr.Msg)
 	}
+}
+
+// JWKSProblem says what is wrong with an inline JWK Set of a client's
+// public keys ("" if nothing): each key public, asymmetric, for signing.
+func JWKSProblem(raw string) string {
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal([]byte(raw), &set); err != nil {
+		return "not a JWK Set (JSON with a keys array): " + err.Error()
+	}
+	if len(set.Keys) == 0 {
+		return "the JWK Set has no keys"
+	}
+	for i, k := range set.Keys {
+		switch {
+		case !k.Valid():
+			return fmt.Sprintf("key %d is not a valid JWK", i)
+		case !k.IsPublic():
+			return fmt.Sprintf("key %d is a private key: give the public half only", i)
+		case k.Use != "" && k.Use != "sig":
+			return fmt.Sprintf("key %d is for %q, not signatures", i, k.Use)
+		}
+		switch k.Key.(type) {
+		case *ecdsa.PublicKey, *rsa.PublicKey, ed25519.PublicKey:
+		default:
+			return fmt.Sprintf("key %d is not an EC, RSA or Ed25519 public key", i)
+		}
+	}
+	return ""
 }

@@ -21,7 +21,9 @@ type client struct {
 	// token request (the secret is long and random, so no slow hash is
 	// needed), compared in constant time, never kept in the clear.
 	secretMAC []byte
-	loginURL  func(id string) string
+	// keys are a private_key_jwt client's (nil for any other).
+	keys     *clientKeys
+	loginURL func(id string) string
 }
 
 // macSecret is the keyed hash a client secret is kept as.
@@ -33,7 +35,7 @@ func macSecret(key []byte, secret string) []byte {
 }
 
 func (c *client) checkSecret(key []byte, secret string) bool {
-	return c.cfg.Confidential() && secret != "" && hmac.Equal(macSecret(key, secret), c.secretMAC)
+	return c.cfg.Confidential() && c.secretMAC != nil && secret != "" && hmac.Equal(macSecret(key, secret), c.secretMAC)
 }
 
 func (c *client) GetID() string                    { return c.cfg.ID }
@@ -56,6 +58,8 @@ func (c *client) AuthMethod() oidc.AuthMethod {
 		return oidc.AuthMethodNone
 	case c.cfg.AuthMethod == "client_secret_post":
 		return oidc.AuthMethodPost
+	case c.cfg.AuthMethod == "private_key_jwt":
+		return oidc.AuthMethodPrivateKeyJWT
 	}
 	return oidc.AuthMethodBasic
 }

@@ -13,6 +13,7 @@ package provider
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,6 +23,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
 	"github.com/zitadel/oidc/v3/pkg/op"
 
 	"github.com/gatehouse/gatehouse/config"
@@ -98,7 +100,17 @@ func New(o Options) (*Provider, error) {
 		httpClient: &http.Client{Timeout: bclTimeout, CheckRedirect: func(*http.Request, []*http.Request) error { return errNoRedirects }}}
 	for _, c := range o.Clients {
 		cl := &client{cfg: c, loginURL: func(id string) string { return continuePath + "?id=" + url.QueryEscape(id) }}
-		if c.Confidential() {
+		switch {
+		case c.AuthMethod == "private_key_jwt":
+			cl.keys = &clientKeys{url: c.JWKSURL, http: &http.Client{Timeout: 5 * time.Second}}
+			if c.JWKS != "" {
+				var set jose.JSONWebKeySet
+				if err := json.Unmarshal([]byte(c.JWKS), &set); err != nil {
+					return nil, fmt.Errorf("provider: client %s: jwks: %w", c.ID, err)
+				}
+				cl.keys.set, cl.keys.inline = &set, true
+			}
+		case c.Confidential():
 			cl.secretMAC = macSecret(p.secretKey, c.Secret)
 			cl.cfg.Secret = "" // not kept in the clear
 		}
@@ -107,7 +119,7 @@ func New(o Options) (*Provider, error) {
 	var cryptoKey [32]byte
 	copy(cryptoKey[:], o.Key)
 	lib, err := op.NewProvider(&op.Config{
-		CryptoKey: cryptoKey, CryptoKeyId: "gatehouse", CodeMethodS256: true, AuthMethodPost: true,
+		CryptoKey: cryptoKey, CryptoKeyId: "gatehouse", CodeMethodS256: true, AuthMethodPost: true, AuthMethodPrivateKeyJWT: true,
 		DefaultLogoutRedirectURI: p.issuer + idp.LogoutPath,
 		SupportedScopes:          []string{"openid", "profile", "email"},
 		SupportedClaims:          claimsSupported,
@@ -147,25 +159,26 @@ var claimsSupported = []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "
 // the assertion keys' one, so there is one document for both).
 func (p *Provider) Metadata() map[string]any {
 	return map[string]any{
-		"authorization_endpoint":                        p.issuer + AuthorizePath,
-		"token_endpoint":                                p.issuer + TokenPath,
-		"userinfo_endpoint":                             p.issuer + UserinfoPath,
-		"revocation_endpoint":                           p.issuer + RevokePath,
-		"backchannel_logout_supported":                  true,
-		"backchannel_logout_session_supported":          true,
-		"end_session_endpoint":                          p.issuer + EndSessionPath,
-		"introspection_endpoint":                        p.issuer + IntrospectPath,
-		"revocation_endpoint_auth_methods_supported":    []string{"client_secret_basic", "client_secret_post", "none"},
-		"introspection_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
-		"scopes_supported":                              []string{"openid", "profile", "email", "offline_access"},
-		"response_types_supported":                      []string{"code"},
-		"response_modes_supported":                      []string{"query", "form_post"},
-		"grant_types_supported":                         []string{"authorization_code", "refresh_token", "client_credentials"},
-		"code_challenge_methods_supported":              []string{"S256"},
-		"token_endpoint_auth_methods_supported":         []string{"client_secret_basic", "client_secret_post", "none"},
-		"claims_supported":                              claimsSupported,
-		"request_parameter_supported":                   false,
-		"request_uri_parameter_supported":               false,
+		"authorization_endpoint":                           p.issuer + AuthorizePath,
+		"token_endpoint":                                   p.issuer + TokenPath,
+		"userinfo_endpoint":                                p.issuer + UserinfoPath,
+		"revocation_endpoint":                              p.issuer + RevokePath,
+		"backchannel_logout_supported":                     true,
+		"backchannel_logout_session_supported":             true,
+		"end_session_endpoint":                             p.issuer + EndSessionPath,
+		"introspection_endpoint":                           p.issuer + IntrospectPath,
+		"revocation_endpoint_auth_methods_supported":       []string{"client_secret_basic", "client_secret_post", "none"},
+		"introspection_endpoint_auth_methods_supported":    []string{"client_secret_basic", "client_secret_post", "private_key_jwt"},
+		"scopes_supported":                                 []string{"openid", "profile", "email", "offline_access"},
+		"response_types_supported":                         []string{"code"},
+		"response_modes_supported":                         []string{"query", "form_post"},
+		"grant_types_supported":                            []string{"authorization_code", "refresh_token", "client_credentials"},
+		"code_challenge_methods_supported":                 []string{"S256"},
+		"token_endpoint_auth_methods_supported":            []string{"client_secret_basic", "client_secret_post", "private_key_jwt", "none"},
+		"token_endpoint_auth_signing_alg_values_supported": []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"},
+		"claims_supported":                                 claimsSupported,
+		"request_parameter_supported":                      false,
+		"request_uri_parameter_supported":                  false,
 	}
 }
 

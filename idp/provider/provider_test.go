@@ -41,7 +41,7 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func newFixture(tb testing.TB, alg string) *fixture {
+func newFixture(tb testing.TB, alg string, more ...config.Client) *fixture {
 	tb.Helper()
 	ctx := context.Background()
 	var st store.Store = badgertest.Open(tb)
@@ -84,6 +84,7 @@ func newFixture(tb testing.TB, alg string) *fixture {
 		{ID: "bot", Type: config.ClientMachine, Secret: testSecret, AuthMethod: "client_secret_basic", Org: "acme", Scopes: []string{"reports.read"},
 			Claims: map[string]string{"plan": "org.attributes.plan", "tier": "org.name", "missing": "org.attributes.nope"}},
 	}
+	clients = append(clients, more...)
 	for i := range clients {
 		clients[i].AccessTokenLifetime, clients[i].IDTokenLifetime, clients[i].RefreshTokenLifetime = 5*time.Minute, 10*time.Minute, time.Hour
 	}

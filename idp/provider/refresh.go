@@ -269,11 +269,19 @@ func (s *server) Revocation(ctx context.Context, r *op.ClientRequest[oidc.Revoca
 func (s *server) Introspect(ctx context.Context, r *op.Request[op.IntrospectionRequest]) (*op.Response, error) {
 	p := s.p
 	cc := r.Data.ClientCredentials
-	if cc == nil || cc.ClientAssertion != "" {
-		return nil, op.NewStatusError(oidc.ErrInvalidClient().WithDescription("authenticate with the client's secret"), 401)
+	if cc == nil {
+		return nil, op.NewStatusError(oidc.ErrInvalidClient(), 401)
 	}
-	caller, ok := p.clients[cc.ClientID]
-	if !ok || !caller.checkSecret(p.secretKey, cc.ClientSecret) {
+	var caller *client
+	if cc.ClientAssertion != "" {
+		cl, err := p.verifyClientAssertion(ctx, cc.ClientAssertion, cc.ClientID)
+		if err != nil {
+			return nil, op.NewStatusError(err, 401)
+		}
+		caller = cl
+	} else if cl, ok := p.clients[cc.ClientID]; ok && cl.checkSecret(p.secretKey, cc.ClientSecret) {
+		caller = cl
+	} else {
 		return nil, op.NewStatusError(oidc.ErrInvalidClient(), 401)
 	}
 	inactive := op.NewResponse(&oidc.IntrospectionResponse{})
