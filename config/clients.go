@@ -60,6 +60,9 @@ type Client struct {
 	// OfflineAccess lets the app ask for the offline_access scope: its
 	// refresh tokens then outlive the sign-in's session, for
 	// RefreshTokenLifetime. Without it, they end with the session.
+	// ThirdParty: an app not the SaaS team's own. A person consents to it
+	// (once per scope set, remembered) before it gets tokens.
+	ThirdParty bool `yaml:"third_party"`
 	// Claims are extra token claims and where each comes from (see
 	// ClaimSourceProblem): `plan: org.attributes.plan`.
 	Claims map[string]string `yaml:"claims"`

@@ -743,3 +743,75 @@ func TestPerOrgClientWithFederatedOrgs(t *testing.T) {
 		t.Fatalf("umbrella's bea at initech's app: %v", q)
 	}
 }
+
+// A third-party app gets tokens only with the person's consent, asked
+// once and remembered; prompt=consent asks again; a refusal is
+// access_denied; an app that wants no interaction gets consent_required.
+func TestThirdPartyConsent(t *testing.T) {
+	up := newUpstream(t)
+	cfg := strings.NewReplacer("{{UPSTREAM}}", up.URL, "{{BOBHASH}}", readBobHash(t)).Replace(testConfig) + `clients:
+  - id: partner
+    name: Partner Analytics
+    type: web
+    secret: ${PORTAL_SECRET}
+    third_party: true
+    redirect_uris: [http://127.0.0.1:9/partner]
+`
+	g := start(t, cfg, "ALICE_PASSWORD=alice-pw-123", "CAROL_PASSWORD=carol-pw-456", "PORTAL_SECRET="+portalSecret)
+	partner := newRP(t, g, "partner", "http://127.0.0.1:9/partner")
+	alice := g.browser(t)
+	alice.login(g.url("app.localhost", "/"), "alice@acme.example", "alice-pw-123")
+
+	// toConsent walks to the consent page and returns it.
+	toConsent := func(b *browser, opts ...oauth2.AuthCodeOption) page {
+		t.Helper()
+		p := b.follow(b.get(partner.conf.AuthCodeURL("s", append(opts, oauth2.S256ChallengeOption(oauth2.GenerateVerifier()))...)))
+		if p.status != 200 || !strings.Contains(p.body, "Partner Analytics") || !strings.Contains(p.body, "your email address") {
+			t.Fatalf("consent page: %d %s\n%s", p.status, p.url, p.body)
+		}
+		return p
+	}
+	answer := func(b *browser, p page, decision string) url.Values {
+		t.Helper()
+		form := hidden(p.body)
+		form.Set("decision", decision)
+		r := b.post(resolve(p.url, field(t, actionRE, p.body)), form)
+		loc := resolve(r.url, r.header.Get("Location"))
+		if strings.HasPrefix(loc, partner.conf.RedirectURL) {
+			u, _ := url.Parse(loc)
+			return u.Query()
+		}
+		return partner.signInFrom(b, loc)
+	}
+	if q := answer(alice, toConsent(alice), "deny"); q.Get("error") != "access_denied" || q.Get("code") != "" {
+		t.Fatalf("declined: %v", q)
+	}
+	if q := answer(alice, toConsent(alice), "allow"); q.Get("code") == "" {
+		t.Fatalf("allowed: %v", q)
+	}
+	// Remembered: straight through.
+	if q := partner.signIn(alice, oauth2.S256ChallengeOption(oauth2.GenerateVerifier())); q.Get("code") == "" {
+		t.Fatalf("second sign-in asked again: %v", q)
+	}
+	// prompt=consent asks again.
+	if q := answer(alice, toConsent(alice, oauth2.SetAuthURLParam("prompt", "consent")), "allow"); q.Get("code") == "" {
+		t.Fatalf("prompt=consent: %v", q)
+	}
+	// Bob, signed in, has not consented. A consent form from another site
+	// is refused; prompt=none gets consent_required.
+	bob := g.browser(t)
+	bob.login(g.url("app.localhost", "/"), "bob@acme.example", "bob-example-password")
+	p := toConsent(bob)
+	form := hidden(p.body)
+	form.Set("decision", "allow")
+	req, _ := http.NewRequest("POST", resolve(p.url, field(t, actionRE, p.body)), strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", "https://evil.example")
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	if r := bob.do(req); r.status != http.StatusForbidden {
+		t.Fatalf("cross-site consent: %d", r.status)
+	}
+	if q := partner.signIn(bob, oauth2.S256ChallengeOption(oauth2.GenerateVerifier()), oauth2.SetAuthURLParam("prompt", "none")); q.Get("error") != "consent_required" {
+		t.Fatalf("prompt=none without consent: %v", q)
+	}
+}

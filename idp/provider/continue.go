@@ -86,6 +86,10 @@ func (p *Provider) continueSignIn(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, r, a, err)
 		return
 	}
+	if p.needsConsent(ctx, cl, a, ident.UserID) {
+		p.toConsent(w, r, a)
+		return
+	}
 	a, err = p.requests.update(ctx, id, func(a *authRequest) error {
 		a.Subject, a.OrgID, a.SessionID, a.AuthTime, a.IsDone = ident.UserID, ident.OrgID, ident.SessionID, ident.AuthTime.UTC(), true
 		a.AMR = amrOf(ident)

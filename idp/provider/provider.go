@@ -82,6 +82,8 @@ type Provider struct {
 	httpClient *http.Client
 	bclWake    chan struct{}
 	node       string
+	// cop refuses cross-origin form posts (the consent page).
+	cop *http.CrossOriginProtection
 }
 
 // New builds the provider.
@@ -96,7 +98,7 @@ func New(o Options) (*Provider, error) {
 		o.Logger = slog.Default()
 	}
 	p := &Provider{o: o, issuer: strings.TrimSuffix(o.Issuer.String(), "/"), clients: map[string]*client{},
-		secretKey: o.Key, requests: requests{o.Store}, bclWake: make(chan struct{}, 1), node: nodeName(),
+		secretKey: o.Key, requests: requests{o.Store}, bclWake: make(chan struct{}, 1), node: nodeName(), cop: http.NewCrossOriginProtection(),
 		httpClient: &http.Client{Timeout: bclTimeout, CheckRedirect: func(*http.Request, []*http.Request) error { return errNoRedirects }}}
 	for _, c := range o.Clients {
 		cl := &client{cfg: c, loginURL: func(id string) string { return continuePath + "?id=" + url.QueryEscape(id) }}
@@ -171,6 +173,7 @@ func (p *Provider) Metadata() map[string]any {
 		"introspection_endpoint_auth_methods_supported":    []string{"client_secret_basic", "client_secret_post", "private_key_jwt"},
 		"scopes_supported":                                 []string{"openid", "profile", "email", "offline_access"},
 		"response_types_supported":                         []string{"code"},
+		"prompt_values_supported":                          []string{"none", "login", "consent", "select_account"},
 		"response_modes_supported":                         []string{"query", "form_post"},
 		"grant_types_supported":                            []string{"authorization_code", "refresh_token", "client_credentials"},
 		"code_challenge_methods_supported":                 []string{"S256"},
@@ -195,6 +198,14 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case continuePath:
 		p.continueSignIn(w, r)
+		return
+	case consentPath:
+		if r.Method != http.MethodGet && r.Method != http.MethodPost {
+			h.Set("Allow", "GET, POST")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		p.cop.Handler(http.HandlerFunc(p.consentPage)).ServeHTTP(w, r)
 		return
 	case TokenPath, RevokePath, IntrospectPath:
 		if r.Method != http.MethodPost && r.Method != http.MethodOptions {

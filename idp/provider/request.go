@@ -53,6 +53,9 @@ type authRequest struct {
 	Rounds    int       `json:"rounds,omitempty"`
 	// Selected: prompt=select_account's chooser was shown.
 	Selected bool `json:"selected,omitempty"`
+	// ConsentToken guards the consent form; Consented: it was given.
+	ConsentToken string `json:"consent_token,omitempty"`
+	Consented    bool   `json:"consented,omitempty"`
 
 	// Set once the person is signed in (Done).
 	Subject   string    `json:"sub,omitempty"`

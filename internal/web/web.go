@@ -89,6 +89,8 @@ type Page struct {
 	Name, Invite string
 	// Prompt "login" carries a request for a new sign-in through the form.
 	Prompt string
+	// App names the app asking for consent.
+	App string
 }
 
 // OrgChoice is one organization on the chooser.
