@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"html"
 	"net"
 	"net/http"
@@ -10,14 +9,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
 
 // runExample builds examples/apps/name and starts it with env, waiting
 // until addr accepts connections (if set); it is killed when the test ends.
-func runExample(t *testing.T, name, addr string, env ...string) (*exec.Cmd, *syncBuffer) {
+func runExample(t *testing.T, name, addr string, env ...string) (*exec.Cmd, *lockedBuffer) {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), name)
 	if out, err := exec.Command("go", "build", "-o", bin, "../examples/apps/"+name).CombinedOutput(); err != nil {
@@ -25,7 +23,7 @@ func runExample(t *testing.T, name, addr string, env ...string) (*exec.Cmd, *syn
 	}
 	cmd := exec.Command(bin)
 	cmd.Env = env
-	out := &syncBuffer{}
+	out := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if addr == "" {
 		return cmd, out
@@ -34,6 +32,13 @@ func runExample(t *testing.T, name, addr string, env ...string) (*exec.Cmd, *syn
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	waitListening(t, name, addr)
+	return cmd, out
+}
+
+// waitListening waits until addr accepts connections.
+func waitListening(t *testing.T, name, addr string) {
+	t.Helper()
 	eventually(t, name+" listens on "+addr, func() error {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
@@ -41,25 +46,6 @@ func runExample(t *testing.T, name, addr string, env ...string) (*exec.Cmd, *syn
 		}
 		return err
 	})
-	return cmd, out
-}
-
-// syncBuffer is a bytes.Buffer a child process writes while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // The OpenID Provider's example apps, run as their README says against
@@ -158,19 +144,13 @@ func TestNodeAppExample(t *testing.T) {
 	node := exec.Command("node", "server.mjs")
 	node.Dir = dir
 	node.Env = append(os.Environ(), "ISSUER=http://auth.localhost:"+g.port, "CLIENT_SECRET="+secret[1], "GATEHOUSE_ADDR="+g.addr, "LISTEN=127.0.0.1:5555")
-	logs := &syncBuffer{}
+	logs := &lockedBuffer{}
 	node.Stdout, node.Stderr = logs, logs
 	if err := node.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = node.Process.Kill(); _ = node.Wait() })
-	eventually(t, "node-web listens", func() error {
-		c, err := net.DialTimeout("tcp", "127.0.0.1:5555", time.Second)
-		if err == nil {
-			c.Close()
-		}
-		return err
-	})
+	waitListening(t, "node-web", "127.0.0.1:5555")
 	alice := g.browser(t)
 	p := alice.follow(alice.get("http://127.0.0.1:5555/"))
 	form := hidden(p.body)

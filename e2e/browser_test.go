@@ -105,20 +105,7 @@ func TestBrowserSignIn(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eval := func(expr string) string {
-		t.Helper()
-		v, err := chromedp.Run(ctx, chromedp.Evaluate[string](expr))
-		if err != nil {
-			t.Fatalf("%s: %v", expr, err)
-		}
-		return v
-	}
-	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, steps...); err != nil {
-			t.Fatalf("%s: %v (at %s)", what, err, eval("location.href"))
-		}
-	}
+	eval, do := pageDriver(t, ctx)
 
 	// focus waits for the page's autofocus, which Chrome applies at a
 	// rendering pass after the field is visible.
@@ -190,4 +177,24 @@ func TestBrowserSignIn(t *testing.T) {
 		}
 	}
 	t.Logf("screenshots in %s", dir)
+}
+
+// pageDriver returns eval (a JavaScript expression's string value) and
+// do (steps, failing the test with the page's URL), both in ctx's tab.
+func pageDriver(t *testing.T, ctx context.Context) (eval func(string) string, do func(string, ...chromedp.Action[chromedp.Void])) {
+	eval = func(expr string) string {
+		t.Helper()
+		v, err := chromedp.Run(ctx, chromedp.Evaluate[string](expr))
+		if err != nil {
+			t.Fatalf("%s: %v", expr, err)
+		}
+		return v
+	}
+	do = func(what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, steps...); err != nil {
+			t.Fatalf("%s: %v (at %s)", what, err, eval("location.href"))
+		}
+	}
+	return eval, do
 }

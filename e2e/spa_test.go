@@ -33,20 +33,7 @@ func TestSPAInChromium(t *testing.T) {
 		"clients:\n  - id: spa\n    type: spa\n    redirect_uris: [" + origin + "/]\n    post_logout_redirect_uris: [" + origin + "/]\n"
 	g := start(t, cfg, "ALICE_PASSWORD=alice-pw-123", "CAROL_PASSWORD=carol-pw-456")
 	ctx, _ := chrome(t, exe)
-	eval := func(expr string) string {
-		t.Helper()
-		v, err := chromedp.Run(ctx, chromedp.Evaluate[string](expr))
-		if err != nil {
-			t.Fatalf("%s: %v", expr, err)
-		}
-		return v
-	}
-	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, steps...); err != nil {
-			t.Fatalf("%s: %v (at %s)", what, err, eval("location.href"))
-		}
-	}
+	eval, do := pageDriver(t, ctx)
 	do("open the SPA", chromedp.Navigate(origin+"/?issuer="+g.url("auth.localhost", "")+"&client_id=spa"), chromedp.WaitVisible(chromedp.ID("signin")))
 	do("sign in", chromedp.Click(chromedp.ID("signin")), chromedp.WaitVisible(chromedp.ID("email")))
 	do("discovery", chromedp.SendKeys(chromedp.ID("email"), "alice@acme.example\r"), chromedp.WaitVisible(chromedp.ID("password")))
