@@ -405,6 +405,13 @@ type BlobInfo struct {
 
 // ValidBlobKey reports whether key is a usable blob key: slash-separated
 // non-empty segments of printable characters, none "." or "..".
+// UserBlobKey is the key of a blob about one person (parts joined by
+// "/"): DeleteUser removes every blob under UserBlobKey(id), so a
+// package keeping data about people there needs no cascade of its own.
+func UserBlobKey(userID string, parts ...string) string {
+	return strings.Join(append([]string{"users", userID}, parts...), "/")
+}
+
 func ValidBlobKey(key string) bool {
 	if key == "" || len(key) > 1024 {
 		return false
@@ -504,8 +511,8 @@ type Store interface {
 	GetUserByEmail(ctx context.Context, email string) (User, error)
 	UpdateUser(ctx context.Context, id string, fn func(User) (User, error)) (User, error)
 	// DeleteUser deletes the user with its memberships, sessions, refresh
-	// token families and the API tokens and invitations it made, in one
-	// transaction.
+	// token families, the blobs under UserBlobKey(id), and the API tokens
+	// and invitations it made, in one transaction.
 	DeleteUser(ctx context.Context, id string) error
 
 	// CreateMembership stores m; its org must exist (ErrNotFound), so

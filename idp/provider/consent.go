@@ -23,9 +23,10 @@ import (
 // person and app (a store blob); prompt=consent asks again.
 const consentPath = Prefix + "consent"
 
-// consentKey is the blob of a person's consent to an app.
+// consentKey is the blob of a person's consent to an app: one of the
+// person's blobs, deleted with them.
 func consentKey(userID, clientID string) string {
-	return "oidc-consent/" + url.PathEscape(userID) + "/" + url.PathEscape(clientID)
+	return store.UserBlobKey(userID, "oidc-consent", url.PathEscape(clientID))
 }
 
 type consentRecord struct {

@@ -514,6 +514,16 @@ func (s *Store) DeleteUser(ctx context.Context, id string) error {
 		if err := deleteIndexed(txn, prefix("rtfuser", id), deleteRefreshFamily); err != nil {
 			return err
 		}
+		var blobs [][]byte
+		if err := scan(txn, append(blobKey(store.UserBlobKey(id)), '/'), false, func(it *badger.Item) error {
+			blobs = append(blobs, it.KeyCopy(nil))
+			return nil
+		}); err != nil {
+			return err
+		}
+		if err := deleteKeys(txn, blobs...); err != nil {
+			return err
+		}
 		// Sessions in no org's membership (any left) go too.
 		if err := deleteSessions(txn, id, func(store.Session) bool { return true }); err != nil {
 			return err

@@ -100,8 +100,19 @@ func testRefreshFamilies(t *testing.T, s store.Store) {
 	mustEqual(t, []store.RefreshFamily{}, bySession("s9"))
 	mustEqual(t, c, get("c"))
 
-	// Cascades: a user takes theirs, an org its own.
+	// Cascades: a user takes theirs (and the blobs about them), an org
+	// its own.
+	mustOK(t, s.PutBlob(ctx, store.UserBlobKey("u1", "consent", "c1"), []byte("x")))
+	mustOK(t, s.PutBlob(ctx, store.UserBlobKey("u2", "consent", "c1"), []byte("y")))
+	mustOK(t, s.PutBlob(ctx, store.UserBlobKey("u10", "consent", "c1"), []byte("z")))
 	mustOK(t, s.DeleteUser(ctx, "u1"))
+	_, err = s.GetBlob(ctx, store.UserBlobKey("u1", "consent", "c1"))
+	mustIs(t, err, store.ErrNotFound)
+	for _, u := range []string{"u2", "u10"} {
+		if _, err := s.GetBlob(ctx, store.UserBlobKey(u, "consent", "c1")); err != nil {
+			t.Errorf("%s's blob went with u1: %v", u, err)
+		}
+	}
 	for _, id := range []string{"a", "b"} {
 		_, err := s.GetRefreshFamily(ctx, id)
 		mustIs(t, err, store.ErrNotFound)
