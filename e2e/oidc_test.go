@@ -815,3 +815,38 @@ func TestThirdPartyConsent(t *testing.T) {
 		t.Fatalf("prompt=none without consent: %v", q)
 	}
 }
+
+// A per-org app of an org that signs in through SAML: its person gets
+// tokens of it; another SAML org's person gets access_denied.
+func TestPerOrgClientWithSAMLOrgs(t *testing.T) {
+	f := startSAML(t, `clients:
+  - id: hooli-portal
+    type: web
+    secret: ${PORTAL_SECRET}
+    org: hooli
+    redirect_uris: [http://127.0.0.1:9/hooli]
+`)
+	g := f.g
+	rp := newRP(t, g, "hooli-portal", "http://127.0.0.1:9/hooli")
+	signIn := func(email, user, pw, idpOrigin string) *browser {
+		b := g.browser(t)
+		action, vals := b.samlSignIn(g.url("app.localhost", "/"), email, user, pw)
+		if p := b.follow(b.postResponse(action, vals, idpOrigin)); p.status != 200 {
+			t.Fatalf("%s signs in: %d %s", email, p.status, p.url)
+		}
+		return b
+	}
+	gavin := signIn("gavin@hooli.example", "gavin", "gavin-pw", f.idp1.URL)
+	v := oauth2.GenerateVerifier()
+	tok, err := rp.conf.Exchange(rp.ctx, rp.signIn(gavin, oauth2.S256ChallengeOption(v)).Get("code"), oauth2.VerifierOption(v))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := jwtPart(t, tok.Extra("id_token").(string), 1); c["org_slug"] != "hooli" || c["email"] != "gavin@hooli.example" {
+		t.Fatalf("gavin's ID token %v", c)
+	}
+	jared := signIn("jared@piedpiper.example", "jared", "jared-pw", f.idp2.URL)
+	if q := rp.signIn(jared, oauth2.S256ChallengeOption(oauth2.GenerateVerifier())); q.Get("error") != "access_denied" || q.Get("code") != "" {
+		t.Fatalf("pied piper's jared at hooli's app: %v", q)
+	}
+}

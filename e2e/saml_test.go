@@ -56,7 +56,8 @@ type samlFed struct {
 	idp1, idp2 *testidp.SAML
 }
 
-func startSAML(t *testing.T) *samlFed {
+// startSAML starts Gatehouse with samlConfig plus extra config (appended).
+func startSAML(t *testing.T, extra ...string) *samlFed {
 	t.Helper()
 	up := newUpstream(t)
 	idp1 := testidp.NewSAML(t,
@@ -66,8 +67,8 @@ func startSAML(t *testing.T) *samlFed {
 		testidp.SAMLUser{Name: "jared", Password: "jared-pw", Email: "jared@piedpiper.example", GivenName: "Jared", Surname: "Dunn"},
 		testidp.SAMLUser{Name: "rita", Password: "rita-pw", Email: "rita@raviga.example", GivenName: "Rita", Surname: "R"},
 		testidp.SAMLUser{Name: "laurie", Password: "laurie-pw", Email: "laurie@raviga.example", GivenName: "Laurie", Surname: "B"})
-	cfg := strings.NewReplacer("{{UPSTREAM}}", up.URL, "{{IDP1}}", idp1.MetadataURL, "{{IDP2}}", idp2.MetadataURL).Replace(samlConfig)
-	g := start(t, cfg)
+	cfg := strings.NewReplacer("{{UPSTREAM}}", up.URL, "{{IDP1}}", idp1.MetadataURL, "{{IDP2}}", idp2.MetadataURL).Replace(samlConfig) + strings.Join(extra, "")
+	g := start(t, cfg, "PORTAL_SECRET="+portalSecret)
 	b := g.browser(t)
 	// Each customer's IT admin uploads its org's SP metadata to its IdP.
 	idp1.AddSPFrom(t, b.client, "gatehouse-hooli", g.url("login.hooli.localhost", "/.gatehouse/saml/metadata"))
