@@ -99,8 +99,8 @@ func (a *API) createInvitation(c *call) error {
 	if err := errs.err(); err != nil {
 		return err
 	}
-	if rank(roleOf(in.Roles)) > rank(c.p.Role) && !c.p.Platform {
-		return forbidden("You cannot grant a role above your own.")
+	if err := c.mayGrant(in.Roles); err != nil {
+		return err
 	}
 	if len(in.Roles) == 0 {
 		in.Roles = []string{"member"}

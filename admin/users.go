@@ -171,6 +171,15 @@ func rolesProblems(errs *fields, at string, roles []string) {
 	}
 }
 
+// mayGrant refuses roles above the caller's own (platform admins may
+// grant any).
+func (c *call) mayGrant(roles []string) error {
+	if rank(roleOf(roles)) > rank(c.p.Role) && !c.p.Platform {
+		return forbidden("You cannot grant a role above your own.")
+	}
+	return nil
+}
+
 // newMember normalizes a new member's email and adds to errs what is
 // wrong with it, their name and their roles.
 func (c *call) newMember(email *string, name string, roles []string, errs *fields) error {
@@ -241,8 +250,8 @@ func (a *API) createUser(c *call) error {
 	if err := errs.err(); err != nil {
 		return err
 	}
-	if rank(roleOf(in.Roles)) > rank(c.p.Role) && !c.p.Platform {
-		return forbidden("You cannot grant a role above your own.")
+	if err := c.mayGrant(in.Roles); err != nil {
+		return err
 	}
 	now := a.o.Now().UTC()
 	u, err := a.o.Store.GetUserByEmail(c.ctx(), in.Email)

@@ -27,8 +27,9 @@ type Client struct {
 	// native (a desktop or mobile app), machine (a service:
 	// client_credentials only).
 	Type string `yaml:"type"`
-	// Secret of a web or machine client, given through ${ENV}: at least
-	// 32 characters.
+	// Secret of a web or machine client that authenticates with one
+	// (client_secret_basic, client_secret_post), given through ${ENV}: at
+	// least 32 characters.
 	Secret string `yaml:"secret"`
 	// AuthMethod of a web or machine client: client_secret_basic
 	// (default), client_secret_post or private_key_jwt (a JWT signed with

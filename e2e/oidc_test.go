@@ -309,6 +309,30 @@ func TestOpenIDProvider(t *testing.T) {
 			t.Errorf("plain: %v", q)
 		}
 	})
+	t.Run("unknown organization, foreign resource, request_uri, no openid", func(t *testing.T) {
+		for name, tc := range map[string]struct {
+			opts []oauth2.AuthCodeOption
+			want string
+		}{
+			"organization":              {[]oauth2.AuthCodeOption{oauth2.SetAuthURLParam("organization", "no-such-org")}, "invalid_request"},
+			"resource":                  {[]oauth2.AuthCodeOption{oauth2.SetAuthURLParam("resource", "https://api.evil.example")}, "invalid_target"},
+			"another client's audience": {[]oauth2.AuthCodeOption{oauth2.SetAuthURLParam("resource", "https://api.acme.example")}, "invalid_target"},
+		} {
+			q := portal.signIn(alice, append(tc.opts, oauth2.S256ChallengeOption(oauth2.GenerateVerifier()))...)
+			if q.Get("error") != tc.want || q.Get("code") != "" {
+				t.Errorf("%s: %v", name, q)
+			}
+		}
+		noOpenID := portal.conf
+		noOpenID.Scopes = []string{"email"}
+		p := alice.get(noOpenID.AuthCodeURL("s", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
+		if loc := p.header.Get("Location"); !strings.Contains(loc, "error=invalid_scope") {
+			t.Errorf("without openid: %d %s", p.status, loc)
+		}
+		if p := alice.get(portal.conf.AuthCodeURL("s", oauth2.S256ChallengeOption(oauth2.GenerateVerifier()), oauth2.SetAuthURLParam("request_uri", "https://evil.example/req"))); p.status != http.StatusBadRequest {
+			t.Errorf("request_uri: %d %s", p.status, p.header.Get("Location"))
+		}
+	})
 	t.Run("unregistered redirect URI", func(t *testing.T) {
 		evil := portal.conf
 		evil.RedirectURL = "https://evil.example/callback"

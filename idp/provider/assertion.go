@@ -97,14 +97,13 @@ func fetchJWKS(ctx context.Context, c *http.Client, u string) (*jose.JSONWebKeyS
 
 // assertionClaims are the parts of a client assertion checked here.
 type assertionClaims struct {
-	Issuer   string           `json:"iss"`
-	Subject  string           `json:"sub"`
-	Audience oidc.Audience    `json:"aud"`
-	Expiry   *json.Number     `json:"exp"`
-	NotBef   *json.Number     `json:"nbf"`
-	IssuedAt *json.Number     `json:"iat"`
-	JTI      string           `json:"jti"`
-	Extra    *json.RawMessage `json:"-"`
+	Issuer   string        `json:"iss"`
+	Subject  string        `json:"sub"`
+	Audience oidc.Audience `json:"aud"`
+	Expiry   *json.Number  `json:"exp"`
+	NotBef   *json.Number  `json:"nbf"`
+	IssuedAt *json.Number  `json:"iat"`
+	JTI      string        `json:"jti"`
 }
 
 func unix(n *json.Number) (time.Time, bool) {

@@ -14,7 +14,6 @@ import (
 	"github.com/gatehouse/gatehouse/internal/token"
 	"github.com/gatehouse/gatehouse/internal/web"
 	"github.com/gatehouse/gatehouse/proxy/session"
-	"github.com/gatehouse/gatehouse/store"
 )
 
 // continueSignIn is where the authorize endpoint sends the browser (the
@@ -199,8 +198,6 @@ func (p *Provider) page(w http.ResponseWriter, status int, msg, reason string) {
 	p.o.Logger.Warn("provider: request refused", "ref", ref, "reason", reason)
 	web.Error(w, status, msg, ref)
 }
-
-var _ = store.ErrNotFound
 
 // amrOf: how the session signed in (RFC 8176 values where they fit).
 func amrOf(ident *session.Identity) []string {

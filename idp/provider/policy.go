@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,7 +44,7 @@ func (p *Provider) decideToken(ctx context.Context, a tokenAsk, refusal *oidc.Er
 	if a.who != nil {
 		u, m := a.who.user, a.who.mem
 		in.User = &policy.User{ID: u.ID, Email: u.Email, Name: u.Name, Roles: m.Roles, Groups: m.Groups, Attributes: m.Attributes,
-			MFA: contains(a.amr, "mfa"), AuthTime: a.authTime.UTC().Format(time.RFC3339)}
+			MFA: slices.Contains(a.amr, "mfa"), AuthTime: a.authTime.UTC().Format(time.RFC3339)}
 		actor = u.ID
 	}
 	d := p.o.Tokens.DecideToken(ctx, in)
@@ -67,13 +68,4 @@ func (p *Provider) policyOrg(o *store.Org) policy.Org {
 		po.Parent = parent.Slug
 	}
 	return po
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/zitadel/oidc/v3/pkg/oidc"
@@ -96,14 +97,7 @@ func (a *authRequest) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("id", a.ID), slog.String("client_id", a.ClientID))
 }
 
-func (a *authRequest) prompts(p string) bool {
-	for _, x := range a.Prompt {
-		if x == p {
-			return true
-		}
-	}
-	return false
-}
+func (a *authRequest) prompts(p string) bool { return slices.Contains(a.Prompt, p) }
 
 // codeKey is the store key of a code: its digest, so the store never
 // holds a code that works.

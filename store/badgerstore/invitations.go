@@ -45,19 +45,12 @@ func (s *Store) CreateInvitation(ctx context.Context, inv store.Invitation) erro
 			return err
 		}
 		// Like a token, an invitation outlives neither its org nor its
-		// maker: both are read and touched, so a concurrent delete of
-		// either conflicts with this instead of missing it.
-		if err := mustExist(txn, orgKey(inv.OrgID)); err != nil {
-			return fmt.Errorf("org %s: %w", inv.OrgID, err)
-		}
-		if err := touch(txn, orgKey(inv.OrgID)); err != nil {
+		// maker.
+		if err := holdOwner(txn, orgKey(inv.OrgID), "org "+inv.OrgID); err != nil {
 			return err
 		}
 		if inv.CreatedBy != "" {
-			if err := mustExist(txn, userKey(inv.CreatedBy)); err != nil {
-				return fmt.Errorf("creator %s: %w", inv.CreatedBy, err)
-			}
-			if err := touch(txn, userKey(inv.CreatedBy)); err != nil {
+			if err := holdOwner(txn, userKey(inv.CreatedBy), "creator "+inv.CreatedBy); err != nil {
 				return err
 			}
 		}

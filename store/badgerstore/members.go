@@ -172,6 +172,17 @@ func touch(txn *badger.Txn, key []byte) error {
 	return txn.Set(key, v)
 }
 
+// holdOwner requires the record at key (an org, a user) that a new
+// record hangs off, and touches it: a concurrent delete of it, which
+// cascades to what hangs off it, then conflicts with this write instead
+// of missing the new record. what names it in the error.
+func holdOwner(txn *badger.Txn, key []byte, what string) error {
+	if err := mustExist(txn, key); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return touch(txn, key)
+}
+
 // ListMembers returns one page of the org's members from the member
 // index: a seek, then one index entry, membership and user per member.
 // A search reads index entries only until the page is full.

@@ -39,15 +39,12 @@ func (s *Store) CreateRefreshFamily(ctx context.Context, f store.RefreshFamily) 
 		if err := mustNotExist(txn, pk, "id"); err != nil {
 			return err
 		}
-		// It outlives neither its person nor its org: both are read and
-		// touched, so a concurrent delete of either conflicts with this.
-		for _, k := range [][]byte{userKey(f.UserID), orgKey(f.OrgID)} {
-			if err := mustExist(txn, k); err != nil {
-				return fmt.Errorf("%s: %w", k, err)
-			}
-			if err := touch(txn, k); err != nil {
-				return err
-			}
+		// It outlives neither its person nor its org.
+		if err := holdOwner(txn, userKey(f.UserID), "user "+f.UserID); err != nil {
+			return err
+		}
+		if err := holdOwner(txn, orgKey(f.OrgID), "org "+f.OrgID); err != nil {
+			return err
 		}
 		if err := mustNotBeDeleting(txn, f.OrgID); err != nil {
 			return err

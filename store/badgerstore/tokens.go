@@ -41,18 +41,12 @@ func (s *Store) CreateAPIToken(ctx context.Context, t store.APIToken) error {
 		// and are touched so that deleting either concurrently conflicts
 		// with this instead of missing the token in its cascade.
 		if t.OrgID != "" {
-			if err := mustExist(txn, orgKey(t.OrgID)); err != nil {
-				return fmt.Errorf("org %s: %w", t.OrgID, err)
-			}
-			if err := touch(txn, orgKey(t.OrgID)); err != nil {
+			if err := holdOwner(txn, orgKey(t.OrgID), "org "+t.OrgID); err != nil {
 				return err
 			}
 		}
 		if t.CreatedBy != "" {
-			if err := mustExist(txn, userKey(t.CreatedBy)); err != nil {
-				return fmt.Errorf("creator %s: %w", t.CreatedBy, err)
-			}
-			if err := touch(txn, userKey(t.CreatedBy)); err != nil {
+			if err := holdOwner(txn, userKey(t.CreatedBy), "creator "+t.CreatedBy); err != nil {
 				return err
 			}
 			if err := txn.Set(tokUserKey(t.CreatedBy, t.ID), pk); err != nil {
