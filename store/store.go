@@ -284,6 +284,25 @@ type APIToken struct {
 	RevokedAt     time.Time `json:"revoked_at,omitzero"`
 }
 
+// OIDCClient is an app registered through the admin API (the config
+// file's apps are not stored). OrgID, not a slug, ties a per-org app to
+// its org: an org made later under the same slug is not it.
+type OIDCClient struct {
+	ID    string `json:"id"`
+	OrgID string `json:"org_id,omitempty"` // "": a shared app
+	// Settings are the provider's to read (idp/provider).
+	Settings json.RawMessage `json:"settings"`
+	// SecretHash is the SHA-256 of the secret Gatehouse made (none for a
+	// public client or one that signs with its keys); OldSecretHash is the
+	// previous one's, taken until OldSecretUntil, so that an app rolls
+	// over to a new secret without an outage.
+	SecretHash     []byte    `json:"secret_hash,omitempty"`
+	OldSecretHash  []byte    `json:"old_secret_hash,omitempty"`
+	OldSecretUntil time.Time `json:"old_secret_until,omitzero"`
+	CreatedAt      time.Time `json:"created_at"`
+	UpdatedAt      time.Time `json:"updated_at"`
+}
+
 // Invitation asks a person to join an org with roles. Its link carries a
 // secret of which only the hash is kept; accepting it (once, before
 // ExpiresAt) makes the person a member. At most one is pending per org
@@ -572,6 +591,16 @@ type Store interface {
 	TakeInvitation(ctx context.Context, hash string, now time.Time) (Invitation, error)
 	// GetInvitationByHash reads without taking, for showing the link's page.
 	GetInvitationByHash(ctx context.Context, hash string) (Invitation, error)
+
+	// CreateOIDCClient stores c; its org, if it has one, must exist. An
+	// app goes with its org.
+	CreateOIDCClient(ctx context.Context, c OIDCClient) error
+	GetOIDCClient(ctx context.Context, id string) (OIDCClient, error)
+	// ListOIDCClients lists every registered app, by ID.
+	ListOIDCClients(ctx context.Context) ([]OIDCClient, error)
+	// UpdateOIDCClient may change everything but the ID and the org.
+	UpdateOIDCClient(ctx context.Context, id string, fn func(OIDCClient) (OIDCClient, error)) (OIDCClient, error)
+	DeleteOIDCClient(ctx context.Context, id string) error
 
 	// CreateRefreshFamily stores f; its user and org must exist.
 	CreateRefreshFamily(ctx context.Context, f RefreshFamily) error

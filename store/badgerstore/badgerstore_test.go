@@ -122,7 +122,7 @@ func checkConsistency(t testing.TB, s *Store) {
 			t.Errorf("record at %q belongs at %q", k, wantKey)
 		}
 	}
-	indexPrefixes := []string{"orgslug/", "useremail/", "mem/o/", "mem/oe/", "sessuser/", "sessexp/", "audit/org/", "audit/chain/", "tokorg/", "tokuser/", "invorg/", "invhash/", "invoe/", "invuser/", "rtfsess/", "rtfuser/", "rtforg/", "rtfexp/"}
+	indexPrefixes := []string{"orgslug/", "useremail/", "mem/o/", "mem/oe/", "sessuser/", "sessexp/", "audit/org/", "audit/chain/", "tokorg/", "tokuser/", "invorg/", "invhash/", "invoe/", "invuser/", "rtfsess/", "rtfuser/", "rtforg/", "rtfexp/", "apporg/"}
 	heads := map[string]uint64{} // org → the highest sequence number stored
 	for k, v := range all {
 		switch {
@@ -177,6 +177,14 @@ func checkConsistency(t testing.TB, s *Store) {
 				atKey(k, rtfKey(f.ID))
 				for _, ik := range rtfIndexes(f) {
 					want[string(ik)] = k
+				}
+			}
+		case strings.HasPrefix(k, "app/"):
+			var c store.OIDCClient
+			if decode(k, v, &c) {
+				atKey(k, appKey(c.ID))
+				if c.OrgID != "" {
+					want[string(appOrgKey(c.OrgID, c.ID))] = k
 				}
 			}
 		case strings.HasPrefix(k, "inv/"):

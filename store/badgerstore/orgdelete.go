@@ -134,7 +134,7 @@ func (s *Store) DeleteOrg(ctx context.Context, id string) error {
 	}
 	if st.batches > 1 {
 		s.log.Info("badgerstore: deleted an org", "org", id, "slug", o.Slug,
-			"memberships", st.memberships, "sessions", st.sessions, "api_tokens", st.tokens, "invitations", st.invitations,
+			"memberships", st.memberships, "sessions", st.sessions, "api_tokens", st.tokens, "invitations", st.invitations, "oidc_clients", st.apps,
 			"transactions", st.batches+1, "took", time.Since(start).Round(time.Millisecond))
 	}
 	return nil
@@ -170,13 +170,13 @@ func (s *Store) finishOrgDeletions() {
 			continue
 		}
 		s.log.Info("badgerstore: finished the deletion of an org", "org", o.ID, "slug", o.Slug,
-			"memberships", st.memberships, "sessions", st.sessions, "api_tokens", st.tokens, "invitations", st.invitations,
+			"memberships", st.memberships, "sessions", st.sessions, "api_tokens", st.tokens, "invitations", st.invitations, "oidc_clients", st.apps,
 			"took", time.Since(start).Round(time.Millisecond))
 	}
 }
 
 type purgeStats struct {
-	memberships, sessions, tokens, invitations, refresh, stale, batches int
+	memberships, sessions, tokens, invitations, refresh, apps, stale, batches int
 }
 
 // purgeOrg removes everything of the org marked for deletion, in
@@ -251,6 +251,9 @@ func (s *Store) purgeOrg(ctx context.Context, id string) (purgeStats, error) {
 	}
 	if err := purgeIndexed(ctx, s, id, prefix("rtforg", id), &st, &st.refresh, deleteRefreshFamily); err != nil {
 		return st, fmt.Errorf("refresh token families: %w", err)
+	}
+	if err := purgeIndexed(ctx, s, id, prefix("apporg", id), &st, &st.apps, deleteOIDCClient); err != nil {
+		return st, fmt.Errorf("oidc clients: %w", err)
 	}
 	// Nothing can have been added meanwhile (see the top of this file).
 	if err := s.update(ctx, func(txn *badger.Txn) error {

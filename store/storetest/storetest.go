@@ -46,6 +46,7 @@ func RunTests(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"InvitationTake", testInvitationTake},
 		{"InvitationCascades", testInvitationCascades},
 		{"RefreshFamilies", testRefreshFamilies},
+		{"OIDCClients", testOIDCClients},
 		{"Sessions", testSessions},
 		{"DeleteExpiredSessions", testDeleteExpiredSessions},
 		{"SigningKeys", testSigningKeys},
