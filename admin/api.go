@@ -26,6 +26,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/gatehouse/gatehouse/config"
 	"github.com/gatehouse/gatehouse/internal/clientip"
 	"github.com/gatehouse/gatehouse/internal/token"
 	"github.com/gatehouse/gatehouse/proxy/session"
@@ -47,6 +48,11 @@ type Options struct {
 	// OrgsChanged is called after an org is created, changed or deleted,
 	// so that routing and sign-in see it without waiting for a reload.
 	OrgsChanged func(ctx context.Context)
+	// Clients are the apps the config file declares (shown read-only);
+	// ClientsChanged is called after the API registers, changes or
+	// removes one, so that the OpenID Provider sees it at once.
+	Clients        []config.Client
+	ClientsChanged func(ctx context.Context)
 	// DomainsVerify: orgs' domains must be proven by DNS (domains.verify);
 	// off, only platform admins add domains. CNAMETarget is the
 	// deployment's domains.cname_target.
@@ -108,6 +114,9 @@ func New(o Options) *API {
 	}
 	if o.OrgsChanged == nil {
 		o.OrgsChanged = func(context.Context) {}
+	}
+	if o.ClientsChanged == nil {
+		o.ClientsChanged = func(context.Context) {}
 	}
 	if o.ClientIP == nil {
 		o.ClientIP, _ = clientip.New(nil) // no trusted proxies: cannot fail

@@ -330,7 +330,7 @@ func TestAuditCompleteness(t *testing.T) {
 		action, org       string
 		target            func() string
 	}
-	var newUser, newOrg, tokenID, invID string
+	var newUser, newOrg, tokenID, invID, appID string
 	steps := []act{
 		{"platform", "POST", "/orgs", map[string]any{"slug": "c", "name": "C"}, "org.create", "", func() string { return newOrg }},
 		{"platform", "PATCH", "/orgs/c", map[string]any{"name": "C2"}, "org.update", "", func() string { return newOrg }},
@@ -363,13 +363,17 @@ func TestAuditCompleteness(t *testing.T) {
 		{"admin-a", "DELETE", "/orgs/a/audit/webhook", nil, "webhook.delete", "org_a", func() string { return "org_a" }},
 		{"platform", "POST", "/tokens", map[string]any{"name": "ops", "role": "platform_admin"}, "token.create", "-", func() string { return tokenID }},
 		{"platform", "DELETE", "/tokens/{token}", nil, "token.revoke", "-", func() string { return tokenID }},
+		{"platform", "POST", "/clients", map[string]any{"name": "Sync", "type": "machine", "org": "a"}, "client.create", "org_a", func() string { return appID }},
+		{"platform", "PATCH", "/clients/{app}", map[string]any{"scopes": []string{"sync"}}, "client.update", "org_a", func() string { return appID }},
+		{"platform", "POST", "/clients/{app}/secret", nil, "client.secret.rotate", "org_a", func() string { return appID }},
+		{"platform", "DELETE", "/clients/{app}", nil, "client.delete", "org_a", func() string { return appID }},
 		{"admin-b", "DELETE", "/me/sessions/" + h.sessionIDs["admin-b"], nil, "session.revoke", "org_b", func() string { return "usr_admin_b" }},
 		{"platform", "DELETE", "/orgs/c", nil, "org.delete", "", func() string { return newOrg }},
 	}
 	// Every operation that changes something is among the steps.
 	done := map[string]bool{}
 	for _, s := range steps {
-		path := strings.NewReplacer("{new}", "x", "{token}", "x", "{inv}", "x").Replace(s.path)
+		path := strings.NewReplacer("{new}", "x", "{token}", "x", "{inv}", "x", "{app}", "x").Replace(s.path)
 		_, pattern := h.api.mux.Handler(httptest.NewRequest(s.method, Prefix+path, nil))
 		for _, rt := range h.api.Routes() {
 			if rt.Method+" "+Prefix+rt.Path == pattern {
@@ -383,7 +387,7 @@ func TestAuditCompleteness(t *testing.T) {
 		}
 	}
 	for i, s := range steps {
-		path := strings.NewReplacer("{new}", newUser, "{token}", tokenID, "{inv}", invID).Replace(s.path)
+		path := strings.NewReplacer("{new}", newUser, "{token}", tokenID, "{inv}", invID, "{app}", appID).Replace(s.path)
 		var extra []string
 		if s.method == "PATCH" || s.method == "PUT" {
 			extra = []string{"If-Match", "*"}
@@ -409,6 +413,8 @@ func TestAuditCompleteness(t *testing.T) {
 			tokenID = created.ID
 		case "invitation.create":
 			invID = created.ID
+		case "client.create":
+			appID = created.ID
 		}
 		if s.org == "-" {
 			steps[i].org = ""

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	_ "github.com/gatehouse/gatehouse/idp/protocols" // the connection schemas
+	"github.com/gatehouse/gatehouse/idp/provider"
 	"github.com/gatehouse/gatehouse/internal/clientip"
 	"github.com/gatehouse/gatehouse/proxy/session"
 	"github.com/gatehouse/gatehouse/store"
@@ -42,7 +43,15 @@ type harness struct {
 	// invitationIDs: a pending invitation of orgs a and b, made by an
 	// admin of each.
 	invitationIDs map[string]string
+	// clientsChanged counts the API's calls of Options.ClientsChanged.
+	clientsChanged int
 }
+
+// testApp is a registered machine app of org a, with secret testAppSecret.
+const (
+	testApp       = "app_test"
+	testAppSecret = "ghcs_0123456789abcdefghijklmnopqrstuvwxyzABCDEFG"
+)
 
 func newHarness(t testing.TB) *harness {
 	t.Helper()
@@ -68,7 +77,8 @@ func newHarness(t testing.TB) *harness {
 				return errors.New("oidc: discovery at the issuer failed")
 			}
 			return nil
-		}}
+		},
+		ClientsChanged: func(context.Context) { h.clientsChanged++ }}
 	h.api = New(h.opts)
 	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.api.ServeHTTP(w, r) }))
 	t.Cleanup(h.srv.Close)
@@ -133,6 +143,9 @@ func newHarness(t testing.TB) *harness {
 		must(t, st.CreateInvitation(ctx, inv))
 		h.invitationIDs[o] = inv.ID
 	}
+	must(t, st.CreateOIDCClient(ctx, store.OIDCClient{ID: testApp, OrgID: "org_a",
+		Settings:   []byte(`{"name":"Reports job","type":"machine","auth_method":"client_secret_basic","scopes":["reports.read"]}`),
+		SecretHash: provider.SecretHash(testAppSecret), CreatedAt: now, UpdatedAt: now}))
 	return h
 }
 

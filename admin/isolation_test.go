@@ -266,6 +266,19 @@ var isolationRows = map[string]isoRow{
 	"revokePlatformToken": {ok: 204, params: func(h *harness, _, _ string) map[string]string {
 		return map[string]string{"token": h.tokenIDs["platform"]}
 	}},
+
+	"listClients": {ok: 200},
+	"createClient": {ok: 201, body: func(target string) any {
+		return map[string]any{"name": "Sync", "type": "machine", "org": orgOf(target)}
+	}},
+	"getClient":          {ok: 200, params: clientParam},
+	"updateClient":       {ok: 200, params: clientParam, body: func(string) any { return map[string]any{"name": "Renamed"} }},
+	"deleteClient":       {ok: 204, params: clientParam},
+	"rotateClientSecret": {ok: 200, params: clientParam},
+}
+
+func clientParam(*harness, string, string) map[string]string {
+	return map[string]string{"client": testApp}
 }
 
 // operation is one operation of the OpenAPI document.

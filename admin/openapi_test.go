@@ -935,6 +935,11 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		{"UserPatch", reflect.TypeFor[userPatch](), false},
 		{"OrgTokenCreate", reflect.TypeFor[tokenCreate](), false},
 		{"PlatformTokenCreate", reflect.TypeFor[tokenCreate](), false},
+		{"ClientView", reflect.TypeFor[ClientView](), true},
+		{"NewClientView", reflect.TypeFor[NewClientView](), true},
+		{"ClientList", reflect.TypeFor[clientList](), true},
+		{"ClientSpec", reflect.TypeFor[ClientSpec](), false},
+		{"SecretRotate", reflect.TypeFor[secretRotate](), false},
 	} {
 		s, ok := byName[c.schema].(map[string]any)
 		if !ok {

@@ -99,10 +99,19 @@ func (f fields) err() error {
 // JSON or JSON merge patch (415), no unknown fields, no trailing data,
 // every type error with its field (400).
 func (c *call) decode(v any) error {
+	b, err := c.body()
+	if err != nil {
+		return err
+	}
+	return decodeJSON(b, v)
+}
+
+// body reads the request body as decode does, without parsing it.
+func (c *call) body() ([]byte, error) {
 	ct := c.r.Header.Get("Content-Type")
 	mt, _, err := mime.ParseMediaType(ct)
 	if err != nil || (mt != "application/json" && (mt != "application/merge-patch+json" || c.r.Method != http.MethodPatch)) {
-		return &Problem{Status: http.StatusUnsupportedMediaType, Code: "unsupported-media-type",
+		return nil, &Problem{Status: http.StatusUnsupportedMediaType, Code: "unsupported-media-type",
 			Detail: "Send the body as application/json (or application/merge-patch+json for PATCH)."}
 	}
 	body := http.MaxBytesReader(c.w, c.r.Body, maxBody)
@@ -110,11 +119,11 @@ func (c *call) decode(v any) error {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return &Problem{Status: http.StatusRequestEntityTooLarge, Code: "too-large", Detail: "The body is larger than " + strconv.Itoa(maxBody) + " bytes."}
+			return nil, &Problem{Status: http.StatusRequestEntityTooLarge, Code: "too-large", Detail: "The body is larger than " + strconv.Itoa(maxBody) + " bytes."}
 		}
-		return &Problem{Status: http.StatusBadRequest, Code: "malformed", Detail: "The body could not be read."}
+		return nil, &Problem{Status: http.StatusBadRequest, Code: "malformed", Detail: "The body could not be read."}
 	}
-	return decodeJSON(b, v)
+	return b, nil
 }
 
 // decodeJSON is decode's parser (fuzzed: it must never panic and must

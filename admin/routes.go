@@ -69,6 +69,13 @@ func (a *API) table() []Route {
 
 		{"GET", "/audit", "listAllAudit", NeedPlatform, a.listAllAudit},
 
+		{"GET", "/clients", "listClients", NeedPlatform, a.listClients},
+		{"POST", "/clients", "createClient", NeedPlatform, a.createClient},
+		{"GET", "/clients/{client}", "getClient", NeedPlatform, a.getClient},
+		{"PATCH", "/clients/{client}", "updateClient", NeedPlatform, a.updateClient},
+		{"DELETE", "/clients/{client}", "deleteClient", NeedPlatform, a.deleteClient},
+		{"POST", "/clients/{client}/secret", "rotateClientSecret", NeedPlatform, a.rotateClientSecret},
+
 		{"GET", "/tokens", "listPlatformTokens", NeedPlatform, a.listPlatformTokens},
 		{"POST", "/tokens", "createPlatformToken", NeedPlatform, a.createPlatformToken},
 		{"DELETE", "/tokens/{token}", "revokePlatformToken", NeedPlatform, a.revokePlatformToken},

@@ -21,60 +21,60 @@ import (
 // Client is an app that gets tokens from Gatehouse's OpenID Provider.
 type Client struct {
 	// ID is the client_id.
-	ID   string `yaml:"id"`
-	Name string `yaml:"name"`
+	ID   string `yaml:"id" json:"-"`
+	Name string `yaml:"name" json:"name,omitempty"`
 	// Type: web (a server-side app with a secret), spa (a browser app),
 	// native (a desktop or mobile app), machine (a service:
 	// client_credentials only).
-	Type string `yaml:"type"`
+	Type string `yaml:"type" json:"type,omitempty"`
 	// Secret of a web or machine client that authenticates with one
 	// (client_secret_basic, client_secret_post), given through ${ENV}: at
 	// least 32 characters.
-	Secret string `yaml:"secret"`
+	Secret string `yaml:"secret" json:"-"`
 	// AuthMethod of a web or machine client: client_secret_basic
 	// (default), client_secret_post or private_key_jwt (a JWT signed with
 	// one of the client's keys: JWKSURL or JWKS).
-	AuthMethod string `yaml:"auth_method"`
+	AuthMethod string `yaml:"auth_method" json:"auth_method,omitempty"`
 	// JWKSURL or JWKS (a JWK Set, inline) are a private_key_jwt client's
 	// public keys.
-	JWKSURL string `yaml:"jwks_url"`
-	JWKS    string `yaml:"jwks"`
+	JWKSURL string `yaml:"jwks_url" json:"jwks_url,omitempty"`
+	JWKS    string `yaml:"jwks" json:"jwks,omitempty"`
 	// RedirectURIs match exactly; a native app's loopback ones on any port
 	// (RFC 8252).
-	RedirectURIs           []string `yaml:"redirect_uris"`
-	PostLogoutRedirectURIs []string `yaml:"post_logout_redirect_uris"`
+	RedirectURIs           []string `yaml:"redirect_uris" json:"redirect_uris,omitempty"`
+	PostLogoutRedirectURIs []string `yaml:"post_logout_redirect_uris" json:"post_logout_redirect_uris,omitempty"`
 	// Org makes the client a per-organization app: only that org's
 	// people (and its sub-orgs', with IncludeSubOrgs) get tokens, and
 	// they sign in on its login domain. A machine client's tokens carry
 	// its org, so it must have one.
-	Org            string `yaml:"org"`
-	IncludeSubOrgs bool   `yaml:"include_sub_orgs"`
+	Org            string `yaml:"org" json:"-"`
+	IncludeSubOrgs bool   `yaml:"include_sub_orgs" json:"include_sub_orgs,omitempty"`
 	// Audience is the access token's aud when the client asks for no
 	// resource (default: the provider's userinfo endpoint).
-	Audience string `yaml:"audience"`
+	Audience string `yaml:"audience" json:"audience,omitempty"`
 	// Resources the client may ask access tokens for (RFC 8707).
-	Resources []string `yaml:"resources"`
+	Resources []string `yaml:"resources" json:"resources,omitempty"`
 	// Scopes the client may ask for beyond openid, profile, email.
-	Scopes              []string      `yaml:"scopes"`
-	AccessTokenLifetime time.Duration `yaml:"access_token_lifetime"` // default 5m, at most 1h
-	IDTokenLifetime     time.Duration `yaml:"id_token_lifetime"`     // default 10m, at most 24h
+	Scopes              []string      `yaml:"scopes" json:"scopes,omitempty"`
+	AccessTokenLifetime time.Duration `yaml:"access_token_lifetime" json:"access_token_lifetime,omitempty"` // default 5m, at most 1h
+	IDTokenLifetime     time.Duration `yaml:"id_token_lifetime" json:"id_token_lifetime,omitempty"`         // default 10m, at most 24h
+	// ThirdParty: an app not the SaaS team's own. A person consents to it
+	// (once per scope set, remembered) before it gets tokens.
+	ThirdParty bool `yaml:"third_party" json:"third_party,omitempty"`
+	// Claims are extra token claims and where each comes from (see
+	// ClaimSourceProblem): `plan: org.attributes.plan`.
+	Claims map[string]string `yaml:"claims" json:"claims,omitempty"`
+	// Policy is a .rego file or directory of package gatehouse.token,
+	// asked before any token of this client is issued.
+	Policy string `yaml:"policy" json:"-"`
+	// BackchannelLogoutURI receives a logout token when a session the
+	// client holds tokens of ends (OIDC Back-Channel Logout 1.0).
+	BackchannelLogoutURI string `yaml:"backchannel_logout_uri" json:"backchannel_logout_uri,omitempty"`
 	// OfflineAccess lets the app ask for the offline_access scope: its
 	// refresh tokens then outlive the sign-in's session, for
 	// RefreshTokenLifetime. Without it, they end with the session.
-	// ThirdParty: an app not the SaaS team's own. A person consents to it
-	// (once per scope set, remembered) before it gets tokens.
-	ThirdParty bool `yaml:"third_party"`
-	// Claims are extra token claims and where each comes from (see
-	// ClaimSourceProblem): `plan: org.attributes.plan`.
-	Claims map[string]string `yaml:"claims"`
-	// Policy is a .rego file or directory of package gatehouse.token,
-	// asked before any token of this client is issued.
-	Policy string `yaml:"policy"`
-	// BackchannelLogoutURI receives a logout token when a session the
-	// client holds tokens of ends (OIDC Back-Channel Logout 1.0).
-	BackchannelLogoutURI string        `yaml:"backchannel_logout_uri"`
-	OfflineAccess        bool          `yaml:"offline_access"`
-	RefreshTokenLifetime time.Duration `yaml:"refresh_token_lifetime"` // default 720h, at most 2160h
+	OfflineAccess        bool          `yaml:"offline_access" json:"offline_access,omitempty"`
+	RefreshTokenLifetime time.Duration `yaml:"refresh_token_lifetime" json:"refresh_token_lifetime,omitempty"` // default 720h, at most 2160h
 }
 
 // Client types.
@@ -106,19 +106,23 @@ func (c *Client) Confidential() bool { return c.Type == ClientWeb || c.Type == C
 
 func (c *Config) clientDefaults() {
 	for i := range c.Clients {
-		cl := &c.Clients[i]
-		if cl.Confidential() && cl.AuthMethod == "" {
-			cl.AuthMethod = "client_secret_basic"
-		}
-		if cl.AccessTokenLifetime == 0 {
-			cl.AccessTokenLifetime = DefaultAccessTokenLifetime
-		}
-		if cl.IDTokenLifetime == 0 {
-			cl.IDTokenLifetime = DefaultIDTokenLifetime
-		}
-		if cl.RefreshTokenLifetime == 0 {
-			cl.RefreshTokenLifetime = DefaultRefreshLifetime
-		}
+		c.Clients[i].SetDefaults()
+	}
+}
+
+// SetDefaults fills in what the client leaves out.
+func (cl *Client) SetDefaults() {
+	if cl.Confidential() && cl.AuthMethod == "" {
+		cl.AuthMethod = "client_secret_basic"
+	}
+	if cl.AccessTokenLifetime == 0 {
+		cl.AccessTokenLifetime = DefaultAccessTokenLifetime
+	}
+	if cl.IDTokenLifetime == 0 {
+		cl.IDTokenLifetime = DefaultIDTokenLifetime
+	}
+	if cl.RefreshTokenLifetime == 0 {
+		cl.RefreshTokenLifetime = DefaultRefreshLifetime
 	}
 }
 
@@ -137,124 +141,140 @@ func (c *Config) validateClients(d *decoder, slugs map[string]int) {
 		default:
 			ids[cl.ID] = i
 		}
-		if msg := TextProblem(cl.Name, 200); msg != "" {
-			d.add(p+".name", "%s", msg)
-		}
-		switch cl.Type {
-		case ClientWeb, ClientSPA, ClientNative, ClientMachine:
-		case "":
-			d.add(p+".type", "required: web, spa, native or machine")
-			continue
-		default:
-			d.add(p+".type", "unknown client type %q (use web, spa, native or machine)", cl.Type)
-			continue
-		}
-		if cl.Confidential() {
-			switch cl.AuthMethod {
-			case "client_secret_basic", "client_secret_post":
-				if len(cl.Secret) < minClientSecret {
-					d.add(p+".secret", "required for a %s client: at least %d characters, given through ${ENV} (for example: openssl rand -base64 32)", cl.Type, minClientSecret)
-				}
-				if cl.JWKSURL != "" || cl.JWKS != "" {
-					d.add(p+".jwks", "keys are for auth_method private_key_jwt")
-				}
-			case "private_key_jwt":
-				if cl.Secret != "" {
-					d.add(p+".secret", "a private_key_jwt client proves itself with its keys, not a secret")
-				}
-				switch {
-				case (cl.JWKSURL == "") == (cl.JWKS == ""):
-					d.add(p+".jwks_url", "exactly one of jwks_url and jwks is required for private_key_jwt")
-				case cl.JWKSURL != "":
-					if msg := RedirectURIProblem(ClientWeb, cl.JWKSURL); msg != "" {
-						d.add(p+".jwks_url", "invalid URL %q: %s", cl.JWKSURL, msg)
-					}
-				default:
-					if msg := JWKSProblem(cl.JWKS); msg != "" {
-						d.add(p+".jwks", "%s", msg)
-					}
-				}
-			default:
-				d.add(p+".auth_method", "unknown method %q (use client_secret_basic, client_secret_post or private_key_jwt)", cl.AuthMethod)
-			}
-		} else {
-			if cl.Secret != "" {
-				d.add(p+".secret", "a %s client is public: it cannot keep a secret, so it has none (it proves itself with PKCE)", cl.Type)
-			}
-			if cl.AuthMethod != "" {
-				d.add(p+".auth_method", "a %s client is public and authenticates with PKCE only", cl.Type)
-			}
-		}
-		if cl.Type == ClientMachine {
-			if len(cl.RedirectURIs) > 0 || len(cl.PostLogoutRedirectURIs) > 0 {
-				d.add(p+".redirect_uris", "a machine client has no users to send anywhere (client_credentials only)")
-			}
-			if cl.Org == "" {
-				d.add(p+".org", "required for a machine client: its tokens carry this org")
-			}
-		} else if len(cl.RedirectURIs) == 0 {
-			d.add(p+".redirect_uris", "required: where the app receives the sign-in's answer")
-		}
-		for j, u := range cl.RedirectURIs {
-			if msg := RedirectURIProblem(cl.Type, u); msg != "" {
-				d.add(fmt.Sprintf("%s.redirect_uris[%d]", p, j), "invalid redirect URI %q: %s", u, msg)
-			}
-		}
-		for j, u := range cl.PostLogoutRedirectURIs {
-			if msg := RedirectURIProblem(cl.Type, u); msg != "" {
-				d.add(fmt.Sprintf("%s.post_logout_redirect_uris[%d]", p, j), "invalid URI %q: %s", u, msg)
-			}
-		}
 		if cl.Org != "" {
 			if _, ok := slugs[cl.Org]; !ok {
 				d.add(p+".org", "no org has slug %q", cl.Org)
 			}
-		} else if cl.IncludeSubOrgs {
-			d.add(p+".include_sub_orgs", "only for a client with an org")
 		}
-		if cl.Audience != "" {
-			if msg := resourceProblem(cl.Audience); msg != "" {
-				d.add(p+".audience", "invalid audience %q: %s", cl.Audience, msg)
-			} else if cl.Audience == cl.ID {
-				d.add(p+".audience", "must not be the client id: an access token for the client itself would pass as an ID token's audience")
-			}
+		for _, pr := range cl.Problems(cl.Org != "") {
+			d.add(p+"."+pr.Path, "%s", pr.Msg)
 		}
-		for j, r := range cl.Resources {
-			if msg := resourceProblem(r); msg != "" {
-				d.add(fmt.Sprintf("%s.resources[%d]", p, j), "invalid resource %q: %s", r, msg)
-			}
-		}
-		for j, s := range cl.Scopes {
-			if !scopeRE.MatchString(s) {
-				d.add(fmt.Sprintf("%s.scopes[%d]", p, j), "invalid scope %q: printable ASCII without spaces, quotes or backslashes", s)
-			}
-		}
-		if cl.AccessTokenLifetime < 30*time.Second || cl.AccessTokenLifetime > MaxAccessTokenLifetime {
-			d.add(p+".access_token_lifetime", "must be from 30s to %s", MaxAccessTokenLifetime)
-		}
-		if cl.IDTokenLifetime < 30*time.Second || cl.IDTokenLifetime > MaxIDTokenLifetime {
-			d.add(p+".id_token_lifetime", "must be from 30s to %s", MaxIDTokenLifetime)
-		}
-		if cl.RefreshTokenLifetime < time.Minute || cl.RefreshTokenLifetime > MaxRefreshLifetime {
-			d.add(p+".refresh_token_lifetime", "must be from 1m to %s", MaxRefreshLifetime)
-		}
-		if u := cl.BackchannelLogoutURI; u != "" {
-			if msg := RedirectURIProblem(ClientWeb, u); msg != "" {
-				d.add(p+".backchannel_logout_uri", "invalid URI %q: %s", u, msg)
-			} else if cl.Type == ClientMachine {
-				d.add(p+".backchannel_logout_uri", "a machine client has no sessions to hear the end of")
-			}
-		}
-		validateClaims(d, p+".claims", cl.Claims)
 		if cl.Policy != "" {
 			if msg := policyPathProblem(cl.Policy); msg != "" {
 				d.add(p+".policy", "%s", msg)
 			}
 		}
-		if cl.OfflineAccess && cl.Type == ClientMachine {
-			d.add(p+".offline_access", "a machine client has no sign-in to outlive")
+	}
+}
+
+// Problems checks a client's settings (but its id, org and policy file,
+// which depend on where it is declared): each problem with its key path
+// under the client, such as "redirect_uris[0]". hasOrg says whether it is
+// a per-org app.
+func (cl *Client) Problems(hasOrg bool) []Problem {
+	var out []Problem
+	add := func(path, format string, args ...any) {
+		out = append(out, Problem{Path: path, Msg: fmt.Sprintf(format, args...)})
+	}
+	if msg := TextProblem(cl.Name, 200); msg != "" {
+		add("name", "%s", msg)
+	}
+	switch cl.Type {
+	case ClientWeb, ClientSPA, ClientNative, ClientMachine:
+	case "":
+		add("type", "required: web, spa, native or machine")
+		return out
+	default:
+		add("type", "unknown client type %q (use web, spa, native or machine)", cl.Type)
+		return out
+	}
+	if cl.Confidential() {
+		switch cl.AuthMethod {
+		case "client_secret_basic", "client_secret_post":
+			if len(cl.Secret) < minClientSecret {
+				add("secret", "required for a %s client: at least %d characters, given through ${ENV} (for example: openssl rand -base64 32)", cl.Type, minClientSecret)
+			}
+			if cl.JWKSURL != "" || cl.JWKS != "" {
+				add("jwks", "keys are for auth_method private_key_jwt")
+			}
+		case "private_key_jwt":
+			if cl.Secret != "" {
+				add("secret", "a private_key_jwt client proves itself with its keys, not a secret")
+			}
+			switch {
+			case (cl.JWKSURL == "") == (cl.JWKS == ""):
+				add("jwks_url", "exactly one of jwks_url and jwks is required for private_key_jwt")
+			case cl.JWKSURL != "":
+				if msg := RedirectURIProblem(ClientWeb, cl.JWKSURL); msg != "" {
+					add("jwks_url", "invalid URL %q: %s", cl.JWKSURL, msg)
+				}
+			default:
+				if msg := JWKSProblem(cl.JWKS); msg != "" {
+					add("jwks", "%s", msg)
+				}
+			}
+		default:
+			add("auth_method", "unknown method %q (use client_secret_basic, client_secret_post or private_key_jwt)", cl.AuthMethod)
+		}
+	} else {
+		if cl.Secret != "" {
+			add("secret", "a %s client is public: it cannot keep a secret, so it has none (it proves itself with PKCE)", cl.Type)
+		}
+		if cl.AuthMethod != "" {
+			add("auth_method", "a %s client is public and authenticates with PKCE only", cl.Type)
 		}
 	}
+	if cl.Type == ClientMachine {
+		if len(cl.RedirectURIs) > 0 || len(cl.PostLogoutRedirectURIs) > 0 {
+			add("redirect_uris", "a machine client has no users to send anywhere (client_credentials only)")
+		}
+		if !hasOrg {
+			add("org", "required for a machine client: its tokens carry this org")
+		}
+	} else if len(cl.RedirectURIs) == 0 {
+		add("redirect_uris", "required: where the app receives the sign-in's answer")
+	}
+	for j, u := range cl.RedirectURIs {
+		if msg := RedirectURIProblem(cl.Type, u); msg != "" {
+			add(fmt.Sprintf("redirect_uris[%d]", j), "invalid redirect URI %q: %s", u, msg)
+		}
+	}
+	for j, u := range cl.PostLogoutRedirectURIs {
+		if msg := RedirectURIProblem(cl.Type, u); msg != "" {
+			add(fmt.Sprintf("post_logout_redirect_uris[%d]", j), "invalid URI %q: %s", u, msg)
+		}
+	}
+	if !hasOrg && cl.IncludeSubOrgs {
+		add("include_sub_orgs", "only for a client with an org")
+	}
+	if cl.Audience != "" {
+		if msg := resourceProblem(cl.Audience); msg != "" {
+			add("audience", "invalid audience %q: %s", cl.Audience, msg)
+		} else if cl.Audience == cl.ID {
+			add("audience", "must not be the client id: an access token for the client itself would pass as an ID token's audience")
+		}
+	}
+	for j, r := range cl.Resources {
+		if msg := resourceProblem(r); msg != "" {
+			add(fmt.Sprintf("resources[%d]", j), "invalid resource %q: %s", r, msg)
+		}
+	}
+	for j, s := range cl.Scopes {
+		if !scopeRE.MatchString(s) {
+			add(fmt.Sprintf("scopes[%d]", j), "invalid scope %q: printable ASCII without spaces, quotes or backslashes", s)
+		}
+	}
+	if cl.AccessTokenLifetime < 30*time.Second || cl.AccessTokenLifetime > MaxAccessTokenLifetime {
+		add("access_token_lifetime", "must be from 30s to %s", MaxAccessTokenLifetime)
+	}
+	if cl.IDTokenLifetime < 30*time.Second || cl.IDTokenLifetime > MaxIDTokenLifetime {
+		add("id_token_lifetime", "must be from 30s to %s", MaxIDTokenLifetime)
+	}
+	if cl.RefreshTokenLifetime < time.Minute || cl.RefreshTokenLifetime > MaxRefreshLifetime {
+		add("refresh_token_lifetime", "must be from 1m to %s", MaxRefreshLifetime)
+	}
+	if u := cl.BackchannelLogoutURI; u != "" {
+		if msg := RedirectURIProblem(ClientWeb, u); msg != "" {
+			add("backchannel_logout_uri", "invalid URI %q: %s", u, msg)
+		} else if cl.Type == ClientMachine {
+			add("backchannel_logout_uri", "a machine client has no sessions to hear the end of")
+		}
+	}
+	out = append(out, ClaimMapProblems("claims", cl.Claims)...)
+	if cl.OfflineAccess && cl.Type == ClientMachine {
+		add("offline_access", "a machine client has no sign-in to outlive")
+	}
+	return out
 }
 
 // RedirectURIProblem says what is wrong with a redirect URI of a client
@@ -362,12 +382,6 @@ func ClaimMapProblems(at string, m map[string]string) []Problem {
 	}
 	slices.SortFunc(out, func(a, b Problem) int { return strings.Compare(a.Path, b.Path) })
 	return out
-}
-
-func validateClaims(d *decoder, at string, m map[string]string) {
-	for _, pr := range ClaimMapProblems(at, m) {
-		d.add(pr.Path, "%s", pr.Msg)
-	}
 }
 
 // JWKSProblem says what is wrong with an inline JWK Set of a client's

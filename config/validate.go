@@ -185,7 +185,9 @@ func (c *Config) validate(d *decoder) {
 		}
 	}
 	for i := range c.Orgs {
-		validateClaims(d, fmt.Sprintf("orgs[%d].token_claims", i), c.Orgs[i].TokenClaims)
+		for _, pr := range ClaimMapProblems(fmt.Sprintf("orgs[%d].token_claims", i), c.Orgs[i].TokenClaims) {
+			d.add(pr.Path, "%s", pr.Msg)
+		}
 		if p := c.Orgs[i].Policy; p != "" {
 			if msg := policyPathProblem(p); msg != "" {
 				d.add(fmt.Sprintf("orgs[%d].policy", i), "%s", msg)

@@ -204,18 +204,19 @@ func (d *deployment) signIn(ctx context.Context) error {
 		return err
 	}
 	d.provider, err = provider.New(provider.Options{Issuer: d.pub, Store: st, Keys: d.keys, Sessions: d.sessions, Orgs: d.orgs,
-		SignIn: d.login.SignInURL, Clients: cfg.Clients, Key: key, Logger: log, Tokens: tokenPolicy{d}})
-	return err
+		SignIn: d.login.SignInURL, Clients: cfg.Clients, Key: key, Logger: log, Tokens: tokenPolicy{d},
+		ReloadInterval: min(cfg.Policy.ReloadInterval, 10*time.Second)})
+	if err != nil {
+		return err
+	}
+	return d.provider.Reload(ctx)
 }
 
 // maxTokenLifetime is the longest life of anything the workspace keys
-// sign: a retired key stays published that long.
+// sign: a retired key stays published that long. Apps the admin API
+// registers may live up to the longest token lifetimes a client may have.
 func maxTokenLifetime(cfg *config.Config) time.Duration {
-	longest := cfg.Signing.AssertionLifetime
-	for _, c := range cfg.Clients {
-		longest = max(longest, c.AccessTokenLifetime, c.IDTokenLifetime)
-	}
-	return longest
+	return max(cfg.Signing.AssertionLifetime, config.MaxAccessTokenLifetime, config.MaxIDTokenLifetime)
 }
 
 // isLoginHost reports whether host is the public host or an org's login
@@ -279,7 +280,7 @@ func (d *deployment) auditStream() *admin.Streamer {
 // (routing, sign-in) at once.
 func (d *deployment) adminAPI() http.Handler {
 	return admin.New(admin.Options{Store: d.st, Sessions: d.sessions, ClientIP: d.ips, ConfigFile: d.opts.ConfigFile, Logger: d.log,
-		WebhooksAllowPrivate: d.cfg.Admin.AllowPrivateNetworks, PublicURL: d.pub,
+		WebhooksAllowPrivate: d.cfg.Admin.AllowPrivateNetworks, PublicURL: d.pub, Clients: d.cfg.Clients,
 		TestConnection: func(ctx context.Context, o store.Org) error { return d.conns.Test(ctx, &o) },
 		InviteURL:      d.login.InviteURL,
 		DomainsVerify:  d.cfg.Domains.Verify, CNAMETarget: d.cfg.Domains.CNAMETarget,
@@ -290,7 +291,16 @@ func (d *deployment) adminAPI() http.Handler {
 			if err := d.orgs.Reload(ctx); err != nil {
 				d.log.Warn("admin: org directory reload failed; the periodic reload will catch up", "err", err)
 			}
-		}})
+			d.clientsChanged(ctx) // a per-org app follows its org's slug
+		},
+		ClientsChanged: d.clientsChanged})
+}
+
+// clientsChanged loads the apps again after the admin API changed one.
+func (d *deployment) clientsChanged(ctx context.Context) {
+	if err := d.provider.Reload(ctx); err != nil {
+		d.log.Warn("admin: app reload failed; the periodic reload will catch up", "err", err)
+	}
 }
 
 // serveTLS sets up certificates: a local development CA, ACME, or files.

@@ -137,7 +137,7 @@ func (p *Provider) verifyClientAssertion(ctx context.Context, raw, clientID stri
 	if c.Issuer == "" || c.Issuer != c.Subject || (clientID != "" && clientID != c.Issuer) {
 		return nil, refuse("iss and sub must both be the client id")
 	}
-	cl, ok := p.clients[c.Issuer]
+	cl, ok := p.client(c.Issuer)
 	if !ok || cl.keys == nil {
 		return nil, refuse("not a private_key_jwt client")
 	}
@@ -206,8 +206,14 @@ func (s *server) VerifyClient(ctx context.Context, r *op.Request[op.ClientCreden
 		}
 		return cl, nil
 	}
-	if cl, ok := s.p.clients[cc.ClientID]; ok && cl.keys != nil {
+	if cl, ok := s.p.client(cc.ClientID); ok && cl.keys != nil {
 		return nil, op.NewStatusError(oidc.ErrInvalidClient().WithDescription("this client authenticates with private_key_jwt"), http.StatusUnauthorized)
 	}
-	return s.LegacyServer.VerifyClient(ctx, r)
+	cl, err := s.LegacyServer.VerifyClient(ctx, r)
+	// invalid_client is a 401 (RFC 6749 §5.2); the library answers 400.
+	var oe *oidc.Error
+	if errors.As(err, &oe) && oe.ErrorType == oidc.InvalidClient && !errors.As(err, new(op.StatusError)) {
+		return nil, op.NewStatusError(oe, http.StatusUnauthorized)
+	}
+	return cl, err
 }

@@ -61,7 +61,7 @@ func (p *Provider) SessionEnded(ctx context.Context, sid string) {
 	told := map[string]bool{}
 	for _, f := range fs {
 		p.revokeFamily(ctx, f.ID)
-		cl := p.clients[f.ClientID]
+		cl, _ := p.client(f.ClientID)
 		if cl == nil || cl.cfg.BackchannelLogoutURI == "" || told[f.ClientID] {
 			continue
 		}

@@ -21,8 +21,16 @@ type client struct {
 	// token request (the secret is long and random, so no slow hash is
 	// needed), compared in constant time, never kept in the clear.
 	secretMAC []byte
+	// secretSHA (and oldSecretSHA, until oldSecretUntil) are an admin
+	// API app's: SecretHash of the secret Gatehouse made.
+	secretSHA, oldSecretSHA []byte
+	oldSecretUntil          time.Time
 	// keys are a private_key_jwt client's (nil for any other).
-	keys     *clientKeys
+	keys *clientKeys
+	// perOrg: the app takes one org's people (orgID; "" once that org is
+	// gone, and then nobody).
+	perOrg   bool
+	orgID    string
 	loginURL func(id string) string
 }
 
@@ -34,8 +42,16 @@ func macSecret(key []byte, secret string) []byte {
 	return m.Sum(nil)
 }
 
-func (c *client) checkSecret(key []byte, secret string) bool {
-	return c.cfg.Confidential() && c.secretMAC != nil && secret != "" && hmac.Equal(macSecret(key, secret), c.secretMAC)
+func (c *client) checkSecret(key []byte, secret string, now time.Time) bool {
+	switch {
+	case !c.cfg.Confidential() || secret == "":
+		return false
+	case c.secretMAC != nil:
+		return hmac.Equal(macSecret(key, secret), c.secretMAC)
+	}
+	sum := SecretHash(secret)
+	return c.secretSHA != nil && hmac.Equal(sum, c.secretSHA) ||
+		c.oldSecretSHA != nil && now.Before(c.oldSecretUntil) && hmac.Equal(sum, c.oldSecretSHA)
 }
 
 func (c *client) GetID() string                    { return c.cfg.ID }

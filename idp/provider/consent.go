@@ -101,7 +101,7 @@ func (p *Provider) consentPage(w http.ResponseWriter, r *http.Request) {
 		p.page(w, http.StatusBadRequest, "This sign-in took too long or was finished already. Go back to the app and sign in again.", "consent: unknown auth request")
 		return
 	}
-	cl := p.clients[a.ClientID]
+	cl, _ := p.client(a.ClientID)
 	var ident *session.Identity
 	if e, err := p.o.Sessions.Authenticate(r); err == nil {
 		ident = e.Identity()

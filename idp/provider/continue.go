@@ -34,7 +34,7 @@ func (p *Provider) continueSignIn(w http.ResponseWriter, r *http.Request) {
 		p.page(w, http.StatusBadRequest, "This sign-in took too long or was finished already. Go back to the app and sign in again.", "unknown or expired auth request")
 		return
 	}
-	cl := p.clients[a.ClientID]
+	cl, _ := p.client(a.ClientID)
 	if cl == nil {
 		p.page(w, http.StatusBadRequest, "This app is no longer registered.", "client "+a.ClientID+" gone")
 		return

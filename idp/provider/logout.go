@@ -46,10 +46,16 @@ func (p *Provider) LogoutReturn(ctx context.Context, handle string) string {
 	return string(b)
 }
 
-// Run delivers logout notices and sweeps expired refresh token
-// families until ctx ends.
+// Run delivers logout notices, reloads the apps (another node's admin
+// API may have changed them) and sweeps expired refresh token families
+// until ctx ends.
 func (p *Provider) Run(ctx context.Context) {
 	go p.runSender(ctx)
+	go loop.Every(ctx, p.o.ReloadInterval, func(ctx context.Context) {
+		if err := p.Reload(ctx); err != nil {
+			p.o.Logger.Warn("provider: app reload failed; the apps loaded before keep serving", "err", err)
+		}
+	})
 	loop.Every(ctx, 10*time.Minute, func(ctx context.Context) {
 		if n, err := p.o.Store.DeleteExpiredRefreshFamilies(ctx, p.o.Now().Add(-time.Hour)); err != nil {
 			p.o.Logger.Warn("provider: sweeping expired refresh tokens failed", "err", err)

@@ -13,17 +13,17 @@ package provider
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
 	"github.com/zitadel/oidc/v3/pkg/op"
 
 	"github.com/gatehouse/gatehouse/config"
@@ -61,6 +61,9 @@ type Options struct {
 	Clients []config.Client
 	// Tokens decides every token before it is issued (nil: no policy).
 	Tokens TokenDecider
+	// ReloadInterval is how often the apps are read again from the store
+	// (default 10s); the admin API's changes on this node apply at once.
+	ReloadInterval time.Duration
 	// Key is the deployment's 32-byte secret for client secrets' hashes,
 	// session handles and the library's code encryption.
 	Key    []byte
@@ -70,9 +73,12 @@ type Options struct {
 
 // Provider serves the OpenID Provider's endpoints.
 type Provider struct {
-	o         Options
-	issuer    string
-	clients   map[string]*client
+	o      Options
+	issuer string
+	// declared are the config file's apps; clients is every app, the
+	// admin API's too (Reload), swapped whole.
+	declared  map[string]*client
+	clients   atomic.Pointer[map[string]*client]
 	secretKey []byte
 	requests  requests
 	server    *server
@@ -97,27 +103,24 @@ func New(o Options) (*Provider, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	p := &Provider{o: o, issuer: strings.TrimSuffix(o.Issuer.String(), "/"), clients: map[string]*client{},
+	if o.ReloadInterval <= 0 {
+		o.ReloadInterval = 10 * time.Second
+	}
+	p := &Provider{o: o, issuer: strings.TrimSuffix(o.Issuer.String(), "/"), declared: map[string]*client{},
 		secretKey: o.Key, requests: requests{o.Store}, bclWake: make(chan struct{}, 1), node: nodeName(), cop: http.NewCrossOriginProtection(),
 		httpClient: &http.Client{Timeout: bclTimeout, CheckRedirect: func(*http.Request, []*http.Request) error { return errNoRedirects }}}
 	for _, c := range o.Clients {
-		cl := &client{cfg: c, loginURL: func(id string) string { return continuePath + "?id=" + url.QueryEscape(id) }}
-		switch {
-		case c.AuthMethod == "private_key_jwt":
-			cl.keys = &clientKeys{url: c.JWKSURL, http: &http.Client{Timeout: 5 * time.Second}}
-			if c.JWKS != "" {
-				var set jose.JSONWebKeySet
-				if err := json.Unmarshal([]byte(c.JWKS), &set); err != nil {
-					return nil, fmt.Errorf("provider: client %s: jwks: %w", c.ID, err)
-				}
-				cl.keys.set, cl.keys.inline = &set, true
-			}
-		case c.Confidential():
+		cl, err := p.newClient(c)
+		if err != nil {
+			return nil, err
+		}
+		if c.Confidential() && c.AuthMethod != "private_key_jwt" {
 			cl.secretMAC = macSecret(p.secretKey, c.Secret)
 			cl.cfg.Secret = "" // not kept in the clear
 		}
-		p.clients[c.ID] = cl
+		p.declared[c.ID] = cl
 	}
+	p.publish(maps.Clone(p.declared))
 	var cryptoKey [32]byte
 	copy(cryptoKey[:], o.Key)
 	lib, err := op.NewProvider(&op.Config{
@@ -152,7 +155,7 @@ func (p *Provider) insecure() []op.Option {
 }
 
 // HasClients reports whether any app is registered.
-func (p *Provider) HasClients() bool { return len(p.clients) > 0 }
+func (p *Provider) HasClients() bool { return len(*p.clients.Load()) > 0 }
 
 var claimsSupported = []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "amr", "azp", "at_hash", "c_hash",
 	"email", "email_verified", "name", "org_id", "org_slug", "roles", "groups", "sid"}
@@ -215,6 +218,9 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		p.cors(w, r)
+		if _, _, basic := r.BasicAuth(); basic {
+			w = challenger{w}
+		}
 	case UserinfoPath:
 		p.cors(w, r)
 	}
@@ -225,6 +231,19 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := op.ContextWithIssuer(r.Context(), p.issuer)
 	p.handler.ServeHTTP(w, r.WithContext(ctx))
 }
+
+// challenger adds the Basic challenge RFC 6749 §5.2 asks of a 401 to a
+// client that authenticated with the Authorization header.
+type challenger struct{ http.ResponseWriter }
+
+func (c challenger) WriteHeader(status int) {
+	if status == http.StatusUnauthorized {
+		c.Header().Set("WWW-Authenticate", `Basic realm="gatehouse"`)
+	}
+	c.ResponseWriter.WriteHeader(status)
+}
+
+func (c challenger) Unwrap() http.ResponseWriter { return c.ResponseWriter }
 
 // cors lets browser apps (SPAs) call the token and userinfo endpoints
 // from their own origins: the origins of registered redirect URIs, never
@@ -245,7 +264,7 @@ func (p *Provider) cors(w http.ResponseWriter, r *http.Request) {
 }
 
 func (p *Provider) knownOrigin(origin string) bool {
-	for _, c := range p.clients {
+	for _, c := range *p.clients.Load() {
 		if c.cfg.Type != config.ClientSPA && c.cfg.Type != config.ClientNative {
 			continue
 		}
@@ -262,14 +281,13 @@ func (p *Provider) knownOrigin(origin string) bool {
 // for a shared client; its org (and its sub-orgs, if it says so) for a
 // per-org one.
 func (p *Provider) acceptsOrg(c *client, orgID string) bool {
-	if c.cfg.Org == "" {
+	if !c.perOrg {
 		return true
 	}
-	own, ok := p.o.Orgs.BySlug(c.cfg.Org)
-	if !ok {
-		return false
+	if c.orgID == "" {
+		return false // its org is gone
 	}
-	if orgID == own.ID {
+	if orgID == c.orgID {
 		return true
 	}
 	o, ok := p.o.Orgs.ByID(orgID)
@@ -281,7 +299,7 @@ func (p *Provider) acceptsOrg(c *client, orgID string) bool {
 		chain = append(chain, x.ID)
 		return false
 	})
-	return slices.Contains(chain, own.ID)
+	return slices.Contains(chain, c.orgID)
 }
 
 // Context helpers for a background task's store reads.

@@ -98,9 +98,13 @@ func newFixture(tb testing.TB, alg string, more ...config.Client) *fixture {
 
 // post sends a form to the token endpoint as client id.
 func (f *fixture) post(tb testing.TB, id string, form url.Values) *httptest.ResponseRecorder {
-	req := httptest.NewRequest("POST", "https://auth.example.com"+TokenPath, strings.NewReader(form.Encode()))
+	return f.postAs(id, testSecret, strings.NewReader(form.Encode()))
+}
+
+func (f *fixture) postAs(id, secret string, body io.Reader) *httptest.ResponseRecorder {
+	req := httptest.NewRequest("POST", "https://auth.example.com"+TokenPath, body)
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(id, testSecret)
+	req.SetBasicAuth(id, secret)
 	rec := httptest.NewRecorder()
 	f.p.ServeHTTP(rec, req)
 	return rec

@@ -100,7 +100,7 @@ func (r refreshRequest) GetSubject() string     { return r.f.UserID }
 // families of the client, since one of its tokens was stolen.
 func (s *server) RefreshToken(ctx context.Context, r *op.ClientRequest[oidc.RefreshTokenRequest]) (*op.Response, error) {
 	p := s.p
-	cl, ok := p.clients[r.Client.GetID()]
+	cl, ok := p.client(r.Client.GetID())
 	if !ok || !slices.Contains(cl.GrantTypes(), oidc.GrantTypeRefreshToken) {
 		return nil, oidc.ErrUnauthorizedClient()
 	}
@@ -279,7 +279,7 @@ func (s *server) Introspect(ctx context.Context, r *op.Request[op.IntrospectionR
 			return nil, op.NewStatusError(err, 401)
 		}
 		caller = cl
-	} else if cl, ok := p.clients[cc.ClientID]; ok && cl.checkSecret(p.secretKey, cc.ClientSecret) {
+	} else if cl, ok := p.client(cc.ClientID); ok && cl.checkSecret(p.secretKey, cc.ClientSecret, p.o.Now()) {
 		caller = cl
 	} else {
 		return nil, op.NewStatusError(oidc.ErrInvalidClient(), 401)
@@ -300,6 +300,9 @@ func (s *server) Introspect(ctx context.Context, r *op.Request[op.IntrospectionR
 	c, err := p.verifyAccessToken(tok)
 	if err != nil || p.accessRevoked(ctx, c.JWTID) || !(c.ClientID == caller.cfg.ID || caller.ownsAudience(c.Audience)) {
 		return inactive, nil
+	}
+	if _, ok := p.client(c.ClientID); !ok {
+		return inactive, nil // its app was removed
 	}
 	resp := &oidc.IntrospectionResponse{Active: true, ClientID: c.ClientID, Subject: c.Subject, Audience: []string{c.Audience},
 		Scope: strings.Fields(c.Scope), TokenType: oidc.BearerToken, Expiration: oidc.FromTime(time.Unix(c.Expiry, 0)),

@@ -69,7 +69,10 @@ func (s *server) CodeExchange(ctx context.Context, r *op.ClientRequest[oidc.Acce
 	if r.Data.RedirectURI != a.RedirectURI {
 		return nil, oidc.ErrInvalidGrant().WithDescription("redirect_uri does not match the authorization request's")
 	}
-	cl := s.p.clients[a.ClientID]
+	cl, ok := r.Client.(*client)
+	if !ok {
+		return nil, oidc.ErrInvalidClient()
+	}
 	sess, err := s.p.liveSession(ctx, a.SessionID)
 	if err != nil {
 		return nil, err
@@ -103,12 +106,12 @@ func (s *server) CodeExchange(ctx context.Context, r *op.ClientRequest[oidc.Acce
 // ClientCredentialsExchange gives a machine client a token for its own
 // org: sub is the client (RFC 9068 §2.2), org_id the client's org.
 func (s *server) ClientCredentialsExchange(ctx context.Context, r *op.ClientRequest[oidc.ClientCredentialsRequest]) (*op.Response, error) {
-	cl, ok := s.p.clients[r.Client.GetID()]
-	if !ok || cl.cfg.Org == "" {
+	cl, ok := r.Client.(*client)
+	if !ok || !cl.perOrg {
 		return nil, oidc.ErrUnauthorizedClient()
 	}
-	o, ok := s.p.o.Orgs.BySlug(cl.cfg.Org)
-	if !ok {
+	o, ok := s.p.o.Orgs.ByID(cl.orgID)
+	if !ok || cl.orgID == "" {
 		return nil, oidc.ErrInvalidClient().WithDescription("the client's organization no longer exists")
 	}
 	var scopes []string
@@ -179,6 +182,10 @@ func (s *server) UserInfo(ctx context.Context, r *op.Request[oidc.UserInfoReques
 	if err == nil && s.p.accessRevoked(ctx, c.JWTID) {
 		err = errors.New("revoked")
 	}
+	cl, registered := s.p.client(c.ClientID)
+	if err == nil && !registered {
+		err = errors.New("its app is no longer registered")
+	}
 	if err != nil {
 		return nil, op.NewStatusError(oidc.ErrAccessDenied().WithDescription("the access token is not valid here"), http.StatusUnauthorized)
 	}
@@ -191,10 +198,8 @@ func (s *server) UserInfo(ctx context.Context, r *op.Request[oidc.UserInfoReques
 	}
 	info := new(oidc.UserInfo)
 	who.fill(info)
-	if cl, ok := s.p.clients[c.ClientID]; ok {
-		for k, v := range s.p.mappedClaims(cl, &who, who.org) {
-			info.AppendClaims(k, v)
-		}
+	for k, v := range s.p.mappedClaims(cl, &who, who.org) {
+		info.AppendClaims(k, v)
 	}
 	return op.NewResponse(info), nil
 }

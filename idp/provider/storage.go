@@ -34,7 +34,7 @@ type extras struct {
 }
 
 func (s storage) CreateAuthRequest(ctx context.Context, req *oidc.AuthRequest, hintSubject string) (op.AuthRequest, error) {
-	cl, ok := s.p.clients[req.ClientID]
+	cl, ok := s.p.client(req.ClientID)
 	if !ok {
 		return nil, oidc.ErrInvalidClient()
 	}
@@ -175,14 +175,14 @@ func (p *Provider) keySet() []op.Key {
 
 // GetClientByClientID: a plain error is an unknown client to the library.
 func (s storage) GetClientByClientID(_ context.Context, id string) (op.Client, error) {
-	if c, ok := s.p.clients[id]; ok {
+	if c, ok := s.p.client(id); ok {
 		return c, nil
 	}
 	return nil, fmt.Errorf("provider: unknown client %q", truncate(id, 64))
 }
 
 func (s storage) AuthorizeClientIDSecret(_ context.Context, id, secret string) error {
-	if c, ok := s.p.clients[id]; ok && c.checkSecret(s.p.secretKey, secret) {
+	if c, ok := s.p.client(id); ok && c.checkSecret(s.p.secretKey, secret, s.p.o.Now()) {
 		return nil
 	}
 	return fmt.Errorf("provider: client %q: wrong or missing secret", truncate(id, 64))
@@ -190,8 +190,8 @@ func (s storage) AuthorizeClientIDSecret(_ context.Context, id, secret string) e
 
 // ClientCredentials authenticates a machine client for its grant.
 func (s storage) ClientCredentials(_ context.Context, id, secret string) (op.Client, error) {
-	c, ok := s.p.clients[id]
-	if !ok || !c.checkSecret(s.p.secretKey, secret) {
+	c, ok := s.p.client(id)
+	if !ok || !c.checkSecret(s.p.secretKey, secret, s.p.o.Now()) {
 		return nil, oidc.ErrInvalidClient().WithDescription("unknown client or wrong secret")
 	}
 	if !slices.Contains(c.GrantTypes(), oidc.GrantTypeClientCredentials) {
@@ -225,7 +225,7 @@ func (s storage) SetUserinfoFromRequest(ctx context.Context, info *oidc.UserInfo
 		return err
 	}
 	who.fill(info)
-	if cl, ok := s.p.clients[req.GetClientID()]; ok {
+	if cl, ok := s.p.client(req.GetClientID()); ok {
 		for k, v := range s.p.mappedClaims(cl, &who, who.org) {
 			info.AppendClaims(k, v)
 		}
