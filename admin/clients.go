@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/config"
-	"github.com/gatehouse/gatehouse/idp/provider"
 	"github.com/gatehouse/gatehouse/internal/token"
 	"github.com/gatehouse/gatehouse/store"
 )
@@ -255,10 +254,6 @@ func specPointer(path string) string {
 	return "/" + indexRE.ReplaceAllString(path, "/$1")
 }
 
-// newClientSecret is a secret for a client that authenticates with one:
-// 256 random bits, prefixed so that scanners recognize it.
-func newClientSecret() string { return provider.SecretPrefix + token.RandomID() }
-
 func needsSecret(cl config.Client) bool {
 	return cl.Confidential() && cl.AuthMethod != "private_key_jwt"
 }
@@ -290,8 +285,8 @@ func (a *API) createClient(c *call) error {
 	sc := store.OIDCClient{ID: "app_" + token.RandomID()[:22], OrgID: orgID, Settings: settings, CreatedAt: now, UpdatedAt: now}
 	secret := ""
 	if needsSecret(cl) {
-		secret = newClientSecret()
-		sc.SecretHash = provider.SecretHash(secret)
+		secret = token.NewClientSecret()
+		sc.SecretHash = token.ClientSecretHash(secret)
 	}
 	if err := a.o.Store.CreateOIDCClient(c.ctx(), sc); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
@@ -377,7 +372,7 @@ func (a *API) updateClient(c *call) error {
 	}
 	secret := ""
 	if needsSecret(cl) && sc.SecretHash == nil {
-		secret = newClientSecret()
+		secret = token.NewClientSecret()
 	}
 	next, err := a.o.Store.UpdateOIDCClient(c.ctx(), sc.ID, func(x store.OIDCClient) (store.OIDCClient, error) {
 		if err := c.precondition(etagOf(x)); err != nil {
@@ -386,7 +381,7 @@ func (a *API) updateClient(c *call) error {
 		x.Settings, x.UpdatedAt = settings, a.o.Now().UTC()
 		switch {
 		case secret != "":
-			x.SecretHash = provider.SecretHash(secret)
+			x.SecretHash = token.ClientSecretHash(secret)
 		case !needsSecret(cl):
 			x.SecretHash, x.OldSecretHash, x.OldSecretUntil = nil, nil, time.Time{}
 		}
@@ -433,14 +428,14 @@ func (a *API) rotateClientSecret(c *call) error {
 	if !needsSecret(cl) {
 		return conflict("no-secret", fmt.Sprintf("App %s authenticates with %s, not a secret.", sc.ID, authOf(cl)))
 	}
-	secret := newClientSecret()
+	secret := token.NewClientSecret()
 	now := a.o.Now().UTC()
 	next, err := a.o.Store.UpdateOIDCClient(c.ctx(), sc.ID, func(x store.OIDCClient) (store.OIDCClient, error) {
 		x.OldSecretHash, x.OldSecretUntil = nil, time.Time{}
 		if keep > 0 {
 			x.OldSecretHash, x.OldSecretUntil = x.SecretHash, now.Add(keep)
 		}
-		x.SecretHash, x.UpdatedAt = provider.SecretHash(secret), now
+		x.SecretHash, x.UpdatedAt = token.ClientSecretHash(secret), now
 		return x, nil
 	})
 	if err := storeErr(err, "app"); err != nil {

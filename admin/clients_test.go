@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/config"
-	"github.com/gatehouse/gatehouse/idp/provider"
+	"github.com/gatehouse/gatehouse/internal/token"
 	"github.com/gatehouse/gatehouse/store"
 )
 
@@ -30,7 +30,7 @@ func TestClients(t *testing.T) {
 	}
 	var web NewClientView
 	r.json(t, &web)
-	if !strings.HasPrefix(web.ID, "app_") || !strings.HasPrefix(web.ClientSecret, provider.SecretPrefix) || web.OrgID != "org_a" || web.Org != "a" ||
+	if !strings.HasPrefix(web.ID, "app_") || !strings.HasPrefix(web.ClientSecret, token.ClientSecretPrefix) || web.OrgID != "org_a" || web.Org != "a" ||
 		web.AuthMethod != "client_secret_basic" || web.AccessTokenLifetime != "5m" || web.RefreshTokenLifetime != "720h" || web.ManagedBy != "api" {
 		t.Fatalf("created %+v", web)
 	}
@@ -39,7 +39,7 @@ func TestClients(t *testing.T) {
 	}
 	sc, err := h.st.GetOIDCClient(ctx, web.ID)
 	must(t, err)
-	if !bytes.Equal(sc.SecretHash, provider.SecretHash(web.ClientSecret)) || bytes.Contains(sc.Settings, []byte(web.ClientSecret)) {
+	if !bytes.Equal(sc.SecretHash, token.ClientSecretHash(web.ClientSecret)) || bytes.Contains(sc.Settings, []byte(web.ClientSecret)) {
 		t.Errorf("stored %+v", sc)
 	}
 	if h.clientsChanged != 1 {
@@ -144,7 +144,7 @@ func TestClients(t *testing.T) {
 	r = h.do(t, "platform", "PATCH", "/clients/"+web.ID, `{"auth_method":"client_secret_post","jwks":null}`, "If-Match", "*")
 	var back NewClientView
 	r.json(t, &back)
-	if sc, _ := h.st.GetOIDCClient(ctx, web.ID); r.status != 200 || back.ClientSecret == "" || !bytes.Equal(sc.SecretHash, provider.SecretHash(back.ClientSecret)) {
+	if sc, _ := h.st.GetOIDCClient(ctx, web.ID); r.status != 200 || back.ClientSecret == "" || !bytes.Equal(sc.SecretHash, token.ClientSecretHash(back.ClientSecret)) {
 		t.Fatalf("back to a secret: %d %s", r.status, r.body)
 	}
 
@@ -153,8 +153,8 @@ func TestClients(t *testing.T) {
 	var rot NewClientView
 	r.json(t, &rot)
 	sc, _ = h.st.GetOIDCClient(ctx, web.ID)
-	if r.status != 200 || rot.ClientSecret == back.ClientSecret || !bytes.Equal(sc.SecretHash, provider.SecretHash(rot.ClientSecret)) ||
-		!bytes.Equal(sc.OldSecretHash, provider.SecretHash(back.ClientSecret)) || rot.OldSecretValidUntil.IsZero() {
+	if r.status != 200 || rot.ClientSecret == back.ClientSecret || !bytes.Equal(sc.SecretHash, token.ClientSecretHash(rot.ClientSecret)) ||
+		!bytes.Equal(sc.OldSecretHash, token.ClientSecretHash(back.ClientSecret)) || rot.OldSecretValidUntil.IsZero() {
 		t.Fatalf("rotate keeping the old: %d %s", r.status, r.body)
 	}
 	r = h.do(t, "platform", "POST", "/clients/"+web.ID+"/secret", nil)
@@ -177,7 +177,7 @@ func TestClients(t *testing.T) {
 	for _, action := range []string{"client.create", "client.update", "client.secret.rotate", "client.delete"} {
 		ev, err := h.st.ListAudit(ctx, store.AuditQuery{OrgID: "org_a", Action: action, Target: web.ID})
 		must(t, err)
-		if len(ev) == 0 || strings.Contains(ev[0].Details["after"]+ev[0].Details["before"], provider.SecretPrefix) {
+		if len(ev) == 0 || strings.Contains(ev[0].Details["after"]+ev[0].Details["before"], token.ClientSecretPrefix) {
 			t.Errorf("%s: %+v", action, ev)
 		}
 	}

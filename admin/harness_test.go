@@ -14,8 +14,8 @@ import (
 	"time"
 
 	_ "github.com/gatehouse/gatehouse/idp/protocols" // the connection schemas
-	"github.com/gatehouse/gatehouse/idp/provider"
 	"github.com/gatehouse/gatehouse/internal/clientip"
+	"github.com/gatehouse/gatehouse/internal/token"
 	"github.com/gatehouse/gatehouse/proxy/session"
 	"github.com/gatehouse/gatehouse/store"
 	"github.com/gatehouse/gatehouse/store/badgerstore/badgertest"
@@ -145,7 +145,7 @@ func newHarness(t testing.TB) *harness {
 	}
 	must(t, st.CreateOIDCClient(ctx, store.OIDCClient{ID: testApp, OrgID: "org_a",
 		Settings:   []byte(`{"name":"Reports job","type":"machine","auth_method":"client_secret_basic","scopes":["reports.read"]}`),
-		SecretHash: provider.SecretHash(testAppSecret), CreatedAt: now, UpdatedAt: now}))
+		SecretHash: token.ClientSecretHash(testAppSecret), CreatedAt: now, UpdatedAt: now}))
 	return h
 }
 

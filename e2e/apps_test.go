@@ -1,166 +1,139 @@
 package e2e
 
 import (
-	"html"
-	"net"
-	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
 )
 
-// runExample builds examples/apps/name and starts it with env, waiting
-// until addr accepts connections (if set); it is killed when the test ends.
-func runExample(t *testing.T, name, addr string, env ...string) (*exec.Cmd, *lockedBuffer) {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), name)
-	if out, err := exec.Command("go", "build", "-o", bin, "../examples/apps/"+name).CombinedOutput(); err != nil {
-		t.Fatalf("build %s: %v\n%s", name, err, out)
-	}
-	cmd := exec.Command(bin)
-	cmd.Env = env
-	out := &lockedBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if addr == "" {
-		return cmd, out
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	waitListening(t, name, addr)
-	return cmd, out
-}
-
-// waitListening waits until addr accepts connections.
-func waitListening(t *testing.T, name, addr string) {
-	t.Helper()
-	eventually(t, name+" listens on "+addr, func() error {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-		}
-		return err
-	})
-}
-
-// The OpenID Provider's example apps, run as their README says against
-// `gatehouse serve --dev` and its demo apps: the Go web app signs alice
-// in (code with PKCE) and shows her org; the Go service gets a token of
-// Acme with client credentials and calls the Go API, which accepts it and
-// refuses alice's ID token and the proxy's assertion.
-func TestAppExamples(t *testing.T) {
-	g, banner := startDev(t, "GATEHOUSE_DEV_PASSWORD=dev-pass-123")
-	issuer := "http://auth.localhost:" + g.port
-	secretOf := func(id string) string {
-		m := regexp.MustCompile(regexp.QuoteMeta(id) + ` +[^\n]*?secret (\S+)`).FindStringSubmatch(banner.raw)
-		if m == nil {
-			t.Fatalf("no secret for %s in the banner\n%s", id, banner.raw)
-		}
-		return m[1]
-	}
-
-	// The web app, on the demo client's address.
-	_, webLog := runExample(t, "go-web", "127.0.0.1:5555", "ISSUER="+issuer, "CLIENT_SECRET="+secretOf("demo-web"), "GATEHOUSE_ADDR="+g.addr)
-	alice := g.browser(t)
-	p := alice.follow(alice.get("http://127.0.0.1:5555/"))
-	form := hidden(p.body)
-	form.Set("email", "alice@acme.example")
-	p = alice.follow(alice.post(resolve(p.url, field(t, actionRE, p.body)), form))
-	form = hidden(p.body)
-	form.Set("email", "alice@acme.example")
-	form.Set("password", "dev-pass-123")
-	p = alice.follow(alice.post(resolve(p.url, field(t, actionRE, p.body)), form))
-	if p.status != 200 || !strings.Contains(p.body, "Hello, alice@acme.example") || !strings.Contains(p.body, "<strong>acme</strong>") {
-		t.Fatalf("the web app after sign-in: %d %s\n%s\n%s", p.status, p.url, p.body, webLog)
-	}
-	if !regexp.MustCompile(`"sid": "[^"]+"`).MatchString(html.UnescapeString(p.body)) {
-		t.Errorf("the web app shows no sid claim:\n%s", p.body)
-	}
-	// Its logout ends Gatehouse's session too and comes back.
-	out := alice.follow(alice.get("http://127.0.0.1:5555/logout"))
-	form = hidden(out.body)
-	back := alice.post(resolve(out.url, "/.gatehouse/logout"), form)
-	if back.header.Get("Location") != "http://127.0.0.1:5555/" {
-		t.Fatalf("logout through the web app: %d %q\n%s", back.status, back.header.Get("Location"), back.body)
-	}
-
-	// The API and the service.
-	apiAddr := "127.0.0.1:" + freePort(t)
-	_, apiLog := runExample(t, "go-api", apiAddr, "ISSUER="+issuer, "AUDIENCE=https://api.acme.example", "LISTEN="+apiAddr, "GATEHOUSE_ADDR="+g.addr)
-	svc, svcOut := runExample(t, "go-service", "", "ISSUER="+issuer, "CLIENT_SECRET="+secretOf("demo-service"),
-		"API_URL=http://"+apiAddr+"/whoami", "GATEHOUSE_ADDR="+g.addr)
-	if err := svc.Run(); err != nil || !strings.Contains(svcOut.String(), `"org_slug":"acme"`) || !strings.Contains(svcOut.String(), `"sub":"demo-service"`) {
-		t.Fatalf("go-service: %v\n%s\napi: %s", err, svcOut, apiLog)
-	}
-	// Not an access token: refused.
-	a := g.browser(t)
-	a.login(banner.appURL, "alice@acme.example", "dev-pass-123")
-	assertion := regexp.MustCompile(`X-Gatehouse-Jwt-Assertion</td><td><code>([^<]+)</code>`).FindStringSubmatch(a.get(banner.appURL).body)
-	if assertion == nil {
-		t.Fatal("no assertion on the demo page")
-	}
-	req, _ := http.NewRequest("GET", "http://"+apiAddr+"/whoami", nil)
-	req.Header.Set("Authorization", "Bearer "+assertion[1])
-	resp, err := http.DefaultClient.Do(req)
+// Apps registered through the admin API at runtime, against the running
+// binary: a web app a platform admin registers gets a person's tokens
+// (code + PKCE, ID token verified through discovery) at once; a machine
+// app of an org gets tokens of that org; a change of its scopes applies
+// at once; a rotated secret keeps the old one working only as long as
+// asked; a removed app's refresh token, secret and access token stop
+// working; the config file's apps are read-only.
+func TestAppsThroughAdminAPI(t *testing.T) {
+	t.Setenv("ALICE_PASSWORD", "alice-pw-123")
+	t.Setenv("CAROL_PASSWORD", "carol-pw-456")
+	t.Setenv("PORTAL_SECRET", portalSecret)
+	up := newUpstream(t)
+	cfg := strings.NewReplacer("{{UPSTREAM}}", up.URL, "{{BOBHASH}}", readBobHash(t)).Replace(testConfig) +
+		strings.ReplaceAll(oidcClients, "{{BCL}}", up.URL+"/bcl")
+	g := start(t, cfg)
+	g.stop()
+	out, err := exec.Command(binary, "admin", "bootstrap", "--config", g.cfgPath, "--name", "e2e").CombinedOutput()
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("admin bootstrap: %v\n%s", err, out)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusUnauthorized {
-		t.Fatalf("the API with a proxy assertion: %d\n%s", resp.StatusCode, apiLog)
-	}
-	eventually(t, "the API says why", func() error {
-		return holds(strings.Contains(apiLog.String(), "not an access token"), "api log: %s", apiLog)
-	})
-}
+	auth := []string{"Authorization", "Bearer " + tokenRE.FindString(string(out))}
+	g = g.restart(t)
+	api := func(path string) string { return g.url("auth.localhost", "/api/v1"+path) }
+	ops := g.browser(t)
 
-// The Node example (examples/apps/node-web, openid-client) against dev
-// mode's demo-web app: alice signs in, and the app has her ID token
-// claims and userinfo, with the org.
-func TestNodeAppExample(t *testing.T) {
-	npm, err := exec.LookPath("npm")
-	if err != nil {
-		if os.Getenv("GATEHOUSE_REQUIRE_EXAMPLES") != "" {
-			t.Fatal("npm is not installed")
-		}
-		t.Skip("npm is not installed: the Node app example is not tested")
+	// A shared web app, registered now, gets alice's tokens of acme.
+	st, _, web := ops.api("POST", api("/clients"), map[string]any{"name": "Billing", "type": "web",
+		"redirect_uris": []string{"http://127.0.0.1:9/billing"}, "claims": map[string]string{"company": "org.name"}}, auth...)
+	if st != 201 || web["client_secret"] == nil {
+		t.Fatalf("register web app: %d %v", st, web)
 	}
-	dir := "../examples/apps/node-web"
-	install := exec.Command(npm, "ci", "--prefer-offline", "--no-audit", "--no-fund")
-	install.Dir = dir
-	if out, err := install.CombinedOutput(); err != nil {
-		t.Fatalf("npm ci: %v\n%s", err, out)
-	}
-	g, banner := startDev(t, "GATEHOUSE_DEV_PASSWORD=dev-pass-123")
-	secret := regexp.MustCompile(`demo-web +web +secret (\S+)`).FindStringSubmatch(banner.raw)
-	if secret == nil {
-		t.Fatalf("no demo-web secret\n%s", banner.raw)
-	}
-	node := exec.Command("node", "server.mjs")
-	node.Dir = dir
-	node.Env = append(os.Environ(), "ISSUER=http://auth.localhost:"+g.port, "CLIENT_SECRET="+secret[1], "GATEHOUSE_ADDR="+g.addr, "LISTEN=127.0.0.1:5555")
-	logs := &lockedBuffer{}
-	node.Stdout, node.Stderr = logs, logs
-	if err := node.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = node.Process.Kill(); _ = node.Wait() })
-	waitListening(t, "node-web", "127.0.0.1:5555")
+	webID := web["id"].(string)
+	billing := newRP(t, g, webID, "http://127.0.0.1:9/billing")
+	billing.conf.ClientSecret = web["client_secret"].(string)
 	alice := g.browser(t)
-	p := alice.follow(alice.get("http://127.0.0.1:5555/"))
-	form := hidden(p.body)
-	form.Set("email", "alice@acme.example")
-	p = alice.follow(alice.post(resolve(p.url, field(t, actionRE, p.body)), form))
-	form = hidden(p.body)
-	form.Set("email", "alice@acme.example")
-	form.Set("password", "dev-pass-123")
-	p = alice.follow(alice.post(resolve(p.url, field(t, actionRE, p.body)), form))
-	if p.status != 200 || !strings.Contains(p.body, `"email":"alice@acme.example"`) || !strings.Contains(p.body, `"org_slug":"acme"`) {
-		t.Fatalf("node-web after sign-in: %d %s\n%s\nlogs: %s", p.status, p.url, p.body, logs)
+	alice.login(g.url("app.localhost", "/"), "alice@acme.example", "alice-pw-123")
+	v := oauth2.GenerateVerifier()
+	tok, err := billing.conf.Exchange(billing.ctx, billing.signIn(alice, oauth2.S256ChallengeOption(v)).Get("code"), oauth2.VerifierOption(v))
+	if err != nil {
+		t.Fatalf("code exchange: %v", err)
+	}
+	idt, err := billing.provider.Verifier(&oidc.Config{ClientID: webID}).Verify(billing.ctx, tok.Extra("id_token").(string))
+	if err != nil {
+		t.Fatalf("ID token: %v", err)
+	}
+	var claims struct {
+		OrgSlug string `json:"org_slug"`
+		Company string `json:"company"`
+	}
+	if err := idt.Claims(&claims); err != nil || claims.OrgSlug != "acme" || claims.Company == "" {
+		t.Fatalf("claims %+v %v", claims, err)
+	}
+
+	// A machine app of globex: tokens of globex, and a scope added later
+	// works at once.
+	st, _, bot := ops.api("POST", api("/clients"), map[string]any{"name": "Sync", "type": "machine", "org": "globex", "audience": "https://api.globex.example"}, auth...)
+	if st != 201 {
+		t.Fatalf("register machine app: %d %v", st, bot)
+	}
+	botID, first := bot["id"].(string), bot["client_secret"].(string)
+	cc := func(secret string, scopes ...string) (*oauth2.Token, error) {
+		c := clientcredentials.Config{ClientID: botID, ClientSecret: secret, TokenURL: billing.provider.Endpoint().TokenURL, Scopes: scopes}
+		return c.Token(billing.ctx)
+	}
+	mt, err := cc(first)
+	if err != nil {
+		t.Fatalf("client credentials: %v", err)
+	}
+	if c := jwtPart(t, mt.AccessToken, 1); c["org_slug"] != "globex" || c["sub"] != botID || c["aud"] != "https://api.globex.example" {
+		t.Fatalf("machine token %v", c)
+	}
+	_, err = cc(first, "sync.write")
+	mustOAuthError(t, err, "invalid_scope")
+	if st, _, p := ops.api("PATCH", api("/clients/"+botID), map[string]any{"scopes": []string{"sync.write"}}, append(auth, "If-Match", "*")...); st != 200 {
+		t.Fatalf("add a scope: %d %v", st, p)
+	}
+	if _, err := cc(first, "sync.write"); err != nil {
+		t.Fatalf("the new scope: %v", err)
+	}
+
+	// Rotation: with keep_old_for both work; rotated again at once, only
+	// the newest does.
+	st, _, rot := ops.api("POST", api("/clients/"+botID+"/secret"), map[string]any{"keep_old_for": "1h"}, auth...)
+	if st != 200 {
+		t.Fatalf("rotate: %d %v", st, rot)
+	}
+	second := rot["client_secret"].(string)
+	for _, s := range []string{first, second} {
+		if _, err := cc(s); err != nil {
+			t.Fatalf("during the overlap: %v", err)
+		}
+	}
+	st, _, rot = ops.api("POST", api("/clients/"+botID+"/secret"), nil, auth...)
+	if st != 200 {
+		t.Fatalf("rotate at once: %d %v", st, rot)
+	}
+	for _, s := range []string{first, second} {
+		_, err := cc(s)
+		mustOAuthError(t, err, "invalid_client")
+	}
+	if _, err := cc(rot["client_secret"].(string)); err != nil {
+		t.Fatalf("the newest secret: %v", err)
+	}
+
+	// Removed: the web app's refresh token, secret and access token stop.
+	if st, _, p := ops.api("DELETE", api("/clients/"+webID), nil, auth...); st != 204 {
+		t.Fatalf("remove: %d %v", st, p)
+	}
+	_, err = billing.refresh(tok.RefreshToken)
+	mustOAuthError(t, err, "invalid_client")
+	if _, err := billing.provider.UserInfo(billing.ctx, oauth2.StaticTokenSource(tok)); err == nil {
+		t.Error("userinfo answers a removed app's access token")
+	}
+
+	// The file's apps are listed, read-only.
+	st, _, list := ops.api("GET", api("/clients"), nil, auth...)
+	if st != 200 || len(list["items"].([]any)) != 4 { // portal, acme-only, acme-bot, Sync
+		t.Fatalf("list: %d %v", st, list)
+	}
+	if st, _, p := ops.api("DELETE", api("/clients/portal"), nil, auth...); st != 409 || !strings.Contains(p["detail"].(string), g.cfgPath) {
+		t.Fatalf("remove a declared app: %d %v", st, p)
+	}
+	// An org's admin has no say over apps.
+	if st, _, _ := alice.api("GET", g.url("login.acme.localhost", "/api/v1/clients"), nil); st != 403 {
+		t.Fatalf("alice lists apps: %d", st)
 	}
 }

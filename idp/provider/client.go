@@ -12,6 +12,7 @@ import (
 	"github.com/zitadel/oidc/v3/pkg/op"
 
 	"github.com/gatehouse/gatehouse/config"
+	"github.com/gatehouse/gatehouse/internal/token"
 )
 
 // client is a registered app, as the provider library sees it.
@@ -22,7 +23,7 @@ type client struct {
 	// needed), compared in constant time, never kept in the clear.
 	secretMAC []byte
 	// secretSHA (and oldSecretSHA, until oldSecretUntil) are an admin
-	// API app's: SecretHash of the secret Gatehouse made.
+	// API app's: token.ClientSecretHash of the secret Gatehouse made.
 	secretSHA, oldSecretSHA []byte
 	oldSecretUntil          time.Time
 	// keys are a private_key_jwt client's (nil for any other).
@@ -49,7 +50,7 @@ func (c *client) checkSecret(key []byte, secret string, now time.Time) bool {
 	case c.secretMAC != nil:
 		return hmac.Equal(macSecret(key, secret), c.secretMAC)
 	}
-	sum := SecretHash(secret)
+	sum := token.ClientSecretHash(secret)
 	return c.secretSHA != nil && hmac.Equal(sum, c.secretSHA) ||
 		c.oldSecretSHA != nil && now.Before(c.oldSecretUntil) && hmac.Equal(sum, c.oldSecretSHA)
 }

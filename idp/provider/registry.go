@@ -2,7 +2,6 @@ package provider
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -14,18 +13,6 @@ import (
 	"github.com/gatehouse/gatehouse/config"
 	"github.com/gatehouse/gatehouse/store"
 )
-
-// SecretPrefix starts every client secret Gatehouse makes, so that a
-// secret scanner recognizes one in a repository or a log.
-const SecretPrefix = "ghcs_"
-
-// SecretHash is how the store keeps a secret Gatehouse made: SHA-256 is
-// enough for 256 random bits (nothing to guess), and fast on the token
-// endpoint.
-func SecretHash(secret string) []byte {
-	sum := sha256.Sum256([]byte("gatehouse client secret\x00" + secret))
-	return sum[:]
-}
 
 // client looks an app up by its client_id.
 func (p *Provider) client(id string) (*client, bool) {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/token"
 	"github.com/gatehouse/gatehouse/store"
 )
 
@@ -22,10 +23,10 @@ func TestStoredClients(t *testing.T) {
 	ctx := context.Background()
 	now := time.Now().UTC()
 	sc := store.OIDCClient{ID: "app_sync", OrgID: f.org.ID, Settings: []byte(`{"name":"Sync","type":"machine","scopes":["sync"]}`),
-		SecretHash: SecretHash("new-secret"), OldSecretHash: SecretHash("old-secret"), OldSecretUntil: now.Add(time.Hour), CreatedAt: now, UpdatedAt: now}
+		SecretHash: token.ClientSecretHash("new-secret"), OldSecretHash: token.ClientSecretHash("old-secret"), OldSecretUntil: now.Add(time.Hour), CreatedAt: now, UpdatedAt: now}
 	for _, c := range []store.OIDCClient{sc,
-		{ID: "bot", OrgID: f.org.ID, Settings: []byte(`{"name":"Impostor","type":"machine"}`), SecretHash: SecretHash("impostor"), CreatedAt: now},
-		{ID: "app_broken", Settings: []byte(`{"type":5}`), SecretHash: SecretHash("broken"), CreatedAt: now},
+		{ID: "bot", OrgID: f.org.ID, Settings: []byte(`{"name":"Impostor","type":"machine"}`), SecretHash: token.ClientSecretHash("impostor"), CreatedAt: now},
+		{ID: "app_broken", Settings: []byte(`{"type":5}`), SecretHash: token.ClientSecretHash("broken"), CreatedAt: now},
 	} {
 		if err := f.st.CreateOIDCClient(ctx, c); err != nil {
 			t.Fatal(err)

@@ -782,3 +782,44 @@ func TestExportStall(t *testing.T) {
 	}
 	contains(t, "html", e.fails(t, 1, "audit", "export", "--org", "a", "--action", "html"), `the answer is "text/html", not the API's JSON Lines`)
 }
+
+func TestApps(t *testing.T) {
+	e := newEnv(t, nil)
+	e.ok(t, "orgs", "create", "--slug", "acme", "--name", "Acme")
+	out := e.ok(t, "apps", "create", "--name", "Reports job", "--type", "machine", "--org", "acme", "--scope", "reports.read")
+	contains(t, "create", out, "Reports job", "machine", "acme", "client_secret_basic", "shown only this once")
+	secret := regexp.MustCompile(`(?m)^ghcs_[A-Za-z0-9_-]{43}$`).FindString(out)
+	if secret == "" {
+		t.Fatalf("no secret on a line of its own:\n%s", out)
+	}
+	spec := filepath.Join(t.TempDir(), "spa.json")
+	if err := os.WriteFile(spec, []byte(`{"type":"spa","redirect_uris":["https://spa.example.com/"],"claims":{"plan":"org.attributes.plan"}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	spa := jsonOf[appView](t, e.ok(t, "apps", "create", "--file", spec, "--name", "Dashboard", "--output", "json"))
+	if spa.ClientSecret != "" || spa.Type != "spa" || spa.Name != "Dashboard" {
+		t.Fatalf("spa %+v", spa)
+	}
+	list := jsonOf[struct{ Items []appView }](t, e.ok(t, "apps", "list", "--output", "json"))
+	if len(list.Items) != 2 {
+		t.Fatalf("list %+v", list)
+	}
+	var job string
+	for _, a := range list.Items {
+		if a.Type == "machine" {
+			job = a.ID
+		}
+	}
+	contains(t, "table", e.ok(t, "apps", "list"), job, spa.ID, "Reports job", "Dashboard")
+	contains(t, "get", e.ok(t, "apps", "get", job), "reports.read", "api")
+	rot := e.ok(t, "apps", "rotate-secret", job, "--keep-old-for", "1h")
+	contains(t, "rotate", rot, "old_secret_valid_until", "shown only this once")
+	if strings.Contains(rot, secret) {
+		t.Error("rotation printed the old secret")
+	}
+	contains(t, "no secret to rotate", e.fails(t, 1, "apps", "rotate-secret", spa.ID), "409 Conflict")
+	contains(t, "bad", e.fails(t, 1, "apps", "create", "--name", "x", "--type", "web", "--redirect-uri", "http://evil.example/cb"), "400", "/redirect_uris/0")
+	contains(t, "usage", e.fails(t, 2, "apps", "create", "--name", "x"), "--type")
+	contains(t, "delete", e.ok(t, "apps", "delete", job), "Removed app "+job)
+	contains(t, "deleted twice", e.fails(t, 1, "apps", "delete", job), "404")
+}

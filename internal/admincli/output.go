@@ -81,6 +81,20 @@ type tokenView struct {
 	Secret     string    `json:"secret"`
 }
 
+type appView struct {
+	ID                  string    `json:"id"`
+	Name                string    `json:"name"`
+	Type                string    `json:"type"`
+	Org                 string    `json:"org"`
+	AuthMethod          string    `json:"auth_method"`
+	RedirectURIs        []string  `json:"redirect_uris"`
+	Scopes              []string  `json:"scopes"`
+	Audience            string    `json:"audience"`
+	ManagedBy           string    `json:"managed_by"`
+	OldSecretValidUntil time.Time `json:"old_secret_valid_until"`
+	ClientSecret        string    `json:"client_secret"`
+}
+
 type invitationView struct {
 	ID        string    `json:"id"`
 	OrgID     string    `json:"org_id"`
@@ -293,6 +307,45 @@ func printNewToken(w io.Writer, tv tokenView) error {
 	_, err := fmt.Fprintf(w, "Created token %s (%s): role %s in %s, expires %s.\n"+
 		"Its secret follows. It is shown only this once: store it now (a lost secret means a new token).\n\n%s\n\n",
 		clean(tv.ID), strconv.Quote(clean(tv.Name)), clean(tv.Role), clean(scope), ts(tv.ExpiresAt), clean(tv.Secret))
+	return err
+}
+
+func printApps(w io.Writer, apps []appView) error {
+	t := newTable(w)
+	t.row("ID", "NAME", "TYPE", "ORG", "AUTH", "MANAGED_BY")
+	for _, a := range apps {
+		t.row(a.ID, a.Name, a.Type, a.Org, a.AuthMethod, a.ManagedBy)
+	}
+	return t.flush()
+}
+
+func printApp(w io.Writer, a appView) error {
+	t := newTable(w)
+	t.row("client_id", a.ID)
+	t.row("name", a.Name)
+	t.row("type", a.Type)
+	t.row("org", a.Org)
+	t.row("auth_method", a.AuthMethod)
+	t.row("redirect_uris", strings.Join(a.RedirectURIs, " "))
+	t.row("scopes", strings.Join(a.Scopes, " "))
+	t.row("audience", a.Audience)
+	t.row("managed_by", a.ManagedBy)
+	if !a.OldSecretValidUntil.IsZero() {
+		t.row("old_secret_valid_until", ts(a.OldSecretValidUntil))
+	}
+	return t.flush()
+}
+
+// printNewApp shows an app just registered or given a new secret: the
+// secret on a line of its own, said to be shown this once.
+func printNewApp(w io.Writer, a appView) error {
+	if err := printApp(w, a); err != nil {
+		return err
+	}
+	if a.ClientSecret == "" {
+		return nil
+	}
+	_, err := fmt.Fprintf(w, "\nIts client secret follows. It is shown only this once: store it now (a lost secret means a new one).\n\n%s\n\n", clean(a.ClientSecret))
 	return err
 }
 

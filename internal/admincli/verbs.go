@@ -44,6 +44,12 @@ var verbs = []verb{
 	{"tokens create", "[--org ORG] --name N --role R [--expires-in 720h]", tokensCreate},
 	{"tokens revoke", "[--org ORG] TOKEN_ID", tokensRevoke},
 
+	{"apps list", "", appsList},
+	{"apps get", "APP", appsGet},
+	{"apps create", "--name N --type web|spa|native|machine [--org ORG] [--redirect-uri U ...] [--scope S ...] [--audience A] [--file SPEC.json]", appsCreate},
+	{"apps rotate-secret", "APP [--keep-old-for 24h]", appsRotateSecret},
+	{"apps delete", "APP", appsDelete},
+
 	{"audit list", "--org ORG [--action A] [--actor A] [--target T] [--since T] [--until T] [--limit N] [--all | --cursor C]", auditList},
 	{"audit export", "--org ORG [--action A] [--actor A] [--target T] [--since T] [--until T] [--out FILE]", auditExport},
 }
@@ -753,6 +759,103 @@ func invitationsRevoke(c *cmd, args []string) error {
 		return err
 	}
 	c.say("Revoked invitation %s: its link no longer works.", clean(id))
+	return nil
+}
+
+// ---- apps ----
+
+func appsList(c *cmd, args []string) error {
+	if _, err := c.parse(args); err != nil {
+		return err
+	}
+	return getList(c, "/clients", printApps)
+}
+
+func appsGet(c *cmd, args []string) error {
+	pos, err := c.parse(args, "APP")
+	if err != nil {
+		return err
+	}
+	b, _, err := c.api.do(c.ctx, http.MethodGet, "/clients/"+seg(pos[0]), nil, nil, "")
+	if err != nil {
+		return err
+	}
+	return show(c, b, printApp)
+}
+
+// appsCreate registers an app from flags, or from a JSON spec file (the
+// API's ClientSpec) that the flags given add to.
+func appsCreate(c *cmd, args []string) error {
+	fs := c.flags()
+	file := fs.String("file", "", "a JSON file with the app's settings (as the API takes them)")
+	name := fs.String("name", "", "the app's name")
+	typ := fs.String("type", "", "web, spa, native or machine")
+	org := fs.String("org", "", "the org (ID or slug) of a per-org app")
+	audience := fs.String("audience", "", "the access tokens' default audience")
+	var redirects, scopes strList
+	fs.Var(&redirects, "redirect-uri", "where the app receives the sign-in's answer (repeatable)")
+	fs.Var(&scopes, "scope", "a scope the app may ask for beyond openid, profile, email (repeatable)")
+	if _, err := c.parse(args); err != nil {
+		return err
+	}
+	spec := map[string]any{}
+	if *file != "" {
+		b, err := os.ReadFile(*file)
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal(b, &spec); err != nil {
+			return fmt.Errorf("%s: not a JSON object: %w", *file, err)
+		}
+	}
+	for k, v := range map[string]string{"name": *name, "type": *typ, "org": *org, "audience": *audience} {
+		if v != "" {
+			spec[k] = v
+		}
+	}
+	if len(redirects) > 0 {
+		spec["redirect_uris"] = []string(redirects)
+	}
+	if len(scopes) > 0 {
+		spec["scopes"] = []string(scopes)
+	}
+	if spec["name"] == nil || spec["type"] == nil {
+		return usagef("--name and --type are required (or in --file)")
+	}
+	b, _, err := c.api.do(c.ctx, http.MethodPost, "/clients", nil, spec, "")
+	if err != nil {
+		return err
+	}
+	return show(c, b, printNewApp)
+}
+
+func appsRotateSecret(c *cmd, args []string) error {
+	fs := c.flags()
+	keep := fs.String("keep-old-for", "", "how long the previous secret keeps working, such as 24h (default: it stops at once)")
+	pos, err := c.parse(args, "APP")
+	if err != nil {
+		return err
+	}
+	var body any
+	if *keep != "" {
+		body = map[string]string{"keep_old_for": *keep}
+	}
+	b, _, err := c.api.do(c.ctx, http.MethodPost, "/clients/"+seg(pos[0])+"/secret", nil, body, "")
+	if err != nil {
+		return err
+	}
+	return show(c, b, printNewApp)
+}
+
+func appsDelete(c *cmd, args []string) error {
+	pos, err := c.parse(args, "APP")
+	if err != nil {
+		return err
+	}
+	if _, _, err := c.api.do(c.ctx, http.MethodDelete, "/clients/"+seg(pos[0]), nil, nil, ""); err != nil {
+		return err
+	}
+	c.say("Removed app %s: it gets no more tokens.", clean(pos[0]))
 	return nil
 }
 

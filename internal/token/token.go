@@ -4,6 +4,7 @@ package token
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 )
 
@@ -27,4 +28,20 @@ func ValidToken(s string, min, max int) bool {
 		}
 	}
 	return true
+}
+
+// ClientSecretPrefix starts every OIDC client secret Gatehouse makes, so
+// that a secret scanner recognizes one in a repository or a log.
+const ClientSecretPrefix = "ghcs_"
+
+// NewClientSecret is a secret for an app that authenticates with one:
+// 256 random bits.
+func NewClientSecret() string { return ClientSecretPrefix + RandomID() }
+
+// ClientSecretHash is how the store keeps a client secret Gatehouse made:
+// SHA-256 is enough for 256 random bits (nothing to guess), and fast on
+// the token endpoint.
+func ClientSecretHash(secret string) []byte {
+	sum := sha256.Sum256([]byte("gatehouse client secret\x00" + secret))
+	return sum[:]
 }
