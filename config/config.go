@@ -296,6 +296,25 @@ type Org struct {
 	// environment (it is refused; "$${" is a literal "${").
 	Notifications map[string]Notification `yaml:"notifications" noenv:"a message template is sent to people"`
 	Users         []User                  `yaml:"users"`
+	// MFA is the org's second-factor rule (docs/mfa.md); a sub-org's
+	// only tightens its parent's.
+	MFA OrgMFA `yaml:"mfa"`
+	// Session limits the org's sessions, each at most the deployment's
+	// (session.lifetime, session.idle_timeout).
+	Session OrgSession `yaml:"session"`
+}
+
+// OrgMFA is an org's second-factor rule.
+type OrgMFA struct {
+	// Require: off (default), admins (people with the admin or auditor
+	// role) or all.
+	Require string `yaml:"require"`
+}
+
+// OrgSession are an org's session limits (0: the deployment's).
+type OrgSession struct {
+	Lifetime    time.Duration `yaml:"lifetime"`
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
 }
 
 // Notification is one message's Go templates (see docs/branding.md).

@@ -98,6 +98,31 @@ var (
 
 // validate reports every problem with a decoded, defaulted configuration
 // through d, which knows where each path was in the file.
+// OrgRulesProblems checks an org's MFA and session rules against the
+// deployment's session limits; paths are under the org ("mfa.require").
+func OrgRulesProblems(m OrgMFA, s OrgSession, lifetime, idle time.Duration) []Problem {
+	var out []Problem
+	switch m.Require {
+	case "", "off", "admins", "all":
+	default:
+		out = append(out, Problem{Path: "mfa.require", Msg: fmt.Sprintf("unknown value %q: use off, admins or all", m.Require)})
+	}
+	for _, d := range []struct {
+		path     string
+		v, limit time.Duration
+		setting  string
+	}{{"session.lifetime", s.Lifetime, lifetime, "session.lifetime"}, {"session.idle_timeout", s.IdleTimeout, idle, "session.idle_timeout"}} {
+		switch {
+		case d.v == 0:
+		case d.v < time.Minute:
+			out = append(out, Problem{Path: d.path, Msg: "at least 1m (or leave it out for the deployment's)"})
+		case d.limit > 0 && d.v > d.limit:
+			out = append(out, Problem{Path: d.path, Msg: fmt.Sprintf("at most the deployment's %s (%s): an org only tightens it", d.setting, d.limit)})
+		}
+	}
+	return out
+}
+
 func (c *Config) validate(d *decoder) {
 	// public_url
 	publicHost := ""
@@ -187,6 +212,9 @@ func (c *Config) validate(d *decoder) {
 	for i := range c.Orgs {
 		for _, pr := range ClaimMapProblems(fmt.Sprintf("orgs[%d].token_claims", i), c.Orgs[i].TokenClaims) {
 			d.add(pr.Path, "%s", pr.Msg)
+		}
+		for _, pr := range OrgRulesProblems(c.Orgs[i].MFA, c.Orgs[i].Session, c.Session.Lifetime, c.Session.IdleTimeout) {
+			d.add(fmt.Sprintf("orgs[%d].%s", i, pr.Path), "%s", pr.Msg)
 		}
 		if p := c.Orgs[i].Policy; p != "" {
 			if msg := policyPathProblem(p); msg != "" {

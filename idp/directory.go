@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/orgtree"
+	"github.com/gatehouse/gatehouse/proxy/session"
 	"github.com/gatehouse/gatehouse/store"
 )
 
@@ -38,6 +39,8 @@ type dirSnap struct {
 	byDomain map[string]*store.Org
 	bySlug   map[string]*store.Org
 	byID     map[string]*store.Org
+	// rules are each org's effective MFA and session rules.
+	rules map[string]session.OrgRules
 }
 
 // NewDirectory loads the orgs from st.
@@ -97,6 +100,10 @@ func (d *Directory) Reload(ctx context.Context) error {
 			}
 		}
 	}
+	s.rules = make(map[string]session.OrgRules, len(s.byID))
+	for id := range s.byID {
+		s.rules[id] = effectiveRules(s.byID, id)
+	}
 	slices.Sort(conflicts)
 	if c := strings.Join(conflicts, "; "); c != d.conflicts {
 		d.conflicts = c
@@ -107,6 +114,37 @@ func (d *Directory) Reload(ctx context.Context) error {
 	d.snap.Store(s)
 	return nil
 }
+
+// effectiveRules are org id's MFA and session rules tightened by every
+// org above it: a sub-org may only ask for more. A chain that is broken
+// or too long ends the walk; what was read still counts.
+func effectiveRules(byID map[string]*store.Org, id string) session.OrgRules {
+	var r session.OrgRules
+	tighter := func(cur, v time.Duration) time.Duration {
+		if v > 0 && (cur == 0 || v < cur) {
+			return v
+		}
+		return cur
+	}
+	for range maxOrgDepth {
+		o, ok := byID[id]
+		if !ok {
+			break
+		}
+		r.RequireMFA = store.StricterMFA(r.RequireMFA, o.MFA.Require)
+		r.Lifetime = tighter(r.Lifetime, o.Session.Lifetime)
+		r.IdleTimeout = tighter(r.IdleTimeout, o.Session.IdleTimeout)
+		if o.ParentID == "" {
+			break
+		}
+		id = o.ParentID
+	}
+	return r
+}
+
+// Rules are org id's effective MFA and session rules (none for an org
+// the directory does not know).
+func (d *Directory) Rules(id string) session.OrgRules { return d.snap.Load().rules[id] }
 
 // winner is the org a domain claimed by several belongs to: the one
 // whose claim was verified first (with verification), else the oldest

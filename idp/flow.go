@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -293,10 +294,64 @@ func (h *Handler) finishFlow(w http.ResponseWriter, r *http.Request, state strin
 
 // startSession creates the session, sets its cookie and sends the browser on.
 func (h *Handler) startSession(w http.ResponseWriter, r *http.Request, org *store.Org, user store.User, owner *store.Org, id connection.Identity, rd, state string) {
+	sid, err := h.newSession(w, r, org, user, owner, id)
+	if errors.Is(err, errIdPWithoutMFA) {
+		ref := h.ref()
+		h.o.Metrics.Logins.WithLabelValues(org.Slug, "mfa_missing").Inc()
+		h.o.Logger.Warn("idp: sign-in refused: the org requires a second factor the IdP did not report", "ref", ref, "org", org.Slug, "user", user.ID)
+		h.audit(r.Context(), org.ID, user.ID, "login", "failure", map[string]string{"reason": "no second factor at the IdP", "client": h.o.ClientIP.Addr(r)})
+		web.Render(w, http.StatusForbidden, "error", web.Page{Title: "A second factor is required",
+			Error: orgName(org) + " requires multi-factor authentication, and your identity provider did not report one for this sign-in. " +
+				"Sign in again and complete your identity provider's second step, or ask your administrator to require it there.",
+			Reference: ref, Back: LoginPath, BackText: "Sign in again"})
+		return
+	}
+	if err != nil {
+		h.signInError(w, r, org, "session", connection.Errorf(connection.KindInternal, "idp: create session: %w", err))
+		return
+	}
+	h.complete(w, r, sid, org.ID, rd, state)
+}
+
+// amrOf are a sign-in's methods: pwd for the password pool, the second
+// step's, and mfa when there were two factors (here or at the IdP).
+func amrOf(typ string, id connection.Identity) []string {
+	var amr []string
+	if typ == "password" {
+		amr = append(amr, "pwd")
+	}
+	amr = append(amr, id.AMR...)
+	if id.MFA {
+		amr = append(amr, "mfa")
+	}
+	return amr
+}
+
+// errIdPWithoutMFA: the org requires a second factor for the person and
+// their IdP's sign-in did not report one.
+var errIdPWithoutMFA = errors.New("idp: the org requires a second factor the IdP did not report")
+
+// newSession creates the session of a finished sign-in and sets its
+// cookie. A federated sign-in of a person the org requires a second
+// factor of must show one (the IdP's amr or AuthnContextClassRef).
+func (h *Handler) newSession(w http.ResponseWriter, r *http.Request, org *store.Org, user store.User, owner *store.Org, id connection.Identity) (string, error) {
 	ctx := r.Context()
 	addr := h.o.ClientIP.Addr(r)
 	typ := owner.Connection.Type
-	s := store.Session{UserID: user.ID, OrgID: org.ID, Connection: typ, MFA: id.MFA, LogoutHint: id.LogoutHint, ClientAddr: addr, UserAgent: r.UserAgent()}
+	if !id.MFA && id.Subject != "" {
+		if rule := h.o.Orgs.Rules(org.ID).RequireMFA; rule == store.MFAAll {
+			return "", errIdPWithoutMFA
+		} else if rule == store.MFAAdmins {
+			m, err := h.o.Store.GetMembership(ctx, user.ID, org.ID)
+			if err != nil {
+				return "", err
+			}
+			if store.MFARequired(rule, m.Roles) {
+				return "", errIdPWithoutMFA
+			}
+		}
+	}
+	s := store.Session{UserID: user.ID, OrgID: org.ID, Connection: typ, MFA: id.MFA, AMR: amrOf(typ, id), LogoutHint: id.LogoutHint, ClientAddr: addr, UserAgent: r.UserAgent()}
 	if id.Subject != "" {
 		s.Federation, s.Subject = federation(owner), subjectOf(owner, id)
 	}
@@ -305,11 +360,10 @@ func (h *Handler) startSession(w http.ResponseWriter, r *http.Request, org *stor
 		err = h.o.Sessions.SetCookie(w, r, s)
 	}
 	if err != nil {
-		h.signInError(w, r, org, "session", connection.Errorf(connection.KindInternal, "idp: create session: %w", err))
-		return
+		return "", err
 	}
 	h.o.Metrics.Logins.WithLabelValues(org.Slug, "success").Inc()
-	h.o.Logger.Info("idp: signed in", "org", org.Slug, "user", user.ID, "connection", typ, "client", addr)
-	h.audit(ctx, org.ID, user.ID, "login", "success", map[string]string{"connection": typ, "client": addr})
-	h.complete(w, r, s.ID, org.ID, rd, state)
+	h.o.Logger.Info("idp: signed in", "org", org.Slug, "user", user.ID, "connection", typ, "mfa", id.MFA, "client", addr)
+	h.audit(ctx, org.ID, user.ID, "login", "success", map[string]string{"connection": typ, "mfa": fmt.Sprint(id.MFA), "client": addr})
+	return s.ID, nil
 }

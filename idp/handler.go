@@ -108,6 +108,10 @@ func New(o Options) *Handler {
 	mux.HandleFunc("POST "+samlACSPath+"/{org}", h.samlACS)
 	mux.HandleFunc("GET "+InvitePath, h.inviteShow)
 	mux.Handle("POST "+InvitePath, cop.Handler(http.HandlerFunc(h.inviteSubmit)))
+	mux.HandleFunc("GET "+MFAPath, h.mfaShow)
+	mux.Handle("POST "+MFAPath, cop.Handler(http.HandlerFunc(h.mfaSubmit)))
+	mux.HandleFunc("GET "+mfaQRPath, h.mfaQR)
+	mux.Handle("POST "+mfaContinuePath, cop.Handler(http.HandlerFunc(h.mfaContinue)))
 	mux.HandleFunc("GET "+LogoutPath, h.logoutPage)
 	mux.Handle("POST "+LogoutPath, cop.Handler(http.HandlerFunc(h.logoutSubmit)))
 	h.mux = mux

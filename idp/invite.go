@@ -211,7 +211,8 @@ func (h *Handler) inviteSubmit(w http.ResponseWriter, r *http.Request) {
 		h.acceptFailed(w, r, inv.org, taken, err)
 		return
 	}
-	h.startSession(w, r, inv.org, u, inv.owner, connection.Identity{UserID: u.ID, Email: u.Email, Name: u.Name, EmailVerified: true}, "", "")
+	// The org's second-factor rule holds for a person who just joined too.
+	h.secondFactor(w, r, inv.org, inv.owner, u.Email, connection.Identity{UserID: u.ID, Email: u.Email, Name: u.Name, EmailVerified: true}, "", "")
 }
 
 // inviteFederated sends the person to the org's IdP; the invitation is

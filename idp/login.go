@@ -329,7 +329,7 @@ func (h *Handler) passwordLogin(w http.ResponseWriter, r *http.Request, org *sto
 	h.known.add(acct+"|"+addrKey, now)
 	h.rememberDevice(w, r, acct, now)
 	owner, _ := h.ownerOf(org) // passwordConnection found it
-	h.startSession(w, r, org, store.User{ID: id.UserID}, owner, id, rd, stateParam(r))
+	h.secondFactor(w, r, org, owner, email, id, rd, stateParam(r))
 }
 
 // passwordConnection is the org's password pool, if it signs in with one.

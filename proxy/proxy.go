@@ -674,7 +674,7 @@ func (h *Handler) assertion(e *session.Entry, id *session.Identity, aud string, 
 	}
 	tok, err := h.o.Signer.Sign(Claims{
 		Issuer: h.o.Issuer, Audience: aud, Subject: id.UserID, Email: id.Email, Name: id.Name,
-		OrgID: id.OrgID, OrgSlug: id.OrgSlug, Roles: roles, Groups: groups,
+		OrgID: id.OrgID, OrgSlug: id.OrgSlug, Roles: roles, Groups: groups, AMR: id.AMR, AuthTime: id.AuthTime.Unix(),
 		IssuedAt: now.Unix(), NotBefore: now.Unix(), Expiry: exp.Unix(), ID: token.RandomID()[:22],
 	})
 	if err != nil {
@@ -686,15 +686,19 @@ func (h *Handler) assertion(e *session.Entry, id *session.Identity, aud string, 
 
 // Claims of X-Gatehouse-Jwt-Assertion.
 type Claims struct {
-	Issuer    string   `json:"iss"`
-	Audience  string   `json:"aud"`
-	Subject   string   `json:"sub"`
-	Email     string   `json:"email"`
-	Name      string   `json:"name,omitempty"`
-	OrgID     string   `json:"org_id"`
-	OrgSlug   string   `json:"org_slug"`
-	Roles     []string `json:"roles"`
-	Groups    []string `json:"groups"`
+	Issuer   string   `json:"iss"`
+	Audience string   `json:"aud"`
+	Subject  string   `json:"sub"`
+	Email    string   `json:"email"`
+	Name     string   `json:"name,omitempty"`
+	OrgID    string   `json:"org_id"`
+	OrgSlug  string   `json:"org_slug"`
+	Roles    []string `json:"roles"`
+	Groups   []string `json:"groups"`
+	// AMR are how the person signed in (RFC 8176: pwd, otp, mfa, ...);
+	// AuthTime is when.
+	AMR       []string `json:"amr,omitempty"`
+	AuthTime  int64    `json:"auth_time"`
 	IssuedAt  int64    `json:"iat"`
 	NotBefore int64    `json:"nbf"`
 	Expiry    int64    `json:"exp"`

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -51,6 +52,10 @@ type Org struct {
 	Domains []DomainClaim `json:"domains,omitempty"`
 	// AuditWebhook streams the org's audit events to its SIEM (nil: none).
 	AuditWebhook *AuditWebhook `json:"audit_webhook,omitempty"`
+	// MFA and Session are the org's own rules (a sub-org's tighten its
+	// parent's; idp.Directory.Rules gives the effective ones).
+	MFA     MFARules     `json:"mfa,omitzero"`
+	Session SessionRules `json:"session,omitzero"`
 	// Declared: the org comes from the config file, which manages it.
 	Declared  bool      `json:"declared,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
@@ -236,9 +241,76 @@ type Membership struct {
 	Disabled bool `json:"disabled,omitempty"`
 	// Declared: the membership comes from the config file, which
 	// manages it.
-	Declared  bool      `json:"declared,omitempty"`
+	Declared bool `json:"declared,omitempty"`
+	// Factors are the person's own second factors for the org's password
+	// pool (nil: none).
+	Factors   *Factors  `json:"factors,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Factors are a person's second factors in one org.
+type Factors struct {
+	TOTP *TOTPFactor `json:"totp,omitempty"`
+	// RecoveryCodes are the SHA-256 hashes (hex) of single-use codes,
+	// shown once when made; a used one is removed.
+	RecoveryCodes []string `json:"recovery_codes,omitempty"`
+}
+
+// TOTPFactor is an authenticator app (RFC 6238: SHA-1, 6 digits, 30 s).
+type TOTPFactor struct {
+	// Secret is the shared key, base32.
+	Secret string `json:"secret"`
+	// LastStep is the last time step a code was accepted for: a code is
+	// good once, and never one of an earlier step.
+	LastStep  int64     `json:"last_step,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Has reports whether f holds any factor.
+func (f *Factors) Has() bool { return f != nil && f.TOTP != nil }
+
+// MFARules are an org's second-factor rules. A sub-org's rules only
+// tighten its parent's.
+type MFARules struct {
+	// Require is "off" (or ""), "admins" (people with an admin or auditor
+	// role) or "all".
+	Require string `json:"require,omitempty"`
+}
+
+// MFA requirements, weakest first.
+const (
+	MFAOff    = "off"
+	MFAAdmins = "admins"
+	MFAAll    = "all"
+)
+
+// MFARequired reports whether a rule's require value asks a person with
+// roles for a second factor.
+func MFARequired(require string, roles []string) bool {
+	switch require {
+	case MFAAll:
+		return true
+	case MFAAdmins:
+		return slices.ContainsFunc(roles, func(r string) bool { return r == RoleAdmin || r == RoleAuditor })
+	}
+	return false
+}
+
+// StricterMFA is the stricter of two require values.
+func StricterMFA(a, b string) string {
+	rank := func(s string) int { return map[string]int{MFAAdmins: 1, MFAAll: 2}[s] }
+	if rank(b) > rank(a) {
+		return b
+	}
+	return a
+}
+
+// SessionRules are an org's limits on its sessions, each at most the
+// deployment's (0: the deployment's).
+type SessionRules struct {
+	Lifetime    time.Duration `json:"lifetime,omitempty"`
+	IdleTimeout time.Duration `json:"idle_timeout,omitempty"`
 }
 
 // Member is one org member: the user and their membership there.
@@ -368,6 +440,8 @@ type Session struct {
 	Connection string `json:"connection"`
 	// MFA reports whether the sign-in used a second factor (the IdP's amr).
 	MFA bool `json:"mfa,omitempty"`
+	// AMR are the sign-in's methods (RFC 8176): pwd, otp, mfa, ...
+	AMR []string `json:"amr,omitempty"`
 	// Federation names the connection a federated sign-in went through
 	// (its owner org and settings) and Subject the IdP identity; switching
 	// org without signing in again needs both to match.

@@ -163,6 +163,14 @@ func (d *deployment) signIn(ctx context.Context) error {
 		IdleTimeout: cfg.Session.IdleTimeout, RecheckInterval: cfg.Session.RevocationCheck, Logger: log,
 		// Apps that hold tokens of an ended session hear of it.
 		Revoked: func(ctx context.Context, sid string) { d.provider.SessionEnded(ctx, sid) },
+		// Each org's MFA and session rules, as the directory has them now
+		// (it is built next, before anything is served).
+		OrgRules: func(orgID string) session.OrgRules {
+			if d.orgs == nil {
+				return session.OrgRules{}
+			}
+			return d.orgs.Rules(orgID)
+		},
 	})
 	if err != nil {
 		return err

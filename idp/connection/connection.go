@@ -35,6 +35,9 @@ type Identity struct {
 	Attributes      map[string]string
 	// MFA reports a second factor at the IdP (OIDC amr, SAML AuthnContext).
 	MFA bool
+	// AMR are further methods of the sign-in (RFC 8176), such as otp for
+	// Gatehouse's own second step.
+	AMR []string
 	// Claims are every claim (or SAML attribute) as strings, for the
 	// org's claim mapping.
 	Claims map[string][]string

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/zitadel/oidc/v3/pkg/oidc"
@@ -204,6 +205,12 @@ func amrOf(ident *session.Identity) []string {
 	amr := []string{"pwd"}
 	if ident.Connection != "password" {
 		amr = []string{"fed"}
+	}
+	// The sign-in's own methods (Gatehouse's second step: otp).
+	for _, m := range ident.AMR {
+		if !slices.Contains(amr, m) && m != "mfa" {
+			amr = append(amr, m)
+		}
 	}
 	if ident.MFA {
 		amr = append(amr, "mfa")

@@ -184,6 +184,8 @@ func applyOrg(o *store.Org, co config.Org, now time.Time, pool map[string]store.
 	}
 	o.Attributes = maps.Clone(co.Attributes)
 	o.TokenClaims = maps.Clone(co.TokenClaims)
+	o.MFA = store.MFARules{Require: co.MFA.Require}
+	o.Session = store.SessionRules{Lifetime: co.Session.Lifetime, IdleTimeout: co.Session.IdleTimeout}
 	if co.Policy == "" {
 		// The config is the source of truth for the orgs it declares: a
 		// policy removed from it is removed from the store.

@@ -91,6 +91,14 @@ type Page struct {
 	Prompt string
 	// App names the app asking for consent.
 	App string
+	// Secret, OTPAuth and Image: an authenticator's key to set up (as
+	// text, as an otpauth: link, and the path of its QR code); Codes are
+	// recovery codes, shown once.
+	Secret, Image string
+	// OTPAuth is trusted: Gatehouse builds it (an otpauth: link, which
+	// the template would otherwise refuse as an unsafe scheme).
+	OTPAuth template.URL
+	Codes   []string
 }
 
 // OrgChoice is one organization on the chooser.

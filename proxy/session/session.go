@@ -39,6 +39,9 @@ var (
 	ErrBadCookie = errors.New("session: cookie does not open")
 	ErrExpired   = errors.New("session: expired")
 	ErrRevoked   = errors.New("session: revoked or unknown")
+	// ErrMFARequired: the org requires a second factor the session's
+	// sign-in did not have; the person signs in again, with one.
+	ErrMFARequired = errors.New("session: the org requires a second factor this sign-in lacks")
 	// ErrUnavailable means the store could not be read and the cached view
 	// is too old to trust: neither valid nor invalid, so no cookie is
 	// cleared, and nothing is forwarded.
@@ -67,6 +70,8 @@ type Identity struct {
 	Attributes map[string]string
 	Connection string
 	MFA        bool
+	// AMR are the sign-in's methods (RFC 8176).
+	AMR []string
 	// LogoutHint is the connection's data for signing out at the IdP.
 	LogoutHint string
 	// Federation and Subject: see store.Session.
@@ -86,6 +91,18 @@ type Options struct {
 	// Revoked, if set, is told of every session Revoke ends (logout, an
 	// admin, deprovisioning), after the store has it.
 	Revoked func(ctx context.Context, sid string)
+	// OrgRules, if set, gives an org's effective rules: its sessions are
+	// held to them when made and at every check, so that tightening them
+	// reaches open sessions within RecheckInterval.
+	OrgRules func(orgID string) OrgRules
+}
+
+// OrgRules are one org's limits on its sessions (0: the deployment's)
+// and its second-factor requirement (store.MFAOff, MFAAdmins, MFAAll).
+type OrgRules struct {
+	Lifetime    time.Duration
+	IdleTimeout time.Duration
+	RequireMFA  string
 }
 
 // Manager creates, authenticates and revokes sessions.
@@ -106,6 +123,9 @@ type Entry struct {
 	lastSeen atomic.Int64 // unix nanos of the last request
 	stored   atomic.Int64 // LastSeenAt as persisted
 	expires  atomic.Int64 // unix nanos
+	idle     atomic.Int64 // the idle timeout, its org's if shorter (0: none)
+	// needsMFA: the org requires a second factor the sign-in did not have.
+	needsMFA atomic.Bool
 	dead     atomic.Bool
 	refresh  sync.Mutex
 
@@ -273,12 +293,28 @@ func (m *Manager) CreateWith(ctx context.Context, s store.Session) (store.Sessio
 	s.UserAgent = truncate(s.UserAgent, 256)
 	// The end is a whole second, as JWT times are: an identity assertion
 	// capped at it then always has exp after iat, even in its last second.
-	s.CreatedAt, s.ExpiresAt, s.LastSeenAt = now, now.Add(m.opts.Lifetime).Truncate(time.Second), now
+	s.CreatedAt, s.ExpiresAt, s.LastSeenAt = now, now.Add(m.lifetime(s.OrgID)).Truncate(time.Second), now
 	s.RevokedAt = time.Time{}
 	if err := m.st.CreateSession(ctx, s); err != nil {
 		return store.Session{}, fmt.Errorf("session: create: %w", err)
 	}
 	return s, nil
+}
+
+// rules are org orgID's (none without an OrgRules hook).
+func (m *Manager) rules(orgID string) OrgRules {
+	if m.opts.OrgRules == nil {
+		return OrgRules{}
+	}
+	return m.opts.OrgRules(orgID)
+}
+
+// lifetime is the deployment's session lifetime, the org's if shorter.
+func (m *Manager) lifetime(orgID string) time.Duration {
+	if l := m.rules(orgID).Lifetime; l > 0 && l < m.opts.Lifetime {
+		return l
+	}
+	return m.opts.Lifetime
 }
 
 // SetCookie issues the session cookie for the request's host.
@@ -356,8 +392,11 @@ func (m *Manager) Lookup(ctx context.Context, sid string) (*Entry, error) {
 	if now.UnixNano() >= e.expires.Load() {
 		return nil, ErrExpired
 	}
-	if idle := m.opts.IdleTimeout; idle > 0 && now.UnixNano()-e.lastSeen.Load() >= int64(idle) {
+	if idle := e.idle.Load(); idle > 0 && now.UnixNano()-e.lastSeen.Load() >= idle {
 		return nil, ErrExpired
+	}
+	if e.needsMFA.Load() {
+		return nil, ErrMFARequired
 	}
 	e.lastSeen.Store(now.UnixNano())
 	return e, nil
@@ -396,7 +435,21 @@ func (m *Manager) refresh(ctx context.Context, e *Entry, now time.Time) error {
 		seen = s.LastSeenAt.UnixNano()
 		e.lastSeen.Store(seen)
 	}
-	e.expires.Store(s.ExpiresAt.UnixNano())
+	// The org's rules as they are now: a tightened lifetime or idle
+	// timeout ends longer sessions, a second factor now required refuses
+	// sessions without one.
+	rules := m.rules(s.OrgID)
+	exp := s.ExpiresAt
+	if rules.Lifetime > 0 && s.CreatedAt.Add(rules.Lifetime).Before(exp) {
+		exp = s.CreatedAt.Add(rules.Lifetime)
+	}
+	e.expires.Store(exp.UnixNano())
+	idle := m.opts.IdleTimeout
+	if rules.IdleTimeout > 0 && (idle <= 0 || rules.IdleTimeout < idle) {
+		idle = rules.IdleTimeout
+	}
+	e.idle.Store(int64(idle))
+	e.needsMFA.Store(!s.MFA && store.MFARequired(rules.RequireMFA, ident.Roles))
 	if old := e.ident.Load(); old == nil || !sameIdentity(old, ident) {
 		// A new view: memoized values and assertions keyed to the old
 		// identity pointer stop being served.
@@ -461,6 +514,7 @@ func (m *Manager) load(ctx context.Context, sid string) (*Identity, store.Sessio
 		Attributes: mem.Attributes,
 		Connection: s.Connection,
 		MFA:        s.MFA,
+		AMR:        s.AMR,
 		LogoutHint: s.LogoutHint,
 		Federation: s.Federation,
 		Subject:    s.Subject,

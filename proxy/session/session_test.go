@@ -277,3 +277,70 @@ func TestSessionEndsOnWholeSecond(t *testing.T) {
 		t.Fatalf("in the last instant: iat %d, exp %d", last.Unix(), s.ExpiresAt.Unix())
 	}
 }
+
+// An org's rules hold its sessions: tightened, they end longer ones (or
+// refuse ones without a second factor) within RecheckInterval; another
+// org's sessions are untouched; new sessions are made to them.
+func TestOrgRules(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	must(t, f.st.CreateOrg(ctx, store.Org{ID: "o2", Slug: "globex", Name: "Globex"}))
+	must(t, f.st.CreateMembership(ctx, store.Membership{UserID: "u1", OrgID: "o2"}))
+	other, err := f.m.Create(ctx, "u1", "o2", "password", "", "")
+	must(t, err)
+	var rules atomic.Pointer[map[string]OrgRules]
+	set := func(r map[string]OrgRules) { rules.Store(&r) }
+	set(map[string]OrgRules{})
+	f.m.opts.OrgRules = func(id string) OrgRules { return (*rules.Load())[id] }
+	live := func(id string) error {
+		_, err := f.m.Lookup(ctx, id)
+		return err
+	}
+	for range 2 { // active (the deployment's idle timeout is 10m), 18m old
+		f.advance(9 * time.Minute)
+		must(t, live(f.session.ID))
+		must(t, live(other.ID))
+	}
+
+	// acme's lifetime drops to 15 minutes: acme's 18-minute-old session
+	// ends at the next check, globex's does not.
+	set(map[string]OrgRules{"o1": {Lifetime: 15 * time.Minute}})
+	must(t, live(f.session.ID)) // checked less than RecheckInterval ago
+	f.advance(3 * time.Second)
+	if err := live(f.session.ID); !errors.Is(err, ErrExpired) {
+		t.Fatalf("a session past its org's new lifetime: %v", err)
+	}
+	must(t, live(other.ID))
+	// A new session of acme is made to the org's lifetime.
+	s, err := f.m.Create(ctx, "u1", "o1", "password", "", "")
+	must(t, err)
+	if got := s.ExpiresAt.Sub(s.CreatedAt); got > 15*time.Minute {
+		t.Errorf("new session lives %s", got)
+	}
+	// An idle timeout of the org's, shorter than the deployment's.
+	set(map[string]OrgRules{"o2": {IdleTimeout: 2 * time.Minute}})
+	f.advance(3 * time.Second)
+	must(t, live(other.ID))
+	f.advance(2*time.Minute + time.Second)
+	if err := live(other.ID); !errors.Is(err, ErrExpired) {
+		t.Fatalf("a session idle past its org's timeout: %v", err)
+	}
+
+	// A second factor required of admins: the admin's session without one
+	// is refused; one with is not.
+	s, err = f.m.Create(ctx, "u1", "o1", "password", "", "")
+	must(t, err)
+	withMFA, err := f.m.CreateWith(ctx, store.Session{UserID: "u1", OrgID: "o1", Connection: "password", MFA: true})
+	must(t, err)
+	must(t, live(s.ID))
+	set(map[string]OrgRules{"o1": {RequireMFA: store.MFAAdmins}})
+	f.advance(3 * time.Second)
+	if err := live(s.ID); !errors.Is(err, ErrMFARequired) {
+		t.Fatalf("an admin's session without a second factor: %v", err)
+	}
+	must(t, live(withMFA.ID))
+	// Relaxed again, it passes (the record was never changed).
+	set(map[string]OrgRules{})
+	f.advance(3 * time.Second)
+	must(t, live(s.ID))
+}

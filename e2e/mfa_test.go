@@ -1,0 +1,157 @@
+package e2e
+
+import (
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// oathtool computes a TOTP code with Debian's oathtool, an implementation
+// this project did not write.
+func oathtool(t *testing.T, secret string, at time.Time) string {
+	t.Helper()
+	path, err := exec.LookPath("oathtool")
+	if err != nil {
+		if os.Getenv("GATEHOUSE_REQUIRE_EXAMPLES") != "" {
+			t.Fatal("oathtool is not installed")
+		}
+		t.Skip("oathtool is not installed: the TOTP test is skipped")
+	}
+	out, err := exec.Command(path, "--totp", "--base32", "--now", at.UTC().Format("2006-01-02 15:04:05 UTC"), strings.ReplaceAll(secret, " ", "")).Output()
+	if err != nil {
+		t.Fatalf("oathtool: %v", err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+var (
+	secretRE = regexp.MustCompile(`<code id="totp-secret">([A-Z2-7 ]+)</code>`)
+	codeRE   = regexp.MustCompile(`<li><code>([a-z2-7]{4}-[a-z2-7]{4}-[a-z2-7]{4}-[a-z2-7]{4})</code></li>`)
+)
+
+// passwordStep walks an app's sign-in to the second step and returns it.
+func (b *browser) passwordStep(appURL, email, password string) page {
+	b.t.Helper()
+	p := b.follow(b.get(appURL))
+	form := hidden(p.body)
+	form.Set("email", email)
+	p = b.follow(b.post(resolve(p.url, field(b.t, actionRE, p.body)), form))
+	form = hidden(p.body)
+	form.Set("email", email)
+	form.Set("password", password)
+	p = b.post(resolve(p.url, field(b.t, actionRE, p.body)), form)
+	if p.status != http.StatusSeeOther || !strings.HasSuffix(p.header.Get("Location"), "/.gatehouse/mfa") {
+		b.t.Fatalf("password step: %d %s\n%s", p.status, p.header.Get("Location"), p.body)
+	}
+	return b.follow(p)
+}
+
+// submitCode posts a code on the second step's page.
+func (b *browser) submitCode(p page, code string) page {
+	b.t.Helper()
+	form := hidden(p.body)
+	form.Set("code", code)
+	return b.post(resolve(p.url, field(b.t, actionRE, p.body)), form)
+}
+
+// TOTP end to end: an org that requires a second factor for everyone
+// enrolls its admin at sign-in (the key checked with oathtool), shows the
+// recovery codes once, and forwards with amr pwd+otp+mfa; the next
+// sign-in asks for a code, refuses a reused one, a wrong one, and is
+// throttled; a recovery code works once; an org without the rule is not
+// asked; a session from before the rule no longer passes.
+func TestTOTP(t *testing.T) {
+	up := newUpstream(t)
+	cfg := strings.NewReplacer("{{UPSTREAM}}", up.URL, "{{BOBHASH}}", readBobHash(t)).Replace(testConfig)
+	t.Setenv("ALICE_PASSWORD", "alice-pw-123")
+	t.Setenv("CAROL_PASSWORD", "carol-pw-456")
+	// A session of bob from before acme required a second factor.
+	g := start(t, cfg)
+	bobOld := g.browser(t)
+	bobOld.login(g.url("app.localhost", "/"), "bob@acme.example", "bob-example-password")
+	// Then acme requires one of everyone.
+	b, err := os.ReadFile(g.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	strict := strings.Replace(string(b), "  - slug: globex\n", "    mfa: { require: all }\n  - slug: globex\n", 1)
+	if err := os.WriteFile(g.cfgPath, []byte(strict), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g = g.restart(t)
+
+	alice := g.browser(t)
+	p := alice.passwordStep(g.url("app.localhost", "/"), "alice@acme.example", "alice-pw-123")
+	if p.status != 200 || !strings.Contains(p.body, "Set up an authenticator app") || !strings.Contains(p.body, "otpauth://totp/") {
+		t.Fatalf("enrollment page: %d\n%s", p.status, p.body)
+	}
+	secret := field(t, secretRE, p.body)
+	if qr := alice.get(resolve(p.url, "/.gatehouse/mfa/qr")); qr.status != 200 || qr.header.Get("Content-Type") != "image/png" {
+		t.Fatalf("QR code: %d %s", qr.status, qr.header.Get("Content-Type"))
+	}
+	// Nothing passes before the second step: no session exists yet (an
+	// API call, so that the browser's sign-in state stays as it is).
+	req, _ := http.NewRequest("GET", g.url("app.localhost", "/private"), nil)
+	req.Header.Set("Accept", "application/json")
+	if r := alice.do(req); r.status != http.StatusUnauthorized {
+		t.Fatalf("app before the second step: %d", r.status)
+	}
+	if r := alice.submitCode(p, "000000"); r.status != http.StatusUnauthorized || !strings.Contains(r.body, "not right") {
+		t.Fatalf("wrong enrollment code: %d", r.status)
+	}
+	now := time.Now()
+	r := alice.submitCode(p, oathtool(t, secret, now))
+	codes := codeRE.FindAllStringSubmatch(r.body, -1)
+	if r.status != 200 || len(codes) != 10 {
+		t.Fatalf("after enrollment: %d, %d codes\n%s", r.status, len(codes), r.body)
+	}
+	r = alice.follow(alice.post(resolve(r.url, field(t, actionRE, r.body)), hidden(r.body)))
+	if r.status != 200 || !strings.Contains(r.body, "upstream / for alice@acme.example") {
+		t.Fatalf("after the codes: %d %s\n%s", r.status, r.url, r.body)
+	}
+	claims := jwtPart(t, up.last("/").Header.Get("X-Gatehouse-Jwt-Assertion"), 1)
+	if amr, _ := claims["amr"].([]any); len(amr) != 3 || amr[0] != "pwd" || amr[1] != "otp" || amr[2] != "mfa" {
+		t.Fatalf("assertion amr %v", claims["amr"])
+	}
+
+	// The next sign-in asks for a code; the enrollment's code is spent.
+	again := g.browser(t)
+	p = again.passwordStep(g.url("app.localhost", "/"), "alice@acme.example", "alice-pw-123")
+	if !strings.Contains(p.body, "Code from your authenticator app") {
+		t.Fatalf("second sign-in's step: %s", p.body)
+	}
+	if r := again.submitCode(p, oathtool(t, secret, now)); r.status != http.StatusUnauthorized || !strings.Contains(r.body, "used already") {
+		t.Fatalf("reused code: %d\n%s", r.status, r.body)
+	}
+	// A recovery code works once.
+	if r := again.follow(again.submitCode(p, strings.ToUpper(codes[0][1]))); r.status != 200 || !strings.Contains(r.body, "upstream / for alice") {
+		t.Fatalf("recovery code: %d %s", r.status, r.body)
+	}
+	third := g.browser(t)
+	p = third.passwordStep(g.url("app.localhost", "/"), "alice@acme.example", "alice-pw-123")
+	if r := third.submitCode(p, codes[0][1]); r.status != http.StatusUnauthorized {
+		t.Fatalf("recovery code used twice: %d", r.status)
+	}
+	// Guessing is throttled (login.max_failures: 3 a window).
+	var last page
+	for range 3 {
+		last = third.submitCode(p, "123456")
+	}
+	if last.status != http.StatusTooManyRequests || last.header.Get("Retry-After") == "" {
+		t.Fatalf("guessing: %d", last.status)
+	}
+
+	// bob's session from before the rule: refused, sent to sign in.
+	if r := bobOld.get(g.url("app.localhost", "/")); r.status != http.StatusFound || !strings.Contains(r.header.Get("Location"), "/.gatehouse/login") {
+		t.Fatalf("a session without a second factor: %d %s", r.status, r.header.Get("Location"))
+	}
+	// globex has no rule: carol is not asked.
+	carol := g.browser(t)
+	if r := carol.login(g.url("globex-app.localhost", "/"), "carol@globex.example", "carol-pw-456"); r.status != 200 {
+		t.Fatalf("carol: %d %s", r.status, r.url)
+	}
+}

@@ -1,0 +1,463 @@
+package idp
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"image/png"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/pquerna/otp"
+	"github.com/pquerna/otp/totp"
+
+	"github.com/gatehouse/gatehouse/idp/connection"
+	"github.com/gatehouse/gatehouse/internal/request"
+	"github.com/gatehouse/gatehouse/internal/token"
+	"github.com/gatehouse/gatehouse/internal/web"
+	"github.com/gatehouse/gatehouse/store"
+)
+
+// The second step of a password sign-in: a person whose org requires a
+// second factor, or who has one, proves it here before any session
+// exists. Until then the sign-in is a pending record in the store, bound
+// to the browser by a cookie holding its 256-bit ID, good for
+// pendingTTL and maxMFATries wrong codes.
+const (
+	MFAPath         = "/.gatehouse/mfa"
+	mfaQRPath       = MFAPath + "/qr"
+	mfaContinuePath = MFAPath + "/continue"
+	pendingKind     = "mfa-pending"
+	pendingTTL      = 10 * time.Minute
+	maxMFATries     = 5
+	recoveryCodes   = 10
+	// totpSkew accepts the codes of the steps next to the current one
+	// (clocks a little off, a code typed at the turn of a step).
+	totpSkew = 1
+)
+
+// pending is a sign-in whose first factor passed.
+type pending struct {
+	UserID  string              `json:"user_id"`
+	Email   string              `json:"email"`
+	OrgID   string              `json:"org_id"`
+	OwnerID string              `json:"owner_id"`
+	ID      connection.Identity `json:"identity"`
+	RD      string              `json:"rd,omitempty"`
+	State   string              `json:"state,omitempty"`
+	// Enroll: the person has no factor yet and sets one up now; Secret is
+	// the new TOTP key.
+	Enroll bool   `json:"enroll,omitempty"`
+	Secret string `json:"secret,omitempty"`
+	Tries  int    `json:"tries,omitempty"`
+	// SID is the session made after enrollment, waiting for the person
+	// to continue past their recovery codes.
+	SID string `json:"sid,omitempty"`
+}
+
+func (h *Handler) mfaCookieName(r *http.Request) string {
+	if request.IsSecure(r) {
+		return "__Host-gatehouse_mfa"
+	}
+	return "_gatehouse_mfa"
+}
+
+// secondFactor follows a first factor that passed: a session at once if
+// the person neither needs nor has a second factor, else the second step.
+func (h *Handler) secondFactor(w http.ResponseWriter, r *http.Request, org, owner *store.Org, email string, id connection.Identity, rd, state string) {
+	ctx := r.Context()
+	mem, err := h.o.Store.GetMembership(ctx, id.UserID, org.ID)
+	if err != nil {
+		h.signInError(w, r, org, "mfa", connection.Errorf(connection.KindInternal, "idp: read membership: %w", err))
+		return
+	}
+	required := store.MFARequired(h.o.Orgs.Rules(org.ID).RequireMFA, mem.Roles)
+	if !required && !mem.Factors.Has() {
+		h.startSession(w, r, org, store.User{ID: id.UserID}, owner, id, rd, state)
+		return
+	}
+	p := pending{UserID: id.UserID, Email: email, OrgID: org.ID, OwnerID: owner.ID, ID: id, RD: rd, State: state, Enroll: !mem.Factors.Has()}
+	if p.Enroll {
+		key, err := totp.Generate(totp.GenerateOpts{Issuer: orgName(org), AccountName: email, Rand: rand.Reader})
+		if err != nil {
+			h.signInError(w, r, org, "mfa", connection.Errorf(connection.KindInternal, "idp: totp key: %w", err))
+			return
+		}
+		p.Secret = key.Secret()
+	}
+	pid := token.RandomID()
+	b, _ := json.Marshal(p)
+	if err := h.o.Store.PutOnce(ctx, pendingKind, pid, b, h.o.Now().Add(pendingTTL)); err != nil {
+		h.signInError(w, r, org, "mfa", connection.Errorf(connection.KindInternal, "idp: store pending sign-in: %w", err))
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: h.mfaCookieName(r), Value: pid, Path: "/", MaxAge: int(pendingTTL / time.Second),
+		HttpOnly: true, Secure: request.IsSecure(r), SameSite: http.SameSiteLaxMode})
+	http.Redirect(w, r, MFAPath, http.StatusSeeOther)
+}
+
+func orgName(o *store.Org) string {
+	if o.Name != "" {
+		return o.Name
+	}
+	return o.Slug
+}
+
+// pendingOf reads the browser's pending sign-in.
+func (h *Handler) pendingOf(r *http.Request) (string, pending, error) {
+	pid, ok := request.CookieValue(r, h.mfaCookieName(r))
+	if !ok || !token.ValidToken(pid, 43, 43) {
+		return "", pending{}, errors.New("no pending sign-in cookie")
+	}
+	b, err := h.o.Store.GetOnce(r.Context(), pendingKind, pid)
+	if err != nil {
+		return "", pending{}, fmt.Errorf("pending sign-in: %w", err)
+	}
+	var p pending
+	if err := json.Unmarshal(b, &p); err != nil {
+		return "", pending{}, fmt.Errorf("pending sign-in: %w", err)
+	}
+	return pid, p, nil
+}
+
+// mfaExpired answers a request without a pending sign-in.
+func (h *Handler) mfaExpired(w http.ResponseWriter, r *http.Request, reason string) {
+	ref := h.ref()
+	h.o.Logger.Info("idp: second step refused", "ref", ref, "reason", reason, "client", h.o.ClientIP.Addr(r))
+	web.Render(w, http.StatusBadRequest, "error", web.Page{Title: "Sign in again",
+		Error: "This sign-in took too long or was finished already. Sign in again.", Reference: ref, Back: LoginPath, BackText: "Sign in"})
+}
+
+func (h *Handler) mfaPage(w http.ResponseWriter, r *http.Request, p pending, status int, msg string) {
+	org, _ := h.o.Orgs.ByID(p.OrgID)
+	pg := h.page(r, w, org, "")
+	pg.Title, pg.Action, pg.Error, pg.Email = "Second step", MFAPath, msg, p.Email
+	pg.Step = "verify"
+	if p.Enroll {
+		pg.Step, pg.Title = "enroll", "Set up an authenticator app"
+		pg.Secret = groupSecret(p.Secret)
+		pg.OTPAuth = template.URL(otpauthURL(org, p)) // built here: otpauth://totp/…
+		pg.Image = mfaQRPath
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	web.Render(w, status, "mfa", pg)
+}
+
+// otpauthURL is the enrollment's key as authenticator apps take it.
+func otpauthURL(org *store.Org, p pending) string {
+	issuer := "Gatehouse"
+	if org != nil {
+		issuer = orgName(org)
+	}
+	secret, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(p.Secret)
+	if err != nil {
+		return ""
+	}
+	key, err := totp.Generate(totp.GenerateOpts{Issuer: issuer, AccountName: p.Email, Secret: secret})
+	if err != nil {
+		return ""
+	}
+	return key.URL()
+}
+
+// groupSecret shows a base32 key in groups of four, as people type it.
+func groupSecret(s string) string {
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && i%4 == 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+func (h *Handler) mfaShow(w http.ResponseWriter, r *http.Request) {
+	_, p, err := h.pendingOf(r)
+	if err != nil {
+		h.mfaExpired(w, r, err.Error())
+		return
+	}
+	h.mfaPage(w, r, p, http.StatusOK, "")
+}
+
+// mfaQR is the enrollment's key as a QR code, for the browser that is
+// enrolling only.
+func (h *Handler) mfaQR(w http.ResponseWriter, r *http.Request) {
+	_, p, err := h.pendingOf(r)
+	if err != nil || !p.Enroll {
+		http.NotFound(w, r)
+		return
+	}
+	org, _ := h.o.Orgs.ByID(p.OrgID)
+	key, err := otp.NewKeyFromURL(otpauthURL(org, p))
+	if err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	img, err := key.Image(240, 240)
+	if err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	var buf bytes.Buffer
+	_ = png.Encode(&buf, img)
+	w.Header().Set("Content-Type", "image/png")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(buf.Bytes())
+}
+
+// errMFA is a code that did not pass, said to the person as msg.
+type errMFA struct{ msg, reason string }
+
+func (e *errMFA) Error() string { return e.reason }
+
+func (h *Handler) mfaSubmit(w http.ResponseWriter, r *http.Request) {
+	if !h.readForm(w, r, "Reload the page and try again.") {
+		return
+	}
+	ctx := r.Context()
+	pid, p, err := h.pendingOf(r)
+	if err != nil {
+		h.mfaExpired(w, r, err.Error())
+		return
+	}
+	org, ok := h.o.Orgs.ByID(p.OrgID)
+	owner, ok2 := h.o.Orgs.ByID(p.OwnerID)
+	if !ok || !ok2 || p.SID != "" {
+		h.mfaExpired(w, r, "org gone or sign-in already done")
+		return
+	}
+	now := h.o.Now()
+	addr := h.o.ClientIP.Addr(r)
+	key := "mfa|" + p.OrgID + "|" + p.UserID
+	if allowed, until := h.byAccount.take(key, now); !allowed {
+		h.o.Logger.Warn("idp: second step throttled", "org", org.Slug, "user", p.UserID, "client", addr)
+		w.Header().Set("Retry-After", retryAfter(until, now))
+		h.mfaPage(w, r, p, http.StatusTooManyRequests, fmt.Sprintf("Too many wrong codes. Try again in %s.", wait(until, now)))
+		return
+	}
+	code := normalizeCode(r.PostFormValue("code"))
+	var used string
+	var codes []string
+	if p.Enroll {
+		codes, err = h.enroll(ctx, p, code, now)
+		used = "totp"
+	} else {
+		used, err = h.verifyFactor(ctx, p, code, now)
+	}
+	var bad *errMFA
+	switch {
+	case errors.As(err, &bad):
+		h.audit(ctx, org.ID, p.UserID, "mfa.verify", "failure", map[string]string{"reason": bad.reason, "client": addr})
+		p.Tries++
+		if p.Tries >= maxMFATries {
+			_, _ = h.o.Store.TakeOnce(ctx, pendingKind, pid)
+			h.mfaExpired(w, r, "too many wrong codes")
+			return
+		}
+		_ = h.o.Store.UpdateOnce(ctx, pendingKind, pid, func(b []byte) ([]byte, error) {
+			var cur pending
+			if err := json.Unmarshal(b, &cur); err != nil {
+				return nil, err
+			}
+			cur.Tries++
+			return json.Marshal(cur)
+		})
+		h.mfaPage(w, r, p, http.StatusUnauthorized, bad.msg)
+		return
+	case err != nil:
+		h.signInError(w, r, org, "mfa", connection.Errorf(connection.KindInternal, "idp: second factor: %w", err))
+		return
+	}
+	h.byAccount.reset(key)
+	h.audit(ctx, org.ID, p.UserID, "mfa.verify", "success", map[string]string{"factor": used, "client": addr})
+	p.ID.MFA = true
+	if used == "totp" {
+		p.ID.AMR = append(p.ID.AMR, "otp")
+	}
+	if !p.Enroll {
+		// One use: whoever takes the pending sign-in makes the session.
+		if _, err := h.o.Store.TakeOnce(ctx, pendingKind, pid); err != nil {
+			h.mfaExpired(w, r, "pending sign-in already used")
+			return
+		}
+		h.clearMFACookie(w, r)
+		h.startSession(w, r, org, store.User{ID: p.UserID}, owner, p.ID, p.RD, p.State)
+		return
+	}
+	// Enrolled: the session now, then the recovery codes, once, before
+	// the person goes on.
+	sid, err := h.newSession(w, r, org, store.User{ID: p.UserID}, owner, p.ID)
+	if err != nil {
+		h.signInError(w, r, org, "session", connection.Errorf(connection.KindInternal, "idp: create session: %w", err))
+		return
+	}
+	if err := h.o.Store.UpdateOnce(ctx, pendingKind, pid, func(b []byte) ([]byte, error) {
+		var cur pending
+		if err := json.Unmarshal(b, &cur); err != nil {
+			return nil, err
+		}
+		cur.SID, cur.Secret = sid, ""
+		return json.Marshal(cur)
+	}); err != nil {
+		h.o.Logger.Warn("idp: pending sign-in not updated; the person goes on from the app", "err", err)
+	}
+	pg := h.page(r, w, org, "")
+	pg.Title, pg.Step, pg.Codes, pg.Action = "Save your recovery codes", "codes", codes, mfaContinuePath
+	w.Header().Set("Cache-Control", "no-store")
+	web.Render(w, http.StatusOK, "mfa", pg)
+}
+
+// mfaContinue goes on from the recovery codes page to where the sign-in
+// was going.
+func (h *Handler) mfaContinue(w http.ResponseWriter, r *http.Request) {
+	if !h.readForm(w, r, "Reload the page and try again.") {
+		return
+	}
+	pid, p, err := h.pendingOf(r)
+	if err != nil || p.SID == "" {
+		h.mfaExpired(w, r, "no enrolled sign-in to continue")
+		return
+	}
+	if _, err := h.o.Store.TakeOnce(r.Context(), pendingKind, pid); err != nil {
+		h.mfaExpired(w, r, "pending sign-in already used")
+		return
+	}
+	h.clearMFACookie(w, r)
+	h.complete(w, r, p.SID, p.OrgID, p.RD, p.State)
+}
+
+func (h *Handler) clearMFACookie(w http.ResponseWriter, r *http.Request) {
+	http.SetCookie(w, &http.Cookie{Name: h.mfaCookieName(r), Value: "", Path: "/", MaxAge: -1,
+		HttpOnly: true, Secure: request.IsSecure(r), SameSite: http.SameSiteLaxMode})
+}
+
+// normalizeCode drops what people type around a code: spaces, dashes.
+func normalizeCode(s string) string {
+	s = strings.ToLower(strings.TrimSpace(s))
+	if len(s) > 64 {
+		return ""
+	}
+	return strings.NewReplacer(" ", "", "-", "").Replace(s)
+}
+
+// totpStep finds the step whose code code is, within totpSkew of now
+// and after last; ok is false if none is.
+func totpStep(secret, code string, now time.Time, last int64) (int64, bool) {
+	if len(code) != 6 {
+		return 0, false
+	}
+	cur := now.Unix() / 30
+	for d := int64(-totpSkew); d <= totpSkew; d++ {
+		step := cur + d
+		if step <= last {
+			continue
+		}
+		want, err := totp.GenerateCodeCustom(secret, time.Unix(step*30, 0), totp.ValidateOpts{Period: 30, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
+		if err == nil && hmac.Equal([]byte(want), []byte(code)) {
+			return step, true
+		}
+	}
+	return 0, false
+}
+
+// enroll checks the first code of a new authenticator and keeps it, with
+// new recovery codes (returned in the clear, this once).
+func (h *Handler) enroll(ctx context.Context, p pending, code string, now time.Time) ([]string, error) {
+	step, ok := totpStep(p.Secret, code, now, 0)
+	if !ok {
+		return nil, &errMFA{"That code is not right. Enter the 6-digit code your app shows now.", "wrong enrollment code"}
+	}
+	codes, hashes := newRecoveryCodes(p.UserID)
+	_, err := h.o.Store.UpdateMembership(ctx, p.UserID, p.OrgID, func(m store.Membership) (store.Membership, error) {
+		if m.Factors.Has() {
+			return m, &errMFA{"An authenticator was set up meanwhile. Sign in again.", "factor enrolled concurrently"}
+		}
+		m.Factors = &store.Factors{TOTP: &store.TOTPFactor{Secret: p.Secret, LastStep: step, CreatedAt: now.UTC()}, RecoveryCodes: hashes}
+		m.UpdatedAt = now.UTC()
+		return m, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	h.audit(ctx, p.OrgID, p.UserID, "mfa.enroll", "success", map[string]string{"factor": "totp"})
+	return codes, nil
+}
+
+// verifyFactor checks a code against the person's factors: a TOTP code
+// good once (never one of a step already used), or a recovery code,
+// which is used up.
+func (h *Handler) verifyFactor(ctx context.Context, p pending, code string, now time.Time) (string, error) {
+	wrong := &errMFA{"That code is not right. Enter the code your authenticator app shows, or a recovery code.", "wrong code"}
+	if code == "" {
+		return "", wrong
+	}
+	used := ""
+	_, err := h.o.Store.UpdateMembership(ctx, p.UserID, p.OrgID, func(m store.Membership) (store.Membership, error) {
+		if !m.Factors.Has() {
+			return m, &errMFA{"Your second factor was reset. Sign in again to set up a new one.", "no factor"}
+		}
+		f := *m.Factors
+		if t := f.TOTP; t != nil && len(code) == 6 {
+			step, ok := totpStep(t.Secret, code, now, t.LastStep)
+			if !ok {
+				if _, again := totpStep(t.Secret, code, now, t.LastStep-totpSkew-1); again {
+					return m, &errMFA{"That code was used already. Wait for the next one.", "code reused"}
+				}
+				return m, wrong
+			}
+			tc := *t
+			tc.LastStep = step
+			f.TOTP = &tc
+			used = "totp"
+		} else {
+			hash := recoveryHash(p.UserID, code)
+			i := slices.Index(f.RecoveryCodes, hash)
+			if i < 0 {
+				return m, wrong
+			}
+			f.RecoveryCodes = slices.Delete(slices.Clone(f.RecoveryCodes), i, i+1)
+			used = "recovery_code"
+		}
+		m.Factors, m.UpdatedAt = &f, now.UTC()
+		return m, nil
+	})
+	if err != nil {
+		return "", err
+	}
+	if used == "recovery_code" {
+		h.audit(ctx, p.OrgID, p.UserID, "mfa.recovery_code", "success", nil)
+	}
+	return used, nil
+}
+
+var recoveryEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// newRecoveryCodes makes recoveryCodes codes of 80 random bits, shown
+// as xxxx-xxxx-xxxx-xxxx, and their hashes.
+func newRecoveryCodes(userID string) (codes, hashes []string) {
+	for range recoveryCodes {
+		b := make([]byte, 10)
+		_, _ = rand.Read(b)
+		c := recoveryEncoding.EncodeToString(b)
+		codes = append(codes, c[0:4]+"-"+c[4:8]+"-"+c[8:12]+"-"+c[12:16])
+		hashes = append(hashes, recoveryHash(userID, c))
+	}
+	return codes, hashes
+}
+
+func recoveryHash(userID, code string) string {
+	sum := sha256.Sum256([]byte("gatehouse recovery code\x00" + userID + "\x00" + code))
+	return hex.EncodeToString(sum[:])
+}
