@@ -53,6 +53,9 @@ type Options struct {
 	// removes one, so that the OpenID Provider sees it at once.
 	Clients        []config.Client
 	ClientsChanged func(ctx context.Context)
+	// SessionLifetime and SessionIdleTimeout are the deployment's session
+	// limits, which an org's rules may only tighten (0: no bound here).
+	SessionLifetime, SessionIdleTimeout time.Duration
 	// DomainsVerify: orgs' domains must be proven by DNS (domains.verify);
 	// off, only platform admins add domains. CNAMETarget is the
 	// deployment's domains.cname_target.

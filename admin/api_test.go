@@ -337,6 +337,7 @@ func TestAuditCompleteness(t *testing.T) {
 		{"admin-a", "POST", "/orgs/a/users", map[string]any{"email": "new@a.example", "password": "correct horse battery"}, "user.create", "org_a", func() string { return newUser }},
 		{"admin-a", "PATCH", "/orgs/a/users/{new}", map[string]any{"roles": []string{"viewer"}, "password": "another long password"}, "user.update", "org_a", func() string { return newUser }},
 		{"admin-a", "DELETE", "/orgs/a/users/usr_user_a/sessions", nil, "session.revoke", "org_a", func() string { return "usr_user_a" }},
+		{"admin-a", "DELETE", "/orgs/a/users/usr_user_a/factors", nil, "user.factors.reset", "org_a", func() string { return "usr_user_a" }},
 		{"admin-a", "DELETE", "/orgs/a/sessions/" + h.sessionIDs["member-a"], nil, "session.revoke", "org_a", func() string { return "usr_member_a" }},
 		{"admin-a", "POST", "/orgs/a/tokens", map[string]any{"name": "t", "role": "auditor"}, "token.create", "org_a", func() string { return tokenID }},
 		{"admin-a", "DELETE", "/orgs/a/tokens/{token}", nil, "token.revoke", "org_a", func() string { return tokenID }},
@@ -972,5 +973,71 @@ func TestBranding(t *testing.T) {
 	}
 	if o, _ := h.st.GetOrg(ctx, "org_a"); o.Branding != nil {
 		t.Errorf("branding left: %+v", o.Branding)
+	}
+}
+
+// An org's MFA and session rules through the API: set, checked against
+// the deployment's limits, kept when left out, audited; and a person's
+// factors reset.
+func TestOrgRulesAndFactors(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	h.reconfigure(func(o *Options) { o.SessionLifetime, o.SessionIdleTimeout = 12*time.Hour, time.Hour })
+	r := h.do(t, "admin-a", "PATCH", "/orgs/a", map[string]any{"mfa": map[string]any{"require": "admins"}, "session": map[string]any{"lifetime": "8h"}}, "If-Match", "*")
+	var v OrgView
+	r.json(t, &v)
+	if r.status != 200 || v.MFA.Require != "admins" || v.Session.Lifetime != "8h" || v.Session.IdleTimeout != "" {
+		t.Fatalf("set rules: %d %s", r.status, r.body)
+	}
+	if o, _ := h.st.GetOrg(ctx, "org_a"); o.MFA.Require != store.MFAAdmins || o.Session.Lifetime != 8*time.Hour {
+		t.Fatalf("stored %+v %+v", o.MFA, o.Session)
+	}
+	// A field left out is kept; "" goes back to the deployment's.
+	r = h.do(t, "admin-a", "PATCH", "/orgs/a", map[string]any{"session": map[string]any{"idle_timeout": "30m"}}, "If-Match", "*")
+	r.json(t, &v)
+	if v.MFA.Require != "admins" || v.Session.Lifetime != "8h" || v.Session.IdleTimeout != "30m" {
+		t.Fatalf("partial patch: %s", r.body)
+	}
+	r = h.do(t, "admin-a", "PATCH", "/orgs/a", map[string]any{"mfa": map[string]any{"require": "off"}, "session": map[string]any{"lifetime": ""}}, "If-Match", "*")
+	v = OrgView{}
+	r.json(t, &v)
+	if v.MFA.Require != "off" || v.Session.Lifetime != "" || v.Session.IdleTimeout != "30m" {
+		t.Fatalf("back to defaults: %s", r.body)
+	}
+	for body, pointer := range map[string]string{
+		`{"mfa":{"require":"sometimes"}}`:    "/mfa/require",
+		`{"session":{"lifetime":"24h"}}`:     "/session/lifetime",
+		`{"session":{"idle_timeout":"10s"}}`: "/session/idle_timeout",
+		`{"session":{"lifetime":"forever"}}`: "/session/lifetime",
+		`{"session":{"idle_timeout":"2h"}}`:  "/session/idle_timeout",
+	} {
+		r := h.do(t, "admin-a", "PATCH", "/orgs/a", body, "If-Match", "*")
+		if r.status != 400 || !strings.Contains(string(r.body), pointer) {
+			t.Errorf("%s: %d %s", body, r.status, r.body)
+		}
+	}
+	ev, _ := h.st.ListAudit(ctx, store.AuditQuery{OrgID: "org_a", Action: "org.update", Limit: 10})
+	if len(ev) != 3 || !strings.Contains(ev[2].Details["after"], `"require":"admins"`) {
+		t.Errorf("org.update events: %+v", ev)
+	}
+
+	// A person's factors: shown, and reset by the org's admin.
+	_, err := h.st.UpdateMembership(ctx, "usr_user_a", "org_a", func(m store.Membership) (store.Membership, error) {
+		m.Factors = &store.Factors{TOTP: &store.TOTPFactor{Secret: "JBSWY3DPEHPK3PXP"}, RecoveryCodes: []string{"h1", "h2"}}
+		return m, nil
+	})
+	must(t, err)
+	var u UserView
+	h.do(t, "admin-a", "GET", "/orgs/a/users/usr_user_a", nil).json(t, &u)
+	if len(u.Factors) != 1 || u.Factors[0] != "totp" || u.RecoveryCodes != 2 || strings.Contains(fmt.Sprint(u), "JBSW") {
+		t.Fatalf("user view %+v", u)
+	}
+	r = h.do(t, "admin-a", "DELETE", "/orgs/a/users/usr_user_a/factors", nil)
+	r.json(t, &u)
+	if m, _ := h.st.GetMembership(ctx, "usr_user_a", "org_a"); r.status != 200 || len(u.Factors) != 0 || m.Factors != nil {
+		t.Fatalf("reset: %d %s", r.status, r.body)
+	}
+	if ev, _ := h.st.ListAudit(ctx, store.AuditQuery{OrgID: "org_a", Action: "user.factors.reset"}); len(ev) != 1 || ev[0].Details["factors"] != "totp" {
+		t.Errorf("reset event %+v", ev)
 	}
 }

@@ -267,7 +267,8 @@ var isolationRows = map[string]isoRow{
 		return map[string]string{"token": h.tokenIDs["platform"]}
 	}},
 
-	"listClients": {ok: 200},
+	"resetUserFactors": {ok: 200, params: userParam},
+	"listClients":      {ok: 200},
 	"createClient": {ok: 201, body: func(target string) any {
 		return map[string]any{"name": "Sync", "type": "machine", "org": orgOf(target)}
 	}},

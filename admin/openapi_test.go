@@ -657,6 +657,7 @@ func TestResponseValidatorCatchesDrift(t *testing.T) {
 	org := map[string]any{
 		"id": "org_acme", "slug": "acme", "name": "Acme", "email_domains": []string{"acme.example"},
 		"connection": "password", "attributes": map[string]string{"tier": "gold"}, "managed_by": "api",
+		"mfa": map[string]string{"require": "off"}, "session": map[string]string{},
 		"created_at": ts, "updated_at": ts,
 	}
 	with := func(m map[string]any, set map[string]any, del ...string) map[string]any {
@@ -935,6 +936,8 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		{"UserPatch", reflect.TypeFor[userPatch](), false},
 		{"OrgTokenCreate", reflect.TypeFor[tokenCreate](), false},
 		{"PlatformTokenCreate", reflect.TypeFor[tokenCreate](), false},
+		{"OrgMFA", reflect.TypeFor[OrgMFA](), true},
+		{"OrgSessionRules", reflect.TypeFor[OrgSessionRules](), true},
 		{"ClientView", reflect.TypeFor[ClientView](), true},
 		{"NewClientView", reflect.TypeFor[NewClientView](), true},
 		{"ClientList", reflect.TypeFor[clientList](), true},

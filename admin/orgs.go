@@ -24,6 +24,10 @@ type OrgView struct {
 	LoginDomain  string            `json:"login_domain,omitempty"`
 	Connection   string            `json:"connection"`
 	Attributes   map[string]string `json:"attributes"`
+	// MFA and Session are the org's own rules (docs/mfa.md); a sub-org's
+	// only tighten its parent's.
+	MFA     OrgMFA          `json:"mfa"`
+	Session OrgSessionRules `json:"session"`
 	// ManagedBy is "config" for an org the config file declares (read-only
 	// here), "api" otherwise.
 	ManagedBy string    `json:"managed_by"`
@@ -31,9 +35,32 @@ type OrgView struct {
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
+// OrgMFA is an org's second-factor rule: off, admins or all.
+type OrgMFA struct {
+	Require string `json:"require"`
+}
+
+// OrgSessionRules are an org's session limits as Go durations ("8h"; ""
+// or absent: the deployment's).
+type OrgSessionRules struct {
+	Lifetime    string `json:"lifetime,omitempty"`
+	IdleTimeout string `json:"idle_timeout,omitempty"`
+}
+
+func durationOrEmpty(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return fmtDuration(d)
+}
+
 func orgView(o store.Org) OrgView {
 	v := OrgView{ID: o.ID, Slug: o.Slug, Name: o.Name, ParentID: o.ParentID, EmailDomains: o.EmailDomains, LoginDomain: o.LoginDomain,
-		Connection: o.Connection.Type, Attributes: o.Attributes, ManagedBy: managedBy(o.Declared), CreatedAt: o.CreatedAt, UpdatedAt: o.UpdatedAt}
+		Connection: o.Connection.Type, Attributes: o.Attributes, ManagedBy: managedBy(o.Declared), CreatedAt: o.CreatedAt, UpdatedAt: o.UpdatedAt,
+		MFA: OrgMFA{Require: o.MFA.Require}, Session: OrgSessionRules{Lifetime: durationOrEmpty(o.Session.Lifetime), IdleTimeout: durationOrEmpty(o.Session.IdleTimeout)}}
+	if v.MFA.Require == "" {
+		v.MFA.Require = store.MFAOff
+	}
 	if v.EmailDomains == nil {
 		v.EmailDomains = []string{}
 	}
@@ -162,12 +189,62 @@ func attrProblems(errs *fields, attrs map[string]string, patch bool) {
 
 // orgFields are the org's fields the API changes, for audit events.
 func orgFields(o store.Org) map[string]any {
-	return map[string]any{"slug": o.Slug, "name": o.Name, "parent_id": o.ParentID, "attributes": o.Attributes}
+	v := orgView(o)
+	return map[string]any{"slug": o.Slug, "name": o.Name, "parent_id": o.ParentID, "attributes": o.Attributes, "mfa": v.MFA, "session": v.Session}
 }
 
 type orgPatch struct {
 	Name       *string           `json:"name"`
 	Attributes map[string]string `json:"attributes"`
+	// MFA and Session: a field given is set ("" for a duration: the
+	// deployment's); one left out is kept.
+	MFA     *orgMFAPatch     `json:"mfa"`
+	Session *orgSessionPatch `json:"session"`
+}
+
+type orgMFAPatch struct {
+	Require *string `json:"require"`
+}
+
+type orgSessionPatch struct {
+	Lifetime    *string `json:"lifetime"`
+	IdleTimeout *string `json:"idle_timeout"`
+}
+
+// rulesPatch applies a patch's rules to o's, checked against the
+// deployment's limits.
+func (a *API) rulesPatch(in orgPatch, mfa store.MFARules, sess store.SessionRules, errs *fields) (store.MFARules, store.SessionRules) {
+	if in.MFA != nil && in.MFA.Require != nil {
+		mfa.Require = *in.MFA.Require
+		if mfa.Require == store.MFAOff {
+			mfa.Require = ""
+		}
+	}
+	if in.Session != nil {
+		for _, d := range []struct {
+			ptr string
+			raw *string
+			to  *time.Duration
+		}{{"/session/lifetime", in.Session.Lifetime, &sess.Lifetime}, {"/session/idle_timeout", in.Session.IdleTimeout, &sess.IdleTimeout}} {
+			switch {
+			case d.raw == nil:
+			case *d.raw == "":
+				*d.to = 0
+			default:
+				v, err := time.ParseDuration(*d.raw)
+				if err != nil {
+					errs.add(d.ptr, "must be a duration such as 8h or 30m, or \"\" for the deployment's")
+					continue
+				}
+				*d.to = v
+			}
+		}
+	}
+	for _, pr := range config.OrgRulesProblems(config.OrgMFA{Require: mfa.Require}, config.OrgSession{Lifetime: sess.Lifetime, IdleTimeout: sess.IdleTimeout},
+		a.o.SessionLifetime, a.o.SessionIdleTimeout) {
+		errs.add("/"+strings.ReplaceAll(pr.Path, ".", "/"), "%s", pr.Msg)
+	}
+	return mfa, sess
 }
 
 func (a *API) updateOrg(c *call) error {
@@ -182,6 +259,7 @@ func (a *API) updateOrg(c *call) error {
 		errs.add("/name", "%s", config.TextProblem(*in.Name, 200))
 	}
 	attrProblems(&errs, in.Attributes, true)
+	a.rulesPatch(in, c.org.MFA, c.org.Session, &errs)
 	if err := errs.err(); err != nil {
 		return err
 	}
@@ -197,6 +275,7 @@ func (a *API) updateOrg(c *call) error {
 		if in.Name != nil {
 			o.Name = *in.Name
 		}
+		o.MFA, o.Session = a.rulesPatch(in, o.MFA, o.Session, &fields{}) // checked above
 		if in.Attributes != nil {
 			// A merge patch: null removes an attribute; the JSON decoder
 			// gives "" for null in a map of strings.

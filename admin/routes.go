@@ -23,6 +23,7 @@ func (a *API) table() []Route {
 		{"GET", "/orgs/{org}/users/{user}", "getUser", NeedRead, a.getUser},
 		{"PATCH", "/orgs/{org}/users/{user}", "updateUser", NeedWrite, a.updateUser},
 		{"DELETE", "/orgs/{org}/users/{user}", "deleteUser", NeedWrite, a.deleteUser},
+		{"DELETE", "/orgs/{org}/users/{user}/factors", "resetUserFactors", NeedWrite, a.resetFactors},
 		{"GET", "/orgs/{org}/users/{user}/sessions", "listUserSessions", NeedRead, a.listUserSessions},
 		{"DELETE", "/orgs/{org}/users/{user}/sessions", "revokeUserSessions", NeedWrite, a.revokeUserSessions},
 		{"DELETE", "/orgs/{org}/sessions/{session}", "revokeSession", NeedWrite, a.revokeOrgSession},

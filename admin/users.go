@@ -28,18 +28,28 @@ type UserView struct {
 	Disabled bool `json:"disabled"`
 	// Federated: the person signs in through the org's IdP (and is linked
 	// to that identity); HasPassword: through the org's password pool.
-	Federated   bool              `json:"federated"`
-	HasPassword bool              `json:"has_password"`
-	Attributes  map[string]string `json:"attributes"`
-	ManagedBy   string            `json:"managed_by"`
-	CreatedAt   time.Time         `json:"created_at"`
-	UpdatedAt   time.Time         `json:"updated_at"`
+	Federated   bool `json:"federated"`
+	HasPassword bool `json:"has_password"`
+	// Factors are the person's second factors in this org ("totp");
+	// RecoveryCodes how many of their recovery codes are left.
+	Factors       []string          `json:"factors"`
+	RecoveryCodes int               `json:"recovery_codes"`
+	Attributes    map[string]string `json:"attributes"`
+	ManagedBy     string            `json:"managed_by"`
+	CreatedAt     time.Time         `json:"created_at"`
+	UpdatedAt     time.Time         `json:"updated_at"`
 }
 
 func userView(u store.User, m store.Membership) UserView {
 	v := UserView{ID: u.ID, Email: u.Email, Name: u.Name, Roles: m.Roles, Groups: m.Groups, Disabled: m.Disabled || u.Disabled,
 		Federated: m.Subject != "", HasPassword: m.PasswordHash != "", Attributes: m.Attributes, ManagedBy: managedBy(m.Declared),
-		CreatedAt: m.CreatedAt, UpdatedAt: later(m.UpdatedAt, u.UpdatedAt)}
+		CreatedAt: m.CreatedAt, UpdatedAt: later(m.UpdatedAt, u.UpdatedAt), Factors: []string{}}
+	if m.Factors != nil {
+		if m.Factors.TOTP != nil {
+			v.Factors = append(v.Factors, "totp")
+		}
+		v.RecoveryCodes = len(m.Factors.RecoveryCodes)
+	}
 	if v.Roles == nil {
 		v.Roles = []string{}
 	}
@@ -137,6 +147,27 @@ func (c *call) member() (store.User, store.Membership, error) {
 		return u, m, err
 	}
 	return u, m, nil
+}
+
+// resetFactors removes the person's second factors in the org: they set
+// up a new one at their next sign-in (if the org requires one). Their
+// open sessions are left as they are.
+func (a *API) resetFactors(c *call) error {
+	u, _, err := c.member()
+	if err != nil {
+		return err
+	}
+	var had []string
+	m, err := a.o.Store.UpdateMembership(c.ctx(), u.ID, c.org.ID, func(m store.Membership) (store.Membership, error) {
+		had = userView(u, m).Factors
+		m.Factors, m.UpdatedAt = nil, a.o.Now().UTC()
+		return m, nil
+	})
+	if err := storeErr(err, "user in this org"); err != nil {
+		return err
+	}
+	c.record(c.org.ID, "user.factors.reset", u.ID, "success", map[string]string{"factors": strings.Join(had, ",")})
+	return c.replyETag(http.StatusOK, userView(u, m), etagOf(u, m))
 }
 
 func (a *API) getUser(c *call) error {

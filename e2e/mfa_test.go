@@ -149,6 +149,22 @@ func TestTOTP(t *testing.T) {
 	if r := bobOld.get(g.url("app.localhost", "/")); r.status != http.StatusFound || !strings.Contains(r.header.Get("Location"), "/.gatehouse/login") {
 		t.Fatalf("a session without a second factor: %d %s", r.status, r.header.Get("Location"))
 	}
+	// acme's admin resets her own factors through the admin API (as for
+	// a lost phone): her next sign-in enrolls again.
+	same := []string{"Origin", "http://login.acme.localhost:" + g.port, "Sec-Fetch-Site", "same-origin"}
+	st, _, me := alice.api("GET", g.url("login.acme.localhost", "/api/v1/me"), nil)
+	if st != 200 {
+		t.Fatalf("/me: %d %v", st, me)
+	}
+	st, _, u := alice.api("DELETE", g.url("login.acme.localhost", "/api/v1/orgs/acme/users/"+me["user_id"].(string)+"/factors"), nil, same...)
+	if st != 200 || len(u["factors"].([]any)) != 0 {
+		t.Fatalf("reset factors: %d %v", st, u)
+	}
+	fourth := g.browser(t)
+	if p := fourth.passwordStep(g.url("app.localhost", "/"), "alice@acme.example", "alice-pw-123"); !strings.Contains(p.body, "Set up an authenticator app") {
+		t.Fatalf("after a reset: %s", p.body)
+	}
+
 	// globex has no rule: carol is not asked.
 	carol := g.browser(t)
 	if r := carol.login(g.url("globex-app.localhost", "/"), "carol@globex.example", "carol-pw-456"); r.status != 200 {

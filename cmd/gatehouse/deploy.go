@@ -289,6 +289,7 @@ func (d *deployment) auditStream() *admin.Streamer {
 func (d *deployment) adminAPI() http.Handler {
 	return admin.New(admin.Options{Store: d.st, Sessions: d.sessions, ClientIP: d.ips, ConfigFile: d.opts.ConfigFile, Logger: d.log,
 		WebhooksAllowPrivate: d.cfg.Admin.AllowPrivateNetworks, PublicURL: d.pub, Clients: d.cfg.Clients,
+		SessionLifetime: d.cfg.Session.Lifetime, SessionIdleTimeout: d.cfg.Session.IdleTimeout,
 		TestConnection: func(ctx context.Context, o store.Org) error { return d.conns.Test(ctx, &o) },
 		InviteURL:      d.login.InviteURL,
 		DomainsVerify:  d.cfg.Domains.Verify, CNAMETarget: d.cfg.Domains.CNAMETarget,
