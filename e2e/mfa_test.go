@@ -86,7 +86,7 @@ func TestTOTP(t *testing.T) {
 
 	alice := g.browser(t)
 	p := alice.passwordStep(g.url("app.localhost", "/"), "alice@acme.example", "alice-pw-123")
-	if p.status != 200 || !strings.Contains(p.body, "Set up an authenticator app") || !strings.Contains(p.body, "otpauth://totp/") {
+	if p.status != 200 || !strings.Contains(p.body, "Set up a second factor") || !strings.Contains(p.body, "otpauth://totp/") {
 		t.Fatalf("enrollment page: %d\n%s", p.status, p.body)
 	}
 	secret := field(t, secretRE, p.body)
@@ -161,7 +161,7 @@ func TestTOTP(t *testing.T) {
 		t.Fatalf("reset factors: %d %v", st, u)
 	}
 	fourth := g.browser(t)
-	if p := fourth.passwordStep(g.url("app.localhost", "/"), "alice@acme.example", "alice-pw-123"); !strings.Contains(p.body, "Set up an authenticator app") {
+	if p := fourth.passwordStep(g.url("app.localhost", "/"), "alice@acme.example", "alice-pw-123"); !strings.Contains(p.body, "Set up a second factor") {
 		t.Fatalf("after a reset: %s", p.body)
 	}
 

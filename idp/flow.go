@@ -317,7 +317,7 @@ func (h *Handler) startSession(w http.ResponseWriter, r *http.Request, org *stor
 // step's, and mfa when there were two factors (here or at the IdP).
 func amrOf(typ string, id connection.Identity) []string {
 	var amr []string
-	if typ == "password" {
+	if typ == "password" && !id.Passwordless {
 		amr = append(amr, "pwd")
 	}
 	amr = append(amr, id.AMR...)

@@ -112,6 +112,9 @@ func New(o Options) *Handler {
 	mux.Handle("POST "+MFAPath, cop.Handler(http.HandlerFunc(h.mfaSubmit)))
 	mux.HandleFunc("GET "+mfaQRPath, h.mfaQR)
 	mux.Handle("POST "+mfaContinuePath, cop.Handler(http.HandlerFunc(h.mfaContinue)))
+	mux.Handle("POST "+PasskeyPath, cop.Handler(http.HandlerFunc(h.passkeySignIn)))
+	mux.HandleFunc("GET "+AccountPath, h.accountPage)
+	mux.Handle("POST "+AccountPath, cop.Handler(http.HandlerFunc(h.accountSubmit)))
 	mux.HandleFunc("GET "+LogoutPath, h.logoutPage)
 	mux.Handle("POST "+LogoutPath, cop.Handler(http.HandlerFunc(h.logoutSubmit)))
 	h.mux = mux

@@ -148,6 +148,7 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) {
 	}
 	p := h.page(r, w, org, rd)
 	p.Email = hint
+	h.offerPasswordless(r, &p)
 	web.Render(w, http.StatusOK, "login", p)
 }
 
@@ -240,6 +241,7 @@ func (h *Handler) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		p := h.page(r, w, org, rd)
 		p.Email = email
 		p.Back = LoginPath
+		h.offerPasswordless(r, &p)
 		web.Render(w, http.StatusOK, "login", p)
 		return
 	}

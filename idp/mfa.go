@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-webauthn/webauthn/webauthn"
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
 
@@ -60,6 +61,10 @@ type pending struct {
 	Enroll bool   `json:"enroll,omitempty"`
 	Secret string `json:"secret,omitempty"`
 	Tries  int    `json:"tries,omitempty"`
+	// WebAuthn is the passkey ceremony the page last offered (nil: none
+	// pending); a failed or finished attempt clears it, so that an
+	// answer to it is good once.
+	WebAuthn *webauthn.SessionData `json:"webauthn,omitempty"`
 	// SID is the session made after enrollment, waiting for the person
 	// to continue past their recovery codes.
 	SID string `json:"sid,omitempty"`
@@ -138,19 +143,67 @@ func (h *Handler) mfaExpired(w http.ResponseWriter, r *http.Request, reason stri
 		Error: "This sign-in took too long or was finished already. Sign in again.", Reference: ref, Back: LoginPath, BackText: "Sign in"})
 }
 
-func (h *Handler) mfaPage(w http.ResponseWriter, r *http.Request, p pending, status int, msg string) {
+func (h *Handler) mfaPage(w http.ResponseWriter, r *http.Request, pid string, p pending, status int, msg string) {
 	org, _ := h.o.Orgs.ByID(p.OrgID)
 	pg := h.page(r, w, org, "")
 	pg.Title, pg.Action, pg.Error, pg.Email = "Second step", MFAPath, msg, p.Email
 	pg.Step = "verify"
 	if p.Enroll {
-		pg.Step, pg.Title = "enroll", "Set up an authenticator app"
+		pg.Step, pg.Title = "enroll", "Set up a second factor"
 		pg.Secret = groupSecret(p.Secret)
 		pg.OTPAuth = template.URL(otpauthURL(org, p)) // built here: otpauth://totp/…
 		pg.Image = mfaQRPath
 	}
+	pg.PasskeyOptions, pg.PasskeyMode = h.offerPasskey(r, pid, p)
+	pg.Scripts = pg.PasskeyOptions != ""
 	w.Header().Set("Cache-Control", "no-store")
 	web.Render(w, status, "mfa", pg)
+}
+
+// offerPasskey begins the page's passkey ceremony: registration when
+// enrolling, a login when the person has passkeys on this host. Its
+// session goes with the pending sign-in.
+func (h *Handler) offerPasskey(r *http.Request, pid string, p pending) (template.JS, string) {
+	ctx := r.Context()
+	wa, err := h.relyingParty(r)
+	if err != nil {
+		return "", ""
+	}
+	user, _, err := h.waUserOf(ctx, p.UserID, p.OrgID, request.Host(r))
+	if err != nil {
+		h.o.Logger.Warn("idp: passkey ceremony not offered", "user", p.UserID, "err", err)
+		return "", ""
+	}
+	var (
+		opts any
+		sd   *webauthn.SessionData
+		mode string
+	)
+	switch {
+	case p.Enroll:
+		opts, sd, err = wa.BeginRegistration(user)
+		mode = "create"
+	case len(user.creds) > 0:
+		opts, sd, err = wa.BeginLogin(user)
+		mode = "get"
+	default:
+		return "", ""
+	}
+	if err == nil {
+		err = h.o.Store.UpdateOnce(ctx, pendingKind, pid, func(b []byte) ([]byte, error) {
+			var cur pending
+			if err := json.Unmarshal(b, &cur); err != nil {
+				return nil, err
+			}
+			cur.WebAuthn = sd
+			return json.Marshal(cur)
+		})
+	}
+	if err != nil {
+		h.o.Logger.Warn("idp: passkey ceremony not offered", "user", p.UserID, "err", err)
+		return "", ""
+	}
+	return optionsJSON(opts), mode
 }
 
 // otpauthURL is the enrollment's key as authenticator apps take it.
@@ -183,12 +236,12 @@ func groupSecret(s string) string {
 }
 
 func (h *Handler) mfaShow(w http.ResponseWriter, r *http.Request) {
-	_, p, err := h.pendingOf(r)
+	pid, p, err := h.pendingOf(r)
 	if err != nil {
 		h.mfaExpired(w, r, err.Error())
 		return
 	}
-	h.mfaPage(w, r, p, http.StatusOK, "")
+	h.mfaPage(w, r, pid, p, http.StatusOK, "")
 }
 
 // mfaQR is the enrollment's key as a QR code, for the browser that is
@@ -244,17 +297,29 @@ func (h *Handler) mfaSubmit(w http.ResponseWriter, r *http.Request) {
 	if allowed, until := h.byAccount.take(key, now); !allowed {
 		h.o.Logger.Warn("idp: second step throttled", "org", org.Slug, "user", p.UserID, "client", addr)
 		w.Header().Set("Retry-After", retryAfter(until, now))
-		h.mfaPage(w, r, p, http.StatusTooManyRequests, fmt.Sprintf("Too many wrong codes. Try again in %s.", wait(until, now)))
+		h.mfaPage(w, r, pid, p, http.StatusTooManyRequests, fmt.Sprintf("Too many wrong codes. Try again in %s.", wait(until, now)))
 		return
 	}
 	code := normalizeCode(r.PostFormValue("code"))
-	var used string
-	var codes []string
-	if p.Enroll {
+	var (
+		used, amr string
+		codes     []string
+	)
+	switch answer := r.PostFormValue("webauthn"); {
+	case answer != "":
+		var cred *webauthn.Credential
+		cred, codes, err = h.passkeyStep(r, p, answer, now)
+		if err == nil {
+			used, amr = "passkey", passkeyAMR(cred)
+		}
+	case p.Enroll:
 		codes, err = h.enroll(ctx, p, code, now)
-		used = "totp"
-	} else {
+		used, amr = "totp", "otp"
+	default:
 		used, err = h.verifyFactor(ctx, p, code, now)
+		if used == "totp" {
+			amr = "otp"
+		}
 	}
 	var bad *errMFA
 	switch {
@@ -272,9 +337,10 @@ func (h *Handler) mfaSubmit(w http.ResponseWriter, r *http.Request) {
 				return nil, err
 			}
 			cur.Tries++
+			cur.WebAuthn = nil // its challenge is spent
 			return json.Marshal(cur)
 		})
-		h.mfaPage(w, r, p, http.StatusUnauthorized, bad.msg)
+		h.mfaPage(w, r, pid, p, http.StatusUnauthorized, bad.msg)
 		return
 	case err != nil:
 		h.signInError(w, r, org, "mfa", connection.Errorf(connection.KindInternal, "idp: second factor: %w", err))
@@ -283,8 +349,8 @@ func (h *Handler) mfaSubmit(w http.ResponseWriter, r *http.Request) {
 	h.byAccount.reset(key)
 	h.audit(ctx, org.ID, p.UserID, "mfa.verify", "success", map[string]string{"factor": used, "client": addr})
 	p.ID.MFA = true
-	if used == "totp" {
-		p.ID.AMR = append(p.ID.AMR, "otp")
+	if amr != "" {
+		p.ID.AMR = append(p.ID.AMR, amr)
 	}
 	if !p.Enroll {
 		// One use: whoever takes the pending sign-in makes the session.
@@ -393,6 +459,74 @@ func (h *Handler) enroll(ctx context.Context, p pending, code string, now time.T
 	}
 	h.audit(ctx, p.OrgID, p.UserID, "mfa.enroll", "success", map[string]string{"factor": "totp"})
 	return codes, nil
+}
+
+// passkeyStep takes a passkey answer to the page's ceremony: a new
+// passkey when enrolling (with recovery codes), else a login with one of
+// the person's passkeys on this host.
+func (h *Handler) passkeyStep(r *http.Request, p pending, answer string, now time.Time) (*webauthn.Credential, []string, error) {
+	ctx := r.Context()
+	refused := func(reason string, err error) error {
+		h.o.Logger.Info("idp: passkey refused", "user", p.UserID, "org", p.OrgID, "reason", reason, "err", err)
+		return &errMFA{"Your passkey was not accepted. Try again, or use another way.", reason}
+	}
+	if p.WebAuthn == nil {
+		return nil, nil, refused("no passkey ceremony pending (used or never offered)", nil)
+	}
+	wa, err := h.relyingParty(r)
+	if err != nil {
+		return nil, nil, refused("not a sign-in host", err)
+	}
+	host := request.Host(r)
+	user, _, err := h.waUserOf(ctx, p.UserID, p.OrgID, host)
+	if err != nil {
+		return nil, nil, err
+	}
+	if p.Enroll {
+		parsed, err := parseCreation(answer)
+		if err != nil {
+			return nil, nil, refused("malformed registration", err)
+		}
+		cred, err := wa.CreateCredential(user, *p.WebAuthn, parsed)
+		if err != nil {
+			return nil, nil, refused("registration did not verify", err)
+		}
+		pk, err := newPasskey(cred, host, r.PostFormValue("name"), now)
+		if err != nil {
+			return nil, nil, err
+		}
+		codes, hashes := newRecoveryCodes(p.UserID)
+		if _, err := h.o.Store.UpdateMembership(ctx, p.UserID, p.OrgID, func(m store.Membership) (store.Membership, error) {
+			if m.Factors.Has() {
+				return m, &errMFA{"A second factor was set up meanwhile. Sign in again.", "factor enrolled concurrently"}
+			}
+			m.Factors = &store.Factors{Passkeys: []store.Passkey{pk}, RecoveryCodes: hashes}
+			m.UpdatedAt = now.UTC()
+			return m, nil
+		}); err != nil {
+			return nil, nil, err
+		}
+		h.audit(ctx, p.OrgID, p.UserID, "mfa.enroll", "success", map[string]string{"factor": "passkey", "rp_id": host})
+		return cred, codes, nil
+	}
+	parsed, err := parseAssertion(answer)
+	if err != nil {
+		return nil, nil, refused("malformed assertion", err)
+	}
+	cred, err := wa.ValidateLogin(user, *p.WebAuthn, parsed)
+	if err != nil {
+		return nil, nil, refused("assertion did not verify", err)
+	}
+	if _, err := h.o.Store.UpdateMembership(ctx, p.UserID, p.OrgID, func(m store.Membership) (store.Membership, error) {
+		m, err := usedPasskey(m, cred, now)
+		if err != nil {
+			return m, refused(err.Error(), nil)
+		}
+		return m, nil
+	}); err != nil {
+		return nil, nil, err
+	}
+	return cred, nil, nil
 }
 
 // verifyFactor checks a code against the person's factors: a TOTP code

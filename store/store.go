@@ -251,7 +251,8 @@ type Membership struct {
 
 // Factors are a person's second factors in one org.
 type Factors struct {
-	TOTP *TOTPFactor `json:"totp,omitempty"`
+	TOTP     *TOTPFactor `json:"totp,omitempty"`
+	Passkeys []Passkey   `json:"passkeys,omitempty"`
 	// RecoveryCodes are the SHA-256 hashes (hex) of single-use codes,
 	// shown once when made; a used one is removed.
 	RecoveryCodes []string `json:"recovery_codes,omitempty"`
@@ -267,8 +268,22 @@ type TOTPFactor struct {
 	CreatedAt time.Time `json:"created_at"`
 }
 
+// Passkey is a WebAuthn credential (a passkey or a security key).
+type Passkey struct {
+	// ID is the credential ID; RPID the host (relying party ID) it was
+	// registered on, where alone it works.
+	ID   []byte `json:"id"`
+	RPID string `json:"rp_id"`
+	Name string `json:"name"`
+	// Credential is the WebAuthn library's record (public key, counter,
+	// flags), opaque here.
+	Credential json.RawMessage `json:"credential"`
+	CreatedAt  time.Time       `json:"created_at"`
+	LastUsedAt time.Time       `json:"last_used_at,omitzero"`
+}
+
 // Has reports whether f holds any factor.
-func (f *Factors) Has() bool { return f != nil && f.TOTP != nil }
+func (f *Factors) Has() bool { return f != nil && (f.TOTP != nil || len(f.Passkeys) > 0) }
 
 // MFARules are an org's second-factor rules. A sub-org's rules only
 // tighten its parent's.

@@ -38,6 +38,8 @@ type Identity struct {
 	// AMR are further methods of the sign-in (RFC 8176), such as otp for
 	// Gatehouse's own second step.
 	AMR []string
+	// Passwordless: a passkey alone signed the person in (no password).
+	Passwordless bool
 	// Claims are every claim (or SAML attribute) as strings, for the
 	// org's claim mapping.
 	Claims map[string][]string

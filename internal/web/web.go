@@ -99,7 +99,30 @@ type Page struct {
 	// the template would otherwise refuse as an unsafe scheme).
 	OTPAuth template.URL
 	Codes   []string
+	// PasskeyOptions are a WebAuthn ceremony's options, JSON that
+	// webauthn.js reads (encoding/json escapes <, > and & in it, so it
+	// cannot end its script block); PasskeyMode is "create" or "get";
+	// Ceremony a sealed stateless ceremony to post back.
+	PasskeyOptions        template.JS
+	PasskeyMode, Ceremony string
+	// Passkeys lists a person's passkeys, HasTOTP says whether they have
+	// an authenticator app and RecoveryLeft how many recovery codes (the
+	// account page).
+	Passkeys     []PasskeyItem
+	HasTOTP      bool
+	RecoveryLeft int
+	// Scripts: the page runs webauthn.js (the CSP allows same-origin
+	// scripts on such a page only).
+	Scripts bool
 }
+
+// PasskeyItem is one passkey on the account page.
+type PasskeyItem struct {
+	ID, Name, Host, Created, LastUsed string
+}
+
+// ScriptCSP is CSP with the pages' one same-origin script allowed.
+const ScriptCSP = CSP + "; script-src 'self'"
 
 // OrgChoice is one organization on the chooser.
 type OrgChoice struct {
@@ -123,7 +146,11 @@ func Render(w http.ResponseWriter, status int, name string, p Page) {
 	}
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Content-Security-Policy", CSP)
+	if p.Scripts {
+		h.Set("Content-Security-Policy", ScriptCSP)
+	} else {
+		h.Set("Content-Security-Policy", CSP)
+	}
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Cache-Control", "no-store")
