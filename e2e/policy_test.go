@@ -175,7 +175,7 @@ func TestBrokenPolicyStopsStart(t *testing.T) {
 // security team would.
 func TestPolicyCLI(t *testing.T) {
 	out, err := exec.Command(binary, "policy", "test", "../examples/policies").CombinedOutput()
-	if err != nil || !strings.Contains(string(out), " 0 failed, in 6 policy directories") {
+	if err != nil || !strings.Contains(string(out), " 0 failed, in 7 policy directories") {
 		t.Fatalf("policy test: %v\n%s", err, out)
 	}
 	// A failing test fails the command.

@@ -352,6 +352,9 @@ func (h *Handler) newSession(w http.ResponseWriter, r *http.Request, org *store.
 		}
 	}
 	s := store.Session{UserID: user.ID, OrgID: org.ID, Connection: typ, MFA: id.MFA, AMR: amrOf(typ, id), LogoutHint: id.LogoutHint, ClientAddr: addr, UserAgent: r.UserAgent()}
+	if id.MFA {
+		s.MFAAt = h.o.Now().UTC()
+	}
 	if id.Subject != "" {
 		s.Federation, s.Subject = federation(owner), subjectOf(owner, id)
 	}

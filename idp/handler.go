@@ -111,6 +111,7 @@ func New(o Options) *Handler {
 	mux.HandleFunc("GET "+MFAPath, h.mfaShow)
 	mux.Handle("POST "+MFAPath, cop.Handler(http.HandlerFunc(h.mfaSubmit)))
 	mux.HandleFunc("GET "+mfaQRPath, h.mfaQR)
+	mux.HandleFunc("GET "+StepUpPath, h.stepUp)
 	mux.Handle("POST "+mfaContinuePath, cop.Handler(http.HandlerFunc(h.mfaContinue)))
 	mux.Handle("POST "+PasskeyPath, cop.Handler(http.HandlerFunc(h.passkeySignIn)))
 	mux.HandleFunc("GET "+AccountPath, h.accountPage)

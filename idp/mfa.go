@@ -14,6 +14,7 @@ import (
 	"html/template"
 	"image/png"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -68,6 +69,9 @@ type pending struct {
 	// SID is the session made after enrollment, waiting for the person
 	// to continue past their recovery codes.
 	SID string `json:"sid,omitempty"`
+	// StepUp is the open session a step-up proves a second factor for
+	// (no new session is made).
+	StepUp string `json:"step_up,omitempty"`
 }
 
 func (h *Handler) mfaCookieName(r *http.Request) string {
@@ -91,9 +95,15 @@ func (h *Handler) secondFactor(w http.ResponseWriter, r *http.Request, org, owne
 		h.startSession(w, r, org, store.User{ID: id.UserID}, owner, id, rd, state)
 		return
 	}
-	p := pending{UserID: id.UserID, Email: email, OrgID: org.ID, OwnerID: owner.ID, ID: id, RD: rd, State: state, Enroll: !mem.Factors.Has()}
+	h.beginSecondStep(w, r, org, pending{UserID: id.UserID, Email: email, OrgID: org.ID, OwnerID: owner.ID, ID: id, RD: rd, State: state, Enroll: !mem.Factors.Has()})
+}
+
+// beginSecondStep stores the pending sign-in (with a new authenticator
+// key if the person enrolls), binds it to the browser and shows its page.
+func (h *Handler) beginSecondStep(w http.ResponseWriter, r *http.Request, org *store.Org, p pending) {
+	ctx := r.Context()
 	if p.Enroll {
-		key, err := totp.Generate(totp.GenerateOpts{Issuer: orgName(org), AccountName: email, Rand: rand.Reader})
+		key, err := totp.Generate(totp.GenerateOpts{Issuer: orgName(org), AccountName: p.Email, Rand: rand.Reader})
 		if err != nil {
 			h.signInError(w, r, org, "mfa", connection.Errorf(connection.KindInternal, "idp: totp key: %w", err))
 			return
@@ -359,12 +369,26 @@ func (h *Handler) mfaSubmit(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		h.clearMFACookie(w, r)
+		if p.StepUp != "" {
+			if err := h.o.Sessions.SteppedUp(ctx, p.StepUp, amr, now); err != nil {
+				h.mfaExpired(w, r, err.Error())
+				return
+			}
+			h.audit(ctx, org.ID, p.UserID, "mfa.step_up", "success", map[string]string{"factor": used, "client": addr})
+			h.complete(w, r, p.StepUp, p.OrgID, p.RD, p.State)
+			return
+		}
 		h.startSession(w, r, org, store.User{ID: p.UserID}, owner, p.ID, p.RD, p.State)
 		return
 	}
-	// Enrolled: the session now, then the recovery codes, once, before
-	// the person goes on.
-	sid, err := h.newSession(w, r, org, store.User{ID: p.UserID}, owner, p.ID)
+	// Enrolled: the session now (or the stepped-up one), then the
+	// recovery codes, once, before the person goes on.
+	sid := p.StepUp
+	if sid != "" {
+		err = h.o.Sessions.SteppedUp(ctx, sid, amr, now)
+	} else {
+		sid, err = h.newSession(w, r, org, store.User{ID: p.UserID}, owner, p.ID)
+	}
 	if err != nil {
 		h.signInError(w, r, org, "session", connection.Errorf(connection.KindInternal, "idp: create session: %w", err))
 		return
@@ -383,6 +407,60 @@ func (h *Handler) mfaSubmit(w http.ResponseWriter, r *http.Request) {
 	pg.Title, pg.Step, pg.Codes, pg.Action = "Save your recovery codes", "codes", codes, mfaContinuePath
 	w.Header().Set("Cache-Control", "no-store")
 	web.Render(w, http.StatusOK, "mfa", pg)
+}
+
+// StepUpPath is where a person proves a second factor again because a
+// policy asked for a more recent one.
+const StepUpPath = MFAPath + "/step-up"
+
+// StepUpURL is the step-up page for org orgSlug's person, on the org's
+// sign-in host, returning to rd.
+func (h *Handler) StepUpURL(orgSlug, rd, state string) string {
+	host := h.o.PublicURL.Host
+	if o, ok := h.o.Orgs.BySlug(orgSlug); ok {
+		su := SignInURL(*h.o.PublicURL, o)
+		host = su.Host
+	}
+	u := url.URL{Scheme: h.o.PublicURL.Scheme, Host: host, Path: StepUpPath, RawQuery: url.Values{"rd": {rd}, "state": {state}}.Encode()}
+	return u.String()
+}
+
+// stepUp proves a second factor for the browser's open session on this
+// host: its password-pool person answers the second step (or sets up a
+// factor); anyone else (no session here, an org with its own IdP) signs
+// in again.
+func (h *Handler) stepUp(w http.ResponseWriter, r *http.Request) {
+	rd, ok := h.redirectParam(w, r)
+	if !ok {
+		return
+	}
+	state := stateParam(r)
+	again := func(slug string) {
+		http.Redirect(w, r, h.SignInURL(slug, rd, state, "", true), http.StatusSeeOther)
+	}
+	e, err := h.o.Sessions.Authenticate(r)
+	if err != nil {
+		again("")
+		return
+	}
+	id := e.Identity()
+	org, ok := h.o.Orgs.ByID(id.OrgID)
+	if !ok {
+		again("")
+		return
+	}
+	owner, err := h.ownerOf(org)
+	if err != nil || owner.Connection.Type != "password" {
+		again(org.Slug) // the IdP's sign-in, afresh
+		return
+	}
+	m, err := h.o.Store.GetMembership(r.Context(), id.UserID, id.OrgID)
+	if err != nil {
+		again(org.Slug)
+		return
+	}
+	h.beginSecondStep(w, r, org, pending{UserID: id.UserID, Email: id.Email, OrgID: org.ID, OwnerID: owner.ID, RD: rd, State: state,
+		Enroll: !m.Factors.Has(), StepUp: id.SessionID})
 }
 
 // mfaContinue goes on from the recovery codes page to where the sign-in

@@ -51,6 +51,11 @@ type User struct {
 	// AuthTime is when the user signed in (RFC 3339).
 	AuthTime   string `json:"auth_time"`
 	Connection string `json:"connection"`
+	// AMR are how the session signed in (RFC 8176: pwd, otp, hwk, swk,
+	// mfa, ...); MFATime is when the person last proved a second factor
+	// (RFC 3339; "" never).
+	AMR     []string `json:"amr"`
+	MFATime string   `json:"mfa_time"`
 }
 
 type Org struct {
@@ -143,6 +148,7 @@ func (in *Input) userTerm() *ast.Term {
 		item("roles", strs(in.User.Roles)), item("groups", strs(in.User.Groups)),
 		item("attributes", strMap(in.User.Attributes)), item("mfa", ast.BooleanTerm(in.User.MFA)),
 		item("auth_time", str(in.User.AuthTime)), item("connection", str(in.User.Connection)),
+		item("amr", strs(in.User.AMR)), item("mfa_time", str(in.User.MFATime)),
 	)
 }
 
@@ -182,7 +188,7 @@ func (r *Request) Fill() {
 var keyTerms = func() map[string]*ast.Term {
 	m := map[string]*ast.Term{}
 	for _, k := range []string{"user", "org", "request", "route", "session", "id", "email", "name", "roles", "groups",
-		"attributes", "mfa", "auth_time", "connection", "slug", "parent", "domains", "login_domain", "method", "host",
+		"attributes", "mfa", "auth_time", "connection", "amr", "mfa_time", "slug", "parent", "domains", "login_domain", "method", "host",
 		"path", "match_path", "query", "headers", "client_addr", "time", "time_ns", "path_prefix", "orgs", "created_at", "expires_at"} {
 		m[k] = ast.StringTerm(k)
 	}

@@ -9,6 +9,7 @@ package policy
 import (
 	"context"
 	"slices"
+	"time"
 )
 
 // Decision is the outcome. Reasons are shown on the 403 page and logged;
@@ -17,6 +18,10 @@ type Decision struct {
 	Allow   bool
 	Reasons []string
 	Headers map[string]string
+	// MFAMaxAge, when set, allows only if the person proved a second
+	// factor at most this long ago (a policy's mfa_max_age): else they are
+	// asked for one (step-up) and come back.
+	MFAMaxAge time.Duration
 	// Version identifies the policy set that decided ("" for RouteOrgs).
 	Version string
 	// ID names the decision in the decision log.

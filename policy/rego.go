@@ -49,6 +49,7 @@ const (
 	queryAllow            = "x = data.gatehouse.authz.allow"
 	queryAllowWithHeaders = "x = data.gatehouse.authz.allow; h = {k: v | x == true; some k, v in data.gatehouse.authz.headers}"
 	queryReasons          = "x = data.gatehouse.authz.reasons"
+	queryMFAMaxAge        = "x = data.gatehouse.authz.mfa_max_age"
 	queryTokenAllow       = "x = data.gatehouse.token.allow"
 	queryTokenReasons     = "x = data.gatehouse.token.reasons"
 )
@@ -92,6 +93,9 @@ type layer struct {
 	// it does not decide requests.
 	allow   *query
 	reasons *query // nil: the policy has no reasons rule
+	// mfaMaxAge: the policy may ask for a second factor this recent
+	// (step-up); nil without an mfa_max_age rule.
+	mfaMaxAge *query
 	// tokenAllow (and tokenReasons) are its token rules, if any.
 	tokenAllow, tokenReasons *query
 	// broken, if set, is why this layer never compiled: it denies.
@@ -266,6 +270,11 @@ func compileLayer(name string, c *ast.Compiler, parsed []*ast.Module) (*layer, e
 				return nil, err
 			}
 		}
+		if authz["mfa_max_age"] {
+			if l.mfaMaxAge, err = optional(queryMFAMaxAge); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if tokens != nil {
 		if l.tokenAllow, err = optional(queryTokenAllow); err != nil {
@@ -434,8 +443,11 @@ func (r *Rego) Decide(ctx context.Context, in *Input) Decision {
 			r.log.Error(ctx, l.name, conflict)
 			break
 		}
+		if res.MFAMaxAge > 0 && (d.MFAMaxAge == 0 || res.MFAMaxAge < d.MFAMaxAge) {
+			d.MFAMaxAge = res.MFAMaxAge // the strictest layer's
+		}
 		if !res.Allow {
-			d.Allow, d.Headers = false, nil
+			d.Allow, d.Headers, d.MFAMaxAge = false, nil, 0
 			d.Reasons = res.Reasons
 			if len(d.Reasons) == 0 {
 				d.Reasons = []string{"denied by the " + l.name + " policy"}
@@ -451,6 +463,8 @@ type result struct {
 	Allow   bool
 	Reasons []string
 	Headers map[string]string
+	// MFAMaxAge: the layer asks for a second factor at most this old.
+	MFAMaxAge time.Duration
 }
 
 // evalEnv is what every query of one decision shares.
@@ -522,6 +536,23 @@ func safeEval(ctx context.Context, l *layer, env *evalEnv) (res result, err erro
 		}
 		if t := qr[ast.Var("h")]; t != nil {
 			hv = t.Value
+		}
+	}
+	if res.Allow && l.mfaMaxAge != nil {
+		qr, err := l.run(ctx, *l.mfaMaxAge, env)
+		if err != nil {
+			return res, fmt.Errorf("policy: %s: mfa_max_age: %w", l.name, err)
+		}
+		if qr != nil {
+			// Seconds, a whole number from a minute (a step-up holds at
+			// least that long, or the person would be asked again and
+			// again) to a day; anything else fails the decision closed.
+			n, ok := qr[ast.Var("x")].Value.(ast.Number)
+			secs, isInt := n.Int64()
+			if !ok || !isInt || secs < 60 || secs > 86400 {
+				return res, fmt.Errorf("policy: %s: mfa_max_age must be a whole number of seconds from 60 to 86400, got %v", l.name, qr[ast.Var("x")])
+			}
+			res.MFAMaxAge = time.Duration(secs) * time.Second
 		}
 	}
 	if !res.Allow {

@@ -243,3 +243,44 @@ func TestTrivial(t *testing.T) {
 		t.Fatal("chain with a policy loaded is trivial")
 	}
 }
+
+// mfa_max_age: the strictest allowing layer's counts; a deny clears it;
+// anything but a whole number of seconds from 60 to 86400 denies.
+func TestMFAMaxAge(t *testing.T) {
+	allowAll := "default allow := false\nallow := true\n"
+	for _, tt := range []struct {
+		name  string
+		src   Sources
+		allow bool
+		want  time.Duration
+		err   string
+	}{
+		{"one layer", Sources{Platform: mod(allowAll + "mfa_max_age := 600")}, true, 10 * time.Minute, ""},
+		{"undefined asks nothing", Sources{Platform: mod(allowAll + `mfa_max_age := 600 if input.request.path == "/x"`)}, true, 0, ""},
+		{"the strictest layer", Sources{Platform: mod(allowAll + "mfa_max_age := 900"), Routes: map[string][]Module{"app": mod(allowAll + "mfa_max_age := 120")},
+			Orgs: map[string][]Module{"org_acme": mod(allowAll + "mfa_max_age := 600")}}, true, 2 * time.Minute, ""},
+		{"a deny clears it", Sources{Platform: mod(allowAll + "mfa_max_age := 900"), Routes: map[string][]Module{"app": mod("default allow := false")}}, false, 0, ""},
+		{"a string", Sources{Platform: mod(allowAll + `mfa_max_age := "10m"`)}, false, 0, "whole number of seconds"},
+		{"a fraction", Sources{Platform: mod(allowAll + "mfa_max_age := 90.5")}, false, 0, "whole number of seconds"},
+		{"under a minute", Sources{Platform: mod(allowAll + "mfa_max_age := 30")}, false, 0, "from 60"},
+		{"over a day", Sources{Platform: mod(allowAll + "mfa_max_age := 100000")}, false, 0, "to 86400"},
+		{"negative", Sources{Platform: mod(allowAll + "mfa_max_age := -1")}, false, 0, "whole number"},
+		{"conflicting values", Sources{Platform: mod(allowAll + "mfa_max_age := 60 if true\nmfa_max_age := 120 if true")}, false, 0, "mfa_max_age"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			set, err := Compile(context.Background(), tt.src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := NewRego(10*time.Second, nil)
+			r.Swap(set)
+			d := r.Decide(context.Background(), alice())
+			if d.Allow != tt.allow || d.MFAMaxAge != tt.want {
+				t.Fatalf("Decide = %v %v (err %v), want %v %v", d.Allow, d.MFAMaxAge, d.Err, tt.allow, tt.want)
+			}
+			if tt.err != "" && (d.Err == nil || !strings.Contains(d.Err.Error(), tt.err)) {
+				t.Fatalf("err %v, want it to mention %q", d.Err, tt.err)
+			}
+		})
+	}
+}

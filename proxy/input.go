@@ -23,12 +23,16 @@ func PolicyInput(r *http.Request, host, path, client string, rt *Route, id *sess
 		User: policy.User{
 			ID: id.UserID, Email: id.Email, Name: id.Name, Roles: id.Roles, Groups: id.Groups,
 			Attributes: id.Attributes, MFA: id.MFA, Connection: id.Connection, AuthTime: id.AuthTime.UTC().Format(time.RFC3339),
+			AMR: id.AMR,
 		},
 		Org:     policy.Org{ID: id.OrgID, Slug: id.OrgSlug},
 		Request: policy.Request{Method: r.Method, Host: host, Path: path, MatchPath: strings.ToLower(StripParams(path)), ClientAddr: client, At: now},
 		Route:   policy.Route{ID: rt.ID, Host: rt.Host, PathPrefix: rt.PathPrefix, Orgs: rt.Orgs, Org: rt.Org},
 		Session: policy.Session{ID: digest(id.SessionID), CreatedAt: id.AuthTime.UTC().Format(time.RFC3339),
 			ExpiresAt: id.ExpiresAt.UTC().Format(time.RFC3339)},
+	}
+	if !id.MFAAt.IsZero() {
+		in.User.MFATime = id.MFAAt.UTC().Format(time.RFC3339)
 	}
 	in.Request.Fill()
 	if r.URL.RawQuery != "" {

@@ -5,6 +5,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -50,6 +51,9 @@ type Login interface {
 	// returning to rd; state is the browser's hand-off state (see
 	// session.NewState).
 	LoginURL(orgSlug, rd, state string) string
+	// StepUpURL is where the person of org orgSlug proves a second factor
+	// again (step-up), returning to rd.
+	StepUpURL(orgSlug, rd, state string) string
 }
 
 // Options wire a Handler.
@@ -536,6 +540,11 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 			Link: "/.gatehouse/orgs?rd=" + url.QueryEscape(r.URL.RequestURI()), LinkText: "Use another of your organizations"})
 		return
 	}
+	if d.MFAMaxAge > 0 && (!id.MFA || start.Sub(id.MFAAt) > d.MFAMaxAge) {
+		lg.decision = "step_up"
+		h.stepUp(w, r, host, id, d.MFAMaxAge)
+		return
+	}
 	lg.decision = "allow"
 
 	tok, err := h.assertion(e, id, rt.Audience, start)
@@ -735,6 +744,29 @@ func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request, rt *Ro
 	}
 	w.Header().Set("WWW-Authenticate", `Cookie realm="gatehouse"`)
 	web.Error(w, http.StatusUnauthorized, "Sign in to continue.", "")
+}
+
+// stepUp asks for a second factor the policy wants more recent than the
+// session's: a browser goes to prove one and comes back; an API call gets
+// 401 insufficient_user_authentication with the max_age (as RFC 9470
+// says for bearer tokens).
+func (h *Handler) stepUp(w http.ResponseWriter, r *http.Request, host string, id *session.Identity, maxAge time.Duration) {
+	h.o.Logger.Info("proxy: step-up required", "org", id.OrgSlug, "user", id.UserID, "max_age", maxAge.String(), "mfa_at", id.MFAAt)
+	if (r.Method == http.MethodGet || r.Method == http.MethodHead) && acceptsHTML(r) {
+		scheme := "http"
+		if request.IsSecure(r) {
+			scheme = "https"
+		}
+		if _, port, err := net.SplitHostPort(r.Host); err == nil {
+			host = net.JoinHostPort(host, port)
+		}
+		orig := url.URL{Scheme: scheme, Host: host, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
+		state := session.NewState(w, r)
+		http.Redirect(w, r, h.o.Login.StepUpURL(id.OrgSlug, orig.String(), state), http.StatusFound)
+		return
+	}
+	w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Cookie realm="gatehouse", error="insufficient_user_authentication", error_description="a more recent second factor is required", max_age=%d`, int(maxAge.Seconds())))
+	web.Error(w, http.StatusUnauthorized, "This page needs a more recent second factor: open it in your browser to confirm it's you.", "")
 }
 
 func acceptsHTML(r *http.Request) bool {

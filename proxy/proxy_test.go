@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +27,10 @@ type noLogin struct{}
 func (noLogin) ServeHTTP(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTeapot) }
 func (noLogin) LoginURL(org, rd, state string) string {
 	return "http://auth.example.com/.gatehouse/login"
+}
+
+func (noLogin) StepUpURL(org, rd, state string) string {
+	return "http://auth.example.com/.gatehouse/mfa/step-up?rd=" + url.QueryEscape(rd)
 }
 
 // cannedTransport answers every upstream request in memory, so the

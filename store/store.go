@@ -457,6 +457,9 @@ type Session struct {
 	MFA bool `json:"mfa,omitempty"`
 	// AMR are the sign-in's methods (RFC 8176): pwd, otp, mfa, ...
 	AMR []string `json:"amr,omitempty"`
+	// MFAAt is when the person last proved a second factor in this
+	// session (its sign-in, or a later step-up); zero without one.
+	MFAAt time.Time `json:"mfa_at,omitzero"`
 	// Federation names the connection a federated sign-in went through
 	// (its owner org and settings) and Subject the IdP identity; switching
 	// org without signing in again needs both to match.

@@ -20,7 +20,7 @@ import (
 )
 
 // policies are the example policies, one directory each.
-var policies = []string{"admin_mfa", "business_hours", "ip_allowlist", "plan_gating", "readonly_role", "roles_by_path"}
+var policies = []string{"admin_mfa", "business_hours", "ip_allowlist", "plan_gating", "readonly_role", "roles_by_path", "step_up_admin"}
 
 // How many OPA unit tests the policies hold at least, in all and each, so
 // a test file that stops loading (or loses its tests) is noticed.
@@ -116,7 +116,14 @@ func TestPolicies(t *testing.T) {
 		reasons []string
 		headers map[string]string
 		err     string // the evaluation error must mention this
+		// mfaMaxAge is the step-up the decision asks for (0: none).
+		mfaMaxAge time.Duration
 	}{
+		// step_up_admin
+		{name: "admin area asks for a factor of the last 10 minutes", policy: "step_up_admin", in: path("/admin/users"), allow: true, mfaMaxAge: 10 * time.Minute},
+		{name: "Admin;params asks too", policy: "step_up_admin", in: path("/Admin;x=1/users"), allow: true, mfaMaxAge: 10 * time.Minute},
+		{name: "other pages ask nothing", policy: "step_up_admin", in: path("/dashboard"), allow: true},
+		{name: "/administrators asks nothing", policy: "step_up_admin", in: path("/administrators"), allow: true},
 		// roles_by_path
 		{name: "member reads the app", policy: "roles_by_path", allow: true},
 		{name: "member denied /admin", policy: "roles_by_path", in: path("/admin/users"),
@@ -257,6 +264,9 @@ func TestPolicies(t *testing.T) {
 				}
 				if !maps.Equal(d.Headers, tt.headers) {
 					t.Fatalf("headers = %v, want %v", d.Headers, tt.headers)
+				}
+				if d.MFAMaxAge != tt.mfaMaxAge {
+					t.Fatalf("mfa_max_age = %v, want %v", d.MFAMaxAge, tt.mfaMaxAge)
 				}
 				switch {
 				case tt.err == "" && d.Err != nil:

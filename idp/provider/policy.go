@@ -44,7 +44,7 @@ func (p *Provider) decideToken(ctx context.Context, a tokenAsk, refusal *oidc.Er
 	if a.who != nil {
 		u, m := a.who.user, a.who.mem
 		in.User = &policy.User{ID: u.ID, Email: u.Email, Name: u.Name, Roles: m.Roles, Groups: m.Groups, Attributes: m.Attributes,
-			MFA: slices.Contains(a.amr, "mfa"), AuthTime: a.authTime.UTC().Format(time.RFC3339)}
+			MFA: slices.Contains(a.amr, "mfa"), AMR: a.amr, AuthTime: a.authTime.UTC().Format(time.RFC3339)}
 		actor = u.ID
 	}
 	d := p.o.Tokens.DecideToken(ctx, in)

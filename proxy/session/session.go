@@ -72,6 +72,8 @@ type Identity struct {
 	MFA        bool
 	// AMR are the sign-in's methods (RFC 8176).
 	AMR []string
+	// MFAAt is when the person last proved a second factor here.
+	MFAAt time.Time
 	// LogoutHint is the connection's data for signing out at the IdP.
 	LogoutHint string
 	// Federation and Subject: see store.Session.
@@ -515,6 +517,7 @@ func (m *Manager) load(ctx context.Context, sid string) (*Identity, store.Sessio
 		Connection: s.Connection,
 		MFA:        s.MFA,
 		AMR:        s.AMR,
+		MFAAt:      s.MFAAt,
 		LogoutHint: s.LogoutHint,
 		Federation: s.Federation,
 		Subject:    s.Subject,
@@ -524,8 +527,37 @@ func (m *Manager) load(ctx context.Context, sid string) (*Identity, store.Sessio
 }
 
 func sameIdentity(a, b *Identity) bool {
-	return a.UserID == b.UserID && a.Email == b.Email && a.Name == b.Name && a.OrgID == b.OrgID &&
+	return a.UserID == b.UserID && a.Email == b.Email && a.Name == b.Name && a.OrgID == b.OrgID && a.MFA == b.MFA && a.MFAAt.Equal(b.MFAAt) &&
+		slices.Equal(a.AMR, b.AMR) &&
 		a.OrgSlug == b.OrgSlug && slices.Equal(a.Roles, b.Roles) && slices.Equal(a.Groups, b.Groups)
+}
+
+// SteppedUp records a second factor the person just proved in session
+// sid (a step-up): its MFA time moves to at and amr joins its methods.
+// This node sees it at once, others within RecheckInterval.
+func (m *Manager) SteppedUp(ctx context.Context, sid, amr string, at time.Time) error {
+	_, err := m.st.UpdateSession(ctx, sid, func(s store.Session) (store.Session, error) {
+		if !s.RevokedAt.IsZero() {
+			return s, ErrRevoked
+		}
+		s.MFA, s.MFAAt = true, at.UTC()
+		for _, v := range []string{amr, "mfa"} {
+			if v != "" && !slices.Contains(s.AMR, v) {
+				s.AMR = append(slices.DeleteFunc(slices.Clone(s.AMR), func(x string) bool { return x == "mfa" }), v)
+			}
+		}
+		return s, nil
+	})
+	if err != nil {
+		return fmt.Errorf("session: step-up: %w", err)
+	}
+	m.mu.RLock()
+	e := m.cache[sid]
+	m.mu.RUnlock()
+	if e != nil {
+		e.checked.Store(0) // read again at the next request
+	}
+	return nil
 }
 
 // Revoke ends a session everywhere: this node at once, others within
