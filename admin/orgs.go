@@ -38,6 +38,9 @@ type OrgView struct {
 // OrgMFA is an org's second-factor rule: off, admins or all.
 type OrgMFA struct {
 	Require string `json:"require"`
+	// AfterIdP: a sign-in at the org's IdP without its second factor
+	// goes on to Gatehouse's own instead of being refused.
+	AfterIdP bool `json:"after_idp"`
 }
 
 // OrgSessionRules are an org's session limits as Go durations ("8h"; ""
@@ -57,7 +60,7 @@ func durationOrEmpty(d time.Duration) string {
 func orgView(o store.Org) OrgView {
 	v := OrgView{ID: o.ID, Slug: o.Slug, Name: o.Name, ParentID: o.ParentID, EmailDomains: o.EmailDomains, LoginDomain: o.LoginDomain,
 		Connection: o.Connection.Type, Attributes: o.Attributes, ManagedBy: managedBy(o.Declared), CreatedAt: o.CreatedAt, UpdatedAt: o.UpdatedAt,
-		MFA: OrgMFA{Require: o.MFA.Require}, Session: OrgSessionRules{Lifetime: durationOrEmpty(o.Session.Lifetime), IdleTimeout: durationOrEmpty(o.Session.IdleTimeout)}}
+		MFA: OrgMFA{Require: o.MFA.Require, AfterIdP: o.MFA.AfterIdP}, Session: OrgSessionRules{Lifetime: durationOrEmpty(o.Session.Lifetime), IdleTimeout: durationOrEmpty(o.Session.IdleTimeout)}}
 	if v.MFA.Require == "" {
 		v.MFA.Require = store.MFAOff
 	}
@@ -203,7 +206,8 @@ type orgPatch struct {
 }
 
 type orgMFAPatch struct {
-	Require *string `json:"require"`
+	Require  *string `json:"require"`
+	AfterIdP *bool   `json:"after_idp"`
 }
 
 type orgSessionPatch struct {
@@ -219,6 +223,9 @@ func (a *API) rulesPatch(in orgPatch, mfa store.MFARules, sess store.SessionRule
 		if mfa.Require == store.MFAOff {
 			mfa.Require = ""
 		}
+	}
+	if in.MFA != nil && in.MFA.AfterIdP != nil {
+		mfa.AfterIdP = *in.MFA.AfterIdP
 	}
 	if in.Session != nil {
 		for _, d := range []struct {

@@ -309,6 +309,10 @@ type OrgMFA struct {
 	// Require: off (default), admins (people with the admin or auditor
 	// role) or all.
 	Require string `yaml:"require"`
+	// AfterIdP: a sign-in at the org's IdP that did not report a second
+	// factor goes on to Gatehouse's own (passkey, authenticator app)
+	// instead of being refused.
+	AfterIdP bool `yaml:"after_idp"`
 }
 
 // OrgSession are an org's session limits (0: the deployment's).

@@ -74,6 +74,13 @@ type federation struct {
 // config (appended).
 func startFederation(t *testing.T, extra ...string) *federation {
 	t.Helper()
+	return startFederationWith(t, nil, extra...)
+}
+
+// startFederationWith is startFederation with federationConfig changed by
+// tweak first.
+func startFederationWith(t *testing.T, tweak func(string) string, extra ...string) *federation {
+	t.Helper()
 	extraEnv := []string{"PORTAL_SECRET=" + portalSecret}
 	port := freePort(t)
 	up := newUpstream(t)
@@ -90,7 +97,11 @@ func startFederation(t *testing.T, extra ...string) *federation {
 	if err := os.WriteFile(secretFile, []byte("umbrella-secret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := strings.NewReplacer("{{UPSTREAM}}", up.URL, "{{IDP_A}}", idpA.Issuer, "{{IDP_B}}", idpB.Issuer, "{{SECRET_FILE}}", secretFile).Replace(federationConfig) + strings.Join(extra, "")
+	base := federationConfig
+	if tweak != nil {
+		base = tweak(base)
+	}
+	cfg := strings.NewReplacer("{{UPSTREAM}}", up.URL, "{{IDP_A}}", idpA.Issuer, "{{IDP_B}}", idpB.Issuer, "{{SECRET_FILE}}", secretFile).Replace(base) + strings.Join(extra, "")
 	g := startAt(t, port, cfg, append([]string{"INITECH_SECRET=initech-secret"}, extraEnv...)...)
 	return &federation{g: g, up: up, idpA: idpA, idpB: idpB}
 }

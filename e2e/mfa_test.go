@@ -6,9 +6,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gatehouse/gatehouse/internal/testidp"
 )
 
 // oathtool computes a TOTP code with Debian's oathtool, an implementation
@@ -235,5 +238,63 @@ func TestStepUp(t *testing.T) {
 	// ahead is accepted).
 	if r := again.follow(again.submitCode(p, oathtool(t, secret, time.Now().Add(30*time.Second)))); !strings.Contains(r.body, "upstream /admin/users for alice") {
 		t.Fatalf("a sign-in with a second factor: %d %s", r.status, r.body)
+	}
+}
+
+// Orgs with their own IdP that require a second factor: Gatehouse asks
+// the IdP for one (acr_values, as the org's connection says) and takes
+// its amr; an IdP sign-in without one is refused with a page saying so,
+// or, where the org says after_idp, goes on to Gatehouse's own second
+// step (an authenticator app, checked with oathtool).
+func TestFederatedMFA(t *testing.T) {
+	requireAll := func(cfg string) string {
+		cfg = strings.Replace(cfg, "        client_secret: \"${INITECH_SECRET}\"\n",
+			"        client_secret: \"${INITECH_SECRET}\"\n        acr_values: [\""+testidp.MFAACR+"\"]\n", 1)
+		cfg = strings.Replace(cfg, "  - slug: initech-eu\n", "    mfa: { require: all }\n  - slug: initech-eu\n", 1)
+		return strings.Replace(cfg, "  - slug: umbrella-labs\n", "  - slug: umbrella-labs\n    mfa: { require: all }\n", 1)
+	}
+	f := startFederationWith(t, requireAll)
+	g := f.g
+
+	// initech asks its IdP for MFA; ann's sign-in there had it.
+	ann := g.browser(t)
+	p := ann.follow(ann.atIdP(ann.toIdP(g.url("app.localhost", "/"), "ann@initech.example"), "ann", "ann-pw"))
+	if !strings.Contains(p.body, "upstream / for ann@initech.example") {
+		t.Fatalf("ann with the IdP's MFA: %d %s\n%s", p.status, p.url, p.body)
+	}
+	if acr := f.idpA.ACRRequested(); len(acr) == 0 || !slices.Equal(acr[len(acr)-1], []string{testidp.MFAACR}) {
+		t.Fatalf("acr_values at the IdP: %v", acr)
+	}
+	if amr, _ := jwtPart(t, f.up.last("/").Header.Get("X-Gatehouse-Jwt-Assertion"), 1)["amr"].([]any); !slices.Contains(amr, any("mfa")) {
+		t.Fatalf("ann's amr %v", amr)
+	}
+
+	// umbrella-labs requires MFA; its IdP (umbrella's) is not asked for it
+	// and does not report one: leo is refused.
+	leo := g.browser(t)
+	p = leo.follow(leo.atIdP(leo.toIdP(g.url("app.localhost", "/"), "leo@labs.umbrella.example"), "leo", "leo-pw"))
+	if p.status != http.StatusForbidden || !strings.Contains(p.body, "requires multi-factor authentication") {
+		t.Fatalf("leo without the IdP's MFA: %d %s\n%s", p.status, p.url, p.body)
+	}
+	if acr := f.idpB.ACRRequested(); len(acr) == 0 || len(acr[len(acr)-1]) != 0 {
+		t.Fatalf("umbrella's IdP was asked for %v", acr)
+	}
+
+	// With after_idp, leo goes on to Gatehouse's own second step instead.
+	f2 := startFederationWith(t, func(cfg string) string {
+		return strings.Replace(cfg, "  - slug: umbrella-labs\n", "  - slug: umbrella-labs\n    mfa: { require: all, after_idp: true }\n", 1)
+	})
+	leo2 := f2.g.browser(t)
+	p = leo2.follow(leo2.atIdP(leo2.toIdP(f2.g.url("app.localhost", "/"), "leo@labs.umbrella.example"), "leo", "leo-pw"))
+	if !strings.Contains(p.body, "Set up a second factor") {
+		t.Fatalf("leo after his IdP: %d %s\n%s", p.status, p.url, p.body)
+	}
+	c := leo2.submitCode(p, oathtool(t, field(t, secretRE, p.body), time.Now()))
+	c = leo2.follow(leo2.post(resolve(c.url, field(t, actionRE, c.body)), hidden(c.body)))
+	if !strings.Contains(c.body, "upstream / for leo@labs.umbrella.example") {
+		t.Fatalf("leo after Gatehouse's second step: %d %s\n%s", c.status, c.url, c.body)
+	}
+	if amr, _ := jwtPart(t, f2.up.last("/").Header.Get("X-Gatehouse-Jwt-Assertion"), 1)["amr"].([]any); !slices.Equal(amr, []any{"otp", "mfa"}) {
+		t.Fatalf("leo's amr %v", amr)
 	}
 }

@@ -132,6 +132,7 @@ func effectiveRules(byID map[string]*store.Org, id string) session.OrgRules {
 			break
 		}
 		r.RequireMFA = store.StricterMFA(r.RequireMFA, o.MFA.Require)
+		r.MFAAfterIdP = r.MFAAfterIdP || o.MFA.AfterIdP
 		r.Lifetime = tighter(r.Lifetime, o.Session.Lifetime)
 		r.IdleTimeout = tighter(r.IdleTimeout, o.Session.IdleTimeout)
 		if o.ParentID == "" {

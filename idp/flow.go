@@ -77,7 +77,8 @@ func (h *Handler) beginRedirect(w http.ResponseWriter, r *http.Request, org, own
 	// The callback is on this host (checked by the caller), with the
 	// public URL's scheme and port: never taken from the Host header.
 	cb := url.URL{Scheme: h.o.PublicURL.Scheme, Host: withPort(request.Host(r), h.o.PublicURL.Port()), Path: CallbackPath}
-	req := connection.BeginRequest{State: state, CallbackURL: cb.String(), LoginHint: hint}
+	req := connection.BeginRequest{State: state, CallbackURL: cb.String(), LoginHint: hint,
+		RequireMFA: h.o.Orgs.Rules(org.ID).RequireMFA != "" && h.o.Orgs.Rules(org.ID).RequireMFA != store.MFAOff}
 	to, data, err := c.Begin(r.Context(), req)
 	if err != nil {
 		h.signInError(w, r, org, "begin", err)
@@ -295,6 +296,17 @@ func (h *Handler) finishFlow(w http.ResponseWriter, r *http.Request, state strin
 // startSession creates the session, sets its cookie and sends the browser on.
 func (h *Handler) startSession(w http.ResponseWriter, r *http.Request, org *store.Org, user store.User, owner *store.Org, id connection.Identity, rd, state string) {
 	sid, err := h.newSession(w, r, org, user, owner, id)
+	if errors.Is(err, errIdPWithoutMFA) && h.o.Orgs.Rules(org.ID).MFAAfterIdP {
+		// The org adds Gatehouse's own second step to its IdP's sign-in.
+		m, err := h.o.Store.GetMembership(r.Context(), user.ID, org.ID)
+		if err != nil {
+			h.signInError(w, r, org, "mfa", connection.Errorf(connection.KindInternal, "idp: read membership: %w", err))
+			return
+		}
+		h.beginSecondStep(w, r, org, pending{UserID: user.ID, Email: id.Email, OrgID: org.ID, OwnerID: owner.ID, ID: id, RD: rd, State: state,
+			Enroll: !m.Factors.Has()})
+		return
+	}
 	if errors.Is(err, errIdPWithoutMFA) {
 		ref := h.ref()
 		h.o.Metrics.Logins.WithLabelValues(org.Slug, "mfa_missing").Inc()

@@ -291,6 +291,9 @@ type MFARules struct {
 	// Require is "off" (or ""), "admins" (people with an admin or auditor
 	// role) or "all".
 	Require string `json:"require,omitempty"`
+	// AfterIdP: a federated sign-in without the IdP's second factor goes
+	// on to Gatehouse's own second step instead of being refused.
+	AfterIdP bool `json:"after_idp,omitempty"`
 }
 
 // MFA requirements, weakest first.

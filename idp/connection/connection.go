@@ -56,6 +56,10 @@ type BeginRequest struct {
 	CallbackURL string
 	// LoginHint is the email the person typed, if any.
 	LoginHint string
+	// RequireMFA: the org requires a second factor; the connection asks
+	// the IdP for one as its settings say (OIDC acr_values, SAML
+	// RequestedAuthnContext).
+	RequireMFA bool
 }
 
 // Redirect connections send the browser to an IdP and finish at a callback.

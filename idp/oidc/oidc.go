@@ -49,6 +49,13 @@ type Config struct {
 	// (.../common/v2.0 or .../organizations/v2.0) accepts. Required with
 	// such an issuer, refused with any other.
 	AllowedTenants []string `json:"allowed_tenants,omitempty" yaml:"allowed_tenants"`
+	// ACRValues are sent as acr_values when the org requires a second
+	// factor, asking the IdP for one (such as Okta's
+	// urn:okta:loa:2fa:any, or a value the IdP's admin defined).
+	ACRValues []string `json:"acr_values,omitempty" yaml:"acr_values"`
+	// MFAValues are the IdP's amr or acr values that mean a second factor,
+	// beyond the standard amr ones (mfa, otp, hwk, sms, ...).
+	MFAValues []string `json:"mfa_values,omitempty" yaml:"mfa_values"`
 }
 
 // Entra ID's multi-tenant endpoints publish a templated issuer.
@@ -76,6 +83,13 @@ func (c Config) Problems() []error {
 	for k, sc := range c.Scopes {
 		if sc == "" || strings.ContainsAny(sc, " \t\"") {
 			ps = append(ps, &connection.FieldError{Key: fmt.Sprintf("scopes[%d]", k), Err: fmt.Errorf("invalid scope %q", sc)})
+		}
+	}
+	for key, vs := range map[string][]string{"acr_values": c.ACRValues, "mfa_values": c.MFAValues} {
+		for k, v := range vs {
+			if v == "" || len(v) > 256 || strings.ContainsAny(v, " \t\r\n\"") {
+				ps = append(ps, &connection.FieldError{Key: fmt.Sprintf("%s[%d]", key, k), Err: fmt.Errorf("invalid value %q: one value, without spaces", v)})
+			}
 		}
 	}
 	return ps
@@ -214,6 +228,9 @@ func (c *conn) Begin(_ context.Context, req connection.BeginRequest) (string, []
 	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(f.Verifier), gooidc.Nonce(f.Nonce)}
 	if req.LoginHint != "" {
 		opts = append(opts, oauth2.SetAuthURLParam("login_hint", req.LoginHint))
+	}
+	if req.RequireMFA && len(c.cfg.ACRValues) > 0 {
+		opts = append(opts, oauth2.SetAuthURLParam("acr_values", strings.Join(c.cfg.ACRValues, " ")))
 	}
 	b, err := json.Marshal(f)
 	if err != nil {
@@ -367,9 +384,12 @@ func (c *conn) identity(idt *gooidc.IDToken, claims map[string]any) (connection.
 		id.EmailVerified = true
 	}
 	for _, m := range strs(claims["amr"]) {
-		if slices.Contains(mfaMethods, m) {
+		if slices.Contains(mfaMethods, m) || slices.Contains(c.cfg.MFAValues, m) {
 			id.MFA = true
 		}
+	}
+	if acr := str(claims["acr"]); acr != "" && slices.Contains(c.cfg.MFAValues, acr) {
+		id.MFA = true
 	}
 	for k, v := range claims {
 		if s := strs(v); len(s) > 0 {

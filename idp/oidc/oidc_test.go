@@ -450,3 +450,53 @@ func FuzzIDToken(f *testing.F) {
 		}
 	})
 }
+
+// An org that requires a second factor asks the IdP with its acr_values;
+// the answer counts as MFA by the standard amr values or the org's own
+// (amr or acr); without the request the IdP's password-only sign-in does
+// not count.
+func TestMFAFromIdP(t *testing.T) {
+	idp := testidp.NewOIDC(t, "gatehouse", "s3cret", []string{callback},
+		testidp.User{ID: "u1", Username: "ann", Password: "pw-ann", Email: "ann@acme.test", EmailVerified: true})
+	ctx := context.Background()
+	for _, tt := range []struct {
+		name       string
+		cfg        Config
+		requireMFA bool
+		acr        string // acr_values sent
+		mfa        bool
+	}{
+		{"MFA asked and done", Config{ACRValues: []string{testidp.MFAACR}}, true, testidp.MFAACR, true},
+		{"not asked: the org does not require it", Config{ACRValues: []string{testidp.MFAACR}}, false, "", false},
+		{"nothing to ask with", Config{}, true, "", false},
+		{"several acr values", Config{ACRValues: []string{testidp.MFAACR, "urn:other"}}, true, testidp.MFAACR + " urn:other", true},
+		// The mapping: an amr value the org names counts (here the test
+		// OP's password-only "pwd", which nobody should map in earnest).
+		{"the org's own values count", Config{MFAValues: []string{"pwd"}}, false, "", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := tt.cfg
+			cfg.Issuer, cfg.ClientID, cfg.ClientSecret = idp.Issuer, "gatehouse", "s3cret"
+			c := open(t, cfg)
+			req := connection.BeginRequest{State: "state-mfa-0123456789", CallbackURL: callback, RequireMFA: tt.requireMFA}
+			to, flow, err := c.Begin(ctx, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			u, _ := url.Parse(to)
+			if got := u.Query().Get("acr_values"); got != tt.acr {
+				t.Fatalf("acr_values %q, want %q", got, tt.acr)
+			}
+			id, err := c.Finish(ctx, signIn(t, to, "ann", "pw-ann"), req, flow)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if id.MFA != tt.mfa {
+				t.Fatalf("MFA %v, want %v", id.MFA, tt.mfa)
+			}
+		})
+	}
+	if ps := (Config{Issuer: "https://idp.example", ClientID: "c", ClientSecret: "s", ACRValues: []string{"a b"}, MFAValues: []string{""}}).Problems(); len(ps) != 2 {
+		t.Errorf("problems %v", ps)
+	}
+}

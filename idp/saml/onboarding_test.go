@@ -1,6 +1,8 @@
 package saml
 
 import (
+	"bytes"
+	"compress/flate"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -12,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -355,7 +358,7 @@ func TestNameIDFormats(t *testing.T) {
 		{"no NameID", &saml.Assertion{Subject: &saml.Subject{}}, "", "", "without a NameID"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			id, err := identity(sp, tt.a)
+			id, err := identity(sp, tt.a, nil)
 			if tt.errs != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.errs) {
 					t.Fatalf("err %v, want %q", err, tt.errs)
@@ -415,5 +418,42 @@ func TestMetadataNotXML(t *testing.T) {
 	}
 	if err := (Config{MetadataXML: "\ufeff" + string(good)}).Validate(); err != nil {
 		t.Fatalf("metadata with a byte order mark: %v", err)
+	}
+}
+
+// An org that requires a second factor asks its IdP for the configured
+// multi-factor context (RequestedAuthnContext, comparison minimum); other
+// sign-ins ask for none.
+func TestRequestedAuthnContext(t *testing.T) {
+	idp := newSwitchableIdP(t, idpReady)
+	clk := &clock{t: time.Date(2026, 3, 10, 9, 0, 0, 0, time.UTC)}
+	c := openURL(t, idp.srv.URL+"/metadata", clk, idp.client(), 0)
+	c.cfg.MFAContext = "http://schemas.microsoft.com/claims/multipleauthn"
+	request := func(requireMFA bool) string {
+		t.Helper()
+		to, _, err := c.Begin(context.Background(), connection.BeginRequest{State: "state-0123456789abcdef", RequireMFA: requireMFA})
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, _ := url.Parse(to)
+		raw, err := base64.StdEncoding.DecodeString(u.Query().Get("SAMLRequest"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(flate.NewReader(bytes.NewReader(raw)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	if x := request(true); !strings.Contains(x, `RequestedAuthnContext Comparison="minimum"`) || !strings.Contains(x, "http://schemas.microsoft.com/claims/multipleauthn</saml:AuthnContextClassRef>") {
+		t.Fatalf("request with MFA required: %s", x)
+	}
+	if x := request(false); strings.Contains(x, "RequestedAuthnContext") {
+		t.Fatalf("request without: %s", x)
+	}
+	// The shared SP was not changed by the first request.
+	if x := request(false); strings.Contains(x, "multipleauthn") {
+		t.Fatalf("the SP kept the requested context: %s", x)
 	}
 }

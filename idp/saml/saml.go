@@ -63,6 +63,13 @@ type Config struct {
 	IDPInitiatedURL   string `json:"idp_initiated_url,omitempty" yaml:"idp_initiated_url"`
 	// AllowSHA1 accepts SHA-1 signatures (off: refused).
 	AllowSHA1 bool `json:"allow_sha1,omitempty" yaml:"allow_sha1"`
+	// MFAContext is the AuthnContextClassRef requested (comparison
+	// minimum) when the org requires a second factor, such as
+	// http://schemas.microsoft.com/claims/multipleauthn for Entra ID.
+	MFAContext string `json:"mfa_context,omitempty" yaml:"mfa_context"`
+	// MFAContexts are the IdP's AuthnContextClassRef values that mean a
+	// second factor, beyond the well-known multi-factor ones.
+	MFAContexts []string `json:"mfa_contexts,omitempty" yaml:"mfa_contexts"`
 }
 
 // Validate reports the first thing wrong with c (see Problems).
@@ -532,6 +539,13 @@ func (c *conn) Begin(ctx context.Context, req connection.BeginRequest) (string, 
 	if err != nil {
 		return "", nil, err
 	}
+	if req.RequireMFA && c.cfg.MFAContext != "" {
+		// Ask the IdP for a multi-factor context: on a copy, the SP is
+		// shared by concurrent sign-ins.
+		cp := *sp
+		cp.RequestedAuthnContext = &saml.RequestedAuthnContext{Comparison: "minimum", AuthnContextClassRef: c.cfg.MFAContext}
+		sp = &cp
+	}
 	ar, err := sp.MakeAuthenticationRequest(sp.GetSSOBindingLocation(saml.HTTPRedirectBinding), saml.HTTPRedirectBinding, saml.HTTPPostBinding)
 	if err != nil {
 		return "", nil, connection.Errorf(connection.KindInternal, "saml: org %s: authn request: %w", c.deps.OrgSlug, err)
@@ -595,7 +609,7 @@ func (c *conn) parse(ctx context.Context, r *http.Request, requestIDs []string) 
 	if err != nil {
 		return connection.Identity{}, classify(err)
 	}
-	return identity(sp, a)
+	return identity(sp, a, c.cfg.MFAContexts)
 }
 
 // refuseDTD refuses a response with a document type declaration or a
@@ -647,7 +661,7 @@ var (
 	groupsAttrs = []string{"groups", "memberof", "http://schemas.microsoft.com/ws/2008/06/identity/claims/groups"}
 )
 
-func identity(sp *saml.ServiceProvider, a *saml.Assertion) (connection.Identity, error) {
+func identity(sp *saml.ServiceProvider, a *saml.Assertion, mfaContexts []string) (connection.Identity, error) {
 	if a.Subject == nil || a.Subject.NameID == nil || strings.TrimSpace(a.Subject.NameID.Value) == "" {
 		return connection.Identity{}, connection.Errorf(connection.KindInvalid, "saml: assertion without a NameID")
 	}
@@ -707,7 +721,7 @@ func identity(sp *saml.ServiceProvider, a *saml.Assertion) (connection.Identity,
 		id.Subject = "email:" + strings.ToLower(id.Email)
 	}
 	for _, st := range a.AuthnStatements {
-		if st.AuthnContext.AuthnContextClassRef != nil && mfaClass(st.AuthnContext.AuthnContextClassRef.Value) {
+		if ref := st.AuthnContext.AuthnContextClassRef; ref != nil && (mfaClass(ref.Value) || slices.Contains(mfaContexts, ref.Value)) {
 			id.MFA = true
 		}
 	}

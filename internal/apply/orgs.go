@@ -184,7 +184,7 @@ func applyOrg(o *store.Org, co config.Org, now time.Time, pool map[string]store.
 	}
 	o.Attributes = maps.Clone(co.Attributes)
 	o.TokenClaims = maps.Clone(co.TokenClaims)
-	o.MFA = store.MFARules{Require: co.MFA.Require}
+	o.MFA = store.MFARules{Require: co.MFA.Require, AfterIdP: co.MFA.AfterIdP}
 	o.Session = store.SessionRules{Lifetime: co.Session.Lifetime, IdleTimeout: co.Session.IdleTimeout}
 	if co.Policy == "" {
 		// The config is the source of truth for the orgs it declares: a

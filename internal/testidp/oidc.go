@@ -10,7 +10,9 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/zitadel/oidc/v3/example/server/exampleop"
@@ -34,6 +36,20 @@ type OIDC struct {
 	// Issuer is its URL (http://127.0.0.1:port).
 	Issuer string
 	Server *httptest.Server
+	st     *withGroups
+}
+
+// MFAACR is the acr value that makes this OP "ask for a second factor":
+// a sign-in requested with it gets amr [pwd otp mfa] and acr MFAACR, as
+// an IdP with MFA set up answers.
+const MFAACR = "urn:gatehouse:test:mfa"
+
+// ACRRequested lists the acr_values of every authorization request the
+// OP received, in order.
+func (o *OIDC) ACRRequested() [][]string {
+	o.st.mu.Lock()
+	defer o.st.mu.Unlock()
+	return slices.Clone(o.st.acrLog)
 }
 
 // NewOIDC starts an OP with one confidential web client (client_secret_basic)
@@ -42,14 +58,20 @@ func NewOIDC(t testing.TB, clientID, secret string, redirectURIs []string, users
 	t.Helper()
 	srv := httptest.NewUnstartedServer(nil)
 	issuer := "http://" + srv.Listener.Addr().String()
-	srv.Config.Handler = OIDCHandler(issuer, clientID, secret, redirectURIs, users...)
+	h, st := oidcHandler(issuer, clientID, secret, redirectURIs, users...)
+	srv.Config.Handler = h
 	srv.Start()
 	t.Cleanup(srv.Close)
-	return &OIDC{Issuer: issuer, Server: srv}
+	return &OIDC{Issuer: issuer, Server: srv, st: st}
 }
 
 // OIDCHandler is the OP of NewOIDC as a handler, to serve at issuer.
 func OIDCHandler(issuer, clientID, secret string, redirectURIs []string, users ...User) http.Handler {
+	h, _ := oidcHandler(issuer, clientID, secret, redirectURIs, users...)
+	return h
+}
+
+func oidcHandler(issuer, clientID, secret string, redirectURIs []string, users ...User) (http.Handler, *withGroups) {
 	us := userStore{users: map[string]*storage.User{}, groups: map[string][]string{}}
 	for _, u := range users {
 		us.users[u.ID] = &storage.User{ID: u.ID, Username: u.Username, Password: u.Password, FirstName: u.First, LastName: u.Last,
@@ -58,8 +80,8 @@ func OIDCHandler(issuer, clientID, secret string, redirectURIs []string, users .
 	}
 	st := &withGroups{Storage: storage.NewStorageWithClients(us, map[string]*storage.Client{
 		clientID: storage.WebClient(clientID, secret, redirectURIs...),
-	}), groups: us.groups}
-	return exampleop.SetupServer(issuer, st, nil, false)
+	}), groups: us.groups, acr: map[string][]string{}}
+	return exampleop.SetupServer(issuer, st, nil, false), st
 }
 
 type userStore struct {
@@ -84,7 +106,45 @@ func (u userStore) ExampleClientID() string { return storage.ServiceUserID }
 type withGroups struct {
 	*storage.Storage
 	groups map[string][]string
+
+	mu     sync.Mutex
+	acr    map[string][]string // by auth request ID
+	acrLog [][]string
 }
+
+// CreateAuthRequest keeps the request's acr_values.
+func (s *withGroups) CreateAuthRequest(ctx context.Context, req *oidc.AuthRequest, userID string) (op.AuthRequest, error) {
+	ar, err := s.Storage.CreateAuthRequest(ctx, req, userID)
+	if err != nil {
+		return ar, err
+	}
+	s.mu.Lock()
+	s.acr[ar.GetID()] = req.ACRValues
+	s.acrLog = append(s.acrLog, req.ACRValues)
+	s.mu.Unlock()
+	return ar, nil
+}
+
+// AuthRequestByCode answers a request that asked for MFAACR as a sign-in
+// with a second factor.
+func (s *withGroups) AuthRequestByCode(ctx context.Context, code string) (op.AuthRequest, error) {
+	ar, err := s.Storage.AuthRequestByCode(ctx, code)
+	if err != nil {
+		return ar, err
+	}
+	s.mu.Lock()
+	asked := slices.Contains(s.acr[ar.GetID()], MFAACR)
+	s.mu.Unlock()
+	if asked {
+		return mfaRequest{ar}, nil
+	}
+	return ar, nil
+}
+
+type mfaRequest struct{ op.AuthRequest }
+
+func (mfaRequest) GetAMR() []string { return []string{"pwd", "otp", "mfa"} }
+func (mfaRequest) GetACR() string   { return MFAACR }
 
 func (s *withGroups) SetUserinfoFromRequest(ctx context.Context, ui *oidc.UserInfo, req op.IDTokenRequest, scopes []string) error {
 	if err := s.Storage.SetUserinfoFromRequest(ctx, ui, req, scopes); err != nil {

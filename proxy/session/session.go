@@ -105,6 +105,9 @@ type OrgRules struct {
 	Lifetime    time.Duration
 	IdleTimeout time.Duration
 	RequireMFA  string
+	// MFAAfterIdP: a federated sign-in without the IdP's second factor
+	// gets Gatehouse's own second step (the sign-in side reads it).
+	MFAAfterIdP bool
 }
 
 // Manager creates, authenticates and revokes sessions.
