@@ -41,6 +41,11 @@ type OrgMFA struct {
 	// AfterIdP: a sign-in at the org's IdP without its second factor
 	// goes on to Gatehouse's own instead of being refused.
 	AfterIdP bool `json:"after_idp"`
+	// Factors that count (passkey, totp; empty: both).
+	Factors []string `json:"factors"`
+	// RememberDevice: how long a browser may skip the second step after
+	// one ("off": never, here and below; absent: the parent's or none).
+	RememberDevice string `json:"remember_device,omitempty"`
 }
 
 // OrgSessionRules are an org's session limits as Go durations ("8h"; ""
@@ -48,6 +53,8 @@ type OrgMFA struct {
 type OrgSessionRules struct {
 	Lifetime    string `json:"lifetime,omitempty"`
 	IdleTimeout string `json:"idle_timeout,omitempty"`
+	// MaxPerPerson bounds a person's open sessions (0: no bound).
+	MaxPerPerson int `json:"max_per_person,omitempty"`
 }
 
 func durationOrEmpty(d time.Duration) string {
@@ -60,7 +67,11 @@ func durationOrEmpty(d time.Duration) string {
 func orgView(o store.Org) OrgView {
 	v := OrgView{ID: o.ID, Slug: o.Slug, Name: o.Name, ParentID: o.ParentID, EmailDomains: o.EmailDomains, LoginDomain: o.LoginDomain,
 		Connection: o.Connection.Type, Attributes: o.Attributes, ManagedBy: managedBy(o.Declared), CreatedAt: o.CreatedAt, UpdatedAt: o.UpdatedAt,
-		MFA: OrgMFA{Require: o.MFA.Require, AfterIdP: o.MFA.AfterIdP}, Session: OrgSessionRules{Lifetime: durationOrEmpty(o.Session.Lifetime), IdleTimeout: durationOrEmpty(o.Session.IdleTimeout)}}
+		MFA:     OrgMFA{Require: o.MFA.Require, AfterIdP: o.MFA.AfterIdP, Factors: nonNil(o.MFA.Factors), RememberDevice: durationOrEmpty(o.MFA.RememberDevice)},
+		Session: OrgSessionRules{Lifetime: durationOrEmpty(o.Session.Lifetime), IdleTimeout: durationOrEmpty(o.Session.IdleTimeout), MaxPerPerson: o.Session.MaxPerPerson}}
+	if o.MFA.NoRememberDevice {
+		v.MFA.RememberDevice = "off"
+	}
 	if v.MFA.Require == "" {
 		v.MFA.Require = store.MFAOff
 	}
@@ -206,13 +217,16 @@ type orgPatch struct {
 }
 
 type orgMFAPatch struct {
-	Require  *string `json:"require"`
-	AfterIdP *bool   `json:"after_idp"`
+	Require        *string  `json:"require"`
+	AfterIdP       *bool    `json:"after_idp"`
+	Factors        []string `json:"factors"`
+	RememberDevice *string  `json:"remember_device"`
 }
 
 type orgSessionPatch struct {
-	Lifetime    *string `json:"lifetime"`
-	IdleTimeout *string `json:"idle_timeout"`
+	Lifetime     *string `json:"lifetime"`
+	IdleTimeout  *string `json:"idle_timeout"`
+	MaxPerPerson *int    `json:"max_per_person"`
 }
 
 // rulesPatch applies a patch's rules to o's, checked against the
@@ -226,6 +240,25 @@ func (a *API) rulesPatch(in orgPatch, mfa store.MFARules, sess store.SessionRule
 	}
 	if in.MFA != nil && in.MFA.AfterIdP != nil {
 		mfa.AfterIdP = *in.MFA.AfterIdP
+	}
+	if in.MFA != nil && in.MFA.Factors != nil {
+		mfa.Factors = slices.Clone(in.MFA.Factors)
+	}
+	remember := ""
+	if mfa.RememberDevice > 0 {
+		remember = mfa.RememberDevice.String()
+	} else if mfa.NoRememberDevice {
+		remember = "off"
+	}
+	if in.MFA != nil && in.MFA.RememberDevice != nil {
+		remember = *in.MFA.RememberDevice
+		var err error
+		if mfa.RememberDevice, mfa.NoRememberDevice, err = config.ParseRememberDevice(remember); err != nil {
+			mfa.RememberDevice, mfa.NoRememberDevice = 0, false
+		}
+	}
+	if in.Session != nil && in.Session.MaxPerPerson != nil {
+		sess.MaxPerPerson = *in.Session.MaxPerPerson
 	}
 	if in.Session != nil {
 		for _, d := range []struct {
@@ -247,9 +280,10 @@ func (a *API) rulesPatch(in orgPatch, mfa store.MFARules, sess store.SessionRule
 			}
 		}
 	}
-	for _, pr := range config.OrgRulesProblems(config.OrgMFA{Require: mfa.Require}, config.OrgSession{Lifetime: sess.Lifetime, IdleTimeout: sess.IdleTimeout},
+	for _, pr := range config.OrgRulesProblems(config.OrgMFA{Require: mfa.Require, Factors: mfa.Factors, RememberDevice: remember},
+		config.OrgSession{Lifetime: sess.Lifetime, IdleTimeout: sess.IdleTimeout, MaxPerPerson: sess.MaxPerPerson},
 		a.o.SessionLifetime, a.o.SessionIdleTimeout) {
-		errs.add("/"+strings.ReplaceAll(pr.Path, ".", "/"), "%s", pr.Msg)
+		errs.add("/"+indexRE.ReplaceAllString(strings.ReplaceAll(pr.Path, ".", "/"), "/$1"), "%s", pr.Msg)
 	}
 	return mfa, sess
 }

@@ -4,6 +4,7 @@
 package config
 
 import (
+	"fmt"
 	"time"
 )
 
@@ -313,12 +314,37 @@ type OrgMFA struct {
 	// factor goes on to Gatehouse's own (passkey, authenticator app)
 	// instead of being refused.
 	AfterIdP bool `yaml:"after_idp"`
+	// Factors that count: passkey, totp (default: both).
+	Factors []string `yaml:"factors"`
+	// RememberDevice lets a browser skip the second step this long after
+	// one (a duration from 1h to 2160h), "off" for none here and below;
+	// default: the parent's, or none.
+	RememberDevice string `yaml:"remember_device"`
+}
+
+// ParseRememberDevice reads an org's remember_device: the window, and whether
+// it is turned off.
+func ParseRememberDevice(s string) (time.Duration, bool, error) {
+	switch s {
+	case "":
+		return 0, false, nil
+	case "off":
+		return 0, true, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < time.Hour || d > 2160*time.Hour {
+		return 0, false, fmt.Errorf("must be a duration from 1h to 2160h, or off")
+	}
+	return d, false, nil
 }
 
 // OrgSession are an org's session limits (0: the deployment's).
 type OrgSession struct {
 	Lifetime    time.Duration `yaml:"lifetime"`
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxPerPerson bounds a person's open sessions in the org; a new
+	// sign-in ends the oldest (0: no bound).
+	MaxPerPerson int `yaml:"max_per_person"`
 }
 
 // Notification is one message's Go templates (see docs/branding.md).

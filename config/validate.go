@@ -107,6 +107,17 @@ func OrgRulesProblems(m OrgMFA, s OrgSession, lifetime, idle time.Duration) []Pr
 	default:
 		out = append(out, Problem{Path: "mfa.require", Msg: fmt.Sprintf("unknown value %q: use off, admins or all", m.Require)})
 	}
+	for i, f := range m.Factors {
+		if f != "passkey" && f != "totp" {
+			out = append(out, Problem{Path: fmt.Sprintf("mfa.factors[%d]", i), Msg: fmt.Sprintf("unknown factor %q: use passkey or totp", f)})
+		}
+	}
+	if _, _, err := ParseRememberDevice(m.RememberDevice); err != nil {
+		out = append(out, Problem{Path: "mfa.remember_device", Msg: err.Error()})
+	}
+	if s.MaxPerPerson < 0 || s.MaxPerPerson > 1000 {
+		out = append(out, Problem{Path: "session.max_per_person", Msg: "from 1 to 1000 (or 0: no bound)"})
+	}
 	for _, d := range []struct {
 		path     string
 		v, limit time.Duration

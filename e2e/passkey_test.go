@@ -2,8 +2,12 @@ package e2e
 
 import (
 	"net/http"
+	"net/url"
+	"os"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // submitPasskey posts a WebAuthn answer with a page's form.
@@ -153,6 +157,101 @@ func TestPasskeyAttacks(t *testing.T) {
 	} {
 		if r.status != http.StatusUnauthorized || !strings.Contains(r.body, "did not sign you in") {
 			t.Errorf("passwordless with %s: %d\n%s", name, r.status, r.body)
+		}
+	}
+}
+
+// An org's factor rules: only passkeys count (a person whose only factor
+// is an authenticator app sets up a passkey, and their old session with
+// the app is refused), a browser remembered for the org's window skips
+// the second step (keeping the time of its proof), and a person's
+// sessions are bounded (the oldest ends).
+func TestOrgFactorRules(t *testing.T) {
+	t.Setenv("ALICE_PASSWORD", "alice-pw-123")
+	t.Setenv("CAROL_PASSWORD", "carol-pw-456")
+	up := newUpstream(t)
+	cfg := strings.NewReplacer("{{UPSTREAM}}", up.URL, "{{BOBHASH}}", readBobHash(t)).Replace(testConfig)
+	cfg = strings.Replace(cfg, "  - slug: globex\n", "    mfa: { require: all }\n  - slug: globex\n", 1)
+	g := start(t, cfg)
+	rp := "login.acme.localhost"
+	origin := "http://" + rp + ":" + g.port
+	app := g.url("app.localhost", "/")
+
+	// bob sets up an authenticator app while any factor counts.
+	bobOld := g.browser(t)
+	p := bobOld.passwordStep(app, "bob@acme.example", "bob-example-password")
+	c := bobOld.submitCode(p, oathtool(t, field(t, secretRE, p.body), time.Now()))
+	if r := bobOld.follow(bobOld.post(resolve(c.url, field(t, actionRE, c.body)), hidden(c.body))); !strings.Contains(r.body, "upstream / for bob") {
+		t.Fatalf("bob with his app: %d %s", r.status, r.body)
+	}
+
+	// Then acme counts passkeys only, remembers browsers for 30 days and
+	// allows two sessions a person.
+	b, err := os.ReadFile(g.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	strict := strings.Replace(string(b), "    mfa: { require: all }\n",
+		"    mfa: { require: all, factors: [passkey], remember_device: 720h }\n    session: { max_per_person: 2 }\n", 1)
+	if err := os.WriteFile(g.cfgPath, []byte(strict), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g = g.restart(t)
+	if r := bobOld.get(app); r.status != http.StatusFound {
+		t.Fatalf("bob's session with an app that no longer counts: %d", r.status)
+	}
+	bob := g.browser(t)
+	p = bob.passwordStep(app, "bob@acme.example", "bob-example-password")
+	if !strings.Contains(p.body, `data-webauthn="create"`) || strings.Contains(p.body, "totp-secret") {
+		t.Fatalf("bob must set up a passkey, and only that:\n%s", p.body)
+	}
+
+	// alice sets up a passkey and asks to be remembered.
+	alice := newSoftKey(t)
+	a1 := g.browser(t)
+	p = a1.passwordStep(app, "alice@acme.example", "alice-pw-123")
+	if !strings.Contains(p.body, "Remember this browser for 30 days") {
+		t.Fatalf("no offer to remember the browser:\n%s", p.body)
+	}
+	form := hidden(p.body)
+	form.Set("webauthn", alice.create(t, pageOptions(t, p.body), origin, rp))
+	form.Set("remember", "1")
+	c = a1.post(resolve(p.url, field(t, actionRE, p.body)), form)
+	if r := a1.follow(a1.post(resolve(c.url, field(t, actionRE, c.body)), hidden(c.body))); !strings.Contains(r.body, "upstream / for alice") {
+		t.Fatalf("alice's enrollment: %d %s", r.status, r.body)
+	}
+	// The same browser, signing in again (its sessions gone), skips the
+	// second step; its proof keeps the enrollment's time.
+	a2 := g.browser(t)
+	u, _ := url.Parse(origin)
+	for _, ck := range a1.jar.Cookies(u) {
+		if strings.Contains(ck.Name, "gatehouse_device_") {
+			a2.jar.SetCookies(u, []*http.Cookie{ck})
+		}
+	}
+	if len(a2.jar.Cookies(u)) != 1 {
+		t.Fatalf("no remembered-device cookie: %v", a1.jar.Cookies(u))
+	}
+	r := a2.login(app, "alice@acme.example", "alice-pw-123")
+	if !strings.Contains(r.body, "upstream / for alice") {
+		t.Fatalf("a remembered browser: %d %s\n%s", r.status, r.url, r.body)
+	}
+	if amr, _ := jwtPart(t, up.last("/").Header.Get("X-Gatehouse-Jwt-Assertion"), 1)["amr"].([]any); !slices.Equal(amr, []any{"pwd", "hwk", "mfa"}) {
+		t.Fatalf("amr of a remembered browser %v", amr)
+	}
+	// Another browser is asked.
+	a3 := g.browser(t)
+	p = a3.passwordStep(app, "alice@acme.example", "alice-pw-123")
+	if r := a3.follow(a3.submitPasskey(p, alice.get(t, pageOptions(t, p.body), origin, rp, false))); !strings.Contains(r.body, "upstream / for alice") {
+		t.Fatalf("a third browser: %d %s", r.status, r.body)
+	}
+	// Three sessions, two allowed: the first browser's ended.
+	if r := a1.get(app); r.status != http.StatusFound {
+		t.Fatalf("the oldest session past max_per_person: %d", r.status)
+	}
+	for _, br := range []*browser{a2, a3} {
+		if r := br.get(app); r.status != 200 {
+			t.Fatalf("a newer session: %d", r.status)
 		}
 	}
 }

@@ -37,6 +37,9 @@ func (h *Handler) offerPasswordless(r *http.Request, p *web.Page) {
 	if err != nil {
 		return
 	}
+	if o, ok := h.o.Orgs.ByLoginHost(request.Host(r)); ok && !h.allows(o.ID, store.FactorPasskey) {
+		return // the host's org does not count passkeys
+	}
 	opts, sd, err := wa.BeginDiscoverableLogin(webauthn.WithUserVerification(protocol.VerificationRequired))
 	if err != nil {
 		h.o.Logger.Warn("idp: passwordless sign-in not offered", "err", err)
@@ -118,6 +121,10 @@ func (h *Handler) passkeySignIn(w http.ResponseWriter, r *http.Request) {
 	ownerOrg, err := h.ownerOf(org)
 	if err != nil || ownerOrg.Connection.Type != "password" {
 		fail(http.StatusForbidden, "the org does not sign in with its password pool", err)
+		return
+	}
+	if !h.allows(org.ID, store.FactorPasskey) {
+		fail(http.StatusForbidden, "the org does not count passkeys", nil)
 		return
 	}
 	if su := SignInURL(*h.o.PublicURL, org); su.Hostname() != host {
@@ -205,7 +212,7 @@ func (h *Handler) renderAccount(w http.ResponseWriter, r *http.Request, userID, 
 		}
 		pg.HasTOTP, pg.RecoveryLeft = f.TOTP != nil, len(f.RecoveryCodes)
 	}
-	if wa, err := h.relyingParty(r); err == nil {
+	if wa, err := h.relyingParty(r); err == nil && h.allows(orgID, store.FactorPasskey) {
 		if user, _, err := h.waUserOf(ctx, userID, orgID, request.Host(r)); err == nil {
 			opts, sd, err := wa.BeginRegistration(user, webauthn.WithExclusions(webauthn.Credentials(user.creds).CredentialDescriptors()))
 			if err == nil {
@@ -251,6 +258,10 @@ func (h *Handler) accountSubmit(w http.ResponseWriter, r *http.Request) {
 	switch r.PostFormValue("action") {
 	case "add":
 		wa, err := h.relyingParty(r)
+		if err == nil && !h.allows(id.OrgID, store.FactorPasskey) {
+			render(http.StatusForbidden, orgName(org)+" does not count passkeys as a second factor.", "", nil)
+			return
+		}
 		if err != nil {
 			render(http.StatusBadRequest, "Passkeys cannot be added on this address.", "", nil)
 			return
@@ -318,7 +329,7 @@ func (h *Handler) accountSubmit(w http.ResponseWriter, r *http.Request) {
 			}
 			name = f.Passkeys[i].Name
 			f.Passkeys = slices.Delete(slices.Clone(f.Passkeys), i, i+1)
-			if required && !f.Has() {
+			if required && !h.hasAllowed(id.OrgID, &f) {
 				return m, fmt.Errorf("%s requires a second factor: add another before removing your last", orgName(org))
 			}
 			if !f.Has() {

@@ -118,8 +118,13 @@ func (d *Directory) Reload(ctx context.Context) error {
 // effectiveRules are org id's MFA and session rules tightened by every
 // org above it: a sub-org may only ask for more. A chain that is broken
 // or too long ends the walk; what was read still counts.
-func effectiveRules(byID map[string]*store.Org, id string) session.OrgRules {
-	var r session.OrgRules
+func effectiveRules(byID map[string]*store.Org, id string) (r session.OrgRules) {
+	noRemember := false
+	defer func() {
+		if noRemember {
+			r.RememberDevice = 0
+		}
+	}()
 	tighter := func(cur, v time.Duration) time.Duration {
 		if v > 0 && (cur == 0 || v < cur) {
 			return v
@@ -133,6 +138,26 @@ func effectiveRules(byID map[string]*store.Org, id string) session.OrgRules {
 		}
 		r.RequireMFA = store.StricterMFA(r.RequireMFA, o.MFA.Require)
 		r.MFAAfterIdP = r.MFAAfterIdP || o.MFA.AfterIdP
+		if len(o.MFA.Factors) > 0 {
+			if r.MFAFactors == nil {
+				r.MFAFactors = slices.Clone(o.MFA.Factors)
+			} else {
+				// Both ask: only what both allow counts (possibly nothing:
+				// then no factor of Gatehouse's does, and sign-ins needing
+				// one fail closed).
+				r.MFAFactors = slices.DeleteFunc(r.MFAFactors, func(f string) bool { return !slices.Contains(o.MFA.Factors, f) })
+				if len(r.MFAFactors) == 0 {
+					r.MFAFactors = []string{"none"}
+				}
+			}
+		}
+		if o.MFA.NoRememberDevice {
+			noRemember = true
+		}
+		r.RememberDevice = tighter(r.RememberDevice, o.MFA.RememberDevice)
+		if o.Session.MaxPerPerson > 0 && (r.MaxPerPerson == 0 || o.Session.MaxPerPerson < r.MaxPerPerson) {
+			r.MaxPerPerson = o.Session.MaxPerPerson
+		}
 		r.Lifetime = tighter(r.Lifetime, o.Session.Lifetime)
 		r.IdleTimeout = tighter(r.IdleTimeout, o.Session.IdleTimeout)
 		if o.ParentID == "" {

@@ -304,7 +304,7 @@ func (h *Handler) startSession(w http.ResponseWriter, r *http.Request, org *stor
 			return
 		}
 		h.beginSecondStep(w, r, org, pending{UserID: user.ID, Email: id.Email, OrgID: org.ID, OwnerID: owner.ID, ID: id, RD: rd, State: state,
-			Enroll: !m.Factors.Has()})
+			Enroll: !h.hasAllowed(org.ID, m.Factors)})
 		return
 	}
 	if errors.Is(err, errIdPWithoutMFA) {
@@ -366,6 +366,9 @@ func (h *Handler) newSession(w http.ResponseWriter, r *http.Request, org *store.
 	s := store.Session{UserID: user.ID, OrgID: org.ID, Connection: typ, MFA: id.MFA, AMR: amrOf(typ, id), LogoutHint: id.LogoutHint, ClientAddr: addr, UserAgent: r.UserAgent()}
 	if id.MFA {
 		s.MFAAt = h.o.Now().UTC()
+		if !id.MFAAt.IsZero() {
+			s.MFAAt = id.MFAAt.UTC()
+		}
 	}
 	if id.Subject != "" {
 		s.Federation, s.Subject = federation(owner), subjectOf(owner, id)
@@ -377,6 +380,7 @@ func (h *Handler) newSession(w http.ResponseWriter, r *http.Request, org *store.
 	if err != nil {
 		return "", err
 	}
+	h.boundSessions(r, user.ID, org.ID, s.ID)
 	h.o.Metrics.Logins.WithLabelValues(org.Slug, "success").Inc()
 	h.o.Logger.Info("idp: signed in", "org", org.Slug, "user", user.ID, "connection", typ, "mfa", id.MFA, "client", addr)
 	h.audit(ctx, org.ID, user.ID, "login", "success", map[string]string{"connection": typ, "mfa": fmt.Sprint(id.MFA), "client": addr})

@@ -91,18 +91,29 @@ func (h *Handler) secondFactor(w http.ResponseWriter, r *http.Request, org, owne
 		return
 	}
 	required := store.MFARequired(h.o.Orgs.Rules(org.ID).RequireMFA, mem.Roles)
-	if !required && !mem.Factors.Has() {
+	has := h.hasAllowed(org.ID, mem.Factors)
+	if !required && !has {
 		h.startSession(w, r, org, store.User{ID: id.UserID}, owner, id, rd, state)
 		return
 	}
-	h.beginSecondStep(w, r, org, pending{UserID: id.UserID, Email: email, OrgID: org.ID, OwnerID: owner.ID, ID: id, RD: rd, State: state, Enroll: !mem.Factors.Has()})
+	// A browser the person told to remember them skips the step (its
+	// proof keeps its own time: a policy asking for a recent one still
+	// asks).
+	if d, ok := h.rememberedFor(r, id.UserID, org.ID, mem.Factors, h.o.Now()); ok && has {
+		id.MFA, id.MFAAt = true, d.At
+		id.AMR = append(id.AMR, d.Factor)
+		h.audit(ctx, org.ID, id.UserID, "mfa.verify", "success", map[string]string{"factor": "remembered_device", "client": h.o.ClientIP.Addr(r)})
+		h.startSession(w, r, org, store.User{ID: id.UserID}, owner, id, rd, state)
+		return
+	}
+	h.beginSecondStep(w, r, org, pending{UserID: id.UserID, Email: email, OrgID: org.ID, OwnerID: owner.ID, ID: id, RD: rd, State: state, Enroll: !has})
 }
 
 // beginSecondStep stores the pending sign-in (with a new authenticator
 // key if the person enrolls), binds it to the browser and shows its page.
 func (h *Handler) beginSecondStep(w http.ResponseWriter, r *http.Request, org *store.Org, p pending) {
 	ctx := r.Context()
-	if p.Enroll {
+	if p.Enroll && h.allows(p.OrgID, store.FactorTOTP) {
 		key, err := totp.Generate(totp.GenerateOpts{Issuer: orgName(org), AccountName: p.Email, Rand: rand.Reader})
 		if err != nil {
 			h.signInError(w, r, org, "mfa", connection.Errorf(connection.KindInternal, "idp: totp key: %w", err))
@@ -160,9 +171,14 @@ func (h *Handler) mfaPage(w http.ResponseWriter, r *http.Request, pid string, p 
 	pg.Step = "verify"
 	if p.Enroll {
 		pg.Step, pg.Title = "enroll", "Set up a second factor"
-		pg.Secret = groupSecret(p.Secret)
-		pg.OTPAuth = template.URL(otpauthURL(org, p)) // built here: otpauth://totp/…
-		pg.Image = mfaQRPath
+		if p.Secret != "" {
+			pg.Secret = groupSecret(p.Secret)
+			pg.OTPAuth = template.URL(otpauthURL(org, p)) // built here: otpauth://totp/…
+			pg.Image = mfaQRPath
+		}
+	}
+	if window := h.o.Orgs.Rules(p.OrgID).RememberDevice; window > 0 && p.StepUp == "" {
+		pg.RememberFor = rememberText(window)
 	}
 	pg.PasskeyOptions, pg.PasskeyMode = h.offerPasskey(r, pid, p)
 	pg.Scripts = pg.PasskeyOptions != ""
@@ -176,7 +192,7 @@ func (h *Handler) mfaPage(w http.ResponseWriter, r *http.Request, pid string, p 
 func (h *Handler) offerPasskey(r *http.Request, pid string, p pending) (template.JS, string) {
 	ctx := r.Context()
 	wa, err := h.relyingParty(r)
-	if err != nil {
+	if err != nil || !h.allows(p.OrgID, store.FactorPasskey) {
 		return "", ""
 	}
 	user, _, err := h.waUserOf(ctx, p.UserID, p.OrgID, request.Host(r))
@@ -323,6 +339,10 @@ func (h *Handler) mfaSubmit(w http.ResponseWriter, r *http.Request) {
 			used, amr = "passkey", passkeyAMR(cred)
 		}
 	case p.Enroll:
+		if p.Secret == "" {
+			err = &errMFA{"Set up a passkey: it is what your organization counts.", "authenticator app not allowed"}
+			break
+		}
 		codes, err = h.enroll(ctx, p, code, now)
 		used, amr = "totp", "otp"
 	default:
@@ -358,6 +378,9 @@ func (h *Handler) mfaSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	h.byAccount.reset(key)
 	h.audit(ctx, org.ID, p.UserID, "mfa.verify", "success", map[string]string{"factor": used, "client": addr})
+	if used != "recovery_code" && p.StepUp == "" {
+		h.rememberDeviceFor(w, r, p, amr, now)
+	}
 	p.ID.MFA = true
 	if amr != "" {
 		p.ID.AMR = append(p.ID.AMR, amr)
@@ -460,7 +483,7 @@ func (h *Handler) stepUp(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.beginSecondStep(w, r, org, pending{UserID: id.UserID, Email: id.Email, OrgID: org.ID, OwnerID: owner.ID, RD: rd, State: state,
-		Enroll: !m.Factors.Has(), StepUp: id.SessionID})
+		Enroll: !h.hasAllowed(org.ID, m.Factors), StepUp: id.SessionID})
 }
 
 // mfaContinue goes on from the recovery codes page to where the sign-in
@@ -485,6 +508,14 @@ func (h *Handler) mfaContinue(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) clearMFACookie(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{Name: h.mfaCookieName(r), Value: "", Path: "/", MaxAge: -1,
 		HttpOnly: true, Secure: request.IsSecure(r), SameSite: http.SameSiteLaxMode})
+}
+
+// rememberText says a remembered-device window in days (or hours).
+func rememberText(d time.Duration) string {
+	if d >= 48*time.Hour {
+		return fmt.Sprintf("%d days", int(d/(24*time.Hour)))
+	}
+	return fmt.Sprintf("%d hours", int(d/time.Hour))
 }
 
 // normalizeCode drops what people type around a code: spaces, dashes.
@@ -525,11 +556,20 @@ func (h *Handler) enroll(ctx context.Context, p pending, code string, now time.T
 	}
 	codes, hashes := newRecoveryCodes(p.UserID)
 	_, err := h.o.Store.UpdateMembership(ctx, p.UserID, p.OrgID, func(m store.Membership) (store.Membership, error) {
-		if m.Factors.Has() {
+		f := store.Factors{}
+		if m.Factors != nil {
+			f = *m.Factors
+		}
+		if f.TOTP != nil {
 			return m, &errMFA{"An authenticator was set up meanwhile. Sign in again.", "factor enrolled concurrently"}
 		}
-		m.Factors = &store.Factors{TOTP: &store.TOTPFactor{Secret: p.Secret, LastStep: step, CreatedAt: now.UTC()}, RecoveryCodes: hashes}
-		m.UpdatedAt = now.UTC()
+		f.TOTP = &store.TOTPFactor{Secret: p.Secret, LastStep: step, CreatedAt: now.UTC()}
+		if len(f.RecoveryCodes) == 0 {
+			f.RecoveryCodes = hashes
+		} else {
+			codes = nil // the person's codes stand
+		}
+		m.Factors, m.UpdatedAt = &f, now.UTC()
 		return m, nil
 	})
 	if err != nil {
@@ -548,8 +588,8 @@ func (h *Handler) passkeyStep(r *http.Request, p pending, answer string, now tim
 		h.o.Logger.Info("idp: passkey refused", "user", p.UserID, "org", p.OrgID, "reason", reason, "err", err)
 		return &errMFA{"Your passkey was not accepted. Try again, or use another way.", reason}
 	}
-	if p.WebAuthn == nil {
-		return nil, nil, refused("no passkey ceremony pending (used or never offered)", nil)
+	if p.WebAuthn == nil || !h.allows(p.OrgID, store.FactorPasskey) {
+		return nil, nil, refused("no passkey ceremony pending (used, never offered, or passkeys not counted)", nil)
 	}
 	wa, err := h.relyingParty(r)
 	if err != nil {
@@ -575,11 +615,20 @@ func (h *Handler) passkeyStep(r *http.Request, p pending, answer string, now tim
 		}
 		codes, hashes := newRecoveryCodes(p.UserID)
 		if _, err := h.o.Store.UpdateMembership(ctx, p.UserID, p.OrgID, func(m store.Membership) (store.Membership, error) {
-			if m.Factors.Has() {
+			f := store.Factors{}
+			if m.Factors != nil {
+				f = *m.Factors
+			}
+			if h.hasAllowed(p.OrgID, &f) {
 				return m, &errMFA{"A second factor was set up meanwhile. Sign in again.", "factor enrolled concurrently"}
 			}
-			m.Factors = &store.Factors{Passkeys: []store.Passkey{pk}, RecoveryCodes: hashes}
-			m.UpdatedAt = now.UTC()
+			f.Passkeys = append(slices.Clone(f.Passkeys), pk)
+			if len(f.RecoveryCodes) == 0 {
+				f.RecoveryCodes = hashes
+			} else {
+				codes = nil // the person's codes stand
+			}
+			m.Factors, m.UpdatedAt = &f, now.UTC()
 			return m, nil
 		}); err != nil {
 			return nil, nil, err
@@ -621,7 +670,7 @@ func (h *Handler) verifyFactor(ctx context.Context, p pending, code string, now 
 			return m, &errMFA{"Your second factor was reset. Sign in again to set up a new one.", "no factor"}
 		}
 		f := *m.Factors
-		if t := f.TOTP; t != nil && len(code) == 6 {
+		if t := f.TOTP; t != nil && len(code) == 6 && h.allows(p.OrgID, store.FactorTOTP) {
 			step, ok := totpStep(t.Secret, code, now, t.LastStep)
 			if !ok {
 				if _, again := totpStep(t.Secret, code, now, t.LastStep-totpSkew-1); again {

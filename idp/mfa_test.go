@@ -1,6 +1,7 @@
 package idp
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -94,17 +95,26 @@ func TestEffectiveRules(t *testing.T) {
 		"loop-a": {ID: "loop-a", ParentID: "loop-b", MFA: store.MFARules{Require: store.MFAAll}},
 		"loop-b": {ID: "loop-b", ParentID: "loop-a"},
 		"plain":  {ID: "plain"},
+		"keys":   {ID: "keys", MFA: store.MFARules{Factors: []string{"passkey", "totp"}, RememberDevice: 720 * time.Hour}, Session: store.SessionRules{MaxPerPerson: 5}},
+		"keys-only": {ID: "keys-only", ParentID: "keys", MFA: store.MFARules{Factors: []string{"passkey"}, RememberDevice: 24 * time.Hour},
+			Session: store.SessionRules{MaxPerPerson: 10}},
+		"keys-none":   {ID: "keys-none", ParentID: "keys-only", MFA: store.MFARules{Factors: []string{"totp"}, NoRememberDevice: true}},
+		"keys-longer": {ID: "keys-longer", ParentID: "keys", MFA: store.MFARules{RememberDevice: 2160 * time.Hour}},
 	}
 	for id, want := range map[string]session.OrgRules{
-		"root":   {RequireMFA: store.MFAAdmins, Lifetime: 8 * time.Hour},
-		"loose":  {RequireMFA: store.MFAAdmins, Lifetime: 8 * time.Hour, IdleTimeout: 30 * time.Minute},
-		"strict": {RequireMFA: store.MFAAll, Lifetime: time.Hour, IdleTimeout: 30 * time.Minute},
-		"orphan": {IdleTimeout: time.Minute},
-		"loop-b": {RequireMFA: store.MFAAll},
-		"plain":  {},
-		"nope":   {},
+		"root":        {RequireMFA: store.MFAAdmins, Lifetime: 8 * time.Hour},
+		"loose":       {RequireMFA: store.MFAAdmins, Lifetime: 8 * time.Hour, IdleTimeout: 30 * time.Minute},
+		"strict":      {RequireMFA: store.MFAAll, Lifetime: time.Hour, IdleTimeout: 30 * time.Minute},
+		"orphan":      {IdleTimeout: time.Minute},
+		"loop-b":      {RequireMFA: store.MFAAll},
+		"plain":       {},
+		"nope":        {},
+		"keys":        {MFAFactors: []string{"passkey", "totp"}, RememberDevice: 720 * time.Hour, MaxPerPerson: 5},
+		"keys-only":   {MFAFactors: []string{"passkey"}, RememberDevice: 24 * time.Hour, MaxPerPerson: 5},
+		"keys-none":   {MFAFactors: []string{"none"}, MaxPerPerson: 5},
+		"keys-longer": {MFAFactors: []string{"passkey", "totp"}, RememberDevice: 720 * time.Hour, MaxPerPerson: 5},
 	} {
-		if got := effectiveRules(orgs, id); got != want {
+		if got := effectiveRules(orgs, id); !reflect.DeepEqual(got, want) {
 			t.Errorf("%s: %+v, want %+v", id, got, want)
 		}
 	}

@@ -294,7 +294,21 @@ type MFARules struct {
 	// AfterIdP: a federated sign-in without the IdP's second factor goes
 	// on to Gatehouse's own second step instead of being refused.
 	AfterIdP bool `json:"after_idp,omitempty"`
+	// Factors are the factors that count (FactorPasskey, FactorTOTP;
+	// empty: any). Recovery codes always do.
+	Factors []string `json:"factors,omitempty"`
+	// RememberDevice lets a browser skip the second step this long after
+	// one (0: the parent's, or none); NoRememberDevice turns it off here
+	// and below.
+	RememberDevice   time.Duration `json:"remember_device,omitempty"`
+	NoRememberDevice bool          `json:"no_remember_device,omitempty"`
 }
+
+// Second factors an org may allow.
+const (
+	FactorPasskey = "passkey"
+	FactorTOTP    = "totp"
+)
 
 // MFA requirements, weakest first.
 const (
@@ -329,6 +343,9 @@ func StricterMFA(a, b string) string {
 type SessionRules struct {
 	Lifetime    time.Duration `json:"lifetime,omitempty"`
 	IdleTimeout time.Duration `json:"idle_timeout,omitempty"`
+	// MaxPerPerson bounds a person's open sessions in the org: a new
+	// sign-in ends the oldest past it (0: no bound).
+	MaxPerPerson int `json:"max_per_person,omitempty"`
 }
 
 // Member is one org member: the user and their membership there.

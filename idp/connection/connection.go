@@ -40,6 +40,9 @@ type Identity struct {
 	AMR []string
 	// Passwordless: a passkey alone signed the person in (no password).
 	Passwordless bool
+	// MFAAt is when the second factor was proved, if not now (a
+	// remembered device's).
+	MFAAt time.Time
 	// Claims are every claim (or SAML attribute) as strings, for the
 	// org's claim mapping.
 	Claims map[string][]string

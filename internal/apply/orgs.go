@@ -184,8 +184,10 @@ func applyOrg(o *store.Org, co config.Org, now time.Time, pool map[string]store.
 	}
 	o.Attributes = maps.Clone(co.Attributes)
 	o.TokenClaims = maps.Clone(co.TokenClaims)
-	o.MFA = store.MFARules{Require: co.MFA.Require, AfterIdP: co.MFA.AfterIdP}
-	o.Session = store.SessionRules{Lifetime: co.Session.Lifetime, IdleTimeout: co.Session.IdleTimeout}
+	remember, noRemember, _ := config.ParseRememberDevice(co.MFA.RememberDevice) // checked at load
+	o.MFA = store.MFARules{Require: co.MFA.Require, AfterIdP: co.MFA.AfterIdP, Factors: slices.Clone(co.MFA.Factors),
+		RememberDevice: remember, NoRememberDevice: noRemember}
+	o.Session = store.SessionRules{Lifetime: co.Session.Lifetime, IdleTimeout: co.Session.IdleTimeout, MaxPerPerson: co.Session.MaxPerPerson}
 	if co.Policy == "" {
 		// The config is the source of truth for the orgs it declares: a
 		// policy removed from it is removed from the store.

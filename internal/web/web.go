@@ -111,6 +111,9 @@ type Page struct {
 	Passkeys     []PasskeyItem
 	HasTOTP      bool
 	RecoveryLeft int
+	// RememberFor offers to remember this browser that long (the second
+	// step's page; "" for none).
+	RememberFor string
 	// Scripts: the page runs webauthn.js (the CSP allows same-origin
 	// scripts on such a page only).
 	Scripts bool

@@ -108,6 +108,45 @@ type OrgRules struct {
 	// MFAAfterIdP: a federated sign-in without the IdP's second factor
 	// gets Gatehouse's own second step (the sign-in side reads it).
 	MFAAfterIdP bool
+	// MFAFactors are the factors that count (empty: any): a session whose
+	// own second factor is another kind is refused like one without.
+	MFAFactors []string
+	// RememberDevice and MaxPerPerson are read by the sign-in side.
+	RememberDevice time.Duration
+	MaxPerPerson   int
+}
+
+// FactorAMR is the amr value each of Gatehouse's own factors leaves in
+// a session.
+func FactorAMR(factor string) []string {
+	switch factor {
+	case store.FactorPasskey:
+		return []string{"hwk", "swk"}
+	case store.FactorTOTP:
+		return []string{"otp"}
+	}
+	return nil
+}
+
+// factorAllowed reports whether a session with amr proved an allowed
+// factor: an IdP's second factor or a recovery code (no amr of
+// Gatehouse's factors) is not judged here.
+func factorAllowed(amr, allowed []string) bool {
+	if len(allowed) == 0 {
+		return true
+	}
+	own := false
+	for _, f := range []string{store.FactorPasskey, store.FactorTOTP} {
+		for _, v := range FactorAMR(f) {
+			if slices.Contains(amr, v) {
+				own = true
+				if slices.Contains(allowed, f) {
+					return true
+				}
+			}
+		}
+	}
+	return !own
 }
 
 // Manager creates, authenticates and revokes sessions.
@@ -454,7 +493,7 @@ func (m *Manager) refresh(ctx context.Context, e *Entry, now time.Time) error {
 		idle = rules.IdleTimeout
 	}
 	e.idle.Store(int64(idle))
-	e.needsMFA.Store(!s.MFA && store.MFARequired(rules.RequireMFA, ident.Roles))
+	e.needsMFA.Store(store.MFARequired(rules.RequireMFA, ident.Roles) && (!s.MFA || !factorAllowed(s.AMR, rules.MFAFactors)))
 	if old := e.ident.Load(); old == nil || !sameIdentity(old, ident) {
 		// A new view: memoized values and assertions keyed to the old
 		// identity pointer stop being served.

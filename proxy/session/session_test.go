@@ -344,3 +344,29 @@ func TestOrgRules(t *testing.T) {
 	f.advance(3 * time.Second)
 	must(t, live(s.ID))
 }
+
+// An org that counts only some factors refuses sessions whose own second
+// factor was another kind; an IdP's second factor is not judged.
+func TestOrgFactorRule(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	f.m.opts.OrgRules = func(string) OrgRules {
+		return OrgRules{RequireMFA: store.MFAAll, MFAFactors: []string{store.FactorPasskey}}
+	}
+	for _, c := range []struct {
+		amr  []string
+		want error
+	}{
+		{[]string{"pwd", "otp", "mfa"}, ErrMFARequired},
+		{[]string{"pwd", "hwk", "mfa"}, nil},
+		{[]string{"swk", "mfa"}, nil},
+		{[]string{"mfa"}, nil},        // the IdP's
+		{[]string{"pwd", "mfa"}, nil}, // a recovery code
+	} {
+		s, err := f.m.CreateWith(ctx, store.Session{UserID: "u1", OrgID: "o1", Connection: "password", MFA: true, AMR: c.amr})
+		must(t, err)
+		if _, err := f.m.Lookup(ctx, s.ID); !errors.Is(err, c.want) && (c.want != nil || err != nil) {
+			t.Errorf("amr %v: %v, want %v", c.amr, err, c.want)
+		}
+	}
+}
