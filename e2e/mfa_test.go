@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -149,9 +150,15 @@ func TestTOTP(t *testing.T) {
 		t.Fatalf("guessing: %d", last.status)
 	}
 
-	// bob's session from before the rule: refused, sent to sign in.
-	if r := bobOld.get(g.url("app.localhost", "/")); r.status != http.StatusFound || !strings.Contains(r.header.Get("Location"), "/.gatehouse/login") {
+	// bob's session from before the rule: refused, sent to sign in; the
+	// sign-in host, where the same session lives, does not hand it on
+	// either.
+	r = bobOld.get(g.url("app.localhost", "/"))
+	if r.status != http.StatusFound || !strings.Contains(r.header.Get("Location"), "/.gatehouse/login") {
 		t.Fatalf("a session without a second factor: %d %s", r.status, r.header.Get("Location"))
+	}
+	if p := bobOld.follow(r); strings.Contains(p.body, "upstream") || !strings.Contains(p.body, "<form") {
+		t.Fatalf("the hand-off passed a session without a second factor: %d %s", p.status, p.url)
 	}
 	// acme's admin resets her own factors through the admin API (as for
 	// a lost phone): her next sign-in enrolls again.
@@ -251,6 +258,8 @@ func TestFederatedMFA(t *testing.T) {
 		cfg = strings.Replace(cfg, "        client_secret: \"${INITECH_SECRET}\"\n",
 			"        client_secret: \"${INITECH_SECRET}\"\n        acr_values: [\""+testidp.MFAACR+"\"]\n", 1)
 		cfg = strings.Replace(cfg, "  - slug: initech-eu\n", "    mfa: { require: all }\n  - slug: initech-eu\n", 1)
+		// leo (labs.umbrella.example) may sign in to umbrella itself too.
+		cfg = strings.Replace(cfg, "      default_roles: []\n", "      default_roles: []\n      any_email_domain: true\n", 1)
 		return strings.Replace(cfg, "  - slug: umbrella-labs\n", "  - slug: umbrella-labs\n    mfa: { require: all }\n", 1)
 	}
 	f := startFederationWith(t, requireAll)
@@ -278,6 +287,23 @@ func TestFederatedMFA(t *testing.T) {
 	}
 	if acr := f.idpB.ACRRequested(); len(acr) == 0 || len(acr[len(acr)-1]) != 0 {
 		t.Fatalf("umbrella's IdP was asked for %v", acr)
+	}
+
+	// Nor does a switch from another org's session bring him in: signed
+	// in to umbrella (no rule), he switches to umbrella-labs (same IdP)
+	// and gets a session that passes nothing there.
+	leoU := g.browser(t)
+	p = leoU.follow(leoU.get(g.url("auth.localhost", "/.gatehouse/login?org=umbrella&rd="+url.QueryEscape(g.url("app.localhost", "/u")))))
+	p = leoU.follow(leoU.atIdP(p, "leo", "leo-pw"))
+	if r := f.up.last("/u"); r == nil || r.Header.Get("X-Gatehouse-Org-Slug") != "umbrella" {
+		t.Fatalf("leo in umbrella: %d %s", p.status, p.url)
+	}
+	p = leoU.get(g.url("app.localhost", "/.gatehouse/orgs?rd=/switched"))
+	form := hidden(p.body)
+	form.Set("org", "umbrella-labs")
+	p = leoU.follow(leoU.post(g.url("app.localhost", "/.gatehouse/orgs"), form))
+	if f.up.last("/switched") != nil || strings.Contains(p.body, "upstream /switched") {
+		t.Fatalf("a switch into an org that requires MFA passed: %d %s", p.status, p.url)
 	}
 
 	// With after_idp, leo goes on to Gatehouse's own second step instead.

@@ -109,8 +109,12 @@ func (h *Handler) orgsSwitch(w http.ResponseWriter, r *http.Request) {
 		web.Error(w, http.StatusForbidden, "Your account cannot switch organization. Ask your administrator.", h.logRef("idp: org switch refused: user disabled or unreadable", err))
 		return
 	}
+	// The sign-in's proof goes along as it was: the target org's rules
+	// judge it (a second factor it requires and this sign-in lacks, or of
+	// a kind it does not count, is refused at the next request).
 	s, err := h.o.Sessions.CreateWith(ctx, store.Session{UserID: id.UserID, OrgID: target.ID, Connection: id.Connection, MFA: id.MFA,
-		LogoutHint: id.LogoutHint, Federation: id.Federation, Subject: id.Subject, ClientAddr: h.o.ClientIP.Addr(r), UserAgent: r.UserAgent()})
+		AMR: id.AMR, MFAAt: id.MFAAt, LogoutHint: id.LogoutHint, Federation: id.Federation, Subject: id.Subject,
+		ClientAddr: h.o.ClientIP.Addr(r), UserAgent: r.UserAgent()})
 	if err == nil {
 		err = h.o.Sessions.SetCookie(w, r, s)
 	}
