@@ -38,6 +38,18 @@ var (
 	codeRE   = regexp.MustCompile(`<li><code>([a-z2-7]{4}-[a-z2-7]{4}-[a-z2-7]{4}-[a-z2-7]{4})</code></li>`)
 )
 
+// formOf is the hidden fields of the page's form that holds marker.
+func formOf(t *testing.T, body, marker string) url.Values {
+	t.Helper()
+	i := strings.Index(body, marker)
+	if i < 0 {
+		t.Fatalf("no %s in the page:\n%s", marker, body)
+	}
+	start := strings.LastIndex(body[:i], "<form")
+	end := i + strings.Index(body[i:], "</form>")
+	return hidden(body[start:end])
+}
+
 // passwordStep walks an app's sign-in to the second step and returns it.
 func (b *browser) passwordStep(appURL, email, password string) page {
 	b.t.Helper()
@@ -180,6 +192,31 @@ func TestTOTP(t *testing.T) {
 	carol := g.browser(t)
 	if r := carol.login(g.url("globex-app.localhost", "/"), "carol@globex.example", "carol-pw-456"); r.status != 200 {
 		t.Fatalf("carol: %d %s", r.status, r.url)
+	}
+	// She sets up an authenticator app on her account page anyway.
+	acct := carol.get(g.url("login.globex.localhost", "/.gatehouse/account"))
+	csecret := field(t, secretRE, acct.body)
+	form := formOf(t, acct.body, `value="totp"`)
+	form.Set("code", oathtool(t, csecret, time.Now()))
+	r = carol.post(g.url("login.globex.localhost", "/.gatehouse/account"), form)
+	if r.status != 200 || !strings.Contains(r.body, "Authenticator app set up") || len(codeRE.FindAllString(r.body, -1)) != 10 {
+		t.Fatalf("setting up an app on the account page: %d\n%s", r.status, r.body)
+	}
+	// Removing it needs a sign-in with it: this session had none.
+	form = formOf(t, r.body, `value="remove-totp"`)
+	if r := carol.post(g.url("login.globex.localhost", "/.gatehouse/account"), form); r.status != http.StatusForbidden {
+		t.Fatalf("removing the app without a sign-in with it: %d", r.status)
+	}
+	// Her next sign-in asks for a code; then she may remove it.
+	carol2 := g.browser(t)
+	p = carol2.passwordStep(g.url("globex-app.localhost", "/"), "carol@globex.example", "carol-pw-456")
+	if r := carol2.follow(carol2.submitCode(p, oathtool(t, csecret, time.Now().Add(30*time.Second)))); !strings.Contains(r.body, "upstream / for carol") {
+		t.Fatalf("carol with her app: %d %s", r.status, r.body)
+	}
+	acct = carol2.get(g.url("login.globex.localhost", "/.gatehouse/account"))
+	form = formOf(t, acct.body, `value="remove-totp"`)
+	if r := carol2.post(g.url("login.globex.localhost", "/.gatehouse/account"), form); r.status != 200 || !strings.Contains(r.body, "Authenticator app removed") {
+		t.Fatalf("removing the app: %d\n%s", r.status, r.body)
 	}
 }
 

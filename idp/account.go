@@ -3,9 +3,11 @@ package idp
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"html/template"
 	"net/http"
 	"net/url"
 	"slices"
@@ -13,9 +15,11 @@ import (
 
 	"github.com/go-webauthn/webauthn/protocol"
 	"github.com/go-webauthn/webauthn/webauthn"
+	"github.com/pquerna/otp/totp"
 
 	"github.com/gatehouse/gatehouse/idp/connection"
 	"github.com/gatehouse/gatehouse/internal/request"
+	"github.com/gatehouse/gatehouse/internal/token"
 	"github.com/gatehouse/gatehouse/internal/web"
 	"github.com/gatehouse/gatehouse/store"
 )
@@ -23,8 +27,9 @@ import (
 // Passwordless sign-in with a discoverable passkey, and the page where a
 // person manages their own second factors.
 const (
-	PasskeyPath = "/.gatehouse/passkey"
-	AccountPath = "/.gatehouse/account"
+	totpSetupKind = "totp-setup"
+	PasskeyPath   = "/.gatehouse/passkey"
+	AccountPath   = "/.gatehouse/account"
 	// accountFreshness: changing one's factors needs a sign-in this
 	// recent, with a second factor if the person has one.
 	accountFreshness = 15 * time.Minute
@@ -212,6 +217,21 @@ func (h *Handler) renderAccount(w http.ResponseWriter, r *http.Request, userID, 
 		}
 		pg.HasTOTP, pg.RecoveryLeft = f.TOTP != nil, len(f.RecoveryCodes)
 	}
+	if !pg.HasTOTP && h.allows(orgID, store.FactorTOTP) {
+		// An authenticator app to set up: its key waits in the store for
+		// the first code, bound to this session, for pendingTTL.
+		u, err := h.o.Store.GetUser(ctx, userID)
+		if err == nil {
+			key, err := totp.Generate(totp.GenerateOpts{Issuer: orgName(org), AccountName: u.Email, Rand: rand.Reader})
+			setup := token.RandomID()
+			if err == nil {
+				err = h.o.Store.PutOnce(ctx, totpSetupKind, sid+"|"+setup, []byte(key.Secret()), h.o.Now().Add(pendingTTL))
+			}
+			if err == nil {
+				pg.Secret, pg.Invite, pg.OTPAuth = groupSecret(key.Secret()), setup, template.URL(key.URL()) // built here: otpauth://totp/…
+			}
+		}
+	}
 	if wa, err := h.relyingParty(r); err == nil && h.allows(orgID, store.FactorPasskey) {
 		if user, _, err := h.waUserOf(ctx, userID, orgID, request.Host(r)); err == nil {
 			opts, sd, err := wa.BeginRegistration(user, webauthn.WithExclusions(webauthn.Credentials(user.creds).CredentialDescriptors()))
@@ -344,6 +364,70 @@ func (h *Handler) accountSubmit(w http.ResponseWriter, r *http.Request) {
 		}
 		h.audit(ctx, id.OrgID, id.UserID, "mfa.passkey.remove", "success", map[string]string{"name": name})
 		render(http.StatusOK, "", "Passkey removed. Remove it from your device too (its settings list passkeys by site).", nil)
+	case "totp":
+		setup := r.PostFormValue("setup")
+		raw, err := h.o.Store.GetOnce(ctx, totpSetupKind, id.SessionID+"|"+setup)
+		if err != nil || !h.allows(id.OrgID, store.FactorTOTP) {
+			render(http.StatusBadRequest, "That took too long. Try again with the new key below.", "", nil)
+			return
+		}
+		secret := string(raw)
+		step, ok := totpStep(secret, normalizeCode(r.PostFormValue("code")), now, 0)
+		if !ok {
+			render(http.StatusBadRequest, "That code is not right. Scan the key again and enter the code your app shows now.", "", nil)
+			return
+		}
+		if _, err := h.o.Store.TakeOnce(ctx, totpSetupKind, id.SessionID+"|"+setup); err != nil {
+			render(http.StatusBadRequest, "That was done already.", "", nil)
+			return
+		}
+		var codes []string
+		_, err = h.o.Store.UpdateMembership(ctx, id.UserID, id.OrgID, func(m store.Membership) (store.Membership, error) {
+			f := store.Factors{}
+			if m.Factors != nil {
+				f = *m.Factors
+			}
+			if f.TOTP != nil {
+				return m, errors.New("an authenticator app is set up already")
+			}
+			f.TOTP = &store.TOTPFactor{Secret: secret, LastStep: step, CreatedAt: now.UTC()}
+			codes = nil
+			if len(f.RecoveryCodes) == 0 {
+				var hashes []string
+				codes, hashes = newRecoveryCodes(id.UserID)
+				f.RecoveryCodes = hashes
+			}
+			m.Factors, m.UpdatedAt = &f, now.UTC()
+			return m, nil
+		})
+		if err != nil {
+			render(http.StatusConflict, "Not set up: "+err.Error()+".", "", nil)
+			return
+		}
+		h.audit(ctx, id.OrgID, id.UserID, "mfa.enroll", "success", map[string]string{"factor": "totp", "via": "account"})
+		render(http.StatusOK, "", "Authenticator app set up.", codes)
+	case "remove-totp":
+		_, err := h.o.Store.UpdateMembership(ctx, id.UserID, id.OrgID, func(m store.Membership) (store.Membership, error) {
+			if m.Factors == nil || m.Factors.TOTP == nil {
+				return m, errors.New("no authenticator app is set up")
+			}
+			f := *m.Factors
+			f.TOTP = nil
+			if required && !h.hasAllowed(id.OrgID, &f) {
+				return m, fmt.Errorf("%s requires a second factor: add another before removing your last", orgName(org))
+			}
+			if !f.Has() {
+				f.RecoveryCodes = nil
+			}
+			m.Factors, m.UpdatedAt = &f, now.UTC()
+			return m, nil
+		})
+		if err != nil {
+			render(http.StatusConflict, "Not removed: "+err.Error()+".", "", nil)
+			return
+		}
+		h.audit(ctx, id.OrgID, id.UserID, "mfa.totp.remove", "success", nil)
+		render(http.StatusOK, "", "Authenticator app removed. Remove the account from the app too.", nil)
 	case "codes":
 		codes, hashes := newRecoveryCodes(id.UserID)
 		_, err := h.o.Store.UpdateMembership(ctx, id.UserID, id.OrgID, func(m store.Membership) (store.Membership, error) {
