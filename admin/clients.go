@@ -243,6 +243,19 @@ func (a *API) checkSpec(c *call, in ClientSpec) (config.Client, string, error) {
 	return cl, orgID, errs.err()
 }
 
+// checkedSettings checks a spec and encodes the settings to store.
+func (a *API) checkedSettings(c *call, in ClientSpec) (config.Client, string, []byte, error) {
+	cl, orgID, err := a.checkSpec(c, in)
+	if err != nil {
+		return cl, orgID, nil, err
+	}
+	settings, err := json.Marshal(cl)
+	if err != nil {
+		return cl, orgID, nil, fmt.Errorf("admin: encode client: %w", err)
+	}
+	return cl, orgID, settings, nil
+}
+
 var indexRE = regexp.MustCompile(`\[(\d+)\]`)
 
 // specPointer turns a config key path under a client ("redirect_uris[0]",
@@ -273,13 +286,9 @@ func (a *API) createClient(c *call) error {
 	if err := c.decode(&in); err != nil {
 		return err
 	}
-	cl, orgID, err := a.checkSpec(c, in)
+	cl, orgID, settings, err := a.checkedSettings(c, in)
 	if err != nil {
 		return err
-	}
-	settings, err := json.Marshal(cl)
-	if err != nil {
-		return fmt.Errorf("admin: encode client: %w", err)
 	}
 	now := a.o.Now().UTC()
 	sc := store.OIDCClient{ID: "app_" + token.RandomID()[:22], OrgID: orgID, Settings: settings, CreatedAt: now, UpdatedAt: now}
@@ -362,13 +371,9 @@ func (a *API) updateClient(c *call) error {
 			return invalid(field("/org", "an app's org is fixed: register a new app"))
 		}
 	}
-	cl, _, err := a.checkSpec(c, in)
+	cl, _, settings, err := a.checkedSettings(c, in)
 	if err != nil {
 		return err
-	}
-	settings, err := json.Marshal(cl)
-	if err != nil {
-		return fmt.Errorf("admin: encode client: %w", err)
 	}
 	secret := ""
 	if needsSecret(cl) && sc.SecretHash == nil {

@@ -70,8 +70,14 @@ func (b *browser) passwordStep(appURL, email, password string) page {
 // submitCode posts a code on the second step's page.
 func (b *browser) submitCode(p page, code string) page {
 	b.t.Helper()
+	return b.submitWith(p, "code", code)
+}
+
+// submitWith posts the page's form with one field set.
+func (b *browser) submitWith(p page, name, value string) page {
+	b.t.Helper()
 	form := hidden(p.body)
-	form.Set("code", code)
+	form.Set(name, value)
 	return b.post(resolve(p.url, field(b.t, actionRE, p.body)), form)
 }
 

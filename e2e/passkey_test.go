@@ -13,9 +13,7 @@ import (
 // submitPasskey posts a WebAuthn answer with a page's form.
 func (b *browser) submitPasskey(p page, answer string) page {
 	b.t.Helper()
-	form := hidden(p.body)
-	form.Set("webauthn", answer)
-	return b.post(resolve(p.url, field(b.t, actionRE, p.body)), form)
+	return b.submitWith(p, "webauthn", answer)
 }
 
 // Passkeys over HTTP with a software authenticator, against the binary:

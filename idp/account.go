@@ -149,6 +149,30 @@ func (h *Handler) passkeySignIn(w http.ResponseWriter, r *http.Request) {
 	h.startSession(w, r, org, store.User{ID: u.ID}, ownerOrg, id, rd, stateParam(r))
 }
 
+// removeFactor takes one of the person's factors away (remove changes
+// their factors), never the last one counted by an org that requires one;
+// with no factor left, the recovery codes go too.
+func (h *Handler) removeFactor(ctx context.Context, userID string, org *store.Org, required bool, now time.Time, remove func(*store.Factors) error) error {
+	_, err := h.o.Store.UpdateMembership(ctx, userID, org.ID, func(m store.Membership) (store.Membership, error) {
+		if m.Factors == nil {
+			return m, errors.New("no such factor")
+		}
+		f := *m.Factors
+		if err := remove(&f); err != nil {
+			return m, err
+		}
+		if required && !h.hasAllowed(org.ID, &f) {
+			return m, fmt.Errorf("%s requires a second factor: add another before removing your last", orgName(org))
+		}
+		if !f.Has() {
+			f.RecoveryCodes = nil
+		}
+		m.Factors, m.UpdatedAt = &f, now.UTC()
+		return m, nil
+	})
+	return err
+}
+
 // passkeyOwner finds the membership holding credential rawID on host for
 // the user handle: the person, enabled, and a member where it was
 // registered.
@@ -308,21 +332,17 @@ func (h *Handler) accountSubmit(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		pk, err := newPasskey(cred, host, r.PostFormValue("name"), now)
+		var codes []string
 		if err == nil {
-			_, err = h.o.Store.UpdateMembership(ctx, id.UserID, id.OrgID, func(m store.Membership) (store.Membership, error) {
-				f := store.Factors{}
-				if m.Factors != nil {
-					f = *m.Factors
-				}
+			codes, err = h.addFactor(ctx, id.UserID, id.OrgID, now, func(f *store.Factors) error {
 				if slices.ContainsFunc(f.Passkeys, func(p store.Passkey) bool { return bytes.Equal(p.ID, pk.ID) }) {
-					return m, errors.New("passkey registered already")
+					return errors.New("passkey registered already")
 				}
 				if len(f.Passkeys) >= 20 {
-					return m, errors.New("at most 20 passkeys")
+					return errors.New("at most 20 passkeys")
 				}
 				f.Passkeys = append(slices.Clone(f.Passkeys), pk)
-				m.Factors, m.UpdatedAt = &f, now.UTC()
-				return m, nil
+				return nil
 			})
 		}
 		if err != nil {
@@ -330,7 +350,7 @@ func (h *Handler) accountSubmit(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		h.audit(ctx, id.OrgID, id.UserID, "mfa.passkey.add", "success", map[string]string{"name": pk.Name, "rp_id": host})
-		render(http.StatusOK, "", "Passkey added.", nil)
+		render(http.StatusOK, "", "Passkey added.", codes)
 	case "remove":
 		credID, err := base64.RawURLEncoding.DecodeString(r.PostFormValue("id"))
 		if err != nil || len(credID) == 0 {
@@ -338,25 +358,14 @@ func (h *Handler) accountSubmit(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		var name string
-		_, err = h.o.Store.UpdateMembership(ctx, id.UserID, id.OrgID, func(m store.Membership) (store.Membership, error) {
-			if m.Factors == nil {
-				return m, errors.New("no such passkey")
-			}
-			f := *m.Factors
+		err = h.removeFactor(ctx, id.UserID, org, required, now, func(f *store.Factors) error {
 			i := slices.IndexFunc(f.Passkeys, func(p store.Passkey) bool { return bytes.Equal(p.ID, credID) })
 			if i < 0 {
-				return m, errors.New("no such passkey")
+				return errors.New("no such passkey")
 			}
 			name = f.Passkeys[i].Name
 			f.Passkeys = slices.Delete(slices.Clone(f.Passkeys), i, i+1)
-			if required && !h.hasAllowed(id.OrgID, &f) {
-				return m, fmt.Errorf("%s requires a second factor: add another before removing your last", orgName(org))
-			}
-			if !f.Has() {
-				f.RecoveryCodes = nil
-			}
-			m.Factors, m.UpdatedAt = &f, now.UTC()
-			return m, nil
+			return nil
 		})
 		if err != nil {
 			render(http.StatusConflict, "Not removed: "+err.Error()+".", "", nil)
@@ -381,24 +390,12 @@ func (h *Handler) accountSubmit(w http.ResponseWriter, r *http.Request) {
 			render(http.StatusBadRequest, "That was done already.", "", nil)
 			return
 		}
-		var codes []string
-		_, err = h.o.Store.UpdateMembership(ctx, id.UserID, id.OrgID, func(m store.Membership) (store.Membership, error) {
-			f := store.Factors{}
-			if m.Factors != nil {
-				f = *m.Factors
-			}
+		codes, err := h.addFactor(ctx, id.UserID, id.OrgID, now, func(f *store.Factors) error {
 			if f.TOTP != nil {
-				return m, errors.New("an authenticator app is set up already")
+				return errors.New("an authenticator app is set up already")
 			}
 			f.TOTP = &store.TOTPFactor{Secret: secret, LastStep: step, CreatedAt: now.UTC()}
-			codes = nil
-			if len(f.RecoveryCodes) == 0 {
-				var hashes []string
-				codes, hashes = newRecoveryCodes(id.UserID)
-				f.RecoveryCodes = hashes
-			}
-			m.Factors, m.UpdatedAt = &f, now.UTC()
-			return m, nil
+			return nil
 		})
 		if err != nil {
 			render(http.StatusConflict, "Not set up: "+err.Error()+".", "", nil)
@@ -407,20 +404,12 @@ func (h *Handler) accountSubmit(w http.ResponseWriter, r *http.Request) {
 		h.audit(ctx, id.OrgID, id.UserID, "mfa.enroll", "success", map[string]string{"factor": "totp", "via": "account"})
 		render(http.StatusOK, "", "Authenticator app set up.", codes)
 	case "remove-totp":
-		_, err := h.o.Store.UpdateMembership(ctx, id.UserID, id.OrgID, func(m store.Membership) (store.Membership, error) {
-			if m.Factors == nil || m.Factors.TOTP == nil {
-				return m, errors.New("no authenticator app is set up")
+		err := h.removeFactor(ctx, id.UserID, org, required, now, func(f *store.Factors) error {
+			if f.TOTP == nil {
+				return errors.New("no authenticator app is set up")
 			}
-			f := *m.Factors
 			f.TOTP = nil
-			if required && !h.hasAllowed(id.OrgID, &f) {
-				return m, fmt.Errorf("%s requires a second factor: add another before removing your last", orgName(org))
-			}
-			if !f.Has() {
-				f.RecoveryCodes = nil
-			}
-			m.Factors, m.UpdatedAt = &f, now.UTC()
-			return m, nil
+			return nil
 		})
 		if err != nil {
 			render(http.StatusConflict, "Not removed: "+err.Error()+".", "", nil)

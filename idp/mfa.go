@@ -554,29 +554,43 @@ func (h *Handler) enroll(ctx context.Context, p pending, code string, now time.T
 	if !ok {
 		return nil, &errMFA{"That code is not right. Enter the 6-digit code your app shows now.", "wrong enrollment code"}
 	}
-	codes, hashes := newRecoveryCodes(p.UserID)
-	_, err := h.o.Store.UpdateMembership(ctx, p.UserID, p.OrgID, func(m store.Membership) (store.Membership, error) {
-		f := store.Factors{}
-		if m.Factors != nil {
-			f = *m.Factors
-		}
+	codes, err := h.addFactor(ctx, p.UserID, p.OrgID, now, func(f *store.Factors) error {
 		if f.TOTP != nil {
-			return m, &errMFA{"An authenticator was set up meanwhile. Sign in again.", "factor enrolled concurrently"}
+			return &errMFA{"An authenticator was set up meanwhile. Sign in again.", "factor enrolled concurrently"}
 		}
 		f.TOTP = &store.TOTPFactor{Secret: p.Secret, LastStep: step, CreatedAt: now.UTC()}
-		if len(f.RecoveryCodes) == 0 {
-			f.RecoveryCodes = hashes
-		} else {
-			codes = nil // the person's codes stand
-		}
-		m.Factors, m.UpdatedAt = &f, now.UTC()
-		return m, nil
+		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	h.audit(ctx, p.OrgID, p.UserID, "mfa.enroll", "success", map[string]string{"factor": "totp"})
 	return codes, nil
+}
+
+// addFactor gives the person a factor (add changes their factors) and,
+// if they have none, recovery codes, returned in the clear this once (nil
+// when their codes stand).
+func (h *Handler) addFactor(ctx context.Context, userID, orgID string, now time.Time, add func(*store.Factors) error) ([]string, error) {
+	var codes []string
+	_, err := h.o.Store.UpdateMembership(ctx, userID, orgID, func(m store.Membership) (store.Membership, error) {
+		f := store.Factors{}
+		if m.Factors != nil {
+			f = *m.Factors
+		}
+		if err := add(&f); err != nil {
+			return m, err
+		}
+		codes = nil
+		if len(f.RecoveryCodes) == 0 {
+			var hashes []string
+			codes, hashes = newRecoveryCodes(userID)
+			f.RecoveryCodes = hashes
+		}
+		m.Factors, m.UpdatedAt = &f, now.UTC()
+		return m, nil
+	})
+	return codes, err
 }
 
 // passkeyStep takes a passkey answer to the page's ceremony: a new
@@ -613,24 +627,14 @@ func (h *Handler) passkeyStep(r *http.Request, p pending, answer string, now tim
 		if err != nil {
 			return nil, nil, err
 		}
-		codes, hashes := newRecoveryCodes(p.UserID)
-		if _, err := h.o.Store.UpdateMembership(ctx, p.UserID, p.OrgID, func(m store.Membership) (store.Membership, error) {
-			f := store.Factors{}
-			if m.Factors != nil {
-				f = *m.Factors
-			}
-			if h.hasAllowed(p.OrgID, &f) {
-				return m, &errMFA{"A second factor was set up meanwhile. Sign in again.", "factor enrolled concurrently"}
+		codes, err := h.addFactor(ctx, p.UserID, p.OrgID, now, func(f *store.Factors) error {
+			if h.hasAllowed(p.OrgID, f) {
+				return &errMFA{"A second factor was set up meanwhile. Sign in again.", "factor enrolled concurrently"}
 			}
 			f.Passkeys = append(slices.Clone(f.Passkeys), pk)
-			if len(f.RecoveryCodes) == 0 {
-				f.RecoveryCodes = hashes
-			} else {
-				codes = nil // the person's codes stand
-			}
-			m.Factors, m.UpdatedAt = &f, now.UTC()
-			return m, nil
-		}); err != nil {
+			return nil
+		})
+		if err != nil {
 			return nil, nil, err
 		}
 		h.audit(ctx, p.OrgID, p.UserID, "mfa.enroll", "success", map[string]string{"factor": "passkey", "rp_id": host})

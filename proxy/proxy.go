@@ -728,18 +728,7 @@ func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request, rt *Ro
 	}
 	// Browsers navigating get the login page; API calls get a 401 they can
 	// act on instead of an HTML redirect.
-	if (r.Method == http.MethodGet || r.Method == http.MethodHead) && acceptsHTML(r) {
-		scheme := "http"
-		if request.IsSecure(r) {
-			scheme = "https"
-		}
-		// Built from the normalized host, so the sign-in page accepts it.
-		if _, port, err := net.SplitHostPort(r.Host); err == nil {
-			host = net.JoinHostPort(host, port)
-		}
-		orig := url.URL{Scheme: scheme, Host: host, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
-		state := session.NewState(w, r)
-		http.Redirect(w, r, h.o.Login.LoginURL(rt.Org, orig.String(), state), http.StatusFound)
+	if sendBrowser(w, r, host, func(orig, state string) string { return h.o.Login.LoginURL(rt.Org, orig, state) }) {
 		return
 	}
 	w.Header().Set("WWW-Authenticate", `Cookie realm="gatehouse"`)
@@ -752,21 +741,31 @@ func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request, rt *Ro
 // says for bearer tokens).
 func (h *Handler) stepUp(w http.ResponseWriter, r *http.Request, host string, id *session.Identity, maxAge time.Duration) {
 	h.o.Logger.Info("proxy: step-up required", "org", id.OrgSlug, "user", id.UserID, "max_age", maxAge.String(), "mfa_at", id.MFAAt)
-	if (r.Method == http.MethodGet || r.Method == http.MethodHead) && acceptsHTML(r) {
-		scheme := "http"
-		if request.IsSecure(r) {
-			scheme = "https"
-		}
-		if _, port, err := net.SplitHostPort(r.Host); err == nil {
-			host = net.JoinHostPort(host, port)
-		}
-		orig := url.URL{Scheme: scheme, Host: host, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
-		state := session.NewState(w, r)
-		http.Redirect(w, r, h.o.Login.StepUpURL(id.OrgSlug, orig.String(), state), http.StatusFound)
+	if sendBrowser(w, r, host, func(orig, state string) string { return h.o.Login.StepUpURL(id.OrgSlug, orig, state) }) {
 		return
 	}
 	w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Cookie realm="gatehouse", error="insufficient_user_authentication", error_description="a more recent second factor is required", max_age=%d`, int(maxAge.Seconds())))
 	web.Error(w, http.StatusUnauthorized, "This page needs a more recent second factor: open it in your browser to confirm it's you.", "")
+}
+
+// sendBrowser redirects a browser navigating (a GET or HEAD that takes
+// HTML) to the page to(orig, state) names, with the request's URL to come
+// back to and a new hand-off state; it reports whether it did.
+func sendBrowser(w http.ResponseWriter, r *http.Request, host string, to func(orig, state string) string) bool {
+	if (r.Method != http.MethodGet && r.Method != http.MethodHead) || !acceptsHTML(r) {
+		return false
+	}
+	scheme := "http"
+	if request.IsSecure(r) {
+		scheme = "https"
+	}
+	// Built from the normalized host, so the sign-in page accepts it.
+	if _, port, err := net.SplitHostPort(r.Host); err == nil {
+		host = net.JoinHostPort(host, port)
+	}
+	orig := url.URL{Scheme: scheme, Host: host, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
+	http.Redirect(w, r, to(orig.String(), session.NewState(w, r)), http.StatusFound)
+	return true
 }
 
 func acceptsHTML(r *http.Request) bool {
