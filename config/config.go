@@ -34,6 +34,9 @@ type Config struct {
 	Clients []Client `yaml:"clients"`
 	Domains Domains  `yaml:"domains"`
 	Admin   Admin    `yaml:"admin"`
+	// Email sends people the orgs' messages (nil: no email; the factors
+	// and messages that need it are not offered).
+	Email *Email `yaml:"email"`
 
 	// Warnings are problems that do not stop Gatehouse (set by Parse).
 	Warnings []Problem `yaml:"-"`
@@ -303,6 +306,28 @@ type Org struct {
 	// Session limits the org's sessions, each at most the deployment's
 	// (session.lifetime, session.idle_timeout).
 	Session OrgSession `yaml:"session"`
+}
+
+// Email is how Gatehouse sends email.
+type Email struct {
+	// From is the sender: "Name <address>" or an address.
+	From string `yaml:"from"`
+	SMTP SMTP   `yaml:"smtp"`
+}
+
+// SMTP is the server email goes through.
+type SMTP struct {
+	Host string `yaml:"host"`
+	// Port: default 587 (starttls), 465 (implicit), 25 (none).
+	Port     int    `yaml:"port"`
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+	// TLS: starttls (default, required), implicit, or none (a relay on
+	// this machine only).
+	TLS string `yaml:"tls"`
+	// CAFile is a PEM file of the CAs that verify the server (default:
+	// the system's), for a relay with a private CA.
+	CAFile string `yaml:"ca_file"`
 }
 
 // OrgMFA is an org's second-factor rule.

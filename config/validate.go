@@ -23,6 +23,7 @@ import (
 	"github.com/gatehouse/gatehouse/idp/connection"
 	"github.com/gatehouse/gatehouse/idp/notify"
 	"github.com/gatehouse/gatehouse/internal/brandasset"
+	"github.com/gatehouse/gatehouse/internal/mailer"
 )
 
 // applyDefaults fills in every setting left unset (zero).
@@ -108,8 +109,8 @@ func OrgRulesProblems(m OrgMFA, s OrgSession, lifetime, idle time.Duration) []Pr
 		out = append(out, Problem{Path: "mfa.require", Msg: fmt.Sprintf("unknown value %q: use off, admins or all", m.Require)})
 	}
 	for i, f := range m.Factors {
-		if f != "passkey" && f != "totp" {
-			out = append(out, Problem{Path: fmt.Sprintf("mfa.factors[%d]", i), Msg: fmt.Sprintf("unknown factor %q: use passkey or totp", f)})
+		if f != "passkey" && f != "totp" && f != "email" {
+			out = append(out, Problem{Path: fmt.Sprintf("mfa.factors[%d]", i), Msg: fmt.Sprintf("unknown factor %q: use passkey, totp or email", f)})
 		}
 	}
 	if _, _, err := ParseRememberDevice(m.RememberDevice); err != nil {
@@ -328,6 +329,11 @@ func (c *Config) validate(d *decoder) {
 	slugs := c.validateOrgs(d, publicHost)
 	c.validateRoutes(d, slugs)
 	c.validateClients(d, slugs)
+	if e := c.Email; e != nil {
+		if msg := (mailer.Config{Host: e.SMTP.Host, Port: e.SMTP.Port, TLS: e.SMTP.TLS, From: e.From}).Problem(); msg != "" {
+			d.add("email", "%s", msg)
+		}
+	}
 }
 
 func (c *Config) validateRoutes(d *decoder, slugs map[string]int) {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/request"
+	"github.com/gatehouse/gatehouse/proxy/session"
 	"github.com/gatehouse/gatehouse/store"
 )
 
@@ -23,12 +24,19 @@ import (
 // store.FactorTOTP): every factor unless the org names some.
 func (h *Handler) allows(orgID, factor string) bool {
 	f := h.o.Orgs.Rules(orgID).MFAFactors
+	if factor == store.FactorEmail {
+		// The weakest: only where the org names it, and email is set up.
+		return h.o.Mail != nil && slices.Contains(f, factor)
+	}
 	return len(f) == 0 || slices.Contains(f, factor)
 }
 
 // hasAllowed reports whether the person has a factor the org counts
 // (passkeys: on any host; which one works is the ceremony's business).
 func (h *Handler) hasAllowed(orgID string, f *store.Factors) bool {
+	if h.allows(orgID, store.FactorEmail) {
+		return true // everyone has an address
+	}
 	if f == nil {
 		return false
 	}
@@ -117,7 +125,7 @@ func (h *Handler) rememberedFor(r *http.Request, userID, orgID string, f *store.
 		return d, false
 	}
 	// The factor it proved must still count.
-	for _, fac := range []string{store.FactorPasskey, store.FactorTOTP} {
+	for _, fac := range []string{store.FactorPasskey, store.FactorTOTP, store.FactorEmail} {
 		if slices.Contains(factorAMRs(fac), d.Factor) && !h.allows(orgID, fac) {
 			return d, false
 		}
@@ -125,12 +133,7 @@ func (h *Handler) rememberedFor(r *http.Request, userID, orgID string, f *store.
 	return d, true
 }
 
-func factorAMRs(factor string) []string {
-	if factor == store.FactorPasskey {
-		return []string{"hwk", "swk"}
-	}
-	return []string{"otp"}
-}
+func factorAMRs(factor string) []string { return session.FactorAMR(factor) }
 
 // boundSessions ends the person's oldest sessions in the org past its
 // sessions-per-person bound, keeping keep (the one just made).

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/gatehouse/gatehouse/idp/notify"
 	"github.com/gatehouse/gatehouse/internal/clientip"
 	"github.com/gatehouse/gatehouse/internal/telemetry"
 	"github.com/gatehouse/gatehouse/proxy/session"
@@ -46,7 +47,10 @@ type Options struct {
 	// signing out ("" if none).
 	LogoutReturn func(ctx context.Context, handle string) string
 	// CSRFKey is 32 bytes shared by every node.
-	CSRFKey               []byte
+	CSRFKey []byte
+	// Mail sends a message to a person's address (nil: no email, and the
+	// email factor is not offered).
+	Mail                  func(ctx context.Context, to string, m notify.Message) error
 	MaxFailures           int
 	FailureWindow         time.Duration
 	MaxFailuresPerAddress int

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"html/template"
 	"image/png"
+	"math/big"
 	"net/http"
 	"net/url"
 	"slices"
@@ -24,6 +25,7 @@ import (
 	"github.com/pquerna/otp/totp"
 
 	"github.com/gatehouse/gatehouse/idp/connection"
+	"github.com/gatehouse/gatehouse/idp/notify"
 	"github.com/gatehouse/gatehouse/internal/request"
 	"github.com/gatehouse/gatehouse/internal/token"
 	"github.com/gatehouse/gatehouse/internal/web"
@@ -66,6 +68,11 @@ type pending struct {
 	// pending); a failed or finished attempt clears it, so that an
 	// answer to it is good once.
 	WebAuthn *webauthn.SessionData `json:"webauthn,omitempty"`
+	// EmailCode is the hash of the code last emailed (good until
+	// EmailUntil); EmailSends counts the codes sent.
+	EmailCode  string    `json:"email_code,omitempty"`
+	EmailUntil time.Time `json:"email_until,omitzero"`
+	EmailSends int       `json:"email_sends,omitempty"`
 	// SID is the session made after enrollment, waiting for the person
 	// to continue past their recovery codes.
 	SID string `json:"sid,omitempty"`
@@ -165,9 +172,13 @@ func (h *Handler) mfaExpired(w http.ResponseWriter, r *http.Request, reason stri
 }
 
 func (h *Handler) mfaPage(w http.ResponseWriter, r *http.Request, pid string, p pending, status int, msg string) {
+	h.renderMFA(w, r, pid, p, status, msg, "")
+}
+
+func (h *Handler) renderMFA(w http.ResponseWriter, r *http.Request, pid string, p pending, status int, msg, notice string) {
 	org, _ := h.o.Orgs.ByID(p.OrgID)
 	pg := h.page(r, w, org, "")
-	pg.Title, pg.Action, pg.Error, pg.Email = "Second step", MFAPath, msg, p.Email
+	pg.Title, pg.Action, pg.Error, pg.Notice, pg.Email = "Second step", MFAPath, msg, notice, p.Email
 	pg.Step = "verify"
 	if p.Enroll {
 		pg.Step, pg.Title = "enroll", "Set up a second factor"
@@ -181,9 +192,17 @@ func (h *Handler) mfaPage(w http.ResponseWriter, r *http.Request, pid string, p 
 		pg.RememberFor = rememberText(window)
 	}
 	pg.PasskeyOptions, pg.PasskeyMode = h.offerPasskey(r, pid, p)
+	if !p.Enroll && h.allows(p.OrgID, store.FactorEmail) {
+		pg.Link = "email" // the page offers to email a code
+	}
 	pg.Scripts = pg.PasskeyOptions != ""
 	w.Header().Set("Cache-Control", "no-store")
 	web.Render(w, status, "mfa", pg)
+}
+
+// mfaPageNotice is the second step's page with a notice.
+func (h *Handler) mfaPageNotice(w http.ResponseWriter, r *http.Request, pid string, p pending, notice string) {
+	h.renderMFA(w, r, pid, p, http.StatusOK, "", notice)
 }
 
 // offerPasskey begins the page's passkey ceremony: registration when
@@ -326,12 +345,18 @@ func (h *Handler) mfaSubmit(w http.ResponseWriter, r *http.Request) {
 		h.mfaPage(w, r, pid, p, http.StatusTooManyRequests, fmt.Sprintf("Too many wrong codes. Try again in %s.", wait(until, now)))
 		return
 	}
+	if r.PostFormValue("send") == "email" {
+		h.sendEmailCode(w, r, pid, p, org)
+		return
+	}
 	code := normalizeCode(r.PostFormValue("code"))
 	var (
 		used, amr string
 		codes     []string
 	)
 	switch answer := r.PostFormValue("webauthn"); {
+	case answer == "" && !p.Enroll && p.EmailCode != "" && len(code) == 6 && emailCodeMatches(p, code, now):
+		used, amr = "email", "email"
 	case answer != "":
 		var cred *webauthn.Credential
 		cred, codes, err = h.passkeyStep(r, p, answer, now)
@@ -510,6 +535,78 @@ func (h *Handler) clearMFACookie(w http.ResponseWriter, r *http.Request) {
 		HttpOnly: true, Secure: request.IsSecure(r), SameSite: http.SameSiteLaxMode})
 }
 
+// emailCodeTTL is how long an emailed code works; maxEmailSends bounds
+// the codes one second step sends.
+const (
+	emailCodeTTL  = 10 * time.Minute
+	maxEmailSends = 3
+)
+
+// sendEmailCode emails the person a new code for this second step (the
+// org's mfa_code message) and shows the page again.
+func (h *Handler) sendEmailCode(w http.ResponseWriter, r *http.Request, pid string, p pending, org *store.Org) {
+	ctx := r.Context()
+	if p.Enroll || !h.allows(p.OrgID, store.FactorEmail) {
+		h.mfaPage(w, r, pid, p, http.StatusBadRequest, "Email codes are not offered here.")
+		return
+	}
+	if p.EmailSends >= maxEmailSends {
+		h.mfaPage(w, r, pid, p, http.StatusTooManyRequests, "We sent you several codes already. Use the last one, or sign in again.")
+		return
+	}
+	code := sixDigits()
+	m, err := h.Message(org, notify.MFACode, notify.Fields{User: notify.User{Email: p.Email}, Code: code, Expires: "10 minutes"})
+	if err == nil {
+		err = h.o.Mail(ctx, p.Email, m)
+	}
+	if err != nil {
+		ref := h.logRef("idp: email code not sent", err)
+		h.audit(ctx, p.OrgID, p.UserID, "mfa.email_code", "failure", map[string]string{"reason": err.Error()})
+		pg := "We could not send the email (reference " + ref + "). Try again in a minute, or use another way."
+		h.mfaPage(w, r, pid, p, http.StatusBadGateway, pg)
+		return
+	}
+	p.EmailCode, p.EmailUntil, p.EmailSends = emailCodeHash(p, code), h.o.Now().Add(emailCodeTTL), p.EmailSends+1
+	if err := h.o.Store.UpdateOnce(ctx, pendingKind, pid, func(b []byte) ([]byte, error) {
+		var cur pending
+		if err := json.Unmarshal(b, &cur); err != nil {
+			return nil, err
+		}
+		cur.EmailCode, cur.EmailUntil, cur.EmailSends = p.EmailCode, p.EmailUntil, p.EmailSends
+		return json.Marshal(cur)
+	}); err != nil {
+		h.mfaExpired(w, r, "pending sign-in gone: "+err.Error())
+		return
+	}
+	h.audit(ctx, p.OrgID, p.UserID, "mfa.email_code", "success", nil)
+	h.mfaPageNotice(w, r, pid, p, "We emailed a code to "+maskEmail(p.Email)+". It works for 10 minutes.")
+}
+
+// sixDigits is a uniformly random 6-digit code.
+func sixDigits() string {
+	n, _ := rand.Int(rand.Reader, big.NewInt(1_000_000))
+	return fmt.Sprintf("%06d", n.Int64())
+}
+
+func emailCodeHash(p pending, code string) string {
+	sum := sha256.Sum256([]byte("gatehouse email code\x00" + p.UserID + "\x00" + p.OrgID + "\x00" + code))
+	return hex.EncodeToString(sum[:])
+}
+
+// emailCodeMatches: the code last emailed, in time.
+func emailCodeMatches(p pending, code string, now time.Time) bool {
+	return now.Before(p.EmailUntil) && hmac.Equal([]byte(emailCodeHash(p, code)), []byte(p.EmailCode))
+}
+
+// maskEmail shows enough of an address to recognize it: a***@acme.example.
+func maskEmail(addr string) string {
+	local, domain, ok := strings.Cut(addr, "@")
+	if !ok || local == "" {
+		return "your address"
+	}
+	return local[:1] + "***@" + domain
+}
+
 // rememberText says a remembered-device window in days (or hours).
 func rememberText(d time.Duration) string {
 	if d >= 48*time.Hour {
@@ -671,6 +768,9 @@ func (h *Handler) verifyFactor(ctx context.Context, p pending, code string, now 
 	used := ""
 	_, err := h.o.Store.UpdateMembership(ctx, p.UserID, p.OrgID, func(m store.Membership) (store.Membership, error) {
 		if !m.Factors.Has() {
+			if h.allows(p.OrgID, store.FactorEmail) {
+				return m, wrong // an emailed code that did not match
+			}
 			return m, &errMFA{"Your second factor was reset. Sign in again to set up a new one.", "no factor"}
 		}
 		f := *m.Factors

@@ -308,6 +308,9 @@ type MFARules struct {
 const (
 	FactorPasskey = "passkey"
 	FactorTOTP    = "totp"
+	// FactorEmail is a code sent to the person's address: the weakest,
+	// counted only where an org names it.
+	FactorEmail = "email"
 )
 
 // MFA requirements, weakest first.

@@ -26,6 +26,7 @@ import (
 	"github.com/gatehouse/gatehouse/config"
 	"github.com/gatehouse/gatehouse/idp"
 	"github.com/gatehouse/gatehouse/idp/connection"
+	"github.com/gatehouse/gatehouse/idp/notify"
 	"github.com/gatehouse/gatehouse/idp/protocols"
 	"github.com/gatehouse/gatehouse/idp/provider"
 	"github.com/gatehouse/gatehouse/idp/saml"
@@ -33,6 +34,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/apply"
 	"github.com/gatehouse/gatehouse/internal/clientip"
 	"github.com/gatehouse/gatehouse/internal/connlimit"
+	"github.com/gatehouse/gatehouse/internal/mailer"
 	"github.com/gatehouse/gatehouse/internal/telemetry"
 	"github.com/gatehouse/gatehouse/internal/token"
 	"github.com/gatehouse/gatehouse/internal/web"
@@ -200,7 +202,27 @@ func (d *deployment) signIn(ctx context.Context) error {
 	}
 	d.conns = idp.NewConnections(protocols.Factories(), connection.Deps{Store: st, HTTPClient: connection.NewHTTPClient(), PublicHTTPClient: public, Logger: log,
 		SignInURL: url.URL{Scheme: d.pub.Scheme, Host: d.pub.Host}, KeyRotation: cfg.Login.SAMLKeyRotation})
-	d.login = idp.New(idp.Options{
+	var mail func(context.Context, string, notify.Message) error
+	if e := cfg.Email; e != nil {
+		mc := mailer.Config{Host: e.SMTP.Host, Port: e.SMTP.Port, Username: e.SMTP.Username, Password: e.SMTP.Password, TLS: e.SMTP.TLS, From: e.From}
+		if e.SMTP.CAFile != "" {
+			pem, err := os.ReadFile(e.SMTP.CAFile)
+			if err != nil {
+				return fmt.Errorf("server: email.smtp.ca_file: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return fmt.Errorf("server: email.smtp.ca_file %s: no PEM certificate", e.SMTP.CAFile)
+			}
+			mc.RootCAs = &tls.Config{RootCAs: pool, ServerName: e.SMTP.Host, MinVersion: tls.VersionTLS12}
+		}
+		sender, err := mailer.New(mc)
+		if err != nil {
+			return err
+		}
+		mail = sender.Send
+	}
+	d.login = idp.New(idp.Options{Mail: mail,
 		Store: st, Sessions: d.sessions, Orgs: d.orgs, Connections: d.conns, PublicURL: d.pub, Serves: d.serves, RouteHost: d.router.ServesHost, ClientIP: d.ips,
 		Metrics: d.metrics, Logger: log, CSRFKey: d.csrfKey,
 		LogoutReturn: func(ctx context.Context, handle string) string { return d.provider.LogoutReturn(ctx, handle) },

@@ -124,6 +124,8 @@ func FactorAMR(factor string) []string {
 		return []string{"hwk", "swk"}
 	case store.FactorTOTP:
 		return []string{"otp"}
+	case store.FactorEmail:
+		return []string{"email"}
 	}
 	return nil
 }
@@ -136,7 +138,7 @@ func factorAllowed(amr, allowed []string) bool {
 		return true
 	}
 	own := false
-	for _, f := range []string{store.FactorPasskey, store.FactorTOTP} {
+	for _, f := range []string{store.FactorPasskey, store.FactorTOTP, store.FactorEmail} {
 		for _, v := range FactorAMR(f) {
 			if slices.Contains(amr, v) {
 				own = true

@@ -1,0 +1,227 @@
+package e2e
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatehouse/gatehouse/idp/notify"
+	"github.com/gatehouse/gatehouse/internal/mailer"
+)
+
+// mailpit is a running mailpit (an SMTP server this project did not
+// write) with its HTTP API.
+type mailpit struct {
+	SMTP string // 127.0.0.1:port
+	API  string // http://127.0.0.1:port
+}
+
+// mailpitBinary finds mailpit (.ci/run installs it with go install),
+// skipping on a developer machine without it and failing in CI.
+func mailpitBinary(t *testing.T) string {
+	t.Helper()
+	for _, p := range []string{filepath.Join(os.Getenv("HOME"), "go", "bin", "mailpit"), "mailpit"} {
+		if path, err := exec.LookPath(p); err == nil {
+			return path
+		}
+	}
+	if os.Getenv("GATEHOUSE_REQUIRE_EXAMPLES") != "" {
+		t.Fatal("mailpit is not installed (go install github.com/axllent/mailpit@v1.33.1)")
+	}
+	t.Skip("mailpit is not installed: the email test is skipped")
+	return ""
+}
+
+// startMailpit runs mailpit on loopback with extra flags.
+func startMailpit(t *testing.T, flags ...string) *mailpit {
+	t.Helper()
+	exe := mailpitBinary(t)
+	m := &mailpit{SMTP: "127.0.0.1:" + freePort(t), API: "http://127.0.0.1:" + freePort(t)}
+	args := append([]string{"--smtp", m.SMTP, "--listen", strings.TrimPrefix(m.API, "http://"), "--database", filepath.Join(t.TempDir(), "mail.db"),
+		"--smtp-disable-rdns", "--disable-version-check"}, flags...)
+	cmd := exec.Command(exe, args...)
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if resp, err := http.Get(m.API + "/api/v1/messages"); err == nil {
+			resp.Body.Close()
+			if c, err := net.Dial("tcp", m.SMTP); err == nil {
+				c.Close()
+				return m
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("mailpit did not start:\n%s", out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// lastTo is the text of the newest message to addr (waiting a little for
+// it).
+func (m *mailpit) lastTo(t *testing.T, addr string) (subject, text string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var list struct {
+			Messages []struct {
+				ID      string
+				Subject string
+				To      []struct{ Address string }
+			} `json:"messages"`
+		}
+		resp, err := http.Get(m.API + "/api/v1/messages")
+		if err == nil {
+			_ = json.NewDecoder(resp.Body).Decode(&list)
+			resp.Body.Close()
+		}
+		for _, msg := range list.Messages {
+			if len(msg.To) > 0 && msg.To[0].Address == addr {
+				resp, err := http.Get(m.API + "/api/v1/message/" + msg.ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var full struct{ Text string }
+				_ = json.NewDecoder(resp.Body).Decode(&full)
+				resp.Body.Close()
+				return msg.Subject, full.Text
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no message to %s at mailpit", addr)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// smtpCert writes a certificate and key for 127.0.0.1 and returns
+// their paths and a TLS config that trusts the certificate.
+func smtpCert(t *testing.T) (certFile, keyFile string, trust *tls.Config) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	kb, _ := x509.MarshalECPrivateKey(key)
+	must(t, os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
+	must(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600))
+	cert, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
+}
+
+// The mailer against mailpit: STARTTLS required by the server, with
+// authentication, delivers; a server whose certificate is not trusted is
+// refused (nothing is sent in the clear instead).
+func TestMailerSTARTTLS(t *testing.T) {
+	certFile, keyFile, trust := smtpCert(t)
+	authFile := filepath.Join(t.TempDir(), "auth")
+	must(t, os.WriteFile(authFile, []byte("gatehouse:relay-pw\n"), 0o600))
+	mp := startMailpit(t, "--smtp-tls-cert", certFile, "--smtp-tls-key", keyFile, "--smtp-require-starttls", "--smtp-auth-file", authFile)
+	host, port, _ := net.SplitHostPort(mp.SMTP)
+	var p int
+	fmt.Sscan(port, &p)
+	msg := notify.Message{Subject: "Your code", Text: "Your code is 123456.", HTML: "<p>Your code is <b>123456</b>.</p>"}
+	s, err := mailer.New(mailer.Config{Host: host, Port: p, Username: "gatehouse", Password: "relay-pw", TLS: mailer.StartTLS, From: "Gatehouse <no-reply@saas.example>", RootCAs: trust})
+	must(t, err)
+	must(t, s.Send(context.Background(), "erin@acme.example", msg))
+	if subj, text := mp.lastTo(t, "erin@acme.example"); subj != "Your code" || !strings.Contains(text, "123456") {
+		t.Fatalf("delivered %q %q", subj, text)
+	}
+	untrusted, err := mailer.New(mailer.Config{Host: host, Port: p, Username: "gatehouse", Password: "relay-pw", TLS: mailer.StartTLS, From: "no-reply@saas.example"})
+	must(t, err)
+	if err := untrusted.Send(context.Background(), "fay@acme.example", msg); err == nil {
+		t.Fatal("sent to a server whose certificate is not trusted")
+	}
+	wrongPW, _ := mailer.New(mailer.Config{Host: host, Port: p, Username: "gatehouse", Password: "wrong", TLS: mailer.StartTLS, From: "no-reply@saas.example", RootCAs: trust})
+	if err := wrongPW.Send(context.Background(), "gil@acme.example", msg); err == nil {
+		t.Fatal("sent with a wrong password")
+	}
+	for _, c := range []mailer.Config{
+		{Host: "smtp.example.com", TLS: mailer.None, From: "a@b.example"},
+		{Host: "", From: "a@b.example"},
+		{Host: "smtp.example.com", From: "not an address"},
+		{Host: "smtp.example.com", TLS: "ssl", From: "a@b.example"},
+	} {
+		if _, err := mailer.New(c); err == nil {
+			t.Errorf("config %+v accepted", c)
+		}
+	}
+}
+
+var sixDigitRE = regexp.MustCompile(`\b\d{6}\b`)
+
+// Email codes, the weakest factor, where an org names it: the second step
+// emails the org's mfa_code message through a real SMTP server
+// (mailpit); the code signs in once; a wrong one is refused.
+func TestEmailCodes(t *testing.T) {
+	mp := startMailpit(t)
+	host, port, _ := net.SplitHostPort(mp.SMTP)
+	up := newUpstream(t)
+	cfg := strings.NewReplacer("{{UPSTREAM}}", up.URL, "{{BOBHASH}}", readBobHash(t)).Replace(testConfig)
+	cfg = strings.Replace(cfg, "  - slug: globex\n", "    mfa: { require: all, factors: [email] }\n  - slug: globex\n", 1)
+	cfg += "email:\n  from: \"Gatehouse <no-reply@saas.example>\"\n  smtp: { host: " + host + ", port: " + port + ", tls: none }\n"
+	g := start(t, cfg, "ALICE_PASSWORD=alice-pw-123", "CAROL_PASSWORD=carol-pw-456")
+
+	b := g.browser(t)
+	p := b.passwordStep(g.url("app.localhost", "/"), "alice@acme.example", "alice-pw-123")
+	if !strings.Contains(p.body, `value="email"`) || strings.Contains(p.body, "totp-secret") {
+		t.Fatalf("no email code offered:\n%s", p.body)
+	}
+	sent := b.submitWith(p, "send", "email")
+	if sent.status != 200 || !strings.Contains(sent.body, "We emailed a code to a***@acme.example") {
+		t.Fatalf("sending the code: %d\n%s", sent.status, sent.body)
+	}
+	subject, text := mp.lastTo(t, "alice@acme.example")
+	code := sixDigitRE.FindString(text)
+	if code == "" || !strings.Contains(subject+text, "Acme Corp") {
+		t.Fatalf("the message: %q\n%s", subject, text)
+	}
+	wrong := "000000"
+	if code == wrong {
+		wrong = "111111"
+	}
+	if r := b.submitCode(sent, wrong); r.status != http.StatusUnauthorized {
+		t.Fatalf("a wrong code: %d", r.status)
+	}
+	r := b.follow(b.submitCode(sent, code))
+	if !strings.Contains(r.body, "upstream / for alice@acme.example") {
+		t.Fatalf("the emailed code: %d %s\n%s", r.status, r.url, r.body)
+	}
+	if amr, _ := jwtPart(t, up.last("/").Header.Get("X-Gatehouse-Jwt-Assertion"), 1)["amr"].([]any); len(amr) != 3 || amr[1] != "email" {
+		t.Fatalf("amr %v", amr)
+	}
+	// The code was good once: the sign-in it finished is gone.
+	if r := b.submitCode(sent, code); r.status != http.StatusBadRequest {
+		t.Fatalf("the code again: %d", r.status)
+	}
+}
