@@ -77,7 +77,7 @@ func (h *Handler) beginRedirect(w http.ResponseWriter, r *http.Request, org, own
 	// The callback is on this host (checked by the caller), with the
 	// public URL's scheme and port: never taken from the Host header.
 	cb := url.URL{Scheme: h.o.PublicURL.Scheme, Host: withPort(request.Host(r), h.o.PublicURL.Port()), Path: CallbackPath}
-	req := connection.BeginRequest{State: state, CallbackURL: cb.String(), LoginHint: hint,
+	req := connection.BeginRequest{State: state, CallbackURL: cb.String(), LoginHint: hint, Fresh: fresh(r) != "",
 		RequireMFA: h.o.Orgs.Rules(org.ID).RequireMFA != "" && h.o.Orgs.Rules(org.ID).RequireMFA != store.MFAOff}
 	to, data, err := c.Begin(r.Context(), req)
 	if err != nil {

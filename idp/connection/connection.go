@@ -63,6 +63,10 @@ type BeginRequest struct {
 	// the IdP for one as its settings say (OIDC acr_values, SAML
 	// RequestedAuthnContext).
 	RequireMFA bool
+	// Fresh asks the IdP to sign the person in again, not to reuse its
+	// own session (OIDC prompt=login and max_age=0, SAML ForceAuthn): a
+	// step-up, or an app's prompt=login.
+	Fresh bool
 }
 
 // Redirect connections send the browser to an IdP and finish at a callback.

@@ -229,6 +229,9 @@ func (c *conn) Begin(_ context.Context, req connection.BeginRequest) (string, []
 	if req.LoginHint != "" {
 		opts = append(opts, oauth2.SetAuthURLParam("login_hint", req.LoginHint))
 	}
+	if req.Fresh {
+		opts = append(opts, oauth2.SetAuthURLParam("prompt", "login"), oauth2.SetAuthURLParam("max_age", "0"))
+	}
 	if req.RequireMFA && len(c.cfg.ACRValues) > 0 {
 		opts = append(opts, oauth2.SetAuthURLParam("acr_values", strings.Join(c.cfg.ACRValues, " ")))
 	}

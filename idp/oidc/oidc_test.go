@@ -496,6 +496,17 @@ func TestMFAFromIdP(t *testing.T) {
 			}
 		})
 	}
+	// A fresh sign-in (step-up, an app's prompt=login) asks the IdP to
+	// sign the person in again.
+	c := open(t, Config{Issuer: idp.Issuer, ClientID: "gatehouse", ClientSecret: "s3cret"})
+	to, _, err := c.Begin(ctx, connection.BeginRequest{State: "state-fresh-0123456789", CallbackURL: callback, Fresh: true})
+	if u, _ := url.Parse(to); err != nil || u.Query().Get("prompt") != "login" || u.Query().Get("max_age") != "0" {
+		t.Fatalf("fresh sign-in: %s %v", to, err)
+	}
+	to, _, _ = c.Begin(ctx, connection.BeginRequest{State: "state-fresh-0123456789", CallbackURL: callback})
+	if u, _ := url.Parse(to); u.Query().Has("prompt") || u.Query().Has("max_age") {
+		t.Fatalf("not fresh: %s", to)
+	}
 	if ps := (Config{Issuer: "https://idp.example", ClientID: "c", ClientSecret: "s", ACRValues: []string{"a b"}, MFAValues: []string{""}}).Problems(); len(ps) != 2 {
 		t.Errorf("problems %v", ps)
 	}

@@ -429,9 +429,9 @@ func TestRequestedAuthnContext(t *testing.T) {
 	clk := &clock{t: time.Date(2026, 3, 10, 9, 0, 0, 0, time.UTC)}
 	c := openURL(t, idp.srv.URL+"/metadata", clk, idp.client(), 0)
 	c.cfg.MFAContext = "http://schemas.microsoft.com/claims/multipleauthn"
-	request := func(requireMFA bool) string {
+	request := func(requireMFA bool, fresh ...bool) string {
 		t.Helper()
-		to, _, err := c.Begin(context.Background(), connection.BeginRequest{State: "state-0123456789abcdef", RequireMFA: requireMFA})
+		to, _, err := c.Begin(context.Background(), connection.BeginRequest{State: "state-0123456789abcdef", RequireMFA: requireMFA, Fresh: len(fresh) > 0})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -453,7 +453,14 @@ func TestRequestedAuthnContext(t *testing.T) {
 		t.Fatalf("request without: %s", x)
 	}
 	// The shared SP was not changed by the first request.
-	if x := request(false); strings.Contains(x, "multipleauthn") {
+	if x := request(false); strings.Contains(x, "multipleauthn") || strings.Contains(x, "ForceAuthn") {
 		t.Fatalf("the SP kept the requested context: %s", x)
+	}
+	// A fresh sign-in forces the IdP to sign the person in again.
+	if x := request(false, true); !strings.Contains(x, `ForceAuthn="true"`) {
+		t.Fatalf("fresh request: %s", x)
+	}
+	if x := request(false); strings.Contains(x, "ForceAuthn") {
+		t.Fatalf("the SP kept ForceAuthn: %s", x)
 	}
 }

@@ -546,6 +546,13 @@ func (c *conn) Begin(ctx context.Context, req connection.BeginRequest) (string, 
 		cp.RequestedAuthnContext = &saml.RequestedAuthnContext{Comparison: "minimum", AuthnContextClassRef: c.cfg.MFAContext}
 		sp = &cp
 	}
+	if req.Fresh {
+		// ForceAuthn: the IdP signs the person in again. On a copy, as
+		// above.
+		cp := *sp
+		cp.ForceAuthn = &[]bool{true}[0]
+		sp = &cp
+	}
 	ar, err := sp.MakeAuthenticationRequest(sp.GetSSOBindingLocation(saml.HTTPRedirectBinding), saml.HTTPRedirectBinding, saml.HTTPPostBinding)
 	if err != nil {
 		return "", nil, connection.Errorf(connection.KindInternal, "saml: org %s: authn request: %w", c.deps.OrgSlug, err)
