@@ -367,3 +367,56 @@ func TestFederatedMFA(t *testing.T) {
 		t.Fatalf("leo's amr %v", amr)
 	}
 }
+
+// Tightening an org's session lifetime through the admin API ends its
+// sessions older than the new lifetime within revocation_check; another
+// org's sessions are untouched. (The shortest lifetime an org may set is
+// a minute, so the test waits one.)
+func TestOrgSessionLifetimeTightened(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits a minute")
+	}
+	g, _ := startCore(t)
+	app := g.url("app.localhost", "/")
+	alice := g.browser(t)
+	alice.login(app, "alice@acme.example", "alice-pw-123")
+	same := []string{"Origin", "http://login.acme.localhost:" + g.port, "Sec-Fetch-Site", "same-origin"}
+	api := func(path string) string { return g.url("login.acme.localhost", "/api/v1"+path) }
+	if st, _, p := alice.api("POST", api("/orgs"), map[string]any{"slug": "acme-eu", "name": "Acme EU", "parent": "acme"}, same...); st != 201 {
+		t.Fatalf("create acme-eu: %d %v", st, p)
+	}
+	if st, _, p := alice.api("POST", api("/orgs/acme-eu/users"), map[string]any{"email": "dave@acme.example", "password": "dave-long-password"}, same...); st != 201 {
+		t.Fatalf("create dave: %d %v", st, p)
+	}
+	// dave signs in to acme-eu (its sign-in on the shared host), bob to acme.
+	dave := g.browser(t)
+	p := dave.follow(dave.get(g.url("auth.localhost", "/.gatehouse/login?org=acme-eu&rd="+url.QueryEscape(app))))
+	form := hidden(p.body)
+	form.Set("email", "dave@acme.example")
+	form.Set("password", "dave-long-password")
+	if r := dave.follow(dave.post(resolve(p.url, field(t, actionRE, p.body)), form)); !strings.Contains(r.body, "upstream / for dave@acme.example") {
+		t.Fatalf("dave: %d %s\n%s", r.status, r.url, r.body)
+	}
+	bob := g.browser(t)
+	bob.login(app, "bob@acme.example", "bob-example-password")
+	time.Sleep(62 * time.Second)
+	for name, b := range map[string]*browser{"dave": dave, "bob": bob} {
+		if r := b.get(app); r.status != 200 {
+			t.Fatalf("%s before the change: %d", name, r.status)
+		}
+	}
+	if st, _, p := alice.api("PATCH", api("/orgs/acme-eu"), map[string]any{"session": map[string]any{"lifetime": "1m"}}, append(same, "If-Match", "*")...); st != 200 {
+		t.Fatalf("tighten acme-eu's lifetime: %d %v", st, p)
+	}
+	changed := time.Now()
+	eventuallyWithin(t, 4*time.Second, "dave's session ends", func() error {
+		r := dave.get(app)
+		return holds(r.status == http.StatusFound, "dave still gets %d", r.status)
+	})
+	if d := time.Since(changed); d > 3*time.Second { // revocation_check is 2s
+		t.Fatalf("dave's session lasted %s after the change", d)
+	}
+	if r := bob.get(app); r.status != 200 {
+		t.Fatalf("bob (another org) after the change: %d", r.status)
+	}
+}
