@@ -72,6 +72,9 @@ type Options struct {
 	TestConnection func(ctx context.Context, org store.Org) error
 	// InviteURL is the link of an invitation to org with secret.
 	InviteURL func(org *store.Org, secret string) (string, error)
+	// EmailInvitation queues an invitation's message with its link (nil:
+	// the deployment sends no email).
+	EmailInvitation func(ctx context.Context, org store.Org, inv store.Invitation, link string) error
 	// WebhooksAllowPrivate lets orgs register audit webhooks on loopback
 	// and private addresses.
 	WebhooksAllowPrivate bool

@@ -65,6 +65,18 @@ func (a *API) invitationView(inv store.Invitation) InvitationView {
 	return v
 }
 
+// email queues the invitation's message (the org's invitation template)
+// when the deployment sends email; the answer has the link either way.
+// A failure to queue is logged: the admin still has the link.
+func (a *API) email(c *call, inv store.Invitation, link string) {
+	if a.o.EmailInvitation == nil {
+		return
+	}
+	if err := a.o.EmailInvitation(c.ctx(), *c.org, inv, link); err != nil {
+		a.o.Logger.Error("admin: invitation email not queued; give the person the link", "invitation", inv.ID, "err", err)
+	}
+}
+
 // withLink is inv's view with the link of secret.
 func (c *call) withLink(inv store.Invitation, secret string) (NewInvitationView, error) {
 	if c.a.o.InviteURL == nil {
@@ -142,6 +154,7 @@ func (a *API) createInvitation(c *call) error {
 	}
 	c.record(c.org.ID, "invitation.create", inv.ID, "success", map[string]string{"email": inv.Email, "roles": strings.Join(inv.Roles, ","),
 		"expires_at": inv.ExpiresAt.Format(time.RFC3339)})
+	a.email(c, inv, view.URL)
 	c.w.Header().Set("Location", Prefix+"/orgs/"+c.org.ID+"/invitations/"+inv.ID)
 	return c.reply(http.StatusCreated, view)
 }
@@ -211,6 +224,7 @@ func (a *API) resendInvitation(c *call) error {
 		return err
 	}
 	c.record(c.org.ID, "invitation.resend", inv.ID, "success", map[string]string{"email": inv.Email, "expires_at": inv.ExpiresAt.Format(time.RFC3339)})
+	a.email(c, inv, view.URL)
 	return c.reply(http.StatusOK, view)
 }
 

@@ -31,6 +31,13 @@ import (
 type mailpit struct {
 	SMTP string // 127.0.0.1:port
 	API  string // http://127.0.0.1:port
+	cmd  *exec.Cmd
+}
+
+// stop ends mailpit (an SMTP outage).
+func (m *mailpit) stop() {
+	_ = m.cmd.Process.Kill()
+	_ = m.cmd.Wait()
 }
 
 // mailpitBinary finds mailpit (.ci/run installs it with go install),
@@ -52,8 +59,14 @@ func mailpitBinary(t *testing.T) string {
 // startMailpit runs mailpit on loopback with extra flags.
 func startMailpit(t *testing.T, flags ...string) *mailpit {
 	t.Helper()
+	return startMailpitAt(t, "127.0.0.1:"+freePort(t), "http://127.0.0.1:"+freePort(t), flags...)
+}
+
+// startMailpitAt runs mailpit on the given SMTP address and API URL.
+func startMailpitAt(t *testing.T, smtp, api string, flags ...string) *mailpit {
+	t.Helper()
 	exe := mailpitBinary(t)
-	m := &mailpit{SMTP: "127.0.0.1:" + freePort(t), API: "http://127.0.0.1:" + freePort(t)}
+	m := &mailpit{SMTP: smtp, API: api}
 	args := append([]string{"--smtp", m.SMTP, "--listen", strings.TrimPrefix(m.API, "http://"), "--database", filepath.Join(t.TempDir(), "mail.db"),
 		"--smtp-disable-rdns", "--disable-version-check"}, flags...)
 	cmd := exec.Command(exe, args...)
@@ -62,7 +75,8 @@ func startMailpit(t *testing.T, flags ...string) *mailpit {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	m.cmd = cmd
+	t.Cleanup(m.stop)
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		if resp, err := http.Get(m.API + "/api/v1/messages"); err == nil {
@@ -223,5 +237,85 @@ func TestEmailCodes(t *testing.T) {
 	// The code was good once: the sign-in it finished is gone.
 	if r := b.submitCode(sent, code); r.status != http.StatusBadRequest {
 		t.Fatalf("the code again: %d", r.status)
+	}
+}
+
+// countTo is how many messages mailpit holds for each address.
+func (m *mailpit) countTo(t *testing.T) map[string]int {
+	t.Helper()
+	var list struct {
+		Messages []struct {
+			To []struct{ Address string }
+		} `json:"messages"`
+	}
+	resp, err := http.Get(m.API + "/api/v1/messages?limit=500")
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	_ = json.NewDecoder(resp.Body).Decode(&list)
+	out := map[string]int{}
+	for _, msg := range list.Messages {
+		for _, to := range msg.To {
+			out[to.Address]++
+		}
+	}
+	return out
+}
+
+var inviteLinkRE = regexp.MustCompile(`https?://[^\s]+/\.gatehouse/invite\?[^\s]+`)
+
+// Invitations by email through the outbox: the org's invitation message
+// arrives with a link that works; with the SMTP server down while ten
+// invitations are made, all ten arrive once it is back, once each.
+func TestInvitationEmails(t *testing.T) {
+	mp := startMailpit(t)
+	host, port, _ := net.SplitHostPort(mp.SMTP)
+	up := newUpstream(t)
+	cfg := strings.NewReplacer("{{UPSTREAM}}", up.URL, "{{BOBHASH}}", readBobHash(t)).Replace(testConfig)
+	cfg += "email:\n  from: \"Gatehouse <no-reply@saas.example>\"\n  smtp: { host: " + host + ", port: " + port + ", tls: none }\n"
+	g := start(t, cfg, "ALICE_PASSWORD=alice-pw-123", "CAROL_PASSWORD=carol-pw-456")
+	alice := g.browser(t)
+	alice.login(g.url("app.localhost", "/"), "alice@acme.example", "alice-pw-123")
+	same := []string{"Origin", "http://login.acme.localhost:" + g.port, "Sec-Fetch-Site", "same-origin"}
+	invite := func(email string) {
+		t.Helper()
+		if st, _, p := alice.api("POST", g.url("login.acme.localhost", "/api/v1/orgs/acme/invitations"), map[string]any{"email": email, "roles": []string{"member"}}, same...); st != 201 {
+			t.Fatalf("invite %s: %d %v", email, st, p)
+		}
+	}
+	invite("erin@acme.example")
+	subject, text := mp.lastTo(t, "erin@acme.example")
+	link := inviteLinkRE.FindString(text)
+	if link == "" || !strings.Contains(subject+text, "Acme Corp") {
+		t.Fatalf("the invitation message: %q\n%s", subject, text)
+	}
+	if p := g.browser(t).get(link); p.status != 200 || !strings.Contains(p.body, "erin@acme.example") {
+		t.Fatalf("the emailed link: %d\n%s", p.status, p.body)
+	}
+
+	// The SMTP server goes away; ten invitations are made meanwhile.
+	mp.stop()
+	for i := range 10 {
+		invite(fmt.Sprintf("p%d@acme.example", i))
+	}
+	time.Sleep(3 * time.Second) // a few failed attempts
+	mp = startMailpitAt(t, mp.SMTP, mp.API)
+	eventuallyWithin(t, 40*time.Second, "the ten invitations arrive", func() error {
+		n := mp.countTo(t)
+		got := 0
+		for i := range 10 {
+			got += n[fmt.Sprintf("p%d@acme.example", i)]
+		}
+		return holds(got == 10, "%d of 10 arrived: %v", got, n)
+	})
+	time.Sleep(2 * time.Second) // nothing more comes
+	for addr, c := range mp.countTo(t) {
+		if c != 1 {
+			t.Errorf("%s got %d messages", addr, c)
+		}
+	}
+	if !g.logged(`"msg":"outbox: not delivered; retrying"`) {
+		t.Error("the outage left no trace in the log")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -35,6 +36,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/clientip"
 	"github.com/gatehouse/gatehouse/internal/connlimit"
 	"github.com/gatehouse/gatehouse/internal/mailer"
+	"github.com/gatehouse/gatehouse/internal/outbox"
 	"github.com/gatehouse/gatehouse/internal/telemetry"
 	"github.com/gatehouse/gatehouse/internal/token"
 	"github.com/gatehouse/gatehouse/internal/web"
@@ -86,6 +88,8 @@ type deployment struct {
 	policies *policyLoader
 	brand    web.BlobSource
 	handler  http.Handler
+	// mail is the email outbox (nil: no email).
+	mail *outbox.Outbox
 
 	tlsConf *tls.Config
 	plain   http.Handler // the plain-HTTP listener's, with tls.http_listen
@@ -221,6 +225,24 @@ func (d *deployment) signIn(ctx context.Context) error {
 			return err
 		}
 		mail = sender.Send
+		d.mail = outbox.New(outbox.Options{Store: st, Name: "mail", Logger: log,
+			Deliver: func(ctx context.Context, it outbox.Item) error {
+				var m notify.Message
+				if err := json.Unmarshal(it.Payload, &m); err != nil {
+					return fmt.Errorf("corrupt message: %w", err)
+				}
+				return sender.Send(ctx, it.To, m)
+			},
+			Done: func(ctx context.Context, it outbox.Item, err error) {
+				e := store.AuditEvent{Time: time.Now(), OrgID: it.OrgID, Actor: "gatehouse", Action: "email.sent", Target: it.To, Outcome: "success",
+					Details: map[string]string{"kind": it.Kind, "attempts": strconv.Itoa(it.Attempts + 1)}}
+				if err != nil {
+					e.Outcome, e.Details["error"] = "failure", err.Error()
+				}
+				if aerr := st.AppendAudit(context.WithoutCancel(ctx), e); aerr != nil {
+					log.Warn("email: audit write failed", "err", aerr)
+				}
+			}})
 	}
 	d.login = idp.New(idp.Options{Mail: mail,
 		Store: st, Sessions: d.sessions, Orgs: d.orgs, Connections: d.conns, PublicURL: d.pub, Serves: d.serves, RouteHost: d.router.ServesHost, ClientIP: d.ips,
@@ -312,9 +334,10 @@ func (d *deployment) adminAPI() http.Handler {
 	return admin.New(admin.Options{Store: d.st, Sessions: d.sessions, ClientIP: d.ips, ConfigFile: d.opts.ConfigFile, Logger: d.log,
 		WebhooksAllowPrivate: d.cfg.Admin.AllowPrivateNetworks, PublicURL: d.pub, Clients: d.cfg.Clients,
 		SessionLifetime: d.cfg.Session.Lifetime, SessionIdleTimeout: d.cfg.Session.IdleTimeout,
-		TestConnection: func(ctx context.Context, o store.Org) error { return d.conns.Test(ctx, &o) },
-		InviteURL:      d.login.InviteURL,
-		DomainsVerify:  d.cfg.Domains.Verify, CNAMETarget: d.cfg.Domains.CNAMETarget,
+		TestConnection:  func(ctx context.Context, o store.Org) error { return d.conns.Test(ctx, &o) },
+		InviteURL:       d.login.InviteURL,
+		EmailInvitation: d.emailInvitation,
+		DomainsVerify:   d.cfg.Domains.Verify, CNAMETarget: d.cfg.Domains.CNAMETarget,
 		ReservedHost: func(host string) bool {
 			return host == strings.ToLower(d.pub.Hostname()) || d.router.ServesHost(host)
 		},
@@ -325,6 +348,35 @@ func (d *deployment) adminAPI() http.Handler {
 			d.clientsChanged(ctx) // a per-org app follows its org's slug
 		},
 		ClientsChanged: d.clientsChanged})
+}
+
+// emailInvitation queues an invitation's message (the org's invitation
+// template) in the email outbox; nil without email.
+func (d *deployment) emailInvitation(ctx context.Context, org store.Org, inv store.Invitation, link string) error {
+	if d.mail == nil {
+		return nil
+	}
+	m, err := d.login.Message(&org, notify.Invitation, notify.Fields{User: notify.User{Name: inv.Name, Email: inv.Email}, Link: link,
+		Expires: humanDuration(inv.ExpiresAt.Sub(inv.SentAt))})
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return d.mail.Add(ctx, outbox.Item{OrgID: org.ID, Kind: string(notify.Invitation), To: inv.Email, Payload: b})
+}
+
+// humanDuration says d in days or hours, as a message does ("7 days").
+func humanDuration(d time.Duration) string {
+	switch {
+	case d >= 48*time.Hour:
+		return strconv.Itoa(int(d/(24*time.Hour))) + " days"
+	case d >= 2*time.Hour:
+		return strconv.Itoa(int(d/time.Hour)) + " hours"
+	}
+	return strconv.Itoa(int(d/time.Minute)) + " minutes"
 }
 
 // clientsChanged loads the apps again after the admin API changed one.
@@ -434,6 +486,9 @@ func (d *deployment) listen(ctx context.Context, ready func(proxyAddr, opsAddr s
 	go d.keys.Run(bg, time.Minute)
 	go d.sessions.Run(bg)
 	go d.provider.Run(bg)
+	if d.mail != nil {
+		go d.mail.Run(bg)
+	}
 	if cfg.Domains.Verify {
 		dc := certs.NewDomainChecker(certs.DomainCheckerOptions{Store: d.st, Orgs: d.orgs, Recheck: cfg.Domains.Recheck, Logger: log, Metrics: d.metrics,
 			Verifier: &certs.Verifier{Server: cfg.Domains.Resolver, CNAMETarget: cfg.Domains.CNAMETarget}})
