@@ -4,7 +4,9 @@ package password
 
 import (
 	"context"
+	_ "embed"
 	"fmt"
+	"strings"
 	"sync"
 	"unicode/utf8"
 
@@ -33,7 +35,10 @@ const (
 	MaxChosen = 256
 )
 
-// Problem says what is wrong with a chosen password ("" if nothing).
+// Problem says what is wrong with a chosen password ("" if nothing):
+// too short or long, one of the passwords leaked again and again, or a
+// run of one character or of a keyboard or alphabet sequence (NIST SP
+// 800-63B: check against such lists, not composition rules).
 func Problem(pw string) string {
 	switch n := utf8.RuneCountInString(pw); {
 	case n < MinChosen:
@@ -41,7 +46,60 @@ func Problem(pw string) string {
 	case len(pw) > MaxChosen:
 		return fmt.Sprintf("must be at most %d bytes", MaxChosen)
 	}
+	lower := strings.ToLower(pw)
+	if _, ok := common()[lower]; ok {
+		return "is one of the most common passwords, found in leaked password lists: choose another"
+	}
+	if repetitive(lower) {
+		return "is a run of one character or a simple sequence: choose another"
+	}
 	return ""
+}
+
+//go:embed common.txt
+var commonTxt string
+
+// common is the set of common passwords, read once.
+var common = sync.OnceValue(func() map[string]struct{} {
+	m := map[string]struct{}{}
+	for line := range strings.SplitSeq(commonTxt, "\n") {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			m[line] = struct{}{}
+		}
+	}
+	return m
+})
+
+// sequences are runs people type instead of a password.
+var sequences = []string{"abcdefghijklmnopqrstuvwxyz", "01234567890123456789", "qwertyuiopasdfghjklzxcvbnm", "1qaz2wsx3edc4rfv5tgb6yhn7ujm8ik9ol0p"}
+
+// repetitive: one character repeated, or a stretch (either way) of a
+// sequence, repeated to the length.
+func repetitive(pw string) bool {
+	rs := []rune(pw)
+	same := true
+	for _, r := range rs[1:] {
+		same = same && r == rs[0]
+	}
+	if same {
+		return true
+	}
+	for _, seq := range sequences {
+		for _, s := range []string{seq, reverse(seq)} {
+			if strings.Contains(s+s, pw) || strings.Contains(strings.Repeat(s, 1+len(pw)/len(s)+1), pw) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func reverse(s string) string {
+	r := []rune(s)
+	for i, j := 0, len(r)-1; i < j; i, j = i+1, j-1 {
+		r[i], r[j] = r[j], r[i]
+	}
+	return string(r)
 }
 
 // Hash returns an argon2id PHC string for pw.

@@ -52,3 +52,29 @@ func TestVerifyHonorsContext(t *testing.T) {
 		t.Fatal("Verify ran with every slot taken and a cancelled context")
 	}
 }
+
+func TestProblem(t *testing.T) {
+	for pw, bad := range map[string]bool{
+		"short":                          true,
+		"correct horse battery staple":   false,
+		"qwertyuiopasdfghjkl":            true, // leaked and a keyboard run
+		"QWERTYUIOPASDFGHJKL":            true,
+		"1qaz2wsx3edc4rfv":               true,
+		"aaaaaaaaaaaaaaaa":               true,
+		"abcdefghijklmnop":               true,
+		"ponmlkjihgfedcba":               true,
+		"123456789012":                   true,
+		"012345678910":                   true,
+		"987654321098":                   true,
+		"my dog eats 3 kinds of pasta":   false,
+		"Tr0ub4dor&3xyz":                 false,
+		strings.Repeat("x", MaxChosen+1): true,
+	} {
+		if got := Problem(pw) != ""; got != bad {
+			t.Errorf("Problem(%q) = %q, want bad %v", pw, Problem(pw), bad)
+		}
+	}
+	if len(common()) < 300 {
+		t.Errorf("%d common passwords loaded", len(common()))
+	}
+}
