@@ -8,14 +8,21 @@
 // password org signs in on the page, a federated one is sent to its IdP
 // (beginRedirect) and comes back to the OIDC callback or the SAML ACS
 // (finishFlow), where the identity is provisioned onto a user and a
-// membership. startSession then creates the session, and complete hands
-// it to the host the person came from with a single-use ticket.
+// membership. A person whose org requires a second factor, or who has
+// one, answers the second step first (secondFactor): until then there is
+// only a pending record. startSession then creates the session, and
+// complete hands it to the host the person came from with a single-use
+// ticket.
 //
 // Files:
 //
 //	handler.go        Options, Handler, New: the routes
 //	login.go          the pages: login page, discovery, password sign-in
 //	flow.go           the redirect sign-in: begin, callback and ACS, finishFlow, startSession
+//	mfa.go            the second step: pending sign-ins, TOTP, recovery and email codes, enrollment, step-up
+//	passkey.go        WebAuthn: the relying party of a host, ceremonies, sealed stateless challenges
+//	account.go        passwordless sign-in with a passkey; the account page (the person's own factors)
+//	factors.go        which factors an org counts, remembered browsers, sessions per person
 //	provision.go      just-in-time users and memberships, role and attribute mapping
 //	invite.go         invitation links: the page, accepting with a password or through the IdP
 //	unsolicited.go    IdP-initiated SAML sign-ins, held until the browser comes back
