@@ -319,3 +319,100 @@ func TestInvitationEmails(t *testing.T) {
 		t.Error("the outage left no trace in the log")
 	}
 }
+
+var resetLinkRE = regexp.MustCompile(`https?://[^\s]+/\.gatehouse/reset\?[^\s]+`)
+
+// Password reset by email: the request answers the same for an unknown
+// address (and sends nothing); the emailed link sets a new password once
+// (a common one refused), ends the person's sessions, and the old
+// password stops working.
+func TestPasswordReset(t *testing.T) {
+	mp := startMailpit(t)
+	host, port, _ := net.SplitHostPort(mp.SMTP)
+	up := newUpstream(t)
+	cfg := strings.NewReplacer("{{UPSTREAM}}", up.URL, "{{BOBHASH}}", readBobHash(t)).Replace(testConfig)
+	cfg += "email:\n  from: \"Gatehouse <no-reply@saas.example>\"\n  smtp: { host: " + host + ", port: " + port + ", tls: none }\n"
+	g := start(t, cfg, "ALICE_PASSWORD=alice-pw-123", "CAROL_PASSWORD=carol-pw-456")
+	app := g.url("app.localhost", "/")
+	// dave, made through the API, has a password of the org's own.
+	alice := g.browser(t)
+	alice.login(app, "alice@acme.example", "alice-pw-123")
+	same := []string{"Origin", "http://login.acme.localhost:" + g.port, "Sec-Fetch-Site", "same-origin"}
+	if st, _, p := alice.api("POST", g.url("login.acme.localhost", "/api/v1/orgs/acme/users"), map[string]any{"email": "dave@acme.example", "password": "dave-long-password"}, same...); st != 201 {
+		t.Fatalf("create dave: %d %v", st, p)
+	}
+	daveOld := g.browser(t)
+	daveOld.login(app, "dave@acme.example", "dave-long-password")
+
+	request := func(email string) page {
+		t.Helper()
+		b := g.browser(t)
+		p := b.get(g.url("login.acme.localhost", "/.gatehouse/reset"))
+		if p.status != 200 || !strings.Contains(p.body, "Email me a link") {
+			t.Fatalf("reset page: %d\n%s", p.status, p.body)
+		}
+		form := hidden(p.body)
+		form.Set("email", email)
+		return b.post(resolve(p.url, field(t, actionRE, p.body)), form)
+	}
+	known, unknown := request("dave@acme.example"), request("nobody@acme.example")
+	for _, r := range []page{known, unknown} {
+		if r.status != 200 || !strings.Contains(r.body, "we emailed it a link") {
+			t.Fatalf("reset request: %d\n%s", r.status, r.body)
+		}
+	}
+	if strings.ReplaceAll(known.body, "dave@acme.example", "X") != strings.ReplaceAll(unknown.body, "nobody@acme.example", "X") &&
+		!strings.Contains(unknown.body, "If nobody@acme.example has an account") {
+		t.Fatal("the answers differ")
+	}
+	_, text := mp.lastTo(t, "dave@acme.example")
+	link := resetLinkRE.FindString(text)
+	if link == "" {
+		t.Fatalf("no link in:\n%s", text)
+	}
+	if n := mp.countTo(t)["nobody@acme.example"]; n != 0 {
+		t.Fatalf("an unknown address got %d messages", n)
+	}
+	// The link: a common password refused, then a good one set.
+	b := g.browser(t)
+	p := b.get(link)
+	if p.status != 200 || !strings.Contains(p.body, "Choose a new password") {
+		t.Fatalf("the link: %d\n%s", p.status, p.body)
+	}
+	set := func(pw string) page {
+		form := hidden(p.body)
+		form.Set("password", pw)
+		form.Set("password2", pw)
+		return b.post(resolve(p.url, field(t, actionRE, p.body)), form)
+	}
+	if r := set("qwertyuiopasdfghjkl"); r.status != http.StatusUnprocessableEntity || !strings.Contains(r.body, "choose another") {
+		t.Fatalf("a common password: %d\n%s", r.status, r.body)
+	}
+	if r := set("a brand new passphrase"); r.status != 200 || !strings.Contains(r.body, "Your password is changed") {
+		t.Fatalf("setting it: %d\n%s", r.status, r.body)
+	}
+	if r := set("another new passphrase"); r.status != http.StatusGone {
+		t.Fatalf("the link twice: %d", r.status)
+	}
+	// dave's old session ended; the new password signs in, the old not.
+	if r := daveOld.get(app); r.status != http.StatusFound {
+		t.Fatalf("dave's old session after the reset: %d", r.status)
+	}
+	if r := g.browser(t).login(app, "dave@acme.example", "a brand new passphrase"); !strings.Contains(r.body, "upstream / for dave@acme.example") {
+		t.Fatalf("the new password: %d %s", r.status, r.body)
+	}
+	nb := g.browser(t)
+	p = nb.follow(nb.get(app))
+	form := hidden(p.body)
+	form.Set("email", "dave@acme.example")
+	p = nb.follow(nb.post(resolve(p.url, field(t, actionRE, p.body)), form))
+	if !strings.Contains(p.body, "Forgot your password?") {
+		t.Fatalf("no reset link on the password page:\n%s", p.body)
+	}
+	form = hidden(p.body)
+	form.Set("email", "dave@acme.example")
+	form.Set("password", "dave-long-password")
+	if r := nb.post(resolve(p.url, field(t, actionRE, p.body)), form); r.status != http.StatusUnauthorized {
+		t.Fatalf("the old password: %d", r.status)
+	}
+}

@@ -50,7 +50,10 @@ type Options struct {
 	CSRFKey []byte
 	// Mail sends a message to a person's address (nil: no email, and the
 	// email factor is not offered).
-	Mail                  func(ctx context.Context, to string, m notify.Message) error
+	Mail func(ctx context.Context, to string, m notify.Message) error
+	// Queue sends a message through the durable email outbox (nil: no
+	// email, and password reset is not offered).
+	Queue                 func(ctx context.Context, orgID, kind, to string, m notify.Message) error
 	MaxFailures           int
 	FailureWindow         time.Duration
 	MaxFailuresPerAddress int
@@ -64,6 +67,7 @@ type Handler struct {
 	// flowStarts bounds the sign-in flows one client address opens: each
 	// is a store record and, for SAML, an RSA signature.
 	flowStarts *throttle
+	resets     *throttle
 	mux        *http.ServeMux
 	// known and deviceKey recognize clients that signed in before (known.go).
 	known     knownAddrs
@@ -85,6 +89,8 @@ func New(o Options) *Handler {
 		// About one a second sustained: an office behind one address signs
 		// in comfortably; a script gets 600 records, not millions.
 		flowStarts: newThrottle(600, 10*time.Minute),
+		// Reset requests: 5 an hour per account, and per address.
+		resets: newThrottle(5, time.Hour),
 	}
 	dk := hmac.New(sha256.New, o.CSRFKey)
 	dk.Write([]byte("gatehouse known-device cookie"))
@@ -120,6 +126,8 @@ func New(o Options) *Handler {
 	mux.Handle("POST "+PasskeyPath, cop.Handler(http.HandlerFunc(h.passkeySignIn)))
 	mux.HandleFunc("GET "+AccountPath, h.accountPage)
 	mux.Handle("POST "+AccountPath, cop.Handler(http.HandlerFunc(h.accountSubmit)))
+	mux.HandleFunc("GET "+ResetPath, h.resetShow)
+	mux.Handle("POST "+ResetPath, cop.Handler(http.HandlerFunc(h.resetSubmit)))
 	mux.HandleFunc("GET "+LogoutPath, h.logoutPage)
 	mux.Handle("POST "+LogoutPath, cop.Handler(http.HandlerFunc(h.logoutSubmit)))
 	h.mux = mux

@@ -100,6 +100,12 @@ func (h *Handler) page(r *http.Request, w http.ResponseWriter, org *store.Org, r
 	if org != nil {
 		p.Brand = h.brand(org)
 		p.OrgName, p.Step = org.Name, "password"
+		if h.resetOffered(org) {
+			p.Link = ResetPath
+			if !strings.EqualFold(org.LoginDomain, request.Host(r)) {
+				p.Link += "?org=" + url.QueryEscape(org.Slug)
+			}
+		}
 		if strings.EqualFold(org.LoginDomain, request.Host(r)) {
 			// Not this org's person after all: back to the shared sign-in.
 			p.Back = h.loginURL("", "switch", "1", "rd", rd, "state", p.State)

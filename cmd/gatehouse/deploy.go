@@ -244,7 +244,11 @@ func (d *deployment) signIn(ctx context.Context) error {
 				}
 			}})
 	}
-	d.login = idp.New(idp.Options{Mail: mail,
+	var queue func(context.Context, string, string, string, notify.Message) error
+	if d.mail != nil {
+		queue = d.queueMail
+	}
+	d.login = idp.New(idp.Options{Mail: mail, Queue: queue,
 		Store: st, Sessions: d.sessions, Orgs: d.orgs, Connections: d.conns, PublicURL: d.pub, Serves: d.serves, RouteHost: d.router.ServesHost, ClientIP: d.ips,
 		Metrics: d.metrics, Logger: log, CSRFKey: d.csrfKey,
 		LogoutReturn: func(ctx context.Context, handle string) string { return d.provider.LogoutReturn(ctx, handle) },
@@ -361,11 +365,16 @@ func (d *deployment) emailInvitation(ctx context.Context, org store.Org, inv sto
 	if err != nil {
 		return err
 	}
+	return d.queueMail(ctx, org.ID, string(notify.Invitation), inv.Email, m)
+}
+
+// queueMail puts a message in the email outbox.
+func (d *deployment) queueMail(ctx context.Context, orgID, kind, to string, m notify.Message) error {
 	b, err := json.Marshal(m)
 	if err != nil {
 		return err
 	}
-	return d.mail.Add(ctx, outbox.Item{OrgID: org.ID, Kind: string(notify.Invitation), To: inv.Email, Payload: b})
+	return d.mail.Add(ctx, outbox.Item{OrgID: orgID, Kind: kind, To: to, Payload: b})
 }
 
 // humanDuration says d in days or hours, as a message does ("7 days").
