@@ -192,19 +192,30 @@ func TestMailerSTARTTLS(t *testing.T) {
 	}
 }
 
+// startWithMail starts Gatehouse (testConfig, changed by tweak) sending
+// email through a mailpit it starts.
+func startWithMail(t *testing.T, tweak func(string) string) (*gatehouse, *upstream, *mailpit) {
+	t.Helper()
+	mp := startMailpit(t)
+	host, port, _ := net.SplitHostPort(mp.SMTP)
+	up := newUpstream(t)
+	cfg := strings.NewReplacer("{{UPSTREAM}}", up.URL, "{{BOBHASH}}", readBobHash(t)).Replace(testConfig)
+	if tweak != nil {
+		cfg = tweak(cfg)
+	}
+	cfg += "email:\n  from: \"Gatehouse <no-reply@saas.example>\"\n  smtp: { host: " + host + ", port: " + port + ", tls: none }\n"
+	return start(t, cfg, "ALICE_PASSWORD=alice-pw-123", "CAROL_PASSWORD=carol-pw-456"), up, mp
+}
+
 var sixDigitRE = regexp.MustCompile(`\b\d{6}\b`)
 
 // Email codes, the weakest factor, where an org names it: the second step
 // emails the org's mfa_code message through a real SMTP server
 // (mailpit); the code signs in once; a wrong one is refused.
 func TestEmailCodes(t *testing.T) {
-	mp := startMailpit(t)
-	host, port, _ := net.SplitHostPort(mp.SMTP)
-	up := newUpstream(t)
-	cfg := strings.NewReplacer("{{UPSTREAM}}", up.URL, "{{BOBHASH}}", readBobHash(t)).Replace(testConfig)
-	cfg = strings.Replace(cfg, "  - slug: globex\n", "    mfa: { require: all, factors: [email] }\n  - slug: globex\n", 1)
-	cfg += "email:\n  from: \"Gatehouse <no-reply@saas.example>\"\n  smtp: { host: " + host + ", port: " + port + ", tls: none }\n"
-	g := start(t, cfg, "ALICE_PASSWORD=alice-pw-123", "CAROL_PASSWORD=carol-pw-456")
+	g, up, mp := startWithMail(t, func(cfg string) string {
+		return strings.Replace(cfg, "  - slug: globex\n", "    mfa: { require: all, factors: [email] }\n  - slug: globex\n", 1)
+	})
 
 	b := g.browser(t)
 	p := b.passwordStep(g.url("app.localhost", "/"), "alice@acme.example", "alice-pw-123")
@@ -269,12 +280,7 @@ var inviteLinkRE = regexp.MustCompile(`https?://[^\s]+/\.gatehouse/invite\?[^\s]
 // arrives with a link that works; with the SMTP server down while ten
 // invitations are made, all ten arrive once it is back, once each.
 func TestInvitationEmails(t *testing.T) {
-	mp := startMailpit(t)
-	host, port, _ := net.SplitHostPort(mp.SMTP)
-	up := newUpstream(t)
-	cfg := strings.NewReplacer("{{UPSTREAM}}", up.URL, "{{BOBHASH}}", readBobHash(t)).Replace(testConfig)
-	cfg += "email:\n  from: \"Gatehouse <no-reply@saas.example>\"\n  smtp: { host: " + host + ", port: " + port + ", tls: none }\n"
-	g := start(t, cfg, "ALICE_PASSWORD=alice-pw-123", "CAROL_PASSWORD=carol-pw-456")
+	g, _, mp := startWithMail(t, nil)
 	alice := g.browser(t)
 	alice.login(g.url("app.localhost", "/"), "alice@acme.example", "alice-pw-123")
 	same := []string{"Origin", "http://login.acme.localhost:" + g.port, "Sec-Fetch-Site", "same-origin"}
@@ -327,12 +333,7 @@ var resetLinkRE = regexp.MustCompile(`https?://[^\s]+/\.gatehouse/reset\?[^\s]+`
 // (a common one refused), ends the person's sessions, and the old
 // password stops working.
 func TestPasswordReset(t *testing.T) {
-	mp := startMailpit(t)
-	host, port, _ := net.SplitHostPort(mp.SMTP)
-	up := newUpstream(t)
-	cfg := strings.NewReplacer("{{UPSTREAM}}", up.URL, "{{BOBHASH}}", readBobHash(t)).Replace(testConfig)
-	cfg += "email:\n  from: \"Gatehouse <no-reply@saas.example>\"\n  smtp: { host: " + host + ", port: " + port + ", tls: none }\n"
-	g := start(t, cfg, "ALICE_PASSWORD=alice-pw-123", "CAROL_PASSWORD=carol-pw-456")
+	g, _, mp := startWithMail(t, nil)
 	app := g.url("app.localhost", "/")
 	// dave, made through the API, has a password of the org's own.
 	alice := g.browser(t)
