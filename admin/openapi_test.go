@@ -657,7 +657,7 @@ func TestResponseValidatorCatchesDrift(t *testing.T) {
 	org := map[string]any{
 		"id": "org_acme", "slug": "acme", "name": "Acme", "email_domains": []string{"acme.example"},
 		"connection": "password", "attributes": map[string]string{"tier": "gold"}, "managed_by": "api",
-		"mfa": map[string]any{"require": "off", "after_idp": false, "factors": []string{}}, "session": map[string]string{},
+		"mfa": map[string]any{"require": "off", "after_idp": false, "factors": []string{}}, "session": map[string]string{}, "new_sign_in_alert": false,
 		"created_at": ts, "updated_at": ts,
 	}
 	with := func(m map[string]any, set map[string]any, del ...string) map[string]any {

@@ -28,6 +28,9 @@ type OrgView struct {
 	// only tighten its parent's.
 	MFA     OrgMFA          `json:"mfa"`
 	Session OrgSessionRules `json:"session"`
+	// NewSignInAlert emails people signing in from a new browser and
+	// network (the new_sign_in message).
+	NewSignInAlert bool `json:"new_sign_in_alert"`
 	// ManagedBy is "config" for an org the config file declares (read-only
 	// here), "api" otherwise.
 	ManagedBy string    `json:"managed_by"`
@@ -204,7 +207,8 @@ func attrProblems(errs *fields, attrs map[string]string, patch bool) {
 // orgFields are the org's fields the API changes, for audit events.
 func orgFields(o store.Org) map[string]any {
 	v := orgView(o)
-	return map[string]any{"slug": o.Slug, "name": o.Name, "parent_id": o.ParentID, "attributes": o.Attributes, "mfa": v.MFA, "session": v.Session}
+	return map[string]any{"slug": o.Slug, "name": o.Name, "parent_id": o.ParentID, "attributes": o.Attributes, "mfa": v.MFA, "session": v.Session,
+		"new_sign_in_alert": o.NewSignInAlert}
 }
 
 type orgPatch struct {
@@ -212,8 +216,9 @@ type orgPatch struct {
 	Attributes map[string]string `json:"attributes"`
 	// MFA and Session: a field given is set ("" for a duration: the
 	// deployment's); one left out is kept.
-	MFA     *orgMFAPatch     `json:"mfa"`
-	Session *orgSessionPatch `json:"session"`
+	MFA            *orgMFAPatch     `json:"mfa"`
+	Session        *orgSessionPatch `json:"session"`
+	NewSignInAlert *bool            `json:"new_sign_in_alert"`
 }
 
 type orgMFAPatch struct {
@@ -317,6 +322,9 @@ func (a *API) updateOrg(c *call) error {
 			o.Name = *in.Name
 		}
 		o.MFA, o.Session = a.rulesPatch(in, o.MFA, o.Session, &fields{}) // checked above
+		if in.NewSignInAlert != nil {
+			o.NewSignInAlert = *in.NewSignInAlert
+		}
 		if in.Attributes != nil {
 			// A merge patch: null removes an attribute; the JSON decoder
 			// gives "" for null in a map of strings.

@@ -306,6 +306,10 @@ type Org struct {
 	// Session limits the org's sessions, each at most the deployment's
 	// (session.lifetime, session.idle_timeout).
 	Session OrgSession `yaml:"session"`
+	// NewSignInAlert emails a person who signs in to the org's password
+	// pool from a browser and network not seen before (the new_sign_in
+	// message; needs email).
+	NewSignInAlert bool `yaml:"new_sign_in_alert"`
 }
 
 // Email is how Gatehouse sends email.

@@ -14,6 +14,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -416,4 +417,48 @@ func TestPasswordReset(t *testing.T) {
 	if r := nb.post(resolve(p.url, field(t, actionRE, p.body)), form); r.status != http.StatusUnauthorized {
 		t.Fatalf("the old password: %d", r.status)
 	}
+}
+
+// A new-sign-in alert, where the org asks: a sign-in from a browser and
+// network the account never used sends the org's new_sign_in message;
+// the same browser again sends nothing.
+func TestNewSignInAlert(t *testing.T) {
+	g, _, mp := startWithMail(t, func(cfg string) string {
+		return strings.Replace(cfg, "  - slug: globex\n", "    new_sign_in_alert: true\n  - slug: globex\n", 1)
+	})
+	app := g.url("app.localhost", "/")
+	b := g.browser(t)
+	b.login(app, "bob@acme.example", "bob-example-password")
+	subject, text := mp.lastTo(t, "bob@acme.example")
+	if !strings.Contains(subject+text, "Acme Corp") || !strings.Contains(text, "127.0.0.1") {
+		t.Fatalf("the alert: %q\n%s", subject, text)
+	}
+	// Signed in again from the same browser (its device cookie, no
+	// session): known, no alert.
+	b2 := g.browser(t)
+	u := mustParse(g.url("login.acme.localhost", "/"))
+	for _, c := range b.jar.Cookies(u) {
+		if strings.Contains(c.Name, "gatehouse_device") {
+			b2.jar.SetCookies(u, []*http.Cookie{c})
+		}
+	}
+	b2.login(app, "bob@acme.example", "bob-example-password")
+	time.Sleep(2 * time.Second)
+	if n := mp.countTo(t)["bob@acme.example"]; n != 1 {
+		t.Fatalf("%d alerts, want 1", n)
+	}
+	// carol's org does not ask: no alert.
+	g.browser(t).login(g.url("globex-app.localhost", "/"), "carol@globex.example", "carol-pw-456")
+	time.Sleep(time.Second)
+	if n := mp.countTo(t)["carol@globex.example"]; n != 0 {
+		t.Fatalf("carol got %d alerts", n)
+	}
+}
+
+func mustParse(s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil {
+		panic(err)
+	}
+	return u
 }

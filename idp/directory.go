@@ -138,6 +138,7 @@ func effectiveRules(byID map[string]*store.Org, id string) (r session.OrgRules) 
 		}
 		r.RequireMFA = store.StricterMFA(r.RequireMFA, o.MFA.Require)
 		r.MFAAfterIdP = r.MFAAfterIdP || o.MFA.AfterIdP
+		r.NewSignInAlert = r.NewSignInAlert || o.NewSignInAlert
 		if len(o.MFA.Factors) > 0 {
 			if r.MFAFactors == nil {
 				r.MFAFactors = slices.Clone(o.MFA.Factors)

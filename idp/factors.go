@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse/gatehouse/idp/notify"
 	"github.com/gatehouse/gatehouse/internal/request"
 	"github.com/gatehouse/gatehouse/proxy/session"
 	"github.com/gatehouse/gatehouse/store"
@@ -169,4 +170,31 @@ func (h *Handler) boundSessions(r *http.Request, userID, orgID, keep string) {
 		}
 		h.audit(ctx, orgID, userID, "session.revoke", "success", map[string]string{"reason": "sessions per person", "max": strconv.Itoa(max)})
 	}
+}
+
+// alertNewSignIn emails the person the org's new_sign_in message, where
+// the org asks for it and email goes out.
+func (h *Handler) alertNewSignIn(r *http.Request, org *store.Org, userID, email, addr string, now time.Time) {
+	if h.o.Queue == nil || !h.o.Orgs.Rules(org.ID).NewSignInAlert {
+		return
+	}
+	ctx := r.Context()
+	name := ""
+	if u, err := h.o.Store.GetUser(ctx, userID); err == nil {
+		name = u.Name
+	}
+	ua := r.UserAgent()
+	if len(ua) > 200 {
+		ua = ua[:200]
+	}
+	m, err := h.Message(org, notify.NewSignIn, notify.Fields{User: notify.User{Name: name, Email: email},
+		SignIn: notify.SignIn{Time: notify.At(now), ClientAddr: addr, UserAgent: ua}})
+	if err == nil {
+		err = h.o.Queue(ctx, org.ID, string(notify.NewSignIn), email, m)
+	}
+	if err != nil {
+		h.o.Logger.Warn("idp: new sign-in alert not queued", "org", org.Slug, "user", userID, "err", err)
+		return
+	}
+	h.audit(ctx, org.ID, userID, "login.new_device", "success", map[string]string{"client": addr})
 }

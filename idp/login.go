@@ -334,6 +334,12 @@ func (h *Handler) passwordLogin(w http.ResponseWriter, r *http.Request, org *sto
 	}
 	h.byAccount.reset(acctKey)
 	refundAddr()
+	// A browser and network this account never signed in from: the
+	// person hears of it, where the org asks (after the password, so a
+	// guessed password is told even if the second step stops it).
+	if h.knownDevice(r, acct, now) == "" && !h.known.has(acct+"|"+addrKey, now) {
+		h.alertNewSignIn(r, org, id.UserID, email, addr, now)
+	}
 	h.known.add(acct+"|"+addrKey, now)
 	h.rememberDevice(w, r, acct, now)
 	owner, _ := h.ownerOf(org) // passwordConnection found it

@@ -56,6 +56,9 @@ type Org struct {
 	// parent's; idp.Directory.Rules gives the effective ones).
 	MFA     MFARules     `json:"mfa,omitzero"`
 	Session SessionRules `json:"session,omitzero"`
+	// NewSignInAlert emails a person signing in to the org's password
+	// pool from a browser and network not seen before (its sub-orgs too).
+	NewSignInAlert bool `json:"new_sign_in_alert,omitempty"`
 	// Declared: the org comes from the config file, which manages it.
 	Declared  bool      `json:"declared,omitempty"`
 	CreatedAt time.Time `json:"created_at"`

@@ -187,6 +187,7 @@ func applyOrg(o *store.Org, co config.Org, now time.Time, pool map[string]store.
 	remember, noRemember, _ := config.ParseRememberDevice(co.MFA.RememberDevice) // checked at load
 	o.MFA = store.MFARules{Require: co.MFA.Require, AfterIdP: co.MFA.AfterIdP, Factors: slices.Clone(co.MFA.Factors),
 		RememberDevice: remember, NoRememberDevice: noRemember}
+	o.NewSignInAlert = co.NewSignInAlert
 	o.Session = store.SessionRules{Lifetime: co.Session.Lifetime, IdleTimeout: co.Session.IdleTimeout, MaxPerPerson: co.Session.MaxPerPerson}
 	if co.Policy == "" {
 		// The config is the source of truth for the orgs it declares: a

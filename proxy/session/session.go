@@ -111,9 +111,11 @@ type OrgRules struct {
 	// MFAFactors are the factors that count (empty: any): a session whose
 	// own second factor is another kind is refused like one without.
 	MFAFactors []string
-	// RememberDevice and MaxPerPerson are read by the sign-in side.
+	// RememberDevice, MaxPerPerson and NewSignInAlert are read by the
+	// sign-in side.
 	RememberDevice time.Duration
 	MaxPerPerson   int
+	NewSignInAlert bool
 }
 
 // FactorAMR is the amr value each of Gatehouse's own factors leaves in
