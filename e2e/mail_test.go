@@ -166,7 +166,7 @@ func TestMailerSTARTTLS(t *testing.T) {
 	var p int
 	fmt.Sscan(port, &p)
 	msg := notify.Message{Subject: "Your code", Text: "Your code is 123456.", HTML: "<p>Your code is <b>123456</b>.</p>"}
-	s, err := mailer.New(mailer.Config{Host: host, Port: p, Username: "gatehouse", Password: "relay-pw", TLS: mailer.StartTLS, From: "Gatehouse <no-reply@saas.example>", RootCAs: trust})
+	s, err := mailer.New(mailer.Config{Host: host, Port: p, Username: "gatehouse", Password: "relay-pw", TLS: mailer.StartTLS, From: "Gatehouse <no-reply@saas.example>", TLSConfig: trust})
 	must(t, err)
 	must(t, s.Send(context.Background(), "erin@acme.example", msg))
 	if subj, text := mp.lastTo(t, "erin@acme.example"); subj != "Your code" || !strings.Contains(text, "123456") {
@@ -177,7 +177,7 @@ func TestMailerSTARTTLS(t *testing.T) {
 	if err := untrusted.Send(context.Background(), "fay@acme.example", msg); err == nil {
 		t.Fatal("sent to a server whose certificate is not trusted")
 	}
-	wrongPW, _ := mailer.New(mailer.Config{Host: host, Port: p, Username: "gatehouse", Password: "wrong", TLS: mailer.StartTLS, From: "no-reply@saas.example", RootCAs: trust})
+	wrongPW, _ := mailer.New(mailer.Config{Host: host, Port: p, Username: "gatehouse", Password: "wrong", TLS: mailer.StartTLS, From: "no-reply@saas.example", TLSConfig: trust})
 	if err := wrongPW.Send(context.Background(), "gil@acme.example", msg); err == nil {
 		t.Fatal("sent with a wrong password")
 	}

@@ -127,14 +127,12 @@ func (h *Handler) rememberedFor(r *http.Request, userID, orgID string, f *store.
 	}
 	// The factor it proved must still count.
 	for _, fac := range []string{store.FactorPasskey, store.FactorTOTP, store.FactorEmail} {
-		if slices.Contains(factorAMRs(fac), d.Factor) && !h.allows(orgID, fac) {
+		if slices.Contains(session.FactorAMR(fac), d.Factor) && !h.allows(orgID, fac) {
 			return d, false
 		}
 	}
 	return d, true
 }
-
-func factorAMRs(factor string) []string { return session.FactorAMR(factor) }
 
 // boundSessions ends the person's oldest sessions in the org past its
 // sessions-per-person bound, keeping keep (the one just made).

@@ -218,7 +218,7 @@ func (d *deployment) signIn(ctx context.Context) error {
 			if !pool.AppendCertsFromPEM(pem) {
 				return fmt.Errorf("server: email.smtp.ca_file %s: no PEM certificate", e.SMTP.CAFile)
 			}
-			mc.RootCAs = &tls.Config{RootCAs: pool, ServerName: e.SMTP.Host, MinVersion: tls.VersionTLS12}
+			mc.TLSConfig = &tls.Config{RootCAs: pool, ServerName: e.SMTP.Host, MinVersion: tls.VersionTLS12}
 		}
 		sender, err := mailer.New(mc)
 		if err != nil {

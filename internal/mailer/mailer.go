@@ -38,8 +38,8 @@ type Config struct {
 	From string
 	// Timeout bounds one delivery (default 10s).
 	Timeout time.Duration
-	// RootCAs verify the server (nil: the system's).
-	RootCAs *tls.Config
+	// TLSConfig verifies the server (nil: the system's CAs and the host name).
+	TLSConfig *tls.Config
 }
 
 // Problem says what is wrong with c ("" if nothing).
@@ -111,8 +111,8 @@ func (s *Sender) Send(ctx context.Context, to string, m notify.Message) error {
 	default:
 		opts = append(opts, mail.WithTLSPolicy(mail.TLSMandatory))
 	}
-	if s.c.RootCAs != nil {
-		opts = append(opts, mail.WithTLSConfig(s.c.RootCAs))
+	if s.c.TLSConfig != nil {
+		opts = append(opts, mail.WithTLSConfig(s.c.TLSConfig))
 	}
 	if s.c.Username != "" {
 		opts = append(opts, mail.WithSMTPAuth(mail.SMTPAuthPlain), mail.WithUsername(s.c.Username), mail.WithPassword(s.c.Password))
