@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"net/http"
@@ -105,15 +106,10 @@ func (a *API) setTemplate(c *call) error {
 	if err := c.precondition(etagOf(cur, had)); err != nil {
 		return err
 	}
-	up, err := a.inheritedTemplates(c, kind)
+	t, f, err := a.sampleTemplate(c.ctx(), c.org, kind, own)
 	if err != nil {
 		return err
 	}
-	f := notify.Sample(c.org.Name, c.org.Slug, "https://login.example/.gatehouse/login")
-	if c.org.LoginDomain != "" {
-		f.Org.Hosts = []string{c.org.LoginDomain}
-	}
-	t := notify.Inherit(notify.Template(own), up...)
 	m, err := notify.Render(notify.Kind(kind), t, f)
 	if err != nil {
 		return &Problem{Status: http.StatusBadRequest, Code: "invalid", Detail: "The template does not render: " + err.Error(),
@@ -163,16 +159,40 @@ func templateFields(t store.MessageTemplate) map[string]any {
 	return map[string]any{"subject": t.Subject, "text": t.Text, "html": t.HTML, "sms": t.SMS}
 }
 
+// sampleTemplate is the template kind renders with in org when own is
+// its own part (inheriting the rest from its ancestors and Gatehouse's
+// default), with sample fields to render it with.
+func (a *API) sampleTemplate(ctx context.Context, org *store.Org, kind string, own store.MessageTemplate) (notify.Template, notify.Fields, error) {
+	up, err := a.inheritedTemplates(ctx, org, kind)
+	if err != nil {
+		return notify.Template{}, notify.Fields{}, err
+	}
+	f := notify.Sample(org.Name, org.Slug, "https://login.example/.gatehouse/login")
+	if org.LoginDomain != "" {
+		f.Org.Hosts = []string{org.LoginDomain}
+	}
+	return notify.Inherit(notify.Template(own), up...), f, nil
+}
+
+// sampleMessage is kind rendered in org with own as its template.
+func (a *API) sampleMessage(ctx context.Context, org *store.Org, kind string, own store.MessageTemplate) (notify.Message, error) {
+	t, f, err := a.sampleTemplate(ctx, org, kind, own)
+	if err != nil {
+		return notify.Message{}, err
+	}
+	return notify.Render(notify.Kind(kind), t, f)
+}
+
 // inheritedTemplates are kind's templates of the org's ancestors, nearest
 // first.
-func (a *API) inheritedTemplates(c *call, kind string) ([]notify.Template, error) {
-	chain, err := a.ancestry(c.ctx(), c.org.ID)
+func (a *API) inheritedTemplates(ctx context.Context, org *store.Org, kind string) ([]notify.Template, error) {
+	chain, err := a.ancestry(ctx, org.ID)
 	if err != nil {
 		return nil, err
 	}
 	var up []notify.Template
 	for _, id := range chain[1:] {
-		o, err := a.o.Store.GetOrg(c.ctx(), id)
+		o, err := a.o.Store.GetOrg(ctx, id)
 		if err != nil {
 			return nil, fmt.Errorf("admin: read org %s: %w", id, err)
 		}

@@ -74,6 +74,10 @@ func withPort(host, port string) string {
 	return host + ":" + port
 }
 
+// Brand is org's branding, or its nearest ancestor's (nil: Gatehouse's),
+// for pages other packages render (the admin portal).
+func (h *Handler) Brand(org *store.Org) *web.Brand { return h.brand(org) }
+
 // brand is org's branding, or its nearest ancestor's (nil: Gatehouse's).
 func (h *Handler) brand(org *store.Org) *web.Brand {
 	// The org and its ancestors: maxOrgDepth orgs at most.

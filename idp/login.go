@@ -37,6 +37,11 @@ func (h *Handler) SignInURL(orgSlug, rd, state, loginHint string, fresh bool) st
 	return h.loginURL("", "rd", rd, "state", state, "org", orgSlug, "login_hint", loginHint, "prompt", prompt)
 }
 
+// HostLoginURL is the sign-in page on host (the public host or an org's
+// login domain), returning to rd: for pages of that host that need a
+// session (the admin portal).
+func (h *Handler) HostLoginURL(host, rd string) string { return h.loginURL(host, "rd", rd) }
+
 // promptLogin asks the sign-in page for a new sign-in.
 const promptLogin = "login"
 

@@ -79,6 +79,9 @@ type Options struct {
 	WellKnown http.Handler
 	// OIDC is the OpenID Provider, under /.gatehouse/oidc/ (nil: none).
 	OIDC http.Handler
+	// Portal serves the admin portal (/.gatehouse/admin/) on login hosts
+	// (nil: none).
+	Portal http.Handler
 	// API serves the admin API (/api/v1) on login hosts (nil: none).
 	API               http.Handler
 	ClientIP          *clientip.Resolver
@@ -456,6 +459,14 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		}
 		if h.o.OIDC != nil && strings.HasPrefix(path, "/.gatehouse/oidc/") {
 			h.o.OIDC.ServeHTTP(w, r)
+			return
+		}
+		if path == "/.gatehouse/admin" || strings.HasPrefix(path, "/.gatehouse/admin/") {
+			if h.o.Portal == nil || !h.o.IsLoginHost(host) {
+				web.Error(w, http.StatusNotFound, "Nothing is served at this address.", "")
+				return
+			}
+			h.o.Portal.ServeHTTP(w, r)
 			return
 		}
 		h.o.Login.ServeHTTP(w, r)

@@ -310,10 +310,11 @@ func (d *deployment) proxy(context.Context) error {
 	cfg := d.cfg
 	issuer := strings.TrimSuffix(d.pub.String(), "/")
 	d.brand = apply.BrandAssets(d.st)
+	api := d.adminAPI()
 	d.handler = proxy.New(proxy.Options{BrandAssets: d.brand,
 		Router: d.router, Sessions: d.sessions, Policy: policy.Chain{policy.RouteOrgs{}, d.rego}, Orgs: d.orgs.ByID,
 		DecisionCacheTTL: *cfg.Policy.DecisionCacheTTL, Signer: d.keys, Login: d.login,
-		Issuer: issuer, IsLoginHost: d.isLoginHost, WellKnown: d.keys.WellKnown(issuer, d.provider.Metadata), OIDC: d.provider, API: d.adminAPI(),
+		Issuer: issuer, IsLoginHost: d.isLoginHost, WellKnown: d.keys.WellKnown(issuer, d.provider.Metadata), OIDC: d.provider, API: api, Portal: d.portal(api),
 		ClientIP: d.ips, Metrics: d.metrics, Logger: d.log, AssertionLifetime: cfg.Signing.AssertionLifetime,
 		MinBodyRate: max(cfg.Server.MinBodyRate, 0), BodyGrace: cfg.Server.ReadHeaderTimeout,
 	})
@@ -332,9 +333,22 @@ func (d *deployment) auditStream() *admin.Streamer {
 		Node: host + "/" + strconv.Itoa(os.Getpid()) + "/" + token.RandomID()[:8], Logger: d.log, Registerer: d.metrics.Registerer()})
 }
 
+// portal is the admin portal, a client of api, on login hosts.
+func (d *deployment) portal(api *admin.API) http.Handler {
+	return api.Portal(admin.PortalOptions{CSRFKey: d.csrfKey, Brand: d.login.Brand, LoginURL: d.login.HostLoginURL,
+		HostOrg: func(host string) (store.Org, bool) {
+			o, ok := d.orgs.ByLoginHost(host)
+			if !ok || host == strings.ToLower(d.pub.Hostname()) {
+				return store.Org{}, false
+			}
+			return *o, true
+		},
+		SignInPreview: func(o *store.Org) string { return d.login.LoginURL(o.Slug, "", "") }})
+}
+
 // adminAPI is the admin API; org changes it makes reach the directory
 // (routing, sign-in) at once.
-func (d *deployment) adminAPI() http.Handler {
+func (d *deployment) adminAPI() *admin.API {
 	return admin.New(admin.Options{Store: d.st, Sessions: d.sessions, ClientIP: d.ips, ConfigFile: d.opts.ConfigFile, Logger: d.log,
 		WebhooksAllowPrivate: d.cfg.Admin.AllowPrivateNetworks, PublicURL: d.pub, Clients: d.cfg.Clients,
 		SessionLifetime: d.cfg.Session.Lifetime, SessionIdleTimeout: d.cfg.Session.IdleTimeout,

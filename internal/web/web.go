@@ -141,15 +141,22 @@ func Render(w http.ResponseWriter, status int, name string, p Page) {
 	if p.Status == 0 {
 		p.Status = status
 	}
+	RenderTemplate(w, status, pages, name+".html", p, p.Scripts)
+}
+
+// RenderTemplate writes another package's page (the admin portal's) with
+// the same security headers as Gatehouse's own pages: no script unless
+// scripts, no framing, no caching.
+func RenderTemplate(w http.ResponseWriter, status int, t *template.Template, name string, data any, scripts bool) {
 	var buf bytes.Buffer
-	if err := pages.ExecuteTemplate(&buf, name+".html", p); err != nil {
+	if err := t.ExecuteTemplate(&buf, name, data); err != nil {
 		slog.Error("web: render failed", "page", name, "err", err)
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
-	if p.Scripts {
+	if scripts {
 		h.Set("Content-Security-Policy", ScriptCSP)
 	} else {
 		h.Set("Content-Security-Policy", CSP)
