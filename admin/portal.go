@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse/gatehouse/idp"
 	"github.com/gatehouse/gatehouse/internal/request"
 	"github.com/gatehouse/gatehouse/internal/token"
 	"github.com/gatehouse/gatehouse/internal/web"
@@ -48,6 +49,14 @@ type PortalOptions struct {
 	// CSRFKey (32 bytes, the same on every node) binds form tokens to
 	// sessions.
 	CSRFKey []byte
+	// TestSignIn sends the admin's browser to the IdP through draft (a
+	// connection of org not in effect yet), back to returnTo with
+	// ?trace= (nil: no test sign-ins).
+	TestSignIn func(w http.ResponseWriter, r *http.Request, org *store.Org, draft store.Connection, userID, returnTo string) error
+	// Trace reads a test sign-in's trace; SpendTrace removes it once its
+	// draft is in effect.
+	Trace      func(ctx context.Context, id string) (idp.SSOTrace, bool)
+	SpendTrace func(ctx context.Context, id string)
 	// SignInPreview is the path of the sign-in page preview for an org
 	// ("": none).
 	SignInPreview func(org *store.Org) string
@@ -462,7 +471,7 @@ var noticeText = map[string]string{
 	"token-revoked":     "Token revoked.",
 	"settings":          "Settings saved.",
 	"session-ended":     "Session ended.",
-	"connection-saved":  "Connection saved.",
+	"connection-saved":  "Single sign-on is in effect: your people sign in through your identity provider from now on.",
 	"connection-tested": "Connection tested.",
 }
 

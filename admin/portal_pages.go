@@ -35,6 +35,8 @@ func (p *Portal) table() []PortalRoute {
 		{"POST", "/orgs/{org}/invitations/{invitation}", NeedWrite, p.invitationAction},
 
 		{"GET", "/orgs/{org}/sso", NeedRead, p.sso},
+		{"POST", "/orgs/{org}/sso/test", NeedWrite, p.ssoTest},
+		{"POST", "/orgs/{org}/sso/activate", NeedWrite, p.ssoActivate},
 
 		{"GET", "/orgs/{org}/domains", NeedRead, p.domains},
 		{"POST", "/orgs/{org}/domains", NeedWrite, p.addDomain},
@@ -75,11 +77,13 @@ func (p *Portal) home(c *pcall) error {
 	return c.done(PortalPrefix+"orgs/"+url.PathEscape(org.Slug)+"/", "")
 }
 
+func hostOf(r *http.Request) string { return request.Host(r) }
+
 func (p *Portal) hostOrg(r *http.Request) (store.Org, bool) {
 	if p.o.HostOrg == nil {
 		return store.Org{}, false
 	}
-	return p.o.HostOrg(request.Host(r))
+	return p.o.HostOrg(hostOf(r))
 }
 
 // orgList lists the orgs in the caller's reach (served on this host).
@@ -352,16 +356,6 @@ func (p *Portal) invitationAction(c *pcall) error {
 }
 
 // --- single sign-on ---
-
-func (p *Portal) sso(c *pcall) error {
-	var conn ConnectionView
-	if _, err := c.get(c.orgPath("/connection"), nil, &conn); err != nil {
-		return err
-	}
-	v := c.view("Single sign-on")
-	v.Data = conn
-	return c.render(http.StatusOK, "sso", v)
-}
 
 // --- domains ---
 

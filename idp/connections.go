@@ -92,6 +92,19 @@ func (c *Connections) open(ctx context.Context, org *store.Org) (any, error) {
 	if f == nil {
 		return nil, fmt.Errorf("idp: org %s: unknown connection type %q", org.Slug, org.Connection.Type)
 	}
+	return f(ctx, org.Connection.Config, c.depsOf(org))
+}
+
+// OpenDraft opens conn as org's connection would be, uncached: a
+// connection an admin is testing before it goes into effect.
+func (c *Connections) OpenDraft(ctx context.Context, org *store.Org, conn store.Connection) (any, error) {
+	o := *org
+	o.Connection = conn
+	return c.open(ctx, &o)
+}
+
+// depsOf are the Deps org's connection opens with.
+func (c *Connections) depsOf(org *store.Org) connection.Deps {
 	deps := c.deps
 	if !org.Declared && deps.PublicHTTPClient != nil {
 		// Its admins chose its IdP's URLs: never into the operator's
@@ -100,7 +113,7 @@ func (c *Connections) open(ctx context.Context, org *store.Org) (any, error) {
 	}
 	deps.OrgID, deps.OrgSlug = org.ID, org.Slug
 	deps.SignInURL, deps.SharedHost = SignInURL(c.deps.SignInURL, org), org.LoginDomain == ""
-	return f(ctx, org.Connection.Config, deps)
+	return deps
 }
 
 // Test opens org's connection afresh (discovery, keys, metadata), not

@@ -47,6 +47,9 @@ type flowRecord struct {
 	// Invite is the hash of the invitation this sign-in accepts.
 	Invite string          `json:"invite,omitempty"`
 	Conn   json.RawMessage `json:"conn"`
+	// Test: an admin's test sign-in through a draft connection, which
+	// ends in a trace, not a session (ssotest.go).
+	Test *SSOTest `json:"test,omitempty"`
 }
 
 // flowCookieName is per flow, so that sign-ins in two tabs do not undo
@@ -72,6 +75,16 @@ func (h *Handler) beginRedirect(w http.ResponseWriter, r *http.Request, org, own
 		web.Error(w, http.StatusTooManyRequests, "Too many sign-ins were started from your network. Try again in "+wait(until, now)+".", ref)
 		return
 	}
+	if err := h.startFlow(w, r, org, owner, c, owner.Connection.Type, rd, hint, invite, nil); err != nil {
+		h.signInError(w, r, org, "begin", err)
+		return
+	}
+}
+
+// startFlow begins a redirect sign-in with c: the flow record in the
+// store, its cookie, and the browser sent to the IdP. test marks an
+// admin's test sign-in of a draft connection.
+func (h *Handler) startFlow(w http.ResponseWriter, r *http.Request, org, owner *store.Org, c connection.Redirect, typ, rd, hint, invite string, test *SSOTest) error {
 	state := token.RandomID()
 	secret := token.RandomID()
 	// The callback is on this host (checked by the caller), with the
@@ -81,19 +94,21 @@ func (h *Handler) beginRedirect(w http.ResponseWriter, r *http.Request, org, own
 		RequireMFA: h.o.Orgs.Rules(org.ID).RequireMFA != "" && h.o.Orgs.Rules(org.ID).RequireMFA != store.MFAOff}
 	to, data, err := c.Begin(r.Context(), req)
 	if err != nil {
-		h.signInError(w, r, org, "begin", err)
-		return
+		return err
 	}
 	_, post := c.(connection.PostBinding)
-	rec := flowRecord{OrgID: org.ID, ConnKey: connKey(owner), Type: owner.Connection.Type, Post: post,
-		Host: request.Host(r), Callback: req.CallbackURL, Hint: hint, RD: rd, State: stateParam(r), Invite: invite, Conn: data}
+	key := connKey(owner)
+	if test != nil {
+		key = ""
+	}
+	rec := flowRecord{OrgID: org.ID, ConnKey: key, Type: typ, Post: post,
+		Host: request.Host(r), Callback: req.CallbackURL, Hint: hint, RD: rd, State: stateParam(r), Invite: invite, Conn: data, Test: test}
 	b, err := json.Marshal(rec)
 	if err == nil {
 		err = h.o.Store.PutOnce(r.Context(), flowKind, flowKey(state, secret), b, h.o.Now().Add(flowTTL))
 	}
 	if err != nil {
-		h.signInError(w, r, org, "begin", connection.Errorf(connection.KindInternal, "idp: store flow: %w", err))
-		return
+		return connection.Errorf(connection.KindInternal, "idp: store flow: %w", err)
 	}
 	// SameSite=Lax reaches the callback of a top-level GET from the IdP; a
 	// SAML response is a cross-site POST, which only SameSite=None (with
@@ -108,8 +123,9 @@ func (h *Handler) beginRedirect(w http.ResponseWriter, r *http.Request, org, own
 	}
 	http.SetCookie(w, &http.Cookie{Name: flowCookieName(r, state), Value: secret, Path: "/", MaxAge: int(flowTTL / time.Second),
 		HttpOnly: true, Secure: request.IsSecure(r), SameSite: sameSite})
-	h.o.Logger.Info("idp: sign-in sent to the IdP", "org", org.Slug, "connection", owner.Connection.Type)
+	h.o.Logger.Info("idp: sign-in sent to the IdP", "org", org.Slug, "connection", typ, "test", test != nil)
 	http.Redirect(w, r, to, http.StatusSeeOther)
+	return nil
 }
 
 // flowKey is the store key of a flow: a digest of its state and the
@@ -227,6 +243,14 @@ func (h *Handler) finishFlow(w http.ResponseWriter, r *http.Request, state strin
 	http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: request.IsSecure(r), SameSite: http.SameSiteLaxMode})
 	if rec.Host != request.Host(r) {
 		h.flowRefused(w, r, "state started on host "+rec.Host)
+		return true
+	}
+	if rec.Test != nil {
+		if (acsOrg != nil) != rec.Post {
+			h.flowRefused(w, r, "a test "+rec.Type+" sign-in answered at the wrong endpoint")
+			return true
+		}
+		h.finishTest(w, r, state, rec, acsOrg)
 		return true
 	}
 	org, ok := h.o.Orgs.ByID(rec.OrgID)

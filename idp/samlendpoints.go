@@ -111,30 +111,34 @@ func (h *Handler) samlMetadata(w http.ResponseWriter, r *http.Request) {
 		web.Error(w, http.StatusNotFound, "No SAML service provider here.", "")
 		return
 	}
-	owner, err := h.ownerOf(org)
-	if err != nil || owner.ID != org.ID {
-		web.Error(w, http.StatusNotFound, "This organization does not sign in with SAML here.", "")
-		return
-	}
 	// Not a sign-in: a failure here is logged, never counted as one.
 	fail := func(err error) {
 		ref := h.ref()
 		h.o.Logger.Error("idp: SAML SP metadata unavailable", "ref", ref, "org", org.Slug, "err", err)
 		web.Error(w, http.StatusInternalServerError, "This organization's SAML service provider metadata could not be made. Try again in a minute.", ref)
 	}
-	cv, err := h.o.Connections.Get(r.Context(), owner)
-	if err != nil {
-		fail(err)
-		return
+	var b []byte
+	owner, err := h.ownerOf(org)
+	if err == nil && owner.ID == org.ID {
+		cv, cerr := h.o.Connections.Get(r.Context(), owner)
+		if mc, ok := cv.(connection.Metadata); ok && cerr == nil {
+			if b, err = mc.Metadata(r.Context()); err != nil {
+				fail(err)
+				return
+			}
+		}
 	}
-	mc, ok := cv.(connection.Metadata)
-	if !ok {
+	if b == nil && h.o.SetupMetadata != nil && org.Connection.Type != "" {
+		// An org with a connection of its own that is not SAML (yet):
+		// the metadata its SAML connection will have, for its admin to
+		// set the IdP up before switching (the portal's SSO setup).
+		if b, err = h.o.SetupMetadata(r.Context(), h.o.Connections.depsOf(org)); err != nil {
+			fail(err)
+			return
+		}
+	}
+	if b == nil {
 		web.Error(w, http.StatusNotFound, "This organization does not sign in with SAML here.", "")
-		return
-	}
-	b, err := mc.Metadata(r.Context())
-	if err != nil {
-		fail(err)
 		return
 	}
 	w.Header().Set("Content-Type", "application/samlmetadata+xml")

@@ -250,7 +250,7 @@ func (d *deployment) signIn(ctx context.Context) error {
 	}
 	d.login = idp.New(idp.Options{Mail: mail, Queue: queue,
 		Store: st, Sessions: d.sessions, Orgs: d.orgs, Connections: d.conns, PublicURL: d.pub, Serves: d.serves, RouteHost: d.router.ServesHost, ClientIP: d.ips,
-		Metrics: d.metrics, Logger: log, CSRFKey: d.csrfKey,
+		Metrics: d.metrics, Logger: log, CSRFKey: d.csrfKey, SetupMetadata: saml.SetupMetadata,
 		LogoutReturn: func(ctx context.Context, handle string) string { return d.provider.LogoutReturn(ctx, handle) },
 		MaxFailures:  cfg.Login.MaxFailures, FailureWindow: cfg.Login.FailureWindow,
 		MaxFailuresPerAddress: cfg.Login.MaxFailuresPerAddress,
@@ -343,7 +343,8 @@ func (d *deployment) portal(api *admin.API) http.Handler {
 			}
 			return *o, true
 		},
-		SignInPreview: func(o *store.Org) string { return d.login.LoginURL(o.Slug, "", "") }})
+		SignInPreview: func(o *store.Org) string { return d.login.LoginURL(o.Slug, "", "") },
+		TestSignIn:    d.login.BeginTest, Trace: d.login.Trace, SpendTrace: d.login.SpendTrace})
 }
 
 // adminAPI is the admin API; org changes it makes reach the directory

@@ -78,6 +78,19 @@ type Redirect interface {
 	Finish(ctx context.Context, r *http.Request, req BeginRequest, flow []byte) (Identity, error)
 }
 
+// Tracer connections describe an IdP's answer for the login tracer (an
+// admin's test sign-in): each part as it arrived, whether or not it
+// verifies, and the answer decoded (raw, "" if it has no text form).
+type Tracer interface {
+	Trace(r *http.Request) (items []TraceItem, raw string)
+}
+
+// TraceItem is one labeled part of what arrived.
+type TraceItem struct {
+	Label string `json:"label"`
+	Value string `json:"value"`
+}
+
 // Metadata connections publish a document for the IdP's administrator
 // (SAML SP metadata).
 type Metadata interface {

@@ -276,6 +276,24 @@ func Open(ctx context.Context, raw json.RawMessage, deps connection.Deps) (any, 
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("saml: org %s: %w", deps.OrgSlug, err)
 	}
+	return open(ctx, cfg, deps)
+}
+
+// SetupMetadata is the SP metadata of an org that does not sign in with
+// SAML yet (its entity ID, ACS and keys are the ones a SAML connection
+// of the org will have), for its admin to give their IdP while setting
+// up single sign-on.
+func SetupMetadata(ctx context.Context, deps connection.Deps) ([]byte, error) {
+	c, err := open(ctx, Config{}, deps)
+	if err != nil {
+		return nil, err
+	}
+	return c.Metadata(ctx)
+}
+
+// open makes the connection of a checked cfg (an empty one: the SP side
+// only).
+func open(ctx context.Context, cfg Config, deps connection.Deps) (*conn, error) {
 	if cfg.MetadataRefresh == 0 {
 		cfg.MetadataRefresh = time.Hour
 	}
