@@ -54,11 +54,11 @@ type Options struct {
 	Mail func(ctx context.Context, to string, m notify.Message) error
 	// Queue sends a message through the durable email outbox (nil: no
 	// email, and password reset is not offered).
-	Queue                 func(ctx context.Context, orgID, kind, to string, m notify.Message) error
+	Queue func(ctx context.Context, orgID, kind, to string, m notify.Message) error
 	// SetupMetadata makes the SAML SP metadata of an org that does not
 	// sign in with SAML yet, for its admin setting single sign-on up (nil:
 	// served only for SAML orgs).
-	SetupMetadata func(ctx context.Context, deps connection.Deps) ([]byte, error)
+	SetupMetadata         func(ctx context.Context, deps connection.Deps) ([]byte, error)
 	MaxFailures           int
 	FailureWindow         time.Duration
 	MaxFailuresPerAddress int

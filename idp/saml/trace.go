@@ -3,8 +3,8 @@ package saml
 import (
 	"crypto/rsa"
 	"encoding/base64"
-	"errors"
 	"encoding/xml"
+	"errors"
 	"net/http"
 	"strings"
 	"time"
