@@ -4,7 +4,9 @@ import (
 	"encoding/base64"
 	"io"
 	"net/http"
+	"net/url"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -158,5 +160,95 @@ func TestPortalSAMLSetupInChromium(t *testing.T) {
 	}
 	if ch := api("GET", "/orgs/initech/audit?action=connection.update", nil)["items"].([]any); len(ch) != 1 {
 		t.Fatalf("activation audited: %v", ch)
+	}
+}
+
+// Self-serve OIDC setup in the portal against a real OP (zitadel's): a
+// wrong client secret shows the token endpoint's refusal in the tracer
+// and activates nothing; the right one shows the ID token's claims, and
+// activation puts the connection into effect for hooli's people.
+func TestPortalOIDCSetup(t *testing.T) {
+	port := freePort(t)
+	op := testidp.NewOIDC(t, "gatehouse-hooli", "hooli-secret", []string{"http://auth.localhost:" + port + "/.gatehouse/callback"},
+		testidp.User{ID: "h-hal", Username: "hal", Password: "hal-pw", Email: "hal@hooli.example", EmailVerified: true, First: "Hal", Last: "Hooli", Groups: []string{"hooli-it"}})
+	up := newUpstream(t)
+	cfg := strings.NewReplacer("{{UPSTREAM}}", up.URL, "{{BOBHASH}}", readBobHash(t)).Replace(testConfig) +
+		"admin:\n  platform_admins: [alice@acme.example]\n  allow_private_networks: true\n"
+	g := startAt(t, port, cfg, "ALICE_PASSWORD=alice-pw-123", "CAROL_PASSWORD=carol-pw-456")
+	alice := g.browser(t)
+	alice.login(g.url("app.localhost", "/"), "alice@acme.example", "alice-pw-123")
+	api := func(method, path string, body any) map[string]any {
+		t.Helper()
+		st, _, out := alice.api(method, g.url("login.acme.localhost", "/api/v1"+path), body, "Origin", "http://login.acme.localhost:"+g.port, "Sec-Fetch-Site", "same-origin")
+		if st/100 != 2 {
+			t.Fatalf("%s %s: %d %v", method, path, st, out)
+		}
+		return out
+	}
+	api("POST", "/orgs", map[string]any{"slug": "hooli", "name": "Hooli"})
+	api("POST", "/orgs/hooli/domains", map[string]any{"name": "hooli.example", "kind": "email"})
+	api("POST", "/orgs/hooli/users", map[string]any{"email": "hal@hooli.example", "name": "Hal", "roles": []string{"admin"}, "password": "hal's long passphrase"})
+
+	hal := g.browser(t)
+	hal.login(g.url("app.localhost", "/"), "hal@hooli.example", "hal's long passphrase")
+	ssoPage := g.url("auth.localhost", "/.gatehouse/admin/orgs/hooli/sso")
+	test := func(secret string) page {
+		t.Helper()
+		p := hal.get(ssoPage)
+		m := csrfRE.FindStringSubmatch(p.body)
+		if p.status != 200 || m == nil {
+			t.Fatalf("the SSO page: %d\n%s", p.status, p.body)
+		}
+		form := url.Values{"csrf": {m[1]}, "type": {"oidc"}, "issuer": {op.Issuer}, "client_id": {"gatehouse-hooli"}, "client_secret": {secret}}
+		req, _ := http.NewRequest("POST", g.url("auth.localhost", "/.gatehouse/admin/orgs/hooli/sso/test"), strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", "http://auth.localhost:"+g.port)
+		req.Header.Set("Sec-Fetch-Site", "same-origin")
+		at := hal.follow(hal.do(req))
+		if !strings.Contains(at.body, `name="username"`) {
+			t.Fatalf("want the OP's login page: %d %s\n%s", at.status, at.url, at.body)
+		}
+		back := hal.follow(hal.atIdP(at, "hal", "hal-pw"))
+		if back.status != 200 || !strings.Contains(back.url, "/sso?trace=") {
+			t.Fatalf("back from the OP: %d %s\n%s", back.status, back.url, back.body)
+		}
+		return back
+	}
+
+	p := test("not-the-secret")
+	if !strings.Contains(p.body, "Test sign-in: refused") || !strings.Contains(p.body, "invalid_client") || strings.Contains(p.body, "Activate this connection") {
+		t.Fatalf("the tracer of a wrong secret:\n%s", p.body)
+	}
+	if c := api("GET", "/orgs/hooli/connection", nil); c["type"] != "password" {
+		t.Fatalf("after a refused test: %v", c["type"])
+	}
+	if strings.Contains(p.body, "not-the-secret") {
+		t.Fatal("the page shows the secret tried")
+	}
+
+	p = test("hooli-secret")
+	for _, want := range []string{"Test sign-in: it worked", "hal@hooli.example", "<code>sub</code>", "h-hal", "hooli-it", "Activate this connection"} {
+		if !strings.Contains(p.body, want) {
+			t.Fatalf("the tracer lacks %q:\n%s", want, p.body)
+		}
+	}
+	m := csrfRE.FindStringSubmatch(p.body)
+	trace := regexp.MustCompile(`name="trace" value="([^"]+)"`).FindStringSubmatch(p.body)
+	req, _ := http.NewRequest("POST", g.url("auth.localhost", "/.gatehouse/admin/orgs/hooli/sso/activate"), strings.NewReader(url.Values{"csrf": {m[1]}, "trace": {trace[1]}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	if r := hal.do(req); r.status != http.StatusSeeOther || !strings.Contains(r.header.Get("Location"), "done=connection-saved") {
+		t.Fatalf("activate: %d %s\n%s", r.status, r.header.Get("Location"), r.body)
+	}
+	if c := api("GET", "/orgs/hooli/connection", nil); c["type"] != "oidc" {
+		t.Fatalf("after activation: %v", c)
+	}
+	// hal signs in through the OP now.
+	b := g.browser(t)
+	if r := b.follow(b.atIdP(b.toIdP(g.url("app.localhost", "/hooli"), "hal@hooli.example"), "hal", "hal-pw")); r.status != 200 {
+		t.Fatalf("OIDC sign-in after activation: %d %s", r.status, r.body)
+	}
+	if r := up.last("/hooli"); r == nil || r.Header.Get("X-Gatehouse-Org-Slug") != "hooli" {
+		t.Fatalf("the upstream: %v", r)
 	}
 }
