@@ -26,7 +26,8 @@
 //	provision.go      just-in-time users and memberships, role and attribute mapping
 //	invite.go         invitation links: the page, accepting with a password or through the IdP
 //	unsolicited.go    IdP-initiated SAML sign-ins, held until the browser comes back
-//	samlendpoints.go  which org a SAML address serves, wrong addresses, SP metadata
+//	samlendpoints.go  which org a SAML address serves, wrong addresses, SP metadata (also before an org uses SAML)
+//	ssotest.go        an admin's test sign-in through a draft connection: a trace (the login tracer), never a session
 //	logout.go         the logout page, single logout started here or by the IdP
 //	handoff.go        the cross-host hand-off: browser state, tickets, complete, handoff
 //	orgs.go           the orgs page: list and switch the person's orgs
