@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/idp"
+	"github.com/gatehouse/gatehouse/internal/outbox"
 	"github.com/gatehouse/gatehouse/store"
 )
 
@@ -39,6 +40,9 @@ type InvitationView struct {
 type NewInvitationView struct {
 	InvitationView
 	URL string `json:"url"`
+	// Delivery is what became of its email: queued, not_configured,
+	// sending_limit or failed.
+	Delivery string `json:"delivery"`
 }
 
 type invitationList struct {
@@ -68,13 +72,20 @@ func (a *API) invitationView(inv store.Invitation) InvitationView {
 // email queues the invitation's message (the org's invitation template)
 // when the deployment sends email; the answer has the link either way.
 // A failure to queue is logged: the admin still has the link.
-func (a *API) email(c *call, inv store.Invitation, link string) {
+func (a *API) email(c *call, inv store.Invitation, link string) string {
 	if a.o.EmailInvitation == nil {
-		return
+		return "not_configured"
 	}
-	if err := a.o.EmailInvitation(c.ctx(), *c.org, inv, link); err != nil {
-		a.o.Logger.Error("admin: invitation email not queued; give the person the link", "invitation", inv.ID, "err", err)
+	err := a.o.EmailInvitation(c.ctx(), *c.org, inv, link)
+	switch {
+	case err == nil:
+		return "queued"
+	case errors.Is(err, outbox.ErrLimit):
+		a.o.Logger.Warn("admin: invitation email not sent: the org's sending limit; give the person the link", "org", c.org.Slug, "invitation", inv.ID, "err", err)
+		return "sending_limit"
 	}
+	a.o.Logger.Error("admin: invitation email not queued; give the person the link", "invitation", inv.ID, "err", err)
+	return "failed"
 }
 
 // withLink is inv's view with the link of secret.
@@ -154,7 +165,7 @@ func (a *API) createInvitation(c *call) error {
 	}
 	c.record(c.org.ID, "invitation.create", inv.ID, "success", map[string]string{"email": inv.Email, "roles": strings.Join(inv.Roles, ","),
 		"expires_at": inv.ExpiresAt.Format(time.RFC3339)})
-	a.email(c, inv, view.URL)
+	view.Delivery = a.email(c, inv, view.URL)
 	c.w.Header().Set("Location", Prefix+"/orgs/"+c.org.ID+"/invitations/"+inv.ID)
 	return c.reply(http.StatusCreated, view)
 }
@@ -224,7 +235,7 @@ func (a *API) resendInvitation(c *call) error {
 		return err
 	}
 	c.record(c.org.ID, "invitation.resend", inv.ID, "success", map[string]string{"email": inv.Email, "expires_at": inv.ExpiresAt.Format(time.RFC3339)})
-	a.email(c, inv, view.URL)
+	view.Delivery = a.email(c, inv, view.URL)
 	return c.reply(http.StatusOK, view)
 }
 

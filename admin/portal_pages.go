@@ -299,7 +299,7 @@ func (p *Portal) renderInvitations(c *pcall, status int, msg string, created *Ne
 	}
 	v := c.view("Invitations")
 	v.Error, v.Data = msg, invitationsData{Items: list.Items, Created: created, Form: form}
-	if created != nil {
+	if created != nil && created.Delivery == "queued" {
 		v.Notice = noticeText["invited"]
 	}
 	return c.render(status, "invitations", v)
@@ -351,6 +351,14 @@ func (p *Portal) invitationAction(c *pcall) error {
 			return &pageError{http.StatusNotFound, ""}
 		}
 		return p.renderInvitations(c, res.status, res.message(), nil, invitationForm{ExpiresIn: "168h"})
+	}
+	if notice == "resent" {
+		// The new link, with what became of its email.
+		var sent NewInvitationView
+		if err := res.decode(&sent); err != nil {
+			return err
+		}
+		return p.renderInvitations(c, http.StatusOK, "", &sent, invitationForm{ExpiresIn: "168h"})
 	}
 	return c.done(c.here("/invitations"), notice)
 }

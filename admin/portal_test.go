@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/outbox"
 	"github.com/gatehouse/gatehouse/store"
 )
 
@@ -288,5 +289,33 @@ func TestPortalActs(t *testing.T) {
 	}
 	if got := ph.do(t, "admin-a", "GET", "/.gatehouse/admin/orgs", nil); strings.Contains(got.body, "/orgs/b/") {
 		t.Error("admin-a's list shows org b")
+	}
+}
+
+// An invitation past the org's sending limit is made, its link shown,
+// and the answer says its email was not sent (API and portal).
+func TestInvitationPastSendingLimit(t *testing.T) {
+	ph := newPortalHarness(t)
+	sent := 0
+	ph.reconfigure(func(o *Options) {
+		o.EmailInvitation = func(context.Context, store.Org, store.Invitation, string) error {
+			if sent == 1 {
+				return &outbox.LimitError{Window: time.Hour, Limit: 1, Until: time.Now().Add(time.Hour)}
+			}
+			sent++
+			return nil
+		}
+	})
+	ph.portal = ph.api.Portal(ph.portal.o)
+	ph.srv.Config.Handler = ph.portal
+	r := ph.harness.do(t, "admin-a", "POST", "/orgs/a/invitations", map[string]any{"email": "one@a.example"})
+	var v NewInvitationView
+	r.json(t, &v)
+	if r.status != 201 || v.Delivery != "queued" {
+		t.Fatalf("first: %d %+v", r.status, v)
+	}
+	got := ph.do(t, "admin-a", "POST", "/.gatehouse/admin/orgs/a/invitations", url.Values{"email": {"two@a.example"}})
+	if got.status != http.StatusCreated || !strings.Contains(got.body, "No email was sent") || !strings.Contains(got.body, "/.gatehouse/invite?") || strings.Contains(got.body, "Invitation sent.") {
+		t.Fatalf("past the limit: %d %.2000s", got.status, got.body)
 	}
 }

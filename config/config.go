@@ -317,6 +317,29 @@ type Email struct {
 	// From is the sender: "Name <address>" or an address.
 	From string `yaml:"from"`
 	SMTP SMTP   `yaml:"smtp"`
+	// PerOrgHour and PerOrgDay bound the messages one org's people and
+	// admins make Gatehouse queue (invitations, password resets, alerts),
+	// defaults 500 and 5000.
+	PerOrgHour int `yaml:"per_org_hour"`
+	PerOrgDay  int `yaml:"per_org_day"`
+}
+
+// Sending limits per org, by default.
+const (
+	DefaultPerOrgHour = 500
+	DefaultPerOrgDay  = 5000
+)
+
+// Limits are the per-org sending limits in force.
+func (e *Email) Limits() (hour, day int) {
+	hour, day = e.PerOrgHour, e.PerOrgDay
+	if hour == 0 {
+		hour = DefaultPerOrgHour
+	}
+	if day == 0 {
+		day = DefaultPerOrgDay
+	}
+	return hour, day
 }
 
 // SMTP is the server email goes through.

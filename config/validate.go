@@ -333,6 +333,15 @@ func (c *Config) validate(d *decoder) {
 		if msg := (mailer.Config{Host: e.SMTP.Host, Port: e.SMTP.Port, TLS: e.SMTP.TLS, From: e.From}).Problem(); msg != "" {
 			d.add("email", "%s", msg)
 		}
+		if e.PerOrgHour < 0 {
+			d.add("email.per_org_hour", "must be positive (messages an org may send in an hour)")
+		}
+		if e.PerOrgDay < 0 {
+			d.add("email.per_org_day", "must be positive (messages an org may send in a day)")
+		}
+		if h, day := e.Limits(); h > day {
+			d.add("email.per_org_hour", "is more than per_org_day (%d)", day)
+		}
 	}
 }
 

@@ -225,7 +225,8 @@ func (d *deployment) signIn(ctx context.Context) error {
 			return err
 		}
 		mail = sender.Send
-		d.mail = outbox.New(outbox.Options{Store: st, Name: "mail", Logger: log,
+		perHour, perDay := e.Limits()
+		d.mail = outbox.New(outbox.Options{Store: st, Name: "mail", Logger: log, PerOrgHour: perHour, PerOrgDay: perDay,
 			Deliver: func(ctx context.Context, it outbox.Item) error {
 				var m notify.Message
 				if err := json.Unmarshal(it.Payload, &m); err != nil {

@@ -7,6 +7,7 @@ package outbox
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -42,8 +43,14 @@ type Options struct {
 	// Done is told of each item delivered (err nil) or given up on.
 	Done   func(ctx context.Context, it Item, err error)
 	GiveUp time.Duration // default 24h
-	Logger *slog.Logger
-	Now    func() time.Time
+	// PerOrgHour and PerOrgDay bound the items one org may add (0: no
+	// bound): an org admin inviting thousands, or a script abusing a
+	// form, cannot make the deployment a spam source or exhaust its
+	// relay's quota for every other org. Counted in the store, so across
+	// nodes.
+	PerOrgHour, PerOrgDay int
+	Logger                *slog.Logger
+	Now                   func() time.Time
 }
 
 // Outbox is a durable queue with one sender.
@@ -70,10 +77,33 @@ func New(o Options) *Outbox {
 
 func (b *Outbox) prefix() string { return "outbox/" + b.o.Name }
 
+// ErrLimit: the org has sent as many messages as its limit allows in
+// the hour or day; the item is not added.
+var ErrLimit = errors.New("outbox: the org's sending limit is reached")
+
+// LimitError says which limit an item ran into and when it frees.
+type LimitError struct {
+	Window time.Duration
+	Limit  int
+	Until  time.Time
+}
+
+func (e *LimitError) Error() string {
+	return fmt.Sprintf("outbox: the org's sending limit of %d messages per %s is reached until %s", e.Limit, e.Window, e.Until.UTC().Format(time.RFC3339))
+}
+
+func (e *LimitError) Unwrap() error { return ErrLimit }
+
 // Add stores an item for delivery (its ID, times set here) and wakes the
-// sender.
+// sender. An org's item past its sending limits is refused (a
+// *LimitError, which is ErrLimit).
 func (b *Outbox) Add(ctx context.Context, it Item) error {
 	now := b.o.Now().UTC()
+	if it.OrgID != "" {
+		if err := b.count(ctx, it.OrgID, now); err != nil {
+			return err
+		}
+	}
 	it.ID, it.Created, it.Next, it.Attempts = token.RandomID()[:22], now, now, 0
 	v, err := json.Marshal(it)
 	if err != nil {
@@ -171,4 +201,43 @@ func (b *Outbox) done(ctx context.Context, it Item, err error) {
 func Backoff(attempts int) time.Duration {
 	d := time.Second << min(max(attempts-1, 0), 9)
 	return min(d, 5*time.Minute)
+}
+
+// count takes one from the org's hourly and daily budgets: counters in
+// the store per window, made on first use and gone when the window ends.
+func (b *Outbox) count(ctx context.Context, orgID string, now time.Time) error {
+	for _, w := range []struct {
+		d     time.Duration
+		limit int
+	}{{time.Hour, b.o.PerOrgHour}, {24 * time.Hour, b.o.PerOrgDay}} {
+		if w.limit <= 0 {
+			continue
+		}
+		start := now.Truncate(w.d)
+		id := b.o.Name + "/" + orgID + "/" + w.d.String() + "/" + strconv.FormatInt(start.Unix(), 10)
+		over := false
+		inc := func(v []byte) ([]byte, error) {
+			n, _ := strconv.Atoi(string(v))
+			if n >= w.limit {
+				over = true
+				return v, nil
+			}
+			return []byte(strconv.Itoa(n + 1)), nil
+		}
+		err := b.o.Store.UpdateOnce(ctx, "outbox-count", id, inc)
+		if errors.Is(err, store.ErrNotFound) {
+			// Kept a window longer than needed: clocks of nodes differ.
+			err = b.o.Store.PutOnce(ctx, "outbox-count", id, []byte("1"), start.Add(2*w.d))
+			if errors.Is(err, store.ErrAlreadyExists) { // another node made it first
+				err = b.o.Store.UpdateOnce(ctx, "outbox-count", id, inc)
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("outbox %s: count org %s: %w", b.o.Name, orgID, err)
+		}
+		if over {
+			return &LimitError{Window: w.d, Limit: w.limit, Until: start.Add(w.d)}
+		}
+	}
+	return nil
 }

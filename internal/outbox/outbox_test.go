@@ -123,3 +123,56 @@ func TestOutboxOrder(t *testing.T) {
 		t.Fatalf("order %v", got)
 	}
 }
+
+// Per-org sending limits: an org's items past its hourly or daily
+// budget are refused with the window and when it frees; other orgs and
+// items of no org are not affected; two nodes share the counts.
+func TestPerOrgLimits(t *testing.T) {
+	st := badgertest.Open(t)
+	ctx := context.Background()
+	// The store expires counters by the real clock: this hour (and not
+	// the day's last, so that the next hour is the same day).
+	now := time.Now().UTC().Truncate(time.Hour)
+	if now.Hour() == 23 {
+		now = now.Add(-time.Hour)
+	}
+	clock := func() time.Time { return now }
+	node := func() *Outbox {
+		return New(Options{Store: st, Name: "mail", Logger: slog.New(slog.DiscardHandler), Now: clock, PerOrgHour: 3, PerOrgDay: 5,
+			Deliver: func(context.Context, Item) error { return nil }})
+	}
+	a, b := node(), node()
+	add := func(ob *Outbox, org string) error { return ob.Add(ctx, Item{OrgID: org, Kind: "invitation", To: "x@example.com"}) }
+	for i, ob := range []*Outbox{a, b, a} {
+		if err := add(ob, "org_a"); err != nil {
+			t.Fatalf("item %d: %v", i, err)
+		}
+	}
+	err := add(b, "org_a")
+	var le *LimitError
+	if !errors.As(err, &le) || !errors.Is(err, ErrLimit) || le.Window != time.Hour || le.Limit != 3 || !le.Until.Equal(now.Truncate(time.Hour).Add(time.Hour)) {
+		t.Fatalf("the 4th item in the hour: %v", err)
+	}
+	if err := add(a, "org_b"); err != nil {
+		t.Fatalf("another org: %v", err)
+	}
+	for range 10 {
+		if err := add(a, ""); err != nil {
+			t.Fatalf("an item of no org: %v", err)
+		}
+	}
+	now = now.Add(time.Hour)
+	for i := range 2 {
+		if err := add(b, "org_a"); err != nil {
+			t.Fatalf("next hour, item %d: %v", i, err)
+		}
+	}
+	if err := add(a, "org_a"); !errors.As(err, &le) || le.Window != 24*time.Hour || le.Limit != 5 {
+		t.Fatalf("the 6th item in the day: %v", err)
+	}
+	// The refused items were not queued.
+	infos, err := st.ListBlobs(ctx, "outbox/mail")
+	if err != nil || len(infos) != 5+1+10 {
+		t.Fatalf("queued: %d, %v", len(infos), err)
+	}
+}
