@@ -142,7 +142,9 @@ func TestPerOrgLimits(t *testing.T) {
 			Deliver: func(context.Context, Item) error { return nil }})
 	}
 	a, b := node(), node()
-	add := func(ob *Outbox, org string) error { return ob.Add(ctx, Item{OrgID: org, Kind: "invitation", To: "x@example.com"}) }
+	add := func(ob *Outbox, org string) error {
+		return ob.Add(ctx, Item{OrgID: org, Kind: "invitation", To: "x@example.com"})
+	}
 	for i, ob := range []*Outbox{a, b, a} {
 		if err := add(ob, "org_a"); err != nil {
 			t.Fatalf("item %d: %v", i, err)
