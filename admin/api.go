@@ -75,6 +75,9 @@ type Options struct {
 	// EmailInvitation queues an invitation's message with its link (nil:
 	// the deployment sends no email).
 	EmailInvitation func(ctx context.Context, org store.Org, inv store.Invitation, link string) error
+	// TextInvitation queues an invitation's text to its phone (nil: the
+	// deployment sends no text messages).
+	TextInvitation func(ctx context.Context, org store.Org, inv store.Invitation, link string) error
 	// WebhooksAllowPrivate lets orgs register audit webhooks on loopback
 	// and private addresses.
 	WebhooksAllowPrivate bool

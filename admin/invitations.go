@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/idp"
 	"github.com/gatehouse/gatehouse/internal/outbox"
+	"github.com/gatehouse/gatehouse/internal/sms"
 	"github.com/gatehouse/gatehouse/store"
 )
 
@@ -25,6 +27,7 @@ type InvitationView struct {
 	OrgID     string    `json:"org_id"`
 	Email     string    `json:"email"`
 	Name      string    `json:"name,omitempty"`
+	Phone     string    `json:"phone,omitempty"`
 	Roles     []string  `json:"roles"`
 	CreatedBy string    `json:"created_by,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
@@ -41,8 +44,9 @@ type NewInvitationView struct {
 	InvitationView
 	URL string `json:"url"`
 	// Delivery is what became of its email: queued, not_configured,
-	// sending_limit or failed.
-	Delivery string `json:"delivery"`
+	// sending_limit or failed; TextDelivery the same of its text.
+	Delivery     string `json:"delivery"`
+	TextDelivery string `json:"text_delivery,omitempty"`
 }
 
 type invitationList struct {
@@ -53,12 +57,14 @@ type invitationCreate struct {
 	Email string   `json:"email"`
 	Name  string   `json:"name"`
 	Roles []string `json:"roles"`
+	// Phone (E.164) also gets the invitation as a text.
+	Phone string `json:"phone"`
 	// ExpiresIn is a Go duration ("72h"); default 7 days, at most 30.
 	ExpiresIn string `json:"expires_in"`
 }
 
 func (a *API) invitationView(inv store.Invitation) InvitationView {
-	v := InvitationView{ID: inv.ID, OrgID: inv.OrgID, Email: inv.Email, Name: inv.Name, Roles: inv.Roles, CreatedBy: inv.CreatedBy,
+	v := InvitationView{ID: inv.ID, OrgID: inv.OrgID, Email: inv.Email, Name: inv.Name, Phone: inv.Phone, Roles: inv.Roles, CreatedBy: inv.CreatedBy,
 		CreatedAt: inv.CreatedAt, SentAt: inv.SentAt, ExpiresAt: inv.ExpiresAt, Status: "pending"}
 	if v.Roles == nil {
 		v.Roles = []string{}
@@ -73,18 +79,31 @@ func (a *API) invitationView(inv store.Invitation) InvitationView {
 // when the deployment sends email; the answer has the link either way.
 // A failure to queue is logged: the admin still has the link.
 func (a *API) email(c *call, inv store.Invitation, link string) string {
-	if a.o.EmailInvitation == nil {
+	return a.deliver(c, inv, link, "email", a.o.EmailInvitation)
+}
+
+// send sends the invitation by email, and by text if it has a phone.
+func (a *API) send(c *call, view *NewInvitationView, inv store.Invitation) {
+	view.Delivery = a.email(c, inv, view.URL)
+	if inv.Phone != "" {
+		view.TextDelivery = a.deliver(c, inv, view.URL, "text", a.o.TextInvitation)
+	}
+}
+
+// deliver queues the invitation's message on one channel.
+func (a *API) deliver(c *call, inv store.Invitation, link, channel string, queue func(context.Context, store.Org, store.Invitation, string) error) string {
+	if queue == nil {
 		return "not_configured"
 	}
-	err := a.o.EmailInvitation(c.ctx(), *c.org, inv, link)
+	err := queue(c.ctx(), *c.org, inv, link)
 	switch {
 	case err == nil:
 		return "queued"
 	case errors.Is(err, outbox.ErrLimit):
-		a.o.Logger.Warn("admin: invitation email not sent: the org's sending limit; give the person the link", "org", c.org.Slug, "invitation", inv.ID, "err", err)
+		a.o.Logger.Warn("admin: invitation not sent: the org's sending limit; give the person the link", "channel", channel, "org", c.org.Slug, "invitation", inv.ID, "err", err)
 		return "sending_limit"
 	}
-	a.o.Logger.Error("admin: invitation email not queued; give the person the link", "invitation", inv.ID, "err", err)
+	a.o.Logger.Error("admin: invitation not queued; give the person the link", "channel", channel, "invitation", inv.ID, "err", err)
 	return "failed"
 }
 
@@ -119,6 +138,14 @@ func (a *API) createInvitation(c *call) error {
 		}
 		life = d
 	}
+	if in.Phone != "" {
+		switch {
+		case !sms.ValidNumber(in.Phone):
+			errs.add("/phone", "must be a mobile number in E.164 form, such as +14155550123")
+		case a.o.TextInvitation == nil:
+			errs.add("/phone", "this deployment sends no text messages (no sms in its configuration)")
+		}
+	}
 	if err := errs.err(); err != nil {
 		return err
 	}
@@ -149,7 +176,7 @@ func (a *API) createInvitation(c *call) error {
 	}
 	secret, hash := idp.NewInviteSecret()
 	now := a.o.Now().UTC()
-	inv := store.Invitation{ID: "inv_" + strings.ToLower(rand.Text()), OrgID: c.org.ID, Email: in.Email, Name: in.Name, Roles: in.Roles,
+	inv := store.Invitation{ID: "inv_" + strings.ToLower(rand.Text()), OrgID: c.org.ID, Email: in.Email, Name: in.Name, Roles: in.Roles, Phone: in.Phone,
 		Hash: hash, CreatedBy: c.p.UserID, Scope: scope, CreatedAt: now, SentAt: now, ExpiresAt: now.Add(life)}
 	view, err := c.withLink(inv, secret)
 	if err != nil {
@@ -163,9 +190,12 @@ func (a *API) createInvitation(c *call) error {
 	case err != nil:
 		return fmt.Errorf("admin: create invitation: %w", err)
 	}
-	c.record(c.org.ID, "invitation.create", inv.ID, "success", map[string]string{"email": inv.Email, "roles": strings.Join(inv.Roles, ","),
-		"expires_at": inv.ExpiresAt.Format(time.RFC3339)})
-	view.Delivery = a.email(c, inv, view.URL)
+	details := map[string]string{"email": inv.Email, "roles": strings.Join(inv.Roles, ","), "expires_at": inv.ExpiresAt.Format(time.RFC3339)}
+	if inv.Phone != "" {
+		details["phone"] = inv.Phone
+	}
+	c.record(c.org.ID, "invitation.create", inv.ID, "success", details)
+	a.send(c, &view, inv)
 	c.w.Header().Set("Location", Prefix+"/orgs/"+c.org.ID+"/invitations/"+inv.ID)
 	return c.reply(http.StatusCreated, view)
 }
@@ -235,7 +265,7 @@ func (a *API) resendInvitation(c *call) error {
 		return err
 	}
 	c.record(c.org.ID, "invitation.resend", inv.ID, "success", map[string]string{"email": inv.Email, "expires_at": inv.ExpiresAt.Format(time.RFC3339)})
-	view.Delivery = a.email(c, inv, view.URL)
+	a.send(c, &view, inv)
 	return c.reply(http.StatusOK, view)
 }
 

@@ -282,10 +282,12 @@ type invitationsData struct {
 	// Created is the invitation just made, with its link (shown once).
 	Created *NewInvitationView
 	Form    invitationForm
+	// Texts: the deployment sends text messages (the phone field).
+	Texts bool
 }
 
 type invitationForm struct {
-	Email, Name, Roles, ExpiresIn string
+	Email, Name, Roles, Phone, ExpiresIn string
 }
 
 func (p *Portal) invitations(c *pcall) error {
@@ -298,7 +300,7 @@ func (p *Portal) renderInvitations(c *pcall, status int, msg string, created *Ne
 		return err
 	}
 	v := c.view("Invitations")
-	v.Error, v.Data = msg, invitationsData{Items: list.Items, Created: created, Form: form}
+	v.Error, v.Data = msg, invitationsData{Items: list.Items, Created: created, Form: form, Texts: p.api.o.TextInvitation != nil}
 	if created != nil && created.Delivery == "queued" {
 		v.Notice = noticeText["invited"]
 	}
@@ -307,8 +309,11 @@ func (p *Portal) renderInvitations(c *pcall, status int, msg string, created *Ne
 
 func (p *Portal) invite(c *pcall) error {
 	f := c.r.PostFormValue
-	form := invitationForm{Email: strings.TrimSpace(f("email")), Name: strings.TrimSpace(f("name")), Roles: f("roles"), ExpiresIn: f("expires_in")}
+	form := invitationForm{Email: strings.TrimSpace(f("email")), Name: strings.TrimSpace(f("name")), Roles: f("roles"), Phone: strings.ReplaceAll(strings.TrimSpace(f("phone")), " ", ""), ExpiresIn: f("expires_in")}
 	body := map[string]any{"email": form.Email, "name": form.Name, "roles": splitList(form.Roles)}
+	if form.Phone != "" {
+		body["phone"] = form.Phone
+	}
 	if form.ExpiresIn != "" {
 		body["expires_in"] = form.ExpiresIn
 	}

@@ -3,7 +3,6 @@ package admin
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -26,6 +25,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/config"
 	"github.com/gatehouse/gatehouse/internal/netguard"
+	"github.com/gatehouse/gatehouse/internal/webhooksig"
 	"github.com/gatehouse/gatehouse/store"
 )
 
@@ -452,10 +452,7 @@ func SignWebhook(secret, id string, ts int64, body []byte) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	m := hmac.New(sha256.New, key)
-	fmt.Fprintf(m, "%s.%d.", id, ts)
-	m.Write(body)
-	return "v1," + base64.StdEncoding.EncodeToString(m.Sum(nil)), nil
+	return webhooksig.Sign(key, id, ts, body), nil
 }
 
 // webhookKey decodes a "whsec_" secret (config.WebhookKey).

@@ -37,6 +37,7 @@ type Config struct {
 	// Email sends people the orgs' messages (nil: no email; the factors
 	// and messages that need it are not offered).
 	Email *Email `yaml:"email"`
+	SMS   *SMS   `yaml:"sms"`
 
 	// Warnings are problems that do not stop Gatehouse (set by Parse).
 	Warnings []Problem `yaml:"-"`
@@ -310,6 +311,28 @@ type Org struct {
 	// pool from a browser and network not seen before (the new_sign_in
 	// message; needs email).
 	NewSignInAlert bool `yaml:"new_sign_in_alert"`
+}
+
+// SMS is how Gatehouse sends text messages: signed requests to the
+// operator's webhook (internal/sms).
+type SMS struct {
+	Webhook SMSWebhook `yaml:"webhook"`
+	// PerOrgHour and PerOrgDay: as Email's (defaults 500 and 5000).
+	PerOrgHour int `yaml:"per_org_hour"`
+	PerOrgDay  int `yaml:"per_org_day"`
+}
+
+// SMSWebhook is the receiver of texts.
+type SMSWebhook struct {
+	URL string `yaml:"url"`
+	// Secret ("whsec_…") signs each request (Standard Webhooks).
+	Secret  string        `yaml:"secret"`
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// Limits are the per-org sending limits in force.
+func (s *SMS) Limits() (hour, day int) {
+	return (&Email{PerOrgHour: s.PerOrgHour, PerOrgDay: s.PerOrgDay}).Limits()
 }
 
 // Email is how Gatehouse sends email.

@@ -24,6 +24,7 @@ import (
 	"github.com/gatehouse/gatehouse/idp/notify"
 	"github.com/gatehouse/gatehouse/internal/brandasset"
 	"github.com/gatehouse/gatehouse/internal/mailer"
+	"github.com/gatehouse/gatehouse/internal/webhooksig"
 )
 
 // applyDefaults fills in every setting left unset (zero).
@@ -341,6 +342,23 @@ func (c *Config) validate(d *decoder) {
 		}
 		if h, day := e.Limits(); h > day {
 			d.add("email.per_org_hour", "is more than per_org_day (%d)", day)
+		}
+	}
+	if s := c.SMS; s != nil {
+		if u, err := url.Parse(s.Webhook.URL); s.Webhook.URL == "" || err != nil || (u.Scheme != "https" && !(u.Scheme == "http" && connection.Loopback(u.Hostname()))) || u.Host == "" {
+			d.add("sms.webhook.url", "must be an https URL (http only to this machine)")
+		}
+		if _, err := WebhookKey(s.Webhook.Secret); err != nil {
+			d.add("sms.webhook.secret", "%s", err.Error())
+		}
+		if s.Webhook.Timeout < 0 || s.Webhook.Timeout > time.Minute {
+			d.add("sms.webhook.timeout", "must be from 0 (10s) to 1m")
+		}
+		if s.PerOrgHour < 0 || s.PerOrgDay < 0 {
+			d.add("sms", "per_org_hour and per_org_day must be positive")
+		}
+		if h, day := s.Limits(); h > day {
+			d.add("sms.per_org_hour", "is more than per_org_day (%d)", day)
 		}
 	}
 }
@@ -1185,17 +1203,7 @@ func RoleProblem(s string) string {
 // WebhookKey decodes a Standard Webhooks secret: "whsec_" and the base64
 // of 24 to 64 bytes (the file's audit webhook and the admin API's check
 // it alike; the signer uses the key).
-func WebhookKey(secret string) ([]byte, error) {
-	b64, ok := strings.CutPrefix(secret, "whsec_")
-	if !ok {
-		return nil, errors.New(`must start with "whsec_" (generate one: echo "whsec_$(head -c 32 /dev/urandom | base64)")`)
-	}
-	key, err := base64.StdEncoding.DecodeString(b64)
-	if err != nil || len(key) < 24 || len(key) > 64 {
-		return nil, errors.New(`must be "whsec_" and the base64 of 24 to 64 random bytes`)
-	}
-	return key, nil
-}
+func WebhookKey(secret string) ([]byte, error) { return webhooksig.ParseSecret(secret) }
 
 // DomainProblem says what is wrong with a DNS name for an org's login or
 // email domain ("" if nothing).

@@ -426,6 +426,8 @@ type Invitation struct {
 	Email string   `json:"email"` // lowercased
 	Name  string   `json:"name,omitempty"`
 	Roles []string `json:"roles,omitempty"`
+	// Phone (E.164), if given, also gets the invitation as a text.
+	Phone string `json:"phone,omitempty"`
 	// Hash is the hex SHA-256 of the link's secret.
 	Hash string `json:"hash"`
 	// CreatedBy is the user who invited ("" for a token made by the

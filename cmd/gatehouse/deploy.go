@@ -37,6 +37,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/connlimit"
 	"github.com/gatehouse/gatehouse/internal/mailer"
 	"github.com/gatehouse/gatehouse/internal/outbox"
+	"github.com/gatehouse/gatehouse/internal/sms"
 	"github.com/gatehouse/gatehouse/internal/telemetry"
 	"github.com/gatehouse/gatehouse/internal/token"
 	"github.com/gatehouse/gatehouse/internal/web"
@@ -90,6 +91,8 @@ type deployment struct {
 	handler  http.Handler
 	// mail is the email outbox (nil: no email).
 	mail *outbox.Outbox
+	// texts is the SMS outbox (nil without sms).
+	texts *outbox.Outbox
 
 	tlsConf *tls.Config
 	plain   http.Handler // the plain-HTTP listener's, with tls.http_listen
@@ -245,6 +248,41 @@ func (d *deployment) signIn(ctx context.Context) error {
 				}
 			}})
 	}
+	if sc := cfg.SMS; sc != nil {
+		key, err := config.WebhookKey(sc.Webhook.Secret)
+		if err != nil {
+			return fmt.Errorf("server: sms.webhook.secret %w", err)
+		}
+		sender, err := sms.New(sms.Config{URL: sc.Webhook.URL, Key: key, Timeout: sc.Webhook.Timeout})
+		if err != nil {
+			return err
+		}
+		perHour, perDay := sc.Limits()
+		d.texts = outbox.New(outbox.Options{Store: st, Name: "sms", Logger: log, PerOrgHour: perHour, PerOrgDay: perDay,
+			Deliver: func(ctx context.Context, it outbox.Item) error {
+				var m sms.Message
+				if err := json.Unmarshal(it.Payload, &m); err != nil {
+					return fmt.Errorf("corrupt message: %w: %w", err, outbox.ErrPermanent)
+				}
+				m.ID = it.ID // the same across retries: the receiver's idempotency key
+				if err := sender.Send(ctx, m); errors.Is(err, sms.ErrRefused) {
+					return fmt.Errorf("%w: %w", err, outbox.ErrPermanent)
+				} else if err != nil {
+					return err
+				}
+				return nil
+			},
+			Done: func(ctx context.Context, it outbox.Item, err error) {
+				e := store.AuditEvent{Time: time.Now(), OrgID: it.OrgID, Actor: "gatehouse", Action: "sms.sent", Target: it.To, Outcome: "success",
+					Details: map[string]string{"kind": it.Kind, "attempts": strconv.Itoa(it.Attempts + 1)}}
+				if err != nil {
+					e.Outcome, e.Details["error"] = "failure", err.Error()
+				}
+				if aerr := st.AppendAudit(context.WithoutCancel(ctx), e); aerr != nil {
+					log.Warn("sms: audit write failed", "err", aerr)
+				}
+			}})
+	}
 	var queue func(context.Context, string, string, string, notify.Message) error
 	if d.mail != nil {
 		queue = d.queueMail
@@ -357,6 +395,7 @@ func (d *deployment) adminAPI() *admin.API {
 		TestConnection:  func(ctx context.Context, o store.Org) error { return d.conns.Test(ctx, &o) },
 		InviteURL:       d.login.InviteURL,
 		EmailInvitation: d.emailInvitation,
+		TextInvitation:  d.textInvitation(),
 		DomainsVerify:   d.cfg.Domains.Verify, CNAMETarget: d.cfg.Domains.CNAMETarget,
 		ReservedHost: func(host string) bool {
 			return host == strings.ToLower(d.pub.Hostname()) || d.router.ServesHost(host)
@@ -382,6 +421,27 @@ func (d *deployment) emailInvitation(ctx context.Context, org store.Org, inv sto
 		return err
 	}
 	return d.queueMail(ctx, org.ID, string(notify.Invitation), inv.Email, m)
+}
+
+// textInvitation texts an invitation's link to its phone (the SMS part
+// of the org's invitation message) through the SMS outbox; nil without
+// sms.
+func (d *deployment) textInvitation() func(ctx context.Context, org store.Org, inv store.Invitation, link string) error {
+	if d.texts == nil {
+		return nil
+	}
+	return func(ctx context.Context, org store.Org, inv store.Invitation, link string) error {
+		m, err := d.login.Message(&org, notify.Invitation, notify.Fields{User: notify.User{Name: inv.Name, Email: inv.Email}, Link: link,
+			Expires: humanDuration(inv.ExpiresAt.Sub(inv.SentAt))})
+		if err != nil {
+			return err
+		}
+		b, err := json.Marshal(sms.Message{To: inv.Phone, Text: m.SMS, Org: org.Slug, Kind: string(notify.Invitation)})
+		if err != nil {
+			return err
+		}
+		return d.texts.Add(ctx, outbox.Item{OrgID: org.ID, Kind: string(notify.Invitation), To: inv.Phone, Payload: b})
+	}
 }
 
 // queueMail puts a message in the email outbox.
@@ -511,6 +571,9 @@ func (d *deployment) listen(ctx context.Context, ready func(proxyAddr, opsAddr s
 	go d.keys.Run(bg, time.Minute)
 	go d.sessions.Run(bg)
 	go d.provider.Run(bg)
+	if d.texts != nil {
+		go d.texts.Run(bg)
+	}
 	if d.mail != nil {
 		go d.mail.Run(bg)
 	}

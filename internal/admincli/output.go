@@ -106,6 +106,10 @@ type invitationView struct {
 	ExpiresAt time.Time `json:"expires_at"`
 	Status    string    `json:"status"`
 	URL       string    `json:"url"`
+	Phone     string    `json:"phone"`
+	// Delivery and TextDelivery: what became of its email and text.
+	Delivery     string `json:"delivery"`
+	TextDelivery string `json:"text_delivery"`
 }
 
 type auditEvent struct {
@@ -367,7 +371,17 @@ func printNewInvitation(w io.Writer, v invitationView) error {
 	_, err := fmt.Fprintf(w, "Invitation %s for %s to org %s (roles %s), until %s.\n"+
 		"Its link follows. It is shown only this once and works once: give it to %s.\n\n%s\n\n",
 		clean(v.ID), clean(v.Email), clean(v.OrgID), clean(strings.Join(v.Roles, ",")), ts(v.ExpiresAt), clean(v.Email), clean(v.URL))
-	return err
+	if err != nil {
+		return err
+	}
+	for _, d := range []struct{ what, how string }{{"Email", v.Delivery}, {"Text to " + v.Phone, v.TextDelivery}} {
+		if d.how != "" {
+			if _, err := fmt.Fprintf(w, "%s: %s.\n", clean(d.what), strings.ReplaceAll(clean(d.how), "_", " ")); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // auditTable starts the table of events that printAudit adds pages to.

@@ -36,7 +36,7 @@ var verbs = []verb{
 	{"sessions revoke", "--org ORG (USER | --session SID)", sessionsRevoke},
 
 	{"invitations list", "--org ORG", invitationsList},
-	{"invitations create", "--org ORG --email E [--name N] [--role R ...] [--expires-in 168h]", invitationsCreate},
+	{"invitations create", "--org ORG --email E [--name N] [--role R ...] [--phone +E164] [--expires-in 168h]", invitationsCreate},
 	{"invitations resend", "--org ORG INVITATION_ID", invitationsResend},
 	{"invitations revoke", "--org ORG INVITATION_ID", invitationsRevoke},
 
@@ -701,6 +701,7 @@ func invitationsCreate(c *cmd, args []string) error {
 	var roles strList
 	fs.Var(&roles, "role", "a role they get in the org (repeatable); member if none")
 	expires := fs.String("expires-in", "", "how long the link works, such as 72h (default: the API's, 7 days)")
+	phone := fs.String("phone", "", "a mobile number (E.164, +14155550123) to text the invitation to as well")
 	if _, err := c.parse(args); err != nil {
 		return err
 	}
@@ -711,8 +712,9 @@ func invitationsCreate(c *cmd, args []string) error {
 		Email     string   `json:"email"`
 		Name      string   `json:"name,omitempty"`
 		Roles     []string `json:"roles,omitempty"`
+		Phone     string   `json:"phone,omitempty"`
 		ExpiresIn string   `json:"expires_in,omitempty"`
-	}{*email, *name, roles, *expires}
+	}{*email, *name, roles, *phone, *expires}
 	b, _, err := c.api.do(c.ctx, http.MethodPost, orgPath(*org)+"/invitations", nil, body, "")
 	if err != nil {
 		return err

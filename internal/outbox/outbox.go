@@ -77,6 +77,10 @@ func New(o Options) *Outbox {
 
 func (b *Outbox) prefix() string { return "outbox/" + b.o.Name }
 
+// ErrPermanent marks a delivery error no retry can mend (the receiver
+// refused the message itself): the item is given up on at once.
+var ErrPermanent = errors.New("outbox: refused for good")
+
 // ErrLimit: the org has sent as many messages as its limit allows in
 // the hour or day; the item is not added.
 var ErrLimit = errors.New("outbox: the org's sending limit is reached")
@@ -175,7 +179,7 @@ func (b *Outbox) deliverDue(ctx context.Context) {
 		case err == nil:
 			_ = b.o.Store.DeleteBlobs(ctx, bi.Key)
 			b.done(ctx, it, nil)
-		case now.Sub(it.Created) > b.o.GiveUp:
+		case errors.Is(err, ErrPermanent) || now.Sub(it.Created) > b.o.GiveUp:
 			_ = b.o.Store.DeleteBlobs(ctx, bi.Key)
 			b.o.Logger.Error("outbox: gave up", "outbox", b.o.Name, "kind", it.Kind, "org", it.OrgID, "attempts", it.Attempts+1, "err", err)
 			b.done(ctx, it, err)

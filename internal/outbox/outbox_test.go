@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"testing"
@@ -176,5 +177,28 @@ func TestPerOrgLimits(t *testing.T) {
 	infos, err := st.ListBlobs(ctx, "outbox/mail")
 	if err != nil || len(infos) != 5+1+10 {
 		t.Fatalf("queued: %d, %v", len(infos), err)
+	}
+}
+
+// A permanent refusal gives the item up at once, without retries.
+func TestPermanentFailure(t *testing.T) {
+	st := badgertest.Open(t)
+	ctx := context.Background()
+	var tries int
+	var gaveUp error
+	ob := New(Options{Store: st, Name: "sms", Logger: slog.New(slog.DiscardHandler),
+		Deliver: func(context.Context, Item) error {
+			tries++
+			return fmt.Errorf("receiver: 400 bad number: %w", ErrPermanent)
+		},
+		Done: func(_ context.Context, _ Item, err error) { gaveUp = err }})
+	if err := ob.Add(ctx, Item{Kind: "invitation", To: "+15550000000"}); err != nil {
+		t.Fatal(err)
+	}
+	ob.deliverDue(ctx)
+	ob.deliverDue(ctx)
+	infos, _ := st.ListBlobs(ctx, "outbox/sms")
+	if tries != 1 || !errors.Is(gaveUp, ErrPermanent) || len(infos) != 0 {
+		t.Fatalf("tries %d, done with %v, %d left", tries, gaveUp, len(infos))
 	}
 }
