@@ -47,6 +47,30 @@ func (b *browser) api(method, u string, body any, hdr ...string) (int, http.Head
 
 var tokenRE = regexp.MustCompile(`ghat_[a-z2-7]{16}_[a-z2-7]{52}`)
 
+// bootstrap stops g, makes a platform token with `gatehouse admin
+// bootstrap` on its config, and starts it again (the file's ${ENV}
+// must be in the test's environment: t.Setenv).
+func (g *gatehouse) bootstrap(t *testing.T) (*gatehouse, string) {
+	t.Helper()
+	g.stop()
+	out, err := exec.Command(binary, "admin", "bootstrap", "--config", g.cfgPath, "--name", "e2e").CombinedOutput()
+	tok := tokenRE.FindString(string(out))
+	if err != nil || tok == "" {
+		t.Fatalf("admin bootstrap: %v\n%s", err, out)
+	}
+	return g.restart(t), tok
+}
+
+// mustAPI is an API call that must succeed (2xx); its JSON answer.
+func (b *browser) mustAPI(method, u string, body any, hdr ...string) map[string]any {
+	b.t.Helper()
+	st, _, v := b.api(method, u, body, hdr...)
+	if st/100 != 2 {
+		b.t.Fatalf("%s %s: %d %v", method, u, st, v)
+	}
+	return v
+}
+
 // The admin API end to end: a platform token from `admin bootstrap`, an
 // org admin's session on the org's login domain, a person created through
 // the API who signs in, is suspended, and loses their open session
@@ -57,16 +81,7 @@ func TestAdminAPI(t *testing.T) {
 	t.Setenv("ALICE_PASSWORD", "alice-pw-123")
 	t.Setenv("CAROL_PASSWORD", "carol-pw-456")
 	g, up := startCore(t)
-	g.stop()
-	out, err := exec.Command(binary, "admin", "bootstrap", "--config", g.cfgPath, "--name", "e2e").CombinedOutput()
-	if err != nil {
-		t.Fatalf("admin bootstrap: %v\n%s", err, out)
-	}
-	platform := tokenRE.FindString(string(out))
-	if platform == "" {
-		t.Fatalf("no token printed:\n%s", out)
-	}
-	g = g.restart(t)
+	g, platform := g.bootstrap(t)
 	pub := func(path string) string { return g.url("auth.localhost", "/api/v1"+path) }
 	ops := g.browser(t)
 	auth := []string{"Authorization", "Bearer " + platform}
@@ -273,7 +288,7 @@ func TestAdminAPI(t *testing.T) {
 			t.Errorf("no %s event in %v", want, seen)
 		}
 	}
-	out, err = exec.Command(binary, "audit", "verify", "--ops", "http://"+g.ops).CombinedOutput()
+	out, err := exec.Command(binary, "audit", "verify", "--ops", "http://"+g.ops).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "acme: ") || strings.Contains(string(out), "BROKEN") {
 		t.Fatalf("audit verify: %v\n%s", err, out)
 	}

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"os/exec"
 	"strings"
 	"testing"
 
@@ -24,14 +23,8 @@ func TestAppsThroughAdminAPI(t *testing.T) {
 	up := newUpstream(t)
 	cfg := strings.NewReplacer("{{UPSTREAM}}", up.URL, "{{BOBHASH}}", readBobHash(t)).Replace(testConfig) +
 		strings.ReplaceAll(oidcClients, "{{BCL}}", up.URL+"/bcl")
-	g := start(t, cfg)
-	g.stop()
-	out, err := exec.Command(binary, "admin", "bootstrap", "--config", g.cfgPath, "--name", "e2e").CombinedOutput()
-	if err != nil {
-		t.Fatalf("admin bootstrap: %v\n%s", err, out)
-	}
-	auth := []string{"Authorization", "Bearer " + tokenRE.FindString(string(out))}
-	g = g.restart(t)
+	g, platform := start(t, cfg).bootstrap(t)
+	auth := []string{"Authorization", "Bearer " + platform}
 	api := func(path string) string { return g.url("auth.localhost", "/api/v1"+path) }
 	ops := g.browser(t)
 

@@ -18,11 +18,7 @@ func TestPortalIsolation(t *testing.T) {
 	same := []string{"Origin", "http://login.acme.localhost:" + g.port, "Sec-Fetch-Site", "same-origin"}
 	acmeAPI := func(method, path string, body any) map[string]any {
 		t.Helper()
-		st, _, v := alice.api(method, g.url("login.acme.localhost", "/api/v1/orgs/acme"+path), body, same...)
-		if st/100 != 2 {
-			t.Fatalf("%s %s: %d %v", method, path, st, v)
-		}
-		return v
+		return alice.mustAPI(method, g.url("login.acme.localhost", "/api/v1/orgs/acme"+path), body, same...)
 	}
 	dave := acmeAPI("POST", "/users", map[string]any{"email": "dave@acme.example", "password": "dave-long-password", "roles": []string{"member"}})
 	inv := acmeAPI("POST", "/invitations", map[string]any{"email": "erin@acme.example"})

@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
@@ -28,22 +27,11 @@ func TestPortalSAMLSetupInChromium(t *testing.T) {
 	t.Setenv("ALICE_PASSWORD", "alice-pw-123")
 	t.Setenv("CAROL_PASSWORD", "carol-pw-456")
 	g, up := startCore(t)
-	g.stop()
-	out, err := exec.Command(binary, "admin", "bootstrap", "--config", g.cfgPath, "--name", "e2e").CombinedOutput()
-	if err != nil {
-		t.Fatalf("admin bootstrap: %v\n%s", err, out)
-	}
-	platform := tokenRE.FindString(string(out))
-	g = g.restart(t)
+	g, platform := g.bootstrap(t)
 	ops := g.browser(t)
-	auth := []string{"Authorization", "Bearer " + platform}
 	api := func(method, path string, body any) map[string]any {
 		t.Helper()
-		st, _, v := ops.api(method, g.url("auth.localhost", "/api/v1"+path), body, auth...)
-		if st/100 != 2 {
-			t.Fatalf("%s %s: %d %v", method, path, st, v)
-		}
-		return v
+		return ops.mustAPI(method, g.url("auth.localhost", "/api/v1"+path), body, "Authorization", "Bearer "+platform)
 	}
 	// initech: a customer without a login domain, signing in with
 	// passwords for now; ian is its admin.
@@ -179,11 +167,7 @@ func TestPortalOIDCSetup(t *testing.T) {
 	alice.login(g.url("app.localhost", "/"), "alice@acme.example", "alice-pw-123")
 	api := func(method, path string, body any) map[string]any {
 		t.Helper()
-		st, _, out := alice.api(method, g.url("login.acme.localhost", "/api/v1"+path), body, "Origin", "http://login.acme.localhost:"+g.port, "Sec-Fetch-Site", "same-origin")
-		if st/100 != 2 {
-			t.Fatalf("%s %s: %d %v", method, path, st, out)
-		}
-		return out
+		return alice.mustAPI(method, g.url("login.acme.localhost", "/api/v1"+path), body, "Origin", "http://login.acme.localhost:"+g.port, "Sec-Fetch-Site", "same-origin")
 	}
 	api("POST", "/orgs", map[string]any{"slug": "hooli", "name": "Hooli"})
 	api("POST", "/orgs/hooli/domains", map[string]any{"name": "hooli.example", "kind": "email"})
