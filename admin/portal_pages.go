@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/idp/notify"
+	"github.com/gatehouse/gatehouse/internal/apply"
 	"github.com/gatehouse/gatehouse/internal/brandasset"
 	"github.com/gatehouse/gatehouse/internal/request"
+	"github.com/gatehouse/gatehouse/internal/web"
 	"github.com/gatehouse/gatehouse/store"
 )
 
@@ -44,6 +46,8 @@ func (p *Portal) table() []PortalRoute {
 
 		{"GET", "/orgs/{org}/branding", NeedRead, p.branding},
 		{"POST", "/orgs/{org}/branding", NeedWrite, p.saveBranding},
+		{"POST", "/orgs/{org}/branding/preview", NeedRead, p.previewBranding},
+		{"GET", "/orgs/{org}/branding/preview.css", NeedRead, p.previewCSS},
 
 		{"GET", "/orgs/{org}/templates", NeedRead, p.templates},
 		{"GET", "/orgs/{org}/templates/{kind}", NeedRead, p.template},
@@ -516,6 +520,62 @@ func (p *Portal) saveBranding(c *pcall) error {
 		etag = res.header.Get("ETag")
 	}
 	return c.done(c.here("/branding"), "branding")
+}
+
+// signInPreview is the sign-in page as the branding form's unsaved
+// texts and colors would make it (the files are the saved ones).
+type signInPreview struct {
+	Title, OrgName, Heading, Intro, Footer string
+	LogoURL, FaviconURL, CSSURL            string
+	Back                                   string
+}
+
+// previewBranding shows the sign-in page with the form's texts and
+// colors, saving nothing (the branding form's "Preview" button).
+func (p *Portal) previewBranding(c *pcall) error {
+	f := c.r.PostFormValue
+	pv := signInPreview{Title: "Sign in", OrgName: c.org.Name, Heading: f("heading"), Intro: f("intro"), Footer: f("footer"), Back: c.here("/branding")}
+	if pv.Heading == "" {
+		pv.Heading = "Sign in"
+	}
+	if p.o.Brand != nil {
+		if b := p.o.Brand(c.org); b != nil {
+			pv.LogoURL, pv.FaviconURL = b.LogoURL, b.FaviconURL
+		}
+	}
+	q := url.Values{}
+	for _, k := range []string{"primary", "background", "text"} {
+		if v := f(k); hexColor.MatchString(v) {
+			q.Set(k, v)
+		}
+	}
+	pv.CSSURL = c.here("/branding/preview.css") + "?" + q.Encode()
+	web.RenderTemplate(c.w, http.StatusOK, portalPages, "signin_preview.html", pv, false)
+	return nil
+}
+
+// previewCSS is the stylesheet of the preview: the colors asked for
+// (checked), with the org's saved font and own CSS.
+func (p *Portal) previewCSS(c *pcall) error {
+	b := store.Branding{}
+	if c.org.Branding != nil {
+		b.Font, b.CustomCSS = c.org.Branding.Font, c.org.Branding.CustomCSS
+	}
+	q := c.r.URL.Query()
+	for k, dst := range map[string]*string{"primary": &b.Colors.Primary, "background": &b.Colors.Background, "text": &b.Colors.Text} {
+		if v := q.Get(k); hexColor.MatchString(v) {
+			*dst = v
+		}
+	}
+	css, err := apply.BrandCSS(c.ctx(), p.api.o.Store, &b)
+	if err != nil {
+		return err
+	}
+	h := c.w.Header()
+	h.Set("Content-Type", "text/css; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	_, _ = io.WriteString(c.w, css)
+	return nil
 }
 
 func readUpload(f multipart.File, hdr *multipart.FileHeader, max int64) ([]byte, error) {

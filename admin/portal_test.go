@@ -319,3 +319,27 @@ func TestInvitationPastSendingLimit(t *testing.T) {
 		t.Fatalf("past the limit: %d %.2000s", got.status, got.body)
 	}
 }
+
+// The branding preview shows the form's unsaved texts and colors and
+// saves nothing; colors that are not #rrggbb never reach the stylesheet.
+func TestBrandingPreview(t *testing.T) {
+	ph := newPortalHarness(t)
+	got := ph.do(t, "admin-a", "POST", "/.gatehouse/admin/orgs/a/branding/preview", url.Values{"heading": {"Welcome to <A>"}, "intro": {"Hi"}, "primary": {"#112233"}, "text": {"red;}body{display:none"}})
+	if got.status != 200 || !strings.Contains(got.body, "Welcome to &lt;A&gt;") || !strings.Contains(got.body, "not a sign-in page") {
+		t.Fatalf("preview: %d %.1500s", got.status, got.body)
+	}
+	m := regexp.MustCompile(`href="([^"]*branding/preview\.css[^"]*)"`).FindStringSubmatch(got.body)
+	if m == nil || strings.Contains(m[1], "display") {
+		t.Fatalf("the preview's stylesheet: %v", m)
+	}
+	css := ph.do(t, "admin-a", "GET", strings.ReplaceAll(m[1], "&amp;", "&"), nil)
+	if css.status != 200 || !strings.Contains(css.body, "--accent: #112233") || strings.Contains(css.body, "display") || css.header.Get("Content-Type") != "text/css; charset=utf-8" {
+		t.Fatalf("preview.css: %d %q", css.status, css.body)
+	}
+	if o, _ := ph.st.GetOrg(context.Background(), "org_a"); o.Branding != nil {
+		t.Fatalf("a preview saved branding: %+v", o.Branding)
+	}
+	if css := ph.do(t, "admin-a", "GET", "/.gatehouse/admin/orgs/a/branding/preview.css?primary=%23abc;x", nil); strings.Contains(css.body, "abc") {
+		t.Fatalf("a bad color reached the stylesheet: %q", css.body)
+	}
+}

@@ -101,6 +101,12 @@ func TestPortalAccessibility(t *testing.T) {
 		admin.do("open "+p, chromedp.Navigate(g.url("login.acme.localhost", p)), chromedp.WaitVisible(chromedp.ID("page-title")))
 		axeAssert(t, p, check(p, ""))
 	}
+	// The preview of unsaved branding, from the branding form's button.
+	admin.do("branding", chromedp.Navigate(g.url("login.acme.localhost", "/.gatehouse/admin/orgs/acme/branding")), chromedp.WaitVisible(chromedp.ID("heading")))
+	admin.do("preview", chromedp.SendKeys(chromedp.ID("heading"), "Welcome to Acme"), chromedp.SetValue(chromedp.ID("primary"), "#0b57d0"),
+		chromedp.Click(chromedp.Search(`//button[normalize-space()="Preview without saving"]`)))
+	admin.until("the preview", `!!document.querySelector(".preview-banner") && document.querySelector("h1").innerText === "Welcome to Acme"`, 10*time.Second)
+	axeAssert(t, "the branding preview", check("preview", ""))
 }
 
 // axeRun runs axe-core on the tab's page (after the script before) and

@@ -27,11 +27,11 @@ func TestPortalIsolation(t *testing.T) {
 
 	type req struct{ method, path string }
 	var reqs []req
-	for _, p := range []string{"/", "/users", "/users/{user}", "/invitations", "/sso", "/domains", "/branding", "/templates", "/templates/invitation", "/policy", "/tokens", "/audit", "/audit/export"} {
+	for _, p := range []string{"/", "/users", "/users/{user}", "/invitations", "/sso", "/domains", "/branding", "/templates", "/templates/invitation", "/policy", "/tokens", "/audit", "/audit/export", "/branding/preview.css"} {
 		reqs = append(reqs, req{"GET", p})
 	}
 	for _, p := range []string{"/settings", "/users/{user}", "/invitations", "/invitations/{invitation}", "/sso/test", "/sso/activate", "/domains", "/domains/acme.example",
-		"/branding", "/templates/invitation", "/policy", "/tokens", "/tokens/{token}"} {
+		"/branding", "/branding/preview", "/templates/invitation", "/policy", "/tokens", "/tokens/{token}"} {
 		reqs = append(reqs, req{"POST", p})
 	}
 	path := func(r req) string {

@@ -77,6 +77,24 @@ func PutBrandAsset(ctx context.Context, st store.Store, key, ext string, b []byt
 // own CSS (b.CSS; "" when there is nothing to style): the one way both
 // the config file and the admin API brand an org.
 func ComposeBrandCSS(ctx context.Context, st store.Store, b *store.Branding) error {
+	css, err := BrandCSS(ctx, st, b)
+	if err != nil {
+		return err
+	}
+	b.CSS = ""
+	if css != "" {
+		name, err := putBrandAsset(ctx, st, []byte(css), ".css")
+		if err != nil {
+			return err
+		}
+		b.CSS = name
+	}
+	return nil
+}
+
+// BrandCSS is the stylesheet b's colors, font and own CSS make, without
+// storing it (the portal's preview of unsaved colors).
+func BrandCSS(ctx context.Context, st store.Store, b *store.Branding) (string, error) {
 	var css strings.Builder
 	vars := []string{}
 	for _, v := range []struct{ name, value string }{{"--accent", b.Colors.Primary}, {"--bg", b.Colors.Background}, {"--fg", b.Colors.Text}} {
@@ -95,20 +113,12 @@ func ComposeBrandCSS(ctx context.Context, st store.Store, b *store.Branding) err
 	if b.CustomCSS != "" {
 		custom, err := st.GetBlob(ctx, brandBlobPrefix+b.CustomCSS)
 		if err != nil {
-			return fmt.Errorf("branding: the org's CSS: %w", err)
+			return "", fmt.Errorf("branding: the org's CSS: %w", err)
 		}
 		css.WriteString("/* the org's own CSS */\n")
 		css.Write(custom.Value)
 	}
-	b.CSS = ""
-	if css.Len() > 0 {
-		name, err := putBrandAsset(ctx, st, []byte(css.String()), ".css")
-		if err != nil {
-			return err
-		}
-		b.CSS = name
-	}
-	return nil
+	return css.String(), nil
 }
 
 func putBrandAsset(ctx context.Context, st store.Store, b []byte, ext string) (string, error) {
