@@ -158,7 +158,8 @@ func TestPortalSAMLSetupInChromium(t *testing.T) {
 func TestPortalOIDCSetup(t *testing.T) {
 	port := freePort(t)
 	op := testidp.NewOIDC(t, "gatehouse-hooli", "hooli-secret", []string{"http://auth.localhost:" + port + "/.gatehouse/callback"},
-		testidp.User{ID: "h-hal", Username: "hal", Password: "hal-pw", Email: "hal@hooli.example", EmailVerified: true, First: "Hal", Last: "Hooli", Groups: []string{"hooli-it"}})
+		testidp.User{ID: "h-hal", Username: "hal", Password: "hal-pw", Email: "hal@hooli.example", EmailVerified: true, First: "Hal", Last: "Hooli", Groups: []string{"hooli-it"}},
+		testidp.User{ID: "h-zed", Username: "zed", Password: "zed-pw", Email: "zed@elsewhere.example", EmailVerified: true, First: "Zed", Last: "Else"})
 	up := newUpstream(t)
 	cfg := strings.NewReplacer("{{UPSTREAM}}", up.URL, "{{BOBHASH}}", readBobHash(t)).Replace(testConfig) +
 		"admin:\n  platform_admins: [alice@acme.example]\n  allow_private_networks: true\n"
@@ -176,7 +177,7 @@ func TestPortalOIDCSetup(t *testing.T) {
 	hal := g.browser(t)
 	hal.login(g.url("app.localhost", "/"), "hal@hooli.example", "hal's long passphrase")
 	ssoPage := g.url("auth.localhost", "/.gatehouse/admin/orgs/hooli/sso")
-	test := func(secret string) page {
+	test := func(secret, user string) page {
 		t.Helper()
 		p := hal.get(ssoPage)
 		m := csrfRE.FindStringSubmatch(p.body)
@@ -192,14 +193,14 @@ func TestPortalOIDCSetup(t *testing.T) {
 		if !strings.Contains(at.body, `name="username"`) {
 			t.Fatalf("want the OP's login page: %d %s\n%s", at.status, at.url, at.body)
 		}
-		back := hal.follow(hal.atIdP(at, "hal", "hal-pw"))
+		back := hal.follow(hal.atIdP(at, user, user+"-pw"))
 		if back.status != 200 || !strings.Contains(back.url, "/sso?trace=") {
 			t.Fatalf("back from the OP: %d %s\n%s", back.status, back.url, back.body)
 		}
 		return back
 	}
 
-	p := test("not-the-secret")
+	p := test("not-the-secret", "hal")
 	if !strings.Contains(p.body, "Test sign-in: refused") || !strings.Contains(p.body, "invalid_client") || strings.Contains(p.body, "Activate this connection") {
 		t.Fatalf("the tracer of a wrong secret:\n%s", p.body)
 	}
@@ -210,8 +211,14 @@ func TestPortalOIDCSetup(t *testing.T) {
 		t.Fatal("the page shows the secret tried")
 	}
 
-	p = test("hooli-secret")
-	for _, want := range []string{"Test sign-in: it worked", "hal@hooli.example", "<code>sub</code>", "h-hal", "hooli-it", "Activate this connection"} {
+	// The IdP signs in someone Gatehouse would not let in: not activated.
+	p = test("hooli-secret", "zed")
+	if !strings.Contains(p.body, "Test sign-in: refused") || !strings.Contains(p.body, "would refuse them") ||
+		!strings.Contains(p.body, "zed@elsewhere.example is not one of org hooli&#39;s email domains") || strings.Contains(p.body, "Activate this connection") {
+		t.Fatalf("the tracer of a person outside the org's domains:\n%s", p.body)
+	}
+	p = test("hooli-secret", "hal")
+	for _, want := range []string{"Test sign-in: it worked", "hal@hooli.example", "<code>sub</code>", "h-hal", "hooli-it", "Roles they get here", "Activate this connection"} {
 		if !strings.Contains(p.body, want) {
 			t.Fatalf("the tracer lacks %q:\n%s", want, p.body)
 		}

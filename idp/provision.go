@@ -28,43 +28,17 @@ const provisionRetries = 3
 // even an org that creates no one by itself, with the invited roles too.
 func (h *Handler) provision(ctx context.Context, org, owner *store.Org, id connection.Identity, inv *store.Invitation) (store.User, error) {
 	p := owner.Connection.Provisioning
-	email := identityEmail(owner, id)
 	if inv != nil {
 		p.ExistingUsersOnly = false
 	}
-	name := first(id.Claims, p.Claims.Name, id.Name)
+	email, name, roles, err := h.admit(org, owner, id, inv)
+	if err != nil {
+		return store.User{}, err
+	}
+	domain, _ := EmailDomain(email) // admit checked it
 	groups := id.Groups
 	if p.Claims.Groups != "" {
 		groups = id.Claims[p.Claims.Groups]
-	}
-	if email == "" {
-		return store.User{}, connection.Errorf(connection.KindDenied, "provision: the IdP sent no email (claim %q)", orDefault(p.Claims.Email, "email"))
-	}
-	domain, err := EmailDomain(email)
-	if err != nil {
-		return store.User{}, connection.Errorf(connection.KindInvalid, "provision: malformed email %q", truncate(email, 100))
-	}
-	if !id.EmailVerified {
-		return store.User{}, connection.Errorf(connection.KindDenied, "provision: the IdP does not mark %s verified (email_verified); the org may set allow_unverified_email", email)
-	}
-	domains := org.EmailDomains
-	if len(domains) == 0 {
-		domains = owner.EmailDomains
-	}
-	if !p.AnyEmailDomain && !containsFold(domains, domain) {
-		return store.User{}, connection.Errorf(connection.KindWrongDomain, "provision: %s is not one of org %s's email domains %v", email, org.Slug, domains)
-	}
-	// Even an org that takes any domain cannot take one another org owns:
-	// its IdP would sign in (and rename) that org's people.
-	if d, ok := h.o.Orgs.ByEmailDomain(domain); ok && !h.sameOwner(d, owner) {
-		return store.User{}, connection.Errorf(connection.KindWrongDomain, "provision: %s belongs to org %s, not to org %s's sign-in", email, d.Slug, org.Slug)
-	}
-	roles, ok := mapRoles(p, groups)
-	if inv != nil {
-		roles, ok = mergeRoles(roles, inv.Roles), true
-	}
-	if !ok {
-		return store.User{}, connection.Errorf(connection.KindDenied, "provision: groups %v map to no role and the org has no default roles", groups)
 	}
 	attrs := map[string]string{}
 	for attr, claim := range p.Claims.Attributes {
@@ -257,4 +231,48 @@ func orDefault(s, def string) string {
 		return def
 	}
 	return s
+}
+
+// admit checks a federated identity against org's rules before anything
+// is written: an email, verified, of the org's domains and no other
+// org's, groups that map to roles. It returns the email, name and roles
+// the person gets. (Also the login tracer's verdict on a test sign-in.)
+func (h *Handler) admit(org, owner *store.Org, id connection.Identity, inv *store.Invitation) (email, name string, roles []string, err error) {
+	p := owner.Connection.Provisioning
+	email = identityEmail(owner, id)
+	name = first(id.Claims, p.Claims.Name, id.Name)
+	groups := id.Groups
+	if p.Claims.Groups != "" {
+		groups = id.Claims[p.Claims.Groups]
+	}
+	if email == "" {
+		return "", "", nil, connection.Errorf(connection.KindDenied, "provision: the IdP sent no email (claim %q)", orDefault(p.Claims.Email, "email"))
+	}
+	domain, err := EmailDomain(email)
+	if err != nil {
+		return "", "", nil, connection.Errorf(connection.KindInvalid, "provision: malformed email %q", truncate(email, 100))
+	}
+	if !id.EmailVerified {
+		return "", "", nil, connection.Errorf(connection.KindDenied, "provision: the IdP does not mark %s verified (email_verified); the org may set allow_unverified_email", email)
+	}
+	domains := org.EmailDomains
+	if len(domains) == 0 {
+		domains = owner.EmailDomains
+	}
+	if !p.AnyEmailDomain && !containsFold(domains, domain) {
+		return "", "", nil, connection.Errorf(connection.KindWrongDomain, "provision: %s is not one of org %s's email domains %v", email, org.Slug, domains)
+	}
+	// Even an org that takes any domain cannot take one another org owns:
+	// its IdP would sign in (and rename) that org's people.
+	if d, ok := h.o.Orgs.ByEmailDomain(domain); ok && !h.sameOwner(d, owner) {
+		return "", "", nil, connection.Errorf(connection.KindWrongDomain, "provision: %s belongs to org %s, not to org %s's sign-in", email, d.Slug, org.Slug)
+	}
+	roles, ok := mapRoles(p, groups)
+	if inv != nil {
+		roles, ok = mergeRoles(roles, inv.Roles), true
+	}
+	if !ok {
+		return "", "", nil, connection.Errorf(connection.KindDenied, "provision: groups %v map to no role and the org has no default roles", groups)
+	}
+	return email, name, roles, nil
 }

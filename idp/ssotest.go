@@ -56,6 +56,8 @@ type SSOTrace struct {
 	Subject, Email, Name string
 	Groups               []string
 	MFA                  bool
+	// Roles are what the person would get in the org.
+	Roles []string
 	Claims               []connection.TraceItem
 	// Details are the protocol's reading of the response (connection.Tracer).
 	Details []connection.TraceItem
@@ -121,10 +123,18 @@ func (h *Handler) finishTest(w http.ResponseWriter, r *http.Request, state strin
 			var id connection.Identity
 			id, err = c.Finish(ctx, r, connection.BeginRequest{State: state, CallbackURL: rec.Callback}, rec.Conn)
 			if err == nil {
-				tr.OK, tr.Subject, tr.Email, tr.Name, tr.Groups, tr.MFA = true, id.Subject, id.Email, id.Name, id.Groups, id.MFA
+				tr.Subject, tr.Email, tr.Name, tr.Groups, tr.MFA = id.Subject, id.Email, id.Name, id.Groups, id.MFA
 				tr.Claims = claimItems(id.Claims)
-				if id.Email == "" {
-					tr.OK, err = false, errors.New("the IdP sent no email address: map one (an email claim or attribute) at the IdP")
+				// The IdP vouched for someone; would Gatehouse let them in
+				// (email, domains, roles), as a real sign-in would?
+				owner := *org
+				owner.Connection = t.Draft
+				var roles []string
+				if tr.Email, _, roles, err = h.admit(org, &owner, id, nil); err == nil {
+					tr.OK, tr.Roles = true, roles
+				} else {
+					tr.Email = id.Email
+					err = fmt.Errorf("the IdP signed someone in, but Gatehouse would refuse them: %w", err)
 				}
 			}
 		}
