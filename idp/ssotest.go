@@ -57,8 +57,8 @@ type SSOTrace struct {
 	Groups               []string
 	MFA                  bool
 	// Roles are what the person would get in the org.
-	Roles []string
-	Claims               []connection.TraceItem
+	Roles  []string
+	Claims []connection.TraceItem
 	// Details are the protocol's reading of the response (connection.Tracer).
 	Details []connection.TraceItem
 	// Raw is the response as received, decoded (SAML XML), cut at 64 KiB.
