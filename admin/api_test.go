@@ -888,12 +888,23 @@ func TestConnections(t *testing.T) {
 	if v.Settings["client_secret"] != redacted || v.Type != "oidc" {
 		t.Fatalf("view: %+v", v)
 	}
-	if r := put(oidc(map[string]any{"issuer": "https://idp.example.com", "client_id": "gh2", "client_secret": redacted})); r.status != 200 {
+	if r := put(oidc(map[string]any{"issuer": "https://idp.example.com", "client_id": "gh", "client_secret": redacted, "scopes": []string{"groups"}})); r.status != 200 {
 		t.Fatalf("update keeping the secret: %d %s", r.status, r.body)
 	}
 	o, _ := h.st.GetOrg(ctx, "org_a")
-	if !strings.Contains(string(o.Connection.Config), "s3cret-value") || !strings.Contains(string(o.Connection.Config), `"gh2"`) {
+	if !strings.Contains(string(o.Connection.Config), "s3cret-value") || !strings.Contains(string(o.Connection.Config), `"groups"`) {
 		t.Fatalf("stored: %s", o.Connection.Config)
+	}
+	// A secret is not kept for another client or issuer: it would go to
+	// whatever the new issuer names.
+	for _, change := range []map[string]any{
+		{"issuer": "https://idp.example.com", "client_id": "gh2", "client_secret": redacted},
+		{"issuer": "https://evil.example.com", "client_id": "gh"},
+	} {
+		r := put(oidc(change))
+		if r.status != 400 || !strings.Contains(string(r.body), "/settings/client_secret") {
+			t.Errorf("%v: %d %s", change, r.status, r.body)
+		}
 	}
 	ev, _ := h.st.ListAudit(ctx, store.AuditQuery{OrgID: "org_a", Action: "connection.update", Limit: 5})
 	if len(ev) != 2 || strings.Contains(fmt.Sprint(ev[0].Details), "s3cret") {

@@ -62,6 +62,9 @@ type ConnectionTest struct {
 // update leaves them out.
 var secretSettings = []string{"client_secret"}
 
+// secretBound are the settings a kept secret belongs to.
+var secretBound = []string{"issuer", "client_id"}
+
 func (a *API) endpoints(o store.Org) Endpoints {
 	if a.o.PublicURL == nil {
 		return Endpoints{}
@@ -260,6 +263,19 @@ func (a *API) keepSecrets(c *call, typ string, raw []byte) ([]byte, error) {
 	var prev map[string]json.RawMessage
 	if err := json.Unmarshal(c.org.Connection.Config, &prev); err != nil {
 		return raw, nil
+	}
+	// A secret stays only with the IdP and client it was issued for: a
+	// changed issuer or client ID must come with its own secret, or the
+	// stored one would be sent to whatever the new issuer names.
+	for _, k := range secretBound {
+		if !bytes.Equal(bytes.TrimSpace(m[k]), bytes.TrimSpace(prev[k])) {
+			for _, sk := range secretSettings {
+				if cur, sent := m[sk]; len(prev[sk]) > 0 && (!sent || string(cur) == `"`+redacted+`"`) {
+					return nil, invalid(field("/settings/"+sk, "send it: the stored one stays only with the same %s", strings.Join(secretBound, " and ")))
+				}
+			}
+			return raw, nil
+		}
 	}
 	changed := false
 	for _, k := range secretSettings {

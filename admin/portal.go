@@ -52,7 +52,7 @@ type PortalOptions struct {
 	// TestSignIn sends the admin's browser to the IdP through draft (a
 	// connection of org not in effect yet), back to returnTo with
 	// ?trace= (nil: no test sign-ins).
-	TestSignIn func(w http.ResponseWriter, r *http.Request, org *store.Org, draft store.Connection, userID, returnTo string) error
+	TestSignIn func(w http.ResponseWriter, r *http.Request, org *store.Org, draft store.Connection, userID, returnTo, base string) error
 	// Trace reads a test sign-in's trace; SpendTrace removes it once its
 	// draft is in effect.
 	Trace      func(ctx context.Context, id string) (idp.SSOTrace, bool)
@@ -197,6 +197,9 @@ func (p *Portal) serve(c *pcall) error {
 			a.o.Logger.Info("admin portal: refused", "reason", "cross-origin form", "principal", who.String(), "path", r.URL.Path)
 			return &pageError{http.StatusForbidden, "This form was sent from another site. Open the page again and send it from there."}
 		}
+		// The whole body is bounded, files included (ParseMultipartForm
+		// alone bounds only what it keeps in memory).
+		r.Body = http.MaxBytesReader(c.w, r.Body, maxUpload+64<<10)
 		if err := r.ParseMultipartForm(maxUpload); err != nil && !errors.Is(err, http.ErrNotMultipart) {
 			return &pageError{http.StatusBadRequest, "The form could not be read: it may be too large."}
 		}
@@ -353,10 +356,22 @@ func (rec *recorder) Write(b []byte) (int, error) {
 // apiRequest is the API request for a portal call: the caller's session
 // cookie, client address and host; the portal has checked the form's
 // origin and CSRF token already.
-func (c *pcall) apiRequest(method, path, rawQuery, ctype string, body []byte) *http.Request {
+func (c *pcall) apiRequest(method, path, rawQuery, ctype string, body []byte) (*http.Request, error) {
+	// path has its segments escaped (url.PathEscape): the URL keeps them
+	// so, and a "." or ".." segment is refused, never cleaned by the mux.
+	u, err := url.Parse(Prefix + path)
+	if err != nil {
+		return nil, &pageError{http.StatusNotFound, ""}
+	}
+	for seg := range strings.SplitSeq(u.Path, "/") {
+		if seg == "." || seg == ".." {
+			return nil, &pageError{http.StatusNotFound, ""}
+		}
+	}
+	u.RawQuery = rawQuery
 	r := c.r.Clone(c.ctx())
 	r.Method = method
-	r.URL = &url.URL{Path: Prefix + path, RawQuery: rawQuery}
+	r.URL = u
 	r.RequestURI = ""
 	r.Header = http.Header{}
 	for _, k := range []string{"Cookie", "User-Agent", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded", "X-Real-Ip"} {
@@ -370,7 +385,7 @@ func (c *pcall) apiRequest(method, path, rawQuery, ctype string, body []byte) *h
 		r.Header.Set("Content-Type", ctype)
 	}
 	r.Form, r.PostForm, r.MultipartForm = nil, nil, nil
-	return r
+	return r, nil
 }
 
 // api calls the API with a JSON body (nil: none); ifMatch, when set, is
@@ -391,7 +406,10 @@ func (c *pcall) api(method, path string, query url.Values, body any, ifMatch str
 			ctype = "application/merge-patch+json"
 		}
 	}
-	r := c.apiRequest(method, path, query.Encode(), ctype, b)
+	r, err := c.apiRequest(method, path, query.Encode(), ctype, b)
+	if err != nil {
+		return nil, err
+	}
 	if ifMatch != "" {
 		r.Header.Set("If-Match", ifMatch)
 	}

@@ -907,7 +907,10 @@ func (p *Portal) audit(c *pcall) error {
 // auditExport streams the API's export (JSON Lines) as a download.
 func (p *Portal) auditExport(c *pcall) error {
 	_, query, _ := auditParams(c.r.URL.Query())
-	r := c.apiRequest(http.MethodGet, c.orgPath("/audit/export"), query.Encode(), "", nil)
+	r, err := c.apiRequest(http.MethodGet, c.orgPath("/audit/export"), query.Encode(), "", nil)
+	if err != nil {
+		return err
+	}
 	p.api.ServeHTTP(c.w, r)
 	return nil
 }

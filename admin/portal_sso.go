@@ -13,9 +13,10 @@ import (
 
 // Self-serve single sign-on: the admin picks SAML or OIDC, gives the
 // IdP's values, and signs in through the new connection in a test mode
-// (idp.BeginTest). The tracer shows what arrived; only a test that
-// signed the admin in may be activated, so a wrong setting never takes
-// the org's working sign-in (its password pool, say) away.
+// (idp.BeginTest). The tracer shows what arrived; only a test in which
+// the IdP signed in someone Gatehouse would admit may be activated (the
+// page warns when that was not the admin), so a wrong setting never
+// takes the org's working sign-in (its password pool, say) away.
 
 type ssoData struct {
 	Conn ConnectionView
@@ -130,7 +131,7 @@ func (p *Portal) ssoTest(c *pcall) error {
 		return err
 	}
 	ret := c.here("/sso")
-	if err := p.o.TestSignIn(c.w, c.r, c.org, draft, c.who.UserID, ret); err != nil {
+	if err := p.o.TestSignIn(c.w, c.r, c.org, draft, c.who.UserID, ret, etagOf(c.org.Connection)); err != nil {
 		p.api.o.Logger.Info("admin portal: test sign-in not started", "org", c.org.Slug, "principal", c.who.String(), "err", err)
 		msg := "The test sign-in could not start: " + err.Error()
 		if errors.Is(err, idp.ErrWrongHost) {
@@ -142,7 +143,8 @@ func (p *Portal) ssoTest(c *pcall) error {
 }
 
 // ssoActivate puts a tested draft into effect through the API (checked
-// and audited there), once its test signed this admin in.
+// and audited there), once its test worked, if the connection is still
+// the one it was tested against.
 func (p *Portal) ssoActivate(c *pcall) error {
 	if p.o.Trace == nil {
 		return &pageError{http.StatusNotFound, ""}
@@ -155,15 +157,15 @@ func (p *Portal) ssoActivate(c *pcall) error {
 	if !tr.OK {
 		return p.renderSSO(c, http.StatusConflict, "Only a connection whose test sign-in worked can be activated.", nil)
 	}
+	// Against the connection as it was when tested: a change made since
+	// (by another admin, say) is not overwritten (412).
 	in := connectionSet{Type: tr.Draft.Type, Settings: tr.Draft.Config, Provisioning: tr.Draft.Provisioning}
-	var cur ConnectionView
-	etag, err := c.get(c.orgPath("/connection"), nil, &cur)
+	res, err := c.api(http.MethodPut, c.orgPath("/connection"), nil, in, tr.Base)
 	if err != nil {
 		return err
 	}
-	res, err := c.api(http.MethodPut, c.orgPath("/connection"), nil, in, etag)
-	if err != nil {
-		return err
+	if res.status == http.StatusPreconditionFailed || res.status == http.StatusPreconditionRequired {
+		return p.renderSSO(c, http.StatusConflict, "The sign-in settings changed since your test: test again.", nil)
 	}
 	if !res.ok() {
 		return p.renderSSO(c, res.status, res.message(), nil)

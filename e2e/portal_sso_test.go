@@ -94,8 +94,11 @@ func TestPortalSAMLSetupInChromium(t *testing.T) {
 	if strings.Contains(admin.text(), "Activate this connection") {
 		t.Fatal("a refused test offers activation")
 	}
-	if txt := admin.text(); !strings.Contains(txt, "NameID") || !strings.Contains(txt, "not trusted") {
-		t.Fatalf("the tracer does not show what arrived:\n%s", txt)
+	// What arrived is shown, but an assertion encrypted to the org's key
+	// is opened only for a response that verifies.
+	if txt := admin.text(); !strings.Contains(txt, "Destination") || !strings.Contains(txt, "not trusted") ||
+		!strings.Contains(txt, "shown only when the response verifies") || strings.Contains(txt, "ian@initech.example\n") || strings.Contains(txt, "urn:oid:0.9.2342.19200300.100.1.3") {
+		t.Fatalf("the tracer of a response that did not verify:\n%s", txt)
 	}
 	if c := api("GET", "/orgs/initech/connection", nil); c["type"] != "password" {
 		t.Fatalf("after a refused test, initech signs in with %v", c["type"])

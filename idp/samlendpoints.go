@@ -121,6 +121,9 @@ func (h *Handler) samlMetadata(w http.ResponseWriter, r *http.Request) {
 	owner, err := h.ownerOf(org)
 	if err == nil && owner.ID == org.ID {
 		cv, cerr := h.o.Connections.Get(r.Context(), owner)
+		if cerr != nil {
+			h.o.Logger.Warn("idp: the org's connection does not open; serving its SP metadata from its keys alone", "org", org.Slug, "err", cerr)
+		}
 		if mc, ok := cv.(connection.Metadata); ok && cerr == nil {
 			if b, err = mc.Metadata(r.Context()); err != nil {
 				fail(err)
@@ -128,10 +131,11 @@ func (h *Handler) samlMetadata(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	if b == nil && h.o.SetupMetadata != nil && org.Connection.Type != "" {
-		// An org with a connection of its own that is not SAML (yet):
-		// the metadata its SAML connection will have, for its admin to
-		// set the IdP up before switching (the portal's SSO setup).
+	if b == nil && h.o.SetupMetadata != nil {
+		// An org that does not sign in with a SAML connection of its own
+		// (yet: passwords, OIDC, or its parent's): the metadata its SAML
+		// connection will have, for its admin to set the IdP up before
+		// switching (the portal's SSO setup).
 		if b, err = h.o.SetupMetadata(r.Context(), h.o.Connections.depsOf(org)); err != nil {
 			fail(err)
 			return

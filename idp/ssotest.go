@@ -39,6 +39,7 @@ type SSOTest struct {
 	// UserID is the admin testing; Return the portal page to come back to.
 	UserID string `json:"user"`
 	Return string `json:"return"`
+	Base   string `json:"base,omitempty"`
 }
 
 // SSOTrace is what a test sign-in found: the identity, or the exact
@@ -49,7 +50,9 @@ type SSOTrace struct {
 	UserID string           `json:"user"`
 	At     time.Time        `json:"at"`
 	Draft  store.Connection `json:"draft"`
-	OK     bool             `json:"ok"`
+	// Base is the version of the org's connection the draft replaces.
+	Base string `json:"base,omitempty"`
+	OK   bool   `json:"ok"`
 	// Reason is the full error on a refusal, as the log has it.
 	Reason string `json:"reason,omitempty"`
 	// Identity: who the IdP said signed in, and every claim or attribute.
@@ -72,9 +75,10 @@ var ErrWrongHost = errors.New("idp: test sign-ins start on the org's sign-in hos
 // BeginTest sends the admin's browser to the IdP through draft, a
 // connection of org not in effect; the answer comes back to the org's
 // usual callback or ACS and leaves an SSOTrace, then the browser goes to
-// returnTo with ?trace=. An error (the draft does not open, the IdP's
+// returnTo with ?trace=. base is the caller's version of the org's
+// connection, kept in the trace (activation must find it unchanged). An error (the draft does not open, the IdP's
 // metadata is unreachable) is returned for the caller's page.
-func (h *Handler) BeginTest(w http.ResponseWriter, r *http.Request, org *store.Org, draft store.Connection, userID, returnTo string) error {
+func (h *Handler) BeginTest(w http.ResponseWriter, r *http.Request, org *store.Org, draft store.Connection, userID, returnTo, base string) error {
 	signIn := SignInURL(*h.o.PublicURL, org)
 	if request.Host(r) != strings.ToLower(signIn.Hostname()) {
 		return fmt.Errorf("%w (%s)", ErrWrongHost, signIn.Hostname())
@@ -89,7 +93,11 @@ func (h *Handler) BeginTest(w http.ResponseWriter, r *http.Request, org *store.O
 	if !ok {
 		return fmt.Errorf("idp: a %s connection has no sign-in to test", draft.Type)
 	}
-	test := &SSOTest{Draft: draft, UserID: userID, Return: returnTo}
+	now := h.o.Now()
+	if ok, until := h.flowStarts.take(throttleAddr(h.o.ClientIP.Addr(r)), now); !ok {
+		return fmt.Errorf("too many sign-ins were started from your network: try again in %s", wait(until, now))
+	}
+	test := &SSOTest{Draft: draft, UserID: userID, Return: returnTo, Base: base}
 	return h.startFlow(w, r.WithContext(ctx), org, org, c, draft.Type, "", "", "", test)
 }
 
@@ -107,15 +115,11 @@ func (h *Handler) finishTest(w http.ResponseWriter, r *http.Request, state strin
 		return
 	}
 	t := rec.Test
-	tr := SSOTrace{ID: token.RandomID(), OrgID: org.ID, UserID: t.UserID, At: h.o.Now().UTC(), Draft: t.Draft}
+	tr := SSOTrace{ID: token.RandomID(), OrgID: org.ID, UserID: t.UserID, At: h.o.Now().UTC(), Draft: t.Draft, Base: t.Base}
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
 	cv, err := h.o.Connections.OpenDraft(ctx, org, t.Draft)
 	if err == nil {
-		if tc, ok := cv.(connection.Tracer); ok {
-			tr.Details, tr.Raw = tc.Trace(r)
-			if len(tr.Raw) > maxTraceRaw {
-				tr.Raw = tr.Raw[:maxTraceRaw] + "\n… (cut)"
-			}
-		}
 		c, ok := cv.(connection.Redirect)
 		if !ok {
 			err = fmt.Errorf("idp: a %s connection has no sign-in to test", t.Draft.Type)
@@ -137,6 +141,12 @@ func (h *Handler) finishTest(w http.ResponseWriter, r *http.Request, state strin
 					err = fmt.Errorf("the IdP signed someone in, but Gatehouse would refuse them: %w", err)
 				}
 			}
+		}
+	}
+	if tc, ok := cv.(connection.Tracer); ok && cv != nil {
+		tr.Details, tr.Raw = tc.Trace(r, tr.Subject != "")
+		if len(tr.Raw) > maxTraceRaw {
+			tr.Raw = tr.Raw[:maxTraceRaw] + "\n… (cut)"
 		}
 	}
 	if err != nil {

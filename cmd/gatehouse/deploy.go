@@ -265,12 +265,15 @@ func (d *deployment) signIn(ctx context.Context) error {
 					return fmt.Errorf("corrupt message: %w: %w", err, outbox.ErrPermanent)
 				}
 				m.ID = it.ID // the same across retries: the receiver's idempotency key
-				if err := sender.Send(ctx, m); errors.Is(err, sms.ErrRefused) {
-					return fmt.Errorf("%w: %w", err, outbox.ErrPermanent)
-				} else if err != nil {
-					return err
+				err := sender.Send(ctx, m)
+				var se *sms.StatusError
+				if errors.As(err, &se) && se.Body != "" {
+					log.Info("sms: the webhook's answer", "org", it.OrgID, "status", se.Code, "body", se.Body)
 				}
-				return nil
+				if errors.Is(err, sms.ErrRefused) {
+					return fmt.Errorf("%w: %w", err, outbox.ErrPermanent)
+				}
+				return err
 			},
 			Done: func(ctx context.Context, it outbox.Item, err error) {
 				e := store.AuditEvent{Time: time.Now(), OrgID: it.OrgID, Actor: "gatehouse", Action: "sms.sent", Target: it.To, Outcome: "success",
@@ -440,8 +443,28 @@ func (d *deployment) textInvitation() func(ctx context.Context, org store.Org, i
 		if err != nil {
 			return err
 		}
-		return d.texts.Add(ctx, outbox.Item{OrgID: org.ID, Kind: string(notify.Invitation), To: inv.Phone, Payload: b})
+		return d.texts.Add(ctx, outbox.Item{OrgID: org.ID, Budget: d.budget(org.ID, string(notify.Invitation)), Kind: string(notify.Invitation), To: inv.Phone, Payload: b})
 	}
+}
+
+// budget is the sending budget an org's message counts against: its
+// tree's top org's (sub-orgs, which org admins make at will, bring no
+// budget of their own), one for what admins send (invitations) and one
+// for what anyone can trigger (password resets, alerts), so that a flood
+// of reset requests cannot stop an org's invitations.
+func (d *deployment) budget(orgID, kind string) string {
+	root := orgID
+	for range 32 {
+		o, ok := d.orgs.ByID(root)
+		if !ok || o.ParentID == "" {
+			break
+		}
+		root = o.ParentID
+	}
+	if kind == string(notify.Invitation) {
+		return root + "/admins"
+	}
+	return root + "/people"
 }
 
 // queueMail puts a message in the email outbox.
@@ -450,7 +473,7 @@ func (d *deployment) queueMail(ctx context.Context, orgID, kind, to string, m no
 	if err != nil {
 		return err
 	}
-	return d.mail.Add(ctx, outbox.Item{OrgID: orgID, Kind: kind, To: to, Payload: b})
+	return d.mail.Add(ctx, outbox.Item{OrgID: orgID, Budget: d.budget(orgID, kind), Kind: kind, To: to, Payload: b})
 }
 
 // humanDuration says d in days or hours, as a message does ("7 days").

@@ -79,10 +79,13 @@ type Redirect interface {
 }
 
 // Tracer connections describe an IdP's answer for the login tracer (an
-// admin's test sign-in): each part as it arrived, whether or not it
-// verifies, and the answer decoded (raw, "" if it has no text form).
+// admin's test sign-in): each part as it arrived, and the answer decoded
+// (raw, "" if it has no text form). verified says whether Finish
+// accepted it: what only the SP's keys open (an encrypted assertion) is
+// shown only then, so a test flow never decrypts someone else's
+// captured response.
 type Tracer interface {
-	Trace(r *http.Request) (items []TraceItem, raw string)
+	Trace(r *http.Request, verified bool) (items []TraceItem, raw string)
 }
 
 // TraceItem is one labeled part of what arrived.

@@ -9,7 +9,7 @@ import (
 // Trace reads the IdP's redirect back for the login tracer: its error,
 // if it sent one, and which parameters came (never the code's value).
 // The ID token's claims are the identity, once it verifies.
-func (c *conn) Trace(r *http.Request) ([]connection.TraceItem, string) {
+func (c *conn) Trace(r *http.Request, _ bool) ([]connection.TraceItem, string) {
 	q := r.URL.Query()
 	var items []connection.TraceItem
 	add := func(label, value string) {

@@ -2,6 +2,7 @@ package saml
 
 import (
 	"crypto/rsa"
+	"fmt"
 	"encoding/base64"
 	"encoding/xml"
 	"errors"
@@ -20,8 +21,12 @@ import (
 // they arrived (not yet verified: the tracer shows the verification's
 // outcome beside them), and the XML itself. It never fails: what cannot
 // be read is said so.
-func (c *conn) Trace(r *http.Request) ([]connection.TraceItem, string) {
-	var items []connection.TraceItem
+func (c *conn) Trace(r *http.Request, verified bool) (items []connection.TraceItem, text string) {
+	defer func() {
+		if p := recover(); p != nil {
+			items = append(items, connection.TraceItem{Label: "SAMLResponse", Value: fmt.Sprintf("could not be read: %v", p)})
+		}
+	}()
 	add := func(label, value string) {
 		if value != "" {
 			items = append(items, connection.TraceItem{Label: label, Value: value})
@@ -61,7 +66,11 @@ func (c *conn) Trace(r *http.Request) ([]connection.TraceItem, string) {
 		add("Status", status)
 	}
 	a := resp.Assertion
-	text := string(raw)
+	text = string(raw)
+	if resp.EncryptedAssertion != nil && !verified {
+		add("Assertion", "encrypted to this organization's SP key; shown only when the response verifies")
+		return items, text
+	}
 	if resp.EncryptedAssertion != nil {
 		dec, err := c.decryptForTrace(raw)
 		if err != nil {

@@ -12,7 +12,7 @@ import (
 // parts are listed; broken input is said so, never a panic.
 func TestTrace(t *testing.T) {
 	c, _ := fixtureConn(t, nil)
-	items, raw := c.Trace(acsRequest(fixture(t, "valid")))
+	items, raw := c.Trace(acsRequest(fixture(t, "valid")), true)
 	got := map[string]string{}
 	for _, it := range items {
 		got[it.Label] = it.Value
@@ -33,7 +33,7 @@ func TestTrace(t *testing.T) {
 	} {
 		r := httptest.NewRequest("POST", "/acs", strings.NewReader(body))
 		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		items, _ := c.Trace(r)
+		items, _ := c.Trace(r, false)
 		if len(items) == 0 || !strings.Contains(items[0].Value, "not") {
 			t.Errorf("%s: %v", name, items)
 		}
@@ -50,6 +50,7 @@ func FuzzTrace(f *testing.F) {
 	f.Add([]byte("<samlp:Response><saml:EncryptedAssertion><xenc:EncryptedData/></saml:EncryptedAssertion></samlp:Response>"))
 	c, _ := fixtureConn(f, nil)
 	f.Fuzz(func(t *testing.T, doc []byte) {
-		_, _ = c.Trace(acsRequest(string(doc)))
+		_, _ = c.Trace(acsRequest(string(doc)), false)
+		_, _ = c.Trace(acsRequest(string(doc)), true)
 	})
 }

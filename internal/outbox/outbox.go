@@ -5,6 +5,7 @@
 package outbox
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -22,7 +23,11 @@ import (
 type Item struct {
 	ID string `json:"id"`
 	// OrgID and Kind describe it for logs and the audit trail.
-	OrgID   string          `json:"org_id,omitempty"`
+	OrgID string `json:"org_id,omitempty"`
+	// Budget is the sending budget it counts against (default OrgID):
+	// the top of the org's tree, so that making sub-orgs makes no new
+	// budget.
+	Budget  string          `json:"budget,omitempty"`
 	Kind    string          `json:"kind"`
 	To      string          `json:"to"`
 	Payload json.RawMessage `json:"payload"`
@@ -103,8 +108,8 @@ func (e *LimitError) Unwrap() error { return ErrLimit }
 // *LimitError, which is ErrLimit).
 func (b *Outbox) Add(ctx context.Context, it Item) error {
 	now := b.o.Now().UTC()
-	if it.OrgID != "" {
-		if err := b.count(ctx, it.OrgID, now); err != nil {
+	if budget := cmp.Or(it.Budget, it.OrgID); budget != "" {
+		if err := b.count(ctx, budget, now); err != nil {
 			return err
 		}
 	}
@@ -156,9 +161,16 @@ func (b *Outbox) deliverDue(ctx context.Context) {
 		b.o.Logger.Warn("outbox: reading failed", "outbox", b.o.Name, "err", err)
 		return
 	}
-	for _, bi := range infos {
+	for i, bi := range infos {
 		if ctx.Err() != nil {
 			return
+		}
+		if i > 0 {
+			// Hold the lock for each delivery: one slow receiver must not
+			// let another node send the same items meanwhile.
+			if ok, err := b.o.Store.AcquireLock(ctx, b.prefix(), b.node, 30*time.Second); err != nil || !ok {
+				return
+			}
 		}
 		blob, err := b.o.Store.GetBlob(ctx, bi.Key)
 		if err != nil {

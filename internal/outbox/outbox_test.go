@@ -173,6 +173,11 @@ func TestPerOrgLimits(t *testing.T) {
 	if err := add(a, "org_a"); !errors.As(err, &le) || le.Window != 24*time.Hour || le.Limit != 5 {
 		t.Fatalf("the 6th item in the day: %v", err)
 	}
+	// A sub-org's items count against the budget they name (its top
+	// org's), not a fresh one of its own.
+	if err := a.Add(ctx, Item{OrgID: "org_a_sub", Budget: "org_a", Kind: "invitation", To: "y@example.com"}); !errors.Is(err, ErrLimit) {
+		t.Fatalf("a sub-org's item on its parent's spent budget: %v", err)
+	}
 	// The refused items were not queued.
 	infos, err := st.ListBlobs(ctx, "outbox/mail")
 	if err != nil || len(infos) != 5+1+10 {

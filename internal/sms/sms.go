@@ -64,8 +64,9 @@ func New(c Config) (*Sender, error) {
 // than 408, 425 and 429): retrying would not help.
 var ErrRefused = errors.New("sms: the webhook refused the message")
 
-// Send posts m. A 2xx answer is delivered; 408, 425, 429, 5xx and
-// network errors are worth retrying; any other answer is ErrRefused.
+// Send posts m. A 2xx answer is delivered; 3xx, 408, 425, 429, 5xx and
+// network errors are worth retrying; any other answer is ErrRefused (a
+// *StatusError either way).
 func (s *Sender) Send(ctx context.Context, m Message) error {
 	body, err := json.Marshal(m)
 	if err != nil {
@@ -86,14 +87,33 @@ func (s *Sender) Send(ctx context.Context, m Message) error {
 	}
 	defer resp.Body.Close()
 	detail, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	switch code := resp.StatusCode; {
-	case code >= 200 && code < 300:
+	code := resp.StatusCode
+	if code >= 200 && code < 300 {
 		return nil
-	case code == 408 || code == 425 || code == 429 || code >= 500:
-		return fmt.Errorf("sms: webhook answered %d: %s", code, bytes.TrimSpace(detail))
-	default:
-		return fmt.Errorf("%w: %d: %s", ErrRefused, code, bytes.TrimSpace(detail))
 	}
+	// 3xx: a misconfigured URL, which the operator may fix within the
+	// retry period; 408, 425, 429, 5xx: the relay's trouble, passing.
+	return &StatusError{Code: code, Body: string(bytes.TrimSpace(detail)),
+		Permanent: code >= 400 && code < 500 && code != 408 && code != 425 && code != 429}
+}
+
+// StatusError is the webhook's answer to a text it did not take. Its
+// message has the status only: the relay's body (Body, for the
+// operator's log) stays out of org audit trails.
+type StatusError struct {
+	Code      int
+	Body      string
+	Permanent bool
+}
+
+func (e *StatusError) Error() string { return fmt.Sprintf("sms: webhook answered %d", e.Code) }
+
+// Unwrap makes a permanent refusal ErrRefused.
+func (e *StatusError) Unwrap() error {
+	if e.Permanent {
+		return ErrRefused
+	}
+	return nil
 }
 
 // e164 is a phone number in E.164: "+", a country code, at most 15

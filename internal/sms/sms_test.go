@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,10 +44,11 @@ func TestSend(t *testing.T) {
 	for _, tc := range []struct {
 		status    int
 		permanent bool
-	}{{429, false}, {503, false}, {408, false}, {400, true}, {404, true}, {401, true}} {
+	}{{429, false}, {503, false}, {408, false}, {302, false}, {400, true}, {404, true}, {401, true}} {
 		status = tc.status
 		err := s.Send(context.Background(), m)
-		if err == nil || errors.Is(err, ErrRefused) != tc.permanent {
+		var se *StatusError
+		if err == nil || errors.Is(err, ErrRefused) != tc.permanent || !errors.As(err, &se) || se.Code != tc.status || strings.Contains(err.Error(), "bad signature") {
 			t.Errorf("%d: %v", tc.status, err)
 		}
 	}
