@@ -2,10 +2,10 @@ package saml
 
 import (
 	"crypto/rsa"
-	"fmt"
 	"encoding/base64"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
