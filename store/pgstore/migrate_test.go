@@ -1,0 +1,82 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"os"
+	"sync"
+	"testing"
+	"testing/fstest"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/gatehouse/gatehouse/store/pgstore/pgtest"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	pgtest.Stop()
+	os.Exit(code)
+}
+
+func testPool(t *testing.T) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+// Nodes starting together migrate once; a schema newer than the
+// binary's is refused; migrations must be numbered without gaps.
+func TestMigrate(t *testing.T) {
+	pool := testPool(t)
+	ctx := context.Background()
+	ms := []migration{
+		{1, "001_a.sql", "CREATE TABLE a (x int)"},
+		{2, "002_b.sql", "CREATE TABLE b (x int); INSERT INTO a VALUES (1)"},
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 5)
+	for i := range errs {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = migrate(ctx, pool, ms) }()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var n, v int
+	if err := pool.QueryRow(ctx, "SELECT count(*) FROM a").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("migration 2 ran %d times: %v", n, err)
+	}
+	if err := pool.QueryRow(ctx, "SELECT max(version) FROM gatehouse_schema").Scan(&v); err != nil || v != 2 {
+		t.Fatalf("version %d: %v", v, err)
+	}
+	if err := migrate(ctx, pool, ms[:1]); !errors.Is(err, ErrSchemaTooNew) {
+		t.Fatalf("an older binary: %v", err)
+	}
+	// A failing migration leaves nothing half done.
+	bad := append(ms, migration{3, "003_c.sql", "CREATE TABLE c (x int); SELECT nope"})
+	if err := migrate(ctx, pool, bad); err == nil {
+		t.Fatal("a broken migration applied")
+	}
+	if err := pool.QueryRow(ctx, "SELECT count(*) FROM pg_tables WHERE tablename = 'c'").Scan(&n); err != nil || n != 0 {
+		t.Fatalf("the broken migration left table c: %d %v", n, err)
+	}
+	for _, tc := range []fstest.MapFS{
+		{"migrations/001_a.sql": {Data: []byte("x")}, "migrations/003_c.sql": {Data: []byte("x")}},
+		{"migrations/a.sql": {Data: []byte("x")}},
+	} {
+		if _, err := loadMigrations(tc); err == nil {
+			t.Errorf("%v accepted", tc)
+		}
+	}
+	if _, err := loadMigrations(migrationFS); err != nil {
+		t.Fatalf("the embedded migrations: %v", err)
+	}
+}
