@@ -1,0 +1,27 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/gatehouse/gatehouse/store"
+	"github.com/gatehouse/gatehouse/store/pgstore/pgtest"
+	"github.com/gatehouse/gatehouse/store/storetest"
+)
+
+// The store conformance suite, on a database of its own per test.
+func TestConformance(t *testing.T) {
+	storetest.RunTests(t, func(t *testing.T) store.Store {
+		st, err := Open(context.Background(), pgtest.NewDatabase(t), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := st.Close(); err != nil && !errors.Is(err, store.ErrClosed) {
+				t.Error(err)
+			}
+		})
+		return st
+	})
+}

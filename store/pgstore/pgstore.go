@@ -1,0 +1,241 @@
+package pgstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/gatehouse/gatehouse/store"
+)
+
+// Options configure a Store.
+type Options struct {
+	// MaxConns and MinConns size the pool (defaults 32 and 2).
+	MaxConns, MinConns int32
+}
+
+// Store is the PostgreSQL backend of store.Store.
+type Store struct {
+	pool *pgxpool.Pool
+
+	mu     sync.RWMutex
+	closed bool
+}
+
+// Open connects to dsn, brings its schema up to date and returns the
+// store.
+func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: dsn: %w", err)
+	}
+	cfg.MaxConns, cfg.MinConns = 32, 2
+	if o.MaxConns > 0 {
+		cfg.MaxConns = o.MaxConns
+	}
+	if o.MinConns > 0 {
+		cfg.MinConns = o.MinConns
+	}
+	// Gatehouse's tables live in their own schema.
+	cfg.ConnConfig.RuntimeParams["search_path"] = "gatehouse"
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: %w", err)
+	}
+	if _, err := pool.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS gatehouse"); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("pgstore: %w", err)
+	}
+	if err := Migrate(ctx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return &Store{pool: pool}, nil
+}
+
+var _ store.Store = (*Store)(nil)
+
+// enter refuses work on a closed store or a done context.
+func (s *Store) enter(ctx context.Context) (func(), error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return nil, store.ErrClosed
+	}
+	return s.mu.RUnlock, nil
+}
+
+// Close closes the pool (after in-flight calls); ErrClosed the second time.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return store.ErrClosed
+	}
+	s.closed = true
+	s.pool.Close()
+	return nil
+}
+
+// Ping reports whether the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	done, err := s.enter(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	return s.pool.Ping(ctx)
+}
+
+const maxAttempts = 20
+
+// tx runs fn in a READ COMMITTED transaction, again on a serialization
+// failure or a deadlock (fn must be pure).
+func (s *Store) tx(ctx context.Context, fn func(pgx.Tx) error) error {
+	done, err := s.enter(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	for attempt := 0; ; attempt++ {
+		err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, fn)
+		if err == nil || !retryable(err) || attempt >= maxAttempts {
+			return err
+		}
+		time.Sleep(time.Duration(rand.IntN(1+attempt*2)) * time.Millisecond)
+	}
+}
+
+func retryable(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
+}
+
+// fnError carries the error of a caller's update function unchanged.
+type fnError struct{ err error }
+
+func (e fnError) Error() string { return e.err.Error() }
+
+// mapErr turns database errors into the store's.
+func mapErr(err error) error {
+	var fe fnError
+	if errors.As(err, &fe) {
+		return fe.err
+	}
+	var pe *pgconn.PgError
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return store.ErrNotFound
+	case errors.As(err, &pe) && pe.Code == "23505":
+		return fmt.Errorf("%w (%s)", store.ErrAlreadyExists, pe.ConstraintName)
+	case errors.As(err, &pe) && pe.Code == "23503":
+		return fmt.Errorf("%w (%s)", store.ErrNotFound, pe.ConstraintName)
+	}
+	return err
+}
+
+// wrap is an error of op, mapped, with context.
+func wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	err = mapErr(err)
+	if errors.Is(err, store.ErrClosed) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return fmt.Errorf("pgstore: %s: %w", op, err)
+}
+
+// ts is a time as stored: UTC, microseconds (truncated, never rounded).
+func ts(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+// nullable is "" as NULL.
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func docOf(v any) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: encode: %w", err)
+	}
+	return b, nil
+}
+
+// one reads a single record's doc.
+func one[T any](ctx context.Context, s *Store, op, query string, args ...any) (T, error) {
+	var v T
+	done, err := s.enter(ctx)
+	if err != nil {
+		return v, err
+	}
+	defer done()
+	var b []byte
+	if err := s.pool.QueryRow(ctx, query, args...).Scan(&b); err != nil {
+		return v, wrap(op, err)
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return v, fmt.Errorf("pgstore: %s: decode: %w", op, err)
+	}
+	return v, nil
+}
+
+// list reads records' docs.
+func list[T any](ctx context.Context, s *Store, op, query string, args ...any) ([]T, error) {
+	done, err := s.enter(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	rows, err := s.pool.Query(ctx, query, args...)
+	if err != nil {
+		return nil, wrap(op, err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (T, error) {
+		var v T
+		var b []byte
+		if err := r.Scan(&b); err != nil {
+			return v, err
+		}
+		return v, json.Unmarshal(b, &v)
+	})
+	if err != nil {
+		return nil, wrap(op, err)
+	}
+	return out, nil
+}
+
+// lockedDoc reads a record FOR UPDATE in tx (ErrNotFound if none).
+func lockedDoc[T any](ctx context.Context, tx pgx.Tx, query string, args ...any) (T, error) {
+	var v T
+	var b []byte
+	if err := tx.QueryRow(ctx, query, args...).Scan(&b); err != nil {
+		return v, err
+	}
+	return v, json.Unmarshal(b, &v)
+}
+
+// exec runs one statement outside a transaction.
+func (s *Store) exec(ctx context.Context, op, query string, args ...any) (pgconn.CommandTag, error) {
+	done, err := s.enter(ctx)
+	if err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	defer done()
+	tag, err := s.pool.Exec(ctx, query, args...)
+	return tag, wrap(op, err)
+}
