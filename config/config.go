@@ -89,7 +89,19 @@ type EAB struct {
 
 // Store selects the backend. Exactly one must be set.
 type Store struct {
-	Badger *BadgerStore `yaml:"badger"`
+	Badger   *BadgerStore   `yaml:"badger"`
+	Postgres *PostgresStore `yaml:"postgres"`
+}
+
+// PostgresStore is a PostgreSQL database (pgstore): the store of a
+// deployment of several nodes.
+type PostgresStore struct {
+	// DSN is a libpq connection string or URL; give it through ${ENV}
+	// (it holds the password). TLS as the DSN's sslmode says.
+	DSN string `yaml:"dsn"`
+	// MaxConns and MinConns size each node's pool (defaults 32 and 2).
+	MaxConns int32 `yaml:"max_conns"`
+	MinConns int32 `yaml:"min_conns"`
 }
 
 type BadgerStore struct {

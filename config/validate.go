@@ -25,6 +25,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/brandasset"
 	"github.com/gatehouse/gatehouse/internal/mailer"
 	"github.com/gatehouse/gatehouse/internal/webhooksig"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // applyDefaults fills in every setting left unset (zero).
@@ -244,8 +245,25 @@ func (c *Config) validate(d *decoder) {
 			d.add("store.badger.path", "required")
 		}
 	}
-	if backends == 0 {
-		d.add("store", "a store backend is required (store.badger.path)")
+	if pg := c.Store.Postgres; pg != nil {
+		backends++
+		if pg.DSN == "" {
+			d.add("store.postgres.dsn", "required (a connection string, through ${ENV}: it holds the password)")
+		} else if _, err := pgconn.ParseConfig(pg.DSN); err != nil {
+			d.add("store.postgres.dsn", "not a PostgreSQL connection string: %s", pgErrText(err))
+		}
+		if pg.MaxConns < 0 || pg.MaxConns > 1000 {
+			d.add("store.postgres.max_conns", "from 1 to 1000 (0: 32)")
+		}
+		if pg.MinConns < 0 || (pg.MaxConns > 0 && pg.MinConns > pg.MaxConns) {
+			d.add("store.postgres.min_conns", "from 0 to max_conns")
+		}
+	}
+	switch {
+	case backends == 0:
+		d.add("store", "a store backend is required (store.badger.path or store.postgres.dsn)")
+	case backends > 1:
+		d.add("store", "one store backend: badger or postgres, not both")
 	}
 
 	if r := c.Login.SAMLKeyRotation; r > 0 && r < 24*time.Hour {
@@ -1208,3 +1226,13 @@ func WebhookKey(secret string) ([]byte, error) { return webhooksig.ParseSecret(s
 // DomainProblem says what is wrong with a DNS name for an org's login or
 // email domain ("" if nothing).
 func DomainProblem(s string) string { return dnsNameProblem(s) }
+
+// pgErrText is a DSN parse error without the DSN itself (it may hold a
+// password).
+func pgErrText(err error) string {
+	msg := err.Error()
+	if i := strings.LastIndex(msg, ": "); i >= 0 {
+		return msg[i+2:]
+	}
+	return "invalid"
+}

@@ -16,7 +16,6 @@ import (
 
 	"github.com/gatehouse/gatehouse/config"
 	"github.com/gatehouse/gatehouse/store"
-	"github.com/gatehouse/gatehouse/store/badgerstore"
 )
 
 // chainResult is one audit chain's check, as `audit verify` prints it and
@@ -133,7 +132,7 @@ func verifyLocal(ctx context.Context, cfgPath, slug string) ([]chainResult, erro
 	if err != nil {
 		return nil, err
 	}
-	st, err := badgerstore.Open(cfg.Store.Badger.Path, badgerstore.WithLogger(slog.New(slog.DiscardHandler)))
+	st, err := openStore(ctx, cfg.Store, slog.New(slog.DiscardHandler))
 	if err != nil {
 		if strings.Contains(err.Error(), "lock") {
 			err = fmt.Errorf("%w (the embedded store allows one process: use --ops with a running Gatehouse, or verify a copy of its data folder)", err)

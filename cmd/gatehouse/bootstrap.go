@@ -12,7 +12,6 @@ import (
 	"github.com/gatehouse/gatehouse/admin"
 	"github.com/gatehouse/gatehouse/config"
 	"github.com/gatehouse/gatehouse/store"
-	"github.com/gatehouse/gatehouse/store/badgerstore"
 )
 
 // adminBootstrap is `gatehouse admin bootstrap`: it makes the first
@@ -38,7 +37,7 @@ func adminBootstrap(ctx context.Context, args []string, stdout, stderr io.Writer
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	st, err := badgerstore.Open(cfg.Store.Badger.Path, badgerstore.WithLogger(slog.New(slog.DiscardHandler)))
+	st, err := openStore(context.Background(), cfg.Store, slog.New(slog.DiscardHandler))
 	if err != nil {
 		if strings.Contains(err.Error(), "lock") {
 			err = fmt.Errorf("%w (the embedded store allows one process: stop Gatehouse first, or have a platform admin from admin.platform_admins sign in and make a token with the API)", err)

@@ -45,7 +45,6 @@ import (
 	"github.com/gatehouse/gatehouse/proxy"
 	"github.com/gatehouse/gatehouse/proxy/session"
 	"github.com/gatehouse/gatehouse/store"
-	"github.com/gatehouse/gatehouse/store/badgerstore"
 )
 
 // deployOptions are process-level settings that are not part of the
@@ -127,7 +126,7 @@ func deploy(ctx context.Context, cfg *config.Config, opts deployOptions) error {
 
 // openStore opens the store and applies the orgs the config declares.
 func (d *deployment) openStore(ctx context.Context) error {
-	st, err := badgerstore.Open(d.cfg.Store.Badger.Path, badgerstore.WithLogger(d.log))
+	st, err := openStore(ctx, d.cfg.Store, d.log)
 	if err != nil {
 		return fmt.Errorf("server: open store: %w", err)
 	}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -78,5 +80,40 @@ func TestMigrate(t *testing.T) {
 	}
 	if _, err := loadMigrations(migrationFS); err != nil {
 		t.Fatalf("the embedded migrations: %v", err)
+	}
+}
+
+// The sweeper removes single-use values and locks long expired, and
+// keeps the rest.
+func TestSweep(t *testing.T) {
+	ctx := context.Background()
+	st, err := Open(ctx, pgtest.NewDatabase(t), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for _, q := range []string{
+		"INSERT INTO once VALUES ('k', 'old', 'x', now() - interval '1 hour'), ('k', 'recent', 'x', now() - interval '1 minute'), ('k', 'live', 'x', now() + interval '1 hour')",
+		"INSERT INTO locks VALUES ('old', 'n1', now() - interval '1 hour'), ('live', 'n1', now() + interval '1 minute')",
+	} {
+		if _, err := st.pool.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	s2 := &Store{pool: st.pool, swept: make(chan struct{})}
+	go s2.sweep(sctx, 10*time.Millisecond)
+	time.Sleep(300 * time.Millisecond)
+	cancel()
+	<-s2.swept
+	var ids []string
+	rows, _ := st.pool.Query(ctx, "SELECT id FROM once UNION ALL SELECT name FROM locks ORDER BY 1")
+	for rows.Next() {
+		var id string
+		_ = rows.Scan(&id)
+		ids = append(ids, id)
+	}
+	if strings.Join(ids, ",") != "live,live,recent" {
+		t.Fatalf("left after sweeping: %v", ids)
 	}
 }

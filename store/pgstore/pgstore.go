@@ -28,6 +28,9 @@ type Store struct {
 
 	mu     sync.RWMutex
 	closed bool
+	// stopSweep ends the sweeper; swept is closed when it has.
+	stopSweep context.CancelFunc
+	swept     chan struct{}
 }
 
 // Open connects to dsn, brings its schema up to date and returns the
@@ -58,7 +61,41 @@ func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	return &Store{pool: pool}, nil
+	s := &Store{pool: pool, swept: make(chan struct{})}
+	var sctx context.Context
+	sctx, s.stopSweep = context.WithCancel(context.Background())
+	go s.sweep(sctx, sweepEvery)
+	return s, nil
+}
+
+// sweepEvery is how often expired single-use values and locks are
+// removed (reads ignore them anyway: this only reclaims space).
+const sweepEvery = 5 * time.Minute
+
+// sweep removes, until ctx ends, single-use values and locks that
+// expired more than 10 minutes ago (a node whose clock lags still reads
+// its own as live meanwhile), in small batches; nodes sweeping together
+// skip each other's rows.
+func (s *Store) sweep(ctx context.Context, every time.Duration) {
+	defer close(s.swept)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, table := range []string{"once", "locks"} {
+			for ctx.Err() == nil {
+				tag, err := s.pool.Exec(ctx, "DELETE FROM "+table+" WHERE ctid IN (SELECT ctid FROM "+table+
+					" WHERE expires_at < clock_timestamp() - interval '10 minutes' LIMIT 1000 FOR UPDATE SKIP LOCKED)")
+				if err != nil || tag.RowsAffected() < 1000 {
+					break
+				}
+			}
+		}
+	}
 }
 
 var _ store.Store = (*Store)(nil)
@@ -84,6 +121,8 @@ func (s *Store) Close() error {
 		return store.ErrClosed
 	}
 	s.closed = true
+	s.stopSweep()
+	<-s.swept
 	s.pool.Close()
 	return nil
 }
