@@ -1,9 +1,14 @@
 package e2e
 
 import (
+	"context"
+	"net"
+	"net/http"
+	"net/url"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gatehouse/gatehouse/store/pgstore/pgtest"
 )
@@ -45,4 +50,68 @@ func TestPostgresStore(t *testing.T) {
 	if !g.logged(`"msg":"gatehouse: serving"`) {
 		t.Fatal("no serving line")
 	}
+}
+
+// nodesBrowser is a browser that reaches every node: a *.localhost name
+// is dialed at 127.0.0.1 on the URL's port (each node listens on its own).
+func nodesBrowser(t *testing.T, g *gatehouse) *browser {
+	b := g.browser(t)
+	b.client.Transport = &http.Transport{DisableCompression: true, DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if h, port, _ := net.SplitHostPort(addr); strings.HasSuffix(h, "localhost") {
+			addr = net.JoinHostPort("127.0.0.1", port)
+		}
+		return (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, network, addr)
+	}}
+	return b
+}
+
+// Two nodes on one PostgreSQL: a session made on node 1 works on node 2;
+// signing out on node 1, or disabling the person there, is refused on
+// node 2 within a second, far inside revocation_check (5s here, its maximum): the
+// store's notifications reach the other node at once.
+func TestPostgresNodesRevocation(t *testing.T) {
+	t.Setenv("ALICE_PASSWORD", "alice-pw-123")
+	t.Setenv("CAROL_PASSWORD", "carol-pw-456")
+	t.Setenv("GATEHOUSE_TEST_DSN", pgtest.NewDatabase(t))
+	up := newUpstream(t)
+	cfg := strings.NewReplacer("{{UPSTREAM}}", up.URL, "{{BOBHASH}}", readBobHash(t),
+		"  badger: { path: {{DATA}} }\n", "  postgres: { dsn: \"${GATEHOUSE_TEST_DSN}\" }\n",
+		"revocation_check: 2s", "revocation_check: 5s").Replace(testConfig)
+	n1 := start(t, cfg)
+	n2 := start(t, cfg)
+	b := nodesBrowser(t, n1)
+	if p := b.login(n1.url("app.localhost", "/"), "alice@acme.example", "alice-pw-123"); !strings.Contains(p.body, "upstream / for alice@acme.example") {
+		t.Fatalf("sign-in on node 1: %d %s", p.status, p.body)
+	}
+	onNode2 := func() page { return b.get(n2.url("app.localhost", "/x")) }
+	if p := onNode2(); p.status != 200 || p.body != "upstream /x for alice@acme.example" {
+		t.Fatalf("the session on node 2: %d %s", p.status, p.body)
+	}
+	// dave, made on node 1 by alice, signs in on node 2.
+	same := []string{"Origin", "http://login.acme.localhost:" + n1.port, "Sec-Fetch-Site", "same-origin"}
+	dave := b.mustAPI("POST", n1.url("login.acme.localhost", "/api/v1/orgs/acme/users"), map[string]any{"email": "dave@acme.example", "password": "dave-long-password"}, same...)
+	db := nodesBrowser(t, n2)
+	if p := db.login(n2.url("app.localhost", "/"), "dave@acme.example", "dave-long-password"); !strings.Contains(p.body, "upstream / for dave@acme.example") {
+		t.Fatalf("dave on node 2: %d %s", p.status, p.body)
+	}
+	// alice disables dave on node 1: node 2 refuses him within a second.
+	_, hdr, _ := b.api("GET", n1.url("login.acme.localhost", "/api/v1/orgs/acme/users/"+dave["id"].(string)), nil)
+	b.mustAPI("PATCH", n1.url("login.acme.localhost", "/api/v1/orgs/acme/users/"+dave["id"].(string)), map[string]any{"disabled": true}, append(same, "If-Match", hdr.Get("ETag"))...)
+	disabled := time.Now()
+	eventuallyWithin(t, time.Second, "node 2 refuses the disabled person", func() error {
+		p := db.get(n2.url("app.localhost", "/"))
+		return holds(p.status != 200, "still %d %s", p.status, p.body)
+	})
+	t.Logf("a disabled person refused on the other node after %s", time.Since(disabled).Round(time.Millisecond))
+	// alice signs out on node 1: node 2 refuses her session within a second.
+	lp := b.get(n1.url("login.acme.localhost", "/.gatehouse/logout"))
+	form := url.Values{"csrf": {field(t, csrfRE, lp.body)}}
+	b.post(n1.url("login.acme.localhost", "/.gatehouse/logout"), form)
+	// Her app-host session is the one to check (the hand-off made it).
+	out := time.Now()
+	eventuallyWithin(t, time.Second, "node 2 refuses the signed-out session", func() error {
+		p := onNode2()
+		return holds(p.status != 200, "still %d %s", p.status, p.body)
+	})
+	t.Logf("a sign-out seen on the other node after %s", time.Since(out).Round(time.Millisecond))
 }

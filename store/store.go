@@ -784,6 +784,23 @@ type Store interface {
 	Close() error
 }
 
+// Change is a record that changed, as a Watcher tells it: Kind is
+// "session", "user" (the person or one of their memberships), "org", or
+// "resync" (notifications may have been missed: reread everything).
+type Change struct {
+	Kind string
+	ID   string
+}
+
+// Watcher is a store that tells every node of changes as they commit
+// (PostgreSQL's LISTEN/NOTIFY), so that a revocation reaches all nodes
+// at once instead of at their next periodic reread. Watch calls fn for
+// each change until ctx ends, reconnecting by itself (with a "resync"
+// after each reconnection); the periodic rereads stay the fallback.
+type Watcher interface {
+	Watch(ctx context.Context, fn func(Change))
+}
+
 // Secret32 returns the deployment's 32-byte secret name, made at random
 // the first time it is asked for and the same on every node after.
 func Secret32(ctx context.Context, st Store, name string) ([]byte, error) {

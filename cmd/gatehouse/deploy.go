@@ -604,8 +604,22 @@ func (d *deployment) listen(ctx context.Context, ready func(proxyAddr, opsAddr s
 			Verifier: &certs.Verifier{Server: cfg.Domains.Resolver, CNAMETarget: cfg.Domains.CNAMETarget}})
 		go dc.Run(bg)
 	}
-	// One loop reloads the org directory, then the policies that read it.
-	go d.policies.run(bg, min(cfg.Policy.ReloadInterval, 10*time.Second))
+	// One loop reloads the org directory, then the policies that read it:
+	// periodically, and at once when another node changes an org (a
+	// store that tells of changes: PostgreSQL).
+	orgKick := make(chan struct{}, 1)
+	go d.policies.run(bg, min(cfg.Policy.ReloadInterval, 10*time.Second), orgKick)
+	if w, ok := d.st.(store.Watcher); ok {
+		go w.Watch(bg, func(c store.Change) {
+			d.sessions.Recheck(c)
+			if c.Kind == "org" || c.Kind == "resync" {
+				select {
+				case orgKick <- struct{}{}:
+				default:
+				}
+			}
+		})
+	}
 	go d.auditStream().Run(bg)
 
 	errc := make(chan error, 3)

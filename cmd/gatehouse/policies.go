@@ -156,8 +156,8 @@ func (p *policyLoader) reload(ctx context.Context, first bool) error {
 }
 
 // run reloads every interval until ctx ends.
-func (p *policyLoader) run(ctx context.Context, every time.Duration) {
-	loop.Every(ctx, every, func(ctx context.Context) {
+func (p *policyLoader) run(ctx context.Context, every time.Duration, kick <-chan struct{}) {
+	loop.EveryOrKick(ctx, every, kick, func(ctx context.Context) {
 		if err := p.orgs.Reload(ctx); err != nil {
 			p.log.Error("policy: org reload failed", "err", err)
 			return

@@ -20,3 +20,19 @@ func Every(ctx context.Context, interval time.Duration, fn func(context.Context)
 		}
 	}
 }
+
+// EveryOrKick is Every that also runs fn as soon as kick receives (kicks
+// arriving during a run coalesce into the next one).
+func EveryOrKick(ctx context.Context, interval time.Duration, kick <-chan struct{}, fn func(context.Context)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-kick:
+		}
+		fn(ctx)
+	}
+}

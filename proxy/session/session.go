@@ -631,6 +631,31 @@ func (m *Manager) Revoke(ctx context.Context, sid string) error {
 	return nil
 }
 
+// Recheck makes the cached sessions a change concerns read the store
+// again at their next use: a revoked or deleted session, a person's
+// (their record or a membership changed), an org's, or all of them (a
+// store.Watcher's resync). Changes from other nodes reach this one this
+// way at once, instead of at RecheckInterval.
+func (m *Manager) Recheck(c store.Change) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if c.Kind == "session" {
+		if e := m.cache[c.ID]; e != nil {
+			e.checked.Store(0)
+		}
+		return
+	}
+	for _, e := range m.cache {
+		id := e.ident.Load()
+		switch {
+		case c.Kind == "resync",
+			c.Kind == "user" && id != nil && id.UserID == c.ID,
+			c.Kind == "org" && id != nil && id.OrgID == c.ID:
+			e.checked.Store(0)
+		}
+	}
+}
+
 func (m *Manager) evict(sid string) {
 	m.mu.Lock()
 	delete(m.cache, sid)

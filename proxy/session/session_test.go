@@ -370,3 +370,38 @@ func TestOrgFactorRule(t *testing.T) {
 		}
 	}
 }
+
+// A change another node made (a store.Watcher's) makes this node read the
+// sessions it concerns again at once, not at the next recheck: a
+// revoked session, a person's, an org's, or all; others stay cached.
+func TestRecheckOnChange(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	node2 := newManager(t, f.st, func() time.Time { return time.Unix(0, f.now.Load()) })
+	other, err := f.m.Create(ctx, "u1", "o1", "password", "127.0.0.1", "test")
+	must(t, err)
+	for _, id := range []string{f.session.ID, other.ID} {
+		if _, err := node2.Lookup(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(t, f.m.Revoke(ctx, f.session.ID))
+	node2.Recheck(store.Change{Kind: "session", ID: f.session.ID})
+	if _, err := node2.Lookup(ctx, f.session.ID); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("after the change, node 2 still accepts: %v", err)
+	}
+	// The person's membership disabled: "user" rechecks their sessions.
+	_, err = f.st.UpdateMembership(ctx, "u1", "o1", func(m store.Membership) (store.Membership, error) { m.Disabled = true; return m, nil })
+	must(t, err)
+	if _, err := node2.Lookup(ctx, other.ID); err != nil {
+		t.Fatalf("before the change the cache answers: %v", err)
+	}
+	node2.Recheck(store.Change{Kind: "user", ID: "u2"})
+	if _, err := node2.Lookup(ctx, other.ID); err != nil {
+		t.Fatalf("another person's change rechecked u1: %v", err)
+	}
+	node2.Recheck(store.Change{Kind: "user", ID: "u1"})
+	if _, err := node2.Lookup(ctx, other.ID); err == nil {
+		t.Fatal("a disabled membership's session still accepted after the change")
+	}
+}

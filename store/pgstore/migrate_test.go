@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/gatehouse/gatehouse/store"
 	"github.com/gatehouse/gatehouse/store/pgstore/pgtest"
 )
 
@@ -115,5 +116,59 @@ func TestSweep(t *testing.T) {
 	}
 	if strings.Join(ids, ",") != "live,live,recent" {
 		t.Fatalf("left after sweeping: %v", ids)
+	}
+}
+
+// Watch reports what can end or alter a session elsewhere, as it
+// commits; a session's LastSeenAt touch stays silent.
+func TestWatch(t *testing.T) {
+	ctx := context.Background()
+	st, err := Open(ctx, pgtest.NewDatabase(t), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	got := make(chan store.Change, 100)
+	go st.Watch(wctx, func(c store.Change) { got <- c })
+	next := func() store.Change {
+		t.Helper()
+		select {
+		case c := <-got:
+			return c
+		case <-time.After(5 * time.Second):
+			t.Fatal("no notification")
+		}
+		return store.Change{}
+	}
+	if c := next(); c.Kind != "resync" {
+		t.Fatalf("first: %+v", c)
+	}
+	now := time.Now()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(st.CreateOrg(ctx, store.Org{ID: "o1", Slug: "o1"}))
+	if c := next(); c != (store.Change{Kind: "org", ID: "o1"}) {
+		t.Fatalf("org: %+v", c)
+	}
+	must(st.CreateUser(ctx, store.User{ID: "u1", Email: "u1@example.com"}))
+	must(st.CreateMembership(ctx, store.Membership{UserID: "u1", OrgID: "o1"}))
+	must(st.CreateSession(ctx, store.Session{ID: "s1", UserID: "u1", OrgID: "o1", ExpiresAt: now.Add(time.Hour)}))
+	_, err = st.UpdateSession(ctx, "s1", func(s store.Session) (store.Session, error) { s.LastSeenAt = now; return s, nil })
+	must(err)
+	_, err = st.UpdateSession(ctx, "s1", func(s store.Session) (store.Session, error) { s.RevokedAt = now; return s, nil })
+	must(err)
+	if c := next(); c != (store.Change{Kind: "session", ID: "s1"}) {
+		t.Fatalf("revocation: %+v (a touch must say nothing)", c)
+	}
+	_, err = st.UpdateMembership(ctx, "u1", "o1", func(m store.Membership) (store.Membership, error) { m.Disabled = true; return m, nil })
+	must(err)
+	if c := next(); c != (store.Change{Kind: "user", ID: "u1"}) {
+		t.Fatalf("membership: %+v", c)
 	}
 }
