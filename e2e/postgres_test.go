@@ -68,7 +68,8 @@ func nodesBrowser(t *testing.T, g *gatehouse) *browser {
 // Two nodes on one PostgreSQL: a session made on node 1 works on node 2;
 // signing out on node 1, or disabling the person there, is refused on
 // node 2 within a second, far inside revocation_check (5s here, its maximum): the
-// store's notifications reach the other node at once.
+// store's notifications reach the other node at once. Failed sign-ins
+// count against one budget on both nodes.
 func TestPostgresNodesRevocation(t *testing.T) {
 	t.Setenv("ALICE_PASSWORD", "alice-pw-123")
 	t.Setenv("CAROL_PASSWORD", "carol-pw-456")
@@ -114,4 +115,18 @@ func TestPostgresNodesRevocation(t *testing.T) {
 		return holds(p.status != 200, "still %d %s", p.status, p.body)
 	})
 	t.Logf("a sign-out seen on the other node after %s", time.Since(out).Round(time.Millisecond))
+
+	// Failed sign-ins count across nodes (max_failures: 3): two on node 1
+	// and one on node 2 use bob's budget up on both.
+	g1, g2 := nodesBrowser(t, n1), nodesBrowser(t, n2)
+	for i, gb := range []*browser{g1, g1, g2} {
+		if p := gb.tryPassword("bob@acme.example", "wrong"); p.status != http.StatusUnauthorized {
+			t.Fatalf("failure %d: %d", i+1, p.status)
+		}
+	}
+	for _, gb := range []*browser{g2, g1} {
+		if p := gb.tryPassword("bob@acme.example", "bob-example-password"); p.status != http.StatusTooManyRequests {
+			t.Fatalf("after three failures on two nodes, on %s: %d", gb.g.port, p.status)
+		}
+	}
 }

@@ -58,7 +58,11 @@ type Options struct {
 	// SetupMetadata makes the SAML SP metadata of an org that does not
 	// sign in with SAML yet, for its admin setting single sign-on up (nil:
 	// served only for SAML orgs).
-	SetupMetadata         func(ctx context.Context, deps connection.Deps) ([]byte, error)
+	SetupMetadata func(ctx context.Context, deps connection.Deps) ([]byte, error)
+	// SharedThrottles counts sign-in budgets in the store, shared by
+	// every node (a store several nodes use); off, each node counts its
+	// own, with no store write per attempt.
+	SharedThrottles       bool
 	MaxFailures           int
 	FailureWindow         time.Duration
 	MaxFailuresPerAddress int
@@ -67,12 +71,12 @@ type Options struct {
 // Handler serves the sign-in paths.
 type Handler struct {
 	o         Options
-	byAccount *throttle
-	byAddr    *throttle
+	byAccount limiter
+	byAddr    limiter
 	// flowStarts bounds the sign-in flows one client address opens: each
 	// is a store record and, for SAML, an RSA signature.
-	flowStarts *throttle
-	resets     *throttle
+	flowStarts limiter
+	resets     limiter
 	mux        *http.ServeMux
 	// known and deviceKey recognize clients that signed in before (known.go).
 	known     knownAddrs
@@ -87,15 +91,21 @@ func New(o Options) *Handler {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	budget := func(name string, max int, window time.Duration) limiter {
+		if o.SharedThrottles {
+			return newSharedThrottle(o.Store, name, max, window, o.Logger)
+		}
+		return newThrottle(max, window)
+	}
 	h := &Handler{
 		o:         o,
-		byAccount: newThrottle(o.MaxFailures, o.FailureWindow),
-		byAddr:    newThrottle(o.MaxFailuresPerAddress, o.FailureWindow),
+		byAccount: budget("account", o.MaxFailures, o.FailureWindow),
+		byAddr:    budget("address", o.MaxFailuresPerAddress, o.FailureWindow),
 		// About one a second sustained: an office behind one address signs
 		// in comfortably; a script gets 600 records, not millions.
-		flowStarts: newThrottle(600, 10*time.Minute),
+		flowStarts: budget("flows", 600, 10*time.Minute),
 		// Reset requests: 5 an hour per account, and per address.
-		resets: newThrottle(5, time.Hour),
+		resets: budget("resets", 5, time.Hour),
 	}
 	dk := hmac.New(sha256.New, o.CSRFKey)
 	dk.Write([]byte("gatehouse known-device cookie"))

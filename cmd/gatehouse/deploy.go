@@ -292,8 +292,9 @@ func (d *deployment) signIn(ctx context.Context) error {
 	d.login = idp.New(idp.Options{Mail: mail, Queue: queue,
 		Store: st, Sessions: d.sessions, Orgs: d.orgs, Connections: d.conns, PublicURL: d.pub, Serves: d.serves, RouteHost: d.router.ServesHost, ClientIP: d.ips,
 		Metrics: d.metrics, Logger: log, CSRFKey: d.csrfKey, SetupMetadata: saml.SetupMetadata,
-		LogoutReturn: func(ctx context.Context, handle string) string { return d.provider.LogoutReturn(ctx, handle) },
-		MaxFailures:  cfg.Login.MaxFailures, FailureWindow: cfg.Login.FailureWindow,
+		LogoutReturn:    func(ctx context.Context, handle string) string { return d.provider.LogoutReturn(ctx, handle) },
+		SharedThrottles: cfg.Store.Postgres != nil, // several nodes share the store
+		MaxFailures:     cfg.Login.MaxFailures, FailureWindow: cfg.Login.FailureWindow,
 		MaxFailuresPerAddress: cfg.Login.MaxFailuresPerAddress,
 	})
 	key, err := store.Secret32(ctx, st, "oidc-provider-key")
