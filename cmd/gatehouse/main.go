@@ -43,6 +43,8 @@ var usage = `usage:
                                     make a platform admin API token in a stopped deployment's store
 ` + admincli.Usage() + `  gatehouse audit verify (--config FILE | --ops URL) [--org SLUG]
                                     check the audit trail's hash chains (exit 1 on a break)
+  gatehouse store copy --from badger:PATH|postgres:DSN --to badger:PATH|postgres:DSN
+                                    copy a stopped deployment's store into a new one, and verify it
   gatehouse version                 print the version
 `
 
@@ -107,6 +109,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 		defer stop()
 		return admincli.Run(ctx, args[1:], os.Getenv, os.Stdin, stdout, stderr)
+	case "store":
+		if len(args) < 2 || args[1] != "copy" {
+			fmt.Fprint(stderr, usage)
+			return 2
+		}
+		return storeCopy(context.Background(), args[2:], stdout, stderr)
 	case "audit":
 		if len(args) < 2 || args[1] != "verify" {
 			fmt.Fprint(stderr, usage)
