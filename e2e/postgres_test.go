@@ -48,8 +48,13 @@ func TestPostgresStore(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "acme: ") || strings.Contains(string(out), "BROKEN") {
 		t.Fatalf("audit verify: %v\n%s", err, out)
 	}
-	if !g.logged(`"msg":"gatehouse: serving"`) {
-		t.Fatal("no serving line")
+	// The pool, the statements and the listener are measured.
+	m := g.browser(t).get("http://" + g.ops + "/metrics").body
+	for _, want := range []string{"gatehouse_store_pool_connections_max 32", `gatehouse_store_query_seconds_count{outcome="ok",verb="select"}`,
+		"gatehouse_store_listening 1", "gatehouse_store_pool_acquire_waits_total"} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 }
 

@@ -132,7 +132,7 @@ func verifyLocal(ctx context.Context, cfgPath, slug string) ([]chainResult, erro
 	if err != nil {
 		return nil, err
 	}
-	st, err := openStore(ctx, cfg.Store, slog.New(slog.DiscardHandler))
+	st, err := openStore(ctx, cfg.Store, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		if strings.Contains(err.Error(), "lock") {
 			err = fmt.Errorf("%w (the embedded store allows one process: use --ops with a running Gatehouse, or verify a copy of its data folder)", err)

@@ -37,7 +37,7 @@ func adminBootstrap(ctx context.Context, args []string, stdout, stderr io.Writer
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	st, err := openStore(context.Background(), cfg.Store, slog.New(slog.DiscardHandler))
+	st, err := openStore(context.Background(), cfg.Store, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		if strings.Contains(err.Error(), "lock") {
 			err = fmt.Errorf("%w (the embedded store allows one process: stop Gatehouse first, or have a platform admin from admin.platform_admins sign in and make a token with the API)", err)

@@ -126,7 +126,7 @@ func deploy(ctx context.Context, cfg *config.Config, opts deployOptions) error {
 
 // openStore opens the store and applies the orgs the config declares.
 func (d *deployment) openStore(ctx context.Context) error {
-	st, err := openStore(ctx, d.cfg.Store, d.log)
+	st, err := openStore(ctx, d.cfg.Store, d.log, d.metrics.Registerer())
 	if err != nil {
 		return fmt.Errorf("server: open store: %w", err)
 	}

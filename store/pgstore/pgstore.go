@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gatehouse/gatehouse/store"
 )
@@ -20,6 +22,8 @@ import (
 type Options struct {
 	// MaxConns and MinConns size the pool (defaults 32 and 2).
 	MaxConns, MinConns int32
+	// Registerer gets the pool's and the queries' metrics (nil: none).
+	Registerer prometheus.Registerer
 }
 
 // Store is the PostgreSQL backend of store.Store.
@@ -28,6 +32,8 @@ type Store struct {
 
 	mu     sync.RWMutex
 	closed bool
+	// listening: Watch holds its LISTEN connection.
+	listening atomic.Bool
 	// stopSweep ends the sweeper; swept is closed when it has.
 	stopSweep context.CancelFunc
 	swept     chan struct{}
@@ -49,10 +55,14 @@ func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
 	}
 	// Gatehouse's tables live in their own schema.
 	cfg.ConnConfig.RuntimeParams["search_path"] = "gatehouse"
+	s := &Store{swept: make(chan struct{})}
+	m := s.register(o.Registerer)
+	cfg.ConnConfig.Tracer = queryTracer{m}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: %w", err)
 	}
+	s.pool = pool
 	if _, err := pool.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS gatehouse"); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("pgstore: %w", err)
@@ -61,7 +71,6 @@ func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	s := &Store{pool: pool, swept: make(chan struct{})}
 	var sctx context.Context
 	sctx, s.stopSweep = context.WithCancel(context.Background())
 	go s.sweep(sctx, sweepEvery)

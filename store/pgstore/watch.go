@@ -46,6 +46,8 @@ func (s *Store) listen(ctx context.Context, fn func(store.Change)) error {
 	if _, err := conn.Exec(ctx, "LISTEN gatehouse"); err != nil {
 		return err
 	}
+	s.listening.Store(true)
+	defer s.listening.Store(false)
 	fn(store.Change{Kind: "resync"})
 	for {
 		n, err := conn.WaitForNotification(ctx)
