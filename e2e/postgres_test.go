@@ -186,3 +186,58 @@ func TestStoreCopyToPostgres(t *testing.T) {
 		t.Fatalf("audit verify: %v\n%s", err, out)
 	}
 }
+
+// The database goes away and comes back: meanwhile Gatehouse answers
+// 503 (and /readyz says not ready) without losing what was committed;
+// afterwards it serves again by itself, sessions, sign-ins and the
+// listener included, with no restart.
+func TestPostgresOutage(t *testing.T) {
+	t.Setenv("ALICE_PASSWORD", "alice-pw-123")
+	t.Setenv("CAROL_PASSWORD", "carol-pw-456")
+	db := pgtest.NewCluster(t)
+	t.Setenv("GATEHOUSE_TEST_DSN", db.NewDatabase(t))
+	up := newUpstream(t)
+	cfg := strings.NewReplacer("{{UPSTREAM}}", up.URL, "{{BOBHASH}}", readBobHash(t),
+		"  badger: { path: {{DATA}} }\n", "  postgres: { dsn: \"${GATEHOUSE_TEST_DSN}\" }\n").Replace(testConfig)
+	g := start(t, cfg)
+	alice := g.browser(t)
+	alice.login(g.url("app.localhost", "/"), "alice@acme.example", "alice-pw-123")
+	same := []string{"Origin", "http://login.acme.localhost:" + g.port, "Sec-Fetch-Site", "same-origin"}
+	alice.mustAPI("POST", g.url("login.acme.localhost", "/api/v1/orgs/acme/users"), map[string]any{"email": "dave@acme.example", "password": "dave-long-password"}, same...)
+	ready := func() int { return g.browser(t).get("http://" + g.ops + "/readyz").status }
+
+	if err := db.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	down := time.Now()
+	// Cached sessions serve for revocation_check (2s) + 5s at most, then 503.
+	eventuallyWithin(t, 15*time.Second, "503 while the database is down", func() error {
+		p := alice.get(g.url("app.localhost", "/"))
+		return holds(p.status == http.StatusServiceUnavailable, "%d", p.status)
+	})
+	if d := time.Since(down); d > 2*time.Second+5*time.Second+2*time.Second {
+		t.Errorf("a cached session served for %s after the database went away", d)
+	}
+	if st := ready(); st != http.StatusServiceUnavailable {
+		t.Errorf("/readyz while the database is down: %d", st)
+	}
+	if err := db.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	eventuallyWithin(t, 20*time.Second, "alice served again", func() error {
+		p := alice.get(g.url("app.localhost", "/"))
+		return holds(p.status == 200 && p.body == "upstream / for alice@acme.example", "%d %s", p.status, p.body)
+	})
+	if st := ready(); st != 200 {
+		t.Errorf("/readyz after the database came back: %d", st)
+	}
+	// What was committed before the outage is there.
+	if p := g.browser(t).login(g.url("app.localhost", "/"), "dave@acme.example", "dave-long-password"); !strings.Contains(p.body, "upstream / for dave@acme.example") {
+		t.Fatalf("dave after the outage: %d %s", p.status, p.body)
+	}
+	// The node listens for other nodes' changes again.
+	eventuallyWithin(t, 15*time.Second, "listening again", func() error {
+		m := g.browser(t).get("http://" + g.ops + "/metrics").body
+		return holds(strings.Contains(m, "gatehouse_store_listening 1"), "not listening")
+	})
+}

@@ -7,6 +7,7 @@ package pgtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -25,6 +26,7 @@ import (
 type Cluster struct {
 	dir, bin string
 	Port     int
+	opts     string
 	// asUser runs the server as the postgres system user when the tests
 	// run as root (initdb refuses root).
 	asUser string
@@ -90,8 +92,8 @@ func start() (*Cluster, error) {
 	c.Port = l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	// Speed over durability: the cluster dies with the tests.
-	opts := fmt.Sprintf("-h 127.0.0.1 -p %d -k %s -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 -c shared_buffers=64MB", c.Port, dir)
-	if out, err := c.run(filepath.Join(bin, "pg_ctl"), "-D", data, "-o", opts, "-l", filepath.Join(dir, "log"), "-w", "-t", "60", "start"); err != nil {
+	c.opts = fmt.Sprintf("-h 127.0.0.1 -p %d -k %s -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 -c shared_buffers=64MB", c.Port, dir)
+	if out, err := c.run(filepath.Join(bin, "pg_ctl"), "-D", data, "-o", c.opts, "-l", filepath.Join(dir, "log"), "-w", "-t", "60", "start"); err != nil {
 		log, _ := os.ReadFile(filepath.Join(dir, "log"))
 		return nil, fmt.Errorf("pgtest: pg_ctl start: %v: %s\n%s", err, out, log)
 	}
@@ -111,6 +113,39 @@ func (c *Cluster) run(name string, args ...string) ([]byte, error) {
 }
 
 var errNoPostgres = fmt.Errorf("pgtest: PostgreSQL is not installed (apt install postgresql)")
+
+// NewCluster starts a cluster of the test's own (for tests that stop
+// and start the database), removed after the test.
+func NewCluster(t testing.TB) *Cluster {
+	t.Helper()
+	c, err := start()
+	if errors.Is(err, errNoPostgres) && os.Getenv("GATEHOUSE_REQUIRE_EXAMPLES") == "" {
+		t.Skip("PostgreSQL is not installed: skipped (CI installs it)")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.stop)
+	return c
+}
+
+// Pause stops the server (fast shutdown: sessions are cut); Resume
+// starts it again on the same port and data.
+func (c *Cluster) Pause() error {
+	out, err := c.run(filepath.Join(c.bin, "pg_ctl"), "-D", filepath.Join(c.dir, "data"), "-m", "fast", "-w", "stop")
+	if err != nil {
+		return fmt.Errorf("pgtest: pg_ctl stop: %v: %s", err, out)
+	}
+	return nil
+}
+
+func (c *Cluster) Resume() error {
+	out, err := c.run(filepath.Join(c.bin, "pg_ctl"), "-D", filepath.Join(c.dir, "data"), "-o", c.opts, "-l", filepath.Join(c.dir, "log"), "-w", "-t", "60", "start")
+	if err != nil {
+		return fmt.Errorf("pgtest: pg_ctl start: %v: %s", err, out)
+	}
+	return nil
+}
 
 // Stop stops the shared cluster; call it from TestMain after m.Run.
 func Stop() {
@@ -137,10 +172,16 @@ func (c *Cluster) DSN(db string) string {
 	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", c.Port, db)
 }
 
-// NewDatabase makes an empty database for one test and drops it after.
+// NewDatabase makes an empty database for one test (in the shared
+// cluster) and drops it after.
 func NewDatabase(t testing.TB) string {
 	t.Helper()
-	c := Shared(t)
+	return Shared(t).NewDatabase(t)
+}
+
+// NewDatabase makes an empty database in c for one test.
+func (c *Cluster) NewDatabase(t testing.TB) string {
+	t.Helper()
 	c.mu.Lock()
 	c.n++
 	name := fmt.Sprintf("t%d_%d", os.Getpid(), c.n)
