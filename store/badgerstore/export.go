@@ -1,7 +1,6 @@
 package badgerstore
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -111,84 +110,16 @@ func (s *Store) Export(ctx context.Context, fn func(store.Record) error) error {
 
 // Import adds one exported record (into a store being filled by a copy).
 func (s *Store) Import(ctx context.Context, r store.Record) error {
-	dec := func(v any) error { return json.Unmarshal(r.Value, v) }
-	switch r.Kind {
-	case "org":
-		var o store.Org
-		if err := dec(&o); err != nil {
-			return err
+	return store.ImportRecord(ctx, s, r, func(r store.Record) error {
+		if r.Kind == "blob" {
+			return s.update(ctx, func(txn *badger.Txn) error { return txn.Set(blobKey(r.Key), encodeBlob(r.Value, r.Modified)) })
 		}
-		return s.CreateOrg(ctx, o)
-	case "user":
-		var u store.User
-		if err := dec(&u); err != nil {
-			return err
-		}
-		return s.CreateUser(ctx, u)
-	case "membership":
-		var m store.Membership
-		if err := dec(&m); err != nil {
-			return err
-		}
-		return s.CreateMembership(ctx, m)
-	case "session":
-		var v store.Session
-		if err := dec(&v); err != nil {
-			return err
-		}
-		return s.CreateSession(ctx, v)
-	case "signing_key":
-		var v store.SigningKey
-		if err := dec(&v); err != nil {
-			return err
-		}
-		return s.CreateSigningKey(ctx, v)
-	case "api_token":
-		var v store.APIToken
-		if err := dec(&v); err != nil {
-			return err
-		}
-		return s.CreateAPIToken(ctx, v)
-	case "invitation":
-		var v store.Invitation
-		if err := dec(&v); err != nil {
-			return err
-		}
-		return s.CreateInvitation(ctx, v)
-	case "oidc_client":
-		var v store.OIDCClient
-		if err := dec(&v); err != nil {
-			return err
-		}
-		return s.CreateOIDCClient(ctx, v)
-	case "refresh_family":
-		var v store.RefreshFamily
-		if err := dec(&v); err != nil {
-			return err
-		}
-		return s.CreateRefreshFamily(ctx, v)
-	case "audit":
 		var e store.AuditEvent
-		if err := dec(&e); err != nil {
+		if err := json.Unmarshal(r.Value, &e); err != nil {
 			return err
 		}
 		return s.importAudit(ctx, e)
-	case "once":
-		kind, id, _ := strings.Cut(r.Key, "\x00")
-		return s.PutOnce(ctx, kind, id, r.Value, r.Expires)
-	case "blob":
-		if !store.ValidBlobKey(r.Key) {
-			return fmt.Errorf("invalid blob key %q", r.Key)
-		}
-		return s.update(ctx, func(txn *badger.Txn) error { return txn.Set(blobKey(r.Key), encodeBlob(r.Value, r.Modified)) })
-	case "secret":
-		got, err := s.Secret(ctx, r.Key, r.Value)
-		if err == nil && !bytes.Equal(got, r.Value) {
-			err = errors.New("a different secret of this name exists")
-		}
-		return err
-	}
-	return fmt.Errorf("unknown record kind %q", r.Kind)
+	})
 }
 
 // importAudit writes a chained event as it is, with its indexes, and
