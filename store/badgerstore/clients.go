@@ -74,11 +74,8 @@ func (s *Store) ListOIDCClients(ctx context.Context) ([]store.OIDCClient, error)
 
 func (s *Store) UpdateOIDCClient(ctx context.Context, id string, fn func(store.OIDCClient) (store.OIDCClient, error)) (store.OIDCClient, error) {
 	return modify(ctx, s, "update oidc client "+id, appKey(id), fn, func(txn *badger.Txn, old, next store.OIDCClient) error {
-		switch {
-		case next.ID != old.ID:
-			return fmt.Errorf("id changed to %q", next.ID)
-		case next.OrgID != old.OrgID:
-			return fmt.Errorf("org changed to %q", next.OrgID)
+		if err := store.CheckOIDCClientUpdate(old, next); err != nil {
+			return err
 		}
 		return mustNotBeDeleting(txn, old.OrgID)
 	})

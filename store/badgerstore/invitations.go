@@ -125,17 +125,8 @@ func (s *Store) ListInvitations(ctx context.Context, orgID string) ([]store.Invi
 
 func (s *Store) UpdateInvitation(ctx context.Context, id string, fn func(store.Invitation) (store.Invitation, error)) (store.Invitation, error) {
 	return modify(ctx, s, "update invitation "+id, invKey(id), fn, func(txn *badger.Txn, old, next store.Invitation) error {
-		switch {
-		case next.ID != old.ID:
-			return fmt.Errorf("id changed to %q", next.ID)
-		case next.OrgID != old.OrgID:
-			return fmt.Errorf("org changed to %q", next.OrgID)
-		case next.Email != old.Email:
-			return fmt.Errorf("email changed to %q", next.Email)
-		case next.CreatedBy != old.CreatedBy:
-			return fmt.Errorf("creator changed to %q", next.CreatedBy)
-		case next.Hash == "":
-			return errors.New("hash is required")
+		if err := store.CheckInvitationUpdate(old, next); err != nil {
+			return err
 		}
 		if err := mustNotBeDeleting(txn, old.OrgID); err != nil {
 			return err

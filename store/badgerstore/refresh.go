@@ -68,10 +68,8 @@ func (s *Store) GetRefreshFamily(ctx context.Context, id string) (store.RefreshF
 
 func (s *Store) UpdateRefreshFamily(ctx context.Context, id string, fn func(store.RefreshFamily) (store.RefreshFamily, error)) (store.RefreshFamily, error) {
 	return modify(ctx, s, "update refresh family "+id, rtfKey(id), fn, func(txn *badger.Txn, old, next store.RefreshFamily) error {
-		switch {
-		case next.ID != old.ID, next.ClientID != old.ClientID, next.UserID != old.UserID, next.OrgID != old.OrgID,
-			next.SessionID != old.SessionID, !next.ExpiresAt.Equal(old.ExpiresAt):
-			return errors.New("its id, client, person, org, session and expiry are fixed")
+		if err := store.CheckRefreshFamilyUpdate(old, next); err != nil {
+			return err
 		}
 		return mustNotBeDeleting(txn, old.OrgID)
 	})

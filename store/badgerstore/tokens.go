@@ -113,13 +113,8 @@ func (s *Store) ListAPITokens(ctx context.Context, orgID string) ([]store.APITok
 // is made. CreatedAt may change; its index follows.
 func (s *Store) UpdateAPIToken(ctx context.Context, id string, fn func(store.APIToken) (store.APIToken, error)) (store.APIToken, error) {
 	return modify(ctx, s, "update api token "+id, tokKey(id), fn, func(txn *badger.Txn, old, next store.APIToken) error {
-		switch {
-		case next.ID != old.ID:
-			return fmt.Errorf("id changed to %q", next.ID)
-		case next.OrgID != old.OrgID:
-			return fmt.Errorf("org changed to %q", next.OrgID)
-		case next.CreatedBy != old.CreatedBy:
-			return fmt.Errorf("creator changed to %q", next.CreatedBy)
+		if err := store.CheckAPITokenUpdate(old, next); err != nil {
+			return err
 		}
 		if err := mustNotBeDeleting(txn, old.OrgID); err != nil {
 			return err

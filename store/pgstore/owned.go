@@ -66,17 +66,7 @@ func (s *Store) ListAPITokens(ctx context.Context, orgID string) ([]store.APITok
 
 func (s *Store) UpdateAPIToken(ctx context.Context, id string, fn func(store.APIToken) (store.APIToken, error)) (store.APIToken, error) {
 	return update(ctx, s, "update api token", "SELECT doc FROM api_tokens WHERE id = $1 FOR UPDATE", []any{id}, fn,
-		func(_ pgx.Tx, old, next store.APIToken) error {
-			switch {
-			case next.ID != old.ID:
-				return fmt.Errorf("id changed to %q", next.ID)
-			case next.OrgID != old.OrgID:
-				return fmt.Errorf("org changed to %q", next.OrgID)
-			case next.CreatedBy != old.CreatedBy:
-				return fmt.Errorf("creator changed to %q", next.CreatedBy)
-			}
-			return nil
-		},
+		func(_ pgx.Tx, old, next store.APIToken) error { return store.CheckAPITokenUpdate(old, next) },
 		func(tx pgx.Tx, next store.APIToken) error {
 			doc, err := docOf(next)
 			if err != nil {
@@ -120,21 +110,7 @@ func (s *Store) ListInvitations(ctx context.Context, orgID string) ([]store.Invi
 
 func (s *Store) UpdateInvitation(ctx context.Context, id string, fn func(store.Invitation) (store.Invitation, error)) (store.Invitation, error) {
 	return update(ctx, s, "update invitation", "SELECT doc FROM invitations WHERE id = $1 FOR UPDATE", []any{id}, fn,
-		func(_ pgx.Tx, old, next store.Invitation) error {
-			switch {
-			case next.ID != old.ID:
-				return fmt.Errorf("id changed to %q", next.ID)
-			case next.OrgID != old.OrgID:
-				return fmt.Errorf("org changed to %q", next.OrgID)
-			case next.Email != old.Email:
-				return fmt.Errorf("email changed to %q", next.Email)
-			case next.CreatedBy != old.CreatedBy:
-				return fmt.Errorf("creator changed to %q", next.CreatedBy)
-			case next.Hash == "":
-				return errors.New("hash is required")
-			}
-			return nil
-		},
+		func(_ pgx.Tx, old, next store.Invitation) error { return store.CheckInvitationUpdate(old, next) },
 		func(tx pgx.Tx, next store.Invitation) error {
 			doc, err := docOf(next)
 			if err != nil {
@@ -177,15 +153,7 @@ func (s *Store) ListOIDCClients(ctx context.Context) ([]store.OIDCClient, error)
 
 func (s *Store) UpdateOIDCClient(ctx context.Context, id string, fn func(store.OIDCClient) (store.OIDCClient, error)) (store.OIDCClient, error) {
 	return update(ctx, s, "update oidc client", "SELECT doc FROM oidc_clients WHERE id = $1 FOR UPDATE", []any{id}, fn,
-		func(_ pgx.Tx, old, next store.OIDCClient) error {
-			switch {
-			case next.ID != old.ID:
-				return fmt.Errorf("id changed to %q", next.ID)
-			case next.OrgID != old.OrgID:
-				return fmt.Errorf("org changed to %q", next.OrgID)
-			}
-			return nil
-		},
+		func(_ pgx.Tx, old, next store.OIDCClient) error { return store.CheckOIDCClientUpdate(old, next) },
 		func(tx pgx.Tx, next store.OIDCClient) error {
 			doc, err := docOf(next)
 			if err != nil {
@@ -221,14 +189,7 @@ func (s *Store) GetRefreshFamily(ctx context.Context, id string) (store.RefreshF
 
 func (s *Store) UpdateRefreshFamily(ctx context.Context, id string, fn func(store.RefreshFamily) (store.RefreshFamily, error)) (store.RefreshFamily, error) {
 	return update(ctx, s, "update refresh family", "SELECT doc FROM refresh_families WHERE id = $1 FOR UPDATE", []any{id}, fn,
-		func(_ pgx.Tx, old, next store.RefreshFamily) error {
-			switch {
-			case next.ID != old.ID, next.ClientID != old.ClientID, next.UserID != old.UserID, next.OrgID != old.OrgID,
-				next.SessionID != old.SessionID, !next.ExpiresAt.Equal(old.ExpiresAt):
-				return errors.New("its id, client, person, org, session and expiry are fixed")
-			}
-			return nil
-		},
+		func(_ pgx.Tx, old, next store.RefreshFamily) error { return store.CheckRefreshFamilyUpdate(old, next) },
 		func(tx pgx.Tx, next store.RefreshFamily) error {
 			doc, err := docOf(next)
 			if err != nil {
