@@ -102,6 +102,9 @@ type PostgresStore struct {
 	// MaxConns and MinConns size each node's pool (defaults 32 and 2).
 	MaxConns int32 `yaml:"max_conns"`
 	MinConns int32 `yaml:"min_conns"`
+	// Timeout bounds each store call, waiting for a connection included
+	// (default 10s): a slow database fails calls, never piles them up.
+	Timeout time.Duration `yaml:"timeout"`
 }
 
 type BadgerStore struct {

@@ -255,6 +255,9 @@ func (c *Config) validate(d *decoder) {
 		if pg.MaxConns < 0 || pg.MaxConns > 1000 {
 			d.add("store.postgres.max_conns", "from 1 to 1000 (0: 32)")
 		}
+		if pg.Timeout != 0 && (pg.Timeout < 100*time.Millisecond || pg.Timeout > 5*time.Minute) {
+			d.add("store.postgres.timeout", "from 100ms to 5m (0: 10s)")
+		}
 		if pg.MinConns < 0 || (pg.MaxConns > 0 && pg.MinConns > pg.MaxConns) {
 			d.add("store.postgres.min_conns", "from 0 to max_conns")
 		}

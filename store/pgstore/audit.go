@@ -99,7 +99,7 @@ func (s *Store) ListAudit(ctx context.Context, q store.AuditQuery) ([]store.Audi
 }
 
 func (s *Store) AuditHeads(ctx context.Context) ([]store.AuditChainHead, error) {
-	done, err := s.enter(ctx)
+	ctx, done, err := s.enter(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -30,7 +30,7 @@ var exportQueries = map[string]string{
 // Export lists every record in store.RecordKinds order, from one
 // snapshot (a REPEATABLE READ transaction).
 func (s *Store) Export(ctx context.Context, fn func(store.Record) error) error {
-	done, err := s.enter(ctx)
+	done, err := s.enterLong(ctx)
 	if err != nil {
 		return err
 	}

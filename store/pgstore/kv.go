@@ -22,7 +22,7 @@ func (s *Store) PutOnce(ctx context.Context, kind, id string, value []byte, expi
 	if !now.Before(expires) {
 		return nil // expired already: nothing to keep
 	}
-	done, err := s.enter(ctx)
+	ctx, done, err := s.enter(ctx)
 	if err != nil {
 		return err
 	}
@@ -38,7 +38,7 @@ func (s *Store) PutOnce(ctx context.Context, kind, id string, value []byte, expi
 }
 
 func (s *Store) scanBytes(ctx context.Context, op, query string, args ...any) ([]byte, error) {
-	done, err := s.enter(ctx)
+	ctx, done, err := s.enter(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -134,7 +134,7 @@ func (s *Store) PutBlob(ctx context.Context, key string, value []byte) error {
 }
 
 func (s *Store) GetBlob(ctx context.Context, key string) (store.Blob, error) {
-	done, err := s.enter(ctx)
+	ctx, done, err := s.enter(ctx)
 	if err != nil {
 		return store.Blob{}, err
 	}
@@ -156,7 +156,7 @@ func (s *Store) DeleteBlobs(ctx context.Context, key string) error {
 }
 
 func (s *Store) ListBlobs(ctx context.Context, key string) ([]store.BlobInfo, error) {
-	done, err := s.enter(ctx)
+	ctx, done, err := s.enter(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -180,7 +180,7 @@ func (s *Store) AcquireLock(ctx context.Context, name, owner string, ttl time.Du
 	if name == "" || owner == "" || ttl <= 0 {
 		return false, errors.New("pgstore: acquire lock: name, owner and a positive ttl are required")
 	}
-	done, err := s.enter(ctx)
+	ctx, done, err := s.enter(ctx)
 	if err != nil {
 		return false, err
 	}

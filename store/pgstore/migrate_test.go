@@ -172,3 +172,49 @@ func TestWatch(t *testing.T) {
 		t.Fatalf("membership: %+v", c)
 	}
 }
+
+// A slow database fails calls after Options.Timeout instead of holding
+// them: here a table another session locks.
+func TestTimeout(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.NewDatabase(t)
+	st, err := Open(ctx, dsn, Options{Timeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.CreateOrg(ctx, store.Org{ID: "o1", Slug: "o1"}); err != nil {
+		t.Fatal(err)
+	}
+	// Another session holds the orgs table.
+	tx, err := st.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "LOCK TABLE orgs IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make([]error, 10)
+	for i := range errs {
+		wg.Add(1)
+		go func() { defer wg.Done(); _, errs[i] = st.GetOrg(ctx, "o1") }()
+	}
+	wg.Wait()
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("calls waited %s", d)
+	}
+	for _, err := range errs {
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("a call on a locked table: %v", err)
+		}
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.GetOrg(ctx, "o1"); err != nil {
+		t.Fatalf("after the lock: %v", err)
+	}
+}

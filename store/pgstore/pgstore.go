@@ -24,6 +24,9 @@ type Options struct {
 	MaxConns, MinConns int32
 	// Registerer gets the pool's and the queries' metrics (nil: none).
 	Registerer prometheus.Registerer
+	// Timeout bounds each call, waiting for a connection included
+	// (default 10s).
+	Timeout time.Duration
 }
 
 // Store is the PostgreSQL backend of store.Store.
@@ -32,6 +35,7 @@ type Store struct {
 
 	mu     sync.RWMutex
 	closed bool
+	timeout time.Duration
 	// listening: Watch holds its LISTEN connection.
 	listening atomic.Bool
 	// stopSweep ends the sweeper; swept is closed when it has.
@@ -55,7 +59,10 @@ func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
 	}
 	// Gatehouse's tables live in their own schema.
 	cfg.ConnConfig.RuntimeParams["search_path"] = "gatehouse"
-	s := &Store{swept: make(chan struct{})}
+	s := &Store{swept: make(chan struct{}), timeout: 10 * time.Second}
+	if o.Timeout > 0 {
+		s.timeout = o.Timeout
+	}
 	m := s.register(o.Registerer)
 	cfg.ConnConfig.Tracer = queryTracer{m}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
@@ -109,8 +116,20 @@ func (s *Store) sweep(ctx context.Context, every time.Duration) {
 
 var _ store.Store = (*Store)(nil)
 
-// enter refuses work on a closed store or a done context.
-func (s *Store) enter(ctx context.Context) (func(), error) {
+// enter refuses work on a closed store or a done context, and bounds
+// the call: a slow or unreachable database makes calls fail after
+// Options.Timeout instead of piling up waiting requests.
+func (s *Store) enter(ctx context.Context) (context.Context, func(), error) {
+	done, err := s.enterLong(ctx)
+	if err != nil {
+		return ctx, nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	return ctx, func() { cancel(); done() }, nil
+}
+
+// enterLong is enter without the time bound (an export, the listener).
+func (s *Store) enterLong(ctx context.Context) (func(), error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -138,7 +157,7 @@ func (s *Store) Close() error {
 
 // Ping reports whether the database answers.
 func (s *Store) Ping(ctx context.Context) error {
-	done, err := s.enter(ctx)
+	ctx, done, err := s.enter(ctx)
 	if err != nil {
 		return err
 	}
@@ -151,7 +170,7 @@ const maxAttempts = 20
 // tx runs fn in a READ COMMITTED transaction, again on a serialization
 // failure or a deadlock (fn must be pure).
 func (s *Store) tx(ctx context.Context, fn func(pgx.Tx) error) error {
-	done, err := s.enter(ctx)
+	ctx, done, err := s.enter(ctx)
 	if err != nil {
 		return err
 	}
@@ -227,7 +246,7 @@ func docOf(v any) ([]byte, error) {
 // one reads a single record's doc.
 func one[T any](ctx context.Context, s *Store, op, query string, args ...any) (T, error) {
 	var v T
-	done, err := s.enter(ctx)
+	ctx, done, err := s.enter(ctx)
 	if err != nil {
 		return v, err
 	}
@@ -244,7 +263,7 @@ func one[T any](ctx context.Context, s *Store, op, query string, args ...any) (T
 
 // list reads records' docs.
 func list[T any](ctx context.Context, s *Store, op, query string, args ...any) ([]T, error) {
-	done, err := s.enter(ctx)
+	ctx, done, err := s.enter(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -279,7 +298,7 @@ func lockedDoc[T any](ctx context.Context, tx pgx.Tx, query string, args ...any)
 
 // exec runs one statement outside a transaction.
 func (s *Store) exec(ctx context.Context, op, query string, args ...any) (pgconn.CommandTag, error) {
-	done, err := s.enter(ctx)
+	ctx, done, err := s.enter(ctx)
 	if err != nil {
 		return pgconn.CommandTag{}, err
 	}

@@ -311,7 +311,7 @@ func (s *Store) DeleteMembership(ctx context.Context, userID, orgID string) erro
 }
 
 func (s *Store) ListMembers(ctx context.Context, q store.MemberQuery) ([]store.Member, error) {
-	done, err := s.enter(ctx)
+	ctx, done, err := s.enter(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -31,7 +31,7 @@ func (s *Store) Watch(ctx context.Context, fn func(store.Change)) {
 }
 
 func (s *Store) listen(ctx context.Context, fn func(store.Change)) error {
-	done, err := s.enter(ctx)
+	done, err := s.enterLong(ctx)
 	if err != nil {
 		return err
 	}
