@@ -33,8 +33,8 @@ type Options struct {
 type Store struct {
 	pool *pgxpool.Pool
 
-	mu     sync.RWMutex
-	closed bool
+	mu      sync.RWMutex
+	closed  bool
 	timeout time.Duration
 	// listening: Watch holds its LISTEN connection.
 	listening atomic.Bool
