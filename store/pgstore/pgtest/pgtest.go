@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -67,8 +68,14 @@ func start() (*Cluster, error) {
 	if bin == "" {
 		return nil, errNoPostgres
 	}
+	reapOrphans(bin)
 	dir, err := os.MkdirTemp("", "gatehouse-pg-")
 	if err != nil {
+		return nil, err
+	}
+	// The owner's PID: a cluster whose owner died (a killed test run) is
+	// stopped and removed by the next start.
+	if err := os.WriteFile(filepath.Join(dir, "owner"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
 		return nil, err
 	}
 	c := &Cluster{dir: dir, bin: bin}
@@ -102,6 +109,34 @@ func start() (*Cluster, error) {
 		_ = os.RemoveAll(dir)
 	}
 	return c, nil
+}
+
+// reapOrphans stops and removes the clusters of test runs that died
+// without stopping theirs.
+func reapOrphans(bin string) {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "gatehouse-pg-*"))
+	for _, dir := range dirs {
+		b, err := os.ReadFile(filepath.Join(dir, "owner"))
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(string(b))
+		if err != nil || pid <= 0 || processAlive(pid) {
+			continue
+		}
+		c := &Cluster{dir: dir, bin: bin}
+		if os.Geteuid() == 0 {
+			c.asUser = "postgres"
+		}
+		_, _ = c.run(filepath.Join(bin, "pg_ctl"), "-D", filepath.Join(dir, "data"), "-m", "immediate", "-w", "stop")
+		_ = os.RemoveAll(dir)
+	}
+}
+
+// processAlive: signal 0 reaches the process.
+func processAlive(pid int) bool {
+	p, err := os.FindProcess(pid)
+	return err == nil && p.Signal(syscall.Signal(0)) == nil
 }
 
 func (c *Cluster) run(name string, args ...string) ([]byte, error) {
