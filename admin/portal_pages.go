@@ -109,10 +109,9 @@ func (p *Portal) orgList(c *pcall) error {
 }
 
 type overviewData struct {
-	Org        OrgView
-	ETag       string
-	SubOrgs    []OrgView
-	Connection string
+	Org     OrgView
+	ETag    string
+	SubOrgs []OrgView
 }
 
 func (p *Portal) overview(c *pcall) error { return p.renderOverview(c, http.StatusOK, "") }

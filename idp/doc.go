@@ -33,6 +33,7 @@
 //	orgs.go           the orgs page: list and switch the person's orgs
 //	redirect.go       post-login targets (rd): ValidateRedirect, EmailDomain, their checks on requests
 //	throttle.go       failure and flow-start budgets, per key and per address
+//	sharedthrottle.go the same budgets counted in the store, for several nodes (PostgreSQL)
 //	known.go          known devices and addresses, with budgets of their own
 //	connections.go    opening and caching each org's connection; ownerOf, the org whose connection signs in
 //	directory.go      the org snapshot by host, domain, slug and ID; Nearest, the one walk up the org tree

@@ -36,12 +36,14 @@ type Config struct {
 	// Key is the decoded "whsec_" secret the requests are signed with.
 	Key     []byte
 	Timeout time.Duration // default 10s
-	Client  *http.Client
 	Now     func() time.Time
 }
 
 // Sender posts texts to the webhook.
-type Sender struct{ c Config }
+type Sender struct {
+	c      Config
+	client *http.Client
+}
 
 // New makes a Sender.
 func New(c Config) (*Sender, error) {
@@ -51,13 +53,12 @@ func New(c Config) (*Sender, error) {
 	if c.Timeout <= 0 {
 		c.Timeout = 10 * time.Second
 	}
-	if c.Client == nil {
-		c.Client = &http.Client{Timeout: c.Timeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	return &Sender{c: c}, nil
+	// Redirects are answers, never followed (a 3xx is retried: see Send).
+	client := &http.Client{Timeout: c.Timeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return &Sender{c: c, client: client}, nil
 }
 
 // ErrRefused wraps a refusal the receiver made for good (a 4xx other
@@ -81,7 +82,7 @@ func (s *Sender) Send(ctx context.Context, m Message) error {
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "Gatehouse-SMS")
 	webhooksig.SetHeaders(req.Header, s.c.Key, m.ID, s.c.Now().Unix(), body)
-	resp, err := s.c.Client.Do(req)
+	resp, err := s.client.Do(req)
 	if err != nil {
 		return fmt.Errorf("sms: webhook: %w", err)
 	}

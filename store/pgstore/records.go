@@ -19,13 +19,16 @@ import (
 func update[T any](ctx context.Context, s *Store, op, sel string, key []any, fn func(T) (T, error), check func(tx pgx.Tx, old, next T) error, write func(tx pgx.Tx, next T) error) (T, error) {
 	var out T
 	err := s.tx(ctx, func(tx pgx.Tx) error {
-		old, err := lockedDoc[T](ctx, tx, sel, key...)
-		if err != nil {
+		var b []byte
+		if err := tx.QueryRow(ctx, sel, key...).Scan(&b); err != nil {
 			return err
 		}
-		// fn gets its own copy: a fresh decode.
-		cp, err := lockedDoc[T](ctx, tx, sel, key...)
-		if err != nil {
+		// Two decodes of one read: fn gets a copy of its own to change.
+		var old, cp T
+		if err := json.Unmarshal(b, &old); err != nil {
+			return err
+		}
+		if err := json.Unmarshal(b, &cp); err != nil {
 			return err
 		}
 		next, err := fn(cp)
