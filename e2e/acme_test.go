@@ -38,6 +38,8 @@ type pebble struct {
 	caRoot string         // PEM file of the HTTPS certificate of the ACME API
 	roots  *x509.CertPool // the CA that issues certificates
 	orders atomic.Int32   // new-order requests seen
+	// accounts counts new-account requests that made an account.
+	accounts atomic.Int32
 	// dns answers Pebble's lookups (127.0.0.1 for every name); tests add
 	// TXT records to it and point Gatehouse's domains.resolver at dnsAddr.
 	dns     *challtestsrv.ChallSrv
@@ -88,6 +90,14 @@ func startPebbleValid(t *testing.T, httpPort, tlsPort int, eab map[string]string
 		if r.Method == http.MethodPost && r.URL.Path == "/order-plz" {
 			p.orders.Add(1)
 		}
+		if r.Method == http.MethodPost && r.URL.Path == "/sign-me-up" {
+			rec := &statusRecorder{ResponseWriter: w}
+			api.ServeHTTP(rec, r)
+			if rec.status == http.StatusCreated {
+				p.accounts.Add(1)
+			}
+			return
+		}
 		api.ServeHTTP(w, r)
 	}))
 	t.Cleanup(srv.Close)
@@ -109,6 +119,17 @@ func startPebbleValid(t *testing.T, httpPort, tlsPort int, eab map[string]string
 		t.Fatalf("pebble root: %s", root)
 	}
 	return p
+}
+
+// statusRecorder remembers the status a handler wrote.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
 }
 
 const acmeConfig = "public_url: https://auth.saas.test:{{PORT}}\n" + listenPreamble + `tls:

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/gatehouse/gatehouse/internal/request"
 	"github.com/gatehouse/gatehouse/internal/web"
@@ -84,7 +85,10 @@ func EmailDomain(email string) (string, error) {
 		return "", errors.New("idp: not a plain email address")
 	}
 	local, domain, _ := strings.Cut(email, "@")
-	if local == "" || domain == "" || strings.ContainsAny(local, "\"()<>,;:\\[] \t") {
+	if local == "" || domain == "" || strings.ContainsAny(local, "\"()<>,;:\\[] \t") ||
+		// Control and bidi characters, or bytes that are not UTF-8, have
+		// no place in an address and no way into a SQL store's text.
+		!utf8.ValidString(local) || strings.ContainsFunc(local, func(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) }) {
 		return "", errors.New("idp: not a plain email address")
 	}
 	domain = strings.ToLower(domain)

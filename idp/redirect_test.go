@@ -101,6 +101,11 @@ func TestEmailDomain(t *testing.T) {
 		{"a@", ""},
 		{"a b@corp.com", ""},
 		{"a@corp.com\n", ""},
+		{"a\x00b@corp.com", ""},
+		{"a\rb@corp.com", ""},
+		{"a\u202eb@corp.com", ""},
+		{"a\xffb@corp.com", ""},
+		{"ä@corp.com", "corp.com"},
 		{"a@xn--80ak6aa92e.com", "xn--80ak6aa92e.com"},
 		{"a@соrp.com", ""},
 	}

@@ -22,6 +22,9 @@ func (s *Store) PutOnce(ctx context.Context, kind, id string, value []byte, expi
 	if !now.Before(expires) {
 		return nil // expired already: nothing to keep
 	}
+	if value == nil {
+		value = []byte{} // a marker (replay caches): the column is NOT NULL
+	}
 	ctx, done, err := s.enter(ctx)
 	if err != nil {
 		return err
@@ -77,6 +80,9 @@ func (s *Store) UpdateOnce(ctx context.Context, kind, id string, fn func([]byte)
 		next, err := fn(v)
 		if err != nil {
 			return fnError{err}
+		}
+		if next == nil {
+			next = []byte{}
 		}
 		_, err = tx.Exec(ctx, "UPDATE once SET value = $3 WHERE kind = $1 AND id = $2", kind, id, next)
 		return err

@@ -208,6 +208,13 @@ func mapErr(err error) error {
 		return fmt.Errorf("%w (%s)", store.ErrAlreadyExists, pe.ConstraintName)
 	case errors.As(err, &pe) && pe.Code == "23503":
 		return fmt.Errorf("%w (%s)", store.ErrNotFound, pe.ConstraintName)
+	case errors.As(err, &pe) && (pe.Code == "22021" || pe.Code == "22P05"):
+		// A key with a NUL byte or invalid UTF-8 (from a request) is text
+		// PostgreSQL cannot hold, so no record has it: the same answer as
+		// Badger's for an unknown key, not a failure that reads as the
+		// database being down. (Writes of such text are refused before
+		// the store; a write that still gets here fails as not found.)
+		return fmt.Errorf("%w (a NUL byte or invalid UTF-8 in a key)", store.ErrNotFound)
 	}
 	return err
 }

@@ -60,6 +60,7 @@ func RunTests(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"DeleteOrgMany", testDeleteOrgMany},
 		{"DeleteOrgRaces", testDeleteOrgRaces},
 		{"Once", testOnce},
+		{"OddLookupKeys", testOddLookupKeys},
 		{"OnceExpiry", testOnceExpiry},
 		{"OnceConcurrentTake", testOnceConcurrentTake},
 		{"OnceGetUpdate", testOnceGetUpdate},
@@ -824,6 +825,23 @@ func testOnce(t *testing.T, s store.Store) {
 	mustOK(t, err)
 	if !bytes.Equal(v, bin) {
 		t.Errorf("TakeOnce(bin) = %x, want %x", v, bin)
+	}
+
+	// A nil or empty value is a marker (replay caches keep only the id):
+	// kept, refused a second time, read back empty.
+	for i, val := range [][]byte{nil, {}} {
+		id := fmt.Sprintf("marker-%d", i)
+		mustOK(t, s.PutOnce(ctx, "replay", id, val, exp))
+		mustIs(t, s.PutOnce(ctx, "replay", id, val, exp), store.ErrAlreadyExists)
+		mustOK(t, s.UpdateOnce(ctx, "replay", id, func([]byte) ([]byte, error) { return nil, nil }))
+		v, err := s.GetOnce(ctx, "replay", id)
+		mustOK(t, err)
+		if len(v) != 0 {
+			t.Errorf("GetOnce(marker) = %x, want empty", v)
+		}
+		if v, err = s.TakeOnce(ctx, "replay", id); err != nil || len(v) != 0 {
+			t.Errorf("TakeOnce(marker) = %x, %v", v, err)
+		}
 	}
 }
 
@@ -1756,5 +1774,37 @@ func testDeleteCascades(t *testing.T, s store.Store) {
 	}
 	if _, err := s.GetOrg(ctx, "o2"); err != nil {
 		t.Errorf("deleting one org deleted another: %v", err)
+	}
+}
+
+// testOddLookupKeys: the keys of lookups often come straight from a
+// request (a ticket in a query string, an email typed in a form, an ID
+// in a path). Bytes a SQL database will not take as text (NUL, invalid
+// UTF-8), or an empty key, find nothing: ErrNotFound, as for any other
+// unknown key, never a failure that reads as the store being down.
+func testOddLookupKeys(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	for _, k := range []string{"a\x00b", "\xff\xfe", "", "é\x00"} {
+		lookups := map[string]func() error{
+			"GetOrg":              func() error { _, err := s.GetOrg(ctx, k); return err },
+			"GetOrgBySlug":        func() error { _, err := s.GetOrgBySlug(ctx, k); return err },
+			"GetUser":             func() error { _, err := s.GetUser(ctx, k); return err },
+			"GetUserByEmail":      func() error { _, err := s.GetUserByEmail(ctx, k); return err },
+			"GetMembership":       func() error { _, err := s.GetMembership(ctx, k, k); return err },
+			"GetSession":          func() error { _, err := s.GetSession(ctx, k); return err },
+			"GetAPIToken":         func() error { _, err := s.GetAPIToken(ctx, k); return err },
+			"GetInvitation":       func() error { _, err := s.GetInvitation(ctx, k); return err },
+			"GetInvitationByHash": func() error { _, err := s.GetInvitationByHash(ctx, k); return err },
+			"GetOIDCClient":       func() error { _, err := s.GetOIDCClient(ctx, k); return err },
+			"GetRefreshFamily":    func() error { _, err := s.GetRefreshFamily(ctx, k); return err },
+			"GetOnce":             func() error { _, err := s.GetOnce(ctx, "ticket", k); return err },
+			"TakeOnce":            func() error { _, err := s.TakeOnce(ctx, "ticket", k); return err },
+			"GetBlob":             func() error { _, err := s.GetBlob(ctx, k); return err },
+		}
+		for name, lookup := range lookups {
+			if err := lookup(); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("%s(%q) = %v, want ErrNotFound", name, k, err)
+			}
+		}
 	}
 }
