@@ -217,6 +217,11 @@ func (a *API) wrap(rt Route) http.Handler {
 			ref := requestID(r)
 			a.o.Logger.Error("admin: request failed", "operation", rt.Operation, "request_id", ref, "err", err)
 			p = &Problem{Status: http.StatusInternalServerError, Code: "internal", Detail: "Gatehouse could not complete the request; the log has the details under its request id."}
+			if errors.Is(err, store.ErrUnavailable) {
+				// Nothing was decided: the same request may work shortly.
+				w.Header().Set("Retry-After", "5")
+				p = &Problem{Status: http.StatusServiceUnavailable, Code: "unavailable", Detail: "Gatehouse's database is not answering. Nothing was changed; try again in a few seconds."}
+			}
 		} else if p.Status >= 500 {
 			a.o.Logger.Error("admin: request failed", "operation", rt.Operation, "request_id", requestID(r), "err", p.cause)
 		} else {

@@ -151,14 +151,20 @@ func (a *API) authenticate(r *http.Request) (p *Principal, viaCookie bool, err e
 	id := e.Identity()
 	p = &Principal{UserID: id.UserID, Email: id.Email, SessionID: sid, OrgID: id.OrgID, Role: roleOf(id.Roles)}
 	u, err := a.o.Store.GetUser(r.Context(), id.UserID)
-	if err != nil {
+	if errors.Is(err, store.ErrNotFound) {
 		return nil, true, unauthorized("Your session has ended. Sign in again.")
+	}
+	if err != nil {
+		return nil, true, fmt.Errorf("admin: session's person: %w", err)
 	}
 	if u.PlatformAdmin {
 		// Platform rights come with a session only in an org the config
 		// file declares (the operator's): a customer's admins can make
 		// memberships in their own orgs, never the operator's.
 		org, err := a.o.Store.GetOrg(r.Context(), id.OrgID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return nil, true, fmt.Errorf("admin: session's org: %w", err)
+		}
 		p.Platform = err == nil && org.Declared
 	}
 	return p, true, nil

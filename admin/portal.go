@@ -160,7 +160,7 @@ func (p *Portal) wrap(rt PortalRoute) http.Handler {
 		if !errors.As(err, &pe) {
 			ref := token.RandomID()[:16]
 			p.api.o.Logger.Error("admin portal: request failed", "path", r.URL.Path, "ref", ref, "err", err)
-			c.renderError(http.StatusInternalServerError, "Gatehouse could not complete this page. Try again; if it keeps failing, give your operator this reference.", ref)
+			c.renderError(web.FailureStatus(err), "Gatehouse could not complete this page. Try again; if it keeps failing, give your operator this reference.", ref)
 			return
 		}
 		if pe.status == http.StatusNotFound {

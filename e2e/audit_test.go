@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/jackc/pgx/v5"
 )
 
 // Sign-ins, failed sign-ins and policy loads are chained per org; `gatehouse audit
@@ -26,8 +27,13 @@ func TestAuditVerify(t *testing.T) {
 		return string(out), err
 	}
 	// While Gatehouse runs, the embedded store is its alone: said plainly,
-	// and the running deployment verifies through its ops listener.
-	if out, err := verify(); err == nil || !strings.Contains(out, "allows one process") || !strings.Contains(out, "--ops") {
+	// and the running deployment verifies through its ops listener. A
+	// database is shared: it verifies.
+	if out, err := verify(); onPostgresSuite() {
+		if err != nil || !strings.Contains(out, "acme: 3 events, chain intact") {
+			t.Fatalf("audit verify --config on PostgreSQL, Gatehouse running: %v\n%s", err, out)
+		}
+	} else if err == nil || !strings.Contains(out, "allows one process") || !strings.Contains(out, "--ops") {
 		t.Fatalf("audit verify --config against a running deployment: %v\n%s", err, out)
 	}
 	remote := func(args ...string) (string, error) {
@@ -55,31 +61,43 @@ func TestAuditVerify(t *testing.T) {
 	}
 
 	// Change one event's outcome in place, as someone with the data
-	// folder could.
-	db, err := badger.Open(badger.DefaultOptions(g.data).WithLogger(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
+	// folder (or the database) could.
 	changed := false
-	err = db.Update(func(txn *badger.Txn) error {
-		o := badger.DefaultIteratorOptions
-		o.Prefix = []byte("audit/all/")
-		it := txn.NewIterator(o)
-		defer it.Close()
-		for it.Rewind(); it.Valid() && !changed; it.Next() {
-			v, err := it.Item().ValueCopy(nil)
-			if err != nil {
-				return err
-			}
-			if bytes.Contains(v, []byte(`"outcome":"failure"`)) {
-				changed = true
-				return txn.Set(it.Item().KeyCopy(nil), bytes.Replace(v, []byte(`"outcome":"failure"`), []byte(`"outcome":"success"`), 1))
-			}
+	if onPostgresSuite() {
+		conn, cerr := pgx.Connect(t.Context(), g.dsn)
+		if cerr != nil {
+			t.Fatal(cerr)
 		}
-		return nil
-	})
-	if cerr := db.Close(); err == nil {
-		err = cerr
+		tag, uerr := conn.Exec(t.Context(), `UPDATE gatehouse.audit_events SET doc = replace(doc::text, '"outcome":"failure"', '"outcome":"success"')::json
+			WHERE ctid = (SELECT ctid FROM gatehouse.audit_events WHERE doc::text LIKE '%"outcome":"failure"%' LIMIT 1)`)
+		conn.Close(t.Context())
+		err, changed = uerr, tag.RowsAffected() == 1
+	} else {
+		var db *badger.DB
+		db, err = badger.Open(badger.DefaultOptions(g.data).WithLogger(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = db.Update(func(txn *badger.Txn) error {
+			o := badger.DefaultIteratorOptions
+			o.Prefix = []byte("audit/all/")
+			it := txn.NewIterator(o)
+			defer it.Close()
+			for it.Rewind(); it.Valid() && !changed; it.Next() {
+				v, err := it.Item().ValueCopy(nil)
+				if err != nil {
+					return err
+				}
+				if bytes.Contains(v, []byte(`"outcome":"failure"`)) {
+					changed = true
+					return txn.Set(it.Item().KeyCopy(nil), bytes.Replace(v, []byte(`"outcome":"failure"`), []byte(`"outcome":"success"`), 1))
+				}
+			}
+			return nil
+		})
+		if cerr := db.Close(); err == nil {
+			err = cerr
+		}
 	}
 	if err != nil || !changed {
 		t.Fatalf("tampering: %v (changed %v)", err, changed)

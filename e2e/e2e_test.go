@@ -23,7 +23,6 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 
 	"github.com/gatehouse/gatehouse/store"
-	"github.com/gatehouse/gatehouse/store/badgerstore"
 )
 
 // upstream records what it receives.
@@ -364,11 +363,7 @@ func TestLogoutAndRevocation(t *testing.T) {
 
 	// The audit trail recorded the sign-in and the sign-out.
 	g.stop()
-	st, err := badgerstore.Open(g.data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := g.openStore(t)
 	events, err := st.ListAudit(t.Context(), store.AuditQuery{})
 	if err != nil {
 		t.Fatal(err)

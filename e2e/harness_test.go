@@ -23,6 +23,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse/gatehouse/store"
+	"github.com/gatehouse/gatehouse/store/badgerstore"
+	"github.com/gatehouse/gatehouse/store/pgstore"
 	"github.com/gatehouse/gatehouse/store/pgstore/pgtest"
 )
 
@@ -51,6 +54,37 @@ func TestMain(m *testing.M) {
 	pgtest.Stop()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// onPostgresSuite: GATEHOUSE_E2E_STORE=postgres runs every test's
+// Gatehouse on PostgreSQL instead of its embedded store (.ci/run does
+// both).
+func onPostgresSuite() bool { return os.Getenv("GATEHOUSE_E2E_STORE") == "postgres" }
+
+// badgerOnly skips a test about the embedded store itself on the
+// PostgreSQL pass.
+func badgerOnly(t *testing.T, why string) {
+	t.Helper()
+	if onPostgresSuite() {
+		t.Skip("about the embedded store (" + why + "); this pass runs on PostgreSQL")
+	}
+}
+
+// openStore opens g's store (g stopped, for Badger).
+func (g *gatehouse) openStore(t *testing.T) store.Store {
+	t.Helper()
+	var st store.Store
+	var err error
+	if g.dsn != "" {
+		st, err = pgstore.Open(t.Context(), g.dsn, pgstore.Options{})
+	} else {
+		st, err = badgerstore.Open(g.data)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
 }
 
 // handedOut remembers every port freePort returned: the kernel may give a
@@ -89,6 +123,7 @@ type gatehouse struct {
 	ops     string
 	port    string
 	data    string // badger folder
+	dsn     string // the PostgreSQL database instead (GATEHOUSE_E2E_STORE=postgres)
 	cfgPath string
 	logMu   sync.Mutex
 	logs    strings.Builder
@@ -153,6 +188,12 @@ func tryStartAt(t testing.TB, port, cfg string, env ...string) (*gatehouse, erro
 	g.ops = "127.0.0.1:" + freePort(t)
 	dir := t.TempDir()
 	g.data = filepath.Join(dir, "data")
+	if onPostgresSuite() && strings.Contains(cfg, "  badger: { path: {{DATA}} }\n") {
+		// The whole suite on PostgreSQL: each instance's embedded store
+		// becomes a database of its own on the shared throwaway cluster.
+		g.dsn = pgtest.NewDatabase(t)
+		cfg = strings.Replace(cfg, "  badger: { path: {{DATA}} }\n", "  postgres: { dsn: \""+g.dsn+"\" }\n", 1)
+	}
 	cfg = strings.NewReplacer("{{PORT}}", g.port, "{{OPS}}", g.ops, "{{DATA}}", g.data).Replace(cfg)
 	path := filepath.Join(dir, "gatehouse.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
@@ -167,7 +208,7 @@ func tryStartAt(t testing.TB, port, cfg string, env ...string) (*gatehouse, erro
 func (g *gatehouse) restart(t testing.TB) *gatehouse {
 	t.Helper()
 	g.stop()
-	n := &gatehouse{t: t, port: g.port, addr: g.addr, ops: g.ops, data: g.data, cfgPath: g.cfgPath, done: make(chan struct{})}
+	n := &gatehouse{t: t, port: g.port, addr: g.addr, ops: g.ops, data: g.data, dsn: g.dsn, cfgPath: g.cfgPath, done: make(chan struct{})}
 	if err := n.run(t, nil, "serve", "--config", g.cfgPath); err != nil {
 		t.Fatal(err)
 	}

@@ -144,6 +144,7 @@ func TestPostgresNodesRevocation(t *testing.T) {
 // audit trail verifies. A second copy into the now-full database is
 // refused.
 func TestStoreCopyToPostgres(t *testing.T) {
+	badgerOnly(t, "copied from Badger")
 	t.Setenv("ALICE_PASSWORD", "alice-pw-123")
 	t.Setenv("CAROL_PASSWORD", "carol-pw-456")
 	g, _ := startCore(t)

@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +19,8 @@ import (
 	"github.com/gatehouse/gatehouse/proxy/session"
 	"github.com/gatehouse/gatehouse/store"
 	"github.com/gatehouse/gatehouse/store/badgerstore"
+	"github.com/gatehouse/gatehouse/store/pgstore"
+	"github.com/gatehouse/gatehouse/store/pgstore/pgtest"
 )
 
 // instant is a redirect connection that answers at once with a fixed
@@ -33,17 +37,44 @@ func (i instant) Finish(context.Context, *http.Request, connection.BeginRequest,
 }
 
 // BenchmarkFederatedSignIn is Gatehouse's side of one returning person's
-// federated sign-in, on Badger on disk with synced writes as deployed:
-// taking the single-use flow, the browser check, provisioning (user and
-// membership read, membership update), the session, the audit entry and
-// the hand-off ticket to the app's host. Add the protocol's cost
-// (BenchmarkCallback, BenchmarkACS) for logins per second.
+// federated sign-in, on each store as deployed (Badger on disk with synced
+// writes; PostgreSQL on a throwaway cluster, with the sign-in budgets
+// counted in it as several nodes do): taking the single-use flow, the
+// browser check, provisioning (user and membership read, membership
+// update), the session, the audit entry and the hand-off ticket to the
+// app's host. Each sign-in comes from an address of its own. Add the
+// protocol's cost (BenchmarkCallback, BenchmarkACS) for logins per second.
 func BenchmarkFederatedSignIn(b *testing.B) {
-	st, err := badgerstore.Open(b.TempDir(), badgerstore.WithLogger(slog.New(slog.DiscardHandler)))
-	if err != nil {
-		b.Fatal(err)
+	backends := []struct {
+		name   string
+		shared bool // sign-in budgets in the store (several nodes)
+		open   func(b *testing.B) store.Store
+	}{
+		{"badger", false, func(b *testing.B) store.Store {
+			st, err := badgerstore.Open(b.TempDir(), badgerstore.WithLogger(slog.New(slog.DiscardHandler)))
+			if err != nil {
+				b.Fatal(err)
+			}
+			return st
+		}},
+		{"postgres", true, func(b *testing.B) store.Store {
+			st, err := pgstore.Open(context.Background(), pgtest.NewDurableCluster(b).NewDatabase(b), pgstore.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			return st
+		}},
 	}
-	b.Cleanup(func() { st.Close() })
+	for _, be := range backends {
+		b.Run(be.name, func(b *testing.B) {
+			st := be.open(b)
+			b.Cleanup(func() { st.Close() })
+			benchFederatedSignIn(b, st, be.shared)
+		})
+	}
+}
+
+func benchFederatedSignIn(b *testing.B, st store.Store, shared bool) {
 	ctx := context.Background()
 	org := store.Org{ID: "org_acme", Slug: "acme", Name: "Acme", EmailDomains: []string{"acme.example"},
 		Connection: store.Connection{Type: "bench", Config: []byte(`{}`)}}
@@ -64,17 +95,26 @@ func BenchmarkFederatedSignIn(b *testing.B) {
 		connection.Deps{Store: st, SignInURL: *pub})
 	ips, _ := clientip.New(nil)
 	h := New(Options{Store: st, Sessions: sm, Orgs: dir, Connections: conns, PublicURL: pub, ClientIP: ips, Metrics: telemetry.New(),
-		Logger: slog.New(slog.DiscardHandler), CSRFKey: key, Serves: func(string) bool { return true }, RouteHost: func(string) bool { return true }})
+		Logger: slog.New(slog.DiscardHandler), CSRFKey: key, Serves: func(string) bool { return true }, RouteHost: func(string) bool { return true },
+		SharedThrottles: shared})
 	o, _ := dir.ByID("org_acme")
-	h.flowStarts = newThrottle(1<<30, time.Minute) // one address starts them all here
+	var addrs atomic.Uint32
 	signIn := func(b *testing.B) {
+		n := addrs.Add(1)
+		addr := fmt.Sprintf("10.%d.%d.%d:40000", byte(n>>16), byte(n>>8), byte(n))
 		// The browser's visit to the sign-in page starts the flow...
 		rec := httptest.NewRecorder()
-		h.beginRedirect(rec, httptest.NewRequest("GET", "http://auth.example/.gatehouse/login", nil), o, o, instant{id}, "http://app.example/x", "", "")
+		req := httptest.NewRequest("GET", "http://auth.example/.gatehouse/login", nil)
+		req.RemoteAddr = addr
+		h.beginRedirect(rec, req, o, o, instant{id}, "http://app.example/x", "", "")
+		if rec.Code != http.StatusSeeOther {
+			b.Fatalf("begin: %d %s", rec.Code, rec.Body)
+		}
 		loc, _ := url.Parse(rec.Header().Get("Location"))
 		c := rec.Result().Cookies()[0]
 		// ...and, back from the IdP, the callback finishes it.
-		req := httptest.NewRequest("GET", "http://auth.example/.gatehouse/callback?code=x&state="+loc.Query().Get("state"), nil)
+		req = httptest.NewRequest("GET", "http://auth.example/.gatehouse/callback?code=x&state="+loc.Query().Get("state"), nil)
+		req.RemoteAddr = addr
 		req.AddCookie(c)
 		rec = httptest.NewRecorder()
 		h.callback(rec, req)
@@ -89,7 +129,7 @@ func BenchmarkFederatedSignIn(b *testing.B) {
 		}
 	})
 	// Many people signing in at once: Badger commits their synced writes
-	// together.
+	// together; PostgreSQL runs them on its connections.
 	b.Run("parallel-16", func(b *testing.B) {
 		b.ReportAllocs()
 		b.SetParallelism(8)

@@ -2,6 +2,7 @@ package idp
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -77,7 +78,7 @@ func (h *Handler) complete(w http.ResponseWriter, r *http.Request, sid, orgID, r
 	if err := h.o.Store.PutOnce(r.Context(), handoffKind, id, b, h.o.Now().Add(handoffTTL)); err != nil {
 		ref := h.ref()
 		h.o.Logger.Error("idp: store hand-off ticket", "ref", ref, "err", err)
-		web.Error(w, http.StatusInternalServerError, "Sign-in failed on our side. Try again in a minute.", ref)
+		web.Failure(w, err, "Sign-in failed on our side. Try again in a minute.", ref)
 		return
 	}
 	next := url.URL{Scheme: u.Scheme, Host: u.Host, Path: HandoffPath, RawQuery: url.Values{"ticket": {id}}.Encode()}
@@ -98,6 +99,10 @@ func (h *Handler) handoff(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	b, err := h.o.Store.TakeOnce(r.Context(), handoffKind, id)
+	if errors.Is(err, store.ErrUnavailable) {
+		web.Failure(w, err, "Sign-in failed on our side. Try again in a minute.", h.logRef("idp: hand-off", err))
+		return
+	}
 	if err != nil {
 		fail("unknown, used or expired ticket")
 		return

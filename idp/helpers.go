@@ -38,7 +38,7 @@ func (h *Handler) signInError(w http.ResponseWriter, r *http.Request, org *store
 	status, outcome, msg := http.StatusBadRequest, "invalid", "The response from your identity provider could not be verified, so you were not signed in. Try again; if it keeps happening, give your administrator the reference below."
 	switch kind {
 	case connection.KindInternal:
-		status, outcome, msg = http.StatusInternalServerError, "error", "Sign-in failed on our side. Try again in a minute."
+		status, outcome, msg = web.FailureStatus(err), "error", "Sign-in failed on our side. Try again in a minute."
 	case connection.KindUnreachable:
 		status, outcome, msg = http.StatusBadGateway, "idp_unreachable", "Your organization's identity provider is not answering. Try again in a few minutes; if you are already signed in to an application, you can keep using it."
 	case connection.KindExpired:

@@ -327,7 +327,7 @@ func (h *Handler) passwordLogin(w http.ResponseWriter, r *http.Request, org *sto
 		ref := h.ref()
 		h.o.Logger.Error("idp: password check failed", "ref", ref, "org", org.Slug, "err", err)
 		h.o.Metrics.Logins.WithLabelValues(org.Slug, "error").Inc()
-		web.Error(w, http.StatusInternalServerError, "Sign-in failed on our side. Try again in a minute.", ref)
+		web.Failure(w, err, "Sign-in failed on our side. Try again in a minute.", ref)
 		return
 	}
 	if err != nil {

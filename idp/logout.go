@@ -3,6 +3,7 @@ package idp
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 
 	"github.com/gatehouse/gatehouse/idp/connection"
@@ -63,7 +64,7 @@ func (h *Handler) logoutSubmit(w http.ResponseWriter, r *http.Request) {
 		if err := h.o.Sessions.Revoke(r.Context(), sid); err != nil {
 			ref := h.ref()
 			h.o.Logger.Error("idp: logout failed", "ref", ref, "err", err)
-			web.Error(w, http.StatusInternalServerError, "Sign-out failed on our side. Try again.", ref)
+			web.Failure(w, err, "Sign-out failed on our side. Try again.", ref)
 			return
 		}
 		h.audit(r.Context(), orgID, actor, "logout", "success", nil)
@@ -149,6 +150,10 @@ func (h *Handler) samlSLO(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	b, err := h.o.Store.TakeOnce(r.Context(), logoutKind, relay)
+	if errors.Is(err, store.ErrUnavailable) {
+		web.Failure(w, err, "Signing you out failed on our side. Try again in a minute.", h.logRef("idp: SAML logout", err))
+		return
+	}
 	var rec logoutRecord
 	if err != nil || json.Unmarshal(b, &rec) != nil || rec.OrgID != org.ID {
 		h.flowRefused(w, r, "unknown, used or expired logout RelayState")

@@ -70,7 +70,7 @@ func (h *Handler) orgsPage(w http.ResponseWriter, r *http.Request) {
 	}
 	list, _, err := h.choices(r.Context(), id)
 	if err != nil {
-		web.Error(w, http.StatusInternalServerError, "Your organizations could not be listed. Try again in a minute.", h.logRef("idp: list orgs", err))
+		web.Failure(w, err, "Your organizations could not be listed. Try again in a minute.", h.logRef("idp: list orgs", err))
 		return
 	}
 	web.Render(w, http.StatusOK, "orgs", web.Page{Title: "Your organizations", Orgs: list, CSRF: h.csrfToken(w, r), Redirect: rd, Email: id.Email})
@@ -95,7 +95,7 @@ func (h *Handler) orgsSwitch(w http.ResponseWriter, r *http.Request) {
 	}
 	_, switchable, err := h.choices(r.Context(), id)
 	if err != nil {
-		web.Error(w, http.StatusInternalServerError, "Your organizations could not be listed. Try again in a minute.", h.logRef("idp: list orgs", err))
+		web.Failure(w, err, "Your organizations could not be listed. Try again in a minute.", h.logRef("idp: list orgs", err))
 		return
 	}
 	target, ok := switchable[r.PostFormValue("org")]
@@ -122,7 +122,7 @@ func (h *Handler) orgsSwitch(w http.ResponseWriter, r *http.Request) {
 		err = h.o.Sessions.Revoke(ctx, sid)
 	}
 	if err != nil {
-		web.Error(w, http.StatusInternalServerError, "Switching organization failed on our side. Try again.", h.logRef("idp: org switch", err))
+		web.Failure(w, err, "Switching organization failed on our side. Try again.", h.logRef("idp: org switch", err))
 		return
 	}
 	h.o.Logger.Info("idp: switched org", "user", id.UserID, "from", id.OrgSlug, "to", target.Slug)

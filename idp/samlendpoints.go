@@ -115,7 +115,7 @@ func (h *Handler) samlMetadata(w http.ResponseWriter, r *http.Request) {
 	fail := func(err error) {
 		ref := h.ref()
 		h.o.Logger.Error("idp: SAML SP metadata unavailable", "ref", ref, "org", org.Slug, "err", err)
-		web.Error(w, http.StatusInternalServerError, "This organization's SAML service provider metadata could not be made. Try again in a minute.", ref)
+		web.Failure(w, err, "This organization's SAML service provider metadata could not be made. Try again in a minute.", ref)
 	}
 	var b []byte
 	owner, err := h.ownerOf(org)

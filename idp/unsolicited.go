@@ -95,6 +95,10 @@ func (h *Handler) unsolicitedContinue(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	b, err := h.o.Store.TakeOnce(r.Context(), unsolicitedKind, flowKey(tok, cv))
+	if errors.Is(err, store.ErrUnavailable) {
+		web.Failure(w, err, "Sign-in failed on our side. Try again in a minute.", h.logRef("idp: IdP-initiated sign-in", err))
+		return
+	}
 	var rec unsolicitedRecord
 	if err != nil || json.Unmarshal(b, &rec) != nil || !h.o.Now().Before(rec.Expires) {
 		h.flowRefused(w, r, "unknown, used or expired IdP-initiated sign-in")

@@ -564,7 +564,7 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		lg.decision = "error"
 		ref := token.RandomID()[:12]
 		h.o.Logger.Error("proxy: signing assertion failed", "ref", ref, "route", rt.ID, "err", err)
-		web.Error(w, http.StatusInternalServerError, "Gatehouse could not sign your identity for this application. Try again shortly.", ref)
+		web.Failure(w, err, "Gatehouse could not sign your identity for this application. Try again shortly.", ref)
 		return
 	}
 	f := &forward{route: rt, ident: id, assertion: tok, trusted: trusted, client: lg.client, authority: request.HostPort(host, port), extra: d.Headers}

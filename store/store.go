@@ -26,6 +26,11 @@ var (
 	ErrHasChildren = errors.New("store: org has sub-orgs")
 	// ErrClosed is returned by every call after Close.
 	ErrClosed = errors.New("store: closed")
+	// ErrUnavailable: the backend could not be reached, or did not answer
+	// in time (a database restarting, unreachable or overloaded). Nothing
+	// was decided; the same call may work a moment later. Callers answer
+	// 503, not 500, and never read it as "not found".
+	ErrUnavailable = errors.New("store: unavailable")
 )
 
 // Org is one business customer.

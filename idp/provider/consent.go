@@ -146,7 +146,7 @@ func (p *Provider) consentPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := p.recordConsent(ctx, ident.UserID, cl.cfg.ID, a.Scopes); err != nil {
-		p.page(w, http.StatusInternalServerError, "Your answer could not be saved. Try again.", "consent: "+err.Error())
+		p.page(w, web.FailureStatus(err), "Your answer could not be saved. Try again.", "consent: "+err.Error())
 		return
 	}
 	if _, err := p.requests.update(ctx, id, func(a *authRequest) error {

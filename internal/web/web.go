@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
+	"errors"
 	"html/template"
 	"io/fs"
 	"log/slog"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/brandasset"
+	"github.com/gatehouse/gatehouse/store"
 )
 
 //go:embed templates/*.html
@@ -171,6 +173,26 @@ func RenderTemplate(w http.ResponseWriter, status int, t *template.Template, nam
 // Error renders the plain error page.
 func Error(w http.ResponseWriter, status int, msg, ref string) {
 	Render(w, status, "error", Page{Title: http.StatusText(status), Error: msg, Reference: ref})
+}
+
+// FailureStatus is the status of a failure on Gatehouse's side: 503 when
+// the store did not answer (nothing was decided; the same request may
+// work shortly), 500 for anything else.
+func FailureStatus(err error) int {
+	if errors.Is(err, store.ErrUnavailable) {
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+// Failure is Error for a failure on Gatehouse's side (FailureStatus),
+// with Retry-After on a 503.
+func Failure(w http.ResponseWriter, err error, msg, ref string) {
+	status := FailureStatus(err)
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "5")
+	}
+	Error(w, status, msg, ref)
 }
 
 type assetHandler struct {

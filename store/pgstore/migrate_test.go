@@ -3,6 +3,8 @@ package pgstore
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"strings"
 	"sync"
@@ -10,6 +12,7 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/gatehouse/gatehouse/store"
@@ -207,7 +210,7 @@ func TestTimeout(t *testing.T) {
 		t.Fatalf("calls waited %s", d)
 	}
 	for _, err := range errs {
-		if !errors.Is(err, context.DeadlineExceeded) {
+		if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, store.ErrUnavailable) {
 			t.Fatalf("a call on a locked table: %v", err)
 		}
 	}
@@ -216,5 +219,60 @@ func TestTimeout(t *testing.T) {
 	}
 	if _, err := st.GetOrg(ctx, "o1"); err != nil {
 		t.Fatalf("after the lock: %v", err)
+	}
+}
+
+// A database that went away answers ErrUnavailable (503 upstream), not a
+// bare error (500) nor ErrNotFound (which reads as "no such session").
+func TestUnavailable(t *testing.T) {
+	ctx := context.Background()
+	c := pgtest.NewCluster(t)
+	st, err := Open(ctx, c.NewDatabase(t), Options{Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.CreateOrg(ctx, store.Org{ID: "o1", Slug: "o1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	for name, call := range map[string]func() error{
+		"read":  func() error { _, err := st.GetOrg(ctx, "o1"); return err },
+		"write": func() error { return st.PutOnce(ctx, "t", "x", nil, time.Now().Add(time.Minute)) },
+		"tx":    func() error { return st.CreateOrg(ctx, store.Org{ID: "o2", Slug: "o2"}) },
+	} {
+		if err := call(); !errors.Is(err, store.ErrUnavailable) || errors.Is(err, store.ErrNotFound) {
+			t.Errorf("%s with the database down: %v", name, err)
+		}
+	}
+	if err := c.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.GetOrg(ctx, "o1"); err != nil {
+		t.Fatalf("after the database came back: %v", err)
+	}
+}
+
+func TestUnavailableClasses(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{&pgconn.PgError{Code: "08006"}, true},
+		{&pgconn.PgError{Code: "57P01"}, true},
+		{&pgconn.PgError{Code: "53300"}, true},
+		{&pgconn.PgError{Code: "40001"}, true},
+		{&pgconn.PgError{Code: "23505"}, false},
+		{&pgconn.PgError{Code: "42P01"}, false},
+		{&pgconn.PgError{Code: "22021"}, false},
+		{context.DeadlineExceeded, true},
+		{fmt.Errorf("read: %w", io.ErrUnexpectedEOF), true},
+		{errors.New("pgstore: encode: bad"), false},
+	} {
+		if got := unavailable(tc.err); got != tc.want {
+			t.Errorf("unavailable(%v) = %v, want %v", tc.err, got, tc.want)
+		}
 	}
 }

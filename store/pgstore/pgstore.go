@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -225,10 +228,38 @@ func wrap(op string, err error) error {
 		return nil
 	}
 	err = mapErr(err)
-	if errors.Is(err, store.ErrClosed) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, store.ErrClosed) || errors.Is(err, context.Canceled) {
 		return err
 	}
+	if unavailable(err) {
+		return fmt.Errorf("pgstore: %s: %w: %w", op, store.ErrUnavailable, err)
+	}
 	return fmt.Errorf("pgstore: %s: %w", op, err)
+}
+
+// unavailable reports whether err means the database could not be
+// reached or did not answer in time, rather than refusing the statement:
+// a connection that failed or broke, a call past its timeout, a server
+// shutting down or starting, out of connections, or a transaction the
+// server gave up on (serialization failure, deadlock) that may be retried.
+func unavailable(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch {
+		case strings.HasPrefix(pe.Code, "08"), // connection exception
+			pe.Code == "57P01", pe.Code == "57P02", pe.Code == "57P03", // admin shutdown, crash shutdown, cannot connect now
+			pe.Code == "53300",                     // too many connections
+			pe.Code == "40001", pe.Code == "40P01", // serialization failure, deadlock
+			pe.Code == "57014": // query canceled (statement timeout)
+			return true
+		}
+		return false
+	}
+	var ce *pgconn.ConnectError
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) || errors.As(err, &ce) || errors.As(err, &ne) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || pgconn.SafeToRetry(err) ||
+		strings.Contains(err.Error(), "conn closed") || strings.Contains(err.Error(), "closed pool")
 }
 
 // ts is a time as stored: UTC, microseconds (truncated, never rounded).

@@ -29,6 +29,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/gatehouse/gatehouse/store/pgstore/pgtest"
 )
 
 type result struct {
@@ -52,6 +54,7 @@ func main() {
 		conns        = flag.Int("connections", 64, "concurrent connections")
 		threads      = flag.Int("threads", 2, "wrk threads")
 		runs         = flag.Int("runs", 3, "rounds over every target; the table shows each figure's median")
+		postgres     = flag.Bool("postgres", false, "also measure Gatehouse on PostgreSQL (a throwaway cluster that syncs every commit, from Debian's postgresql), and revocation across two nodes")
 	)
 	flag.Parse()
 	if *gatehouseBin == "" || *upstreamBin == "" || *bareBin == "" {
@@ -87,19 +90,39 @@ func main() {
 		_ = cmd.Wait()
 	}
 
+	var pg *pgtest.Cluster
+	if *postgres {
+		pg, err = pgtest.Start(true)
+		if err != nil {
+			log.Fatalf("load: PostgreSQL: %v", err)
+		}
+		defer pg.Close()
+	}
+	dbs := 0
+	// storeFor is a new, empty store for one Gatehouse: a Badger folder,
+	// or a PostgreSQL database.
+	storeFor := func(name string, onPG bool) string {
+		if !onPG {
+			return "  badger: { path: " + filepath.Join(dir, name+"-data") + " }"
+		}
+		dbs++
+		dsn, err := pg.CreateDatabase(fmt.Sprintf("load%d", dbs))
+		must(err)
+		return "  postgres: { dsn: \"" + dsn + "\" }"
+	}
+
 	upAddr, bareAddr, o2pAddr := freeAddr(), freeAddr(), freeAddr()
 	startProc("upstream.log", *upstreamBin, "-listen", upAddr)
 	startProc("bare.log", *bareBin, "-listen", bareAddr, "-upstream", "http://"+upAddr)
 
-	// startGatehouse runs one instance; policy holds extra config lines.
-	startGatehouse := func(name, policyCfg, orgPolicy string) (url string, headers []string, stop func()) {
-		addr, ops := freeAddr(), freeAddr()
-		_, port, _ := net.SplitHostPort(addr)
-		cfg := fmt.Sprintf(`public_url: http://auth.localhost:%[1]s
+	// gatehouseConfig is one instance's config; storeCfg is its store
+	// line, policyCfg and orgPolicy extra config lines.
+	gatehouseConfig := func(addr, ops, publicPort, storeCfg, policyCfg, orgPolicy string) string {
+		return fmt.Sprintf(`public_url: http://auth.localhost:%[1]s
 listen: %[2]s
 ops_listen: %[3]s
 store:
-  badger: { path: %[4]s }
+%[4]s
 %[6]s
 routes:
   - id: app
@@ -114,7 +137,13 @@ orgs:
 %[7]s
     users:
       - { email: alice@acme.example, password: load-test-pw, roles: [admin, member] }
-`, port, addr, ops, filepath.Join(dir, name+"-data"), upAddr, policyCfg, orgPolicy)
+`, publicPort, addr, ops, storeCfg, upAddr, policyCfg, orgPolicy)
+	}
+	// startGatehouse runs one instance.
+	startGatehouse := func(name string, onPG bool, policyCfg, orgPolicy string) (url string, headers []string, stop func()) {
+		addr, ops := freeAddr(), freeAddr()
+		_, port, _ := net.SplitHostPort(addr)
+		cfg := gatehouseConfig(addr, ops, port, storeFor(name, onPG), policyCfg, orgPolicy)
 		cfgPath := filepath.Join(dir, name+".yaml")
 		must(os.WriteFile(cfgPath, []byte(cfg), 0o600))
 		cmd := startProc(name+".log", *gatehouseBin, "serve", "--config", cfgPath)
@@ -136,7 +165,12 @@ orgs:
 	targets := []target{
 		{"upstream direct", running("http://" + upAddr + "/api/items")},
 		{"bare httputil.ReverseProxy", running("http://" + bareAddr + "/api/items")},
-		{"Gatehouse (valid session)", func() (string, []string, func()) { return startGatehouse("gatehouse", "", "") }},
+		{"Gatehouse (valid session)", func() (string, []string, func()) { return startGatehouse("gatehouse", false, "", "") }},
+	}
+	if *postgres {
+		targets = append(targets, target{"Gatehouse on PostgreSQL (valid session)", func() (string, []string, func()) {
+			return startGatehouse("gatehouse-pg", true, "", "")
+		}})
 	}
 	if *policies != "" {
 		abs, err := filepath.Abs(*policies)
@@ -146,7 +180,7 @@ orgs:
 			{"Gatehouse + Rego, every request evaluated", "0s"},
 		} {
 			targets = append(targets, target{v.name, func() (string, []string, func()) {
-				return startGatehouse("gatehouse-rego-"+v.ttl,
+				return startGatehouse("gatehouse-rego-"+v.ttl, false,
 					"policy:\n  platform: "+filepath.Join(abs, "roles_by_path")+"\n  decision_cache_ttl: "+v.ttl,
 					"    policy: "+filepath.Join(abs, "plan_gating"))
 			}})
@@ -198,7 +232,92 @@ orgs:
 		}
 	}
 	printTable(results, ratios, *duration, *conns, *threads, *runs)
+	if *postgres {
+		// PostgreSQL against Badger, paired by round like the ratios above.
+		var pgVsBadger []result
+		for round := range all[2] {
+			pgVsBadger = append(pgVsBadger, result{rps: all[3][round].rps / all[2][round].rps})
+		}
+		fmt.Printf("\nGatehouse on PostgreSQL vs on Badger, per round:")
+		for _, r := range pgVsBadger {
+			fmt.Printf(" %.0f%%", 100*r.rps)
+		}
+		fmt.Printf(" (median %.0f%%)\n", 100*median(pgVsBadger, func(r result) float64 { return r.rps }))
+
+		// Revocation across nodes: two nodes on one database; a sign-out
+		// on node 1, then node 2 asked every millisecond until it refuses.
+		node := func(name, db string) (addr string, stop func()) {
+			addr, ops := freeAddr(), freeAddr()
+			cfgPath := filepath.Join(dir, name+".yaml")
+			must(os.WriteFile(cfgPath, []byte(gatehouseConfig(addr, ops, "80", db, "", "")), 0o600))
+			cmd := startProc(name+".log", *gatehouseBin, "serve", "--config", cfgPath)
+			waitHTTP("http://" + ops + "/readyz")
+			return addr, func() { stopProc(cmd) }
+		}
+		db := storeFor("revocation", true)
+		n1, stop1 := node("node1", db)
+		n2, stop2 := node("node2", db)
+		lat := revocations(n1, n2, 50)
+		stop1()
+		stop2()
+		fmt.Printf("\nRevocation across two nodes on PostgreSQL, %d sign-outs on node 1 until node 2 refuses the session: p50 %s, p90 %s, max %s\n",
+			len(lat), fmtDur(lat[len(lat)/2]), fmtDur(lat[len(lat)*9/10]), fmtDur(lat[len(lat)-1]))
+	}
 }
+
+// revocations signs alice in on node 1 n times, signs her out there, and
+// measures how long node 2 still serves her session; sorted.
+func revocations(n1, n2 string, n int) []time.Duration {
+	var out []time.Duration
+	hiddenRE := regexp.MustCompile(`<input type="hidden" name="csrf" value="([^"]*)">`)
+	for range n {
+		cookie := gatehouseLogin(n1, "80")
+		get := func(addr, path string) (int, []byte) {
+			req, _ := http.NewRequest("GET", "http://"+addr+path, nil)
+			req.Host = "app.localhost:80"
+			req.Header.Set("Cookie", cookie)
+			resp, err := noRedirect.Do(req)
+			must(err)
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			return resp.StatusCode, b
+		}
+		if st, _ := get(n2, "/api/items"); st != 200 {
+			log.Fatalf("load: node 2 does not serve the session made on node 1: %d", st)
+		}
+		st, page := get(n1, "/.gatehouse/logout")
+		m := hiddenRE.FindSubmatch(page)
+		if st != 200 || m == nil {
+			log.Fatalf("load: logout page: %d\n%s", st, page)
+		}
+		req, _ := http.NewRequest("POST", "http://"+n1+"/.gatehouse/logout", strings.NewReader(url.Values{"csrf": {html.UnescapeString(string(m[1]))}}.Encode()))
+		req.Host = "app.localhost:80"
+		req.Header.Set("Cookie", cookie)
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", "http://app.localhost:80")
+		resp, err := noRedirect.Do(req)
+		must(err)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			log.Fatalf("load: logout: %d", resp.StatusCode)
+		}
+		out1 := time.Now()
+		for {
+			if st, _ := get(n2, "/api/items"); st != 200 {
+				break
+			}
+			if time.Since(out1) > 30*time.Second {
+				log.Fatal("load: node 2 served a signed-out session for 30s")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		out = append(out, time.Since(out1))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+var noRedirect = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 
 func median(rs []result, f func(result) float64) float64 {
 	v := make([]float64, len(rs))

@@ -61,9 +61,17 @@ func binDir() string {
 	return best
 }
 
-// start starts a cluster for the test binary: once, stopped by Stop
-// from TestMain.
-func start() (*Cluster, error) {
+// Start starts a cluster outside a test (bench/cmd/load); Close stops
+// and removes it. A durable cluster syncs every commit to disk, as
+// deployed; otherwise, as for tests, it trades durability for speed.
+func Start(durable bool) (*Cluster, error) { return start(durable) }
+
+// Close stops the cluster and removes its files.
+func (c *Cluster) Close() { c.stop() }
+
+// start starts a cluster: the test binary's shared one (stopped by Stop
+// from TestMain), or a test's own.
+func start(durable ...bool) (*Cluster, error) {
 	bin := binDir()
 	if bin == "" {
 		return nil, errNoPostgres
@@ -98,8 +106,11 @@ func start() (*Cluster, error) {
 	}
 	c.Port = l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	// Speed over durability: the cluster dies with the tests.
-	c.opts = fmt.Sprintf("-h 127.0.0.1 -p %d -k %s -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 -c shared_buffers=64MB", c.Port, dir)
+	c.opts = fmt.Sprintf("-h 127.0.0.1 -p %d -k %s -c max_connections=300 -c shared_buffers=128MB", c.Port, dir)
+	if len(durable) == 0 || !durable[0] {
+		// Speed over durability: the cluster dies with the tests.
+		c.opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+	}
 	if out, err := c.run(filepath.Join(bin, "pg_ctl"), "-D", data, "-o", c.opts, "-l", filepath.Join(dir, "log"), "-w", "-t", "60", "start"); err != nil {
 		log, _ := os.ReadFile(filepath.Join(dir, "log"))
 		return nil, fmt.Errorf("pgtest: pg_ctl start: %v: %s\n%s", err, out, log)
@@ -164,6 +175,21 @@ func NewCluster(t testing.TB) *Cluster {
 	return c
 }
 
+// NewDurableCluster is NewCluster as deployed: every commit synced to
+// disk (benchmarks against Badger's synced writes).
+func NewDurableCluster(t testing.TB) *Cluster {
+	t.Helper()
+	c, err := start(true)
+	if errors.Is(err, errNoPostgres) && os.Getenv("GATEHOUSE_REQUIRE_EXAMPLES") == "" {
+		t.Skip("PostgreSQL is not installed: skipped (CI installs it)")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.stop)
+	return c
+}
+
 // Pause stops the server (fast shutdown: sessions are cut); Resume
 // starts it again on the same port and data.
 func (c *Cluster) Pause() error {
@@ -214,6 +240,21 @@ func NewDatabase(t testing.TB) string {
 	return Shared(t).NewDatabase(t)
 }
 
+// CreateDatabase makes an empty database and returns its DSN.
+func (c *Cluster) CreateDatabase(name string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, c.DSN("postgres"))
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return "", err
+	}
+	return c.DSN(name), nil
+}
+
 // NewDatabase makes an empty database in c for one test.
 func (c *Cluster) NewDatabase(t testing.TB) string {
 	t.Helper()
@@ -221,14 +262,7 @@ func (c *Cluster) NewDatabase(t testing.TB) string {
 	c.n++
 	name := fmt.Sprintf("t%d_%d", os.Getpid(), c.n)
 	c.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, c.DSN("postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+	if _, err := c.CreateDatabase(name); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
