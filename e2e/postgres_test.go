@@ -14,14 +14,19 @@ import (
 	"github.com/gatehouse/gatehouse/store/pgstore/pgtest"
 )
 
-// Gatehouse on PostgreSQL (store.postgres): the config's orgs are
-// applied, alice signs in and the upstream sees her; a person made
-// through the admin API, her session and the audit trail survive a
+// Gatehouse on PostgreSQL (store.postgres) over TLS (sslmode=verify-full
+// against the database's CA; the server takes no plaintext): the config's
+// orgs are applied, alice signs in and the upstream sees her; a person
+// made through the admin API, her session and the audit trail survive a
 // restart on the same database; the audit chain verifies.
 func TestPostgresStore(t *testing.T) {
 	t.Setenv("ALICE_PASSWORD", "alice-pw-123")
 	t.Setenv("CAROL_PASSWORD", "carol-pw-456")
-	t.Setenv("GATEHOUSE_TEST_DSN", pgtest.NewDatabase(t))
+	db := pgtest.NewTLSCluster(t)
+	t.Setenv("GATEHOUSE_TEST_DSN", db.NewDatabase(t))
+	if !strings.Contains(os.Getenv("GATEHOUSE_TEST_DSN"), "sslmode=verify-full") {
+		t.Fatal("not a TLS DSN")
+	}
 	up := newUpstream(t)
 	cfg := strings.NewReplacer("{{UPSTREAM}}", up.URL, "{{BOBHASH}}", readBobHash(t),
 		"  badger: { path: {{DATA}} }\n", "  postgres: { dsn: \"${GATEHOUSE_TEST_DSN}\" }\n").Replace(testConfig)

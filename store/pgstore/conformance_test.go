@@ -13,7 +13,8 @@ import (
 // The store conformance suite, on a database of its own per test.
 func TestConformance(t *testing.T) {
 	storetest.RunTests(t, func(t *testing.T) store.Store {
-		st, err := Open(context.Background(), pgtest.NewDatabase(t), Options{})
+		dsn := pgtest.NewDatabase(t)
+		st, err := Open(context.Background(), dsn, Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -21,6 +22,13 @@ func TestConformance(t *testing.T) {
 			if err := st.Close(); err != nil && !errors.Is(err, store.ErrClosed) {
 				t.Error(err)
 			}
+			// Whatever the test left behind is consistent, read afresh.
+			r, err := Open(context.Background(), dsn, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			checkConsistency(t, r)
 		})
 		return st
 	})

@@ -70,6 +70,9 @@ func (s *Store) register(r prometheus.Registerer) *metrics {
 		gauge("gatehouse_store_pool_connections_max", "The pool's size (store.postgres.max_conns).", func() float64 { return float64(s.pool.Stat().MaxConns()) }),
 		counter("gatehouse_store_pool_acquire_waits_total", "Acquires that had to wait for a connection.", func() float64 { return float64(s.pool.Stat().EmptyAcquireCount()) }),
 		counter("gatehouse_store_pool_acquire_wait_seconds_total", "Time spent waiting for a connection.", func() float64 { return s.pool.Stat().AcquireDuration().Seconds() }),
+		gauge("gatehouse_store_clock_skew_seconds", "This node's clock minus the database's, as last measured (every minute); keep it well under a second.", func() float64 {
+			return time.Duration(s.skew.Load()).Seconds()
+		}),
 		gauge("gatehouse_store_listening", "1 while the node listens for other nodes' changes.", func() float64 {
 			if s.listening.Load() {
 				return 1

@@ -1,11 +1,24 @@
 package pgstore
 
 import (
+	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"log/slog"
+	"math/big"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +27,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gatehouse/gatehouse/store"
 	"github.com/gatehouse/gatehouse/store/pgstore/pgtest"
@@ -274,5 +288,110 @@ func TestUnavailableClasses(t *testing.T) {
 		if got := unavailable(tc.err); got != tc.want {
 			t.Errorf("unavailable(%v) = %v, want %v", tc.err, got, tc.want)
 		}
+	}
+}
+
+// TLS to the database is the DSN's sslmode: with verify-full against the
+// cluster's CA the connection is encrypted and the server's name checked;
+// a server whose certificate another CA signed, or a name it does not
+// carry, is refused; and a server that takes TLS only refuses plaintext.
+func TestTLS(t *testing.T) {
+	ctx := context.Background()
+	c := pgtest.NewTLSCluster(t)
+	dsn := c.NewDatabase(t)
+	st, err := Open(ctx, dsn, Options{Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatalf("verify-full against the cluster's CA: %v", err)
+	}
+	defer st.Close()
+	var tls bool
+	if err := st.pool.QueryRow(ctx, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").Scan(&tls); err != nil || !tls {
+		t.Fatalf("the connection is not TLS: %v %v", tls, err)
+	}
+	if err := st.CreateOrg(ctx, store.Org{ID: "o1", Slug: "o1"}); err != nil {
+		t.Fatal(err)
+	}
+
+	other := filepath.Join(t.TempDir(), "other-ca.pem")
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(9), Subject: pkix.Name{CommonName: "another CA"}, IsCA: true, BasicConstraintsValid: true,
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageCertSign}
+	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err := os.WriteFile(other, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, dsn, why string }{
+		{"another CA", strings.Replace(dsn, "sslrootcert="+c.CA, "sslrootcert="+other, 1), "unknown authority"},
+		{"a name not on it", strings.Replace(dsn, "@localhost:", "@127.0.0.1:", 1), "cannot validate certificate for 127.0.0.1"},
+		{"no TLS", strings.Replace(strings.Replace(dsn, "sslmode=verify-full", "sslmode=disable", 1), "&sslrootcert="+c.CA, "", 1), "no encryption"},
+	} {
+		st, err := Open(ctx, tc.dsn, Options{Timeout: 5 * time.Second})
+		if err == nil {
+			st.Close()
+			t.Errorf("%s: connected", tc.name)
+		} else if !strings.Contains(err.Error(), tc.why) {
+			t.Errorf("%s: refused, but not for that: %v", tc.name, err)
+		}
+	}
+}
+
+// A migration some database has applied is never edited: that database
+// would never run the edit, and two deployments on the same version would
+// differ. A change is a new migration. Add each new file's SHA-256 here
+// when it ships.
+func TestMigrationsAreNeverEdited(t *testing.T) {
+	pinned := map[string]string{
+		"migrations/001_init.sql":   "ecd1cb4698ea3e145a9c50d5c01383d3e7df7e28d358b7b31df806ab2ed709be",
+		"migrations/002_notify.sql": "ef486313bdcd9a9dab7420494a131a99a62374d939e255d69892675d60e4450e",
+	}
+	files, err := fs.Glob(migrationFS, "migrations/*.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		b, err := fs.ReadFile(migrationFS, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(b)
+		switch want, ok := pinned[f]; {
+		case !ok:
+			t.Errorf("%s is not pinned: add %q: %q to this test", f, f, hex.EncodeToString(sum[:]))
+		case want != hex.EncodeToString(sum[:]):
+			t.Errorf("%s changed after it shipped (sha256 %x): put the change in a new migration", f, sum)
+		}
+	}
+	if len(files) != len(pinned) {
+		t.Errorf("%d migrations embedded, %d pinned: a shipped migration is gone", len(files), len(pinned))
+	}
+}
+
+// A node whose clock is off from the database's says so in its log and
+// in gatehouse_store_clock_skew_seconds; one in step does not.
+func TestClockSkew(t *testing.T) {
+	var logs bytes.Buffer
+	reg := prometheus.NewRegistry()
+	st, err := Open(t.Context(), pgtest.NewDatabase(t), Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)), Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	skew := func() float64 {
+		mfs, _ := reg.Gather()
+		for _, mf := range mfs {
+			if mf.GetName() == "gatehouse_store_clock_skew_seconds" {
+				return mf.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		t.Fatal("no gatehouse_store_clock_skew_seconds")
+		return 0
+	}
+	if s := skew(); s > 0.5 || s < -0.5 || strings.Contains(logs.String(), "clock is off") {
+		t.Fatalf("in step: skew %v, log %s", s, logs.String())
+	}
+	st.now = func() time.Time { return time.Now().Add(5 * time.Second) }
+	st.checkClock(t.Context())
+	if s := skew(); s < 4.5 || s > 5.5 || !strings.Contains(logs.String(), "clock is off") {
+		t.Fatalf("5s ahead: skew %v, log %s", s, logs.String())
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"strings"
@@ -30,6 +31,8 @@ type Options struct {
 	// Timeout bounds each call, waiting for a connection included
 	// (default 10s).
 	Timeout time.Duration
+	// Logger gets the clock check's warnings (nil: none).
+	Logger *slog.Logger
 }
 
 // Store is the PostgreSQL backend of store.Store.
@@ -44,6 +47,11 @@ type Store struct {
 	// stopSweep ends the sweeper; swept is closed when it has.
 	stopSweep context.CancelFunc
 	swept     chan struct{}
+	log       *slog.Logger
+	// skew is the node's clock minus the database's, in nanoseconds, as
+	// last measured (checkClock).
+	skew atomic.Int64
+	now  func() time.Time // the node's clock (tests move it)
 }
 
 // Open connects to dsn, brings its schema up to date and returns the
@@ -62,7 +70,11 @@ func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
 	}
 	// Gatehouse's tables live in their own schema.
 	cfg.ConnConfig.RuntimeParams["search_path"] = "gatehouse"
-	s := &Store{swept: make(chan struct{}), timeout: 10 * time.Second}
+	s := &Store{swept: make(chan struct{}), timeout: 10 * time.Second, log: o.Logger}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.now = time.Now
 	if o.Timeout > 0 {
 		s.timeout = o.Timeout
 	}
@@ -81,10 +93,36 @@ func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
+	s.checkClock(ctx)
 	var sctx context.Context
 	sctx, s.stopSweep = context.WithCancel(context.Background())
 	go s.sweep(sctx, sweepEvery)
 	return s, nil
+}
+
+// maxSkew is how far the node's clock may be from the database's before
+// a warning: single-use values (sign-in flows, tickets, replay caches)
+// expire by the node's clock, locks by the database's, and nodes must
+// agree within the seconds those values live.
+const maxSkew = time.Second
+
+// checkClock measures the node's clock against the database's (half the
+// round trip taken off) and warns if they are apart by more than
+// maxSkew: run NTP (chrony, systemd-timesyncd) on every node.
+func (s *Store) checkClock(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	start := s.now()
+	var db time.Time
+	if err := s.pool.QueryRow(ctx, "SELECT clock_timestamp()").Scan(&db); err != nil {
+		return // the database's trouble is reported by the calls that need it
+	}
+	rtt := s.now().Sub(start)
+	skew := start.Add(rtt / 2).Sub(db)
+	s.skew.Store(int64(skew))
+	if skew > maxSkew || skew < -maxSkew {
+		s.log.Warn("pgstore: this node's clock is off from the database's; run NTP on every node", "skew", skew.Round(time.Millisecond), "max", maxSkew)
+	}
 }
 
 // sweepEvery is how often expired single-use values and locks are
@@ -99,10 +137,15 @@ func (s *Store) sweep(ctx context.Context, every time.Duration) {
 	defer close(s.swept)
 	t := time.NewTicker(every)
 	defer t.Stop()
+	clock := time.NewTicker(time.Minute)
+	defer clock.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-clock.C:
+			s.checkClock(ctx)
+			continue
 		case <-t.C:
 		}
 		for _, table := range []string{"once", "locks"} {

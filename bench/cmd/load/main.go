@@ -58,29 +58,30 @@ func main() {
 	)
 	flag.Parse()
 	if *gatehouseBin == "" || *upstreamBin == "" || *bareBin == "" {
-		log.Fatal("load: -gatehouse, -upstream and -bareproxy are required")
+		fatal("load: -gatehouse, -upstream and -bareproxy are required")
 	}
 	dir, err := os.MkdirTemp("", "gatehouse-load-")
 	if err != nil {
-		log.Fatal(err)
+		fatal(err)
 	}
-	defer os.RemoveAll(dir)
 	var procs []*exec.Cmd
-	defer func() {
+	atExit(func() {
 		for _, p := range procs {
 			_ = p.Process.Kill()
 			_ = p.Wait()
 		}
-	}()
+		os.RemoveAll(dir)
+	})
+	defer runExits()
 	startProc := func(logName, bin string, args ...string) *exec.Cmd {
 		cmd := exec.Command(bin, args...)
 		f, err := os.Create(filepath.Join(dir, logName))
 		if err != nil {
-			log.Fatal(err)
+			fatal(err)
 		}
 		cmd.Stdout, cmd.Stderr = f, f
 		if err := cmd.Start(); err != nil {
-			log.Fatalf("load: start %s: %v", bin, err)
+			fatalf("load: start %s: %v", bin, err)
 		}
 		procs = append(procs, cmd)
 		return cmd
@@ -94,9 +95,9 @@ func main() {
 	if *postgres {
 		pg, err = pgtest.Start(true)
 		if err != nil {
-			log.Fatalf("load: PostgreSQL: %v", err)
+			fatalf("load: PostgreSQL: %v", err)
 		}
-		defer pg.Close()
+		atExit(pg.Close)
 	}
 	dbs := 0
 	// storeFor is a new, empty store for one Gatehouse: a Badger folder,
@@ -272,6 +273,7 @@ func revocations(n1, n2 string, n int) []time.Duration {
 	hiddenRE := regexp.MustCompile(`<input type="hidden" name="csrf" value="([^"]*)">`)
 	for range n {
 		cookie := gatehouseLogin(n1, "80")
+		var set []*http.Cookie // the logout form's CSRF cookie
 		get := func(addr, path string) (int, []byte) {
 			req, _ := http.NewRequest("GET", "http://"+addr+path, nil)
 			req.Host = "app.localhost:80"
@@ -280,26 +282,31 @@ func revocations(n1, n2 string, n int) []time.Duration {
 			must(err)
 			defer resp.Body.Close()
 			b, _ := io.ReadAll(resp.Body)
+			set = resp.Cookies()
 			return resp.StatusCode, b
 		}
 		if st, _ := get(n2, "/api/items"); st != 200 {
-			log.Fatalf("load: node 2 does not serve the session made on node 1: %d", st)
+			fatalf("load: node 2 does not serve the session made on node 1: %d", st)
 		}
 		st, page := get(n1, "/.gatehouse/logout")
+		formCookies := cookie
+		for _, c := range set {
+			formCookies += "; " + c.Name + "=" + c.Value
+		}
 		m := hiddenRE.FindSubmatch(page)
 		if st != 200 || m == nil {
-			log.Fatalf("load: logout page: %d\n%s", st, page)
+			fatalf("load: logout page: %d\n%s", st, page)
 		}
 		req, _ := http.NewRequest("POST", "http://"+n1+"/.gatehouse/logout", strings.NewReader(url.Values{"csrf": {html.UnescapeString(string(m[1]))}}.Encode()))
 		req.Host = "app.localhost:80"
-		req.Header.Set("Cookie", cookie)
+		req.Header.Set("Cookie", formCookies)
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		req.Header.Set("Origin", "http://app.localhost:80")
 		resp, err := noRedirect.Do(req)
 		must(err)
 		resp.Body.Close()
 		if resp.StatusCode != 200 {
-			log.Fatalf("load: logout: %d", resp.StatusCode)
+			fatalf("load: logout: %d", resp.StatusCode)
 		}
 		out1 := time.Now()
 		for {
@@ -307,7 +314,7 @@ func revocations(n1, n2 string, n int) []time.Duration {
 				break
 			}
 			if time.Since(out1) > 30*time.Second {
-				log.Fatal("load: node 2 served a signed-out session for 30s")
+				fatal("load: node 2 served a signed-out session for 30s")
 			}
 			time.Sleep(time.Millisecond)
 		}
@@ -364,10 +371,10 @@ func wrk(u string, headers []string, d time.Duration, conns, threads int) result
 	args = append(args, u)
 	out, err := exec.Command("wrk", args...).CombinedOutput()
 	if err != nil {
-		log.Fatalf("load: wrk %s: %v\n%s", u, err, out)
+		fatalf("load: wrk %s: %v\n%s", u, err, out)
 	}
 	if m := errRE.FindSubmatch(out); m != nil {
-		log.Fatalf("load: %s answered %s non-2xx responses: the measurement is void\n%s", u, m[1], out)
+		fatalf("load: %s answered %s non-2xx responses: the measurement is void\n%s", u, m[1], out)
 	}
 	var r result
 	if m := rpsRE.FindSubmatch(out); m != nil {
@@ -384,7 +391,7 @@ func wrk(u string, headers []string, d time.Duration, conns, threads int) result
 		}
 	}
 	if r.rps == 0 {
-		log.Fatalf("load: could not parse wrk output:\n%s", out)
+		fatalf("load: could not parse wrk output:\n%s", out)
 	}
 	return r
 }
@@ -401,12 +408,12 @@ func checkOK(u string, headers []string) {
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		log.Fatalf("load: %s: %v", u, err)
+		fatalf("load: %s: %v", u, err)
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != 200 || !strings.Contains(string(body), `"ok":true`) {
-		log.Fatalf("load: %s answered %d %s: not authenticated through to the upstream", u, resp.StatusCode, body)
+		fatalf("load: %s answered %d %s: not authenticated through to the upstream", u, resp.StatusCode, body)
 	}
 }
 
@@ -429,7 +436,7 @@ func gatehouseLogin(addr, port string) string {
 			form.Set(string(m[1]), html.UnescapeString(string(m[2])))
 		}
 		if form.Get("csrf") == "" {
-			log.Fatalf("load: no sign-in form at %s:\n%s", resp.Request.URL, body)
+			fatalf("load: no sign-in form at %s:\n%s", resp.Request.URL, body)
 		}
 		for k, v := range extra {
 			form[k] = v
@@ -453,7 +460,7 @@ func gatehouseLogin(addr, port string) string {
 			return ck.Name + "=" + ck.Value
 		}
 	}
-	log.Fatalf("load: no session cookie for app.localhost after sign-in (status %d at %s)", resp.StatusCode, resp.Request.URL)
+	fatalf("load: no session cookie for app.localhost after sign-in (status %d at %s)", resp.StatusCode, resp.Request.URL)
 	return ""
 }
 
@@ -480,7 +487,7 @@ func startOAuth2Proxy(startProc func(string, string, ...string) *exec.Cmd, bin, 
 			return cmd, ck.Name + "=" + ck.Value
 		}
 	}
-	log.Fatalf("load: oauth2-proxy sign-in gave no cookie (status %d)", resp.StatusCode)
+	fatalf("load: oauth2-proxy sign-in gave no cookie (status %d)", resp.StatusCode)
 	return nil, ""
 }
 
@@ -500,11 +507,36 @@ func waitHTTP(u string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	log.Fatalf("load: %s never answered", u)
+	fatalf("load: %s never answered", u)
 }
 
 func must(err error) {
 	if err != nil {
-		log.Fatal(err)
+		fatal(err)
 	}
+}
+
+// exits run at the end, and before a fatal error's exit: no process or
+// database cluster outlives the run.
+var exits []func()
+
+func atExit(f func()) { exits = append(exits, f) }
+
+func runExits() {
+	for i := len(exits) - 1; i >= 0; i-- {
+		exits[i]()
+	}
+	exits = nil
+}
+
+func fatalf(format string, args ...any) {
+	log.Printf(format, args...)
+	runExits()
+	os.Exit(1)
+}
+
+func fatal(args ...any) {
+	log.Print(args...)
+	runExits()
+	os.Exit(1)
 }

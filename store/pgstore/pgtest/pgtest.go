@@ -7,8 +7,15 @@ package pgtest
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -27,7 +34,9 @@ import (
 type Cluster struct {
 	dir, bin string
 	Port     int
-	opts     string
+	// CA is the PEM file of the CA of a TLS cluster's certificate.
+	CA   string
+	opts string
 	// asUser runs the server as the postgres system user when the tests
 	// run as root (initdb refuses root).
 	asUser string
@@ -64,14 +73,23 @@ func binDir() string {
 // Start starts a cluster outside a test (bench/cmd/load); Close stops
 // and removes it. A durable cluster syncs every commit to disk, as
 // deployed; otherwise, as for tests, it trades durability for speed.
-func Start(durable bool) (*Cluster, error) { return start(durable) }
+func Start(durable bool) (*Cluster, error) { return start(options{durable: durable}) }
 
 // Close stops the cluster and removes its files.
 func (c *Cluster) Close() { c.stop() }
 
+// options are a cluster's: durable syncs every commit; tls takes only
+// TLS connections (hostssl), with a certificate for localhost from a CA
+// of the cluster's own (Cluster.CA).
+type options struct{ durable, tls bool }
+
 // start starts a cluster: the test binary's shared one (stopped by Stop
 // from TestMain), or a test's own.
-func start(durable ...bool) (*Cluster, error) {
+func start(opts ...options) (*Cluster, error) {
+	var o options
+	if len(opts) > 0 {
+		o = opts[0]
+	}
 	bin := binDir()
 	if bin == "" {
 		return nil, errNoPostgres
@@ -107,7 +125,12 @@ func start(durable ...bool) (*Cluster, error) {
 	c.Port = l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	c.opts = fmt.Sprintf("-h 127.0.0.1 -p %d -k %s -c max_connections=300 -c shared_buffers=128MB", c.Port, dir)
-	if len(durable) == 0 || !durable[0] {
+	if o.tls {
+		if err := c.serveTLS(data); err != nil {
+			return nil, err
+		}
+	}
+	if !o.durable {
 		// Speed over durability: the cluster dies with the tests.
 		c.opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
 	}
@@ -175,11 +198,90 @@ func NewCluster(t testing.TB) *Cluster {
 	return c
 }
 
+// NewTLSCluster is NewCluster taking TLS connections only: its
+// certificate names localhost (not 127.0.0.1, a name to test refusals
+// with) and is signed by c.CA.
+func NewTLSCluster(t testing.TB) *Cluster {
+	t.Helper()
+	c, err := start(options{tls: true})
+	if errors.Is(err, errNoPostgres) && os.Getenv("GATEHOUSE_REQUIRE_EXAMPLES") == "" {
+		t.Skip("PostgreSQL is not installed: skipped (CI installs it)")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.stop)
+	return c
+}
+
+// serveTLS makes a CA and a server certificate, turns ssl on and lets
+// clients in over TLS only.
+func (c *Cluster) serveTLS(data string) error {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "pgtest CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localhost"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), DNSNames: []string{"localhost"},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caTmpl, &key.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return err
+	}
+	c.CA = filepath.Join(c.dir, "ca.pem")
+	files := map[string][]byte{
+		c.CA:                              pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		filepath.Join(data, "server.crt"): pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		filepath.Join(data, "server.key"): pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
+	}
+	for path, b := range files {
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			return err
+		}
+		if c.asUser != "" {
+			if out, err := exec.Command("chown", c.asUser, path).CombinedOutput(); err != nil {
+				return fmt.Errorf("pgtest: chown: %v: %s", err, out)
+			}
+		}
+	}
+	if err := os.Chmod(c.CA, 0o644); err != nil {
+		return err
+	}
+	// TCP clients over TLS only; the unix socket stays for pg_ctl.
+	hba := "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n"
+	if err := os.WriteFile(filepath.Join(data, "pg_hba.conf"), []byte(hba), 0o600); err != nil {
+		return err
+	}
+	if c.asUser != "" {
+		if out, err := exec.Command("chown", c.asUser, filepath.Join(data, "pg_hba.conf")).CombinedOutput(); err != nil {
+			return fmt.Errorf("pgtest: chown: %v: %s", err, out)
+		}
+	}
+	c.opts += " -c ssl=on"
+	return nil
+}
+
 // NewDurableCluster is NewCluster as deployed: every commit synced to
 // disk (benchmarks against Badger's synced writes).
 func NewDurableCluster(t testing.TB) *Cluster {
 	t.Helper()
-	c, err := start(true)
+	c, err := start(options{durable: true})
 	if errors.Is(err, errNoPostgres) && os.Getenv("GATEHOUSE_REQUIRE_EXAMPLES") == "" {
 		t.Skip("PostgreSQL is not installed: skipped (CI installs it)")
 	}
@@ -230,6 +332,9 @@ func Shared(t testing.TB) *Cluster {
 
 // DSN is the connection string of database db.
 func (c *Cluster) DSN(db string) string {
+	if c.CA != "" {
+		return fmt.Sprintf("postgres://postgres@localhost:%d/%s?sslmode=verify-full&sslrootcert=%s", c.Port, db, c.CA)
+	}
 	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", c.Port, db)
 }
 
