@@ -22,6 +22,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/loop"
 	"github.com/gatehouse/gatehouse/internal/telemetry"
+	"github.com/gatehouse/gatehouse/store"
 )
 
 // ACMEOptions configure automatic certificates.
@@ -48,6 +49,10 @@ type ACMEOptions struct {
 	// MaxPerOrgPerHour bounds new certificates per org, so one customer
 	// cannot spend the CA's rate limits for everyone (default 20).
 	MaxPerOrgPerHour int
+	// SharedBudget, if set, counts MaxPerOrgPerHour in this store, shared
+	// by every node on it (several nodes on PostgreSQL); nil counts per
+	// node. If the store cannot count, the node's own count stands in.
+	SharedBudget store.Store
 	// RenewCheckInterval is how often the certificates in memory are
 	// checked for renewal (default certmagic's, 10 minutes).
 	RenewCheckInterval time.Duration
@@ -284,7 +289,39 @@ func (a *ACME) decide(ctx context.Context, name string) error {
 	if w := a.budget[org]; w != nil && now.Sub(w.start) < time.Hour && w.n >= a.o.MaxPerOrgPerHour {
 		return fmt.Errorf("certs: org %q reached %d new certificates this hour", org, a.o.MaxPerOrgPerHour)
 	}
+	if a.o.SharedBudget != nil {
+		if n, err := store.BudgetUsed(ctx, a.o.SharedBudget, budgetKind, org); err == nil && n >= a.o.MaxPerOrgPerHour {
+			return fmt.Errorf("certs: org %q reached %d new certificates this hour", org, a.o.MaxPerOrgPerHour)
+		}
+	}
 	return nil
+}
+
+// budgetKind is the store's single-use records that count each org's new
+// certificates this hour (ACMEOptions.SharedBudget).
+const budgetKind = "acme-budget"
+
+// takeBudget counts a new certificate for org (a.mu held): in the store
+// when the budget is shared, else (or if the store cannot count) in the
+// node's own window.
+func (a *ACME) takeBudget(ctx context.Context, org string, now time.Time) bool {
+	if a.o.SharedBudget != nil {
+		ok, _, err := store.TakeBudget(ctx, a.o.SharedBudget, budgetKind, org, a.o.MaxPerOrgPerHour, time.Hour, now)
+		if err == nil {
+			return ok
+		}
+		a.o.Logger.Warn("certs: shared issuance budget unavailable; counting on this node", "org", org, "err", err)
+	}
+	w := a.budget[org]
+	if w == nil || now.Sub(w.start) >= time.Hour {
+		w = &window{start: now}
+		a.budget[org] = w
+	}
+	if w.n >= a.o.MaxPerOrgPerHour {
+		return false
+	}
+	w.n++
+	return true
 }
 
 // event counts new certificates against their org's budget (checked and
@@ -311,18 +348,12 @@ func (a *ACME) event(ctx context.Context, event string, data map[string]any) err
 			a.o.Logger.Info("certs: renewing a certificate", "name", name, "org", org)
 			return nil
 		}
-		w := a.budget[org]
-		if w == nil || now.Sub(w.start) >= time.Hour {
-			w = &window{start: now}
-			a.budget[org] = w
-		}
-		if w.n >= a.o.MaxPerOrgPerHour {
+		if !a.takeBudget(ctx, org, now) {
 			a.countIssuance(false, "budget_exceeded")
 			a.o.Logger.Warn("certs: issuance budget spent", "name", name, "org", org, "max_per_hour", a.o.MaxPerOrgPerHour)
 			// No retry: the handshake fails now, the next ones at decide.
 			return certmagic.ErrNoRetry{Err: fmt.Errorf("certs: org %q reached %d new certificates this hour", org, a.o.MaxPerOrgPerHour)}
 		}
-		w.n++
 		a.o.Logger.Info("certs: obtaining a certificate", "name", name, "org", org)
 	case "cert_obtained":
 		org, _ := a.o.Decide(name)

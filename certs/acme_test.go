@@ -21,6 +21,46 @@ import (
 	"github.com/gatehouse/gatehouse/store/badgerstore/badgertest"
 )
 
+// Several nodes on one store share each org's budget: what one node
+// issued counts on the other, at the check before an order and when it
+// starts.
+func TestIssuanceBudgetSharedAcrossNodes(t *testing.T) {
+	st := badgertest.Open(t)
+	orgs := map[string]string{"a1.test": "org_a", "a2.test": "org_a", "a3.test": "org_a", "b1.test": "org_b"}
+	node := func() *ACME {
+		a, err := NewACME(ACMEOptions{DirectoryURL: "https://acme.invalid/dir", TLSALPN01: true, Storage: NewStorage(st),
+			Decide:           func(n string) (string, bool) { o, ok := orgs[n]; return o, ok },
+			MaxPerOrgPerHour: 2, SharedBudget: st, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(a.Stop)
+		return a
+	}
+	n1, n2 := node(), node()
+	ctx := context.Background()
+	obtain := func(a *ACME, name string) error {
+		return a.event(ctx, "cert_obtaining", map[string]any{"identifier": name})
+	}
+	if err := obtain(n1, "a1.test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := obtain(n2, "a2.test"); err != nil {
+		t.Fatal(err)
+	}
+	for i, a := range []*ACME{n1, n2} {
+		if err := a.decide(ctx, "a3.test"); err == nil {
+			t.Errorf("node %d: a third certificate for org_a, the other node's included", i+1)
+		}
+		if err := obtain(a, "a3.test"); !errors.As(err, new(certmagic.ErrNoRetry)) {
+			t.Errorf("node %d: an order past the shared budget: %v", i+1, err)
+		}
+		if err := a.decide(ctx, "b1.test"); err != nil {
+			t.Errorf("node %d: org_b held back by org_a's budget: %v", i+1, err)
+		}
+	}
+}
+
 // New certificates are bounded per org per hour, and a name whose
 // issuance failed waits before the next try, doubling up to an hour.
 func TestIssuanceBudgetAndBackoff(t *testing.T) {

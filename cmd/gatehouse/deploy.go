@@ -714,6 +714,9 @@ func newACME(cfg *config.Config, st store.Store, pub *url.URL, orgs *idp.Directo
 		Decide: d.Decide, MaxPerOrgPerHour: a.MaxCertsPerOrgPerHour,
 		RenewCheckInterval: a.RenewCheckInterval, Refusals: refusals, Metrics: metrics, Logger: log,
 		TLSPort: portOf(cfg.Listen), HTTPPort: portOf(cfg.TLS.HTTPListen)}
+	if cfg.Store.Postgres != nil {
+		o.SharedBudget = st // several nodes share one budget per org
+	}
 	if a.EAB != nil {
 		o.EAB = &acme.EAB{KeyID: a.EAB.KeyID, MACKey: a.EAB.MACKey}
 	}

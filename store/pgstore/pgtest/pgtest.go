@@ -187,7 +187,12 @@ var errNoPostgres = fmt.Errorf("pgtest: PostgreSQL is not installed (apt install
 // and start the database), removed after the test.
 func NewCluster(t testing.TB) *Cluster {
 	t.Helper()
-	c, err := start()
+	return newCluster(t, options{})
+}
+
+func newCluster(t testing.TB, o options) *Cluster {
+	t.Helper()
+	c, err := start(o)
 	if errors.Is(err, errNoPostgres) && os.Getenv("GATEHOUSE_REQUIRE_EXAMPLES") == "" {
 		t.Skip("PostgreSQL is not installed: skipped (CI installs it)")
 	}
@@ -203,15 +208,7 @@ func NewCluster(t testing.TB) *Cluster {
 // with) and is signed by c.CA.
 func NewTLSCluster(t testing.TB) *Cluster {
 	t.Helper()
-	c, err := start(options{tls: true})
-	if errors.Is(err, errNoPostgres) && os.Getenv("GATEHOUSE_REQUIRE_EXAMPLES") == "" {
-		t.Skip("PostgreSQL is not installed: skipped (CI installs it)")
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.stop)
-	return c
+	return newCluster(t, options{tls: true})
 }
 
 // serveTLS makes a CA and a server certificate, turns ssl on and lets
@@ -281,15 +278,7 @@ func (c *Cluster) serveTLS(data string) error {
 // disk (benchmarks against Badger's synced writes).
 func NewDurableCluster(t testing.TB) *Cluster {
 	t.Helper()
-	c, err := start(options{durable: true})
-	if errors.Is(err, errNoPostgres) && os.Getenv("GATEHOUSE_REQUIRE_EXAMPLES") == "" {
-		t.Skip("PostgreSQL is not installed: skipped (CI installs it)")
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.stop)
-	return c
+	return newCluster(t, options{durable: true})
 }
 
 // Pause stops the server (fast shutdown: sessions are cut); Resume
