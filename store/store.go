@@ -790,7 +790,8 @@ type Store interface {
 }
 
 // Change is a record that changed, as a Watcher tells it: Kind is
-// "session", "user" (the person or one of their memberships), "org", or
+// "session", "user" (the person or one of their memberships), "org",
+// "app" (an OIDC client registered at runtime), "key" (a signing key), or
 // "resync" (notifications may have been missed: reread everything).
 type Change struct {
 	Kind string

@@ -619,6 +619,12 @@ func (d *deployment) listen(ctx context.Context, ready func(proxyAddr, opsAddr s
 				default:
 				}
 			}
+			if c.Kind == "app" || c.Kind == "resync" {
+				d.provider.AppsChanged()
+			}
+			if c.Kind == "key" || c.Kind == "resync" {
+				d.keys.Changed()
+			}
 		})
 	}
 	go d.auditStream().Run(bg)

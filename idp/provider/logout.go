@@ -50,8 +50,9 @@ func (p *Provider) LogoutReturn(ctx context.Context, handle string) string {
 // API may have changed them) and sweeps expired refresh token families
 // until ctx ends.
 func (p *Provider) Run(ctx context.Context) {
+	// (AppsChanged wakes the reload below early.)
 	go p.runSender(ctx)
-	go loop.Every(ctx, p.o.ReloadInterval, func(ctx context.Context) {
+	go loop.EveryOrKick(ctx, p.o.ReloadInterval, p.appsChanged, func(ctx context.Context) {
 		if err := p.Reload(ctx); err != nil {
 			p.o.Logger.Warn("provider: app reload failed; the apps loaded before keep serving", "err", err)
 		}
@@ -63,4 +64,12 @@ func (p *Provider) Run(ctx context.Context) {
 			p.o.Logger.Info("provider: expired refresh token families removed", "count", n)
 		}
 	})
+}
+
+// AppsChanged makes Run reload the apps now (another node changed one).
+func (p *Provider) AppsChanged() {
+	select {
+	case p.appsChanged <- struct{}{}:
+	default:
+	}
 }

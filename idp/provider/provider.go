@@ -75,6 +75,8 @@ type Options struct {
 type Provider struct {
 	o      Options
 	issuer string
+	// appsChanged wakes Run's reload early: another node changed an app.
+	appsChanged chan struct{}
 	// declared are the config file's apps; clients is every app, the
 	// admin API's too (Reload), swapped whole.
 	declared  map[string]*client
@@ -106,7 +108,7 @@ func New(o Options) (*Provider, error) {
 	if o.ReloadInterval <= 0 {
 		o.ReloadInterval = 10 * time.Second
 	}
-	p := &Provider{o: o, issuer: strings.TrimSuffix(o.Issuer.String(), "/"), declared: map[string]*client{},
+	p := &Provider{appsChanged: make(chan struct{}, 1), o: o, issuer: strings.TrimSuffix(o.Issuer.String(), "/"), declared: map[string]*client{},
 		secretKey: o.Key, requests: requests{o.Store}, bclWake: make(chan struct{}, 1), node: nodeName(), cop: http.NewCrossOriginProtection(),
 		httpClient: &http.Client{Timeout: bclTimeout, CheckRedirect: func(*http.Request, []*http.Request) error { return errNoRedirects }}}
 	for _, c := range o.Clients {

@@ -79,6 +79,8 @@ type Manager struct {
 	st    store.Store
 	opts  Options
 	state atomic.Pointer[keySet]
+	// changed wakes Run early: another node changed the keys.
+	changed chan struct{}
 }
 
 // New loads (or creates) the workspace keys.
@@ -105,7 +107,7 @@ func New(ctx context.Context, st store.Store, opts Options) (*Manager, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	m := &Manager{st: st, opts: opts}
+	m := &Manager{st: st, opts: opts, changed: make(chan struct{}, 1)}
 	if err := m.Refresh(ctx); err != nil {
 		return nil, err
 	}
@@ -115,11 +117,20 @@ func New(ctx context.Context, st store.Store, opts Options) (*Manager, error) {
 // Run refreshes keys every interval until ctx ends. Errors are logged: the
 // last good key set keeps serving.
 func (m *Manager) Run(ctx context.Context, interval time.Duration) {
-	loop.Every(ctx, interval, func(ctx context.Context) {
+	loop.EveryOrKick(ctx, interval, m.changed, func(ctx context.Context) {
 		if err := m.Refresh(ctx); err != nil {
 			m.opts.Logger.Error("signing: key refresh failed; keeping current keys", "err", err)
 		}
 	})
+}
+
+// Changed makes Run refresh now (another node published or retired a
+// key), without waiting.
+func (m *Manager) Changed() {
+	select {
+	case m.changed <- struct{}{}:
+	default:
+	}
 }
 
 // Refresh creates keys that are due, deletes expired ones and rebuilds the

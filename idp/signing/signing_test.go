@@ -342,3 +342,36 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+// Changed (another node published a key: the store's notification)
+// makes Run reload the keys at once, not at its next interval.
+func TestChangedRefreshesAtOnce(t *testing.T) {
+	st := badgertest.Open(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	opts := Options{RotationPeriod: time.Hour, PrePublish: time.Minute, MaxTokenLifetime: time.Minute}
+	a, err := New(ctx, st, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go a.Run(ctx, time.Hour)
+	// Another node publishes the next key early.
+	b, err := New(ctx, st, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.create(ctx, time.Now().Add(time.Hour).Truncate(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(a.PublicKeys()); n != 1 {
+		t.Fatalf("node a has %d keys before the change is told", n)
+	}
+	a.Changed()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(a.PublicKeys()) != 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("node a did not reload its keys after Changed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -188,6 +188,15 @@ func TestWatch(t *testing.T) {
 	if c := next(); c != (store.Change{Kind: "user", ID: "u1"}) {
 		t.Fatalf("membership: %+v", c)
 	}
+	// Apps registered at runtime and signing keys (migration 003).
+	must(st.CreateOIDCClient(ctx, store.OIDCClient{ID: "app_1", OrgID: "o1"}))
+	if c := next(); c != (store.Change{Kind: "app", ID: "app_1"}) {
+		t.Fatalf("app: %+v", c)
+	}
+	must(st.CreateSigningKey(ctx, store.SigningKey{ID: "ES256-1", Algorithm: "ES256", PrivateKey: []byte{1}, ActiveAt: now}))
+	if c := next(); c != (store.Change{Kind: "key", ID: "ES256-1"}) {
+		t.Fatalf("key: %+v", c)
+	}
 }
 
 // A slow database fails calls after Options.Timeout instead of holding
@@ -341,8 +350,9 @@ func TestTLS(t *testing.T) {
 // when it ships.
 func TestMigrationsAreNeverEdited(t *testing.T) {
 	pinned := map[string]string{
-		"migrations/001_init.sql":   "ecd1cb4698ea3e145a9c50d5c01383d3e7df7e28d358b7b31df806ab2ed709be",
-		"migrations/002_notify.sql": "ef486313bdcd9a9dab7420494a131a99a62374d939e255d69892675d60e4450e",
+		"migrations/001_init.sql":             "ecd1cb4698ea3e145a9c50d5c01383d3e7df7e28d358b7b31df806ab2ed709be",
+		"migrations/002_notify.sql":           "ef486313bdcd9a9dab7420494a131a99a62374d939e255d69892675d60e4450e",
+		"migrations/003_notify_apps_keys.sql": "2fdb7be65998d462396ce3d5b3b0297ebe8658459a1d195f169b37453cd70a7e",
 	}
 	files, err := fs.Glob(migrationFS, "migrations/*.sql")
 	if err != nil {
