@@ -178,6 +178,10 @@ func (p *Portal) serve(c *pcall) error {
 		return &pageError{http.StatusNotFound, ""}
 	}
 	who, err := p.signedIn(r)
+	var refused *Problem
+	if err != nil && !errors.As(err, &refused) && !errors.Is(err, errNotASession) {
+		return err // the store did not answer: 503, not "signed out"
+	}
 	if err != nil {
 		if r.Method == http.MethodGet {
 			http.Redirect(c.w, r, p.loginURL(r), http.StatusSeeOther)
@@ -231,6 +235,8 @@ func (p *Portal) serve(c *pcall) error {
 }
 
 // signedIn is the session's principal; API tokens are not for browsers.
+var errNotASession = errors.New("admin portal: not a session")
+
 func (p *Portal) signedIn(r *http.Request) (*Principal, error) {
 	r2 := r.Clone(r.Context())
 	r2.Header.Del("Authorization")
@@ -239,7 +245,7 @@ func (p *Portal) signedIn(r *http.Request) (*Principal, error) {
 		return nil, err
 	}
 	if !viaCookie {
-		return nil, errors.New("admin portal: not a session")
+		return nil, errNotASession
 	}
 	return who, nil
 }

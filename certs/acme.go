@@ -281,6 +281,15 @@ func (a *ACME) decide(ctx context.Context, name string) error {
 		return nil
 	}
 	now := a.o.Now()
+	if a.o.SharedBudget != nil {
+		// Outside a.mu: a slow store holds this handshake, not every one.
+		sctx, cancel := context.WithTimeout(ctx, budgetWait)
+		n, err := store.BudgetUsed(sctx, a.o.SharedBudget, budgetKind, org)
+		cancel()
+		if err == nil && n >= a.o.MaxPerOrgPerHour {
+			return fmt.Errorf("certs: org %q reached %d new certificates this hour", org, a.o.MaxPerOrgPerHour)
+		}
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if b, ok := a.fails[name]; ok && now.Before(b.until) {
@@ -289,29 +298,31 @@ func (a *ACME) decide(ctx context.Context, name string) error {
 	if w := a.budget[org]; w != nil && now.Sub(w.start) < time.Hour && w.n >= a.o.MaxPerOrgPerHour {
 		return fmt.Errorf("certs: org %q reached %d new certificates this hour", org, a.o.MaxPerOrgPerHour)
 	}
-	if a.o.SharedBudget != nil {
-		if n, err := store.BudgetUsed(ctx, a.o.SharedBudget, budgetKind, org); err == nil && n >= a.o.MaxPerOrgPerHour {
-			return fmt.Errorf("certs: org %q reached %d new certificates this hour", org, a.o.MaxPerOrgPerHour)
-		}
-	}
 	return nil
 }
+
+// budgetWait bounds a shared budget's store call.
+const budgetWait = 2 * time.Second
 
 // budgetKind is the store's single-use records that count each org's new
 // certificates this hour (ACMEOptions.SharedBudget).
 const budgetKind = "acme-budget"
 
-// takeBudget counts a new certificate for org (a.mu held): in the store
-// when the budget is shared, else (or if the store cannot count) in the
-// node's own window.
+// takeBudget counts a new certificate for org: in the store when the
+// budget is shared (without a.mu), else (or if the store cannot count)
+// in the node's own window.
 func (a *ACME) takeBudget(ctx context.Context, org string, now time.Time) bool {
 	if a.o.SharedBudget != nil {
-		ok, _, err := store.TakeBudget(ctx, a.o.SharedBudget, budgetKind, org, a.o.MaxPerOrgPerHour, time.Hour, now)
+		sctx, cancel := context.WithTimeout(ctx, budgetWait)
+		ok, _, err := store.TakeBudget(sctx, a.o.SharedBudget, budgetKind, org, a.o.MaxPerOrgPerHour, time.Hour, now)
+		cancel()
 		if err == nil {
 			return ok
 		}
 		a.o.Logger.Warn("certs: shared issuance budget unavailable; counting on this node", "org", org, "err", err)
 	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	w := a.budget[org]
 	if w == nil || now.Sub(w.start) >= time.Hour {
 		w = &window{start: now}
@@ -339,10 +350,11 @@ func (a *ACME) event(ctx context.Context, event string, data map[string]any) err
 	case "cert_obtaining":
 		org, _ := a.o.Decide(name)
 		now := a.o.Now()
-		a.mu.Lock()
-		defer a.mu.Unlock()
 		if renewal {
-			if b, ok := a.renewFails[name]; ok && now.Before(b.until) {
+			a.mu.Lock()
+			b, ok := a.renewFails[name]
+			a.mu.Unlock()
+			if ok && now.Before(b.until) {
 				return certmagic.ErrNoRetry{Err: fmt.Errorf("certs: renewing %s failed recently; next try after %s", name, b.until.UTC().Format(time.RFC3339))}
 			}
 			a.o.Logger.Info("certs: renewing a certificate", "name", name, "org", org)

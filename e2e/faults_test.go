@@ -430,9 +430,10 @@ func TestNodesUnderFaults(t *testing.T) {
 			t.Errorf("no answer while the database was slow: %+v", h)
 		}
 	}
-	// A request makes a few store calls in turn, each cut at 1s; it never
-	// waits for the database's 2s (or longer, behind other calls).
-	if longest > 4*time.Second || unavailable == 0 {
+	// A sign-in makes at most five store calls in turn (its budgets taken
+	// and given back, the person read), each cut at 1s; without the
+	// timeout each would wait at least the database's 2s.
+	if longest > 6*time.Second || unavailable == 0 {
 		t.Errorf("while the database was slow: longest request %s, %d of %d answered 503", longest, unavailable, len(during))
 	}
 	for _, n := range nodes {

@@ -376,6 +376,9 @@ func (h *Handler) accountSubmit(w http.ResponseWriter, r *http.Request) {
 	case "totp":
 		setup := r.PostFormValue("setup")
 		raw, err := h.o.Store.GetOnce(ctx, totpSetupKind, id.SessionID+"|"+setup)
+		if h.storeDown(w, err, "authenticator app setup") {
+			return
+		}
 		if err != nil || !h.allows(id.OrgID, store.FactorTOTP) {
 			render(http.StatusBadRequest, "That took too long. Try again with the new key below.", "", nil)
 			return
@@ -387,6 +390,9 @@ func (h *Handler) accountSubmit(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if _, err := h.o.Store.TakeOnce(ctx, totpSetupKind, id.SessionID+"|"+setup); err != nil {
+			if h.storeDown(w, err, "authenticator app setup") {
+				return
+			}
 			render(http.StatusBadRequest, "That was done already.", "", nil)
 			return
 		}

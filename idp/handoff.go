@@ -2,7 +2,6 @@ package idp
 
 import (
 	"encoding/json"
-	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -99,8 +98,7 @@ func (h *Handler) handoff(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	b, err := h.o.Store.TakeOnce(r.Context(), handoffKind, id)
-	if errors.Is(err, store.ErrUnavailable) {
-		web.Failure(w, err, "Sign-in failed on our side. Try again in a minute.", h.logRef("idp: hand-off", err))
+	if h.storeDown(w, err, "hand-off") {
 		return
 	}
 	if err != nil {
@@ -117,6 +115,9 @@ func (h *Handler) handoff(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	e, err := h.o.Sessions.Lookup(r.Context(), t.SID)
+	if h.storeDown(w, err, "hand-off session") {
+		return
+	}
 	if err != nil {
 		fail("session ended: " + err.Error())
 		return

@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"net/http"
 	"time"
 
@@ -25,6 +26,17 @@ func (h *Handler) flowRefused(w http.ResponseWriter, r *http.Request, reason str
 	h.o.Metrics.Logins.WithLabelValues("", "invalid").Inc()
 	web.Render(w, http.StatusBadRequest, "error", web.Page{Title: "Sign-in expired",
 		Error: "This sign-in has expired, was already used, or was started in another browser. Start again from your application.", Reference: ref, Back: LoginPath})
+}
+
+// storeDown answers 503 with Retry-After (web.Failure) when err is the
+// store not answering, and reports whether it did: the caller stops there
+// instead of reading the failure as an expired, used or unknown value.
+func (h *Handler) storeDown(w http.ResponseWriter, err error, what string) bool {
+	if !errors.Is(err, store.ErrUnavailable) {
+		return false
+	}
+	web.Failure(w, err, "Sign-in failed on our side. Try again in a minute.", h.logRef("idp: "+what, err))
+	return true
 }
 
 // signInError shows the page for a failed sign-in and logs the exact reason.

@@ -282,6 +282,9 @@ func groupSecret(s string) string {
 
 func (h *Handler) mfaShow(w http.ResponseWriter, r *http.Request) {
 	pid, p, err := h.pendingOf(r)
+	if h.storeDown(w, err, "second factor") {
+		return
+	}
 	if err != nil {
 		h.mfaExpired(w, r, err.Error())
 		return
@@ -326,6 +329,9 @@ func (h *Handler) mfaSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	pid, p, err := h.pendingOf(r)
+	if h.storeDown(w, err, "second factor") {
+		return
+	}
 	if err != nil {
 		h.mfaExpired(w, r, err.Error())
 		return
@@ -413,6 +419,9 @@ func (h *Handler) mfaSubmit(w http.ResponseWriter, r *http.Request) {
 	if !p.Enroll {
 		// One use: whoever takes the pending sign-in makes the session.
 		if _, err := h.o.Store.TakeOnce(ctx, pendingKind, pid); err != nil {
+			if h.storeDown(w, err, "second factor") {
+				return
+			}
 			h.mfaExpired(w, r, "pending sign-in already used")
 			return
 		}
@@ -518,11 +527,17 @@ func (h *Handler) mfaContinue(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pid, p, err := h.pendingOf(r)
+	if h.storeDown(w, err, "second factor") {
+		return
+	}
 	if err != nil || p.SID == "" {
 		h.mfaExpired(w, r, "no enrolled sign-in to continue")
 		return
 	}
 	if _, err := h.o.Store.TakeOnce(r.Context(), pendingKind, pid); err != nil {
+		if h.storeDown(w, err, "second factor") {
+			return
+		}
 		h.mfaExpired(w, r, "pending sign-in already used")
 		return
 	}

@@ -88,6 +88,9 @@ func (h *Handler) resetShow(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if _, err := h.o.Store.GetOnce(r.Context(), resetKind, resetHash(secret)); err != nil {
+		if h.storeDown(w, err, "password reset") {
+			return
+		}
 		h.resetPage(w, r, org, http.StatusGone, "request", "This link expired or was used already. Ask for a new one.", "")
 		return
 	}
@@ -206,6 +209,9 @@ func (h *Handler) resetSet(w http.ResponseWriter, r *http.Request, org *store.Or
 		return
 	}
 	b, err := h.o.Store.TakeOnce(ctx, resetKind, resetHash(secret))
+	if h.storeDown(w, err, "password reset") {
+		return
+	}
 	var rec resetRecord
 	if err != nil || json.Unmarshal(b, &rec) != nil || rec.OrgID != org.ID {
 		h.resetPage(w, r, org, http.StatusGone, "request", "This link expired or was used already. Ask for a new one.", "")
@@ -215,6 +221,9 @@ func (h *Handler) resetSet(w http.ResponseWriter, r *http.Request, org *store.Or
 		m.PasswordHash, m.UpdatedAt = hash, h.o.Now().UTC()
 		return m, nil
 	}); err != nil {
+		if h.storeDown(w, err, "password reset") {
+			return
+		}
 		h.resetPage(w, r, org, http.StatusGone, "request", "This account changed meanwhile. Ask for a new link.", "")
 		return
 	}

@@ -95,8 +95,7 @@ func (h *Handler) unsolicitedContinue(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	b, err := h.o.Store.TakeOnce(r.Context(), unsolicitedKind, flowKey(tok, cv))
-	if errors.Is(err, store.ErrUnavailable) {
-		web.Failure(w, err, "Sign-in failed on our side. Try again in a minute.", h.logRef("idp: IdP-initiated sign-in", err))
+	if h.storeDown(w, err, "IdP-initiated sign-in") {
 		return
 	}
 	var rec unsolicitedRecord

@@ -7,7 +7,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -212,6 +214,57 @@ func BenchmarkHotPathRego(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkDecisionPath is the whole handler with the realistic policy
+// pair (roles by path, the org's plan) on varied inputs: REST paths with
+// ids from a few thousand resources, some with a query string, against
+// the same path again and again; with the per-session decision cache
+// (as deployed) and without it. Varied inputs are the traffic APIs see.
+func BenchmarkDecisionPath(b *testing.B) {
+	platform, err := policy.LoadModules("../examples/policies/roles_by_path")
+	must(b, err)
+	org, err := policy.LoadModules("../examples/policies/plan_gating")
+	must(b, err)
+	set, err := policy.Compile(context.Background(), policy.Sources{Platform: platform, Orgs: map[string][]policy.Module{"org_1": org}})
+	must(b, err)
+	r := policy.NewRego(10*time.Second, nil)
+	r.Swap(set)
+	prefixes := []string{"/api/projects/", "/api/items/", "/api/users/", "/api/reports/"}
+	paths := make([]string, 4096)
+	for i := range paths {
+		paths[i] = prefixes[i%len(prefixes)] + strconv.Itoa(i*7919%2000)
+		if i%4 == 0 {
+			paths[i] += "?page=" + strconv.Itoa(i%20)
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		varied bool
+		ttl    time.Duration
+	}{{"same-path/cache", false, time.Second}, {"varied/cache", true, time.Second}, {"varied/no-cache", true, 0}} {
+		b.Run(tc.name, func(b *testing.B) {
+			f := newFixture(b, policy.Chain{policy.RouteOrgs{}, r})
+			h := proxy.New(f.opts(func(o *proxy.Options) { o.DecisionCacheTTL = tc.ttl }))
+			var n atomic.Uint64
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					path := "/api/items?page=2"
+					if tc.varied {
+						path = paths[n.Add(1)%uint64(len(paths))]
+					}
+					req := httptest.NewRequest("GET", "http://app.example.com"+path, nil)
+					req.AddCookie(f.cookie)
+					rec := httptest.NewRecorder()
+					h.ServeHTTP(rec, req)
+					if rec.Code != 200 {
+						b.Fatalf("%s: status %d: %s", path, rec.Code, rec.Body)
+					}
+				}
+			})
+		})
+	}
 }
 
 // countingEngine allows everything but /deny, counting evaluations.

@@ -20,6 +20,7 @@ func TakeBudget(ctx context.Context, st Store, kind, key string, max int, window
 	for range 3 {
 		var over bool
 		err = st.UpdateOnce(ctx, kind, key, func(v []byte) ([]byte, error) {
+			over, until = false, time.Time{} // fn may run again (a retried transaction)
 			n, start := parseBudget(v)
 			if n >= max {
 				over, until = true, start.Add(window)

@@ -56,6 +56,9 @@ func (s *server) Authorize(ctx context.Context, r *op.ClientRequest[oidc.AuthReq
 // URI must match, and the person must still be who they were.
 func (s *server) CodeExchange(ctx context.Context, r *op.ClientRequest[oidc.AccessTokenRequest]) (*op.Response, error) {
 	a, err := s.p.requests.takeByCode(ctx, r.Data.Code)
+	if errors.Is(err, store.ErrUnavailable) {
+		return nil, oidc.ErrServerError().WithParent(err).WithDescription("the store is not answering; try again")
+	}
 	if err != nil {
 		s.p.codeAgain(ctx, r.Data.Code)
 		return nil, oidc.ErrInvalidGrant().WithDescription("invalid, used or expired code")

@@ -671,6 +671,9 @@ func classify(err error) error {
 	switch {
 	case errors.Is(detail, saml.ErrExpired), errors.Is(detail, saml.ErrNotYetValid):
 		kind = connection.KindExpired
+	case errors.Is(err, store.ErrUnavailable):
+		// The replay cache could not be written: our failure, not the IdP's.
+		kind = connection.KindInternal
 	}
 	return connection.Errorf(kind, "saml: response rejected: %w", detail)
 }

@@ -471,7 +471,7 @@ func (m *Manager) refresh(ctx context.Context, e *Entry, now time.Time) error {
 			return nil
 		}
 		m.opts.Logger.Error("session: store read failed", "err", err)
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	if !s.RevokedAt.IsZero() {
 		e.dead.Store(true)

@@ -38,7 +38,7 @@ func (s *Store) AppendAudit(ctx context.Context, e store.AuditEvent) error {
 			return err
 		}
 		if _, err := tx.Exec(ctx, "INSERT INTO audit_events (org_id, seq, id, time, actor, action, target, doc) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-			ev.OrgID, int64(ev.Seq), ev.ID, ev.Time, ev.Actor, ev.Action, ev.Target, doc); err != nil {
+			ev.OrgID, int64(ev.Seq), ev.ID, ev.Time, textCol(ev.Actor), textCol(ev.Action), textCol(ev.Target), doc); err != nil {
 			return err
 		}
 		_, err = tx.Exec(ctx, "UPDATE audit_heads SET seq = $2, hash = $3 WHERE org_id = $1", ev.OrgID, int64(ev.Seq), ev.Hash)

@@ -199,7 +199,7 @@ func consistencyProblems(s *Store) []string {
 			return err
 		}
 		return same("audit event", oid+"/"+fmt.Sprint(seq), "org_id", oid, ev.OrgID, "seq", seq, int64(ev.Seq), "id", id, ev.ID,
-			"time", tm.UTC(), ts(ev.Time), "actor", actor, ev.Actor, "action", action, ev.Action, "target", target, ev.Target)
+			"time", tm.UTC(), ts(ev.Time), "actor", actor, textCol(ev.Actor), "action", action, textCol(ev.Action), "target", target, textCol(ev.Target))
 	})
 	heads, err := s.AuditHeads(ctx)
 	if err != nil {

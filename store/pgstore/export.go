@@ -106,7 +106,7 @@ func (s *Store) Import(ctx context.Context, r store.Record) error {
 		// As it is, chain fields included; the head follows the newest.
 		err := s.tx(ctx, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, "INSERT INTO audit_events (org_id, seq, id, time, actor, action, target, doc) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-				e.OrgID, int64(e.Seq), e.ID, e.Time, e.Actor, e.Action, e.Target, r.Value); err != nil {
+				e.OrgID, int64(e.Seq), e.ID, e.Time, textCol(e.Actor), textCol(e.Action), textCol(e.Target), r.Value); err != nil {
 				return err
 			}
 			_, err := tx.Exec(ctx, `INSERT INTO audit_heads (org_id, seq, hash) VALUES ($1, $2, $3)

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -303,6 +304,18 @@ func unavailable(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) || errors.As(err, &ce) || errors.As(err, &ne) ||
 		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || pgconn.SafeToRetry(err) ||
 		strings.Contains(err.Error(), "conn closed") || strings.Contains(err.Error(), "closed pool")
+}
+
+// textCol is s as a column can hold it: PostgreSQL's text takes neither
+// NUL nor invalid UTF-8, and an audit event records what was sent (an
+// email typed with a NUL in it, say) however odd. The event's document
+// keeps the exact value (json escapes both); only the column, which
+// filters search, gets U+FFFD in their place.
+func textCol(s string) string {
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "\uFFFD")
+	}
+	return strings.ReplaceAll(s, "\x00", "\uFFFD")
 }
 
 // ts is a time as stored: UTC, microseconds (truncated, never rounded).

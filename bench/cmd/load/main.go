@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -54,9 +55,14 @@ func main() {
 		conns        = flag.Int("connections", 64, "concurrent connections")
 		threads      = flag.Int("threads", 2, "wrk threads")
 		runs         = flag.Int("runs", 3, "rounds over every target; the table shows each figure's median")
+		workload     = flag.String("workload", "same-path", "same-path: one user requests one path again and again; realistic: 24 people in 4 orgs requesting a few thousand resources with a mix of methods (see realistic.go)")
 		postgres     = flag.Bool("postgres", false, "also measure Gatehouse on PostgreSQL (a throwaway cluster that syncs every commit, from Debian's postgresql), and revocation across two nodes")
 	)
 	flag.Parse()
+	if *workload != "same-path" && *workload != "realistic" {
+		fatal("load: -workload is same-path or realistic")
+	}
+	realistic := *workload == "realistic"
 	if *gatehouseBin == "" || *upstreamBin == "" || *bareBin == "" {
 		fatal("load: -gatehouse, -upstream and -bareproxy are required")
 	}
@@ -118,7 +124,20 @@ func main() {
 
 	// gatehouseConfig is one instance's config; storeCfg is its store
 	// line, policyCfg and orgPolicy extra config lines.
-	gatehouseConfig := func(addr, ops, publicPort, storeCfg, policyCfg, orgPolicy string) string {
+	gatehouseConfig := func(addr, ops, publicPort, storeCfg, policyCfg, orgPolicy string, realistic bool) string {
+		if realistic {
+			return fmt.Sprintf(`public_url: http://auth.localhost:%[1]s
+listen: %[2]s
+ops_listen: %[3]s
+store:
+%[4]s
+%[6]s
+routes:
+  - id: app
+    host: app.localhost
+    upstream: http://%[5]s
+`, publicPort, addr, ops, storeCfg, upAddr, policyCfg) + realisticOrgsYAML(orgPolicy)
+		}
 		return fmt.Sprintf(`public_url: http://auth.localhost:%[1]s
 listen: %[2]s
 ops_listen: %[3]s
@@ -144,11 +163,21 @@ orgs:
 	startGatehouse := func(name string, onPG bool, policyCfg, orgPolicy string) (url string, headers []string, stop func()) {
 		addr, ops := freeAddr(), freeAddr()
 		_, port, _ := net.SplitHostPort(addr)
-		cfg := gatehouseConfig(addr, ops, port, storeFor(name, onPG), policyCfg, orgPolicy)
+		cfg := gatehouseConfig(addr, ops, port, storeFor(name, onPG), policyCfg, orgPolicy, realistic)
 		cfgPath := filepath.Join(dir, name+".yaml")
 		must(os.WriteFile(cfgPath, []byte(cfg), 0o600))
 		cmd := startProc(name+".log", *gatehouseBin, "serve", "--config", cfgPath)
 		waitHTTP("http://" + ops + "/readyz")
+		if realistic {
+			// Everyone signs in through the real flow; the script sends
+			// each request as one of them.
+			var users []scriptUser
+			for _, u := range realisticUsers() {
+				users = append(users, scriptUser{cookie: gatehouseLoginAs(addr, port, u.email, "load-test-pw"), prefixes: u.prefixes})
+			}
+			script := realisticScript(dir, name, "app.localhost:"+port, users)
+			return "http://" + addr + "/api/items", []string{"Host: app.localhost:" + port, "Cookie: " + users[0].cookie, script}, func() { stopProc(cmd) }
+		}
 		cookie := gatehouseLogin(addr, port)
 		return "http://" + addr + "/api/items", []string{"Host: app.localhost:" + port, "Cookie: " + cookie}, func() { stopProc(cmd) }
 	}
@@ -160,12 +189,28 @@ orgs:
 		name  string
 		start func() (url string, headers []string, stop func())
 	}
-	running := func(url string) func() (string, []string, func()) {
-		return func() (string, []string, func()) { return url, nil, func() {} }
+	// anyone is the realistic workload's paths without cookies (for the
+	// targets that check none).
+	anyone := func(name, cookie string) []string {
+		if !realistic {
+			return nil
+		}
+		var prefixes []string
+		for _, u := range realisticUsers() {
+			for _, p := range u.prefixes {
+				if !slices.Contains(prefixes, p) {
+					prefixes = append(prefixes, p)
+				}
+			}
+		}
+		return []string{realisticScript(dir, name, "app.localhost", []scriptUser{{cookie: cookie, prefixes: prefixes}})}
+	}
+	running := func(name, url string) func() (string, []string, func()) {
+		return func() (string, []string, func()) { return url, anyone(name, ""), func() {} }
 	}
 	targets := []target{
-		{"upstream direct", running("http://" + upAddr + "/api/items")},
-		{"bare httputil.ReverseProxy", running("http://" + bareAddr + "/api/items")},
+		{"upstream direct", running("upstream", "http://"+upAddr+"/api/items")},
+		{"bare httputil.ReverseProxy", running("bare", "http://"+bareAddr+"/api/items")},
 		{"Gatehouse (valid session)", func() (string, []string, func()) { return startGatehouse("gatehouse", false, "", "") }},
 	}
 	if *postgres {
@@ -190,7 +235,7 @@ orgs:
 	if *o2pBin != "" {
 		targets = append(targets, target{"oauth2-proxy (cookie session)", func() (string, []string, func()) {
 			cmd, cookie := startOAuth2Proxy(startProc, *o2pBin, dir, o2pAddr, upAddr)
-			return "http://" + o2pAddr + "/api/items", []string{"Cookie: " + cookie}, func() { stopProc(cmd) }
+			return "http://" + o2pAddr + "/api/items", append([]string{"Cookie: " + cookie}, anyone("oauth2-proxy", cookie)...), func() { stopProc(cmd) }
 		}})
 	}
 
@@ -232,6 +277,7 @@ orgs:
 			idle99: time.Duration(median(rs, func(r result) float64 { return float64(r.idle99) })),
 		}
 	}
+	fmt.Printf("\nWorkload: %s.\n", *workload)
 	printTable(results, ratios, *duration, *conns, *threads, *runs)
 	if *postgres {
 		// PostgreSQL against Badger, paired by round like the ratios above.
@@ -250,7 +296,7 @@ orgs:
 		node := func(name, db string) (addr string, stop func()) {
 			addr, ops := freeAddr(), freeAddr()
 			cfgPath := filepath.Join(dir, name+".yaml")
-			must(os.WriteFile(cfgPath, []byte(gatehouseConfig(addr, ops, "80", db, "", "")), 0o600))
+			must(os.WriteFile(cfgPath, []byte(gatehouseConfig(addr, ops, "80", db, "", "", false)), 0o600))
 			cmd := startProc(name+".log", *gatehouseBin, "serve", "--config", cfgPath)
 			waitHTTP("http://" + ops + "/readyz")
 			return addr, func() { stopProc(cmd) }
@@ -366,6 +412,10 @@ var (
 func wrk(u string, headers []string, d time.Duration, conns, threads int) result {
 	args := []string{"-t" + strconv.Itoa(threads), "-c" + strconv.Itoa(conns), "-d" + strconv.Itoa(int(d.Seconds())) + "s", "--latency"}
 	for _, h := range headers {
+		if script, ok := strings.CutPrefix(h, "@"); ok {
+			args = append(args, "-s", script) // the script makes each request
+			continue
+		}
 		args = append(args, "-H", h)
 	}
 	args = append(args, u)
@@ -399,6 +449,9 @@ func wrk(u string, headers []string, d time.Duration, conns, threads int) result
 func checkOK(u string, headers []string) {
 	req, _ := http.NewRequest("GET", u, nil)
 	for _, h := range headers {
+		if strings.HasPrefix(h, "@") {
+			continue // a wrk script
+		}
 		k, v, _ := strings.Cut(h, ": ")
 		if k == "Host" {
 			req.Host = v
@@ -421,6 +474,11 @@ func checkOK(u string, headers []string) {
 // sign-in → discovery → password → hand-off) and returns the app host's
 // session cookie.
 func gatehouseLogin(addr, port string) string {
+	return gatehouseLoginAs(addr, port, "alice@acme.example", "load-test-pw")
+}
+
+// gatehouseLoginAs signs email in and returns the app host's session cookie.
+func gatehouseLoginAs(addr, port, email, password string) string {
 	jar, _ := cookiejar.New(nil)
 	d := &net.Dialer{}
 	c := &http.Client{Jar: jar, Transport: &http.Transport{DialContext: func(ctx context.Context, n, _ string) (net.Conn, error) {
@@ -451,8 +509,8 @@ func gatehouseLogin(addr, port string) string {
 	}
 	resp, err := c.Get(app)
 	must(err)
-	resp = post(resp, url.Values{"email": {"alice@acme.example"}})
-	resp = post(resp, url.Values{"email": {"alice@acme.example"}, "password": {"load-test-pw"}})
+	resp = post(resp, url.Values{"email": {email}})
+	resp = post(resp, url.Values{"email": {email}, "password": {password}})
 	resp.Body.Close()
 	u, _ := url.Parse(app)
 	for _, ck := range jar.Cookies(u) {
