@@ -230,7 +230,7 @@ func BenchmarkDecisionPath(b *testing.B) {
 	must(b, err)
 	r := policy.NewRego(10*time.Second, nil)
 	r.Swap(set)
-	prefixes := []string{"/api/projects/", "/api/items/", "/api/users/", "/api/reports/"}
+	prefixes := []string{"/api/projects/", "/api/items/", "/api/users/", "/api/orders/"}
 	paths := make([]string, 4096)
 	for i := range paths {
 		paths[i] = prefixes[i%len(prefixes)] + strconv.Itoa(i*7919%2000)
