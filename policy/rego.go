@@ -100,6 +100,8 @@ type layer struct {
 	tokenAllow, tokenReasons *query
 	// broken, if set, is why this layer never compiled: it denies.
 	broken error
+	// reads is what its modules read of input.request (analyzeReads).
+	reads Reads
 }
 
 // Compile prepares every layer. Any error fails the whole set, so a
@@ -190,7 +192,7 @@ func CompileIsolated(ctx context.Context, src Sources, prev *Set) (*Set, map[str
 			s.orgs[id] = prev.orgs[id] // last good version, on its own data
 			fmt.Fprintf(h, "kept:%s:%s\n", id, prev.Version)
 		} else {
-			s.orgs[id] = &layer{name: "org " + id, broken: err}
+			s.orgs[id] = &layer{name: "org " + id, broken: err, reads: Reads{Never: true}}
 			fmt.Fprintf(h, "broken:%s\n", id)
 		}
 	}
@@ -251,7 +253,7 @@ func compileLayer(name string, c *ast.Compiler, parsed []*ast.Module) (*layer, e
 		}
 		return query{body: body, qc: qc}, nil
 	}
-	l := &layer{name: name, compiler: c}
+	l := &layer{name: name, compiler: c, reads: analyzeReads(c)}
 	optional := func(q string) (*query, error) {
 		pq, err := prep(q)
 		return &pq, err

@@ -2,7 +2,7 @@ package proxy
 
 import (
 	"crypto/sha256"
-	"strings"
+	"encoding/binary"
 	"sync"
 	"time"
 
@@ -10,14 +10,22 @@ import (
 )
 
 // decisionCache holds one session's recent allow decisions for one route,
-// keyed by everything in the input that varies per request except the
-// time: method, host (wildcard routes serve many), path, query, client
-// address and the selected headers.
-// Denies are never cached (each is evaluated and logged). An entry is
-// used only while the policy version it was made under is in force.
+// keyed by the request fields the policies in force read (policy.Reads):
+// of method, host, path (as matched), query, client address and the
+// selected headers, only those a policy reads, so that requests differing
+// in nothing a policy can see share one decision. A policy that reads the
+// request's time, or calls a built-in whose result changes between calls,
+// has no decision reused. Denies are never cached (each is evaluated and
+// logged). An entry is used only while the policy version it was made
+// under is in force.
 type decisionCache struct {
 	mu sync.Mutex
 	m  map[string]cachedDecision
+	// reads is what the policy version readsVersion reads, for this
+	// session's org on this route.
+	reads        policy.Reads
+	readsVersion string
+	readsKnown   bool
 }
 
 type cachedDecision struct {
@@ -28,25 +36,53 @@ type cachedDecision struct {
 
 const maxCachedDecisions = 256
 
-// decisionKey is a SHA-256 of the per-request input fields, so that a
-// cached decision costs 32 bytes however long the path, query and headers.
-func decisionKey(in *policy.Input, rawQuery string) string {
-	var b strings.Builder
-	b.Grow(len(in.Request.Method) + len(in.Request.Host) + len(in.Request.Path) + len(rawQuery) + len(in.Request.ClientAddr) + 64)
-	b.WriteString(in.Request.Method)
-	b.WriteByte(0)
-	b.WriteString(in.Request.Host)
-	b.WriteByte(0)
-	b.WriteString(in.Request.Path)
-	b.WriteByte(0)
-	b.WriteString(rawQuery)
-	b.WriteByte(0)
-	b.WriteString(in.Request.ClientAddr)
-	for _, k := range policy.SelectedHeaderKeys {
-		b.WriteByte(0)
-		b.WriteString(in.Request.Headers[k])
+// readsFor is what the policies of version read, asked of the engine
+// once per version.
+func (c *decisionCache) readsFor(version string, ask func() policy.Reads) policy.Reads {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.readsKnown || c.readsVersion != version {
+		c.reads, c.readsVersion, c.readsKnown = ask(), version, true
 	}
-	sum := sha256.Sum256([]byte(b.String()))
+	return c.reads
+}
+
+// decisionKey is a SHA-256 of the request fields r names, so that a
+// cached decision costs 32 bytes however long the path, query and headers.
+// Each field is written as its name and its length-prefixed value: no
+// value, whatever bytes it holds, can pass for another field or shift a
+// boundary.
+func decisionKey(in *policy.Input, rawQuery string, r policy.Reads) string {
+	b := make([]byte, 0, len(in.Request.Method)+len(in.Request.Host)+len(in.Request.Path)+len(in.Request.MatchPath)+len(rawQuery)+len(in.Request.ClientAddr)+160)
+	field := func(name, v string) {
+		b = append(b, name...)
+		b = binary.AppendUvarint(b, uint64(len(v)))
+		b = append(b, v...)
+	}
+	if r.Has("method") {
+		field("method", in.Request.Method)
+	}
+	if r.Has("host") {
+		field("host", in.Request.Host)
+	}
+	if r.Has("path") {
+		field("path", in.Request.Path)
+	}
+	if r.Has("match_path") {
+		field("match_path", in.Request.MatchPath)
+	}
+	if r.Has("query") {
+		field("query", rawQuery)
+	}
+	if r.Has("client_addr") {
+		field("client_addr", in.Request.ClientAddr)
+	}
+	if r.Has("headers") {
+		for _, k := range policy.SelectedHeaderKeys {
+			field(k, in.Request.Headers[k])
+		}
+	}
+	sum := sha256.Sum256(b)
 	return string(sum[:])
 }
 

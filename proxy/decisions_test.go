@@ -6,33 +6,53 @@ import (
 	"github.com/gatehouse/gatehouse/policy"
 )
 
-// Every per-request input field but the time must be part of the key:
-// a policy may read any of them.
-func TestDecisionKeyCoversRequestFields(t *testing.T) {
+// With every field read (a policy reading input.request whole), every
+// per-request field but the time is part of the key; with some read, only
+// those; and no value can pass for another field.
+func TestDecisionKeyCoversReadFields(t *testing.T) {
+	all := policy.Reads{All: true}
 	base := func() *policy.Input {
-		return &policy.Input{Request: policy.Request{Method: "GET", Host: "a.example.com", Path: "/x", ClientAddr: "203.0.113.1",
+		return &policy.Input{Request: policy.Request{Method: "GET", Host: "a.example.com", Path: "/x", MatchPath: "/x", ClientAddr: "203.0.113.1",
 			Headers: map[string]string{"user-agent": "ua", "accept": "text/html"}}}
 	}
-	k0 := decisionKey(base(), "q=1")
-	for name, change := range map[string]func(*policy.Input) string{
-		"method":  func(in *policy.Input) string { in.Request.Method = "POST"; return "q=1" },
-		"host":    func(in *policy.Input) string { in.Request.Host = "b.example.com"; return "q=1" },
-		"path":    func(in *policy.Input) string { in.Request.Path = "/y"; return "q=1" },
-		"query":   func(in *policy.Input) string { return "q=2" },
-		"client":  func(in *policy.Input) string { in.Request.ClientAddr = "203.0.113.2"; return "q=1" },
-		"header":  func(in *policy.Input) string { in.Request.Headers["user-agent"] = "other"; return "q=1" },
-		"origin":  func(in *policy.Input) string { in.Request.Headers["origin"] = "https://x"; return "q=1" },
-		"shifted": func(in *policy.Input) string { in.Request.Path = "/x\x00q=1"; return "" },
-	} {
+	k0 := decisionKey(base(), "q=1", all)
+	changes := map[string]func(*policy.Input) string{
+		"method":      func(in *policy.Input) string { in.Request.Method = "POST"; return "q=1" },
+		"host":        func(in *policy.Input) string { in.Request.Host = "b.example.com"; return "q=1" },
+		"path":        func(in *policy.Input) string { in.Request.Path = "/y"; return "q=1" },
+		"match_path":  func(in *policy.Input) string { in.Request.MatchPath = "/y"; return "q=1" },
+		"query":       func(in *policy.Input) string { return "q=2" },
+		"client_addr": func(in *policy.Input) string { in.Request.ClientAddr = "203.0.113.2"; return "q=1" },
+		"headers":     func(in *policy.Input) string { in.Request.Headers["user-agent"] = "other"; return "q=1" },
+	}
+	for name, change := range changes {
 		in := base()
 		q := change(in)
-		if decisionKey(in, q) == k0 {
-			t.Errorf("%s: same key", name)
+		if decisionKey(in, q, all) == k0 {
+			t.Errorf("all read, %s changed: same key", name)
+		}
+		// Read alone, its change changes the key; every other change
+		// does not.
+		only := policy.Reads{Fields: []string{name}}
+		k1 := decisionKey(base(), "q=1", only)
+		for other, change2 := range changes {
+			in := base()
+			q := change2(in)
+			if same := decisionKey(in, q, only) == k1; same != (other != name) {
+				t.Errorf("only %s read, %s changed: same key %v", name, other, same)
+			}
 		}
 	}
 	in := base()
 	in.Request.TimeNS = 12345
-	if decisionKey(in, "q=1") != k0 {
+	if decisionKey(in, "q=1", all) != k0 {
 		t.Error("time is part of the key")
+	}
+	// Boundaries cannot shift: a path holding what would follow it.
+	a, b := base(), base()
+	a.Request.Path, a.Request.MatchPath = "/x\x00query\x00q=1", ""
+	b.Request.MatchPath = ""
+	if decisionKey(a, "", policy.Reads{Fields: []string{"path", "query"}}) == decisionKey(b, "q=1", policy.Reads{Fields: []string{"path", "query"}}) {
+		t.Error("a path passed for a query")
 	}
 }

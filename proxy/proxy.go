@@ -650,7 +650,15 @@ func (h *Handler) decide(r *http.Request, e *session.Entry, id *session.Identity
 		return h.o.Policy.Decide(r.Context(), in)
 	}
 	cache := e.Memo(id, cacheKey{rt, org}, func() any { return &decisionCache{} }).(*decisionCache)
-	key, version := decisionKey(in, r.URL.RawQuery), ve.Version()
+	version := ve.Version()
+	reads := policy.Reads{All: true}
+	if rr, ok := h.o.Policy.(policy.ReadsReporter); ok {
+		reads = cache.readsFor(version, func() policy.Reads { return rr.RequestReads(in) })
+	}
+	if reads.Never {
+		return h.o.Policy.Decide(r.Context(), in)
+	}
+	key := decisionKey(in, r.URL.RawQuery, reads)
 	if d, ok := cache.get(key, version, now); ok {
 		return d
 	}

@@ -49,6 +49,7 @@ type fixture struct {
 	cookie *http.Cookie
 	tr     *cannedTransport
 	o      proxy.Options
+	st     store.Store
 }
 
 // opts returns the fixture's options changed by fn.
@@ -84,7 +85,7 @@ func newFixture(tb testing.TB, engine policy.Engine) *fixture {
 	must(tb, err)
 	rec := httptest.NewRecorder()
 	must(tb, sessions.SetCookie(rec, httptest.NewRequest("GET", "http://app.example.com/", nil), s))
-	return &fixture{h: h, cookie: rec.Result().Cookies()[0], tr: tr, o: o}
+	return &fixture{h: h, cookie: rec.Result().Cookies()[0], tr: tr, o: o, st: st}
 }
 
 func must(tb testing.TB, err error) {
@@ -264,6 +265,110 @@ func BenchmarkDecisionPath(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// countingRego is the Rego engine, counting its evaluations; its version
+// and what it reads pass through.
+type countingRego struct {
+	*policy.Rego
+	calls atomic.Int32
+}
+
+func (c *countingRego) Decide(ctx context.Context, in *policy.Input) policy.Decision {
+	c.calls.Add(1)
+	return c.Rego.Decide(ctx, in)
+}
+
+// A decision is reused only for requests equal in every field the policy
+// reads: two requests that differ in a field it reads (method, path,
+// path as matched, query, header, client address) are each evaluated,
+// and the second denied; another person (other roles) never gets the
+// first one's decision; a policy reading the time, or calling time.now_ns,
+// is evaluated every time. Requests that differ only in what the policy
+// does not read share one evaluation.
+func TestDecisionReuseFollowsReads(t *testing.T) {
+	head := "package gatehouse.authz\n\ndefault allow := false\n\n"
+	type req struct{ method, target, ua, addr string }
+	for _, tc := range []struct {
+		name   string
+		policy string
+		a, b   req
+		// bAllowed: b's answer; calls: evaluations for a, a again, b.
+		bAllowed bool
+		calls    int32
+	}{
+		{"method", "allow if input.request.method == \"GET\"", req{"GET", "/x", "", ""}, req{"POST", "/x", "", ""}, false, 2},
+		{"path", "allow if input.request.path == \"/a\"", req{"GET", "/a", "", ""}, req{"GET", "/b", "", ""}, false, 2},
+		{"path as matched", "allow if not startswith(input.request.match_path, \"/admin\")", req{"GET", "/x", "", ""}, req{"GET", "/ADMIN/x", "", ""}, false, 2},
+		{"query", "allow if not input.request.query.debug", req{"GET", "/x?a=1", "", ""}, req{"GET", "/x?debug=1", "", ""}, false, 2},
+		{"header", "allow if input.request.headers[\"user-agent\"] != \"bad\"", req{"GET", "/x", "good", ""}, req{"GET", "/x", "bad", ""}, false, 2},
+		{"client address", "allow if input.request.client_addr == \"192.0.2.1\"", req{"GET", "/x", "", "192.0.2.1"}, req{"GET", "/x", "", "192.0.2.2"}, false, 2},
+		{"the request's time", "allow if input.request.time_ns > 0", req{"GET", "/x", "", ""}, req{"GET", "/x", "", ""}, true, 3},
+		{"time.now_ns", "allow if time.now_ns() > 0", req{"GET", "/x", "", ""}, req{"GET", "/x", "", ""}, true, 3},
+		{"not read: path and query", "allow if input.request.method == \"GET\"", req{"GET", "/a?x=1", "", ""}, req{"GET", "/b?y=2", "", ""}, true, 1},
+		{"not read: headers and address", "allow if startswith(input.request.path, \"/a\")", req{"GET", "/a", "one", "192.0.2.1"}, req{"GET", "/a", "two", "192.0.2.9"}, true, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			set, err := policy.Compile(context.Background(), policy.Sources{Platform: []policy.Module{{Name: "p.rego", Text: head + tc.policy + "\n"}}})
+			must(t, err)
+			eng := &countingRego{Rego: policy.NewRego(time.Second, nil)}
+			eng.Swap(set)
+			f := newFixture(t, eng)
+			h := proxy.New(f.opts(func(o *proxy.Options) { o.DecisionCacheTTL = time.Minute }))
+			do := func(r req) int {
+				hr := httptest.NewRequest(r.method, "http://app.example.com"+r.target, nil)
+				hr.AddCookie(f.cookie)
+				if r.ua != "" {
+					hr.Header.Set("User-Agent", r.ua)
+				}
+				if r.addr != "" {
+					hr.RemoteAddr = r.addr + ":40000"
+				}
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, hr)
+				return rec.Code
+			}
+			if st := do(tc.a); st != 200 {
+				t.Fatalf("a: %d", st)
+			}
+			do(tc.a)
+			if st := do(tc.b); (st == 200) != tc.bAllowed {
+				t.Fatalf("b: %d, want allowed %v", st, tc.bAllowed)
+			}
+			if n := eng.calls.Load(); n != tc.calls {
+				t.Fatalf("%d evaluations, want %d", n, tc.calls)
+			}
+		})
+	}
+
+	// Another person of the same org, with other roles, on the same
+	// request: evaluated for them, and denied.
+	set, err := policy.Compile(context.Background(), policy.Sources{Platform: []policy.Module{{Name: "p.rego", Text: head + "allow if \"admin\" in input.user.roles\n"}}})
+	must(t, err)
+	eng := &countingRego{Rego: policy.NewRego(time.Second, nil)}
+	eng.Swap(set)
+	f := newFixture(t, eng)
+	ctx := context.Background()
+	must(t, f.st.CreateUser(ctx, store.User{ID: "usr_2", Email: "bob@acme.example"}))
+	must(t, f.st.CreateMembership(ctx, store.Membership{UserID: "usr_2", OrgID: "org_1", Roles: []string{"member"}}))
+	s2, err := f.o.Sessions.Create(ctx, "usr_2", "org_1", "password", "", "")
+	must(t, err)
+	rec := httptest.NewRecorder()
+	must(t, f.o.Sessions.SetCookie(rec, httptest.NewRequest("GET", "http://app.example.com/", nil), s2))
+	bob := rec.Result().Cookies()[0]
+	h := proxy.New(f.opts(func(o *proxy.Options) { o.DecisionCacheTTL = time.Minute }))
+	for i, c := range []*http.Cookie{f.cookie, f.cookie, bob} {
+		hr := httptest.NewRequest("GET", "http://app.example.com/x", nil)
+		hr.AddCookie(c)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, hr)
+		if want := map[bool]int{true: 200, false: 403}[i < 2]; rec.Code != want {
+			t.Fatalf("request %d: %d, want %d", i, rec.Code, want)
+		}
+	}
+	if n := eng.calls.Load(); n != 2 {
+		t.Fatalf("%d evaluations for alice twice and bob once, want 2", n)
 	}
 }
 
