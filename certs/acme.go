@@ -306,7 +306,7 @@ const budgetWait = 2 * time.Second
 
 // budgetKind is the store's single-use records that count each org's new
 // certificates this hour (ACMEOptions.SharedBudget).
-const budgetKind = "acme-budget"
+const budgetKind = store.EphemeralPrefix + "acme-budget"
 
 // takeBudget counts a new certificate for org: in the store when the
 // budget is shared (without a.mu), else (or if the store cannot count)

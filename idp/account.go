@@ -27,7 +27,7 @@ import (
 // Passwordless sign-in with a discoverable passkey, and the page where a
 // person manages their own second factors.
 const (
-	totpSetupKind = "totp-setup"
+	totpSetupKind = store.EphemeralPrefix + "totp-setup"
 	PasskeyPath   = "/.gatehouse/passkey"
 	AccountPath   = "/.gatehouse/account"
 	// accountFreshness: changing one's factors needs a sign-in this

@@ -22,7 +22,7 @@ import (
 const CallbackPath = "/.gatehouse/callback"
 
 const (
-	flowKind = "login-flow"
+	flowKind = store.EphemeralPrefix + "login-flow"
 	// flowTTL is how long a person may spend at their IdP.
 	flowTTL = 10 * time.Minute
 )

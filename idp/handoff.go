@@ -15,7 +15,7 @@ import (
 )
 
 const (
-	handoffKind = "handoff"
+	handoffKind = store.EphemeralPrefix + "handoff"
 	handoffTTL  = 60 * time.Second
 )
 

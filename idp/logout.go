@@ -13,7 +13,7 @@ import (
 	"github.com/gatehouse/gatehouse/store"
 )
 
-const logoutKind = "logout-flow"
+const logoutKind = store.EphemeralPrefix + "logout-flow"
 
 // logoutRecord is a single logout in progress at the IdP.
 type logoutRecord struct {

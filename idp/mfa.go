@@ -41,7 +41,7 @@ const (
 	MFAPath         = "/.gatehouse/mfa"
 	mfaQRPath       = MFAPath + "/qr"
 	mfaContinuePath = MFAPath + "/continue"
-	pendingKind     = "mfa-pending"
+	pendingKind     = store.EphemeralPrefix + "mfa-pending"
 	pendingTTL      = 10 * time.Minute
 	maxMFATries     = 5
 	recoveryCodes   = 10

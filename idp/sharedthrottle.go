@@ -30,7 +30,7 @@ type sharedThrottle struct {
 	log    *slog.Logger
 }
 
-const throttleKind = "throttle"
+const throttleKind = store.EphemeralPrefix + "throttle"
 
 func newSharedThrottle(st store.Store, name string, max int, window time.Duration, log *slog.Logger) *sharedThrottle {
 	return &sharedThrottle{st: st, name: name, max: max, window: window, local: newThrottle(max, window), log: log}

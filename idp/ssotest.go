@@ -24,7 +24,7 @@ import (
 // nothing is signed in, the org's connection is unchanged.
 
 const (
-	traceKind = "sso-trace"
+	traceKind = store.EphemeralPrefix + "sso-trace"
 	// TraceTTL is how long a trace can be read and its draft activated.
 	TraceTTL = 30 * time.Minute
 	// maxTraceRaw bounds the response kept for the tracer.

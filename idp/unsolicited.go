@@ -22,7 +22,7 @@ import (
 // back by a same-site GET, where it can: a browser signed in as another
 // person, or to another org, is asked before its session is replaced.
 const (
-	unsolicitedKind = "unsolicited-signin"
+	unsolicitedKind = store.EphemeralPrefix + "unsolicited-signin"
 	unsolicitedPath = "/.gatehouse/saml/continue"
 	unsolicitedTTL  = 5 * time.Minute
 )

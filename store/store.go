@@ -789,6 +789,21 @@ type Store interface {
 	Close() error
 }
 
+// EphemeralPrefix starts the kinds of single-use values that may be lost
+// in a crash of the store without harm: a sign-in in progress (its flow,
+// its hand-off ticket, its pending second factor), a budget's count. A
+// backend may write them without waiting for its disk (PostgreSQL:
+// synchronous_commit off). Nothing acknowledged depends on them alone:
+// the synced write an outcome ends with (a session made, say) makes every
+// earlier write durable too, on PostgreSQL whose log is one sequence. A
+// value an acknowledged outcome rests on (a spent code, a revoked token,
+// a replay marker, an emailed link) is never of an ephemeral kind.
+const EphemeralPrefix = "tmp."
+
+// Ephemeral reports whether kind's values may be written without waiting
+// for the disk (EphemeralPrefix).
+func Ephemeral(kind string) bool { return strings.HasPrefix(kind, EphemeralPrefix) }
+
 // Change is a record that changed, as a Watcher tells it: Kind is
 // "session", "user" (the person or one of their memberships), "org",
 // "app" (an OIDC client registered at runtime), "key" (a signing key), or

@@ -18,7 +18,7 @@ import (
 
 // Single-use store kinds and lifetimes.
 const (
-	kindAuthRequest = "oidc-authreq"
+	kindAuthRequest = store.EphemeralPrefix + "oidc-authreq"
 	kindCode        = "oidc-code"
 	// authRequestTTL is how long a person may take to sign in.
 	authRequestTTL = 10 * time.Minute

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/gatehouse/gatehouse/store"
 )
@@ -31,7 +32,7 @@ func (s *Store) PutOnce(ctx context.Context, kind, id string, value []byte, expi
 	}
 	defer done()
 	var one int
-	err = s.pool.QueryRow(ctx, `INSERT INTO once (kind, id, value, expires_at) VALUES ($1, $2, $3, $4)
+	err = s.poolFor(kind).QueryRow(ctx, `INSERT INTO once (kind, id, value, expires_at) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (kind, id) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at
 		WHERE once.expires_at <= $5 RETURNING 1`, kind, id, value, ts(expires), ts(now)).Scan(&one)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -40,14 +41,14 @@ func (s *Store) PutOnce(ctx context.Context, kind, id string, value []byte, expi
 	return wrap("put once "+kind, err)
 }
 
-func (s *Store) scanBytes(ctx context.Context, op, query string, args ...any) ([]byte, error) {
+func (s *Store) scanBytes(ctx context.Context, pool *pgxpool.Pool, op, query string, args ...any) ([]byte, error) {
 	ctx, done, err := s.enter(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer done()
 	var b []byte
-	if err := s.pool.QueryRow(ctx, query, args...).Scan(&b); err != nil {
+	if err := pool.QueryRow(ctx, query, args...).Scan(&b); err != nil {
 		return nil, wrap(op, err)
 	}
 	if b == nil {
@@ -57,15 +58,15 @@ func (s *Store) scanBytes(ctx context.Context, op, query string, args ...any) ([
 }
 
 func (s *Store) TakeOnce(ctx context.Context, kind, id string) ([]byte, error) {
-	return s.scanBytes(ctx, "take once "+kind, "DELETE FROM once WHERE kind = $1 AND id = $2 AND expires_at > $3 RETURNING value", kind, id, ts(time.Now()))
+	return s.scanBytes(ctx, s.poolFor(kind), "take once "+kind, "DELETE FROM once WHERE kind = $1 AND id = $2 AND expires_at > $3 RETURNING value", kind, id, ts(time.Now()))
 }
 
 func (s *Store) GetOnce(ctx context.Context, kind, id string) ([]byte, error) {
-	return s.scanBytes(ctx, "get once "+kind, "SELECT value FROM once WHERE kind = $1 AND id = $2 AND expires_at > $3", kind, id, ts(time.Now()))
+	return s.scanBytes(ctx, s.pool, "get once "+kind, "SELECT value FROM once WHERE kind = $1 AND id = $2 AND expires_at > $3", kind, id, ts(time.Now()))
 }
 
 func (s *Store) UpdateOnce(ctx context.Context, kind, id string, fn func([]byte) ([]byte, error)) error {
-	err := s.tx(ctx, func(tx pgx.Tx) error {
+	err := s.txOn(ctx, s.poolFor(kind), func(tx pgx.Tx) error {
 		var v []byte
 		var exp time.Time
 		if err := tx.QueryRow(ctx, "SELECT value, expires_at FROM once WHERE kind = $1 AND id = $2 FOR UPDATE", kind, id).Scan(&v, &exp); err != nil {
@@ -219,5 +220,5 @@ func (s *Store) Secret(ctx context.Context, name string, value []byte) ([]byte, 
 		return nil, err
 	}
 	// A second statement: its snapshot sees the value that won.
-	return s.scanBytes(ctx, "secret "+name, "SELECT value FROM secrets WHERE name = $1", name)
+	return s.scanBytes(ctx, s.pool, "secret "+name, "SELECT value FROM secrets WHERE name = $1", name)
 }

@@ -405,3 +405,45 @@ func TestClockSkew(t *testing.T) {
 		t.Fatalf("5s ahead: skew %v, log %s", s, logs.String())
 	}
 }
+
+// Ephemeral single-use values go through a pool whose sessions do not
+// wait for the log's flush; the rest, and every record, through the one
+// that does. Both behave the same to readers.
+func TestEphemeralKinds(t *testing.T) {
+	ctx := context.Background()
+	// A cluster that syncs commits, as deployed (the shared test one does not).
+	st, err := Open(ctx, pgtest.NewDurableCluster(t).NewDatabase(t), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	setting := func(p *pgxpool.Pool) string {
+		var v string
+		if err := p.QueryRow(ctx, "SHOW synchronous_commit").Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	if st.poolFor("tmp.flow") != st.lazy || st.poolFor("saml-assertion") != st.pool || setting(st.lazy) != "off" || setting(st.pool) != "on" {
+		t.Fatalf("pools: lazy %s, main %s", setting(st.lazy), setting(st.pool))
+	}
+	exp := time.Now().Add(time.Minute)
+	if err := st.PutOnce(ctx, "tmp.flow", "f1", []byte("v"), exp); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.PutOnce(ctx, "tmp.flow", "f1", []byte("w"), exp); !errors.Is(err, store.ErrAlreadyExists) {
+		t.Fatalf("second put: %v", err)
+	}
+	if err := st.UpdateOnce(ctx, "tmp.flow", "f1", func([]byte) ([]byte, error) { return []byte("u"), nil }); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := st.GetOnce(ctx, "tmp.flow", "f1"); err != nil || string(v) != "u" {
+		t.Fatalf("get: %q %v", v, err)
+	}
+	if v, err := st.TakeOnce(ctx, "tmp.flow", "f1"); err != nil || string(v) != "u" {
+		t.Fatalf("take: %q %v", v, err)
+	}
+	if _, err := st.TakeOnce(ctx, "tmp.flow", "f1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("second take: %v", err)
+	}
+}

@@ -39,6 +39,9 @@ type Options struct {
 // Store is the PostgreSQL backend of store.Store.
 type Store struct {
 	pool *pgxpool.Pool
+	// lazy writes ephemeral single-use values (store.Ephemeral): its
+	// sessions commit without waiting for the log's flush.
+	lazy *pgxpool.Pool
 
 	mu      sync.RWMutex
 	closed  bool
@@ -94,11 +97,27 @@ func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
+	lazy := cfg.Copy()
+	lazy.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
+	lazy.MaxConns, lazy.MinConns = max(2, cfg.MaxConns/4), 0
+	if s.lazy, err = pgxpool.NewWithConfig(ctx, lazy); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("pgstore: %w", err)
+	}
 	s.checkClock(ctx)
 	var sctx context.Context
 	sctx, s.stopSweep = context.WithCancel(context.Background())
 	go s.sweep(sctx, sweepEvery)
 	return s, nil
+}
+
+// poolFor is the pool that writes single-use values of kind: the lazy one
+// for ephemeral kinds (see store.EphemeralPrefix).
+func (s *Store) poolFor(kind string) *pgxpool.Pool {
+	if store.Ephemeral(kind) {
+		return s.lazy
+	}
+	return s.pool
 }
 
 // maxSkew is how far the node's clock may be from the database's before
@@ -199,6 +218,7 @@ func (s *Store) Close() error {
 	s.stopSweep()
 	<-s.swept
 	s.pool.Close()
+	s.lazy.Close()
 	return nil
 }
 
@@ -217,13 +237,18 @@ const maxAttempts = 20
 // tx runs fn in a READ COMMITTED transaction, again on a serialization
 // failure or a deadlock (fn must be pure).
 func (s *Store) tx(ctx context.Context, fn func(pgx.Tx) error) error {
+	return s.txOn(ctx, s.pool, fn)
+}
+
+// txOn is tx on pool.
+func (s *Store) txOn(ctx context.Context, pool *pgxpool.Pool, fn func(pgx.Tx) error) error {
 	ctx, done, err := s.enter(ctx)
 	if err != nil {
 		return err
 	}
 	defer done()
 	for attempt := 0; ; attempt++ {
-		err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, fn)
+		err := pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, fn)
 		if err == nil || !retryable(err) || attempt >= maxAttempts {
 			return err
 		}
