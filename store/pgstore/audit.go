@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -15,9 +16,20 @@ import (
 	"github.com/gatehouse/gatehouse/store"
 )
 
-// AppendAudit chains e after its org's head: the head row is locked (or
-// made) by an upsert, so appends to one org from every node serialize on
-// it and the chain never forks.
+// auditBatch bounds the events one audit transaction appends.
+const auditBatch = 128
+
+type auditReq struct {
+	e    store.AuditEvent
+	err  error
+	done chan struct{}
+}
+
+// AppendAudit queues e for the node's audit writer and waits until it is
+// committed: concurrent appends share one transaction and one log flush
+// (group commit). Each org's head row is locked for the transaction, so
+// appends to one org from every node serialize on it and the chain never
+// forks. Once queued, the event's fate is reported even if ctx ends.
 func (s *Store) AppendAudit(ctx context.Context, e store.AuditEvent) error {
 	if e.ID == "" {
 		e.ID = rand.Text()
@@ -25,26 +37,126 @@ func (s *Store) AppendAudit(ctx context.Context, e store.AuditEvent) error {
 	if e.Time.IsZero() {
 		e.Time = time.Now().UTC()
 	}
+	r := &auditReq{e: e, done: make(chan struct{})}
+	select {
+	case s.auditQ <- r:
+	case <-s.auditDone:
+		return fmt.Errorf("pgstore: append audit %s: %w", e.ID, store.ErrClosed)
+	case <-ctx.Done():
+		return fmt.Errorf("pgstore: append audit %s: %w", e.ID, ctx.Err())
+	}
+	select {
+	case <-r.done:
+	case <-s.auditDone:
+		// The writer stopped; it answered r unless r came in after its
+		// last look at the queue.
+		select {
+		case <-r.done:
+		default:
+			return fmt.Errorf("pgstore: append audit %s: %w", e.ID, store.ErrClosed)
+		}
+	}
+	return r.err
+}
+
+// auditWriter commits queued appends until stopAudit closes.
+func (s *Store) auditWriter() {
+	defer close(s.auditDone)
+	for {
+		var first *auditReq
+		select {
+		case first = <-s.auditQ:
+		case <-s.stopAudit:
+			for {
+				select {
+				case r := <-s.auditQ:
+					r.err = store.ErrClosed
+					close(r.done)
+				default:
+					return
+				}
+			}
+		}
+		batch := []*auditReq{first}
+	drain:
+		for len(batch) < auditBatch {
+			select {
+			case r := <-s.auditQ:
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		s.commitAudit(batch)
+	}
+}
+
+// commitAudit appends the batch in one transaction, in queue order; if
+// that fails, each event alone, so one bad event fails only itself.
+func (s *Store) commitAudit(batch []*auditReq) {
+	err := s.appendAudit(batch)
+	if err != nil && len(batch) > 1 {
+		for _, r := range batch {
+			r.err = s.appendAudit([]*auditReq{r})
+			close(r.done)
+		}
+		return
+	}
+	for _, r := range batch {
+		r.err = err
+		close(r.done)
+	}
+}
+
+func (s *Store) appendAudit(batch []*auditReq) error {
+	// Audit must not be lost to a caller that hangs up: no caller's ctx.
+	ctx := context.Background()
+	// Heads are locked in one order (by org), so that two nodes' batches
+	// over the same orgs never deadlock.
+	var orgs []string
+	for _, r := range batch {
+		if !slices.Contains(orgs, r.e.OrgID) {
+			orgs = append(orgs, r.e.OrgID)
+		}
+	}
+	slices.Sort(orgs)
 	err := s.tx(ctx, func(tx pgx.Tx) error {
-		ev := e
-		head := store.AuditChainHead{OrgID: ev.OrgID}
-		if err := tx.QueryRow(ctx, `INSERT INTO audit_heads (org_id, seq, hash) VALUES ($1, 0, '')
-			ON CONFLICT (org_id) DO UPDATE SET seq = audit_heads.seq RETURNING seq, hash`, ev.OrgID).Scan(&head.Seq, &head.Hash); err != nil {
-			return err
+		heads := make(map[string]store.AuditChainHead, len(orgs))
+		for _, org := range orgs {
+			head := store.AuditChainHead{OrgID: org}
+			if err := tx.QueryRow(ctx, `INSERT INTO audit_heads (org_id, seq, hash) VALUES ($1, 0, '')
+				ON CONFLICT (org_id) DO UPDATE SET seq = audit_heads.seq RETURNING seq, hash`, org).Scan(&head.Seq, &head.Hash); err != nil {
+				return err
+			}
+			heads[org] = head
 		}
-		store.ChainAudit(&ev, head)
-		doc, err := docOf(ev)
-		if err != nil {
-			return err
+		for _, r := range batch {
+			ev := r.e // this attempt's copy: a retried transaction chains afresh
+			head := heads[ev.OrgID]
+			store.ChainAudit(&ev, head)
+			doc, err := docOf(ev)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, "INSERT INTO audit_events (org_id, seq, id, time, actor, action, target, doc) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+				ev.OrgID, int64(ev.Seq), ev.ID, ev.Time, textCol(ev.Actor), textCol(ev.Action), textCol(ev.Target), doc); err != nil {
+				return err
+			}
+			head.Seq, head.Hash = ev.Seq, ev.Hash
+			heads[ev.OrgID] = head
 		}
-		if _, err := tx.Exec(ctx, "INSERT INTO audit_events (org_id, seq, id, time, actor, action, target, doc) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-			ev.OrgID, int64(ev.Seq), ev.ID, ev.Time, textCol(ev.Actor), textCol(ev.Action), textCol(ev.Target), doc); err != nil {
-			return err
+		for _, org := range orgs {
+			h := heads[org]
+			if _, err := tx.Exec(ctx, "UPDATE audit_heads SET seq = $2, hash = $3 WHERE org_id = $1", org, int64(h.Seq), h.Hash); err != nil {
+				return err
+			}
 		}
-		_, err = tx.Exec(ctx, "UPDATE audit_heads SET seq = $2, hash = $3 WHERE org_id = $1", ev.OrgID, int64(ev.Seq), ev.Hash)
-		return err
+		return nil
 	})
-	return wrap("append audit "+e.ID, err)
+	if len(batch) == 1 {
+		return wrap("append audit "+batch[0].e.ID, err)
+	}
+	return wrap(fmt.Sprintf("append %d audit events", len(batch)), err)
 }
 
 // ListAudit: with OrgID, the org's chain newest first from BeforeSeq,

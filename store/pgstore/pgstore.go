@@ -51,6 +51,12 @@ type Store struct {
 	// stopSweep ends the sweeper; swept is closed when it has.
 	stopSweep context.CancelFunc
 	swept     chan struct{}
+	// auditQ feeds the audit writer; closing stopAudit stops it, and
+	// auditDone is closed when it has.
+	auditQ    chan *auditReq
+	stopAudit chan struct{}
+	auditDone chan struct{}
+	stopOnce  sync.Once
 	log       *slog.Logger
 	// skew is the node's clock minus the database's, in nanoseconds, as
 	// last measured (checkClock).
@@ -74,7 +80,8 @@ func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
 	}
 	// Gatehouse's tables live in their own schema.
 	cfg.ConnConfig.RuntimeParams["search_path"] = "gatehouse"
-	s := &Store{swept: make(chan struct{}), timeout: 10 * time.Second, log: o.Logger}
+	s := &Store{swept: make(chan struct{}), timeout: 10 * time.Second, log: o.Logger,
+		auditQ: make(chan *auditReq, auditBatch), stopAudit: make(chan struct{}), auditDone: make(chan struct{})}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -105,6 +112,7 @@ func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
 		return nil, fmt.Errorf("pgstore: %w", err)
 	}
 	s.checkClock(ctx)
+	go s.auditWriter()
 	var sctx context.Context
 	sctx, s.stopSweep = context.WithCancel(context.Background())
 	go s.sweep(sctx, sweepEvery)
@@ -209,6 +217,9 @@ func (s *Store) enterLong(ctx context.Context) (func(), error) {
 
 // Close closes the pool (after in-flight calls); ErrClosed the second time.
 func (s *Store) Close() error {
+	// The audit writer first, outside s.mu: its last commit needs the pool.
+	s.stopOnce.Do(func() { close(s.stopAudit) })
+	<-s.auditDone
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
