@@ -87,9 +87,7 @@ type Store struct {
 	// Audit appends go through one writer that commits what is queued
 	// in one transaction (audit.go): no conflicts on a chain head, one
 	// sync for many events.
-	auditQ    chan *auditReq
-	stopAudit chan struct{}
-	auditDone chan struct{}
+	audit *store.AuditWriter
 }
 
 type options struct {
@@ -164,12 +162,8 @@ func Open(path string, opts ...Option) (*Store, error) {
 		log:    cfg.logger,
 		stopGC: make(chan struct{}),
 		gcDone: make(chan struct{}),
-
-		auditQ:    make(chan *auditReq, auditBatch),
-		stopAudit: make(chan struct{}),
-		auditDone: make(chan struct{}),
 	}
-	go s.auditWriter()
+	s.audit = store.NewAuditWriter("badgerstore", s.appendAudit)
 	// A deletion a crash cut short is finished before anyone reads.
 	s.finishOrgDeletions()
 	if cfg.gcInterval > 0 {
@@ -254,8 +248,7 @@ func (s *Store) Close() error {
 	s.mu.Unlock()
 	close(s.stopGC)
 	<-s.gcDone
-	close(s.stopAudit)
-	<-s.auditDone
+	s.audit.Close()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("badgerstore: close: %w", err)
 	}

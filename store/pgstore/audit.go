@@ -2,121 +2,36 @@ package pgstore
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"math"
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/gatehouse/gatehouse/store"
 )
 
-// auditBatch bounds the events one audit transaction appends.
-const auditBatch = 128
-
-type auditReq struct {
-	e    store.AuditEvent
-	err  error
-	done chan struct{}
-}
-
-// AppendAudit queues e for the node's audit writer and waits until it is
-// committed: concurrent appends share one transaction and one log flush
-// (group commit). Each org's head row is locked for the transaction, so
-// appends to one org from every node serialize on it and the chain never
-// forks. Once queued, the event's fate is reported even if ctx ends.
+// AppendAudit appends e to its org's chain through the node's audit
+// writer (store.AuditWriter): concurrent appends share one transaction
+// and one log flush. Each org's head row is locked for the transaction,
+// so appends to one org from every node serialize on it and the chain
+// never forks.
 func (s *Store) AppendAudit(ctx context.Context, e store.AuditEvent) error {
-	if e.ID == "" {
-		e.ID = rand.Text()
-	}
-	if e.Time.IsZero() {
-		e.Time = time.Now().UTC()
-	}
-	r := &auditReq{e: e, done: make(chan struct{})}
-	select {
-	case s.auditQ <- r:
-	case <-s.auditDone:
-		return fmt.Errorf("pgstore: append audit %s: %w", e.ID, store.ErrClosed)
-	case <-ctx.Done():
-		return fmt.Errorf("pgstore: append audit %s: %w", e.ID, ctx.Err())
-	}
-	select {
-	case <-r.done:
-	case <-s.auditDone:
-		// The writer stopped; it answered r unless r came in after its
-		// last look at the queue.
-		select {
-		case <-r.done:
-		default:
-			return fmt.Errorf("pgstore: append audit %s: %w", e.ID, store.ErrClosed)
-		}
-	}
-	return r.err
+	return s.audit.Append(ctx, e)
 }
 
-// auditWriter commits queued appends until stopAudit closes.
-func (s *Store) auditWriter() {
-	defer close(s.auditDone)
-	for {
-		var first *auditReq
-		select {
-		case first = <-s.auditQ:
-		case <-s.stopAudit:
-			for {
-				select {
-				case r := <-s.auditQ:
-					r.err = store.ErrClosed
-					close(r.done)
-				default:
-					return
-				}
-			}
-		}
-		batch := []*auditReq{first}
-	drain:
-		for len(batch) < auditBatch {
-			select {
-			case r := <-s.auditQ:
-				batch = append(batch, r)
-			default:
-				break drain
-			}
-		}
-		s.commitAudit(batch)
-	}
-}
-
-// commitAudit appends the batch in one transaction, in queue order; if
-// that fails, each event alone, so one bad event fails only itself.
-func (s *Store) commitAudit(batch []*auditReq) {
-	err := s.appendAudit(batch)
-	if err != nil && len(batch) > 1 {
-		for _, r := range batch {
-			r.err = s.appendAudit([]*auditReq{r})
-			close(r.done)
-		}
-		return
-	}
-	for _, r := range batch {
-		r.err = err
-		close(r.done)
-	}
-}
-
-func (s *Store) appendAudit(batch []*auditReq) error {
+func (s *Store) appendAudit(batch []store.AuditEvent) error {
 	// Audit must not be lost to a caller that hangs up: no caller's ctx.
 	ctx := context.Background()
 	// Heads are locked in one order (by org), so that two nodes' batches
 	// over the same orgs never deadlock.
 	var orgs []string
-	for _, r := range batch {
-		if !slices.Contains(orgs, r.e.OrgID) {
-			orgs = append(orgs, r.e.OrgID)
+	for _, e := range batch {
+		if !slices.Contains(orgs, e.OrgID) {
+			orgs = append(orgs, e.OrgID)
 		}
 	}
 	slices.Sort(orgs)
@@ -130,8 +45,8 @@ func (s *Store) appendAudit(batch []*auditReq) error {
 			}
 			heads[org] = head
 		}
-		for _, r := range batch {
-			ev := r.e // this attempt's copy: a retried transaction chains afresh
+		for _, ev := range batch {
+			// ev is this attempt's copy: a retried transaction chains afresh
 			head := heads[ev.OrgID]
 			store.ChainAudit(&ev, head)
 			doc, err := docOf(ev)
@@ -154,7 +69,7 @@ func (s *Store) appendAudit(batch []*auditReq) error {
 		return nil
 	})
 	if len(batch) == 1 {
-		return wrap("append audit "+batch[0].e.ID, err)
+		return wrap("append audit "+batch[0].ID, err)
 	}
 	return wrap(fmt.Sprintf("append %d audit events", len(batch)), err)
 }

@@ -51,13 +51,9 @@ type Store struct {
 	// stopSweep ends the sweeper; swept is closed when it has.
 	stopSweep context.CancelFunc
 	swept     chan struct{}
-	// auditQ feeds the audit writer; closing stopAudit stops it, and
-	// auditDone is closed when it has.
-	auditQ    chan *auditReq
-	stopAudit chan struct{}
-	auditDone chan struct{}
-	stopOnce  sync.Once
-	log       *slog.Logger
+	// audit group-commits AppendAudit.
+	audit *store.AuditWriter
+	log   *slog.Logger
 	// skew is the node's clock minus the database's, in nanoseconds, as
 	// last measured (checkClock).
 	skew atomic.Int64
@@ -80,8 +76,7 @@ func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
 	}
 	// Gatehouse's tables live in their own schema.
 	cfg.ConnConfig.RuntimeParams["search_path"] = "gatehouse"
-	s := &Store{swept: make(chan struct{}), timeout: 10 * time.Second, log: o.Logger,
-		auditQ: make(chan *auditReq, auditBatch), stopAudit: make(chan struct{}), auditDone: make(chan struct{})}
+	s := &Store{swept: make(chan struct{}), timeout: 10 * time.Second, log: o.Logger}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -112,7 +107,7 @@ func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
 		return nil, fmt.Errorf("pgstore: %w", err)
 	}
 	s.checkClock(ctx)
-	go s.auditWriter()
+	s.audit = store.NewAuditWriter("pgstore", s.appendAudit)
 	var sctx context.Context
 	sctx, s.stopSweep = context.WithCancel(context.Background())
 	go s.sweep(sctx, sweepEvery)
@@ -218,8 +213,7 @@ func (s *Store) enterLong(ctx context.Context) (func(), error) {
 // Close closes the pool (after in-flight calls); ErrClosed the second time.
 func (s *Store) Close() error {
 	// The audit writer first, outside s.mu: its last commit needs the pool.
-	s.stopOnce.Do(func() { close(s.stopAudit) })
-	<-s.auditDone
+	s.audit.Close()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {

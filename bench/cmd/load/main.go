@@ -125,39 +125,30 @@ func main() {
 	// gatehouseConfig is one instance's config; storeCfg is its store
 	// line, policyCfg and orgPolicy extra config lines.
 	gatehouseConfig := func(addr, ops, publicPort, storeCfg, policyCfg, orgPolicy string, realistic bool) string {
+		cfg := fmt.Sprintf(`public_url: http://auth.localhost:%[1]s
+listen: %[2]s
+ops_listen: %[3]s
+store:
+%[4]s
+%[6]s
+routes:
+  - id: app
+    host: app.localhost
+    upstream: http://%[5]s
+`, publicPort, addr, ops, storeCfg, upAddr, policyCfg)
 		if realistic {
-			return fmt.Sprintf(`public_url: http://auth.localhost:%[1]s
-listen: %[2]s
-ops_listen: %[3]s
-store:
-%[4]s
-%[6]s
-routes:
-  - id: app
-    host: app.localhost
-    upstream: http://%[5]s
-`, publicPort, addr, ops, storeCfg, upAddr, policyCfg) + realisticOrgsYAML(orgPolicy)
+			return cfg + realisticOrgsYAML(orgPolicy)
 		}
-		return fmt.Sprintf(`public_url: http://auth.localhost:%[1]s
-listen: %[2]s
-ops_listen: %[3]s
-store:
-%[4]s
-%[6]s
-routes:
-  - id: app
-    host: app.localhost
-    upstream: http://%[5]s
-orgs:
+		return cfg + `orgs:
   - slug: acme
     name: Acme Corp
     email_domains: [acme.example]
     connection: { type: password }
     attributes: { plan: enterprise }
-%[7]s
+` + orgPolicy + `
     users:
       - { email: alice@acme.example, password: load-test-pw, roles: [admin, member] }
-`, publicPort, addr, ops, storeCfg, upAddr, policyCfg, orgPolicy)
+`
 	}
 	// startGatehouse runs one instance.
 	startGatehouse := func(name string, onPG bool, policyCfg, orgPolicy string) (url string, headers []string, stop func()) {

@@ -291,6 +291,16 @@ func (c *Cluster) Pause() error {
 	return nil
 }
 
+// Crash stops the server the way a power cut would (immediate shutdown:
+// no checkpoint; the next start recovers from the log). Resume starts it.
+func (c *Cluster) Crash() error {
+	out, err := c.run(filepath.Join(c.bin, "pg_ctl"), "-D", filepath.Join(c.dir, "data"), "-m", "immediate", "-w", "stop")
+	if err != nil {
+		return fmt.Errorf("pgtest: pg_ctl stop -m immediate: %v: %s", err, out)
+	}
+	return nil
+}
+
 func (c *Cluster) Resume() error {
 	out, err := c.run(filepath.Join(c.bin, "pg_ctl"), "-D", filepath.Join(c.dir, "data"), "-o", c.opts, "-l", filepath.Join(c.dir, "log"), "-w", "-t", "60", "start")
 	if err != nil {
