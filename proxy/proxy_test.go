@@ -191,9 +191,9 @@ func BenchmarkBareReverseProxy(b *testing.B) {
 	_ = time.Second
 }
 
-// BenchmarkHotPathRego is BenchmarkHotPath with a realistic policy set: the
-// roles-by-path example as the platform layer and plan gating as the org's.
-func BenchmarkHotPathRego(b *testing.B) {
+// realisticPolicy is the engine with the realistic policy pair: the
+// roles-by-path example as the platform layer, plan gating as org_1's.
+func realisticPolicy(b *testing.B) *policy.Rego {
 	platform, err := policy.LoadModules("../examples/policies/roles_by_path")
 	must(b, err)
 	org, err := policy.LoadModules("../examples/policies/plan_gating")
@@ -202,6 +202,13 @@ func BenchmarkHotPathRego(b *testing.B) {
 	must(b, err)
 	r := policy.NewRego(10*time.Second, nil)
 	r.Swap(set)
+	return r
+}
+
+// BenchmarkHotPathRego is BenchmarkHotPath with a realistic policy set: the
+// roles-by-path example as the platform layer and plan gating as the org's.
+func BenchmarkHotPathRego(b *testing.B) {
+	r := realisticPolicy(b)
 	f := newFixture(b, policy.Chain{policy.RouteOrgs{}, r})
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
@@ -223,14 +230,7 @@ func BenchmarkHotPathRego(b *testing.B) {
 // the same path again and again; with the per-session decision cache
 // (as deployed) and without it. Varied inputs are the traffic APIs see.
 func BenchmarkDecisionPath(b *testing.B) {
-	platform, err := policy.LoadModules("../examples/policies/roles_by_path")
-	must(b, err)
-	org, err := policy.LoadModules("../examples/policies/plan_gating")
-	must(b, err)
-	set, err := policy.Compile(context.Background(), policy.Sources{Platform: platform, Orgs: map[string][]policy.Module{"org_1": org}})
-	must(b, err)
-	r := policy.NewRego(10*time.Second, nil)
-	r.Swap(set)
+	r := realisticPolicy(b)
 	prefixes := []string{"/api/projects/", "/api/items/", "/api/users/", "/api/orders/"}
 	paths := make([]string, 4096)
 	for i := range paths {
