@@ -30,6 +30,7 @@ func main() {
 	gatehouse := flag.String("gatehouse", "", "gatehouse binary")
 	bare := flag.String("bareproxy", "", "bare reverse proxy binary (optional baseline)")
 	n := flag.Int("n", 5000, "idle connections to open")
+	settle := flag.Duration("settle", 0, "also measure after the connections sat idle this long (Go forces a GC every 2 minutes; 150s shows memory after it)")
 	flag.Parse()
 	if *gatehouse == "" {
 		log.Fatal("idleconns: -gatehouse is required")
@@ -58,14 +59,14 @@ orgs:
 		log.Fatal(err)
 	}
 	fmt.Printf("%-22s %12s %12s %14s\n", "target", "RSS before", "RSS after", "per connection")
-	measure("gatehouse (public path)", exec.Command(*gatehouse, "serve", "--config", cfgFile), "127.0.0.1:"+port, "app.localhost", *n)
+	measure("gatehouse (public path)", exec.Command(*gatehouse, "serve", "--config", cfgFile), "127.0.0.1:"+port, "app.localhost", *n, *settle)
 	if *bare != "" {
 		bp := freePort()
-		measure("bare reverse proxy", exec.Command(*bare, "-listen", "127.0.0.1:"+bp, "-upstream", up.URL), "127.0.0.1:"+bp, "app.localhost", *n)
+		measure("bare reverse proxy", exec.Command(*bare, "-listen", "127.0.0.1:"+bp, "-upstream", up.URL), "127.0.0.1:"+bp, "app.localhost", *n, *settle)
 	}
 }
 
-func measure(name string, cmd *exec.Cmd, addr, host string, n int) {
+func measure(name string, cmd *exec.Cmd, addr, host string, n int, settle time.Duration) {
 	cmd.Stderr = io.Discard
 	if err := cmd.Start(); err != nil {
 		log.Fatal(err)
@@ -95,6 +96,11 @@ func measure(name string, cmd *exec.Cmd, addr, host string, n int) {
 	time.Sleep(2 * time.Second)
 	after := rss(cmd.Process.Pid)
 	fmt.Printf("%-22s %9d KiB %9d KiB %10.1f KiB   (%d connections)\n", name, before, after, float64(after-before)/float64(len(conns)), len(conns))
+	if settle > 0 {
+		time.Sleep(settle)
+		later := rss(cmd.Process.Pid)
+		fmt.Printf("%-22s %9d KiB %9d KiB %10.1f KiB   (the same, idle for %s)\n", name, before, later, float64(later-before)/float64(len(conns)), settle)
+	}
 	for _, c := range append(conns, warm) {
 		if c != nil {
 			c.Close()
