@@ -35,7 +35,7 @@ func (h *Handler) storeDown(w http.ResponseWriter, err error, what string) bool 
 	if !errors.Is(err, store.ErrUnavailable) {
 		return false
 	}
-	web.Failure(w, err, "Sign-in failed on our side. Try again in a minute.", h.logRef("idp: "+what, err))
+	web.Failure(w, err, "Gatehouse cannot reach its database right now, so nothing was done. Try again in a minute.", h.logRef("idp: "+what, err))
 	return true
 }
 

@@ -3,7 +3,6 @@ package idp
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 
 	"github.com/gatehouse/gatehouse/idp/connection"
@@ -150,8 +149,7 @@ func (h *Handler) samlSLO(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	b, err := h.o.Store.TakeOnce(r.Context(), logoutKind, relay)
-	if errors.Is(err, store.ErrUnavailable) {
-		web.Failure(w, err, "Signing you out failed on our side. Try again in a minute.", h.logRef("idp: SAML logout", err))
+	if h.storeDown(w, err, "SAML logout") {
 		return
 	}
 	var rec logoutRecord

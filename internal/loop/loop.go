@@ -9,16 +9,7 @@ import (
 // Every calls fn every interval until ctx ends. fn runs on the calling
 // goroutine, so runs never overlap.
 func Every(ctx context.Context, interval time.Duration, fn func(context.Context)) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			fn(ctx)
-		}
-	}
+	EveryOrKick(ctx, interval, nil, fn) // a nil channel never kicks
 }
 
 // EveryOrKick is Every that also runs fn as soon as kick receives (kicks
