@@ -28,6 +28,10 @@ type Decision struct {
 	ID string
 	// Err is why no layer could decide (the request was denied).
 	Err error
+	// PathTests are the questions the policies asked of the request's
+	// path: the decision holds for another path with the same answers
+	// (see Reads.Tested).
+	PathTests PathTests
 }
 
 // Engine decides. Implementations must fail closed: any error is a deny.
@@ -59,16 +63,19 @@ type Chain []Engine
 
 func (c Chain) Decide(ctx context.Context, in *Input) Decision {
 	var last Decision
+	var tests PathTests
 	for _, e := range c {
 		d := e.Decide(ctx, in)
 		if !d.Allow {
 			return d
 		}
+		tests = tests.and(d.PathTests)
 		if len(d.Headers) > 0 || d.Version != "" {
 			last = d
 		}
 	}
 	last.Allow = true
+	last.PathTests = tests
 	return last
 }
 

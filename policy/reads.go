@@ -23,9 +23,14 @@ type Reads struct {
 	Never bool
 	// Fields are the names under input.request read (sorted).
 	Fields []string
+	// Tested are fields (path, match_path) that the policies only ask
+	// questions of, all recorded in a decision's PathTests: a decision
+	// holds for a request whose value differs if PathTests.Hold. A field
+	// both read and tested is in Fields only.
+	Tested []string
 }
 
-// Has reports whether field counts for a decision.
+// Has reports whether field's value counts for a decision as is.
 func (r Reads) Has(field string) bool { return r.All || slices.Contains(r.Fields, field) }
 
 // Union is what either of r and o reads.
@@ -34,6 +39,25 @@ func (r Reads) Union(o Reads) Reads {
 	out.Fields = append(slices.Clone(r.Fields), o.Fields...)
 	slices.Sort(out.Fields)
 	out.Fields = slices.Compact(out.Fields)
+	for _, f := range append(slices.Clone(r.Tested), o.Tested...) {
+		if !slices.Contains(out.Fields, f) && !slices.Contains(out.Tested, f) {
+			out.Tested = append(out.Tested, f)
+		}
+	}
+	slices.Sort(out.Tested)
+	return out
+}
+
+// tested moves fields from Fields to Tested.
+func (r Reads) tested(fields []string) Reads {
+	out := Reads{All: r.All, Never: r.Never}
+	for _, f := range r.Fields {
+		if slices.Contains(fields, f) {
+			out.Tested = append(out.Tested, f)
+		} else {
+			out.Fields = append(out.Fields, f)
+		}
+	}
 	return out
 }
 

@@ -102,6 +102,8 @@ type layer struct {
 	broken error
 	// reads is what its modules read of input.request (analyzeReads).
 	reads Reads
+	// sites are its rewritten path tests (analyzePathTests), by index.
+	sites []*pathSite
 }
 
 // Compile prepares every layer. Any error fails the whole set, so a
@@ -242,6 +244,18 @@ func compileLayer(name string, c *ast.Compiler, parsed []*ast.Module) (*layer, e
 	if tokens != nil && !tokens["allow"] {
 		return nil, fmt.Errorf("policy: %s: package %s has no allow rule (it needs `default allow := false` and an allow rule)", name, TokenPackage)
 	}
+	// Path tests are found and rewritten once the modules are checked,
+	// before OPA indexes rules: an index on a path field would decide
+	// without the test being recorded.
+	var sites []*pathSite
+	pathTested := false
+	c = c.WithStageAfter(string(ast.StageCheckDeprecatedBuiltins), ast.CompilerStageDefinition{
+		Name: "GatehousePathTests", MetricName: "compile_stage_gatehouse_path_tests",
+		Stage: func(c *ast.Compiler) *ast.Error {
+			sites, pathTested = analyzePathTests(c)
+			return nil
+		},
+	})
 	if c.Compile(compiled); c.Failed() {
 		return nil, fmt.Errorf("policy: %s: %w", name, c.Errors)
 	}
@@ -253,7 +267,10 @@ func compileLayer(name string, c *ast.Compiler, parsed []*ast.Module) (*layer, e
 		}
 		return query{body: body, qc: qc}, nil
 	}
-	l := &layer{name: name, compiler: c, reads: analyzeReads(c)}
+	l := &layer{name: name, compiler: c, reads: analyzeReads(c), sites: sites}
+	if pathTested {
+		l.reads = l.reads.tested(pathFields)
+	}
 	optional := func(q string) (*query, error) {
 		pq, err := prep(q)
 		return &pq, err
@@ -415,6 +432,9 @@ func (r *Rego) Decide(ctx context.Context, in *Input) Decision {
 	}
 	defer s.store.Abort(ctx, txn)
 	env := evalEnv{store: s.store, txn: txn, cancel: stop, input: ast.NewTerm(in.value()), at: in.Request.At, timeout: r.timeout}
+	// The path tests of this decision, recorded as the layers run.
+	rec := &recorder{}
+	ctx = context.WithValue(ctx, recorderKey{}, rec)
 	layers, err := s.layers(in)
 	if err != nil {
 		d = Decision{Version: s.Version, Reasons: []string{"access could not be decided"}, Err: err}
@@ -423,6 +443,7 @@ func (r *Rego) Decide(ctx context.Context, in *Input) Decision {
 		return d
 	}
 	for _, l := range layers {
+		rec.layer = l
 		res, err := safeEval(ctx, l, &env)
 		if err != nil {
 			d = Decision{Version: s.Version, Reasons: []string{"access could not be decided"}, Err: err}
@@ -457,6 +478,7 @@ func (r *Rego) Decide(ctx context.Context, in *Input) Decision {
 			break
 		}
 	}
+	d.PathTests = PathTests{tests: rec.tests, unusable: rec.overflow}
 	r.log.Record(ctx, in, &d, time.Since(start))
 	return d
 }
@@ -493,6 +515,7 @@ func (l *layer) run(ctx context.Context, q query, env *evalEnv) (topdown.QueryRe
 		WithInput(env.input).
 		WithCancel(env.cancel).
 		WithStrictBuiltinErrors(true).
+		WithBuiltins(testBuiltins).
 		WithMetrics(noMetrics)
 	if !env.at.IsZero() {
 		// time.now_ns() is the request's time, as input.request.time_ns.

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"sync"
@@ -13,14 +14,19 @@ import (
 // keyed by the request fields the policies in force read (policy.Reads):
 // of method, host, path (as matched), query, client address and the
 // selected headers, only those a policy reads, so that requests differing
-// in nothing a policy can see share one decision. A policy that reads the
-// request's time, or calls a built-in whose result changes between calls,
-// has no decision reused. Denies are never cached (each is evaluated and
-// logged). An entry is used only while the policy version it was made
-// under is in force.
+// in nothing a policy can see share one decision. Paths the policies only
+// ask questions of (Reads.Tested: does it start with "/admin/"?) are not
+// in the key: each decision under a key carries the questions and
+// answers of its evaluation (policy.PathTests), and is reused for a path
+// that answers them the same. A policy that reads the request's time, or
+// calls a built-in whose result changes between calls, has no decision
+// reused. Denies are never cached (each is evaluated and logged). An
+// entry is used only while the policy version it was made under is in
+// force.
 type decisionCache struct {
 	mu sync.Mutex
-	m  map[string]cachedDecision
+	m  map[string][]cachedDecision
+	n  int // entries in m
 	// reads is what the policy version readsVersion reads, for this
 	// session's org on this route.
 	reads        policy.Reads
@@ -34,7 +40,12 @@ type cachedDecision struct {
 	expires time.Time
 }
 
-const maxCachedDecisions = 256
+// maxCachedDecisions bounds a cache's entries; maxPerKey those under one
+// key (decisions for paths that answered the policies differently).
+const (
+	maxCachedDecisions = 256
+	maxPerKey          = 16
+)
 
 // readsFor is what the policies of version read, asked of the engine
 // once per version.
@@ -86,21 +97,38 @@ func decisionKey(in *policy.Input, rawQuery string, r policy.Reads) string {
 	return string(sum[:])
 }
 
-func (c *decisionCache) get(key, version string, now time.Time) (policy.Decision, bool) {
+// get returns a decision under key that holds for in.
+func (c *decisionCache) get(ctx context.Context, key, version string, in *policy.Input, now time.Time) (policy.Decision, bool) {
 	c.mu.Lock()
-	e, ok := c.m[key]
+	es := c.m[key] // never modified in place: put replaces the slice
 	c.mu.Unlock()
-	if !ok || e.version != version || !now.Before(e.expires) {
-		return policy.Decision{}, false
+	for i := range es {
+		e := &es[i]
+		if e.version == version && now.Before(e.expires) && e.d.PathTests.Hold(ctx, in) {
+			return e.d, true
+		}
 	}
-	return e.d, true
+	return policy.Decision{}, false
 }
 
 func (c *decisionCache) put(key, version string, d policy.Decision, exp time.Time) {
-	c.mu.Lock()
-	if c.m == nil || len(c.m) >= maxCachedDecisions {
-		c.m = make(map[string]cachedDecision, 16)
+	if !d.PathTests.Reusable() {
+		return
 	}
-	c.m[key] = cachedDecision{d: d, version: version, expires: exp}
-	c.mu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || c.n >= maxCachedDecisions {
+		c.m, c.n = make(map[string][]cachedDecision, 16), 0
+	}
+	old := c.m[key]
+	es := make([]cachedDecision, 0, len(old)+1)
+	es = append(es, cachedDecision{d: d, version: version, expires: exp})
+	for _, e := range old {
+		// Newest first; stale and surplus entries go.
+		if e.version == version && len(es) < maxPerKey {
+			es = append(es, e)
+		}
+	}
+	c.n += len(es) - len(old)
+	c.m[key] = es
 }

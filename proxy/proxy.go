@@ -659,7 +659,7 @@ func (h *Handler) decide(r *http.Request, e *session.Entry, id *session.Identity
 		return h.o.Policy.Decide(r.Context(), in)
 	}
 	key := decisionKey(in, r.URL.RawQuery, reads)
-	if d, ok := cache.get(key, version, now); ok {
+	if d, ok := cache.get(r.Context(), key, version, in, now); ok {
 		return d
 	}
 	d := h.o.Policy.Decide(r.Context(), in)
