@@ -103,9 +103,9 @@ type pathAnalysis struct {
 	params  map[string]map[int]taint // functions' parameters that receive one
 	collect bool                     // final pass: record sites
 	sites   []*pathSite
-	exprs   []*ast.Expr  // the expressions of sites, same order
-	bodies  []*ast.Body  // the bodies holding them
-	cur     *ast.Body    // the body being walked
+	exprs   []*ast.Expr // the expressions of sites, same order
+	bodies  []*ast.Body // the bodies holding them
+	cur     *ast.Body   // the body being walked
 }
 
 // analyzePathTests finds the path tests of c's modules and rewrites them,
