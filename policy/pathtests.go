@@ -62,6 +62,58 @@ type step struct {
 	args    []*ast.Term
 	hole    int
 	inArray int
+	// native is the step in Go, where it is exactly OPA's (strings.Join,
+	// ToLower, ...); nil: replayed through the builtin.
+	native func(string) string
+}
+
+// withNative sets s.native where the builtin is a plain Go string
+// function of constants.
+func (s step) withNative() step {
+	str := func(i int) (string, bool) {
+		v, ok := s.args[i].Value.(ast.String)
+		return string(v), ok
+	}
+	switch {
+	case s.name == "lower" && s.hole == 0:
+		s.native = strings.ToLower
+	case s.name == "upper" && s.hole == 0:
+		s.native = strings.ToUpper
+	case s.name == "trim_prefix" && s.hole == 0:
+		if p, ok := str(1); ok {
+			s.native = func(v string) string { return strings.TrimPrefix(v, p) }
+		}
+	case s.name == "trim_suffix" && s.hole == 0:
+		if p, ok := str(1); ok {
+			s.native = func(v string) string { return strings.TrimSuffix(v, p) }
+		}
+	case s.name == "concat" && s.hole == 1 && s.inArray >= 0:
+		sep, ok := str(0)
+		arr := s.args[1].Value.(*ast.Array)
+		parts := make([]string, arr.Len())
+		for j := range parts {
+			if j == s.inArray {
+				continue
+			}
+			e, isStr := arr.Elem(j).Value.(ast.String)
+			if !isStr {
+				return s
+			}
+			parts[j] = string(e)
+		}
+		if ok {
+			pre := strings.Join(parts[:s.inArray], sep)
+			post := strings.Join(parts[s.inArray+1:], sep)
+			if s.inArray > 0 {
+				pre += sep
+			}
+			if s.inArray < len(parts)-1 {
+				post = sep + post
+			}
+			s.native = func(v string) string { return pre + v + post }
+		}
+	}
+	return s
 }
 
 // taint is how a value is made of a request field: field, then steps.
@@ -512,7 +564,7 @@ func (a *pathAnalysis) derive(e *ast.Expr, name string, operands []*ast.Term, ar
 		}
 		st.args[tainted] = ast.ArrayTerm(elems...)
 	}
-	s.env[out] = base.then(st)
+	s.env[out] = base.then(st.withNative())
 	return nil
 }
 
@@ -786,16 +838,30 @@ func (p PathTests) Hold(ctx context.Context, in *Input) bool {
 	bctx := topdown.BuiltinContext{Context: ctx}
 	var lastTaint string
 	var lastVal *ast.Term
+	var lastStr string
+	lastOK := false
 	for _, t := range p.tests {
-		var v *ast.Term
-		if t.site.taint.key == lastTaint && lastVal != nil {
-			v = lastVal
-		} else {
+		// Most tests are startswith or == of a string made of the path
+		// and constants: answered in Go, without building OPA terms.
+		if t.site.taint.key != lastTaint || !lastOK {
+			lastTaint, lastVal = t.site.taint.key, nil
+			lastStr, lastOK = deriveNative(t.site.taint, in)
+		}
+		if lastOK {
+			if got, ok := nativeTest(t, lastStr); ok {
+				if !got {
+					return false
+				}
+				continue
+			}
+		}
+		v := lastVal
+		if v == nil {
 			var ok bool
 			if v, ok = derive(bctx, t.site.taint, in); !ok {
 				return false
 			}
-			lastTaint, lastVal = t.site.taint.key, v
+			lastVal = v
 		}
 		ops := make([]*ast.Term, len(t.args))
 		copy(ops, t.args)
@@ -806,6 +872,57 @@ func (p PathTests) Hold(ctx context.Context, in *Input) bool {
 		}
 	}
 	return true
+}
+
+// deriveNative is derive in Go, if every step has a native form.
+func deriveNative(t taint, in *Input) (string, bool) {
+	v := in.Request.MatchPath
+	if t.field == "path" {
+		v = in.Request.Path
+	}
+	for _, s := range t.steps {
+		if s.native == nil {
+			return "", false
+		}
+		v = s.native(v)
+	}
+	return v, true
+}
+
+// nativeTest answers t on the string v in Go: whether its answer is the
+// recorded one. ok is false where the test has no native form.
+func nativeTest(t pathTest, v string) (same, ok bool) {
+	if t.result == nil || len(t.args) != 2 {
+		return false, false
+	}
+	want, isBool := t.result.Value.(ast.Boolean)
+	if !isBool {
+		return false, false
+	}
+	other, isStr := t.args[1-t.site.pos].Value.(ast.String)
+	if !isStr {
+		return false, false
+	}
+	a, b := v, string(other)
+	if t.site.pos == 1 {
+		a, b = b, a
+	}
+	var got bool
+	switch t.site.op {
+	case "startswith":
+		got = strings.HasPrefix(a, b)
+	case "endswith":
+		got = strings.HasSuffix(a, b)
+	case "contains":
+		got = strings.Contains(a, b)
+	case "equal":
+		got = a == b
+	case "neq":
+		got = a != b
+	default:
+		return false, false
+	}
+	return got == bool(want), true
 }
 
 // derive computes a path value of in as taint says.

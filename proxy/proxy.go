@@ -531,12 +531,19 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		d = h.o.Policy.Decide(r.Context(), &policy.Input{
 			User: policy.User{ID: id.UserID}, Org: policy.Org{ID: id.OrgID, Slug: id.OrgSlug}, Route: policy.Route{ID: rt.ID, Orgs: rt.Orgs}})
 	} else {
-		// One org snapshot for the whole decision.
+		// One org snapshot for the whole decision. The input's user, org,
+		// route and session parts (as Go values and as OPA values) are
+		// built once per identity, route and org snapshot, not per
+		// request.
 		org, _ := h.o.Orgs(id.OrgID)
-		in := PolicyInput(r, host, path, lg.client, rt, id, orgSnapshot(h.o.Orgs, org), start)
-		// The input's user, org, route and session parts are built once per
-		// identity, route and org snapshot, not per request.
-		in.UseParts(e.Memo(id, partsKey{rt, org}, func() any { return in.Prebuild() }).(*policy.Parts))
+		base := e.Memo(id, partsKey{rt, org}, func() any {
+			in := identityInput(rt, id, orgSnapshot(h.o.Orgs, org))
+			in.UseParts(in.Prebuild())
+			return in
+		}).(*policy.Input)
+		in := new(policy.Input)
+		*in = *base
+		in.Request = requestInput(r, host, path, lg.client, start)
 		d = h.decide(r, e, id, in, rt, org, start)
 	}
 	if !d.Allow {
@@ -647,6 +654,7 @@ func (h *Handler) watchBody(w http.ResponseWriter, r *http.Request, start time.T
 func (h *Handler) decide(r *http.Request, e *session.Entry, id *session.Identity, in *policy.Input, rt *Route, org *store.Org, now time.Time) policy.Decision {
 	ve, ok := h.o.Policy.(policy.Versioned)
 	if h.o.DecisionCacheTTL <= 0 || !ok {
+		completeInput(in, r)
 		return h.o.Policy.Decide(r.Context(), in)
 	}
 	cache := e.Memo(id, cacheKey{rt, org}, func() any { return &decisionCache{} }).(*decisionCache)
@@ -656,12 +664,14 @@ func (h *Handler) decide(r *http.Request, e *session.Entry, id *session.Identity
 		reads = cache.readsFor(version, func() policy.Reads { return rr.RequestReads(in) })
 	}
 	if reads.Never {
+		completeInput(in, r)
 		return h.o.Policy.Decide(r.Context(), in)
 	}
 	key := decisionKey(in, r.URL.RawQuery, reads)
 	if d, ok := cache.get(r.Context(), key, version, in, now); ok {
 		return d
 	}
+	completeInput(in, r)
 	d := h.o.Policy.Decide(r.Context(), in)
 	if d.Allow && d.Err == nil {
 		cache.put(key, version, d, now.Add(h.o.DecisionCacheTTL))
