@@ -829,9 +829,10 @@ func (p PathTests) Reusable() bool { return !p.unusable }
 // Len is the number of tests.
 func (p PathTests) Len() int { return len(p.tests) }
 
-// Hold reports whether every test gives the same result on in's paths:
-// then the policies, asked of in, decide as they did.
-func (p PathTests) Hold(ctx context.Context, in *Input) bool {
+// Hold reports whether every test gives the same result on req's paths:
+// then the policies, asked of an input that differs from the decision's
+// only in req's paths, decide as they did.
+func (p PathTests) Hold(ctx context.Context, req *Request) bool {
 	if p.unusable {
 		return false
 	}
@@ -845,7 +846,7 @@ func (p PathTests) Hold(ctx context.Context, in *Input) bool {
 		// and constants: answered in Go, without building OPA terms.
 		if t.site.taint.key != lastTaint || !lastOK {
 			lastTaint, lastVal = t.site.taint.key, nil
-			lastStr, lastOK = deriveNative(t.site.taint, in)
+			lastStr, lastOK = deriveNative(t.site.taint, req)
 		}
 		if lastOK {
 			if got, ok := nativeTest(t, lastStr); ok {
@@ -858,7 +859,7 @@ func (p PathTests) Hold(ctx context.Context, in *Input) bool {
 		v := lastVal
 		if v == nil {
 			var ok bool
-			if v, ok = derive(bctx, t.site.taint, in); !ok {
+			if v, ok = derive(bctx, t.site.taint, req); !ok {
 				return false
 			}
 			lastVal = v
@@ -875,10 +876,10 @@ func (p PathTests) Hold(ctx context.Context, in *Input) bool {
 }
 
 // deriveNative is derive in Go, if every step has a native form.
-func deriveNative(t taint, in *Input) (string, bool) {
-	v := in.Request.MatchPath
+func deriveNative(t taint, req *Request) (string, bool) {
+	v := req.MatchPath
 	if t.field == "path" {
-		v = in.Request.Path
+		v = req.Path
 	}
 	for _, s := range t.steps {
 		if s.native == nil {
@@ -926,13 +927,13 @@ func nativeTest(t pathTest, v string) (same, ok bool) {
 }
 
 // derive computes a path value of in as taint says.
-func derive(bctx topdown.BuiltinContext, t taint, in *Input) (*ast.Term, bool) {
+func derive(bctx topdown.BuiltinContext, t taint, req *Request) (*ast.Term, bool) {
 	var v *ast.Term
 	switch t.field {
 	case "path":
-		v = ast.StringTerm(in.Request.Path)
+		v = ast.StringTerm(req.Path)
 	case "match_path":
-		v = ast.StringTerm(in.Request.MatchPath)
+		v = ast.StringTerm(req.MatchPath)
 	default:
 		return nil, false
 	}

@@ -127,7 +127,7 @@ func TestPathTestReuseIsSound(t *testing.T) {
 					if len(tested) == 0 && (in1.Request.Path != in2.Request.Path || in1.Request.MatchPath != in2.Request.MatchPath) {
 						continue // paths are keyed as they are: no question of reuse
 					}
-					if !d1.PathTests.Hold(ctx, in2) {
+					if !d1.PathTests.Hold(ctx, &in2.Request) {
 						continue
 					}
 					if d2 := r.Decide(ctx, in2); !sameDecision(d1, d2) {
@@ -174,7 +174,7 @@ func TestPathTestsOfRolesByPath(t *testing.T) {
 	}
 	for path, holds := range map[string]bool{"/api/items/2": true, "/": true, "/api/admin/x": true, "/administrators": true,
 		"/admin": false, "/admin/users/1": false, "/billing": false, "/billing/invoices/9": false} {
-		if got := d.PathTests.Hold(ctx, reuseInput(path, []string{"member"}, "")); got != holds {
+		if got := d.PathTests.Hold(ctx, &reuseInput(path, []string{"member"}, "").Request); got != holds {
 			t.Errorf("%s: holds %v, want %v", path, got, holds)
 		}
 	}
@@ -228,7 +228,7 @@ mfa_max_age := 300 if contains(input.request.match_path, "admin")
 		for _, roles := range [][]string{{"admin"}, {"member"}} {
 			d1 := r.Decide(ctx, reuseInput(p1, roles, "pro"))
 			in2 := reuseInput(p2, roles, "pro")
-			if d1.PathTests.Hold(ctx, in2) {
+			if d1.PathTests.Hold(ctx, &in2.Request) {
 				if d2 := r.Decide(ctx, in2); !sameDecision(d1, d2) {
 					t.Fatalf("roles %v: decision for %q (%+v) holds for %q, which decides %+v", roles, p1, d1, p2, d2)
 				}

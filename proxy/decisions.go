@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"net/http"
 	"sync"
 	"time"
 
@@ -62,35 +63,40 @@ func (c *decisionCache) readsFor(version string, ask func() policy.Reads) policy
 // cached decision costs 32 bytes however long the path, query and headers.
 // Each field is written as its name and its length-prefixed value: no
 // value, whatever bytes it holds, can pass for another field or shift a
-// boundary.
-func decisionKey(in *policy.Input, rawQuery string, r policy.Reads) string {
-	b := make([]byte, 0, len(in.Request.Method)+len(in.Request.Host)+len(in.Request.Path)+len(in.Request.MatchPath)+len(rawQuery)+len(in.Request.ClientAddr)+160)
+// boundary. Headers are those of the input (policy.SelectedHeaders), read
+// from hr; the query is hr's, as sent. With no field read the key is "".
+func decisionKey(req *policy.Request, hr *http.Request, r policy.Reads) string {
+	if !r.All && len(r.Fields) == 0 {
+		return ""
+	}
+	rawQuery := hr.URL.RawQuery
+	b := make([]byte, 0, len(req.Method)+len(req.Host)+len(req.Path)+len(req.MatchPath)+len(rawQuery)+len(req.ClientAddr)+160)
 	field := func(name, v string) {
 		b = append(b, name...)
 		b = binary.AppendUvarint(b, uint64(len(v)))
 		b = append(b, v...)
 	}
 	if r.Has("method") {
-		field("method", in.Request.Method)
+		field("method", req.Method)
 	}
 	if r.Has("host") {
-		field("host", in.Request.Host)
+		field("host", req.Host)
 	}
 	if r.Has("path") {
-		field("path", in.Request.Path)
+		field("path", req.Path)
 	}
 	if r.Has("match_path") {
-		field("match_path", in.Request.MatchPath)
+		field("match_path", req.MatchPath)
 	}
 	if r.Has("query") {
 		field("query", rawQuery)
 	}
 	if r.Has("client_addr") {
-		field("client_addr", in.Request.ClientAddr)
+		field("client_addr", req.ClientAddr)
 	}
 	if r.Has("headers") {
-		for _, k := range policy.SelectedHeaderKeys {
-			field(k, in.Request.Headers[k])
+		for i, h := range policy.SelectedHeaders {
+			field(policy.SelectedHeaderKeys[i], hr.Header.Get(h))
 		}
 	}
 	sum := sha256.Sum256(b)
@@ -98,13 +104,13 @@ func decisionKey(in *policy.Input, rawQuery string, r policy.Reads) string {
 }
 
 // get returns a decision under key that holds for in.
-func (c *decisionCache) get(ctx context.Context, key, version string, in *policy.Input, now time.Time) (policy.Decision, bool) {
+func (c *decisionCache) get(ctx context.Context, key, version string, req *policy.Request, now time.Time) (policy.Decision, bool) {
 	c.mu.Lock()
 	es := c.m[key] // never modified in place: put replaces the slice
 	c.mu.Unlock()
 	for i := range es {
 		e := &es[i]
-		if e.version == version && now.Before(e.expires) && e.d.PathTests.Hold(ctx, in) {
+		if e.version == version && now.Before(e.expires) && e.d.PathTests.Hold(ctx, req) {
 			return e.d, true
 		}
 	}

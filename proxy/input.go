@@ -54,26 +54,27 @@ func identityInput(rt *Route, id *session.Identity, orgs OrgLookup) *policy.Inpu
 }
 
 // requestInput is what a decision's cache key and path tests need of the
-// request: everything but the time strings and the parsed query, which
-// completeInput adds before an evaluation.
+// request: everything but the time strings, the parsed query and the
+// headers, which completeInput adds before an evaluation (the key reads
+// headers from the request).
 func requestInput(r *http.Request, host, path, client string, now time.Time) policy.Request {
-	req := policy.Request{Method: r.Method, Host: host, Path: path, MatchPath: strings.ToLower(StripParams(path)), ClientAddr: client, At: now}
-	for i, h := range policy.SelectedHeaders {
-		if v := r.Header.Get(h); v != "" {
-			if req.Headers == nil {
-				req.Headers = make(map[string]string, len(policy.SelectedHeaders))
-			}
-			req.Headers[policy.SelectedHeaderKeys[i]] = v
-		}
-	}
-	return req
+	return policy.Request{Method: r.Method, Host: host, Path: path, MatchPath: strings.ToLower(StripParams(path)), ClientAddr: client, At: now}
 }
 
-// completeInput adds the request's time and query to in.
+// completeInput adds the request's time strings, query and selected
+// headers to in.
 func completeInput(in *policy.Input, r *http.Request) {
 	in.Request.Fill()
 	if r.URL.RawQuery != "" {
 		in.Request.Query = r.URL.Query()
+	}
+	for i, h := range policy.SelectedHeaders {
+		if v := r.Header.Get(h); v != "" {
+			if in.Request.Headers == nil {
+				in.Request.Headers = make(map[string]string, len(policy.SelectedHeaders))
+			}
+			in.Request.Headers[policy.SelectedHeaderKeys[i]] = v
+		}
 	}
 }
 

@@ -541,10 +541,7 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 			in.UseParts(in.Prebuild())
 			return in
 		}).(*policy.Input)
-		in := new(policy.Input)
-		*in = *base
-		in.Request = requestInput(r, host, path, lg.client, start)
-		d = h.decide(r, e, id, in, rt, org, start)
+		d = h.decide(r, e, id, base, requestInput(r, host, path, lg.client, start), rt, org, start)
 	}
 	if !d.Allow {
 		if d.ID == "" {
@@ -651,28 +648,34 @@ func (h *Handler) watchBody(w http.ResponseWriter, r *http.Request, start time.T
 
 // decide asks the policy engine, through the session's cache of recent
 // allow decisions when DecisionCacheTTL is set.
-func (h *Handler) decide(r *http.Request, e *session.Entry, id *session.Identity, in *policy.Input, rt *Route, org *store.Org, now time.Time) policy.Decision {
-	ve, ok := h.o.Policy.(policy.Versioned)
-	if h.o.DecisionCacheTTL <= 0 || !ok {
+// base is the input's identity part, req its request part: the whole
+// input is only put together for an evaluation.
+func (h *Handler) decide(r *http.Request, e *session.Entry, id *session.Identity, base *policy.Input, req policy.Request, rt *Route, org *store.Org, now time.Time) policy.Decision {
+	evaluate := func() policy.Decision {
+		in := new(policy.Input)
+		*in = *base
+		in.Request = req
 		completeInput(in, r)
 		return h.o.Policy.Decide(r.Context(), in)
+	}
+	ve, ok := h.o.Policy.(policy.Versioned)
+	if h.o.DecisionCacheTTL <= 0 || !ok {
+		return evaluate()
 	}
 	cache := e.Memo(id, cacheKey{rt, org}, func() any { return &decisionCache{} }).(*decisionCache)
 	version := ve.Version()
 	reads := policy.Reads{All: true}
 	if rr, ok := h.o.Policy.(policy.ReadsReporter); ok {
-		reads = cache.readsFor(version, func() policy.Reads { return rr.RequestReads(in) })
+		reads = cache.readsFor(version, func() policy.Reads { return rr.RequestReads(base) })
 	}
 	if reads.Never {
-		completeInput(in, r)
-		return h.o.Policy.Decide(r.Context(), in)
+		return evaluate()
 	}
-	key := decisionKey(in, r.URL.RawQuery, reads)
-	if d, ok := cache.get(r.Context(), key, version, in, now); ok {
+	key := decisionKey(&req, r, reads)
+	if d, ok := cache.get(r.Context(), key, version, &req, now); ok {
 		return d
 	}
-	completeInput(in, r)
-	d := h.o.Policy.Decide(r.Context(), in)
+	d := evaluate()
 	if d.Allow && d.Err == nil {
 		cache.put(key, version, d, now.Add(h.o.DecisionCacheTTL))
 	}

@@ -243,9 +243,17 @@ func BenchmarkDecisionPath(b *testing.B) {
 		name   string
 		varied bool
 		ttl    time.Duration
-	}{{"same-path/cache", false, time.Second}, {"varied/cache", true, time.Second}, {"varied/no-cache", true, 0}} {
+		engine policy.Engine
+	}{
+		{"same-path/cache", false, time.Second, r}, {"varied/cache", true, time.Second, r}, {"varied/no-cache", true, 0, r},
+		{"varied/no-policy", true, time.Second, nil}, // the baseline: the route's orgs alone
+	} {
 		b.Run(tc.name, func(b *testing.B) {
-			f := newFixture(b, policy.Chain{policy.RouteOrgs{}, r})
+			chain := policy.Chain{policy.RouteOrgs{}}
+			if tc.engine != nil {
+				chain = append(chain, tc.engine)
+			}
+			f := newFixture(b, chain)
 			h := proxy.New(f.opts(func(o *proxy.Options) { o.DecisionCacheTTL = tc.ttl }))
 			var n atomic.Uint64
 			b.ReportAllocs()
