@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -171,5 +172,58 @@ func TestOwnerOf(t *testing.T) {
 		if _, err := h.ownerOf(o); err == nil {
 			t.Fatalf("%s: no error", o.Slug)
 		}
+	}
+}
+
+// updateCounter counts membership updates.
+type updateCounter struct {
+	store.Store
+	updates atomic.Int32
+}
+
+func (c *updateCounter) UpdateMembership(ctx context.Context, userID, orgID string, fn func(store.Membership) (store.Membership, error)) (store.Membership, error) {
+	c.updates.Add(1)
+	return c.Store.UpdateMembership(ctx, userID, orgID, fn)
+}
+
+// A returning person whose sign-in changes nothing of their membership
+// costs no write; one whose groups, roles or attributes changed is
+// updated; a suspended one is still refused.
+func TestReturningSignInWritesOnlyChanges(t *testing.T) {
+	ctx := context.Background()
+	p := store.Provisioning{GroupRoles: map[string][]string{"admins": {"admin"}, "eng": {"engineer"}}, Claims: store.ClaimMapping{Attributes: map[string]string{"department": "dept"}}}
+	org := oidcOrg("org_acme", "acme", []string{"acme.example"}, p)
+	h, st := provisionFixture(t, org)
+	c := &updateCounter{Store: st}
+	h.o.Store = c
+	signIn := func(id connection.Identity) (store.Membership, error) {
+		u, err := h.provision(ctx, &org, &org, id, nil)
+		if err != nil {
+			return store.Membership{}, err
+		}
+		return st.GetMembership(ctx, u.ID, org.ID)
+	}
+	first, err := signIn(ident("ann@acme.example", "s1", "eng"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := signIn(ident("ann@acme.example", "s1", "eng"))
+	if err != nil || c.updates.Load() != 0 || !again.UpdatedAt.Equal(first.UpdatedAt) {
+		t.Fatalf("unchanged sign-in: %v, %d updates, updated %v then %v", err, c.updates.Load(), first.UpdatedAt, again.UpdatedAt)
+	}
+	moved, err := signIn(ident("ann@acme.example", "s1", "admins"))
+	if err != nil || c.updates.Load() != 1 || !slices.Equal(moved.Roles, []string{"admin", "member"}) || !slices.Equal(moved.Groups, []string{"admins"}) {
+		t.Fatalf("new groups: %v, %d updates, membership %+v", err, c.updates.Load(), moved)
+	}
+	id := ident("ann@acme.example", "s1", "admins")
+	id.Claims["dept"] = []string{"Sales"}
+	if m, err := signIn(id); err != nil || c.updates.Load() != 2 || m.Attributes["department"] != "Sales" {
+		t.Fatalf("new attribute: %v, %d updates, membership %+v", err, c.updates.Load(), m)
+	}
+	if _, err := st.UpdateMembership(ctx, moved.UserID, org.ID, func(m store.Membership) (store.Membership, error) { m.Disabled = true; return m, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := signIn(id); connection.KindOf(err) != connection.KindDenied {
+		t.Fatalf("suspended: %v", err)
 	}
 }
