@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -237,5 +238,71 @@ func TestConfigValidateCompilesPolicies(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "bad.rego:3: rego_parse_error") {
 		t.Fatalf("config validate with a broken policy: %v\n%s", err, out)
+	}
+}
+
+// Decisions reused across paths, through the binary: with roles_by_path
+// as the platform's policy and plan_gating as Acme's (on the free plan),
+// a member's many item paths share decisions (far fewer evaluations than
+// requests), while every path the policies answer differently for
+// (/admin, /billing, /api/reports, spelled any way) is evaluated and
+// denied, however often it comes between allowed ones; an admin's
+// decisions are their own.
+func TestDecisionsReusedAcrossPaths(t *testing.T) {
+	up := newUpstream(t)
+	cfg := strings.NewReplacer("{{UPSTREAM}}", up.URL, "{{BOBHASH}}", readBobHash(t)).Replace(testConfig)
+	cfg = strings.Replace(cfg, "login:\n", "policy:\n  platform: ../examples/policies/roles_by_path\n  decision_cache_ttl: 1m\nlogin:\n", 1)
+	cfg = strings.Replace(cfg, "    login_domain: login.acme.localhost\n", "    login_domain: login.acme.localhost\n    policy: ../examples/policies/plan_gating\n    attributes: { plan: free }\n", 1)
+	g := start(t, cfg, "ALICE_PASSWORD=alice-pw-123", "CAROL_PASSWORD=carol-pw-456")
+	bob, alice := g.browser(t), g.browser(t)
+	bob.login(g.url("app.localhost", "/"), "bob@acme.example", "bob-example-password")
+	alice.login(g.url("app.localhost", "/"), "alice@acme.example", "alice-pw-123")
+
+	evals := func() float64 {
+		n := 0.0
+		for k, v := range metrics(t, g) {
+			if strings.HasPrefix(k, "gatehouse_policy_eval_seconds_count") {
+				n += v
+			}
+		}
+		return n
+	}
+	before := evals()
+	denied := []string{"/admin/users/%d", "/billing/invoices/%d", "/ADMIN/users/%d", "/admin;x/users/%d", "/Billing;y/%d", "/api/reports/%d", "/API/Reports/%d"}
+	requests := 0
+	for i := range 60 {
+		path := fmt.Sprintf("/api/items/%d", i)
+		if i%3 == 0 {
+			path += "?page=2"
+		}
+		if p := bob.get(g.url("app.localhost", path)); p.status != 200 {
+			t.Fatalf("bob %s: %d", path, p.status)
+		}
+		requests++
+		if r := up.last(strings.SplitN(path, "?", 2)[0]); r.Header.Get("X-Gatehouse-Plan") != "free" {
+			t.Fatalf("bob %s upstream: plan %q", path, r.Header.Get("X-Gatehouse-Plan"))
+		}
+		if i%4 == 0 {
+			d := fmt.Sprintf(denied[(i/4)%len(denied)], i)
+			if p := bob.get(g.url("app.localhost", d)); p.status != http.StatusForbidden {
+				t.Fatalf("bob %s after %s: %d, want 403", d, path, p.status)
+			}
+			requests++
+		}
+	}
+	// Every deny is evaluated; the 60 allowed item paths need a handful.
+	if n := evals() - before; n >= float64(requests)/2 {
+		t.Errorf("%d requests, %v evaluations: decisions not reused across paths", requests, n)
+	}
+	// Alice (admin) on /admin: allowed, by her own decision; /api/reports
+	// stays closed to her org's plan.
+	if p := alice.get(g.url("app.localhost", "/admin/users/7")); p.status != 200 {
+		t.Fatalf("alice /admin/users/7: %d", p.status)
+	}
+	if p := alice.get(g.url("app.localhost", "/api/reports/7")); p.status != http.StatusForbidden || !strings.Contains(p.body, "free plan") {
+		t.Fatalf("alice /api/reports/7: %d %s", p.status, p.body)
+	}
+	if p := bob.get(g.url("app.localhost", "/admin/users/7")); p.status != http.StatusForbidden {
+		t.Fatalf("bob /admin/users/7 after alice: %d", p.status)
 	}
 }
