@@ -187,6 +187,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	// Libraries that log through slog's default (the OpenID Provider
 	// library) write to the same stream, in the same format.
 	slog.SetDefault(log.Logger.With("component", "library"))
+	setMemoryLimit(log.Logger)
 	opts := deployOptions{Logger: log.Logger, ConfigFile: *cfgPath}
 	if setup != nil {
 		opts.ConfigFile = "the dev mode's built-in config"
