@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -220,6 +221,30 @@ func TestPolicyCLI(t *testing.T) {
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 3 || !strings.Contains(string(out), `"allow": false`) {
 		t.Fatalf("bob (member) on /admin should be denied (exit 3): %v\n%s", err, out)
+	}
+	// Allowed elsewhere, eval says what the decision may be reused for:
+	// any path that answers the policy's three questions the same.
+	cmd = exec.Command(binary, "policy", "input", "--config", "../config/testdata/example.yaml", "--user", "bob@acme.example",
+		"--url", "http://app.localhost:8080/reports/7")
+	cmd.Env = append(os.Environ(), "ALICE_PASSWORD=a", "CAROL_PASSWORD=c")
+	if input, err = cmd.Output(); err != nil {
+		t.Fatalf("policy input: %v", err)
+	}
+	must(t, os.WriteFile(inputFile, input, 0o644))
+	out, err = exec.Command(binary, "policy", "eval", "--platform", "../examples/policies/roles_by_path", "--input", inputFile).Output()
+	var res struct {
+		Allow bool `json:"allow"`
+		Reuse struct {
+			Keyed  []string `json:"keyed_fields"`
+			Tested []string `json:"tested_fields"`
+			Tests  []string `json:"path_tests"`
+			Never  bool     `json:"never"`
+		} `json:"decision_reuse"`
+	}
+	if err != nil || json.Unmarshal(out, &res) != nil || !res.Allow || res.Reuse.Never || len(res.Reuse.Keyed) != 0 ||
+		!slices.Equal(res.Reuse.Tested, []string{"match_path"}) || len(res.Reuse.Tests) != 3 ||
+		res.Reuse.Tests[1] != `startswith(concat("", [input.request.match_path, "/"]), "/admin/") == false` {
+		t.Fatalf("bob on /reports/7: %v\n%s", err, out)
 	}
 }
 

@@ -982,3 +982,44 @@ func (p PathTests) and(o PathTests) PathTests {
 	}
 	return PathTests{tests: append(p.tests[:len(p.tests):len(p.tests)], o.tests...), unusable: p.unusable || o.unusable}
 }
+
+// Describe writes each test as Rego with its answer, for policy authors
+// (`gatehouse policy eval`): `startswith(concat("", [input.request.match_path, "/"]), "/admin/") == false`.
+func (p PathTests) Describe() []string {
+	out := make([]string, 0, len(p.tests))
+	for _, t := range p.tests {
+		v := "input.request." + t.site.taint.field
+		for _, s := range t.site.taint.steps {
+			v = s.name + "(" + operands(s.args, s.hole, s.inArray, v) + ")"
+		}
+		res := "undefined"
+		if t.result != nil {
+			res = t.result.String()
+		}
+		out = append(out, t.site.op+"("+operands(t.args, t.site.pos, -1, v)+") == "+res)
+	}
+	return out
+}
+
+// operands writes args with v at hole (inside the array there when
+// inArray >= 0).
+func operands(args []*ast.Term, hole, inArray int, v string) string {
+	parts := make([]string, len(args))
+	for i, a := range args {
+		switch {
+		case i == hole && inArray >= 0:
+			arr := a.Value.(*ast.Array)
+			elems := make([]string, arr.Len())
+			for j := range elems {
+				elems[j] = arr.Elem(j).String()
+			}
+			elems[inArray] = v
+			parts[i] = "[" + strings.Join(elems, ", ") + "]"
+		case i == hole:
+			parts[i] = v
+		default:
+			parts[i] = a.String()
+		}
+	}
+	return strings.Join(parts, ", ")
+}

@@ -204,6 +204,12 @@ func Eval(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	d := r.Decide(ctx, &in)
 	out := map[string]any{"allow": d.Allow, "reasons": d.Reasons, "headers": d.Headers, "policy_version": d.Version,
 		"latency_us": time.Since(start).Microseconds()}
+	// What the proxy's decision cache may reuse this decision for (see
+	// docs/policies.md, Performance).
+	rd := r.RequestReads(&in)
+	reuse := map[string]any{"keyed_fields": orEmpty(rd.Fields), "tested_fields": orEmpty(rd.Tested), "path_tests": orEmpty(d.PathTests.Describe()),
+		"never": rd.Never || !d.PathTests.Reusable(), "whole_request": rd.All}
+	out["decision_reuse"] = reuse
 	if d.Err != nil {
 		out["error"] = d.Err.Error()
 	}
@@ -217,6 +223,13 @@ func Eval(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		return 3
 	}
 	return 0
+}
+
+func orEmpty(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }
 
 // Input prints the input document the proxy would build for a user of
