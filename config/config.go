@@ -167,6 +167,9 @@ type Server struct {
 	// request body must arrive, once read_header_timeout has passed since
 	// its headers (default 512; -1 for none).
 	MinBodyRate int `yaml:"min_body_rate"`
+	// Pprof serves Go's profiles (net/http/pprof) on the ops listener
+	// under /debug/pprof/ (default false).
+	Pprof bool `yaml:"pprof"`
 }
 
 // Policy configures Rego policies (see docs/policies.md).
@@ -179,9 +182,11 @@ type Policy struct {
 	// ReloadInterval is how often policy files and org policies in the
 	// store are checked for changes (default 2s).
 	ReloadInterval time.Duration `yaml:"reload_interval"`
-	// DecisionCacheTTL lets an allow be reused for the same session, route
-	// and request (method, host, path, query, client address, selected headers;
-	// not the time) for this long. Default 1s; "0s" turns it off.
+	// DecisionCacheTTL lets an allow be reused for the same session and
+	// route, for a request equal in the fields the policies read and whose
+	// paths answer the policies' questions of paths the same (never for a
+	// policy that reads the time), for this long. Default 1s; "0s" turns
+	// it off.
 	DecisionCacheTTL *time.Duration `yaml:"decision_cache_ttl"`
 	DecisionLog      DecisionLog    `yaml:"decision_log"`
 }

@@ -331,3 +331,25 @@ func TestDecisionsReusedAcrossPaths(t *testing.T) {
 		t.Fatalf("bob /admin/users/7 after alice: %d", p.status)
 	}
 }
+
+// server.pprof serves Go's profiles on the ops listener, and only there;
+// off, they are not served.
+func TestOpsProfiles(t *testing.T) {
+	up := newUpstream(t)
+	cfg := strings.NewReplacer("{{UPSTREAM}}", up.URL, "{{BOBHASH}}", readBobHash(t)).Replace(testConfig)
+	off := start(t, cfg, "ALICE_PASSWORD=alice-pw-123", "CAROL_PASSWORD=carol-pw-456")
+	if p := off.browser(t).get("http://" + off.ops + "/debug/pprof/"); p.status != http.StatusNotFound {
+		t.Fatalf("pprof off: %d", p.status)
+	}
+	on := start(t, strings.Replace(cfg, "login:\n", "server:\n  pprof: true\nlogin:\n", 1), "ALICE_PASSWORD=alice-pw-123", "CAROL_PASSWORD=carol-pw-456")
+	b := on.browser(t)
+	if p := b.get("http://" + on.ops + "/debug/pprof/"); p.status != 200 || !strings.Contains(p.body, "goroutine") {
+		t.Fatalf("pprof index: %d %s", p.status, p.body)
+	}
+	if p := b.get("http://" + on.ops + "/debug/pprof/goroutine?debug=1"); p.status != 200 || !strings.Contains(p.body, "goroutine profile:") {
+		t.Fatalf("goroutines: %d", p.status)
+	}
+	if p := b.get(on.url("app.localhost", "/debug/pprof/")); p.status == 200 && strings.Contains(p.body, "goroutine profile") {
+		t.Fatal("profiles on the proxy listener")
+	}
+}

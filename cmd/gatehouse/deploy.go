@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -551,7 +552,7 @@ func (d *deployment) listen(ctx context.Context, ready func(proxyAddr, opsAddr s
 		ErrorLog:          certs.TLSErrorLog(log),
 	}
 	var draining atomic.Bool
-	ops := &http.Server{Handler: opsMux(d.st, d.metrics, &draining, d.login.NotificationsPreview(d.brand), cfg.Domains.CNAMETarget), ReadHeaderTimeout: 5 * time.Second}
+	ops := &http.Server{Handler: opsMux(d.st, d.metrics, &draining, d.login.NotificationsPreview(d.brand), cfg.Domains.CNAMETarget, cfg.Server.Pprof), ReadHeaderTimeout: 5 * time.Second}
 
 	nofile := connlimit.RaiseFileLimit()
 	maxConns := cfg.Server.MaxConnections
@@ -675,7 +676,7 @@ func (d *deployment) listen(ctx context.Context, ready func(proxyAddr, opsAddr s
 // opsMaxConnections bounds the ops listener (probes, scrapes, previews).
 const opsMaxConnections = 256
 
-func opsMux(st store.Store, m *telemetry.Metrics, draining *atomic.Bool, notifications http.Handler, cnameTarget string) http.Handler {
+func opsMux(st store.Store, m *telemetry.Metrics, draining *atomic.Bool, notifications http.Handler, cnameTarget string, profiles bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
@@ -697,6 +698,15 @@ func opsMux(st store.Store, m *telemetry.Metrics, draining *atomic.Bool, notific
 	mux.Handle("GET /domains", certs.DomainsHandler(st, cnameTarget))
 	mux.Handle("GET /notifications/{org}/{kind}", notifications)
 	mux.Handle("GET /audit/verify", auditVerifyHandler(st))
+	if profiles {
+		// For the on-call engineer: CPU, heap, goroutines of the running
+		// node (server.pprof), on the private listener only.
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }
 
