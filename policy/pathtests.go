@@ -153,6 +153,9 @@ type pathAnalysis struct {
 	c       *ast.Compiler
 	rules   map[string]taint         // complete rules whose value is a path value
 	params  map[string]map[int]taint // functions' parameters that receive one
+	// constant: complete rules with a definition whose value is not a
+	// path value (OPA compares definitions' values: untracked)
+	constant map[string]bool
 	collect bool                     // final pass: record sites
 	sites   []*pathSite
 	exprs   []*ast.Expr // the expressions of sites, same order
@@ -164,7 +167,7 @@ type pathAnalysis struct {
 // returning the sites (by index) and whether the path fields can be
 // reused by tests; false leaves c as it was.
 func analyzePathTests(c *ast.Compiler) ([]*pathSite, bool) {
-	a := &pathAnalysis{c: c, rules: map[string]taint{}, params: map[string]map[int]taint{}}
+	a := &pathAnalysis{c: c, rules: map[string]taint{}, params: map[string]map[int]taint{}, constant: map[string]bool{}}
 	for _, m := range c.Modules {
 		if usesWith(m) {
 			return nil, false
@@ -181,6 +184,11 @@ func analyzePathTests(c *ast.Compiler) ([]*pathSite, bool) {
 		if a.fingerprint() == before {
 			stable = true
 			break
+		}
+	}
+	for k := range a.rules {
+		if a.constant[k] {
+			return nil, false
 		}
 	}
 	if !stable || a.queriesTouchTainted() {
@@ -322,8 +330,10 @@ func (a *pathAnalysis) rule(r *ast.Rule) error {
 		for i, arg := range r.Head.Args {
 			if t, ok := params[i]; ok {
 				v, isVar := arg.Value.(ast.Var)
-				if !isVar {
-					return errUnsupported // a constant parameter compares by unification
+				if !isVar || occurrences(r.Head.Args, v) != 1 {
+					// A constant, or a variable also in another
+					// parameter: compared by unification, untracked.
+					return errUnsupported
 				}
 				s.env[v] = t
 			}
@@ -353,8 +363,24 @@ func (a *pathAnalysis) rule(r *ast.Rule) error {
 			return errUnsupported
 		}
 		a.rules[key] = tv
+	} else if r.Head.Value != nil && !r.Default && !isFunc && r.Head.Key == nil {
+		a.constant[key] = true
 	}
 	return nil
+}
+
+// occurrences counts v in args.
+func occurrences(args ast.Args, v ast.Var) int {
+	n := 0
+	for _, a := range args {
+		ast.WalkVars(a, func(w ast.Var) bool {
+			if w == v {
+				n++
+			}
+			return false
+		})
+	}
+	return n
 }
 
 // body walks the expressions of b in order.
@@ -771,6 +797,12 @@ func runTest(bctx topdown.BuiltinContext, operands []*ast.Term, iter func(*ast.T
 		res, err = nil, nil
 	}
 	if err != nil {
+		// A test that fails fails the decision; it is not reusable.
+		if bctx.Context != nil {
+			if rec, ok := bctx.Context.Value(recorderKey{}).(*recorder); ok {
+				rec.overflow = true
+			}
+		}
 		var oe builtins.ErrOperand
 		if errors.As(err, &oe) {
 			// As OPA reports it for op itself.

@@ -42,6 +42,10 @@ var reusePolicies = map[string]string{
 	"unified":     "allow if {\n\t{\"p\": x} = {\"p\": input.request.path}\n\tx == \"/a\"\n}",
 	"index table": "t := {\"/a\": true}\n\nallow if t[input.request.path]",
 	"two paths":   `allow if startswith(input.request.path, input.request.match_path)`,
+	// Found in review: compared by OPA itself, so read whole.
+	"repeated parameter": "f(x, x) if true\n\nallow if f(input.request.path, \"/a\")",
+	"conflicting values": "p := input.request.path if startswith(input.request.path, \"/\")\n\np := \"/a\" if input.user.id == \"u1\"\n\nallow if count(p) >= 0",
+	"failing test":       `allow if regex.match(input.request.path, "/a")`,
 }
 
 // reusePaths are the paths decisions are made for and reused across.
@@ -49,7 +53,7 @@ var reusePaths = []string{
 	"", "/", "/a", "/a/", "/A", "/b", "/b/", "/m", "/health", "/health/", "/public/", "/public/x", "/publicx",
 	"/admin", "/admin/", "/admin/x", "/ADMIN/x", "/administrators", "/billing/invoices/1", "/api/", "/api/items/42",
 	"/api/v1/items/3", "/api/v12/x", "/api/reports/2", "/sso-settings/x", "/x.json", "/X.JSON", "/a/x/b",
-	"/editor/x", "/viewer/", "/items", "/ä/ü", "/a;x/b", "/" + strings.Repeat("a", 40),
+	"/editor/x", "/viewer/", "/items", "/ä/ü", "/a;x/b", "/" + strings.Repeat("a", 40), "/a\xff", "/(",
 }
 
 // matchPath is the path as routes match it (";params" removed, lowered).
@@ -145,7 +149,7 @@ func TestPathTestReuseIsSound(t *testing.T) {
 			t.Errorf("%s: no decision reused across paths", name)
 		}
 	}
-	for _, name := range []string{"split", "unified", "index table", "two paths"} {
+	for _, name := range []string{"split", "unified", "index table", "two paths", "repeated parameter", "conflicting values"} {
 		if reused[name] != 0 {
 			t.Errorf("%s reads paths whole, yet %d decisions were reused across paths", name, reused[name])
 		}

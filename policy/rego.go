@@ -478,7 +478,7 @@ func (r *Rego) Decide(ctx context.Context, in *Input) Decision {
 			break
 		}
 	}
-	d.PathTests = PathTests{tests: rec.tests, unusable: rec.overflow}
+	d.PathTests = PathTests{tests: rec.tests, unusable: rec.overflow || d.Err != nil}
 	r.log.Record(ctx, in, &d, time.Since(start))
 	return d
 }
