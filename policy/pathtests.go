@@ -150,17 +150,17 @@ var errUnsupported = errors.New("path value used in a way not followed")
 
 // pathAnalysis is the state of one layer's analysis.
 type pathAnalysis struct {
-	c       *ast.Compiler
-	rules   map[string]taint         // complete rules whose value is a path value
-	params  map[string]map[int]taint // functions' parameters that receive one
+	c      *ast.Compiler
+	rules  map[string]taint         // complete rules whose value is a path value
+	params map[string]map[int]taint // functions' parameters that receive one
 	// constant: complete rules with a definition whose value is not a
 	// path value (OPA compares definitions' values: untracked)
 	constant map[string]bool
-	collect bool                     // final pass: record sites
-	sites   []*pathSite
-	exprs   []*ast.Expr // the expressions of sites, same order
-	bodies  []*ast.Body // the bodies holding them
-	cur     *ast.Body   // the body being walked
+	collect  bool // final pass: record sites
+	sites    []*pathSite
+	exprs    []*ast.Expr // the expressions of sites, same order
+	bodies   []*ast.Body // the bodies holding them
+	cur      *ast.Body   // the body being walked
 }
 
 // analyzePathTests finds the path tests of c's modules and rewrites them,
